@@ -9,10 +9,17 @@ const BOOK_DEPTH = 25; // the book tier followed: the ladder shows 10, the depth
 const LADDER_LEVELS = 10;
 const TAPE_ROWS = 50; // the trades channel's snapshot holds the last 50
 const FILL_ROWS = 100;
+const HISTORY_ROWS = 50; // closed orders shown: the newest, from `orders.history`, then pushed
 const REST_POLL_MS = 30000; // 24 h change and reserves: slow-moving, polled
 const TRADING = new Set(["open", "post_only"]); // the statuses under which a price can move
 const RECONNECT_MAX_MS = 5000;
 const CLOSED = new Set(["filled", "canceled", "expired", "rejected"]);
+// Waits before each try to log on again after the account's connection dropped: quick for a
+// blip, then no more than one try every 30 s while the venue is away.
+const RELOGON_DELAYS_S = [1, 2, 4, 8, 16, 30];
+// A session that lived this long was a good one: the next drop's tries start again at 1 s. A
+// shorter one (logged on, then dropped at once: the venue overloaded, say) goes on backing off.
+const SESSION_LIVED_MS = 30000;
 
 const $ = (id) => document.getElementById(id);
 
@@ -39,6 +46,16 @@ const state = {
   balances: new Map(), // asset -> balance row
   fills: [], // exec reports with exec_type "trade", newest first
   fillIds: new Set(),
+  replayAsked: false, // the account resubscribed with since_seq: a snapshot instead means the
+  // venue no longer holds what happened meanwhile, and the fills and history are read again
+  history: new Map(), // order_id -> closed order (its last report, or `orders.history`'s row)
+  credentials: null, // {apiKey, key} of the session (the key non-extractable): to log on again
+  accountSeq: null, // the last private `seq` applied: the since_seq of a logon again
+  relogon: null, // {attempt, why, failed, until, timer} while the page waits to log on again
+  relogonAttempts: 0, // tries since the last session that lived SESSION_LIVED_MS
+  loggedOnAt: 0, // Date.now() of the session's logon
+  recordsLoaded: false, // the fills and history were read on this logon's session (or since)
+  recordsReading: null, // the read of them under way (a promise)
 };
 let market = null; // the /ws/public socket
 let chart = null;
@@ -56,6 +73,7 @@ const renderers = {
   orders: renderOrders,
   balances: renderBalances,
   fills: renderFills,
+  history: renderHistory,
 };
 
 function schedule(...parts) {
@@ -520,8 +538,9 @@ function billYield(symbol) {
 }
 
 function shownPrice(symbol, price) {
-  // A bill's price is per 100 of face: said beside it wherever symbols mix (the instruments,
-  // the open orders, the fills), so 98.70 is not read as the price of one unit.
+  // A price as shown for its instrument, everywhere on the page (the instruments, the ladder,
+  // the tape, the open orders, the history, the fills): a bill's is per 100 of face, said
+  // beside it, so 98.70 is not read as the price of one unit.
   const bill = state.instruments.get(symbol)?.kind === "tbill";
   return bill && price != null ? `${price} /100` : price;
 }
@@ -617,7 +636,7 @@ function ladderSide(tbody, levels, side, most, reverse) {
     row.onclick = () => {
       $("order-price").value = price;
     };
-    cell(row, price, "num price");
+    cell(row, shownPrice(state.selected, price), "num price");
     cell(row, qty, "num qty");
     cell(row, cumulative.toFixed(decimals), "num");
   });
@@ -637,7 +656,7 @@ function renderTape() {
     row.className = trade.taker_side === "buy" ? "bid" : "ask";
     row.dataset.tradeId = trade.trade_id;
     cell(row, clock(trade.ts));
-    cell(row, trade.price, "num price");
+    cell(row, shownPrice(state.selected, trade.price), "num price");
     cell(row, trade.qty, "num qty");
   });
 }
@@ -659,11 +678,12 @@ async function onLogon(event) {
   showLogonError("");
   $("logon-button").disabled = true;
   try {
-    await startSession(apiKey, await importSecret(secret.value), () => {
+    const credentials = { apiKey, key: await importSecret(secret.value) };
+    await startSession(credentials, false, () => {
       secret.value = ""; // logged on: the page keeps only the non-extractable key
     });
   } catch (failed) {
-    showLogonError(`logon failed: ${logonFailure(failed)}${spacesAround(failed, secret.value)}`);
+    showLogonError(`logon failed: ${logonFailure(failed)}${secretSlips(failed, secret.value)}`);
   } finally {
     $("logon-button").disabled = false;
   }
@@ -677,16 +697,28 @@ function logonFailure(failed) {
   return `the API key is unknown or the secret is wrong (${error.name} ${error.code})`;
 }
 
-function spacesAround(failed, secret) {
-  // The key is trimmed, the secret signed as typed (a secret may hold spaces): a refused one
-  // with a space at an end was most likely copied with the columns of `venue serve`'s list.
+function secretSlips(failed, secret) {
+  // The key is trimmed, the secret signed as typed (a secret may hold spaces and quotes): a
+  // refused one with a space at an end was most likely copied with the columns of `venue
+  // serve`'s list, one in quotes with the JSON of `venue admin issue-key` ("…",).
   if (failed.error?.name !== "BAD_SIGNATURE") return "";
   const ends = [secret !== secret.trimStart() && "starts", secret !== secret.trimEnd() && "ends"];
   const where = ends.filter(Boolean).join(" and ");
-  return where ? `; the secret typed ${where} with a space, and is signed as typed` : "";
+  const slips = where ? [`the secret typed ${where} with a space, and is signed as typed`] : [];
+  if (/^\s*["“”']|["“”'],?\s*$/.test(secret)) {
+    slips.push("the secret typed is in quotes, which are not part of it: type it without them");
+  }
+  return slips.map((slip) => `; ${slip}`).join("");
 }
 
-async function startSession(apiKey, key, onLoggedOn) {
+class KeyRefusedError extends Error {
+  // A logon the venue took whose key the page cannot use: no try again can mend it.
+}
+
+async function startSession(credentials, again, onLoggedOn = () => {}) {
+  // Open /ws/trade, log on with the session's key and follow the account. `again`: logging on
+  // again after the connection dropped, the account still shown: its stream resumes after the
+  // last seq applied (protocol §8.1), so what happened meanwhile is replayed, not skipped.
   const socket = new VenueSocket("/ws/trade", {
     onPush: onAccountPush,
     onClose: (event) => {
@@ -694,70 +726,197 @@ async function startSession(apiKey, key, onLoggedOn) {
     },
   });
   await socket.open();
+  if (again && state.credentials !== credentials) {
+    socket.close(); // logged out while the socket opened: nothing signed is sent
+    throw new Error("logged out meanwhile");
+  }
   let result;
   try {
-    result = await logon(socket, apiKey, key);
+    result = await logon(socket, credentials.apiKey, credentials.key);
     // The page shows the account (balances, open orders, fills): a key without the `read`
     // scope could place orders it would never show, so it is refused here, before the page
     // reads as logged on (docs/web.md).
     if (!(result.scopes ?? []).includes("read")) {
-      throw new Error(
+      throw new KeyRefusedError(
         "this API key lacks the read scope, which the page needs to show the account; " +
           "use a key with read and trade",
       );
     }
+    if (again && state.credentials !== credentials) throw new Error("logged out meanwhile");
   } catch (refused) {
     socket.close();
     throw refused;
   }
   onLoggedOn();
+  state.credentials = credentials;
   state.trade = socket;
+  state.loggedOnAt = Date.now();
+  showSession(result, credentials.apiKey, again);
+  try {
+    state.replayAsked = again && state.accountSeq !== null;
+    const since = state.replayAsked ? { since_seq: state.accountSeq } : {};
+    await socket.request("subscribe", { ch: "account", ...since });
+    // read until once read: a first session that dropped while reading leaves it to the next
+    if (!state.recordsLoaded) await readAccountRecords(socket);
+  } catch (failed) {
+    // A close now is the session's end, which `endSession` reports ("disconnected
+    // (code)"). Any other failure leaves no half session. A first logon: the page logs off
+    // and says why. A try again (its resubscription or a read refused, rate limited by the
+    // account's bucket, say, or timed out): the account stays shown, dimmed, and
+    // `relogonNow` says why and tries again, or logs off saying why if no try can mend it.
+    if (state.trade !== socket) return;
+    state.trade = null;
+    socket.close();
+    if (again) showStale();
+    else clearSession();
+    throw failed;
+  }
+}
+
+function showSession(result, apiKey, again) {
   $("account").textContent = String(result.account);
   $("api-key-shown").textContent = apiKey;
   $("logon-form").hidden = true;
   $("session").hidden = false;
+  $("orders-panel").classList.remove("stale");
   const trades = result.scopes.includes("trade");
   state.mayTrade = trades;
   $("place-button").disabled = !trades;
+  schedule("orders"); // the rows' Amend
+  if (again) return; // the result line keeps what it said (an outcome unknown, say)
   showResult(
     trades
       ? `logged on as account ${result.account}`
       : `logged on as account ${result.account}: read only (this key lacks the trade scope)`,
     trades ? "ok" : "warn",
   );
-  try {
-    await socket.request("subscribe", { ch: "account" });
-    await loadFills(socket);
-  } catch (failed) {
-    // A close now is the session's end, which `endSession` reports ("disconnected
-    // (code)"). Any other failure leaves no half session: the page logs off and says why.
-    if (state.trade !== socket) return;
-    state.trade = null;
-    socket.close();
-    clearSession();
-    throw failed;
-  }
+}
+
+function readAccountRecords(socket) {
+  // The fills and the order history, read once at a time (a snapshot's reread may meet the
+  // logon's read), `recordsLoaded` once both are.
+  state.recordsReading ??= loadAccountRecords(socket).finally(() => {
+    state.recordsReading = null;
+  });
+  return state.recordsReading;
+}
+
+async function loadAccountRecords(socket) {
+  await loadFills(socket);
+  await loadHistory(socket);
+  if (state.trade === socket) state.recordsLoaded = true;
 }
 
 async function loadFills(socket) {
   // The newest FILL_ROWS in one request (before session 29 `fills` paged oldest first only,
-  // and the page walked up to 10 pages of 1,000 to keep the last 100).
+  // and the page walked up to 10 pages of 1,000 to keep the last 100). They replace those
+  // shown, which a snapshot's reread may find missing some: a fill pushed before the answer
+  // is in it (the venue answers in order), one pushed after is added to it.
   const { fills } = await socket.request("fills", { limit: FILL_ROWS, newest_first: true });
+  state.fills = [];
+  state.fillIds.clear();
   for (const fill of fills) addFill(fill);
+  schedule("fills");
+}
+
+async function loadHistory(socket) {
+  // The newest HISTORY_ROWS closed orders, replacing those shown as the fills do; the account
+  // stream's reports add those that close from now on (`onExec`).
+  const params = { status: "closed", limit: HISTORY_ROWS };
+  const { orders } = await socket.request("orders.history", params);
+  state.history = new Map(orders.map((order) => [order.order_id, order]));
+  trimHistory();
 }
 
 function endSession(event) {
+  // The account's connection closed. After a logout: back to the logon form. Else it dropped
+  // (a lost network, a restart): the account stays shown, dimmed, and the page logs on again
+  // by itself with the key it holds (`scheduleRelogon`).
   const expected = state.loggingOut;
   state.trade = null;
-  clearSession();
-  // a logout clears whatever the form said before; any other close says why
-  showLogonError(expected ? "" : `disconnected (${event.code}${reason(event)})`);
+  if (expected || state.credentials === null) {
+    clearSession();
+    showLogonError(expected ? "" : `disconnected (${event.code}${reason(event)})`);
+    return;
+  }
+  showStale();
+  scheduleRelogon(`disconnected (${event.code}${reason(event)})`);
+}
+
+function showStale() {
+  // No session now, the account still shown (dimmed) until the page is logged on again.
+  state.mayTrade = false;
+  stopAmending();
+  $("place-button").disabled = true;
+  $("orders-panel").classList.add("stale");
+  schedule("orders");
+}
+
+function scheduleRelogon(why, failed = "") {
+  // The next try after RELOGON_DELAYS_S (the last repeated), counted down on the status line
+  // (`why` the drop, `failed` what the last try met). The delays start again at 1 s only
+  // after a session that lived SESSION_LIVED_MS: one dropped at once goes on backing off.
+  if (state.relogon === null && Date.now() - state.loggedOnAt >= SESSION_LIVED_MS) {
+    state.relogonAttempts = 0;
+  }
+  const attempt = state.relogonAttempts++;
+  const delayS = RELOGON_DELAYS_S[Math.min(attempt, RELOGON_DELAYS_S.length - 1)];
+  clearTimeout(state.relogon?.timer);
+  const until = Date.now() + delayS * 1000;
+  const relogon = { attempt: attempt + 1, why, failed, until, timer: null };
+  state.relogon = relogon;
+  // said once (a drop, a failed try): the seconds count down where no reader announces them
+  showRelogonStatus(`${why}${failed}`, "");
+  countDownRelogon(relogon);
+}
+
+function countDownRelogon(relogon) {
+  if (state.relogon !== relogon) return; // logged out, or another drop, meanwhile
+  const leftMs = relogon.until - Date.now();
+  if (leftMs <= 0) {
+    relogonNow(relogon);
+    return;
+  }
+  const left = `: reconnecting in ${Math.ceil(leftMs / 1000)} s`;
+  showRelogonStatus(`${relogon.why}${relogon.failed}`, left);
+  relogon.timer = setTimeout(() => countDownRelogon(relogon), Math.min(leftMs, 1000));
+}
+
+async function relogonNow(relogon) {
+  showRelogonStatus(`${relogon.why}${relogon.failed}`, ": reconnecting…");
+  try {
+    await startSession(state.credentials, true);
+  } catch (failed) {
+    if (state.relogon !== relogon) return;
+    if (mayHeal(failed)) {
+      scheduleRelogon(relogon.why, `; try ${relogon.attempt} failed (${failed.message})`);
+      return;
+    }
+    // refused for its key (revoked, say): no later try would be taken; the secret is asked
+    state.relogon = null;
+    clearSession();
+    showLogonError(`logged off: ${logonFailure(failed)}; enter the secret to log on again`);
+    return;
+  }
+  if (state.relogon !== relogon) return; // dropped again meanwhile: its own try is waiting
+  state.relogon = null;
+  showRelogonStatus("", "");
+}
+
+function mayHeal(failed) {
+  // Only a refusal of the key itself (unknown or revoked: BAD_SIGNATURE; one that lost its
+  // `read` scope) will meet every later try. Anything else may pass later: a lost connection,
+  // a refusal for the moment (rate limited, the venue busy, a clock or nonce, the account's
+  // connection cap while the venue still holds the dropped connection): before session 30's
+  // review only some of these were tried again, and the cap logged the page off for good.
+  if (failed instanceof KeyRefusedError) return false;
+  return failed.error?.name !== "BAD_SIGNATURE";
 }
 
 // What a close without a reason means to a trader (RFC 6455 7.4.1): the venue closes every
 // connection 1001 as it stops (a restart, too), and the browser reports a lost one as 1006.
 const CLOSE_MEANINGS = new Map([
-  [1001, "the venue is stopping or restarting: log on again once it is back"],
+  [1001, "the venue is stopping or restarting"],
   [1006, "the connection was lost"],
   [1011, "the venue met an error"],
 ]);
@@ -766,16 +925,25 @@ function clearSession() {
   // Back to the logon form, with nothing of the account left on the page.
   state.loggingOut = false;
   state.mayTrade = false;
+  state.credentials = null;
+  state.accountSeq = null;
+  clearTimeout(state.relogon?.timer);
+  state.relogon = null;
+  state.relogonAttempts = 0;
+  state.recordsLoaded = false;
   stopAmending();
   state.orders.clear();
   state.balances.clear();
   state.fills = [];
   state.fillIds.clear();
+  state.replayAsked = false;
+  state.history.clear();
   $("logon-form").hidden = false;
   $("session").hidden = true;
+  $("orders-panel").classList.remove("stale");
   $("place-button").disabled = true;
   showResult("log on to trade", "");
-  schedule("orders", "balances", "fills", "book");
+  schedule("orders", "balances", "fills", "history", "book");
 }
 
 function reason(event) {
@@ -784,13 +952,32 @@ function reason(event) {
 }
 
 async function onLogout() {
-  if (state.trade === null) return;
+  // A logout never logs on again: while the page waits to (or tries), it stops there.
+  if (state.trade === null) {
+    if (state.credentials !== null) {
+      clearSession();
+      showLogonError("");
+    }
+    return;
+  }
   state.loggingOut = true;
   await state.trade.request("session.logout").catch(() => state.trade?.close());
 }
 
 function showLogonError(text) {
-  $("logon-error").textContent = text;
+  // A refusal, or the session's end: said at once (role="alert").
+  $("logon-alert").textContent = text;
+  showRelogonStatus("", "");
+}
+
+function showRelogonStatus(said, countdown) {
+  // The page logging on again: `said` (the drop, the failed try) is read out when it changes
+  // (aria-live polite); `countdown` (the seconds left, `reconnecting…`) is aria-hidden, or a
+  // screen reader would announce each second.
+  if (said !== "") $("logon-alert").textContent = "";
+  const status = $("logon-status");
+  if (status.textContent !== said) status.textContent = said;
+  $("relogon-countdown").textContent = countdown;
 }
 
 // ------------------------------------------------------------------ the account stream
@@ -801,10 +988,17 @@ function onAccountPush(message) {
     return;
   }
   if (message.ch !== "account") return;
+  state.accountSeq = message.seq; // applied below: a logon again resumes after it
   if (message.type === "snapshot") {
     state.orders = new Map(message.orders.map((order) => [order.order_id, order]));
     state.balances = new Map(message.balances.map((row) => [row.asset, row]));
     schedule("orders", "balances", "book");
+    // logged on again, too long away for a replay: the fills and history meanwhile are read
+    if (state.replayAsked && state.trade !== null) {
+      state.recordsLoaded = false;
+      reloadAccountRecords(state.trade);
+    }
+    state.replayAsked = false;
   } else if (message.type === "exec") {
     onExec(message);
   } else if (message.type === "balance") {
@@ -838,9 +1032,41 @@ function onExec(message) {
   if (report.exec_type === "trade") addFill(message);
   if (report.order_id === null) return; // a refused place: its error answered the request
   if (report.order_id === state.amending?.order_id) followAmended(report);
-  if (CLOSED.has(report.status)) state.orders.delete(report.order_id);
-  else state.orders.set(report.order_id, report);
+  if (CLOSED.has(report.status)) {
+    state.orders.delete(report.order_id);
+    state.history.set(report.order_id, { ...report, closed_ts: message.ts });
+    trimHistory();
+  } else {
+    state.orders.set(report.order_id, report);
+  }
   schedule("orders", "book");
+}
+
+async function reloadAccountRecords(socket) {
+  // A failure is a closed socket, which logs on again and (`recordsLoaded` unset) reads anew.
+  await readAccountRecords(socket).catch(() => {});
+}
+
+function trimHistory() {
+  // The newest HISTORY_ROWS closed orders, newest (highest order_id) first as orders.history.
+  const newest = [...state.history.keys()].sort((a, b) => b - a).slice(0, HISTORY_ROWS);
+  state.history = new Map(newest.map((id) => [id, state.history.get(id)]));
+  schedule("history");
+}
+
+function renderHistory() {
+  fillTable($("history").tBodies[0], [...state.history.values()], (row, order) => {
+    row.dataset.orderId = order.order_id;
+    cell(row, order.closed_ts == null ? "—" : clock(order.closed_ts));
+    cell(row, String(order.order_id), "num");
+    cell(row, order.symbol);
+    cell(row, order.side, order.side === "buy" ? "bid" : "ask");
+    cell(row, order.price == null ? "market" : shownPrice(order.symbol, order.price), "num price");
+    cell(row, order.qty, "num qty");
+    cell(row, order.cum_qty, "num filled");
+    cell(row, order.reason ? `${order.status} (${order.reason})` : order.status, "status");
+    labelCells(row);
+  });
 }
 
 function addFill(message) {
@@ -868,6 +1094,8 @@ function renderOrders() {
     button.textContent = "Cancel";
     button.setAttribute("aria-label", `Cancel order ${order.order_id}`); // not one of many "Cancel"
     button.className = "cancel";
+    // disconnected (dimmed, logging on again) or read only, as Amend: no cancel to send
+    button.disabled = !state.mayTrade;
     if (state.canceling.has(order.order_id)) button.setAttribute("aria-disabled", "true");
     button.dataset.focusKey = String(order.order_id);
     button.onclick = () => cancel(order.order_id, button);
@@ -964,7 +1192,7 @@ function ordersSizer(texts = null) {
 
 function ordersRoom() {
   // The fills span the panel's whole width, whatever the orders' layout: the orders' room.
-  return document.querySelector("#orders-panel > .wide").getBoundingClientRect().width;
+  return document.querySelector("#orders-panel > .fills").getBoundingClientRect().width;
 }
 
 function followOrdersRoom() {
@@ -976,7 +1204,7 @@ function followOrdersRoom() {
     if (room === ordersFit.room) return;
     ordersFit.room = room;
     fitOpenOrders();
-  }).observe(document.querySelector("#orders-panel > .wide"));
+  }).observe(document.querySelector("#orders-panel > .fills"));
 }
 
 function amendButton(order) {
@@ -1261,8 +1489,13 @@ function describeFailure(action, failed) {
   // says so rather than "refused" over an order that may be resting. [text, kind]
   if (failed.error !== undefined) return [`${action} refused: ${describe(failed)}`, "error"];
   if (failed instanceof NotSentError) return [`${action} not sent: ${failed.message}`, "error"];
-  const check = state.trade === null ? "log on again and see" : "see";
-  return [`${action} outcome unknown: ${failed.message}; ${check} the open orders`, "warn"];
+  const check =
+    state.trade !== null
+      ? "see the open orders"
+      : state.credentials !== null // logging on again by itself (`scheduleRelogon`)
+        ? "see the open orders once logged on again"
+        : "log on again and see the open orders";
+  return [`${action} outcome unknown: ${failed.message}; ${check}`, "warn"];
 }
 
 function describe(failed) {

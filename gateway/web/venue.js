@@ -15,6 +15,7 @@ export class NotSentError extends Error {
 }
 
 const REQUEST_TIMEOUT_MS = 10000; // an answer slower than this is reported, not waited for
+const CONNECT_TIMEOUT_MS = 10000; // a websocket not open by then is given up
 // A REST read is answered from the gateway's memory in milliseconds; one not answered in 5 s
 // sits on a dead kept-alive connection (the browser reuses it and learns nothing of its loss
 // for minutes): abort it, so the poll that asked is free again and the next one asks anew.
@@ -45,7 +46,11 @@ export class VenueSocket {
       const ws = new WebSocket(this.url);
       this.ws = ws;
       let opened = false;
+      // a connect that hangs (a lost network drops the SYN) is given up, as the browser's own
+      // timeout can take minutes, and reported as one that failed
+      const connecting = setTimeout(() => ws.close(), CONNECT_TIMEOUT_MS);
       ws.onopen = () => {
+        clearTimeout(connecting);
         opened = true;
         this.heardAt = Date.now();
         this.watchdog = setInterval(() => this.checkHeard(), SILENCE_CHECK_MS);
@@ -56,6 +61,7 @@ export class VenueSocket {
         this.receive(event.data);
       };
       ws.onclose = (event) => {
+        clearTimeout(connecting);
         clearInterval(this.watchdog);
         this.failPending(`connection closed (${event.code})`);
         if (opened) this.onClose(event);

@@ -25,6 +25,7 @@ from playwright.async_api import Page, async_playwright, expect
 
 from client.sdk import VenueClient
 from core import config as venue_config
+from gateway.auth import KeyStore
 from gateway.server import VenueServer
 from tests.conftest import KEYS, Venue, start_venue
 from tests.sample_config import SAMPLE_CONFIG, sample_bill
@@ -50,6 +51,23 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+class TradeSocket:
+    """What one of the page's /ws/trade sockets asked and had answered (request ids restart
+    at 1 on each socket, so they are matched per socket)."""
+
+    def __init__(self) -> None:
+        self.history_asked: list[int] = []  # the ids of its `orders.history` requests
+        self.answered: set[int] = set()  # the ids of its answers
+
+    def sent(self, payload: Any) -> None:
+        if '"orders.history"' in str(payload):
+            self.history_asked.append(json.loads(payload)["id"])
+
+    def received(self, payload: Any) -> None:
+        if '"ch"' not in str(payload):
+            self.answered.add(json.loads(payload)["id"])
+
+
 class Browser:
     """One page of a fresh Chromium, and what its console said."""
 
@@ -58,6 +76,9 @@ class Browser:
         self.errors: list[str] = []
         self.frames_sent: list[str] = []
         self.heartbeats: list[dict[str, Any]] = []  # received, on any of the page's sockets
+        self.account_seqs: list[int] = []  # of the account pushes received, in order
+        self.trade_sockets: list[TradeSocket] = []  # the page's /ws/trade sockets, in order
+        self.frames_received = 0  # on any of the page's sockets
         page.on("console", self._console)
         page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
         page.on("websocket", self._websocket)
@@ -86,10 +107,39 @@ class Browser:
     def _websocket(self, socket: Any) -> None:
         socket.on("framesent", lambda payload: self.frames_sent.append(str(payload)))
         socket.on("framereceived", self._received)
+        if socket.url.endswith("/ws/trade"):
+            trade = TradeSocket()
+            self.trade_sockets.append(trade)
+            socket.on("framesent", trade.sent)
+            socket.on("framereceived", trade.received)
+
+    async def records_read(self) -> None:
+        """Wait until the page's last `orders.history` (read after its `fills`) is answered on
+        the socket that asked it."""
+        for _ in range(100):  # bounded: 5 s
+            asking = [trade for trade in self.trade_sockets if trade.history_asked]
+            if asking and asking[-1].history_asked[-1] in asking[-1].answered:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("the page's last orders.history is not answered")
+
+    async def heard(self) -> None:
+        """Wait until one of the page's sockets receives a frame (the venue sends one after
+        each quiet second); none within 2 s: no socket is open to hear one."""
+        before = self.frames_received
+        for _ in range(40):  # bounded: 2 s
+            if self.frames_received > before:
+                return
+            await asyncio.sleep(0.05)
 
     def _received(self, payload: Any) -> None:
+        self.frames_received += 1
         if '"heartbeat"' in str(payload):
             self.heartbeats.append(json.loads(payload))
+        elif '"account"' in str(payload):
+            message = json.loads(payload)
+            if message.get("ch") == "account":
+                self.account_seqs.append(message["seq"])
 
     async def followed_streams(self, symbol: str) -> set[str]:
         """The book, trades and candles streams that the next heartbeat naming `symbol`'s
@@ -315,6 +365,11 @@ def test_open_orders_show_and_cancel_from_the_page(tmp_path: Path) -> None:
         await expect(page.locator("#order-result")).to_contain_text("canceled")
         await expect(held).to_have_text("0.000000")
         await expect(page.locator("#ladder-bids tr")).to_have_count(0)
+        # the canceled order stays in the order history (before session 30: it vanished)
+        history = page.locator("#history tbody tr")
+        await expect(history).to_have_count(1)
+        await expect(history.locator("td.price")).to_have_text("180.00")
+        await expect(history.locator("td.status")).to_have_text("canceled (user)")
 
         # A bot of the account, with cancel-on-disconnect, leaves: its order shows, then goes,
         # and the page says why in words (session 25; main: `venue: cod.triggered`)
@@ -329,6 +384,11 @@ def test_open_orders_show_and_cancel_from_the_page(tmp_path: Path) -> None:
             " placed are being canceled (cod.triggered)"
         )
         await expect(row).to_have_count(0)
+        # newest first, its reason said
+        await expect(history.locator("td.status")).to_have_text(
+            ["canceled (cod)", "canceled (user)"]
+        )
+        await expect(history.locator("td.price")).to_have_text(["181.00", "180.00"])
 
     assert run_page(tmp_path, scenario) == []
 
@@ -438,6 +498,13 @@ def test_a_bad_secret_shows_a_clear_logon_error_and_the_right_one_logs_on_and_ou
             " the secret typed ends with a space, and is signed as typed"
         )
         await expect(page.locator("#session")).to_be_hidden()
+        # pasted from `venue admin issue-key`'s JSON, quotes and comma: said (before, only the
+        # wrong-secret words)
+        await browser.log_on("taker", secret=f'"{KEYS["taker"][1]}",')
+        await expect(page.locator("#logon-error")).to_have_text(
+            "logon failed: the API key is unknown or the secret is wrong (BAD_SIGNATURE 2001);"
+            " the secret typed is in quotes, which are not part of it: type it without them"
+        )
 
         await browser.log_on("taker")  # the right secret, then a clean logout
         await expect(page.locator("#account")).to_have_text("3")
@@ -502,6 +569,11 @@ def test_the_fills_before_logon_are_shown_newest_first_from_one_request(tmp_path
         await expect(prices).to_have_text(["187.50", "187.40", "187.30"])
         asked = [frame for frame in browser.frames_sent if '"fills"' in frame]
         assert len(asked) == 1 and '"newest_first":true' in asked[0], asked
+        # the closed orders, newest first, from one `orders.history` read with a limit
+        history = page.locator("#history tbody tr td.price")
+        await expect(history).to_have_text(["187.50", "187.40", "187.30"])
+        asked = [frame for frame in browser.frames_sent if '"orders.history"' in frame]
+        assert len(asked) == 1 and '"limit":50' in asked[0], asked
 
     assert run_page(tmp_path, scenario) == []
 
@@ -533,6 +605,10 @@ def test_a_market_buy_of_a_bill_trades_face_value_at_a_price_per_100(tmp_path: P
         info = page.locator("#instrument-info")
         await expect(info).to_contain_text("price per 100 of face 98.700000")
         await expect(ladder_row(page, "ask", "98.700000")).to_have_text("700")
+        # the ladder and the tape say a bill's price per 100 too (before: a bare 98.700000)
+        ask = page.locator("#ladder-asks tr[data-price='98.700000'] td.price")
+        await expect(ask).to_have_text("98.700000 /100")
+        await expect(page.locator("#tape tbody tr td.price").first).to_have_text("98.700000 /100")
         # every panel shows its figures whole at 1400 px (the bill's last price per 100 and
         # yield, the reserves), none scrolled off to the right
         overflow = "(panel) => panel.scrollWidth - panel.clientWidth"
@@ -567,10 +643,14 @@ def test_after_a_restart_the_page_reconnects_and_shows_the_recovered_book(tmp_pa
     async def scenario(venue: Venue, browser: Browser) -> None:
         page = browser.page
         page.on("request", lambda request: asked.append(request.url))
+        await page.clock.install()  # the page's backoff is skipped, not waited (`skip_countdown`)
         await resting_sell(venue, "10", "187.30")
         await expect(ladder_row(page, "ask", "187.30")).to_have_text("10.000000")
         await browser.log_on("taker")
         await expect(page.locator("#account")).to_have_text("3")
+        await browser.place("buy", "limit", "1", "186.00")
+        cancel = page.locator("#open-orders button.cancel")
+        await expect(cancel).to_be_enabled()
         for client in venue.clients:
             await client.close()
         venue.clients.clear()
@@ -580,18 +660,30 @@ def test_after_a_restart_the_page_reconnects_and_shows_the_recovered_book(tmp_pa
         await venue.server.stop()
         try:
             await expect(page.locator("#market-status")).to_have_text("market data: reconnecting…")
-            # main: `disconnected (1001)`, which says nothing to a trader
+            # the account side logs on again by itself, and says when (before session 30 it
+            # stayed `disconnected` until the secret was typed again)
             await expect(page.locator("#logon-error")).to_have_text(
-                "disconnected (1001 the venue is stopping or restarting: log on again once it"
-                " is back)"
+                re.compile(
+                    r"^disconnected \(1001 the venue is stopping or restarting\).*: reconnecting"
+                    r" in \d+ s$"
+                )
             )
             await expect(page.locator("#place-button")).to_be_disabled()
+            await expect(cancel).to_be_disabled()  # no cancel to send (dimmed, it was enabled)
+            # a screen reader hears the drop once, not each second of the countdown
+            said = page.locator("#logon-status[aria-live='polite']")
+            await expect(said).to_have_text(re.compile(r"^disconnected \(1001 .*restarting\)"))
+            countdown = page.locator("#relogon-countdown[aria-hidden='true']")
+            await expect(countdown).to_have_text(re.compile(r"^: reconnecting in \d+ s$"))
+            await expect(page.locator("#logon-alert[role='alert']")).to_have_text("")
             await expect(main).to_have_class(re.compile("stale"))  # the book shown is the last
+            await expect(page.locator("#orders-panel")).to_have_class(re.compile("stale"))
         finally:  # started again whatever happened: the fixture stops a running venue
             config = venue_config.load(SAMPLE_CONFIG)
             venue.server = VenueServer(config, tmp_path / "data")
             asked.clear()
             await venue.server.start("127.0.0.1", venue.port)
+        await skip_countdown(browser, may_log_on=True)
 
         await expect(page.locator("#market-status")).to_have_text("market data: live")
         await expect(main).not_to_have_class(re.compile("stale"))
@@ -603,12 +695,100 @@ def test_after_a_restart_the_page_reconnects_and_shows_the_recovered_book(tmp_pa
                 break
             await asyncio.sleep(0.05)
         assert any("/api/v1/ticker" in url for url in asked), asked
+        # logged on again with the key the page holds, nothing typed (1, 2, 4 s backoff)
+        await expect(page.locator("#logon-error")).to_have_text("")
+        await expect(page.locator("#place-button")).to_be_enabled()
+        await expect(page.locator("#orders-panel")).not_to_have_class(re.compile("stale"))
+        await expect(page.locator("#account")).to_have_text("3")
+
+        # the key revoked, the connection lost: the try again is refused for the key, which
+        # no later try would mend: the page says so and asks for the secret
+        store = venue.server.auth.store
+        venue.server.auth.store = KeyStore()
+        session = next(s for s in venue.server.sessions.values() if s.account == 3)
+        session.websocket.transport.abort()
+        await skip_countdown(browser)
+        await expect(page.locator("#logon-error")).to_have_text(
+            "logged off: the API key is unknown or the secret is wrong (BAD_SIGNATURE 2001);"
+            " enter the secret to log on again"
+        )
+        await expect(page.locator("#logon-form")).to_be_visible()
+        await expect(page.locator("#balances tbody tr")).to_have_count(0)
+        venue.server.auth.store = store
         await browser.log_on("taker")  # the secret is typed again: the page kept no copy
         await expect(page.locator("#account")).to_have_text("3")
+        await expect(page.locator("#session")).to_be_visible()
+
+        # a refusal for the moment is tried again: the account at its connection cap (the
+        # venue may hold the page's dropped connection a while; here a bot took its place)
+        session = next(s for s in venue.server.sessions.values() if s.account == 3)
+        bots = [await venue.client("taker") for _ in range(15)]
+        session.websocket.transport.abort()
+        bots.append(await venue.client("taker"))
+        await expect(page.locator("#logon-status")).to_have_text(
+            re.compile(
+                r"; try 1 failed \(PERMISSION_DENIED .*at most 16 connections per account\)$"
+            )
+        )
+        await bots.pop().close()
+        await skip_countdown(browser)
+        await expect(page.locator("#logon-error")).to_have_text("")
+        await expect(page.locator("#balances tbody tr")).not_to_have_count(0)
+        await expect(page.locator("#logon-form")).to_be_hidden()
 
     errors = run_page(tmp_path, scenario)
     # while the venue is down, the browser may log the page's refused reconnects
     assert [e for e in errors if "WebSocket connection to" not in e] == []
+
+
+# The next `window.breaks` /ws/trade resubscriptions sent with a bad since_seq: BAD_PARAM.
+BREAK_RESUBSCRIPTIONS = """(() => {
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    if (window.breaks > 0 && String(data).includes('"since_seq"')) {
+      window.breaks--;
+      data = String(data).replace(/"since_seq":\\d+/, '"since_seq":"bad"');
+    }
+    return send.call(this, data);
+  };
+})()"""
+
+
+def test_a_try_again_refused_after_its_logon_is_said_and_tried_again(tmp_path: Path) -> None:
+    # Session 30's re-review: a try again that logged on but whose resubscription (or fills,
+    # or history) was then refused (rate limited by the bucket the account's bots share, say)
+    # logged the page off in silence: the form back, no alert, the status stuck on
+    # "reconnecting…". Now it says what the try met and tries again.
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        await page.clock.install()  # the page's backoff is skipped, not waited (`skip_countdown`)
+        clients = set(venue.server.sessions)
+        await browser.log_on("taker")
+        await expect(page.locator("#account")).to_have_text("3")
+        await browser.records_read()
+        await page.evaluate("() => { window.breaks = 2; }")
+        for session in page_sessions(venue, clients):
+            session.websocket.transport.abort()
+        waited = [await skip_countdown(browser)]
+        for attempt in (1, 2):
+            await expect(page.locator("#logon-status")).to_have_text(
+                re.compile(
+                    rf"^disconnected \(1006.*\); try {attempt} failed \(BAD_PARAM .*since_seq"
+                )
+            )
+            await expect(page.locator("#logon-alert")).to_have_text("")
+            await expect(page.locator("#logon-form")).to_be_hidden()
+            await expect(page.locator("#account")).to_have_text("3")
+            await expect(page.locator("#orders-panel")).to_have_class(re.compile("stale"))
+            await expect(page.locator("#place-button")).to_be_disabled()
+            waited.append(await skip_countdown(browser))
+        assert waited == [1, 2, 4]  # the backoff's delays (the other tests skip what shows)
+        await expect(page.locator("#logon-error")).to_have_text("")
+        await expect(page.locator("#orders-panel")).not_to_have_class(re.compile("stale"))
+        await expect(page.locator("#place-button")).to_be_enabled()
+
+    errors = run_page(tmp_path, scenario, init_script=BREAK_RESUBSCRIPTIONS)
+    assert errors == []
 
 
 def test_the_rest_fed_parts_show_24h_change_candles_and_reserves(tmp_path: Path) -> None:
@@ -905,7 +1085,11 @@ def test_a_silently_dead_connection_is_noticed_and_the_page_resyncs(tmp_path: Pa
             await browser.log_on("taker")
             await expect(page.locator("#account")).to_have_text("3")
 
+            await expect(page.locator("#balances tr[data-asset='USD']")).to_have_count(1)
+            await browser.records_read()  # else the page reads them again once logged on again
             relay.freeze()
+            seen_seq = browser.account_seqs[-1]  # the last the page got: nothing after it will
+            fills_asked = sum('"method":"fills"' in f for f in browser.frames_sent)
             await seller.place(SYMBOL, "sell", qty="5", price="187.40")
             buyer = await venue.client("beta")
             await buyer.place(SYMBOL, "buy", qty="1", price="187.30", tif="ioc")
@@ -916,22 +1100,41 @@ def test_a_silently_dead_connection_is_noticed_and_the_page_resyncs(tmp_path: Pa
                     break
                 await asyncio.sleep(0.1)
             assert len((await taker.request("orders.open"))["orders"]) == 1
+            # filled in part while the page hears nothing: its fill, and the order, reach the
+            # page only from the account stream's replay once it has logged on again
+            await seller.place(SYMBOL, "sell", qty="0.5", price="186.00", tif="ioc")
 
-            await expect(page.locator("#logon-error")).to_contain_text(
-                "disconnected (1006 no message from the venue for 5 s)"
-            )
-            await expect(page.locator("#place-button")).to_be_disabled()
             await expect(page.locator("#order-result")).to_have_text(
                 "order outcome unknown: connection closed (no message from the venue for 5 s);"
-                " log on again and see the open orders"
+                " see the open orders once logged on again"
             )
-            await expect(ladder_row(page, "bid", "186.00")).to_have_text("2.000000")
+            await expect(ladder_row(page, "bid", "186.00")).to_have_text("1.500000")
             await expect(ladder_row(page, "ask", "187.40")).to_have_text("5.000000")
             await expect(ladder_row(page, "ask", "187.30")).to_have_text("9.000000")
             await expect(page.locator("#market-status")).to_have_text("market data: live")
-            await expect(page.locator("#tape tbody tr")).to_have_count(1)
+            await expect(page.locator("#tape tbody tr")).to_have_count(2)
             last = page.locator(f"#instruments tr[data-symbol='{SYMBOL}'] td.last")
-            await expect(last).to_have_text("187.30")
+            await expect(last).to_have_text("186.00")
+            # logged on again by itself, the account stream resumed after its last seq: the
+            # order placed and the fill made meanwhile show, each once
+            await expect(page.locator("#logon-error")).to_have_text("")
+            await expect(page.locator("#place-button")).to_be_enabled()
+            order = page.locator("#open-orders tbody tr")
+            await expect(order).to_have_count(1)
+            await expect(order.locator("td.price")).to_have_text("186.00")
+            fills = page.locator("#fills tbody tr")
+            await expect(fills).to_have_count(1)
+            await expect(fills.locator("td.qty")).to_have_text("0.500000")
+            resumed = [json.loads(f) for f in browser.frames_sent if '"ch":"account"' in f]
+            # resumed right after the last seq the page received (not one further, which
+            # skips an event), replayed, so the fills were not read again
+            assert len(resumed) == 2 and resumed[1]["params"]["since_seq"] == seen_seq, resumed
+            assert sum('"method":"fills"' in f for f in browser.frames_sent) == fills_asked == 1
+            usd = (await taker.balances())["balances"]
+            usd = next(row for row in usd if row["asset"] == "USD")
+            shown = page.locator("#balances tr[data-asset='USD']")
+            await expect(shown.locator("td.total")).to_have_text(usd["total"])
+            await expect(shown.locator("td.held")).to_have_text(usd["held"])
             # back live, the page asks the REST ticker again, perhaps on a frozen kept-alive
             # connection: the network's loss is noticed, and that read ends before the relay
             relay.end_frozen()
@@ -940,6 +1143,163 @@ def test_a_silently_dead_connection_is_noticed_and_the_page_resyncs(tmp_path: Pa
             await relay.close()
 
     assert run_page(tmp_path, scenario) == []
+
+
+# The page's account connection held where the test chooses: its `fills` request never sent
+# while `window.dropFills` is set; a new /ws/trade's open event kept (in `heldOpens`) while
+# `window.holdOpens` is set, until `releaseOpens()`: a try again whose socket opens slowly.
+# `countdowns`: what the line under the header counted down, each text in order.
+HOLD_TRADE_SOCKET = """(() => {
+  const Native = window.WebSocket;
+  const onopen = Object.getOwnPropertyDescriptor(Native.prototype, "onopen");
+  const send = Native.prototype.send;
+  window.fillsDropped = 0;
+  window.countdowns = []; // each text of #relogon-countdown, in order
+  document.addEventListener("DOMContentLoaded", () => {
+    const shown = document.getElementById("relogon-countdown");
+    const seen = () => window.countdowns.push(shown.textContent);
+    new MutationObserver(seen).observe(shown, { childList: true, subtree: true });
+  });
+  window.heldOpens = [];
+  window.released = [];
+  window.releaseOpens = () => {
+    window.released.push(...window.heldOpens.splice(0));
+    window.released.forEach(({ open }) => open());
+  };
+  window.WebSocket = class extends Native {
+    constructor(url, protocols) {
+      super(url, protocols);
+      if (!String(url).endsWith("/ws/trade")) return;
+      Object.defineProperty(this, "onopen", {
+        get: () => onopen.get.call(this),
+        set: (handler) => onopen.set.call(this, (event) => {
+          if (!window.holdOpens) return handler(event);
+          window.heldOpens.push({ socket: this, open: () => handler(event) });
+        }),
+      });
+    }
+    send(data) {
+      if (window.dropFills && String(data).includes('"method":"fills"')) {
+        window.fillsDropped++;
+        return;
+      }
+      return send.call(this, data);
+    }
+  };
+})()"""
+
+
+# The page closes a socket silent for 5 s by its clock (SILENCE_MAX_MS in venue.js), and the
+# venue is silent at most about a second: a jump of Playwright's clock is at most 4 s, and one
+# of more than 3 s, or a jump after another, is taken just after the page heard a frame.
+JUMP_MAX_MS = 4000
+JUMP_UNHEARD_MAX_MS = 3000
+
+
+async def skip_countdown(browser: Browser, may_log_on: bool = False) -> int | None:
+    """The page's wait before it logs on again, skipped: its clock (Playwright's, installed)
+    jumps the seconds the line shows, so no test waits out the backoff; the seconds skipped.
+    `may_log_on`: the venue came back while a try was under way, which may log on meanwhile:
+    then nothing is left to skip (None)."""
+    page = browser.page
+    countdown = page.locator("#relogon-countdown")
+    for _ in range(200):  # bounded: 10 s
+        shown = await countdown.text_content() or ""
+        if seconds := re.findall(r"^: reconnecting in (\d+) s$", shown):
+            await jump_clock(browser, int(seconds[0]) * 1000)
+            return int(seconds[0])
+        if may_log_on and await page.locator("#logon-error").text_content() == "":
+            return None
+        await asyncio.sleep(0.05)
+    raise AssertionError("the page neither counts down to its next try nor is logged on")
+
+
+async def jump_clock(browser: Browser, ms: int) -> None:
+    """Playwright's clock (installed) moved `ms` on, in jumps no socket's watchdog sees as
+    5 s of silence (JUMP_MAX_MS)."""
+    first = True
+    while ms > 0:
+        step = min(ms, JUMP_MAX_MS)
+        if step > JUMP_UNHEARD_MAX_MS or not first:
+            await browser.heard()
+        await browser.page.clock.fast_forward(step)
+        ms -= step
+        first = False
+
+
+def page_sessions(venue: Venue, before: set[Any]) -> list[Any]:
+    """The account sessions opened since `before` (the venue's session ids then)."""
+    return [s for key, s in venue.server.sessions.items() if key not in before and s.account]
+
+
+def test_a_drop_while_reading_the_fills_a_logout_while_reopening_and_a_fresh_snapshot(
+    tmp_path: Path,
+) -> None:
+    # Session 30's review: a logout while a try again opened its socket still sent a signed
+    # logon; a first session dropped while it read the fills left them (and the history) empty
+    # for good; a snapshot answering a resumption added the fills read again to the old ones.
+    # One venue and page for the three; the page's backoff is skipped, not waited out.
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        await page.clock.install()  # the page's backoff is skipped, not waited (`skip_countdown`)
+        await resting_sell(venue, "10", "187.30")
+        taker = await venue.client("taker")
+        await taker.place(SYMBOL, "buy", qty="1", price="187.30", tif="ioc")
+        clients = set(venue.server.sessions)
+
+        # a logout while a try again opens its socket: nothing signed is sent on it
+        await browser.log_on("taker")
+        await expect(page.locator("#account")).to_have_text("3")
+        await page.evaluate("() => { window.holdOpens = true; }")
+        for session in page_sessions(venue, clients):
+            session.websocket.transport.abort()
+        await skip_countdown(browser)
+        await page.wait_for_function("() => window.heldOpens.length === 1")
+        logons = sum('"session.logon"' in f for f in browser.frames_sent)
+        await page.click("#logout-button")
+        await expect(page.locator("#logon-form")).to_be_visible()
+        await page.evaluate("() => { window.holdOpens = false; window.releaseOpens(); }")
+        await page.wait_for_function(
+            "() => window.released.every(({ socket }) => socket.readyState === WebSocket.CLOSED)"
+        )
+        assert sum('"session.logon"' in f for f in browser.frames_sent) == logons
+        await expect(page.locator("#logon-error")).to_have_text("")
+        await expect(page.locator("#balances tbody tr")).to_have_count(0)
+
+        await page.evaluate("() => { window.dropFills = true; }")
+        await browser.log_on("taker")
+        await page.wait_for_function("() => window.fillsDropped === 1")
+        await page.evaluate("() => { window.dropFills = false; }")
+        for session in page_sessions(venue, clients):
+            session.websocket.transport.abort()
+        await skip_countdown(browser)
+        # logged on again by itself, the fills and history are read then
+        await expect(page.locator("#logon-error")).to_have_text("")
+        await expect(page.locator("#fills tbody tr")).to_have_count(1)
+        await expect(page.locator("#history tbody tr")).to_have_count(1)
+
+        # the venue starts afresh (another data directory): the account stream is behind the
+        # page's since_seq, so a snapshot answers it, and the fills and history read again
+        # replace those shown (none now)
+        for client in venue.clients:
+            await client.close()
+        venue.clients.clear()
+        await page.evaluate("() => { window.countdowns = []; }")
+        await venue.server.stop()
+        venue.server = VenueServer(venue_config.load(SAMPLE_CONFIG), tmp_path / "fresh")
+        await venue.server.start("127.0.0.1", venue.port)
+        await skip_countdown(browser, may_log_on=True)
+        await expect(page.locator("#fills tbody tr")).to_have_count(0)
+        await expect(page.locator("#history tbody tr")).to_have_count(0)
+        await expect(page.locator("#logon-error")).to_have_text("")
+        await expect(page.locator("#balances tbody tr")).not_to_have_count(0)
+        # that session lived a second, not 30: its drop's first try came after 2 s, not 1
+        counted = await page.evaluate("() => window.countdowns.filter((text) => text !== '')")
+        assert counted[0] == ": reconnecting in 2 s", counted
+
+    errors = run_page(tmp_path, scenario, init_script=HOLD_TRADE_SOCKET)
+    # while the venue is down, the browser may log the page's refused reconnects
+    assert [e for e in errors if "WebSocket connection to" not in e] == []
 
 
 def test_a_rest_read_on_a_dead_kept_alive_connection_times_out_and_the_next_one_recovers(
@@ -1128,6 +1488,16 @@ SIDEWAYS = """() => {
     blocks ? "blocks" : "table"];
 }"""
 
+# How far the order history (its table, cells) reaches past its panel's content's right edge
+HISTORY_SIDEWAYS = """() => {
+  const panel = document.querySelector("#orders-panel");
+  const style = getComputedStyle(panel);
+  const edge = panel.getBoundingClientRect().right - parseFloat(style.borderRightWidth)
+    - parseFloat(style.paddingRight);
+  const parts = panel.querySelectorAll("#history, #history td");
+  return Math.max(...[...parts].map((part) => part.getBoundingClientRect().right)) - edge;
+}"""
+
 # How far the page reaches past the window's width (> 0: the whole page scrolls sideways).
 PAGE_SIDEWAYS = """() => document.documentElement.scrollWidth
   - document.documentElement.clientWidth"""
@@ -1165,15 +1535,28 @@ def test_open_orders_and_their_buttons_overlap_nothing_from_320_to_1600_px(
         filled = page.locator("#open-orders td", has_text=re.compile(r"^200(\.0+)?$"))
         await expect(filled).to_have_count(1)
         assert await page.evaluate(MEASURES) == measures > 0
+        # the order history's widest: a bill's of a million of face, canceled; an equity's
+        # of 19999.999999, filled in part and canceled
+        closed = [
+            await trader.place(BILL, "buy", qty="1000000", price="98.500000"),
+            await trader.place("MSFTx-USD", "sell", qty="19999.999999", price="450.00"),
+        ]
+        await seller.place("MSFTx-USD", "buy", qty="1", price="450.00")
+        for order in closed:
+            await trader.request("order.cancel", {"order_id": order["order_id"]})
+        await expect(page.locator("#history tbody tr")).to_have_count(2)
 
-        found, sideways, page_past = {}, {}, {}
+        found, sideways, page_past, history_past = {}, {}, {}, {}
         for width in LAYOUT_WIDTHS:
             await page.set_viewport_size({"width": width, "height": 900})
             await page.evaluate(TWO_FRAMES)
             found[width] = await page.evaluate(OVERLAPS)
             sideways[width] = await page.evaluate(SIDEWAYS)
             page_past[width] = await page.evaluate(PAGE_SIDEWAYS)
+            history_past[width] = await page.evaluate(HISTORY_SIDEWAYS)
         assert {width: what for width, what in found.items() if what} == {}
+        # the order history stays within its panel at every width (blocks to 800 px)
+        assert {width: past for width, past in history_past.items() if past > 0.5} == {}
         # the page itself never scrolls sideways (a wide table scrolls within its panel): before
         # session 30's fix the hidden sizer's visually-hidden header, unclipped, widened it to
         # 525 px at 320, 599 at 560
