@@ -190,6 +190,8 @@ class _Controls(HTMLParser):
         # live regions only: the open orders' table says its table roles too (docs/web.md)
         if attributes.get("role") in ("status", "alert", "log") and attributes.get("id"):
             self.roles[str(attributes["id"])] = str(attributes["role"])
+        elif attributes.get("aria-live") in ("polite", "assertive") and attributes.get("id"):
+            self.roles[str(attributes["id"])] = f"live {attributes['aria-live']}"
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "label":
@@ -211,11 +213,15 @@ def test_every_control_of_the_page_has_a_name_and_its_status_lines_are_announced
     controls.feed(response.body.decode())
     assert [name for name, named in controls.controls.items() if not named] == []
     assert {"api-key", "api-secret", "order-qty", "place-button"} <= set(controls.controls)
+    # the logon line: refusals at once (an alert), the session's drops and tries politely,
+    # its countdown's seconds not at all (session 30: they were an alert every second)
     assert controls.roles == {
         "market-status": "status",
-        "logon-error": "alert",
+        "logon-alert": "alert",
+        "logon-status": "live polite",
         "order-result": "status",
     }
+    assert '<span id="relogon-countdown" aria-hidden="true">' in response.body.decode()
 
 
 def test_the_tape_and_the_fills_say_their_times_are_utc() -> None:
