@@ -33,6 +33,8 @@ def check_out(out: Path) -> None:
             pass
     except OSError as error:
         reason = error.strerror or type(error).__name__
+        if isinstance(error, FileExistsError):  # mkdir's word for a file of that name
+            reason = "a file, not a directory"
         raise CommandFailed(f"--out {out}: cannot write the results there ({reason})") from None
 
 

@@ -519,6 +519,21 @@ def test_an_out_that_cannot_take_files_is_refused_before_the_run(
     assert plain_file.read_text() == "not a directory\n"
 
 
+def test_an_out_that_is_a_file_is_refused_as_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--out` naming an existing file said "(File exists)", as if the directory were there."""
+    plain_file = tmp_path / "results"
+    plain_file.write_text("kept\n")
+    argv = ["bench", "e2e", "--config", str(SAMPLE_CONFIG), "--duration", "1"]
+    assert main([*argv, "--out", str(plain_file)]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"venue: --out {plain_file}: cannot write the results there (a file, not a directory)\n"
+    )
+    assert plain_file.read_text() == "kept\n"
+
+
 def test_on_a_terminal_every_step_shows_a_bar(tmp_path: Path) -> None:
     venue = str(Path(sys.executable).with_name("venue"))
     argv = [venue, "bench", "e2e", "--config", str(SAMPLE_CONFIG), "--out", str(tmp_path)]
