@@ -87,7 +87,7 @@ def summary(result: dict[str, Any]) -> str:
         lines.append(f"{result['shape']}; CPU by process: {shares}")
     by_gateway = result.get("subscribers_by_gateway")
     if by_gateway:
-        lines.append(f"subscribers by gateway: {by_gateway}")
+        lines.append(f"subscribers by gateway: {_listed(by_gateway)}")
     if result["errors"]:
         lines.append(f"errors: {_listed(result['errors'])}")
     lines += _server_trouble(result)

@@ -226,6 +226,15 @@ def test_the_summary_lists_the_clients_cpu_and_errors_in_words(runs: Any) -> Non
     assert "{" not in summary
 
 
+def test_the_cluster_summary_lists_subscribers_by_gateway_in_words(runs: Any) -> None:
+    """`--cluster` printed "subscribers by gateway: {'gw-a': 5, 'gw-b': 5}", a dict's repr."""
+    _, result, _ = runs["single"]
+    shown = result | {"subscribers_by_gateway": {"gw-a": 5, "gw-b": 5}}
+    summary = e2e_report.summary(shown)
+    assert "subscribers by gateway: gw-a 5, gw-b 5" in summary.splitlines()
+    assert "{" not in summary
+
+
 def test_without_book_messages_the_summary_says_so_not_none(runs: Any) -> None:
     """With --subscribers 0 it read "book levels per update: None"."""
     _, result, _ = runs["single"]
