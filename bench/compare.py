@@ -50,8 +50,7 @@ ROUNDS_MAX = 20
 # Said under the table: "ours ÷ X" reads either way (a speed or a cost), and the README's
 # tables give ours' speed ÷ the peer's, the inverse of this column for a peer's row.
 RATIOS_LEGEND = (
-    "vs ours: its ops/s ÷ ours; cpu vs ours: ours' CPU ns/op ÷ its; "
-    "so above 1.000x the engine is faster than ours, below it slower"
+    "vs ours: its ops/s ÷ ours; cpu vs ours: ours' CPU ns/op ÷ its (above 1x: faster than ours)"
 )
 
 
