@@ -47,6 +47,11 @@ DEFAULT_ROUNDS = 3  # the issue's "medians of at least three runs", within one r
 # Each round runs every engine over the whole workload again: past a dozen or so the median
 # hardly moves while the run keeps growing; twenty leaves room and stops a zero too many.
 ROUNDS_MAX = 20
+# Said under the table: "ours ÷ X" reads either way (a speed or a cost), and the README's
+# tables give ours' speed ÷ the peer's, the inverse of this column for a peer's row.
+RATIOS_LEGEND = (
+    "vs ours: its ops/s ÷ ours; cpu vs ours: ours' CPU ns/op ÷ its (above 1x: faster than ours)"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -251,6 +256,7 @@ def table(report: dict[str, Any]) -> str:
             f"{'yes' if row['traded_qty_equal'] else 'no':>9} {ratio:>8} "
             f"{row['cpu_ns_per_op']:>10,} {cpu_ratio:>11}"
         )
+    lines.append(RATIOS_LEGEND)
     if rounds > 1:
         lines += [_rounds_line(row) for row in report["results"]]
     lines += [f"skipped {s['engine']}: {s['reason']}" for s in report["skipped"]]

@@ -106,7 +106,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--duration",
         type=float,
         default=DEFAULT_DURATION_S,
-        help=f"seconds measured, at most {DURATION_S_MAX:g} (default {DEFAULT_DURATION_S:g})",
+        help=(
+            f"seconds measured (with --max: each step's), at most {DURATION_S_MAX:g}"
+            f" (default {DEFAULT_DURATION_S:g})"
+        ),
     )
     load = parser.add_mutually_exclusive_group()
     load.add_argument(

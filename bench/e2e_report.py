@@ -33,6 +33,8 @@ def check_out(out: Path) -> None:
             pass
     except OSError as error:
         reason = error.strerror or type(error).__name__
+        if isinstance(error, FileExistsError):  # mkdir's word for a file of that name
+            reason = "a file, not a directory"
         raise CommandFailed(f"--out {out}: cannot write the results there ({reason})") from None
 
 
@@ -85,7 +87,7 @@ def summary(result: dict[str, Any]) -> str:
         lines.append(f"{result['shape']}; CPU by process: {shares}")
     by_gateway = result.get("subscribers_by_gateway")
     if by_gateway:
-        lines.append(f"subscribers by gateway: {by_gateway}")
+        lines.append(f"subscribers by gateway: {_listed(by_gateway)}")
     if result["errors"]:
         lines.append(f"errors: {_listed(result['errors'])}")
     lines += _server_trouble(result)

@@ -251,23 +251,30 @@ def table(results: list[dict[str, Any]]) -> str:
 
 def venue_path_ratios(results: list[dict[str, Any]]) -> str:
     """One line per workload run both ways: the venue path's throughput over plain matching,
-    and the same ratio in process CPU time where the results have it."""
+    and the same ratio in process CPU time where the results have it. The goal is judged on
+    the CPU ratio when there is one: the wall clock of a pass takes in whatever else a shared
+    machine ran meanwhile (one preempted plain pass read a venue path 4x faster than the
+    book alone, "meets the goal"), its process CPU time far less."""
     plain = {r["workload"]: r for r in results if not r["ledger"]}
     lines = []
     for result in results:
         name = result["workload"]
         if result["ledger"] and name in plain:
-            ratio = result["ops_per_sec"] / plain[name]["ops_per_sec"]
-            verdict = "meets" if ratio >= VENUE_PATH_RATIO_GOAL else "below"
-            line = (
-                f"{name}: venue path (holds + DvP) / plain = {ratio:.3f} "
-                f"({verdict} the goal of {VENUE_PATH_RATIO_GOAL})"
-            )
-            if result.get("cpu_ns_per_op") and plain[name].get("cpu_ns_per_op"):
-                cpu_ratio = plain[name]["cpu_ns_per_op"] / result["cpu_ns_per_op"]
-                line += f"; in process CPU time {cpu_ratio:.3f}"
-            lines.append(line)
+            lines.append(_venue_path_ratio(name, plain[name], result))
     return "\n".join(lines)
+
+
+def _venue_path_ratio(name: str, plain: dict[str, Any], ledger: dict[str, Any]) -> str:
+    """The ratio line of one workload (see venue_path_ratios)."""
+    ratio = ledger["ops_per_sec"] / plain["ops_per_sec"]
+    line = f"{name}: venue path (holds + DvP) / plain = {ratio:.3f}"
+    judged, by = ratio, ""
+    if ledger.get("cpu_ns_per_op") and plain.get("cpu_ns_per_op"):
+        judged = plain["cpu_ns_per_op"] / ledger["cpu_ns_per_op"]
+        line += f" by the wall clock, {judged:.3f} in process CPU time"
+        by = ", judged by CPU time"
+    verdict = "meets" if judged >= VENUE_PATH_RATIO_GOAL else "below"
+    return f"{line} ({verdict} the goal of {VENUE_PATH_RATIO_GOAL}{by})"
 
 
 def label(result: dict[str, Any]) -> str:

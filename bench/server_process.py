@@ -59,8 +59,31 @@ def run_async(work: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
         try:
             import uvloop
         except ImportError:  # uvloop is not built for every platform: plain asyncio then
-            return asyncio.run(work)
-        return uvloop.run(work)
+            return asyncio.run(_quiet_second_interrupt(work))
+        return uvloop.run(_quiet_second_interrupt(work))
+
+
+async def _quiet_second_interrupt(work: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+    """Run `work` with a loop that does not log a KeyboardInterrupt a transport swallowed.
+
+    asyncio's runner cancels the run at the first SIGINT and raises KeyboardInterrupt at the
+    second, wherever the loop is: inside a subprocess pipe's callback uvloop catches it and
+    logs "Fatal error on transport" with its traceback (seen when Ctrl-C came twice, as a
+    `timeout -s INT` sends it to the process and to its group). The run is already stopping
+    then, with status 130: the log was noise."""
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if isinstance(context.get("exception"), KeyboardInterrupt):
+            return
+        if previous is None:
+            loop.default_exception_handler(context)
+        else:
+            previous(loop, context)
+
+    loop.set_exception_handler(handle)
+    return await work
 
 
 @contextmanager

@@ -57,6 +57,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=",".join(available),
         help=f"comma-separated, of {', '.join(LAYERS)} (default: every one installed)",
     )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="no bar on stderr (stdout is the one JSON line either way, the lines on stderr)",
+    )
     parser.add_argument("--serve", choices=LAYERS, help=argparse.SUPPRESS)
     parser.add_argument("--serve-dir", type=Path, help=argparse.SUPPRESS)  # the venue's data
 
@@ -93,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
     layers = _checked(args)
     samples: dict[str, list[dict[str, float]]] = {layer: [] for layer in layers}
     # a bar on a terminal, moved between runs (each a server of its own), never inside one
-    with progress.bar(total=args.runs * len(layers), desc="ws-layer", unit="run") as shown:
+    bar = {"total": args.runs * len(layers), "desc": "ws-layer", "unit": "run"}
+    with progress.bar(args.json, **bar) as shown:
         for _ in range(args.runs):  # interleaved: drift in the machine's load hits every layer
             for layer in layers:
                 shown.set_description_str(f"ws-layer: {layer}")

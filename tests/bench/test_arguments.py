@@ -47,3 +47,10 @@ MAXIMA = [
 def test_every_bounded_size_says_its_maximum_in_help(name: str, flag: str, most: int) -> None:
     (action,) = [a for a in BENCHMARKS[name]._actions if flag in a.option_strings]
     assert action.help is not None and f"at most {most:,}" in action.help, action.help
+
+
+def test_e2e_duration_says_it_is_each_steps_under_max() -> None:
+    """The README's `--max` runs took "steps 5 s", and nothing said which flag sets a step's
+    length: `--duration`, which the help called only "seconds measured"."""
+    (action,) = [a for a in BENCHMARKS["e2e"]._actions if "--duration" in a.option_strings]
+    assert action.help is not None and "with --max: each step's" in action.help, action.help

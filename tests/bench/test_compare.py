@@ -233,3 +233,17 @@ def test_rounds_have_their_own_bound_in_their_own_words(
     err = capsys.readouterr().err
     assert f"argument --rounds: 1 to {compare.ROUNDS_MAX} (each round runs every engine" in err
     assert "memory" not in err
+
+
+def test_the_table_says_which_way_its_ratios_read() -> None:
+    """`cpu vs ours` 0.500x for a peer twice ours' CPU per command read as "ours ÷ the peer"
+    either way; the README's tables give the inverse (ours' speed ÷ the peer's)."""
+    log: list[str] = []
+    ours = _Scripted(compare.BASELINE, [1.0], log)
+    peer = _Scripted("peer", [2.0], log)
+    report = compare.compare("addcancel", OPS, SEED, adapters=[ours, peer], rounds=1)  # type: ignore[list-item]
+    table = compare.table(report)
+    assert report["results"][1]["cpu_ratio_to_ours"] == 0.5
+    assert (
+        "vs ours: its ops/s ÷ ours; cpu vs ours: ours' CPU ns/op ÷ its (above 1x: faster than ours)"
+    ) in table.splitlines()

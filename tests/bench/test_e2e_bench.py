@@ -226,6 +226,15 @@ def test_the_summary_lists_the_clients_cpu_and_errors_in_words(runs: Any) -> Non
     assert "{" not in summary
 
 
+def test_the_cluster_summary_lists_subscribers_by_gateway_in_words(runs: Any) -> None:
+    """`--cluster` printed "subscribers by gateway: {'gw-a': 5, 'gw-b': 5}", a dict's repr."""
+    _, result, _ = runs["single"]
+    shown = result | {"subscribers_by_gateway": {"gw-a": 5, "gw-b": 5}}
+    summary = e2e_report.summary(shown)
+    assert "subscribers by gateway: gw-a 5, gw-b 5" in summary.splitlines()
+    assert "{" not in summary
+
+
 def test_without_book_messages_the_summary_says_so_not_none(runs: Any) -> None:
     """With --subscribers 0 it read "book levels per update: None"."""
     _, result, _ = runs["single"]
@@ -517,6 +526,21 @@ def test_an_out_that_cannot_take_files_is_refused_before_the_run(
         err = capsys.readouterr().err
         assert err == f"venue: --out {out}: cannot write the results there (Not a directory)\n"
     assert plain_file.read_text() == "not a directory\n"
+
+
+def test_an_out_that_is_a_file_is_refused_as_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--out` naming an existing file said "(File exists)", as if the directory were there."""
+    plain_file = tmp_path / "results"
+    plain_file.write_text("kept\n")
+    argv = ["bench", "e2e", "--config", str(SAMPLE_CONFIG), "--duration", "1"]
+    assert main([*argv, "--out", str(plain_file)]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"venue: --out {plain_file}: cannot write the results there (a file, not a directory)\n"
+    )
+    assert plain_file.read_text() == "kept\n"
 
 
 def test_on_a_terminal_every_step_shows_a_bar(tmp_path: Path) -> None:

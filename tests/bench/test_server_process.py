@@ -29,3 +29,24 @@ def test_sigint_interrupts_a_run_started_with_it_ignored() -> None:
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # as it was, after the run
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+async def _transport_caught(exception: BaseException) -> dict[str, Any]:
+    """What uvloop does with an exception raised in a subprocess pipe's callback."""
+    loop = asyncio.get_running_loop()
+    context = {"message": "Fatal error on transport ReadUnixTransport", "exception": exception}
+    loop.call_exception_handler(context)
+    return {"ran": True}
+
+
+def test_a_second_sigint_caught_by_a_transport_is_not_logged_as_a_fatal_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Ctrl-C twice (or `timeout -s INT`, to the process and its group) printed a traceback:
+    the second SIGINT's KeyboardInterrupt, raised in a client pipe's eof_received, logged by
+    uvloop as "Fatal error on transport" while the first had already stopped the run."""
+    assert server_process.run_async(_transport_caught(KeyboardInterrupt())) == {"ran": True}
+    assert "Fatal error on transport" not in caplog.text
+    # any other exception a transport catches is still logged, as before
+    assert server_process.run_async(_transport_caught(ValueError("bad"))) == {"ran": True}
+    assert "Fatal error on transport" in caplog.text and "ValueError: bad" in caplog.text

@@ -105,3 +105,18 @@ def test_on_a_terminal_a_bar_counts_the_runs(
     assert main(["bench", "ws-layer", "--frames", "100", "--runs", "1", "--layers", "sansio"]) == 0
     assert "ws-layer: sansio: 100%" in terminal.getvalue() and "1/1" in terminal.getvalue()
     assert set(json.loads(capsys.readouterr().out)) == {"sansio"}
+
+
+def test_json_is_accepted_like_every_other_benchmarks_and_silences_the_bar(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`venue bench ws-layer --json`, as the README gives `--json` for every benchmark, was
+    refused: "unrecognized arguments"."""
+    terminal = TerminalStream()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    argv = ["bench", "ws-layer", "--frames", "100", "--runs", "1", "--layers", "sansio"]
+    assert main([*argv, "--json"]) == 0
+    assert "ws-layer: sansio: 100%" not in terminal.getvalue()
+    assert "ws-layer sansio " in terminal.getvalue()  # the figure's line, on stderr still
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and set(json.loads(out)) == {"sansio"}
