@@ -3,7 +3,8 @@
 Owns the command line of the `admin.*` methods (`gateway.wire.METHODS`): flags to params, one
 logged-on connection per command, the result printed as JSON. Leaves validation and the work
 to the server. Credentials: `--key`/`--secret`, else VENUE_ADMIN_KEY / VENUE_ADMIN_SECRET,
-else the first admin key in the config (the demo key of `venue.toml`).
+else the first admin key in the config (the demo key of `venue.toml`). The venue: `--url`,
+else the trade endpoint at the config's `[venue]` host and port, as `venue serve` listens.
 Exit status: 0 done, 1 the venue refused (changed nothing), 2 no answer (cannot connect, the
 connection dropped, no connection within `CONNECT_TIMEOUT_S`, no answer within
 `ANSWER_WAIT_S`, which outlasts a cluster's core takeover, or a cluster gateway's 504
@@ -63,7 +64,13 @@ from engine.operations import CL_OP_ID_LENGTH_MAX
 from gateway.wire import Scope
 from settlement.transfers import SWEPT_ACCOUNTS
 
-URL_DEFAULT = "ws://127.0.0.1:8765/ws/trade"
+URL_DEFAULT = "ws://127.0.0.1:8765/ws/trade"  # the default config's: no config, or port 0
+# Addresses a server binds to listen on every interface: a client reaches it on loopback.
+WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
+URL_HELP = (
+    "the venue's trade endpoint (default: the config's [venue] host and port, where"
+    f" `venue serve` listens; without a config, {URL_DEFAULT})"
+)
 KEY_ENV, SECRET_ENV = "VENUE_ADMIN_KEY", "VENUE_ADMIN_SECRET"
 CONNECT_TIMEOUT_S = 10.0  # connect and log on: well under a second on a venue that is up
 # The wait for a command's answer once sent. A cluster's core takeover answers within about
@@ -113,7 +120,7 @@ Build = Callable[[argparse.Namespace], dict[str, Any]]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", default=URL_DEFAULT, help=f"default: {URL_DEFAULT}")
+    common.add_argument("--url", default=None, help=URL_HELP)
     common.add_argument("--key", default=None, help=f"default: ${KEY_ENV}, else the config's")
     common.add_argument("--secret", default=None, help=f"default: ${SECRET_ENV}, else the config's")
     common.add_argument("--config", type=Path, default=Path("venue.toml"), help="for the key")
@@ -352,6 +359,8 @@ def jurisdictions(text: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Send the command's request; print the result as JSON. The exit status is documented."""
+    if args.url is None:
+        args.url = config_trade_url(args.config)
     check_trade_url(args.url)
     try:
         api_key, secret = credentials(args)
@@ -644,6 +653,23 @@ def credentials(args: argparse.Namespace) -> tuple[str, str]:
             f" (--secret or ${SECRET_ENV})"
         )
     raise ValueError(f"no admin key in {args.config}: give --key and --secret")
+
+
+def config_trade_url(path: Path) -> str:
+    """The trade endpoint of the venue `path` configures: its `[venue]` host and port (a
+    wildcard host by loopback), so that `venue admin` beside a `venue.toml` on another port
+    reaches that venue (before session 30 it always tried port 8765). `URL_DEFAULT` when
+    the file is missing or unreadable (the credentials' step names its fault) or its port is
+    0 (any free one: only `venue serve`'s own line says which)."""
+    try:
+        section = venue_config.load(path).venue
+    except venue_config.ConfigError:
+        return URL_DEFAULT
+    if section.port == 0:
+        return URL_DEFAULT
+    host = WILDCARD_HOSTS.get(section.host, section.host)
+    address = f"[{host}]" if ":" in host else host
+    return f"ws://{address}:{section.port}/ws/trade"
 
 
 def _why(error: BaseException) -> str:

@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import datetime
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -991,3 +992,37 @@ def test_a_future_or_restated_attestation_reads_its_as_of_in_utc(
     assert admin(venue.port, "attest-reserves", "USD", "40000000", "--as-of", stated) == 1
     said = capsys.readouterr().err
     assert f" ({stated}) are recorded as 30000000" in said, said
+
+
+def _config_at(tmp_path: Path, host: str, port: int) -> Path:
+    """The sample config with its `[venue]` host and port set: the operator's own file."""
+    text = SAMPLE_CONFIG.read_text()
+    text = re.sub(r"(?m)^host = .*$", f'host = "{host}"', text, count=1)
+    text = re.sub(r"(?m)^port = .*$", f"port = {port}", text, count=1)
+    path = tmp_path / "venue.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
+def test_with_no_url_the_command_goes_to_the_configs_host_and_port(
+    venue: BackgroundVenue, tmp_path: Path, capsys: pytest.CaptureFixture[str], host: str
+) -> None:
+    """An operator whose `venue.toml` puts the venue on another port than 8765 runs `venue
+    admin` beside it with no `--url`: the command reaches that venue (before session 30,
+    port 8765, refused there: exit 2), a wildcard host by loopback."""
+    config = _config_at(tmp_path, host, venue.port)
+    parser = argparse.ArgumentParser(prog="venue admin")
+    admin_cli.add_arguments(parser)
+    args = parser.parse_args(["set-status", "AAPLx-USD", "halted", "--config", str(config)])
+    assert admin_cli.run(args) == 0, capsys.readouterr().err
+    listed = venue.query("alpha", "instruments", {})["instruments"]
+    assert [i["status"] for i in listed if i["symbol"] == "AAPLx-USD"] == ["halted"]
+
+
+def test_the_configs_url_is_the_default_only_where_it_names_one(tmp_path: Path) -> None:
+    """No file, or port 0 (any free port), leaves the default; an IPv6 host is bracketed."""
+    assert admin_cli.config_trade_url(tmp_path / "nowhere.toml") == admin_cli.URL_DEFAULT
+    assert admin_cli.config_trade_url(_config_at(tmp_path, "::", 0)) == admin_cli.URL_DEFAULT
+    ipv6 = admin_cli.config_trade_url(_config_at(tmp_path, "::", 21601))
+    assert ipv6 == "ws://[::1]:21601/ws/trade"
