@@ -56,6 +56,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from cli.arguments import EPOCH, time_us
 from cli.failures import check_trade_url
+from cli.venue_url import URL_DEFAULT, config_trade_url
 from client.sdk import ConnectionLost, VenueClient, VenueError
 from core import config as venue_config
 from engine.enums import InstrumentKind, InstrumentStatus
@@ -64,9 +65,6 @@ from engine.operations import CL_OP_ID_LENGTH_MAX
 from gateway.wire import Scope
 from settlement.transfers import SWEPT_ACCOUNTS
 
-URL_DEFAULT = "ws://127.0.0.1:8765/ws/trade"  # the default config's: no config, or port 0
-# Addresses a server binds to listen on every interface: a client reaches it on loopback.
-WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 URL_HELP = (
     "the venue's trade endpoint (default: the config's [venue] host and port, where"
     f" `venue serve` listens; without a config, {URL_DEFAULT})"
@@ -653,23 +651,6 @@ def credentials(args: argparse.Namespace) -> tuple[str, str]:
             f" (--secret or ${SECRET_ENV})"
         )
     raise ValueError(f"no admin key in {args.config}: give --key and --secret")
-
-
-def config_trade_url(path: Path) -> str:
-    """The trade endpoint of the venue `path` configures: its `[venue]` host and port (a
-    wildcard host by loopback), so that `venue admin` beside a `venue.toml` on another port
-    reaches that venue (before session 30 it always tried port 8765). `URL_DEFAULT` when
-    the file is missing or unreadable (the credentials' step names its fault) or its port is
-    0 (any free one: only `venue serve`'s own line says which)."""
-    try:
-        section = venue_config.load(path).venue
-    except venue_config.ConfigError:
-        return URL_DEFAULT
-    if section.port == 0:
-        return URL_DEFAULT
-    host = WILDCARD_HOSTS.get(section.host, section.host)
-    address = f"[{host}]" if ":" in host else host
-    return f"ws://{address}:{section.port}/ws/trade"
 
 
 def _why(error: BaseException) -> str:

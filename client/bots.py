@@ -36,9 +36,10 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from cli import progress
+from cli import progress, venue_url
 from cli.arguments import decimal_within, float_within, int_within
 from cli.failures import CommandFailed, check_trade_url
+from cli.venue_url import config_trade_url
 from client.sdk import ConnectionLost, RequestTimeout, VenueClient, VenueError
 from core import config as venue_config
 from engine.enums import InstrumentKind
@@ -80,7 +81,7 @@ REFUSALS_LOGGED_MAX = 50  # per bot: enough to diagnose a problem, never a flood
 OUTCOME_UNKNOWN = E.OUTCOME_UNKNOWN.name  # an error's name: no outcome (an outage), not refused
 QUOTE_SET_PREFIX = "mm-L"  # quote sets mm-L1..mm-LN: one bid and one ask per symbol each
 BPS = Decimal(10_000)
-URL_DEFAULT = "ws://127.0.0.1:8765/ws/trade"
+URL_DEFAULT = venue_url.URL_DEFAULT  # no --url and no config (or its port 0)
 # How a lost connection shows: a request that was waiting, or one sent after the end; or a
 # venue that answers nothing for `request_timeout_s` (the bot ends as if it had gone)
 CONNECTION_LOST = (ConnectionError, ConnectionClosed, RequestTimeout)
@@ -1091,7 +1092,15 @@ def add_market_maker_arguments(parser: argparse.ArgumentParser) -> None:
     _add_connection_arguments(parser, "demo-mm-alpha", "demo-secret-mm-alpha")
 
 
+def _venue_url(args: argparse.Namespace) -> None:
+    """With no `--url` (`other_urls` None), the venue of `--config`: its `[venue]` host and
+    port (`cli.venue_url`; before session 30, port 8765 whatever the file said)."""
+    if args.other_urls is None:
+        args.url = config_trade_url(args.config)
+
+
 def run_market_maker(args: argparse.Namespace) -> int:
+    _venue_url(args)
     symbols = _symbols(args.symbol)
     listed: dict[str, Listed] = dict(config_references(args.config))
     centres = {}
@@ -1150,6 +1159,7 @@ def add_taker_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_taker(args: argparse.Namespace) -> int:
+    _venue_url(args)
     listed = config_references(args.config)
     try:
         bot = Taker(
@@ -1289,7 +1299,10 @@ class _GatewayUrls(argparse.Action):
 
 # The config a bot reads (never the venue's files): each symbol's rules, to check a size and a
 # price before sending it, and its listed price.
-CONFIG_HELP = "for each symbol's rules and listed price (default: venue.toml)"
+CONFIG_HELP = (
+    "for each symbol's rules and listed price, and with no --url its venue's address"
+    " (default: venue.toml)"
+)
 
 
 def _add_connection_arguments(parser: argparse.ArgumentParser, key: str, secret: str) -> None:
@@ -1297,8 +1310,10 @@ def _add_connection_arguments(parser: argparse.ArgumentParser, key: str, secret:
         "--url",
         action=_GatewayUrls,
         default=URL_DEFAULT,
-        help="the venue's trade endpoint; repeat it for a cluster's other gateways (the first"
-        " is the one connected first): the bot then resumes on one of them when dropped",
+        help="the venue's trade endpoint (default: the --config's [venue] host and port, where"
+        " `venue serve` listens; without one, the default's); repeat it for a cluster's other"
+        " gateways (the first is the one connected first): the bot then resumes on one of them"
+        " when dropped",
     )
     parser.set_defaults(other_urls=None)
     parser.add_argument("--key", default=key, help=f"its API key (default {key}, a demo key)")

@@ -995,3 +995,21 @@ def test_an_outcome_unknown_is_counted_as_unknown_not_refused() -> None:
     taker._refused(E.OUTCOME_UNKNOWN.name, f"{SYMBOL} refused: 504 OUTCOME_UNKNOWN")
     assert (taker.tally.refused, taker.tally.unknown) == (0, 1)
     assert "0 refused, 1 unknown," in taker.status_text()
+
+
+def test_a_bot_with_no_url_goes_to_the_venue_its_config_names(
+    background: BackgroundVenue, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The finding (session 30): with no `--url` a bot went to port 8765 whatever its
+    `--config`'s `[venue] port` said, so beside a venue on another port it stopped at once
+    (`bot stopped: [Errno 111] Connect call failed ('127.0.0.1', 8765)`, exit 1)."""
+    config = tmp_path / "venue.toml"
+    text = re.sub(r"(?m)^port = .*$", f"port = {background.port}", SAMPLE_CONFIG.read_text())
+    config.write_text(text)
+    status = _cli(
+        "bot", "taker", "--symbol", SYMBOL, "--rate", "50", "--seconds", "0.5",
+        "--config", str(config),
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    assert captured.out.splitlines()[-1].startswith("taker: 0 orders, 0 fills, skipped ")
