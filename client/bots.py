@@ -1125,7 +1125,7 @@ def run_market_maker(args: argparse.Namespace) -> int:
         )
     except ValueError as bad:  # bad flags together (symbols, limit below size): nothing ran
         raise CommandFailed(str(bad)) from None
-    status = _run_bot(bot.run, args.seconds, bot.status_text)
+    status = _run_bot(bot.run, args.seconds, bot.status_text, _urls(args))
     if not bot.requotes:
         return _lost_or(status, bot.lost)
     positions = ", ".join(
@@ -1175,7 +1175,7 @@ def run_taker(args: argparse.Namespace) -> int:
         )
     except ValueError as bad:  # bad flags together (symbols, limit below size): nothing ran
         raise CommandFailed(str(bad)) from None
-    status = _run_bot(bot.run, args.seconds, bot.status_text)
+    status = _run_bot(bot.run, args.seconds, bot.status_text, _urls(args))
     if not bot.orders and not bot.skipped:  # it never got to take (its start failed)
         return _lost_or(status, bot.lost)
     empty = ": the books had nothing to take" if not bot.orders else ""
@@ -1321,7 +1321,27 @@ def _add_connection_arguments(parser: argparse.ArgumentParser, key: str, secret:
     parser.add_argument("--seconds", type=float_within(0), default=0.0, help="0: until Ctrl-C")
 
 
-def _run_bot(run: Any, seconds: float, status_text: Callable[[], str]) -> int:
+def _urls(args: argparse.Namespace) -> list[str]:
+    """Every gateway a bot may connect to: the first `--url` (or the config's), then the
+    others."""
+    return [args.url, *(args.other_urls or ())]
+
+
+def _cannot_start_text(failed: BaseException, urls: Sequence[str]) -> str:
+    """Why a bot could not start, in one line: no venue listening names where it looked and
+    how to point it elsewhere (before session 30, only `[Errno 111] Connect call failed
+    ('127.0.0.1', 8765)`); anything else as it came."""
+    if not isinstance(failed, ConnectionRefusedError) or not urls:
+        return str(failed)
+    return (
+        f"no venue at {' or '.join(urls)}: connection refused (is `venue serve` running there?"
+        " its first line gives its trade URL: give that with --url)"
+    )
+
+
+def _run_bot(
+    run: Any, seconds: float, status_text: Callable[[], str], urls: Sequence[str] = ()
+) -> int:
     """Run a bot until Ctrl-C, SIGTERM or `seconds`, showing its status; 1 if it failed."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     status = StatusLine()
@@ -1347,7 +1367,7 @@ def _run_bot(run: Any, seconds: float, status_text: Callable[[], str]) -> int:
             finished = asyncio.run(main())
     except CANNOT_START as failed:
         status.close()
-        _stopped(failed)
+        _stopped(_cannot_start_text(failed, urls))
         return 1
     status.close()
     if not finished:

@@ -720,6 +720,10 @@ def test_a_bot_that_cannot_reach_the_venue_says_so_in_one_line_on_stderr() -> No
     lines = [line for line in done.stderr.splitlines() if "bot stopped" in line]
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
     assert "bot stopped" not in done.stdout
+    # Where it looked and what to do (session 30; before: `[Errno 111] Connect call failed`).
+    url = f"ws://127.0.0.1:{port}/ws/trade"
+    assert f"bot stopped: no venue at {url}: connection refused" in lines[0], lines
+    assert "give that with --url" in lines[0]
 
 
 def test_a_bot_pointed_at_a_server_that_is_no_venue_says_so_in_one_line() -> None:
