@@ -650,8 +650,7 @@ class MarketMaker:
         elif channel == "account":
             kind = push.get("type")
             if kind == "snapshot":
-                for row in push["balances"]:
-                    self.tally.on_balance(row)
+                self.tally.on_snapshot(push["balances"])
                 for order in push["orders"]:
                     self._on_order(order)
             elif kind == "balance":
@@ -824,8 +823,7 @@ class Taker:
             if channel == "trades" and push.get("sym") in self.instruments and push.get("data"):
                 self.instruments[push["sym"]].follow(Decimal(push["data"][-1]["price"]))
             elif channel == "account" and kind == "snapshot":
-                for row in push["balances"]:
-                    self.tally.on_balance(row)
+                self.tally.on_snapshot(push["balances"])
             elif channel == "account" and kind == "balance":
                 self.tally.on_balance(push["data"])
             elif channel == "account" and kind == "exec":
@@ -850,6 +848,7 @@ class Tally:
     def __init__(self) -> None:
         self.start: dict[str, Decimal] = {}
         self.total: dict[str, Decimal] = {}
+        self.snapshot_seen = False  # the account's first snapshot came: `start` is complete
         self.accepted = 0  # order commands the venue accepted
         self.refused = 0  # order commands refused, by the venue or by the bot's own check
         # order commands whose outcome the venue could not tell (504 `OUTCOME_UNKNOWN`, a
@@ -863,9 +862,18 @@ class Tally:
         if self.unknown <= REFUSALS_LOGGED_MAX:
             log.info("%s %s: outcome unknown: %s", key, what, msg or "")
 
+    def on_snapshot(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """The account stream's snapshot: the balances held at logon (or at a resume)."""
+        for row in rows:
+            self.on_balance(row)
+        self.snapshot_seen = True
+
     def on_balance(self, row: Mapping[str, Any]) -> None:
         total = Decimal(row["total"])
-        self.start.setdefault(row["asset"], total)
+        # An asset the first snapshot did not list was not held then: it starts at 0, not at
+        # its first balance (before session 30, a bill the taker bought first counted its
+        # first fill as the start: position 0 and PnL -500 USD after a -3 USD session).
+        self.start.setdefault(row["asset"], Decimal(0) if self.snapshot_seen else total)
         self.total[row["asset"]] = total
 
     def position(self, asset: str) -> Decimal:

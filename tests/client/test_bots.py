@@ -1017,3 +1017,21 @@ def test_a_bot_with_no_url_goes_to_the_venue_its_config_names(
     captured = capsys.readouterr()
     assert status == 0, captured.err
     assert captured.out.splitlines()[-1].startswith("taker: 0 orders, 0 fills, skipped ")
+
+
+def test_an_asset_first_bought_after_the_logon_counts_from_zero() -> None:
+    """The finding (session 30): a taker trading a bill it did not hold at logon took its
+    first balance of the bill (after its first buy, 500) as its start: it ended holding
+    none with position -500 and PnL -500.86 USD, when its USD had moved by -3.05."""
+    taker = Taker("ws://127.0.0.1:9/ws/trade", *KEYS["taker"], [SYMBOL], 1.0, seed=1)
+    snapshot = {"asset": "USD", "total": "1000.000000", "available": "1000.000000"}
+    pushes = [
+        {"ch": "account", "type": "snapshot", "balances": [snapshot], "orders": []},
+        {"ch": "account", "type": "balance", "data": {"asset": "AAPLx", "total": "5"}},
+        {"ch": "account", "type": "balance", "data": {"asset": "USD", "total": "63.75"}},
+    ]
+    for push in pushes:
+        taker.client.pushes.put_nowait(push)
+    taker._drain()
+    assert taker.tally.position("AAPLx") == Decimal(5)
+    assert taker.tally.position("USD") == Decimal("-936.25")
