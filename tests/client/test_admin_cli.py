@@ -25,7 +25,6 @@ from typing import Any
 
 import pytest
 
-from cli.venue_url import URL_DEFAULT, config_trade_url
 from client import admin_cli
 from client.sdk import VenueClient, VenueError
 from gateway.key_issuing import ISSUED_KEYS_FILE
@@ -1019,11 +1018,3 @@ def test_with_no_url_the_command_goes_to_the_configs_host_and_port(
     assert admin_cli.run(args) == 0, capsys.readouterr().err
     listed = venue.query("alpha", "instruments", {})["instruments"]
     assert [i["status"] for i in listed if i["symbol"] == "AAPLx-USD"] == ["halted"]
-
-
-def test_the_configs_url_is_the_default_only_where_it_names_one(tmp_path: Path) -> None:
-    """No file, or port 0 (any free port), leaves the default; an IPv6 host is bracketed."""
-    assert config_trade_url(tmp_path / "nowhere.toml") == URL_DEFAULT
-    assert config_trade_url(_config_at(tmp_path, "::", 0)) == URL_DEFAULT
-    ipv6 = config_trade_url(_config_at(tmp_path, "::", 21601))
-    assert ipv6 == "ws://[::1]:21601/ws/trade"
