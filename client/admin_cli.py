@@ -357,8 +357,10 @@ def jurisdictions(text: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Send the command's request; print the result as JSON. The exit status is documented."""
+    where = ""  # whence the URL, when the operator did not give it
     if args.url is None:
         args.url = config_trade_url(args.config)
+        where = f" (no --url: {args.config}'s [venue] host and port)"
     check_trade_url(args.url)
     try:
         api_key, secret = credentials(args)
@@ -386,7 +388,7 @@ def run(args: argparse.Namespace) -> int:
             if isinstance(error, ConnectionRefusedError):
                 maybe += NOT_LISTENING_YET
         said = with_utc_times(f"{_why(error)}{maybe}")
-        print(f"venue admin: no answer from {args.url}: {said}", file=sys.stderr)
+        print(f"venue admin: no answer from {args.url}{where}: {said}", file=sys.stderr)
         return EXIT_NO_ANSWER
     print(json.dumps(result, indent=2, sort_keys=True))
     return EXIT_OK

@@ -1018,3 +1018,21 @@ def test_with_no_url_the_command_goes_to_the_configs_host_and_port(
     assert admin_cli.run(args) == 0, capsys.readouterr().err
     listed = venue.query("alpha", "instruments", {})["instruments"]
     assert [i["status"] for i in listed if i["symbol"] == "AAPLx-USD"] == ["halted"]
+
+
+def test_with_no_url_and_no_venue_there_the_line_says_whence_the_url(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A cluster's gateways are not at the config's port: the line says the URL was the
+    config's, so the operator knows to give a gateway's `--url`."""
+    with socket.socket() as probe:  # a port nobody listens on once the probe closes
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = _config_at(tmp_path, "127.0.0.1", port)
+    parser = argparse.ArgumentParser(prog="venue admin")
+    admin_cli.add_arguments(parser)
+    args = parser.parse_args(["set-status", "AAPLx-USD", "halted", "--config", str(config)])
+    assert admin_cli.run(args) == 2
+    err = capsys.readouterr().err
+    url = f"ws://127.0.0.1:{port}/ws/trade"
+    assert f"no answer from {url} (no --url: {config}'s [venue] host and port): " in err
