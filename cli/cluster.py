@@ -132,7 +132,9 @@ def run(args: argparse.Namespace) -> int:
         for line in cluster.describe():
             print(f"  {line}")
         print(f"connect a client to either gateway; {how_to_stop(signals)}")
-        print(f"  e.g. venue bot taker --url {cluster.gateways[0].url}", flush=True)
+        print(f"  e.g. venue bot taker --url {cluster.gateways[0].url}")
+        print(f"  operator commands: {_admin_example(cluster.gateways[0].url, args.config)}")
+        sys.stdout.flush()
         _watch(cluster)
         for gateway in cluster.gateways:  # which one, how, and where to read why
             if not gateway.running() and gateway.process is not None:
@@ -188,6 +190,13 @@ def _watch(cluster: LocalCluster) -> None:
                 print(NO_CORE_LEFT, flush=True)
                 awaiting_active = False
         time.sleep(WATCH_INTERVAL_S)
+
+
+def _admin_example(url: str, config: Path) -> str:
+    """`venue admin` as it reaches this cluster: through a gateway's URL, which the config's
+    `[venue] port` (its default without `--url`) is not, and with the config's admin key."""
+    flags = "" if config == Path("venue.toml") else f" --config {config}"
+    return f"venue admin COMMAND ... --url {url}{flags}"
 
 
 def _check_config(path: Path) -> None:

@@ -3,7 +3,8 @@
 Owns the command line of the `admin.*` methods (`gateway.wire.METHODS`): flags to params, one
 logged-on connection per command, the result printed as JSON. Leaves validation and the work
 to the server. Credentials: `--key`/`--secret`, else VENUE_ADMIN_KEY / VENUE_ADMIN_SECRET,
-else the first admin key in the config (the demo key of `venue.toml`).
+else the first admin key in the config (the demo key of `venue.toml`). The venue: `--url`,
+else the trade endpoint at the config's `[venue]` host and port, as `venue serve` listens.
 Exit status: 0 done, 1 the venue refused (changed nothing), 2 no answer (cannot connect, the
 connection dropped, no connection within `CONNECT_TIMEOUT_S`, no answer within
 `ANSWER_WAIT_S`, which outlasts a cluster's core takeover, or a cluster gateway's 504
@@ -55,6 +56,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from cli.arguments import EPOCH, time_us
 from cli.failures import check_trade_url
+from cli.venue_url import URL_DEFAULT, config_trade_url
 from client.sdk import ConnectionLost, VenueClient, VenueError
 from core import config as venue_config
 from engine.enums import InstrumentKind, InstrumentStatus
@@ -63,7 +65,10 @@ from engine.operations import CL_OP_ID_LENGTH_MAX
 from gateway.wire import Scope
 from settlement.transfers import SWEPT_ACCOUNTS
 
-URL_DEFAULT = "ws://127.0.0.1:8765/ws/trade"
+URL_HELP = (
+    "the venue's trade endpoint (default: the config's [venue] host and port, where"
+    f" `venue serve` listens; without a config, {URL_DEFAULT})"
+)
 KEY_ENV, SECRET_ENV = "VENUE_ADMIN_KEY", "VENUE_ADMIN_SECRET"
 CONNECT_TIMEOUT_S = 10.0  # connect and log on: well under a second on a venue that is up
 # The wait for a command's answer once sent. A cluster's core takeover answers within about
@@ -113,7 +118,7 @@ Build = Callable[[argparse.Namespace], dict[str, Any]]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", default=URL_DEFAULT, help=f"default: {URL_DEFAULT}")
+    common.add_argument("--url", default=None, help=URL_HELP)
     common.add_argument("--key", default=None, help=f"default: ${KEY_ENV}, else the config's")
     common.add_argument("--secret", default=None, help=f"default: ${SECRET_ENV}, else the config's")
     common.add_argument("--config", type=Path, default=Path("venue.toml"), help="for the key")
@@ -352,6 +357,10 @@ def jurisdictions(text: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Send the command's request; print the result as JSON. The exit status is documented."""
+    where = ""  # whence the URL, when the operator did not give it
+    if args.url is None:
+        args.url = config_trade_url(args.config)
+        where = f" (no --url: {args.config}'s [venue] host and port)"
     check_trade_url(args.url)
     try:
         api_key, secret = credentials(args)
@@ -379,7 +388,7 @@ def run(args: argparse.Namespace) -> int:
             if isinstance(error, ConnectionRefusedError):
                 maybe += NOT_LISTENING_YET
         said = with_utc_times(f"{_why(error)}{maybe}")
-        print(f"venue admin: no answer from {args.url}: {said}", file=sys.stderr)
+        print(f"venue admin: no answer from {args.url}{where}: {said}", file=sys.stderr)
         return EXIT_NO_ANSWER
     print(json.dumps(result, indent=2, sort_keys=True))
     return EXIT_OK

@@ -36,9 +36,10 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from cli import progress
+from cli import progress, venue_url
 from cli.arguments import decimal_within, float_within, int_within
 from cli.failures import CommandFailed, check_trade_url
+from cli.venue_url import config_trade_url
 from client.sdk import ConnectionLost, RequestTimeout, VenueClient, VenueError
 from core import config as venue_config
 from engine.enums import InstrumentKind
@@ -80,7 +81,7 @@ REFUSALS_LOGGED_MAX = 50  # per bot: enough to diagnose a problem, never a flood
 OUTCOME_UNKNOWN = E.OUTCOME_UNKNOWN.name  # an error's name: no outcome (an outage), not refused
 QUOTE_SET_PREFIX = "mm-L"  # quote sets mm-L1..mm-LN: one bid and one ask per symbol each
 BPS = Decimal(10_000)
-URL_DEFAULT = "ws://127.0.0.1:8765/ws/trade"
+URL_DEFAULT = venue_url.URL_DEFAULT  # no --url and no config (or its port 0)
 # How a lost connection shows: a request that was waiting, or one sent after the end; or a
 # venue that answers nothing for `request_timeout_s` (the bot ends as if it had gone)
 CONNECTION_LOST = (ConnectionError, ConnectionClosed, RequestTimeout)
@@ -649,8 +650,7 @@ class MarketMaker:
         elif channel == "account":
             kind = push.get("type")
             if kind == "snapshot":
-                for row in push["balances"]:
-                    self.tally.on_balance(row)
+                self.tally.on_snapshot(push["balances"])
                 for order in push["orders"]:
                     self._on_order(order)
             elif kind == "balance":
@@ -823,8 +823,7 @@ class Taker:
             if channel == "trades" and push.get("sym") in self.instruments and push.get("data"):
                 self.instruments[push["sym"]].follow(Decimal(push["data"][-1]["price"]))
             elif channel == "account" and kind == "snapshot":
-                for row in push["balances"]:
-                    self.tally.on_balance(row)
+                self.tally.on_snapshot(push["balances"])
             elif channel == "account" and kind == "balance":
                 self.tally.on_balance(push["data"])
             elif channel == "account" and kind == "exec":
@@ -849,6 +848,7 @@ class Tally:
     def __init__(self) -> None:
         self.start: dict[str, Decimal] = {}
         self.total: dict[str, Decimal] = {}
+        self.snapshot_seen = False  # the account's first snapshot came: `start` is complete
         self.accepted = 0  # order commands the venue accepted
         self.refused = 0  # order commands refused, by the venue or by the bot's own check
         # order commands whose outcome the venue could not tell (504 `OUTCOME_UNKNOWN`, a
@@ -862,9 +862,18 @@ class Tally:
         if self.unknown <= REFUSALS_LOGGED_MAX:
             log.info("%s %s: outcome unknown: %s", key, what, msg or "")
 
+    def on_snapshot(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """The account stream's snapshot: the balances held at logon (or at a resume)."""
+        for row in rows:
+            self.on_balance(row)
+        self.snapshot_seen = True
+
     def on_balance(self, row: Mapping[str, Any]) -> None:
         total = Decimal(row["total"])
-        self.start.setdefault(row["asset"], total)
+        # An asset the first snapshot did not list was not held then: it starts at 0, not at
+        # its first balance (before session 30, a bill the taker bought first counted its
+        # first fill as the start: position 0 and PnL -500 USD after a -3 USD session).
+        self.start.setdefault(row["asset"], Decimal(0) if self.snapshot_seen else total)
         self.total[row["asset"]] = total
 
     def position(self, asset: str) -> Decimal:
@@ -1091,7 +1100,15 @@ def add_market_maker_arguments(parser: argparse.ArgumentParser) -> None:
     _add_connection_arguments(parser, "demo-mm-alpha", "demo-secret-mm-alpha")
 
 
+def _venue_url(args: argparse.Namespace) -> None:
+    """With no `--url` (`other_urls` None), the venue of `--config`: its `[venue]` host and
+    port (`cli.venue_url`; before session 30, port 8765 whatever the file said)."""
+    if args.other_urls is None:
+        args.url = config_trade_url(args.config)
+
+
 def run_market_maker(args: argparse.Namespace) -> int:
+    _venue_url(args)
     symbols = _symbols(args.symbol)
     listed: dict[str, Listed] = dict(config_references(args.config))
     centres = {}
@@ -1116,7 +1133,7 @@ def run_market_maker(args: argparse.Namespace) -> int:
         )
     except ValueError as bad:  # bad flags together (symbols, limit below size): nothing ran
         raise CommandFailed(str(bad)) from None
-    status = _run_bot(bot.run, args.seconds, bot.status_text)
+    status = _run_bot(bot.run, args.seconds, bot.status_text, _urls(args))
     if not bot.requotes:
         return _lost_or(status, bot.lost)
     positions = ", ".join(
@@ -1150,6 +1167,7 @@ def add_taker_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_taker(args: argparse.Namespace) -> int:
+    _venue_url(args)
     listed = config_references(args.config)
     try:
         bot = Taker(
@@ -1165,7 +1183,7 @@ def run_taker(args: argparse.Namespace) -> int:
         )
     except ValueError as bad:  # bad flags together (symbols, limit below size): nothing ran
         raise CommandFailed(str(bad)) from None
-    status = _run_bot(bot.run, args.seconds, bot.status_text)
+    status = _run_bot(bot.run, args.seconds, bot.status_text, _urls(args))
     if not bot.orders and not bot.skipped:  # it never got to take (its start failed)
         return _lost_or(status, bot.lost)
     empty = ": the books had nothing to take" if not bot.orders else ""
@@ -1289,7 +1307,10 @@ class _GatewayUrls(argparse.Action):
 
 # The config a bot reads (never the venue's files): each symbol's rules, to check a size and a
 # price before sending it, and its listed price.
-CONFIG_HELP = "for each symbol's rules and listed price (default: venue.toml)"
+CONFIG_HELP = (
+    "for each symbol's rules and listed price, and with no --url its venue's address"
+    " (default: venue.toml)"
+)
 
 
 def _add_connection_arguments(parser: argparse.ArgumentParser, key: str, secret: str) -> None:
@@ -1297,8 +1318,10 @@ def _add_connection_arguments(parser: argparse.ArgumentParser, key: str, secret:
         "--url",
         action=_GatewayUrls,
         default=URL_DEFAULT,
-        help="the venue's trade endpoint; repeat it for a cluster's other gateways (the first"
-        " is the one connected first): the bot then resumes on one of them when dropped",
+        help="the venue's trade endpoint (default: the --config's [venue] host and port, where"
+        " `venue serve` listens; without one, the default's); repeat it for a cluster's other"
+        " gateways (the first is the one connected first): the bot then resumes on one of them"
+        " when dropped",
     )
     parser.set_defaults(other_urls=None)
     parser.add_argument("--key", default=key, help=f"its API key (default {key}, a demo key)")
@@ -1306,7 +1329,27 @@ def _add_connection_arguments(parser: argparse.ArgumentParser, key: str, secret:
     parser.add_argument("--seconds", type=float_within(0), default=0.0, help="0: until Ctrl-C")
 
 
-def _run_bot(run: Any, seconds: float, status_text: Callable[[], str]) -> int:
+def _urls(args: argparse.Namespace) -> list[str]:
+    """Every gateway a bot may connect to: the first `--url` (or the config's), then the
+    others."""
+    return [args.url, *(args.other_urls or ())]
+
+
+def _cannot_start_text(failed: BaseException, urls: Sequence[str]) -> str:
+    """Why a bot could not start, in one line: no venue listening names where it looked and
+    how to point it elsewhere (before session 30, only `[Errno 111] Connect call failed
+    ('127.0.0.1', 8765)`); anything else as it came."""
+    if not isinstance(failed, ConnectionRefusedError) or not urls:
+        return str(failed)
+    return (
+        f"no venue at {' or '.join(urls)}: connection refused (is `venue serve` running there?"
+        " its first line gives its trade URL: give that with --url)"
+    )
+
+
+def _run_bot(
+    run: Any, seconds: float, status_text: Callable[[], str], urls: Sequence[str] = ()
+) -> int:
     """Run a bot until Ctrl-C, SIGTERM or `seconds`, showing its status; 1 if it failed."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     status = StatusLine()
@@ -1332,7 +1375,7 @@ def _run_bot(run: Any, seconds: float, status_text: Callable[[], str]) -> int:
             finished = asyncio.run(main())
     except CANNOT_START as failed:
         status.close()
-        _stopped(failed)
+        _stopped(_cannot_start_text(failed, urls))
         return 1
     status.close()
     if not finished:

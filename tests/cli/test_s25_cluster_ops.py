@@ -80,6 +80,10 @@ def test_the_cluster_listens_on_the_ports_from_first_and_says_each_step(tmp_path
     assert f"NATS up (1 nodes): nats://127.0.0.1:{first}" in text
     assert "core core-a active" in text
     assert f"gateway gw-a up: ws://127.0.0.1:{first + 2}/ws/trade" in text
+    # how an operator's command reaches it (session 30; before, only a bot's example was
+    # given, and `venue admin` with no --url went to the config's port, where no gateway is)
+    admin_line = f"venue admin COMMAND ... --url ws://127.0.0.1:{first + 2}/ws/trade"
+    assert f"operator commands: {admin_line} --config {SAMPLE_CONFIG}" in text
     from cluster.local import ephemeral_overlap
 
     if ephemeral_overlap(list(range(first, first + SMALLEST_PORTS))) is not None:

@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import datetime
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -991,3 +992,47 @@ def test_a_future_or_restated_attestation_reads_its_as_of_in_utc(
     assert admin(venue.port, "attest-reserves", "USD", "40000000", "--as-of", stated) == 1
     said = capsys.readouterr().err
     assert f" ({stated}) are recorded as 30000000" in said, said
+
+
+def _config_at(tmp_path: Path, host: str, port: int) -> Path:
+    """The sample config with its `[venue]` host and port set: the operator's own file."""
+    text = SAMPLE_CONFIG.read_text()
+    text = re.sub(r"(?m)^host = .*$", f'host = "{host}"', text, count=1)
+    text = re.sub(r"(?m)^port = .*$", f"port = {port}", text, count=1)
+    path = tmp_path / "venue.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
+def test_with_no_url_the_command_goes_to_the_configs_host_and_port(
+    venue: BackgroundVenue, tmp_path: Path, capsys: pytest.CaptureFixture[str], host: str
+) -> None:
+    """An operator whose `venue.toml` puts the venue on another port than 8765 runs `venue
+    admin` beside it with no `--url`: the command reaches that venue (before session 30,
+    port 8765, refused there: exit 2), a wildcard host by loopback."""
+    config = _config_at(tmp_path, host, venue.port)
+    parser = argparse.ArgumentParser(prog="venue admin")
+    admin_cli.add_arguments(parser)
+    args = parser.parse_args(["set-status", "AAPLx-USD", "halted", "--config", str(config)])
+    assert admin_cli.run(args) == 0, capsys.readouterr().err
+    listed = venue.query("alpha", "instruments", {})["instruments"]
+    assert [i["status"] for i in listed if i["symbol"] == "AAPLx-USD"] == ["halted"]
+
+
+def test_with_no_url_and_no_venue_there_the_line_says_whence_the_url(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A cluster's gateways are not at the config's port: the line says the URL was the
+    config's, so the operator knows to give a gateway's `--url`."""
+    with socket.socket() as probe:  # a port nobody listens on once the probe closes
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = _config_at(tmp_path, "127.0.0.1", port)
+    parser = argparse.ArgumentParser(prog="venue admin")
+    admin_cli.add_arguments(parser)
+    args = parser.parse_args(["set-status", "AAPLx-USD", "halted", "--config", str(config)])
+    assert admin_cli.run(args) == 2
+    err = capsys.readouterr().err
+    url = f"ws://127.0.0.1:{port}/ws/trade"
+    assert f"no answer from {url} (no --url: {config}'s [venue] host and port): " in err

@@ -720,6 +720,10 @@ def test_a_bot_that_cannot_reach_the_venue_says_so_in_one_line_on_stderr() -> No
     lines = [line for line in done.stderr.splitlines() if "bot stopped" in line]
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
     assert "bot stopped" not in done.stdout
+    # Where it looked and what to do (session 30; before: `[Errno 111] Connect call failed`).
+    url = f"ws://127.0.0.1:{port}/ws/trade"
+    assert f"bot stopped: no venue at {url}: connection refused" in lines[0], lines
+    assert "give that with --url" in lines[0]
 
 
 def test_a_bot_pointed_at_a_server_that_is_no_venue_says_so_in_one_line() -> None:
@@ -995,3 +999,39 @@ def test_an_outcome_unknown_is_counted_as_unknown_not_refused() -> None:
     taker._refused(E.OUTCOME_UNKNOWN.name, f"{SYMBOL} refused: 504 OUTCOME_UNKNOWN")
     assert (taker.tally.refused, taker.tally.unknown) == (0, 1)
     assert "0 refused, 1 unknown," in taker.status_text()
+
+
+def test_a_bot_with_no_url_goes_to_the_venue_its_config_names(
+    background: BackgroundVenue, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The finding (session 30): with no `--url` a bot went to port 8765 whatever its
+    `--config`'s `[venue] port` said, so beside a venue on another port it stopped at once
+    (`bot stopped: [Errno 111] Connect call failed ('127.0.0.1', 8765)`, exit 1)."""
+    config = tmp_path / "venue.toml"
+    text = re.sub(r"(?m)^port = .*$", f"port = {background.port}", SAMPLE_CONFIG.read_text())
+    config.write_text(text)
+    status = _cli(
+        "bot", "taker", "--symbol", SYMBOL, "--rate", "50", "--seconds", "0.5",
+        "--config", str(config),
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    assert captured.out.splitlines()[-1].startswith("taker: 0 orders, 0 fills, skipped ")
+
+
+def test_an_asset_first_bought_after_the_logon_counts_from_zero() -> None:
+    """The finding (session 30): a taker trading a bill it did not hold at logon took its
+    first balance of the bill (after its first buy, 500) as its start: it ended holding
+    none with position -500 and PnL -500.86 USD, when its USD had moved by -3.05."""
+    taker = Taker("ws://127.0.0.1:9/ws/trade", *KEYS["taker"], [SYMBOL], 1.0, seed=1)
+    snapshot = {"asset": "USD", "total": "1000.000000", "available": "1000.000000"}
+    pushes = [
+        {"ch": "account", "type": "snapshot", "balances": [snapshot], "orders": []},
+        {"ch": "account", "type": "balance", "data": {"asset": "AAPLx", "total": "5"}},
+        {"ch": "account", "type": "balance", "data": {"asset": "USD", "total": "63.75"}},
+    ]
+    for push in pushes:
+        taker.client.pushes.put_nowait(push)
+    taker._drain()
+    assert taker.tally.position("AAPLx") == Decimal(5)
+    assert taker.tally.position("USD") == Decimal("-936.25")
