@@ -99,7 +99,8 @@ class ApiKey(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 class KeyStore:
-    """The API keys the gateway accepts, by key. Keys are unique and only ever added."""
+    """The API keys the gateway accepts, by key. Keys are unique; an issued one may be
+    removed (`admin.revoke_key`), the config's only by editing venue.toml and restarting."""
 
     def __init__(self, entries: Iterable[ApiKeyEntry] = ()) -> None:
         self._keys: dict[str, ApiKey] = {}
@@ -123,6 +124,11 @@ class KeyStore:
 
     def get(self, key: str) -> ApiKey | None:
         return self._keys.get(key)
+
+    def remove(self, key: str) -> None:
+        """Accept `key` no more (logons and REST requests with it refused as an unknown
+        key's); its live sessions are the caller's to close."""
+        del self._keys[key]
 
     def __len__(self) -> int:
         return len(self._keys)

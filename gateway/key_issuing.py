@@ -1,4 +1,6 @@
-"""API keys issued at run time: `admin.issue_key`, from the request to the key's answer.
+"""API keys issued at run time: `admin.issue_key`, from the request to the key's answer, and
+`admin.revoke_key` (a one-process venue's: a cluster's gateway refuses it, its key stream
+only adds keys), which removes an issued key and closes its live sessions (4004).
 
 Owns `KeyIssuer`: the keys issued at run time (`api_keys.json`, owner-only permissions; on a
 cluster the key stream, `core/cluster_keys.py`, which it follows to learn every gateway's
@@ -44,6 +46,15 @@ ISSUED_KEYS_FILE = "api_keys.json"  # keys issued at run time (owner-only permis
 # another gateway: it is on the key stream within milliseconds, unless that gateway stopped
 # before storing it (it tries for 30 s, then exits); an answer within the SDK's 30 s.
 ISSUED_KEY_WAIT_S = 20.0
+# The close of every live session logged on with a key `admin.revoke_key` revoked (§11.2);
+# 4003 is the shared list's heartbeat timeout, never used here but reserved.
+REVOKED_CLOSE_CODE = 4004
+REVOKED_CLOSE_REASON = "api key revoked"
+REVOKE_IN_CLUSTER = (
+    "admin.revoke_key is not available on a cluster yet (the key stream only adds keys):"
+    " nothing done; to stop a leaked key, stop every gateway, or close its account's access"
+    " otherwise"
+)
 
 
 class KeyIssuer:
@@ -76,6 +87,9 @@ class KeyIssuer:
         # the repeats waiting to learn, from the cluster's key stream, the key the first one
         # issued through another gateway (`_await_key`), by that key's name
         self._keys_awaited: dict[str, list[asyncio.Future[ApiKey]]] = {}
+        # `admin.revoke_key`'s `cl_op_id`s since the start: the key each revoked and when
+        # (kept in memory only: a repeat after a restart finds the key unknown, still revoked)
+        self.revoked_by_op: dict[str, tuple[str, int]] = {}
 
     def issue(self, session: Session, request: wire.Request, t_in: int) -> None:
         """A new key; under a `cl_op_id`, once the engine took the id (`IssueKey`): where
@@ -114,6 +128,60 @@ class KeyIssuer:
             self._defer_error(session, request, E.UNKNOWN_ACCOUNT, f"no account {p.account}")
             return
         self._store_key(session, request.id, t_in, key, by)
+
+    def revoke(self, session: Session, request: wire.Request, t_in: int) -> None:
+        """Revoke an issued key: removed from the store and `api_keys.json` (durably, before
+        the answer), then every live session logged on with it closed (4004), the asker's
+        own after its answer. A key of the config's [[api_keys]] is refused (venue.toml is
+        the operator's), an unknown one too; a repeat under its `cl_op_id` is answered again."""
+        p: Any = request.params
+        if self.shared_keys is not None:
+            self._reply_error(session, request, E.UNSUPPORTED_COMMAND, REVOKE_IN_CLUSTER)
+            return
+        if p.cl_op_id is not None and p.cl_op_id in self.revoked_by_op:
+            self._revoke_again(session, request, t_in)
+            return
+        problem = self._revoke_problem(p.api_key)
+        if problem is not None:
+            self._reply_error(session, request, E.BAD_PARAM, problem)
+            return
+        self.issued_keys[:] = [key for key in self.issued_keys if key.key != p.api_key]
+        save_json(self.data_dir / ISSUED_KEYS_FILE, self.issued_keys)  # before the answer
+        self.auth.store.remove(p.api_key)
+        revoked_at = now_us()
+        if p.cl_op_id is not None:
+            self.revoked_by_op[p.cl_op_id] = (p.api_key, revoked_at)
+        log.info("api key revoked", extra={"api_key": p.api_key, "by": _key(session).account})
+        self._reply(session, request, _revoked_key(p.api_key, revoked_at), t_in)
+        for live in list(self.connections.sessions.values()):
+            if live.key is not None and live.key.key == p.api_key and not live.closing:
+                self.connections.close(live, REVOKED_CLOSE_CODE, REVOKED_CLOSE_REASON)
+
+    def _revoke_problem(self, api_key: str) -> str | None:
+        """Why `api_key` cannot be revoked, or None: not known, or the config's."""
+        if self.auth.store.get(api_key) is None:
+            return f"no api key {api_key!r} (never issued, or revoked already): nothing done"
+        if not any(key.key == api_key for key in self.issued_keys):
+            return (
+                f"api key {api_key!r} is one of the config's [[api_keys]]: nothing done;"
+                " remove it from venue.toml and restart the venue"
+            )
+        return None
+
+    def _revoke_again(self, session: Session, request: wire.Request, t_in: int) -> None:
+        """A repeated `admin.revoke_key` under its `cl_op_id`: the same key answered again,
+        `repeated`, changing nothing; another key `CL_OP_ID_REUSED`."""
+        p: Any = request.params
+        api_key, revoked_at = self.revoked_by_op[p.cl_op_id]
+        if api_key != p.api_key:
+            msg = (
+                f"cl_op_id {p.cl_op_id!r} was used at {revoked_at} to revoke another key:"
+                " nothing done; give a new cl_op_id for a new command"
+            )
+            self._reply_error(session, request, E.CL_OP_ID_REUSED, msg)
+            return
+        result = _revoked_key(api_key, revoked_at) | {"repeated": True}
+        self._reply(session, request, result, t_in)
 
     def _key_decided(self, key: ApiKey, by: ApiKey, pending: "Pending") -> bytes | None:
         """The engine's word on an `IssueKey`: refused; taken (store `key`, then answer); or
@@ -255,6 +323,13 @@ class KeyIssuer:
         key = self.keys_by_op[p.cl_op_id]
         by = _key(session)
         asked = (p.account, frozenset(p.scopes), by.key)
+        if self.auth.store.get(key.key) is None:  # revoked since (`revoke`): never shown
+            msg = (
+                f"cl_op_id {p.cl_op_id!r}: the key issued under it was revoked: nothing done;"
+                " give a new cl_op_id for a new key"
+            )
+            self._reply_error(session, request, E.CL_OP_ID_REUSED, msg)
+            return
         if asked != (key.account, key.scopes, key.issued_by):
             msg = (
                 f"cl_op_id {p.cl_op_id!r} was used at {key.issued_at_us} for another key, or by"
@@ -294,6 +369,10 @@ class KeyIssuer:
                     learnt.set_result(key)
         elif known != key:  # the first one issued under a name wins, on every gateway
             log.warning("a second key issued as %s ignored", key.key)
+
+
+def _revoked_key(api_key: str, revoked_at_us: int) -> dict[str, Any]:
+    return {"api_key": api_key, "revoked_at": revoked_at_us}
 
 
 def _issued_key(key: ApiKey) -> dict[str, Any]:

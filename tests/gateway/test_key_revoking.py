@@ -1,0 +1,133 @@
+"""`admin.revoke_key` on a one-process venue: a revoked key's live sessions are closed (4004),
+its logons and REST requests refused from then on, before and after a restart; the config's
+keys and unknown keys refused; a repeat under its `cl_op_id` answered again. A cluster's
+gateway refuses it (not available there yet)."""
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from client.rest import RestClient
+from client.sdk import VenueClient, VenueError
+from core.cluster_keys import SharedKeys
+from gateway.key_issuing import ISSUED_KEYS_FILE
+from tests.conftest import KEYS, Venue, start_venue
+from tests.gateway.test_rest import base, error_of, get
+from tests.gateway.test_server_admin import refusal
+from tests.gateway.test_server_recovery import stop
+
+WAIT_S = 5.0
+
+
+async def closed_with(client: VenueClient) -> tuple[int | None, str | None]:
+    """The close code and reason the server closed `client`'s connection with."""
+    websocket = client.websocket
+    assert websocket is not None
+    await asyncio.wait_for(websocket.wait_closed(), WAIT_S)
+    return websocket.close_code, websocket.close_reason
+
+
+async def logon_refused(venue: Venue, api_key: str, secret: str) -> str:
+    client = await venue.client()
+    with pytest.raises(VenueError) as refused:
+        await client.logon(api_key, secret)
+    return str(refused.value)
+
+
+def test_a_revoked_key_is_closed_refused_and_stays_revoked_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+
+    async def scenario() -> None:
+        first = await start_venue(data_dir)
+        admin = await first.client("admin")
+        asked = {"account": 3, "scopes": ["read"], "cl_op_id": "ik-1"}
+        issued = await admin.request("admin.issue_key", asked)
+        key, secret = issued["api_key"], issued["secret"]
+        kept = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+        reader = await first.client()
+        await reader.logon(key, secret)
+        rest = RestClient(base(first), key, secret)
+        assert (await get(rest, "/api/v1/balances")).status == 200
+
+        revoked = await admin.request("admin.revoke_key", {"api_key": key, "cl_op_id": "rv-1"})
+        assert revoked["api_key"] == key and revoked["revoked_at"] > 0
+        assert await closed_with(reader) == (4004, "api key revoked")
+        assert error_of(await get(rest, "/api/v1/balances")) == (401, "BAD_SIGNATURE")
+        assert "BAD_SIGNATURE" in await logon_refused(first, key, secret)
+        stored = json.loads((data_dir / ISSUED_KEYS_FILE).read_text())
+        assert [entry["key"] for entry in stored] == [kept["api_key"]]  # stored already
+        # a repeat under its id is answered again; another key under it, a refusal
+        again = await admin.request("admin.revoke_key", {"api_key": key, "cl_op_id": "rv-1"})
+        assert again == revoked | {"repeated": True}
+        other = {"api_key": kept["api_key"], "cl_op_id": "rv-1"}
+        assert await refusal(admin, "admin.revoke_key", other) == "CL_OP_ID_REUSED"
+        assert await refusal(admin, "admin.revoke_key", {"api_key": key}) == "BAD_PARAM"
+        # the id it was issued under does not show it again, as if it were still good
+        assert await refusal(admin, "admin.issue_key", asked) == "CL_OP_ID_REUSED"
+        await stop(first)
+
+        second = await start_venue(data_dir)
+        try:
+            assert "BAD_SIGNATURE" in await logon_refused(second, key, secret)
+            rest = RestClient(base(second), key, secret)
+            assert error_of(await get(rest, "/api/v1/balances")) == (401, "BAD_SIGNATURE")
+            still = await second.client()
+            assert (await still.logon(kept["api_key"], kept["secret"]))["account"] == 3
+        finally:
+            await stop(second)
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_config_and_unknown_keys_are_refused_and_change_nothing(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        taker = await venue.client("taker")
+        answer = await admin.request_raw("admin.revoke_key", {"api_key": KEYS["taker"][0]})
+        assert (answer["status"], answer["error"]["name"]) == (400, "BAD_PARAM")
+        assert "remove it from venue.toml and restart" in answer["error"]["msg"]
+        answer = await admin.request_raw("admin.revoke_key", {"api_key": "key-never"})
+        assert (answer["status"], answer["error"]["name"]) == (400, "BAD_PARAM")
+        assert "never issued, or revoked already" in answer["error"]["msg"]
+        assert (await taker.request("session.status", {}))["account"] > 0  # still on
+        trader = await venue.client("taker")
+        assert await refusal(trader, "admin.revoke_key", {"api_key": "x"}) == "PERMISSION_DENIED"
+
+    run_venue(scenario)
+
+
+def test_an_admin_key_revoking_itself_is_answered_then_closed(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        issued = await admin.request("admin.issue_key", {"account": 1, "scopes": ["admin"]})
+        itself = await venue.client()
+        await itself.logon(issued["api_key"], issued["secret"])
+        answer = await itself.request("admin.revoke_key", {"api_key": issued["api_key"]})
+        assert answer["api_key"] == issued["api_key"]
+        assert await closed_with(itself) == (4004, "api key revoked")
+        assert "BAD_SIGNATURE" in await logon_refused(venue, issued["api_key"], issued["secret"])
+
+    run_venue(scenario)
+
+
+def test_a_cluster_gateway_refuses_to_revoke_and_keeps_the_key(run_venue: Any) -> None:
+    """A cluster's gateway (its key issuer given a key stream, unconnected: nothing is
+    published) refuses `admin.revoke_key` with words, the key still accepted."""
+
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        issued = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+        issuer = venue.server.dispatcher.keys
+        issuer.shared_keys = SharedKeys(1, on_key=issuer._learn_key)
+        answer = await admin.request_raw("admin.revoke_key", {"api_key": issued["api_key"]})
+        assert answer["error"]["name"] == "UNSUPPORTED_COMMAND", answer
+        assert "not available on a cluster" in answer["error"]["msg"]
+        reader = await venue.client()
+        assert (await reader.logon(issued["api_key"], issued["secret"]))["account"] == 3
+
+    run_venue(scenario)
