@@ -314,7 +314,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "revoke an API key issued by issue-key: refused from now on, its connections closed",
         "revoke an API key issued by issue-key: refused from now on (logons and REST), its\n"
         "live connections closed (4004). A key of venue.toml's [[api_keys]] is refused: remove\n"
-        "it there and restart. A one-process venue only (a cluster refuses it, for now).",
+        "it there and restart. On a cluster every gateway applies it (upgrade them all first).",
     )
     revoke.add_argument("--api-key", required=True, help="the key to revoke (not its secret)")
 

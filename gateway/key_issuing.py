@@ -1,6 +1,7 @@
 """API keys issued at run time: `admin.issue_key`, from the request to the key's answer, and
-`admin.revoke_key` (a one-process venue's: a cluster's gateway refuses it, its key stream
-only adds keys), which removes an issued key and closes its live sessions (4004).
+`admin.revoke_key`, which removes an issued key (from `api_keys.json`; on a cluster by a
+`KeyRevoked` record on the key stream, learnt by every gateway) and closes its live sessions
+(4004).
 
 Owns `KeyIssuer`: the keys issued at run time (`api_keys.json`, owner-only permissions; on a
 cluster the key stream, `core/cluster_keys.py`, which it follows to learn every gateway's
@@ -50,11 +51,15 @@ ISSUED_KEY_WAIT_S = 20.0
 # 4003 is the shared list's heartbeat timeout, never used here but reserved.
 REVOKED_CLOSE_CODE = 4004
 REVOKED_CLOSE_REASON = "api key revoked"
-REVOKE_IN_CLUSTER = (
-    "admin.revoke_key is not available on a cluster yet (the key stream only adds keys):"
-    " nothing done; to stop a leaked key, stop every gateway, or close its account's access"
-    " otherwise"
-)
+
+
+class KeyRevoked(msgspec.Struct, frozen=True):
+    """A cluster's key stream record of a revoked key (`admin.revoke_key`), after the key's
+    own record. A gateway older than session 30 fails to decode it as a key, logs that and
+    goes on: the key stays good there, so upgrade every gateway before revoking."""
+
+    revoked: str
+    revoked_at_us: int
 
 
 class KeyIssuer:
@@ -90,6 +95,11 @@ class KeyIssuer:
         # `admin.revoke_key`'s `cl_op_id`s since the start: the key each revoked and when
         # (kept in memory only: a repeat after a restart finds the key unknown, still revoked)
         self.revoked_by_op: dict[str, tuple[str, int]] = {}
+        # a cluster's keys learnt from the key stream (issued, not revoked): the revocable ones
+        self.shared_issued: set[str] = set()
+        # the keys revoked since the start (bounded as the issued keys are): an
+        # `admin.issue_key` sent again under the id of one of them is refused
+        self.revoked: set[str] = set()
 
     def issue(self, session: Session, request: wire.Request, t_in: int) -> None:
         """A new key; under a `cl_op_id`, once the engine took the id (`IssueKey`): where
@@ -135,9 +145,6 @@ class KeyIssuer:
         own after its answer. A key of the config's [[api_keys]] is refused (venue.toml is
         the operator's), an unknown one too; a repeat under its `cl_op_id` is answered again."""
         p: Any = request.params
-        if self.shared_keys is not None:
-            self._reply_error(session, request, E.UNSUPPORTED_COMMAND, REVOKE_IN_CLUSTER)
-            return
         if p.cl_op_id is not None and p.cl_op_id in self.revoked_by_op:
             self._revoke_again(session, request, t_in)
             return
@@ -145,23 +152,44 @@ class KeyIssuer:
         if problem is not None:
             self._reply_error(session, request, E.BAD_PARAM, problem)
             return
+        revoked_at = now_us()
+        log.info("api key revoked", extra={"api_key": p.api_key, "by": _key(session).account})
+        answer = partial(self._revoked, session, request, revoked_at, t_in)
+        if self.shared_keys is not None:  # every gateway closes its sessions as it learns it
+            record = msgspec.json.encode(KeyRevoked(p.api_key, revoked_at))
+            task = asyncio.ensure_future(self._share(f"revoked:{p.api_key}", record, answer))
+            self._key_tasks.add(task)
+            task.add_done_callback(self._key_tasks.discard)
+            return
         self.issued_keys[:] = [key for key in self.issued_keys if key.key != p.api_key]
         save_json(self.data_dir / ISSUED_KEYS_FILE, self.issued_keys)  # before the answer
-        self.auth.store.remove(p.api_key)
-        revoked_at = now_us()
+        answer()
+        self._forget_key(p.api_key)
+
+    def _revoked(self, session: Session, request: wire.Request, revoked_at: int, t_in: int) -> None:
+        """Answer a revocation, once stored."""
+        p: Any = request.params
         if p.cl_op_id is not None:
             self.revoked_by_op[p.cl_op_id] = (p.api_key, revoked_at)
-        log.info("api key revoked", extra={"api_key": p.api_key, "by": _key(session).account})
         self._reply(session, request, _revoked_key(p.api_key, revoked_at), t_in)
+
+    def _forget_key(self, api_key: str) -> None:
+        """Accept a revoked key no more, and close its live sessions (after what they are
+        owed: the asker's answer, when it revoked its own key)."""
+        if self.auth.store.get(api_key) is not None:
+            self.auth.store.remove(api_key)
+        self.shared_issued.discard(api_key)
+        self.revoked.add(api_key)
         for live in list(self.connections.sessions.values()):
-            if live.key is not None and live.key.key == p.api_key and not live.closing:
+            if live.key is not None and live.key.key == api_key and not live.closing:
                 self.connections.close(live, REVOKED_CLOSE_CODE, REVOKED_CLOSE_REASON)
 
     def _revoke_problem(self, api_key: str) -> str | None:
         """Why `api_key` cannot be revoked, or None: not known, or the config's."""
         if self.auth.store.get(api_key) is None:
             return f"no api key {api_key!r} (never issued, or revoked already): nothing done"
-        if not any(key.key == api_key for key in self.issued_keys):
+        issued = api_key in self.shared_issued or any(k.key == api_key for k in self.issued_keys)
+        if not issued:
             return (
                 f"api key {api_key!r} is one of the config's [[api_keys]]: nothing done;"
                 " remove it from venue.toml and restart the venue"
@@ -323,7 +351,7 @@ class KeyIssuer:
         key = self.keys_by_op[p.cl_op_id]
         by = _key(session)
         asked = (p.account, frozenset(p.scopes), by.key)
-        if self.auth.store.get(key.key) is None:  # revoked since (`revoke`): never shown
+        if key.key in self.revoked:  # revoked since (`revoke`): never shown again
             msg = (
                 f"cl_op_id {p.cl_op_id!r}: the key issued under it was revoked: nothing done;"
                 " give a new cl_op_id for a new key"
@@ -347,20 +375,32 @@ class KeyIssuer:
             storing.add_done_callback(partial(_once_stored, answer))
 
     async def _share_key(self, key: ApiKey, answer: Callable[[], None]) -> None:
+        await self._share(key.key, msgspec.json.encode(key), answer)
+
+    async def _share(self, record_id: str, record: bytes, answer: Callable[[], None]) -> None:
+        """Store a record on the cluster's key stream (a key, or a key's revocation), then
+        answer."""
         assert self.shared_keys is not None, "only a cluster's gateway shares keys"
         try:
-            await self.shared_keys.publish(key.key, msgspec.json.encode(key))
+            await self.shared_keys.publish(record_id, record)
         except BaseException as failure:  # NATS unreachable for 30 s: the gateway is dead
             self.bus.on_fatal(failure)
             raise
         answer()
 
     def _learn_key(self, payload: bytes) -> None:
-        """A key issued through any gateway of the cluster (this one's included)."""
-        key = msgspec.json.decode(payload, type=ApiKey)
+        """A key issued, or revoked, through any gateway of the cluster (this one's included)."""
+        record = msgspec.json.decode(payload)
+        if isinstance(record, dict) and "revoked" in record:
+            revoked = msgspec.convert(record, KeyRevoked)
+            self._forget_key(revoked.revoked)
+            log.info("api key revoked on the cluster", extra={"api_key": revoked.revoked})
+            return
+        key = msgspec.convert(record, ApiKey)
         known = self.auth.store.get(key.key)
         if known is None:
             self.auth.store.add(key)
+            self.shared_issued.add(key.key)
             if key.cl_op_id is not None:  # a second key under one id (issued at once through
                 self.keys_by_op.setdefault(key.cl_op_id, key)  # two gateways before the
                 # engine decided ids: session 23) is not repeated

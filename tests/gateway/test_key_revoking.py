@@ -1,19 +1,20 @@
 """`admin.revoke_key` on a one-process venue: a revoked key's live sessions are closed (4004),
 its logons and REST requests refused from then on, before and after a restart; the config's
-keys and unknown keys refused; a repeat under its `cl_op_id` answered again. A cluster's
-gateway refuses it (not available there yet)."""
+keys and unknown keys refused; a repeat under its `cl_op_id` answered again. A cluster's:
+tests/cluster/test_roles.py."""
 
 import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from client.rest import RestClient
 from client.sdk import VenueClient, VenueError
-from core.cluster_keys import SharedKeys
-from gateway.key_issuing import ISSUED_KEYS_FILE
+from gateway.auth import ApiKey
+from gateway.key_issuing import ISSUED_KEYS_FILE, KeyRevoked
 from tests.conftest import KEYS, Venue, start_venue
 from tests.gateway.test_rest import base, error_of, get
 from tests.gateway.test_server_admin import refusal
@@ -115,19 +116,10 @@ def test_an_admin_key_revoking_itself_is_answered_then_closed(run_venue: Any) ->
     run_venue(scenario)
 
 
-def test_a_cluster_gateway_refuses_to_revoke_and_keeps_the_key(run_venue: Any) -> None:
-    """A cluster's gateway (its key issuer given a key stream, unconnected: nothing is
-    published) refuses `admin.revoke_key` with words, the key still accepted."""
-
-    async def scenario(venue: Venue) -> None:
-        admin = await venue.client("admin")
-        issued = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
-        issuer = venue.server.dispatcher.keys
-        issuer.shared_keys = SharedKeys(1, on_key=issuer._learn_key)
-        answer = await admin.request_raw("admin.revoke_key", {"api_key": issued["api_key"]})
-        assert answer["error"]["name"] == "UNSUPPORTED_COMMAND", answer
-        assert "not available on a cluster" in answer["error"]["msg"]
-        reader = await venue.client()
-        assert (await reader.logon(issued["api_key"], issued["secret"]))["account"] == 3
-
-    run_venue(scenario)
+def test_a_revocation_record_is_no_key_to_a_gateway_older_than_it() -> None:
+    """An older gateway decodes every key stream record as an `ApiKey` (session 29's
+    `_learn_key`): a revocation fails that, loudly (logged, `SharedKeys._on_message`), and
+    is never taken for a key to accept (docs/cluster.md: upgrade every gateway first)."""
+    record = msgspec.json.encode(KeyRevoked("key-0123456789abcdef", 1))
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.json.decode(record, type=ApiKey)
