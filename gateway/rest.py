@@ -752,6 +752,12 @@ def _body_words(message: str) -> str:
     return message.replace("- at `params.", "- at `")
 
 
+def _query_words(message: str) -> str:
+    """An error about a query's params as the dispatcher words it for a frame (`- at
+    `params.symbol``), said of the query as its other refusals say it (`- at `symbol``)."""
+    return message.replace("- at `params.", "- at `")
+
+
 def _root_words(problem: str) -> str:
     """`wire.json_problem`'s words for where a body's fault is said of the body: it names
     the root of the JSON read by msgspec's `$` (the body here, a frame on the websocket)."""
@@ -763,6 +769,7 @@ def _root_words(problem: str) -> str:
 
 
 _AT_PARAMS = " - at `params`"
+_AT_PARAM_FIELD = b" - at `params."  # a field's place in an answer's error, as sent
 _IN_ROOT_KEY = " - in a key of `$`"
 _AT_ROOT = " - at `$`"
 _error_decoder = msgspec.json.Decoder(ErrorBody)
@@ -844,6 +851,9 @@ class _Answers:
         if exchange.method in BODY_METHODS:  # its params were the body: say so
             said = _error_decoder.decode(error)
             error = msgspec.json.encode(msgspec.structs.replace(said, msg=_body_words(said.msg)))
+        elif _AT_PARAM_FIELD in error:  # its params were the query: a field is named alone
+            said = _error_decoder.decode(error)
+            error = msgspec.json.encode(msgspec.structs.replace(said, msg=_query_words(said.msg)))
         body = b'{"error":' + error
         headers: list[tuple[str, str]] = []
         if answer.retry_after_ms is not None:
