@@ -749,12 +749,12 @@ def _body_words(message: str) -> str:
     `- at `params.qty``), said of the body (`- in the body`, `- at `qty``)."""
     if message.endswith(_AT_PARAMS):
         return message.removesuffix(_AT_PARAMS) + " - in the body"
-    return message.replace("- at `params.", "- at `")
+    return _field_words(message)
 
 
-def _query_words(message: str) -> str:
-    """An error about a query's params as the dispatcher words it for a frame (`- at
-    `params.symbol``), said of the query as its other refusals say it (`- at `symbol``)."""
+def _field_words(message: str) -> str:
+    """A field of the params said as REST's request names it (`- at `qty``, of the body or
+    of the query), not as the dispatcher words it for a frame (`- at `params.qty``)."""
     return message.replace("- at `params.", "- at `")
 
 
@@ -853,7 +853,7 @@ class _Answers:
             error = msgspec.json.encode(msgspec.structs.replace(said, msg=_body_words(said.msg)))
         elif _AT_PARAM_FIELD in error:  # its params were the query: a field is named alone
             said = _error_decoder.decode(error)
-            error = msgspec.json.encode(msgspec.structs.replace(said, msg=_query_words(said.msg)))
+            error = msgspec.json.encode(msgspec.structs.replace(said, msg=_field_words(said.msg)))
         body = b'{"error":' + error
         headers: list[tuple[str, str]] = []
         if answer.retry_after_ms is not None:
