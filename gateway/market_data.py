@@ -1263,12 +1263,15 @@ class MarketData:
 
     # ----------------------------------------------------------------- queries
 
-    def problem(self, stream: Stream) -> str | None:
-        """Why `stream` cannot be subscribed to, or None."""
+    def problem(self, stream: Stream, symbol_at: str | None = None) -> str | None:
+        """Why `stream` cannot be subscribed to, or None. An unknown symbol's words end with
+        its place when the query says where it is (`symbol_at`: `params.symbols[1]`, as
+        a command's refusal does since session 30)."""
         if stream.channel not in CHANNELS:
             return f"unknown channel {stream.channel!r}"
         if stream.symbol not in self._markets:
-            return unknown_symbol(stream.symbol, self._markets)
+            words = unknown_symbol(stream.symbol, self._markets)
+            return words if symbol_at is None else f"{words} - at `{symbol_at}`"
         if stream.channel == Channel.BOOK:
             if stream.depth not in BOOK_DEPTHS:
                 return f"depth must be one of {', '.join(map(str, BOOK_DEPTHS))}"

@@ -85,9 +85,8 @@ class Queries:
     def _open_orders(self, session: Session, request: wire.Request, t_in: int) -> None:
         symbol = request.params.symbol  # type: ignore[attr-defined]
         if symbol is not None and symbol not in self.reads.markets:  # as `orders.history`
-            self._defer_error(
-                session, request, E.UNKNOWN_SYMBOL, unknown_symbol(symbol, self.reads.markets)
-            )
+            words = wire.at_field(unknown_symbol(symbol, self.reads.markets), "symbol")
+            self._defer_error(session, request, E.UNKNOWN_SYMBOL, words)
             return
         orders = [
             order_view(self.reads, o)
@@ -117,9 +116,8 @@ class Queries:
         """The account's orders, open and closed, newest first, one page at a time."""
         p: Any = request.params
         if p.symbol is not None and p.symbol not in self.reads.markets:
-            self._defer_error(
-                session, request, E.UNKNOWN_SYMBOL, unknown_symbol(p.symbol, self.reads.markets)
-            )
+            words = wire.at_field(unknown_symbol(p.symbol, self.reads.markets), "symbol")
+            self._defer_error(session, request, E.UNKNOWN_SYMBOL, words)
             return
         account = _key(session).account
         orders, cursor = self.private_streams.order_history.page(
@@ -200,7 +198,7 @@ class Queries:
 
     def _book_snapshot_answer(self, stream: Stream, pending: Any) -> bytes:
         market_data = self.public.current()
-        problem = market_data.problem(stream)
+        problem = market_data.problem(stream, "params.symbol")
         if problem is not None:
             return wire.error(pending.request_id, E.UNKNOWN_SYMBOL, problem)
         message = msgspec.json.decode(market_data.snapshot(stream, pending.t_in).payload)
@@ -221,7 +219,7 @@ class Queries:
             for s in symbols
         ]
         for stream in streams:
-            problem = self.public.market_data.problem(stream)
+            problem = self.public.market_data.problem(stream, _symbol_at(p.symbols, stream))
             if problem is not None:
                 self._reply_error(session, request, E.UNKNOWN_SYMBOL, problem)
                 return
@@ -269,3 +267,11 @@ class Queries:
         names = sorted(s.name for s in session.streams)
         names += ["account"] if session.account_stream else []
         self._reply(session, request, {"subscriptions": names}, t_in)
+
+
+def _symbol_at(symbols: tuple[str, ...] | None, stream: Stream) -> str | None:
+    """Where `stream`'s symbol is in a subscribe's `symbols` (its first naming: a symbol
+    named twice is one stream), as a refusal of it says: `params.symbols[1]`."""
+    if symbols is None:
+        return None  # every symbol listed: none unknown
+    return f"params.symbols[{symbols.index(stream.symbol)}]"

@@ -749,6 +749,12 @@ def _body_words(message: str) -> str:
     `- at `params.qty``), said of the body (`- in the body`, `- at `qty``)."""
     if message.endswith(_AT_PARAMS):
         return message.removesuffix(_AT_PARAMS) + " - in the body"
+    return _field_words(message)
+
+
+def _field_words(message: str) -> str:
+    """A field of the params said as REST's request names it (`- at `qty``, of the body or
+    of the query), not as the dispatcher words it for a frame (`- at `params.qty``)."""
     return message.replace("- at `params.", "- at `")
 
 
@@ -763,6 +769,7 @@ def _root_words(problem: str) -> str:
 
 
 _AT_PARAMS = " - at `params`"
+_AT_PARAM_FIELD = b" - at `params."  # a field's place in an answer's error, as sent
 _IN_ROOT_KEY = " - in a key of `$`"
 _AT_ROOT = " - at `$`"
 _error_decoder = msgspec.json.Decoder(ErrorBody)
@@ -844,6 +851,9 @@ class _Answers:
         if exchange.method in BODY_METHODS:  # its params were the body: say so
             said = _error_decoder.decode(error)
             error = msgspec.json.encode(msgspec.structs.replace(said, msg=_body_words(said.msg)))
+        elif _AT_PARAM_FIELD in error:  # its params were the query: a field is named alone
+            said = _error_decoder.decode(error)
+            error = msgspec.json.encode(msgspec.structs.replace(said, msg=_field_words(said.msg)))
         body = b'{"error":' + error
         headers: list[tuple[str, str]] = []
         if answer.retry_after_ms is not None:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 E = ErrorCode
 
 LOCAL_READS = frozenset({"trades", "ticker", "candles"})
+_AT_SYMBOL = " - at `symbol`"  # an unknown symbol's place in the query, in REST's words
 
 
 class TradesParams(wire.Params, frozen=True):
@@ -87,7 +88,7 @@ class PublicReads:
     def _trades(self, p: TradesParams, now: int) -> TradesResult | wire.WireError:
         stream = Stream(Channel.TRADES, p.symbol)
         market_data = self.server.public.current()
-        problem = market_data.problem(stream)
+        problem = market_data.problem(stream, "symbol")
         if problem is not None:
             return wire.WireError(None, E.UNKNOWN_SYMBOL, problem)
         message = msgspec.json.decode(market_data.snapshot(stream, now).payload)
@@ -97,7 +98,8 @@ class PublicReads:
     def _ticker(self, p: TickerParams, now: int) -> TickersResult | wire.WireError:
         specs = self.server.dispatcher.specs
         if p.symbol is not None and p.symbol not in specs:
-            return wire.WireError(None, E.UNKNOWN_SYMBOL, unknown_symbol(p.symbol, specs))
+            words = unknown_symbol(p.symbol, specs)
+            return wire.WireError(None, E.UNKNOWN_SYMBOL, f"{words}{_AT_SYMBOL}")
         symbols = [p.symbol] if p.symbol is not None else sorted(specs)
         candles = self.server.public.candles
         return TickersResult([candles.ticker(specs[symbol], now) for symbol in symbols])
@@ -105,7 +107,6 @@ class PublicReads:
     def _candles(self, p: CandlesParams, now: int) -> CandlesResult | wire.WireError:
         spec = self.server.dispatcher.specs.get(p.symbol)
         if spec is None:
-            return wire.WireError(
-                None, E.UNKNOWN_SYMBOL, unknown_symbol(p.symbol, self.server.dispatcher.specs)
-            )
+            words = unknown_symbol(p.symbol, self.server.dispatcher.specs)
+            return wire.WireError(None, E.UNKNOWN_SYMBOL, f"{words}{_AT_SYMBOL}")
         return self.server.public.candles.result(spec, p.interval, p.limit)

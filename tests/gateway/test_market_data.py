@@ -757,6 +757,12 @@ def test_problem_names_what_cannot_be_subscribed() -> None:
         md.problem(Stream(Channel.TRADES, SYMBOL, 10)) == "depth applies to the book channel only"
     )
     assert md.problem(Stream(Channel.BBO, "NOPE")) == "unknown symbol 'NOPE'"
+    # a query's place is said of the unknown symbol only (since session 30)
+    at = "params.symbols[1]"
+    assert md.problem(Stream(Channel.BBO, "NOPE"), at) == f"unknown symbol 'NOPE' - at `{at}`"
+    assert md.problem(Stream(Channel.BOOK, SYMBOL, 11), at) == (
+        "depth must be one of 10, 25, 100, 1000"
+    )
     assert md.problem(Stream("klines", SYMBOL)) == "unknown channel 'klines'"  # type: ignore[arg-type]
     assert md.problem(Stream(Channel.CANDLES, SYMBOL, 0, "1m")) is None
     assert md.problem(Stream(Channel.CANDLES, SYMBOL)) == "interval must be one of 1m, 5m, 1h, 1d"

@@ -192,7 +192,8 @@ def test_a_value_outside_an_enum_is_refused_naming_the_values_it_takes(run_venue
 
 def test_a_symbol_in_the_wrong_case_is_refused_naming_the_listed_one(run_venue: Run) -> None:
     """Each route that reads a symbol names the listed one a wrong-case symbol differs from
-    (was the bare `unknown symbol 'aaplx-usd'`); an order so refused places nothing."""
+    (was the bare `unknown symbol 'aaplx-usd'`), and where it is (since session 30); an
+    order so refused places nothing."""
     hint = "unknown symbol 'aaplx-usd': did you mean 'AAPLx-USD'? (symbols match case and all)"
 
     async def scenario(venue: Venue) -> None:
@@ -210,14 +211,15 @@ def test_a_symbol_in_the_wrong_case_is_refused_naming_the_listed_one(run_venue: 
             )
         ]
         answers.append(await get(trader, "/api/v1/orders", **lower))
+        answers.append(await get(trader, "/api/v1/orders/history", **lower))
         answers.append(
             await asyncio.to_thread(trader.post, "/api/v1/orders", {**order, "qty": "1"})
         )
         for answer in answers:
             assert error_of(answer) == (400, "UNKNOWN_SYMBOL"), answer
-        # a query's says nothing more; an order's says where in the body (since session 30)
-        assert all(answer.json()["error"]["msg"] == hint for answer in answers[:-1])
-        assert answers[-1].json()["error"]["msg"] == hint + " - at `symbol`"
+        # each says where the symbol is, in the query or the body (since session 30: an
+        # order's; later that session, a query's too)
+        assert all(answer.json()["error"]["msg"] == hint + " - at `symbol`" for answer in answers)
         assert (await get(trader, "/api/v1/orders")).json() == {"orders": []}
         public.close()
         trader.close()

@@ -280,12 +280,24 @@ def test_an_unknown_symbol_is_refused_not_an_empty_answer(run_venue: Any) -> Non
         await maker.request("session.cod", {"enabled": True})
         quote = {"symbol": SYMBOL, "bid_px": "187.00", "bid_qty": "1"}
         await maker.request("quote.mass", {"quote_set": "q", "quotes": [quote]})
-        # one sentence wherever a symbol is unknown; a command's says where the field is (since
-        # session 30), as its other refusals of a field do
+        # one sentence wherever a symbol is unknown, saying where the field is, as other
+        # refusals of a field do (since session 30: a command's; later that session, a
+        # query's too, and of a subscribe's list which one)
         placed = "unknown symbol 'NOPE' - at `params.symbol`"
         for method, params, msg in (
-            ("orders.history", {"symbol": "NOPE"}, "unknown symbol 'NOPE'"),  # was "no symbol"
-            ("orders.open", {"symbol": "NOPE"}, "unknown symbol 'NOPE'"),  # was {"orders": []}
+            ("orders.history", {"symbol": "NOPE"}, placed),  # was "no symbol"
+            ("orders.open", {"symbol": "NOPE"}, placed),  # was {"orders": []}
+            ("book.snapshot", {"symbol": "NOPE", "depth": 10}, placed),
+            (
+                "subscribe",
+                {"ch": "trades", "symbols": [SYMBOL, "NOPE"]},
+                "unknown symbol 'NOPE' - at `params.symbols[1]`",
+            ),
+            (  # a symbol named twice is one stream: its first naming is its place
+                "subscribe",
+                {"ch": "candles", "interval": "1m", "symbols": [SYMBOL, "NOPE", "NOPE"]},
+                "unknown symbol 'NOPE' - at `params.symbols[1]`",
+            ),
             # a sentence, as a place's (was the bare symbol, "NOPE", from both)
             ("orders.cancel_all", {"symbol": "NOPE"}, placed),
             ("orders.cancel_all", {"quote_set": "q", "symbol": "NOPE"}, placed),
@@ -296,6 +308,7 @@ def test_an_unknown_symbol_is_refused_not_an_empty_answer(run_venue: Any) -> Non
             assert answer["error"]["name"] == "UNKNOWN_SYMBOL", (method, params, answer)
             assert answer["error"]["msg"] == msg, (method, params, answer)
         assert len((await maker.open_orders())["orders"]) == 1  # nothing canceled
+        assert (await maker.request("subscriptions"))["subscriptions"] == []  # none followed
         assert await maker.request("orders.cancel_all", {"quote_set": "q", "symbol": SYMBOL}) == {
             "canceled": 1
         }
@@ -314,15 +327,15 @@ def test_a_symbol_in_the_wrong_case_is_refused_naming_the_listed_one(run_venue: 
         await maker.request("session.cod", {"enabled": True})
         quote = {"symbol": "aaplx-usd", "bid_px": "187.00", "bid_qty": "1"}
         lower = {"symbol": "aaplx-usd"}
-        at = " - at `params.{}`".format  # a command's says where (since session 30)
+        at = " - at `params.{}`".format  # says where (since session 30; a query's later)
         for method, params, place in (
             ("order.place", {**PLACE_NOPE, **lower}, at("symbol")),
             ("quote.mass", {"quote_set": "q", "quotes": [quote]}, at("quotes[0].symbol")),
-            ("orders.open", lower, ""),
-            ("orders.history", lower, ""),
+            ("orders.open", lower, at("symbol")),
+            ("orders.history", lower, at("symbol")),
             ("orders.cancel_all", lower, at("symbol")),
-            ("book.snapshot", {**lower, "depth": 10}, ""),
-            ("subscribe", {"ch": "trades", "symbols": ["aaplx-usd"]}, ""),
+            ("book.snapshot", {**lower, "depth": 10}, at("symbol")),
+            ("subscribe", {"ch": "trades", "symbols": ["aaplx-usd"]}, at("symbols[0]")),
         ):
             answer = await maker.request_raw(method, params)
             assert answer["status"] == 400, (method, params, answer)
