@@ -370,7 +370,8 @@ async def claim_cluster_wide(
     """On a cluster's gateway, after `auth.check` let a message through: AuthError unless no
     gateway of the cluster has used its nonce (`NONCE_REUSED`, as a replay through this one
     is), or if that could not be checked (503 `NONCE_UNCHECKED`: never let through
-    unchecked). One round trip to NATS per logon or signed request. Unchecked, the nonce is
+    unchecked), or `BAD_SIGNATURE` if its key was revoked meanwhile. One round trip to NATS
+    per logon or signed request. Unchecked, the nonce is
     forgotten by `auth` again, so the same message can be sent again: the claim it makes
     then takes the nonce only if no gateway has used it (`SharedNonces.claim`)."""
     try:
@@ -380,3 +381,5 @@ async def claim_cluster_wide(
         raise AuthError(ErrorCode.NONCE_UNCHECKED, NONCE_UNCHECKED_MESSAGE) from unanswered
     if not first:
         raise AuthError(ErrorCode.NONCE_REUSED, NONCE_REUSED_MESSAGE)
+    if auth.store.get(api_key) is None:  # revoked while the claim was in flight: a session
+        raise AuthError(ErrorCode.BAD_SIGNATURE, NOT_SIGNED)  # taking it now would keep it

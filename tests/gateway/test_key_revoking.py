@@ -123,3 +123,50 @@ def test_a_revocation_record_is_no_key_to_a_gateway_older_than_it() -> None:
     record = msgspec.json.encode(KeyRevoked("key-0123456789abcdef", 1))
     with pytest.raises(msgspec.ValidationError):
         msgspec.json.decode(record, type=ApiKey)
+
+
+class HeldNonces:
+    """A cluster's nonce claims (`SharedNonces.claim`), each answered (first use) only once
+    `answer` is set: a revocation can land while a logon's or request's claim is in flight."""
+
+    def __init__(self) -> None:
+        self.answer = asyncio.Event()
+        self.asked = 0
+
+    async def claim(self, api_key: str, nonce: str) -> bool:
+        self.asked += 1
+        await self.answer.wait()
+        return True
+
+
+async def claim_asked(nonces: HeldNonces, count: int) -> None:
+    for _ in range(int(WAIT_S / 0.01)):
+        if nonces.asked >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{count} nonce claims never asked")
+
+
+def test_a_key_revoked_during_its_nonce_claim_is_refused(run_venue: Any) -> None:
+    """On a cluster's gateway a logon (or signed REST request) awaits its nonce claim after
+    its signature was checked: a revocation landing then found no session with the key, so
+    the logon took it for good. Refused BAD_SIGNATURE now, as any later one is."""
+
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        issued = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+        key, secret = issued["api_key"], issued["secret"]
+        nonces = HeldNonces()
+        venue.server.dispatcher.logons.shared_nonces = nonces  # type: ignore[assignment]
+        victim = await venue.client()
+        logon = asyncio.ensure_future(victim.logon(key, secret))
+        rest = RestClient(base(venue), key, secret)
+        request = asyncio.ensure_future(get(rest, "/api/v1/balances"))
+        await claim_asked(nonces, 2)
+        await admin.request("admin.revoke_key", {"api_key": key})
+        nonces.answer.set()
+        with pytest.raises(VenueError, match="BAD_SIGNATURE"):
+            await logon
+        assert error_of(await request) == (401, "BAD_SIGNATURE")
+
+    run_venue(scenario)
