@@ -153,7 +153,6 @@ class KeyIssuer:
             self._reply_error(session, request, E.BAD_PARAM, problem)
             return
         revoked_at = now_us()
-        log.info("api key revoked", extra={"api_key": p.api_key, "by": _key(session).account})
         answer = partial(self._revoked, session, request, revoked_at, t_in)
         if self.shared_keys is not None:  # every gateway closes its sessions as it learns it
             record = msgspec.json.encode(KeyRevoked(p.api_key, revoked_at))
@@ -161,14 +160,17 @@ class KeyIssuer:
             self._key_tasks.add(task)
             task.add_done_callback(self._key_tasks.discard)
             return
-        self.issued_keys[:] = [key for key in self.issued_keys if key.key != p.api_key]
-        save_json(self.data_dir / ISSUED_KEYS_FILE, self.issued_keys)  # before the answer
+        kept = [key for key in self.issued_keys if key.key != p.api_key]
+        # saved before anything changes: a failed save (disk full) leaves the key issued
+        save_json(self.data_dir / ISSUED_KEYS_FILE, kept)
+        self.issued_keys[:] = kept
         answer()
         self._forget_key(p.api_key)
 
     def _revoked(self, session: Session, request: wire.Request, revoked_at: int, t_in: int) -> None:
         """Answer a revocation, once stored."""
         p: Any = request.params
+        log.info("api key revoked", extra={"api_key": p.api_key, "by": _key(session).account})
         if p.cl_op_id is not None:
             self.revoked_by_op[p.cl_op_id] = (p.api_key, revoked_at)
         self._reply(session, request, _revoked_key(p.api_key, revoked_at), t_in)

@@ -13,6 +13,7 @@ import pytest
 
 from client.rest import RestClient
 from client.sdk import VenueClient, VenueError
+from gateway import key_issuing
 from gateway.auth import ApiKey
 from gateway.key_issuing import ISSUED_KEYS_FILE, KeyRevoked
 from tests.conftest import KEYS, Venue, start_venue
@@ -170,3 +171,35 @@ def test_a_key_revoked_during_its_nonce_claim_is_refused(run_venue: Any) -> None
         assert error_of(await request) == (401, "BAD_SIGNATURE")
 
     run_venue(scenario)
+
+
+def test_a_revocation_not_saved_changes_nothing(tmp_path: Path) -> None:
+    """A revocation whose `api_keys.json` cannot be written (disk full) is refused and leaves
+    the key issued: a retry revokes it (before: it was dropped from the issued list first, so
+    the retry was refused as a config key's and the next issue_key dropped it unrevoked)."""
+    data_dir = tmp_path / "data"
+
+    async def scenario() -> None:
+        venue = await start_venue(data_dir)
+        try:
+            admin = await venue.client("admin")
+            issued = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+            asked = {"api_key": issued["api_key"]}
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(key_issuing, "save_json", disk_full)
+                refused = await admin.request_raw("admin.revoke_key", asked)
+            assert refused["error"]["name"] == "INTERNAL", refused
+            client = await venue.client()
+            await client.logon(issued["api_key"], issued["secret"])  # still issued
+            revoked = await admin.request("admin.revoke_key", asked)
+            assert revoked["api_key"] == issued["api_key"]
+            stored = json.loads((data_dir / ISSUED_KEYS_FILE).read_text())
+            assert [entry["key"] for entry in stored] == []
+        finally:
+            await stop(venue)
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def disk_full(path: Path, value: object) -> None:
+    raise OSError(28, "No space left on device")
