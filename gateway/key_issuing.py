@@ -154,7 +154,7 @@ class KeyIssuer:
             return
         revoked_at = now_us()
         answer = partial(self._revoked, session, request, revoked_at, t_in)
-        if self.shared_keys is not None:  # every gateway closes its sessions as it learns it
+        if self.shared_keys is not None:  # the others close their sessions as they learn it
             record = msgspec.json.encode(KeyRevoked(p.api_key, revoked_at))
             task = asyncio.ensure_future(self._share(f"revoked:{p.api_key}", record, answer))
             self._key_tasks.add(task)
@@ -165,15 +165,17 @@ class KeyIssuer:
         save_json(self.data_dir / ISSUED_KEYS_FILE, kept)
         self.issued_keys[:] = kept
         answer()
-        self._forget_key(p.api_key)
 
     def _revoked(self, session: Session, request: wire.Request, revoked_at: int, t_in: int) -> None:
-        """Answer a revocation, once stored."""
+        """Answer a revocation, once stored, and apply it here at once: on a cluster, not
+        when this gateway reads its own record back (its follower may lag, or be down), so
+        the answer is never before the key is refused here (applying it again is harmless)."""
         p: Any = request.params
         log.info("api key revoked", extra={"api_key": p.api_key, "by": _key(session).account})
         if p.cl_op_id is not None:
             self.revoked_by_op[p.cl_op_id] = (p.api_key, revoked_at)
         self._reply(session, request, _revoked_key(p.api_key, revoked_at), t_in)
+        self._forget_key(p.api_key)
 
     def _forget_key(self, api_key: str) -> None:
         """Accept a revoked key no more, and close its live sessions (after what they are

@@ -203,3 +203,36 @@ def test_a_revocation_not_saved_changes_nothing(tmp_path: Path) -> None:
 
 def disk_full(path: Path, value: object) -> None:
     raise OSError(28, "No space left on device")
+
+
+class UnreadStream:
+    """A cluster's key stream (`SharedKeys.publish`) that stores records but that this
+    gateway has not read back yet (its follower lags, or is down)."""
+
+    def __init__(self) -> None:
+        self.stored: list[str] = []
+
+    async def publish(self, record_id: str, record: bytes) -> None:
+        self.stored.append(record_id)
+
+
+def test_a_cluster_revocation_is_applied_here_before_its_answer(run_venue: Any) -> None:
+    """A cluster's gateway answered a revocation once the stream stored it, but applied it
+    only on reading its own record back: meanwhile the revoked key kept its sessions and
+    logged on there. Now applied at once, before the answer."""
+
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        issued = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+        key, secret = issued["api_key"], issued["secret"]
+        reader = await venue.client()
+        await reader.logon(key, secret)
+        stream = UnreadStream()
+        venue.server.dispatcher.keys.shared_keys = stream  # type: ignore[assignment]
+        await admin.request("admin.revoke_key", {"api_key": key})
+        assert stream.stored == [f"revoked:{key}"]
+        assert venue.server.auth.store.get(key) is None
+        assert await closed_with(reader) == (4004, "api key revoked")
+        assert "BAD_SIGNATURE" in await logon_refused(venue, key, secret)
+
+    run_venue(scenario)
