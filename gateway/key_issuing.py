@@ -337,8 +337,9 @@ class KeyIssuer:
             where = "the venue" if self.shared_keys is None else "its gateway"
             msg = (
                 f"cl_op_id {cl_op_id!r}: the key {api_key} issued under it at"
-                f" {done_at_us} is not stored: {where} stopped before storing it, or is still"
-                " storing it; ask again, and if it is still not stored, no key was issued:"
+                f" {done_at_us} is not stored: {where} stopped before storing it, is still"
+                " storing it, or it was revoked since; ask again, and if it is still not"
+                " stored, no key under it is good:"
                 " give a new cl_op_id"
             )
             self.connections.send(session, wire.error(request_id, E.OUTCOME_UNKNOWN, msg))

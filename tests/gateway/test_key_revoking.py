@@ -80,6 +80,13 @@ def test_a_revoked_key_is_closed_refused_and_stays_revoked_after_a_restart(
             assert error_of(await get(rest, "/api/v1/balances")) == (401, "BAD_SIGNATURE")
             still = await second.client()
             assert (await still.logon(kept["api_key"], kept["secret"]))["account"] == 3
+            # its issue id, after the restart: the venue keeps no list of revoked keys, so
+            # it cannot tell revoked from never stored, and says both (not "no key issued")
+            admin = await second.client("admin")
+            repeat = await admin.request_raw("admin.issue_key", asked)
+            assert repeat["error"]["name"] == "OUTCOME_UNKNOWN", repeat
+            assert "or it was revoked since" in repeat["error"]["msg"]
+            assert "no key was issued" not in repeat["error"]["msg"]
         finally:
             await stop(second)
 
