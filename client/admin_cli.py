@@ -307,6 +307,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--scopes", type=scopes, required=True, help="comma-separated: read,trade,admin"
     )
 
+    revoke = command(
+        "revoke-key",
+        "admin.revoke_key",
+        _revoke_key,
+        "revoke an API key issued by issue-key: refused from now on, its connections closed",
+        "revoke an API key issued by issue-key: refused from now on (logons and REST), its\n"
+        "live connections closed (4004). A key of venue.toml's [[api_keys]] is refused: remove\n"
+        "it there and restart. On a cluster every gateway applies it (upgrade them all first).",
+    )
+    revoke.add_argument("--api-key", required=True, help="the key to revoke (not its secret)")
+
 
 def cl_op_id(text: str) -> str:
     """A `--cl-op-id`: 1 to `CL_OP_ID_LENGTH_MAX` characters, refused as the flags are read
@@ -818,6 +829,10 @@ def _split(args: argparse.Namespace) -> dict[str, Any]:
 
 def _issue_key(args: argparse.Namespace) -> dict[str, Any]:
     return {"account": args.account, "scopes": _list_of(args.scopes)}
+
+
+def _revoke_key(args: argparse.Namespace) -> dict[str, Any]:
+    return {"api_key": args.api_key}
 
 
 def _list_of(text: str) -> list[str]:

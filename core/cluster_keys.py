@@ -5,7 +5,8 @@ Owns `SharedKeys`: `admin.issue_key` on any gateway publishes the key to the str
 has stored it on a quorum; every gateway follows the stream from its first record with an
 ordered consumer and hands each key to the gateway (`on_key`), so a key issued through one
 gateway logs on through any other, and through a gateway started later (it reads every key
-before it serves). Keys are only ever added; the payload is opaque here (the gateway encodes
+before it serves). Records are only ever added (a key's revocation is a record of its own,
+after the key's: `gateway.key_issuing.KeyRevoked`); the payload is opaque here (the gateway encodes
 its `ApiKey`), so the core's packages import nothing of the gateway. The consumer is followed
 by `StreamFollow` (`watch`): R=1, it dies with its NATS node, and a key issued meanwhile would
 reach this gateway only when nats-py replaced it, 10 to 20 s later (logons with it refused

@@ -99,7 +99,8 @@ class ApiKey(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 class KeyStore:
-    """The API keys the gateway accepts, by key. Keys are unique and only ever added."""
+    """The API keys the gateway accepts, by key. Keys are unique; an issued one may be
+    removed (`admin.revoke_key`), the config's only by editing venue.toml and restarting."""
 
     def __init__(self, entries: Iterable[ApiKeyEntry] = ()) -> None:
         self._keys: dict[str, ApiKey] = {}
@@ -123,6 +124,11 @@ class KeyStore:
 
     def get(self, key: str) -> ApiKey | None:
         return self._keys.get(key)
+
+    def remove(self, key: str) -> None:
+        """Accept `key` no more (logons and REST requests with it refused as an unknown
+        key's); its live sessions are the caller's to close."""
+        del self._keys[key]
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -364,7 +370,8 @@ async def claim_cluster_wide(
     """On a cluster's gateway, after `auth.check` let a message through: AuthError unless no
     gateway of the cluster has used its nonce (`NONCE_REUSED`, as a replay through this one
     is), or if that could not be checked (503 `NONCE_UNCHECKED`: never let through
-    unchecked). One round trip to NATS per logon or signed request. Unchecked, the nonce is
+    unchecked), or `BAD_SIGNATURE` if its key was revoked meanwhile. One round trip to NATS
+    per logon or signed request. Unchecked, the nonce is
     forgotten by `auth` again, so the same message can be sent again: the claim it makes
     then takes the nonce only if no gateway has used it (`SharedNonces.claim`)."""
     try:
@@ -374,3 +381,5 @@ async def claim_cluster_wide(
         raise AuthError(ErrorCode.NONCE_UNCHECKED, NONCE_UNCHECKED_MESSAGE) from unanswered
     if not first:
         raise AuthError(ErrorCode.NONCE_REUSED, NONCE_REUSED_MESSAGE)
+    if auth.store.get(api_key) is None:  # revoked while the claim was in flight: a session
+        raise AuthError(ErrorCode.BAD_SIGNATURE, NOT_SIGNED)  # taking it now would keep it

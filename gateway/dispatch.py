@@ -802,6 +802,9 @@ class Dispatcher:
         if request.method == "admin.issue_key":
             self.keys.issue(session, request, t_in)
             return
+        if request.method == "admin.revoke_key":
+            self.keys.revoke(session, request, t_in)
+            return
         p: Any = request.params
         command = self._command(session, request, getattr(p, "account", key.account))
         if command is None:

@@ -1,4 +1,7 @@
-"""API keys issued at run time: `admin.issue_key`, from the request to the key's answer.
+"""API keys issued at run time: `admin.issue_key`, from the request to the key's answer, and
+`admin.revoke_key`, which removes an issued key (from `api_keys.json`; on a cluster by a
+`KeyRevoked` record on the key stream, learnt by every gateway) and closes its live sessions
+(4004).
 
 Owns `KeyIssuer`: the keys issued at run time (`api_keys.json`, owner-only permissions; on a
 cluster the key stream, `core/cluster_keys.py`, which it follows to learn every gateway's
@@ -44,6 +47,19 @@ ISSUED_KEYS_FILE = "api_keys.json"  # keys issued at run time (owner-only permis
 # another gateway: it is on the key stream within milliseconds, unless that gateway stopped
 # before storing it (it tries for 30 s, then exits); an answer within the SDK's 30 s.
 ISSUED_KEY_WAIT_S = 20.0
+# The close of every live session logged on with a key `admin.revoke_key` revoked (§11.2);
+# 4003 is the shared list's heartbeat timeout, never used here but reserved.
+REVOKED_CLOSE_CODE = 4004
+REVOKED_CLOSE_REASON = "api key revoked"
+
+
+class KeyRevoked(msgspec.Struct, frozen=True):
+    """A cluster's key stream record of a revoked key (`admin.revoke_key`), after the key's
+    own record. A gateway older than session 30 fails to decode it as a key, logs that and
+    goes on: the key stays good there, so upgrade every gateway before revoking."""
+
+    revoked: str
+    revoked_at_us: int
 
 
 class KeyIssuer:
@@ -76,6 +92,14 @@ class KeyIssuer:
         # the repeats waiting to learn, from the cluster's key stream, the key the first one
         # issued through another gateway (`_await_key`), by that key's name
         self._keys_awaited: dict[str, list[asyncio.Future[ApiKey]]] = {}
+        # `admin.revoke_key`'s `cl_op_id`s since the start: the key each revoked and when
+        # (kept in memory only: a repeat after a restart finds the key unknown, still revoked)
+        self.revoked_by_op: dict[str, tuple[str, int]] = {}
+        # a cluster's keys learnt from the key stream (issued, not revoked): the revocable ones
+        self.shared_issued: set[str] = set()
+        # the keys revoked since the start (bounded as the issued keys are): an
+        # `admin.issue_key` sent again under the id of one of them is refused
+        self.revoked: set[str] = set()
 
     def issue(self, session: Session, request: wire.Request, t_in: int) -> None:
         """A new key; under a `cl_op_id`, once the engine took the id (`IssueKey`): where
@@ -114,6 +138,82 @@ class KeyIssuer:
             self._defer_error(session, request, E.UNKNOWN_ACCOUNT, f"no account {p.account}")
             return
         self._store_key(session, request.id, t_in, key, by)
+
+    def revoke(self, session: Session, request: wire.Request, t_in: int) -> None:
+        """Revoke an issued key: removed from the store and `api_keys.json` (durably, before
+        the answer), then every live session logged on with it closed (4004), the asker's
+        own after its answer. A key of the config's [[api_keys]] is refused (venue.toml is
+        the operator's), an unknown one too; a repeat under its `cl_op_id` is answered again."""
+        p: Any = request.params
+        if p.cl_op_id is not None and p.cl_op_id in self.revoked_by_op:
+            self._revoke_again(session, request, t_in)
+            return
+        problem = self._revoke_problem(p.api_key)
+        if problem is not None:
+            self._reply_error(session, request, E.BAD_PARAM, problem)
+            return
+        revoked_at = now_us()
+        answer = partial(self._revoked, session, request, revoked_at, t_in)
+        if self.shared_keys is not None:  # the others close their sessions as they learn it
+            record = msgspec.json.encode(KeyRevoked(p.api_key, revoked_at))
+            task = asyncio.ensure_future(self._share(f"revoked:{p.api_key}", record, answer))
+            self._key_tasks.add(task)
+            task.add_done_callback(self._key_tasks.discard)
+            return
+        kept = [key for key in self.issued_keys if key.key != p.api_key]
+        # saved before anything changes: a failed save (disk full) leaves the key issued
+        save_json(self.data_dir / ISSUED_KEYS_FILE, kept)
+        self.issued_keys[:] = kept
+        answer()
+
+    def _revoked(self, session: Session, request: wire.Request, revoked_at: int, t_in: int) -> None:
+        """Answer a revocation, once stored, and apply it here at once: on a cluster, not
+        when this gateway reads its own record back (its follower may lag, or be down), so
+        the answer is never before the key is refused here (applying it again is harmless)."""
+        p: Any = request.params
+        log.info("api key revoked", extra={"api_key": p.api_key, "by": _key(session).account})
+        if p.cl_op_id is not None:
+            self.revoked_by_op[p.cl_op_id] = (p.api_key, revoked_at)
+        self._reply(session, request, _revoked_key(p.api_key, revoked_at), t_in)
+        self._forget_key(p.api_key)
+
+    def _forget_key(self, api_key: str) -> None:
+        """Accept a revoked key no more, and close its live sessions (after what they are
+        owed: the asker's answer, when it revoked its own key)."""
+        if self.auth.store.get(api_key) is not None:
+            self.auth.store.remove(api_key)
+        self.shared_issued.discard(api_key)
+        self.revoked.add(api_key)
+        for live in list(self.connections.sessions.values()):
+            if live.key is not None and live.key.key == api_key and not live.closing:
+                self.connections.close(live, REVOKED_CLOSE_CODE, REVOKED_CLOSE_REASON)
+
+    def _revoke_problem(self, api_key: str) -> str | None:
+        """Why `api_key` cannot be revoked, or None: not known, or the config's."""
+        if self.auth.store.get(api_key) is None:
+            return f"no api key {api_key!r} (never issued, or revoked already): nothing done"
+        issued = api_key in self.shared_issued or any(k.key == api_key for k in self.issued_keys)
+        if not issued:
+            return (
+                f"api key {api_key!r} is one of the config's [[api_keys]]: nothing done;"
+                " remove it from venue.toml and restart the venue"
+            )
+        return None
+
+    def _revoke_again(self, session: Session, request: wire.Request, t_in: int) -> None:
+        """A repeated `admin.revoke_key` under its `cl_op_id`: the same key answered again,
+        `repeated`, changing nothing; another key `CL_OP_ID_REUSED`."""
+        p: Any = request.params
+        api_key, revoked_at = self.revoked_by_op[p.cl_op_id]
+        if api_key != p.api_key:
+            msg = (
+                f"cl_op_id {p.cl_op_id!r} was used at {revoked_at} to revoke another key:"
+                " nothing done; give a new cl_op_id for a new command"
+            )
+            self._reply_error(session, request, E.CL_OP_ID_REUSED, msg)
+            return
+        result = _revoked_key(api_key, revoked_at) | {"repeated": True}
+        self._reply(session, request, result, t_in)
 
     def _key_decided(self, key: ApiKey, by: ApiKey, pending: "Pending") -> bytes | None:
         """The engine's word on an `IssueKey`: refused; taken (store `key`, then answer); or
@@ -237,8 +337,9 @@ class KeyIssuer:
             where = "the venue" if self.shared_keys is None else "its gateway"
             msg = (
                 f"cl_op_id {cl_op_id!r}: the key {api_key} issued under it at"
-                f" {done_at_us} is not stored: {where} stopped before storing it, or is still"
-                " storing it; ask again, and if it is still not stored, no key was issued:"
+                f" {done_at_us} is not stored: {where} stopped before storing it, is still"
+                " storing it, or it was revoked since; ask again, and if it is still not"
+                " stored, no key under it is good:"
                 " give a new cl_op_id"
             )
             self.connections.send(session, wire.error(request_id, E.OUTCOME_UNKNOWN, msg))
@@ -255,6 +356,13 @@ class KeyIssuer:
         key = self.keys_by_op[p.cl_op_id]
         by = _key(session)
         asked = (p.account, frozenset(p.scopes), by.key)
+        if key.key in self.revoked:  # revoked since (`revoke`): never shown again
+            msg = (
+                f"cl_op_id {p.cl_op_id!r}: the key issued under it was revoked: nothing done;"
+                " give a new cl_op_id for a new key"
+            )
+            self._reply_error(session, request, E.CL_OP_ID_REUSED, msg)
+            return
         if asked != (key.account, key.scopes, key.issued_by):
             msg = (
                 f"cl_op_id {p.cl_op_id!r} was used at {key.issued_at_us} for another key, or by"
@@ -272,20 +380,32 @@ class KeyIssuer:
             storing.add_done_callback(partial(_once_stored, answer))
 
     async def _share_key(self, key: ApiKey, answer: Callable[[], None]) -> None:
+        await self._share(key.key, msgspec.json.encode(key), answer)
+
+    async def _share(self, record_id: str, record: bytes, answer: Callable[[], None]) -> None:
+        """Store a record on the cluster's key stream (a key, or a key's revocation), then
+        answer."""
         assert self.shared_keys is not None, "only a cluster's gateway shares keys"
         try:
-            await self.shared_keys.publish(key.key, msgspec.json.encode(key))
+            await self.shared_keys.publish(record_id, record)
         except BaseException as failure:  # NATS unreachable for 30 s: the gateway is dead
             self.bus.on_fatal(failure)
             raise
         answer()
 
     def _learn_key(self, payload: bytes) -> None:
-        """A key issued through any gateway of the cluster (this one's included)."""
-        key = msgspec.json.decode(payload, type=ApiKey)
+        """A key issued, or revoked, through any gateway of the cluster (this one's included)."""
+        record = msgspec.json.decode(payload)
+        if isinstance(record, dict) and "revoked" in record:
+            revoked = msgspec.convert(record, KeyRevoked)
+            self._forget_key(revoked.revoked)
+            log.info("api key revoked on the cluster", extra={"api_key": revoked.revoked})
+            return
+        key = msgspec.convert(record, ApiKey)
         known = self.auth.store.get(key.key)
         if known is None:
             self.auth.store.add(key)
+            self.shared_issued.add(key.key)
             if key.cl_op_id is not None:  # a second key under one id (issued at once through
                 self.keys_by_op.setdefault(key.cl_op_id, key)  # two gateways before the
                 # engine decided ids: session 23) is not repeated
@@ -294,6 +414,10 @@ class KeyIssuer:
                     learnt.set_result(key)
         elif known != key:  # the first one issued under a name wins, on every gateway
             log.warning("a second key issued as %s ignored", key.key)
+
+
+def _revoked_key(api_key: str, revoked_at_us: int) -> dict[str, Any]:
+    return {"api_key": api_key, "revoked_at": revoked_at_us}
 
 
 def _issued_key(key: ApiKey) -> dict[str, Any]:

@@ -679,6 +679,12 @@ class IssueKeyParams(OperatorParams, frozen=True):
         return super().problem()
 
 
+class RevokeKeyParams(OperatorParams, frozen=True):
+    """An API key issued by `admin.issue_key`, to be accepted no more."""
+
+    api_key: Annotated[str, Meta(min_length=1, max_length=KEY_LENGTH_MAX)]
+
+
 METHODS: dict[str, type[Params]] = {
     "session.logon": LogonParams,
     "session.logout": LogoutParams,
@@ -718,6 +724,7 @@ METHODS: dict[str, type[Params]] = {
     "admin.withdrawals": WithdrawalsParams,
     "admin.open_account": OpenAccountParams,
     "admin.issue_key": IssueKeyParams,
+    "admin.revoke_key": RevokeKeyParams,
     "admin.pay_dividend": PayDividendParams,
     "admin.split": SplitParams,
     "admin.sweep": SweepParams,

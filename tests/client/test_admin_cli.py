@@ -285,6 +285,24 @@ def test_open_account_issue_key_and_log_on_with_it(
     assert asyncio.run(asyncio.wait_for(log_on(), TEST_TIMEOUT_S))["account"] == 200
 
 
+def test_revoke_key_refuses_the_key_from_then_on(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert admin(venue.port, "issue-key", "3", "--scopes", "read") == 0
+    issued = output(capsys)
+    assert admin(venue.port, "revoke-key", "--api-key", issued["api_key"]) == 0
+    assert output(capsys)["api_key"] == issued["api_key"]
+
+    async def log_on() -> Any:
+        async with VenueClient(f"ws://127.0.0.1:{venue.port}/ws/trade") as client:
+            return await client.logon(issued["api_key"], issued["secret"])
+
+    with pytest.raises(VenueError, match="BAD_SIGNATURE"):
+        asyncio.run(asyncio.wait_for(log_on(), TEST_TIMEOUT_S))
+    assert admin(venue.port, "revoke-key", "--api-key", KEYS["taker"][0]) == 1
+    assert "remove it from venue.toml and restart" in capsys.readouterr().err
+
+
 def test_set_status_help_names_every_status_and_what_it_allows() -> None:
     """The finding: `venue admin set-status` was "open, halt or delist", with halted,
     cancel_only and post_only unexplained and nothing said of delisting being final."""

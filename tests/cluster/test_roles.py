@@ -148,6 +148,72 @@ def test_a_key_issued_through_gateway_a_and_asked_again_through_b_is_the_same_ke
     run(scenario())
 
 
+def test_a_key_revoked_through_gateway_a_is_closed_and_refused_on_b_even_restarted(
+    cluster: LocalCluster,
+) -> None:
+    """`admin.revoke_key` through A puts a revocation on the key stream: B closes its live
+    session of the key (4004) and refuses its logons; B started again (replaying the stream:
+    the reason for its ~3 s restart) still refuses it, and knows the key issued beside it."""
+    a, b = cluster.gateways
+
+    async def logs_on_through_b(key: str, secret: str) -> VenueClient:
+        deadline = time.monotonic() + KEY_LEARNT_WITHIN_S
+        while True:
+            reader = await VenueClient(b.url).connect()
+            try:
+                await reader.logon(key, secret)
+                return reader
+            except VenueError as refused:  # b has not learnt the key yet
+                assert refused.name == "BAD_SIGNATURE" and time.monotonic() < deadline, refused
+                await reader.close()
+            await asyncio.sleep(0.1)
+
+    async def refused_through_b(key: str, secret: str) -> str:
+        reader = await VenueClient(b.url).connect()
+        try:
+            with pytest.raises(VenueError) as refused:
+                await reader.logon(key, secret)
+            return refused.value.name
+        finally:
+            await reader.close()
+
+    async def scenario() -> None:
+        admin_a = await client(a.url, "admin")
+        try:
+            leaked = await admin_a.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+            kept = await admin_a.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+            key, secret = leaked["api_key"], leaked["secret"]
+            reader = await logs_on_through_b(key, secret)
+            await (await logs_on_through_b(kept["api_key"], kept["secret"])).close()
+            revoked = await admin_a.request("admin.revoke_key", {"api_key": key})
+            assert revoked["api_key"] == key
+            assert reader.websocket is not None
+            await asyncio.wait_for(reader.websocket.wait_closed(), KEY_LEARNT_WITHIN_S)
+            assert (reader.websocket.close_code, reader.websocket.close_reason) == (
+                4004,
+                "api key revoked",
+            )
+            await reader.close()
+            assert await refused_through_b(key, secret) == "BAD_SIGNATURE"
+            config_key = {"api_key": KEYS["taker"][0]}
+            refused = await admin_a.request_raw("admin.revoke_key", config_key)
+            assert refused["error"]["name"] == "BAD_PARAM", refused
+            keys.extend([leaked, kept])
+        finally:
+            await admin_a.close()
+
+    async def after_the_restart() -> None:
+        leaked, kept = keys
+        assert await refused_through_b(leaked["api_key"], leaked["secret"]) == "BAD_SIGNATURE"
+        await (await logs_on_through_b(kept["api_key"], kept["secret"])).close()
+
+    keys: list[dict[str, Any]] = []
+    run(scenario())
+    assert cluster.terminate(b) == 0, b.log()
+    cluster.start_gateway(b)  # from this thread: the gateway dies with the thread that started it
+    run(after_the_restart())
+
+
 def test_quote_mass_through_a_gateway_amends_the_quote_it_placed(cluster: LocalCluster) -> None:
     """The gateway learns a placed quote's order id when its record comes back, so the next
     quote.mass amends that order rather than placing a second one."""

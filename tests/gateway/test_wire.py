@@ -124,6 +124,7 @@ MINIMAL: dict[str, dict[str, Any]] = {
         "kyc_approved": True,
     },
     "admin.issue_key": {"account": 7, "scopes": ["read", "trade"]},
+    "admin.revoke_key": {"api_key": "key-0123456789abcdef"},
     "admin.pay_dividend": {"symbol": SYMBOL, "payer": 7, "amount_per_share": "0.2475"},
     "admin.split": {"symbol": SYMBOL, "ratio": "3:2"},
     "admin.sweep": {"venue_account": -2, "asset": "USD", "amount": "0.5", "account": 7},

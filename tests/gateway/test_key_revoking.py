@@ -1,0 +1,245 @@
+"""`admin.revoke_key` on a one-process venue: a revoked key's live sessions are closed (4004),
+its logons and REST requests refused from then on, before and after a restart; the config's
+keys and unknown keys refused; a repeat under its `cl_op_id` answered again. A cluster's:
+tests/cluster/test_roles.py."""
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from client.rest import RestClient
+from client.sdk import VenueClient, VenueError
+from gateway import key_issuing
+from gateway.auth import ApiKey
+from gateway.key_issuing import ISSUED_KEYS_FILE, KeyRevoked
+from tests.conftest import KEYS, Venue, start_venue
+from tests.gateway.test_rest import base, error_of, get
+from tests.gateway.test_server_admin import refusal
+from tests.gateway.test_server_recovery import stop
+
+WAIT_S = 5.0
+
+
+async def closed_with(client: VenueClient) -> tuple[int | None, str | None]:
+    """The close code and reason the server closed `client`'s connection with."""
+    websocket = client.websocket
+    assert websocket is not None
+    await asyncio.wait_for(websocket.wait_closed(), WAIT_S)
+    return websocket.close_code, websocket.close_reason
+
+
+async def logon_refused(venue: Venue, api_key: str, secret: str) -> str:
+    client = await venue.client()
+    with pytest.raises(VenueError) as refused:
+        await client.logon(api_key, secret)
+    return str(refused.value)
+
+
+def test_a_revoked_key_is_closed_refused_and_stays_revoked_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+
+    async def scenario() -> None:
+        first = await start_venue(data_dir)
+        admin = await first.client("admin")
+        asked = {"account": 3, "scopes": ["read"], "cl_op_id": "ik-1"}
+        issued = await admin.request("admin.issue_key", asked)
+        key, secret = issued["api_key"], issued["secret"]
+        kept = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+        reader = await first.client()
+        await reader.logon(key, secret)
+        rest = RestClient(base(first), key, secret)
+        assert (await get(rest, "/api/v1/balances")).status == 200
+
+        revoked = await admin.request("admin.revoke_key", {"api_key": key, "cl_op_id": "rv-1"})
+        assert revoked["api_key"] == key and revoked["revoked_at"] > 0
+        assert await closed_with(reader) == (4004, "api key revoked")
+        assert error_of(await get(rest, "/api/v1/balances")) == (401, "BAD_SIGNATURE")
+        assert "BAD_SIGNATURE" in await logon_refused(first, key, secret)
+        stored = json.loads((data_dir / ISSUED_KEYS_FILE).read_text())
+        assert [entry["key"] for entry in stored] == [kept["api_key"]]  # stored already
+        # a repeat under its id is answered again; another key under it, a refusal
+        again = await admin.request("admin.revoke_key", {"api_key": key, "cl_op_id": "rv-1"})
+        assert again == revoked | {"repeated": True}
+        other = {"api_key": kept["api_key"], "cl_op_id": "rv-1"}
+        assert await refusal(admin, "admin.revoke_key", other) == "CL_OP_ID_REUSED"
+        assert await refusal(admin, "admin.revoke_key", {"api_key": key}) == "BAD_PARAM"
+        # the id it was issued under does not show it again, as if it were still good
+        assert await refusal(admin, "admin.issue_key", asked) == "CL_OP_ID_REUSED"
+        await stop(first)
+
+        second = await start_venue(data_dir)
+        try:
+            assert "BAD_SIGNATURE" in await logon_refused(second, key, secret)
+            rest = RestClient(base(second), key, secret)
+            assert error_of(await get(rest, "/api/v1/balances")) == (401, "BAD_SIGNATURE")
+            still = await second.client()
+            assert (await still.logon(kept["api_key"], kept["secret"]))["account"] == 3
+            # its issue id, after the restart: the venue keeps no list of revoked keys, so
+            # it cannot tell revoked from never stored, and says both (not "no key issued")
+            admin = await second.client("admin")
+            repeat = await admin.request_raw("admin.issue_key", asked)
+            assert repeat["error"]["name"] == "OUTCOME_UNKNOWN", repeat
+            assert "or it was revoked since" in repeat["error"]["msg"]
+            assert "no key was issued" not in repeat["error"]["msg"]
+        finally:
+            await stop(second)
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_config_and_unknown_keys_are_refused_and_change_nothing(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        taker = await venue.client("taker")
+        answer = await admin.request_raw("admin.revoke_key", {"api_key": KEYS["taker"][0]})
+        assert (answer["status"], answer["error"]["name"]) == (400, "BAD_PARAM")
+        assert "remove it from venue.toml and restart" in answer["error"]["msg"]
+        answer = await admin.request_raw("admin.revoke_key", {"api_key": "key-never"})
+        assert (answer["status"], answer["error"]["name"]) == (400, "BAD_PARAM")
+        assert "never issued, or revoked already" in answer["error"]["msg"]
+        assert (await taker.request("session.status", {}))["account"] > 0  # still on
+        trader = await venue.client("taker")
+        assert await refusal(trader, "admin.revoke_key", {"api_key": "x"}) == "PERMISSION_DENIED"
+
+    run_venue(scenario)
+
+
+def test_an_admin_key_revoking_itself_is_answered_then_closed(run_venue: Any) -> None:
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        issued = await admin.request("admin.issue_key", {"account": 1, "scopes": ["admin"]})
+        itself = await venue.client()
+        await itself.logon(issued["api_key"], issued["secret"])
+        answer = await itself.request("admin.revoke_key", {"api_key": issued["api_key"]})
+        assert answer["api_key"] == issued["api_key"]
+        assert await closed_with(itself) == (4004, "api key revoked")
+        assert "BAD_SIGNATURE" in await logon_refused(venue, issued["api_key"], issued["secret"])
+
+    run_venue(scenario)
+
+
+def test_a_revocation_record_is_no_key_to_a_gateway_older_than_it() -> None:
+    """An older gateway decodes every key stream record as an `ApiKey` (session 29's
+    `_learn_key`): a revocation fails that, loudly (logged, `SharedKeys._on_message`), and
+    is never taken for a key to accept (docs/cluster.md: upgrade every gateway first)."""
+    record = msgspec.json.encode(KeyRevoked("key-0123456789abcdef", 1))
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.json.decode(record, type=ApiKey)
+
+
+class HeldNonces:
+    """A cluster's nonce claims (`SharedNonces.claim`), each answered (first use) only once
+    `answer` is set: a revocation can land while a logon's or request's claim is in flight."""
+
+    def __init__(self) -> None:
+        self.answer = asyncio.Event()
+        self.asked = 0
+
+    async def claim(self, api_key: str, nonce: str) -> bool:
+        self.asked += 1
+        await self.answer.wait()
+        return True
+
+
+async def claim_asked(nonces: HeldNonces, count: int) -> None:
+    for _ in range(int(WAIT_S / 0.01)):
+        if nonces.asked >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{count} nonce claims never asked")
+
+
+def test_a_key_revoked_during_its_nonce_claim_is_refused(run_venue: Any) -> None:
+    """On a cluster's gateway a logon (or signed REST request) awaits its nonce claim after
+    its signature was checked: a revocation landing then found no session with the key, so
+    the logon took it for good. Refused BAD_SIGNATURE now, as any later one is."""
+
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        issued = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+        key, secret = issued["api_key"], issued["secret"]
+        nonces = HeldNonces()
+        venue.server.dispatcher.logons.shared_nonces = nonces  # type: ignore[assignment]
+        victim = await venue.client()
+        logon = asyncio.ensure_future(victim.logon(key, secret))
+        rest = RestClient(base(venue), key, secret)
+        request = asyncio.ensure_future(get(rest, "/api/v1/balances"))
+        await claim_asked(nonces, 2)
+        await admin.request("admin.revoke_key", {"api_key": key})
+        nonces.answer.set()
+        with pytest.raises(VenueError, match="BAD_SIGNATURE"):
+            await logon
+        assert error_of(await request) == (401, "BAD_SIGNATURE")
+
+    run_venue(scenario)
+
+
+def test_a_revocation_not_saved_changes_nothing(tmp_path: Path) -> None:
+    """A revocation whose `api_keys.json` cannot be written (disk full) is refused and leaves
+    the key issued: a retry revokes it (before: it was dropped from the issued list first, so
+    the retry was refused as a config key's and the next issue_key dropped it unrevoked)."""
+    data_dir = tmp_path / "data"
+
+    async def scenario() -> None:
+        venue = await start_venue(data_dir)
+        try:
+            admin = await venue.client("admin")
+            issued = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+            asked = {"api_key": issued["api_key"]}
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(key_issuing, "save_json", disk_full)
+                refused = await admin.request_raw("admin.revoke_key", asked)
+            assert refused["error"]["name"] == "INTERNAL", refused
+            client = await venue.client()
+            await client.logon(issued["api_key"], issued["secret"])  # still issued
+            revoked = await admin.request("admin.revoke_key", asked)
+            assert revoked["api_key"] == issued["api_key"]
+            stored = json.loads((data_dir / ISSUED_KEYS_FILE).read_text())
+            assert [entry["key"] for entry in stored] == []
+        finally:
+            await stop(venue)
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def disk_full(path: Path, value: object) -> None:
+    raise OSError(28, "No space left on device")
+
+
+class UnreadStream:
+    """A cluster's key stream (`SharedKeys.publish`) that stores records but that this
+    gateway has not read back yet (its follower lags, or is down)."""
+
+    def __init__(self) -> None:
+        self.stored: list[str] = []
+
+    async def publish(self, record_id: str, record: bytes) -> None:
+        self.stored.append(record_id)
+
+
+def test_a_cluster_revocation_is_applied_here_before_its_answer(run_venue: Any) -> None:
+    """A cluster's gateway answered a revocation once the stream stored it, but applied it
+    only on reading its own record back: meanwhile the revoked key kept its sessions and
+    logged on there. Now applied at once, before the answer."""
+
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        issued = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+        key, secret = issued["api_key"], issued["secret"]
+        reader = await venue.client()
+        await reader.logon(key, secret)
+        stream = UnreadStream()
+        venue.server.dispatcher.keys.shared_keys = stream  # type: ignore[assignment]
+        await admin.request("admin.revoke_key", {"api_key": key})
+        assert stream.stored == [f"revoked:{key}"]
+        assert venue.server.auth.store.get(key) is None
+        assert await closed_with(reader) == (4004, "api key revoked")
+        assert "BAD_SIGNATURE" in await logon_refused(venue, key, secret)
+
+    run_venue(scenario)
