@@ -438,6 +438,9 @@ class RestApi:
                 return  # gone meanwhile: nothing to answer, no place to count
             if refused.code is E.NONCE_REUSED:
                 self._refuse_signature(answers, exchange, _in_header_words(refused), cost)
+            elif refused.code is E.BAD_SIGNATURE:  # its key revoked meanwhile: an unknown key's
+                said = AuthError(E.BAD_SIGNATURE, REQUEST_NOT_SIGNED)
+                self._refuse_signature(answers, exchange, said, cost)
             else:  # unchecked: the venue's, not the client's, so charged nothing more
                 respond_error(exchange, refused.code, refused.message)
             return

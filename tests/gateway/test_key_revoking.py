@@ -175,7 +175,9 @@ def test_a_key_revoked_during_its_nonce_claim_is_refused(run_venue: Any) -> None
         nonces.answer.set()
         with pytest.raises(VenueError, match="BAD_SIGNATURE"):
             await logon
-        assert error_of(await request) == (401, "BAD_SIGNATURE")
+        refused = await request
+        assert error_of(refused) == (401, "BAD_SIGNATURE")
+        assert refused.json()["error"]["msg"].startswith("X-API-Key unknown"), refused.json()
 
     run_venue(scenario)
 
