@@ -111,13 +111,21 @@ def exit_fatally(failure: BaseException | None) -> None:
     os._exit(70)
 
 
+# Held by the first failure that ends the process, for good (`os._exit` ends it holding it):
+# a second one, on another thread (the loop's call into a ledger store whose thread just
+# failed), waits there for the end instead of logging a second fatal line.
+_dying = threading.Lock()
+
+
 def _die(failure: BaseException | None) -> None:
     """Crash loudly, in one line: recovery is by replay of what is durable (ARCHITECTURE
-    rule 7)."""
-    log.critical(
-        "fatal: %s; stopping so that recovery replays the journal", describe_failure(failure)
-    )
-    exit_fatally(failure)
+    rule 7). One line for the process: a failure that races the first to it logs nothing
+    (until session 30 the ledger store's thread and the loop could each log one)."""
+    with _dying:  # let go only where `exit_fatally` returns (`fatal_hook`, under tests)
+        log.critical(
+            "fatal: %s; stopping so that recovery replays the journal", describe_failure(failure)
+        )
+        exit_fatally(failure)
 
 
 def _batch_end(pending: list[Executed]) -> int:

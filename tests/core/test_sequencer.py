@@ -1,6 +1,9 @@
 """The sequencer: stamps, executes, group-commits, releases only durable outcomes, replays."""
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -946,3 +949,46 @@ def test_a_replay_reports_its_progress_once_every_so_many_records(tmp_path: Path
     )
     assert count == 11 and reached == [(3, 3), (6, 6), (9, 9)]
     recovered.close()
+
+
+TWO_FAILURES_AT_ONCE = """
+import logging, sys, threading, time
+from core import sequencer
+
+original_exit = sequencer.exit_fatally
+def slow_exit(failure):  # the first failure's exit held back, as a slow log flush may
+    time.sleep(0.3)
+    original_exit(failure)
+sequencer.exit_fatally = slow_exit
+logging.basicConfig(level=logging.INFO, stream=sys.stdout)
+first, second = (
+    threading.Thread(target=sequencer._die, args=(RuntimeError(f"failure {n}"),)) for n in (1, 2)
+)
+first.start()
+time.sleep(0.05)
+second.start()
+time.sleep(5)
+print("still running")
+"""
+
+
+def test_two_failures_at_once_end_the_process_in_one_fatal_line(tmp_path: Path) -> None:
+    # The ledger store's thread fails, and the loop's next call into it fails a moment later:
+    # each was fatal on its own thread, and both logged (a crash test read two lines).
+    script = tmp_path / "two_failures.py"
+    script.write_text(TWO_FAILURES_AT_ONCE)
+    root = Path(__file__).resolve().parents[2]
+    ended = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ended.returncode == 70, ended
+    fatal = [line for line in ended.stdout.splitlines() if "fatal:" in line]
+    assert fatal == [
+        "CRITICAL:venue.sequencer:fatal: RuntimeError: failure 1; stopping so that recovery"
+        " replays the journal"
+    ], ended.stdout
