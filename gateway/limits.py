@@ -2,8 +2,9 @@
 
 Owns every size, count and rate bound the server enforces, each with the reason for its
 number, and the arithmetic of rate limiting: a bucket per connection and a bucket per
-account (shared by all the account's connections); a request must fit both. Leaves the
-error responses and the clock to the server: the time is always passed in (`now_us`).
+account (shared by all the account's connections; its read-only keys share one of their own);
+a request must fit both. Leaves the error responses and the clock to the server: the time is
+always passed in (`now_us`).
 Invariants: integer arithmetic only (milli-tokens, µs), so refills and `retry_after_ms` are
 exact; a refused request takes nothing from any bucket; a bucket never holds more than its
 burst; every valid request costs at most a bucket's burst, so it can always eventually pass.
@@ -237,19 +238,38 @@ class TokenBucket:
 
 
 # The buckets a 429 `RATE_LIMITED` names in its `data` (`{"limit": ...}`) and its words: the
-# connection's own, the account's (shared by all its connections: another may have spent it)
-# or the client IP's (REST's unsigned requests and refused signatures, refused logons).
+# connection's own, the account's (shared by all its connections: another may have spent it),
+# the one its read-only keys share instead, or the client IP's (REST's unsigned requests and
+# refused signatures, refused logons).
 CONNECTION_LIMIT, ACCOUNT_LIMIT, IP_LIMIT = "connection", "account", "ip"
+READ_ONLY_LIMIT = "read_only"
 RATE_LIMITED_WORDS = {
     CONNECTION_LIMIT: "slow down: this connection's rate limit is spent",
     ACCOUNT_LIMIT: "slow down: this account's rate limit is spent (all its connections share it)",
+    READ_ONLY_LIMIT: (
+        "slow down: the rate limit of this account's read-only keys is spent (all their"
+        " connections share it)"
+    ),
     IP_LIMIT: "slow down: too many requests from your address",
 }
+# The scopes whose keys are charged to the account's bucket; a key with neither only reads,
+# and its requests go to a bucket of their own (`RateLimiter.read_only`), so that a key
+# handed to a reporting tool cannot spend what the account's trading keys need to trade.
+OWNER_SCOPES = frozenset({"trade", "admin"})
+
+
+def is_read_only(scopes: frozenset[str]) -> bool:
+    """Whether a key of these scopes only reads: neither trades nor administers."""
+    return OWNER_SCOPES.isdisjoint(scopes)
 
 
 class RateLimiter:
     """A bucket per connection and per account; a request is charged to both or neither.
 
+    The connections of an account's read-only keys (`read_only`) are charged to a second
+    bucket of the account, of the same size, instead of its own: so they share one budget,
+    as its trading keys do, and can never spend theirs (as they cannot take the connections
+    kept for them, `CONNECTIONS_KEPT_FOR_TRADING`).
     Account buckets are kept for the life of the process (accounts are few and configured),
     so reconnecting never resets an account's budget; connection buckets go on disconnect.
     """
@@ -271,6 +291,13 @@ class RateLimiter:
         self.account_burst = account_burst
         self._connections: dict[int, TokenBucket] = {}
         self._accounts: dict[int, TokenBucket] = {}
+        self._readers: dict[int, TokenBucket] = {}  # each account's read-only keys' bucket
+        self._reading: set[int] = set()  # the connections logged on with a read-only key
+
+    def read_only(self, connection_id: int) -> None:
+        """The connection logged on with a key that only reads: from now on charged to its
+        account's read-only bucket (forgotten with the connection, `drop_connection`)."""
+        self._reading.add(connection_id)
 
     def charge(
         self, connection_id: int, account: int | None, method: str, ops: int, now_us: int
@@ -298,9 +325,10 @@ class RateLimiter:
                 return connection.retry_after_ms(cost_milli, now_us)
             connection.spend(connection_level - need, now_us)
             return 0
-        owner = self._accounts.get(account)
+        reading = connection_id in self._reading
+        owner = (self._readers if reading else self._accounts).get(account)
         if owner is None:
-            owner = self._account_bucket(account)
+            owner = self._account_bucket(account, reading)
         if now_us >= connection.full_at_us and now_us >= owner.full_at_us:
             # Both full, the usual (a client within its rates is refilled between its
             # requests): each is left at its capacity less the cost, as of now, and full
@@ -324,15 +352,19 @@ class RateLimiter:
         waited = connection.retry_after_ms(cost_milli, now_us)
         if account is None:
             return CONNECTION_LIMIT
-        owner = self._account_bucket(account)
+        reading = connection_id in self._reading
+        owner = self._account_bucket(account, reading)
         if owner.retry_after_ms(cost_milli, now_us) >= waited:
-            return ACCOUNT_LIMIT
+            return READ_ONLY_LIMIT if reading else ACCOUNT_LIMIT
         return CONNECTION_LIMIT
 
-    def charge_account(self, account: int, cost_milli: int, now_us: int) -> int:
-        """Charge the account's bucket alone: 0 if allowed, else the retry_after_ms. For a
-        front door that charged the connection before the request said who it was (REST)."""
-        owner = self._accounts.get(account) or self._account_bucket(account)
+    def charge_account(
+        self, account: int, cost_milli: int, now_us: int, read_only: bool = False
+    ) -> int:
+        """Charge the account's bucket alone (its read-only keys' with `read_only`): 0 if
+        allowed, else the retry_after_ms. For a front door that charged the connection before
+        the request said who it was (REST)."""
+        owner = self._account_bucket(account, read_only)
         level = owner.level(now_us)
         need = cost_milli * US_PER_S
         if level < need:
@@ -342,6 +374,7 @@ class RateLimiter:
 
     def drop_connection(self, connection_id: int) -> None:
         self._connections.pop(connection_id, None)
+        self._reading.discard(connection_id)
 
     def connection_count(self) -> int:
         return len(self._connections)
@@ -353,11 +386,13 @@ class RateLimiter:
             self._connections[connection_id] = bucket
         return bucket
 
-    def _account_bucket(self, account: int) -> TokenBucket:
-        bucket = self._accounts.get(account)
+    def _account_bucket(self, account: int, read_only: bool = False) -> TokenBucket:
+        """The account's bucket, or its read-only keys' (`read_only`): made when first used."""
+        buckets = self._readers if read_only else self._accounts
+        bucket = buckets.get(account)
         if bucket is None:
             bucket = TokenBucket(self.account_rate_per_s, self.account_burst)
-            self._accounts[account] = bucket
+            buckets[account] = bucket
         return bucket
 
 

@@ -45,6 +45,7 @@ class Logons:
     """`session.logon`'s handler, answering through the dispatcher."""
 
     def __init__(self, dispatcher: "Dispatcher") -> None:
+        self.dispatcher = dispatcher  # its `limiter`, which a test may replace
         self.auth = dispatcher.auth
         self.bus = dispatcher.bus
         self.connections = dispatcher.connections
@@ -144,6 +145,8 @@ class Logons:
             self._reply_error(session, request, E.PERMISSION_DENIED, msg)
             return
         session.key = key
+        if limits.is_read_only(key.scopes):  # charged apart: it cannot spend the traders' budget
+            self.dispatcher.limiter.read_only(session.id)
         # a trading session's now: it leaves its IP's allowance in the reserve, or the public
         # place it waited in (`transport.Connection.hold_trading`)
         session.websocket.hold_trading()

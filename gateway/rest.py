@@ -33,7 +33,13 @@ from gateway.auth import RECV_WINDOW_MS_DEFAULT, AuthError, claim_cluster_wide, 
 from gateway.candles import CandlesResult
 from gateway.cors import Cors
 from gateway.http import Exchange
-from gateway.limits import ACCOUNT_LIMIT, QUERY_COST_MILLI, cost_milli
+from gateway.limits import (
+    ACCOUNT_LIMIT,
+    QUERY_COST_MILLI,
+    READ_ONLY_LIMIT,
+    cost_milli,
+    is_read_only,
+)
 from gateway.queries import ReservesResult
 from gateway.rest_errors import (
     ErrorBody,
@@ -472,10 +478,12 @@ class RestApi:
         """`_serve` past the signature: charge the account, check the params, run the method."""
         session = answers.session
         if route.private:
-            assert session.account is not None, "a good signature names its account"
-            retry = self.server.limiter.charge_account(session.account, cost, now_us())
+            key = session.key
+            assert key is not None, "a good signature names its key"
+            read_only = is_read_only(key.scopes)  # charged apart from the account's traders
+            retry = self.server.limiter.charge_account(key.account, cost, now_us(), read_only)
             if retry:
-                respond_limited(exchange, retry, ACCOUNT_LIMIT)
+                respond_limited(exchange, retry, READ_ONLY_LIMIT if read_only else ACCOUNT_LIMIT)
                 return
         if route.method in BODY_METHODS and exchange.body:
             content_type = exchange.headers.get("content-type")

@@ -250,6 +250,23 @@ def test_the_account_bucket_is_shared_by_all_its_connections() -> None:
     assert fit(limiter, "order.place", connection_id=4, account=None) == 400
 
 
+def test_read_only_connections_share_a_bucket_apart_from_the_accounts() -> None:
+    """Session 31: an account's read-only keys (`read_only` connections) spend a bucket of
+    their own, of the account's size, and never the one its trading keys spend; a refusal
+    names it. Dropping the connection forgets it, so its id taken again is charged as any."""
+    limiter = RateLimiter(account_rate_per_s=100, account_burst=300)
+    limiter.read_only(1)
+    limiter.read_only(2)
+    assert fit(limiter, "order.place", connection_id=1) == 300
+    assert fit(limiter, "order.place", connection_id=2) == 0  # the readers' bucket: shared
+    assert limiter.refusing_limit(2, 7, cost_milli("order.place"), T0) == "read_only"
+    assert fit(limiter, "order.place", connection_id=3) == 300  # the trading keys': whole
+    assert limiter.refusing_limit(3, 7, cost_milli("order.place"), T0) == "account"
+    assert limiter.charge_account(7, cost_milli("balances"), T0, read_only=True) > 0
+    limiter.drop_connection(1)
+    assert fit(limiter, "order.place", connection_id=1) == 0  # now the account's, spent
+
+
 def test_a_connection_is_limited_below_its_accounts_budget() -> None:
     limiter = RateLimiter()
     assert fit(limiter, "order.place", connection_id=1) == 400

@@ -18,7 +18,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from client.sdk import VenueClient, VenueError
 from gateway import limits
-from gateway.auth import sign_logon
+from gateway.auth import ApiKey, sign_logon
 from tests.conftest import KEYS, Venue, drain_pushes, next_push_not_heartbeat
 from tests.sample_config import sample_bill
 
@@ -937,5 +937,41 @@ def test_an_accounts_budget_is_shared_by_its_connections(run_venue: Any) -> None
         shared = "slow down: this account's rate limit is spent (all its connections share it)"
         assert refused["error"]["msg"] == shared
         assert (await beta.request_raw("orders.open"))["status"] == 200
+
+    run_venue(scenario)
+
+
+def test_a_read_only_key_cannot_spend_the_budget_of_the_accounts_trading_keys(
+    run_venue: Any,
+) -> None:
+    """The finding (session 31): every key of an account was charged to the account's one
+    bucket, so a key with only the read scope (one handed to a reporting tool), reading as
+    its scope allows or sending orders it may not (403), ran the bucket dry and the account's
+    trading key was refused 429 for every order. Its keys that only read now share a bucket
+    of their own, of the same size, as they share the connections left them."""
+
+    async def scenario(venue: Venue) -> None:
+        venue.server.limiter = limits.RateLimiter(account_rate_per_s=1, account_burst=100)
+        reader = ApiKey(
+            key="s31-reader", secret="s31-secret", account=3, scopes=frozenset({"read"})
+        )
+        venue.server.auth.store.add(reader)
+        reading = await venue.client()
+        await reading.logon(reader.key, reader.secret)
+        trader = await venue.client("taker")  # the same account's trading key
+        place = {"symbol": SYMBOL, "side": "buy", "type": "limit", "tif": "gtc", "qty": "1"}
+        sent = [reading.request_raw("balances") for _ in range(150)]  # 75 tokens, as allowed
+        order = {**place, "price": "150.00"}
+        sent += [reading.request_raw("order.place", order) for _ in range(60)]  # 403s, charged
+        answers = await asyncio.gather(*sent)
+        statuses = {answer["status"] for answer in answers}
+        assert statuses == {200, 403, 429}, statuses  # 75 + 60 tokens: past the 100
+        limited = next(answer for answer in answers if answer["status"] == 429)
+        assert limited["error"]["data"] == {"limit": "read_only"}, limited
+        words = "slow down: the rate limit of this account's read-only keys is spent"
+        assert limited["error"]["msg"].startswith(words), limited
+        placed = await trader.request_raw("order.place", order)
+        assert placed["status"] == 200, placed  # the trading key's budget is whole
+        assert (await trader.request_raw("orders.open"))["status"] == 200
 
     run_venue(scenario)
