@@ -264,6 +264,8 @@ def test_public_endpoint_refuses_logon_and_private_requests(run_venue: Any) -> N
             with pytest.raises(VenueError) as denied:
                 await attempt
             assert denied.value.name == "NOT_AUTHENTICATED"
+            # where to log on, not "log on first", which cannot be done here (session 31)
+            assert "log on at /ws/trade" in str(denied.value), denied.value
         # Market data is what it is for: subscriptions and the public queries.
         assert (await public.subscribe_book(SYMBOL))["subscribed"] == [f"book:{SYMBOL}:10"]
         assert "pong" in await public.request("ping")
