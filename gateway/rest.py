@@ -33,13 +33,7 @@ from gateway.auth import RECV_WINDOW_MS_DEFAULT, AuthError, claim_cluster_wide, 
 from gateway.candles import CandlesResult
 from gateway.cors import Cors
 from gateway.http import Exchange
-from gateway.limits import (
-    ACCOUNT_LIMIT,
-    QUERY_COST_MILLI,
-    READ_ONLY_LIMIT,
-    cost_milli,
-    is_read_only,
-)
+from gateway.limits import QUERY_COST_MILLI, account_bucket, account_limit, cost_milli
 from gateway.queries import ReservesResult
 from gateway.rest_errors import (
     ErrorBody,
@@ -480,10 +474,11 @@ class RestApi:
         if route.private:
             key = session.key
             assert key is not None, "a good signature names its key"
-            read_only = is_read_only(key.scopes)  # charged apart from the account's traders
-            retry = self.server.limiter.charge_account(key.account, cost, now_us(), read_only)
+            # a read-only key's share of its account's bucket, as on the websocket
+            bucket = account_bucket(key.account, key.scopes)
+            retry = self.server.limiter.charge_account(bucket, cost, now_us())
             if retry:
-                respond_limited(exchange, retry, READ_ONLY_LIMIT if read_only else ACCOUNT_LIMIT)
+                respond_limited(exchange, retry, account_limit(bucket))
                 return
         if route.method in BODY_METHODS and exchange.body:
             content_type = exchange.headers.get("content-type")

@@ -5,6 +5,7 @@ import copy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.config import SCOPES
 from gateway import limits
 from gateway.limits import (
     BATCH_OPS_MAX,
@@ -250,21 +251,63 @@ def test_the_account_bucket_is_shared_by_all_its_connections() -> None:
     assert fit(limiter, "order.place", connection_id=4, account=None) == 400
 
 
-def test_read_only_connections_share_a_bucket_apart_from_the_accounts() -> None:
-    """Session 31: an account's read-only keys (`read_only` connections) spend a bucket of
-    their own, of the account's size, and never the one its trading keys spend; a refusal
-    names it. Dropping the connection forgets it, so its id taken again is charged as any."""
+def test_read_only_keys_spend_the_accounts_bucket_down_to_the_kept_share() -> None:
+    """Session 31's review: an account's read-only keys had a bucket of their own beside the
+    account's, so the account could spend twice its burst. They spend its one bucket through
+    `account_bucket`'s share, down to the half kept for its trading keys, never below it:
+    together its keys pass the burst once, and the trading keys always find the kept half."""
     limiter = RateLimiter(account_rate_per_s=100, account_burst=300)
-    limiter.read_only(1)
-    limiter.read_only(2)
-    assert fit(limiter, "order.place", connection_id=1) == 300
-    assert fit(limiter, "order.place", connection_id=2) == 0  # the readers' bucket: shared
-    assert limiter.refusing_limit(2, 7, cost_milli("order.place"), T0) == "read_only"
-    assert fit(limiter, "order.place", connection_id=3) == 300  # the trading keys': whole
+    reader = limits.account_bucket(7, frozenset({"read"}))
+    assert reader != 7 and limits.account_bucket(7, frozenset({"read", "trade"})) == 7
+    read = [fit(limiter, "order.place", connection_id=i, account=reader) for i in (1, 2)]
+    assert read == [150, 0]  # shared by the readers' connections: the burst less the kept 150
+    assert limiter.refusing_limit(2, reader, cost_milli("order.place"), T0) == "read_only"
+    assert limiter.charge_account(reader, cost_milli("balances"), T0) == 5  # REST's: as long
+    assert fit(limiter, "order.place", connection_id=3) == 150  # the trading keys' kept share
     assert limiter.refusing_limit(3, 7, cost_milli("order.place"), T0) == "account"
-    assert limiter.charge_account(7, cost_milli("balances"), T0, read_only=True) > 0
-    limiter.drop_connection(1)
-    assert fit(limiter, "order.place", connection_id=1) == 0  # now the account's, spent
+    # The trading keys spent the share: a reader waits for it and its own token (10 ms each).
+    assert limiter.charge(1, reader, "order.place", 1, T0) == 151 * 10
+    assert limiter.charge(3, 7, "order.place", 1, T0 + 10 * MS) == 0  # the refill: theirs
+
+
+def test_the_accounts_total_is_its_burst_whichever_keys_spend_it_first() -> None:
+    """The account's burst, not twice it, in whichever order its keys spend it; no reader's
+    charge leaves the account less than the kept share (checked after each)."""
+    kept_milli = 1_000 * TOKEN * limits.ACCOUNT_BURST_KEPT_FOR_TRADING_PCT // 100
+    reader = limits.account_bucket(7, frozenset({"read"}))
+    for order in ([reader, 7], [7, reader]):
+        limiter = RateLimiter(connection_burst=10_000, account_burst=1_000)
+        account = limiter._account_bucket(7)
+        passed = dict.fromkeys(order, 0)
+        for connection_id, who in enumerate(order):
+            while limiter.charge(connection_id, who, "balances", 1, T0) == 0:
+                passed[who] += 1
+                assert who == 7 or account.available_milli(T0) >= kept_milli
+        assert account.available_milli(T0) == 0
+        assert sum(passed.values()) == 2_000, passed  # 1,000 tokens: the burst, once
+        assert passed[reader] == (1_000 if order[0] == reader else 0), passed
+
+
+def test_a_read_only_request_dearer_than_its_share_is_charged_all_of_it() -> None:
+    """At the smallest `account_burst`, 100, the readers' share is 50 tokens: a quote.mass of
+    100 (one their scope refuses, 403, but charged as every request) could never fit it.
+    It is charged the whole share instead, so it is answered once that is there."""
+    limiter = RateLimiter(account_rate_per_s=10, account_burst=100)
+    reader = limits.account_bucket(7, frozenset({"read"}))
+    assert limiter.charge(1, reader, "quote.mass", QUOTES_PER_MASS_MAX, T0) == 0
+    assert limiter.charge(1, reader, "balances", 1, T0) == 50  # 0.5 tokens at 10/s
+    assert fit(limiter, "order.place", connection_id=2) == 50  # the kept half, whole
+    assert limiter.charge(1, reader, "quote.mass", QUOTES_PER_MASS_MAX, T0) == 10_000
+
+
+def test_read_only_is_neither_trading_nor_administering() -> None:
+    """One predicate for the kept connections and the kept share: a key is read-only unless
+    it may trade or administer; a scope unknown today counts as read-only until listed."""
+    assert limits.OWNER_SCOPES <= SCOPES
+    assert limits.is_read_only(frozenset({"read"}))
+    assert limits.is_read_only(frozenset({"read", "some_future_scope"}))
+    for owner in ({"trade"}, {"admin"}, {"read", "trade"}, {"read", "admin"}):
+        assert not limits.is_read_only(frozenset(owner))
 
 
 def test_a_connection_is_limited_below_its_accounts_budget() -> None:
