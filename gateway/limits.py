@@ -73,6 +73,9 @@ CONNECTIONS_KEPT_FOR_TRADING = 4
 # (500 tokens; a report needs tens), while the trading keys always find 500 tokens, five full
 # `quote.mass` or a reconnect's resync and a cancel storm, and all the refill below it.
 ACCOUNT_BURST_KEPT_FOR_TRADING_PCT = 50
+# What a 429 `RATE_LIMITED` names in its `data` (`{"limit": ...}`) when the account's bucket
+# refused a read-only key, spent but for that share (the other limits are below)
+READ_ONLY_LIMIT = "read_only"
 # Open TCP connections (websocket, REST, web page) from one client IP: several accounts'
 # bots and UIs behind one office NAT fit; past it, opening more connections to get more
 # per-connection rate budget (unsigned requests, market data) is refused. `[limits]`.
@@ -258,6 +261,39 @@ class TokenBucket:
         return self.level(now_us) // US_PER_S
 
 
+# The buckets a 429 `RATE_LIMITED` names in its `data` (`{"limit": ...}`) and its words: the
+# connection's own, the account's (shared by all its connections: another may have spent it)
+# or the client IP's (REST's unsigned requests and refused signatures, refused logons).
+CONNECTION_LIMIT, ACCOUNT_LIMIT, IP_LIMIT = "connection", "account", "ip"
+RATE_LIMITED_WORDS = {
+    CONNECTION_LIMIT: "slow down: this connection's rate limit is spent",
+    ACCOUNT_LIMIT: "slow down: this account's rate limit is spent (all its connections share it)",
+    READ_ONLY_LIMIT: (
+        "slow down: this account's rate limit is spent but for the share kept for its trading"
+        " keys (all its connections share it)"
+    ),
+    IP_LIMIT: "slow down: too many requests from your address",
+}
+# The scopes of the keys an account's kept connections and kept share of its rate are for
+# (`CONNECTIONS_KEPT_FOR_TRADING`, `ACCOUNT_BURST_KEPT_FOR_TRADING_PCT`). Any other key is
+# read-only, a scope added one day too until it is listed here: a new scope gets that
+# precedence over a reporting tool only by a decision, never by default.
+OWNER_SCOPES = frozenset({"trade", "admin"})
+
+
+def is_read_only(scopes: frozenset[str]) -> bool:
+    """Whether a key of these scopes is read-only: it neither trades nor administers."""
+    return OWNER_SCOPES.isdisjoint(scopes)
+
+
+def account_bucket(account: int, scopes: frozenset[str]) -> int:
+    """Which account bucket of `RateLimiter` a key of `account` with `scopes` is charged to:
+    the account's id, or, for a read-only key, its negative, the account's `ReadOnlyShare`
+    (account ids are positive). Worked out once per logon or signed request."""
+    assert account > 0, f"account ids are positive, got {account}"
+    return -account if is_read_only(scopes) else account
+
+
 NEVER_US = 2**63  # a time no clock reaches: `ReadOnlyShare.full_at_us`
 
 
@@ -305,41 +341,6 @@ class ReadOnlyShare(TokenBucket):
             connection.take(cost_milli, now_us)
             self.take(cost_milli, now_us)
         return retry_after_ms
-
-
-# The buckets a 429 `RATE_LIMITED` names in its `data` (`{"limit": ...}`) and its words: the
-# connection's own, the account's (shared by all its connections: another may have spent it),
-# the account's as a read-only key sees it (spent but for the share kept for its trading
-# keys), or the client IP's (REST's unsigned requests and refused signatures, refused logons).
-CONNECTION_LIMIT, ACCOUNT_LIMIT, IP_LIMIT = "connection", "account", "ip"
-READ_ONLY_LIMIT = "read_only"
-RATE_LIMITED_WORDS = {
-    CONNECTION_LIMIT: "slow down: this connection's rate limit is spent",
-    ACCOUNT_LIMIT: "slow down: this account's rate limit is spent (all its connections share it)",
-    READ_ONLY_LIMIT: (
-        "slow down: this account's rate limit is spent but for the share kept for its trading"
-        " keys (all its connections share it)"
-    ),
-    IP_LIMIT: "slow down: too many requests from your address",
-}
-# The scopes of the keys an account's kept connections and kept share of its rate are for
-# (`CONNECTIONS_KEPT_FOR_TRADING`, `ACCOUNT_BURST_KEPT_FOR_TRADING_PCT`). Any other key is
-# read-only, a scope added one day too until it is listed here: a new scope gets that
-# precedence over a reporting tool only by a decision, never by default.
-OWNER_SCOPES = frozenset({"trade", "admin"})
-
-
-def is_read_only(scopes: frozenset[str]) -> bool:
-    """Whether a key of these scopes is read-only: it neither trades nor administers."""
-    return OWNER_SCOPES.isdisjoint(scopes)
-
-
-def account_bucket(account: int, scopes: frozenset[str]) -> int:
-    """Which account bucket of `RateLimiter` a key of `account` with `scopes` is charged to:
-    the account's id, or, for a read-only key, its negative, the account's `ReadOnlyShare`
-    (account ids are positive). Worked out once per logon or signed request."""
-    assert account > 0, f"account ids are positive, got {account}"
-    return -account if is_read_only(scopes) else account
 
 
 class RateLimiter:
