@@ -87,8 +87,9 @@ MAKERS_MAX = TAKERS_MAX = 16
 SUBSCRIBERS_MAX = 5_000
 SUBSCRIBERS_PER_PROCESS = 250  # a process reads its connections on one core
 # A maker's bids on every level of every symbol hold 32 x 3 x 5 x ~187 USD, ~90,000 of the
-# 100,000 USD each bench account gets (the sample reserves leave no room for more: 16
-# makers and 16 takers); a subscriber's 2 x 32 subscriptions are well within the gateway's 256.
+# 100,000 USD each bench account gets (the sample's USD reserve allows up to ~156,000 each
+# for 16 makers and 16 takers); a subscriber's 2 x 32 subscriptions are well within the
+# gateway's 256.
 SYMBOLS_MAX = 32
 BENCH_DEPOSIT_USD = "100000"
 BENCH_DEPOSIT_STOCK = "1000"  # of each stock traded: a maker's asks hold 3 x 5 of it

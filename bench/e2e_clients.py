@@ -429,6 +429,7 @@ class Subscriber:
         self.sampled = sampled  # count the levels in each book message (costly: one in many)
         self.symbols = symbols
         self.book_seq: dict[str, int] = {}  # the last book seq of each symbol
+        self.snapshotted: set[str] = set()  # the symbols whose book snapshot came
         self.origin = 0.0
         self.counting = False
         self.snapshot = asyncio.Event()
@@ -463,12 +464,17 @@ class Subscriber:
 
     def on_book(self, frame: Frame) -> None:
         symbol = frame.sym or ""
-        last_seq = self.book_seq.get(symbol)
-        if frame.type != "snapshot" and last_seq is not None and frame.prev_seq != last_seq:
-            self.tally.book_gaps += 1
-        self.book_seq[symbol] = frame.seq
-        if frame.type == "snapshot" and len(self.book_seq) == len(self.symbols):
-            self.snapshot.set()  # every symbol's book has its snapshot
+        if frame.type == "snapshot":
+            self.book_seq[symbol] = frame.seq
+            self.snapshotted.add(symbol)
+            if len(self.snapshotted) == len(self.symbols):
+                self.snapshot.set()  # every symbol's book has its snapshot
+        else:
+            # an update that does not follow its book's last message, or that comes before
+            # the book's snapshot (nothing to apply it to), is a gap
+            if frame.prev_seq != self.book_seq.get(symbol):
+                self.tally.book_gaps += 1
+            self.book_seq[symbol] = frame.seq
         if not self.counting:
             return
         tally = self.tally

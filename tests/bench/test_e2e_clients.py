@@ -101,3 +101,20 @@ def test_book_gaps_are_told_per_symbol() -> None:
     assert ready == [False, False, True, True, True, True], "ready once every book is known"
     assert tally.book_gaps == 1
     assert tally.book_by_symbol == {"A-USD": 3, "B-USD": 3}
+
+
+def test_an_update_before_its_books_snapshot_is_a_gap_and_not_readiness() -> None:
+    """A book's update that comes before its snapshot cannot be applied: a gap, and the
+    subscriber is not ready until every book has had its snapshot."""
+
+    async def follow() -> tuple[Tally, bool]:
+        tally = Tally()
+        subscriber = Subscriber("ws://unused", tally, False, ("A-USD", "B-USD"))
+        subscriber.counting = True
+        subscriber.on_book(_book("A-USD", "update", 6, 5))  # A's snapshot never came
+        subscriber.on_book(_book("B-USD", "snapshot", 40))
+        return tally, subscriber.snapshot.is_set()
+
+    tally, ready = asyncio.run(follow())
+    assert tally.book_gaps == 1
+    assert not ready
