@@ -380,7 +380,14 @@ class KeyIssuer:
             storing.add_done_callback(partial(_once_stored, answer))
 
     async def _share_key(self, key: ApiKey, answer: Callable[[], None]) -> None:
-        await self._share(key.key, msgspec.json.encode(key), answer)
+        await self._share(key.key, msgspec.json.encode(key), partial(self._keep, key, answer))
+
+    def _keep(self, key: ApiKey, answer: Callable[[], None]) -> None:
+        """Accept a key the cluster's stream stored, here at once, then answer: not when this
+        gateway reads it back (its follower may lag, or be down), so the key logs on, and is
+        revoked, through the gateway that answered it as soon as the answer is sent."""
+        self._accept_shared(key)
+        answer()
 
     async def _share(self, record_id: str, record: bytes, answer: Callable[[], None]) -> None:
         """Store a record on the cluster's key stream (a key, or a key's revocation), then
@@ -401,7 +408,13 @@ class KeyIssuer:
             self._forget_key(revoked.revoked)
             log.info("api key revoked on the cluster", extra={"api_key": revoked.revoked})
             return
-        key = msgspec.convert(record, ApiKey)
+        self._accept_shared(msgspec.convert(record, ApiKey))
+
+    def _accept_shared(self, key: ApiKey) -> None:
+        """Accept a key of the cluster's stream, unless revoked here already (its record read
+        back after the revocation this gateway applied with its answer)."""
+        if key.key in self.revoked:
+            return
         known = self.auth.store.get(key.key)
         if known is None:
             self.auth.store.add(key)

@@ -220,9 +220,11 @@ class UnreadStream:
 
     def __init__(self) -> None:
         self.stored: list[str] = []
+        self.records: list[bytes] = []
 
     async def publish(self, record_id: str, record: bytes) -> None:
         self.stored.append(record_id)
+        self.records.append(record)
 
 
 def test_a_cluster_revocation_is_applied_here_before_its_answer(run_venue: Any) -> None:
@@ -242,6 +244,35 @@ def test_a_cluster_revocation_is_applied_here_before_its_answer(run_venue: Any) 
         assert stream.stored == [f"revoked:{key}"]
         assert venue.server.auth.store.get(key) is None
         assert await closed_with(reader) == (4004, "api key revoked")
+        assert "BAD_SIGNATURE" in await logon_refused(venue, key, secret)
+
+    run_venue(scenario)
+
+
+def test_a_cluster_key_is_revocable_through_its_gateway_before_it_reads_it_back(
+    run_venue: Any,
+) -> None:
+    """A cluster's gateway learnt a key it issued only on reading it back from the key stream:
+    a revocation sent through it meanwhile (its follower lagging) was refused `no api key`.
+    Now the key is kept there once stored, with its answer; its record read back after the
+    revocation does not bring it back."""
+
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        stream = UnreadStream()
+        issuer = venue.server.dispatcher.keys
+        issuer.shared_keys = stream  # type: ignore[assignment]
+        issued = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+        key, secret = issued["api_key"], issued["secret"]
+        reader = await venue.client()
+        assert (await reader.logon(key, secret))["account"] == 3  # at once, where issued
+        revoked = await admin.request("admin.revoke_key", {"api_key": key})
+        assert revoked["api_key"] == key
+        assert stream.stored == [key, f"revoked:{key}"]
+        assert await closed_with(reader) == (4004, "api key revoked")
+        for record in stream.records:  # the stream read back, late
+            issuer._learn_key(record)
+            assert venue.server.auth.store.get(key) is None
         assert "BAD_SIGNATURE" in await logon_refused(venue, key, secret)
 
     run_venue(scenario)
