@@ -15,7 +15,7 @@ from client.rest import RestClient
 from client.sdk import VenueClient, VenueError
 from gateway import key_issuing
 from gateway.auth import ApiKey
-from gateway.key_issuing import ISSUED_KEYS_FILE, KeyRevoked
+from gateway.key_issuing import ISSUED_KEYS_FILE, REVOKED_KEYS_FILE, KeyRevoked
 from tests.conftest import KEYS, Venue, start_venue
 from tests.gateway.test_rest import base, error_of, get
 from tests.gateway.test_server_admin import refusal
@@ -80,13 +80,27 @@ def test_a_revoked_key_is_closed_refused_and_stays_revoked_after_a_restart(
             assert error_of(await get(rest, "/api/v1/balances")) == (401, "BAD_SIGNATURE")
             still = await second.client()
             assert (await still.logon(kept["api_key"], kept["secret"]))["account"] == 3
-            # its issue id, after the restart: the venue keeps no list of revoked keys, so
-            # it cannot tell revoked from never stored, and says both (not "no key issued")
+            # After the restart the venue still knows the key was revoked, and under which id
+            # (revoked_keys.json; before session 31, in memory only): the revocation's repeat
+            # is answered as the first; its id reused, or the key revoked again, refused
             admin = await second.client("admin")
+            again = await admin.request("admin.revoke_key", {"api_key": key, "cl_op_id": "rv-1"})
+            assert again == revoked | {"repeated": True}
+            assert await refusal(admin, "admin.revoke_key", other) == "CL_OP_ID_REUSED"
+            answer = await admin.request_raw("admin.revoke_key", {"api_key": key})
+            assert answer["error"]["name"] == "BAD_PARAM", answer
+            assert f"was revoked at {revoked['revoked_at']}" in answer["error"]["msg"]
+            # its issue id: the key was revoked, said plainly (before: 504, "not stored ... or
+            # it was revoked since")
             repeat = await admin.request_raw("admin.issue_key", asked)
-            assert repeat["error"]["name"] == "OUTCOME_UNKNOWN", repeat
-            assert "or it was revoked since" in repeat["error"]["msg"]
-            assert "no key was issued" not in repeat["error"]["msg"]
+            assert repeat["error"]["name"] == "CL_OP_ID_REUSED", repeat
+            assert f"{key} issued under it was revoked at" in repeat["error"]["msg"]
+            assert "secret" not in repeat["error"]["msg"]
+            # and no secret kept for it
+            (entry,) = json.loads((data_dir / REVOKED_KEYS_FILE).read_text())
+            assert entry == {"revoked": key, "revoked_at_us": revoked["revoked_at"]} | {
+                "cl_op_id": "rv-1"
+            }
         finally:
             await stop(second)
 
@@ -276,3 +290,78 @@ def test_a_cluster_key_is_revocable_through_its_gateway_before_it_reads_it_back(
         assert "BAD_SIGNATURE" in await logon_refused(venue, key, secret)
 
     run_venue(scenario)
+
+
+def test_issue_key_and_revoke_key_share_their_cl_op_ids(run_venue: Any) -> None:
+    """The key methods' ids are one space (as the engine's methods' are one): a revocation
+    under an issue's id, or an issue under a revocation's, is `CL_OP_ID_REUSED`, nothing
+    done (before session 31, each was done: a revoke's ids were a space of their own)."""
+
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        asked = {"account": 3, "scopes": ["read"], "cl_op_id": "ids-1"}
+        first = await admin.request("admin.issue_key", asked)
+        second = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+        under_issue = {"api_key": second["api_key"], "cl_op_id": "ids-1"}
+        answer = await admin.request_raw("admin.revoke_key", under_issue)
+        assert answer["error"]["name"] == "CL_OP_ID_REUSED", answer
+        assert "to issue a key" in answer["error"]["msg"]
+        client = await venue.client()
+        await client.logon(second["api_key"], second["secret"])  # not revoked
+        await admin.request("admin.revoke_key", {"api_key": first["api_key"], "cl_op_id": "rv-2"})
+        answer = await admin.request_raw("admin.issue_key", asked | {"cl_op_id": "rv-2"})
+        assert answer["error"]["name"] == "CL_OP_ID_REUSED", answer
+        assert "to revoke a key" in answer["error"]["msg"]
+
+    run_venue(scenario)
+
+
+def test_a_cluster_revocation_s_id_is_learnt_by_every_gateway(run_venue: Any) -> None:
+    """A cluster's revocation record carries its `cl_op_id`, and a gateway that reads it (any
+    other, or one restarted, replaying the stream) answers its repeat as the first: before,
+    only the revoking gateway knew the id, in memory, and the repeat elsewhere was refused
+    `no api key`. Here the other gateway's record is fed to this one by hand."""
+
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        stream = UnreadStream()
+        issuer = venue.server.dispatcher.keys
+        issuer.shared_keys = stream  # type: ignore[assignment]
+        mine = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+        await admin.request("admin.revoke_key", {"api_key": mine["api_key"], "cl_op_id": "rv-a"})
+        record = msgspec.json.decode(stream.records[-1])
+        assert record == record | {"revoked": mine["api_key"], "cl_op_id": "rv-a"}
+        theirs = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+        elsewhere = KeyRevoked(theirs["api_key"], 1_796_000_000_000_000, "rv-b")
+        issuer._learn_key(msgspec.json.encode(elsewhere))  # revoked through another gateway
+        again = await admin.request(
+            "admin.revoke_key", {"api_key": theirs["api_key"], "cl_op_id": "rv-b"}
+        )
+        assert again == {"api_key": theirs["api_key"], "revoked_at": 1_796_000_000_000_000} | {
+            "repeated": True
+        }
+        assert len(stream.records) == 3  # nothing published again
+
+    run_venue(scenario)
+
+
+def test_a_key_in_both_files_after_a_stop_between_the_saves_is_revoked(tmp_path: Path) -> None:
+    """A revocation saves `revoked_keys.json`, then `api_keys.json`: a venue stopped between
+    the two finds the key in both, and takes it for revoked."""
+    data_dir = tmp_path / "data"
+
+    async def scenario() -> None:
+        first = await start_venue(data_dir)
+        admin = await first.client("admin")
+        issued = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+        await stop(first)
+        record = KeyRevoked(issued["api_key"], 1_796_000_000_000_000)
+        (data_dir / REVOKED_KEYS_FILE).write_bytes(msgspec.json.encode([record]))
+        second = await start_venue(data_dir)
+        try:
+            refused = await logon_refused(second, issued["api_key"], issued["secret"])
+            assert "BAD_SIGNATURE" in refused
+        finally:
+            await stop(second)
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
