@@ -77,7 +77,7 @@ class AuthError(Exception):
         self.code = code
         self.message = message
         self.retry_after_ms = retry_after_ms  # a `RATE_LIMITED` one: when a retry can pass
-        self.limit = limit  # ... and the bucket that refused it (`limits.IP_LIMIT`), if one
+        self.limit = limit  # ... and the limit that refused it (`limits.IP_LIMIT`), if one
 
 
 class KeyStoreError(ValueError):

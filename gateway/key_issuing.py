@@ -6,7 +6,7 @@ gateway) and closes its live sessions (4004).
 Owns `KeyIssuer`: the keys issued at run time (`api_keys.json`, owner-only permissions; on a
 cluster the key stream, `core/cluster_keys.py`, which it follows to learn every gateway's
 keys), the `cl_op_id`s they were issued under, the keys revoked (no secret kept) and the
-`cl_op_id`s they were revoked under, the keys a cluster's stream is still storing and the
+`cl_op_id`s they were issued and revoked under, the keys a cluster's stream is still storing and the
 repeats waiting to learn a key issued through another gateway. Under a `cl_op_id` the
 engine decides whether the id is new (`IssueKey`), so a request sent again, here or through
 another gateway, is answered with the first key, secret included, and nothing is issued
@@ -69,6 +69,9 @@ class KeyRevoked(msgspec.Struct, frozen=True, omit_defaults=True):
     # the revocation's `cl_op_id` (since session 31): a repeat under it, after a restart or
     # through another gateway, is answered again
     cl_op_id: str | None = None
+    # the `cl_op_id` the key was issued under (since session 31's review): a revocation under
+    # it is refused after a restart too, when `api_keys.json` no longer holds the key
+    issued_under: str | None = None
 
 
 class KeyIssuer:
@@ -111,11 +114,14 @@ class KeyIssuer:
         self.shared_issued: set[str] = set()
         # The keys revoked (bounded as the issued keys are: each was issued once), as
         # `revoked_keys.json` holds them (a cluster's: learnt from the key stream, `_learn_key`);
-        # by key (an `admin.issue_key` sent again under the id of one is refused, saying so) and
-        # by the `cl_op_id` each was revoked under (`admin.revoke_key` sent again answered again).
+        # by key (an `admin.issue_key` sent again under the id of one is refused, saying so),
+        # by the `cl_op_id` each was revoked under (`admin.revoke_key` sent again answered
+        # again) and by the one each was issued under (no revocation under it: the key methods
+        # share their ids, and `keys_by_op` holds a revoked key until the next start only).
         self.revocations = revocations
         self.revoked: dict[str, KeyRevoked] = {}
         self.revoked_by_op: dict[str, KeyRevoked] = {}
+        self.revoked_by_issue_op: dict[str, KeyRevoked] = {}
         for revocation in revocations:
             self._note_revoked(revocation)
 
@@ -130,8 +136,11 @@ class KeyIssuer:
             self._issue_key_again(session, request, t_in)  # engine checks its own ids
             return
         if p.cl_op_id is not None and p.cl_op_id in self.revoked_by_op:
-            self._refuse_other_method(session, request, self.revoked_by_op[p.cl_op_id])
+            revoked_at = self.revoked_by_op[p.cl_op_id].revoked_at_us
+            self._refuse_other_method(session, request, f"at {revoked_at} to revoke a key")
             return
+        # (an id a key revoked since was issued under: the engine knows it, and which admin
+        # key asked, so it answers a repeat, and refuses another's without naming the key)
         by = _key(session)
         key = ApiKey(
             f"key-{secrets.token_hex(8)}",
@@ -161,22 +170,26 @@ class KeyIssuer:
         self._store_key(session, request.id, t_in, key, by)
 
     def revoke(self, session: Session, request: wire.Request, t_in: int) -> None:
-        """Revoke an issued key: removed from the store and `api_keys.json` (durably, before
-        the answer), then every live session logged on with it closed (4004), the asker's
-        own after its answer. A key of the config's [[api_keys]] is refused (venue.toml is
-        the operator's), an unknown one too; a repeat under its `cl_op_id` is answered again."""
+        """Revoke an issued key: recorded in `revoked_keys.json` (durably, before the answer;
+        a cluster's: on the key stream) and removed from the store, every live session logged
+        on with it closed (4004, the asker's own after its answer), then out of
+        `api_keys.json`. A key of the config's [[api_keys]] is refused (venue.toml is the
+        operator's), an unknown one too; a repeat under its `cl_op_id` is answered again."""
         p: Any = request.params
         if p.cl_op_id is not None and p.cl_op_id in self.revoked_by_op:
             self._revoke_again(session, request, t_in)
             return
-        if p.cl_op_id is not None and p.cl_op_id in self.keys_by_op:  # the key methods' ids
-            self._refuse_other_method(session, request, self.keys_by_op[p.cl_op_id])
+        issue = None if p.cl_op_id is None else self._issue_use(p.cl_op_id)
+        if issue is not None:  # the key methods share their ids
+            self._refuse_other_method(session, request, issue)
             return
         problem = self._revoke_problem(p.api_key)
         if problem is not None:
             self._reply_error(session, request, E.BAD_PARAM, problem)
             return
-        revocation = KeyRevoked(p.api_key, now_us(), p.cl_op_id)
+        key = self.auth.store.get(p.api_key)
+        assert key is not None, "a revocable key is in the store"
+        revocation = KeyRevoked(p.api_key, now_us(), p.cl_op_id, issued_under=key.cl_op_id)
         answer = partial(self._revoked, session, request, revocation, t_in)
         if self.shared_keys is not None:  # the others close their sessions as they learn it
             record = msgspec.json.encode(revocation)
@@ -184,15 +197,14 @@ class KeyIssuer:
             self._key_tasks.add(task)
             task.add_done_callback(self._key_tasks.discard)
             return
-        kept = [key for key in self.issued_keys if key.key != p.api_key]
-        # Saved before anything changes: a failed save (disk full) leaves the key issued. The
-        # revocation first: a stop between the two saves leaves the key in both files, and
-        # the start takes it for revoked (`gateway.server`), as answered or not.
+        # `revoked_keys.json` is the revocation's commit, saved before anything changes: a
+        # failed save (disk full) leaves the key issued; once saved, the key is revoked, here
+        # at once and at every start (`gateway.server` takes a key of both files for revoked).
         save_json(self.data_dir / REVOKED_KEYS_FILE, [*self.revocations, revocation])
-        save_json(self.data_dir / ISSUED_KEYS_FILE, kept)
         self.revocations.append(revocation)
-        self.issued_keys[:] = kept
+        self.issued_keys[:] = [key for key in self.issued_keys if key.key != p.api_key]
         answer()
+        drop_revoked_keys(self.data_dir, self.issued_keys)
 
     def _revoked(
         self, session: Session, request: wire.Request, revocation: KeyRevoked, t_in: int
@@ -211,6 +223,8 @@ class KeyIssuer:
         self.revoked.setdefault(revocation.revoked, revocation)
         if revocation.cl_op_id is not None:
             self.revoked_by_op.setdefault(revocation.cl_op_id, revocation)
+        if revocation.issued_under is not None:
+            self.revoked_by_issue_op.setdefault(revocation.issued_under, revocation)
 
     def _forget_key(self, revocation: KeyRevoked) -> None:
         """Accept a revoked key no more, and close its live sessions (after what they are
@@ -255,16 +269,21 @@ class KeyIssuer:
         result = _revoked_key(first.revoked, first.revoked_at_us) | {"repeated": True}
         self._reply(session, request, result, t_in)
 
-    def _refuse_other_method(
-        self, session: Session, request: wire.Request, first: ApiKey | KeyRevoked
-    ) -> None:
-        """`CL_OP_ID_REUSED` for a key method sent under the `cl_op_id` the other one used:
+    def _issue_use(self, cl_op_id: str) -> str | None:
+        """How `admin.issue_key` used `cl_op_id`, or None: to issue a key held, or one revoked
+        since (known by its revocation after a start, when `api_keys.json` holds it no more)."""
+        key = self.keys_by_op.get(cl_op_id)
+        if key is not None:
+            return f"at {key.issued_at_us} to issue a key"
+        revoked = self.revoked_by_issue_op.get(cl_op_id)
+        if revoked is not None:
+            return f"to issue a key revoked at {revoked.revoked_at_us}"
+        return None
+
+    def _refuse_other_method(self, session: Session, request: wire.Request, used: str) -> None:
+        """`CL_OP_ID_REUSED` for a key method sent under the `cl_op_id` the other one `used`:
         `admin.issue_key` and `admin.revoke_key` share their ids (apart from the engine's)."""
         p: Any = request.params
-        if isinstance(first, KeyRevoked):
-            used = f"at {first.revoked_at_us} to revoke a key"
-        else:
-            used = f"at {first.issued_at_us} to issue a key"
         msg = f"cl_op_id {p.cl_op_id!r} was used {used}: nothing done; give a new cl_op_id"
         self._reply_error(session, request, E.CL_OP_ID_REUSED, msg)
 
@@ -410,21 +429,22 @@ class KeyIssuer:
     def _issue_key_again(self, session: Session, request: wire.Request, t_in: int) -> None:
         """An `admin.issue_key` under the `cl_op_id` of a key issued before: the admin key
         that asked for it, asking the same, gets that key again (its secret: only the one
-        who asked sees it), changing nothing; any other key or params `CL_OP_ID_REUSED`."""
+        who asked sees it), or is told it was revoked since, changing nothing; any other key
+        or params `CL_OP_ID_REUSED`, without the key (checked first: no name to another)."""
         p: Any = request.params
         key = self.keys_by_op[p.cl_op_id]
         by = _key(session)
         asked = (p.account, frozenset(p.scopes), by.key)
-        revoked = self.revoked.get(key.key)
-        if revoked is not None:  # revoked since (`revoke`): never shown again
-            self._reply_error(session, request, REUSED, _revoked_since(p.cl_op_id, revoked))
-            return
         if asked != (key.account, key.scopes, key.issued_by):
             msg = (
                 f"cl_op_id {p.cl_op_id!r} was used at {key.issued_at_us} for another key, or by"
                 " another admin key: nothing done; give a new cl_op_id for a new command"
             )
             self._reply_error(session, request, E.CL_OP_ID_REUSED, msg)
+            return
+        revoked = self.revoked.get(key.key)
+        if revoked is not None:  # revoked since (`revoke`): never shown again
+            self._reply_error(session, request, REUSED, _revoked_since(p.cl_op_id, revoked))
             return
         log.info("api key issue repeated", extra={"api_key": key.key, "by": by.account})
         result = _issued_key(key) | {"repeated": True, "done_at": key.issued_at_us}
@@ -468,21 +488,33 @@ class KeyIssuer:
 
     def _accept_shared(self, key: ApiKey) -> None:
         """Accept a key of the cluster's stream, unless revoked here already (its record read
-        back after the revocation this gateway applied with its answer)."""
-        if key.key in self.revoked:
-            return
+        back after the revocation this gateway applied with its answer): its `cl_op_id` is
+        taken all the same."""
         known = self.auth.store.get(key.key)
-        if known is None:
-            self.auth.store.add(key)
-            self.shared_issued.add(key.key)
-            if key.cl_op_id is not None:  # a second key under one id (issued at once through
-                self.keys_by_op.setdefault(key.cl_op_id, key)  # two gateways before the
-                # engine decided ids: session 23) is not repeated
-            for learnt in self._keys_awaited.get(key.key, ()):
-                if not learnt.done():
-                    learnt.set_result(key)
-        elif known != key:  # the first one issued under a name wins, on every gateway
-            log.warning("a second key issued as %s ignored", key.key)
+        if known is not None and known != key:  # the first one issued under a name wins,
+            log.warning("a second key issued as %s ignored", key.key)  # on every gateway
+            return
+        if key.cl_op_id is not None:  # a second key under one id (issued at once through two
+            self.keys_by_op.setdefault(key.cl_op_id, key)  # gateways before the engine
+            # decided ids: session 23) is not repeated, the first one revoked or not
+        if known is not None or key.key in self.revoked:
+            return
+        self.auth.store.add(key)
+        self.shared_issued.add(key.key)
+        for learnt in self._keys_awaited.get(key.key, ()):
+            if not learnt.done():
+                learnt.set_result(key)
+
+
+def drop_revoked_keys(data_dir: Path, issued: list[ApiKey]) -> None:
+    """Save `api_keys.json` as `issued`, the revoked keys out: no revoked secret left on disk
+    (for a build older than `revoked_keys.json` to accept). Cleanup after a revocation's
+    commit, or at a start after a stop between a revocation's two saves: a failure (disk
+    full) is logged only; the key is revoked all the same, and the next save takes it out."""
+    try:
+        save_json(data_dir / ISSUED_KEYS_FILE, issued)
+    except OSError as failure:
+        log.error("a revoked key's secret left in %s: %s", ISSUED_KEYS_FILE, failure)
 
 
 def _revoked_since(cl_op_id: str, revoked: KeyRevoked) -> str:

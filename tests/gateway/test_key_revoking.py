@@ -96,10 +96,18 @@ def test_a_revoked_key_is_closed_refused_and_stays_revoked_after_a_restart(
             assert repeat["error"]["name"] == "CL_OP_ID_REUSED", repeat
             assert f"{key} issued under it was revoked at" in repeat["error"]["msg"]
             assert "secret" not in repeat["error"]["msg"]
+            # its issue id names no revocation either, though api_keys.json holds the key no
+            # more (before: the id was known from that file only, and the revocation done)
+            under_issue = {"api_key": kept["api_key"], "cl_op_id": "ik-1"}
+            answer = await admin.request_raw("admin.revoke_key", under_issue)
+            assert answer["error"]["name"] == "CL_OP_ID_REUSED", answer
+            assert "to issue a key revoked at" in answer["error"]["msg"]
+            assert (await still.request("session.status", {}))["account"] == 3  # still on
             # and no secret kept for it
             (entry,) = json.loads((data_dir / REVOKED_KEYS_FILE).read_text())
             assert entry == {"revoked": key, "revoked_at_us": revoked["revoked_at"]} | {
-                "cl_op_id": "rv-1"
+                "cl_op_id": "rv-1",
+                "issued_under": "ik-1",
             }
         finally:
             await stop(second)
@@ -228,6 +236,44 @@ def disk_full(path: Path, value: object) -> None:
     raise OSError(28, "No space left on device")
 
 
+def test_a_revocation_saved_is_done_though_api_keys_json_is_not(tmp_path: Path) -> None:
+    """`revoked_keys.json` saved is the revocation's commit; `api_keys.json` after it only
+    cleanup. Before, its failed save answered INTERNAL, the key went on logging on in this
+    process, and the next revocation rewrote `revoked_keys.json` from memory without it."""
+    data_dir = tmp_path / "data"
+
+    async def scenario() -> None:
+        venue = await start_venue(data_dir)
+        try:
+            admin = await venue.client("admin")
+            first = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+            second = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+            real_save = key_issuing.save_json
+
+            def issued_keys_disk_full(path: Path, value: object) -> None:
+                if path.name == ISSUED_KEYS_FILE:
+                    disk_full(path, value)
+                real_save(path, value)
+
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(key_issuing, "save_json", issued_keys_disk_full)
+                revoked = await admin.request("admin.revoke_key", {"api_key": first["api_key"]})
+            assert revoked["api_key"] == first["api_key"]
+            refused = await logon_refused(venue, first["api_key"], first["secret"])
+            assert "BAD_SIGNATURE" in refused
+            await admin.request("admin.revoke_key", {"api_key": second["api_key"]})
+            records = json.loads((data_dir / REVOKED_KEYS_FILE).read_text())
+            assert [entry["revoked"] for entry in records] == [
+                first["api_key"],
+                second["api_key"],
+            ]
+            assert json.loads((data_dir / ISSUED_KEYS_FILE).read_text()) == []
+        finally:
+            await stop(venue)
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
 class UnreadStream:
     """A cluster's key stream (`SharedKeys.publish`) that stores records but that this
     gateway has not read back yet (its follower lags, or is down)."""
@@ -316,6 +362,50 @@ def test_issue_key_and_revoke_key_share_their_cl_op_ids(run_venue: Any) -> None:
     run_venue(scenario)
 
 
+def test_another_admin_key_reusing_a_revoked_key_s_id_is_not_told_the_key(
+    run_venue: Any,
+) -> None:
+    """An `admin.issue_key` under the id of a key revoked since is told the key was revoked
+    only by the admin key that asked for it, asking the same; anyone else gets the plain
+    `CL_OP_ID_REUSED`, without the key (before: the revoked key's name)."""
+
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        other = await admin.request("admin.issue_key", {"account": 3, "scopes": ["admin"]})
+        asked = {"account": 3, "scopes": ["read"], "cl_op_id": "leak-1"}
+        issued = await admin.request("admin.issue_key", asked)
+        await admin.request("admin.revoke_key", {"api_key": issued["api_key"]})
+        another = await venue.client()
+        await another.logon(other["api_key"], other["secret"])
+        for client, params in ((another, asked), (admin, asked | {"account": 4})):
+            answer = await client.request_raw("admin.issue_key", params)
+            assert answer["error"]["name"] == "CL_OP_ID_REUSED", answer
+            assert issued["api_key"] not in answer["error"]["msg"], answer
+        answer = await admin.request_raw("admin.issue_key", asked)
+        assert f"{issued['api_key']} issued under it was revoked" in answer["error"]["msg"]
+
+    run_venue(scenario)
+
+
+def test_a_key_read_back_after_its_revocation_keeps_its_id(run_venue: Any) -> None:
+    """A cluster's key record read after its revocation (applied here first) still takes the
+    id it was issued under: a second key issued under that id (two gateways at once, before
+    the engine decided ids) is not repeated in its place (before: the revoked key's record
+    was dropped before its id was taken, so the second key took it)."""
+
+    async def scenario(venue: Venue) -> None:
+        issuer = venue.server.dispatcher.keys
+        issuer.shared_keys = UnreadStream()  # type: ignore[assignment]
+        first = ApiKey("key-00000000000000f1", "s" * 48, 3, frozenset({"read"}), "twice")
+        second = msgspec.structs.replace(first, key="key-00000000000000f2")
+        revocation = KeyRevoked(first.key, 1_796_000_000_000_000)
+        for record in (revocation, first, second):
+            issuer._learn_key(msgspec.json.encode(record))
+        assert issuer.keys_by_op["twice"] == first
+
+    run_venue(scenario)
+
+
 def test_a_cluster_revocation_s_id_is_learnt_by_every_gateway(run_venue: Any) -> None:
     """A cluster's revocation record carries its `cl_op_id`, and a gateway that reads it (any
     other, or one restarted, replaying the stream) answers its repeat as the first: before,
@@ -361,6 +451,10 @@ def test_a_key_in_both_files_after_a_stop_between_the_saves_is_revoked(tmp_path:
         try:
             refused = await logon_refused(second, issued["api_key"], issued["secret"])
             assert "BAD_SIGNATURE" in refused
+            # and its secret is gone from api_keys.json (before: left there for an older
+            # build, which reads that file only, to accept)
+            stored = (data_dir / ISSUED_KEYS_FILE).read_text()
+            assert issued["secret"] not in stored and json.loads(stored) == []
         finally:
             await stop(second)
 
