@@ -431,6 +431,14 @@ def test_a_cluster_revocation_s_id_is_learnt_by_every_gateway(run_venue: Any) ->
             "repeated": True
         }
         assert len(stream.records) == 3  # nothing published again
+        # the id the revoked key was issued under, in its record, is refused to a revocation
+        # (`issued_under`: a key's record read from the stream is not needed for it)
+        revoked_there = KeyRevoked("key-00000000000000e1", 1, issued_under="ik-there")
+        issuer._learn_key(msgspec.json.encode(revoked_there))
+        mine = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+        under_issue = {"api_key": mine["api_key"], "cl_op_id": "ik-there"}
+        answer = await admin.request_raw("admin.revoke_key", under_issue)
+        assert answer["error"]["name"] == "CL_OP_ID_REUSED", answer
 
     run_venue(scenario)
 
