@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from core.journal import JournalError
 from core.venue_core import now_us, rejection, save_json
 from engine.commands import IssueKey
 from engine.events import KeyIssued, OperationRepeated
@@ -510,10 +511,11 @@ def drop_revoked_keys(data_dir: Path, issued: list[ApiKey]) -> None:
     """Save `api_keys.json` as `issued`, the revoked keys out: no revoked secret left on disk
     (for a build older than `revoked_keys.json` to accept). Cleanup after a revocation's
     commit, or at a start after a stop between a revocation's two saves: a failure (disk
-    full) is logged only; the key is revoked all the same, and the next save takes it out."""
+    full, a link to a disk that went away) is logged only; the key is revoked all the same,
+    and the next save takes it out. Never raised: the revocation is answered already."""
     try:
         save_json(data_dir / ISSUED_KEYS_FILE, issued)
-    except OSError as failure:
+    except (OSError, JournalError) as failure:  # JournalError: a dangling link refused
         log.error("a revoked key's secret left in %s: %s", ISSUED_KEYS_FILE, failure)
 
 

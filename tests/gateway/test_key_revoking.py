@@ -274,6 +274,39 @@ def test_a_revocation_saved_is_done_though_api_keys_json_is_not(tmp_path: Path) 
     asyncio.run(asyncio.wait_for(scenario(), 60))
 
 
+def test_a_revocation_is_answered_once_though_api_keys_json_dangles(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`api_keys.json` kept through a link to a disk that went away: the cleanup after the
+    commit refuses the dangling link (not an `OSError`); logged, the revocation answered once
+    (before: its 200, then a second answer, 500 `INTERNAL`, for the same request)."""
+    data_dir = tmp_path / "data"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    async def scenario() -> None:
+        venue = await start_venue(data_dir)
+        try:
+            admin = await venue.client("admin")
+            issued = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+            (data_dir / ISSUED_KEYS_FILE).replace(elsewhere / ISSUED_KEYS_FILE)
+            (data_dir / ISSUED_KEYS_FILE).symlink_to(elsewhere / ISSUED_KEYS_FILE)
+            (elsewhere / ISSUED_KEYS_FILE).unlink()
+            revoked = await admin.request("admin.revoke_key", {"api_key": issued["api_key"]})
+            assert revoked["api_key"] == issued["api_key"]
+            await admin.request("time", {})  # answered behind anything the revoke still owed
+            refused = await logon_refused(venue, issued["api_key"], issued["secret"])
+            assert "BAD_SIGNATURE" in refused
+        finally:
+            await stop(venue)
+
+    with caplog.at_level("ERROR"):
+        asyncio.run(asyncio.wait_for(scenario(), 60))
+    errors = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
+    assert not [error for error in errors if "failed" in error], errors
+    assert any("secret left in" in error for error in errors), errors
+
+
 class UnreadStream:
     """A cluster's key stream (`SharedKeys.publish`) that stores records but that this
     gateway has not read back yet (its follower lags, or is down)."""
