@@ -27,16 +27,24 @@ REFUSAL_TIMEOUT_S = 30  # a refusal before anything starts: the interpreter's st
 # cluster takes --ports as given, no retry) (review of session 25: 47240 was inside it).
 SEARCH_TO_PORT = (local.ephemeral_range() or (32_768, 60_999))[0] - 1
 SEARCH_FROM_PORT = max(1_024, SEARCH_TO_PORT - 10_000)
+# Each pytest-xdist worker searches its own slice of that range: two workers probing the same
+# first free block at once would both start clusters on it (without `--dist loadfile` this
+# module's tests run in several workers at a time).
+WORKER_SLICE_PORTS = 1_000
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+_WORKER_INDEX = int(_WORKER) if _WORKER.isdigit() else 0
+_SEARCHED_PORTS = SEARCH_TO_PORT - SEARCH_FROM_PORT
+WORKER_FIRST_PORT = SEARCH_FROM_PORT + _WORKER_INDEX * WORKER_SLICE_PORTS % _SEARCHED_PORTS
 SMALLEST_SHAPE = ["--nats-nodes", "1", "--sqlite", "--cores", "1", "--gateways", "1"]
 SMALLEST_PORTS = 3  # one NATS node's client and monitoring ports, one gateway's
 
 
 def free_block(count: int) -> int:
     """The first port of `count` consecutive ports free on 127.0.0.1 now."""
-    for first in range(SEARCH_FROM_PORT, SEARCH_TO_PORT - count):
+    for first in range(WORKER_FIRST_PORT, SEARCH_TO_PORT - count):
         if all(_free(port) for port in range(first, first + count)):
             return first
-    searched = f"{SEARCH_FROM_PORT}-{SEARCH_TO_PORT}"
+    searched = f"{WORKER_FIRST_PORT}-{SEARCH_TO_PORT}"
     raise AssertionError(f"no {count} free consecutive ports in {searched}")
 
 
