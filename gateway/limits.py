@@ -3,8 +3,10 @@
 Owns every size, count and rate bound the server enforces, each with the reason for its
 number, and the arithmetic of rate limiting: a bucket per connection and a bucket per
 account (shared by all the account's connections, its read-only keys' only down to a share
-kept for its trading keys); a request must fit both. Leaves the error responses and the clock
-to the server: the time is always passed in (`now_us`).
+kept for its trade and admin keys: half the burst, at least the dearest request, so that one
+always finds its tokens; at the smallest burst, 100, only half: `account_burst_kept`); a
+request must fit both. Leaves the error responses and the clock to the server: the time is
+always passed in (`now_us`).
 Invariants: integer arithmetic only (milli-tokens, µs), so refills and `retry_after_ms` are
 exact; a refused request takes nothing from any bucket; a bucket never holds more than its
 burst; every valid request costs at most a bucket's burst, so it can always eventually pass.
@@ -69,9 +71,10 @@ CONNECTIONS_PER_ACCOUNT_MAX = 16  # a few bots and a UI; bounds the private stre
 # lock the account's trading bots (or its operator) out by holding every connection.
 CONNECTIONS_KEPT_FOR_TRADING = 4
 # Likewise the share of the account's rate bucket (`account_burst`) its read-only keys may not
-# spend (`ReadOnlyShare`): half, so a reporting tool still reads 1,000 times at once by default
-# (500 tokens; a report needs tens), while the trading keys always find 500 tokens, five full
-# `quote.mass` or a reconnect's resync and a cancel storm, and all the refill below it.
+# spend (`ReadOnlyShare`): half (rounded up), so a reporting tool still reads 1,000 times at
+# once by default (500 tokens; a report needs tens), while the trade and admin keys always
+# find 500 tokens, five full `quote.mass` or a reconnect's resync and a cancel storm, and all
+# the refill below it. Never less than the dearest request, though (`account_burst_kept`).
 ACCOUNT_BURST_KEPT_FOR_TRADING_PCT = 50
 # What a 429 `RATE_LIMITED` names in its `data` (`{"limit": ...}`) when the account's bucket
 # refused a read-only key, spent but for that share (the other limits are below)
@@ -272,8 +275,8 @@ RATE_LIMITED_WORDS = {
     CONNECTION_LIMIT: "slow down: this connection's rate limit is spent",
     ACCOUNT_LIMIT: "slow down: this account's rate limit is spent (all its connections share it)",
     READ_ONLY_LIMIT: (
-        "slow down: this account's rate limit is spent but for the share kept for its trading"
-        " keys (all its connections share it)"
+        "slow down: this account's rate limit is spent but for the share kept for its trade and"
+        " admin keys (all its connections share it)"
     ),
     IP_LIMIT: "slow down: too many requests from your address",
     # (REST says "signed requests and logons of this key": `rest.HEADER_WORDS`)
@@ -303,28 +306,43 @@ def account_bucket(account: int, scopes: frozenset[str]) -> int:
 NEVER_US = 2**63  # a time no clock reaches: `ReadOnlyShare.full_at_us`
 
 
+def account_burst_kept(account_burst: int) -> int:
+    """The tokens of an account's bucket its read-only keys may not spend (`ReadOnlyShare`):
+    half the burst, rounded up, but at least the dearest valid request (a `quote.mass` of
+    100 quotes, 100 tokens), which a hammering reader could otherwise hold off for good: it
+    needs more than the half of a burst below 200, and the reader takes each token above
+    the half as it comes. So from 101 to 199 the readers have the burst less 100 (1 to 99
+    tokens, all of the refill above that), and the dearest trade request always finds its
+    tokens. At 100, the smallest `account_burst`, keeping the dearest would leave the
+    readers nothing: the half is kept, and a request dearer than 50 tokens (a `quote.mass`
+    of 51 or more) may wait on a reader that hammers; any other passes as at every burst."""
+    half = -(-account_burst * ACCOUNT_BURST_KEPT_FOR_TRADING_PCT // 100)
+    kept = max(half, REQUEST_COST_MILLI_MAX // MILLI)
+    return kept if kept < account_burst else half
+
+
 class ReadOnlyShare(TokenBucket):
     """What an account's read-only keys may spend of its bucket: all but the share kept for
-    its trading keys (`ACCOUNT_BURST_KEPT_FOR_TRADING_PCT`). It holds no tokens of its own:
-    its level is the account bucket's less that share, and what it spends the account's, so
-    the account has one budget, whichever of its keys spends it, and its trading keys always
-    find the kept share. A bucket of that smaller burst, as `RateLimiter` and `take_with`
-    use one: never full (`RateLimiter.charge_cost` takes no shortcut through it), and a
-    request dearer than all of it (only one its scope refuses, under an `account_burst`
-    below 200) is charged all of it, so it too is answered once that is there.
+    its trade and admin keys (`account_burst_kept`). It holds no tokens of its own: its level
+    is the account bucket's less that share, and what it spends the account's, so the
+    account has one budget, whichever of its keys spends it, and its trade and admin keys
+    always find the kept share. A bucket of that smaller burst, as `RateLimiter` and
+    `take_with` use one: never full (`RateLimiter.charge_cost` takes no shortcut through
+    it), and a request dearer than all of it (only one its scope refuses, under an
+    `account_burst` below 200) is charged all of it, so it too is answered once that is there.
     """
 
     __slots__ = ("_account", "_kept")
 
     def __init__(self, account: TokenBucket) -> None:
-        kept = account.burst * ACCOUNT_BURST_KEPT_FOR_TRADING_PCT // 100
+        kept = account_burst_kept(account.burst)
         super().__init__(account.rate_per_s, account.burst - kept)
         self._account = account
         self._kept = kept * MILLI * US_PER_S  # scaled, as a level
         self.full_at_us = NEVER_US
 
     def level(self, now_us: int) -> int:
-        """The account's level less the kept share: below 0 while the trading keys spend it."""
+        """The account's level less the kept share: below 0 while the other keys spend it."""
         return self._account.level(now_us) - self._kept
 
     def spend(self, level: int, now_us: int) -> None:
@@ -354,7 +372,7 @@ class RateLimiter:
 
     A request is charged to the account bucket its key's logon named (`account_bucket`): an
     account's read-only keys spend its one bucket through its `ReadOnlyShare`, so they never
-    take the share kept for its trading keys (as they cannot take the connections kept for
+    take the share kept for its trade and admin keys (as they cannot take the connections kept for
     them, `CONNECTIONS_KEPT_FOR_TRADING`), and all its keys together never more than it.
     Account buckets are kept for the life of the process (accounts are few and configured),
     so reconnecting never resets an account's budget; connection buckets go on disconnect.

@@ -2,6 +2,7 @@
 
 import copy
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -273,7 +274,7 @@ def test_read_only_keys_spend_the_accounts_bucket_down_to_the_kept_share() -> No
 def test_the_accounts_total_is_its_burst_whichever_keys_spend_it_first() -> None:
     """The account's burst, not twice it, in whichever order its keys spend it; no reader's
     charge leaves the account less than the kept share (checked after each)."""
-    kept_milli = 1_000 * TOKEN * limits.ACCOUNT_BURST_KEPT_FOR_TRADING_PCT // 100
+    kept_milli = limits.account_burst_kept(1_000) * TOKEN
     reader = limits.account_bucket(7, frozenset({"read"}))
     for order in ([reader, 7], [7, reader]):
         limiter = RateLimiter(connection_burst=10_000, account_burst=1_000)
@@ -286,6 +287,36 @@ def test_the_accounts_total_is_its_burst_whichever_keys_spend_it_first() -> None
         assert account.available_milli(T0) == 0
         assert sum(passed.values()) == 2_000, passed  # 1,000 tokens: the burst, once
         assert passed[reader] == (1_000 if order[0] == reader else 0), passed
+
+
+@pytest.mark.parametrize("burst", [101, 150, 199, 200, 1_000])
+def test_the_dearest_trade_request_passes_while_a_reader_hammers(burst: int) -> None:
+    """Re-review of session 31: below an `account_burst` of 200 the kept half (50 to 99
+    tokens) was less than a quote.mass of 100 quotes (100 tokens), and a read-only key
+    reading as fast as it may took every token above the half as it came: the quote.mass
+    never passed again. The kept share is at least the dearest request now. A reader reads
+    every 10 ms for a minute (at 10 tokens/s refill, five times what refills); a trade key
+    sends a 100-quote quote.mass every 10 s: each passes, and the reader reads too."""
+    limiter = RateLimiter(account_rate_per_s=10, account_burst=burst, connection_burst=10_000)
+    reader = limits.account_bucket(7, frozenset({"read"}))
+    mass = cost_milli("quote.mass", QUOTES_PER_MASS_MAX)
+    masses, reads = [], 0
+    for tick in range(6_000):  # 60 s in steps of 10 ms: the clock is the argument
+        now_us = T0 + tick * 10 * MS
+        reads += limiter.charge(1, reader, "balances", 1, now_us) == 0
+        if tick % 1_000 == 999:  # the reader has had 10 s to take what refilled
+            masses.append(limiter.charge_cost(2, 7, mass, now_us))
+    assert masses == [0] * 6, masses  # before: at 101 to 199, [retry_after_ms] * 6
+    assert reads > (burst - limits.account_burst_kept(burst)) * 2, reads  # their share, at least
+
+
+def test_the_kept_share_is_half_the_burst_and_at_least_the_dearest_request() -> None:
+    """Half the burst rounded up (the trade and admin keys get the odd token), at least the
+    100 tokens of the dearest request where that leaves the readers some; at the smallest
+    burst, 100, keeping it would leave them none, and the half is kept."""
+    kept = {burst: limits.account_burst_kept(burst) for burst in (100, 101, 150, 199, 200, 201)}
+    assert kept == {100: 50, 101: 100, 150: 100, 199: 100, 200: 100, 201: 101}
+    assert [limits.account_burst_kept(burst) for burst in (1_000, 1_001)] == [500, 501]
 
 
 def test_a_read_only_request_dearer_than_its_share_is_charged_all_of_it() -> None:
