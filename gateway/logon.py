@@ -144,7 +144,7 @@ class Logons:
             self._reply_error(session, request, E.PERMISSION_DENIED, msg)
             return
         session.key = key
-        # once: a read-only key's requests never spend the share kept for its trading keys
+        # once: a read-only key's requests never spend the share kept for its trade and admin keys
         session.account_bucket = limits.account_bucket(key.account, key.scopes)
         # a trading session's now: it leaves its IP's allowance in the reserve, or the public
         # place it waited in (`transport.Connection.hold_trading`)

@@ -255,8 +255,8 @@ def test_the_account_bucket_is_shared_by_all_its_connections() -> None:
 def test_read_only_keys_spend_the_accounts_bucket_down_to_the_kept_share() -> None:
     """Session 31's review: an account's read-only keys had a bucket of their own beside the
     account's, so the account could spend twice its burst. They spend its one bucket through
-    `account_bucket`'s share, down to the half kept for its trading keys, never below it:
-    together its keys pass the burst once, and the trading keys always find the kept half."""
+    `account_bucket`'s share, down to the half kept for its trade and admin keys, never below:
+    together its keys pass the burst once, and those keys always find the kept half."""
     limiter = RateLimiter(account_rate_per_s=100, account_burst=300)
     reader = limits.account_bucket(7, frozenset({"read"}))
     assert reader != 7 and limits.account_bucket(7, frozenset({"read", "trade"})) == 7
