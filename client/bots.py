@@ -183,13 +183,20 @@ class Instrument:
         )
 
     def follow(self, price: Decimal) -> None:
-        """A trade printed at `price`: the engine's band now centres on it, and so does ours."""
+        """The venue's reference moved to `price`: its band now centres on it, and so does
+        ours."""
         spec = self.market.spec
         with contextlib.suppress(ValueError):
             self.market.set_reference_price(
                 parse_units(self.price_text(price), spec.price_decimals)
             )
             self.reference = price
+
+    def follow_record(self, record: Mapping[str, Any]) -> None:
+        """An `instruments` record of this symbol: follow its reference price, the venue's
+        band centre (moved by each trade, the operator and a split), when it has one."""
+        if record.get("reference_price") is not None:
+            self.follow(Decimal(record["reference_price"]))
 
     def refusal(self, side: str, qty: Decimal, price: Decimal | None = None) -> str | None:
         """The engine's reason to refuse this size and price (a limit; None: market), or None.
@@ -356,7 +363,6 @@ class Quoting:
 
     instrument: Instrument
     ladder: list[QuoteLevel] = field(default_factory=list)  # what was last sent
-    last_trade: Decimal | None = None  # anyone's: the venue's band moves with it
     own: dict[int, tuple[str, Decimal, Decimal]] = field(default_factory=dict)  # id: side, px, qty
     told_no_centre: bool = False
 
@@ -477,7 +483,7 @@ class MarketMaker:
         await client.subscribe_account()
         for symbol in self.symbols:
             await client.subscribe_book(symbol)
-        await client.request("subscribe", {"ch": "trades", "symbols": self.symbols})
+        await _follow_references(client, self.symbols)
 
     async def _round(self) -> None:
         """Quote every symbol once, after reading the pushes come since the last round."""
@@ -498,9 +504,8 @@ class MarketMaker:
                 log.warning("%s %s: no book and no reference price yet", self.key, symbol)
             return
         band = None
-        band_centre = quoting.last_trade or instrument.reference
-        if instrument.band_bps is not None and band_centre is not None:
-            band = band_limits(band_centre, instrument.band_bps, instrument.tick)
+        if instrument.band_bps is not None and instrument.reference is not None:
+            band = band_limits(instrument.reference, instrument.band_bps, instrument.tick)
         ladder = quote_ladder(
             centre,
             self.spread_bps,
@@ -643,10 +648,8 @@ class MarketMaker:
 
     def _on_push(self, push: Mapping[str, Any]) -> None:
         channel = push.get("ch")
-        if channel == "trades" and push.get("sym") in self.quoting_by_symbol and push.get("data"):
-            quoting = self.quoting_by_symbol[push["sym"]]
-            quoting.last_trade = Decimal(push["data"][-1]["price"])
-            quoting.instrument.follow(quoting.last_trade)
+        if channel == "instruments" and push.get("sym") in self.quoting_by_symbol:
+            self.quoting_by_symbol[push["sym"]].instrument.follow_record(push["data"])
         elif channel == "account":
             kind = push.get("type")
             if kind == "snapshot":
@@ -655,6 +658,8 @@ class MarketMaker:
                     self._on_order(order)
             elif kind == "balance":
                 self.tally.on_balance(push["data"])
+            elif kind == "corporate_action":
+                self.tally.on_corporate_action(push["data"])
             elif kind == "exec":
                 self._on_order(push["data"])
                 if push["data"]["exec_type"] == "trade":
@@ -747,7 +752,7 @@ class Taker:
         await client.subscribe_account()
         for symbol in self.symbols:
             await client.subscribe_book(symbol)
-        await client.request("subscribe", {"ch": "trades", "symbols": self.symbols})
+        await _follow_references(client, self.symbols)
 
     async def _turn(self) -> None:
         """One order, after reading the pushes come since the last."""
@@ -820,12 +825,14 @@ class Taker:
         while not self.client.pushes.empty():
             push = self.client.pushes.get_nowait()
             channel, kind = push.get("ch"), push.get("type")
-            if channel == "trades" and push.get("sym") in self.instruments and push.get("data"):
-                self.instruments[push["sym"]].follow(Decimal(push["data"][-1]["price"]))
+            if channel == "instruments" and push.get("sym") in self.instruments:
+                self.instruments[push["sym"]].follow_record(push["data"])
             elif channel == "account" and kind == "snapshot":
                 self.tally.on_snapshot(push["balances"])
             elif channel == "account" and kind == "balance":
                 self.tally.on_balance(push["data"])
+            elif channel == "account" and kind == "corporate_action":
+                self.tally.on_corporate_action(push["data"])
             elif channel == "account" and kind == "exec":
                 data = push["data"]
                 if data["exec_type"] == "trade":
@@ -840,9 +847,10 @@ class Taker:
 class Tally:
     """A bot's own account since logon: positions, marked PnL, and how many orders landed.
 
-    Positions are each asset's total now minus its total at the first balance seen. PnL is
-    marked per quote asset: its change, plus each base position at the instrument's last
-    trade (else its reference) per `face`; fees are in the quote change already.
+    Positions are each asset's total now minus its total at the first balance seen (a
+    split's asset: that start rescaled by the split's ratio). PnL is marked per quote asset:
+    its change, plus each base position at the venue's reference price (which each trade
+    moves) per `face`; fees are in the quote change already.
     """
 
     def __init__(self) -> None:
@@ -875,6 +883,17 @@ class Tally:
         # first fill as the start: position 0 and PnL -500 USD after a -3 USD session).
         self.start.setdefault(row["asset"], Decimal(0) if self.snapshot_seen else total)
         self.total[row["asset"]] = total
+
+    def on_corporate_action(self, action: Mapping[str, Any]) -> None:
+        """A split rescales the start of its asset as it rescaled the holding (to the
+        holding's decimals), so that the new shares do not count as bought; the cash of a
+        dividend or in lieu of fractions counts as the cash it is."""
+        asset, ratio = action["asset"], action.get("ratio")
+        if action["kind"] != "split" or not ratio or asset not in self.start:
+            return
+        new, old = (int(number) for number in ratio.split(":"))
+        decimals = Decimal(action["holding_after"])
+        self.start[asset] = (self.start[asset] * new / old).quantize(decimals, ROUND_FLOOR)
 
     def position(self, asset: str) -> Decimal:
         return self.total.get(asset, Decimal(0)) - self.start.get(asset, Decimal(0))
@@ -998,6 +1017,14 @@ def _text(price: Decimal | None) -> str:
 
 
 # ----------------------------------------------------------------- helpers
+
+
+async def _follow_references(client: VenueClient, symbols: Sequence[str]) -> None:
+    """Follow the symbols' `instruments` records, whose reference price is the venue's band
+    centre. Not the `trades` tape: it keeps the prices trades were made at, so after a split
+    (or an operator's new reference) its last price is off the band, where every order
+    priced from it is refused or never fills (before session 31, the bots followed it)."""
+    await client.request("subscribe", {"ch": "instruments", "symbols": list(symbols)})
 
 
 async def _instrument(

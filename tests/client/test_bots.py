@@ -1035,3 +1035,137 @@ def test_an_asset_first_bought_after_the_logon_counts_from_zero() -> None:
     taker._drain()
     assert taker.tally.position("AAPLx") == Decimal(5)
     assert taker.tally.position("USD") == Decimal("-936.25")
+
+
+# ----------------------------------------------------------------- through a split
+
+
+async def _split_two_for_one(venue: Venue, seller: str) -> None:
+    """`seller` sells beta one share at the listed price (the `trades` tape keeps it), then
+    the operator halts AAPLx-USD, splits it 2:1 and reopens it: its reference is now 93.62."""
+    beta, other = await venue.client("beta"), await venue.client(seller)
+    await beta.place(SYMBOL, "buy", "1", str(REFERENCE))
+    sold = await other.place(SYMBOL, "sell", "1", str(REFERENCE), tif="ioc")
+    assert sold["status"] == "filled"
+    admin = await venue.client("admin")
+    await admin.request("admin.set_status", {"symbol": SYMBOL, "status": "halted"})
+    await admin.request("admin.split", {"symbol": SYMBOL, "ratio": "2:1"})
+    await admin.request("admin.set_status", {"symbol": SYMBOL, "status": "open"})
+
+
+SPLIT_REFERENCE = Decimal("93.62")  # 187.25 / 2, down to the tick
+SPLIT_BAND = engine_band_limits(9362, BAND_BPS, 1)  # in ticks: (8426, 10298)
+
+
+def _within_the_split_band(price: Decimal) -> bool:
+    low, high = SPLIT_BAND
+    return low * TICK <= price <= high * TICK
+
+
+def test_a_maker_quoting_through_a_split_quotes_around_the_new_reference(
+    run_venue: Any,
+) -> None:
+    """The finding (session 31): the bots took the band's centre from the `trades` tape,
+    which keeps the prices trades were made at. After a 2:1 split of a market whose last
+    trade was at 187.25, the maker went on quoting around 187.25, its bids refused
+    PRICE_BAND every round (the venue's band was 84.26..102.98), and with no other quotes
+    nothing traded to move it: it never recovered. Its position also counted the split's
+    new shares as bought (+20,000 AAPLx, marked at the old price). It now follows the
+    venue's reference price from the `instruments` channel, and rescales its start."""
+
+    async def scenario(venue: Venue) -> None:
+        maker = MarketMaker(
+            venue.url(),
+            *KEYS["alpha"],
+            SYMBOL,
+            SPREAD_BPS,
+            SIZE,
+            levels=LEVELS,
+            interval_s=0.1,
+            listed=LISTED,
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(maker.run(stop))
+        await asyncio.wait_for(maker.quoting.wait(), READY_TIMEOUT_S)
+        await _split_two_for_one(venue, "taker")
+        refused_at_reopen = maker.refusals["PRICE_BAND"]
+        rounds_at_reopen = maker.requotes
+        for _ in range(100):  # bounded: three rounds of 0.1 s after the reopening
+            if maker.requotes >= rounds_at_reopen + 3:
+                break
+            await asyncio.sleep(0.1)
+        await maker.client.request("ping")  # the last round's quotes are in
+        orders = venue.server.venue.open_orders(ALPHA)
+        stop.set()
+        await task
+        quoted = [Decimal(format_units(order.price, 2)) for order in orders]
+        assert len(quoted) == 2 * LEVELS and all(map(_within_the_split_band, quoted)), quoted
+        assert maker.refusals["PRICE_BAND"] == refused_at_reopen, maker.refusals
+        assert maker.inventory == 0  # the split bought nothing
+        assert maker.tally.pnl(maker.instruments())["USD"] == 0
+
+    run_venue(scenario)
+
+
+def test_a_taker_started_after_a_split_sells_at_post_split_prices(run_venue: Any) -> None:
+    """The same finding for the taker, started after the split: the `trades` snapshot gave
+    it the pre-split 187.25 as its band's centre, so each limit sell it sent before the
+    next trade printed was priced at the old band's low, 168.53, far above the 93.60 bid,
+    and expired unfilled (its market sells filled, and their trade set it right)."""
+
+    async def scenario(venue: Venue) -> None:
+        await _split_two_for_one(venue, "alpha")
+        beta = await venue.client("beta")
+        await beta.place(SYMBOL, "buy", "1000", "93.60")  # only a bid: the taker sells
+        taker = Taker(
+            venue.url(),
+            *KEYS["taker"],
+            [SYMBOL],
+            rate_per_s=20,
+            size=Decimal(1),
+            seed=2,
+            listed=LISTED,
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(taker.run(stop))
+        for _ in range(100):  # bounded: 20 orders a second
+            if taker.tally.accepted >= 6:
+                break
+            await asyncio.sleep(0.1)
+        stop.set()
+        await task
+        assert taker.tally.accepted >= 6
+        probe = await venue.client("taker")
+        sent = (await probe.request("orders.history", {"symbol": SYMBOL}))["orders"]
+        limits = [Decimal(order["price"]) for order in sent if order["type"] == "limit"]
+        assert limits and all(map(_within_the_split_band, limits)), limits
+        assert taker.fills == taker.tally.accepted, taker.status_text()
+
+    run_venue(scenario)
+
+
+def test_a_split_rescales_the_start_and_the_fraction_paid_in_cash_reads_as_sold() -> None:
+    """A 1:10 reverse split of 1.234567 shares at a step of 0.001 leaves 0.123: the start
+    is rescaled to 0.123456 (to the holding's decimals), so the position reads -0.000456,
+    the fraction paid in cash in lieu (its cash is in the USD change), not -1.111567."""
+    tally = Tally()
+    rows = [
+        {"asset": "AAPLx", "total": "1.234567"},
+        {"asset": "USD", "total": "100.000000"},
+    ]
+    tally.on_snapshot(rows)
+    action = {
+        "kind": "split",
+        "asset": "AAPLx",
+        "ratio": "1:10",
+        "holding_before": "1.234567",
+        "holding_after": "0.123000",
+    }
+    tally.on_corporate_action(action)
+    tally.on_balance({"asset": "AAPLx", "total": "0.123000"})
+    tally.on_balance({"asset": "USD", "total": "100.450000"})
+    assert tally.position("AAPLx") == Decimal("-0.000456")
+    assert tally.position("USD") == Decimal("0.45")
+    dividend = {"kind": "dividend", "asset": "AAPLx", "ratio": None, "holding_after": "0.123000"}
+    tally.on_corporate_action(dividend)
+    assert tally.position("AAPLx") == Decimal("-0.000456")
