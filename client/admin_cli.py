@@ -25,8 +25,10 @@ An UNKNOWN_ASSET or UNKNOWN_SYMBOL refusal says what the venue lists like the na
 
 `mature` also prints, beside the answer, its cash asset's reserves as they are now
 (`"reserves_due"`), and, when they no longer cover its supply, says on stderr that an
-attestation of them is due: the maturity minted the par it paid.
-Both are read after the command's answer, on a connection of their own: a follow-up that
+attestation of them is due: the maturity minted the par it paid. `attest-reserves` prints
+the asset's reserves after the statement (`"reserves"`), and says on stderr when the
+statement leaves the supply uncovered (deposits are refused until one covers it).
+All are read after the command's answer, on a connection of their own: a follow-up that
 gets no answer leaves the answer (or the refusal) as it was, and never resends the command.
 
 `withdrawals` is the one read (`admin.withdrawals`, the pending withdrawals): it changes
@@ -108,6 +110,12 @@ RESERVES_DUE = (  # said only when the reserves no longer cover the supply
     "venue admin: an attestation of {asset} reserves is now due: the maturity minted the par"
     " it paid, so {asset}'s supply is {supply} (last attested: {attested}); once the"
     " custodian holds the par from the Treasury: venue admin attest-reserves {asset} AMOUNT"
+)
+RESERVES_SHORT = (  # said only when the statement leaves the supply uncovered
+    "venue admin: this statement leaves {asset} uncovered: {asset}'s supply, {supply}, is past"
+    " the {attested} attested, so deposits of {asset} are refused until a statement covers it"
+    " (a mistyped amount: send the right one, as of now, with venue admin attest-reserves"
+    " {asset} AMOUNT)"
 )
 SCOPES = get_args(Scope)  # what an API key may be issued for: read, trade, admin
 CL_OP_ID_PREFIX = "cli-"  # then 24 hex digits: 96 random bits, 28 characters of at most 36
@@ -472,6 +480,8 @@ async def command(
         raise
     if method == "admin.mature":
         result |= await reserves_due(venue, params["symbol"])
+    elif method == "admin.attest_reserves":
+        result |= await reserves_attested(venue, params["asset"])
     return result
 
 
@@ -641,6 +651,23 @@ async def reserves_due(venue: Reader, symbol: str) -> dict[str, Any]:
     if not row["covered"]:
         print(RESERVES_DUE.format(**row), file=sys.stderr)
     return {"reserves_due": row}
+
+
+async def reserves_attested(venue: Reader, asset: str) -> dict[str, Any]:
+    """After an attestation: the asset's reserves as the venue lists them now, under
+    `"reserves"`, with a line on stderr when the statement leaves the supply uncovered (a
+    custodian's shortfall, or a mistyped amount): deposits of the asset are then refused
+    until a statement covers it. Empty if the venue does not list them."""
+    try:
+        (reserves,) = await venue.read("reserves")
+    except FOLLOW_UP_FAILED:  # the answer alone
+        return {}
+    rows = [row for row in reserves["reserves"] if row["asset"] == asset]
+    if not rows:
+        return {}
+    if not rows[0]["covered"]:
+        print(RESERVES_SHORT.format(**rows[0]), file=sys.stderr)
+    return {"reserves": rows[0]}
 
 
 def credentials(args: argparse.Namespace) -> tuple[str, str]:

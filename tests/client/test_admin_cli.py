@@ -515,6 +515,30 @@ def test_mature_says_nothing_is_due_while_the_reserves_still_cover_the_cash(
     assert captured.err == ""
 
 
+def test_an_attestation_that_leaves_the_supply_uncovered_says_so(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The finding (session 31): a statement below the supply (a custodian's shortfall, or
+    a mistyped amount: 50000 for 500000) was answered with its seq alone, while from then on
+    every deposit of the asset was refused and `venue ledger reserves` said NO. The answer
+    now carries the asset's reserves as they are after it, and a line says what it left
+    uncovered; a statement that covers the supply says nothing more."""
+    assert admin(venue.port, "attest-reserves", "AAPLx", "50000") == 0
+    captured = capsys.readouterr()
+    row = json.loads(captured.out)["reserves"]
+    assert (row["asset"], row["supply"], row["attested"]) == (
+        "AAPLx",
+        "60000.000000",  # the sample's three deposits of 20,000
+        "50000.000000",
+    )
+    assert row["covered"] is False
+    assert "AAPLx's supply, 60000.000000, is past the 50000.000000 attested" in captured.err
+    assert "deposits of AAPLx are refused" in captured.err
+    assert admin(venue.port, "attest-reserves", "AAPLx", "60000") == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["reserves"]["covered"] is True and captured.err == ""
+
+
 def test_a_follow_up_read_with_no_answer_leaves_the_refusal_or_the_answer_as_it_came(
     venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
 ) -> None:
