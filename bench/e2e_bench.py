@@ -10,6 +10,10 @@ fixed timetable; latency counts from the scheduled time.
 `--rate R` is the order actions offered per second, all clients together: the share
 `--taker-share` of them are the takers' marketable orders, the rest the makers' requotes
 (two actions each: a bid and an ask), as on a real venue where quotes far outnumber trades.
+`--symbols N` spreads the same rate over N stocks (AAPLx-USD, then `BENCH01x-USD`... that the
+run lists in its server's config, each priced as AAPLx-USD and funded in every bench account):
+makers requote every level of every symbol, takers trade them round-robin, and each subscriber
+follows the book and the trades of all N, one subscribe per channel.
 Makers requote at least `MAKER_REQUESTS_MIN_PER_S` times a second each, so the takers always
 find liquidity (where a maker's share of the rate falls below it, at low rates or with
 `--taker-share 1`, the floor is offered on top: the summary's share is of what was offered).
@@ -22,8 +26,11 @@ step that held, with every step listed.
 Counts: `sent` = order actions sent (a batch's ops, a quote's sides); each is `acked` or
 `rejected` (by error name in `errors`), or `unanswered` if no answer came within the drain
 time. `acked_per_sec` divides by the window, or by the time to the last answer if a backlog
-drained after it. `book_updates_per_sec` = book messages (snapshots and updates) delivered
-per second, summed over subscribers. Server CPU is user + system time over the measured
+drained after it. `book_updates_per_sec` = book messages (snapshots and updates, one per
+symbol whose book changed in a publication) delivered per second, summed over subscribers and
+symbols (`book_messages_by_symbol` splits the count); `trade_messages_per_sec` likewise;
+`subscriber_frames_per_sec` the socket messages that carried them (packed: a publication's
+messages for one subscriber share a frame). Server CPU is user + system time over the measured
 window (it can pass 100%: the ledger store writes in a thread, and over NATS the journal);
 `server_cpu_us_per_action` is that CPU per acknowledged action (CPU seconds per second of the
 window over `acked_per_sec`, in µs): the cost of an action, whatever the rate;
@@ -79,6 +86,14 @@ BATCH_MAX = 20  # PROTOCOL: order.batch carries up to 20 ops
 MAKERS_MAX = TAKERS_MAX = 16
 SUBSCRIBERS_MAX = 5_000
 SUBSCRIBERS_PER_PROCESS = 250  # a process reads its connections on one core
+# A maker's bids on every level of every symbol hold 32 x 3 x 5 x ~187 USD, ~90,000 of the
+# 100,000 USD each bench account gets (the sample's USD reserve allows up to ~156,000 each
+# for 16 makers and 16 takers); a subscriber's 2 x 32 subscriptions are well within the
+# gateway's 256.
+SYMBOLS_MAX = 32
+BENCH_DEPOSIT_USD = "100000"
+BENCH_DEPOSIT_STOCK = "1000"  # of each stock traded: a maker's asks hold 3 x 5 of it
+BENCH_RESERVE_STOCK = "100000"  # each listed bench stock's attested reserve: every deposit
 DEFAULT_TAKER_SHARE = 0.2
 MAKER_REQUESTS_MIN_PER_S = 20.0  # each maker requotes at least this often: liquidity
 MAKER_LEVELS = 3
@@ -130,6 +145,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=10,
         help=f"0 to {SUBSCRIBERS_MAX:,} (default 10), {SUBSCRIBERS_PER_PROCESS} a process",
+    )
+    parser.add_argument(
+        "--symbols",
+        type=int,
+        default=1,
+        help=f"stocks traded and followed, 1 to {SYMBOLS_MAX} (default 1: AAPLx-USD; more are"
+        " listed as BENCH01x-USD...); subscribers follow every one's book and trades",
     )
     parser.add_argument(
         "--batch", type=int, default=1, help=f"takers' orders per order.batch, 1 to {BATCH_MAX}"
@@ -185,6 +207,7 @@ class Load:
     batch: int
     taker_share: float = DEFAULT_TAKER_SHARE
     aligned: bool = False  # every trading client's timetable from T: their requests coincide
+    symbols: int = 1  # stocks traded (the rate is spread over them) and followed
 
     def taker_requests_per_sec(self) -> float:
         """Each taker's messages per second (`batch` orders each)."""
@@ -212,20 +235,43 @@ def bench_accounts(load: Load) -> list[tuple[str, int, str, str]]:
     return accounts
 
 
-def accounts_toml(accounts: list[tuple[str, int, str, str]]) -> str:
-    """TOML appended to the config: the accounts and their keys. Their deposits fit in what
-    the sample reserves leave over (a reserve is attested once per start, so not raised)."""
+def accounts_toml(accounts: list[tuple[str, int, str, str]], symbols: int = 1) -> str:
+    """TOML appended to the config: the accounts and their keys, funded in USD and every
+    stock of `symbols`. Their USD fits in what the sample reserves leave over (a reserve is
+    attested once per start, so not raised)."""
+    stocks = [symbol.removesuffix("-USD") for symbol in e2e_clients.bench_symbols(symbols)]
+    deposits = ", ".join(
+        [f'USD = "{BENCH_DEPOSIT_USD}"', *(f'{code} = "{BENCH_DEPOSIT_STOCK}"' for code in stocks)]
+    )
     lines = ["\n# added by venue bench e2e"]
     for role, number, key, secret in accounts:
         lines.append(
             f'[[accounts]]\nid = {number}\nname = "bench-{role}-{number}"\njurisdiction = "DE"\n'
-            'kyc_approved = true\ndeposits = { USD = "100000", AAPLx = "1000" }'
+            f"kyc_approved = true\ndeposits = {{ {deposits} }}"
         )
         lines.append(
             f'[[api_keys]]\nkey = "{key}"\nsecret = "{secret}"\naccount = {number}\n'
             'scopes = ["read", "trade"]'
         )
     return "\n\n".join(lines) + "\n"
+
+
+def listings_toml(symbols: int) -> str:
+    """TOML appended to the config (before the accounts, which deposit them): the stocks
+    after the first, each an asset, its reserve and its instrument, priced and ticked as
+    AAPLx-USD so that every maker's ladder and taker's limit price fits every symbol."""
+    lines = []
+    for symbol in e2e_clients.bench_symbols(symbols)[1:]:
+        code = symbol.removesuffix("-USD")
+        lines += [
+            f'[[assets]]\ncode = "{code}"\nscale = 6',
+            f'[[reserves]]\nasset = "{code}"\namount = "{BENCH_RESERVE_STOCK}"',
+            f'[[instruments]]\nsymbol = "{symbol}"\nkind = "equity"\nbase = "{code}"\n'
+            'quote = "USD"\ntick = "0.01"\nstep = "0.000001"\nmin_qty = "0.000001"\n'
+            'min_notional = "1"\nband_pct = "10"\nreference_price = "187.25"\n'
+            "maker_fee_bps = 1\ntaker_fee_bps = 5",
+        ]
+    return "\n\n".join(["\n# listed by venue bench e2e --symbols", *lines]) + "\n" if lines else ""
 
 
 # ----------------------------------------------------------------- the client processes
@@ -308,6 +354,7 @@ def clients_for(load: Load, urls: list[str], directory: Path) -> list[Client]:
     shortest_interval_s = 0.0 if load.aligned else 1 / max(fastest, default=1.0)
     for position, (role, number, key, secret) in enumerate(accounts):
         common = ["--url", next(spread), "--duration", repr(load.duration_s)]
+        common += ["--symbols", str(load.symbols)]
         index = number % 1_000
         if role == "maker":
             rate, extra = load.maker_requests_per_sec(), ["--levels", str(MAKER_LEVELS)]
@@ -323,6 +370,7 @@ def clients_for(load: Load, urls: list[str], directory: Path) -> list[Client]:
         remaining = share
         while remaining > 0:
             common = ["--url", url, "--duration", repr(load.duration_s)]
+            common += ["--symbols", str(load.symbols)]
             connections = min(SUBSCRIBERS_PER_PROCESS, remaining)
             argv = [*common, "--connections", str(connections), "--index", str(index)]
             clients.append(Client("subscriber", argv, directory / f"subscriber-{index}.log"))
@@ -362,7 +410,7 @@ async def measure(
     method, why = profiling.choose() if profile else ("", "")
     with tempfile.TemporaryDirectory(prefix="venue-bench-e2e-") as name:
         directory = Path(name)
-        extra = accounts_toml(bench_accounts(load))
+        extra = listings_toml(load.symbols) + accounts_toml(bench_accounts(load), load.symbols)
         config = server_process.unlimited_config(config_path, directory, extra)
         profile_file = directory / "server.prof"
         prefix = profiling.cprofile_command(profile_file) if method == profiling.CPROFILE else None
@@ -547,6 +595,7 @@ def summarise(load: Load, clients: list[Client], usage: dict[str, Any]) -> dict[
             "batch": load.batch,
             "taker_share": load.taker_share,
             "aligned": load.aligned,
+            "symbols": load.symbols,
             "taker_requests_per_sec": load.taker_requests_per_sec(),
             "maker_requests_per_sec": load.maker_requests_per_sec(),
             "maker_levels": MAKER_LEVELS,
@@ -565,6 +614,9 @@ def summarise(load: Load, clients: list[Client], usage: dict[str, Any]) -> dict[
         else None,
         "trade_messages_per_sec": round(sum(r["trade_messages"] for r in subscribers) / duration),
         "book_gaps": sum(r["book_gaps"] for r in subscribers),
+        "book_messages_by_symbol": _book_by_symbol(subscribers),
+        # socket messages the subscribers read: book and trade messages share them (packed)
+        "subscriber_frames_per_sec": round(sum(r["frames"] for r in subscribers) / duration),
         "client_cpu_percent": {role: _cpu_percent(results[role]) for role in ROLES},
         "client_messages_per_frame": {role: _per_frame(results[role]) for role in ROLES},
         "client_process_cpu_percent_max": max(
@@ -594,6 +646,14 @@ def summarise(load: Load, clients: list[Client], usage: dict[str, Any]) -> dict[
             "book_messages": _sum_buckets(subscribers)[:buckets],
         },
     }
+
+
+def _book_by_symbol(subscribers: list[dict[str, Any]]) -> dict[str, int]:
+    """Book messages the subscribers read in the window, by symbol, summed."""
+    counted: Counter[str] = Counter()
+    for result in subscribers:
+        counted.update(result.get("book_by_symbol", {}))
+    return dict(sorted(counted.items()))
 
 
 def _cpu_percent(results: list[dict[str, Any]]) -> float:
@@ -824,6 +884,7 @@ def check_arguments(args: argparse.Namespace) -> Load:
     bounded("makers", args.makers, 1, MAKERS_MAX)
     bounded("takers", args.takers, 1, TAKERS_MAX)
     bounded("subscribers", args.subscribers, 0, SUBSCRIBERS_MAX)
+    bounded("symbols", args.symbols, 1, SYMBOLS_MAX)
     if not 0 < args.taker_share <= 1:
         raise CommandFailed(f"--taker-share must be in (0, 1], not {args.taker_share:g}")
     if not 0 < args.p99_bound_ms < math.inf:  # nan fails this too
@@ -838,6 +899,7 @@ def check_arguments(args: argparse.Namespace) -> Load:
         args.batch,
         args.taker_share,
         args.aligned,
+        args.symbols,
     )
 
 

@@ -23,6 +23,9 @@ latency is measured from its slot, so a stall anywhere (server, network or this 
 shows in the numbers instead of quietly delaying the sends after it. `service_us` is the
 latency from the moment the request was actually written.
 
+With `--symbols N` makers and takers spread their slots over N symbols (`bench_symbols`) and
+a subscriber follows all N; book gaps are told per symbol, each book being its own stream.
+
 Fill latency is the wall-clock time from the trade (the `ts` of the `exec` push, taken by
 the server when it matched) to the push being read here; client and server share the clock.
 """
@@ -50,7 +53,8 @@ BUCKET_S = 0.1  # throughput over time is counted in buckets this long
 SETUP_TIMEOUT_S = 30.0  # connect, log on, subscribe: a second when all is well
 CLOSE_S = 2.0
 DRAIN_S = 10.0  # after the last slot: how long to wait for the last acknowledgements
-SYMBOL = "AAPLx-USD"
+SYMBOL = "AAPLx-USD"  # the first symbol; with `--symbols 1`, the default, the only one
+BENCH_ASSET_FORMAT = "BENCH{:02d}x"  # the further stocks `venue bench e2e --symbols N` lists
 TICK = 0.01
 BEST_BID, BEST_ASK = 187.24, 187.26  # the makers' ladders start here, around 187.25
 TAKER_PRICE = {"buy": "189.00", "sell": "185.50"}  # marketable through every maker level
@@ -71,6 +75,7 @@ class Frame(msgspec.Struct):
     result: msgspec.Raw = msgspec.Raw()  # empty when absent
     error: ErrorBody | None = None
     ch: str | None = None
+    sym: str | None = None
     type: str | None = None
     ts: int = 0
     seq: int = 0
@@ -126,6 +131,7 @@ class Tally:
     frames: int = 0  # frames read while counting (packed: each an array of messages) ...
     messages: int = 0  # ... and the messages in them
     errors: Counter[str] = field(default_factory=Counter)
+    book_by_symbol: Counter[str] = field(default_factory=Counter)  # book messages per symbol
     ack_us: list[int] = field(default_factory=list)  # per request, from its slot
     service_us: list[int] = field(default_factory=list)  # per request, from its write
     server_us: list[int] = field(default_factory=list)  # per request, t_out - t_in
@@ -160,6 +166,7 @@ class Tally:
             "frames": self.frames,
             "messages": self.messages,
             "errors": dict(self.errors),
+            "book_by_symbol": dict(self.book_by_symbol),
             "ack_us": self.ack_us,
             "service_us": self.service_us,
             "server_us": self.server_us,
@@ -353,12 +360,23 @@ class Trader:
         tally.last_answer_s = now - self.origin
 
 
-def taker_requests(batch: int) -> Callable[[int], Request]:
-    """Marketable IOC limit orders, sides alternating; `batch` > 1 sends them in order.batch."""
+def bench_symbols(count: int) -> list[str]:
+    """The symbols a run trades and follows: `SYMBOL`, then `count - 1` stocks named after
+    `BENCH_ASSET_FORMAT` (`venue bench e2e` lists them in its server's config)."""
+    assert count >= 1, "a run trades at least one symbol"
+    return [SYMBOL, *(f"{BENCH_ASSET_FORMAT.format(number)}-USD" for number in range(1, count))]
+
+
+def taker_requests(batch: int, symbols: list[str]) -> Callable[[int], Request]:
+    """Marketable IOC limit orders over `symbols` round-robin, each symbol's sides
+    alternating (order n: symbol n % N, buy on even rounds n // N: with one symbol, sides
+    alternate as they always did); `batch` > 1 sends them in order.batch."""
 
     def order(number: int) -> dict[str, Any]:
-        side = "buy" if number % 2 == 0 else "sell"
-        return {"symbol": SYMBOL, "side": side, "type": "limit", "tif": "ioc"} | {
+        symbol_number, turn = number % len(symbols), number // len(symbols)
+        side = "buy" if turn % 2 == 0 else "sell"
+        params = {"symbol": symbols[symbol_number], "side": side, "type": "limit", "tif": "ioc"}
+        return params | {
             "price": TAKER_PRICE[side],
             "qty": TAKER_QTY,
         }
@@ -372,15 +390,18 @@ def taker_requests(batch: int) -> Callable[[int], Request]:
     return compose
 
 
-def maker_requests(index: int, levels: int) -> Callable[[int], Request]:
-    """quote.mass: slot k requotes ladder level k % levels (one quote set per level), moving
-    it one tick out and back on alternate turns, so every requote changes the book."""
+def maker_requests(index: int, levels: int, symbols: list[str]) -> Callable[[int], Request]:
+    """quote.mass: slot k requotes symbol k % N at ladder level (k // N) % levels (one quote
+    set per level, quoting every symbol), moving it one tick out and back on alternate turns,
+    so every requote changes the book. Each symbol's top level is quoted in the first N
+    slots, so takers find liquidity on every symbol as soon as they can with one."""
 
     def compose(slot: int) -> Request:
-        level, turn = slot % levels, slot // levels
+        symbol_number, round_number = slot % len(symbols), slot // len(symbols)
+        level, turn = round_number % levels, round_number // levels
         offset = (level + turn % 2) * TICK
         quote = {
-            "symbol": SYMBOL,
+            "symbol": symbols[symbol_number],
             "bid_px": f"{BEST_BID - offset:.2f}",
             "bid_qty": MAKER_QTY,
             "ask_px": f"{BEST_ASK + offset:.2f}",
@@ -396,13 +417,19 @@ def maker_requests(index: int, levels: int) -> Callable[[int], Request]:
 
 
 class Subscriber:
-    """One `/ws/public` connection following the symbol's book (depth 10) and trades."""
+    """One `/ws/public` connection following the book (depth 10) and the trades of every
+    symbol of the run, one subscribe per channel; book gaps are told per symbol (each
+    symbol's book is a stream of its own, with its own `seq`)."""
 
-    def __init__(self, url: str, tally: Tally, sampled: bool) -> None:
+    def __init__(
+        self, url: str, tally: Tally, sampled: bool, symbols: tuple[str, ...] = (SYMBOL,)
+    ) -> None:
         self.url = url
         self.tally = tally
         self.sampled = sampled  # count the levels in each book message (costly: one in many)
-        self.book_seq: int | None = None
+        self.symbols = symbols
+        self.book_seq: dict[str, int] = {}  # the last book seq of each symbol
+        self.snapshotted: set[str] = set()  # the symbols whose book snapshot came
         self.origin = 0.0
         self.counting = False
         self.snapshot = asyncio.Event()
@@ -412,7 +439,7 @@ class Subscriber:
         self.connection = await wsclient.connect(self.url + PACK_QUERY, self.on_message)
         self.connection.closed.add_done_callback(self.on_closed)
         for request_id, channel in ((1, "book"), (2, "trades")):
-            params = {"ch": channel, "symbols": [SYMBOL], "depth": 10}
+            params = {"ch": channel, "symbols": list(self.symbols), "depth": 10}
             self.connection.send(
                 ENCODE({"id": request_id, "method": "subscribe", "params": params})
             )
@@ -436,15 +463,23 @@ class Subscriber:
             self.tally.errors[f"CLOSED_{self.connection.close_code}"] += 1
 
     def on_book(self, frame: Frame) -> None:
+        symbol = frame.sym or ""
         if frame.type == "snapshot":
-            self.snapshot.set()
-        elif self.book_seq is not None and frame.prev_seq != self.book_seq:
-            self.tally.book_gaps += 1
-        self.book_seq = frame.seq
+            self.book_seq[symbol] = frame.seq
+            self.snapshotted.add(symbol)
+            if len(self.snapshotted) == len(self.symbols):
+                self.snapshot.set()  # every symbol's book has its snapshot
+        else:
+            # an update that does not follow its book's last message, or that comes before
+            # the book's snapshot (nothing to apply it to), is a gap
+            if frame.prev_seq != self.book_seq.get(symbol):
+                self.tally.book_gaps += 1
+            self.book_seq[symbol] = frame.seq
         if not self.counting:
             return
         tally = self.tally
         tally.book_messages += 1
+        tally.book_by_symbol[symbol] += 1
         tally.count_in_bucket(time.perf_counter() - self.origin, 1)
         if self.sampled and frame.data:
             book = DECODE_BOOK(frame.data)
@@ -468,6 +503,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--key", default="")
     parser.add_argument("--secret", default="")
     parser.add_argument("--connections", type=int, default=1)
+    parser.add_argument("--symbols", type=int, default=1, help="how many symbols: bench_symbols")
     return parser
 
 
@@ -493,10 +529,11 @@ async def report_progress(tally: Tally) -> None:
 
 async def run_trader(args: argparse.Namespace) -> Tally:
     tally = Tally()
+    symbols = bench_symbols(args.symbols)
     compose = (
-        taker_requests(args.batch)
+        taker_requests(args.batch, symbols)
         if args.role == "taker"
-        else maker_requests(args.index, args.levels)
+        else maker_requests(args.index, args.levels, symbols)
     )
     trader = Trader(args.url, compose, tally)
     async with asyncio.timeout(SETUP_TIMEOUT_S):
@@ -529,7 +566,10 @@ async def close(connection: wsclient.LeanConnection) -> None:
 async def run_subscribers(args: argparse.Namespace) -> Tally:
     tally = Tally()
     public_url = args.url.replace("/ws/trade", "/ws/public")
-    followers = [Subscriber(public_url, tally, sampled=i == 0) for i in range(args.connections)]
+    symbols = bench_symbols(args.symbols)
+    followers = [
+        Subscriber(public_url, tally, i == 0, tuple(symbols)) for i in range(args.connections)
+    ]
     async with asyncio.timeout(SETUP_TIMEOUT_S):
         await asyncio.gather(*(follower.open() for follower in followers))
         await asyncio.gather(*(follower.snapshot.wait() for follower in followers))

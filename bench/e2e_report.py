@@ -71,8 +71,7 @@ def summary(result: dict[str, Any]) -> str:
         f"max {ack['max']:,}",
         f"fill latency µs: p50 {fill['p50']:,}  p99 {fill['p99']:,}  p99.9 {fill['p999']:,}  "
         f"max {fill['max']:,}  ({result['fills']:,} fills)",
-        f"book: {result['book_updates_per_sec']:,} messages/s to "
-        f"{parameters['subscribers']} subscribers ({result['book_gaps']} gaps); "
+        _market_data(result),
         f"server CPU {result['server_cpu_percent']}%, peak RSS {result['server_rss_mb']} MiB",
         f"server CPU per acked action: {result['server_cpu_us_per_action']} µs"
         + _by_thread(result.get("server_cpu_by_thread")),
@@ -95,6 +94,23 @@ def summary(result: dict[str, Any]) -> str:
     if result.get("mode") == "max":
         lines.append(_sustained(result))
     return "\n".join(lines)
+
+
+def _market_data(result: dict[str, Any]) -> str:
+    """What the subscribers read: book messages (one a symbol's book changed in a
+    publication), trade messages and the frames (socket messages) carrying them."""
+    parameters = result["parameters"]
+    symbols = parameters.get("symbols", 1)  # results before --symbols: one
+    line = (
+        f"book: {result['book_updates_per_sec']:,} messages/s over {symbols} symbol"
+        f"{'' if symbols == 1 else 's'} to {parameters['subscribers']} subscribers "
+        f"({result['book_gaps']} gaps); trades: {result['trade_messages_per_sec']:,} messages/s"
+    )
+    frames = result.get("subscriber_frames_per_sec")
+    if frames is not None:
+        per_frame = result["client_messages_per_frame"].get("subscriber")
+        line += f"; subscribers' frames: {frames:,}/s ({per_frame} messages each)"
+    return line
 
 
 def _listed(figures: dict[str, Any]) -> str:

@@ -25,6 +25,7 @@ from core.cluster_nonces import NonceUnchecked, SharedNonces
 from core.config import SCOPES, ApiKeyEntry
 from engine.reasons import ErrorCode
 from engine.units import looks_like_milliseconds
+from gateway.limits import KEY_NONCES_LIMIT, RATE_LIMITED_WORDS
 
 KEY_LENGTH_MAX = 64  # room for any generated key; bounds what one store entry costs
 NONCE_LENGTH_MAX = 64  # a UUID or a 256-bit hex string fits; longer is padding, not entropy
@@ -33,6 +34,7 @@ RECV_WINDOW_MS_MAX = 60_000  # a minute of skew is already generous; longer wide
 # A reconnect storm of ~8 logons/s for the longest a nonce is kept (ts up to a window ahead,
 # plus the window: 120 s); more is abuse, refused rather than forgetting a live nonce.
 NONCES_PER_KEY_MAX = 1_024
+assert f"{NONCES_PER_KEY_MAX:,}" in RATE_LIMITED_WORDS[KEY_NONCES_LIMIT], "its 429 says the cap"
 # A forgotten nonce's entry stays in the expiry heap until its time (`Authenticator.forget`:
 # O(1), where taking it out was O(n) with the loop blocked, for every claim refused during a
 # NATS failover); once more than this many, and more than the live entries, the heap is
@@ -75,7 +77,7 @@ class AuthError(Exception):
         self.code = code
         self.message = message
         self.retry_after_ms = retry_after_ms  # a `RATE_LIMITED` one: when a retry can pass
-        self.limit = limit  # ... and the bucket that refused it (`limits.IP_LIMIT`), if one
+        self.limit = limit  # ... and the limit that refused it (`limits.IP_LIMIT`), if one
 
 
 class KeyStoreError(ValueError):
@@ -303,11 +305,8 @@ class Authenticator:
         if len(used) >= NONCES_PER_KEY_MAX:
             # A retry passes once the key's earliest nonce is forgotten: just after its end.
             retry_after_ms = (min(used.values()) - now_us) // 1_000 + 1
-            raise AuthError(
-                ErrorCode.RATE_LIMITED,
-                f"more than {NONCES_PER_KEY_MAX} logons of this key within the replay window",
-                retry_after_ms,
-            )
+            words = RATE_LIMITED_WORDS[KEY_NONCES_LIMIT]
+            raise AuthError(ErrorCode.RATE_LIMITED, words, retry_after_ms, KEY_NONCES_LIMIT)
         self._remember(api_key, nonce, ts_us + window_us)
         return key
 

@@ -59,7 +59,7 @@ from engine.units import format_units
 from gateway import limits, wire
 from gateway.auth import ApiKey, Authenticator, AuthError, require_scope
 from gateway.held_requests import HeldRequests
-from gateway.key_issuing import KeyIssuer
+from gateway.key_issuing import KeyIssuer, KeyRevoked
 from gateway.logon import LOGON_ON_TRADE, Logons
 from gateway.placed_orders import OwnMark, PlacedOrders, QuoteSlot
 from gateway.private_streams import DMS_TRIGGERED, PrivateStreams
@@ -172,6 +172,7 @@ class Dispatcher:
         limiter: limits.RateLimiter,
         data_dir: Path,
         issued_keys: list[ApiKey],
+        revocations: list[KeyRevoked],
     ) -> None:
         self.bus = bus
         self.reads = bus.reads
@@ -192,7 +193,7 @@ class Dispatcher:
         self.queries = Queries(self)  # the read requests' handlers
         self.logons = Logons(self)  # `session.logon`, and a cluster's nonces
         # `admin.issue_key`: the keys issued at run time, and their state
-        self.keys = KeyIssuer(self, data_dir, issued_keys)
+        self.keys = KeyIssuer(self, data_dir, issued_keys, revocations)
         # The time for the commands a request makes, read as they are built: an embedded
         # core's `Sequencer.stamp_us` (set by the server), so `submit` need not copy each to
         # stamp it; 0 elsewhere (a cluster's core stamps what it is sent).

@@ -1,12 +1,13 @@
 """API keys issued at run time: `admin.issue_key`, from the request to the key's answer, and
-`admin.revoke_key`, which removes an issued key (from `api_keys.json`; on a cluster by a
-`KeyRevoked` record on the key stream, learnt by every gateway) and closes its live sessions
-(4004).
+`admin.revoke_key`, which removes an issued key (from `api_keys.json`, recording it in
+`revoked_keys.json`; on a cluster by a `KeyRevoked` record on the key stream, learnt by every
+gateway) and closes its live sessions (4004).
 
 Owns `KeyIssuer`: the keys issued at run time (`api_keys.json`, owner-only permissions; on a
 cluster the key stream, `core/cluster_keys.py`, which it follows to learn every gateway's
-keys), the `cl_op_id`s they were issued under, the keys a cluster's stream is still storing
-and the repeats waiting to learn a key issued through another gateway. Under a `cl_op_id` the
+keys), the `cl_op_id`s they were issued under, the keys revoked (no secret kept) and the
+`cl_op_id`s they were issued and revoked under, the keys a cluster's stream is still storing and the
+repeats waiting to learn a key issued through another gateway. Under a `cl_op_id` the
 engine decides whether the id is new (`IssueKey`), so a request sent again, here or through
 another gateway, is answered with the first key, secret included, and nothing is issued
 twice. A key is answered only once it is stored, never before. Leaves the checks before the
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from core.journal import JournalError
 from core.venue_core import now_us, rejection, save_json
 from engine.commands import IssueKey
 from engine.events import KeyIssued, OperationRepeated
@@ -41,8 +43,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("venue")
 E = ErrorCode
+REUSED = E.CL_OP_ID_REUSED
 
 ISSUED_KEYS_FILE = "api_keys.json"  # keys issued at run time (owner-only permissions)
+# The keys revoked (`KeyRevoked`, no secret; since session 31), in a file of their own: a build
+# older than it reads `api_keys.json` as it did, the revoked keys already out of it.
+REVOKED_KEYS_FILE = "revoked_keys.json"
 # How long a repeated `admin.issue_key` waits to learn the key the first one issued through
 # another gateway: it is on the key stream within milliseconds, unless that gateway stopped
 # before storing it (it tries for 30 s, then exits); an answer within the SDK's 30 s.
@@ -53,20 +59,33 @@ REVOKED_CLOSE_CODE = 4004
 REVOKED_CLOSE_REASON = "api key revoked"
 
 
-class KeyRevoked(msgspec.Struct, frozen=True):
-    """A cluster's key stream record of a revoked key (`admin.revoke_key`), after the key's
-    own record. A gateway older than session 30 fails to decode it as a key, logs that and
-    goes on: the key stays good there, so upgrade every gateway before revoking."""
+class KeyRevoked(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A revoked key (`admin.revoke_key`): an entry of `revoked_keys.json`, or a cluster's key
+    stream record, after the key's own. A gateway older than session 30 fails to decode it as
+    a key, logs that and goes on: the key stays good there, so upgrade every gateway before
+    revoking; one of session 30 ignores its `cl_op_id`."""
 
     revoked: str
     revoked_at_us: int
+    # the revocation's `cl_op_id` (since session 31): a repeat under it, after a restart or
+    # through another gateway, is answered again
+    cl_op_id: str | None = None
+    # the `cl_op_id` the key was issued under (since session 31's review): a revocation under
+    # it is refused after a restart too, when `api_keys.json` no longer holds the key
+    issued_under: str | None = None
 
 
 class KeyIssuer:
     """`admin.issue_key`'s handler and the issued keys' state, answering through the
     dispatcher's connections."""
 
-    def __init__(self, dispatcher: "Dispatcher", data_dir: Path, issued_keys: list[ApiKey]) -> None:
+    def __init__(
+        self,
+        dispatcher: "Dispatcher",
+        data_dir: Path,
+        issued_keys: list[ApiKey],
+        revocations: list[KeyRevoked],
+    ) -> None:
         self.bus = dispatcher.bus
         self.reads = dispatcher.reads
         self.auth = dispatcher.auth
@@ -92,14 +111,20 @@ class KeyIssuer:
         # the repeats waiting to learn, from the cluster's key stream, the key the first one
         # issued through another gateway (`_await_key`), by that key's name
         self._keys_awaited: dict[str, list[asyncio.Future[ApiKey]]] = {}
-        # `admin.revoke_key`'s `cl_op_id`s since the start: the key each revoked and when
-        # (kept in memory only: a repeat after a restart finds the key unknown, still revoked)
-        self.revoked_by_op: dict[str, tuple[str, int]] = {}
         # a cluster's keys learnt from the key stream (issued, not revoked): the revocable ones
         self.shared_issued: set[str] = set()
-        # the keys revoked since the start (bounded as the issued keys are): an
-        # `admin.issue_key` sent again under the id of one of them is refused
-        self.revoked: set[str] = set()
+        # The keys revoked (bounded as the issued keys are: each was issued once), as
+        # `revoked_keys.json` holds them (a cluster's: learnt from the key stream, `_learn_key`);
+        # by key (an `admin.issue_key` sent again under the id of one is refused, saying so),
+        # by the `cl_op_id` each was revoked under (`admin.revoke_key` sent again answered
+        # again) and by the one each was issued under (no revocation under it: the key methods
+        # share their ids, and `keys_by_op` holds a revoked key until the next start only).
+        self.revocations = revocations
+        self.revoked: dict[str, KeyRevoked] = {}
+        self.revoked_by_op: dict[str, KeyRevoked] = {}
+        self.revoked_by_issue_op: dict[str, KeyRevoked] = {}
+        for revocation in revocations:
+            self._note_revoked(revocation)
 
     def issue(self, session: Session, request: wire.Request, t_in: int) -> None:
         """A new key; under a `cl_op_id`, once the engine took the id (`IssueKey`): where
@@ -111,6 +136,12 @@ class KeyIssuer:
         if p.cl_op_id is not None and p.cl_op_id in self.keys_by_op:  # checked first, as the
             self._issue_key_again(session, request, t_in)  # engine checks its own ids
             return
+        if p.cl_op_id is not None and p.cl_op_id in self.revoked_by_op:
+            revoked_at = self.revoked_by_op[p.cl_op_id].revoked_at_us
+            self._refuse_other_method(session, request, f"at {revoked_at} to revoke a key")
+            return
+        # (an id a key revoked since was issued under: the engine knows it, and which admin
+        # key asked, so it answers a repeat, and refuses another's without naming the key)
         by = _key(session)
         key = ApiKey(
             f"key-{secrets.token_hex(8)}",
@@ -140,56 +171,80 @@ class KeyIssuer:
         self._store_key(session, request.id, t_in, key, by)
 
     def revoke(self, session: Session, request: wire.Request, t_in: int) -> None:
-        """Revoke an issued key: removed from the store and `api_keys.json` (durably, before
-        the answer), then every live session logged on with it closed (4004), the asker's
-        own after its answer. A key of the config's [[api_keys]] is refused (venue.toml is
-        the operator's), an unknown one too; a repeat under its `cl_op_id` is answered again."""
+        """Revoke an issued key: recorded in `revoked_keys.json` (durably, before the answer;
+        a cluster's: on the key stream) and removed from the store, every live session logged
+        on with it closed (4004, the asker's own after its answer), then out of
+        `api_keys.json`. A key of the config's [[api_keys]] is refused (venue.toml is the
+        operator's), an unknown one too; a repeat under its `cl_op_id` is answered again."""
         p: Any = request.params
         if p.cl_op_id is not None and p.cl_op_id in self.revoked_by_op:
             self._revoke_again(session, request, t_in)
+            return
+        issue = None if p.cl_op_id is None else self._issue_use(p.cl_op_id)
+        if issue is not None:  # the key methods share their ids
+            self._refuse_other_method(session, request, issue)
             return
         problem = self._revoke_problem(p.api_key)
         if problem is not None:
             self._reply_error(session, request, E.BAD_PARAM, problem)
             return
-        revoked_at = now_us()
-        answer = partial(self._revoked, session, request, revoked_at, t_in)
+        key = self.auth.store.get(p.api_key)
+        assert key is not None, "a revocable key is in the store"
+        revocation = KeyRevoked(p.api_key, now_us(), p.cl_op_id, issued_under=key.cl_op_id)
+        answer = partial(self._revoked, session, request, revocation, t_in)
         if self.shared_keys is not None:  # the others close their sessions as they learn it
-            record = msgspec.json.encode(KeyRevoked(p.api_key, revoked_at))
+            record = msgspec.json.encode(revocation)
             task = asyncio.ensure_future(self._share(f"revoked:{p.api_key}", record, answer))
             self._key_tasks.add(task)
             task.add_done_callback(self._key_tasks.discard)
             return
-        kept = [key for key in self.issued_keys if key.key != p.api_key]
-        # saved before anything changes: a failed save (disk full) leaves the key issued
-        save_json(self.data_dir / ISSUED_KEYS_FILE, kept)
-        self.issued_keys[:] = kept
+        # `revoked_keys.json` is the revocation's commit, saved before anything changes: a
+        # failed save (disk full) leaves the key issued; once saved, the key is revoked, here
+        # at once and at every start (`gateway.server` takes a key of both files for revoked).
+        save_json(self.data_dir / REVOKED_KEYS_FILE, [*self.revocations, revocation])
+        self.revocations.append(revocation)
+        self.issued_keys[:] = [key for key in self.issued_keys if key.key != p.api_key]
         answer()
+        drop_revoked_keys(self.data_dir, self.issued_keys)
 
-    def _revoked(self, session: Session, request: wire.Request, revoked_at: int, t_in: int) -> None:
+    def _revoked(
+        self, session: Session, request: wire.Request, revocation: KeyRevoked, t_in: int
+    ) -> None:
         """Answer a revocation, once stored, and apply it here at once: on a cluster, not
         when this gateway reads its own record back (its follower may lag, or be down), so
         the answer is never before the key is refused here (applying it again is harmless)."""
-        p: Any = request.params
-        log.info("api key revoked", extra={"api_key": p.api_key, "by": _key(session).account})
-        if p.cl_op_id is not None:
-            self.revoked_by_op[p.cl_op_id] = (p.api_key, revoked_at)
-        self._reply(session, request, _revoked_key(p.api_key, revoked_at), t_in)
-        self._forget_key(p.api_key)
+        api_key = revocation.revoked
+        log.info("api key revoked", extra={"api_key": api_key, "by": _key(session).account})
+        self._reply(session, request, _revoked_key(api_key, revocation.revoked_at_us), t_in)
+        self._forget_key(revocation)
 
-    def _forget_key(self, api_key: str) -> None:
+    def _note_revoked(self, revocation: KeyRevoked) -> None:
+        """Remember a revoked key, and the `cl_op_id` it was revoked under: the first
+        revocation's (two gateways of a cluster may revoke one key at once)."""
+        self.revoked.setdefault(revocation.revoked, revocation)
+        if revocation.cl_op_id is not None:
+            self.revoked_by_op.setdefault(revocation.cl_op_id, revocation)
+        if revocation.issued_under is not None:
+            self.revoked_by_issue_op.setdefault(revocation.issued_under, revocation)
+
+    def _forget_key(self, revocation: KeyRevoked) -> None:
         """Accept a revoked key no more, and close its live sessions (after what they are
         owed: the asker's answer, when it revoked its own key)."""
+        api_key = revocation.revoked
         if self.auth.store.get(api_key) is not None:
             self.auth.store.remove(api_key)
         self.shared_issued.discard(api_key)
-        self.revoked.add(api_key)
+        self._note_revoked(revocation)
         for live in list(self.connections.sessions.values()):
             if live.key is not None and live.key.key == api_key and not live.closing:
                 self.connections.close(live, REVOKED_CLOSE_CODE, REVOKED_CLOSE_REASON)
 
     def _revoke_problem(self, api_key: str) -> str | None:
-        """Why `api_key` cannot be revoked, or None: not known, or the config's."""
+        """Why `api_key` cannot be revoked, or None: revoked already, not known, or the
+        config's."""
+        revoked = self.revoked.get(api_key)
+        if revoked is not None:
+            return f"api key {api_key!r} was revoked at {revoked.revoked_at_us}: nothing done"
         if self.auth.store.get(api_key) is None:
             return f"no api key {api_key!r} (never issued, or revoked already): nothing done"
         issued = api_key in self.shared_issued or any(k.key == api_key for k in self.issued_keys)
@@ -204,16 +259,34 @@ class KeyIssuer:
         """A repeated `admin.revoke_key` under its `cl_op_id`: the same key answered again,
         `repeated`, changing nothing; another key `CL_OP_ID_REUSED`."""
         p: Any = request.params
-        api_key, revoked_at = self.revoked_by_op[p.cl_op_id]
-        if api_key != p.api_key:
+        first = self.revoked_by_op[p.cl_op_id]
+        if first.revoked != p.api_key:
             msg = (
-                f"cl_op_id {p.cl_op_id!r} was used at {revoked_at} to revoke another key:"
-                " nothing done; give a new cl_op_id for a new command"
+                f"cl_op_id {p.cl_op_id!r} was used at {first.revoked_at_us} to revoke another"
+                " key: nothing done; give a new cl_op_id for a new command"
             )
             self._reply_error(session, request, E.CL_OP_ID_REUSED, msg)
             return
-        result = _revoked_key(api_key, revoked_at) | {"repeated": True}
+        result = _revoked_key(first.revoked, first.revoked_at_us) | {"repeated": True}
         self._reply(session, request, result, t_in)
+
+    def _issue_use(self, cl_op_id: str) -> str | None:
+        """How `admin.issue_key` used `cl_op_id`, or None: to issue a key held, or one revoked
+        since (known by its revocation after a start, when `api_keys.json` holds it no more)."""
+        key = self.keys_by_op.get(cl_op_id)
+        if key is not None:
+            return f"at {key.issued_at_us} to issue a key"
+        revoked = self.revoked_by_issue_op.get(cl_op_id)
+        if revoked is not None:
+            return f"to issue a key revoked at {revoked.revoked_at_us}"
+        return None
+
+    def _refuse_other_method(self, session: Session, request: wire.Request, used: str) -> None:
+        """`CL_OP_ID_REUSED` for a key method sent under the `cl_op_id` the other one `used`:
+        `admin.issue_key` and `admin.revoke_key` share their ids (apart from the engine's)."""
+        p: Any = request.params
+        msg = f"cl_op_id {p.cl_op_id!r} was used {used}: nothing done; give a new cl_op_id"
+        self._reply_error(session, request, E.CL_OP_ID_REUSED, msg)
 
     def _key_decided(self, key: ApiKey, by: ApiKey, pending: "Pending") -> bytes | None:
         """The engine's word on an `IssueKey`: refused; taken (store `key`, then answer); or
@@ -283,7 +356,13 @@ class KeyIssuer:
         self, pending: "Pending", cl_op_id: str, api_key: str, done_at_us: int
     ) -> None:
         """Answer a repeated `admin.issue_key` with the key `api_key` its id issued, once this
-        gateway knows it: at once, or on a cluster when the key stream brings it."""
+        gateway knows it: at once, or on a cluster when the key stream brings it; or, revoked
+        since, say so."""
+        revoked = self.revoked.get(api_key)
+        if revoked is not None:
+            msg = _revoked_since(cl_op_id, revoked)
+            self.connections.send(pending.session, wire.error(pending.request_id, REUSED, msg))
+            return
         known = self.auth.store.get(api_key)
         if known is not None or self.shared_keys is None:
             self._send_key_again(pending, cl_op_id, api_key, done_at_us, known)
@@ -351,24 +430,22 @@ class KeyIssuer:
     def _issue_key_again(self, session: Session, request: wire.Request, t_in: int) -> None:
         """An `admin.issue_key` under the `cl_op_id` of a key issued before: the admin key
         that asked for it, asking the same, gets that key again (its secret: only the one
-        who asked sees it), changing nothing; any other key or params `CL_OP_ID_REUSED`."""
+        who asked sees it), or is told it was revoked since, changing nothing; any other key
+        or params `CL_OP_ID_REUSED`, without the key (checked first: no name to another)."""
         p: Any = request.params
         key = self.keys_by_op[p.cl_op_id]
         by = _key(session)
         asked = (p.account, frozenset(p.scopes), by.key)
-        if key.key in self.revoked:  # revoked since (`revoke`): never shown again
-            msg = (
-                f"cl_op_id {p.cl_op_id!r}: the key issued under it was revoked: nothing done;"
-                " give a new cl_op_id for a new key"
-            )
-            self._reply_error(session, request, E.CL_OP_ID_REUSED, msg)
-            return
         if asked != (key.account, key.scopes, key.issued_by):
             msg = (
                 f"cl_op_id {p.cl_op_id!r} was used at {key.issued_at_us} for another key, or by"
                 " another admin key: nothing done; give a new cl_op_id for a new command"
             )
             self._reply_error(session, request, E.CL_OP_ID_REUSED, msg)
+            return
+        revoked = self.revoked.get(key.key)
+        if revoked is not None:  # revoked since (`revoke`): never shown again
+            self._reply_error(session, request, REUSED, _revoked_since(p.cl_op_id, revoked))
             return
         log.info("api key issue repeated", extra={"api_key": key.key, "by": by.account})
         result = _issued_key(key) | {"repeated": True, "done_at": key.issued_at_us}
@@ -380,7 +457,14 @@ class KeyIssuer:
             storing.add_done_callback(partial(_once_stored, answer))
 
     async def _share_key(self, key: ApiKey, answer: Callable[[], None]) -> None:
-        await self._share(key.key, msgspec.json.encode(key), answer)
+        await self._share(key.key, msgspec.json.encode(key), partial(self._keep, key, answer))
+
+    def _keep(self, key: ApiKey, answer: Callable[[], None]) -> None:
+        """Accept a key the cluster's stream stored, here at once, then answer: not when this
+        gateway reads it back (its follower may lag, or be down), so the key logs on, and is
+        revoked, through the gateway that answered it as soon as the answer is sent."""
+        self._accept_shared(key)
+        answer()
 
     async def _share(self, record_id: str, record: bytes, answer: Callable[[], None]) -> None:
         """Store a record on the cluster's key stream (a key, or a key's revocation), then
@@ -398,22 +482,49 @@ class KeyIssuer:
         record = msgspec.json.decode(payload)
         if isinstance(record, dict) and "revoked" in record:
             revoked = msgspec.convert(record, KeyRevoked)
-            self._forget_key(revoked.revoked)
+            self._forget_key(revoked)
             log.info("api key revoked on the cluster", extra={"api_key": revoked.revoked})
             return
-        key = msgspec.convert(record, ApiKey)
+        self._accept_shared(msgspec.convert(record, ApiKey))
+
+    def _accept_shared(self, key: ApiKey) -> None:
+        """Accept a key of the cluster's stream, unless revoked here already (its record read
+        back after the revocation this gateway applied with its answer): its `cl_op_id` is
+        taken all the same."""
         known = self.auth.store.get(key.key)
-        if known is None:
-            self.auth.store.add(key)
-            self.shared_issued.add(key.key)
-            if key.cl_op_id is not None:  # a second key under one id (issued at once through
-                self.keys_by_op.setdefault(key.cl_op_id, key)  # two gateways before the
-                # engine decided ids: session 23) is not repeated
-            for learnt in self._keys_awaited.get(key.key, ()):
-                if not learnt.done():
-                    learnt.set_result(key)
-        elif known != key:  # the first one issued under a name wins, on every gateway
-            log.warning("a second key issued as %s ignored", key.key)
+        if known is not None and known != key:  # the first one issued under a name wins,
+            log.warning("a second key issued as %s ignored", key.key)  # on every gateway
+            return
+        if key.cl_op_id is not None:  # a second key under one id (issued at once through two
+            self.keys_by_op.setdefault(key.cl_op_id, key)  # gateways before the engine
+            # decided ids: session 23) is not repeated, the first one revoked or not
+        if known is not None or key.key in self.revoked:
+            return
+        self.auth.store.add(key)
+        self.shared_issued.add(key.key)
+        for learnt in self._keys_awaited.get(key.key, ()):
+            if not learnt.done():
+                learnt.set_result(key)
+
+
+def drop_revoked_keys(data_dir: Path, issued: list[ApiKey]) -> None:
+    """Save `api_keys.json` as `issued`, the revoked keys out: no revoked secret left on disk
+    (for a build older than `revoked_keys.json` to accept). Cleanup after a revocation's
+    commit, or at a start after a stop between a revocation's two saves: a failure (disk
+    full, a link to a disk that went away) is logged only; the key is revoked all the same,
+    and the next save takes it out. Never raised: the revocation is answered already."""
+    try:
+        save_json(data_dir / ISSUED_KEYS_FILE, issued)
+    except (OSError, JournalError) as failure:  # JournalError: a dangling link refused
+        log.error("a revoked key's secret left in %s: %s", ISSUED_KEYS_FILE, failure)
+
+
+def _revoked_since(cl_op_id: str, revoked: KeyRevoked) -> str:
+    """Why an `admin.issue_key` sent again under `cl_op_id` is not answered with its key."""
+    return (
+        f"cl_op_id {cl_op_id!r}: the key {revoked.revoked} issued under it was revoked at"
+        f" {revoked.revoked_at_us}: nothing done; give a new cl_op_id for a new key"
+    )
 
 
 def _revoked_key(api_key: str, revoked_at_us: int) -> dict[str, Any]:

@@ -236,14 +236,20 @@ class TokenBucket:
         return self.level(now_us) // US_PER_S
 
 
-# The buckets a 429 `RATE_LIMITED` names in its `data` (`{"limit": ...}`) and its words: the
-# connection's own, the account's (shared by all its connections: another may have spent it)
-# or the client IP's (REST's unsigned requests and refused signatures, refused logons).
+# The limits a 429 `RATE_LIMITED` names in its `data` (`{"limit": ...}`) and its words: the
+# connection's bucket, the account's (shared by all its connections: another may have spent
+# it), the client IP's (REST's unsigned requests and refused signatures, refused logons), or
+# the key's live nonces (`auth.NONCES_PER_KEY_MAX`: its logons and signed REST requests
+# within their windows; since session 31, before, that 429 named none).
 CONNECTION_LIMIT, ACCOUNT_LIMIT, IP_LIMIT = "connection", "account", "ip"
+KEY_NONCES_LIMIT = "key_nonces"
 RATE_LIMITED_WORDS = {
     CONNECTION_LIMIT: "slow down: this connection's rate limit is spent",
     ACCOUNT_LIMIT: "slow down: this account's rate limit is spent (all its connections share it)",
     IP_LIMIT: "slow down: too many requests from your address",
+    # (REST says "signed requests and logons of this key": `rest.HEADER_WORDS`)
+    KEY_NONCES_LIMIT: "slow down: too many logons of this key within the replay window"
+    " (1,024 live nonces at most)",
 }
 
 

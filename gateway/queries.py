@@ -252,7 +252,8 @@ class Queries:
             self.private_streams.leave(session)
             removed.append("account")
         depth = tier(p.depth) if p.ch == "book" and p.depth is not None else 0  # 0: every tier
-        for stream in list(session.streams):
+        # sorted by name, as `subscriptions` lists them: the set's own order is the process's
+        for stream in sorted(session.streams, key=lambda stream: stream.name):
             if (
                 stream.channel.value == p.ch
                 and (p.symbols is None or stream.symbol in p.symbols)

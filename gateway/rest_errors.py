@@ -51,9 +51,8 @@ def respond_not_allowed(exchange: Exchange, allowed: list[str]) -> None:
 def respond_limited(
     exchange: Exchange, retry_after_ms: int, limit: str | None, msg: str | None = None
 ) -> None:
-    """429 `RATE_LIMITED`; `limit`: the bucket that refused it, in its `data` and its words
-    (`limits.RATE_LIMITED_WORDS`, unless `msg`), or None for a limit of no bucket (a key's
-    live nonces)."""
+    """429 `RATE_LIMITED`; `limit`: the limit that refused it (a bucket, or the key's live
+    nonces), in its `data` and its words (`limits.RATE_LIMITED_WORDS`, unless `msg`)."""
     data = None if limit is None else {"limit": limit}
     words = msg if msg is not None or limit is None else RATE_LIMITED_WORDS[limit]
     error = ErrorBody(int(E.RATE_LIMITED), E.RATE_LIMITED.name, words or "slow down", data)

@@ -49,7 +49,12 @@ from gateway import limits, transport
 from gateway.auth import ApiKey, Authenticator, KeyStore, KeyStoreError
 from gateway.connection_handler import ConnectionHandler
 from gateway.dispatch import Dispatcher, Pending
-from gateway.key_issuing import ISSUED_KEYS_FILE
+from gateway.key_issuing import (
+    ISSUED_KEYS_FILE,
+    REVOKED_KEYS_FILE,
+    KeyRevoked,
+    drop_revoked_keys,
+)
 from gateway.placed_orders import OwnMark
 from gateway.private_streams import AccountSubscription, Notice, PrivateStreams, read_kept_files
 from gateway.public_streams import PublicStreams
@@ -108,7 +113,13 @@ class VenueServer:
         # the issued keys' file (KeyStoreError), a damaged file or a link to nothing refuses the
         # start before the data directory or its journal is made.
         self.auth = Authenticator(KeyStore(config.api_keys), started_us=now_us())
-        self.issued_keys = _load_keys(data_dir / ISSUED_KEYS_FILE)  # by admin.issue_key
+        # by admin.issue_key; those of admin.revoke_key out (in both files only if the venue
+        # stopped between its two saves: revoked, as the first one says; taken out of
+        # api_keys.json below, once the data directory is locked)
+        self.revocations = load_json(data_dir / REVOKED_KEYS_FILE, list[KeyRevoked], [])
+        revoked = {revocation.revoked for revocation in self.revocations}
+        issued = _load_keys(data_dir / ISSUED_KEYS_FILE)
+        self.issued_keys = [key for key in issued if key.key not in revoked]
         _add_issued_keys(self.auth.store, self.issued_keys, data_dir / ISSUED_KEYS_FILE)
         kept = read_kept_files(data_dir)  # likewise: the dead-man and push-format files
         if bus is not None:  # an embedded core makes its directory (and takes it back if refused)
@@ -116,6 +127,8 @@ class VenueServer:
         if bus is None:
             self.core = VenueCore(config, data_dir, self, journal=journal)
             self.bus: Bus = EmbeddedBus(self.core)
+            if len(self.issued_keys) < len(issued):  # the data directory is ours (locked)
+                drop_revoked_keys(data_dir, self.issued_keys)  # (no revoked secret left)
         else:
             self.bus = bus(self)
             self.core = cast(VenueCore, self.bus.core)  # a replica, standing where the core is
@@ -156,6 +169,7 @@ class VenueServer:
             limiter,
             data_dir,
             self.issued_keys,
+            self.revocations,
         )
         # one bucket per IP for refused logons and REST's refused or unsigned requests alike
         self.dispatcher.logons.refusals_by_address = self.unsigned_limiter

@@ -16,6 +16,7 @@ def test_e2e_against_a_cluster_sums_cpu_over_every_process_and_accounts_every_ac
     argv = ["bench", "e2e", "--cluster", "--config", str(SAMPLE_CONFIG)]
     argv += ["--out", str(tmp_path), "--json", "--duration", "1", "--rate", "100"]
     argv += ["--taker-share", "0.5", "--makers", "1", "--takers", "1", "--subscribers", "2"]
+    argv += ["--symbols", "2"]  # each gateway's subscriber follows both symbols
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         status = main(argv)
@@ -29,6 +30,8 @@ def test_e2e_against_a_cluster_sums_cpu_over_every_process_and_accounts_every_ac
     assert set(by_process) == {"core-a", "gw-a", "gw-b", "nats-n1", "nats-n2", "nats-n3"}
     assert abs(sum(by_process.values()) - result["server_cpu_percent"]) < 1.0  # rounding
     assert result["subscribers_by_gateway"] == {"gw-a": 1, "gw-b": 1}
+    assert result["parameters"]["symbols"] == 2 and result["book_gaps"] == 0
+    assert result["book_messages_by_symbol"].keys() == {"AAPLx-USD", "BENCH01x-USD"}
 
 
 def test_clients_are_spread_over_the_gateways(tmp_path: Path) -> None:

@@ -22,8 +22,9 @@ from typing import Any
 
 import pytest
 
-from bench import e2e_bench, e2e_report, profiling, server_process
+from bench import e2e_bench, e2e_clients, e2e_report, profiling, server_process
 from cli.main import main
+from core import config as venue_config
 from tests.conftest import ROOT
 from tests.sample_config import SAMPLE_CONFIG
 from tests.terminal import run_on_terminal
@@ -358,6 +359,55 @@ def test_a_second_report_of_the_same_second_is_written_beside_the_first(
     assert json.loads(second[0].read_text())["result"]["acked"] == report["result"]["acked"]
 
 
+def test_symbols_spread_the_trading_and_subscribers_follow_every_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--symbols 3: the venue lists AAPLx-USD and two bench stocks, the maker quotes and the
+    taker trades all three (the same rate as over one), every subscriber reads every book
+    without a gap, and the summary counts trades and the subscribers' frames beside."""
+    argv = ["--duration", "1", "--rate", "300", "--taker-share", "0.5", "--symbols", "3"]
+    argv += ["--makers", "1", "--takers", "1", "--subscribers", "3"]
+    status, result = _run(tmp_path, argv)
+    assert status == 0 and result["parameters"]["symbols"] == 3
+    assert result["sent"] == 300 and result["acked"] == 300 and result["errors"] == {}
+    assert result["fills"] > 0
+    by_symbol = result["book_messages_by_symbol"]
+    assert by_symbol.keys() == {"AAPLx-USD", "BENCH01x-USD", "BENCH02x-USD"}
+    assert all(count > 0 for count in by_symbol.values()), by_symbol
+    assert sum(by_symbol.values()) == round(result["book_updates_per_sec"] * 1)  # 1 s window
+    assert result["book_gaps"] == 0 and result["trade_messages_per_sec"] > 0
+    frames = result["subscriber_frames_per_sec"]
+    per_frame = result["client_messages_per_frame"]["subscriber"]
+    assert 0 < frames <= result["book_updates_per_sec"] + result["trade_messages_per_sec"]
+    summary = capsys.readouterr().err
+    assert (
+        f"book: {result['book_updates_per_sec']:,} messages/s over 3 symbols to 3 subscribers"
+        f" (0 gaps); trades: {result['trade_messages_per_sec']:,} messages/s; subscribers'"
+        f" frames: {frames:,}/s ({per_frame} messages each)"
+    ) in summary
+
+
+def test_the_largest_symbol_count_lists_and_funds_every_stock(tmp_path: Path) -> None:
+    """The server's config at --symbols 32 with 16 makers and 16 takers: it loads, the
+    sample's reserves cover every deposit (a refused deposit stops the venue's start), and a
+    maker's bids on every level of every symbol fit in its USD."""
+    most = e2e_bench.SYMBOLS_MAX
+    load = e2e_bench.Load(1.0, 100, 16, 16, 0, 1, symbols=most)
+    extra = e2e_bench.listings_toml(most) + e2e_bench.accounts_toml(
+        e2e_bench.bench_accounts(load), most
+    )
+    path = server_process.unlimited_config(SAMPLE_CONFIG, tmp_path, extra)
+    config = venue_config.load_to_build(path)
+    now_us = time.time_ns() // 1_000
+    venue_config.rehearse(config, venue_config.setup_commands(config, now_us), now_us)
+    listed = {entry.symbol for entry in config.instruments}
+    assert listed >= set(e2e_clients.bench_symbols(most))
+    bids_usd = most * e2e_bench.MAKER_LEVELS * float(e2e_clients.MAKER_QTY) * e2e_clients.BEST_BID
+    # with the fee a buy's hold takes: the larger of the maker's and the taker's (5 bps)
+    assert bids_usd * 1.0005 < float(e2e_bench.BENCH_DEPOSIT_USD)
+    assert e2e_bench.listings_toml(1) == ""  # one symbol: the config as it always was
+
+
 def test_the_trading_clients_timetables_interleave(tmp_path: Path) -> None:
     """Each trading client starts its timetable a share of the shortest interval after the one
     before it: with one common start every client's request of a slot arrived at once."""
@@ -386,7 +436,7 @@ def test_a_sweep_stops_at_the_first_step_that_breaks_a_bound(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["--max", "--start-rate", "200", "--duration", "0.5", "--p99-bound-ms", "0.001"]
-    argv += ["--taker-share", "1"]
+    argv += ["--taker-share", "1", "--symbols", "2"]  # a sweep over two symbols: as over one
     argv += ["--makers", "1", "--takers", "1", "--subscribers", "0"]
     status, result = _run(tmp_path, argv)
     # it said "max sustained rate: None (p99 bound, no errors)", as if None had held
@@ -394,6 +444,7 @@ def test_a_sweep_stops_at_the_first_step_that_breaks_a_bound(
     assert "max sustained rate: none: the first step, 200/s, broke a bound (p99 " in summary
     assert status == 0
     assert result["mode"] == "max" and result["max_sustained_rate"] is None
+    assert result["parameters"]["symbols"] == 2
     (step,) = result["sweep"]  # a 1 µs p99 bound cannot hold: the sweep ends at once
     assert step["rate"] == 200 and step["broke"].startswith("p99")
     assert step["server_cpu_us_per_action"] > 0
@@ -474,6 +525,8 @@ def test_held_names_the_bound_a_step_broke() -> None:
         (["--duration", "0"], "--duration"),
         (["--makers", "0"], "--makers"),
         (["--taker-share", "0"], "--taker-share"),
+        (["--symbols", "0"], "--symbols must be in [1, 32], not 0"),
+        (["--symbols", "33"], "--symbols must be in [1, 32], not 33"),
         (["--config", "no-such.toml"], "no such file"),
         (["--max", "--p99-bound-ms", "nan"], "--p99-bound-ms must be"),  # was accepted
         (["--max", "--p99-bound-ms", "inf"], "--p99-bound-ms must be"),
@@ -670,7 +723,7 @@ def _group_alive(group: int) -> bool:
 PROFILE_DURATION_S = 1
 PROFILE_ARGV = ["--duration", str(PROFILE_DURATION_S), "--rate", "300", "--makers", "1"]
 PROFILE_ARGV += ["--takers", "1"]
-PROFILE_ARGV += ["--subscribers", "1", "--profile"]
+PROFILE_ARGV += ["--subscribers", "1", "--symbols", "2", "--profile"]  # profiled over 2 symbols
 
 
 def test_profile_writes_a_flame_graph_and_the_top_functions(tmp_path: Path) -> None:
@@ -678,7 +731,7 @@ def test_profile_writes_a_flame_graph_and_the_top_functions(tmp_path: Path) -> N
     if method != profiling.PY_SPY:
         pytest.skip(why)
     status, result = _run(tmp_path, PROFILE_ARGV)
-    assert status == 0
+    assert status == 0 and result["parameters"]["symbols"] == 2
     assert result["profile"]["method"] == "py-spy" and result["profile"]["top"]
     (svg,) = tmp_path.glob("e2e-*-profile.svg")
     drawn = svg.read_text()

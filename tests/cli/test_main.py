@@ -528,7 +528,14 @@ def test_ledger_on_a_file_that_is_no_ledger_store_refuses_it_and_changes_nothing
 
 
 @pytest.mark.parametrize(
-    "name", ["api_keys.json", "epochs.json", "push_formats.json", "dead_man.json"]
+    "name",
+    [
+        "api_keys.json",
+        "revoked_keys.json",
+        "epochs.json",
+        "push_formats.json",
+        "dead_man.json",
+    ],
 )
 def test_serve_on_a_damaged_state_file_names_it_in_one_line(tmp_path: Path, name: str) -> None:
     """A file the venue keeps beside its journal, edited by hand or damaged: one line naming

@@ -252,6 +252,7 @@ def test_a_journal_symlinked_to_nothing_is_refused_in_one_line(tmp_path: Path) -
         ("dead_man.json", "{link} is a symbolic link to {target}, which"),
         ("push_formats.json", "{link} is a symbolic link to {target}, which"),
         ("api_keys.json", "{link} is a symbolic link to {target}, which"),
+        ("revoked_keys.json", "{link} is a symbolic link to {target}, which"),
     ],
 )
 def test_a_data_file_symlinked_to_nothing_is_refused_in_one_line(
@@ -275,7 +276,9 @@ def test_a_data_file_symlinked_to_nothing_is_refused_in_one_line(
     assert [path.name for path in data_dir.iterdir()] == [name]
 
 
-@pytest.mark.parametrize("name", ["dead_man.json", "push_formats.json", "epochs.json"])
+@pytest.mark.parametrize(
+    "name", ["dead_man.json", "push_formats.json", "epochs.json", "revoked_keys.json"]
+)
 def test_a_damaged_data_file_is_refused_in_one_line_leaving_the_directory_as_found(
     tmp_path: Path, name: str
 ) -> None:

@@ -3,22 +3,27 @@
 Every gateway learns the cluster's issued API keys by following the `VENUE_KEYS` stream with
 an ordered consumer (core/cluster_keys.py), which is R=1: it dies with its node. nats-py
 replaces it only 10 to 20 s later (two missed idle heartbeats, then a new consumer), so a key
-issued meanwhile, even through this very gateway (it learns its own keys from the stream
-too), was refused `BAD_SIGNATURE` at logon for that long. Here the node hosting the consumer
-is killed alone (the leaders the venue writes through moved off it first, so no election
-delays anything); a key issued right after must log on well before nats-py's own recovery.
-Three NATS nodes, SQLite ledger, one core, one gateway.
+issued meanwhile through another gateway was refused `BAD_SIGNATURE` at logon for that long
+(and one issued through this very gateway too, before session 31: it learnt its own keys
+from the stream only). Here the node hosting the consumer is killed alone (the leaders the
+venue writes through moved off it first, so no election delays anything); a key stored on
+the stream right after, as another gateway stores one, must log on well before nats-py's
+own recovery. Three NATS nodes, SQLite ledger, one core, one gateway.
 """
 
 import asyncio
+import secrets
 import time
 from collections.abc import Iterator
 
+import msgspec
+import nats
 import pytest
 
 from client.sdk import VenueClient, VenueError
 from cluster.local import LocalCluster
-from core.cluster_keys import KEYS_STREAM
+from core.cluster_keys import KEYS_STREAM, SharedKeys
+from gateway.auth import ApiKey
 from tests.cluster.running import local_cluster
 from tests.cluster.test_stream_failover import LED_STREAMS, consumer_node, lead_elsewhere
 from tests.conftest import KEYS
@@ -67,15 +72,27 @@ def test_a_key_issued_after_the_death_of_the_keys_consumers_node_logs_on_at_once
     async def scenario() -> float:
         admin = await VenueClient(gateway.url).connect()
         try:
-            await admin.logon(*KEYS["admin"])
-            await asyncio.to_thread(cluster.nats.nodes[index].kill)
-            issuing = admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
-            issued = await asyncio.wait_for(issuing, ISSUE_TIMEOUT_S)
+            await admin.logon(*KEYS["admin"])  # the gateway serves
         finally:
             await admin.close()
-        return await seconds_to_logon(gateway.url, issued["api_key"], issued["secret"])
+        await asyncio.to_thread(cluster.nats.nodes[index].kill)
+        key = ApiKey(f"key-{secrets.token_hex(8)}", secrets.token_hex(24), 3, frozenset({"read"}))
+        await asyncio.wait_for(issued_elsewhere(cluster, key), ISSUE_TIMEOUT_S)
+        return await seconds_to_logon(gateway.url, key.key, key.secret)
 
     waited_s = asyncio.run(scenario())
     assert waited_s < LOGON_WITHIN_S
     assert "stream consumer stalled: subscribing again" in gateway.log()
     cluster.nats.restart(index)
+
+
+async def issued_elsewhere(cluster: LocalCluster, key: ApiKey) -> None:
+    """Store `key` on the key stream as another gateway's `admin.issue_key` does
+    (`KeyIssuer._share_key`): the gateway under test knows it only from the stream."""
+    nc = await nats.connect(cluster.nats.urls)
+    try:
+        writer = SharedKeys(1, on_key=lambda _: None)
+        writer._js = nc.jetstream(timeout=5.0)  # publish only: no stream followed
+        await writer.publish(key.key, msgspec.json.encode(key))
+    finally:
+        await nc.close()

@@ -153,7 +153,8 @@ def test_a_key_revoked_through_gateway_a_is_closed_and_refused_on_b_even_restart
 ) -> None:
     """`admin.revoke_key` through A puts a revocation on the key stream: B closes its live
     session of the key (4004) and refuses its logons; B started again (replaying the stream:
-    the reason for its ~3 s restart) still refuses it, and knows the key issued beside it."""
+    the reason for its ~3 s restart) still refuses it, knows the key issued beside it, and
+    answers the revocation sent again under its `cl_op_id` as the first (since session 31)."""
     a, b = cluster.gateways
 
     async def logs_on_through_b(key: str, secret: str) -> VenueClient:
@@ -185,7 +186,7 @@ def test_a_key_revoked_through_gateway_a_is_closed_and_refused_on_b_even_restart
             key, secret = leaked["api_key"], leaked["secret"]
             reader = await logs_on_through_b(key, secret)
             await (await logs_on_through_b(kept["api_key"], kept["secret"])).close()
-            revoked = await admin_a.request("admin.revoke_key", {"api_key": key})
+            revoked = await admin_a.request("admin.revoke_key", {"api_key": key, "cl_op_id": "r1"})
             assert revoked["api_key"] == key
             assert reader.websocket is not None
             await asyncio.wait_for(reader.websocket.wait_closed(), KEY_LEARNT_WITHIN_S)
@@ -199,6 +200,7 @@ def test_a_key_revoked_through_gateway_a_is_closed_and_refused_on_b_even_restart
             refused = await admin_a.request_raw("admin.revoke_key", config_key)
             assert refused["error"]["name"] == "BAD_PARAM", refused
             keys.extend([leaked, kept])
+            answers.append(revoked)
         finally:
             await admin_a.close()
 
@@ -206,8 +208,17 @@ def test_a_key_revoked_through_gateway_a_is_closed_and_refused_on_b_even_restart
         leaked, kept = keys
         assert await refused_through_b(leaked["api_key"], leaked["secret"]) == "BAD_SIGNATURE"
         await (await logs_on_through_b(kept["api_key"], kept["secret"])).close()
+        admin_b = await client(b.url, "admin")
+        try:
+            again = {"api_key": leaked["api_key"], "cl_op_id": "r1"}
+            assert await admin_b.request("admin.revoke_key", again) == answers[0] | {
+                "repeated": True
+            }
+        finally:
+            await admin_b.close()
 
     keys: list[dict[str, Any]] = []
+    answers: list[dict[str, Any]] = []
     run(scenario())
     assert cluster.terminate(b) == 0, b.log()
     cluster.start_gateway(b)  # from this thread: the gateway dies with the thread that started it

@@ -15,7 +15,7 @@ from client.rest import RestClient
 from client.sdk import VenueClient, VenueError
 from gateway import key_issuing
 from gateway.auth import ApiKey
-from gateway.key_issuing import ISSUED_KEYS_FILE, KeyRevoked
+from gateway.key_issuing import ISSUED_KEYS_FILE, REVOKED_KEYS_FILE, KeyRevoked
 from tests.conftest import KEYS, Venue, start_venue
 from tests.gateway.test_rest import base, error_of, get
 from tests.gateway.test_server_admin import refusal
@@ -80,13 +80,35 @@ def test_a_revoked_key_is_closed_refused_and_stays_revoked_after_a_restart(
             assert error_of(await get(rest, "/api/v1/balances")) == (401, "BAD_SIGNATURE")
             still = await second.client()
             assert (await still.logon(kept["api_key"], kept["secret"]))["account"] == 3
-            # its issue id, after the restart: the venue keeps no list of revoked keys, so
-            # it cannot tell revoked from never stored, and says both (not "no key issued")
+            # After the restart the venue still knows the key was revoked, and under which id
+            # (revoked_keys.json; before session 31, in memory only): the revocation's repeat
+            # is answered as the first; its id reused, or the key revoked again, refused
             admin = await second.client("admin")
+            again = await admin.request("admin.revoke_key", {"api_key": key, "cl_op_id": "rv-1"})
+            assert again == revoked | {"repeated": True}
+            assert await refusal(admin, "admin.revoke_key", other) == "CL_OP_ID_REUSED"
+            answer = await admin.request_raw("admin.revoke_key", {"api_key": key})
+            assert answer["error"]["name"] == "BAD_PARAM", answer
+            assert f"was revoked at {revoked['revoked_at']}" in answer["error"]["msg"]
+            # its issue id: the key was revoked, said plainly (before: 504, "not stored ... or
+            # it was revoked since")
             repeat = await admin.request_raw("admin.issue_key", asked)
-            assert repeat["error"]["name"] == "OUTCOME_UNKNOWN", repeat
-            assert "or it was revoked since" in repeat["error"]["msg"]
-            assert "no key was issued" not in repeat["error"]["msg"]
+            assert repeat["error"]["name"] == "CL_OP_ID_REUSED", repeat
+            assert f"{key} issued under it was revoked at" in repeat["error"]["msg"]
+            assert "secret" not in repeat["error"]["msg"]
+            # its issue id names no revocation either, though api_keys.json holds the key no
+            # more (before: the id was known from that file only, and the revocation done)
+            under_issue = {"api_key": kept["api_key"], "cl_op_id": "ik-1"}
+            answer = await admin.request_raw("admin.revoke_key", under_issue)
+            assert answer["error"]["name"] == "CL_OP_ID_REUSED", answer
+            assert "to issue a key revoked at" in answer["error"]["msg"]
+            assert (await still.request("session.status", {}))["account"] == 3  # still on
+            # and no secret kept for it
+            (entry,) = json.loads((data_dir / REVOKED_KEYS_FILE).read_text())
+            assert entry == {"revoked": key, "revoked_at_us": revoked["revoked_at"]} | {
+                "cl_op_id": "rv-1",
+                "issued_under": "ik-1",
+            }
         finally:
             await stop(second)
 
@@ -214,15 +236,88 @@ def disk_full(path: Path, value: object) -> None:
     raise OSError(28, "No space left on device")
 
 
+def test_a_revocation_saved_is_done_though_api_keys_json_is_not(tmp_path: Path) -> None:
+    """`revoked_keys.json` saved is the revocation's commit; `api_keys.json` after it only
+    cleanup. Before, its failed save answered INTERNAL, the key went on logging on in this
+    process, and the next revocation rewrote `revoked_keys.json` from memory without it."""
+    data_dir = tmp_path / "data"
+
+    async def scenario() -> None:
+        venue = await start_venue(data_dir)
+        try:
+            admin = await venue.client("admin")
+            first = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+            second = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+            real_save = key_issuing.save_json
+
+            def issued_keys_disk_full(path: Path, value: object) -> None:
+                if path.name == ISSUED_KEYS_FILE:
+                    disk_full(path, value)
+                real_save(path, value)
+
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(key_issuing, "save_json", issued_keys_disk_full)
+                revoked = await admin.request("admin.revoke_key", {"api_key": first["api_key"]})
+            assert revoked["api_key"] == first["api_key"]
+            refused = await logon_refused(venue, first["api_key"], first["secret"])
+            assert "BAD_SIGNATURE" in refused
+            await admin.request("admin.revoke_key", {"api_key": second["api_key"]})
+            records = json.loads((data_dir / REVOKED_KEYS_FILE).read_text())
+            assert [entry["revoked"] for entry in records] == [
+                first["api_key"],
+                second["api_key"],
+            ]
+            assert json.loads((data_dir / ISSUED_KEYS_FILE).read_text()) == []
+        finally:
+            await stop(venue)
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_a_revocation_is_answered_once_though_api_keys_json_dangles(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`api_keys.json` kept through a link to a disk that went away: the cleanup after the
+    commit refuses the dangling link (not an `OSError`); logged, the revocation answered once
+    (before: its 200, then a second answer, 500 `INTERNAL`, for the same request)."""
+    data_dir = tmp_path / "data"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    async def scenario() -> None:
+        venue = await start_venue(data_dir)
+        try:
+            admin = await venue.client("admin")
+            issued = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+            (data_dir / ISSUED_KEYS_FILE).replace(elsewhere / ISSUED_KEYS_FILE)
+            (data_dir / ISSUED_KEYS_FILE).symlink_to(elsewhere / ISSUED_KEYS_FILE)
+            (elsewhere / ISSUED_KEYS_FILE).unlink()
+            revoked = await admin.request("admin.revoke_key", {"api_key": issued["api_key"]})
+            assert revoked["api_key"] == issued["api_key"]
+            await admin.request("time", {})  # answered behind anything the revoke still owed
+            refused = await logon_refused(venue, issued["api_key"], issued["secret"])
+            assert "BAD_SIGNATURE" in refused
+        finally:
+            await stop(venue)
+
+    with caplog.at_level("ERROR"):
+        asyncio.run(asyncio.wait_for(scenario(), 60))
+    errors = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
+    assert not [error for error in errors if "failed" in error], errors
+    assert any("secret left in" in error for error in errors), errors
+
+
 class UnreadStream:
     """A cluster's key stream (`SharedKeys.publish`) that stores records but that this
     gateway has not read back yet (its follower lags, or is down)."""
 
     def __init__(self) -> None:
         self.stored: list[str] = []
+        self.records: list[bytes] = []
 
     async def publish(self, record_id: str, record: bytes) -> None:
         self.stored.append(record_id)
+        self.records.append(record)
 
 
 def test_a_cluster_revocation_is_applied_here_before_its_answer(run_venue: Any) -> None:
@@ -245,3 +340,163 @@ def test_a_cluster_revocation_is_applied_here_before_its_answer(run_venue: Any) 
         assert "BAD_SIGNATURE" in await logon_refused(venue, key, secret)
 
     run_venue(scenario)
+
+
+def test_a_cluster_key_is_revocable_through_its_gateway_before_it_reads_it_back(
+    run_venue: Any,
+) -> None:
+    """A cluster's gateway learnt a key it issued only on reading it back from the key stream:
+    a revocation sent through it meanwhile (its follower lagging) was refused `no api key`.
+    Now the key is kept there once stored, with its answer; its record read back after the
+    revocation does not bring it back."""
+
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        stream = UnreadStream()
+        issuer = venue.server.dispatcher.keys
+        issuer.shared_keys = stream  # type: ignore[assignment]
+        issued = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+        key, secret = issued["api_key"], issued["secret"]
+        reader = await venue.client()
+        assert (await reader.logon(key, secret))["account"] == 3  # at once, where issued
+        revoked = await admin.request("admin.revoke_key", {"api_key": key})
+        assert revoked["api_key"] == key
+        assert stream.stored == [key, f"revoked:{key}"]
+        assert await closed_with(reader) == (4004, "api key revoked")
+        for record in stream.records:  # the stream read back, late
+            issuer._learn_key(record)
+            assert venue.server.auth.store.get(key) is None
+        assert "BAD_SIGNATURE" in await logon_refused(venue, key, secret)
+
+    run_venue(scenario)
+
+
+def test_issue_key_and_revoke_key_share_their_cl_op_ids(run_venue: Any) -> None:
+    """The key methods' ids are one space (as the engine's methods' are one): a revocation
+    under an issue's id, or an issue under a revocation's, is `CL_OP_ID_REUSED`, nothing
+    done (before session 31, each was done: a revoke's ids were a space of their own)."""
+
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        asked = {"account": 3, "scopes": ["read"], "cl_op_id": "ids-1"}
+        first = await admin.request("admin.issue_key", asked)
+        second = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+        under_issue = {"api_key": second["api_key"], "cl_op_id": "ids-1"}
+        answer = await admin.request_raw("admin.revoke_key", under_issue)
+        assert answer["error"]["name"] == "CL_OP_ID_REUSED", answer
+        assert "to issue a key" in answer["error"]["msg"]
+        client = await venue.client()
+        await client.logon(second["api_key"], second["secret"])  # not revoked
+        await admin.request("admin.revoke_key", {"api_key": first["api_key"], "cl_op_id": "rv-2"})
+        answer = await admin.request_raw("admin.issue_key", asked | {"cl_op_id": "rv-2"})
+        assert answer["error"]["name"] == "CL_OP_ID_REUSED", answer
+        assert "to revoke a key" in answer["error"]["msg"]
+
+    run_venue(scenario)
+
+
+def test_another_admin_key_reusing_a_revoked_key_s_id_is_not_told_the_key(
+    run_venue: Any,
+) -> None:
+    """An `admin.issue_key` under the id of a key revoked since is told the key was revoked
+    only by the admin key that asked for it, asking the same; anyone else gets the plain
+    `CL_OP_ID_REUSED`, without the key (before: the revoked key's name)."""
+
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        other = await admin.request("admin.issue_key", {"account": 3, "scopes": ["admin"]})
+        asked = {"account": 3, "scopes": ["read"], "cl_op_id": "leak-1"}
+        issued = await admin.request("admin.issue_key", asked)
+        await admin.request("admin.revoke_key", {"api_key": issued["api_key"]})
+        another = await venue.client()
+        await another.logon(other["api_key"], other["secret"])
+        for client, params in ((another, asked), (admin, asked | {"account": 4})):
+            answer = await client.request_raw("admin.issue_key", params)
+            assert answer["error"]["name"] == "CL_OP_ID_REUSED", answer
+            assert issued["api_key"] not in answer["error"]["msg"], answer
+        answer = await admin.request_raw("admin.issue_key", asked)
+        assert f"{issued['api_key']} issued under it was revoked" in answer["error"]["msg"]
+
+    run_venue(scenario)
+
+
+def test_a_key_read_back_after_its_revocation_keeps_its_id(run_venue: Any) -> None:
+    """A cluster's key record read after its revocation (applied here first) still takes the
+    id it was issued under: a second key issued under that id (two gateways at once, before
+    the engine decided ids) is not repeated in its place (before: the revoked key's record
+    was dropped before its id was taken, so the second key took it)."""
+
+    async def scenario(venue: Venue) -> None:
+        issuer = venue.server.dispatcher.keys
+        issuer.shared_keys = UnreadStream()  # type: ignore[assignment]
+        first = ApiKey("key-00000000000000f1", "s" * 48, 3, frozenset({"read"}), "twice")
+        second = msgspec.structs.replace(first, key="key-00000000000000f2")
+        revocation = KeyRevoked(first.key, 1_796_000_000_000_000)
+        for record in (revocation, first, second):
+            issuer._learn_key(msgspec.json.encode(record))
+        assert issuer.keys_by_op["twice"] == first
+
+    run_venue(scenario)
+
+
+def test_a_cluster_revocation_s_id_is_learnt_by_every_gateway(run_venue: Any) -> None:
+    """A cluster's revocation record carries its `cl_op_id`, and a gateway that reads it (any
+    other, or one restarted, replaying the stream) answers its repeat as the first: before,
+    only the revoking gateway knew the id, in memory, and the repeat elsewhere was refused
+    `no api key`. Here the other gateway's record is fed to this one by hand."""
+
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        stream = UnreadStream()
+        issuer = venue.server.dispatcher.keys
+        issuer.shared_keys = stream  # type: ignore[assignment]
+        mine = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+        await admin.request("admin.revoke_key", {"api_key": mine["api_key"], "cl_op_id": "rv-a"})
+        record = msgspec.json.decode(stream.records[-1])
+        assert record == record | {"revoked": mine["api_key"], "cl_op_id": "rv-a"}
+        theirs = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+        elsewhere = KeyRevoked(theirs["api_key"], 1_796_000_000_000_000, "rv-b")
+        issuer._learn_key(msgspec.json.encode(elsewhere))  # revoked through another gateway
+        again = await admin.request(
+            "admin.revoke_key", {"api_key": theirs["api_key"], "cl_op_id": "rv-b"}
+        )
+        assert again == {"api_key": theirs["api_key"], "revoked_at": 1_796_000_000_000_000} | {
+            "repeated": True
+        }
+        assert len(stream.records) == 3  # nothing published again
+        # the id the revoked key was issued under, in its record, is refused to a revocation
+        # (`issued_under`: a key's record read from the stream is not needed for it)
+        revoked_there = KeyRevoked("key-00000000000000e1", 1, issued_under="ik-there")
+        issuer._learn_key(msgspec.json.encode(revoked_there))
+        mine = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+        under_issue = {"api_key": mine["api_key"], "cl_op_id": "ik-there"}
+        answer = await admin.request_raw("admin.revoke_key", under_issue)
+        assert answer["error"]["name"] == "CL_OP_ID_REUSED", answer
+
+    run_venue(scenario)
+
+
+def test_a_key_in_both_files_after_a_stop_between_the_saves_is_revoked(tmp_path: Path) -> None:
+    """A revocation saves `revoked_keys.json`, then `api_keys.json`: a venue stopped between
+    the two finds the key in both, and takes it for revoked."""
+    data_dir = tmp_path / "data"
+
+    async def scenario() -> None:
+        first = await start_venue(data_dir)
+        admin = await first.client("admin")
+        issued = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+        await stop(first)
+        record = KeyRevoked(issued["api_key"], 1_796_000_000_000_000)
+        (data_dir / REVOKED_KEYS_FILE).write_bytes(msgspec.json.encode([record]))
+        second = await start_venue(data_dir)
+        try:
+            refused = await logon_refused(second, issued["api_key"], issued["secret"])
+            assert "BAD_SIGNATURE" in refused
+            # and its secret is gone from api_keys.json (before: left there for an older
+            # build, which reads that file only, to accept)
+            stored = (data_dir / ISSUED_KEYS_FILE).read_text()
+            assert issued["secret"] not in stored and json.loads(stored) == []
+        finally:
+            await stop(second)
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))

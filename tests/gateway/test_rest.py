@@ -1756,6 +1756,7 @@ def test_a_key_past_its_nonce_cap_is_told_when_to_retry(run_venue: Run, monkeypa
         assert error_of(limited) == (429, "RATE_LIMITED")
         assert limited.json()["retry_after_ms"] == 1_001  # just past the first nonce's end
         assert "signed requests and logons of this key" in limited.json()["error"]["msg"]
+        assert limited.json()["error"]["data"] == {"limit": "key_nonces"}  # (since session 31)
         assert limited.headers["retry-after"] == "2"  # whole seconds, rounded up
         clock[0] += 1_000_000  # the first nonce's last µs: still remembered
         assert error_of(await get(trader, "/api/v1/balances")) == (429, "RATE_LIMITED")

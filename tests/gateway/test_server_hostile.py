@@ -370,6 +370,7 @@ def test_a_logon_past_the_keys_nonce_cap_is_told_when_to_retry(run_venue: Any) -
     with `retry_after_ms`, as every 429 (when the key's earliest nonce is forgotten). The
     cap is filled through the server's own authenticator: 1,024 connections would take long."""
     from gateway.auth import NONCES_PER_KEY_MAX
+    from gateway.limits import KEY_NONCES_LIMIT, RATE_LIMITED_WORDS
 
     async def scenario(venue: Venue) -> None:
         key, secret = KEYS["alpha"]
@@ -385,6 +386,9 @@ def test_a_logon_past_the_keys_nonce_cap_is_told_when_to_retry(run_venue: Any) -
         (answer,) = await answers(websocket, 1)
         assert (answer["id"], answer["status"], answer["error"]["name"]) == (7, 429, "RATE_LIMITED")
         assert 0 < answer["retry_after_ms"] <= 2_001, answer
+        # named as every 429 is (before session 31: no `data`, words of its own)
+        assert answer["error"]["data"] == {"limit": KEY_NONCES_LIMIT}, answer
+        assert answer["error"]["msg"] == RATE_LIMITED_WORDS[KEY_NONCES_LIMIT], answer
         await websocket.close()
 
     run_venue(scenario)

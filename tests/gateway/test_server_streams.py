@@ -464,6 +464,21 @@ def test_unsubscribe_drops_one_candle_interval_or_book_tier(run_venue: Any) -> N
     run_venue(scenario)
 
 
+def test_unsubscribe_names_the_streams_it_removed_sorted(run_venue: Any) -> None:
+    """docs/protocol.md §7's example: sorted, as `subscriptions` is (session 31; before, in
+    the order of the session's set of streams, which changes from one process to the next)."""
+
+    async def scenario(venue: Venue) -> None:
+        watcher = await venue.client(endpoint="public")
+        await watcher.request("subscribe", {"ch": "instruments"})
+        names = sorted((await watcher.request("subscriptions"))["subscriptions"])
+        assert len(names) >= 6  # 6! orders: a set's order is sorted by chance once in 720
+        gone = await watcher.request("unsubscribe", {"ch": "instruments"})
+        assert gone["unsubscribed"] == names
+
+    run_venue(scenario)
+
+
 def test_subscriptions_are_all_or_nothing_and_unsubscribe_stops_a_stream(
     run_venue: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
