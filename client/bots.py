@@ -419,8 +419,10 @@ class MarketMaker:
         self.listed = {s: (listed or {}).get(s, (reference, band_bps)) for s in self.symbols}
         # Where to quote a symbol while the others' book is empty, when told (`--reference`):
         # the venue's reference price wins over a listed one (it follows the trades), never
-        # over this. Refused outside the price band at setup (`_check_centre`), where the
-        # size is checked at it.
+        # over this while it is inside the band. Refused outside the price band at setup
+        # (`_check_centre`), where the size is checked at it; rescaled by a split of the
+        # asset (`_rescale_centres`); dropped once the band has moved off it
+        # (`_drop_centres_off_the_band`).
         self.centres = dict(centres or {})
         for symbol, centre in self.centres.items():
             if symbol not in self.symbols:
@@ -558,8 +560,9 @@ class MarketMaker:
         """The mid of the others' book, else the centre given (`centres`), else the venue's
         reference price.
 
-        Never its own quotes' mid, which would lean further every round, nor the last trade
-        (its own fills), which would chase every print and walk away from the reference.
+        Never its own quotes' mid, which would lean further every round. The venue's
+        reference price is the last trade's, the maker's own fills included: with no one
+        else quoting, the centre moves to each of its fills, as the venue's band does.
         """
         quoting = self.quoting_by_symbol.get(symbol or self.symbol)
         if quoting is None:
@@ -645,6 +648,47 @@ class MarketMaker:
     def _drain(self) -> None:
         while not self.client.pushes.empty():
             self._on_push(self.client.pushes.get_nowait())
+        self._drop_centres_off_the_band()
+
+    def _rescale_centres(self, action: Mapping[str, Any]) -> None:
+        """A split of a quoted symbol's asset rescales its given centre as the venue rescales
+        the reference price: x old / new, down to the tick, at least one tick (before
+        session 31 the centre stayed in old-share prices and, off the new band, the maker
+        quoted at its edge: after a 2:1 split of 187.25, bids at 102.87 against 93.62)."""
+        ratio = action.get("ratio")
+        if action["kind"] != "split" or not ratio:
+            return
+        new, old = (int(number) for number in ratio.split(":"))
+        for symbol, quoting in self.quoting_by_symbol.items():
+            centre = self.centres.get(symbol)
+            if centre is None or quoting.instrument.base != action["asset"]:
+                continue
+            tick = quoting.instrument.tick
+            self.centres[symbol] = max(_floor(centre * old / new, tick), tick)
+            log.info("%s %s: centre %s rescaled by the %s split to %s",
+                     self.key, symbol, centre, ratio, self.centres[symbol])  # fmt: skip
+
+    def _drop_centres_off_the_band(self) -> None:
+        """A given centre the venue's band has moved off is dropped for good: the maker then
+        quotes around the venue's reference. The band moved with the trades, or with a split
+        of an asset the maker held none of (no `corporate_action` push came to rescale the
+        centre); quoting at the band's nearer edge bought up to the band's width over the
+        price, or sold under it."""
+        for symbol in list(self.centres):
+            quoting = self.quoting_by_symbol.get(symbol)
+            if quoting is None:  # not set up yet
+                continue
+            instrument = quoting.instrument
+            low, high = instrument.band()
+            centre = self.centres[symbol]
+            if high is None or low <= centre <= high:
+                continue
+            del self.centres[symbol]
+            log.warning(
+                "%s %s: the centre given, %s, is off the price band %s..%s now (the venue's "
+                "reference is %s): quoting around the venue's reference from now on",
+                self.key, symbol, centre, low, high, instrument.reference,
+            )  # fmt: skip
 
     def _on_push(self, push: Mapping[str, Any]) -> None:
         channel = push.get("ch")
@@ -660,6 +704,7 @@ class MarketMaker:
                 self.tally.on_balance(push["data"])
             elif kind == "corporate_action":
                 self.tally.on_corporate_action(push["data"])
+                self._rescale_centres(push["data"])
             elif kind == "exec":
                 self._on_order(push["data"])
                 if push["data"]["exec_type"] == "trade":
@@ -850,7 +895,10 @@ class Tally:
     Positions are each asset's total now minus its total at the first balance seen (a
     split's asset: that start rescaled by the split's ratio). PnL is marked per quote asset:
     its change, plus each base position at the venue's reference price (which each trade
-    moves) per `face`; fees are in the quote change already.
+    moves) per `face`; fees are in the quote change already. A split's ratio comes only in
+    the `corporate_action` push, sent to holders alone: a bot holding none of the asset at
+    the split keeps that start in old shares (docs/tools.md says so; nothing public carries
+    the ratio).
     """
 
     def __init__(self) -> None:
@@ -1119,9 +1167,9 @@ def add_market_maker_arguments(parser: argparse.ArgumentParser) -> None:
         "--reference",
         type=_ABOVE_ZERO,
         help="the price to quote around while no one else quotes the symbol, inside its price "
-        "band at the start (checked then only: the band follows the trades, and once it has "
-        "moved off this price the maker quotes around the band's nearer edge) (default: the "
-        "venue's reference price)",
+        "band at the start; a split of the symbol rescales it, and once the band (which "
+        "follows the trades) has moved off it, the maker quotes around the venue's reference "
+        "price instead (default: the venue's reference price)",
     )
     parser.add_argument("--config", type=Path, default=Path("venue.toml"), help=CONFIG_HELP)
     _add_connection_arguments(parser, "demo-mm-alpha", "demo-secret-mm-alpha")
