@@ -28,6 +28,7 @@ import pytest
 from client import admin_cli
 from client.sdk import VenueClient, VenueError
 from gateway.key_issuing import ISSUED_KEYS_FILE
+from settlement.reserves import HOUR_US
 from tests.conftest import KEYS, ROOT, TEST_TIMEOUT_S, start_venue
 from tests.sample_config import SAMPLE_CONFIG, sample_bill
 
@@ -267,6 +268,28 @@ def test_attest_reserves_now_and_as_of(
         admin(venue.port, "attest-reserves", "AAPLx", "100000", "--as-of", "1700000000000000") == 1
     )
     assert "older than the latest" in capsys.readouterr().err
+
+
+def test_an_attestation_already_past_the_reserve_staleness_says_so(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The finding (session 31's review): a statement taken with an old `--as-of` (27 h ago,
+    past the sample's 26 h of reserve_staleness_hours) was answered as any other, and the
+    first deposit after it refused RESERVES_STALE. A line now says so; a fresh one says
+    nothing."""
+    assert admin(venue.port, "list-asset", "GOLDx", "6") == 0
+    capsys.readouterr()
+    old_us = time.time_ns() // 1_000 - 27 * HOUR_US
+    assert admin(venue.port, "attest-reserves", "GOLDx", "100", "--as-of", str(old_us)) == 0
+    err = capsys.readouterr().err
+    assert f"this statement, as of {old_us} µs (" in err
+    assert "is 27.0 h old, past the 26 h of " in err and "reserve_staleness_hours" in err
+    assert "deposits of GOLDx are refused RESERVES_STALE" in err
+    assert admin(venue.port, "deposit", "1", "GOLDx", "1") == 1  # as the line says
+    assert "RESERVES_STALE" in capsys.readouterr().err
+    assert admin(venue.port, "attest-reserves", "GOLDx", "100") == 0
+    assert capsys.readouterr().err == ""
+    assert admin(venue.port, "deposit", "1", "GOLDx", "1") == 0
 
 
 def test_open_account_issue_key_and_log_on_with_it(
