@@ -91,6 +91,7 @@ SETUP_LOST = (ConnectionLost, ConnectionClosed, RequestTimeout)
 # server, a bad address), a venue that refuses the logon, the instrument or the size
 CANNOT_START = (OSError, InvalidHandshake, InvalidURI, ValueError, VenueError)
 CLOSED_STATUSES = frozenset({"filled", "canceled", "expired", "rejected"})
+TRADING_STATUSES = frozenset({"open", "post_only"})  # an instrument's that take new orders
 
 QuoteLevel = tuple[Decimal | None, Decimal | None]  # a level's bid and ask; None: pulled
 Listed = tuple[Decimal | None, int | None]  # a symbol's reference price and band (bps), if known
@@ -123,6 +124,7 @@ class Instrument:
     market: Market
     reference: Decimal | None = None  # the listed reference price
     band_bps: int | None = None
+    status: str = "open"  # the venue's trading status, as last published
 
     @classmethod
     def from_row(
@@ -148,6 +150,7 @@ class Instrument:
             market=Market(spec),
             reference=reference,
             band_bps=band_bps,
+            status=row.get("status", "open"),
         )
 
     def price_text(self, price: Decimal) -> str:
@@ -197,6 +200,11 @@ class Instrument:
         band centre (moved by each trade, the operator and a split), when it has one."""
         if record.get("reference_price") is not None:
             self.follow(Decimal(record["reference_price"]))
+        self.status = record.get("status", self.status)
+
+    def trading(self) -> bool:
+        """Whether the venue takes new orders of it (`open`, `post_only`)."""
+        return self.status in TRADING_STATUSES
 
     def refusal(self, side: str, qty: Decimal, price: Decimal | None = None) -> str | None:
         """The engine's reason to refuse this size and price (a limit; None: market), or None.
@@ -673,10 +681,11 @@ class MarketMaker:
         quotes around the venue's reference. The band moved with the trades, or with a split
         of an asset the maker held none of (no `corporate_action` push came to rescale the
         centre); quoting at the band's nearer edge bought up to the band's width over the
-        price, or sold under it."""
+        price, or sold under it. Looked at while the market trades only: a split is made
+        halted, and its push may come after its new reference, never after the reopening."""
         for symbol in list(self.centres):
             quoting = self.quoting_by_symbol.get(symbol)
-            if quoting is None:  # not set up yet
+            if quoting is None or not quoting.instrument.trading():  # not set up, or halted
                 continue
             instrument = quoting.instrument
             low, high = instrument.band()

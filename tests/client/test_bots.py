@@ -27,6 +27,7 @@ from client.bots import (
     Instrument,
     MarketMaker,
     QuoteLevel,
+    Quoting,
     Taker,
     Tally,
     band_limits,
@@ -1292,3 +1293,36 @@ def test_a_split_of_shares_a_bot_sold_out_of_is_not_seen_as_documented(
             assert pnl == sold_usd - Decimal(qty) * SPLIT_REFERENCE
 
     run_venue(scenario)
+
+
+def _aapl_record(status: str, reference: str) -> dict[str, Any]:
+    """AAPLx-USD's `instruments` record as the venue publishes it (band 10%)."""
+    low, high = band_limits(Decimal(reference), BAND_BPS, TICK)
+    return {
+        "symbol": SYMBOL, "kind": "equity", "base": "AAPLx", "quote": "USD",
+        "price_decimals": 2, "qty_decimals": 6, "tick": "0.01", "step": "0.000001",
+        "min_qty": "0.000001", "min_notional": "1.000000", "status": status,
+        "reference_price": reference, "band_low": f"{low:f}", "band_high": f"{high:f}",
+    }  # fmt: skip
+
+
+def test_a_split_whose_push_comes_after_its_new_reference_still_rescales_the_centre() -> None:
+    """A split is made halted; its `corporate_action` push and the `instruments` record of
+    its new reference come in the same turn, in either order. Read in two rounds, the
+    record first, the centre (190.00) was off the new band at the first and dropped, so
+    the push had nothing to rescale: a centre is dropped only while the market trades."""
+    maker = MarketMaker("ws://127.0.0.1:1/ws/trade", "k", "s", SYMBOL, SPREAD_BPS, SIZE,
+                        centres={SYMBOL: Decimal("190.00")})  # fmt: skip
+    instrument = Instrument.from_row(_aapl_record("halted", "187.25"), band_bps=BAND_BPS)
+    maker.quoting_by_symbol[SYMBOL] = Quoting(instrument)
+    split = {"kind": "split", "symbol": SYMBOL, "asset": "AAPLx", "ratio": "2:1",
+             "holding_before": "20000.000000", "holding_after": "40000.000000"}  # fmt: skip
+    for push in (
+        {"ch": "instruments", "sym": SYMBOL, "data": _aapl_record("halted", "93.62")},
+        {"ch": "account", "type": "corporate_action", "data": split},
+        {"ch": "instruments", "sym": SYMBOL, "data": _aapl_record("open", "93.62")},
+    ):
+        maker.client.pushes.put_nowait(push)
+        maker._drain()  # a round each
+    assert maker.centres == {SYMBOL: Decimal("95.00")}
+    assert maker.centre() == Decimal("95.00")
