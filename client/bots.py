@@ -570,7 +570,9 @@ class MarketMaker:
 
         Never its own quotes' mid, which would lean further every round. The venue's
         reference price is the last trade's, the maker's own fills included: with no one
-        else quoting, the centre moves to each of its fills, as the venue's band does.
+        else quoting, the centre moves to each of its fills, as the venue's band does. So a
+        maker lifted again and again walks up with its fills (its lean against the short
+        position raises its prices too) until `position_max` pulls its ask.
         """
         quoting = self.quoting_by_symbol.get(symbol or self.symbol)
         if quoting is None:
