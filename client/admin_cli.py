@@ -25,8 +25,12 @@ An UNKNOWN_ASSET or UNKNOWN_SYMBOL refusal says what the venue lists like the na
 
 `mature` also prints, beside the answer, its cash asset's reserves as they are now
 (`"reserves_due"`), and, when they no longer cover its supply, says on stderr that an
-attestation of them is due: the maturity minted the par it paid.
-Both are read after the command's answer, on a connection of their own: a follow-up that
+attestation of them is due: the maturity minted the par it paid. `attest-reserves` prints
+the asset's reserves after the statement (`"reserves"`), and says on stderr when the
+statement leaves the supply uncovered (deposits are refused until the supply is within an
+attestation again: a statement that covers it, or burns), or is as of a time already past
+the config's reserve staleness (deposits are refused RESERVES_STALE until a later one).
+All are read after the command's answer, on a connection of their own: a follow-up that
 gets no answer leaves the answer (or the refusal) as it was, and never resends the command.
 
 `withdrawals` is the one read (`admin.withdrawals`, the pending withdrawals): it changes
@@ -63,6 +67,7 @@ from engine.enums import InstrumentKind, InstrumentStatus
 from engine.instrument import case_twin
 from engine.operations import CL_OP_ID_LENGTH_MAX
 from gateway.wire import Scope
+from settlement.reserves import HOUR_US
 from settlement.transfers import SWEPT_ACCOUNTS
 
 URL_HELP = (
@@ -108,6 +113,18 @@ RESERVES_DUE = (  # said only when the reserves no longer cover the supply
     "venue admin: an attestation of {asset} reserves is now due: the maturity minted the par"
     " it paid, so {asset}'s supply is {supply} (last attested: {attested}); once the"
     " custodian holds the par from the Treasury: venue admin attest-reserves {asset} AMOUNT"
+)
+RESERVES_SHORT = (  # said only when the statement leaves the supply uncovered
+    "venue admin: this statement leaves {asset} uncovered: {asset}'s supply, {supply}, is past"
+    " the {attested} attested, so deposits of {asset} are refused until the supply is within"
+    " an attestation again (a statement that covers it, or burns: confirmed withdrawals);"
+    " a mistyped amount: send the right one, as of now, with venue admin attest-reserves"
+    " {asset} AMOUNT"
+)
+RESERVES_STALE_NOTE = (  # said only when a statement taken is past the config's staleness
+    "venue admin: this statement, as of {as_of} µs, is {age} h old, past the {bound} h of"
+    " {config}'s reserve_staleness_hours, so deposits of {asset} are refused RESERVES_STALE"
+    " until a later one (one as of now, by default without --as-of)"
 )
 SCOPES = get_args(Scope)  # what an API key may be issued for: read, trade, admin
 CL_OP_ID_PREFIX = "cli-"  # then 24 hex digits: 96 random bits, 28 characters of at most 36
@@ -401,6 +418,8 @@ def run(args: argparse.Namespace) -> int:
         said = with_utc_times(f"{_why(error)}{maybe}")
         print(f"venue admin: no answer from {args.url}{where}: {said}", file=sys.stderr)
         return EXIT_NO_ANSWER
+    if args.admin_method == "admin.attest_reserves":
+        say_if_stale(args.config, params)
     print(json.dumps(result, indent=2, sort_keys=True))
     return EXIT_OK
 
@@ -472,6 +491,8 @@ async def command(
         raise
     if method == "admin.mature":
         result |= await reserves_due(venue, params["symbol"])
+    elif method == "admin.attest_reserves":
+        result |= await reserves_attested(venue, params["asset"])
     return result
 
 
@@ -641,6 +662,48 @@ async def reserves_due(venue: Reader, symbol: str) -> dict[str, Any]:
     if not row["covered"]:
         print(RESERVES_DUE.format(**row), file=sys.stderr)
     return {"reserves_due": row}
+
+
+async def reserves_attested(venue: Reader, asset: str) -> dict[str, Any]:
+    """After an attestation: the asset's reserves as the venue lists them now, under
+    `"reserves"`, with a line on stderr when the statement leaves the supply uncovered (a
+    custodian's shortfall, or a mistyped amount): deposits of the asset are then refused
+    until the supply is within an attestation again (a statement that covers it, or burns:
+    confirmed withdrawals, a split's floors). Empty if the venue does not list
+    them."""
+    try:
+        (reserves,) = await venue.read("reserves")
+    except FOLLOW_UP_FAILED:  # the answer alone
+        return {}
+    rows = [row for row in reserves["reserves"] if row["asset"] == asset]
+    if not rows:
+        return {}
+    if not rows[0]["covered"]:
+        print(RESERVES_SHORT.format(**rows[0]), file=sys.stderr)
+    return {"reserves": rows[0]}
+
+
+def say_if_stale(config_path: Path, params: dict[str, Any]) -> None:
+    """After a statement is taken: a line on stderr when its `as_of` (`--as-of`) is already
+    older than the reserve staleness of the config beside the CLI (the bound the venue
+    started with), under which deposits of the asset are refused `RESERVES_STALE`. Nothing
+    when there is no config to read (before session 31's review, nothing ever: the
+    statement was taken, and the first deposit after it refused)."""
+    try:
+        bound_us = venue_config.reserve_staleness_max_us(venue_config.load(config_path))
+    except venue_config.ConfigError:
+        return
+    age_us = time.time_ns() // 1_000 - int(params["as_of"])
+    if age_us <= bound_us:
+        return
+    note = RESERVES_STALE_NOTE.format(
+        as_of=params["as_of"],
+        age=f"{age_us / HOUR_US:.1f}",
+        bound=f"{bound_us / HOUR_US:g}",
+        config=config_path,
+        asset=params["asset"],
+    )
+    print(with_utc_times(note), file=sys.stderr)
 
 
 def credentials(args: argparse.Namespace) -> tuple[str, str]:

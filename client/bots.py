@@ -91,6 +91,7 @@ SETUP_LOST = (ConnectionLost, ConnectionClosed, RequestTimeout)
 # server, a bad address), a venue that refuses the logon, the instrument or the size
 CANNOT_START = (OSError, InvalidHandshake, InvalidURI, ValueError, VenueError)
 CLOSED_STATUSES = frozenset({"filled", "canceled", "expired", "rejected"})
+TRADING_STATUSES = frozenset({"open", "post_only"})  # an instrument's that take new orders
 
 QuoteLevel = tuple[Decimal | None, Decimal | None]  # a level's bid and ask; None: pulled
 Listed = tuple[Decimal | None, int | None]  # a symbol's reference price and band (bps), if known
@@ -123,6 +124,7 @@ class Instrument:
     market: Market
     reference: Decimal | None = None  # the listed reference price
     band_bps: int | None = None
+    status: str = "open"  # the venue's trading status, as last published
 
     @classmethod
     def from_row(
@@ -148,6 +150,7 @@ class Instrument:
             market=Market(spec),
             reference=reference,
             band_bps=band_bps,
+            status=row.get("status", "open"),
         )
 
     def price_text(self, price: Decimal) -> str:
@@ -183,13 +186,25 @@ class Instrument:
         )
 
     def follow(self, price: Decimal) -> None:
-        """A trade printed at `price`: the engine's band now centres on it, and so does ours."""
+        """The venue's reference moved to `price`: its band now centres on it, and so does
+        ours."""
         spec = self.market.spec
         with contextlib.suppress(ValueError):
             self.market.set_reference_price(
                 parse_units(self.price_text(price), spec.price_decimals)
             )
             self.reference = price
+
+    def follow_record(self, record: Mapping[str, Any]) -> None:
+        """An `instruments` record of this symbol: follow its reference price, the venue's
+        band centre (moved by each trade, the operator and a split), when it has one."""
+        if record.get("reference_price") is not None:
+            self.follow(Decimal(record["reference_price"]))
+        self.status = record.get("status", self.status)
+
+    def trading(self) -> bool:
+        """Whether the venue takes new orders of it (`open`, `post_only`)."""
+        return self.status in TRADING_STATUSES
 
     def refusal(self, side: str, qty: Decimal, price: Decimal | None = None) -> str | None:
         """The engine's reason to refuse this size and price (a limit; None: market), or None.
@@ -356,7 +371,6 @@ class Quoting:
 
     instrument: Instrument
     ladder: list[QuoteLevel] = field(default_factory=list)  # what was last sent
-    last_trade: Decimal | None = None  # anyone's: the venue's band moves with it
     own: dict[int, tuple[str, Decimal, Decimal]] = field(default_factory=dict)  # id: side, px, qty
     told_no_centre: bool = False
 
@@ -413,8 +427,10 @@ class MarketMaker:
         self.listed = {s: (listed or {}).get(s, (reference, band_bps)) for s in self.symbols}
         # Where to quote a symbol while the others' book is empty, when told (`--reference`):
         # the venue's reference price wins over a listed one (it follows the trades), never
-        # over this. Refused outside the price band at setup (`_check_centre`), where the
-        # size is checked at it.
+        # over this while it is inside the band. Refused outside the price band at setup
+        # (`_check_centre`), where the size is checked at it; rescaled by a split of the
+        # asset (`_rescale_centres`); dropped once the band has moved off it
+        # (`_drop_centres_off_the_band`).
         self.centres = dict(centres or {})
         for symbol, centre in self.centres.items():
             if symbol not in self.symbols:
@@ -477,7 +493,7 @@ class MarketMaker:
         await client.subscribe_account()
         for symbol in self.symbols:
             await client.subscribe_book(symbol)
-        await client.request("subscribe", {"ch": "trades", "symbols": self.symbols})
+        await _follow_references(client, self.symbols)
 
     async def _round(self) -> None:
         """Quote every symbol once, after reading the pushes come since the last round."""
@@ -498,9 +514,8 @@ class MarketMaker:
                 log.warning("%s %s: no book and no reference price yet", self.key, symbol)
             return
         band = None
-        band_centre = quoting.last_trade or instrument.reference
-        if instrument.band_bps is not None and band_centre is not None:
-            band = band_limits(band_centre, instrument.band_bps, instrument.tick)
+        if instrument.band_bps is not None and instrument.reference is not None:
+            band = band_limits(instrument.reference, instrument.band_bps, instrument.tick)
         ladder = quote_ladder(
             centre,
             self.spread_bps,
@@ -553,8 +568,11 @@ class MarketMaker:
         """The mid of the others' book, else the centre given (`centres`), else the venue's
         reference price.
 
-        Never its own quotes' mid, which would lean further every round, nor the last trade
-        (its own fills), which would chase every print and walk away from the reference.
+        Never its own quotes' mid, which would lean further every round. The venue's
+        reference price is the last trade's, the maker's own fills included: with no one
+        else quoting, the centre moves to each of its fills, as the venue's band does. So a
+        maker lifted again and again walks up with its fills (its lean against the short
+        position raises its prices too) until `position_max` pulls its ask.
         """
         quoting = self.quoting_by_symbol.get(symbol or self.symbol)
         if quoting is None:
@@ -640,13 +658,53 @@ class MarketMaker:
     def _drain(self) -> None:
         while not self.client.pushes.empty():
             self._on_push(self.client.pushes.get_nowait())
+        self._drop_centres_off_the_band()
+
+    def _rescale_centres(self, action: Mapping[str, Any]) -> None:
+        """A split of a quoted symbol's asset rescales its given centre as the venue rescales
+        the reference price: x old / new, down to the tick, at least one tick (before
+        session 31 the centre stayed in old-share prices and, off the new band, the maker
+        quoted at its edge: after a 2:1 split of 187.25, bids at 102.87 against 93.62)."""
+        ratio = action.get("ratio")
+        if action["kind"] != "split" or not ratio:
+            return
+        new, old = (int(number) for number in ratio.split(":"))
+        for symbol, quoting in self.quoting_by_symbol.items():
+            centre = self.centres.get(symbol)
+            if centre is None or quoting.instrument.base != action["asset"]:
+                continue
+            tick = quoting.instrument.tick
+            self.centres[symbol] = max(_floor(centre * old / new, tick), tick)
+            log.info("%s %s: centre %s rescaled by the %s split to %s",
+                     self.key, symbol, centre, ratio, self.centres[symbol])  # fmt: skip
+
+    def _drop_centres_off_the_band(self) -> None:
+        """A given centre the venue's band has moved off is dropped for good: the maker then
+        quotes around the venue's reference. The band moved with the trades, or with a split
+        of an asset the maker held none of (no `corporate_action` push came to rescale the
+        centre); quoting at the band's nearer edge bought up to the band's width over the
+        price, or sold under it. Looked at while the market trades only: a split is made
+        halted, and its push may come after its new reference, never after the reopening."""
+        for symbol in list(self.centres):
+            quoting = self.quoting_by_symbol.get(symbol)
+            if quoting is None or not quoting.instrument.trading():  # not set up, or halted
+                continue
+            instrument = quoting.instrument
+            low, high = instrument.band()
+            centre = self.centres[symbol]
+            if high is None or low <= centre <= high:
+                continue
+            del self.centres[symbol]
+            log.warning(
+                "%s %s: the centre given, %s, is off the price band %s..%s now (the venue's "
+                "reference is %s): quoting around the venue's reference from now on",
+                self.key, symbol, centre, low, high, instrument.reference,
+            )  # fmt: skip
 
     def _on_push(self, push: Mapping[str, Any]) -> None:
         channel = push.get("ch")
-        if channel == "trades" and push.get("sym") in self.quoting_by_symbol and push.get("data"):
-            quoting = self.quoting_by_symbol[push["sym"]]
-            quoting.last_trade = Decimal(push["data"][-1]["price"])
-            quoting.instrument.follow(quoting.last_trade)
+        if channel == "instruments" and push.get("sym") in self.quoting_by_symbol:
+            self.quoting_by_symbol[push["sym"]].instrument.follow_record(push["data"])
         elif channel == "account":
             kind = push.get("type")
             if kind == "snapshot":
@@ -655,6 +713,9 @@ class MarketMaker:
                     self._on_order(order)
             elif kind == "balance":
                 self.tally.on_balance(push["data"])
+            elif kind == "corporate_action":
+                self.tally.on_corporate_action(push["data"])
+                self._rescale_centres(push["data"])
             elif kind == "exec":
                 self._on_order(push["data"])
                 if push["data"]["exec_type"] == "trade":
@@ -747,7 +808,7 @@ class Taker:
         await client.subscribe_account()
         for symbol in self.symbols:
             await client.subscribe_book(symbol)
-        await client.request("subscribe", {"ch": "trades", "symbols": self.symbols})
+        await _follow_references(client, self.symbols)
 
     async def _turn(self) -> None:
         """One order, after reading the pushes come since the last."""
@@ -820,12 +881,14 @@ class Taker:
         while not self.client.pushes.empty():
             push = self.client.pushes.get_nowait()
             channel, kind = push.get("ch"), push.get("type")
-            if channel == "trades" and push.get("sym") in self.instruments and push.get("data"):
-                self.instruments[push["sym"]].follow(Decimal(push["data"][-1]["price"]))
+            if channel == "instruments" and push.get("sym") in self.instruments:
+                self.instruments[push["sym"]].follow_record(push["data"])
             elif channel == "account" and kind == "snapshot":
                 self.tally.on_snapshot(push["balances"])
             elif channel == "account" and kind == "balance":
                 self.tally.on_balance(push["data"])
+            elif channel == "account" and kind == "corporate_action":
+                self.tally.on_corporate_action(push["data"])
             elif channel == "account" and kind == "exec":
                 data = push["data"]
                 if data["exec_type"] == "trade":
@@ -840,9 +903,13 @@ class Taker:
 class Tally:
     """A bot's own account since logon: positions, marked PnL, and how many orders landed.
 
-    Positions are each asset's total now minus its total at the first balance seen. PnL is
-    marked per quote asset: its change, plus each base position at the instrument's last
-    trade (else its reference) per `face`; fees are in the quote change already.
+    Positions are each asset's total now minus its total at the first balance seen (a
+    split's asset: that start rescaled by the split's ratio). PnL is marked per quote asset:
+    its change, plus each base position at the venue's reference price (which each trade
+    moves) per `face`; fees are in the quote change already. A split's ratio comes only in
+    the `corporate_action` push, sent to holders alone: a bot holding none of the asset at
+    the split keeps that start in old shares (docs/tools.md says so; nothing public carries
+    the ratio).
     """
 
     def __init__(self) -> None:
@@ -875,6 +942,17 @@ class Tally:
         # first fill as the start: position 0 and PnL -500 USD after a -3 USD session).
         self.start.setdefault(row["asset"], Decimal(0) if self.snapshot_seen else total)
         self.total[row["asset"]] = total
+
+    def on_corporate_action(self, action: Mapping[str, Any]) -> None:
+        """A split rescales the start of its asset as it rescaled the holding (to the
+        holding's decimals), so that the new shares do not count as bought; the cash of a
+        dividend or in lieu of fractions counts as the cash it is."""
+        asset, ratio = action["asset"], action.get("ratio")
+        if action["kind"] != "split" or not ratio or asset not in self.start:
+            return
+        new, old = (int(number) for number in ratio.split(":"))
+        decimals = Decimal(action["holding_after"])
+        self.start[asset] = (self.start[asset] * new / old).quantize(decimals, ROUND_FLOOR)
 
     def position(self, asset: str) -> Decimal:
         return self.total.get(asset, Decimal(0)) - self.start.get(asset, Decimal(0))
@@ -1000,6 +1078,14 @@ def _text(price: Decimal | None) -> str:
 # ----------------------------------------------------------------- helpers
 
 
+async def _follow_references(client: VenueClient, symbols: Sequence[str]) -> None:
+    """Follow the symbols' `instruments` records, whose reference price is the venue's band
+    centre. Not the `trades` tape: it keeps the prices trades were made at, so after a split
+    (or an operator's new reference) its last price is off the band, where every order
+    priced from it is refused or never fills (before session 31, the bots followed it)."""
+    await client.request("subscribe", {"ch": "instruments", "symbols": list(symbols)})
+
+
 async def _instrument(
     client: VenueClient, symbol: str, reference: Decimal | None, band_bps: int | None
 ) -> Instrument:
@@ -1092,9 +1178,9 @@ def add_market_maker_arguments(parser: argparse.ArgumentParser) -> None:
         "--reference",
         type=_ABOVE_ZERO,
         help="the price to quote around while no one else quotes the symbol, inside its price "
-        "band at the start (checked then only: the band follows the trades, and once it has "
-        "moved off this price the maker quotes around the band's nearer edge) (default: the "
-        "venue's reference price)",
+        "band at the start; a split of the symbol rescales it, and once the band (which "
+        "follows the trades) has moved off it, the maker quotes around the venue's reference "
+        "price instead (default: the venue's reference price)",
     )
     parser.add_argument("--config", type=Path, default=Path("venue.toml"), help=CONFIG_HELP)
     _add_connection_arguments(parser, "demo-mm-alpha", "demo-secret-mm-alpha")

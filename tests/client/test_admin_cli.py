@@ -28,6 +28,7 @@ import pytest
 from client import admin_cli
 from client.sdk import VenueClient, VenueError
 from gateway.key_issuing import ISSUED_KEYS_FILE
+from settlement.reserves import HOUR_US
 from tests.conftest import KEYS, ROOT, TEST_TIMEOUT_S, start_venue
 from tests.sample_config import SAMPLE_CONFIG, sample_bill
 
@@ -267,6 +268,28 @@ def test_attest_reserves_now_and_as_of(
         admin(venue.port, "attest-reserves", "AAPLx", "100000", "--as-of", "1700000000000000") == 1
     )
     assert "older than the latest" in capsys.readouterr().err
+
+
+def test_an_attestation_already_past_the_reserve_staleness_says_so(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The finding (session 31's review): a statement taken with an old `--as-of` (27 h ago,
+    past the sample's 26 h of reserve_staleness_hours) was answered as any other, and the
+    first deposit after it refused RESERVES_STALE. A line now says so; a fresh one says
+    nothing."""
+    assert admin(venue.port, "list-asset", "GOLDx", "6") == 0
+    capsys.readouterr()
+    old_us = time.time_ns() // 1_000 - 27 * HOUR_US
+    assert admin(venue.port, "attest-reserves", "GOLDx", "100", "--as-of", str(old_us)) == 0
+    err = capsys.readouterr().err
+    assert f"this statement, as of {old_us} µs (" in err
+    assert "is 27.0 h old, past the 26 h of " in err and "reserve_staleness_hours" in err
+    assert "deposits of GOLDx are refused RESERVES_STALE" in err
+    assert admin(venue.port, "deposit", "1", "GOLDx", "1") == 1  # as the line says
+    assert "RESERVES_STALE" in capsys.readouterr().err
+    assert admin(venue.port, "attest-reserves", "GOLDx", "100") == 0
+    assert capsys.readouterr().err == ""
+    assert admin(venue.port, "deposit", "1", "GOLDx", "1") == 0
 
 
 def test_open_account_issue_key_and_log_on_with_it(
@@ -513,6 +536,30 @@ def test_mature_says_nothing_is_due_while_the_reserves_still_cover_the_cash(
     captured = capsys.readouterr()
     assert json.loads(captured.out)["reserves_due"]["covered"] is True
     assert captured.err == ""
+
+
+def test_an_attestation_that_leaves_the_supply_uncovered_says_so(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The finding (session 31): a statement below the supply (a custodian's shortfall, or
+    a mistyped amount: 50000 for 500000) was answered with its seq alone, while from then on
+    every deposit of the asset was refused and `venue ledger reserves` said NO. The answer
+    now carries the asset's reserves as they are after it, and a line says what it left
+    uncovered; a statement that covers the supply says nothing more."""
+    assert admin(venue.port, "attest-reserves", "AAPLx", "50000") == 0
+    captured = capsys.readouterr()
+    row = json.loads(captured.out)["reserves"]
+    assert (row["asset"], row["supply"], row["attested"]) == (
+        "AAPLx",
+        "60000.000000",  # the sample's three deposits of 20,000
+        "50000.000000",
+    )
+    assert row["covered"] is False
+    assert "AAPLx's supply, 60000.000000, is past the 50000.000000 attested" in captured.err
+    assert "deposits of AAPLx are refused" in captured.err
+    assert admin(venue.port, "attest-reserves", "AAPLx", "60000") == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["reserves"]["covered"] is True and captured.err == ""
 
 
 def test_a_follow_up_read_with_no_answer_leaves_the_refusal_or_the_answer_as_it_came(

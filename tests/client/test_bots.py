@@ -27,6 +27,7 @@ from client.bots import (
     Instrument,
     MarketMaker,
     QuoteLevel,
+    Quoting,
     Taker,
     Tally,
     band_limits,
@@ -1035,3 +1036,293 @@ def test_an_asset_first_bought_after_the_logon_counts_from_zero() -> None:
     taker._drain()
     assert taker.tally.position("AAPLx") == Decimal(5)
     assert taker.tally.position("USD") == Decimal("-936.25")
+
+
+# ----------------------------------------------------------------- through a split
+
+
+async def _split_two_for_one(venue: Venue, seller: str) -> None:
+    """`seller` sells beta one share at the listed price (the `trades` tape keeps it), then
+    the operator halts AAPLx-USD, splits it 2:1 and reopens it: its reference is now 93.62."""
+    beta, other = await venue.client("beta"), await venue.client(seller)
+    await beta.place(SYMBOL, "buy", "1", str(REFERENCE))
+    sold = await other.place(SYMBOL, "sell", "1", str(REFERENCE), tif="ioc")
+    assert sold["status"] == "filled"
+    admin = await venue.client("admin")
+    await admin.request("admin.set_status", {"symbol": SYMBOL, "status": "halted"})
+    await admin.request("admin.split", {"symbol": SYMBOL, "ratio": "2:1"})
+    await admin.request("admin.set_status", {"symbol": SYMBOL, "status": "open"})
+
+
+SPLIT_REFERENCE = Decimal("93.62")  # 187.25 / 2, down to the tick
+SPLIT_BAND = engine_band_limits(9362, BAND_BPS, 1)  # in ticks: (8426, 10298)
+
+
+def _within_the_split_band(price: Decimal) -> bool:
+    low, high = SPLIT_BAND
+    return low * TICK <= price <= high * TICK
+
+
+def test_a_maker_quoting_through_a_split_quotes_around_the_new_reference(
+    run_venue: Any,
+) -> None:
+    """The finding (session 31): the bots took the band's centre from the `trades` tape,
+    which keeps the prices trades were made at. After a 2:1 split of a market whose last
+    trade was at 187.25, the maker went on quoting around 187.25, its bids refused
+    PRICE_BAND every round (the venue's band was 84.26..102.98), and with no other quotes
+    nothing traded to move it: it never recovered. Its position also counted the split's
+    new shares as bought (+20,000 AAPLx, marked at the old price). It now follows the
+    venue's reference price from the `instruments` channel, and rescales its start."""
+
+    async def scenario(venue: Venue) -> None:
+        maker = MarketMaker(
+            venue.url(),
+            *KEYS["alpha"],
+            SYMBOL,
+            SPREAD_BPS,
+            SIZE,
+            levels=LEVELS,
+            interval_s=0.1,
+            listed=LISTED,
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(maker.run(stop))
+        await asyncio.wait_for(maker.quoting.wait(), READY_TIMEOUT_S)
+        await _split_two_for_one(venue, "taker")
+        refused_at_reopen = maker.refusals["PRICE_BAND"]
+        rounds_at_reopen = maker.requotes
+        for _ in range(100):  # bounded: three rounds of 0.1 s after the reopening
+            if maker.requotes >= rounds_at_reopen + 3:
+                break
+            await asyncio.sleep(0.1)
+        await maker.client.request("ping")  # the last round's quotes are in
+        orders = venue.server.venue.open_orders(ALPHA)
+        stop.set()
+        await task
+        quoted = [Decimal(format_units(order.price, 2)) for order in orders]
+        assert len(quoted) == 2 * LEVELS and all(map(_within_the_split_band, quoted)), quoted
+        assert maker.refusals["PRICE_BAND"] == refused_at_reopen, maker.refusals
+        assert maker.inventory == 0  # the split bought nothing
+        assert maker.tally.pnl(maker.instruments())["USD"] == 0
+
+    run_venue(scenario)
+
+
+def test_a_taker_started_after_a_split_sells_at_post_split_prices(run_venue: Any) -> None:
+    """The same finding for the taker, started after the split: the `trades` snapshot gave
+    it the pre-split 187.25 as its band's centre, so each limit sell it sent before the
+    next trade printed was priced at the old band's low, 168.53, far above the 93.60 bid,
+    and expired unfilled (its market sells filled, and their trade set it right)."""
+
+    async def scenario(venue: Venue) -> None:
+        await _split_two_for_one(venue, "alpha")
+        beta = await venue.client("beta")
+        await beta.place(SYMBOL, "buy", "1000", "93.60")  # only a bid: the taker sells
+        taker = Taker(
+            venue.url(),
+            *KEYS["taker"],
+            [SYMBOL],
+            rate_per_s=20,
+            size=Decimal(1),
+            seed=2,
+            listed=LISTED,
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(taker.run(stop))
+        for _ in range(100):  # bounded: 20 orders a second
+            if taker.tally.accepted >= 6:
+                break
+            await asyncio.sleep(0.1)
+        stop.set()
+        await task
+        assert taker.tally.accepted >= 6
+        probe = await venue.client("taker")
+        sent = (await probe.request("orders.history", {"symbol": SYMBOL}))["orders"]
+        limits = [Decimal(order["price"]) for order in sent if order["type"] == "limit"]
+        assert limits and all(map(_within_the_split_band, limits)), limits
+        assert taker.fills == taker.tally.accepted, taker.status_text()
+
+    run_venue(scenario)
+
+
+def test_a_split_rescales_the_start_and_the_fraction_paid_in_cash_reads_as_sold() -> None:
+    """A 1:10 reverse split of 1.234567 shares at a step of 0.001 leaves 0.123: the start
+    is rescaled to 0.123456 (to the holding's decimals), so the position reads -0.000456,
+    the fraction paid in cash in lieu (its cash is in the USD change), not -1.111567."""
+    tally = Tally()
+    rows = [
+        {"asset": "AAPLx", "total": "1.234567"},
+        {"asset": "USD", "total": "100.000000"},
+    ]
+    tally.on_snapshot(rows)
+    action = {
+        "kind": "split",
+        "asset": "AAPLx",
+        "ratio": "1:10",
+        "holding_before": "1.234567",
+        "holding_after": "0.123000",
+    }
+    tally.on_corporate_action(action)
+    tally.on_balance({"asset": "AAPLx", "total": "0.123000"})
+    tally.on_balance({"asset": "USD", "total": "100.450000"})
+    assert tally.position("AAPLx") == Decimal("-0.000456")
+    assert tally.position("USD") == Decimal("0.45")
+    dividend = {"kind": "dividend", "asset": "AAPLx", "ratio": None, "holding_after": "0.123000"}
+    tally.on_corporate_action(dividend)
+    assert tally.position("AAPLx") == Decimal("-0.000456")
+
+
+async def _quotes_after_rounds(venue: Venue, maker: MarketMaker, rounds: int) -> list[Any]:
+    """The maker's open orders once it has quoted `rounds` more rounds (bounded in count)."""
+    start = maker.requotes
+    for _ in range(100):  # bounded: rounds of 0.1 s
+        if maker.requotes >= start + rounds:
+            break
+        await asyncio.sleep(0.1)
+    await maker.client.request("ping")  # the last round's quotes are in
+    return venue.server.venue.open_orders(ALPHA)
+
+
+def _bids_and_asks(orders: list[Any]) -> tuple[list[Decimal], list[Decimal]]:
+    """The bids' and the asks' prices of `orders`."""
+    prices = [(order.side, Decimal(format_units(order.price, 2))) for order in orders]
+    return (
+        [price for side, price in prices if side is Side.BUY],
+        [price for side, price in prices if side is Side.SELL],
+    )
+
+
+def test_a_split_rescales_the_makers_given_centre(run_venue: Any) -> None:
+    """The finding (session 31's review): a maker started with `--reference 190.00` kept it
+    in old-share prices through a 2:1 split; off the new band (84.26..102.98) it quoted at
+    the band's top edge, bidding 102.87 for shares the venue priced at 93.62 and asking
+    nothing. Holding AAPLx, it is told the split's ratio (`corporate_action`) and rescales
+    its centre as the venue rescales prices: 95.00, inside the band, quoted both sides."""
+
+    async def scenario(venue: Venue) -> None:
+        centres = {SYMBOL: Decimal("190.00")}
+        maker = MarketMaker(venue.url(), *KEYS["alpha"], SYMBOL, SPREAD_BPS, SIZE,
+                            levels=LEVELS, interval_s=0.1, listed=LISTED,
+                            centres=centres)  # fmt: skip
+        stop = asyncio.Event()
+        task = asyncio.create_task(maker.run(stop))
+        await asyncio.wait_for(maker.quoting.wait(), READY_TIMEOUT_S)
+        await _split_two_for_one(venue, "taker")
+        orders = await _quotes_after_rounds(venue, maker, 3)
+        stop.set()
+        await task
+        bids, asks = _bids_and_asks(orders)
+        assert len(bids) == len(asks) == LEVELS, orders
+        assert max(bids) < Decimal("95.00") < min(asks), (bids, asks)
+        assert all(map(_within_the_split_band, bids + asks)), (bids, asks)
+        assert maker.centres == {SYMBOL: Decimal("95.00")}
+
+    run_venue(scenario)
+
+
+def test_a_given_centre_the_band_moved_off_gives_way_to_the_venues_reference(
+    run_venue: Any,
+) -> None:
+    """A centre the band has moved off (the operator's new reference here; also a split of
+    an asset the maker holds none of, which no push tells it of) is dropped: the maker
+    quotes around the venue's reference, 150.00, both sides. Before, it quoted around the
+    band's nearer edge, bidding 164.83 under a 165.00 band top, 10% over the reference."""
+
+    async def scenario(venue: Venue) -> None:
+        centres = {SYMBOL: REFERENCE}
+        maker = MarketMaker(venue.url(), *KEYS["alpha"], SYMBOL, SPREAD_BPS, SIZE,
+                            levels=LEVELS, interval_s=0.1, listed=LISTED,
+                            centres=centres)  # fmt: skip
+        stop = asyncio.Event()
+        task = asyncio.create_task(maker.run(stop))
+        await asyncio.wait_for(maker.quoting.wait(), READY_TIMEOUT_S)
+        admin = await venue.client("admin")
+        await admin.request("admin.set_reference_price", {"symbol": SYMBOL, "price": "150.00"})
+        orders = await _quotes_after_rounds(venue, maker, 3)
+        stop.set()
+        await task
+        bids, asks = _bids_and_asks(orders)
+        assert len(bids) == len(asks) == LEVELS, orders
+        assert Decimal("149.50") < max(bids) < Decimal("150.00") < min(asks), (bids, asks)
+        assert maker.centres == {}
+
+    run_venue(scenario)
+
+
+@pytest.mark.parametrize("kept", ["1", "0"])
+def test_a_split_of_shares_a_bot_sold_out_of_is_not_seen_as_documented(
+    run_venue: Any, kept: str
+) -> None:
+    """The review's case (session 31): a bot that sold what it held at logon before a 2:1
+    split. Keeping one share, it is a holder: the split's `corporate_action` rescales its
+    start, the position reads -39,998 new shares and the PnL moves only by the reference's
+    rounding (187.25 / 2 = 93.625, down to 93.62). Keeping none, no push comes and nothing
+    public carries a split's ratio: its start stays 20,000 old shares, its PnL reads
+    +1.87M USD. docs/tools.md says so (restart the bot after a split); this test says when
+    it changes."""
+
+    async def scenario(venue: Venue) -> None:
+        taker = Taker(venue.url(), *KEYS["taker"], [SYMBOL], rate_per_s=1, listed=LISTED)
+        await taker.client.connect()  # its setup alone: it places no order of its own
+        await taker._setup()
+        beta, seller = await venue.client("beta"), await venue.client("taker")
+        qty = str(20000 - int(kept))
+        await beta.place(SYMBOL, "buy", qty, str(REFERENCE))
+        sold = await seller.place(SYMBOL, "sell", qty, str(REFERENCE), tif="ioc")
+        assert sold["status"] == "filled"
+        admin = await venue.client("admin")
+        await admin.request("admin.set_status", {"symbol": SYMBOL, "status": "halted"})
+        await admin.request("admin.split", {"symbol": SYMBOL, "ratio": "2:1"})
+        instrument = taker.instruments[SYMBOL]
+        for _ in range(50):  # bounded: the split's pushes and its new reference, 93.62
+            taker._drain()
+            if instrument.reference == SPLIT_REFERENCE:
+                break
+            await asyncio.sleep(0.1)
+        await taker.client.request("ping")  # the balances' pushes came before this answer
+        taker._drain()
+        await taker.client.close()
+        position = taker.tally.position("AAPLx")
+        pnl = taker.tally.pnl(list(taker.instruments.values()))["USD"]
+        sold_usd = Decimal(qty) * REFERENCE * (1 - Decimal("0.0005"))  # the 5 bps taker fee
+        if kept == "1":
+            assert position == -2 * Decimal(qty)
+            assert pnl == sold_usd - 2 * Decimal(qty) * SPLIT_REFERENCE
+        else:
+            assert position == -Decimal(qty)  # old shares: the limitation documented
+            assert pnl == sold_usd - Decimal(qty) * SPLIT_REFERENCE
+
+    run_venue(scenario)
+
+
+def _aapl_record(status: str, reference: str) -> dict[str, Any]:
+    """AAPLx-USD's `instruments` record as the venue publishes it (band 10%)."""
+    low, high = band_limits(Decimal(reference), BAND_BPS, TICK)
+    return {
+        "symbol": SYMBOL, "kind": "equity", "base": "AAPLx", "quote": "USD",
+        "price_decimals": 2, "qty_decimals": 6, "tick": "0.01", "step": "0.000001",
+        "min_qty": "0.000001", "min_notional": "1.000000", "status": status,
+        "reference_price": reference, "band_low": f"{low:f}", "band_high": f"{high:f}",
+    }  # fmt: skip
+
+
+def test_a_split_whose_push_comes_after_its_new_reference_still_rescales_the_centre() -> None:
+    """A split is made halted; its `corporate_action` push and the `instruments` record of
+    its new reference come in the same turn, in either order. Read in two rounds, the
+    record first, the centre (190.00) was off the new band at the first and dropped, so
+    the push had nothing to rescale: a centre is dropped only while the market trades."""
+    maker = MarketMaker("ws://127.0.0.1:1/ws/trade", "k", "s", SYMBOL, SPREAD_BPS, SIZE,
+                        centres={SYMBOL: Decimal("190.00")})  # fmt: skip
+    instrument = Instrument.from_row(_aapl_record("halted", "187.25"), band_bps=BAND_BPS)
+    maker.quoting_by_symbol[SYMBOL] = Quoting(instrument)
+    split = {"kind": "split", "symbol": SYMBOL, "asset": "AAPLx", "ratio": "2:1",
+             "holding_before": "20000.000000", "holding_after": "40000.000000"}  # fmt: skip
+    for push in (
+        {"ch": "instruments", "sym": SYMBOL, "data": _aapl_record("halted", "93.62")},
+        {"ch": "account", "type": "corporate_action", "data": split},
+        {"ch": "instruments", "sym": SYMBOL, "data": _aapl_record("open", "93.62")},
+    ):
+        maker.client.pushes.put_nowait(push)
+        maker._drain()  # a round each
+    assert maker.centres == {SYMBOL: Decimal("95.00")}
+    assert maker.centre() == Decimal("95.00")
