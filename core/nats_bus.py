@@ -55,6 +55,7 @@ from engine.commands import (
     UNREAD_KIND_MAX,
     AdvanceClock,
     AmendOrder,
+    AmendPair,
     AnyCommand,
     ArmDeadMan,
     AttestReserves,
@@ -166,6 +167,7 @@ GATEWAY_COMMANDS: Final[frozenset[type[Command]]] = frozenset(
         PlaceOrder,
         CancelOrder,
         AmendOrder,
+        AmendPair,
         CancelAll,
         ListInstrument,
         SetInstrumentStatus,
@@ -541,8 +543,12 @@ class Replica:
             # is freed as for any refusal; the replica ran the journaled refusal, as all do
             sent = msgspec.structs.replace(sent, ts_us=command.ts_us)
             executed = Executed(seq, sent, events, origin)
+            if type(sent) is AmendPair:  # its one refusal is the bid's; the ask's is the same
+                executed.split = len(events)
         else:
             executed = Executed(seq, command, events, origin)
+            if type(command) is AmendPair:  # where its ask's events begin, read now
+                executed.split = self.venue.pair_split
         self.listener.executed(executed)
         if origin is not None and type(command) is PlaceOrder and command.cod:
             self.listener.placed_with_cod(executed)  # its session may have closed meanwhile

@@ -38,13 +38,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import msgspec
 
 from core.commit_watch import SLOW_COMMIT_S, SlowCommitWatch
 from core.journal import Journal, JournalError
-from engine.commands import AdvanceClock, AnyCommand, Command
+from engine.commands import AdvanceClock, AmendPair, AnyCommand, Command
 from engine.events import Event
 from engine.venue import Venue
 
@@ -76,6 +76,26 @@ class Executed(msgspec.Struct):
     # ledger transfers it booked: set by the core as it executes (an empty tuple until then,
     # shared, rather than a list per command that is replaced at once)
     transfers: Sequence[Any] = ()
+    # An `AmendPair`'s: where its ask's events begin (`Venue.pair_split`, read right after
+    # it executed: `VenueCore._executed`, a cluster gateway's `Replica`), and how many of
+    # `pushes` are its bid's (the gateway's `PrivateStreams.assign_pair`); 0 for any other
+    split: int = 0
+    bid_pushes: int = 0
+
+
+def pair_sides(executed: Executed) -> tuple[Executed, Executed]:
+    """An executed `AmendPair` as the two `AmendOrder`s it did, each with its own events and
+    the pair's seq and origin: what a command of each would have given. One refused whole
+    (by a core of an earlier build that could not read it: `RefuseUnreadCommand`, all its
+    events the bid's) gives each side that refusal."""
+    pair = cast(AmendPair, executed.command)
+    bid, ask = pair.sides()
+    events, split, seq, origin = executed.events, executed.split, executed.seq, executed.origin
+    bid_events, ask_events = events[:split], events[split:]
+    return (
+        Executed(seq, bid, bid_events, origin),
+        Executed(seq, ask, ask_events or bid_events, origin),
+    )
 
 
 Release = Callable[[list[Executed]], None]

@@ -29,6 +29,7 @@ from engine.closed import SEAL_EVERY_US, ClosedOrders
 from engine.commands import (
     AdvanceClock,
     AmendOrder,
+    AmendPair,
     ArmDeadMan,
     CancelAll,
     CancelOrder,
@@ -178,6 +179,9 @@ class Venue:
         self.gtd_queue: list[tuple[int, int]] = []  # heap of (expire_at_us, order_id)
         self.last_order_id = 0
         self.ts_us = 0
+        # Where the last `AmendPair`'s ask events begin in its events: how its outcome is
+        # split back into the two amends' (derived from the command: neither hashed nor kept)
+        self.pair_split = 0
         self._open_orders_max = self.config.open_orders_per_account_max
         self._handlers: dict[type[Command], Callable[[Any, list[Event]], None]] = {
             PlaceOrder: self._place,
@@ -196,6 +200,7 @@ class Venue:
             RefuseUnreadCommand: self._refuse_unread,
             ShiftDeadManDeadlines: self._shift_dead_man_deadlines,
             RefuseCancelOnDisconnect: self._refuse_cancel_on_disconnect,
+            AmendPair: self._amend_pair,
         }
         self.maturities: list[tuple[int, str]] = []  # heap of T-bill (maturity_us, symbol)
         self._due_us = 0  # see `note_due`; the first command sets it
@@ -1224,6 +1229,38 @@ class Venue:
                 BalanceChanged(cmd.ts_us, order.account, asset, balance.total, balance.held)
             )
         return None
+
+    def _amend_pair(self, cmd: AmendPair, events: list[Event]) -> None:
+        """The bid's amend, then the ask's, exactly as `execute` runs two `AmendOrder`s of
+        one time: what is due ran before the bid (`execute`) and is asked after again before
+        the ask, as the ask's own `execute` would (no amend makes anything due sooner today;
+        asked anyway, so that the equivalence does not rest on that). `pair_split`: where the
+        ask's events begin."""
+        ts = cmd.ts_us
+        account = cmd.account
+        self._amend(
+            AmendOrder(
+                ts_us=ts,
+                account=account,
+                order_id=cmd.bid_order_id,
+                price=cmd.bid_price,
+                qty=cmd.bid_qty,
+            ),
+            events,
+        )
+        self.pair_split = len(events)
+        if ts >= self._due_us:
+            self._run_due(ts, events)
+        self._amend(
+            AmendOrder(
+                ts_us=ts,
+                account=account,
+                order_id=cmd.ask_order_id,
+                price=cmd.ask_price,
+                qty=cmd.ask_qty,
+            ),
+            events,
+        )
 
     def _amend_keeping_priority(
         self, cmd: AmendOrder, order: Order, market: Market, events: list[Event]

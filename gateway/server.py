@@ -32,6 +32,7 @@ from core.venue_core import (
 )
 from engine.commands import (
     AdvanceClock,
+    AmendPair,
     ArmDeadMan,
     CancelOrder,
     Command,
@@ -354,6 +355,12 @@ class VenueServer:
         are known at once to its cancel-on-disconnect."""
         pending = executed.origin
         kind = type(executed.command)
+        if kind is AmendPair:  # a plain requote: nothing below is for it
+            if type(pending) is Pending:  # live, of this start's epoch (as below)
+                self.private_streams.assign_pair(executed, self.core.epoch)
+            else:
+                self.private_streams.assign_pair(executed, self.bus.epoch_of(executed.seq))
+            return
         if kind in _REFERENCE_DATA_COMMANDS:
             self._learn_reference_data()
         if type(pending) is not Pending:  # a timer's, a notice's, a cluster record's, a replay's

@@ -37,6 +37,7 @@ from core.nats_bus import (
 from engine.commands import (
     AdvanceClock,
     AmendOrder,
+    AmendPair,
     AnyCommand,
     ArmDeadMan,
     CancelOrder,
@@ -496,3 +497,57 @@ def test_a_quote_s_refused_place_amend_or_cancel_frees_what_the_gateway_held_for
     ]
     assert out["canceled"]["result"] == {"canceled": 1}  # before: 0, the quote thought pulled
     assert out["open after"]["orders"] == []
+
+
+def test_a_requote_an_earlier_core_cannot_read_is_refused_whole_and_frees_its_quotes(
+    node: NatsCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gateway of this build sends a plain requote as one `AmendPair`; a core of a build
+    before it cannot read it and refuses it (`RefuseUnreadCommand`): both of its ops are
+    answered 503 `UNSUPPORTED_COMMAND` (nothing done, as the upgrade order in docs/cluster.md
+    says), and what the gateway held for the two amends is freed: the next requote, once
+    the core reads it, amends both quotes to its prices (not skipped as quoted so already)."""
+    config = venue_config.load(SAMPLE_CONFIG)
+
+    def bus(listener: Any) -> nats_bus.NatsBus:
+        return nats_bus.NatsBus(config, node.url, listener, "gw-31")
+
+    def quote(bid_px: str, ask_px: str) -> dict[str, Any]:
+        both = {"symbol": "AAPLx-USD", "bid_px": bid_px, "bid_qty": "1"}
+        return {"quote_set": "mm", "quotes": [both | {"ask_px": ask_px, "ask_qty": "1"}]}
+
+    async def scenario() -> dict[str, Any]:
+        core = ClusterCore(config, tmp_path / "core", node.url, "core-earlier")
+        assert await core.wait_for_lease(asyncio.Event())
+        assert await core.activate() is not None
+        server = VenueServer(config, tmp_path / "gw", bus=bus)
+        port = await server.start("127.0.0.1", 0)
+        out: dict[str, Any] = {}
+        try:
+            async with VenueClient(f"ws://127.0.0.1:{port}/ws/trade") as maker:
+                await maker.logon(*KEYS["alpha"])
+                await maker.request("session.cod", {"enabled": True})
+                request = maker.request_raw
+                out["placed"] = await request("quote.mass", quote("180.00", "181.00"))
+                read_as_a_build_without(monkeypatch, AmendPair)
+                out["refused"] = await request("quote.mass", quote("180.10", "181.10"))
+                read_as_a_build_without(monkeypatch)
+                out["amended"] = await request("quote.mass", quote("180.10", "181.10"))
+                out["open"] = await maker.request("orders.open", {})
+        finally:
+            await server.stop()
+            await core.stop()
+        return out
+
+    out = asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S))
+    placed = [entry["result"]["order_id"] for entry in out["placed"]["result"]["results"]]
+    refused = out["refused"]["result"]["results"]
+    assert [entry["error"]["name"] for entry in refused] == ["UNSUPPORTED_COMMAND"] * 2, refused
+    assert "cannot read this command ('AmendPair')" in refused[0]["error"]["msg"]
+    amended = out["amended"]["result"]["results"]
+    assert [entry["result"]["order_id"] for entry in amended] == placed, out["amended"]
+    assert len({entry["result"]["seq"] for entry in amended}) == 1  # one command
+    assert sorted((o["order_id"], o["price"]) for o in out["open"]["orders"]) == [
+        (placed[0], "180.10"),
+        (placed[1], "181.10"),
+    ]

@@ -1,14 +1,18 @@
 """The Venue state machine: matching, order types, self-trade prevention, amend, time, status."""
 
+import collections
+import random
 from typing import Any
 
 import msgspec
 import pytest
 
+from bench import workloads
 from engine.closed import SEAL_EVERY_US
 from engine.commands import (
     AdvanceClock,
     AmendOrder,
+    AmendPair,
     AnyCommand,
     ArmDeadMan,
     CancelAll,
@@ -1249,3 +1253,69 @@ def test_a_remarked_order_is_the_order_placed_so() -> None:
         remarked.execute(SetCancelOnDisconnect(ts_us=3, account=1, cod=cod, order_ids=(1,)))
         assert remarked.orders[1] == placed_so.orders[1]
         assert remarked.state_hash() == placed_so.state_hash()
+
+
+# ----------------------------------------------------------------- a requote as one command
+
+
+def _pair_of(venue: Venue, rng: random.Random, ts_us: int, accounts: list[int]) -> AmendPair:
+    """A requote of an account's open bid and ask, most of them as a maker sends them, some
+    to be refused: another's order, one not open, a price that crosses, a size the hold
+    cannot carry or below what traded."""
+    account = rng.choice(accounts)
+    orders = list(venue.account_orders.get(account, {}).values())
+    bids = [order for order in orders if order.side is BUY] or [None]
+    asks = [order for order in orders if order.side is SELL] or [None]
+    sides = []
+    for order in (rng.choice(bids), rng.choice(asks)):
+        if order is None or rng.random() < 0.1:  # none open, or another's, or a closed one
+            sides.append((rng.randint(1, venue.last_order_id + 2), rng.randint(9_900, 10_100), 7))
+            continue
+        move = rng.choice((-2, -1, 1, 2)) * (1 if rng.random() < 0.9 else 60)  # 60: crosses
+        huge = 10**9 if rng.random() < 0.05 else 2  # a hold that does not fit
+        qty = order.cum_qty + rng.choice((order.leaves_qty, 1, 3, huge))
+        if rng.random() < 0.03:
+            qty = order.cum_qty  # completes it
+        sides.append((order.order_id, order.price + move, qty))
+    (bid_id, bid_price, bid_qty), (ask_id, ask_price, ask_qty) = sides
+    return AmendPair(
+        ts_us=ts_us,
+        account=account,
+        bid_order_id=bid_id,
+        bid_price=bid_price,
+        bid_qty=bid_qty,
+        ask_order_id=ask_id,
+        ask_price=ask_price,
+        ask_qty=ask_qty,
+    )
+
+
+@pytest.mark.parametrize("ledger", [False, True])
+def test_an_amend_pair_is_its_two_amends_in_turn(ledger: bool) -> None:
+    """Seeded: on the same states, an `AmendPair` gives the events its bid's `AmendOrder`
+    then its ask's give, split where `pair_split` says, and the same state (hash); with
+    either side refused, or both, each as its amend alone would be."""
+    workload = workloads.build("mixed", 3_000, seed=5)
+    pairs, amends = workload.fresh_venue(ledger), workload.fresh_venue(ledger)
+    accounts = sorted({c.account for c in workload.commands if isinstance(c, PlaceOrder)})
+    rng = random.Random(9)
+    refused = collections.Counter[tuple[bool, bool]]()
+    for number, command in enumerate(workload.commands):
+        assert pairs.execute(command) == amends.execute(command)
+        if number % 3:
+            continue
+        pair = _pair_of(pairs, rng, command.ts_us, accounts)
+        events = pairs.execute(pair)
+        bid, ask = pair.sides()
+        bid_events, ask_events = amends.execute(bid), amends.execute(ask)
+        assert events == bid_events + ask_events
+        assert pairs.pair_split == len(bid_events)
+        refused[rejection_in(bid_events), rejection_in(ask_events)] += 1
+        if number % 150 == 0:
+            assert pairs.state_hash() == amends.state_hash()
+    assert pairs.state_hash() == amends.state_hash()
+    assert min(refused.values()) > 10 and len(refused) == 4, refused  # each mix was tried
+
+
+def rejection_in(events: list) -> bool:
+    return bool(events) and type(events[-1]) is CommandRejected
