@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         print("tokenvenue cluster up:")
         for line in cluster.describe():
             print(f"  {line}")
-        print(f"connect a client to either gateway; {how_to_stop(signals)}")
+        print(f"{connect_advice(len(cluster.gateways))}; {how_to_stop(signals)}")
         print(f"  e.g. venue bot taker --url {cluster.gateways[0].url}")
         print(f"  operator commands: {_admin_example(cluster.gateways[0].url, args.config)}")
         sys.stdout.flush()
@@ -190,6 +190,15 @@ def _watch(cluster: LocalCluster) -> None:
                 print(NO_CORE_LEFT, flush=True)
                 awaiting_active = False
         time.sleep(WATCH_INTERVAL_S)
+
+
+def connect_advice(gateways: int) -> str:
+    """Where the banner sends clients: "either" only when there are two gateways to choose
+    from (`--gateways` is 1 to 8)."""
+    if gateways == 1:
+        return "connect a client to the gateway"
+    which = "either" if gateways == 2 else "any"
+    return f"connect a client to {which} gateway"
 
 
 def _admin_example(url: str, config: Path) -> str:

@@ -50,11 +50,16 @@ BOT_STOP_TIMEOUT_S = 5.0  # bots pull their quotes within this; past it they are
 STATUS_INTERVAL_S = 1.0
 TAKER_SEED = 7  # the taker's choices repeat run to run (the timing does not)
 PORT_MAX = 65_535  # a TCP port; past it the bind raised OverflowError, a traceback
+PORT_DEFAULT = 8765  # the sample venue.toml's, where the README's examples look
+SECONDS_DEFAULT = 20.0  # long enough to watch a few trades a second, short enough to wait for
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--port", type=int_within(0, PORT_MAX), default=8765, help="0: any free port"
+        "--port",
+        type=int_within(0, PORT_MAX),
+        default=PORT_DEFAULT,
+        help=f"default {PORT_DEFAULT} (not the config's); 0: any free port",
     )
     parser.add_argument(
         "--data-dir",
@@ -62,7 +67,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=Path("data-demo"),
         help="started afresh each run (default: data-demo); one a venue left is refused",
     )
-    parser.add_argument("--seconds", type=float, default=20.0, help="Ctrl-C stops earlier")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=SECONDS_DEFAULT,
+        help=f"default {SECONDS_DEFAULT:g}, at most {SECONDS_MAX:,}; Ctrl-C stops earlier",
+    )
     parser.add_argument(
         "--config",
         type=Path,

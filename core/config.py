@@ -213,11 +213,13 @@ def load_to_build(path: Path) -> VenueConfig:
 
 def problem(config: VenueConfig) -> str | None:
     """The first mistake in what every start reads (`[[api_keys]]`: a key given twice, an
-    unknown scope), naming the entry; None for a sound config. The tables a venue is built
-    from are checked only when one is (`build_problem`): a venue that exists ignores them."""
+    unknown scope, an account id no account can have), naming the entry; None for a sound
+    config. The tables a venue is built from are checked only when one is (`build_problem`):
+    a venue that exists ignores them."""
     return (
         _duplicate("api_keys", "key", [entry.key for entry in config.api_keys])
         or _first(map(_scopes_problem, config.api_keys))
+        or _first(map(_key_account_id_problem, config.api_keys))
         or _trusted_proxies_problem(config.limits.trusted_proxies)
         or _cors_origins_problem(config.gateway.cors_origins)
     )
@@ -452,6 +454,18 @@ def _scopes_problem(entry: ApiKeyEntry) -> str | None:
     if unknown or not entry.scopes:
         where = f"[[api_keys]] key {entry.key!r}"
         return f"{where}: scopes {list(entry.scopes)}: give some of {sorted(SCOPES)}"
+    return None
+
+
+def _key_account_id_problem(entry: ApiKeyEntry) -> str | None:
+    """A participant's account id is above 0 (`_account_problem`): a key of account 0 or of
+    the venue's own (negative) would log on as no participant, and the gateway's rate
+    limiter, which counts on a participant's id, would break its every logon and request."""
+    if entry.account <= 0:
+        return (
+            f"[[api_keys]] key {entry.key!r}: account {entry.account}: a key's account id is"
+            " above 0 (0 is no account, the venue's own are negative)"
+        )
     return None
 
 

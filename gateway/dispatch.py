@@ -275,10 +275,10 @@ class Dispatcher:
             if not charged:  # every frame is charged, malformed or not: no flood unthrottled
                 # (a method of fixed cost, the usual, looked up here: `_cost` is a call more)
                 cost = _FIXED_COST_MILLI.get(request.method) or _sized_cost(request)
-                account = None if key is None else key.account  # `session.account`, inline
-                retry = self.limiter.charge_cost(session.id, account, cost, t_in)
+                bucket = session.account_bucket  # the key's, as its logon worked it out
+                retry = self.limiter.charge_cost(session.id, bucket, cost, t_in)
                 if retry:
-                    self._rate_limited(session, request.id, retry, account, cost, t_in)
+                    self._rate_limited(session, request.id, retry, bucket, cost, t_in)
                     return
             # The usual request, a method its key's scopes allow, is let through here (as
             # `_refusal` would: it refuses none of them); anything else is `_refusal`'s.
@@ -313,12 +313,11 @@ class Dispatcher:
         (as a query), then its envelope's error, or else a refusal of its method, or else
         its params' error (`wire.decode` pairs a good envelope with that error)."""
         if not charged:
-            key = session.key
-            account = None if key is None else key.account
+            bucket = session.account_bucket
             cost = _MALFORMED_COST_MILLI
-            retry = self.limiter.charge_cost(session.id, account, cost, t_in)
+            retry = self.limiter.charge_cost(session.id, bucket, cost, t_in)
             if retry:
-                self._rate_limited(session, request.id, retry, account, cost, t_in)
+                self._rate_limited(session, request.id, retry, bucket, cost, t_in)
                 return
         if isinstance(envelope, wire.WireError):
             self._send_behind(session, wire.error_of(envelope))
@@ -334,14 +333,14 @@ class Dispatcher:
         session: Session,
         request_id: int | str | None,
         retry: int,
-        account: int | None,
+        bucket: int | None,
         cost: int,
         t_in: int,
     ) -> None:
         """Refuse a frame over its rate, at once (not behind the answers owed), saying which
         bucket refused it (`data.limit` and the words; since session 30, before, "slow down"
         alone): a bot on another of the account's connections may be the one spending it."""
-        limit = self.limiter.refusing_limit(session.id, account, cost, t_in)
+        limit = self.limiter.refusing_limit(session.id, bucket, cost, t_in)
         words, data = limits.RATE_LIMITED_WORDS[limit], {"limit": limit}
         body = wire.error(request_id, E.RATE_LIMITED, words, data, 429, retry_after_ms=retry)
         self.connections.send(session, body)

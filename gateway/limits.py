@@ -2,8 +2,11 @@
 
 Owns every size, count and rate bound the server enforces, each with the reason for its
 number, and the arithmetic of rate limiting: a bucket per connection and a bucket per
-account (shared by all the account's connections); a request must fit both. Leaves the
-error responses and the clock to the server: the time is always passed in (`now_us`).
+account (shared by all the account's connections, its read-only keys' only down to a share
+kept for its trade and admin keys: half the burst, at least the dearest request, so that one
+always finds its tokens; at the smallest burst, 100, only half: `account_burst_kept`); a
+request must fit both. Leaves the error responses and the clock to the server: the time is
+always passed in (`now_us`).
 Invariants: integer arithmetic only (milli-tokens, µs), so refills and `retry_after_ms` are
 exact; a refused request takes nothing from any bucket; a bucket never holds more than its
 burst; every valid request costs at most a bucket's burst, so it can always eventually pass.
@@ -67,6 +70,15 @@ CONNECTIONS_PER_ACCOUNT_MAX = 16  # a few bots and a UI; bounds the private stre
 # key (handed to a reporting tool or a third party) may hold only the rest, so it cannot
 # lock the account's trading bots (or its operator) out by holding every connection.
 CONNECTIONS_KEPT_FOR_TRADING = 4
+# Likewise the share of the account's rate bucket (`account_burst`) its read-only keys may not
+# spend (`ReadOnlyShare`): half (rounded up), so a reporting tool still reads 1,000 times at
+# once by default (500 tokens; a report needs tens), while the trade and admin keys always
+# find 500 tokens, five full `quote.mass` or a reconnect's resync and a cancel storm, and all
+# the refill below it. Never less than the dearest request, though (`account_burst_kept`).
+ACCOUNT_BURST_KEPT_FOR_TRADING_PCT = 50
+# What a 429 `RATE_LIMITED` names in its `data` (`{"limit": ...}`) when the account's bucket
+# refused a read-only key, spent but for that share (the other limits are below)
+READ_ONLY_LIMIT = "read_only"
 # Open TCP connections (websocket, REST, web page) from one client IP: several accounts'
 # bots and UIs behind one office NAT fit; past it, opening more connections to get more
 # per-connection rate budget (unsigned requests, market data) is refused. `[limits]`.
@@ -231,6 +243,22 @@ class TokenBucket:
         # ceiling: the first µs whose refill makes up the deficit
         self.full_at_us = updated_us - (level - self.capacity) // self.refill_per_us
 
+    def take_with(self, connection: "TokenBucket", need: int, now_us: int) -> int:
+        """`RateLimiter.charge_cost` of a logged-on request, this the account's bucket, when a
+        bucket is not full (a client near its rate): take `need` (scaled) from both or
+        neither, each refilled once; only a refusal computes its wait, the longer."""
+        connection_level = connection.level(now_us)
+        owner_level = self.level(now_us)
+        if connection_level < need or owner_level < need:
+            cost_milli = need // US_PER_S
+            return max(
+                connection.retry_after_ms(cost_milli, now_us),
+                self.retry_after_ms(cost_milli, now_us),
+            )
+        connection.spend(connection_level - need, now_us)
+        self.spend(owner_level - need, now_us)
+        return 0
+
     def available_milli(self, now_us: int) -> int:
         """Whole milli-tokens available at `now_us`."""
         return self.level(now_us) // US_PER_S
@@ -246,16 +274,106 @@ KEY_NONCES_LIMIT = "key_nonces"
 RATE_LIMITED_WORDS = {
     CONNECTION_LIMIT: "slow down: this connection's rate limit is spent",
     ACCOUNT_LIMIT: "slow down: this account's rate limit is spent (all its connections share it)",
+    READ_ONLY_LIMIT: (
+        "slow down: this account's rate limit is spent but for the share kept for its trade and"
+        " admin keys (all its connections share it)"
+    ),
     IP_LIMIT: "slow down: too many requests from your address",
     # (REST says "signed requests and logons of this key": `rest.HEADER_WORDS`)
     KEY_NONCES_LIMIT: "slow down: too many logons of this key within the replay window"
     " (1,024 live nonces at most)",
 }
+# The scopes of the keys an account's kept connections and kept share of its rate are for
+# (`CONNECTIONS_KEPT_FOR_TRADING`, `ACCOUNT_BURST_KEPT_FOR_TRADING_PCT`). Any other key is
+# read-only, a scope added one day too until it is listed here: a new scope gets that
+# precedence over a reporting tool only by a decision, never by default.
+OWNER_SCOPES = frozenset({"trade", "admin"})
+
+
+def is_read_only(scopes: frozenset[str]) -> bool:
+    """Whether a key of these scopes is read-only: it neither trades nor administers."""
+    return OWNER_SCOPES.isdisjoint(scopes)
+
+
+def account_bucket(account: int, scopes: frozenset[str]) -> int:
+    """Which account bucket of `RateLimiter` a key of `account` with `scopes` is charged to:
+    the account's id, or, for a read-only key, its negative, the account's `ReadOnlyShare`
+    (account ids are positive). Worked out once per logon or signed request."""
+    assert account > 0, f"account ids are positive, got {account}"
+    return -account if is_read_only(scopes) else account
+
+
+NEVER_US = 2**63  # a time no clock reaches: `ReadOnlyShare.full_at_us`
+
+
+def account_burst_kept(account_burst: int) -> int:
+    """The tokens of an account's bucket its read-only keys may not spend (`ReadOnlyShare`):
+    half the burst, rounded up, but at least the dearest valid request (a `quote.mass` of
+    100 quotes, 100 tokens), which a hammering reader could otherwise hold off for good: it
+    needs more than the half of a burst below 200, and the reader takes each token above
+    the half as it comes. So from 101 to 199 the readers have the burst less 100 (1 to 99
+    tokens, all of the refill above that), and the dearest trade request always finds its
+    tokens. At 100, the smallest `account_burst`, keeping the dearest would leave the
+    readers nothing: the half is kept, and a request dearer than 50 tokens (a `quote.mass`
+    of 51 or more) may wait on a reader that hammers; any other passes as at every burst."""
+    half = -(-account_burst * ACCOUNT_BURST_KEPT_FOR_TRADING_PCT // 100)
+    kept = max(half, REQUEST_COST_MILLI_MAX // MILLI)
+    return kept if kept < account_burst else half
+
+
+class ReadOnlyShare(TokenBucket):
+    """What an account's read-only keys may spend of its bucket: all but the share kept for
+    its trade and admin keys (`account_burst_kept`). It holds no tokens of its own: its level
+    is the account bucket's less that share, and what it spends the account's, so the
+    account has one budget, whichever of its keys spends it, and its trade and admin keys
+    always find the kept share. A bucket of that smaller burst, as `RateLimiter` and
+    `take_with` use one: never full (`RateLimiter.charge_cost` takes no shortcut through
+    it), and a request dearer than all of it (only one its scope refuses, under an
+    `account_burst` below 200) is charged all of it, so it too is answered once that is there.
+    """
+
+    __slots__ = ("_account", "_kept")
+
+    def __init__(self, account: TokenBucket) -> None:
+        kept = account_burst_kept(account.burst)
+        super().__init__(account.rate_per_s, account.burst - kept)
+        self._account = account
+        self._kept = kept * MILLI * US_PER_S  # scaled, as a level
+        self.full_at_us = NEVER_US
+
+    def level(self, now_us: int) -> int:
+        """The account's level less the kept share: below 0 while the other keys spend it."""
+        return self._account.level(now_us) - self._kept
+
+    def spend(self, level: int, now_us: int) -> None:
+        self._account.spend(level + self._kept, now_us)
+
+    def retry_after_ms(self, cost_milli: int, now_us: int) -> int:
+        return super().retry_after_ms(min(cost_milli, self.burst * MILLI), now_us)
+
+    def take(self, cost_milli: int, now_us: int) -> int:
+        return super().take(min(cost_milli, self.burst * MILLI), now_us)
+
+    def take_with(self, connection: TokenBucket, need: int, now_us: int) -> int:
+        """`TokenBucket.take_with`: the connection charged the whole cost, this share at most
+        all of it."""
+        cost_milli = need // US_PER_S
+        retry_after_ms = max(
+            connection.retry_after_ms(cost_milli, now_us), self.retry_after_ms(cost_milli, now_us)
+        )
+        if retry_after_ms == 0:
+            connection.take(cost_milli, now_us)
+            self.take(cost_milli, now_us)
+        return retry_after_ms
 
 
 class RateLimiter:
     """A bucket per connection and per account; a request is charged to both or neither.
 
+    A request is charged to the account bucket its key's logon named (`account_bucket`): an
+    account's read-only keys spend its one bucket through its `ReadOnlyShare`, so they never
+    take the share kept for its trade and admin keys (as they cannot take the connections kept for
+    them, `CONNECTIONS_KEPT_FOR_TRADING`), and all its keys together never more than it.
     Account buckets are kept for the life of the process (accounts are few and configured),
     so reconnecting never resets an account's budget; connection buckets go on disconnect.
     """
@@ -276,6 +394,7 @@ class RateLimiter:
         self.account_rate_per_s = account_rate_per_s
         self.account_burst = account_burst
         self._connections: dict[int, TokenBucket] = {}
+        # by `account_bucket`: each account's bucket, and its read-only keys' share of it
         self._accounts: dict[int, TokenBucket] = {}
 
     def charge(
@@ -283,7 +402,8 @@ class RateLimiter:
     ) -> int:
         """Charge one request: 0 if allowed, else the retry_after_ms (nothing charged).
 
-        `account` is None before logon: only the connection's bucket applies.
+        `account` is the logon's `account_bucket`, None before logon: only the connection's
+        bucket applies then.
         """
         return self.charge_cost(connection_id, account, cost_milli(method, ops), now_us)
 
@@ -318,7 +438,7 @@ class RateLimiter:
             owner._updated_us = now_us
             owner.full_at_us = now_us - (-need // owner.refill_per_us)
             return 0
-        return _charge_refilled(connection, owner, need, now_us)
+        return owner.take_with(connection, need, now_us)
 
     def refusing_limit(
         self, connection_id: int, account: int | None, cost_milli: int, now_us: int
@@ -332,19 +452,14 @@ class RateLimiter:
             return CONNECTION_LIMIT
         owner = self._account_bucket(account)
         if owner.retry_after_ms(cost_milli, now_us) >= waited:
-            return ACCOUNT_LIMIT
+            return account_limit(account)
         return CONNECTION_LIMIT
 
     def charge_account(self, account: int, cost_milli: int, now_us: int) -> int:
-        """Charge the account's bucket alone: 0 if allowed, else the retry_after_ms. For a
-        front door that charged the connection before the request said who it was (REST)."""
-        owner = self._accounts.get(account) or self._account_bucket(account)
-        level = owner.level(now_us)
-        need = cost_milli * US_PER_S
-        if level < need:
-            return owner.retry_after_ms(cost_milli, now_us)
-        owner.spend(level - need, now_us)
-        return 0
+        """Charge the account bucket (`account_bucket`) alone: 0 if allowed, else the
+        retry_after_ms. For a front door that charged the connection before the request said
+        who it was (REST)."""
+        return self._account_bucket(account).take(cost_milli, now_us)
 
     def drop_connection(self, connection_id: int) -> None:
         self._connections.pop(connection_id, None)
@@ -360,11 +475,21 @@ class RateLimiter:
         return bucket
 
     def _account_bucket(self, account: int) -> TokenBucket:
+        """The bucket `account_bucket` named, made when first used: the account's, or its
+        read-only keys' share of it."""
         bucket = self._accounts.get(account)
         if bucket is None:
-            bucket = TokenBucket(self.account_rate_per_s, self.account_burst)
+            if account < 0:
+                bucket = ReadOnlyShare(self._account_bucket(-account))
+            else:
+                bucket = TokenBucket(self.account_rate_per_s, self.account_burst)
             self._accounts[account] = bucket
         return bucket
+
+
+def account_limit(account: int) -> str:
+    """The limit a 429 names when the account bucket `account` (`account_bucket`) refused."""
+    return READ_ONLY_LIMIT if account < 0 else ACCOUNT_LIMIT
 
 
 IPV6_CLIENT_PREFIX = 64  # a host is commonly given a whole /64: its addresses count as one
@@ -612,19 +737,3 @@ class TrustedProxies:
 
 # Every cost a valid request may have: one look-up in C asserts it (`charge_cost`).
 _VALID_COSTS_MILLI = range(1, REQUEST_COST_MILLI_MAX + 1)
-
-
-def _charge_refilled(connection: TokenBucket, owner: TokenBucket, need: int, now_us: int) -> int:
-    """`RateLimiter.charge_cost` of a logged-on request when a bucket is not full (a client
-    near its rate): each bucket refilled once, and only a refusal computes its wait."""
-    connection_level = connection.level(now_us)
-    owner_level = owner.level(now_us)
-    if connection_level < need or owner_level < need:
-        cost_milli = need // US_PER_S
-        return max(
-            connection.retry_after_ms(cost_milli, now_us),
-            owner.retry_after_ms(cost_milli, now_us),
-        )
-    connection.spend(connection_level - need, now_us)
-    owner.spend(owner_level - need, now_us)
-    return 0

@@ -144,6 +144,8 @@ class Logons:
             self._reply_error(session, request, E.PERMISSION_DENIED, msg)
             return
         session.key = key
+        # once: a read-only key's requests never spend the share kept for its trade and admin keys
+        session.account_bucket = limits.account_bucket(key.account, key.scopes)
         # a trading session's now: it leaves its IP's allowance in the reserve, or the public
         # place it waited in (`transport.Connection.hold_trading`)
         session.websocket.hold_trading()
@@ -209,7 +211,7 @@ def _connections_refusal(key: ApiKey, connected: int) -> str | None:
     if connected >= cap:
         return f"at most {cap} connections per account"
     kept = limits.CONNECTIONS_KEPT_FOR_TRADING
-    if not {"trade", "admin"} & set(key.scopes) and connected >= cap - kept:
+    if limits.is_read_only(key.scopes) and connected >= cap - kept:
         return (
             f"at most {cap - kept} connections per account for a read-only key"
             f" (the other {kept} are kept for its keys that trade or administer)"

@@ -233,8 +233,9 @@ class Queries:
         self, session: Session, request: wire.Request, t_in: int, since_seq: int | None
     ) -> None:
         """Replay from since_seq, or a snapshot, then live: taken now, sent when durable."""
-        if session.key is None:
-            self._reply_error(session, request, E.NOT_AUTHENTICATED, "log on first")
+        if session.key is None:  # /ws/public cannot log on: it is told where to (§2.1)
+            where = "log on first" if session.trade else "log on at /ws/trade for this channel"
+            self._reply_error(session, request, E.NOT_AUTHENTICATED, where)
             return
         require_scope(session.key, "read")
         account = session.key.account

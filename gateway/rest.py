@@ -33,7 +33,7 @@ from gateway.auth import RECV_WINDOW_MS_DEFAULT, AuthError, claim_cluster_wide, 
 from gateway.candles import CandlesResult
 from gateway.cors import Cors
 from gateway.http import Exchange
-from gateway.limits import ACCOUNT_LIMIT, QUERY_COST_MILLI, cost_milli
+from gateway.limits import QUERY_COST_MILLI, account_bucket, account_limit, cost_milli
 from gateway.queries import ReservesResult
 from gateway.rest_errors import (
     ErrorBody,
@@ -472,10 +472,13 @@ class RestApi:
         """`_serve` past the signature: charge the account, check the params, run the method."""
         session = answers.session
         if route.private:
-            assert session.account is not None, "a good signature names its account"
-            retry = self.server.limiter.charge_account(session.account, cost, now_us())
+            key = session.key
+            assert key is not None, "a good signature names its key"
+            # a read-only key's share of its account's bucket, as on the websocket
+            bucket = account_bucket(key.account, key.scopes)
+            retry = self.server.limiter.charge_account(bucket, cost, now_us())
             if retry:
-                respond_limited(exchange, retry, ACCOUNT_LIMIT)
+                respond_limited(exchange, retry, account_limit(bucket))
                 return
         if route.method in BODY_METHODS and exchange.body:
             content_type = exchange.headers.get("content-type")

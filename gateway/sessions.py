@@ -56,6 +56,9 @@ class Session:
     trade: bool  # /ws/trade (else /ws/public)
     packed: bool = False  # `?pack=1`: the outbox holds payloads, written as JSON arrays
     key: ApiKey | None = None
+    # The account bucket its requests are charged to (`limits.account_bucket`), worked out
+    # with `key` at its logon, so no request asks the key's scopes again; None before logon
+    account_bucket: int | None = None
     cod: bool = False
     placed: set[int] = field(default_factory=set)  # open orders placed here, for COD
     streams: set[Stream] = field(default_factory=set)

@@ -85,3 +85,13 @@ def test_a_relative_dir_holds_every_roles_data_not_the_source_tree(tmp_path: Pat
             process.wait()
     assert not (ROOT / "relative").exists(), "a role's data went into the source tree"
     assert (tmp_path / "relative" / "core-a" / "venue.lock").is_file()
+
+
+def test_the_banner_names_as_many_gateways_as_the_cluster_has() -> None:
+    """`--gateways 1` said "connect a client to either gateway" (seen by running the README's
+    smallest shape): one gateway is no choice, three or more are more than either."""
+    from cli.cluster import connect_advice
+
+    assert connect_advice(1) == "connect a client to the gateway"
+    assert connect_advice(2) == "connect a client to either gateway"
+    assert connect_advice(3) == "connect a client to any gateway"

@@ -430,3 +430,18 @@ def test_a_burst_that_cannot_hold_the_dearest_request_is_an_error(
     bursts = {"connection_burst": loaded.limits.connection_burst}
     bursts["account_burst"] = loaded.limits.account_burst
     assert getattr(limits.RateLimiter(**bursts), key) == dearest_tokens
+
+
+@pytest.mark.parametrize("account", [0, -1])
+def test_a_key_of_no_participants_account_stops_every_start_naming_the_key(
+    tmp_path: Path, account: int
+) -> None:
+    """A participant's account id is above 0. A `[[api_keys]]` entry of account 0 (or the
+    venue's own, negative) passed `load`, so a venue that exists started with it: its logon
+    closed 1006 with the rate limiter's AssertionError, its REST requests were dropped. Now
+    every start refuses the entry, naming the key (re-review of session 31)."""
+    text = SAMPLE_TEXT.replace("account = 2", f"account = {account}", 1)
+    with pytest.raises(config.ConfigError) as raised:
+        config.load(write(tmp_path, text))
+    for word in ["key 'demo-mm-beta'", f"account {account}", "above 0"]:
+        assert word in str(raised.value), raised.value

@@ -2,9 +2,11 @@
 
 import copy
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.config import SCOPES
 from gateway import limits
 from gateway.limits import (
     BATCH_OPS_MAX,
@@ -248,6 +250,95 @@ def test_the_account_bucket_is_shared_by_all_its_connections() -> None:
     assert fit(limiter, "order.place", connection_id=3, account=8) == 300  # another account
     # Without an account (before logon) only the connection's own bucket applies.
     assert fit(limiter, "order.place", connection_id=4, account=None) == 400
+
+
+def test_read_only_keys_spend_the_accounts_bucket_down_to_the_kept_share() -> None:
+    """Session 31's review: an account's read-only keys had a bucket of their own beside the
+    account's, so the account could spend twice its burst. They spend its one bucket through
+    `account_bucket`'s share, down to the half kept for its trade and admin keys, never below:
+    together its keys pass the burst once, and those keys always find the kept half."""
+    limiter = RateLimiter(account_rate_per_s=100, account_burst=300)
+    reader = limits.account_bucket(7, frozenset({"read"}))
+    assert reader != 7 and limits.account_bucket(7, frozenset({"read", "trade"})) == 7
+    read = [fit(limiter, "order.place", connection_id=i, account=reader) for i in (1, 2)]
+    assert read == [150, 0]  # shared by the readers' connections: the burst less the kept 150
+    assert limiter.refusing_limit(2, reader, cost_milli("order.place"), T0) == "read_only"
+    assert limiter.charge_account(reader, cost_milli("balances"), T0) == 5  # REST's: as long
+    assert fit(limiter, "order.place", connection_id=3) == 150  # the trading keys' kept share
+    assert limiter.refusing_limit(3, 7, cost_milli("order.place"), T0) == "account"
+    # The trading keys spent the share: a reader waits for it and its own token (10 ms each).
+    assert limiter.charge(1, reader, "order.place", 1, T0) == 151 * 10
+    assert limiter.charge(3, 7, "order.place", 1, T0 + 10 * MS) == 0  # the refill: theirs
+
+
+def test_the_accounts_total_is_its_burst_whichever_keys_spend_it_first() -> None:
+    """The account's burst, not twice it, in whichever order its keys spend it; no reader's
+    charge leaves the account less than the kept share (checked after each)."""
+    kept_milli = limits.account_burst_kept(1_000) * TOKEN
+    reader = limits.account_bucket(7, frozenset({"read"}))
+    for order in ([reader, 7], [7, reader]):
+        limiter = RateLimiter(connection_burst=10_000, account_burst=1_000)
+        account = limiter._account_bucket(7)
+        passed = dict.fromkeys(order, 0)
+        for connection_id, who in enumerate(order):
+            while limiter.charge(connection_id, who, "balances", 1, T0) == 0:
+                passed[who] += 1
+                assert who == 7 or account.available_milli(T0) >= kept_milli
+        assert account.available_milli(T0) == 0
+        assert sum(passed.values()) == 2_000, passed  # 1,000 tokens: the burst, once
+        assert passed[reader] == (1_000 if order[0] == reader else 0), passed
+
+
+@pytest.mark.parametrize("burst", [101, 150, 199, 200, 1_000])
+def test_the_dearest_trade_request_passes_while_a_reader_hammers(burst: int) -> None:
+    """Re-review of session 31: below an `account_burst` of 200 the kept half (50 to 99
+    tokens) was less than a quote.mass of 100 quotes (100 tokens), and a read-only key
+    reading as fast as it may took every token above the half as it came: the quote.mass
+    never passed again. The kept share is at least the dearest request now. A reader reads
+    every 10 ms for a minute (at 10 tokens/s refill, five times what refills); a trade key
+    sends a 100-quote quote.mass every 10 s: each passes, and the reader reads too."""
+    limiter = RateLimiter(account_rate_per_s=10, account_burst=burst, connection_burst=10_000)
+    reader = limits.account_bucket(7, frozenset({"read"}))
+    mass = cost_milli("quote.mass", QUOTES_PER_MASS_MAX)
+    masses, reads = [], 0
+    for tick in range(6_000):  # 60 s in steps of 10 ms: the clock is the argument
+        now_us = T0 + tick * 10 * MS
+        reads += limiter.charge(1, reader, "balances", 1, now_us) == 0
+        if tick % 1_000 == 999:  # the reader has had 10 s to take what refilled
+            masses.append(limiter.charge_cost(2, 7, mass, now_us))
+    assert masses == [0] * 6, masses  # before: at 101 to 199, [retry_after_ms] * 6
+    assert reads > (burst - limits.account_burst_kept(burst)) * 2, reads  # their share, at least
+
+
+def test_the_kept_share_is_half_the_burst_and_at_least_the_dearest_request() -> None:
+    """Half the burst rounded up (the trade and admin keys get the odd token), at least the
+    100 tokens of the dearest request where that leaves the readers some; at the smallest
+    burst, 100, keeping it would leave them none, and the half is kept."""
+    kept = {burst: limits.account_burst_kept(burst) for burst in (100, 101, 150, 199, 200, 201)}
+    assert kept == {100: 50, 101: 100, 150: 100, 199: 100, 200: 100, 201: 101}
+    assert [limits.account_burst_kept(burst) for burst in (1_000, 1_001)] == [500, 501]
+
+
+def test_a_read_only_request_dearer_than_its_share_is_charged_all_of_it() -> None:
+    """At the smallest `account_burst`, 100, the readers' share is 50 tokens: a quote.mass of
+    100 (one their scope refuses, 403, but charged as every request) could never fit it.
+    It is charged the whole share instead, so it is answered once that is there."""
+    limiter = RateLimiter(account_rate_per_s=10, account_burst=100)
+    reader = limits.account_bucket(7, frozenset({"read"}))
+    assert limiter.charge(1, reader, "quote.mass", QUOTES_PER_MASS_MAX, T0) == 0
+    assert limiter.charge(1, reader, "balances", 1, T0) == 50  # 0.5 tokens at 10/s
+    assert fit(limiter, "order.place", connection_id=2) == 50  # the kept half, whole
+    assert limiter.charge(1, reader, "quote.mass", QUOTES_PER_MASS_MAX, T0) == 10_000
+
+
+def test_read_only_is_neither_trading_nor_administering() -> None:
+    """One predicate for the kept connections and the kept share: a key is read-only unless
+    it may trade or administer; a scope unknown today counts as read-only until listed."""
+    assert limits.OWNER_SCOPES <= SCOPES
+    assert limits.is_read_only(frozenset({"read"}))
+    assert limits.is_read_only(frozenset({"read", "some_future_scope"}))
+    for owner in ({"trade"}, {"admin"}, {"read", "trade"}, {"read", "admin"}):
+        assert not limits.is_read_only(frozenset(owner))
 
 
 def test_a_connection_is_limited_below_its_accounts_budget() -> None:

@@ -1729,6 +1729,43 @@ def test_rest_names_its_connection_bucket_when_it_is_short(
     run_venue(scenario)
 
 
+def test_a_read_only_keys_signed_reads_cannot_spend_the_trading_keys_budget(
+    run_venue: Run, monkeypatch: Any
+) -> None:
+    """As on the websocket (session 31): a key that only reads is charged to its account's
+    bucket but refused once the charge would leave less than the share kept for the trading
+    keys, so its signed reads, run to the limit on several connections, leave the account's
+    trading key that share; its 429 names it. Together they pass the account's burst once
+    (review: the read-only keys had a bucket of their own beside it, twice the budget).
+
+    The server's clock is frozen: nothing refills, so the buckets are spent exactly."""
+    from gateway.auth import ApiKey
+    from gateway.limits import RateLimiter
+
+    frozen = time.time_ns() // 1_000
+    monkeypatch.setattr(rest, "now_us", lambda: frozen)  # what REST charges by
+
+    async def scenario(venue: Venue) -> None:
+        venue.server.limiter = RateLimiter(1, 100, 1, 100)  # 200 reads a connection, an owner
+        reader = ApiKey("s31-reader", "s31-secret", account=3, scopes=frozenset({"read"}))
+        venue.server.auth.store.add(reader)
+        readers = [RestClient(base(venue), reader.key, reader.secret) for _ in range(2)]
+        answers = [await get(readers[i % 2], "/api/v1/balances") for i in range(120)]
+        assert [answer.status for answer in answers] == [200] * 100 + [429] * 20  # 50 tokens
+        limited = answers[-1]
+        assert error_of(limited) == (429, "RATE_LIMITED")
+        assert limited.json()["error"]["data"] == {"limit": "read_only"}
+        assert limited.json()["error"]["msg"] == RATE_LIMITED_WORDS["read_only"]
+        trader = RestClient(base(venue), *KEYS["taker"])  # the same account's
+        traded = [await get(trader, "/api/v1/balances") for _ in range(101)]
+        assert [answer.status for answer in traded] == [200] * 100 + [429]  # the kept 50
+        assert traded[-1].json()["error"]["data"] == {"limit": "account"}
+        for client in (*readers, trader):
+            client.close()
+
+    run_venue(scenario)
+
+
 def test_a_key_past_its_nonce_cap_is_told_when_to_retry(run_venue: Run, monkeypatch: Any) -> None:
     """Each signed request spends a nonce, remembered for its recv_window: past the cap of
     live nonces a key is 429 `RATE_LIMITED`, and, like every 429, told when a retry passes

@@ -17,8 +17,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from client.sdk import VenueClient, VenueError
-from gateway import limits
-from gateway.auth import sign_logon
+from gateway import dispatch, limits
+from gateway.auth import ApiKey, sign_logon
 from tests.conftest import KEYS, Venue, drain_pushes, next_push_not_heartbeat
 from tests.sample_config import sample_bill
 
@@ -264,6 +264,8 @@ def test_public_endpoint_refuses_logon_and_private_requests(run_venue: Any) -> N
             with pytest.raises(VenueError) as denied:
                 await attempt
             assert denied.value.name == "NOT_AUTHENTICATED"
+            # where to log on, not "log on first", which cannot be done here (session 31)
+            assert "log on at /ws/trade" in str(denied.value), denied.value
         # Market data is what it is for: subscriptions and the public queries.
         assert (await public.subscribe_book(SYMBOL))["subscribed"] == [f"book:{SYMBOL}:10"]
         assert "pong" in await public.request("ping")
@@ -937,5 +939,82 @@ def test_an_accounts_budget_is_shared_by_its_connections(run_venue: Any) -> None
         shared = "slow down: this account's rate limit is spent (all its connections share it)"
         assert refused["error"]["msg"] == shared
         assert (await beta.request_raw("orders.open"))["status"] == 200
+
+    run_venue(scenario)
+
+
+def test_a_read_only_key_cannot_spend_the_budget_of_the_accounts_trading_keys(
+    run_venue: Any, monkeypatch: Any
+) -> None:
+    """The finding (session 31): a key with only the read scope (one handed to a reporting
+    tool), reading as its scope allows or sending orders it may not (403), ran the account's
+    bucket dry and the account's trading key was refused 429 for every order. It is still
+    charged to that bucket, but refused once the charge would leave less than the share kept
+    for the trade and admin keys, which always find it. The limiter is replaced after the
+    logons: whose share a connection spends is the session's, worked out at its logon
+    (review: a replaced limiter forgot it).
+
+    The dispatcher's clock is frozen: nothing refills, so the reader's 130 tokens would run
+    the account's 100 dry without the kept share (re-review: 90 of them left the trading
+    key its token, so the test passed without the fix)."""
+    frozen = time.time_ns()
+    monkeypatch.setattr(dispatch, "_time_ns", lambda: frozen)  # what a frame is charged by
+
+    async def scenario(venue: Venue) -> None:
+        reader = ApiKey(
+            key="s31-reader", secret="s31-secret", account=3, scopes=frozenset({"read"})
+        )
+        venue.server.auth.store.add(reader)
+        reading = await venue.client()
+        await reading.logon(reader.key, reader.secret)
+        trader = await venue.client("taker")  # the same account's trading key
+        venue.server.limiter = limits.RateLimiter(account_rate_per_s=1, account_burst=100)
+        place = {"symbol": SYMBOL, "side": "buy", "type": "limit", "tif": "gtc", "qty": "1"}
+        sent = [reading.request_raw("balances") for _ in range(60)]  # 30 tokens, as allowed
+        order = {**place, "price": "150.00"}
+        sent += [reading.request_raw("order.place", order) for _ in range(100)]  # 403s, charged
+        answers = await asyncio.gather(*sent)
+        statuses = {answer["status"] for answer in answers}
+        assert statuses == {200, 403, 429}, statuses  # 30 + 100 tokens: past the 50 it may use
+        limited = next(answer for answer in answers if answer["status"] == 429)
+        assert limited["error"]["data"] == {"limit": "read_only"}, limited
+        assert limited["error"]["msg"] == limits.RATE_LIMITED_WORDS["read_only"], limited
+        placed = await trader.request_raw("order.place", order)
+        assert placed["status"] == 200, placed  # the kept share: the trading key's
+        assert (await trader.request_raw("orders.open"))["status"] == 200
+
+    run_venue(scenario)
+
+
+def test_an_accounts_keys_together_spend_its_budget_once(run_venue: Any, monkeypatch: Any) -> None:
+    """Review of session 31: the read-only keys' bucket was added beside the account's, so an
+    account holding a read-only key could spend twice `account_burst` at once (and twice its
+    rate). Its trading and read-only keys' connections, all reading at once, now pass the
+    account's burst once: the read-only ones at most its part above the kept share.
+
+    The dispatcher's clock is frozen: nothing refills, so the counts are exact."""
+    frozen = time.time_ns()
+    monkeypatch.setattr(dispatch, "_time_ns", lambda: frozen)  # what a frame is charged by
+
+    async def scenario(venue: Venue) -> None:
+        venue.server.limiter = limits.RateLimiter(account_rate_per_s=1, account_burst=100)
+        reader = ApiKey(
+            key="s31-reader", secret="s31-secret", account=3, scopes=frozenset({"read"})
+        )
+        venue.server.auth.store.add(reader)
+        readers = [await venue.client() for _ in range(2)]
+        for reading in readers:
+            await reading.logon(reader.key, reader.secret)
+        traders = [await venue.client("taker") for _ in range(2)]  # the same account's
+        clients = [*readers, *traders]
+        reads = 150  # 75 tokens a connection: within its 400, past the account's 100 together
+        answers = await asyncio.gather(
+            *(asyncio.gather(*(c.request_raw("balances") for _ in range(reads))) for c in clients)
+        )
+        passed = [sum(answer["status"] == 200 for answer in each) for each in answers]
+        assert sum(passed) == 200, passed  # 100 tokens, the account's burst (before: 400)
+        assert sum(passed[:2]) <= 100, passed  # the readers: at most the half above the kept
+        limited = {a["error"]["data"]["limit"] for each in answers for a in each if "error" in a}
+        assert limited <= {"account", "read_only"}, limited
 
     run_venue(scenario)
