@@ -372,6 +372,10 @@ class GatewayListener(CoreListener, Protocol):
         and `released`, and must not be answered again), and the barriers behind them, due
         now (released as `released` does)."""
 
+    def pair_refused_unread(self) -> None:
+        """The core refused one of this gateway's `AmendPair`s unread (a core of an earlier
+        build is active): plain requotes go as two amends from now on."""
+
     def is_client_request(self, origin: Any) -> bool:
         """True when `origin` is a client's request, answered as unknown when overdue (so a
         stop need not wait for its outcome); False for the gateway's own commands (a closed
@@ -545,6 +549,7 @@ class Replica:
             executed = Executed(seq, sent, events, origin)
             if type(sent) is AmendPair:  # its one refusal is the bid's; the ask's is the same
                 executed.split = len(events)
+                self.listener.pair_refused_unread()
         else:
             executed = Executed(seq, command, events, origin)
             if type(command) is AmendPair:  # where its ask's events begin, read now

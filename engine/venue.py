@@ -102,6 +102,9 @@ from settlement.transfers import TransferKind
 RESERVE_STALENESS_DEFAULT_US = 26 * 3_600_000_000
 RESERVE_STALENESS_MAX_US = 1_000_000 * 3_600_000_000
 DUE_NEVER_US = 2**63  # later than any time a command can carry: nothing is due
+# The `CommandRejected.command` of a command a cluster's core could not read
+# (`RefuseUnreadCommand`): what every build has answered and counted it by, kept as it is
+REFUSED_UNREAD = "refuse_unread_command"
 CL_ORD_ID_LENGTH_MAX = 36  # the protocol's bound on client ids
 TAG_LENGTH_MAX = 36  # same bound for free-form tags
 QUOTE_SET_LENGTH_MAX = 64  # the protocol's bound on quote set names
@@ -1571,7 +1574,7 @@ class Venue:
             f"the active core cannot read this command {named}: the gateway runs a later build"
             " than the core; nothing done, send it again once every core runs the gateway's build"
         )
-        self._reject(events, cmd, "refuse_unread_command", E.UNSUPPORTED_COMMAND, detail)
+        self._reject(events, cmd, REFUSED_UNREAD, E.UNSUPPORTED_COMMAND, detail)
 
     def _fire_due_switches(self, ts: int, events: list[Event]) -> None:
         """Fire every armed switch whose deadline is at or before `ts`, earliest first."""

@@ -163,7 +163,9 @@ class Dispatcher:
     requests)."""
 
     # A plain requote as one `AmendPair` (session 31); False: as its two amends, planned side
-    # by side (`_requote_each`), as before: the differential tests' reference path
+    # by side (`_requote_each`), as before: the differential tests' reference path, and the
+    # server's with `[gateway] requote_pairs = false` or once a core refused a pair unread
+    # (`stop_requote_pairs`)
     requote_pairs = True
 
     def __init__(
@@ -235,6 +237,18 @@ class Dispatcher:
             self.private_streams.publish_pushes(pushes[:bid_pushes])
             del pushes[:bid_pushes]
         return _requote_result(pending)
+
+    def stop_requote_pairs(self) -> None:
+        """A core of an earlier build refused an `AmendPair` of this gateway unread (its
+        requote was answered 503, nothing done): plain requotes go as two amends, which every
+        build reads, for the rest of this gateway's life. Said once, at warning."""
+        if not self.requote_pairs:
+            return
+        self.requote_pairs = False
+        log.warning(
+            "a core cannot read AmendPair (an earlier build): plain requotes go as two amends"
+            " from now on; restart this gateway once every core runs this build"
+        )
 
     def first_status(self, account: int, order_id: int) -> str | None:
         """The status of the account's order `order_id` now (open, or closed and still in

@@ -172,6 +172,7 @@ class VenueServer:
             self.issued_keys,
             self.revocations,
         )
+        self.dispatcher.requote_pairs = config.gateway.requote_pairs
         # one bucket per IP for refused logons and REST's refused or unsigned requests alike
         self.dispatcher.logons.refusals_by_address = self.unsigned_limiter
         if bus is None:  # commands are built at the time the core will stamp them with
@@ -304,6 +305,11 @@ class VenueServer:
 
     def lease_held(self) -> None:
         self.handler.lease_held()
+
+    def pair_refused_unread(self) -> None:
+        """A core of an earlier build refused this gateway's `AmendPair` unread: its plain
+        requotes go as two amends for the rest of its life (`Dispatcher.requote_pairs`)."""
+        self.dispatcher.stop_requote_pairs()
 
     def outcomes_overdue(self, settled: "list[Overdue | Executed]") -> None:
         """A cluster gateway's requests owed too long (core.nats_bus `OUTCOME_WAIT_S`: no core

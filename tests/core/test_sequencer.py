@@ -1097,3 +1097,25 @@ def test_a_build_without_amend_pairs_refuses_a_journal_holding_one_at_that_recor
         reader.recover()
     reader.close()
     assert reader.last_seq == first_pair - 1
+
+
+def test_a_pair_refused_unread_gives_its_ask_the_refusal_and_no_other_pair_an_empty_ask() -> None:
+    """`pair_sides`: a pair refused whole (`RefuseUnreadCommand`: every event the bid's, its
+    split at their end) gives its ask that refusal, not what came due before it (before: the
+    bid's events, a dead-man's firing included, again); any other pair whose ask has no
+    events is a broken invariant (before: the bid's events, taken silently)."""
+    from core.sequencer import pair_sides
+    from engine.reasons import ErrorCode
+    from engine.venue import REFUSED_UNREAD
+
+    pair = AmendPair(ts_us=5, account=1, bid_order_id=10, ask_order_id=11, bid_qty=1, ask_qty=1)
+    fired = DeadManTriggered(ts_us=5, account=2)
+    refusal = CommandRejected(5, REFUSED_UNREAD, ErrorCode.UNSUPPORTED_COMMAND, "unread", 1)
+    refused = Executed(7, pair, [fired, refusal], "origin", split=2)
+    bid, ask = pair_sides(refused)
+    assert (bid.events, ask.events) == ([fired, refusal], [refusal])
+    assert (bid.seq, ask.seq, ask.origin) == (7, 7, "origin")
+    assert (bid.command, ask.command) == pair.sides()
+    rejected = CommandRejected(5, "amend", ErrorCode.UNKNOWN_ORDER, "no such order", 1)
+    with pytest.raises(AssertionError, match="not refused unread"):
+        pair_sides(Executed(8, pair, [rejected], "origin", split=1))
