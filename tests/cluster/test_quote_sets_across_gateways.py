@@ -511,7 +511,8 @@ def test_a_requote_as_one_command_is_applied_by_every_gateway_and_the_standby(
             contending = asyncio.create_task(standby.wait_for_lease(stopping))
             on_a, on_b = await maker_on(port_a), await maker_on(port_b)
             try:
-                await on_a.request("quote.mass", {"quote_set": "mm", "quotes": [QUOTE]})
+                placed = await on_a.request("quote.mass", {"quote_set": "mm", "quotes": [QUOTE]})
+                order_ids = [entry["result"]["order_id"] for entry in placed["results"]]
                 seqs = []
                 for client, cents in ((on_a, 10), (on_b, 20), (on_a, 30)):  # both sides move
                     await open_quotes(client, 2)  # its gateway's replica has the last one
@@ -521,6 +522,8 @@ def test_a_requote_as_one_command_is_applied_by_every_gateway_and_the_standby(
                     )
                     pair = {entry["result"]["seq"] for entry in answer["results"]}
                     assert len(answer["results"]) == 2 and len(pair) == 1, answer  # one command
+                    amended = [entry["result"]["order_id"] for entry in answer["results"]]
+                    assert amended == order_ids, answer  # the bid's entry, then the ask's
                     seqs += pair
                 venue = cores[0].core.venue if cores[0].core is not None else None
                 assert venue is not None

@@ -50,7 +50,8 @@ def test_trading_commands_never_register(tmp_path: Path) -> None:
         commands = workloads.ledger_setup() + workload.setup + workload.commands
         accounts = sorted({c.account for c in workload.commands if isinstance(c, PlaceOrder)})
         now = commands[-1].ts_us
-        # a requote of the first two orders (whoever's: refused or done, as it may be)
+        # an AmendPair, so that every trading kind is seen: of orders 1 and 2 at price and
+        # size 0, so both sides are refused (a refusal registers nothing either)
         pair = AmendPair(ts_us=now, account=accounts[0], bid_order_id=1, ask_order_id=2)
         commands += [pair] + [CancelAll(account=a, ts_us=now) for a in accounts[:20]]
         for done in executed(commands, ledger, venue):

@@ -1317,5 +1317,66 @@ def test_an_amend_pair_is_its_two_amends_in_turn(ledger: bool) -> None:
     assert min(refused.values()) > 10 and len(refused) == 4, refused  # each mix was tried
 
 
+def _quoting_venue() -> Venue:
+    """Account 1 quotes a post-only bid (1) and ask (2), expire_maker, and rests a plain bid
+    (5); account 2 rests an ask (3) and a bid good till 100 µs (4)."""
+    venue = Venue()
+    venue.execute(ListInstrument(ts_us=1, spec=make_spec()))
+    quote = {"post_only": True, "stp": SelfTradePrevention.EXPIRE_MAKER}
+    for ts_us, account, side, price, extra in (
+        (2, 1, BUY, 9_990, quote),
+        (3, 1, SELL, 10_010, quote),
+        (4, 2, SELL, 10_020, {}),
+        (5, 2, BUY, 9_900, {"tif": TimeInForce.GTD, "expire_at_us": 100}),
+        (6, 1, BUY, 9_950, {}),
+    ):
+        place = PlaceOrder(
+            ts_us=ts_us, account=account, symbol=SYMBOL, side=side, price=price, qty=10
+        )
+        venue.execute(msgspec.structs.replace(place, **extra))
+    return venue
+
+
+@pytest.mark.parametrize(
+    ("ts_us", "sides", "kinds_of"),
+    [
+        # one order as both sides: amended twice, the second to the ask's price
+        (50, (1, 9_991, 1, 9_992), ("OrderAmended", "OrderAmended")),
+        # the same price twice: the second amend changes nothing and is refused
+        (50, (1, 9_991, 1, 9_991), ("OrderAmended", "CommandRejected")),
+        # an expiry due at the pair's time runs first, among the bid's events
+        (100, (1, 9_991, 2, 10_011), ("OrderExpired", "OrderAmended", "OrderAmended")),
+        # a bid (not post-only) amended into its own ask: the bid, the taker, is expired by
+        # its own stp (the default, expire_taker), then the ask amended
+        (50, (5, 10_010, 2, 10_012), ("OrderAmended", "SelfTradePrevented", "OrderAmended")),
+    ],
+    ids=["same order twice", "same order twice at one price", "expiry due", "self-trade"],
+)
+def test_an_amend_pair_in_the_corners_is_its_two_amends(
+    ts_us: int, sides: tuple[int, int, int, int], kinds_of: tuple[str, ...]
+) -> None:
+    """Cases the seeded test may not draw: the pair's events are its bid's `AmendOrder`'s
+    then its ask's, split where `pair_split` says, and the state (hash) theirs."""
+    bid_id, bid_price, ask_id, ask_price = sides
+    pair = AmendPair(
+        ts_us=ts_us,
+        account=1,
+        bid_order_id=bid_id,
+        bid_price=bid_price,
+        bid_qty=10,
+        ask_order_id=ask_id,
+        ask_price=ask_price,
+        ask_qty=10,
+    )
+    paired, amended = _quoting_venue(), _quoting_venue()
+    events = paired.execute(pair)
+    bid, ask = pair.sides()
+    bid_events = amended.execute(bid)
+    assert events == bid_events + amended.execute(ask)
+    assert tuple(type(event).__name__ for event in events) == kinds_of
+    assert paired.pair_split == len(bid_events)
+    assert paired.state_hash() == amended.state_hash()
+
+
 def rejection_in(events: list) -> bool:
     return bool(events) and type(events[-1]) is CommandRejected
