@@ -506,10 +506,15 @@ def requote(bid_px: str, ask_px: str) -> dict[str, Any]:
 
 
 async def requotes_through_an_earlier_core(
-    config: venue_config.VenueConfig, tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch
+    config: venue_config.VenueConfig,
+    tmp_path: Path,
+    url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    bids: tuple[str, str, str] = ("180.10", "180.20", "180.30"),
 ) -> dict[str, Any]:
     """A gateway of this build and a core reading as a build before `AmendPair`: a quote is
-    placed, then requoted three times, then the open orders read."""
+    placed, then requoted three times (`bids`; each ask 1.00 above), then the open orders
+    read."""
     core = ClusterCore(config, tmp_path / "core", url, "core-earlier")
     assert await core.wait_for_lease(asyncio.Event())
     assert await core.activate() is not None
@@ -526,7 +531,7 @@ async def requotes_through_an_earlier_core(
             await maker.request("session.cod", {"enabled": True})
             out["placed"] = await maker.request_raw("quote.mass", requote("180.00", "181.00"))
             read_as_a_build_without(monkeypatch, AmendPair)
-            for step, prices in (("first", "180.10"), ("next", "180.20"), ("last", "180.30")):
+            for step, prices in zip(("first", "next", "last"), bids, strict=True):
                 ask_px = f"181{prices[3:]}"
                 out[step] = await maker.request_raw("quote.mass", requote(prices, ask_px))
             out["open"] = await maker.request("orders.open", {})
@@ -554,7 +559,10 @@ def test_a_requote_an_earlier_core_cannot_read_is_refused_whole_then_sent_as_two
     core was active (the makers could not move their quotes)."""
     config = venue_config.load(SAMPLE_CONFIG)
     caplog.set_level(logging.WARNING, logger="venue")
-    run = requotes_through_an_earlier_core(config, tmp_path, node.url, monkeypatch)
+    # the next requote asks again for the refused one's prices: what the gateway held for the
+    # refused pair must be freed, or it would take those prices as done and skip a side
+    bids = ("180.10", "180.10", "180.30")
+    run = requotes_through_an_earlier_core(config, tmp_path, node.url, monkeypatch, bids)
     out = asyncio.run(asyncio.wait_for(run, SCENARIO_TIMEOUT_S))
     placed = [entry["result"]["order_id"] for entry in out["placed"]["result"]["results"]]
     refused = out["first"]["result"]["results"]
