@@ -121,11 +121,16 @@ ORIGIN_SCHEMES = {"http": 80, "https": 443}  # a web page's origin, with its sch
 
 
 class GatewaySection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """The HTTP side of every gateway (the websocket's limits are `[limits]`)."""
+    """The HTTP side of every gateway (the websocket's limits are `[limits]`), and how it
+    sends a requote."""
 
     # the web origins (`https://app.example.com`) whose pages may call the REST API from a
     # browser (CORS, gateway.cors); none: only pages the venue serves itself, as before
     cors_origins: Annotated[tuple[str, ...], msgspec.Meta(max_length=CORS_ORIGINS_MAX)] = ()
+    # a plain requote sent as one `AmendPair` command (since session 31); false: as its two
+    # amends, as before, for a rolling upgrade while a core of an earlier build may be active
+    # (one cannot read an `AmendPair`: docs/cluster.md "Upgrading")
+    requote_pairs: bool = True
 
 
 class AssetEntry(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

@@ -14,7 +14,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from engine.commands import AmendOrder, CancelAll, CancelOrder, PlaceOrder
+from engine.commands import AmendOrder, AmendPair, CancelAll, CancelOrder, PlaceOrder
 from engine.events import AccountOpened, AssetListed, Event, ReservesAttested
 from settlement.ledger import Ledger
 from settlement.store import LedgerStore, SqliteLedgerStore
@@ -23,7 +23,7 @@ from settlement.transfers import FEE_INCOME, ISSUANCE, REDEMPTION, ROUNDING, Tra
 _REGISTERING = frozenset({AssetListed, AccountOpened, ReservesAttested})  # what `observe` books
 # Commands that only trade: they never list, open or attest, so a gathering of them alone
 # (most gatherings) needs no look at its events, ~9 a trade.
-TRADING = frozenset({PlaceOrder, AmendOrder, CancelOrder, CancelAll})
+TRADING = frozenset({PlaceOrder, AmendOrder, AmendPair, CancelOrder, CancelAll})
 _command_of = attrgetter("command")  # of an executed command
 _events_of = attrgetter("events")
 _transfers_of = attrgetter("transfers")

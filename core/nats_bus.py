@@ -55,6 +55,7 @@ from engine.commands import (
     UNREAD_KIND_MAX,
     AdvanceClock,
     AmendOrder,
+    AmendPair,
     AnyCommand,
     ArmDeadMan,
     AttestReserves,
@@ -166,6 +167,7 @@ GATEWAY_COMMANDS: Final[frozenset[type[Command]]] = frozenset(
         PlaceOrder,
         CancelOrder,
         AmendOrder,
+        AmendPair,
         CancelAll,
         ListInstrument,
         SetInstrumentStatus,
@@ -370,6 +372,10 @@ class GatewayListener(CoreListener, Protocol):
         and `released`, and must not be answered again), and the barriers behind them, due
         now (released as `released` does)."""
 
+    def pair_refused_unread(self) -> None:
+        """The core refused one of this gateway's `AmendPair`s unread (a core of an earlier
+        build is active): plain requotes go as two amends from now on."""
+
     def is_client_request(self, origin: Any) -> bool:
         """True when `origin` is a client's request, answered as unknown when overdue (so a
         stop need not wait for its outcome); False for the gateway's own commands (a closed
@@ -541,8 +547,13 @@ class Replica:
             # is freed as for any refusal; the replica ran the journaled refusal, as all do
             sent = msgspec.structs.replace(sent, ts_us=command.ts_us)
             executed = Executed(seq, sent, events, origin)
+            if type(sent) is AmendPair:  # its one refusal is the bid's; the ask's is the same
+                executed.split = len(events)
+                self.listener.pair_refused_unread()
         else:
             executed = Executed(seq, command, events, origin)
+            if type(command) is AmendPair:  # where its ask's events begin, read now
+                executed.split = self.venue.pair_split
         self.listener.executed(executed)
         if origin is not None and type(command) is PlaceOrder and command.cod:
             self.listener.placed_with_cod(executed)  # its session may have closed meanwhile

@@ -38,15 +38,15 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import msgspec
 
 from core.commit_watch import SLOW_COMMIT_S, SlowCommitWatch
 from core.journal import Journal, JournalError
-from engine.commands import AdvanceClock, AnyCommand, Command
-from engine.events import Event
-from engine.venue import Venue
+from engine.commands import AdvanceClock, AmendPair, AnyCommand, Command
+from engine.events import CommandRejected, Event
+from engine.venue import REFUSED_UNREAD, Venue
 
 log = logging.getLogger("venue.sequencer")
 
@@ -76,6 +76,33 @@ class Executed(msgspec.Struct):
     # ledger transfers it booked: set by the core as it executes (an empty tuple until then,
     # shared, rather than a list per command that is replaced at once)
     transfers: Sequence[Any] = ()
+    # An `AmendPair`'s: where its ask's events begin (`Venue.pair_split`, read right after
+    # it executed: `VenueCore._executed`, a cluster gateway's `Replica`), and how many of
+    # `pushes` are its bid's (the gateway's `PrivateStreams.assign_pair`); 0 for any other
+    split: int = 0
+    bid_pushes: int = 0
+
+
+def pair_sides(executed: Executed) -> tuple[Executed, Executed]:
+    """An executed `AmendPair` as the two `AmendOrder`s it did, each with its own events and
+    the pair's seq and origin: what a command of each would have given. One refused whole
+    (by a core of an earlier build that could not read it: `RefuseUnreadCommand`, all its
+    events the bid's, `split` at their end) gives the ask that refusal too; an ask with no
+    events is a broken invariant otherwise."""
+    pair = cast(AmendPair, executed.command)
+    bid, ask = pair.sides()
+    events, split, seq, origin = executed.events, executed.split, executed.seq, executed.origin
+    bid_events, ask_events = events[:split], events[split:]
+    if not ask_events:  # refused unread: the ask's outcome is that refusal (an amend has one)
+        refusal = events[-1] if events else None
+        assert type(refusal) is CommandRejected and refusal.command == REFUSED_UNREAD, (
+            f"an AmendPair's ask has no events at seq {seq}, and it was not refused unread"
+        )
+        ask_events = [refusal]
+    return (
+        Executed(seq, bid, bid_events, origin),
+        Executed(seq, ask, ask_events, origin),
+    )
 
 
 Release = Callable[[list[Executed]], None]

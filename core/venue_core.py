@@ -34,6 +34,7 @@ from core.journal import FileJournal, Journal, JournalError, JournalLocked, refu
 from core.ledger_writer import Bookings, LedgerWriter, bookings_of
 from core.sequencer import Executed, RecordCodec, Sequencer
 from core.store_thread import StoreThread
+from engine.commands import AmendPair
 from engine.events import CommandRejected, Event
 from engine.reasons import ErrorCode
 from engine.snapshot import capture as capture_venue
@@ -360,6 +361,8 @@ class VenueCore:
         # this command's alone; most (a requote's amend) book none: no call, no new list
         if self.ledger.undrained:
             executed.transfers = self.ledger.drain()
+        if type(executed.command) is AmendPair:  # where its ask's events begin, read now
+            executed.split = self.venue.pair_split
         self.listener.executed(executed)
 
     def _release(self, batch: list[Executed]) -> None:
@@ -368,6 +371,9 @@ class VenueCore:
             events = executed.events  # `rejection`, inline: this runs for every command
             if events and type(events[-1]) is CommandRejected and executed.command is not None:
                 self._count_reject(events[-1])
+            # an `AmendPair`'s bid's refusal is not its last event (`split`: 0 for the others)
+            if executed.split and type(refused := events[executed.split - 1]) is CommandRejected:
+                self._count_reject(refused)
         self.listener.released(batch)
 
     def _durable(self, batch: list[Executed]) -> None:

@@ -85,6 +85,42 @@ class AmendOrder(Command, frozen=True, gc=False, kw_only=True):
     symbol: str | None = None
 
 
+class AmendPair(Command, frozen=True, gc=False, kw_only=True):
+    """Amend a maker's two quotes of one account, bid then ask, as two `AmendOrder`s (by
+    order id, no cl_ord_id, no symbol check) executed in turn: the same events, in the same
+    order, and the same state as those two commands. One command and one journal record for
+    the usual `quote.mass` requote (issue 12); `Venue.pair_split` says where the ask's events
+    begin. Each side is refused or done on its own, as its `AmendOrder` would be."""
+
+    account: int
+    bid_order_id: int
+    bid_price: int = 0
+    bid_qty: int = 0
+    ask_order_id: int
+    ask_price: int = 0
+    ask_qty: int = 0
+
+    def sides(self) -> tuple[AmendOrder, AmendOrder]:
+        """The two amends this command does, bid then ask."""
+        ts_us, account = self.ts_us, self.account
+        return (
+            AmendOrder(
+                ts_us=ts_us,
+                account=account,
+                order_id=self.bid_order_id,
+                price=self.bid_price,
+                qty=self.bid_qty,
+            ),
+            AmendOrder(
+                ts_us=ts_us,
+                account=account,
+                order_id=self.ask_order_id,
+                price=self.ask_price,
+                qty=self.ask_qty,
+            ),
+        )
+
+
 class CancelAll(Command, frozen=True, gc=False, kw_only=True):
     """Cancel every open order of the account that matches all the given filters."""
 
@@ -430,4 +466,5 @@ AnyCommand = (
     | RefuseUnreadCommand  # appended
     | ShiftDeadManDeadlines  # appended
     | RefuseCancelOnDisconnect  # appended
+    | AmendPair  # appended (session 31): an older build refuses a journal holding one
 )

@@ -29,6 +29,7 @@ from engine.closed import SEAL_EVERY_US, ClosedOrders
 from engine.commands import (
     AdvanceClock,
     AmendOrder,
+    AmendPair,
     ArmDeadMan,
     CancelAll,
     CancelOrder,
@@ -101,6 +102,9 @@ from settlement.transfers import TransferKind
 RESERVE_STALENESS_DEFAULT_US = 26 * 3_600_000_000
 RESERVE_STALENESS_MAX_US = 1_000_000 * 3_600_000_000
 DUE_NEVER_US = 2**63  # later than any time a command can carry: nothing is due
+# The `CommandRejected.command` of a command a cluster's core could not read
+# (`RefuseUnreadCommand`): what every build has answered and counted it by, kept as it is
+REFUSED_UNREAD = "refuse_unread_command"
 CL_ORD_ID_LENGTH_MAX = 36  # the protocol's bound on client ids
 TAG_LENGTH_MAX = 36  # same bound for free-form tags
 QUOTE_SET_LENGTH_MAX = 64  # the protocol's bound on quote set names
@@ -178,6 +182,9 @@ class Venue:
         self.gtd_queue: list[tuple[int, int]] = []  # heap of (expire_at_us, order_id)
         self.last_order_id = 0
         self.ts_us = 0
+        # Where the last `AmendPair`'s ask events begin in its events: how its outcome is
+        # split back into the two amends' (derived from the command: neither hashed nor kept)
+        self.pair_split = 0
         self._open_orders_max = self.config.open_orders_per_account_max
         self._handlers: dict[type[Command], Callable[[Any, list[Event]], None]] = {
             PlaceOrder: self._place,
@@ -196,6 +203,7 @@ class Venue:
             RefuseUnreadCommand: self._refuse_unread,
             ShiftDeadManDeadlines: self._shift_dead_man_deadlines,
             RefuseCancelOnDisconnect: self._refuse_cancel_on_disconnect,
+            AmendPair: self._amend_pair,
         }
         self.maturities: list[tuple[int, str]] = []  # heap of T-bill (maturity_us, symbol)
         self._due_us = 0  # see `note_due`; the first command sets it
@@ -1225,6 +1233,38 @@ class Venue:
             )
         return None
 
+    def _amend_pair(self, cmd: AmendPair, events: list[Event]) -> None:
+        """The bid's amend, then the ask's, exactly as `execute` runs two `AmendOrder`s of
+        one time: what is due ran before the bid (`execute`) and is asked after again before
+        the ask, as the ask's own `execute` would (no amend makes anything due sooner today;
+        asked anyway, so that the equivalence does not rest on that). `pair_split`: where the
+        ask's events begin."""
+        ts = cmd.ts_us
+        account = cmd.account
+        self._amend(
+            AmendOrder(
+                ts_us=ts,
+                account=account,
+                order_id=cmd.bid_order_id,
+                price=cmd.bid_price,
+                qty=cmd.bid_qty,
+            ),
+            events,
+        )
+        self.pair_split = len(events)
+        if ts >= self._due_us:
+            self._run_due(ts, events)
+        self._amend(
+            AmendOrder(
+                ts_us=ts,
+                account=account,
+                order_id=cmd.ask_order_id,
+                price=cmd.ask_price,
+                qty=cmd.ask_qty,
+            ),
+            events,
+        )
+
     def _amend_keeping_priority(
         self, cmd: AmendOrder, order: Order, market: Market, events: list[Event]
     ) -> None:
@@ -1534,7 +1574,7 @@ class Venue:
             f"the active core cannot read this command {named}: the gateway runs a later build"
             " than the core; nothing done, send it again once every core runs the gateway's build"
         )
-        self._reject(events, cmd, "refuse_unread_command", E.UNSUPPORTED_COMMAND, detail)
+        self._reject(events, cmd, REFUSED_UNREAD, E.UNSUPPORTED_COMMAND, detail)
 
     def _fire_due_switches(self, ts: int, events: list[Event]) -> None:
         """Fire every armed switch whose deadline is at or before `ts`, earliest first."""

@@ -26,7 +26,7 @@ from typing import Any, cast
 import msgspec
 
 from core.bus import Bus, EmbeddedBus
-from core.sequencer import Executed
+from core.sequencer import Executed, pair_sides
 from core.venue_core import now_us, rejection
 from engine.commands import (
     ArmDeadMan,
@@ -162,6 +162,12 @@ class Dispatcher:
     `wire`, limits, queries, order history, placed orders, logon, key issuing, held
     requests)."""
 
+    # A plain requote as one `AmendPair` (session 31); False: as its two amends, planned side
+    # by side (`_requote_each`), as before: the differential tests' reference path, and the
+    # server's with `[gateway] requote_pairs = false` or once a core refused a pair unread
+    # (`stop_requote_pairs`)
+    requote_pairs = True
+
     def __init__(
         self,
         bus: Bus,
@@ -210,6 +216,39 @@ class Dispatcher:
         # for every order, and only a refusal reads `first_status`.
         self._finish_trade = _trade_answer(self.first_status)
         self._finish_batch = _batch_answer(self.first_status)
+        self._finish_requote = self._requote_answer  # bound once: tested by `is` (tests)
+
+    def _requote_answer(self, pending: Pending) -> bytes:
+        """A plain requote's answer (`_requote_result`), sent after its bid's pushes and
+        before its ask's, where it went when they were two commands: the request was
+        answered as its last command was released, before that one's pushes. So its bid's
+        pushes go now, and the release sends the rest after the answer."""
+        (executed,) = pending.results
+        pushes = executed.pushes
+        bid_pushes = executed.bid_pushes
+        if bid_pushes == 1:  # the usual: the bid's report (and hold) to the quoting account
+            stream, payloads = pushes[0]
+            del pushes[0]
+            stream.history.extend(payloads)  # `PrivateStreams.publish_pushes`, inline
+            stream.seq += len(payloads)
+            if stream.sessions:
+                self.connections.fan_out_all(stream.sessions, payloads)
+        elif bid_pushes:
+            self.private_streams.publish_pushes(pushes[:bid_pushes])
+            del pushes[:bid_pushes]
+        return _requote_result(pending)
+
+    def stop_requote_pairs(self) -> None:
+        """A core of an earlier build refused an `AmendPair` of this gateway unread (its
+        requote was answered 503, nothing done): plain requotes go as two amends, which every
+        build reads, for the rest of this gateway's life. Said once, at warning."""
+        if not self.requote_pairs:
+            return
+        self.requote_pairs = False
+        log.warning(
+            "a core cannot read AmendPair (an earlier build): plain requotes go as two amends"
+            " from now on; restart this gateway once every core runs this build"
+        )
 
     def first_status(self, account: int, order_id: int) -> str | None:
         """The status of the account's order `order_id` now (open, or closed and still in
@@ -474,11 +513,12 @@ class Dispatcher:
     ) -> None:
         """Replace the quote set's bid and ask per symbol: post-only, expire_maker.
 
-        The usual one, one quote whose bid and ask both move, is served here as two amends
-        (`wire.plain_quote_units`, `PlacedOrders.amends`): about half the bytecodes of the
-        general planning, `_requote_each`, which serves anything else (and words any
-        error) with nothing done here. Over a cluster's bus, one that touches a quote whose
-        place is in flight waits for it (`hold`); `in_turn`: served after waiting."""
+        The usual one, one quote whose bid and ask both move, is served here as one command
+        of its two amends (`wire.plain_quote_units`, `PlacedOrders.amends`, `AmendPair`):
+        about half the bytecodes of the general planning, `_requote_each`, which serves
+        anything else (and words any error) with nothing done here. Over a cluster's bus,
+        one that touches a quote whose place is in flight waits for it (`hold`); `in_turn`:
+        served after waiting."""
         key = session.key
         if key is None or "trade" not in key.scopes:  # `_key`, `require_scope`: every requote's
             key = _key(session)  # they word the refusal
@@ -494,32 +534,31 @@ class Dispatcher:
             if self._waits_for_places(session, request, scope, serve):
                 return
         ts_us = self.stamp_us()  # one time for all its commands: none can run in between
-        if len(p.quotes) == 1:
+        if len(p.quotes) == 1 and self.requote_pairs:
             quote = p.quotes[0]
             units = wire.plain_quote_units(quote, self.specs)
-            amends = (
+            pair = (
                 None
                 if units is None
                 else placed.amends(key.account, p.quote_set, quote.symbol, units, ts_us)
             )
-            if amends is not None:
-                bid, ask = amends
+            if pair is not None:
                 pending = Pending(
                     session,
                     request.id,
                     request.method,
                     t_in,
-                    2,
-                    finish=_requote_result,
+                    finish=self._finish_requote,
                     quote_set=p.quote_set,
                 )
-                self.submit_all(amends, pending)
+                self.bus.submit(pair, pending)
                 if placed.replica_lags:  # over a cluster's bus: the next one's base
-                    placed.sent(amends, pending, _monotonic())
+                    placed.sent((pair,), pending, _monotonic())
                 owned = session.placed
-                if bid.order_id not in owned or ask.order_id not in owned:
-                    self._take_cod(session, key.account, (bid.order_id, ask.order_id))
-                placed.track_amends(bid.order_id, ask.order_id)  # the next quote.mass's base
+                bid_id, ask_id = pair.bid_order_id, pair.ask_order_id
+                if bid_id not in owned or ask_id not in owned:
+                    self._take_cod(session, key.account, (bid_id, ask_id))
+                placed.track_amends(bid_id, ask_id)  # the next quote.mass's base
                 return
         self._requote_each(session, request, t_in, key.account, ts_us)
 
@@ -1287,33 +1326,35 @@ assert all(wire.encode(status) == b'"%b"' % text for status, text in _STATUS_BYT
 # The event kinds of an amend that did only that (and moved a hold): what a requote's amend
 # does, and all that `_requote_result`'s template can say.
 _AMENDED_ONLY = frozenset({(OrderAmended,), (OrderAmended, BalanceChanged)})
+# Those of both amends of an `AmendPair`, the bid's then the ask's
+_PAIR_AMENDED_ONLY = frozenset(bid + ask for bid in _AMENDED_ONLY for ask in _AMENDED_ONLY)
 
 
 def _requote_result(pending: Pending) -> bytes:
-    """`_batch_result` of a plain requote (`Dispatcher._quote_mass`): when both amends
-    only amended, the answer is filled into `_REQUOTE_ANSWER` (saves two outcome dicts,
-    two result dicts and the loop: ~200 bytecodes); anything else, `_batch_result`. Each
-    amend's event kinds are told by one tuple made in C and one set look-up."""
-    bid, ask = pending.results
-    bid_events: list[Any] = bid.events
-    ask_events: list[Any] = ask.events
-    if (
-        tuple(map(type, bid_events)) in _AMENDED_ONLY
-        and tuple(map(type, ask_events)) in _AMENDED_ONLY
-    ):
-        bid_amended, ask_amended = bid_events[0], ask_events[0]
+    """`_batch_result` of a plain requote (`Dispatcher._quote_mass`), one `AmendPair` whose
+    events are the bid's amend's then the ask's (`Executed.split`): when both amends only
+    amended, the answer is filled into `_REQUOTE_ANSWER` (saves two outcome dicts, two
+    result dicts and the loop: ~200 bytecodes); anything else, `_batch_result` of the two
+    amends (`pair_sides`). The event kinds are told by one tuple made in C and one set
+    look-up (each amend's kinds and the split agree: an amend amends one order)."""
+    (executed,) = pending.results
+    events: list[Any] = executed.events
+    if tuple(map(type, events)) in _PAIR_AMENDED_ONLY:
+        bid_amended, ask_amended = events[0], events[executed.split]
         if bid_amended.order_id and ask_amended.order_id:
+            seq = executed.seq
             return _REQUOTE_ANSWER % (
                 _encode_json(pending.request_id),
-                bid.seq,
+                seq,
                 bid_amended.order_id,
                 _STATUS_BYTES[bid_amended.status],
-                ask.seq,
+                seq,
                 ask_amended.order_id,
                 _STATUS_BYTES[ask_amended.status],
                 pending.t_in,
                 _time_ns() // 1_000,  # `now_us`, inline
             )
+    pending.results[:] = pair_sides(executed)
     return _batch_result(pending)
 
 

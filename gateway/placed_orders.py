@@ -19,8 +19,8 @@ from operator import attrgetter
 from typing import Any
 
 from core.bus import ReadSide
-from core.sequencer import Executed
-from engine.commands import AmendOrder, CancelOrder, Command, PlaceOrder
+from core.sequencer import Executed, pair_sides
+from engine.commands import AmendOrder, AmendPair, CancelOrder, Command, PlaceOrder
 from engine.enums import SelfTradePrevention, Side
 from engine.events import (
     CommandRejected,
@@ -181,11 +181,12 @@ class PlacedOrders:
         symbol: str,
         units: tuple[int, int, int, int],
         ts_us: int,
-    ) -> tuple[AmendOrder, AmendOrder] | None:
+    ) -> AmendPair | None:
         """`requote` of both sides of the usual requote (`units`: bid price and size, ask
         price and size), when both live quotes move: the bid's amend and the ask's, as
-        `requote` makes them, without a slot tuple and a call per side. None for anything
-        else (a side to place, pull or leave as it is): `requote` it side by side."""
+        `requote` makes them, in one command (`AmendPair`), without a slot tuple and a call
+        per side. None for anything else (a side to place, pull or leave as it is):
+        `requote` it side by side."""
         bid_px, bid_qty, ask_px, ask_qty = units
         if not bid_qty or not ask_qty:
             return None
@@ -204,21 +205,15 @@ class PlacedOrders:
             ask.price == ask_px and ask.leaves_qty == ask_qty
         ):
             return None  # a side quoted exactly so already keeps its place: no amend for it
-        return (
-            AmendOrder(
-                ts_us=ts_us,
-                account=account,
-                order_id=bid.order_id,
-                price=bid_px,
-                qty=bid.cum_qty + bid_qty,
-            ),
-            AmendOrder(
-                ts_us=ts_us,
-                account=account,
-                order_id=ask.order_id,
-                price=ask_px,
-                qty=ask.cum_qty + ask_qty,
-            ),
+        return AmendPair(
+            ts_us=ts_us,
+            account=account,
+            bid_order_id=bid.order_id,
+            bid_price=bid_px,
+            bid_qty=bid.cum_qty + bid_qty,
+            ask_order_id=ask.order_id,
+            ask_price=ask_px,
+            ask_qty=ask.cum_qty + ask_qty,
         )
 
     def sent(self, commands: Iterable[Command], origin: Any, now_s: float) -> None:
@@ -230,7 +225,7 @@ class PlacedOrders:
             return
         in_flight = self.in_flight
         command: Any
-        for command in commands:
+        for command in _amends_of(commands):
             kind = type(command)
             if kind in _OWED_KINDS:
                 owed = in_flight.get(command.order_id)
@@ -281,7 +276,7 @@ class PlacedOrders:
         One refused meanwhile leaves the core's price unknown until then: the next requotes
         amend rather than trust the last amend sent (a refusal is answered; a skip is not)."""
         in_flight = self.in_flight
-        for executed in batch:
+        for executed in _sides_of(batch):
             command: Any = executed.command
             if type(command) in _OWED_KINDS:
                 owed = in_flight.get(command.order_id)
@@ -456,3 +451,21 @@ class PlacedOrders:
         session = self.placed_on.pop(order_id, None)
         if session is not None:
             session.placed.discard(order_id)
+
+
+def _amends_of(commands: Iterable[Command]) -> Iterable[Command]:
+    """The commands, an `AmendPair` as its two amends (each owed on its own order)."""
+    for command in commands:
+        if type(command) is AmendPair:
+            yield from command.sides()
+        else:
+            yield command
+
+
+def _sides_of(batch: list[Executed]) -> Iterable[Executed]:
+    """The batch's outcomes, an `AmendPair`'s as its two amends' (`pair_sides`)."""
+    for executed in batch:
+        if type(executed.command) is AmendPair:
+            yield from pair_sides(executed)
+        else:
+            yield executed

@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import count, islice
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ PUSH_FORMAT_MAX = 2**31  # above any format: a bisect key for "any format"
 # `wire.encode`'s encoder settings (msgspec's defaults), called without its wrapper: a Python
 # call saved per push (tests/gateway/test_private_wire.py pins the bytes)
 _encode = msgspec.json.Encoder().encode
+_ACCOUNT_OF = itemgetter(0)  # of a report: (account, push)
 
 
 @dataclass(eq=False)
@@ -160,6 +162,56 @@ class PrivateStreams:
             self.order_history.record(reporter.order_reports, executed.command)
         if reports:
             sequence(reports, self.streams, executed.pushes)
+
+    def assign_pair(self, executed: Executed, epoch: int) -> None:
+        """`assign` of an `AmendPair`: the pushes of its bid's amend, then its ask's, each
+        made from its own events (`Executed.split`) as `assign` of each amend makes them (a
+        balance is pushed in its last change's place within its own amend); the bid's are
+        the first `bid_pushes` entries of `pushes` (`Dispatcher._requote_answer`). All for one
+        account (a quote's amends, which never trade): each amend's `sequence`d here, without
+        its call and table."""
+        reporter, pushes = self.reporter, executed.pushes
+        bid_reports, ask_reports = reporter.pair_reports(executed.events, executed.split, epoch)
+        if reporter.order_reports:  # most amends neither open nor close an order
+            self.order_history.record(reporter.order_reports)
+        if len(set(map(_ACCOUNT_OF, bid_reports + ask_reports))) != 1:  # (an amend that traded)
+            if bid_reports:
+                sequence(bid_reports, self.streams, pushes)
+            executed.bid_pushes = len(pushes)
+            if ask_reports:
+                sequence(ask_reports, self.streams, pushes)
+            return
+        account = (bid_reports or ask_reports)[0][0]
+        try:  # costs nothing unless raised: a subscript, not `get` and a test
+            stream = self.streams[account]
+        except KeyError:  # the account's first push
+            stream = self.streams[account] = PrivateStream()
+        assigned = stream.assigned
+        if bid_reports:
+            payloads = []
+            for _, push in bid_reports:
+                assigned += 1
+                push.seq = assigned
+                payloads.append(_encode(push))
+            pushes.append((stream, payloads))
+            executed.bid_pushes = 1
+        if ask_reports:
+            payloads = []
+            for _, push in ask_reports:
+                assigned += 1
+                push.seq = assigned
+                payloads.append(_encode(push))
+            pushes.append((stream, payloads))
+        stream.assigned = assigned
+
+    def publish_pushes(self, pushes: list[tuple[PrivateStream, list[bytes]]]) -> None:
+        """`publish` of some of a command's pushes (an `AmendPair`'s bid's or ask's)."""
+        fan_out_all = self.connections.fan_out_all
+        for stream, payloads in pushes:
+            stream.history.extend(payloads)
+            stream.seq += len(payloads)
+            if stream.sessions:
+                fan_out_all(stream.sessions, payloads)
 
     def publish(self, executed: Executed) -> None:
         """The command is durable: each account's pushes join its history and go to its

@@ -49,6 +49,10 @@ _AVG_PX_FACTOR: int = 10**AVG_PX_EXTRA_DECIMALS
 ORDER_COMMANDS = frozenset({"place_order", "cancel_order", "amend_order"})
 CLOSED = frozenset({OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.EXPIRED})
 CHANNEL = "account"
+# The event kinds of an amend that only amended (and moved a hold), and of two in turn: a
+# requote's (`ExecReporter.pair_reports`)
+_AMENDED_ONLY = ((OrderAmended,), (OrderAmended, BalanceChanged))
+_PAIR_AMENDED_ONLY = frozenset(bid + ask for bid in _AMENDED_ONLY for ask in _AMENDED_ONLY)
 _replace = msgspec.structs.replace  # a struct copied with some fields changed, in C
 # Enum fields go into the reports as their plain `str` values (a StrEnum's `_value_`, an
 # instance attribute): msgspec encodes a str directly but an enum member through a lookup of
@@ -306,6 +310,35 @@ class ExecReporter:
             order.cum_qty,
             order.filled_value,
         )
+
+    def pair_reports(
+        self, events: list[Event], split: int, epoch: int
+    ) -> tuple[list[tuple[int, Push]], list[tuple[int, Push]]]:
+        """`reports` of an `AmendPair`'s two amends, its events the bid's up to `split` and
+        the ask's after: the bid's pushes and the ask's, and the orders either opened or
+        closed in `order_reports` (the two amends' in turn). When both only amended (and
+        moved a hold), as a requote's do, their reports in one call, as `reports` makes them
+        (its first case, twice). An amend's pushes use neither a command nor a quote set."""
+        typed: list[Any] = events  # their kinds are told by the tuple: no narrowing
+        if tuple(map(type, typed)) in _PAIR_AMENDED_ONLY:
+            if self.order_reports:  # a new list only when the last one was used
+                self.order_reports = []
+            amended = self._amended
+            bid = [amended(typed[0], epoch)]
+            change = typed[1]
+            if split == 2 and change.account > 0:  # the hold of the bid moved
+                bid.append(self._balance(change, epoch))
+            ask = [amended(typed[split], epoch)]
+            change = typed[-1]
+            if len(typed) > split + 1 and change.account > 0:  # (a size change of the ask)
+                ask.append(self._balance(change, epoch))
+            return bid, ask
+        bid = self.reports(events[:split], None, None, epoch)
+        bid_orders = self.order_reports
+        ask = self.reports(events[split:], None, None, epoch)  # a new `order_reports` if used
+        if bid_orders and bid_orders is not self.order_reports:
+            self.order_reports = bid_orders + self.order_reports
+        return bid, ask
 
     def reports(
         self,

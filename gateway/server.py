@@ -32,6 +32,7 @@ from core.venue_core import (
 )
 from engine.commands import (
     AdvanceClock,
+    AmendPair,
     ArmDeadMan,
     CancelOrder,
     Command,
@@ -171,6 +172,7 @@ class VenueServer:
             self.issued_keys,
             self.revocations,
         )
+        self.dispatcher.requote_pairs = config.gateway.requote_pairs
         # one bucket per IP for refused logons and REST's refused or unsigned requests alike
         self.dispatcher.logons.refusals_by_address = self.unsigned_limiter
         if bus is None:  # commands are built at the time the core will stamp them with
@@ -304,6 +306,11 @@ class VenueServer:
     def lease_held(self) -> None:
         self.handler.lease_held()
 
+    def pair_refused_unread(self) -> None:
+        """A core of an earlier build refused this gateway's `AmendPair` unread: its plain
+        requotes go as two amends for the rest of its life (`Dispatcher.requote_pairs`)."""
+        self.dispatcher.stop_requote_pairs()
+
     def outcomes_overdue(self, settled: "list[Overdue | Executed]") -> None:
         """A cluster gateway's requests owed too long (core.nats_bus `OUTCOME_WAIT_S`: no core
         active), answered 504 `OUTCOME_UNKNOWN` at once, in order with the barriers behind
@@ -354,6 +361,12 @@ class VenueServer:
         are known at once to its cancel-on-disconnect."""
         pending = executed.origin
         kind = type(executed.command)
+        if kind is AmendPair:  # a plain requote: nothing below is for it
+            if type(pending) is Pending:  # live, of this start's epoch (as below)
+                self.private_streams.assign_pair(executed, self.core.epoch)
+            else:
+                self.private_streams.assign_pair(executed, self.bus.epoch_of(executed.seq))
+            return
         if kind in _REFERENCE_DATA_COMMANDS:
             self._learn_reference_data()
         if type(pending) is not Pending:  # a timer's, a notice's, a cluster record's, a replay's

@@ -492,3 +492,59 @@ def test_cod_turned_off_and_on_before_the_gateway_heard_of_a_requote_keeps_the_q
                     await connection.close()
 
     asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S))
+
+
+def test_a_requote_as_one_command_is_applied_by_every_gateway_and_the_standby(
+    node: NatsCluster, tmp_path: Path
+) -> None:
+    """A plain requote through either gateway is one `AmendPair` (its two results share its
+    seq): the active core journals it, the other gateway's replica and a standby core's copy
+    apply it, and every copy of the venue (the core's, the two replicas', the standby's)
+    reaches the same state hash."""
+
+    async def scenario() -> None:
+        cores: list[ClusterCore] = []
+        servers: list[VenueServer] = []
+        async with core_and_two_gateways(node, tmp_path, servers, cores) as (port_a, port_b):
+            standby = ClusterCore(venue_config.load(SAMPLE_CONFIG), tmp_path / "b", node.url, "b")
+            stopping = asyncio.Event()
+            contending = asyncio.create_task(standby.wait_for_lease(stopping))
+            on_a, on_b = await maker_on(port_a), await maker_on(port_b)
+            try:
+                placed = await on_a.request("quote.mass", {"quote_set": "mm", "quotes": [QUOTE]})
+                order_ids = [entry["result"]["order_id"] for entry in placed["results"]]
+                seqs = []
+                for client, cents in ((on_a, 10), (on_b, 20), (on_a, 30)):  # both sides move
+                    await open_quotes(client, 2)  # its gateway's replica has the last one
+                    moved = QUOTE | {"bid_px": f"180.{cents}", "ask_px": f"181.{cents}"}
+                    answer = await client.request(
+                        "quote.mass", {"quote_set": "mm", "quotes": [moved]}
+                    )
+                    pair = {entry["result"]["seq"] for entry in answer["results"]}
+                    assert len(answer["results"]) == 2 and len(pair) == 1, answer  # one command
+                    amended = [entry["result"]["order_id"] for entry in answer["results"]]
+                    assert amended == order_ids, answer  # the bid's entry, then the ask's
+                    seqs += pair
+                venue = cores[0].core.venue if cores[0].core is not None else None
+                assert venue is not None
+                last = cores[0].core.sequencer.last_seq  # type: ignore[union-attr]
+                assert last >= seqs[-1]  # (after it: the cod marks the requotes took)
+                copies = [server.core.venue for server in servers] + [standby.follower.venue]
+                for _ in range(TRIES):  # until the replicas and the standby are there
+                    if standby.follower.seq == last and all(
+                        server.core.last_seq == last for server in servers
+                    ):
+                        break
+                    await asyncio.sleep(0.05)
+                assert not standby.follower.broken
+                assert {copy.state_hash() for copy in copies} == {venue.state_hash()}
+                quotes = await open_quotes(on_b, 2)
+                assert sorted(price for _, _, price in quotes) == ["180.30", "181.30"]
+            finally:
+                await on_a.close()
+                await on_b.close()
+                stopping.set()
+                assert not await contending
+                await standby.stop()
+
+    asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S))

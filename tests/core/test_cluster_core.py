@@ -37,6 +37,7 @@ from core.nats_bus import (
 from engine.commands import (
     AdvanceClock,
     AmendOrder,
+    AmendPair,
     AnyCommand,
     ArmDeadMan,
     CancelOrder,
@@ -496,3 +497,98 @@ def test_a_quote_s_refused_place_amend_or_cancel_frees_what_the_gateway_held_for
     ]
     assert out["canceled"]["result"] == {"canceled": 1}  # before: 0, the quote thought pulled
     assert out["open after"]["orders"] == []
+
+
+def requote(bid_px: str, ask_px: str) -> dict[str, Any]:
+    """A plain requote's params: quote set "mm"'s AAPLx-USD bid and ask, 1 each."""
+    both = {"symbol": "AAPLx-USD", "bid_px": bid_px, "bid_qty": "1"}
+    return {"quote_set": "mm", "quotes": [both | {"ask_px": ask_px, "ask_qty": "1"}]}
+
+
+async def requotes_through_an_earlier_core(
+    config: venue_config.VenueConfig,
+    tmp_path: Path,
+    url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    bids: tuple[str, str, str] = ("180.10", "180.20", "180.30"),
+) -> dict[str, Any]:
+    """A gateway of this build and a core reading as a build before `AmendPair`: a quote is
+    placed, then requoted three times (`bids`; each ask 1.00 above), then the open orders
+    read."""
+    core = ClusterCore(config, tmp_path / "core", url, "core-earlier")
+    assert await core.wait_for_lease(asyncio.Event())
+    assert await core.activate() is not None
+
+    def bus(listener: Any) -> nats_bus.NatsBus:
+        return nats_bus.NatsBus(config, url, listener, "gw-31")
+
+    server = VenueServer(config, tmp_path / "gw", bus=bus)
+    port = await server.start("127.0.0.1", 0)
+    out: dict[str, Any] = {}
+    try:
+        async with VenueClient(f"ws://127.0.0.1:{port}/ws/trade") as maker:
+            await maker.logon(*KEYS["alpha"])
+            await maker.request("session.cod", {"enabled": True})
+            out["placed"] = await maker.request_raw("quote.mass", requote("180.00", "181.00"))
+            read_as_a_build_without(monkeypatch, AmendPair)
+            for step, prices in zip(("first", "next", "last"), bids, strict=True):
+                ask_px = f"181{prices[3:]}"
+                out[step] = await maker.request_raw("quote.mass", requote(prices, ask_px))
+            out["open"] = await maker.request("orders.open", {})
+    finally:
+        await server.stop()
+        await core.stop()
+    return out
+
+
+def amended_by_two_commands(answer: dict[str, Any], order_ids: list[int]) -> bool:
+    """`answer` amended both quotes (`order_ids`), each by a command of its own (two seqs)."""
+    entries = answer["result"]["results"]
+    assert [entry["result"]["order_id"] for entry in entries] == order_ids, answer
+    return len({entry["result"]["seq"] for entry in entries}) == 2
+
+
+def test_a_requote_an_earlier_core_cannot_read_is_refused_whole_then_sent_as_two_amends(
+    node: NatsCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    """A gateway of this build sends a plain requote as one `AmendPair`; a core of a build
+    before it cannot read it and refuses it (`RefuseUnreadCommand`): both of its ops are
+    answered 503 `UNSUPPORTED_COMMAND` (nothing done), what the gateway held for the two
+    amends is freed, and the gateway sends every later plain requote as two amends, said
+    once at warning. Before the fallback: every requote through it was refused while that
+    core was active (the makers could not move their quotes)."""
+    config = venue_config.load(SAMPLE_CONFIG)
+    caplog.set_level(logging.WARNING, logger="venue")
+    # the next requote asks again for the refused one's prices: what the gateway held for the
+    # refused pair must be freed, or it would take those prices as done and skip a side
+    bids = ("180.10", "180.10", "180.30")
+    run = requotes_through_an_earlier_core(config, tmp_path, node.url, monkeypatch, bids)
+    out = asyncio.run(asyncio.wait_for(run, SCENARIO_TIMEOUT_S))
+    placed = [entry["result"]["order_id"] for entry in out["placed"]["result"]["results"]]
+    refused = out["first"]["result"]["results"]
+    assert [entry["error"]["name"] for entry in refused] == ["UNSUPPORTED_COMMAND"] * 2, refused
+    assert "cannot read this command ('AmendPair')" in refused[0]["error"]["msg"]
+    for step in ("next", "last"):  # before: refused as the first (503, nothing done)
+        assert amended_by_two_commands(out[step], placed), out[step]
+    assert sorted((o["order_id"], o["price"]) for o in out["open"]["orders"]) == [
+        (placed[0], "180.30"),
+        (placed[1], "181.30"),
+    ]
+    said = [r.getMessage() for r in caplog.records if "cannot read AmendPair" in r.getMessage()]
+    assert len(said) == 1 and "restart this gateway once every core runs" in said[0], said
+
+
+def test_a_gateway_set_to_send_no_pairs_requotes_through_an_earlier_core(
+    node: NatsCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`[gateway] requote_pairs = false` (a rolling upgrade's setting): the gateway sends
+    every plain requote as two amends, which a core of an earlier build reads: none is
+    refused, not even the first."""
+    config = venue_config.load(SAMPLE_CONFIG)
+    gateway = msgspec.structs.replace(config.gateway, requote_pairs=False)
+    config = msgspec.structs.replace(config, gateway=gateway)
+    run = requotes_through_an_earlier_core(config, tmp_path, node.url, monkeypatch)
+    out = asyncio.run(asyncio.wait_for(run, SCENARIO_TIMEOUT_S))
+    placed = [entry["result"]["order_id"] for entry in out["placed"]["result"]["results"]]
+    for step in ("first", "next", "last"):  # the first: before, refused 503
+        assert amended_by_two_commands(out[step], placed), out[step]

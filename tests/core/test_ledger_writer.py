@@ -5,7 +5,7 @@ from pathlib import Path
 from bench import workloads
 from core.ledger_writer import _REGISTERING, TRADING, LedgerWriter, bookings_of
 from core.sequencer import Executed
-from engine.commands import CancelAll, PlaceOrder
+from engine.commands import AmendPair, CancelAll, PlaceOrder
 from engine.events import AccountOpened, AssetListed, ReservesAttested
 from engine.venue import Venue
 from settlement.ledger import Ledger
@@ -50,7 +50,10 @@ def test_trading_commands_never_register(tmp_path: Path) -> None:
         commands = workloads.ledger_setup() + workload.setup + workload.commands
         accounts = sorted({c.account for c in workload.commands if isinstance(c, PlaceOrder)})
         now = commands[-1].ts_us
-        commands += [CancelAll(account=account, ts_us=now) for account in accounts[:20]]
+        # an AmendPair, so that every trading kind is seen: of orders 1 and 2 at price and
+        # size 0, so both sides are refused (a refusal registers nothing either)
+        pair = AmendPair(ts_us=now, account=accounts[0], bid_order_id=1, ask_order_id=2)
+        commands += [pair] + [CancelAll(account=a, ts_us=now) for a in accounts[:20]]
         for done in executed(commands, ledger, venue):
             if type(done.command) in TRADING:
                 seen.add(type(done.command))

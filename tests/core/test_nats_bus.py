@@ -107,6 +107,9 @@ class _Listener:
     def lease_held(self) -> None:
         pass
 
+    def pair_refused_unread(self) -> None:
+        pass
+
     def outcomes_overdue(self, settled: list[Overdue | Executed]) -> None:
         for item in settled:
             kind = "unknown" if type(item) is Overdue else "released"

@@ -6,9 +6,10 @@ import subprocess
 import sys
 import threading
 import time
+import typing
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import msgspec
 import pytest
@@ -17,9 +18,16 @@ from core import commit_watch
 from core import sequencer as sequencer_module
 from core.journal import EncodeInto, FileJournal, Sequenced
 from core.sequencer import BATCH_COMMANDS_MAX, SWITCH_CLOCK_US, Executed, _batch_end
-from engine.commands import ArmDeadMan, CancelOrder, ListInstrument, PlaceOrder
+from engine.commands import (
+    AmendPair,
+    ArmDeadMan,
+    CancelOrder,
+    Command,
+    ListInstrument,
+    PlaceOrder,
+)
 from engine.enums import CancelReason, Side
-from engine.events import DeadManTriggered, OrderAccepted, TradeExecuted
+from engine.events import CommandRejected, DeadManTriggered, OrderAccepted, TradeExecuted
 from engine.venue import Venue
 from tests.engine.conftest import SYMBOL, make_spec
 
@@ -992,3 +1000,122 @@ def test_two_failures_at_once_end_the_process_in_one_fatal_line(tmp_path: Path) 
         "CRITICAL:venue.sequencer:fatal: RuntimeError: failure 1; stopping so that recovery"
         " replays the journal"
     ], ended.stdout
+
+
+# ----------------------------------------------------------------- a requote as one command
+
+
+def _requotes(as_pairs: bool) -> list[list[Command]]:
+    """Two accounts quote a bid and an ask each (orders 1-4), then requote them turn by
+    turn: as `AmendPair`s, or as their two `AmendOrder`s. Among them a side refused (an
+    amend of the other account's order, a negative price) and a bid moved across the other
+    account's ask (an amend that crosses trades)."""
+    turns: list[list[Command]] = [
+        [ListInstrument(spec=make_spec())],
+        [order(1, Side.BUY, 9_990), order(1, Side.SELL, 10_010)],
+        [order(2, Side.BUY, 9_980), order(2, Side.SELL, 10_020)],
+    ]
+    moves = [
+        (1, (1, 9_991, 10), (2, 10_050, 12)),
+        (2, (3, 9_981, 10), (4, 10_021, 10)),
+        (1, (1, 9_992, 12), (4, 10_012, 10)),  # the ask named is account 2's: refused
+        (2, (3, -5, 10), (4, 10_022, 10)),  # a negative price: the bid refused
+        (1, (1, 10_022, 10), (2, 10_051, 10)),  # the bid crosses account 2's ask: trades
+    ]
+    for account, (bid_id, bid_price, bid_qty), (ask_id, ask_price, ask_qty) in moves:
+        pair = AmendPair(
+            account=account,
+            bid_order_id=bid_id,
+            bid_price=bid_price,
+            bid_qty=bid_qty,
+            ask_order_id=ask_id,
+            ask_price=ask_price,
+            ask_qty=ask_qty,
+        )
+        turns.append([pair] if as_pairs else [*pair.sides()])
+    return turns
+
+
+def _journaled(path: Path, turns: list[list[Command]]) -> tuple[Venue, list[Executed]]:
+    """`turns` submitted (a journal batch each, its commands stamped with one time, as a
+    request's are) to a venue journaling into `path`."""
+    executed: list[Executed] = []
+
+    async def session() -> Venue:
+        venue = Venue()
+        sequencer = Sequencer(venue, FileJournal(path), Clock(), executed.extend)
+        for turn in turns:
+            ts_us = sequencer.stamp_us()
+            for command in turn:
+                sequencer.submit(msgspec.structs.replace(command, ts_us=ts_us), origin=None)
+            await sequencer.drain()
+        sequencer.close()
+        return venue
+
+    return asyncio.run(session()), executed
+
+
+def test_a_journal_of_amend_pairs_replays_to_the_state_of_their_two_amends(
+    tmp_path: Path,
+) -> None:
+    """A journal whose requotes are `AmendPair` records (one record each) replays to the
+    state its venue had, and that state is the one of the same requotes journaled as two
+    `AmendOrder`s each (the same events, in order); a side refused among them."""
+    pairs_venue, pairs = _journaled(tmp_path / "pairs", _requotes(True))
+    amends_venue, amends = _journaled(tmp_path / "amends", _requotes(False))
+    assert pairs_venue.state_hash() == amends_venue.state_hash()
+    assert [event for e in pairs for event in e.events] == [
+        event for e in amends for event in e.events
+    ]
+    assert len(amends) - len(pairs) == 5  # one record a requote, not two
+    kinds = {type(event) for e in pairs for event in e.events}
+    assert CommandRejected in kinds and TradeExecuted in kinds
+    replayed = Venue()
+    recovered = Sequencer(replayed, FileJournal(tmp_path / "pairs"), Clock(), lambda b: None)
+    assert recovered.recover() == len(pairs)
+    recovered.close()
+    assert replayed.state_hash() == pairs_venue.state_hash()
+
+
+def test_a_build_without_amend_pairs_refuses_a_journal_holding_one_at_that_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build before `AmendPair` (its decoder, the union without it) stops its replay at the
+    first such record with an `UnreadableRecord` naming it, nothing of it executed: it never
+    replays past a requote it cannot do (docs/cluster.md, the upgrade order)."""
+    from core.sequencer import UnreadableRecord
+    from engine.commands import AnyCommand
+
+    _, pairs = _journaled(tmp_path / "pairs", _requotes(True))
+    first_pair = next(e.seq for e in pairs if type(e.command) is AmendPair)
+    older = tuple(kind for kind in typing.get_args(AnyCommand) if kind is not AmendPair)
+    decoder = msgspec.msgpack.Decoder(Union[older])  # noqa: UP007 (a union of a tuple)
+    monkeypatch.setattr(sequencer_module, "_decoder", decoder)
+    venue = Venue()
+    reader = Sequencer(venue, FileJournal(tmp_path / "pairs"), Clock(), lambda b: None)
+    with pytest.raises(UnreadableRecord, match=f"record {first_pair} "):
+        reader.recover()
+    reader.close()
+    assert reader.last_seq == first_pair - 1
+
+
+def test_a_pair_refused_unread_gives_its_ask_the_refusal_and_no_other_pair_an_empty_ask() -> None:
+    """`pair_sides`: a pair refused whole (`RefuseUnreadCommand`: every event the bid's, its
+    split at their end) gives its ask that refusal, not what came due before it (before: the
+    bid's events, a dead-man's firing included, again); any other pair whose ask has no
+    events is a broken invariant (before: the bid's events, taken silently)."""
+    from core.sequencer import pair_sides
+    from engine.reasons import ErrorCode
+    from engine.venue import REFUSED_UNREAD
+
+    pair = AmendPair(ts_us=5, account=1, bid_order_id=10, ask_order_id=11, bid_qty=1, ask_qty=1)
+    fired = DeadManTriggered(ts_us=5, account=2)
+    refusal = CommandRejected(5, REFUSED_UNREAD, ErrorCode.UNSUPPORTED_COMMAND, "unread", 1)
+    refused = Executed(7, pair, [fired, refusal], "origin", split=2)
+    bid, ask = pair_sides(refused)
+    assert (bid.events, ask.events) == ([fired, refusal], [refusal])
+    assert (bid.seq, ask.seq, ask.origin) == (7, 7, "origin")
+    assert (bid.command, ask.command) == pair.sides()
+    rejected = CommandRejected(5, "amend", ErrorCode.UNKNOWN_ORDER, "no such order", 1)
+    with pytest.raises(AssertionError, match="not refused unread"):
+        pair_sides(Executed(8, pair, [rejected], "origin", split=1))

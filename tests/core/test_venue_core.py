@@ -11,7 +11,7 @@ import resource
 import signal
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, cast
 
 import pytest
 
@@ -30,7 +30,7 @@ from core.venue_core import (
     save_json,
     write_durably,
 )
-from engine.commands import ArmDeadMan, CancelAll, CancelOrder, PlaceOrder
+from engine.commands import AmendPair, ArmDeadMan, CancelAll, CancelOrder, PlaceOrder
 from engine.enums import Side
 from engine.events import CommandRejected
 from engine.reasons import ErrorCode
@@ -230,6 +230,24 @@ def test_each_command_carries_its_own_transfers_and_each_refusal_is_counted_once
         sequencer.submit(CancelOrder(account=2, order_id=999_998), None)  # refused
         await sequencer.drain()
         assert dict(core.rejects) == {ErrorCode.UNKNOWN_ORDER: 2}
+        # A requote as one command counts each side's refusal: the bid's is not its last
+        # event when its ask was done
+        resting = [
+            sequencer.submit(
+                PlaceOrder(account=2, symbol=SYMBOL, side=side, price=price, qty=ONE_SHARE),
+                None,
+            ).events[0]
+            for side, price in ((Side.BUY, 18_000), (Side.SELL, 19_000))
+        ]
+        bid_id, ask_id = (cast(Any, accepted).order_id for accepted in resting)
+        for bid, ask in ((999_997, ask_id), (bid_id, 999_996)):  # the bid refused, the ask
+            pair = AmendPair(
+                account=2, bid_order_id=bid, bid_price=18_010, ask_order_id=ask, ask_price=19_010
+            )
+            sequencer.submit(pair, None)
+        await sequencer.drain()
+        assert dict(core.rejects) == {ErrorCode.UNKNOWN_ORDER: 4}
+        core.rejects.clear()
         # A trade right after commands that booked nothing: its transfers are its own, the
         # next ids, none skipped or carried twice.
         last_before = core.ledger.last_transfer_id

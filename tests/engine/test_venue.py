@@ -1,14 +1,18 @@
 """The Venue state machine: matching, order types, self-trade prevention, amend, time, status."""
 
+import collections
+import random
 from typing import Any
 
 import msgspec
 import pytest
 
+from bench import workloads
 from engine.closed import SEAL_EVERY_US
 from engine.commands import (
     AdvanceClock,
     AmendOrder,
+    AmendPair,
     AnyCommand,
     ArmDeadMan,
     CancelAll,
@@ -1249,3 +1253,130 @@ def test_a_remarked_order_is_the_order_placed_so() -> None:
         remarked.execute(SetCancelOnDisconnect(ts_us=3, account=1, cod=cod, order_ids=(1,)))
         assert remarked.orders[1] == placed_so.orders[1]
         assert remarked.state_hash() == placed_so.state_hash()
+
+
+# ----------------------------------------------------------------- a requote as one command
+
+
+def _pair_of(venue: Venue, rng: random.Random, ts_us: int, accounts: list[int]) -> AmendPair:
+    """A requote of an account's open bid and ask, most of them as a maker sends them, some
+    to be refused: another's order, one not open, a price that crosses, a size the hold
+    cannot carry or below what traded."""
+    account = rng.choice(accounts)
+    orders = list(venue.account_orders.get(account, {}).values())
+    bids = [order for order in orders if order.side is BUY] or [None]
+    asks = [order for order in orders if order.side is SELL] or [None]
+    sides = []
+    for order in (rng.choice(bids), rng.choice(asks)):
+        if order is None or rng.random() < 0.1:  # none open, or another's, or a closed one
+            sides.append((rng.randint(1, venue.last_order_id + 2), rng.randint(9_900, 10_100), 7))
+            continue
+        move = rng.choice((-2, -1, 1, 2)) * (1 if rng.random() < 0.9 else 60)  # 60: crosses
+        huge = 10**9 if rng.random() < 0.05 else 2  # a hold that does not fit
+        qty = order.cum_qty + rng.choice((order.leaves_qty, 1, 3, huge))
+        if rng.random() < 0.03:
+            qty = order.cum_qty  # completes it
+        sides.append((order.order_id, order.price + move, qty))
+    (bid_id, bid_price, bid_qty), (ask_id, ask_price, ask_qty) = sides
+    return AmendPair(
+        ts_us=ts_us,
+        account=account,
+        bid_order_id=bid_id,
+        bid_price=bid_price,
+        bid_qty=bid_qty,
+        ask_order_id=ask_id,
+        ask_price=ask_price,
+        ask_qty=ask_qty,
+    )
+
+
+@pytest.mark.parametrize("ledger", [False, True])
+def test_an_amend_pair_is_its_two_amends_in_turn(ledger: bool) -> None:
+    """Seeded: on the same states, an `AmendPair` gives the events its bid's `AmendOrder`
+    then its ask's give, split where `pair_split` says, and the same state (hash); with
+    either side refused, or both, each as its amend alone would be."""
+    workload = workloads.build("mixed", 3_000, seed=5)
+    pairs, amends = workload.fresh_venue(ledger), workload.fresh_venue(ledger)
+    accounts = sorted({c.account for c in workload.commands if isinstance(c, PlaceOrder)})
+    rng = random.Random(9)
+    refused = collections.Counter[tuple[bool, bool]]()
+    for number, command in enumerate(workload.commands):
+        assert pairs.execute(command) == amends.execute(command)
+        if number % 3:
+            continue
+        pair = _pair_of(pairs, rng, command.ts_us, accounts)
+        events = pairs.execute(pair)
+        bid, ask = pair.sides()
+        bid_events, ask_events = amends.execute(bid), amends.execute(ask)
+        assert events == bid_events + ask_events
+        assert pairs.pair_split == len(bid_events)
+        refused[rejection_in(bid_events), rejection_in(ask_events)] += 1
+        if number % 150 == 0:
+            assert pairs.state_hash() == amends.state_hash()
+    assert pairs.state_hash() == amends.state_hash()
+    assert min(refused.values()) > 10 and len(refused) == 4, refused  # each mix was tried
+
+
+def _quoting_venue() -> Venue:
+    """Account 1 quotes a post-only bid (1) and ask (2), expire_maker, and rests a plain bid
+    (5); account 2 rests an ask (3) and a bid good till 100 µs (4)."""
+    venue = Venue()
+    venue.execute(ListInstrument(ts_us=1, spec=make_spec()))
+    quote = {"post_only": True, "stp": SelfTradePrevention.EXPIRE_MAKER}
+    for ts_us, account, side, price, extra in (
+        (2, 1, BUY, 9_990, quote),
+        (3, 1, SELL, 10_010, quote),
+        (4, 2, SELL, 10_020, {}),
+        (5, 2, BUY, 9_900, {"tif": TimeInForce.GTD, "expire_at_us": 100}),
+        (6, 1, BUY, 9_950, {}),
+    ):
+        place = PlaceOrder(
+            ts_us=ts_us, account=account, symbol=SYMBOL, side=side, price=price, qty=10
+        )
+        venue.execute(msgspec.structs.replace(place, **extra))
+    return venue
+
+
+@pytest.mark.parametrize(
+    ("ts_us", "sides", "kinds_of"),
+    [
+        # one order as both sides: amended twice, the second to the ask's price
+        (50, (1, 9_991, 1, 9_992), ("OrderAmended", "OrderAmended")),
+        # the same price twice: the second amend changes nothing and is refused
+        (50, (1, 9_991, 1, 9_991), ("OrderAmended", "CommandRejected")),
+        # an expiry due at the pair's time runs first, among the bid's events
+        (100, (1, 9_991, 2, 10_011), ("OrderExpired", "OrderAmended", "OrderAmended")),
+        # a bid (not post-only) amended into its own ask: the bid, the taker, is expired by
+        # its own stp (the default, expire_taker), then the ask amended
+        (50, (5, 10_010, 2, 10_012), ("OrderAmended", "SelfTradePrevented", "OrderAmended")),
+    ],
+    ids=["same order twice", "same order twice at one price", "expiry due", "self-trade"],
+)
+def test_an_amend_pair_in_the_corners_is_its_two_amends(
+    ts_us: int, sides: tuple[int, int, int, int], kinds_of: tuple[str, ...]
+) -> None:
+    """Cases the seeded test may not draw: the pair's events are its bid's `AmendOrder`'s
+    then its ask's, split where `pair_split` says, and the state (hash) theirs."""
+    bid_id, bid_price, ask_id, ask_price = sides
+    pair = AmendPair(
+        ts_us=ts_us,
+        account=1,
+        bid_order_id=bid_id,
+        bid_price=bid_price,
+        bid_qty=10,
+        ask_order_id=ask_id,
+        ask_price=ask_price,
+        ask_qty=10,
+    )
+    paired, amended = _quoting_venue(), _quoting_venue()
+    events = paired.execute(pair)
+    bid, ask = pair.sides()
+    bid_events = amended.execute(bid)
+    assert events == bid_events + amended.execute(ask)
+    assert tuple(type(event).__name__ for event in events) == kinds_of
+    assert paired.pair_split == len(bid_events)
+    assert paired.state_hash() == amended.state_hash()
+
+
+def rejection_in(events: list) -> bool:
+    return bool(events) and type(events[-1]) is CommandRejected

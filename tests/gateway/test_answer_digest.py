@@ -53,7 +53,12 @@ from tests.sample_config import SAMPLE_CONFIG
 # place, as a tick, step, zero or precision refusal does. The same 1,506 answers; the 29 that
 # differ are `UNKNOWN_SYMBOL` refusals, equal to the old ones with `` - at `params.symbol` ``
 # removed (was "29e3be09a97d3ee261aa19d2e94cd0465408083d99024f5a80f2ecdd8d0e3fae").
-PINNED = ("bae688bc48367764650ade789c823ff5f50b1133e5a0d0705c8471502e2719c3", 1506)
+# Re-pinned in session 31: a plain requote is one command (`AmendPair`), so its two results
+# share its seq and every later command's seq is lower. The same 1,506 answers; the 880 that
+# differ differ only in their seqs, each of the old seqs mapping to one new seq, in order
+# (the two amends' seqs of a requote to the pair's); with `Dispatcher.requote_pairs` off the
+# digest is the old one (was "bae688bc48367764650ade789c823ff5f50b1133e5a0d0705c8471502e2719c3").
+PINNED = ("6eff91fde7c644beff77fe3a9f76d9e382c4b4aa0aaf789a601949f9fbd29fb4", 1506)
 REQUESTS = 1_500
 DRAIN_EVERY = 7  # requests fed per loop turn before the journal commits: odd, so batches mix
 SYMBOLS = ("AAPLx-USD", "MSFTx-USD")

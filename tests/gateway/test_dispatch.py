@@ -9,6 +9,7 @@ import collections
 import re
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ import pytest
 
 from bench import ingress_bench, server_process
 from core import config as venue_config
+from core.sequencer import pair_sides
+from engine.commands import AmendPair
 from engine.enums import Side
 from gateway import dispatch, limits, wire
 from gateway.server import VenueServer
@@ -71,42 +74,54 @@ class FastPaths:
         self.placed.amends = self.amends  # type: ignore[method-assign]
         self._answer = dispatcher.answer
         dispatcher.answer = self.answer  # type: ignore[method-assign]
+        self.finish_requote = dispatcher._finish_requote
 
     def amends(self, account: int, quote_set: str, symbol: str, units: Any, ts_us: int) -> Any:
-        both = self._amends(account, quote_set, symbol, units, ts_us)
-        if both is not None:
+        pair = self._amends(account, quote_set, symbol, units, ts_us)
+        if pair is not None:
             bid_px, bid_qty, ask_px, ask_qty = units
             requote = self.placed.requote
             bid = requote((account, quote_set, symbol, Side.BUY), bid_px, bid_qty, ts_us)
             ask = requote((account, quote_set, symbol, Side.SELL), ask_px, ask_qty, ts_us)
-            if both != (bid, ask):
-                self.differences.append(("amends", both, (bid, ask)))
+            if pair.sides() != (bid, ask):
+                self.differences.append(("amends", pair, (bid, ask)))
             self.taken["amends"] += 1
-        return both
+        return pair
 
     def answer(self, pending: dispatch.Pending) -> None:
-        for each in pending.results:  # all in: the answer goes now
+        for each in _each_command(pending.results):  # all in: the answer goes now
             if each.command is not None:
                 plain, general = dispatch._plain_outcome(each), dispatch._outcome(each)
                 if plain != general:
                     self.differences.append(("outcome", plain, general))
                 self.taken["outcome"] += 1
-        if pending.finish is dispatch._requote_result:
+        if pending.finish is self.finish_requote:
             self.check_requote(pending)
         self._answer(pending)
 
     def check_requote(self, pending: dispatch.Pending) -> None:
         """The template's answer is `_batch_result`'s, whatever the id (a string's JSON)."""
         for request_id in (pending.request_id, 'a "quoted\\" é id', "0", 2**53 - 1):
-            results = [*pending.results]
-            both = msgspec.structs.replace(pending, request_id=request_id, results=results)
-            plain = _T_OUT.sub(b"", dispatch._requote_result(both))
+            pair = [*pending.results]
+            sides = [*_each_command(pair)]
+            pending_pair = msgspec.structs.replace(pending, request_id=request_id, results=pair)
+            both = msgspec.structs.replace(pending, request_id=request_id, results=sides)
+            plain = _T_OUT.sub(b"", dispatch._requote_result(pending_pair))
             general = _T_OUT.sub(b"", dispatch._batch_result(both))
             if plain != general:
                 self.differences.append(("requote", plain, general))
             self.taken["requote template"] += plain.startswith(b'{"id":') and all(
-                _amended_only(each) for each in results
+                _amended_only(each) for each in sides
             )
+
+
+def _each_command(results: list[Any]) -> Iterator[Any]:
+    """The outcomes, an `AmendPair`'s as its two amends' (each with the pair's seq)."""
+    for executed in results:
+        if type(executed.command) is AmendPair:
+            yield from pair_sides(executed)
+        else:
+            yield executed
 
 
 def _amended_only(executed: Any) -> bool:
@@ -314,3 +329,115 @@ def test_a_requote_waiting_too_long_for_a_place_is_refused_and_the_slot_stays_bl
         assert served["result"]["results"][0]["result"]["status"] == "new"
 
     run_venue(scenario)
+
+
+# ----------------------------------------------------------------- a requote as one command
+
+_ANSWER_SEQ = re.compile(rb'"result":\{"seq":(\d+)')  # a trading answer's (or op's) journal seq
+_MASKED = re.compile(rb'"(t_in|t_out|ts|epoch|pong|time|created_at|updated_at)":\d+')
+# Plain requotes of maker 0's first quote whose one side is refused (a bid the cash cannot
+# hold, an ask the shares cannot cover: 100,000 USD and 1,000 AAPLx each, `accounts_toml`)
+_ONE_SIDE_REFUSED = (
+    {"bid_px": "187.23", "bid_qty": "1000", "ask_px": "187.27", "ask_qty": "5"},
+    {"bid_px": "187.22", "bid_qty": "5", "ask_px": "187.28", "ask_qty": "2000"},
+    {"bid_px": "187.21", "bid_qty": "900", "ask_px": "187.29", "ask_qty": "1500"},
+)
+
+
+def trading_state(venue: Any) -> list[Any]:
+    """The venue's books (orders in priority order, every field) and balances: its state
+    but for the times (two runs' clocks differ, so their `state_hash`es do)."""
+    books = [
+        [msgspec.structs.astuple(order) for order in market.book.iter_orders()]
+        for _, market in sorted(venue.markets.items())
+    ]
+    balances = sorted((key, b.total, b.held) for key, b in venue.ledger.balances.items())
+    return [books, balances]
+
+
+async def recorded_run(
+    requote_pairs: bool, requests: int
+) -> tuple[list[bytes], list[int], list[Any]]:
+    """The ingress bench's e2e mix (its clients packed, following their account stream, one
+    following the public book, bbo and trades too), requotes with a side refused, then the
+    answer digest's scenario, through a real server sending plain requotes as `AmendPair`s
+    or as two amends: every frame written to each connection (the clock's values masked, a
+    trading answer's seq as 0), the answers' seqs in that order, and the trading state."""
+    with tempfile.TemporaryDirectory(prefix="venue-requote-pairs-") as name:
+        directory = Path(name)
+        path = server_process.unlimited_config(
+            SAMPLE_CONFIG, directory, ingress_bench.accounts_toml()
+        )
+        server = VenueServer(venue_config.load(path), directory / "data")
+        await server.start("127.0.0.1", 0)
+        try:
+            server.dispatcher.requote_pairs = requote_pairs
+            # Each release's market data published at once: not paced by the CPU time the
+            # last publication took, so the two runs coalesce the same updates (`flush`)
+            server.public.publish = server.public.flush  # type: ignore[method-assign]
+            bench = ingress_bench.Bench(server)
+            clients = bench.makers + bench.takers
+            watcher = bench.takers[1]
+            for channel in ("book", "bbo", "trades"):
+                params = {"ch": channel, "symbols": list(test_answer_digest.SYMBOLS)}
+                watcher.connection.data_received(watcher.frame("subscribe", params))
+            recorders = []
+            for client in clients:  # from here on, what each is written is kept
+                recorder = test_answer_digest.RecordingTransport()
+                recorder.protocol = client.connection
+                client.connection.transport = recorder  # type: ignore[assignment]
+                recorders.append(recorder)
+            await server.sequencer.drain()
+            for kind in ("quote", "place", "batch"):
+                for _ in range(3):
+                    await bench.restock()
+                    for connection, frame in bench.requests(kind, 16):
+                        connection.data_received(frame)
+                    await server.sequencer.drain()
+            maker = bench.makers[0]
+            for quote in _ONE_SIDE_REFUSED:
+                params = {"quote_set": "ingress-0-0", "quotes": [{"symbol": "AAPLx-USD"} | quote]}
+                maker.connection.data_received(maker.frame("quote.mass", params))
+            await server.sequencer.drain()
+            scenario = test_answer_digest.Scenario(11)
+            for number in range(requests):
+                index = scenario.rng.randrange(len(clients))
+                method, params = scenario.request(index < 2, index)
+                client = clients[index]
+                client.connection.data_received(client.frame(method, params))
+                if number % 5 == 4:
+                    await server.sequencer.drain()
+            await server.sequencer.drain()
+            server.connections.flush_outboxes()
+            frames: list[bytes] = []
+            seqs: list[int] = []
+            for recorder in recorders:
+                for payload in test_answer_digest.server_frames(bytes(recorder.data)):
+                    seqs += map(int, _ANSWER_SEQ.findall(payload))
+                    masked = _MASKED.sub(rb'"\1":0', payload)
+                    frames.append(_ANSWER_SEQ.sub(rb'"result":{"seq":0', masked))
+            return frames, seqs, trading_state(server.core.venue)
+        finally:
+            await server.stop()
+
+
+def test_a_requote_as_one_command_sends_what_its_two_amends_sent() -> None:
+    """The same request stream, its plain requotes sent as one `AmendPair` each and as two
+    amends (`_requote_each`, the path of main before it): every frame each connection is
+    written (answers, private pushes and their seqs, the public book, bbo and trades) is the
+    same byte for byte but for a trading answer's `seq`, and the venue ends in the same state.
+    The seqs differ only as one command numbers both sides of a requote (docs/protocol.md
+    §5.5): one seq of the two amends' is one of the pair's, in the same order. Requotes with
+    one side refused are among them (409, partly done, alike)."""
+    pairs, pair_seqs, pair_state = server_process.run_async(recorded_run(True, 400))
+    amends, amend_seqs, amend_state = server_process.run_async(recorded_run(False, 400))
+    assert len(pairs) == len(amends)
+    different = [(a, b) for a, b in zip(pairs, amends, strict=True) if a != b]
+    assert different == []
+    assert pair_state == amend_state
+    assert any(b'"status":409' in frame and b"INSUFFICIENT_BALANCE" in frame for frame in pairs)
+    # each seq of the two amends' run is one of the pair's: fewer, in the same order
+    renumbered = dict(zip(amend_seqs, pair_seqs, strict=True))
+    assert [renumbered[seq] for seq in amend_seqs] == pair_seqs
+    assert len(set(amend_seqs)) - len(set(pair_seqs)) > 50  # the pairs were sent: 87 here
+    assert sorted(renumbered.values()) == [renumbered[seq] for seq in sorted(renumbered)]
