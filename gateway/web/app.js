@@ -3,7 +3,7 @@
 // and candle history from the REST API. See docs/web.md.
 import { drawDepth, LocalBook } from "./book.js";
 import { CandleChart, INTERVAL } from "./candles.js";
-import { getJson, importSecret, logon, NotSentError, VenueSocket } from "./venue.js";
+import { getJson, importSecret, logon, NotSentError, VenueError, VenueSocket } from "./venue.js";
 
 const BOOK_DEPTH = 25; // the book tier followed: the ladder shows 10, the depth chart all 25
 const LADDER_LEVELS = 10;
@@ -20,6 +20,13 @@ const RELOGON_DELAYS_S = [1, 2, 4, 8, 16, 30];
 // A session that lived this long was a good one: the next drop's tries start again at 1 s. A
 // shorter one (logged on, then dropped at once: the venue overloaded, say) goes on backing off.
 const SESSION_LIVED_MS = 30000;
+// Tries in a row that the venue refused (its answer, not a lost connection) before the page
+// stops trying by itself and offers "Log on again": a refusal that lasts (an account
+// suspended, a page the venue no longer understands) was tried every 30 s for good. Five span
+// about 31 s of backoff, past a rate limit's refill or the venue's notice of a dropped
+// connection that held the account's last seat. A connection that cannot be made is tried on
+// (the venue away is what trying again is for).
+const RELOGON_REFUSALS_MAX = 5;
 
 const $ = (id) => document.getElementById(id);
 
@@ -53,6 +60,11 @@ const state = {
   accountSeq: null, // the last private `seq` applied: the since_seq of a logon again
   relogon: null, // {attempt, why, failed, until, timer} while the page waits to log on again
   relogonAttempts: 0, // tries since the last session that lived SESSION_LIVED_MS
+  relogonRefusals: 0, // tries in a row the venue refused (RELOGON_REFUSALS_MAX)
+  relogonStopped: null, // {why} once the page stopped trying: "Log on again" tries once more
+  // a logon again's resumed account stream: {since, seq} until it caught up to the answer's
+  // seq (or a snapshot came instead), which is then said once (`sayLoggedOnAgain`)
+  catchUp: null,
   loggedOnAt: 0, // Date.now() of the session's logon
   recordsLoaded: false, // the fills and history were read on this logon's session (or since)
   recordsReading: null, // the read of them under way (a promise)
@@ -754,8 +766,10 @@ async function startSession(credentials, again, onLoggedOn = () => {}) {
   showSession(result, credentials.apiKey, again);
   try {
     state.replayAsked = again && state.accountSeq !== null;
-    const since = state.replayAsked ? { since_seq: state.accountSeq } : {};
-    await socket.request("subscribe", { ch: "account", ...since });
+    const resumed = state.accountSeq;
+    const since = state.replayAsked ? { since_seq: resumed } : {};
+    const answer = await socket.request("subscribe", { ch: "account", ...since });
+    if (again) followCatchUp(resumed, answer.seq);
     // read until once read: a first session that dropped while reading leaves it to the next
     if (!state.recordsLoaded) await readAccountRecords(socket);
   } catch (failed) {
@@ -859,6 +873,7 @@ function scheduleRelogon(why, failed = "") {
   if (state.relogon === null && Date.now() - state.loggedOnAt >= SESSION_LIVED_MS) {
     state.relogonAttempts = 0;
   }
+  hideRelogonButton(); // a "Log on again" that met a lost connection: tried on, by itself
   const attempt = state.relogonAttempts++;
   const delayS = RELOGON_DELAYS_S[Math.min(attempt, RELOGON_DELAYS_S.length - 1)];
   clearTimeout(state.relogon?.timer);
@@ -888,19 +903,86 @@ async function relogonNow(relogon) {
     await startSession(state.credentials, true);
   } catch (failed) {
     if (state.relogon !== relogon) return;
-    if (mayHeal(failed)) {
-      scheduleRelogon(relogon.why, `; try ${relogon.attempt} failed (${failed.message})`);
+    if (!mayHeal(failed)) {
+      // refused for its key (revoked, say): no later try would be taken; the secret is asked
+      state.relogon = null;
+      clearSession();
+      showLogonError(`logged off: ${logonFailure(failed)}; enter the secret to log on again`);
       return;
     }
-    // refused for its key (revoked, say): no later try would be taken; the secret is asked
-    state.relogon = null;
-    clearSession();
-    showLogonError(`logged off: ${logonFailure(failed)}; enter the secret to log on again`);
+    const failure = `; try ${relogon.attempt} failed (${failed.message})`;
+    const refused = failed instanceof VenueError;
+    state.relogonRefusals = refused ? state.relogonRefusals + 1 : 0;
+    if (state.relogonRefusals >= RELOGON_REFUSALS_MAX) stopRelogon(relogon.why, failure);
+    else scheduleRelogon(relogon.why, failure);
     return;
   }
   if (state.relogon !== relogon) return; // dropped again meanwhile: its own try is waiting
   state.relogon = null;
+  state.relogonRefusals = 0;
+  hideRelogonButton();
   showRelogonStatus("", "");
+  sayLoggedOnAgain();
+}
+
+function stopRelogon(why, failure) {
+  // The venue refused RELOGON_REFUSALS_MAX tries in a row: no more by themselves. The account
+  // stays shown, dimmed, and the key held: "Log on again" tries once more, "Log out" ends it.
+  state.relogon = null;
+  state.relogonStopped = { why };
+  const tries = `the venue refused ${RELOGON_REFUSALS_MAX} tries in a row`;
+  showRelogonStatus(`${why}${failure}; ${tries}: press Log on again to try once more`, "");
+  $("relogon-button").hidden = false;
+  $("relogon-button").removeAttribute("aria-disabled");
+}
+
+function onRelogonButton() {
+  // One more try, at once; refused again, the page stops again (a lost connection instead is
+  // tried on, with the backoff).
+  const stopped = state.relogonStopped;
+  if (stopped === null || state.relogon !== null) return;
+  state.relogonStopped = null;
+  state.relogonRefusals = RELOGON_REFUSALS_MAX - 1;
+  state.relogonAttempts = 0;
+  $("relogon-button").setAttribute("aria-disabled", "true"); // keeps the focus while it tries
+  const relogon = { attempt: 1, why: stopped.why, failed: "", until: 0, timer: null };
+  state.relogon = relogon;
+  relogonNow(relogon);
+}
+
+function hideRelogonButton() {
+  // Hidden, the button would drop the keyboard's focus to the page's start: it goes to Log out,
+  // the control beside it.
+  const button = $("relogon-button");
+  const focused = document.activeElement === button;
+  button.hidden = true;
+  state.relogonStopped = null;
+  if (focused && !$("session").hidden) $("logout-button").focus();
+}
+
+function followCatchUp(since, seq) {
+  // Logged on again, the account stream resumed after `since` up to the answer's `seq`: the
+  // replay is caught up when its last push (seq) has come; none missed, at once. A snapshot
+  // instead (none asked for, a `since` ahead of the stream or no longer held) means the account
+  // was read afresh (`noteCatchUp`).
+  const replay = since !== null && since <= seq;
+  state.catchUp = { seq, missed: replay ? seq - since : null, done: since === seq };
+}
+
+function sayLoggedOnAgain() {
+  // Said once, politely (the status line's aria-live part), when both the try has succeeded
+  // and the account stream has caught up: what happened while away, in a trader's words.
+  const catchUp = state.catchUp;
+  if (catchUp === null || !catchUp.done || state.relogon !== null || state.trade === null) return;
+  state.catchUp = null;
+  const missed = catchUp.missed;
+  const what =
+    missed === null
+      ? "the account read afresh (away too long to replay what changed)"
+      : missed === 0
+        ? "nothing changed meanwhile"
+        : `${missed} account update${missed === 1 ? "" : "s"} made meanwhile replayed`;
+  showRelogonStatus(`logged on again: ${what}`, "");
 }
 
 function mayHeal(failed) {
@@ -930,6 +1012,9 @@ function clearSession() {
   clearTimeout(state.relogon?.timer);
   state.relogon = null;
   state.relogonAttempts = 0;
+  state.relogonRefusals = 0;
+  state.catchUp = null;
+  hideRelogonButton();
   state.recordsLoaded = false;
   stopAmending();
   state.orders.clear();
@@ -989,6 +1074,7 @@ function onAccountPush(message) {
   }
   if (message.ch !== "account") return;
   state.accountSeq = message.seq; // applied below: a logon again resumes after it
+  noteCatchUp(message);
   if (message.type === "snapshot") {
     state.orders = new Map(message.orders.map((order) => [order.order_id, order]));
     state.balances = new Map(message.balances.map((row) => [row.asset, row]));
@@ -1040,6 +1126,16 @@ function onExec(message) {
     state.orders.set(report.order_id, report);
   }
   schedule("orders", "book");
+}
+
+function noteCatchUp(message) {
+  // A logon again's stream: a snapshot, or the replay's last push, has come (`followCatchUp`).
+  const catchUp = state.catchUp;
+  if (catchUp === null || catchUp.done) return;
+  if (message.type === "snapshot") catchUp.missed = null;
+  else if (message.seq < catchUp.seq) return;
+  catchUp.done = true;
+  queueMicrotask(sayLoggedOnAgain); // once the push is applied (and the try has succeeded)
 }
 
 async function reloadAccountRecords(socket) {
@@ -1583,6 +1679,7 @@ function start() {
   chart = new CandleChart($("candles"), $("candles-note"));
   $("logon-form").addEventListener("submit", onLogon);
   $("logout-button").addEventListener("click", onLogout);
+  $("relogon-button").addEventListener("click", onRelogonButton);
   $("order-form").addEventListener("submit", onPlace);
   $("order-kind").addEventListener("change", syncKind);
   $("amend-stop").addEventListener("click", leaveAmending);

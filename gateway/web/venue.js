@@ -46,9 +46,13 @@ export class VenueSocket {
       const ws = new WebSocket(this.url);
       this.ws = ws;
       let opened = false;
-      // a connect that hangs (a lost network drops the SYN) is given up, as the browser's own
-      // timeout can take minutes, and reported as one that failed
-      const connecting = setTimeout(() => ws.close(), CONNECT_TIMEOUT_MS);
+      // a connect that hangs (a lost network drops the SYN, a proxy never answers the upgrade)
+      // is given up, as the browser's own timeout can take minutes, and said as such
+      let timedOut = false;
+      const connecting = setTimeout(() => {
+        timedOut = true;
+        ws.close();
+      }, CONNECT_TIMEOUT_MS);
       ws.onopen = () => {
         clearTimeout(connecting);
         opened = true;
@@ -65,9 +69,13 @@ export class VenueSocket {
         clearInterval(this.watchdog);
         this.failPending(`connection closed (${event.code})`);
         if (opened) this.onClose(event);
-        else reject(new Error(`cannot connect to ${this.url}`));
+        else reject(new Error(timedOut ? this.unanswered() : `cannot connect to ${this.url}`));
       };
     });
+  }
+
+  unanswered() {
+    return `cannot connect: no answer within ${CONNECT_TIMEOUT_MS / 1000} s`;
   }
 
   receive(text) {
