@@ -500,11 +500,17 @@ function reservesTable(rows) {
   const table = document.createElement("table");
   table.id = "reserves-table";
   const head = table.createTHead().insertRow();
-  for (const title of ["asset", "supply", "attested", ""]) {
+  for (const title of ["asset", "supply", "attested"]) {
     const th = head.appendChild(document.createElement("th"));
     th.textContent = title;
     if (title === "supply" || title === "attested") th.className = "num"; // over its figures
   }
+  // "covered" in each row says it on sight; a screen reader is told the column's name too
+  const coverage = head.appendChild(document.createElement("th"));
+  coverage.append(Object.assign(document.createElement("span"), {
+    className: "visually-hidden",
+    textContent: "coverage",
+  }));
   const body = table.createTBody();
   for (const row of rows) {
     const tr = body.insertRow();
@@ -645,13 +651,33 @@ function ladderSide(tbody, levels, side, most, reverse) {
     row.title = mine.has(price) ? "your order rests here" : "";
     row.dataset.price = price;
     row.style.setProperty("--fill", `${Math.round((Number(qty) / most) * 100)}%`);
-    row.onclick = () => {
-      $("order-price").value = price;
-    };
-    cell(row, shownPrice(state.selected, price), "num price");
+    row.onclick = (event) => usePrice(price, event);
+    levelButton(cell(row, "", "num price"), side, price, mine.has(price));
     cell(row, qty, "num qty");
     cell(row, cumulative.toFixed(decimals), "num");
   });
+}
+
+function levelButton(td, side, price, mine) {
+  // The level's price as a button: the keyboard reaches it (Tab) and copies it (Enter), as a
+  // click on the row does; its name says the side and the account's own order, which the row's
+  // colour and dot alone say on sight.
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "level";
+  button.textContent = shownPrice(state.selected, price);
+  const own = mine ? ", your order rests here" : "";
+  button.setAttribute("aria-label", `${side} ${button.textContent}${own}: use this price`);
+  button.dataset.focusKey = `${side}-${price}`;
+  td.replaceChildren(button);
+}
+
+function usePrice(price, event) {
+  // Copied into the order form; from the keyboard (a click with no mouse's `detail`), the focus
+  // follows it there, so the next keys type the quantity.
+  $("order-price").value = price;
+  clearFieldError($("order-price"));
+  if (event.detail === 0) $("order-qty").focus();
 }
 
 function myPrices(side) {
@@ -668,6 +694,7 @@ function renderTape() {
     row.className = trade.taker_side === "buy" ? "bid" : "ask";
     row.dataset.tradeId = trade.trade_id;
     cell(row, clock(trade.ts));
+    cell(row, trade.taker_side, "taker"); // the side in words: the colour alone says it on sight
     cell(row, shownPrice(state.selected, trade.price), "num price");
     cell(row, trade.qty, "num qty");
   });
@@ -790,8 +817,7 @@ async function startSession(credentials, again, onLoggedOn = () => {}) {
 function showSession(result, apiKey, again) {
   $("account").textContent = String(result.account);
   $("api-key-shown").textContent = apiKey;
-  $("logon-form").hidden = true;
-  $("session").hidden = false;
+  swapLogonAndSession(true);
   $("orders-panel").classList.remove("stale");
   const trades = result.scopes.includes("trade");
   state.mayTrade = trades;
@@ -804,6 +830,19 @@ function showSession(result, apiKey, again) {
       : `logged on as account ${result.account}: read only (this key lacks the trade scope)`,
     trades ? "ok" : "warn",
   );
+}
+
+function swapLogonAndSession(loggedOn) {
+  // The logon form and the session's line take each other's place; the keyboard's focus in the
+  // one hidden goes to the other's first control (Log out; the API key), not to the page's
+  // start, where a hidden control drops it.
+  const [hiding, showing, next] = loggedOn
+    ? [$("logon-form"), $("session"), $("logout-button")]
+    : [$("session"), $("logon-form"), $("api-key")];
+  const focused = hiding.contains(document.activeElement);
+  hiding.hidden = true;
+  showing.hidden = false;
+  if (focused) next.focus();
 }
 
 function readAccountRecords(socket) {
@@ -1023,8 +1062,7 @@ function clearSession() {
   state.fillIds.clear();
   state.replayAsked = false;
   state.history.clear();
-  $("logon-form").hidden = false;
-  $("session").hidden = true;
+  swapLogonAndSession(false);
   $("orders-panel").classList.remove("stale");
   $("place-button").disabled = true;
   showResult("log on to trade", "");
@@ -1363,15 +1401,7 @@ async function onPlace(event) {
   };
   if (kind !== "market") params.price = $("order-price").value.trim();
   if (kind === "post_only") params.post_only = true;
-  if (params.qty === "" || params.price === "") {
-    showResult(params.qty === "" ? "enter a quantity" : "enter a price", "error");
-    return;
-  }
-  const unreadable = notPlain("quantity", params.qty) ?? notPlain("price", params.price);
-  if (unreadable !== null) {
-    showResult(unreadable, "error");
-    return;
-  }
+  if (!figuresReadable(params.price, params.qty)) return;
   // One click, one order: the button waits for the answer, so a double click's second click
   // (or a second Enter) places nothing more. It says so by aria-disabled, not `disabled`,
   // which would take the keyboard's focus off it for good.
@@ -1518,15 +1548,7 @@ async function amend(order) {
   // is said here, not sent (the venue's AMEND_REJECTED would say the same after a round trip).
   const price = $("order-price").value.trim();
   const qty = $("order-qty").value.trim();
-  if (price === "" || qty === "") {
-    showResult(price === "" ? "enter a price" : "enter a quantity", "error");
-    return;
-  }
-  const unreadable = notPlain("price", price) ?? notPlain("quantity", qty);
-  if (unreadable !== null) {
-    showResult(unreadable, "error");
-    return;
-  }
+  if (!figuresReadable(price, qty)) return;
   const current = state.orders.get(order.order_id) ?? order;
   const params = { order_id: order.order_id };
   if (!sameDecimal(price, current.price)) params.price = price;
@@ -1645,6 +1667,41 @@ function averagePrice(report) {
   return instrument?.kind === "tbill" ? `${price} per 100 of face` : price;
 }
 
+function skipToOrderEntry(event) {
+  // Focus moved, not the address: its #SYMBOL names the symbol followed (a reload opens it).
+  event.preventDefault();
+  $("order-entry").focus();
+}
+
+function figuresReadable(price, qty) {
+  // The price (undefined for a market order) and the quantity typed, checked before sending:
+  // a figure missing or unreadable is said on the result line, tied to its field.
+  clearFieldError($("order-price"));
+  clearFieldError($("order-qty"));
+  const checks = [
+    [$("order-price"), price === "" ? "enter a price" : notPlain("price", price)],
+    [$("order-qty"), qty === "" ? "enter a quantity" : notPlain("quantity", qty)],
+  ];
+  const [field, said] = checks.find(([, text]) => text !== null) ?? [null, null];
+  if (field === null) return true;
+  showFieldError(field, said);
+  return false;
+}
+
+function showFieldError(field, text) {
+  // The result line (a polite status) says it; the field is marked invalid and described by
+  // that line, and takes the focus, so a screen reader reads the field and then why.
+  showResult(text, "error");
+  field.setAttribute("aria-invalid", "true");
+  field.setAttribute("aria-describedby", "order-result");
+  field.focus();
+}
+
+function clearFieldError(field) {
+  field.removeAttribute("aria-invalid");
+  field.removeAttribute("aria-describedby");
+}
+
 // A decimal as the venue reads one (docs/protocol.md; `wire.DECIMAL_PATTERN`): digits with
 // an optional point and more digits; no sign, exponent, spaces or grouping.
 const PLAIN_DECIMAL = /^[0-9]+(\.[0-9]+)?$/;
@@ -1679,9 +1736,13 @@ function start() {
   chart = new CandleChart($("candles"), $("candles-note"));
   $("logon-form").addEventListener("submit", onLogon);
   $("logout-button").addEventListener("click", onLogout);
+  $("skip-link").addEventListener("click", skipToOrderEntry);
   $("relogon-button").addEventListener("click", onRelogonButton);
   $("order-form").addEventListener("submit", onPlace);
   $("order-kind").addEventListener("change", syncKind);
+  for (const field of [$("order-price"), $("order-qty")]) {
+    field.addEventListener("input", () => clearFieldError(field)); // mended, or being
+  }
   $("amend-stop").addEventListener("click", leaveAmending);
   $("order-form").addEventListener("keydown", (event) => {
     if (event.key === "Escape" && state.amending !== null) leaveAmending();

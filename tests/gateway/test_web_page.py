@@ -17,6 +17,7 @@ import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -1804,3 +1805,156 @@ def test_an_amend_awaiting_its_answer_holds_the_form_and_one_made_elsewhere_is_f
         await expect(place).to_have_text(f"Amend order {first}")
 
     assert run_page(tmp_path, scenario, init_script=HOLD_AMENDS) == []
+
+
+# axe-core (Deque's accessibility rules), as the axe-playwright-python package ships it
+AXE_SCRIPT = files("axe_playwright_python").joinpath("axe.min.js").read_text()
+# The focused element's tag and its outline as drawn (a keyboard stop's focus shown)
+FOCUS_DRAWN = """() => {
+  const e = document.activeElement;
+  const style = getComputedStyle(e);
+  return [e.tagName, style.outlineStyle, style.outlineWidth];
+}"""
+# Every live region of the page, by id: what a screen reader announces as it changes
+LIVE_REGIONS = """() => [...document.querySelectorAll("[aria-live], [role=status], [role=alert]")]
+  .map((e) => e.id).sort()"""
+
+
+async def axe_violations(page: Page) -> list[str]:
+    """axe-core's violations on the page as it is now, one line each."""
+    await page.evaluate(AXE_SCRIPT)
+    result = await page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    return [
+        f"{v['id']} ({v['impact']}): {[node['target'] for node in v['nodes']]}"
+        for v in result["violations"]
+    ]
+
+
+async def focused(page: Page) -> list[str]:
+    """The focused element as [tag, accessible name (Playwright's), outline style, width]."""
+    tag, style, width = await page.evaluate(FOCUS_DRAWN)
+    if tag == "BODY":  # past the last stop, before the first
+        return [tag, "", style, width]
+    line = (await page.locator(":focus").aria_snapshot()).splitlines()[0].removeprefix("- ")
+    if line.startswith("'"):  # YAML's quotes around a line holding ": "
+        line = line[1 : line.rindex("'")].replace("''", "'")
+    said = re.match(r'^\w+(?: "(.*)")?', line)
+    return [tag, (said.group(1) or "") if said else "", style, width]
+
+
+async def tab_stops(page: Page, count: int) -> list[list[str]]:
+    """The next `count` stops of the Tab key, each as `focused` says it."""
+    stops = []
+    for _ in range(count):
+        await page.keyboard.press("Tab")
+        stops.append(await focused(page))
+    return stops
+
+
+def test_a_keyboard_and_screen_reader_user_can_log_on_trade_and_hear_what_happened(
+    tmp_path: Path,
+) -> None:
+    # Session 31's accessibility pass, as a keyboard-only and screen-reader user: axe-core
+    # finds nothing (before: the live pill's text at 4.1:1, the logon hint outside every
+    # landmark, the reserves' last header empty); a skip link first; every stop named and its
+    # focus drawn; a book level reached and used by keyboard (before: mouse only); the order
+    # form's error tied to its field; the tape's side said in words, not by colour alone.
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        seller = await resting_sell(venue, "10", "187.30")
+        await seller.place(SYMBOL, "buy", qty="2", price="187.00")
+        await expect(ladder_row(page, "bid", "187.00")).to_have_text("2.000000")
+        await expect(page.locator("#reserves-table")).to_be_visible()
+        assert await axe_violations(page) == []
+        # the book and the tape are no live regions: only the status lines speak
+        live = ["logon-alert", "logon-status", "market-status", "order-result"]
+        assert await page.evaluate(LIVE_REGIONS) == live
+
+        # logged on by keyboard alone, from the page's first stop
+        await page.evaluate("() => document.activeElement.blur()")
+        first = await tab_stops(page, 2)
+        assert [stop[:2] for stop in first] == [["A", "Skip to order entry"], ["INPUT", "API key"]]
+        await page.keyboard.type(KEYS["taker"][0])
+        await page.keyboard.press("Tab")
+        await expect(page.get_by_role("textbox", name="API secret")).to_be_focused()
+        await page.keyboard.type(KEYS["taker"][1])
+        await page.keyboard.press("Enter")
+        await expect(page.locator("#account")).to_have_text("3")
+        # the form gone, its focus goes to Log out in its place (before: to the page's start)
+        await expect(page.get_by_role("button", name="Log out")).to_be_focused()
+
+        # the skip link, just before, leads to the order form; the address keeps the symbol
+        await page.keyboard.press("Shift+Tab")
+        assert await focused(page) == ["A", "Skip to order entry", "solid", "2px"]
+        await page.keyboard.press("Enter")
+        await expect(page.get_by_role("heading", name="Order entry")).to_be_focused()
+        assert await page.evaluate("location.hash") == f"#{SYMBOL}"
+        form = await tab_stops(page, 5)
+        assert [stop[:2] for stop in form] == [
+            ["INPUT", "Buy"],
+            ["SELECT", "type"],
+            ["INPUT", "price (USD)"],
+            ["INPUT", "quantity (AAPLx)"],
+            ["BUTTON", "Place order"],
+        ]
+
+        # a book level by keyboard: its name says its side; Enter copies its price, and the
+        # focus goes on to the quantity
+        ask = page.get_by_role("button", name="ask 187.30: use this price")
+        await ask.focus()
+        await page.keyboard.press("Enter")
+        await expect(page.locator("#order-price")).to_have_value("187.30")
+        quantity = page.get_by_role("textbox", name="quantity (AAPLx)")
+        await expect(quantity).to_be_focused()
+
+        # an unreadable quantity: said, the field marked invalid, described by what was said,
+        # and focused; typing mends the mark
+        await page.keyboard.type("1,5")
+        await page.keyboard.press("Enter")
+        words = 'the quantity is a plain decimal number with a point, e.g. 1.5: not "1,5"'
+        await expect(page.locator("#order-result")).to_have_text(words)
+        await expect(quantity).to_have_attribute("aria-invalid", "true")
+        await expect(quantity).to_have_accessible_description(words)
+        await expect(quantity).to_be_focused()
+        assert await axe_violations(page) == []
+        await quantity.fill("")
+        await expect(quantity).not_to_have_attribute("aria-invalid", "true")
+        await page.keyboard.type("1")
+        await page.keyboard.press("Enter")
+        await expect(page.locator("#order-result")).to_contain_text("filled")
+        # the trade's side in words, beside the colour
+        await expect(page.locator("#tape tbody tr td.taker").first).to_have_text("buy")
+
+        # a resting order, then the whole page by Tab from its start: each stop named, its
+        # focus drawn (2 px, the page's own), in the page's order
+        await page.get_by_role("button", name="bid 187.00: use this price").click()
+        await quantity.fill("1")
+        await page.get_by_role("button", name="Place order").click()
+        await expect(page.locator("#open-orders tbody tr")).to_have_count(1)
+        await page.evaluate("() => document.activeElement.blur()")
+        stops = [stop for stop in await tab_stops(page, 25) if stop[0] != "BODY"]
+        unnamed = [stop for stop in stops if stop[1] == ""]
+        assert unnamed == [], "\n".join(map(str, stops))
+        assert all(stop[2:] == ["solid", "2px"] for stop in stops), stops
+        names = [stop[1] for stop in stops]
+        start = names.index("Skip to order entry")  # the walk began at Place order: its cycle
+        names = list(dict.fromkeys(names[start:] + names[:start]))  # one cycle
+        resting = await page.locator("#open-orders tbody tr").get_attribute("data-order-id")
+        order = [
+            "Skip to order entry",
+            "Log out",
+            SYMBOL,
+            "bid 187.00, your order rests here: use this price",
+            "Buy",
+            "Place order",
+            f"Amend order {resting}",
+            f"Cancel order {resting}",
+        ]
+        assert [name for name in names if name in order] == order, names
+        assert await axe_violations(page) == []
+        # logged out by keyboard: the focus goes to the form's API key in its place
+        await page.get_by_role("button", name="Log out").focus()
+        await page.keyboard.press("Enter")
+        await expect(page.get_by_role("textbox", name="API key")).to_be_focused()
+
+    assert run_page(tmp_path, scenario) == []
