@@ -1413,6 +1413,7 @@ async function onPlace(event) {
     showOrderResult(placed, report?.status ?? result.status, report);
   } catch (failed) {
     showFailure("order", failed);
+    markRefusedField(failed);
   } finally {
     setPlacing(false);
   }
@@ -1574,6 +1575,7 @@ async function amend(order) {
     const changed = now?.order_id === order.order_id && !sameTerms(now, current);
     if (changed) showAmendedTerms(now);
     showResult(changed ? `${text}; ${changedMeanwhile(now)}` : text, kind);
+    if (!changed) markRefusedField(failed);
   } finally {
     setPlacing(false);
   }
@@ -1695,6 +1697,18 @@ function showFieldError(field, text) {
   field.setAttribute("aria-invalid", "true");
   field.setAttribute("aria-describedby", "order-result");
   field.focus();
+}
+
+function markRefusedField(failed) {
+  // The venue's refusal of a figure (`price is outside the band`, `qty 1.0000001 has more than
+  // 6 decimals - at `params.qty``) is tied to its field as the page's own checks are, without
+  // moving the focus: it comes after a wait, and the focus stays where the trader is.
+  const msg = failed.error?.msg ?? "";
+  const named = /params\.(price|qty)\b/.exec(msg)?.[1] ?? /^(price|qty)\b/.exec(msg)?.[1];
+  if (named === undefined) return;
+  const field = $(named === "price" ? "order-price" : "order-qty");
+  field.setAttribute("aria-invalid", "true");
+  field.setAttribute("aria-describedby", "order-result");
 }
 
 function clearFieldError(field) {

@@ -1866,6 +1866,8 @@ def test_a_keyboard_and_screen_reader_user_can_log_on_trade_and_hear_what_happen
         await expect(ladder_row(page, "bid", "187.00")).to_have_text("2.000000")
         await expect(page.locator("#reserves-table")).to_be_visible()
         assert await axe_violations(page) == []
+        depth = "depth chart: cumulative quantity of the bids and asks by price"
+        await expect(page.get_by_role("img", name=depth)).to_be_visible()  # before: unnamed
         # the book and the tape are no live regions: only the status lines speak
         live = ["logon-alert", "logon-status", "market-status", "order-result"]
         assert await page.evaluate(LIVE_REGIONS) == live
@@ -1919,8 +1921,19 @@ def test_a_keyboard_and_screen_reader_user_can_log_on_trade_and_hear_what_happen
         assert await axe_violations(page) == []
         await quantity.fill("")
         await expect(quantity).not_to_have_attribute("aria-invalid", "true")
+        # the venue's refusal of a figure is tied to its field too, the focus left where it is
+        price = page.get_by_role("textbox", name="price (USD)")
+        await price.fill("999.00")
+        await quantity.focus()
         await page.keyboard.type("1")
         await page.keyboard.press("Enter")
+        await expect(price).to_have_attribute("aria-invalid", "true")
+        await expect(price).to_have_accessible_description(re.compile(r"PRICE_BAND \(4009\)"))
+        await expect(quantity).to_be_focused()
+        await expect(quantity).not_to_have_attribute("aria-invalid", "true")
+        await price.fill("187.30")
+        await expect(price).not_to_have_attribute("aria-invalid", "true")
+        await quantity.press("Enter")
         await expect(page.locator("#order-result")).to_contain_text("filled")
         # the trade's side in words, beside the colour
         await expect(page.locator("#tape tbody tr td.taker").first).to_have_text("buy")
