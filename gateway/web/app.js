@@ -62,8 +62,8 @@ const state = {
   relogonAttempts: 0, // tries since the last session that lived SESSION_LIVED_MS
   relogonRefusals: 0, // tries in a row the venue refused (RELOGON_REFUSALS_MAX)
   relogonStopped: null, // {why} once the page stopped trying: "Log on again" tries once more
-  // a logon again's resumed account stream: {since, seq} until it caught up to the answer's
-  // seq (or a snapshot came instead), which is then said once (`sayLoggedOnAgain`)
+  // a logon again's resumed account stream, {seq, missed, done}: done once it caught up to the
+  // answer's seq (or a snapshot came instead), which is then said once (`sayLoggedOnAgain`)
   catchUp: null,
   loggedOnAt: 0, // Date.now() of the session's logon
   recordsLoaded: false, // the fills and history were read on this logon's session (or since)
