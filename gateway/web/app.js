@@ -195,7 +195,10 @@ function reconnectMarket() {
 
 function setStatus(text, kind) {
   const pill = $("market-status");
-  pill.textContent = `market data: ${text}`;
+  // set only when it changes: the pill is a live region, and each failed reconnect sets the
+  // same "reconnecting…", which a screen reader would announce again every few seconds
+  const said = `market data: ${text}`;
+  if (pill.textContent !== said) pill.textContent = said;
   pill.className = `pill ${kind}`;
   // Not live: the book, tape and charts shown are the last ones received, perhaps stale
   // (dimmed, and said on hover), so nobody trades off them as if they were current.
