@@ -20,13 +20,15 @@ const RELOGON_DELAYS_S = [1, 2, 4, 8, 16, 30];
 // A session that lived this long was a good one: the next drop's tries start again at 1 s. A
 // shorter one (logged on, then dropped at once: the venue overloaded, say) goes on backing off.
 const SESSION_LIVED_MS = 30000;
-// Tries in a row that the venue refused (its answer, not a lost connection) before the page
+// How long the venue may refuse every try (its answer, not a lost connection) before the page
 // stops trying by itself and offers "Log on again": a refusal that lasts (an account
-// suspended, a page the venue no longer understands) was tried every 30 s for good. Five span
-// about 31 s of backoff, past a rate limit's refill or the venue's notice of a dropped
-// connection that held the account's last seat. A connection that cannot be made is tried on
-// (the venue away is what trying again is for).
-const RELOGON_REFUSALS_MAX = 5;
+// suspended, a page the venue no longer understands) was tried every 30 s for good. The span
+// is longer than the venue takes to notice a silently dead connection of the account's (a
+// ping every 20 s, dropped 20 s after one unanswered: gateway/transport.py) plus the page's
+// own 5 s: a refusal that heals with it is not given up. Never stopped: a connection that
+// cannot be made (the venue away is what trying again is for) and the refusals known to heal
+// (`healsByItself`: rate limited, the venue busy, the account's connection cap).
+const RELOGON_REFUSING_MAX_MS = 60000;
 
 const $ = (id) => document.getElementById(id);
 
@@ -58,9 +60,10 @@ const state = {
   history: new Map(), // order_id -> closed order (its last report, or `orders.history`'s row)
   credentials: null, // {apiKey, key} of the session (the key non-extractable): to log on again
   accountSeq: null, // the last private `seq` applied: the since_seq of a logon again
-  relogon: null, // {attempt, why, failed, until, timer} while the page waits to log on again
+  relogon: null, // {attempt, why, said, trying, until, timer} while the page waits to log on
   relogonAttempts: 0, // tries since the last session that lived SESSION_LIVED_MS
-  relogonRefusals: 0, // tries in a row the venue refused (RELOGON_REFUSALS_MAX)
+  relogonRefusals: 0, // tries in a row the venue refused, none known to heal
+  relogonRefusedSince: null, // Date.now() of the first of them (RELOGON_REFUSING_MAX_MS)
   relogonStopped: null, // {why} once the page stopped trying: "Log on again" tries once more
   // a logon again's resumed account stream, {seq, missed, done}: done once it caught up to the
   // answer's seq (or a snapshot came instead), which is then said once (`sayLoggedOnAgain`)
@@ -649,30 +652,67 @@ function ladderSide(tbody, levels, side, most, reverse) {
   if (reverse) rows.reverse(); // asks: the best one lowest, next to the spread
   const decimals = state.instruments.get(state.selected)?.qty_decimals ?? 6;
   const mine = myPrices(side === "bid" ? "buy" : "sell");
-  fillTable(tbody, rows, (row, [price, qty, cumulative]) => {
+  const kept = keepLadderRows(tbody, new Set(rows.map(([price]) => price)));
+  rows.forEach(([price, qty, cumulative], index) => {
+    const row = kept.get(price) ?? newLadderRow(tbody, index, price);
     row.className = mine.has(price) ? `${side} mine` : side;
     row.title = mine.has(price) ? "your order rests here" : "";
-    row.dataset.price = price;
     row.style.setProperty("--fill", `${Math.round((Number(qty) / most) * 100)}%`);
-    row.onclick = (event) => usePrice(price, event);
-    levelButton(cell(row, "", "num price"), side, price, mine.has(price));
-    cell(row, qty, "num qty");
-    cell(row, cumulative.toFixed(decimals), "num");
+    setLevelButton(row.cells[0].firstChild, side, price, mine.has(price));
+    setText(row.cells[1], qty);
+    setText(row.cells[2], cumulative.toFixed(decimals));
   });
 }
 
-function levelButton(td, side, price, mine) {
-  // The level's price as a button: the keyboard reaches it (Tab) and copies it (Enter), as a
-  // click on the row does; its name says the side and the account's own order, which the row's
-  // colour and dot alone say on sight.
+function keepLadderRows(tbody, prices) {
+  // The ladder's rows are kept, keyed by price, and updated in place: a focused level's button
+  // stays the same element (rebuilt at each book update, it was focused anew, and a screen
+  // reader announced it again). The rows of prices gone are removed (the focus, if in one,
+  // goes to the level now in its place); those kept stay in order, as prices sort alike.
+  const active = document.activeElement;
+  const focusedRow = tbody.contains(active) ? active.closest("tr") : null;
+  const index = focusedRow?.sectionRowIndex ?? -1;
+  const kept = new Map();
+  for (const row of [...tbody.rows]) {
+    if (prices.has(row.dataset.price)) kept.set(row.dataset.price, row);
+    else row.remove();
+  }
+  if (focusedRow !== null && !focusedRow.isConnected) {
+    queueMicrotask(() => {
+      const near = tbody.rows[Math.min(index, tbody.rows.length - 1)];
+      if (document.activeElement === document.body) near?.querySelector("button")?.focus();
+    });
+  }
+  return kept;
+}
+
+function newLadderRow(tbody, index, price) {
+  const row = tbody.insertRow(index);
+  row.dataset.price = price;
+  row.onclick = (event) => usePrice(price, event);
   const button = document.createElement("button");
   button.type = "button";
   button.className = "level";
-  button.textContent = shownPrice(state.selected, price);
+  cell(row, "", "num price").append(button);
+  cell(row, "", "num qty");
+  cell(row, "", "num");
+  return row;
+}
+
+function setLevelButton(button, side, price, mine) {
+  // The level's price as a button: the keyboard reaches it (Tab) and copies it (Enter), as a
+  // click on the row does; its name says the side and the account's own order, which the row's
+  // colour and dot alone say on sight. Changed only where it changed (a screen reader hears a
+  // focused button's name change).
+  setText(button, shownPrice(state.selected, price));
   const own = mine ? ", your order rests here" : "";
-  button.setAttribute("aria-label", `${side} ${button.textContent}${own}: use this price`);
+  const name = `${side} ${button.textContent}${own}: use this price`;
+  if (button.getAttribute("aria-label") !== name) button.setAttribute("aria-label", name);
   button.dataset.focusKey = `${side}-${price}`;
-  td.replaceChildren(button);
+}
+
+function setText(element, text) {
+  if (element.textContent !== text) element.textContent = text;
 }
 
 function usePrice(price, event) {
@@ -908,10 +948,11 @@ function showStale() {
   schedule("orders");
 }
 
-function scheduleRelogon(why, failed = "") {
-  // The next try after RELOGON_DELAYS_S (the last repeated), counted down on the status line
-  // (`why` the drop, `failed` what the last try met). The delays start again at 1 s only
-  // after a session that lived SESSION_LIVED_MS: one dropped at once goes on backing off.
+function scheduleRelogon(why, failed = "", waitMs = 0) {
+  // The next try after RELOGON_DELAYS_S (the last repeated), or `waitMs` if longer (a rate
+  // limit's retry_after_ms), counted down on the status line (`why` the drop, `failed` what the
+  // last try met). The delays start again at 1 s only after a session that lived
+  // SESSION_LIVED_MS: one dropped at once goes on backing off.
   if (state.relogon === null && Date.now() - state.loggedOnAt >= SESSION_LIVED_MS) {
     state.relogonAttempts = 0;
   }
@@ -919,11 +960,13 @@ function scheduleRelogon(why, failed = "") {
   const attempt = state.relogonAttempts++;
   const delayS = RELOGON_DELAYS_S[Math.min(attempt, RELOGON_DELAYS_S.length - 1)];
   clearTimeout(state.relogon?.timer);
-  const until = Date.now() + delayS * 1000;
-  const relogon = { attempt: attempt + 1, why, failed, until, timer: null };
+  const until = Date.now() + Math.max(delayS * 1000, waitMs);
+  const said = `${why}${failed}`;
+  const relogon = { attempt: attempt + 1, why, said, trying: ": reconnecting…", until };
+  relogon.timer = null;
   state.relogon = relogon;
   // said once (a drop, a failed try): the seconds count down where no reader announces them
-  showRelogonStatus(`${why}${failed}`, "");
+  showRelogonStatus(said, "");
   countDownRelogon(relogon);
 }
 
@@ -935,12 +978,12 @@ function countDownRelogon(relogon) {
     return;
   }
   const left = `: reconnecting in ${Math.ceil(leftMs / 1000)} s`;
-  showRelogonStatus(`${relogon.why}${relogon.failed}`, left);
+  showRelogonStatus(relogon.said, left);
   relogon.timer = setTimeout(() => countDownRelogon(relogon), Math.min(leftMs, 1000));
 }
 
 async function relogonNow(relogon) {
-  showRelogonStatus(`${relogon.why}${relogon.failed}`, ": reconnecting…");
+  showRelogonStatus(relogon.said, relogon.trying);
   try {
     await startSession(state.credentials, true);
   } catch (failed) {
@@ -953,41 +996,54 @@ async function relogonNow(relogon) {
       return;
     }
     const failure = `; try ${relogon.attempt} failed (${failed.message})`;
-    const refused = failed instanceof VenueError;
-    state.relogonRefusals = refused ? state.relogonRefusals + 1 : 0;
-    if (state.relogonRefusals >= RELOGON_REFUSALS_MAX) stopRelogon(relogon.why, failure);
-    else scheduleRelogon(relogon.why, failure);
+    if (healsByItself(failed)) {
+      state.relogonRefusals = 0;
+      state.relogonRefusedSince = null;
+      scheduleRelogon(relogon.why, failure, failed.retryAfterMs ?? 0);
+      return;
+    }
+    state.relogonRefusals += 1;
+    state.relogonRefusedSince ??= Date.now();
+    if (Date.now() - state.relogonRefusedSince >= RELOGON_REFUSING_MAX_MS) {
+      stopRelogon(relogon.why, failure);
+    } else scheduleRelogon(relogon.why, failure);
     return;
   }
   if (state.relogon !== relogon) return; // dropped again meanwhile: its own try is waiting
   state.relogon = null;
   state.relogonRefusals = 0;
+  state.relogonRefusedSince = null;
   hideRelogonButton();
   showRelogonStatus("", "");
   sayLoggedOnAgain();
 }
 
 function stopRelogon(why, failure) {
-  // The venue refused RELOGON_REFUSALS_MAX tries in a row: no more by themselves. The account
-  // stays shown, dimmed, and the key held: "Log on again" tries once more, "Log out" ends it.
+  // The venue refused every try for RELOGON_REFUSING_MAX_MS: no more by themselves. The
+  // account stays shown, dimmed, and the key held: "Log on again" tries once more, "Log out"
+  // ends it.
   state.relogon = null;
   state.relogonStopped = { why };
-  const tries = `the venue refused ${RELOGON_REFUSALS_MAX} tries in a row`;
+  const seconds = Math.round((Date.now() - state.relogonRefusedSince) / 1000);
+  const tries = `the venue refused ${state.relogonRefusals} tries in a row over ${seconds} s`;
   showRelogonStatus(`${why}${failure}; ${tries}: press Log on again to try once more`, "");
   $("relogon-button").hidden = false;
   $("relogon-button").removeAttribute("aria-disabled");
 }
 
 function onRelogonButton() {
-  // One more try, at once; refused again, the page stops again (a lost connection instead is
-  // tried on, with the backoff).
+  // One more try, at once; refused again, the page stops again (the refusals' span is still
+  // past RELOGON_REFUSING_MAX_MS; a lost connection or a refusal known to heal is tried on,
+  // with the backoff). The line keeps what it said (read out again, it would repeat the drop)
+  // and its unannounced part says the try.
   const stopped = state.relogonStopped;
   if (stopped === null || state.relogon !== null) return;
   state.relogonStopped = null;
-  state.relogonRefusals = RELOGON_REFUSALS_MAX - 1;
   state.relogonAttempts = 0;
   $("relogon-button").setAttribute("aria-disabled", "true"); // keeps the focus while it tries
-  const relogon = { attempt: 1, why: stopped.why, failed: "", until: 0, timer: null };
+  const said = $("logon-status").textContent;
+  const relogon = { attempt: 1, why: stopped.why, said, trying: ": trying once more…", until: 0 };
+  relogon.timer = null;
   state.relogon = relogon;
   relogonNow(relogon);
 }
@@ -1009,6 +1065,14 @@ function followCatchUp(since, seq) {
   // was read afresh (`noteCatchUp`).
   const replay = since !== null && since <= seq;
   state.catchUp = { seq, missed: replay ? seq - since : null, done: since === seq };
+  state.catchUp.afresh = afreshWhy(since, seq);
+}
+
+function afreshWhy(since, seq) {
+  // Why a logon again read the account afresh (a snapshot), in a trader's words.
+  if (since === null) return "it was not yet followed when the connection dropped";
+  if (since > seq) return "the venue's account stream started over";
+  return "away too long to replay what changed";
 }
 
 function sayLoggedOnAgain() {
@@ -1020,11 +1084,22 @@ function sayLoggedOnAgain() {
   const missed = catchUp.missed;
   const what =
     missed === null
-      ? "the account read afresh (away too long to replay what changed)"
+      ? `the account read afresh (${catchUp.afresh})`
       : missed === 0
         ? "nothing changed meanwhile"
         : `${missed} account update${missed === 1 ? "" : "s"} made meanwhile replayed`;
-  showRelogonStatus(`logged on again: ${what}`, "");
+  showRelogonStatus(`logged on again: ${what}`, "", "ok");
+}
+
+function healsByItself(failed) {
+  // A try that met no refusal (a lost connection, no answer in time), or one the venue says is
+  // for the moment: rate limited (429, its retry_after_ms waited), the venue busy or a nonce it
+  // could not check (503), the account's connection cap (the venue may still hold the dropped
+  // connection: it lets it go 20 to 40 s after a silent drop). Tried on, never stopped.
+  if (!(failed instanceof VenueError)) return true;
+  if (failed.status === 429 || failed.status === 503) return true;
+  const error = failed.error;
+  return error.name === "PERMISSION_DENIED" && /connections per account/.test(error.msg);
 }
 
 function mayHeal(failed) {
@@ -1055,6 +1130,7 @@ function clearSession() {
   state.relogon = null;
   state.relogonAttempts = 0;
   state.relogonRefusals = 0;
+  state.relogonRefusedSince = null;
   state.catchUp = null;
   hideRelogonButton();
   state.recordsLoaded = false;
@@ -1096,13 +1172,15 @@ function showLogonError(text) {
   showRelogonStatus("", "");
 }
 
-function showRelogonStatus(said, countdown) {
+function showRelogonStatus(said, countdown, kind = "") {
   // The page logging on again: `said` (the drop, the failed try) is read out when it changes
   // (aria-live polite); `countdown` (the seconds left, `reconnecting…`) is aria-hidden, or a
-  // screen reader would announce each second.
+  // screen reader would announce each second. `kind` "ok": good news, not in the line's error
+  // colour (logged on again).
   if (said !== "") $("logon-alert").textContent = "";
   const status = $("logon-status");
   if (status.textContent !== said) status.textContent = said;
+  status.className = kind;
   $("relogon-countdown").textContent = countdown;
 }
 
@@ -1630,6 +1708,10 @@ function describe(failed) {
 }
 
 function showResult(text, kind) {
+  // A field marked by the line's last words (`showFieldError`, `markRefusedField`) is cleared:
+  // the line no longer says what is wrong with it (the mark is set again after, if it does).
+  clearFieldError($("order-price"));
+  clearFieldError($("order-qty"));
   const result = $("order-result");
   result.textContent = text;
   result.className = kind;
@@ -1710,6 +1792,7 @@ function markRefusedField(failed) {
   const named = /params\.(price|qty)\b/.exec(msg)?.[1] ?? /^(price|qty)\b/.exec(msg)?.[1];
   if (named === undefined) return;
   const field = $(named === "price" ? "order-price" : "order-qty");
+  if (field.disabled) return; // a market order's price: none typed, none sent
   field.setAttribute("aria-invalid", "true");
   field.setAttribute("aria-describedby", "order-result");
 }

@@ -2,11 +2,13 @@
 // pushes (frames with `ch`) handed to a callback, and the logon signed with WebCrypto.
 
 export class VenueError extends Error {
-  // An error response: `error` is {code, name, msg, data?} exactly as the venue sent it.
-  constructor(status, error) {
+  // An error response: `error` is {code, name, msg, data?} exactly as the venue sent it;
+  // `retryAfterMs` a 429's `retry_after_ms` (when a try again can pass), else null.
+  constructor(status, error, retryAfterMs = null) {
     super(`${error.name} (${error.code}): ${error.msg}`);
     this.status = status;
     this.error = error;
+    this.retryAfterMs = retryAfterMs;
   }
 }
 
@@ -95,7 +97,7 @@ export class VenueSocket {
     this.pending.delete(id);
     clearTimeout(waiting.timer);
     if (message.status === 200 || message.status === 409) waiting.resolve(message.result);
-    else waiting.reject(new VenueError(message.status, message.error));
+    else waiting.reject(new VenueError(message.status, message.error, message.retry_after_ms));
   }
 
   unnamed() {

@@ -27,7 +27,8 @@ from playwright.async_api import Page, async_playwright, expect
 
 from client.sdk import VenueClient
 from core import config as venue_config
-from gateway.auth import KeyStore
+from core.venue_core import now_us
+from gateway.auth import NONCES_PER_KEY_MAX, KeyStore, sign_logon
 from gateway.server import VenueServer
 from tests.conftest import KEYS, Venue, start_venue
 from tests.sample_config import SAMPLE_CONFIG, sample_bill
@@ -768,6 +769,15 @@ RECORD_MARKET_STATUS = """() => {
 }"""
 
 
+# Each text the logon line's polite part is given from now on, in `window.statusSaid`
+RECORD_LOGON_STATUS = """() => {
+  window.statusSaid = [];
+  const status = document.getElementById("logon-status");
+  const seen = () => window.statusSaid.push(status.textContent);
+  new MutationObserver(seen).observe(status, { childList: true, characterData: true });
+}"""
+
+
 # The next `window.breaks` /ws/trade resubscriptions sent with a bad since_seq: BAD_PARAM.
 BREAK_RESUBSCRIPTIONS = """(() => {
   const send = WebSocket.prototype.send;
@@ -824,9 +834,10 @@ def test_tries_the_venue_keeps_refusing_stop_and_log_on_again_tries_once_more(
     tmp_path: Path,
 ) -> None:
     # Before session 31, a refusal that never healed (other than the key's) was tried every
-    # 30 s for good. Now five refused in a row stop the tries: the line says so and offers
-    # "Log on again", which the keyboard reaches and presses: refused once more, the page stops
-    # again at once; taken, it says so once and the focus moves to Log out beside it.
+    # 30 s for good. Now refusals (none known to heal) lasting 60 s stop the tries: the line
+    # says so and offers "Log on again", which the keyboard reaches and presses: refused once
+    # more, the page stops again at once, the line not reading out the old drop again; taken,
+    # it says so once and the focus moves to Log out beside it.
     async def scenario(venue: Venue, browser: Browser) -> None:
         page = browser.page
         await page.clock.install()  # the page's backoff is skipped, not waited (`skip_countdown`)
@@ -834,16 +845,19 @@ def test_tries_the_venue_keeps_refusing_stop_and_log_on_again_tries_once_more(
         await browser.log_on("taker")
         await expect(page.locator("#account")).to_have_text("3")
         await browser.records_read()
-        await page.evaluate("() => { window.breaks = 6; }")
+        await page.evaluate("() => { window.breaks = 7; }")
         for session in page_sessions(venue, clients):
             session.websocket.transport.abort()
-        waited = [await skip_countdown(browser) for _ in range(5)]
-        assert waited == [1, 2, 4, 8, 16]  # tries 1 to 5, each refused
+        waited = [await skip_countdown(browser) for _ in range(6)]
+        # tries 1 to 6, each refused: the sixth 60 s after the first (before the review's fix,
+        # five refusals, 31 s of backoff, stopped the page before the venue let go of a dead
+        # connection: 20 to 40 s after its drop)
+        assert waited[:5] == [1, 2, 4, 8, 16] and 20 <= (waited[5] or 0) <= 30, waited
         said = page.locator("#logon-status")
         await expect(said).to_have_text(
             re.compile(
-                r"^disconnected \(1006.*\); try 5 failed \(BAD_PARAM .*since_seq.*\); the venue"
-                r" refused 5 tries in a row: press Log on again to try once more$"
+                r"^disconnected \(1006.*\); try 6 failed \(BAD_PARAM .*since_seq.*\); the venue"
+                r" refused 6 tries in a row over 6\d s: press Log on again to try once more$"
             )
         )
         again = page.get_by_role("button", name="Log on again")
@@ -851,7 +865,7 @@ def test_tries_the_venue_keeps_refusing_stop_and_log_on_again_tries_once_more(
         await expect(page.locator("#relogon-countdown")).to_have_text("")
         await expect(page.locator("#orders-panel")).to_have_class(re.compile("stale"))
         tries = sum('"since_seq"' in frame for frame in browser.frames_sent)
-        # past the 30 s the sixth try waited before: none now (the jump is one, so the market
+        # past the 30 s the seventh try would wait: none now (the jump is one, so the market
         # data's watchdog may see silence and reconnect: waited for)
         await page.clock.fast_forward(31_000)
         await expect(page.locator("#market-status")).to_have_text("market data: live")
@@ -862,11 +876,20 @@ def test_tries_the_venue_keeps_refusing_stop_and_log_on_again_tries_once_more(
         await page.focus("#logout-button")
         await page.keyboard.press("Shift+Tab")  # Log on again comes just before Log out
         await expect(again).to_be_focused()
-        await page.keyboard.press("Enter")  # the sixth refusal: stopped again at once
-        await expect(said).to_have_text(re.compile(r"; try 1 failed \(BAD_PARAM .*once more$"))
+        await page.evaluate(RECORD_LOGON_STATUS)
+        await page.keyboard.press("Enter")  # the seventh refusal: stopped again at once
+        await expect(said).to_have_text(
+            re.compile(
+                r"; try 1 failed \(BAD_PARAM .*\); the venue refused 7 tries in a row .*more$"
+            )
+        )
+        # said once, the new refusal: the line kept its text while the try was under way
+        # (before the review's fix, the old drop was read out again, then "5 tries" for 6)
+        assert len(await page.evaluate("() => window.statusSaid")) == 1
         await expect(again).to_be_focused()
         await page.keyboard.press("Enter")
         await expect(said).to_have_text("logged on again: nothing changed meanwhile")
+        await expect(said).to_have_class("ok")  # good news, not in the line's error colour
         await expect(again).to_be_hidden()
         await expect(page.locator("#logout-button")).to_be_focused()
         await expect(page.locator("#orders-panel")).not_to_have_class(re.compile("stale"))
@@ -874,6 +897,100 @@ def test_tries_the_venue_keeps_refusing_stop_and_log_on_again_tries_once_more(
 
     errors = run_page(tmp_path, scenario, init_script=BREAK_RESUBSCRIPTIONS)
     assert errors == []
+
+
+def fill_logon_nonces(venue: Venue, who: str, window_ms: int) -> list[str]:
+    """The key's remembered logon nonces filled to the venue's cap (1,024 per key, each
+    `window_ms`), with real logons of the venue's own check: the key's next logon is refused 429
+    `RATE_LIMITED` until they are forgotten (the nonces it remembered)."""
+    api_key, secret = KEYS[who]
+    auth = venue.server.auth
+    nonces = []
+    while auth.nonces_remembered(api_key) < NONCES_PER_KEY_MAX:
+        nonce, ts = f"filler-{len(nonces)}", now_us()
+        sig = sign_logon(secret, api_key, ts, nonce, window_ms)
+        auth.logon(api_key, ts, nonce, window_ms, sig, ts)
+        nonces.append(nonce)
+    return nonces
+
+
+async def skip_unwatched_countdown(page: Page) -> None:
+    """The page's wait before its next try, skipped in one jump of its clock: only while no
+    socket of it is open (the venue away), which no silence watchdog could see."""
+    shown = ""
+    for _ in range(200):  # bounded: 10 s
+        shown = await page.locator("#relogon-countdown").text_content() or ""
+        if re.match(r"^: reconnecting in \d+ s$", shown):
+            break
+        await asyncio.sleep(0.05)
+    await page.clock.fast_forward(int(re.findall(r"\d+", shown)[0]) * 1000)
+
+
+def test_refusals_known_to_heal_and_a_venue_away_never_stop_the_tries(tmp_path: Path) -> None:
+    # The review's scenario, by the page's clock: after a drop, a rate limit (the key's logon
+    # nonces at their cap) whose retry_after_ms is waited, then the account at its connection
+    # cap (as while the venue holds a silently dead connection of the page's, 20 to 40 s) for
+    # four more tries, some 40 s: the page never stops, and logs on once a seat is free; then
+    # the venue away for seven tries, tried on. Before the review's fix: stopped for good at
+    # the fifth refusal, and a rate limit tried again after the backoff's 2 s. About 20 s: the
+    # venue's 5 s nonce windows pass in real time, and the 70 s of the page's clock while the
+    # market data is open are skipped in steps, each after a heartbeat (`jump_clock`).
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        await page.clock.install()  # the page's backoff is skipped, not waited (`skip_countdown`)
+        clients = set(venue.server.sessions)
+        await browser.log_on("taker")
+        await expect(page.locator("#account")).to_have_text("3")
+        await browser.records_read()
+        said = page.locator("#logon-status")
+        countdown = page.locator("#relogon-countdown")
+        again = page.get_by_role("button", name="Log on again")
+        pages = page_sessions(venue, clients)
+        bots = [await venue.client("taker") for _ in range(15)]
+        await asyncio.sleep(5.2)  # the logons' nonces forgotten: the fillers' expire first
+        fillers = fill_logon_nonces(venue, "taker", 10_000)
+        for session in pages:
+            session.websocket.transport.abort()
+        assert await skip_countdown(browser) == 1
+        await expect(said).to_have_text(re.compile(r"; try 1 failed \(RATE_LIMITED .*window\)$"))
+        shown = await countdown.text_content() or ""
+        assert 5 <= int(re.findall(r"in (\d+) s$", shown)[0]) <= 10, shown  # not the backoff's 2
+        for nonce in fillers:
+            venue.server.auth.forget(KEYS["taker"][0], nonce)
+        bots.append(await venue.client("taker"))  # the account's last seat taken
+        waited = []
+        for attempt in range(2, 6):
+            waited.append(await skip_countdown(browser))
+            await expect(said).to_have_text(
+                re.compile(rf"; try {attempt} failed \(PERMISSION_DENIED .* per account\)$")
+            )
+            await expect(again).to_be_hidden()
+        # five refusals in a row over some 40 s (the fifth stopped the page before the fix)
+        assert sum(seconds or 0 for seconds in waited) > 30, waited
+        await bots.pop().close()  # a seat free: the sixth try logs on
+        await skip_countdown(browser)
+        await expect(said).to_have_text("logged on again: nothing changed meanwhile")
+
+        await venue.server.stop()
+        try:
+            # a venue away: tried on, however many tries (numbered on from the last drop's,
+            # as the session between lived less than 30 s); no socket is open to see silence,
+            # so the page's clock jumps each countdown at once
+            for attempt in range(7, 14):
+                await skip_unwatched_countdown(page)
+                await expect(said).to_have_text(
+                    re.compile(rf"; try {attempt} failed \(cannot connect")
+                )
+                await expect(again).to_be_hidden()
+        finally:  # started again whatever happened: the fixture stops a running venue
+            venue.server = VenueServer(venue_config.load(SAMPLE_CONFIG), tmp_path / "data")
+            await venue.server.start("127.0.0.1", venue.port)
+        await skip_unwatched_countdown(page)  # the market data's try comes then too
+        await expect(said).to_have_text(re.compile(LOGGED_ON_AGAIN))
+
+    errors = run_page(tmp_path, scenario)
+    # while the venue is down, the browser logs the page's refused connections
+    assert [e for e in errors if "WebSocket connection to" not in e] == []
 
 
 def test_a_connect_never_answered_is_given_up_after_10_s_and_tried_again(tmp_path: Path) -> None:
@@ -1359,13 +1476,33 @@ async def skip_countdown(browser: Browser, may_log_on: bool = False) -> int | No
     for _ in range(200):  # bounded: 10 s
         shown = await countdown.text_content() or ""
         if seconds := re.findall(r"^: reconnecting in (\d+) s$", shown):
-            await jump_clock(browser, int(seconds[0]) * 1000)
+            await jump_to_the_try(browser)
             return int(seconds[0])
         said = await page.locator("#logon-error").text_content() or ""
         if may_log_on and (said == "" or re.match(LOGGED_ON_AGAIN, said)):
             return None
         await asyncio.sleep(0.05)
     raise AssertionError("the page neither counts down to its next try nor is logged on")
+
+
+async def jump_to_the_try(browser: Browser) -> None:
+    """Playwright's clock moved on by what the countdown shows, step by step until the try
+    starts: never past it, as the page's clock also runs in real time meanwhile (a jump of all
+    the seconds first shown could leave a socket opened by the try silent for 5 s)."""
+    countdown = browser.page.locator("#relogon-countdown")
+    status = browser.page.locator("#logon-status")
+    said = await status.text_content()
+    first = True
+    for _ in range(100):  # bounded: a countdown of at most 30 s, in steps of at least 1 s
+        left = re.findall(r"^: reconnecting in (\d+) s$", await countdown.text_content() or "")
+        if not left or await status.text_content() != said:
+            return  # the try under way, or over (the next one's countdown said after it)
+        step = min(int(left[0]) * 1000, JUMP_MAX_MS)
+        if step > JUMP_UNHEARD_MAX_MS or not first:
+            await browser.heard()
+        await browser.page.clock.fast_forward(step)
+        first = False
+    raise AssertionError("the page's countdown did not end")
 
 
 async def jump_clock(browser: Browser, ms: int) -> None:
@@ -1446,7 +1583,7 @@ def test_a_drop_while_reading_the_fills_a_logout_while_reopening_and_a_fresh_sna
         await expect(page.locator("#fills tbody tr")).to_have_count(0)
         await expect(page.locator("#history tbody tr")).to_have_count(0)
         await expect(page.locator("#logon-error")).to_have_text(
-            "logged on again: the account read afresh (away too long to replay what changed)"
+            "logged on again: the account read afresh (the venue's account stream started over)"
         )
         await expect(page.locator("#balances tbody tr")).not_to_have_count(0)
         # that session lived a second, not 30: its drop's first try came after 2 s, not 1
@@ -1988,9 +2125,56 @@ def test_a_keyboard_and_screen_reader_user_can_log_on_trade_and_hear_what_happen
         ]
         assert [name for name in names if name in order] == order, names
         assert await axe_violations(page) == []
+        # the venue's refusal marks the price; the next result (a cancel's) clears the mark, the
+        # line no longer saying what is wrong (before the review's fix it stayed, stale)
+        await price.fill("999.00")
+        await quantity.press("Enter")
+        await expect(price).to_have_attribute("aria-invalid", "true")
+        await page.get_by_role("button", name=f"Cancel order {resting}").click()
+        await expect(page.locator("#order-result")).to_contain_text("canceled")
+        await expect(price).not_to_have_attribute("aria-invalid", "true")
         # logged out by keyboard: the focus goes to the form's API key in its place
         await page.get_by_role("button", name="Log out").focus()
         await page.keyboard.press("Enter")
         await expect(page.get_by_role("textbox", name="API key")).to_be_focused()
 
     assert run_page(tmp_path, scenario) == []
+
+
+# Each element focused from now on (its accessible name, else its id), in `window.focusins`
+RECORD_FOCUSINS = """() => {
+  window.focusins = [];
+  const name = (e) => e.target.getAttribute("aria-label") || e.target.id;
+  document.addEventListener("focusin", (e) => window.focusins.push(name(e)));
+}"""
+
+
+def test_a_focused_book_level_stays_focused_as_the_book_changes(tmp_path: Path) -> None:
+    # The review: each book update rebuilt the ladder and focused the level's new button again,
+    # which a screen reader announced each time. The rows are now kept by price: levels added
+    # above and below it, and its own quantity changing, leave the same button focused, with
+    # no focus event; its level gone, the focus goes to the level in its place.
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        seller = await resting_sell(venue, "10", "187.30")
+        await expect(ladder_row(page, "ask", "187.30")).to_have_text("10.000000")
+        await page.get_by_role("button", name="ask 187.30: use this price").focus()
+        await page.evaluate(RECORD_FOCUSINS)
+        focused = await page.evaluate_handle("document.activeElement")
+        for price in ("190.00", "187.20", "191.00"):
+            await seller.place(SYMBOL, "sell", qty="1", price=price)
+            await expect(ladder_row(page, "ask", price)).to_have_text("1.000000")
+        await seller.place(SYMBOL, "sell", qty="2", price="187.30")
+        await expect(ladder_row(page, "ask", "187.30")).to_have_text("12.000000")
+        assert await page.evaluate("() => window.focusins") == []
+        assert await page.evaluate("(button) => button === document.activeElement", focused)
+
+        buyer = await venue.client("taker")
+        await buyer.place(SYMBOL, "buy", qty="13", price="187.30")  # 187.20 and 187.30 gone
+        await expect(page.locator("#ladder-asks tr[data-price='187.30']")).to_have_count(0)
+        # the row in its place (the asks run from the highest down: 191.00, 190.00)
+        name = "ask 190.00: use this price"
+        await expect(page.get_by_role("button", name=name)).to_be_focused()
+
+    errors = run_page(tmp_path, scenario)
+    assert errors == []
