@@ -652,6 +652,7 @@ function ladderSide(tbody, levels, side, most, reverse) {
   if (reverse) rows.reverse(); // asks: the best one lowest, next to the spread
   const decimals = state.instruments.get(state.selected)?.qty_decimals ?? 6;
   const mine = myPrices(side === "bid" ? "buy" : "sell");
+  const focusedAt = focusedRowIndex(tbody);
   const kept = keepLadderRows(tbody, new Set(rows.map(([price]) => price)));
   rows.forEach(([price, qty, cumulative], index) => {
     const row = kept.get(price) ?? newLadderRow(tbody, index, price);
@@ -662,26 +663,26 @@ function ladderSide(tbody, levels, side, most, reverse) {
     setText(row.cells[1], qty);
     setText(row.cells[2], cumulative.toFixed(decimals));
   });
+  if (focusedAt >= 0 && !tbody.contains(document.activeElement)) {
+    // the focused level gone: the focus goes to the level now in its place
+    tbody.rows[Math.min(focusedAt, tbody.rows.length - 1)]?.querySelector("button")?.focus();
+  }
+}
+
+function focusedRowIndex(tbody) {
+  const active = document.activeElement;
+  return tbody.contains(active) ? active.closest("tr").sectionRowIndex : -1;
 }
 
 function keepLadderRows(tbody, prices) {
   // The ladder's rows are kept, keyed by price, and updated in place: a focused level's button
   // stays the same element (rebuilt at each book update, it was focused anew, and a screen
-  // reader announced it again). The rows of prices gone are removed (the focus, if in one,
-  // goes to the level now in its place); those kept stay in order, as prices sort alike.
-  const active = document.activeElement;
-  const focusedRow = tbody.contains(active) ? active.closest("tr") : null;
-  const index = focusedRow?.sectionRowIndex ?? -1;
+  // reader announced it again). The rows of prices gone are removed; those kept stay in order,
+  // as prices sort alike, and the new ones are inserted among them (`newLadderRow`).
   const kept = new Map();
   for (const row of [...tbody.rows]) {
     if (prices.has(row.dataset.price)) kept.set(row.dataset.price, row);
     else row.remove();
-  }
-  if (focusedRow !== null && !focusedRow.isConnected) {
-    queueMicrotask(() => {
-      const near = tbody.rows[Math.min(index, tbody.rows.length - 1)];
-      if (document.activeElement === document.body) near?.querySelector("button")?.focus();
-    });
   }
   return kept;
 }
@@ -962,8 +963,8 @@ function scheduleRelogon(why, failed = "", waitMs = 0) {
   clearTimeout(state.relogon?.timer);
   const until = Date.now() + Math.max(delayS * 1000, waitMs);
   const said = `${why}${failed}`;
-  const relogon = { attempt: attempt + 1, why, said, trying: ": reconnecting…", until };
-  relogon.timer = null;
+  const trying = ": reconnecting…";
+  const relogon = { attempt: attempt + 1, why, said, trying, until, timer: null };
   state.relogon = relogon;
   // said once (a drop, a failed try): the seconds count down where no reader announces them
   showRelogonStatus(said, "");
@@ -1042,8 +1043,8 @@ function onRelogonButton() {
   state.relogonAttempts = 0;
   $("relogon-button").setAttribute("aria-disabled", "true"); // keeps the focus while it tries
   const said = $("logon-status").textContent;
-  const relogon = { attempt: 1, why: stopped.why, said, trying: ": trying once more…", until: 0 };
-  relogon.timer = null;
+  const trying = ": trying once more…";
+  const relogon = { attempt: 1, why: stopped.why, said, trying, until: 0, timer: null };
   state.relogon = relogon;
   relogonNow(relogon);
 }
