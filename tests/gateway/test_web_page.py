@@ -1451,6 +1451,10 @@ HOLD_TRADE_SOCKET = """(() => {
         window.fillsDropped++;
         return;
       }
+      if (window.dropAccountSubscribes && String(data).includes('"ch":"account"')) {
+        window.accountSubscribesDropped = (window.accountSubscribesDropped ?? 0) + 1;
+        return;
+      }
       return send.call(this, data);
     }
   };
@@ -1556,6 +1560,23 @@ def test_a_drop_while_reading_the_fills_a_logout_while_reopening_and_a_fresh_sna
         assert sum('"session.logon"' in f for f in browser.frames_sent) == logons
         await expect(page.locator("#logon-error")).to_have_text("")
         await expect(page.locator("#balances tbody tr")).to_have_count(0)
+
+        # a first logon cut before it followed the account stream (its subscribe never sent):
+        # logged on again, the account is read afresh, and the line says why (before the
+        # review's fix: "away too long to replay what changed")
+        await page.evaluate("() => { window.dropAccountSubscribes = true; }")
+        await browser.log_on("taker")
+        await page.wait_for_function("() => window.accountSubscribesDropped === 1")
+        await page.evaluate("() => { window.dropAccountSubscribes = false; }")
+        for session in page_sessions(venue, clients):
+            session.websocket.transport.abort()
+        await skip_countdown(browser)
+        await expect(page.locator("#logon-error")).to_have_text(
+            "logged on again: the account read afresh (it was not yet followed when the"
+            " connection dropped)"
+        )
+        await page.click("#logout-button")
+        await expect(page.locator("#logon-form")).to_be_visible()
 
         await page.evaluate("() => { window.dropFills = true; }")
         await browser.log_on("taker")
