@@ -3,7 +3,7 @@
 // and candle history from the REST API. See docs/web.md.
 import { drawDepth, LocalBook } from "./book.js";
 import { CandleChart, INTERVAL } from "./candles.js";
-import { getJson, importSecret, logon, NotSentError, VenueSocket } from "./venue.js";
+import { getJson, importSecret, logon, NotSentError, VenueError, VenueSocket } from "./venue.js";
 
 const BOOK_DEPTH = 25; // the book tier followed: the ladder shows 10, the depth chart all 25
 const LADDER_LEVELS = 10;
@@ -20,6 +20,15 @@ const RELOGON_DELAYS_S = [1, 2, 4, 8, 16, 30];
 // A session that lived this long was a good one: the next drop's tries start again at 1 s. A
 // shorter one (logged on, then dropped at once: the venue overloaded, say) goes on backing off.
 const SESSION_LIVED_MS = 30000;
+// How long the venue may refuse every try (its answer, not a lost connection) before the page
+// stops trying by itself and offers "Log on again": a refusal that lasts (an account
+// suspended, a page the venue no longer understands) was tried every 30 s for good. The span
+// is longer than the venue takes to notice a silently dead connection of the account's (a
+// ping every 20 s, dropped 20 s after one unanswered: gateway/transport.py) plus the page's
+// own 5 s: a refusal that heals with it is not given up. Never stopped: a connection that
+// cannot be made (the venue away is what trying again is for) and the refusals known to heal
+// (`healsByItself`: rate limited, the venue busy, the account's connection cap).
+const RELOGON_REFUSING_MAX_MS = 60000;
 
 const $ = (id) => document.getElementById(id);
 
@@ -51,8 +60,14 @@ const state = {
   history: new Map(), // order_id -> closed order (its last report, or `orders.history`'s row)
   credentials: null, // {apiKey, key} of the session (the key non-extractable): to log on again
   accountSeq: null, // the last private `seq` applied: the since_seq of a logon again
-  relogon: null, // {attempt, why, failed, until, timer} while the page waits to log on again
+  relogon: null, // {attempt, why, said, trying, until, timer} while the page waits to log on
   relogonAttempts: 0, // tries since the last session that lived SESSION_LIVED_MS
+  relogonRefusals: 0, // tries in a row the venue refused, none known to heal
+  relogonRefusedSince: null, // Date.now() of the first of them (RELOGON_REFUSING_MAX_MS)
+  relogonStopped: null, // {why} once the page stopped trying: "Log on again" tries once more
+  // a logon again's resumed account stream, {seq, missed, done}: done once it caught up to the
+  // answer's seq (or a snapshot came instead), which is then said once (`sayLoggedOnAgain`)
+  catchUp: null,
   loggedOnAt: 0, // Date.now() of the session's logon
   recordsLoaded: false, // the fills and history were read on this logon's session (or since)
   recordsReading: null, // the read of them under way (a promise)
@@ -183,7 +198,10 @@ function reconnectMarket() {
 
 function setStatus(text, kind) {
   const pill = $("market-status");
-  pill.textContent = `market data: ${text}`;
+  // set only when it changes: the pill is a live region, and each failed reconnect sets the
+  // same "reconnecting…", which a screen reader would announce again every few seconds
+  const said = `market data: ${text}`;
+  if (pill.textContent !== said) pill.textContent = said;
   pill.className = `pill ${kind}`;
   // Not live: the book, tape and charts shown are the last ones received, perhaps stale
   // (dimmed, and said on hover), so nobody trades off them as if they were current.
@@ -488,11 +506,17 @@ function reservesTable(rows) {
   const table = document.createElement("table");
   table.id = "reserves-table";
   const head = table.createTHead().insertRow();
-  for (const title of ["asset", "supply", "attested", ""]) {
+  for (const title of ["asset", "supply", "attested"]) {
     const th = head.appendChild(document.createElement("th"));
     th.textContent = title;
     if (title === "supply" || title === "attested") th.className = "num"; // over its figures
   }
+  // "covered" in each row says it on sight; a screen reader is told the column's name too
+  const coverage = head.appendChild(document.createElement("th"));
+  coverage.append(Object.assign(document.createElement("span"), {
+    className: "visually-hidden",
+    textContent: "coverage",
+  }));
   const body = table.createTBody();
   for (const row of rows) {
     const tr = body.insertRow();
@@ -628,18 +652,76 @@ function ladderSide(tbody, levels, side, most, reverse) {
   if (reverse) rows.reverse(); // asks: the best one lowest, next to the spread
   const decimals = state.instruments.get(state.selected)?.qty_decimals ?? 6;
   const mine = myPrices(side === "bid" ? "buy" : "sell");
-  fillTable(tbody, rows, (row, [price, qty, cumulative]) => {
+  const focusedAt = focusedRowIndex(tbody);
+  const kept = keepLadderRows(tbody, new Set(rows.map(([price]) => price)));
+  rows.forEach(([price, qty, cumulative], index) => {
+    const row = kept.get(price) ?? newLadderRow(tbody, index, price);
     row.className = mine.has(price) ? `${side} mine` : side;
     row.title = mine.has(price) ? "your order rests here" : "";
-    row.dataset.price = price;
     row.style.setProperty("--fill", `${Math.round((Number(qty) / most) * 100)}%`);
-    row.onclick = () => {
-      $("order-price").value = price;
-    };
-    cell(row, shownPrice(state.selected, price), "num price");
-    cell(row, qty, "num qty");
-    cell(row, cumulative.toFixed(decimals), "num");
+    setLevelButton(row.cells[0].firstChild, side, price, mine.has(price));
+    setText(row.cells[1], qty);
+    setText(row.cells[2], cumulative.toFixed(decimals));
   });
+  if (focusedAt >= 0 && !tbody.contains(document.activeElement)) {
+    // the focused level gone: the focus goes to the level now in its place
+    tbody.rows[Math.min(focusedAt, tbody.rows.length - 1)]?.querySelector("button")?.focus();
+  }
+}
+
+function focusedRowIndex(tbody) {
+  const active = document.activeElement;
+  return tbody.contains(active) ? active.closest("tr").sectionRowIndex : -1;
+}
+
+function keepLadderRows(tbody, prices) {
+  // The ladder's rows are kept, keyed by price, and updated in place: a focused level's button
+  // stays the same element (rebuilt at each book update, it was focused anew, and a screen
+  // reader announced it again). The rows of prices gone are removed; those kept stay in order,
+  // as prices sort alike, and the new ones are inserted among them (`newLadderRow`).
+  const kept = new Map();
+  for (const row of [...tbody.rows]) {
+    if (prices.has(row.dataset.price)) kept.set(row.dataset.price, row);
+    else row.remove();
+  }
+  return kept;
+}
+
+function newLadderRow(tbody, index, price) {
+  const row = tbody.insertRow(index);
+  row.dataset.price = price;
+  row.onclick = (event) => usePrice(price, event);
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "level";
+  cell(row, "", "num price").append(button);
+  cell(row, "", "num qty");
+  cell(row, "", "num");
+  return row;
+}
+
+function setLevelButton(button, side, price, mine) {
+  // The level's price as a button: the keyboard reaches it (Tab) and copies it (Enter), as a
+  // click on the row does; its name says the side and the account's own order, which the row's
+  // colour and dot alone say on sight. Changed only where it changed (a screen reader hears a
+  // focused button's name change).
+  setText(button, shownPrice(state.selected, price));
+  const own = mine ? ", your order rests here" : "";
+  const name = `${side} ${button.textContent}${own}: use this price`;
+  if (button.getAttribute("aria-label") !== name) button.setAttribute("aria-label", name);
+  button.dataset.focusKey = `${side}-${price}`;
+}
+
+function setText(element, text) {
+  if (element.textContent !== text) element.textContent = text;
+}
+
+function usePrice(price, event) {
+  // Copied into the order form; from the keyboard (a click with no mouse's `detail`), the focus
+  // follows it there, so the next keys type the quantity.
+  $("order-price").value = price;
+  clearFieldError($("order-price"));
+  if (event.detail === 0) $("order-qty").focus();
 }
 
 function myPrices(side) {
@@ -656,6 +738,7 @@ function renderTape() {
     row.className = trade.taker_side === "buy" ? "bid" : "ask";
     row.dataset.tradeId = trade.trade_id;
     cell(row, clock(trade.ts));
+    cell(row, trade.taker_side, "taker"); // the side in words: the colour alone says it on sight
     cell(row, shownPrice(state.selected, trade.price), "num price");
     cell(row, trade.qty, "num qty");
   });
@@ -754,8 +837,10 @@ async function startSession(credentials, again, onLoggedOn = () => {}) {
   showSession(result, credentials.apiKey, again);
   try {
     state.replayAsked = again && state.accountSeq !== null;
-    const since = state.replayAsked ? { since_seq: state.accountSeq } : {};
-    await socket.request("subscribe", { ch: "account", ...since });
+    const resumed = state.accountSeq;
+    const since = state.replayAsked ? { since_seq: resumed } : {};
+    const answer = await socket.request("subscribe", { ch: "account", ...since });
+    if (again) followCatchUp(resumed, answer.seq);
     // read until once read: a first session that dropped while reading leaves it to the next
     if (!state.recordsLoaded) await readAccountRecords(socket);
   } catch (failed) {
@@ -776,8 +861,7 @@ async function startSession(credentials, again, onLoggedOn = () => {}) {
 function showSession(result, apiKey, again) {
   $("account").textContent = String(result.account);
   $("api-key-shown").textContent = apiKey;
-  $("logon-form").hidden = true;
-  $("session").hidden = false;
+  swapLogonAndSession(true);
   $("orders-panel").classList.remove("stale");
   const trades = result.scopes.includes("trade");
   state.mayTrade = trades;
@@ -790,6 +874,19 @@ function showSession(result, apiKey, again) {
       : `logged on as account ${result.account}: read only (this key lacks the trade scope)`,
     trades ? "ok" : "warn",
   );
+}
+
+function swapLogonAndSession(loggedOn) {
+  // The logon form and the session's line take each other's place; the keyboard's focus in the
+  // one hidden goes to the other's first control (Log out; the API key), not to the page's
+  // start, where a hidden control drops it.
+  const [hiding, showing, next] = loggedOn
+    ? [$("logon-form"), $("session"), $("logout-button")]
+    : [$("session"), $("logon-form"), $("api-key")];
+  const focused = hiding.contains(document.activeElement);
+  hiding.hidden = true;
+  showing.hidden = false;
+  if (focused) next.focus();
 }
 
 function readAccountRecords(socket) {
@@ -852,21 +949,25 @@ function showStale() {
   schedule("orders");
 }
 
-function scheduleRelogon(why, failed = "") {
-  // The next try after RELOGON_DELAYS_S (the last repeated), counted down on the status line
-  // (`why` the drop, `failed` what the last try met). The delays start again at 1 s only
-  // after a session that lived SESSION_LIVED_MS: one dropped at once goes on backing off.
+function scheduleRelogon(why, failed = "", waitMs = 0) {
+  // The next try after RELOGON_DELAYS_S (the last repeated), or `waitMs` if longer (a rate
+  // limit's retry_after_ms), counted down on the status line (`why` the drop, `failed` what the
+  // last try met). The delays start again at 1 s only after a session that lived
+  // SESSION_LIVED_MS: one dropped at once goes on backing off.
   if (state.relogon === null && Date.now() - state.loggedOnAt >= SESSION_LIVED_MS) {
     state.relogonAttempts = 0;
   }
+  hideRelogonButton(); // a "Log on again" that met a lost connection: tried on, by itself
   const attempt = state.relogonAttempts++;
   const delayS = RELOGON_DELAYS_S[Math.min(attempt, RELOGON_DELAYS_S.length - 1)];
   clearTimeout(state.relogon?.timer);
-  const until = Date.now() + delayS * 1000;
-  const relogon = { attempt: attempt + 1, why, failed, until, timer: null };
+  const until = Date.now() + Math.max(delayS * 1000, waitMs);
+  const said = `${why}${failed}`;
+  const trying = ": reconnecting…";
+  const relogon = { attempt: attempt + 1, why, said, trying, until, timer: null };
   state.relogon = relogon;
   // said once (a drop, a failed try): the seconds count down where no reader announces them
-  showRelogonStatus(`${why}${failed}`, "");
+  showRelogonStatus(said, "");
   countDownRelogon(relogon);
 }
 
@@ -878,29 +979,128 @@ function countDownRelogon(relogon) {
     return;
   }
   const left = `: reconnecting in ${Math.ceil(leftMs / 1000)} s`;
-  showRelogonStatus(`${relogon.why}${relogon.failed}`, left);
+  showRelogonStatus(relogon.said, left);
   relogon.timer = setTimeout(() => countDownRelogon(relogon), Math.min(leftMs, 1000));
 }
 
 async function relogonNow(relogon) {
-  showRelogonStatus(`${relogon.why}${relogon.failed}`, ": reconnecting…");
+  showRelogonStatus(relogon.said, relogon.trying);
   try {
     await startSession(state.credentials, true);
   } catch (failed) {
     if (state.relogon !== relogon) return;
-    if (mayHeal(failed)) {
-      scheduleRelogon(relogon.why, `; try ${relogon.attempt} failed (${failed.message})`);
+    if (!mayHeal(failed)) {
+      // refused for its key (revoked, say): no later try would be taken; the secret is asked
+      state.relogon = null;
+      clearSession();
+      showLogonError(`logged off: ${logonFailure(failed)}; enter the secret to log on again`);
       return;
     }
-    // refused for its key (revoked, say): no later try would be taken; the secret is asked
-    state.relogon = null;
-    clearSession();
-    showLogonError(`logged off: ${logonFailure(failed)}; enter the secret to log on again`);
+    const failure = `; try ${relogon.attempt} failed (${failed.message})`;
+    if (healsByItself(failed)) {
+      state.relogonRefusals = 0;
+      state.relogonRefusedSince = null;
+      scheduleRelogon(relogon.why, failure, failed.retryAfterMs ?? 0);
+      return;
+    }
+    state.relogonRefusals += 1;
+    state.relogonRefusedSince ??= Date.now();
+    if (Date.now() - state.relogonRefusedSince >= RELOGON_REFUSING_MAX_MS) {
+      stopRelogon(relogon.why, failure);
+    } else scheduleRelogon(relogon.why, failure);
     return;
   }
   if (state.relogon !== relogon) return; // dropped again meanwhile: its own try is waiting
   state.relogon = null;
+  state.relogonRefusals = 0;
+  state.relogonRefusedSince = null;
+  hideRelogonButton();
   showRelogonStatus("", "");
+  sayLoggedOnAgain();
+}
+
+function stopRelogon(why, failure) {
+  // The venue refused every try for RELOGON_REFUSING_MAX_MS: no more by themselves. The
+  // account stays shown, dimmed, and the key held: "Log on again" tries once more, "Log out"
+  // ends it.
+  state.relogon = null;
+  state.relogonStopped = { why };
+  const seconds = Math.round((Date.now() - state.relogonRefusedSince) / 1000);
+  const tries = `the venue refused ${state.relogonRefusals} tries in a row over ${seconds} s`;
+  showRelogonStatus(`${why}${failure}; ${tries}: press Log on again to try once more`, "");
+  $("relogon-button").hidden = false;
+  $("relogon-button").removeAttribute("aria-disabled");
+}
+
+function onRelogonButton() {
+  // One more try, at once; refused again, the page stops again (the refusals' span is still
+  // past RELOGON_REFUSING_MAX_MS; a lost connection or a refusal known to heal is tried on,
+  // with the backoff). The line keeps what it said (read out again, it would repeat the drop)
+  // and its unannounced part says the try.
+  const stopped = state.relogonStopped;
+  if (stopped === null || state.relogon !== null) return;
+  state.relogonStopped = null;
+  state.relogonAttempts = 0;
+  $("relogon-button").setAttribute("aria-disabled", "true"); // keeps the focus while it tries
+  const said = $("logon-status").textContent;
+  const trying = ": trying once more…";
+  const relogon = { attempt: 1, why: stopped.why, said, trying, until: 0, timer: null };
+  state.relogon = relogon;
+  relogonNow(relogon);
+}
+
+function hideRelogonButton() {
+  // Hidden, the button would drop the keyboard's focus to the page's start: it goes to Log out,
+  // the control beside it.
+  const button = $("relogon-button");
+  const focused = document.activeElement === button;
+  button.hidden = true;
+  state.relogonStopped = null;
+  if (focused && !$("session").hidden) $("logout-button").focus();
+}
+
+function followCatchUp(since, seq) {
+  // Logged on again, the account stream resumed after `since` up to the answer's `seq`: the
+  // replay is caught up when its last push (seq) has come; none missed, at once. A snapshot
+  // instead (none asked for, a `since` ahead of the stream or no longer held) means the account
+  // was read afresh (`noteCatchUp`).
+  const replay = since !== null && since <= seq;
+  state.catchUp = { seq, missed: replay ? seq - since : null, done: since === seq };
+  state.catchUp.afresh = afreshWhy(since, seq);
+}
+
+function afreshWhy(since, seq) {
+  // Why a logon again read the account afresh (a snapshot), in a trader's words.
+  if (since === null) return "it was not yet followed when the connection dropped";
+  if (since > seq) return "the venue's account stream started over";
+  return "away too long to replay what changed";
+}
+
+function sayLoggedOnAgain() {
+  // Said once, politely (the status line's aria-live part), when both the try has succeeded
+  // and the account stream has caught up: what happened while away, in a trader's words.
+  const catchUp = state.catchUp;
+  if (catchUp === null || !catchUp.done || state.relogon !== null || state.trade === null) return;
+  state.catchUp = null;
+  const missed = catchUp.missed;
+  const what =
+    missed === null
+      ? `the account read afresh (${catchUp.afresh})`
+      : missed === 0
+        ? "nothing changed meanwhile"
+        : `${missed} account update${missed === 1 ? "" : "s"} made meanwhile replayed`;
+  showRelogonStatus(`logged on again: ${what}`, "", "ok");
+}
+
+function healsByItself(failed) {
+  // A try that met no refusal (a lost connection, no answer in time), or one the venue says is
+  // for the moment: rate limited (429, its retry_after_ms waited), the venue busy or a nonce it
+  // could not check (503), the account's connection cap (the venue may still hold the dropped
+  // connection: it lets it go 20 to 40 s after a silent drop). Tried on, never stopped.
+  if (!(failed instanceof VenueError)) return true;
+  if (failed.status === 429 || failed.status === 503) return true;
+  const error = failed.error;
+  return error.name === "PERMISSION_DENIED" && /connections per account/.test(error.msg);
 }
 
 function mayHeal(failed) {
@@ -930,6 +1130,10 @@ function clearSession() {
   clearTimeout(state.relogon?.timer);
   state.relogon = null;
   state.relogonAttempts = 0;
+  state.relogonRefusals = 0;
+  state.relogonRefusedSince = null;
+  state.catchUp = null;
+  hideRelogonButton();
   state.recordsLoaded = false;
   stopAmending();
   state.orders.clear();
@@ -938,8 +1142,7 @@ function clearSession() {
   state.fillIds.clear();
   state.replayAsked = false;
   state.history.clear();
-  $("logon-form").hidden = false;
-  $("session").hidden = true;
+  swapLogonAndSession(false);
   $("orders-panel").classList.remove("stale");
   $("place-button").disabled = true;
   showResult("log on to trade", "");
@@ -970,13 +1173,15 @@ function showLogonError(text) {
   showRelogonStatus("", "");
 }
 
-function showRelogonStatus(said, countdown) {
+function showRelogonStatus(said, countdown, kind = "") {
   // The page logging on again: `said` (the drop, the failed try) is read out when it changes
   // (aria-live polite); `countdown` (the seconds left, `reconnecting…`) is aria-hidden, or a
-  // screen reader would announce each second.
+  // screen reader would announce each second. `kind` "ok": good news, not in the line's error
+  // colour (logged on again).
   if (said !== "") $("logon-alert").textContent = "";
   const status = $("logon-status");
   if (status.textContent !== said) status.textContent = said;
+  status.className = kind;
   $("relogon-countdown").textContent = countdown;
 }
 
@@ -989,6 +1194,7 @@ function onAccountPush(message) {
   }
   if (message.ch !== "account") return;
   state.accountSeq = message.seq; // applied below: a logon again resumes after it
+  noteCatchUp(message);
   if (message.type === "snapshot") {
     state.orders = new Map(message.orders.map((order) => [order.order_id, order]));
     state.balances = new Map(message.balances.map((row) => [row.asset, row]));
@@ -1040,6 +1246,16 @@ function onExec(message) {
     state.orders.set(report.order_id, report);
   }
   schedule("orders", "book");
+}
+
+function noteCatchUp(message) {
+  // A logon again's stream: a snapshot, or the replay's last push, has come (`followCatchUp`).
+  const catchUp = state.catchUp;
+  if (catchUp === null || catchUp.done) return;
+  if (message.type === "snapshot") catchUp.missed = null;
+  else if (message.seq < catchUp.seq) return;
+  catchUp.done = true;
+  queueMicrotask(sayLoggedOnAgain); // once the push is applied (and the try has succeeded)
 }
 
 async function reloadAccountRecords(socket) {
@@ -1267,15 +1483,7 @@ async function onPlace(event) {
   };
   if (kind !== "market") params.price = $("order-price").value.trim();
   if (kind === "post_only") params.post_only = true;
-  if (params.qty === "" || params.price === "") {
-    showResult(params.qty === "" ? "enter a quantity" : "enter a price", "error");
-    return;
-  }
-  const unreadable = notPlain("quantity", params.qty) ?? notPlain("price", params.price);
-  if (unreadable !== null) {
-    showResult(unreadable, "error");
-    return;
-  }
+  if (!figuresReadable(params.price, params.qty)) return;
   // One click, one order: the button waits for the answer, so a double click's second click
   // (or a second Enter) places nothing more. It says so by aria-disabled, not `disabled`,
   // which would take the keyboard's focus off it for good.
@@ -1287,6 +1495,7 @@ async function onPlace(event) {
     showOrderResult(placed, report?.status ?? result.status, report);
   } catch (failed) {
     showFailure("order", failed);
+    markRefusedField(failed);
   } finally {
     setPlacing(false);
   }
@@ -1422,15 +1631,7 @@ async function amend(order) {
   // is said here, not sent (the venue's AMEND_REJECTED would say the same after a round trip).
   const price = $("order-price").value.trim();
   const qty = $("order-qty").value.trim();
-  if (price === "" || qty === "") {
-    showResult(price === "" ? "enter a price" : "enter a quantity", "error");
-    return;
-  }
-  const unreadable = notPlain("price", price) ?? notPlain("quantity", qty);
-  if (unreadable !== null) {
-    showResult(unreadable, "error");
-    return;
-  }
+  if (!figuresReadable(price, qty)) return;
   const current = state.orders.get(order.order_id) ?? order;
   const params = { order_id: order.order_id };
   if (!sameDecimal(price, current.price)) params.price = price;
@@ -1456,6 +1657,7 @@ async function amend(order) {
     const changed = now?.order_id === order.order_id && !sameTerms(now, current);
     if (changed) showAmendedTerms(now);
     showResult(changed ? `${text}; ${changedMeanwhile(now)}` : text, kind);
+    if (!changed) markRefusedField(failed);
   } finally {
     setPlacing(false);
   }
@@ -1507,6 +1709,10 @@ function describe(failed) {
 }
 
 function showResult(text, kind) {
+  // A field marked by the line's last words (`showFieldError`, `markRefusedField`) is cleared:
+  // the line no longer says what is wrong with it (the mark is set again after, if it does).
+  clearFieldError($("order-price"));
+  clearFieldError($("order-qty"));
   const result = $("order-result");
   result.textContent = text;
   result.className = kind;
@@ -1549,6 +1755,54 @@ function averagePrice(report) {
   return instrument?.kind === "tbill" ? `${price} per 100 of face` : price;
 }
 
+function skipToOrderEntry(event) {
+  // Focus moved, not the address: its #SYMBOL names the symbol followed (a reload opens it).
+  event.preventDefault();
+  $("order-entry").focus();
+}
+
+function figuresReadable(price, qty) {
+  // The price (undefined for a market order) and the quantity typed, checked before sending:
+  // a figure missing or unreadable is said on the result line, tied to its field.
+  clearFieldError($("order-price"));
+  clearFieldError($("order-qty"));
+  const checks = [
+    [$("order-price"), price === "" ? "enter a price" : notPlain("price", price)],
+    [$("order-qty"), qty === "" ? "enter a quantity" : notPlain("quantity", qty)],
+  ];
+  const [field, said] = checks.find(([, text]) => text !== null) ?? [null, null];
+  if (field === null) return true;
+  showFieldError(field, said);
+  return false;
+}
+
+function showFieldError(field, text) {
+  // The result line (a polite status) says it; the field is marked invalid and described by
+  // that line, and takes the focus, so a screen reader reads the field and then why.
+  showResult(text, "error");
+  field.setAttribute("aria-invalid", "true");
+  field.setAttribute("aria-describedby", "order-result");
+  field.focus();
+}
+
+function markRefusedField(failed) {
+  // The venue's refusal of a figure (`price is outside the band`, `qty 1.0000001 has more than
+  // 6 decimals - at `params.qty``) is tied to its field as the page's own checks are, without
+  // moving the focus: it comes after a wait, and the focus stays where the trader is.
+  const msg = failed.error?.msg ?? "";
+  const named = /params\.(price|qty)\b/.exec(msg)?.[1] ?? /^(price|qty)\b/.exec(msg)?.[1];
+  if (named === undefined) return;
+  const field = $(named === "price" ? "order-price" : "order-qty");
+  if (field.disabled) return; // a market order's price: none typed, none sent
+  field.setAttribute("aria-invalid", "true");
+  field.setAttribute("aria-describedby", "order-result");
+}
+
+function clearFieldError(field) {
+  field.removeAttribute("aria-invalid");
+  field.removeAttribute("aria-describedby");
+}
+
 // A decimal as the venue reads one (docs/protocol.md; `wire.DECIMAL_PATTERN`): digits with
 // an optional point and more digits; no sign, exponent, spaces or grouping.
 const PLAIN_DECIMAL = /^[0-9]+(\.[0-9]+)?$/;
@@ -1583,8 +1837,13 @@ function start() {
   chart = new CandleChart($("candles"), $("candles-note"));
   $("logon-form").addEventListener("submit", onLogon);
   $("logout-button").addEventListener("click", onLogout);
+  $("skip-link").addEventListener("click", skipToOrderEntry);
+  $("relogon-button").addEventListener("click", onRelogonButton);
   $("order-form").addEventListener("submit", onPlace);
   $("order-kind").addEventListener("change", syncKind);
+  for (const field of [$("order-price"), $("order-qty")]) {
+    field.addEventListener("input", () => clearFieldError(field)); // mended, or being
+  }
   $("amend-stop").addEventListener("click", leaveAmending);
   $("order-form").addEventListener("keydown", (event) => {
     if (event.key === "Escape" && state.amending !== null) leaveAmending();

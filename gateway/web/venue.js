@@ -2,11 +2,13 @@
 // pushes (frames with `ch`) handed to a callback, and the logon signed with WebCrypto.
 
 export class VenueError extends Error {
-  // An error response: `error` is {code, name, msg, data?} exactly as the venue sent it.
-  constructor(status, error) {
+  // An error response: `error` is {code, name, msg, data?} exactly as the venue sent it;
+  // `retryAfterMs` a 429's `retry_after_ms` (when a try again can pass), else null.
+  constructor(status, error, retryAfterMs = null) {
     super(`${error.name} (${error.code}): ${error.msg}`);
     this.status = status;
     this.error = error;
+    this.retryAfterMs = retryAfterMs;
   }
 }
 
@@ -46,9 +48,13 @@ export class VenueSocket {
       const ws = new WebSocket(this.url);
       this.ws = ws;
       let opened = false;
-      // a connect that hangs (a lost network drops the SYN) is given up, as the browser's own
-      // timeout can take minutes, and reported as one that failed
-      const connecting = setTimeout(() => ws.close(), CONNECT_TIMEOUT_MS);
+      // a connect that hangs (a lost network drops the SYN, a proxy never answers the upgrade)
+      // is given up, as the browser's own timeout can take minutes, and said as such
+      let timedOut = false;
+      const connecting = setTimeout(() => {
+        timedOut = true;
+        ws.close();
+      }, CONNECT_TIMEOUT_MS);
       ws.onopen = () => {
         clearTimeout(connecting);
         opened = true;
@@ -65,9 +71,13 @@ export class VenueSocket {
         clearInterval(this.watchdog);
         this.failPending(`connection closed (${event.code})`);
         if (opened) this.onClose(event);
-        else reject(new Error(`cannot connect to ${this.url}`));
+        else reject(new Error(timedOut ? this.unanswered() : `cannot connect to ${this.url}`));
       };
     });
+  }
+
+  unanswered() {
+    return `cannot connect: no answer within ${CONNECT_TIMEOUT_MS / 1000} s`;
   }
 
   receive(text) {
@@ -87,7 +97,7 @@ export class VenueSocket {
     this.pending.delete(id);
     clearTimeout(waiting.timer);
     if (message.status === 200 || message.status === 409) waiting.resolve(message.result);
-    else waiting.reject(new VenueError(message.status, message.error));
+    else waiting.reject(new VenueError(message.status, message.error, message.retry_after_ms));
   }
 
   unnamed() {
