@@ -233,8 +233,15 @@ def test_one_missed_update_costs_one_resync(run_venue: Any) -> None:
 
         subscriber._on_message = lose_one_then_burst  # type: ignore[method-assign]
         venue.server.public.pause_min_s = 0.0  # an update per place
-        for price in ("186.00", "186.10", "186.20", "186.30"):
+        for count, price in enumerate(("186.00", "186.10", "186.20", "186.30"), 1):
             await alpha.place(SYMBOL, "buy", "1", price)
+
+            async def published(count: int = count) -> bool:
+                return len(updates) >= count
+
+            # each place's update out before the next place: a busy machine's paced
+            # publication would otherwise coalesce two places into one update
+            assert await eventually(published)
 
         async def resynced() -> bool:
             return len(updates) == 4 and subscriber.books[SYMBOL].synced

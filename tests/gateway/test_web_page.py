@@ -952,7 +952,8 @@ def test_refusals_known_to_heal_and_a_venue_away_never_stop_the_tries(tmp_path: 
         for session in pages:
             session.websocket.transport.abort()
         assert await skip_countdown(browser) == 1
-        await expect(said).to_have_text(re.compile(r"; try 1 failed \(RATE_LIMITED .*window\)$"))
+        key_nonces_spent = re.compile(r"; try 1 failed \(RATE_LIMITED .*replay window.*\)$")
+        await expect(said).to_have_text(key_nonces_spent)
         shown = await countdown.text_content() or ""
         assert 5 <= int(re.findall(r"in (\d+) s$", shown)[0]) <= 10, shown  # not the backoff's 2
         for nonce in fillers:
