@@ -1239,31 +1239,12 @@ class Venue:
         the ask, as the ask's own `execute` would (no amend makes anything due sooner today;
         asked anyway, so that the equivalence does not rest on that). `pair_split`: where the
         ask's events begin."""
-        ts = cmd.ts_us
-        account = cmd.account
-        self._amend(
-            AmendOrder(
-                ts_us=ts,
-                account=account,
-                order_id=cmd.bid_order_id,
-                price=cmd.bid_price,
-                qty=cmd.bid_qty,
-            ),
-            events,
-        )
+        bid, ask = cmd.sides()
+        self._amend(bid, events)
         self.pair_split = len(events)
-        if ts >= self._due_us:
-            self._run_due(ts, events)
-        self._amend(
-            AmendOrder(
-                ts_us=ts,
-                account=account,
-                order_id=cmd.ask_order_id,
-                price=cmd.ask_price,
-                qty=cmd.ask_qty,
-            ),
-            events,
-        )
+        if cmd.ts_us >= self._due_us:
+            self._run_due(cmd.ts_us, events)
+        self._amend(ask, events)
 
     def _amend_keeping_priority(
         self, cmd: AmendOrder, order: Order, market: Market, events: list[Event]
