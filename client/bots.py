@@ -527,19 +527,25 @@ class MarketMaker:
             self.position_max,
         )
         ladder = [self._sendable(instrument, level) for level in ladder]
-        # Sides moving away from the other side go first, so no new price ever reaches this
-        # bot's own opposite quote of the last round (post-only would refuse it).
+        # No new price may reach this bot's own opposite quote of the last round (post-only
+        # would refuse it). A level whose new prices reach none goes whole, one request: the
+        # venue's one command for a two-sided requote (docs/protocol.md §5.5). Of any other
+        # level, the side moving away from the other side goes first, the other after.
         size = instrument.qty_text(self.size)
         first: list[tuple[str, dict[str, str]]] = []
         then: list[tuple[str, dict[str, str]]] = []
         previous = quoting.ladder or [(None, None)] * self.levels
+        old_bid, old_ask = _inner_quotes(previous)
         for quote_set, (bid, ask), (was_bid, was_ask) in zip(
             self.quote_sets, ladder, previous, strict=True
         ):
             early: dict[str, str] = {}
             late: dict[str, str] = {}
-            bid_away = bid is None or (was_bid is not None and bid <= was_bid)
-            ask_away = ask is None or (was_ask is not None and ask >= was_ask)
+            whole = (bid is None or old_ask is None or bid < old_ask) and (
+                ask is None or old_bid is None or ask > old_bid
+            )
+            bid_away = whole or bid is None or (was_bid is not None and bid <= was_bid)
+            ask_away = whole or ask is None or (was_ask is not None and ask >= was_ask)
             (early if bid_away else late).update(_side("bid", bid, size, instrument))
             (early if ask_away else late).update(_side("ask", ask, size, instrument))
             first += [(quote_set, early)] if early else []
@@ -1115,6 +1121,13 @@ async def _unless_stopped(waiting: Awaitable[Result], stop: asyncio.Event) -> Re
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), max(seconds, 0))
+
+
+def _inner_quotes(ladder: list[QuoteLevel]) -> QuoteLevel:
+    """The highest bid and the lowest ask of a ladder (None: that side has none)."""
+    bids = [bid for bid, _ in ladder if bid is not None]
+    asks = [ask for _, ask in ladder if ask is not None]
+    return (max(bids) if bids else None), (min(asks) if asks else None)
 
 
 def _side(side: str, price: Decimal | None, size: str, instrument: Instrument) -> dict[str, str]:

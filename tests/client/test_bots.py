@@ -193,6 +193,37 @@ def test_maker_quotes_both_sides_the_taker_fills_and_stopping_pulls_the_quotes(
     run_venue(scenario)
 
 
+def test_a_requote_within_the_spread_goes_as_one_request_and_one_command(
+    run_venue: Any,
+) -> None:
+    """A maker whose centre moves by less than its spread sends both sides of a level in one
+    `quote.mass`, which the venue runs as one command (`AmendPair`): one journal record.
+    Before, it sent the side moving away, then the other, as two requests and two records
+    (a cluster's makers never used the one command: seen in session 31's upgrade trial)."""
+
+    async def scenario(venue: Venue) -> None:
+        centre = REFERENCE
+        maker = MarketMaker(
+            venue.url(), *KEYS["alpha"], SYMBOL, SPREAD_BPS, SIZE, levels=1,
+            interval_s=0.1, reference=REFERENCE, band_bps=BAND_BPS, centres={SYMBOL: centre},
+        )  # fmt: skip
+        assert await maker.client.connect_any(maker._setup)
+        await maker._round()  # places the bid and the ask
+        sequencer = venue.server.core.sequencer
+        for step in (TICK * 3, -TICK * 5):  # up, then down: less than the spread each time
+            centre += step
+            maker.centres[SYMBOL] = centre
+            before = sequencer.last_seq
+            await maker._round()
+            assert sequencer.last_seq == before + 1, "the requote went as more than one command"
+        orders = venue.server.venue.open_orders(ALPHA)
+        prices = sorted(format_units(order.price, 2) for order in orders)
+        assert prices == [str(price) for price in maker.quoting_by_symbol[SYMBOL].ladder[0]]
+        await maker.client.close()
+
+    run_venue(scenario)
+
+
 def test_cancelling_the_maker_task_pulls_its_quotes(run_venue: Any) -> None:
     async def scenario(venue: Venue) -> None:
         maker = _maker(venue)
