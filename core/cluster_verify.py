@@ -46,6 +46,8 @@ def verify_stream(
     from_start: bool = False,
 ) -> list[str]:
     """One line per check, each "ok" or "FAIL"; `CommandFailed` if it cannot check."""
+    # Read before the stream is opened: a core writes a snapshot once its records are
+    # acknowledged, so on a running cluster none is past the end the replay will reach.
     found, damaged = _snapshots(data_dir)
     lines = [
         f"FAIL snapshot {name} is damaged: a core's recovery skips it (it starts from the"

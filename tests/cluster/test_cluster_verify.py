@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import msgspec
+import nats
 import pytest
 
 from cli.main import main as venue_cli
@@ -94,6 +95,15 @@ def test_a_sound_stream_passes_from_the_start_and_from_a_snapshot(
     assert f"ok   replay: invariants hold, state {final_hash} at seq {last}" in lines
     assert venue_cli(["verify", "--nats", url, "--data-dir", str(core_dir)]) == 0
     assert stream_last_seq(url) == last  # nothing written
+    assert asyncio.run(stream_names(url)) == ["VENUE_COMMANDS"]  # no KV bucket made
+
+
+async def stream_names(url: str) -> list[str]:
+    nc = await nats.connect(url)
+    try:
+        return sorted(info.config.name or "" for info in await nc.jetstream().streams_info())
+    finally:
+        await nc.close()
 
 
 def test_a_snapshot_whose_state_differs_from_the_stream_fails_in_words(
@@ -138,3 +148,39 @@ def stream_missing(url: str) -> bool:
     except JournalStreamMissing:
         return True
     return False
+
+
+def test_a_damaged_snapshot_and_one_ahead_of_the_stream_are_named(
+    cluster_with_core_dir: tuple[str, Path, int],
+) -> None:
+    url, core_dir, last = cluster_with_core_dir
+    final = snapshots.latest(core_dir)
+    assert final is not None
+    snapshots.write(core_dir, msgspec.structs.replace(final, seq=last + 5))
+    damaged = snapshots.path_for(core_dir, 3)
+    damaged.write_bytes(b"TVSNAP01 not a snapshot")
+    before = sorted((path.name, path.read_bytes()) for path in core_dir.iterdir())
+    lines = verify_stream(url, core_dir, venue_config.load(SAMPLE_CONFIG))
+    failed = [line for line in lines if line.startswith("FAIL")]
+    assert len(failed) == 2, lines
+    assert failed[0].startswith(f"FAIL snapshot {damaged.name} is damaged")
+    assert failed[1].startswith(f"FAIL snapshot at seq {last + 5} is ahead of the stream")
+    assert f"ok   snapshot at seq {last} equals the replay at that seq" not in lines  # the start
+    assert sorted((path.name, path.read_bytes()) for path in core_dir.iterdir()) == before
+
+
+def test_a_stream_of_one_process_venue_records_is_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`venue serve --nats` writes the bare command: not a cluster's record, exit 2."""
+    data_dir = tmp_path / "data"
+    trade_in_one_process(data_dir)
+    journal = FileJournal(data_dir / JOURNAL_FILE, read_only=True)
+    records = list(journal.replay())
+    journal.close()
+    with NatsCluster(tmp_path / "nats", size=1) as cluster:
+        stream = JetStreamJournal(cluster.url)
+        stream.commit(records)
+        stream.close()
+        assert venue_cli(["verify", "--nats", cluster.url, "--from-start"]) == 2
+        assert "journal record 1 is not a cluster's record" in capsys.readouterr().err
