@@ -13,7 +13,8 @@ Changes nothing but one thing: a half-written snapshot `.tmp` left by a crash is
 said). A damaged snapshot (recovery skips it) is a FAIL line naming it. Refuses, creating
 nothing, a directory with no journal and one a running venue holds (its `venue.lock` and its
 journal's flock). On a terminal the replay draws a progress bar on stderr (a long journal
-takes minutes); stdout is only the checks.
+takes minutes); stdout is only the checks. With `--nats` it checks a cluster's journal
+stream instead (`core.cluster_verify`).
 """
 
 import argparse
@@ -45,7 +46,9 @@ DESCRIPTION = (
     " ledger store (hash chain, every asset sums to zero, balances equal the replay's). One"
     " line per check, `ok` or `FAIL` with what to do. Exit status: 0 every check ok; 1 a"
     " FAIL; 2 it could not check (no such directory, a damaged journal, a running venue on"
-    " the directory: stop it, or verify a copy)."
+    " the directory: stop it, or verify a copy). With --nats URLS: a cluster's journal stream"
+    " instead, read-only, running or stopped (--data-dir: a core's, whose snapshots it checks;"
+    ' docs/cluster.md, "Verifying the stream").'
 )
 
 
@@ -54,8 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
         type=directory,
-        default=Path("data"),
-        help="the venue's data directory (default: data)",
+        default=None,
+        help="the venue's data directory (default: data); with --nats, a core's (its snapshots)",
     )
     parser.add_argument(
         "--config",
@@ -70,13 +73,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="the PostgreSQL ledger store to check",
     )
+    parser.add_argument(
+        "--nats",
+        metavar="URLS",
+        default=None,
+        help="a cluster's NATS servers: check its journal stream instead (docs/cluster.md)",
+    )
+    parser.add_argument(
+        "--from-start",
+        action="store_true",
+        help="with --nats: replay from seq 1, not from the oldest snapshot in --data-dir",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    lines = verify(args.data_dir, venue_config.load(args.config), args.postgres)
+    if args.nats is not None:
+        return _run_cluster(args)
+    if args.from_start:
+        raise CommandFailed("--from-start is for --nats (a data directory replays from seq 1)")
+    lines = verify(args.data_dir or Path("data"), venue_config.load(args.config), args.postgres)
     for line in lines:
         print(line)
     return 1 if any(line.startswith("FAIL") for line in lines) else 0
+
+
+def _run_cluster(args: argparse.Namespace) -> int:
+    """`--nats`: the cluster's stream (nats-py imported only then)."""
+    from cli.serve import check_nats_urls
+    from core import cluster_verify
+
+    if args.postgres is not None:
+        raise CommandFailed(
+            "--postgres is not checked with --nats: run `venue ledger verify --postgres DSN`"
+        )
+    check_nats_urls(args.nats, "--nats")
+    return cluster_verify.run(args)
 
 
 def verify(

@@ -1,0 +1,186 @@
+"""`venue verify --nats`: a cluster's stream replayed and checked against a core's snapshots,
+read-only, on a real nats-server (one node: a small stream)."""
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import msgspec
+import nats
+import pytest
+
+from cli.main import main as venue_cli
+from cluster.nats import NatsCluster
+from core import config as venue_config
+from core import snapshots
+from core.cluster_verify import verify_stream
+from core.jetstream_journal import JetStreamJournal, JournalStreamMissing
+from core.journal import FileJournal
+from core.nats_bus import ClusterCodec
+from core.sequencer import Executed, decode_record
+from engine import snapshot as venue_snapshot
+from gateway.server import JOURNAL_FILE
+from tests.conftest import start_venue
+from tests.sample_config import SAMPLE_CONFIG
+
+SYMBOL = "AAPLx-USD"
+
+
+def trade_in_one_process(data_dir: Path) -> None:
+    """A venue session with a trade: its journal becomes the stream, its snapshot a core's."""
+
+    async def scenario() -> None:
+        venue = await start_venue(data_dir)
+        alpha = await venue.client("alpha")
+        taker = await venue.client("taker")
+        await alpha.place(SYMBOL, "sell", "1", "187.30")
+        await taker.place(SYMBOL, "buy", "0.4", "187.30", tif="ioc")
+        await alpha.close()
+        await taker.close()
+        await venue.server.stop()
+
+    asyncio.run(scenario())
+
+
+def publish_as_cluster_records(data_dir: Path, url: str) -> int:
+    """The file journal's commands written to the stream as a core writes them; the last seq."""
+    codec, records = ClusterCodec(), []
+    journal = FileJournal(data_dir / JOURNAL_FILE, read_only=True)
+    for seq, payload in journal.replay():
+        records.append((seq, codec.encode(Executed(seq, decode_record(seq, payload), [], None))))
+    journal.close()
+    stream = JetStreamJournal(url)
+    stream.commit(records)
+    stream.close()
+    return records[-1][0]
+
+
+def stream_last_seq(url: str) -> int:
+    stream = JetStreamJournal(url, create=False)
+    try:
+        return stream.last_seq()
+    finally:
+        stream.close()
+
+
+@pytest.fixture
+def cluster_with_core_dir(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A NATS node holding a small stream, a core's data directory with its snapshot at the
+    stream's end, and that last seq."""
+    data_dir, core_dir = tmp_path / "data", tmp_path / "core-a"
+    trade_in_one_process(data_dir)
+    core_dir.mkdir()
+    for snapshot in data_dir.glob("snapshot-*.bin"):
+        shutil.copy(snapshot, core_dir)
+    with NatsCluster(tmp_path / "nats", size=1) as cluster:
+        yield cluster.url, core_dir, publish_as_cluster_records(data_dir, cluster.url)
+
+
+def test_a_sound_stream_passes_from_the_start_and_from_a_snapshot(
+    cluster_with_core_dir: tuple[str, Path, int],
+) -> None:
+    url, core_dir, last = cluster_with_core_dir
+    config = venue_config.load(SAMPLE_CONFIG)
+    image = snapshots.latest(core_dir)
+    assert image is not None and image.seq == last
+    lines = verify_stream(url, core_dir, config, from_start=True)
+    assert all(line.startswith("ok") for line in lines), lines
+    assert f"{last} records replayed from seq 1, last seq {last}" in lines[0]
+    assert f"ok   snapshot at seq {last} equals the replay at that seq" in lines
+    final_hash = venue_snapshot.restore(image.venue).state_hash()
+    assert f"ok   replay: invariants hold, state {final_hash} at seq {last}" in lines
+    lines = verify_stream(url, core_dir, config)  # from the snapshot: nothing after it
+    assert all(line.startswith("ok") for line in lines), lines
+    assert f"0 records replayed from the snapshot at seq {last}" in lines[0]
+    assert f"ok   replay: invariants hold, state {final_hash} at seq {last}" in lines
+    assert venue_cli(["verify", "--nats", url, "--data-dir", str(core_dir)]) == 0
+    assert stream_last_seq(url) == last  # nothing written
+    assert asyncio.run(stream_names(url)) == ["VENUE_COMMANDS"]  # no KV bucket made
+
+
+async def stream_names(url: str) -> list[str]:
+    nc = await nats.connect(url)
+    try:
+        return sorted(info.config.name or "" for info in await nc.jetstream().streams_info())
+    finally:
+        await nc.close()
+
+
+def test_a_snapshot_whose_state_differs_from_the_stream_fails_in_words(
+    cluster_with_core_dir: tuple[str, Path, int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A snapshot written by hand at seq 2 holding the stream's final state: its hash is not
+    the replay's at seq 2 (from the start), and record 3 does not execute on it (from it, the
+    oldest snapshot): each a FAIL line in words, exit 1; nothing is written to the stream."""
+    url, core_dir, last = cluster_with_core_dir
+    config = venue_config.load(SAMPLE_CONFIG)
+    final = snapshots.latest(core_dir)
+    assert final is not None and last > 2
+    snapshots.write(core_dir, msgspec.structs.replace(final, seq=2))
+    lines = verify_stream(url, core_dir, config, from_start=True)
+    failed = [line for line in lines if line.startswith("FAIL")]
+    assert len(failed) == 1 and failed[0].startswith(
+        "FAIL snapshot at seq 2 differs from the replay at that seq"
+    ), lines
+    assert f"ok   snapshot at seq {last} equals the replay at that seq" in lines
+    capsys.readouterr()
+    assert venue_cli(["verify", "--nats", url, "--data-dir", str(core_dir)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL stream VENUE_COMMANDS: 0 records replayed from the snapshot at seq 2" in out
+    assert "FAIL record 3 does not execute on the snapshot at seq 2's state" in out
+    assert stream_last_seq(url) == last
+
+
+def test_no_stream_or_no_nats_is_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with NatsCluster(tmp_path / "nats", size=1) as cluster:
+        assert venue_cli(["verify", "--nats", cluster.url, "--from-start"]) == 2
+        assert "stream VENUE_COMMANDS does not exist" in capsys.readouterr().err
+        assert stream_missing(cluster.url)  # verify did not create it
+    assert venue_cli(["verify", "--nats", "nats//127.0.0.1:1"]) == 2
+    assert "--nats" in capsys.readouterr().err
+
+
+def stream_missing(url: str) -> bool:
+    try:
+        stream_last_seq(url)
+    except JournalStreamMissing:
+        return True
+    return False
+
+
+def test_a_damaged_snapshot_and_one_ahead_of_the_stream_are_named(
+    cluster_with_core_dir: tuple[str, Path, int],
+) -> None:
+    url, core_dir, last = cluster_with_core_dir
+    final = snapshots.latest(core_dir)
+    assert final is not None
+    snapshots.write(core_dir, msgspec.structs.replace(final, seq=last + 5))
+    damaged = snapshots.path_for(core_dir, 3)
+    damaged.write_bytes(b"TVSNAP01 not a snapshot")
+    before = sorted((path.name, path.read_bytes()) for path in core_dir.iterdir())
+    lines = verify_stream(url, core_dir, venue_config.load(SAMPLE_CONFIG))
+    failed = [line for line in lines if line.startswith("FAIL")]
+    assert len(failed) == 2, lines
+    assert failed[0].startswith(f"FAIL snapshot {damaged.name} is damaged")
+    assert failed[1].startswith(f"FAIL snapshot at seq {last + 5} is ahead of the stream")
+    assert f"ok   snapshot at seq {last} equals the replay at that seq" not in lines  # the start
+    assert sorted((path.name, path.read_bytes()) for path in core_dir.iterdir()) == before
+
+
+def test_a_stream_of_one_process_venue_records_is_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`venue serve --nats` writes the bare command: not a cluster's record, exit 2."""
+    data_dir = tmp_path / "data"
+    trade_in_one_process(data_dir)
+    journal = FileJournal(data_dir / JOURNAL_FILE, read_only=True)
+    records = list(journal.replay())
+    journal.close()
+    with NatsCluster(tmp_path / "nats", size=1) as cluster:
+        stream = JetStreamJournal(cluster.url)
+        stream.commit(records)
+        stream.close()
+        assert venue_cli(["verify", "--nats", cluster.url, "--from-start"]) == 2
+        assert "journal record 1 is not a cluster's record" in capsys.readouterr().err
