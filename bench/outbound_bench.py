@@ -6,9 +6,11 @@ the private stream (`ExecReporter.reports`, order history, each push sequenced, 
 framed as the server does) and the public one (`MarketData.on_events` and a flush per
 command, depth-10 book, trades, bbo and ticker followed). Workloads: `cross` (every other
 command trades: exec reports for both sides, balances, settlements), `mixed` (82% price
-amends of random resting orders over 1,000 accounts) and `requote` (the e2e makers: two
-accounts moving a 5-level ladder of `quote.mass` quotes one tick out and back, each amend an
-`OrderAmended` and its hold's `BalanceChanged`; one command in ten a taker's ioc). Reports
+amends of random resting orders over 1,000 accounts) and `requote` (the e2e makers' moves:
+two accounts moving a 5-level ladder of `quote.mass` quotes one tick out and back, each amend
+an `OrderAmended` and its hold's `BalanceChanged`; one command in ten a taker's ioc; each
+side an `AmendOrder` of its own, as before session 31, where the e2e makers' requotes are one
+`AmendPair` each, pushed through `PrivateStreams.assign_pair`). Reports
 process CPU µs per command, the figure that the noisy shared machine disturbs least;
 `--profile` prints cProfile's top entries instead.
 

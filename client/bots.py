@@ -429,7 +429,7 @@ class MarketMaker:
         # the venue's reference price wins over a listed one (it follows the trades), never
         # over this while it is inside the band. Refused outside the price band at setup
         # (`_check_centre`), where the size is checked at it; rescaled by a split of the
-        # asset (`_rescale_centres`); dropped once the band has moved off it
+        # asset (`_rescale_for_split`); dropped once the band has moved off it
         # (`_drop_centres_off_the_band`).
         self.centres = dict(centres or {})
         for symbol, centre in self.centres.items():
@@ -666,23 +666,37 @@ class MarketMaker:
             self._on_push(self.client.pushes.get_nowait())
         self._drop_centres_off_the_band()
 
-    def _rescale_centres(self, action: Mapping[str, Any]) -> None:
-        """A split of a quoted symbol's asset rescales its given centre as the venue rescales
-        the reference price: x old / new, down to the tick, at least one tick (before
-        session 31 the centre stayed in old-share prices and, off the new band, the maker
-        quoted at its edge: after a 2:1 split of 187.25, bids at 102.87 against 93.62)."""
-        ratio = action.get("ratio")
-        if action["kind"] != "split" or not ratio:
+    def _rescale_for_split(self, action: Mapping[str, Any]) -> None:
+        """A split of a quoted symbol's asset rescales what the maker keeps in its prices as
+        the venue rescales them: its last ladder as the resting quotes (bids x old / new down
+        to the tick, asks up), so the next round's order of sides, which keeps a new price off
+        its own opposite quote, compares with the quotes as they rest (before: with the old
+        prices, and a move up after a 2:1 split sent the bid first, into its own ask,
+        refused `POST_ONLY_WOULD_TAKE`); and its given centre as the reference: down to the
+        tick, at least one tick (before session 31 the centre stayed in old-share prices and,
+        off the new band, the maker quoted at its edge: after a 2:1 split of 187.25, bids at
+        102.87 against 93.62)."""
+        ratio = split_ratio(action)
+        if ratio is None:
             return
-        new, old = (int(number) for number in ratio.split(":"))
+        new, old = ratio
         for symbol, quoting in self.quoting_by_symbol.items():
-            centre = self.centres.get(symbol)
-            if centre is None or quoting.instrument.base != action["asset"]:
+            if quoting.instrument.base != action["asset"]:
                 continue
             tick = quoting.instrument.tick
+            quoting.ladder = [
+                (
+                    None if bid is None else _floor(bid * old / new, tick),
+                    None if ask is None else _ceil(ask * old / new, tick),
+                )
+                for bid, ask in quoting.ladder
+            ]
+            centre = self.centres.get(symbol)
+            if centre is None:
+                continue
             self.centres[symbol] = max(_floor(centre * old / new, tick), tick)
             log.info("%s %s: centre %s rescaled by the %s split to %s",
-                     self.key, symbol, centre, ratio, self.centres[symbol])  # fmt: skip
+                     self.key, symbol, centre, action["ratio"], self.centres[symbol])  # fmt: skip
 
     def _drop_centres_off_the_band(self) -> None:
         """A given centre the venue's band has moved off is dropped for good: the maker then
@@ -721,7 +735,7 @@ class MarketMaker:
                 self.tally.on_balance(push["data"])
             elif kind == "corporate_action":
                 self.tally.on_corporate_action(push["data"])
-                self._rescale_centres(push["data"])
+                self._rescale_for_split(push["data"])
             elif kind == "exec":
                 self._on_order(push["data"])
                 if push["data"]["exec_type"] == "trade":
@@ -953,10 +967,10 @@ class Tally:
         """A split rescales the start of its asset as it rescaled the holding (to the
         holding's decimals), so that the new shares do not count as bought; the cash of a
         dividend or in lieu of fractions counts as the cash it is."""
-        asset, ratio = action["asset"], action.get("ratio")
-        if action["kind"] != "split" or not ratio or asset not in self.start:
+        asset, ratio = action["asset"], split_ratio(action)
+        if ratio is None or asset not in self.start:
             return
-        new, old = (int(number) for number in ratio.split(":"))
+        new, old = ratio
         decimals = Decimal(action["holding_after"])
         self.start[asset] = (self.start[asset] * new / old).quantize(decimals, ROUND_FLOOR)
 
@@ -1144,6 +1158,16 @@ def _above_zero(value: Decimal) -> bool:
 
 def _within(price: Decimal, low: Decimal, high: Decimal | None) -> Decimal | None:
     return price if low <= price and (high is None or price <= high) else None
+
+
+def split_ratio(action: Mapping[str, Any]) -> tuple[int, int] | None:
+    """A `corporate_action` push's split as (new, old) shares (`ratio` "new:old"); None for
+    any other action."""
+    ratio = action.get("ratio")
+    if action["kind"] != "split" or not ratio:
+        return None
+    new, old = (int(number) for number in ratio.split(":"))
+    return new, old
 
 
 def _floor(value: Decimal, unit: Decimal) -> Decimal:

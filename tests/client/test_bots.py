@@ -1357,3 +1357,39 @@ def test_a_split_whose_push_comes_after_its_new_reference_still_rescales_the_cen
         maker._drain()  # a round each
     assert maker.centres == {SYMBOL: Decimal("95.00")}
     assert maker.centre() == Decimal("95.00")
+
+
+def test_the_first_round_after_a_split_sends_no_price_into_its_own_quote(
+    run_venue: Any,
+) -> None:
+    """The maker's last ladder is rescaled at a split as the venue rescales its resting
+    quotes, so the next round's order of sides (a side moving away first) is judged against
+    the quotes as they rest. Before (session 31's whole-diff review): the ladder stayed in
+    old-share prices, a move up after a 2:1 split counted the bid as moving away (below the
+    old 187.06) and sent it first, into the maker's own rescaled ask: refused
+    `POST_ONLY_WOULD_TAKE`."""
+
+    async def scenario(venue: Venue) -> None:
+        maker = MarketMaker(venue.url(), *KEYS["alpha"], SYMBOL, SPREAD_BPS, SIZE, levels=1,
+                            interval_s=0.1, reference=REFERENCE, band_bps=BAND_BPS,
+                            centres={SYMBOL: REFERENCE})  # fmt: skip
+        assert await maker.client.connect_any(maker._setup)
+        await maker._round()
+        await _split_two_for_one(venue, "taker")
+        await maker.client.request("ping")  # the split's pushes are read by now
+        await asyncio.sleep(0.3)
+        maker._drain()
+        resting = sorted((o.side.value, o.price) for o in venue.server.venue.open_orders(1))
+        ladder = maker.quoting_by_symbol[SYMBOL].ladder
+        assert len(resting) == 2 and len(ladder) == 1, (resting, ladder)
+        scale = Decimal(10) ** -2
+        assert ladder[0] == (
+            Decimal(resting[0][1]) * scale,
+            Decimal(resting[1][1]) * scale,
+        ), (resting, ladder)
+        maker.centres[SYMBOL] += TICK * 60  # a move up, wider than half the spread
+        await maker._round()
+        assert maker.refusals.total() == 0, dict(maker.refusals)
+        await maker.client.close()
+
+    run_venue(scenario)
