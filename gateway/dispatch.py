@@ -38,7 +38,6 @@ from engine.commands import (
 )
 from engine.enums import CancelReason, OrderStatus, Side
 from engine.events import (
-    BalanceChanged,
     CommandRejected,
     DeadManTriggered,
     DividendPaid,
@@ -65,6 +64,7 @@ from gateway.placed_orders import OwnMark, PlacedOrders, QuoteSlot
 from gateway.private_streams import DMS_TRIGGERED, PrivateStreams
 from gateway.public_streams import PublicStreams
 from gateway.queries import Queries
+from gateway.reports import PAIR_AMENDED_ONLY
 from gateway.sessions import Session, Sessions
 from gateway.sessions import key_of as _key
 
@@ -1323,13 +1323,6 @@ _encode_json = msgspec.json.Encoder().encode  # `wire.encode` without its call: 
 assert all(wire.encode(status) == b'"%b"' % text for status, text in _STATUS_BYTES.items())
 
 
-# The event kinds of an amend that did only that (and moved a hold): what a requote's amend
-# does, and all that `_requote_result`'s template can say.
-_AMENDED_ONLY = frozenset({(OrderAmended,), (OrderAmended, BalanceChanged)})
-# Those of both amends of an `AmendPair`, the bid's then the ask's
-_PAIR_AMENDED_ONLY = frozenset(bid + ask for bid in _AMENDED_ONLY for ask in _AMENDED_ONLY)
-
-
 def _requote_result(pending: Pending) -> bytes:
     """`_batch_result` of a plain requote (`Dispatcher._quote_mass`), one `AmendPair` whose
     events are the bid's amend's then the ask's (`Executed.split`): when both amends only
@@ -1339,7 +1332,8 @@ def _requote_result(pending: Pending) -> bytes:
     look-up (each amend's kinds and the split agree: an amend amends one order)."""
     (executed,) = pending.results
     events: list[Any] = executed.events
-    if tuple(map(type, events)) in _PAIR_AMENDED_ONLY:
+    # (the kinds of both amends' that only amended: all that `_REQUOTE_ANSWER` can say)
+    if tuple(map(type, events)) in PAIR_AMENDED_ONLY:
         bid_amended, ask_amended = events[0], events[executed.split]
         if bid_amended.order_id and ask_amended.order_id:
             seq = executed.seq

@@ -50,9 +50,9 @@ ORDER_COMMANDS = frozenset({"place_order", "cancel_order", "amend_order"})
 CLOSED = frozenset({OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.EXPIRED})
 CHANNEL = "account"
 # The event kinds of an amend that only amended (and moved a hold), and of two in turn: a
-# requote's (`ExecReporter.pair_reports`)
-_AMENDED_ONLY = ((OrderAmended,), (OrderAmended, BalanceChanged))
-_PAIR_AMENDED_ONLY = frozenset(bid + ask for bid in _AMENDED_ONLY for ask in _AMENDED_ONLY)
+# requote's `AmendPair` (`ExecReporter.pair_reports`, `dispatch._requote_result`)
+AMENDED_ONLY = ((OrderAmended,), (OrderAmended, BalanceChanged))
+PAIR_AMENDED_ONLY = frozenset(bid + ask for bid in AMENDED_ONLY for ask in AMENDED_ONLY)
 _replace = msgspec.structs.replace  # a struct copied with some fields changed, in C
 # Enum fields go into the reports as their plain `str` values (a StrEnum's `_value_`, an
 # instance attribute): msgspec encodes a str directly but an enum member through a lookup of
@@ -320,7 +320,7 @@ class ExecReporter:
         moved a hold), as a requote's do, their reports in one call, as `reports` makes them
         (its first case, twice). An amend's pushes use neither a command nor a quote set."""
         typed: list[Any] = events  # their kinds are told by the tuple: no narrowing
-        if tuple(map(type, typed)) in _PAIR_AMENDED_ONLY:
+        if tuple(map(type, typed)) in PAIR_AMENDED_ONLY:
             if self.order_reports:  # a new list only when the last one was used
                 self.order_reports = []
             amended = self._amended

@@ -21,7 +21,7 @@ from core import config as venue_config
 from core.sequencer import pair_sides
 from engine.commands import AmendPair
 from engine.enums import Side
-from gateway import dispatch, limits, wire
+from gateway import dispatch, limits, reports, wire
 from gateway.server import VenueServer
 from tests.gateway import test_answer_digest
 from tests.sample_config import SAMPLE_CONFIG
@@ -127,7 +127,7 @@ def _each_command(results: list[Any]) -> Iterator[Any]:
 def _amended_only(executed: Any) -> bool:
     """The amend only amended (and moved a hold): its answer comes from the template."""
     kinds = tuple(type(event) for event in executed.events)
-    return kinds in dispatch._AMENDED_ONLY and bool(executed.events[0].order_id)
+    return kinds in reports.AMENDED_ONLY and bool(executed.events[0].order_id)
 
 
 _T_OUT = re.compile(rb'"t_out":\d+')
