@@ -74,8 +74,9 @@ class TradeSocket:
 class Browser:
     """One page of a fresh Chromium, and what its console said."""
 
-    def __init__(self, page: Page) -> None:
+    def __init__(self, page: Page, venue: Venue | None = None) -> None:
         self.page = page
+        self.venue = venue  # whose heartbeats `heard` asks for (the server it runs then)
         self.errors: list[str] = []
         self.frames_sent: list[str] = []
         self.heartbeats: list[dict[str, Any]] = []  # received, on any of the page's sockets
@@ -130,9 +131,13 @@ class Browser:
         raise AssertionError("the page's last orders.history is not answered")
 
     async def heard(self) -> None:
-        """Wait until one of the page's sockets receives a frame (the venue sends one after
-        each quiet second); none within 2 s: no socket is open to hear one."""
+        """Wait until one of the page's sockets receives a frame: the venue is asked to send
+        each connection a heartbeat now (it sends one after each quiet second, which a test
+        jumping the page's clock 100 s on in steps waited out at each: ~1 s a step, 20 s a
+        test, before session 32); none within 2 s: no socket is open to hear one."""
         before = self.frames_received
+        if self.venue is not None:
+            self.venue.server.public.send_heartbeats(0)
         for _ in range(40):  # bounded: 2 s
             if self.frames_received > before:
                 return
@@ -258,7 +263,7 @@ async def open_page(
         if init_script is not None:
             await context.add_init_script(init_script)
         page = await context.new_page()
-        browser = Browser(page)
+        browser = Browser(page, venue)
         await page.goto(f"http://127.0.0.1:{venue.port}{path}")
         await expect(page.locator("#market-status")).to_have_text(
             "market data: live", timeout=WAIT_MS
@@ -865,9 +870,8 @@ def test_tries_the_venue_keeps_refusing_stop_and_log_on_again_tries_once_more(
         await expect(page.locator("#relogon-countdown")).to_have_text("")
         await expect(page.locator("#orders-panel")).to_have_class(re.compile("stale"))
         tries = sum('"since_seq"' in frame for frame in browser.frames_sent)
-        # past the 30 s the seventh try would wait: none now (the jump is one, so the market
-        # data's watchdog may see silence and reconnect: waited for)
-        await page.clock.fast_forward(31_000)
+        # past the 30 s the seventh try would wait: none now
+        await jump_clock(browser, 31_000)
         await expect(page.locator("#market-status")).to_have_text("market data: live")
         await browser.heard()
         assert sum('"since_seq"' in frame for frame in browser.frames_sent) == tries
@@ -914,6 +918,13 @@ def fill_logon_nonces(venue: Venue, who: str, window_ms: int) -> list[str]:
     return nonces
 
 
+async def bot_of(venue: Venue, key: dict[str, Any]) -> VenueClient:
+    """A connection logged on with an issued key (`admin.issue_key`'s answer)."""
+    bot = await venue.client()
+    await bot.logon(key["api_key"], key["secret"])
+    return bot
+
+
 async def skip_unwatched_countdown(page: Page) -> None:
     """The page's wait before its next try, skipped in one jump of its clock: only while no
     socket of it is open (the venue away), which no silence watchdog could see."""
@@ -932,9 +943,11 @@ def test_refusals_known_to_heal_and_a_venue_away_never_stop_the_tries(tmp_path: 
     # cap (as while the venue holds a silently dead connection of the page's, 20 to 40 s) for
     # four more tries, some 40 s: the page never stops, and logs on once a seat is free; then
     # the venue away for seven tries, tried on. Before the review's fix: stopped for good at
-    # the fifth refusal, and a rate limit tried again after the backoff's 2 s. About 20 s: the
-    # venue's 5 s nonce windows pass in real time, and the 70 s of the page's clock while the
-    # market data is open are skipped in steps, each after a heartbeat (`jump_clock`).
+    # the fifth refusal, and a rate limit tried again after the backoff's 2 s. The 70 s of the
+    # page's clock while the market data is open are skipped in steps, each after a heartbeat
+    # asked of the venue (`jump_clock`); the bots log on with a key of their own, so that only
+    # the page's logon (its nonce forgotten) came before the fillers: 20 s before session 32,
+    # which waited 5 s for the bots' nonces to expire and a quiet second at each step.
     async def scenario(venue: Venue, browser: Browser) -> None:
         page = browser.page
         await page.clock.install()  # the page's backoff is skipped, not waited (`skip_countdown`)
@@ -946,8 +959,12 @@ def test_refusals_known_to_heal_and_a_venue_away_never_stop_the_tries(tmp_path: 
         countdown = page.locator("#relogon-countdown")
         again = page.get_by_role("button", name="Log on again")
         pages = page_sessions(venue, clients)
-        bots = [await venue.client("taker") for _ in range(15)]
-        await asyncio.sleep(5.2)  # the logons' nonces forgotten: the fillers' expire first
+        admin = await venue.client("admin")
+        bot_key = await admin.request("admin.issue_key", {"account": 3, "scopes": ["trade"]})
+        bots = [await bot_of(venue, bot_key) for _ in range(15)]
+        for frame in browser.frames_sent:  # the fillers' the earliest nonces of the page's key
+            if '"session.logon"' in frame:
+                venue.server.auth.forget(KEYS["taker"][0], json.loads(frame)["params"]["nonce"])
         fillers = fill_logon_nonces(venue, "taker", 10_000)
         for session in pages:
             session.websocket.transport.abort()
@@ -958,7 +975,7 @@ def test_refusals_known_to_heal_and_a_venue_away_never_stop_the_tries(tmp_path: 
         assert 5 <= int(re.findall(r"in (\d+) s$", shown)[0]) <= 10, shown  # not the backoff's 2
         for nonce in fillers:
             venue.server.auth.forget(KEYS["taker"][0], nonce)
-        bots.append(await venue.client("taker"))  # the account's last seat taken
+        bots.append(await bot_of(venue, bot_key))  # the account's last seat taken
         waited = []
         for attempt in range(2, 6):
             waited.append(await skip_countdown(browser))
