@@ -186,7 +186,8 @@ class PublicStreams:
 
     def send_heartbeats(self, quiet_us: int) -> None:
         """Publish what is pending, then a heartbeat to each connection sent nothing for
-        `quiet_us` (the loop's 1 s, protocol §9.7). 0 sends every one a heartbeat now: the
+        `quiet_us` (the loop's 1 s, protocol §9.7). 0 sends one now to every connection that this
+        call's publication did not write to (that one was just sent a frame): the
         browser tests, which move a page's clock on in jumps under its 5 s silence watchdog,
         have the page hear the venue at once rather than after a quiet second."""
         now = now_us()

@@ -12,7 +12,7 @@ import { getJson } from "./venue.js";
 export const INTERVAL = "1m";
 const HISTORY_BARS = 300; // five hours of 1m bars
 const VISIBLE_BARS = 90; // an hour and a half in view: bars wide enough to read
-const READ_BARS = 10; // the text alternative's bars: the last ten minutes, as many as one hears
+const READ_BARS = 10; // the text alternative's bars: the last ten traded minutes, as many as one hears
 
 export class CandleChart {
   constructor(container, note, table) {
@@ -55,6 +55,7 @@ export class CandleChart {
       body = await getJson(`${url}&interval=${INTERVAL}&limit=${HISTORY_BARS}`);
     } catch (failed) {
       this.say(`candles unavailable (${failed.message})`);
+      this.table.caption.textContent = `${instrument.symbol}: candles unavailable`;
       return;
     }
     if (this.symbol !== instrument.symbol) return; // another symbol was chosen meanwhile
@@ -124,8 +125,8 @@ export class CandleChart {
   }
 
   readOut(bars) {
-    // The chart's text alternative: its last READ_BARS bars, newest first, each its minute
-    // (UTC) and its open, high, low and close at the instrument's decimals; the caption says
+    // The chart's text alternative: its last READ_BARS bars, newest first, each its date and
+    // minute (UTC: bars are only for minutes with a trade, so a quiet symbol's span days) and its open, high, low and close at the instrument's decimals; the caption says
     // whose, how many of how many, and a bill's prices per 100 of face. Not a live region: a
     // bar changes at each trade, which would be read out over everything else.
     const { symbol, instrument } = this;
@@ -140,7 +141,8 @@ export class CandleChart {
     body.replaceChildren();
     for (const bar of shown) {
       const row = body.insertRow();
-      row.insertCell().textContent = new Date(bar.time * 1000).toISOString().slice(11, 16);
+      const opened = new Date(bar.time * 1000).toISOString(); // "2026-12-03T16:08:00.000Z"
+      row.insertCell().textContent = `${opened.slice(0, 10)} ${opened.slice(11, 16)}`;
       for (const price of [bar.open, bar.high, bar.low, bar.close]) {
         const cell = row.insertCell();
         cell.className = "num";

@@ -1078,7 +1078,7 @@ def test_the_rest_fed_parts_show_24h_change_candles_and_reserves(tmp_path: Path)
         await expect(page.locator("#candles-note")).to_have_text("")
         # the chart's text alternative (session 32; before, the chart said nothing to a screen
         # reader): a table out of sight, named by its caption, the newest bar first
-        minute = re.compile(r"^\d\d:\d\d$")
+        minute = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d$")  # its date too
         read = page.get_by_role(
             "table", name=f"{SYMBOL}: the last 1 of 1 one-minute candles, newest first"
         )
