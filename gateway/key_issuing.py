@@ -10,8 +10,9 @@ keys), the `cl_op_id`s they were issued under, the keys revoked (no secret kept)
 repeats waiting to learn a key issued through another gateway. Under a `cl_op_id` the
 engine decides whether the id is new (`IssueKey`), so a request sent again, here or through
 another gateway, is answered with the first key, secret included, and nothing is issued
-twice. A key is answered only once it is stored, never before. Leaves the checks before the
-handler (logon, the admin scope, params) and the answers' order to the dispatcher, whose
+twice; a revocation's id it takes among its other admin ids (`RevokeKey`) before the key
+is revoked. A key is answered only once it is stored, never before. Leaves the checks before
+the handler (logon, the admin scope, params) and the answers' order to the dispatcher, whose
 method table calls `issue`; the keys' check at logon is `gateway.auth`'s. Bounded as the
 keys are: every map is by an issued key or its id, and a repeat's wait lasts at most
 `ISSUED_KEY_WAIT_S`.
@@ -29,7 +30,7 @@ import msgspec
 
 from core.journal import JournalError
 from core.venue_core import now_us, rejection, save_json
-from engine.commands import IssueKey
+from engine.commands import IssueKey, RevokeKey
 from engine.events import KeyIssued, OperationRepeated
 from engine.reasons import ErrorCode
 from gateway import wire
@@ -188,10 +189,53 @@ class KeyIssuer:
         if problem is not None:
             self._reply_error(session, request, E.BAD_PARAM, problem)
             return
+        if p.cl_op_id is not None:  # venue-wide, as every operator command's: the engine's
+            from gateway.dispatch import Pending  # (the dispatcher imports this module)
+
+            command = RevokeKey(
+                ts_us=self._dispatcher.stamp_us(), api_key=p.api_key, cl_op_id=p.cl_op_id
+            )
+            finish = partial(self._revocation_decided, request)
+            self.bus.submit(
+                command, Pending(session, request.id, request.method, t_in, finish=finish)
+            )
+            return
+        self._commit_revocation(session, request, t_in)
+
+    def _revocation_decided(self, request: wire.Request, pending: "Pending") -> bytes | None:
+        """The engine's word on a `RevokeKey`: its id refused (`CL_OP_ID_REUSED`: another
+        command's); or taken, now or before (`OperationRepeated`: a revocation not stored
+        then, or stored through another gateway this one has not read yet): revoke the key
+        unless that happened meanwhile. Come back after the request was answered 504, the
+        key is revoked all the same, answering nothing (sent again, it is answered
+        `repeated`)."""
+        rejected = rejection(pending.results[0].events)
+        late = pending.answered_unknown
+        session, t_in = pending.session, pending.t_in
+        p: Any = request.params
+        if rejected is not None:
+            refused = wire.error(pending.request_id, rejected.reason, rejected.detail)
+            return None if late else refused
+        if p.cl_op_id in self.revoked_by_op:  # its record read meanwhile: a repeat
+            if not late:
+                self._revoke_again(session, request, t_in)
+            return None
+        problem = self._revoke_problem(p.api_key)  # revoked meanwhile under another id
+        if problem is not None:
+            return None if late else wire.error(pending.request_id, E.BAD_PARAM, problem)
+        self._commit_revocation(session, request, t_in, reply=not late)
+        return None
+
+    def _commit_revocation(
+        self, session: Session, request: wire.Request, t_in: int, reply: bool = True
+    ) -> None:
+        """Store the revocation of a revocable key, then apply it (and answer, unless not to
+        `reply`: answered 504 already)."""
+        p: Any = request.params
         key = self.auth.store.get(p.api_key)
         assert key is not None, "a revocable key is in the store"
         revocation = KeyRevoked(p.api_key, now_us(), p.cl_op_id, issued_under=key.cl_op_id)
-        answer = partial(self._revoked, session, request, revocation, t_in)
+        answer = partial(self._revoked, session, request, revocation, t_in, reply)
         if self.shared_keys is not None:  # the others close their sessions as they learn it
             record = msgspec.json.encode(revocation)
             task = asyncio.ensure_future(self._share(f"revoked:{p.api_key}", record, answer))
@@ -208,14 +252,21 @@ class KeyIssuer:
         drop_revoked_keys(self.data_dir, self.issued_keys)
 
     def _revoked(
-        self, session: Session, request: wire.Request, revocation: KeyRevoked, t_in: int
+        self,
+        session: Session,
+        request: wire.Request,
+        revocation: KeyRevoked,
+        t_in: int,
+        reply: bool = True,
     ) -> None:
-        """Answer a revocation, once stored, and apply it here at once: on a cluster, not
-        when this gateway reads its own record back (its follower may lag, or be down), so
-        the answer is never before the key is refused here (applying it again is harmless)."""
+        """Answer a revocation (if to `reply`), once stored, and apply it here at once: on a
+        cluster, not when this gateway reads its own record back (its follower may lag, or
+        be down), so the answer is never before the key is refused here (applying it again is
+        harmless)."""
         api_key = revocation.revoked
         log.info("api key revoked", extra={"api_key": api_key, "by": _key(session).account})
-        self._reply(session, request, _revoked_key(api_key, revocation.revoked_at_us), t_in)
+        if reply:
+            self._reply(session, request, _revoked_key(api_key, revocation.revoked_at_us), t_in)
         self._forget_key(revocation)
 
     def _note_revoked(self, revocation: KeyRevoked) -> None:
@@ -269,6 +320,18 @@ class KeyIssuer:
             return
         result = _revoked_key(first.revoked, first.revoked_at_us) | {"repeated": True}
         self._reply(session, request, result, t_in)
+
+    def revocation_under(self, cl_op_id: str | None) -> str | None:
+        """Why another admin method under `cl_op_id` is refused (`CL_OP_ID_REUSED`), if a key
+        was revoked under it: the engine takes a revocation's id since session 32 only
+        (`RevokeKey`), so this refuses one under the id of an earlier revocation too."""
+        revoked = None if cl_op_id is None else self.revoked_by_op.get(cl_op_id)
+        if revoked is None:
+            return None
+        return (
+            f"cl_op_id {cl_op_id!r} was used at {revoked.revoked_at_us} to revoke a key:"
+            " nothing done; give a new cl_op_id for a new command"
+        )
 
     def _issue_use(self, cl_op_id: str) -> str | None:
         """How `admin.issue_key` used `cl_op_id`, or None: to issue a key held, or one revoked

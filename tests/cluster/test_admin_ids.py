@@ -79,6 +79,42 @@ def test_a_key_asked_at_once_through_two_gateways_under_one_id_is_issued_once(
     assert again["result"]["api_key"] == first["api_key"] and again["result"]["repeated"]
 
 
+def test_a_revocation_s_id_is_one_with_the_engine_s_admin_ids_across_gateways(
+    cluster: LocalCluster,
+) -> None:
+    """The finding of session 31's review: a revocation's `cl_op_id` was kept apart from the
+    engine's admin ids, so a deposit under it was minted, and a revocation under a deposit's
+    id done. The engine takes it now (`RevokeKey`, through the core): through either gateway,
+    either way round, `CL_OP_ID_REUSED`, nothing done."""
+    deposit = {"account": 3, "asset": "USD", "amount": "5", "cl_op_id": "cluster-dep-1"}
+
+    async def scenario() -> dict[str, dict[str, Any]]:
+        first, second = [await admin_on(gateway.url) for gateway in cluster.gateways]
+        out: dict[str, dict[str, Any]] = {}
+        try:
+            await first.request("admin.deposit", deposit)
+            # (issued through the gateway that revokes it, which knows it at once)
+            issued = await second.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+            key = issued["api_key"]
+            under_deposit = {"api_key": key, "cl_op_id": "cluster-dep-1"}
+            out["under deposit"] = await second.request_raw("admin.revoke_key", under_deposit)
+            revocation = {"api_key": key, "cl_op_id": "cluster-rv-1"}
+            out["revoked"] = await second.request_raw("admin.revoke_key", revocation)
+            under_revocation = deposit | {"cl_op_id": "cluster-rv-1"}
+            out["deposit under it"] = await first.request_raw("admin.deposit", under_revocation)
+            out["again"] = await first.request_raw("admin.deposit", deposit)
+        finally:
+            await first.close()
+            await second.close()
+        return out
+
+    out = asyncio.run(asyncio.wait_for(scenario(), TIMEOUT_S))
+    assert out["under deposit"]["error"]["name"] == "CL_OP_ID_REUSED", out
+    assert out["revoked"]["status"] == 200, out
+    assert out["deposit under it"]["error"]["name"] == "CL_OP_ID_REUSED", out
+    assert out["again"]["result"]["repeated"] is True, out  # minted once, not again
+
+
 def shortened(bus: NatsBus) -> NatsBus:
     """`bus` answering 504 after `OUTCOME_WAIT_S` (below `outcome_wait_ms`'s least, 6 s)."""
     bus.outcome_wait_s = OUTCOME_WAIT_S

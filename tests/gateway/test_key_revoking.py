@@ -18,7 +18,7 @@ from gateway.auth import ApiKey
 from gateway.key_issuing import ISSUED_KEYS_FILE, REVOKED_KEYS_FILE, KeyRevoked
 from tests.conftest import KEYS, Venue, start_venue
 from tests.gateway.test_rest import base, error_of, get
-from tests.gateway.test_server_admin import refusal
+from tests.gateway.test_server_admin import ledger_view, refusal
 from tests.gateway.test_server_recovery import stop
 
 WAIT_S = 5.0
@@ -496,6 +496,54 @@ def test_a_key_in_both_files_after_a_stop_between_the_saves_is_revoked(tmp_path:
             # build, which reads that file only, to accept)
             stored = (data_dir / ISSUED_KEYS_FILE).read_text()
             assert issued["secret"] not in stored and json.loads(stored) == []
+        finally:
+            await stop(second)
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_a_revocation_s_id_and_the_engine_s_admin_ids_are_one_space(tmp_path: Path) -> None:
+    """The finding of session 31's review: a revocation's `cl_op_id` was the gateway's alone,
+    so a revocation under a deposit's id was done, and a deposit under a revocation's id
+    minted. The engine takes a revocation's id now (`RevokeKey`): either way round
+    `CL_OP_ID_REUSED`, nothing done, after a restart too (the journal holds it); and an id a
+    key was revoked under before (only in revoked_keys.json) is refused by the gateway."""
+    data_dir = tmp_path / "data"
+    deposit = {"account": 3, "asset": "USD", "amount": "5", "cl_op_id": "dep-9"}
+
+    async def scenario() -> None:
+        first = await start_venue(data_dir)
+        admin = await first.client("admin")
+        await admin.request("admin.deposit", deposit)
+        issued = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+        key = issued["api_key"]
+        under_deposit = {"api_key": key, "cl_op_id": "dep-9"}
+        answer = await admin.request_raw("admin.revoke_key", under_deposit)
+        assert answer["error"]["name"] == "CL_OP_ID_REUSED", answer
+        assert "cl_op_id 'dep-9' was used at" in answer["error"]["msg"]
+        reader = await first.client()
+        await reader.logon(key, issued["secret"])  # not revoked
+        await admin.request("admin.revoke_key", {"api_key": key, "cl_op_id": "rv-9"})
+        cash = ledger_view(first)
+        under_revocation = deposit | {"cl_op_id": "rv-9"}
+        assert await refusal(admin, "admin.deposit", under_revocation) == "CL_OP_ID_REUSED"
+        assert ledger_view(first) == cash  # nothing minted
+        await stop(first)
+        # a revocation of before session 32, whose id the engine never took
+        revoked = json.loads((data_dir / REVOKED_KEYS_FILE).read_text())
+        earlier = {"revoked": "key-earlier", "revoked_at_us": 1, "cl_op_id": "rv-earlier"}
+        (data_dir / REVOKED_KEYS_FILE).write_text(json.dumps([*revoked, earlier]))
+
+        second = await start_venue(data_dir)
+        try:
+            admin = await second.client("admin")
+            assert await refusal(admin, "admin.deposit", under_revocation) == "CL_OP_ID_REUSED"
+            answer = await admin.request_raw("admin.deposit", deposit | {"cl_op_id": "rv-earlier"})
+            assert answer["error"]["name"] == "CL_OP_ID_REUSED", answer
+            assert "'rv-earlier' was used at 1 to revoke a key" in answer["error"]["msg"]
+            assert ledger_view(second) == cash
+            again = await admin.request("admin.revoke_key", {"api_key": key, "cl_op_id": "rv-9"})
+            assert again["repeated"] is True
         finally:
             await stop(second)
 
