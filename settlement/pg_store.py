@@ -275,8 +275,11 @@ class ReconnectWindow:
 class PostgresLedgerStore:
     """A `LedgerStore` in one PostgreSQL database, reached by `dsn`."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, read_only: bool = False) -> None:
+        """`read_only`: every transaction read-only, and a database without the schema
+        refused rather than given one (a checker's: it writes nothing, a wrong DSN too)."""
         self._dsn = dsn
+        self._read_only = read_only
         self._connection = self._connect()
         # As in SqliteLedgerStore: registrations are never deleted, so ids seen stay valid.
         self._known_accounts: set[int] = set()
@@ -299,6 +302,8 @@ class PostgresLedgerStore:
         try:
             connection.execute(f"SET lock_timeout = {BUSY_TIMEOUT_MS}")
             connection.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+            if self._read_only:
+                connection.execute("SET default_transaction_read_only = on")
             self._configure()
         except BaseException:
             connection.close()
@@ -332,6 +337,9 @@ class PostgresLedgerStore:
         )
 
     def _configure(self) -> None:
+        if self._read_only:
+            self._check_schema()
+            return
         with self._write():
             self._execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
             if self._one("SELECT to_regclass('ledger_schema') IS NULL")[0]:
@@ -342,6 +350,16 @@ class PostgresLedgerStore:
                 raise LedgerStoreError(
                     f"ledger store schema version {version}; this code reads {SCHEMA_VERSION}"
                 )
+
+    def _check_schema(self) -> None:
+        """A read-only store's: the schema this code reads, or `LedgerStoreError`."""
+        if self._one("SELECT to_regclass('ledger_schema') IS NULL")[0]:
+            raise LedgerStoreError("no ledger store in this database (no ledger_schema table)")
+        (version,) = self._one("SELECT version FROM ledger_schema")
+        if version != SCHEMA_VERSION:
+            raise LedgerStoreError(
+                f"ledger store schema version {version}; this code reads {SCHEMA_VERSION}"
+            )
 
     # -- registrations ----------------------------------------------------------------
 

@@ -3,14 +3,17 @@ read-only, on a real nats-server (one node: a small stream)."""
 
 import asyncio
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
 import nats
+import psycopg
 import pytest
 
 from cli.main import main as venue_cli
 from cluster.nats import NatsCluster
+from cluster.postgres import PostgresServer
 from core import config as venue_config
 from core import snapshots
 from core.cluster_verify import verify_stream
@@ -19,7 +22,10 @@ from core.journal import FileJournal
 from core.nats_bus import ClusterCodec
 from core.sequencer import Executed, decode_record
 from engine import snapshot as venue_snapshot
-from gateway.server import JOURNAL_FILE
+from gateway.server import JOURNAL_FILE, LEDGER_FILE
+from settlement.pg_store import PostgresLedgerStore
+from settlement.store import SqliteLedgerStore
+from settlement.transfers import Transfer
 from tests.conftest import start_venue
 from tests.sample_config import SAMPLE_CONFIG
 
@@ -184,3 +190,111 @@ def test_a_stream_of_one_process_venue_records_is_refused_in_one_line(
         stream.close()
         assert venue_cli(["verify", "--nats", cluster.url, "--from-start"]) == 2
         assert "journal record 1 is not a cluster's record" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------- the ledger store (--postgres)
+
+
+def store_in_postgres(
+    data_dir: Path,
+    server: PostgresServer,
+    name: str,
+    change: Callable[[list[Transfer]], list[Transfer]] = list,
+) -> str:
+    """A PostgreSQL ledger store (database `name`) holding the one-process venue's booked
+    transfers as `change` leaves them, as a core books them; its DSN."""
+    sqlite = SqliteLedgerStore(data_dir / LEDGER_FILE)
+    transfers, assets, accounts = list(sqlite.iter_transfers()), sqlite.assets(), sqlite.accounts()
+    sqlite.close()
+    dsn = server.create_database(name)
+    store = PostgresLedgerStore(dsn)
+    for code, scale in assets.items():
+        store.register_asset(code, scale)
+    for account, account_name in accounts.items():
+        store.register_account(account, account_name)
+    assert store.append_batch(change(transfers))
+    store.close()
+    return dsn
+
+
+def test_the_postgres_ledger_store_is_checked_against_the_replay(
+    cluster_with_core_dir: tuple[str, Path, int],
+    postgres_server: PostgresServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The finding of session 31: `venue verify --nats` checked no ledger store (`--postgres`
+    was refused with it). Now the store's transfers, up to its last, against those the replay
+    books, one by one, and the balances: a sound store passes, from seq 1 and from a
+    snapshot; one a core has not caught up yet passes, saying so; one whose transfer differs
+    from the replay's, or that holds a transfer the stream never booked, FAILs in words
+    (exit 1); nothing is written to the store."""
+    url, core_dir, _ = cluster_with_core_dir
+    data_dir = core_dir.parent / "data"
+    config = venue_config.load(SAMPLE_CONFIG)
+    sound = store_in_postgres(data_dir, postgres_server, "verify_sound")
+    lines = verify_stream(url, core_dir, config, from_start=True, dsn=sound)
+    assert all(line.startswith("ok") for line in lines), lines
+    booked = int(lines[-1].rpartition(" ")[2])
+    assert lines[-3:] == [
+        "ok   store: hash chain intact, every asset sums to 0",
+        f"ok   store: transfers 1 to {booked} equal the replay's, one by one",
+        f"ok   store: every balance equals the replay's at transfer {booked}",
+    ]
+    lines = verify_stream(url, core_dir, config, dsn=sound)  # from the snapshot at the end
+    assert lines[-1] == f"ok   store: every balance equals the replay's at transfer {booked}"
+    assert venue_cli(["verify", "--nats", url, "--postgres", sound, "--from-start"]) == 0
+
+    behind = store_in_postgres(data_dir, postgres_server, "verify_behind", lambda t: t[:-1])
+    lines = verify_stream(url, None, config, dsn=behind)
+    assert all(line.startswith("ok") for line in lines), lines
+    assert f"booked up to transfer {booked - 1} when the check began" in lines[-2]
+
+    def later(transfers: list[Transfer]) -> list[Transfer]:
+        last = transfers[-1]
+        return [*transfers[:-1], msgspec.structs.replace(last, ts_us=last.ts_us + 1)]
+
+    differs = store_in_postgres(data_dir, postgres_server, "verify_differs", later)
+    capsys.readouterr()
+    assert venue_cli(["verify", "--nats", url, "--postgres", differs, "--from-start"]) == 1
+    out = capsys.readouterr().out
+    assert f"FAIL store: transfer {booked} is not the one the replay books" in out
+
+    def more(transfers: list[Transfer]) -> list[Transfer]:
+        last = transfers[-1]
+        back = msgspec.structs.replace(
+            last,
+            transfer_id=last.transfer_id + 1,
+            chain_id=last.transfer_id + 1,
+            debit_account=last.credit_account,
+            credit_account=last.debit_account,
+        )
+        return [*transfers, back]
+
+    ahead = store_in_postgres(data_dir, postgres_server, "verify_ahead", more)
+    lines = verify_stream(url, None, config, dsn=ahead)
+    assert [line for line in lines if line.startswith("FAIL")] == [
+        f"FAIL store is ahead of the stream: it holds transfers up to {booked + 1}, the replay"
+        f" books only up to {booked}: it is another venue's store, or the stream was replaced"
+    ]
+    store = PostgresLedgerStore(sound)
+    assert store.last_transfer_id() == booked  # read only
+    store.close()
+
+
+def test_a_ledger_store_it_cannot_read_is_refused_in_one_line(
+    cluster_with_core_dir: tuple[str, Path, int],
+    postgres_server: PostgresServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Exit 2, as for a stream it cannot read: PostgreSQL not answering, or a database with
+    no ledger store, which the check does not make one of."""
+    url, _, _ = cluster_with_core_dir
+    nobody = "postgresql://venue@127.0.0.1:1/ledger?connect_timeout=2"
+    assert venue_cli(["verify", "--nats", url, "--postgres", nobody]) == 2
+    assert "cannot read the PostgreSQL ledger store" in capsys.readouterr().err
+    empty = postgres_server.create_database("verify_empty")
+    assert venue_cli(["verify", "--nats", url, "--postgres", empty]) == 2
+    assert "no ledger store in this database" in capsys.readouterr().err
+    with psycopg.connect(empty) as connection:
+        made = connection.execute("SELECT to_regclass('ledger_schema')").fetchone()
+    assert made == (None,)  # no schema made
