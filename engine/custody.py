@@ -136,7 +136,10 @@ class Custody:
     def _revoke_key(self, cmd: RevokeKey, events: list[Event]) -> None:
         """Only the revocation's id (taken by `engine.operations`' guard): whether the key
         can be revoked is the gateway's to decide, which holds the keys."""
-        assert cmd.cl_op_id is not None, "a revocation is journaled only under a cl_op_id"
+        if cmd.cl_op_id is None:  # no gateway sends one: nothing to take
+            refused = Refused("BAD_PARAM", "a key's revocation is journaled only under a cl_op_id")
+            _refused(refused, cmd, "revoke_key", events)
+            return
         events.append(KeyRevocationRecorded(cmd.ts_us, cmd.api_key))
 
     def _attest(self, cmd: AttestReserves, events: list[Event]) -> None:

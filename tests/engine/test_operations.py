@@ -410,6 +410,7 @@ def test_a_key_revocation_s_id_is_venue_wide_as_every_other_operator_command_s(
     assert repeated(corp, RevokeKey(api_key="key-a", cl_op_id="rv-1")).command == "revoke_key"
     other_key = corp.refused(RevokeKey(api_key="key-b", cl_op_id="rv-1"))
     assert other_key.reason is ErrorCode.CL_OP_ID_REUSED
+    assert corp.refused(RevokeKey(api_key="key-b")).reason is ErrorCode.BAD_PARAM  # no id
     replayed_twice(corp)
 
 
