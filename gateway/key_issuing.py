@@ -223,7 +223,15 @@ class KeyIssuer:
         problem = self._revoke_problem(p.api_key)  # revoked meanwhile under another id
         if problem is not None:
             return None if late else wire.error(pending.request_id, E.BAD_PARAM, problem)
-        self._commit_revocation(session, request, t_in, reply=not late)
+        try:
+            self._commit_revocation(session, request, t_in, reply=not late)
+        except (OSError, JournalError) as failure:  # not saved (disk full): the key stays good
+            log.exception("a revocation not saved")  # (raised here, it would stop the venue)
+            msg = (
+                f"internal error: the revocation was not saved ({failure}): the key is not"
+                " revoked; send it again (under its cl_op_id: the venue revokes it then)"
+            )
+            return None if late else wire.error(pending.request_id, E.INTERNAL, msg)
         return None
 
     def _commit_revocation(

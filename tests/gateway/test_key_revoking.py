@@ -204,10 +204,14 @@ def test_a_key_revoked_during_its_nonce_claim_is_refused(run_venue: Any) -> None
     run_venue(scenario)
 
 
-def test_a_revocation_not_saved_changes_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("cl_op_id", [None, "rv-disk"])
+def test_a_revocation_not_saved_changes_nothing(tmp_path: Path, cl_op_id: str | None) -> None:
     """A revocation whose `api_keys.json` cannot be written (disk full) is refused and leaves
     the key issued: a retry revokes it (before: it was dropped from the issued list first, so
-    the retry was refused as a config key's and the next issue_key dropped it unrevoked)."""
+    the retry was refused as a config key's and the next issue_key dropped it unrevoked).
+    Under a `cl_op_id` too, whose id the engine takes first (`RevokeKey`): the failure, in the
+    engine's answer, stopped the venue (seen failing so: `fatal: OSError`); the retry under
+    the id revokes the key."""
     data_dir = tmp_path / "data"
 
     async def scenario() -> None:
@@ -215,7 +219,7 @@ def test_a_revocation_not_saved_changes_nothing(tmp_path: Path) -> None:
         try:
             admin = await venue.client("admin")
             issued = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
-            asked = {"api_key": issued["api_key"]}
+            asked = {"api_key": issued["api_key"]} | ({"cl_op_id": cl_op_id} if cl_op_id else {})
             with pytest.MonkeyPatch.context() as patch:
                 patch.setattr(key_issuing, "save_json", disk_full)
                 refused = await admin.request_raw("admin.revoke_key", asked)
