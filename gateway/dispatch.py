@@ -849,12 +849,12 @@ class Dispatcher:
             self.keys.revoke(session, request, t_in)
             return
         p: Any = request.params
+        command = self._command(session, request, getattr(p, "account", key.account))
+        if command is None:  # malformed: said so first, whatever its id
+            return
         revoked_under = self.keys.revocation_under(p.cl_op_id)
         if revoked_under is not None:  # one the engine never saw: revoked before session 32
             self._reply_error(session, request, E.CL_OP_ID_REUSED, revoked_under)
-            return
-        command = self._command(session, request, getattr(p, "account", key.account))
-        if command is None:
             return
         finish: Callable[[Pending], bytes] = _admin_result
         if request.method in CORPORATE_METHODS:  # the answer sums the action up, in decimals

@@ -220,19 +220,35 @@ class KeyIssuer:
             if not late:
                 self._revoke_again(session, request, t_in)
             return None
-        problem = self._revoke_problem(p.api_key)  # revoked meanwhile under another id
+        first = self.revoked.get(p.api_key)  # revoked meanwhile under another id
+        problem = None if first is not None else self._revoke_problem(p.api_key)
         if problem is not None:
             return None if late else wire.error(pending.request_id, E.BAD_PARAM, problem)
         try:
-            self._commit_revocation(session, request, t_in, reply=not late)
+            if first is None:
+                self._commit_revocation(session, request, t_in, reply=not late)
+            else:  # the engine took this id all the same: it is a revocation done, as the first
+                self._record_revocation_id(session, request, t_in, first, reply=not late)
         except (OSError, JournalError) as failure:  # not saved (disk full): the key stays good
             log.exception("a revocation not saved")  # (raised here, it would stop the venue)
-            msg = (
-                f"internal error: the revocation was not saved ({failure}): the key is not"
-                " revoked; send it again (under its cl_op_id: the venue revokes it then)"
-            )
-            return None if late else wire.error(pending.request_id, E.INTERNAL, msg)
+            return None if late else wire.error(pending.request_id, E.INTERNAL, _unsaved(failure))
         return None
+
+    def _record_revocation_id(
+        self,
+        session: Session,
+        request: wire.Request,
+        t_in: int,
+        first: KeyRevoked,
+        reply: bool = True,
+    ) -> None:
+        """Record the `cl_op_id` of a revocation whose key was revoked under another id while
+        it was in flight (two admins at once), carrying the `first` revocation's time, then
+        answer as a revocation: the engine took the id, so it is used up, and a repeat under
+        it is answered `repeated` (before: `BAD_PARAM` "nothing done", the id lost)."""
+        p: Any = request.params
+        revocation = msgspec.structs.replace(first, cl_op_id=p.cl_op_id)
+        self._store_revocation(session, request, revocation, t_in, reply)
 
     def _commit_revocation(
         self, session: Session, request: wire.Request, t_in: int, reply: bool = True
@@ -243,10 +259,23 @@ class KeyIssuer:
         key = self.auth.store.get(p.api_key)
         assert key is not None, "a revocable key is in the store"
         revocation = KeyRevoked(p.api_key, now_us(), p.cl_op_id, issued_under=key.cl_op_id)
+        self._store_revocation(session, request, revocation, t_in, reply)
+
+    def _store_revocation(
+        self,
+        session: Session,
+        request: wire.Request,
+        revocation: KeyRevoked,
+        t_in: int,
+        reply: bool,
+    ) -> None:
+        """Store `revocation` (`revoked_keys.json`; a cluster's key stream), then apply it and
+        answer (`_revoked`)."""
+        api_key = revocation.revoked
         answer = partial(self._revoked, session, request, revocation, t_in, reply)
         if self.shared_keys is not None:  # the others close their sessions as they learn it
             record = msgspec.json.encode(revocation)
-            task = asyncio.ensure_future(self._share(f"revoked:{p.api_key}", record, answer))
+            task = asyncio.ensure_future(self._share(_record_id(revocation), record, answer))
             self._key_tasks.add(task)
             task.add_done_callback(self._key_tasks.discard)
             return
@@ -255,9 +284,12 @@ class KeyIssuer:
         # at once and at every start (`gateway.server` takes a key of both files for revoked).
         save_json(self.data_dir / REVOKED_KEYS_FILE, [*self.revocations, revocation])
         self.revocations.append(revocation)
-        self.issued_keys[:] = [key for key in self.issued_keys if key.key != p.api_key]
+        if any(key.key == api_key for key in self.issued_keys):  # (not when revoked before)
+            self.issued_keys[:] = [key for key in self.issued_keys if key.key != api_key]
+            answer()
+            drop_revoked_keys(self.data_dir, self.issued_keys)
+            return
         answer()
-        drop_revoked_keys(self.data_dir, self.issued_keys)
 
     def _revoked(
         self,
@@ -595,6 +627,24 @@ def _revoked_since(cl_op_id: str, revoked: KeyRevoked) -> str:
     return (
         f"cl_op_id {cl_op_id!r}: the key {revoked.revoked} issued under it was revoked at"
         f" {revoked.revoked_at_us}: nothing done; give a new cl_op_id for a new key"
+    )
+
+
+def _record_id(revocation: KeyRevoked) -> str:
+    """A revocation's record id on a cluster's key stream, which keeps one record per id: one
+    per `cl_op_id`, so that two gateways revoking one key at once under two ids keep both
+    (before: `revoked:{key}` only, and the second id was lost); `_note_revoked` keeps the
+    first per key."""
+    if revocation.cl_op_id is None:
+        return f"revoked:{revocation.revoked}"
+    return f"revoked:{revocation.revoked}:{revocation.cl_op_id}"
+
+
+def _unsaved(failure: Exception) -> str:
+    """The `INTERNAL` answer to a revocation whose record could not be saved."""
+    return (
+        f"internal error: the revocation was not saved ({failure}): the key is not revoked"
+        " by it; send it again (under its cl_op_id: the venue revokes it then)"
     )
 
 

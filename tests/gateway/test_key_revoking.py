@@ -510,8 +510,10 @@ def test_a_revocation_s_id_and_the_engine_s_admin_ids_are_one_space(tmp_path: Pa
     """The finding of session 31's review: a revocation's `cl_op_id` was the gateway's alone,
     so a revocation under a deposit's id was done, and a deposit under a revocation's id
     minted. The engine takes a revocation's id now (`RevokeKey`): either way round
-    `CL_OP_ID_REUSED`, nothing done, after a restart too (the journal holds it); and an id a
-    key was revoked under before (only in revoked_keys.json) is refused by the gateway."""
+    `CL_OP_ID_REUSED`, nothing done, after a restart too (the journal holds it: checked with
+    the revocation's entry out of revoked_keys.json, so the engine's words refuse it, not the
+    gateway's); and an id a key was revoked under before (only in revoked_keys.json) is
+    refused by the gateway."""
     data_dir = tmp_path / "data"
     deposit = {"account": 3, "asset": "USD", "amount": "5", "cl_op_id": "dep-9"}
 
@@ -533,22 +535,134 @@ def test_a_revocation_s_id_and_the_engine_s_admin_ids_are_one_space(tmp_path: Pa
         assert await refusal(admin, "admin.deposit", under_revocation) == "CL_OP_ID_REUSED"
         assert ledger_view(first) == cash  # nothing minted
         await stop(first)
-        # a revocation of before session 32, whose id the engine never took
-        revoked = json.loads((data_dir / REVOKED_KEYS_FILE).read_text())
+        # rv-9's entry out (only the journal knows its id now), and a revocation of before
+        # session 32, whose id the engine never took
+        (revoked,) = json.loads((data_dir / REVOKED_KEYS_FILE).read_text())
+        assert revoked["cl_op_id"] == "rv-9"
         earlier = {"revoked": "key-earlier", "revoked_at_us": 1, "cl_op_id": "rv-earlier"}
-        (data_dir / REVOKED_KEYS_FILE).write_text(json.dumps([*revoked, earlier]))
+        (data_dir / REVOKED_KEYS_FILE).write_text(json.dumps([earlier]))
 
         second = await start_venue(data_dir)
         try:
             admin = await second.client("admin")
-            assert await refusal(admin, "admin.deposit", under_revocation) == "CL_OP_ID_REUSED"
+            answer = await admin.request_raw("admin.deposit", under_revocation)
+            assert answer["error"]["name"] == "CL_OP_ID_REUSED", answer
+            assert "'rv-9' was used at" in answer["error"]["msg"]
+            assert "for another command" in answer["error"]["msg"]  # the engine's words
             answer = await admin.request_raw("admin.deposit", deposit | {"cl_op_id": "rv-earlier"})
             assert answer["error"]["name"] == "CL_OP_ID_REUSED", answer
             assert "'rv-earlier' was used at 1 to revoke a key" in answer["error"]["msg"]
+            # a malformed one under it is told what is wrong with it (before: CL_OP_ID_REUSED)
+            malformed = deposit | {"cl_op_id": "rv-earlier", "amount": "5.0000001"}
+            assert await refusal(admin, "admin.deposit", malformed) == "BAD_PRECISION"
             assert ledger_view(second) == cash
-            again = await admin.request("admin.revoke_key", {"api_key": key, "cl_op_id": "rv-9"})
-            assert again["repeated"] is True
         finally:
             await stop(second)
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def pipelined(
+    venue: Venue, client: VenueClient, requests: list[tuple[str, dict[str, Any]]]
+) -> list["asyncio.Future[dict[str, Any]]"]:
+    """Hand `requests` to the server as frames of `client`'s connection, one after the other
+    with no turn of the loop between (each checked before any command's outcome is back, as
+    two admins' at once may be); the futures of their answers."""
+    (session,) = [
+        live
+        for live in venue.server.dispatcher.connections.sessions.values()
+        if live.key is not None and live.key.key == KEYS["admin"][0]
+    ]
+    loop = asyncio.get_running_loop()
+    answers: list[asyncio.Future[dict[str, Any]]] = []
+    for index, (method, params) in enumerate(requests):
+        request_id = 9_000 + index
+        answer: asyncio.Future[dict[str, Any]] = loop.create_future()
+        client._waiting[request_id] = answer
+        frame = {"id": request_id, "method": method, "params": params}
+        venue.server.dispatcher.on_frame(session, msgspec.json.encode(frame).decode())
+        answers.append(answer)
+    return answers
+
+
+class DedupStream(UnreadStream):
+    """A cluster's key stream as JetStream keeps it: one record per record id (its
+    `Nats-Msg-Id`), a second under the same id acknowledged but not stored."""
+
+    async def publish(self, record_id: str, record: bytes) -> None:
+        if record_id not in self.stored:
+            await super().publish(record_id, record)
+
+
+@pytest.mark.parametrize("cluster", [False, True], ids=["one-process", "cluster"])
+def test_a_key_revoked_at_once_under_two_ids_is_revoked_under_both(
+    run_venue: Any, cluster: bool
+) -> None:
+    """The finding of session 32's review: two revocations of one key at once under two ids
+    both pass the gateway's checks and the engine takes both ids; the second to come back
+    found the key revoked and answered `BAD_PARAM` "nothing done", though its id was used up
+    (a deposit under it `CL_OP_ID_REUSED`, a repeat `BAD_PARAM` again). Both are revocations
+    done now: the second's id recorded, with the first's time, answered 200, then `repeated`.
+    On a cluster, the key stream kept one revocation record per key (`revoked:K`), so the
+    second id was lost there (and at every gateway's start): one record per id now."""
+
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        stream = DedupStream()
+        if cluster:
+            venue.server.dispatcher.keys.shared_keys = stream  # type: ignore[assignment]
+        issued = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+        key = issued["api_key"]
+        asked = [("admin.revoke_key", {"api_key": key, "cl_op_id": f"one-{n}"}) for n in "ab"]
+        first, second = [await answer for answer in pipelined(venue, admin, asked)]
+        assert "result" in first and "result" in second, (first, second)
+        for (_, params), answered in zip(asked, (first, second), strict=True):
+            assert answered["result"]["api_key"] == key
+            again = await admin.request("admin.revoke_key", params)
+            assert again == answered["result"] | {"repeated": True}
+        revoked_at = first["result"]["revoked_at"]
+        deposit = {"account": 3, "asset": "USD", "amount": "5", "cl_op_id": "one-b"}
+        assert await refusal(admin, "admin.deposit", deposit) == "CL_OP_ID_REUSED"
+        if cluster:  # both ids stored: a gateway reading the stream learns both
+            records = [msgspec.json.decode(record) for record in stream.records[1:]]
+            assert [record["cl_op_id"] for record in records] == ["one-a", "one-b"]
+            assert stream.stored[1:] == [f"revoked:{key}:one-a", f"revoked:{key}:one-b"]
+        else:  # both ids saved: known after a restart too
+            records = json.loads((venue.server.data_dir / REVOKED_KEYS_FILE).read_text())
+            assert [record["cl_op_id"] for record in records] == ["one-a", "one-b"]
+            assert second["result"]["revoked_at"] == revoked_at  # the key's first revocation's
+            assert {record["revoked_at_us"] for record in records} == {revoked_at}
+
+    run_venue(scenario)
+
+
+def test_a_cluster_revocation_whose_key_another_gateway_revoked_meanwhile_is_done(
+    run_venue: Any,
+) -> None:
+    """The review's cluster case: race-a was taken by the engine, but race-b's gateway stored
+    its record first, which this gateway read before race-a's outcome came back: race-a was
+    answered `BAD_PARAM` "nothing done", its id used up. Now its id is stored too, with the
+    first revocation's time, and answered as a revocation."""
+
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        stream = DedupStream()
+        issuer = venue.server.dispatcher.keys
+        issuer.shared_keys = stream  # type: ignore[assignment]
+        issued = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+        key = issued["api_key"]
+        (answer,) = pipelined(
+            venue, admin, [("admin.revoke_key", {"api_key": key, "cl_op_id": "race-a"})]
+        )
+        theirs = KeyRevoked(key, 1_796_000_000_000_000, "race-b")
+        issuer._learn_key(msgspec.json.encode(theirs))  # before race-a's outcome is back
+        answered = await answer
+        assert answered["result"] == {"api_key": key, "revoked_at": theirs.revoked_at_us}
+        assert stream.stored[1:] == [f"revoked:{key}:race-a"]
+        assert msgspec.json.decode(stream.records[-1], type=KeyRevoked) == msgspec.structs.replace(
+            theirs, cl_op_id="race-a"
+        )
+        again = await admin.request("admin.revoke_key", {"api_key": key, "cl_op_id": "race-a"})
+        assert again == answered["result"] | {"repeated": True}
+
+    run_venue(scenario)
