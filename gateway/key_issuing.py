@@ -414,7 +414,15 @@ class KeyIssuer:
             return None
         assert type(decided) is KeyIssued and decided.api_key == key.key, f"issued {decided!r}"
         key = msgspec.structs.replace(key, issued_at_us=decided.ts_us)  # when the engine took it
-        self._store_key(pending.session, pending.request_id, pending.t_in, key, by, not late)
+        try:
+            self._store_key(pending.session, pending.request_id, pending.t_in, key, by, not late)
+        except (OSError, JournalError) as failure:  # not saved (disk full): no key issued
+            log.exception("an issued key not saved")  # (raised here, it would stop the venue)
+            msg = (
+                f"internal error: the key was not saved ({failure}): no key issued under"
+                f" cl_op_id {key.cl_op_id!r} is good, and none will be; give a new cl_op_id"
+            )
+            return None if late else wire.error(pending.request_id, E.INTERNAL, msg)
         return None
 
     def _store_key(
@@ -445,9 +453,11 @@ class KeyIssuer:
                 self._keys_storing[cl_op_id] = task
                 task.add_done_callback(lambda _: self._keys_storing.pop(cl_op_id, None))
             return
+        # saved before it is kept: a failed save (disk full) leaves no key that logs on here
+        # until the next start, nor one the next key's save would store unanswered
+        save_json(self.data_dir / ISSUED_KEYS_FILE, [*self.issued_keys, key])
         self.auth.store.add(key)
         self.issued_keys.append(key)
-        save_json(self.data_dir / ISSUED_KEYS_FILE, self.issued_keys)  # before the answer
         if cl_op_id is not None:
             self.keys_by_op[cl_op_id] = key
         answer()

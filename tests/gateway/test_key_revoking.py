@@ -666,3 +666,35 @@ def test_a_cluster_revocation_whose_key_another_gateway_revoked_meanwhile_is_don
         assert again == answered["result"] | {"repeated": True}
 
     run_venue(scenario)
+
+
+@pytest.mark.parametrize("cl_op_id", [None, "ik-disk"])
+def test_a_key_not_saved_is_refused_and_issued_nowhere(
+    tmp_path: Path, cl_op_id: str | None
+) -> None:
+    """An `admin.issue_key` whose `api_keys.json` cannot be written (disk full) is answered
+    500 `INTERNAL` and leaves no key: under a `cl_op_id` (its id taken by the engine first,
+    `IssueKey`) the failure, raised in the engine's answer, stopped the venue (as the
+    revocation's did); without one, the key was kept in memory before its save, so it logged
+    on until the next start, and the next key's save stored it, never answered."""
+    data_dir = tmp_path / "data"
+
+    async def scenario() -> None:
+        venue = await start_venue(data_dir)
+        try:
+            admin = await venue.client("admin")
+            asked = {"account": 3, "scopes": ["read"]} | (
+                {"cl_op_id": cl_op_id} if cl_op_id else {}
+            )
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(key_issuing, "save_json", disk_full)
+                refused = await admin.request_raw("admin.issue_key", asked)
+            assert refused["error"]["name"] == "INTERNAL", refused
+            assert venue.server.dispatcher.keys.issued_keys == []
+            kept = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+            stored = json.loads((data_dir / ISSUED_KEYS_FILE).read_text())
+            assert [entry["key"] for entry in stored] == [kept["api_key"]]
+        finally:
+            await stop(venue)
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
