@@ -66,9 +66,21 @@ def verify_stream(
     store = _open_store(dsn) if dsn else None  # before the stream, for the same reason
     try:
         return _verify(servers, data_dir, config, from_start, found, damaged, store)
+    except _store_errors(store) as unreadable:  # opened, then lost (PostgreSQL stopped)
+        why = " ".join(str(unreadable).split())
+        raise CommandFailed(f"cannot read the PostgreSQL ledger store: {why}") from None
     finally:
         if store is not None:
             store.close()
+
+
+def _store_errors(store: "StoreCheck | None") -> tuple[type[Exception], ...]:
+    """What reading the store raises when it cannot be read (nothing without a store)."""
+    if store is None:
+        return ()
+    import psycopg
+
+    return (psycopg.Error, LedgerStoreError)
 
 
 def _verify(
@@ -233,13 +245,16 @@ class StoreCheck:
         """The replay books after `replay_last` (a snapshot's): the store's transfers up to it
         are summed only."""
         while self.compared_last < min(replay_last, self.stored_last):
-            self._next_stored()
+            if self._next_stored() is None:  # damaged: its transfers end before its batches
+                return
 
     def compare(self, booked: list[Transfer]) -> None:
         for transfer in booked:
             if self.difference is not None or transfer.transfer_id > self.stored_last:
                 return
             stored = self._next_stored()
+            if stored is None:  # (`difference` says why)
+                return
             if stored != transfer:
                 self.difference = (
                     f"FAIL store: transfer {transfer.transfer_id} is not the one the replay"
@@ -250,8 +265,21 @@ class StoreCheck:
             self.first_compared = self.first_compared or transfer.transfer_id
 
     def _next_stored(self) -> Transfer | None:
-        stored = next(self.stored, None)
+        """The store's next transfer, summed; None, the `difference` saying why, when there
+        is none up to `stored_last`, or it cannot be read."""
+        try:
+            stored = next(self.stored, None)
+        except ValueError as undecodable:  # `transfer_of`: a kind this build does not know
+            self.difference = (
+                f"FAIL store: the transfer after {self.compared_last} cannot be read"
+                f" ({undecodable}): the store is damaged, or written by a later build"
+            )
+            return None
         if stored is None:
+            self.difference = (
+                f"FAIL store: its transfers end at {self.compared_last}, its batches say"
+                f" {self.stored_last}: the store is damaged"
+            )
             return None
         self.compared_last = stored.transfer_id
         for account, sign in ((stored.credit_account, 1), (stored.debit_account, -1)):

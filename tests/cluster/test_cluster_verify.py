@@ -3,6 +3,7 @@ read-only, on a real nats-server (one node: a small stream)."""
 
 import asyncio
 import shutil
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,8 +15,8 @@ import pytest
 from cli.main import main as venue_cli
 from cluster.nats import NatsCluster
 from cluster.postgres import PostgresServer
+from core import cluster_verify, snapshots
 from core import config as venue_config
-from core import snapshots
 from core.cluster_verify import verify_stream
 from core.jetstream_journal import JetStreamJournal, JournalStreamMissing
 from core.journal import FileJournal
@@ -30,6 +31,8 @@ from tests.conftest import start_venue
 from tests.sample_config import SAMPLE_CONFIG
 
 SYMBOL = "AAPLx-USD"
+# a bound on one check of the small stream (done in about a second): past it, it loops
+VERIFY_BOUND_S = 60.0
 
 
 def trade_in_one_process(data_dir: Path) -> None:
@@ -298,3 +301,95 @@ def test_a_ledger_store_it_cannot_read_is_refused_in_one_line(
     with psycopg.connect(empty) as connection:
         made = connection.execute("SELECT to_regclass('ledger_schema')").fetchone()
     assert made == (None,)  # no schema made
+
+
+def claim_one_more(dsn: str, row: tuple[object, ...] | None = None) -> None:
+    """Damage a store as only a broken disk or a hand would: a batches row claiming one
+    transfer past its last (the one the replay books last: the store is made without it),
+    and, given, that transfer's `row` (else the transfer missing)."""
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        batch_no, last, digest = connection.execute(
+            "SELECT batch_no, last_transfer_id, hash FROM batches ORDER BY batch_no DESC LIMIT 1"
+        ).fetchone()  # type: ignore[misc]
+        if row is not None:
+            columns = "transfer_id, chain_id, debit_account, credit_account, asset, amount"
+            connection.execute(
+                f"INSERT INTO transfers ({columns}, kind, ts_us) VALUES (%s, %s, %s, %s, %s, %s,"
+                " %s, %s)",
+                (last + 1, *row),
+            )
+        connection.execute(
+            "INSERT INTO batches (batch_no, first_transfer_id, last_transfer_id, prev_hash,"
+            " hash) VALUES (%s, %s, %s, %s, %s)",
+            (batch_no + 1, last + 1, last + 1, digest, b"\x00" * 32),
+        )
+
+
+def within_bound(check: Callable[[], list[str]]) -> list[str]:
+    """`check()`'s lines, run in a thread given a bound (a loop that never ends fails the
+    test instead of hanging the run)."""
+    outcome: list[list[str] | BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(check())
+        except BaseException as failure:
+            outcome.append(failure)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(VERIFY_BOUND_S)
+    assert outcome, f"not done after {VERIFY_BOUND_S} s: it loops"
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
+
+
+def test_a_damaged_or_lost_store_is_a_fail_or_a_refusal_in_words(
+    cluster_with_core_dir: tuple[str, Path, int],
+    postgres_server: PostgresServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The findings of session 32's review: from a snapshot, a store whose batches name a
+    transfer its transfers table lacks looped forever (`StoreCheck.start`); a transfer of a
+    kind this build cannot read was a ValueError traceback, exit 1 with no FAIL line; a store
+    lost once opened (PostgreSQL stopped) a psycopg traceback. Now FAIL lines (exit 1), and
+    a store lost is `cannot read` (exit 2), as one that cannot be opened."""
+    url, core_dir, _ = cluster_with_core_dir
+    data_dir = core_dir.parent / "data"
+    config = venue_config.load(SAMPLE_CONFIG)
+    short = store_in_postgres(data_dir, postgres_server, "verify_short", lambda t: t[:-1])
+    claim_one_more(short)
+    with psycopg.connect(short) as connection:
+        (last,) = connection.execute("SELECT max(transfer_id) FROM transfers").fetchone()  # type: ignore[misc]
+    ended = f"FAIL store: its transfers end at {last}, its batches say {last + 1}"
+    for start in (False, True):  # from the snapshot at the end (looped), from seq 1
+
+        def check(from_start: bool = start) -> list[str]:
+            return verify_stream(url, core_dir, config, from_start=from_start, dsn=short)
+
+        lines = within_bound(check)
+        assert any(line.startswith(ended) for line in lines), lines
+
+    bogus = store_in_postgres(data_dir, postgres_server, "verify_bogus", lambda t: t[:-1])
+    claim_one_more(bogus, (last + 1, 3, 4, "USD", 1, "bogus", 1))
+    capsys.readouterr()
+    command = ["verify", "--nats", url, "--data-dir", str(core_dir), "--postgres", bogus]
+    assert venue_cli(command) == 1
+    out = capsys.readouterr().out
+    assert f"FAIL store: the transfer after {last} cannot be read" in out, out
+
+    lost = store_in_postgres(data_dir, postgres_server, "verify_lost")
+    opened = cluster_verify._open_store
+
+    def open_then_lose(dsn: str) -> cluster_verify.StoreCheck:
+        """The store opened, then lost: its tables gone under the check."""
+        store = opened(dsn)
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            connection.execute("DROP TABLE transfers CASCADE")
+        return store
+
+    monkeypatch.setattr(cluster_verify, "_open_store", open_then_lose)
+    assert venue_cli(["verify", "--nats", url, "--postgres", lost, "--from-start"]) == 2
+    assert "cannot read the PostgreSQL ledger store" in capsys.readouterr().err
