@@ -197,7 +197,7 @@ def _open_store(data_dir: Path, postgres_dsn: str) -> LedgerStore | str:
         from settlement.pg_store import PostgresLedgerStore
 
         try:
-            return PostgresLedgerStore(postgres_dsn)
+            return PostgresLedgerStore(postgres_dsn, read_only=True)  # a check: reads only
         except (psycopg.Error, LedgerStoreError) as unreadable:
             return f"FAIL store: PostgreSQL: {' '.join(str(unreadable).split())}"
     path = data_dir / LEDGER_FILE

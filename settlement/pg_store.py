@@ -17,7 +17,8 @@ reply was lost may have committed, which the idempotent re-apply makes safe (the
 again is accepted, other contents under its ids refused). Other failures surface as psycopg
 errors (fatal to the venue, as any failed store write); a batch is written whole or not at
 all. At start, a server not up yet is waited for (`wait_until_up`). Tables live in the
-connection's schema (normally `public`).
+connection's schema (normally `public`). `read_only=True` (the checks: `venue verify`,
+`venue ledger`): a read-only session that takes no lock and makes no schema.
 """
 
 import functools
@@ -286,7 +287,8 @@ class PostgresLedgerStore:
         self._known_assets: set[str] = set()
 
     def _connect(self) -> "psycopg.Connection[Any]":
-        """A configured connection (the schema made if missing), or a psycopg error."""
+        """A configured connection (the schema made if missing; `read_only`: refused if
+        missing, and every transaction read-only), or a psycopg error."""
         connection = psycopg.connect(
             self._dsn,
             autocommit=True,  # transactions are begun explicitly, each with its isolation
