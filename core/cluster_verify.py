@@ -10,9 +10,9 @@ nothing is published to the stream, no KV bucket is opened, no snapshot file is 
 replays what was acknowledged when it started) or is stopped. The ledger store is checked
 against the replay with `--postgres DSN` (or the config's `ledger_postgres`; since session
 32): its transfers up to the last it had booked when the check began, read before the
-stream, one by one against those the replay books (`StoreCheck`), its own checks (hash chain,
-assets summing to zero), and its balances against the replay's when the replay booked no
-more; read-only too (a read-only PostgreSQL session, no schema made). Exits 1 on a FAIL
+stream, one by one against those the replay books (`StoreCheck`; those before a snapshot by
+their balances against the snapshot's), its own checks (hash chain, assets summing to
+zero), and its balances against the replay's when the replay booked no more; read-only too (a read-only PostgreSQL session, no schema made). Exits 1 on a FAIL
 line; 2 when it cannot check (NATS or PostgreSQL unreachable, no stream or store, a record
 that is not a cluster's).
 """
@@ -142,7 +142,7 @@ def _replay(
     ledger = venue.ledger
     assert ledger is not None, "a cluster's venue settles"
     if store is not None:
-        store.start(ledger.last_transfer_id)
+        store.start(ledger)
     due = {image.seq: image for image in found if image.seq > after}
     lines, codec, records, done = [], ClusterCodec(), 0, after
     last = journal.last_seq()
@@ -241,12 +241,23 @@ class StoreCheck:
     def close(self) -> None:
         self.store.close()
 
-    def start(self, replay_last: int) -> None:
-        """The replay books after `replay_last` (a snapshot's): the store's transfers up to it
-        are summed only."""
+    def start(self, ledger: Ledger) -> None:
+        """The replay books after `ledger`'s last transfer (a snapshot's): the store's
+        transfers up to it are summed, and, when the store holds them all, their balances
+        compared with the snapshot's (nothing else checks those transfers)."""
+        replay_last = ledger.last_transfer_id
         while self.compared_last < min(replay_last, self.stored_last):
             if self._next_stored() is None:  # damaged: its transfers end before its batches
                 return
+        if (
+            replay_last
+            and self.compared_last == replay_last
+            and self._balances() != _totals(ledger)
+        ):
+            self.difference = (
+                f"FAIL store balances at transfer {replay_last} differ from the snapshot's:"
+                " the store was booked from another stream, or damaged"
+            )
 
     def compare(self, booked: list[Transfer]) -> None:
         for transfer in booked:
@@ -315,11 +326,18 @@ class StoreCheck:
                 " core catches the store up when it starts): balances not compared"
             )
             return lines
-        replayed = {key: b.total for key, b in ledger.balances.items() if b.total}
-        stored = {key: amount for key, amount in self.balances.items() if amount}
-        if stored != replayed:
+        if self._balances() != _totals(ledger):
             return [*lines, "FAIL store balances differ from the replay's"]
         return [*lines, f"ok   store: every balance equals the replay's at transfer {stored_last}"]
+
+    def _balances(self) -> dict[tuple[int, str], int]:
+        """The sums of the store's transfers read so far, but the zeros."""
+        return {key: amount for key, amount in self.balances.items() if amount}
+
+
+def _totals(ledger: Ledger) -> dict[tuple[int, str], int]:
+    """`ledger`'s balances (available and held), but the zeros: as the store sums them."""
+    return {key: balance.total for key, balance in ledger.balances.items() if balance.total}
 
 
 def _described(transfer: Transfer | None) -> str:

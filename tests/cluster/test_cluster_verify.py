@@ -23,7 +23,9 @@ from core.journal import FileJournal
 from core.nats_bus import ClusterCodec
 from core.sequencer import Executed, decode_record
 from engine import snapshot as venue_snapshot
+from engine.venue import Venue as EngineVenue
 from gateway.server import JOURNAL_FILE, LEDGER_FILE
+from settlement.ledger import Ledger
 from settlement.pg_store import PostgresLedgerStore
 from settlement.store import SqliteLedgerStore
 from settlement.transfers import Transfer
@@ -393,3 +395,65 @@ def test_a_damaged_or_lost_store_is_a_fail_or_a_refusal_in_words(
     monkeypatch.setattr(cluster_verify, "_open_store", open_then_lose)
     assert venue_cli(["verify", "--nats", url, "--postgres", lost, "--from-start"]) == 2
     assert "cannot read the PostgreSQL ledger store" in capsys.readouterr().err
+
+
+def snapshot_part_way(data_dir: Path, core_dir: Path, config: venue_config.VenueConfig) -> int:
+    """A core's snapshot (the only one in `core_dir`) of the state after the first record that
+    books a transfer, as a core writes it; the last transfer it holds."""
+    staleness_us = venue_config.reserve_staleness_max_us(config)
+    venue = EngineVenue(snapshots.first_rules(None, staleness_us), Ledger())
+    ledger = venue.ledger
+    assert ledger is not None
+    journal = FileJournal(data_dir / JOURNAL_FILE, read_only=True)
+    try:
+        for seq, payload in journal.replay():
+            venue.execute(decode_record(seq, payload))
+            ledger.drain()  # to the store, as a core's ledger writer takes them
+            if ledger.last_transfer_id:
+                break
+    finally:
+        journal.close()
+    core_dir.mkdir()
+    image = snapshots.Snapshot(seq, venue_snapshot.capture(venue), {}, staleness_us)
+    snapshots.write(core_dir, image)
+    return ledger.last_transfer_id
+
+
+def test_a_store_is_checked_from_a_snapshot_part_way_through_the_stream(
+    cluster_with_core_dir: tuple[str, Path, int], postgres_server: PostgresServer
+) -> None:
+    """From a snapshot part-way (the earlier tests' is at the stream's end, so no transfer was
+    compared after one): a sound store's transfers after it are compared one by one; one whose
+    transfers before it differ (a larger amount: its own checks pass) FAILs on the balances
+    at the snapshot (before: `ok`, those transfers only summed, the store a transfer behind
+    the replay so no balance compared); one whose batches outrun its transfers FAILs."""
+    url, core_a, _ = cluster_with_core_dir
+    data_dir, core_dir = core_a.parent / "data", core_a.parent / "core-b"
+    config = venue_config.load(SAMPLE_CONFIG)
+    at_snapshot = snapshot_part_way(data_dir, core_dir, config)
+    sound = store_in_postgres(data_dir, postgres_server, "verify_part_sound")
+    lines = verify_stream(url, core_dir, config, dsn=sound)
+    assert all(line.startswith("ok") for line in lines), lines
+    booked = int(lines[-1].rpartition(" ")[2])
+    assert at_snapshot < booked
+    compared = f"ok   store: transfers {at_snapshot + 1} to {booked} equal the replay's, one by one"
+    assert compared in lines
+
+    def first_larger_and_last_missing(transfers: list[Transfer]) -> list[Transfer]:
+        first = transfers[0]
+        return [msgspec.structs.replace(first, amount=first.amount + 1), *transfers[1:-1]]
+
+    differs = store_in_postgres(
+        data_dir, postgres_server, "verify_part_differs", first_larger_and_last_missing
+    )
+    lines = verify_stream(url, core_dir, config, dsn=differs)
+    assert [line for line in lines if line.startswith("FAIL")] == [
+        f"FAIL store balances at transfer {at_snapshot} differ from the snapshot's: the store"
+        " was booked from another stream, or damaged"
+    ], lines
+
+    short = store_in_postgres(data_dir, postgres_server, "verify_part_short", lambda t: t[:-1])
+    claim_one_more(short)
+    lines = within_bound(lambda: verify_stream(url, core_dir, config, dsn=short))
+    ended = f"FAIL store: its transfers end at {booked - 1}, its batches say {booked}"
+    assert any(line.startswith(ended) for line in lines), lines
