@@ -12,9 +12,10 @@ against the replay with `--postgres DSN` (or the config's `ledger_postgres`; sin
 32): its transfers up to the last it had booked when the check began, read before the
 stream, one by one against those the replay books (`StoreCheck`; those before a snapshot by
 their balances against the snapshot's), its own checks (hash chain, assets summing to
-zero), and its balances against the replay's when the replay booked no more; read-only too (a read-only PostgreSQL session, no schema made). Exits 1 on a FAIL
-line; 2 when it cannot check (NATS or PostgreSQL unreachable, no stream or store, a record
-that is not a cluster's).
+zero), and its balances against the replay's when the replay booked no more; read-only too
+(a read-only PostgreSQL session, no schema made). Exits 1 on a FAIL line (a damaged store
+too); 2 when it cannot check (NATS or PostgreSQL unreachable, before or during the check, no
+stream or store, a record that is not a cluster's).
 """
 
 import argparse

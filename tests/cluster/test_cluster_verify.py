@@ -364,7 +364,9 @@ def test_a_damaged_or_lost_store_is_a_fail_or_a_refusal_in_words(
     short = store_in_postgres(data_dir, postgres_server, "verify_short", lambda t: t[:-1])
     claim_one_more(short)
     with psycopg.connect(short) as connection:
-        (last,) = connection.execute("SELECT max(transfer_id) FROM transfers").fetchone()  # type: ignore[misc]
+        row = connection.execute("SELECT max(transfer_id) FROM transfers").fetchone()
+    assert row is not None
+    (last,) = row
     ended = f"FAIL store: its transfers end at {last}, its batches say {last + 1}"
     for start in (False, True):  # from the snapshot at the end (looped), from seq 1
 
