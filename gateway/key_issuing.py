@@ -176,7 +176,8 @@ class KeyIssuer:
         a cluster's: on the key stream) and removed from the store, every live session logged
         on with it closed (4004, the asker's own after its answer), then out of
         `api_keys.json`. A key of the config's [[api_keys]] is refused (venue.toml is the
-        operator's), an unknown one too; a repeat under its `cl_op_id` is answered again."""
+        operator's), an unknown one too; a repeat under its `cl_op_id` is answered again, and a
+        revoked key under a new one is that id's revocation (`_record_revocation_id`)."""
         p: Any = request.params
         if p.cl_op_id is not None and p.cl_op_id in self.revoked_by_op:
             self._revoke_again(session, request, t_in)
@@ -185,7 +186,12 @@ class KeyIssuer:
         if issue is not None:  # the key methods share their ids
             self._refuse_other_method(session, request, issue)
             return
-        problem = self._revoke_problem(p.api_key)
+        # A revoked key under an id goes to the engine all the same: it may have taken the id
+        # before, that revocation's record not saved (disk full, a crash, a cluster gateway
+        # stopped before publishing it); the id is recorded then, with the first revocation's
+        # time (before: BAD_PARAM "nothing done", the id used up for good)
+        again = p.cl_op_id is not None and p.api_key in self.revoked
+        problem = None if again else self._revoke_problem(p.api_key)
         if problem is not None:
             self._reply_error(session, request, E.BAD_PARAM, problem)
             return
@@ -209,7 +215,8 @@ class KeyIssuer:
         unless that happened meanwhile. Come back after the request was answered 504, the
         key is revoked all the same, answering nothing (sent again, it is answered
         `repeated`)."""
-        rejected = rejection(pending.results[0].events)
+        events = pending.results[0].events
+        rejected = rejection(events)
         late = pending.answered_unknown
         session, t_in = pending.session, pending.t_in
         p: Any = request.params
@@ -228,7 +235,8 @@ class KeyIssuer:
             if first is None:
                 self._commit_revocation(session, request, t_in, reply=not late)
             else:  # the engine took this id all the same: it is a revocation done, as the first
-                self._record_revocation_id(session, request, t_in, first, reply=not late)
+                repeated = type(events[-1]) is OperationRepeated  # taken before, not recorded
+                self._record_revocation_id(session, request, t_in, first, not late, repeated)
         except (OSError, JournalError) as failure:  # not saved (disk full): the key stays good
             log.exception("a revocation not saved")  # (raised here, it would stop the venue)
             return None if late else wire.error(pending.request_id, E.INTERNAL, _unsaved(failure))
@@ -241,14 +249,16 @@ class KeyIssuer:
         t_in: int,
         first: KeyRevoked,
         reply: bool = True,
+        repeated: bool = False,
     ) -> None:
-        """Record the `cl_op_id` of a revocation whose key was revoked under another id while
-        it was in flight (two admins at once), carrying the `first` revocation's time, then
-        answer as a revocation: the engine took the id, so it is used up, and a repeat under
-        it is answered `repeated` (before: `BAD_PARAM` "nothing done", the id lost)."""
+        """Record the `cl_op_id` of a revocation whose key was revoked under another id (two
+        admins at once; or before, this id's record not saved then), carrying the `first`
+        revocation's time, then answer as a revocation (`repeated` when the engine had taken
+        the id before): the engine took the id, so it is used up, and a repeat under it is
+        answered `repeated` (before: `BAD_PARAM` "nothing done", the id lost)."""
         p: Any = request.params
         revocation = msgspec.structs.replace(first, cl_op_id=p.cl_op_id)
-        self._store_revocation(session, request, revocation, t_in, reply)
+        self._store_revocation(session, request, revocation, t_in, reply, repeated)
 
     def _commit_revocation(
         self, session: Session, request: wire.Request, t_in: int, reply: bool = True
@@ -268,11 +278,12 @@ class KeyIssuer:
         revocation: KeyRevoked,
         t_in: int,
         reply: bool,
+        repeated: bool = False,
     ) -> None:
         """Store `revocation` (`revoked_keys.json`; a cluster's key stream), then apply it and
         answer (`_revoked`)."""
         api_key = revocation.revoked
-        answer = partial(self._revoked, session, request, revocation, t_in, reply)
+        answer = partial(self._revoked, session, request, revocation, t_in, reply, repeated)
         if self.shared_keys is not None:  # the others close their sessions as they learn it
             record = msgspec.json.encode(revocation)
             task = asyncio.ensure_future(self._share(_record_id(revocation), record, answer))
@@ -298,15 +309,19 @@ class KeyIssuer:
         revocation: KeyRevoked,
         t_in: int,
         reply: bool = True,
+        repeated: bool = False,
     ) -> None:
-        """Answer a revocation (if to `reply`), once stored, and apply it here at once: on a
-        cluster, not when this gateway reads its own record back (its follower may lag, or
-        be down), so the answer is never before the key is refused here (applying it again is
-        harmless)."""
+        """Answer a revocation (if to `reply`; `repeated` if its id was taken before), once
+        stored, and apply it here at once: on a cluster, not when this gateway reads its own
+        record back (its follower may lag, or be down), so the answer is never before the key
+        is refused here (applying it again is harmless)."""
         api_key = revocation.revoked
         log.info("api key revoked", extra={"api_key": api_key, "by": _key(session).account})
         if reply:
-            self._reply(session, request, _revoked_key(api_key, revocation.revoked_at_us), t_in)
+            result = _revoked_key(api_key, revocation.revoked_at_us)
+            if repeated:
+                result["repeated"] = True
+            self._reply(session, request, result, t_in)
         self._forget_key(revocation)
 
     def _note_revoked(self, revocation: KeyRevoked) -> None:

@@ -698,3 +698,56 @@ def test_a_key_not_saved_is_refused_and_issued_nowhere(
             await stop(venue)
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["at-once", "after-a-restart"])
+def test_a_revocation_not_saved_whose_key_another_id_revoked_is_done_when_sent_again(
+    tmp_path: Path, restart: bool
+) -> None:
+    """The finding of session 32's re-review: two revocations of one key at once, the second's
+    record not saved (disk full), answered 500 "send it again (under its cl_op_id: the venue
+    revokes it then)"; sent again it was refused `BAD_PARAM` "was revoked at T: nothing done"
+    before the engine was asked, after a restart too, though the engine had taken its id (a
+    deposit under it `CL_OP_ID_REUSED`). Now the engine is asked: its id, taken before, is
+    recorded with the first revocation's time and answered `repeated`; a new id on the revoked
+    key likewise, not `repeated`; without an id, still `BAD_PARAM`."""
+    data_dir = tmp_path / "data"
+    real_save = key_issuing.save_json
+    saves: list[Path] = []
+
+    def second_revocation_disk_full(path: Path, value: object) -> None:
+        if path.name == REVOKED_KEYS_FILE:
+            saves.append(path)
+            if len(saves) == 2:
+                disk_full(path, value)
+        real_save(path, value)
+
+    async def scenario() -> None:
+        venue = await start_venue(data_dir)
+        try:
+            admin = await venue.client("admin")
+            issued = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+            key = issued["api_key"]
+            asked = [("admin.revoke_key", {"api_key": key, "cl_op_id": f"w-{n}"}) for n in "ab"]
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(key_issuing, "save_json", second_revocation_disk_full)
+                first, second = [await answer for answer in pipelined(venue, admin, asked)]
+            assert second["error"]["name"] == "INTERNAL", second
+            if restart:
+                await stop(venue)
+                venue = await start_venue(data_dir)
+                admin = await venue.client("admin")
+            again = await admin.request("admin.revoke_key", asked[1][1])
+            assert again == first["result"] | {"repeated": True}
+            assert await admin.request("admin.revoke_key", asked[1][1]) == again
+            deposit = {"account": 3, "asset": "USD", "amount": "5", "cl_op_id": "w-b"}
+            assert await refusal(admin, "admin.deposit", deposit) == "CL_OP_ID_REUSED"
+            fresh = await admin.request("admin.revoke_key", {"api_key": key, "cl_op_id": "w-c"})
+            assert fresh == first["result"]
+            assert await refusal(admin, "admin.revoke_key", {"api_key": key}) == "BAD_PARAM"
+            records = json.loads((data_dir / REVOKED_KEYS_FILE).read_text())
+            assert [record["cl_op_id"] for record in records] == ["w-a", "w-b", "w-c"]
+        finally:
+            await stop(venue)
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
