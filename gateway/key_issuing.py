@@ -659,10 +659,13 @@ def _record_id(revocation: KeyRevoked) -> str:
     """A revocation's record id on a cluster's key stream, which keeps one record per id: one
     per `cl_op_id`, so that two gateways revoking one key at once under two ids keep both
     (before: `revoked:{key}` only, and the second id was lost); `_note_revoked` keeps the
-    first per key."""
+    first per key. The id goes in as the hex of its UTF-8: nats-py strips a header's value
+    (`Nats-Msg-Id`), Unicode spaces too, so ids differing only in their spaces at either end
+    shared one record id, the second dropped as a duplicate (session 32's re-review). Stable
+    across retries; gateways read the records by their payload, whatever their ids."""
     if revocation.cl_op_id is None:
         return f"revoked:{revocation.revoked}"
-    return f"revoked:{revocation.revoked}:{revocation.cl_op_id}"
+    return f"revoked:{revocation.revoked}:{revocation.cl_op_id.encode().hex()}"
 
 
 def _unsaved(failure: Exception) -> str:

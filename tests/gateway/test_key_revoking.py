@@ -15,7 +15,7 @@ from client.rest import RestClient
 from client.sdk import VenueClient, VenueError
 from gateway import key_issuing
 from gateway.auth import ApiKey
-from gateway.key_issuing import ISSUED_KEYS_FILE, REVOKED_KEYS_FILE, KeyRevoked
+from gateway.key_issuing import ISSUED_KEYS_FILE, REVOKED_KEYS_FILE, KeyRevoked, _record_id
 from tests.conftest import KEYS, Venue, start_venue
 from tests.gateway.test_rest import base, error_of, get
 from tests.gateway.test_server_admin import ledger_view, refusal
@@ -585,6 +585,11 @@ def pipelined(
     return answers
 
 
+def hexed(cl_op_id: str) -> str:
+    """A `cl_op_id` as a revocation's record id carries it (`key_issuing._record_id`)."""
+    return cl_op_id.encode().hex()
+
+
 class DedupStream(UnreadStream):
     """A cluster's key stream as JetStream keeps it: one record per record id (its
     `Nats-Msg-Id`), a second under the same id acknowledged but not stored."""
@@ -626,7 +631,7 @@ def test_a_key_revoked_at_once_under_two_ids_is_revoked_under_both(
         if cluster:  # both ids stored: a gateway reading the stream learns both
             records = [msgspec.json.decode(record) for record in stream.records[1:]]
             assert [record["cl_op_id"] for record in records] == ["one-a", "one-b"]
-            assert stream.stored[1:] == [f"revoked:{key}:one-a", f"revoked:{key}:one-b"]
+            assert stream.stored[1:] == [f"revoked:{key}:{hexed(op)}" for op in ("one-a", "one-b")]
         else:  # both ids saved: known after a restart too
             records = json.loads((venue.server.data_dir / REVOKED_KEYS_FILE).read_text())
             assert [record["cl_op_id"] for record in records] == ["one-a", "one-b"]
@@ -658,7 +663,7 @@ def test_a_cluster_revocation_whose_key_another_gateway_revoked_meanwhile_is_don
         issuer._learn_key(msgspec.json.encode(theirs))  # before race-a's outcome is back
         answered = await answer
         assert answered["result"] == {"api_key": key, "revoked_at": theirs.revoked_at_us}
-        assert stream.stored[1:] == [f"revoked:{key}:race-a"]
+        assert stream.stored[1:] == [f"revoked:{key}:{hexed('race-a')}"]
         assert msgspec.json.decode(stream.records[-1], type=KeyRevoked) == msgspec.structs.replace(
             theirs, cl_op_id="race-a"
         )
@@ -751,3 +756,16 @@ def test_a_revocation_not_saved_whose_key_another_id_revoked_is_done_when_sent_a
             await stop(venue)
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_a_revocation_s_record_id_keeps_ids_apart_that_differ_in_spaces() -> None:
+    """The finding of session 32's re-review: nats-py strips a header's value, so the
+    `Nats-Msg-Id`s of revocations under "x" and "x " (or a Unicode space) were one, and the
+    stream kept one record within its dedup window, the other id lost. Each id's record id is
+    its own now, as the header carries it, ASCII only and the same on every retry."""
+    ids = ["x", "x ", " x", "x\u3000", "x\u00a0", "\u00e9"]
+    sent = [_record_id(KeyRevoked("key-1", 1, cl_op_id)) for cl_op_id in ids]
+    assert len({record_id.strip() for record_id in sent}) == len(ids), sent
+    assert all(record_id.isascii() and record_id == record_id.strip() for record_id in sent)
+    assert sent == [_record_id(KeyRevoked("key-1", 2, cl_op_id)) for cl_op_id in ids]
+    assert _record_id(KeyRevoked("key-1", 1)) == "revoked:key-1"  # without an id: as before
