@@ -451,13 +451,10 @@ class KeyIssuer:
     ) -> None:
         """Store a new key (api_keys.json; a cluster's key stream), then answer with it (unless
         not to `reply`: its request was answered 504 already)."""
-        issued = {"api_key": key.key, "account": key.account, "scopes": sorted(key.scopes)}
-        if key.cl_op_id is not None:
-            issued["cl_op_id"] = key.cl_op_id
-        log.info("api key issued", extra=issued | {"by": by.account})
-        answer: Callable[[], None] = _answered_already
+        send: Callable[[], None] = _answered_already
         if reply:
-            answer = partial(self._send_ok, session, request_id, _issued_key(key), t_in)
+            send = partial(self._send_ok, session, request_id, _issued_key(key), t_in)
+        answer = partial(_logged_issued, key, by, send)  # logged once stored, never before
         cl_op_id = key.cl_op_id
         if self.shared_keys is not None:  # answered once the cluster's stream stored it
             task = asyncio.ensure_future(self._share_key(key, answer))
@@ -689,6 +686,16 @@ def _issued_key(key: ApiKey) -> dict[str, Any]:
         "account": key.account,
         "scopes": sorted(key.scopes),
     }
+
+
+def _logged_issued(key: ApiKey, by: ApiKey, answer: Callable[[], None]) -> None:
+    """Log a key stored (before session 32's re-review it was logged before its save, so a
+    key not saved, disk full, was logged as issued), then `answer`."""
+    issued = {"api_key": key.key, "account": key.account, "scopes": sorted(key.scopes)}
+    if key.cl_op_id is not None:
+        issued["cl_op_id"] = key.cl_op_id
+    log.info("api key issued", extra=issued | {"by": by.account})
+    answer()
 
 
 def _answered_already() -> None:

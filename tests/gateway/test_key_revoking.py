@@ -675,14 +675,19 @@ def test_a_cluster_revocation_whose_key_another_gateway_revoked_meanwhile_is_don
 
 @pytest.mark.parametrize("cl_op_id", [None, "ik-disk"])
 def test_a_key_not_saved_is_refused_and_issued_nowhere(
-    tmp_path: Path, cl_op_id: str | None
+    tmp_path: Path, cl_op_id: str | None, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An `admin.issue_key` whose `api_keys.json` cannot be written (disk full) is answered
     500 `INTERNAL` and leaves no key: under a `cl_op_id` (its id taken by the engine first,
     `IssueKey`) the failure, raised in the engine's answer, stopped the venue (as the
     revocation's did); without one, the key was kept in memory before its save, so it logged
-    on until the next start, and the next key's save stored it, never answered."""
+    on until the next start, and the next key's save stored it, never answered. Nor is it
+    logged as issued (it was, before its save)."""
     data_dir = tmp_path / "data"
+
+    def logged_issued() -> list[str]:
+        issued = [record for record in caplog.records if record.getMessage() == "api key issued"]
+        return [record.api_key for record in issued]
 
     async def scenario() -> None:
         venue = await start_venue(data_dir)
@@ -696,13 +701,16 @@ def test_a_key_not_saved_is_refused_and_issued_nowhere(
                 refused = await admin.request_raw("admin.issue_key", asked)
             assert refused["error"]["name"] == "INTERNAL", refused
             assert venue.server.dispatcher.keys.issued_keys == []
+            assert logged_issued() == []
             kept = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
             stored = json.loads((data_dir / ISSUED_KEYS_FILE).read_text())
             assert [entry["key"] for entry in stored] == [kept["api_key"]]
+            assert logged_issued() == [kept["api_key"]]
         finally:
             await stop(venue)
 
-    asyncio.run(asyncio.wait_for(scenario(), 60))
+    with caplog.at_level("INFO", logger="venue"):
+        asyncio.run(asyncio.wait_for(scenario(), 60))
 
 
 @pytest.mark.parametrize("restart", [False, True], ids=["at-once", "after-a-restart"])
