@@ -11,6 +11,7 @@ crash mid-write is never read; `remove_stray` deletes them (the server's start a
 verify` call it, with the directory theirs alone). `SNAPSHOTS_KEPT` bounds the files kept.
 """
 
+import contextlib
 import logging
 import os
 import struct
@@ -74,12 +75,17 @@ def write(directory: Path, snapshot: Snapshot) -> Path:
     header = HEADER.pack(MAGIC, snapshot.seq, zlib.crc32(body), len(body))
     final = path_for(directory, snapshot.seq)
     temporary = final.with_suffix(".tmp")
-    with open(temporary, "wb") as file:
-        file.write(header)
-        file.write(body)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, final)
+    try:
+        with open(temporary, "wb") as file:
+            file.write(header)
+            file.write(body)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, final)
+    except OSError:  # a full disk: the half-written file's space given back at once
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        raise
     fsync_directory(directory)
     for old in sorted(directory.glob("snapshot-*.bin"))[:-SNAPSHOTS_KEPT]:
         old.unlink(missing_ok=True)

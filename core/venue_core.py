@@ -416,12 +416,31 @@ class VenueCore:
         return min(CLOCK_TICK_S, max(due_in_us / 1e6, CLOCK_WAKE_MIN_S))
 
     async def _periodic_snapshots(self) -> None:
+        """Every `SNAPSHOT_INTERVAL_S` with commands since the last: a snapshot. One the disk
+        refuses (full, read-only, an I/O error) is a warning, tried again at the next
+        interval, not a stop: the journal holds every command, and a recovery replays more
+        of it meanwhile. Until session 32 it was fatal: a cluster's active core with a full
+        data directory exited 70 (`fatal: OSError: [Errno 28] No space left on device`, no
+        path) and its standby took over, ~10 s without answers."""
         last_seq = self.sequencer.last_seq
         while True:
             await asyncio.sleep(SNAPSHOT_INTERVAL_S)
-            if self.sequencer.last_seq != last_seq:
-                last_seq = self.sequencer.last_seq
-                await self.snapshot()
+            seq = self.sequencer.last_seq
+            if seq != last_seq and await self._snapshot_or_warn():
+                last_seq = seq
+
+    async def _snapshot_or_warn(self) -> bool:
+        """A periodic snapshot: written (True), or its disk's refusal logged (False)."""
+        try:
+            await self.snapshot()
+        except OSError as refused:
+            log.warning(
+                "snapshot not written: the journal holds every command; tried again in %d s",
+                SNAPSHOT_INTERVAL_S,
+                extra={"error": refused.strerror or repr(refused), "data_dir": str(self.data_dir)},
+            )
+            return False
+        return True
 
     def _count_reject(self, rejected: CommandRejected) -> None:
         """Counted for the summary line; one line each only at debug (checked first: cheap)."""

@@ -9,13 +9,14 @@ import fcntl
 import os
 import resource
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, cast
 
 import pytest
 
 from core import config as venue_config
+from core import snapshots, venue_core
 from core.journal import FileJournal, JournalLocked
 from core.ledger_writer import Bookings
 from core.sequencer import decode_command
@@ -267,6 +268,48 @@ def test_each_command_carries_its_own_transfers_and_each_refusal_is_counted_once
             range(last_before + 1, core.ledger.last_transfer_id + 1)
         )
         await core.stop()
+
+    asyncio.run(main())
+
+
+def test_a_periodic_snapshot_the_disk_refuses_is_a_warning_and_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The finding (session 32's trial): a cluster's active core whose data directory was
+    full stopped itself at its next periodic snapshot (`fatal: OSError: [Errno 28] No space
+    left on device`, exit 70) though its journal held every command. Now a warning, the
+    half-written file gone, and the snapshot written at the next interval once it can be.
+    The refusal: a directory where the snapshot's `.tmp` file goes (an OSError, as a full
+    disk's, in this process without a mount)."""
+    monkeypatch.setattr(venue_core, "SNAPSHOT_INTERVAL_S", 0.01)
+    fatals: list[BaseException | None] = []
+
+    async def until(condition: Callable[[], bool]) -> bool:
+        for _ in range(500):  # x 0.01 s
+            if condition():
+                return True
+            await asyncio.sleep(0.01)
+        return False
+
+    async def main() -> None:
+        core = _core(tmp_path)
+        await core.start()
+        core.sequencer.on_fatal = fatals.append
+        try:
+            seq = core.sequencer.last_seq + 1  # the command's, which the next snapshot is at
+            blocker = snapshots.path_for(tmp_path, seq).with_suffix(".tmp")
+            blocker.mkdir()
+            core.start_tasks()
+            await asyncio.sleep(0)  # the timers begin, at the seq before the command
+            core.sequencer.submit(CancelAll(account=1), None)
+            await core.sequencer.drain()
+            refused = await until(lambda: bool(fatals) or "snapshot not written" in caplog.text)
+            assert refused and not fatals, fatals
+            blocker.rmdir()
+            assert await until(lambda: snapshots.path_for(tmp_path, seq).exists() or bool(fatals))
+            assert not fatals, fatals
+        finally:
+            await core.stop()
 
     asyncio.run(main())
 
