@@ -87,6 +87,11 @@ GATEWAY_SCAN_S: Final = 1.0
 # the minimum, doubling to the maximum (a refused connection costs ~1 ms; a restart takes s).
 STORE_RETRY_MIN_S: Final = 0.25
 STORE_RETRY_MAX_S: Final = 2.0
+# A start whose store answers but fails its writes (a full disk: DiskFull) is tried again this
+# often, doubling: each try recovers cold (a snapshot and the stream's tail replayed), seconds
+# of CPU on a long stream, so less often than a connection is tried.
+START_RETRY_MIN_S: Final = 1.0
+START_RETRY_MAX_S: Final = 30.0
 PRUNE_MIN: Final = 1_024  # `CodOrders` drops closed orders once it holds twice its open ones
 # Gateways whose last request id logged is kept, for refusals and for drops alike
 # (`_first_logged`): a gateway sends an unanswered message again every 2 s, and it is logged
@@ -423,8 +428,10 @@ class ClusterCore:
     ) -> VenueCore | None:
         """Recover the venue from the stream and start taking the gateways' commands; first wait,
         holding the lease, for a PostgreSQL ledger store to answer (None: `stopping` was set
-        meanwhile). A start refused or failed (its store damaged, its data directory held, a
-        snapshot ahead of the stream) gives the lease up before its error is raised: a standby
+        meanwhile), and try again, holding it, a start the store answers but fails (a full
+        disk refusing the catch-up's writes: `START_RETRY_MIN_S`, doubling). Any other start
+        refused or failed (its store damaged, its data directory held, a snapshot ahead of
+        the stream) gives the lease up before its error is raised: a standby
         takes over at once, not once the term ends (until session 29 it waited the whole TTL,
         renewed meanwhile by this process's lease thread); so does one stopped (`stop_requested`
         true at a safe point of its recovery: `StartStopped`; until session 30 a takeover's
@@ -449,10 +456,34 @@ class ClusterCore:
     ) -> VenueCore | None:
         assert self.nc is not None and self.lease is not None, "the lease is held first"
         await self.lease.keep()  # on its thread: renewed while the recovery holds this loop
-        if not await self._wait_for_store(stopping or asyncio.Event()):
-            return None
+        stopping = stopping or asyncio.Event()
+        retry_s = START_RETRY_MIN_S
+        tries = 0
+        while await self._wait_for_store(stopping):
+            # the warm copy once: a failed start may have replayed onto it, so cold after
+            warm = await self.follower.stop() if tries == 0 else None
+            tries += 1
+            try:
+                return await self._start_core(warm, stop_requested)
+            except psycopg.OperationalError as failed:  # answering, yet failing the writes
+                log.warning(
+                    "the ledger store's PostgreSQL failed the start (%s): trying again in"
+                    " %.0f s, holding the lease",
+                    " ".join(str(failed).split()),
+                    retry_s,
+                    extra={"core": self.name, "tries": tries},
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), retry_s)
+            retry_s = min(retry_s * 2, START_RETRY_MAX_S)
+        return None
+
+    async def _start_core(
+        self, warm: WarmStart | None, stop_requested: Callable[[], bool] | None
+    ) -> VenueCore:
+        """Recover (from `warm`, or cold), then take the gateways' commands."""
+        assert self.nc is not None, "connected first"
         loop = asyncio.get_running_loop()
-        warm = await self.follower.stop()
         if warm is None:
             self.cod_orders.restore([])  # rebuilt by the cold recovery (snapshot, replay)
         journal = await loop.run_in_executor(None, JetStreamJournal, self.servers)
