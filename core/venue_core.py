@@ -198,6 +198,10 @@ class VenueCore:
 
     async def snapshot(self) -> Path:
         """Write the state as of the last durable command, without stopping the venue."""
+        return await self._write_snapshot(await self._capture())
+
+    async def _capture(self) -> snapshots.Snapshot:
+        """The state as of the last durable command, its transfers in the store."""
         await self.sequencer.drain()
         # Captured right after the drain, with no await between: every command the image
         # includes is durable, and its transfers are in the store before the file exists.
@@ -208,6 +212,9 @@ class VenueCore:
             self.first_staleness_us,
         )
         await self._store_flushed()
+        return image
+
+    async def _write_snapshot(self, image: snapshots.Snapshot) -> Path:
         started = time.perf_counter()
         path: Path = await self._on_io(snapshots.write, self.data_dir, image)
         elapsed_ms = round((time.perf_counter() - started) * 1e3, 1)
@@ -430,9 +437,11 @@ class VenueCore:
                 last_seq = seq
 
     async def _snapshot_or_warn(self) -> bool:
-        """A periodic snapshot: written (True), or its disk's refusal logged (False)."""
+        """A periodic snapshot: written (True), or its disk's refusal logged (False). Only the
+        file's write is forgiven: a journal's or store's failure met first is raised (fatal)."""
+        image = await self._capture()
         try:
-            await self.snapshot()
+            await self._write_snapshot(image)
         except OSError as refused:
             log.warning(
                 "snapshot not written: the journal holds every command; tried again in %d s",
