@@ -4,9 +4,11 @@ that write made the core exit 2 (`cannot start: the ledger store: could not exte
 No space left on device`), the lease given up to no one: the standby had taken over from an
 active core that exited 70 on the same full disk, so no core was left, even once the disk had
 room (session 32's trial). Now the core holds the lease and tries its start again, saying so,
-and serves once the store takes the writes. A real nats-server (one node), a real PostgreSQL
-whose `transfers` refuse inserts with the server's own `disk_full` error (a trigger: a full
-disk in this process without a mount), `ClusterCore`s in this process."""
+and serves once the store takes the writes; a start the store fails otherwise (a statement
+timeout of one core's role) gives the lease up to a standby. A real nats-server (one node), a
+real PostgreSQL whose `transfers` refuse inserts with the server's own `disk_full` or
+`query_canceled` error (a trigger: a full disk or one role's timeout in this process without
+a mount or a slow query), `ClusterCore`s in this process."""
 
 import asyncio
 from collections.abc import Iterator
@@ -14,12 +16,16 @@ from pathlib import Path
 
 import msgspec
 import psycopg
+import psycopg.errors
 import pytest
+from psycopg.conninfo import make_conninfo
 
 from cluster.nats import NatsCluster
 from core import config as venue_config
-from core.cluster_core import ClusterCore
+from core.cluster_core import ClusterCore, held_through
 from core.ledger_writer import open_store
+from engine.commands import PlaceOrder
+from engine.enums import Side
 from tests.sample_config import SAMPLE_CONFIG
 
 SCENARIO_TIMEOUT_S = 60
@@ -31,6 +37,22 @@ BEGIN RAISE EXCEPTION 'could not extend file: No space left on device'
 CREATE TRIGGER full_disk BEFORE INSERT ON transfers FOR EACH ROW EXECUTE FUNCTION refuse_as_full();
 """
 DISK_FREED = "DROP TRIGGER full_disk ON transfers"
+# Core b's connections (`options`) time out on every insert into `transfers`: its role's
+# statement_timeout, which a takeover's catch-up chunk always exceeds (session 32's review).
+CANCEL_CORE_B = """
+CREATE FUNCTION cancel_core_b() RETURNS trigger AS $$
+BEGIN
+    IF current_setting('tokenvenue.core', true) = 'b' THEN
+        RAISE EXCEPTION 'canceling statement due to statement timeout'
+            USING ERRCODE = 'query_canceled';
+    END IF;
+    RETURN NEW;
+END $$ LANGUAGE plpgsql;
+CREATE TRIGGER core_b_timeout BEFORE INSERT ON transfers
+    FOR EACH ROW EXECUTE FUNCTION cancel_core_b();
+"""
+CORE_B_OPTIONS = "-c tokenvenue.core=b"
+TAIL_ORDERS = 3  # placed after the standby stopped following: replayed onto its warm copy
 
 
 @pytest.fixture
@@ -84,3 +106,157 @@ def test_a_takeover_whose_store_refuses_its_catch_up_holds_the_lease_and_serves_
 
     booked, stored = asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S * 2))
     assert booked > 0 and stored == booked
+
+
+def with_store(config: venue_config.VenueConfig, dsn: str) -> venue_config.VenueConfig:
+    """`config` with its ledger store the PostgreSQL at `dsn`."""
+    venue = msgspec.structs.replace(config.venue, ledger_postgres=dsn)
+    return msgspec.structs.replace(config, venue=venue)
+
+
+async def wait_until(done: "asyncio.Future[bool]") -> None:
+    """Until `done` finished (bounded: `WAIT_TRIES`)."""
+    for _ in range(WAIT_TRIES):
+        if done.done():
+            return
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    ("failure", "held"),
+    [
+        (psycopg.errors.DiskFull, True),  # class 53: the store's resources
+        (psycopg.errors.OutOfMemory, True),
+        (psycopg.errors.TooManyConnections, True),
+        (psycopg.errors.ConnectionFailure, True),  # class 08: the connection lost
+        (psycopg.errors.AdminShutdown, True),  # 57P01-57P03: the server stops or starts
+        (psycopg.errors.CannotConnectNow, True),
+        (psycopg.OperationalError, True),  # no SQLSTATE: libpq lost the connection
+        (psycopg.errors.QueryCanceled, False),  # a statement timeout: maybe this role's alone
+        (psycopg.errors.LockNotAvailable, False),
+        (psycopg.errors.SerializationFailure, False),
+        (psycopg.errors.ProgramLimitExceeded, False),
+        (psycopg.errors.IoError, False),
+    ],
+)
+def test_a_start_is_retried_holding_the_lease_only_for_the_store_s_resources_or_connection(
+    failure: type[psycopg.OperationalError], held: bool
+) -> None:
+    assert held_through(failure("failed")) is held
+
+
+def test_a_start_failing_for_one_core_alone_gives_the_lease_up_to_a_standby(
+    node: NatsCluster, tmp_path: Path, postgres_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: core b retried its start holding the lease for ever, every try timed out by
+    its role, and core c, whose connections work, waited as a standby for ever."""
+    sqlite_config = venue_config.load(SAMPLE_CONFIG)
+    core_b_dsn = make_conninfo(postgres_dsn, options=CORE_B_OPTIONS)
+    open_store(tmp_path / "unused.sqlite", postgres_dsn).close()  # its tables made
+    with psycopg.connect(postgres_dsn, autocommit=True) as connection:
+        connection.execute(CANCEL_CORE_B)
+
+    async def scenario() -> tuple[int, int]:
+        first = ClusterCore(sqlite_config, tmp_path / "core-a", node.url, "core-a")
+        assert await first.wait_for_lease(asyncio.Event())
+        started = await first.activate()
+        assert started is not None
+        booked = started.ledger.last_transfer_id
+        await first.stop()
+        stopping_b = asyncio.Event()
+        core_b = ClusterCore(with_store(sqlite_config, core_b_dsn), tmp_path / "b", node.url, "b")
+        core_c = ClusterCore(with_store(sqlite_config, postgres_dsn), tmp_path / "c", node.url, "c")
+        assert await core_b.wait_for_lease(stopping_b)  # nobody else contends yet
+        contending = asyncio.ensure_future(core_c.wait_for_lease(asyncio.Event()))
+        activating_b = asyncio.ensure_future(core_b.activate(stopping_b))
+        try:
+            await wait_until(contending)
+            assert contending.done(), "core c never took the lease: core b held it"
+            assert contending.result()
+            assert await core_c.activate() is not None
+            assert not activating_b.done(), "core b waits as a standby"
+            stopping_b.set()
+            assert await asyncio.wait_for(activating_b, SCENARIO_TIMEOUT_S) is None
+            store = open_store(tmp_path / "unused.sqlite", postgres_dsn)
+            try:
+                return booked, store.last_transfer_id()
+            finally:
+                store.close()
+        finally:
+            for task in (contending, activating_b):
+                if not task.done():
+                    task.cancel()
+            await core_b.stop()
+            await core_c.stop()
+
+    booked, stored = asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S * 2))
+    assert booked > 0 and stored == booked
+    assert "failed the start (sqlstate 57014:" in caplog.text
+    assert "giving the lease up to a standby" in caplog.text
+
+
+def test_a_start_retried_after_a_failed_warm_one_recovers_cold_to_the_active_s_state(
+    node: NatsCluster, tmp_path: Path, postgres_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The failed first try took the standby's warm copy and replayed the stream's tail onto
+    it; a second try reusing that copy would replay the tail twice (orders placed twice)."""
+    sqlite_config = venue_config.load(SAMPLE_CONFIG)
+    open_store(tmp_path / "unused.sqlite", postgres_dsn).close()  # its tables made
+    with psycopg.connect(postgres_dsn, autocommit=True) as connection:
+        connection.execute(REFUSE_TRANSFERS)
+
+    async def scenario() -> tuple[str, str, int]:
+        first = ClusterCore(sqlite_config, tmp_path / "core-a", node.url, "core-a")
+        assert await first.wait_for_lease(asyncio.Event())
+        started = await first.activate()
+        assert started is not None
+        second = ClusterCore(with_store(sqlite_config, postgres_dsn), tmp_path / "b", node.url, "b")
+        contending = asyncio.ensure_future(second.wait_for_lease(asyncio.Event()))
+        activating: asyncio.Future[object] | None = None
+        try:
+            built = started.sequencer.last_seq
+            for _ in range(WAIT_TRIES):
+                if second.follower.seq == built:
+                    break
+                await asyncio.sleep(0.05)
+            assert second.follower.seq == built > 0, "the standby never followed the build"
+            await second.follower.stop()  # it lags from here: the tail is not in its copy
+            for number in range(TAIL_ORDERS):
+                started.sequencer.submit(place(f"tail-{number}"))
+            await started.sequencer.drain()
+            active_hash = started.venue.state_hash()
+            await first.stop()
+            assert await asyncio.wait_for(contending, SCENARIO_TIMEOUT_S)
+            activating = asyncio.ensure_future(second.activate())
+            for _ in range(WAIT_TRIES):
+                if activating.done() or "failed the start" in caplog.text:
+                    break
+                await asyncio.sleep(0.05)
+            assert not activating.done(), activating.result()
+            with psycopg.connect(postgres_dsn, autocommit=True) as connection:
+                connection.execute(DISK_FREED)
+            core = await asyncio.wait_for(activating, SCENARIO_TIMEOUT_S)
+            assert core is not None
+            return active_hash, core.venue.state_hash(), len(core.venue.orders)
+        finally:
+            for task in (contending, activating):
+                if task is not None and not task.done():
+                    task.cancel()
+            await second.stop()
+
+    active_hash, taken_hash, orders = asyncio.run(
+        asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S * 2)
+    )
+    assert orders == TAIL_ORDERS
+    assert taken_hash == active_hash
+
+
+def place(cl_ord_id: str) -> PlaceOrder:
+    return PlaceOrder(
+        account=1,
+        symbol="AAPLx-USD",
+        side=Side.BUY,
+        price=18_000,
+        qty=1_000_000,
+        cl_ord_id=cl_ord_id,
+    )
