@@ -69,8 +69,20 @@ def path_for(directory: Path, seq: int) -> Path:
     return directory / f"snapshot-{seq:020d}.bin"
 
 
+class SnapshotUnsettled(OSError):
+    """The snapshot's file is in place (`path`), but a step after its rename failed (`step`):
+    the directory's fsync (the rename may not survive a crash; older files are kept) or the
+    removal of an older file. An OSError still: a stop's snapshot fails as before."""
+
+    def __init__(self, path: Path, step: str, failed: OSError) -> None:
+        super().__init__(failed.errno, failed.strerror)
+        self.path = path
+        self.step = step
+
+
 def write(directory: Path, snapshot: Snapshot) -> Path:
-    """Write `snapshot` atomically; returns its path. Older files beyond the kept few go."""
+    """Write `snapshot` atomically; returns its path. Older files beyond the kept few go. A
+    failure before the rename leaves no file (`OSError`), one after it `SnapshotUnsettled`."""
     body = msgspec.msgpack.encode(snapshot)
     header = HEADER.pack(MAGIC, snapshot.seq, zlib.crc32(body), len(body))
     final = path_for(directory, snapshot.seq)
@@ -86,9 +98,15 @@ def write(directory: Path, snapshot: Snapshot) -> Path:
         with contextlib.suppress(OSError):
             temporary.unlink(missing_ok=True)
         raise
-    fsync_directory(directory)
-    for old in sorted(directory.glob("snapshot-*.bin"))[:-SNAPSHOTS_KEPT]:
-        old.unlink(missing_ok=True)
+    try:
+        fsync_directory(directory)
+    except OSError as failed:
+        raise SnapshotUnsettled(final, "its directory not synced", failed) from failed
+    try:
+        for old in sorted(directory.glob("snapshot-*.bin"))[:-SNAPSHOTS_KEPT]:
+            old.unlink(missing_ok=True)
+    except OSError as failed:
+        raise SnapshotUnsettled(final, "an older snapshot not removed", failed) from failed
     return final
 
 

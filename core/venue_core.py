@@ -55,7 +55,9 @@ LOCK_FILE = "venue.lock"  # flocked by the core for its life: one venue per data
 # (durably) at its next start before anything is accepted: a start that finds none follows
 # a crash, after which the orders placed with cancel-on-disconnect on are canceled.
 CLEAN_STOP_FILE = "clean-stop"
-SNAPSHOT_INTERVAL_S = 60  # recovery replays at most a minute of journal after the snapshot
+# Recovery replays about a minute of journal after the snapshot; more while the disk refuses
+# snapshots (`_snapshot_or_warn`): all that came after the last one written.
+SNAPSHOT_INTERVAL_S = 60
 CLOCK_TICK_S = 0.05  # how often the venue's clock is advanced for gtd expiries and maturity
 # The clock also wakes when a dead-man's switch is due sooner than its next tick (its deadline
 # is what a market maker counts on; gtd expiries and maturities keep the tick: a canceled gtd
@@ -442,6 +444,14 @@ class VenueCore:
         image = await self._capture()
         try:
             await self._write_snapshot(image)
+        except snapshots.SnapshotUnsettled as unsettled:  # the file is there: said so
+            log.warning(
+                "snapshot written, but %s: tried again in %d s",
+                unsettled.step,
+                SNAPSHOT_INTERVAL_S,
+                extra={"error": unsettled.strerror or repr(unsettled), "path": str(unsettled.path)},
+            )
+            return False
         except OSError as refused:
             log.warning(
                 "snapshot not written: the journal holds every command; tried again in %d s",
