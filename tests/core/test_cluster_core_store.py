@@ -21,6 +21,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from cluster.nats import NatsCluster
+from core import cluster_core
 from core import config as venue_config
 from core.cluster_core import ClusterCore, held_through
 from core.ledger_writer import open_store
@@ -145,16 +146,18 @@ def test_a_start_is_retried_holding_the_lease_only_for_the_store_s_resources_or_
     assert held_through(failure("failed")) is held
 
 
-def test_a_start_failing_for_one_core_alone_gives_the_lease_up_to_a_standby(
-    node: NatsCluster, tmp_path: Path, postgres_dsn: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Before: core b retried its start holding the lease for ever, every try timed out by
-    its role, and core c, whose connections work, waited as a standby for ever."""
+def standby_takes_over(
+    node: NatsCluster, tmp_path: Path, postgres_dsn: str, refusal: str, freed: str | None
+) -> tuple[int, int]:
+    """Core b (its connections' `CORE_B_OPTIONS`) takes the lease first and fails its start
+    (`refusal`, run on the store), core c contends meanwhile; once c holds the lease (the
+    store's `freed` run first, if any), c's start must serve, and b waits as a standby until
+    stopped. The transfers the stream booked, and the store's last, after."""
     sqlite_config = venue_config.load(SAMPLE_CONFIG)
     core_b_dsn = make_conninfo(postgres_dsn, options=CORE_B_OPTIONS)
     open_store(tmp_path / "unused.sqlite", postgres_dsn).close()  # its tables made
     with psycopg.connect(postgres_dsn, autocommit=True) as connection:
-        connection.execute(CANCEL_CORE_B)
+        connection.execute(refusal)
 
     async def scenario() -> tuple[int, int]:
         first = ClusterCore(sqlite_config, tmp_path / "core-a", node.url, "core-a")
@@ -173,6 +176,9 @@ def test_a_start_failing_for_one_core_alone_gives_the_lease_up_to_a_standby(
             await wait_until(contending)
             assert contending.done(), "core c never took the lease: core b held it"
             assert contending.result()
+            if freed is not None:
+                with psycopg.connect(postgres_dsn, autocommit=True) as connection:
+                    connection.execute(freed)
             assert await core_c.activate() is not None
             assert not activating_b.done(), "core b waits as a standby"
             stopping_b.set()
@@ -189,9 +195,37 @@ def test_a_start_failing_for_one_core_alone_gives_the_lease_up_to_a_standby(
             await core_b.stop()
             await core_c.stop()
 
-    booked, stored = asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S * 2))
+    return asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S * 2))
+
+
+def test_a_start_failing_for_one_core_alone_gives_the_lease_up_to_a_standby(
+    node: NatsCluster, tmp_path: Path, postgres_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: core b retried its start holding the lease for ever, every try timed out by
+    its role, and core c, whose connections work, waited as a standby for ever."""
+    booked, stored = standby_takes_over(node, tmp_path, postgres_dsn, CANCEL_CORE_B, None)
     assert booked > 0 and stored == booked
     assert "failed the start (sqlstate 57014:" in caplog.text
+    assert "giving the lease up to a standby" in caplog.text
+
+
+def test_a_start_failing_for_the_store_s_resources_too_long_gives_the_lease_up(
+    node: NatsCluster,
+    tmp_path: Path,
+    postgres_dsn: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A full disk is retried holding the lease, but not past `START_HELD_MAX_S` (three
+    terms; 0.3 s here, tries 0.2 s apart): then a standby gets a turn."""
+    monkeypatch.setattr(cluster_core, "START_RETRY_MIN_S", 0.2)
+    monkeypatch.setattr(cluster_core, "START_HELD_MAX_S", 0.3)
+    freed = DISK_FREED
+    booked, stored = standby_takes_over(node, tmp_path, postgres_dsn, REFUSE_TRANSFERS, freed)
+    assert booked > 0 and stored == booked
+    held = "failed the start (sqlstate 53100: could not extend file: No space left on device"
+    assert f"{held} CONTEXT" in caplog.text
+    assert "s, holding the lease" in caplog.text
     assert "giving the lease up to a standby" in caplog.text
 
 
