@@ -72,10 +72,11 @@ def path_for(directory: Path, seq: int) -> Path:
 class SnapshotUnsettled(OSError):
     """The snapshot's file is in place (`path`), but a step after its rename failed (`step`):
     the directory's fsync (the rename may not survive a crash; older files are kept) or the
-    removal of an older file. An OSError still: a stop's snapshot fails as before."""
+    removal of an older file. An OSError still, naming the file that failed (`filename`, as
+    `failed` did): a stop's snapshot fails as before, its line naming that file."""
 
     def __init__(self, path: Path, step: str, failed: OSError) -> None:
-        super().__init__(failed.errno, failed.strerror)
+        super().__init__(failed.errno, failed.strerror, failed.filename)
         self.path = path
         self.step = step
 

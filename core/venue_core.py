@@ -449,7 +449,11 @@ class VenueCore:
                 "snapshot written, but %s: tried again in %d s",
                 unsettled.step,
                 SNAPSHOT_INTERVAL_S,
-                extra={"error": unsettled.strerror or repr(unsettled), "path": str(unsettled.path)},
+                extra={
+                    "error": unsettled.strerror or repr(unsettled),
+                    "path": str(unsettled.path),
+                    "failed_path": unsettled.filename,  # the older file not removed, if named
+                },
             )
             return False
         except OSError as refused:
