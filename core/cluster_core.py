@@ -34,7 +34,12 @@ from nats.aio.msg import Msg
 
 from core import config as venue_config
 from core import snapshots
-from core.jetstream_journal import STREAM_DEFAULT, SUBJECT_DEFAULT, JetStreamJournal
+from core.jetstream_journal import (
+    STREAM_DEFAULT,
+    SUBJECT_DEFAULT,
+    JetStreamJournal,
+    close_connection,
+)
 from core.lease import key_held, open_bucket
 from core.lease_thread import ThreadLease
 from core.nats_bus import (
@@ -417,7 +422,8 @@ class ClusterCore:
             replicas=replicas,
             thread_name=f"venue-core-{self.name}-lease",
         )
-        await self.lease.open()
+        if not await self._open_unless(self.lease, stopping):
+            return False
         await open_bucket(js, GATEWAY_LEASE_BUCKET, GATEWAY_LEASE_TTL_S, replicas)  # read later
         announced = False
         following = self.follower.following
@@ -436,6 +442,24 @@ class ClusterCore:
             if not following:
                 following = await self._follow()
             await asyncio.sleep(LEASE_POLL_S * 2)
+        return False
+
+    @staticmethod
+    async def _open_unless(lease: ThreadLease, stopping: asyncio.Event) -> bool:
+        """Open `lease` (True), or give it back, its open canceled, once `stopping` is set
+        first (False): its connection tries for ever while NATS is down, and a stop during a
+        give-up (`_stand_by_again`) waited behind it until session 32's second review."""
+        opening = asyncio.ensure_future(lease.open())
+        stopped = asyncio.ensure_future(stopping.wait())
+        await asyncio.wait((opening, stopped), return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if opening.done():
+            opening.result()  # its error raised
+            return True
+        opening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await opening
+        await lease.release()
         return False
 
     async def _connect_unless(self, stopping: asyncio.Event) -> Client | None:
@@ -496,9 +520,10 @@ class ClusterCore:
             await self.lease.keep()  # on its thread: renewed while the recovery holds this loop
             try:
                 return await self._try_starts(stopping, stop_requested)
-            except _StartGivenUp:
-                if not await self._stand_by_again(stopping):
-                    return None
+            except _StartGivenUp:  # left before standing by: its traceback held the failed
+                pass  # try's frames (its VenueCore, venue, ledger, warm copy) for the standby
+            if not await self._stand_by_again(stopping):
+                return None
 
     async def _try_starts(
         self, stopping: asyncio.Event, stop_requested: Callable[[], bool] | None
@@ -558,6 +583,8 @@ class ClusterCore:
         await self._follow()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), LEASE_TTL_S)
+        if stopping.is_set():  # not contending again: a stop must not wait for NATS
+            return False
         return await self.wait_for_lease(stopping)
 
     async def _start_core(
@@ -656,8 +683,8 @@ class ClusterCore:
             await self.follower.stop()  # a standby's
         if self.lease is not None:
             await self.lease.release()
-        if self.nc is not None:
-            await self.nc.close()
+        if self.nc is not None:  # NATS down: nothing left to flush (it raised until s32)
+            await close_connection(self.nc)
 
     async def _watch_gateways(self) -> None:
         """Every `GATEWAY_SCAN_S`: cancel the open cod orders of each gateway whose lease is

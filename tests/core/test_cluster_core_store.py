@@ -11,6 +11,7 @@ real PostgreSQL whose `transfers` refuse inserts with the server's own `disk_ful
 a mount or a slow query), `ClusterCore`s in this process."""
 
 import asyncio
+import gc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from core import cluster_core
 from core import config as venue_config
 from core.cluster_core import ClusterCore, held_through
 from core.ledger_writer import open_store
+from core.venue_core import VenueCore
 from engine.commands import PlaceOrder
 from engine.enums import Side
 from tests.sample_config import SAMPLE_CONFIG
@@ -146,6 +148,14 @@ def test_a_start_is_retried_holding_the_lease_only_for_the_store_s_resources_or_
     assert held_through(failure("failed")) is held
 
 
+def started_cores(data_dir: Path) -> list[VenueCore]:
+    """The `VenueCore`s on `data_dir` still alive (garbage collected first). A core standing
+    by after a failed start held that try's (its venue, ledger and the warm copy it replayed
+    onto) for its whole wait, in the give-up's traceback, until session 32's second review."""
+    gc.collect()
+    return [o for o in gc.get_objects() if isinstance(o, VenueCore) and o.data_dir == data_dir]
+
+
 def standby_takes_over(
     node: NatsCluster, tmp_path: Path, postgres_dsn: str, refusal: str, freed: str | None
 ) -> tuple[int, int]:
@@ -176,6 +186,7 @@ def standby_takes_over(
             await wait_until(contending)
             assert contending.done(), "core c never took the lease: core b held it"
             assert contending.result()
+            assert not started_cores(tmp_path / "b"), "b's failed try is held while it stands by"
             if freed is not None:
                 with psycopg.connect(postgres_dsn, autocommit=True) as connection:
                     connection.execute(freed)
