@@ -187,6 +187,9 @@ def standby_takes_over(
             assert contending.done(), "core c never took the lease: core b held it"
             assert contending.result()
             assert not started_cores(tmp_path / "b"), "b's failed try is held while it stands by"
+            # c took the lease b gave up (its delete), not one left to expire: b still waits
+            # out its term (no lease of its own yet) before it contends again
+            assert core_b.lease is None, "c took the lease only after b's term"
             if freed is not None:
                 with psycopg.connect(postgres_dsn, autocommit=True) as connection:
                     connection.execute(freed)
