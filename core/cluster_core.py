@@ -21,6 +21,7 @@ of a gateway whose lease (core/nats_bus.py) is gone, as commands through the str
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -33,7 +34,12 @@ from nats.aio.msg import Msg
 
 from core import config as venue_config
 from core import snapshots
-from core.jetstream_journal import STREAM_DEFAULT, SUBJECT_DEFAULT, JetStreamJournal
+from core.jetstream_journal import (
+    STREAM_DEFAULT,
+    SUBJECT_DEFAULT,
+    JetStreamJournal,
+    close_connection,
+)
 from core.lease import key_held, open_bucket
 from core.lease_thread import ThreadLease
 from core.nats_bus import (
@@ -87,6 +93,23 @@ GATEWAY_SCAN_S: Final = 1.0
 # the minimum, doubling to the maximum (a refused connection costs ~1 ms; a restart takes s).
 STORE_RETRY_MIN_S: Final = 0.25
 STORE_RETRY_MAX_S: Final = 2.0
+# A start whose store answers but fails its writes (a full disk: DiskFull) is tried again this
+# often, doubling: each try after the first recovers cold (this core's snapshot, if any, and
+# the stream after it: a former standby has none, so the whole stream), seconds of CPU on a
+# long stream, so less often than a connection is tried.
+START_RETRY_MIN_S: Final = 1.0
+START_RETRY_MAX_S: Final = 30.0
+# Failed starts are retried holding the lease for this long at most (a few terms: a full disk
+# freed by an operator within them keeps the core), then the lease is given up to a standby,
+# whose store or role may fare better, and this core contends again as one.
+START_HELD_MAX_S: Final = 3 * LEASE_TTL_S
+# SQLSTATEs of a failed start that are the store's, not this core's, so worth the lease held:
+# class 53 (insufficient resources: a full disk, its memory, its connections), class 08 (the
+# connection lost) and a server shutting down or starting (57P01-57P03). Any other (a
+# statement timeout of this core's role, a lock, a serialization failure) may fail this core
+# alone, for ever: the lease is given up at once.
+START_HELD_CLASSES: Final = ("53", "08")
+START_HELD_STATES: Final = frozenset({"57P01", "57P02", "57P03"})
 PRUNE_MIN: Final = 1_024  # `CodOrders` drops closed orders once it holds twice its open ones
 # Gateways whose last request id logged is kept, for refusals and for drops alike
 # (`_first_logged`): a gateway sends an unanswered message again every 2 s, and it is logged
@@ -98,6 +121,18 @@ LOGGED_GATEWAYS_MAX: Final = 64
 def _probe_postgres(dsn: str) -> None:
     """Open and close one connection to `dsn` (a psycopg error: not reachable)."""
     psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT_S).close()
+
+
+def held_through(failed: psycopg.OperationalError) -> bool:
+    """Whether a start that failed so is retried holding the lease (`START_HELD_CLASSES`,
+    `START_HELD_STATES`); no SQLSTATE at all: libpq lost the connection, as when refused."""
+    state = failed.sqlstate
+    return state is None or state[:2] in START_HELD_CLASSES or state in START_HELD_STATES
+
+
+class _StartGivenUp(Exception):
+    """The start failed in a way that is not waited out holding the lease (`held_through`),
+    or for longer than `START_HELD_MAX_S`: the lease is to be given up to a standby."""
 
 
 def notes_cod(command: Command | None) -> bool:
@@ -293,6 +328,10 @@ class Follower:
         self._follow = follow
         self._watch = asyncio.create_task(follow.watch())
 
+    @property
+    def following(self) -> bool:
+        return self._follow is not None
+
     async def stop(self) -> WarmStart | None:
         """Stop following; the state so far, unless it cannot be trusted."""
         self._stop_watching()
@@ -358,12 +397,15 @@ class ClusterCore:
         self.core: VenueCore | None = None
         self.nc: Client | None = None
         self.lease: ThreadLease | None = None
-        staleness_us = venue_config.reserve_staleness_max_us(config)
-        self.follower = Follower(self.codec, self.cod_orders, staleness_us)
+        self.follower = self._new_follower()
+
+    def _new_follower(self) -> Follower:
+        staleness_us = venue_config.reserve_staleness_max_us(self.config)
+        return Follower(self.codec, self.cod_orders, staleness_us)
 
     async def wait_for_lease(self, stopping: asyncio.Event) -> bool:
         """Contend until this core holds the lease (True) or `stopping` is set (False)."""
-        nc = await self._connect_unless(stopping)
+        nc = self.nc or await self._connect_unless(stopping)  # connected: contending again
         if nc is None:
             return False
         self.nc = nc
@@ -380,10 +422,11 @@ class ClusterCore:
             replicas=replicas,
             thread_name=f"venue-core-{self.name}-lease",
         )
-        await self.lease.open()
+        if not await self._open_unless(self.lease, stopping):
+            return False
         await open_bucket(js, GATEWAY_LEASE_BUCKET, GATEWAY_LEASE_TTL_S, replicas)  # read later
         announced = False
-        following = False
+        following = self.follower.following
         while not stopping.is_set():
             if await self.lease.try_acquire():
                 log.info("holding the lease: active core", extra={"core": self.name})
@@ -399,6 +442,24 @@ class ClusterCore:
             if not following:
                 following = await self._follow()
             await asyncio.sleep(LEASE_POLL_S * 2)
+        return False
+
+    @staticmethod
+    async def _open_unless(lease: ThreadLease, stopping: asyncio.Event) -> bool:
+        """Open `lease` (True), or give it back, its open canceled, once `stopping` is set
+        first (False): its connection tries for ever while NATS is down, and a stop during a
+        give-up (`_stand_by_again`) waited behind it until session 32's second review."""
+        opening = asyncio.ensure_future(lease.open())
+        stopped = asyncio.ensure_future(stopping.wait())
+        await asyncio.wait((opening, stopped), return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if opening.done():
+            opening.result()  # its error raised
+            return True
+        opening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await opening
+        await lease.release()
         return False
 
     async def _connect_unless(self, stopping: asyncio.Event) -> Client | None:
@@ -423,8 +484,14 @@ class ClusterCore:
     ) -> VenueCore | None:
         """Recover the venue from the stream and start taking the gateways' commands; first wait,
         holding the lease, for a PostgreSQL ledger store to answer (None: `stopping` was set
-        meanwhile). A start refused or failed (its store damaged, its data directory held, a
-        snapshot ahead of the stream) gives the lease up before its error is raised: a standby
+        meanwhile), and try again, holding it, a start the store answers but fails for want
+        of a resource or of its connection (a full disk refusing the catch-up's writes:
+        `held_through`; `START_RETRY_MIN_S`, doubling, for `START_HELD_MAX_S` at most). A start
+        the store fails otherwise (a statement timeout of this core's role), or for longer,
+        gives the lease up and contends again as a standby (`_stand_by_again`): until
+        session 32's review it held the lease for ever, and a healthy standby never took
+        over. Any other start refused or failed (its store damaged, its data directory held,
+        a snapshot ahead of the stream) gives the lease up before its error is raised: a standby
         takes over at once, not once the term ends (until session 29 it waited the whole TTL,
         renewed meanwhile by this process's lease thread); so does one stopped (`stop_requested`
         true at a safe point of its recovery: `StartStopped`; until session 30 a takeover's
@@ -447,12 +514,85 @@ class ClusterCore:
     async def _activate(
         self, stopping: asyncio.Event | None, stop_requested: Callable[[], bool] | None
     ) -> VenueCore | None:
-        assert self.nc is not None and self.lease is not None, "the lease is held first"
-        await self.lease.keep()  # on its thread: renewed while the recovery holds this loop
-        if not await self._wait_for_store(stopping or asyncio.Event()):
-            return None
+        stopping = stopping or asyncio.Event()
+        while True:
+            assert self.nc is not None and self.lease is not None, "the lease is held first"
+            await self.lease.keep()  # on its thread: renewed while the recovery holds this loop
+            try:
+                return await self._try_starts(stopping, stop_requested)
+            except _StartGivenUp:  # left before standing by: its traceback held the failed
+                pass  # try's frames (its VenueCore, venue, ledger, warm copy) for the standby
+            if not await self._stand_by_again(stopping):
+                return None
+
+    async def _try_starts(
+        self, stopping: asyncio.Event, stop_requested: Callable[[], bool] | None
+    ) -> VenueCore | None:
+        """Start once the store answers, again after a failure `held_through` the lease, for
+        `START_HELD_MAX_S` at most (`_StartGivenUp` raised then, and for any other)."""
+        retry_s = START_RETRY_MIN_S
+        tries = 0
+        give_up_at: float | None = None
+        while await self._wait_for_store(stopping):
+            warm = None
+            if tries == 0:  # the warm copy once: a failed start may have replayed onto it
+                warm = await self.follower.stop()
+                self.follower = self._new_follower()  # so held by that start alone
+            tries += 1
+            try:
+                return await self._start_core(warm, stop_requested)
+            except psycopg.OperationalError as failed:  # answering, yet failing the start
+                now = time.monotonic()
+                give_up_at = give_up_at or now + START_HELD_MAX_S
+                held = held_through(failed) and now < give_up_at
+                self._say_start_failed(failed, tries, retry_s if held else None)
+                if not held:
+                    raise _StartGivenUp from failed
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), retry_s)
+            retry_s = min(retry_s * 2, START_RETRY_MAX_S)
+        return None
+
+    def _say_start_failed(
+        self, failed: psycopg.OperationalError, tries: int, retry_s: float | None
+    ) -> None:
+        then = (
+            "giving the lease up to a standby"
+            if retry_s is None
+            else f"trying again in {retry_s:.0f} s, holding the lease"
+        )
+        log.warning(
+            "the ledger store's PostgreSQL failed the start (sqlstate %s: %s): %s",
+            failed.sqlstate or "none",
+            " ".join(str(failed).split()),
+            then,
+            extra={"core": self.name, "tries": tries},
+        )
+
+    async def _stand_by_again(self, stopping: asyncio.Event) -> bool:
+        """Give the lease up, follow the stream afresh as a standby (a failed start may have
+        replayed onto the codec and the cod orders: new ones), and contend again after a
+        term (`LEASE_TTL_S`), in which a standby polling every 0.2 s takes the lease; True
+        once held again, False once `stopping` is set."""
+        assert self.lease is not None
+        await self.lease.release()
+        self.lease = None
+        self.codec = ClusterCodec()
+        self.cod_orders = CodOrders()
+        self.follower = self._new_follower()
+        await self._follow()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), LEASE_TTL_S)
+        if stopping.is_set():  # not contending again: a stop must not wait for NATS
+            return False
+        return await self.wait_for_lease(stopping)
+
+    async def _start_core(
+        self, warm: WarmStart | None, stop_requested: Callable[[], bool] | None
+    ) -> VenueCore:
+        """Recover (from `warm`, or cold), then take the gateways' commands."""
+        assert self.nc is not None, "connected first"
         loop = asyncio.get_running_loop()
-        warm = await self.follower.stop()
         if warm is None:
             self.cod_orders.restore([])  # rebuilt by the cold recovery (snapshot, replay)
         journal = await loop.run_in_executor(None, JetStreamJournal, self.servers)
@@ -543,8 +683,8 @@ class ClusterCore:
             await self.follower.stop()  # a standby's
         if self.lease is not None:
             await self.lease.release()
-        if self.nc is not None:
-            await self.nc.close()
+        if self.nc is not None:  # NATS down: nothing left to flush (it raised until s32)
+            await close_connection(self.nc)
 
     async def _watch_gateways(self) -> None:
         """Every `GATEWAY_SCAN_S`: cancel the open cod orders of each gateway whose lease is

@@ -44,6 +44,11 @@ PROGRESS_CHECK_RECORDS = 1_000
 # The store's catch-up (its rebuild from the journal: every transfer) is handed to its thread
 # in chunks of this many, a stop asked for checked between them: ~0.3 s of its writes each.
 CATCH_UP_CHUNK_TRANSFERS = 100_000
+# A venue recovered at a time ahead of this machine's clock by more than this is said at
+# start: the sequencer never stamps a command earlier than the venue's time, so the venue's
+# clock stands still until the machine's catches up (NTP keeps machines within milliseconds:
+# a second is a clock that was wrong, or a data directory from a machine whose clock was).
+CLOCK_BEHIND_WARN_US = 1_000_000
 UNAPPLIED_WHY = (
     "the venue exists: [[assets]], [[instruments]], [[reserves]] and [[accounts]] build it once,"
     " on its first start; add these with venue admin list-asset, list-instrument,"
@@ -124,6 +129,7 @@ class Recovery:
             fields |= journal
             log.info("recovered", extra=fields | {"ms": elapsed_ms})
             self._say_unapplied_entries()
+            self._say_clock_behind()
             await self._catch_up_store()
             self._stop_if_requested("after the ledger store's catch-up")  # the last chance
             # After the last refusal (the store's, in its catch-up too), before the first
@@ -134,6 +140,24 @@ class Recovery:
             await self._journal_rules(building=False)
         else:
             await self._build_from_config()
+
+    def _say_clock_behind(self) -> None:
+        """Warn when the recovered venue's time is ahead of this machine's clock: until the
+        clock catches up, every command is stamped at the venue's time, which stands still,
+        so nothing time-driven happens (gtd expiries, dead-man's switches, T-bill maturity,
+        the reserve staleness bound): the operator's clock to fix, said once, in numbers.
+        Until session 32 nothing was said (a switch armed for 2 s stayed armed an hour)."""
+        clock_us = self.sequencer.clock_us()
+        ahead_us = self.sequencer.venue.ts_us - clock_us
+        if ahead_us <= CLOCK_BEHIND_WARN_US:
+            return
+        log.warning(
+            "this machine's clock is behind the venue's time: the venue's clock stands still"
+            " until it catches up (no gtd expiry, dead-man's switch or maturity fires"
+            " meanwhile); check the clock (NTP), or whether the data came from a machine whose"
+            " clock was ahead",
+            extra={"ahead_s": round(ahead_us / 1e6, 1), "venue_ts_us": clock_us + ahead_us},
+        )
 
     def _replay_progress(self, seq: int, count: int) -> None:
         """Every `PROGRESS_CHECK_RECORDS` records replayed: the progress line, if due, and a

@@ -11,6 +11,7 @@ crash mid-write is never read; `remove_stray` deletes them (the server's start a
 verify` call it, with the directory theirs alone). `SNAPSHOTS_KEPT` bounds the files kept.
 """
 
+import contextlib
 import logging
 import os
 import struct
@@ -68,21 +69,45 @@ def path_for(directory: Path, seq: int) -> Path:
     return directory / f"snapshot-{seq:020d}.bin"
 
 
+class SnapshotUnsettled(OSError):
+    """The snapshot's file is in place (`path`), but a step after its rename failed (`step`):
+    the directory's fsync (the rename may not survive a crash; older files are kept) or the
+    removal of an older file. An OSError still, naming the file that failed (`filename`, as
+    `failed` did): a stop's snapshot fails as before, its line naming that file."""
+
+    def __init__(self, path: Path, step: str, failed: OSError) -> None:
+        super().__init__(failed.errno, failed.strerror, failed.filename)
+        self.path = path
+        self.step = step
+
+
 def write(directory: Path, snapshot: Snapshot) -> Path:
-    """Write `snapshot` atomically; returns its path. Older files beyond the kept few go."""
+    """Write `snapshot` atomically; returns its path. Older files beyond the kept few go. A
+    failure before the rename leaves no file (`OSError`), one after it `SnapshotUnsettled`."""
     body = msgspec.msgpack.encode(snapshot)
     header = HEADER.pack(MAGIC, snapshot.seq, zlib.crc32(body), len(body))
     final = path_for(directory, snapshot.seq)
     temporary = final.with_suffix(".tmp")
-    with open(temporary, "wb") as file:
-        file.write(header)
-        file.write(body)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, final)
-    fsync_directory(directory)
-    for old in sorted(directory.glob("snapshot-*.bin"))[:-SNAPSHOTS_KEPT]:
-        old.unlink(missing_ok=True)
+    try:
+        with open(temporary, "wb") as file:
+            file.write(header)
+            file.write(body)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, final)
+    except OSError:  # a full disk: the half-written file's space given back at once
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        raise
+    try:
+        fsync_directory(directory)
+    except OSError as failed:
+        raise SnapshotUnsettled(final, "its directory not synced", failed) from failed
+    try:
+        for old in sorted(directory.glob("snapshot-*.bin"))[:-SNAPSHOTS_KEPT]:
+            old.unlink(missing_ok=True)
+    except OSError as failed:
+        raise SnapshotUnsettled(final, "an older snapshot not removed", failed) from failed
     return final
 
 

@@ -55,7 +55,9 @@ LOCK_FILE = "venue.lock"  # flocked by the core for its life: one venue per data
 # (durably) at its next start before anything is accepted: a start that finds none follows
 # a crash, after which the orders placed with cancel-on-disconnect on are canceled.
 CLEAN_STOP_FILE = "clean-stop"
-SNAPSHOT_INTERVAL_S = 60  # recovery replays at most a minute of journal after the snapshot
+# Recovery replays about a minute of journal after the snapshot; more while the disk refuses
+# snapshots (`_snapshot_or_warn`): all that came after the last one written.
+SNAPSHOT_INTERVAL_S = 60
 CLOCK_TICK_S = 0.05  # how often the venue's clock is advanced for gtd expiries and maturity
 # The clock also wakes when a dead-man's switch is due sooner than its next tick (its deadline
 # is what a market maker counts on; gtd expiries and maturities keep the tick: a canceled gtd
@@ -198,6 +200,10 @@ class VenueCore:
 
     async def snapshot(self) -> Path:
         """Write the state as of the last durable command, without stopping the venue."""
+        return await self._write_snapshot(await self._capture())
+
+    async def _capture(self) -> snapshots.Snapshot:
+        """The state as of the last durable command, its transfers in the store."""
         await self.sequencer.drain()
         # Captured right after the drain, with no await between: every command the image
         # includes is durable, and its transfers are in the store before the file exists.
@@ -208,6 +214,9 @@ class VenueCore:
             self.first_staleness_us,
         )
         await self._store_flushed()
+        return image
+
+    async def _write_snapshot(self, image: snapshots.Snapshot) -> Path:
         started = time.perf_counter()
         path: Path = await self._on_io(snapshots.write, self.data_dir, image)
         elapsed_ms = round((time.perf_counter() - started) * 1e3, 1)
@@ -416,12 +425,45 @@ class VenueCore:
         return min(CLOCK_TICK_S, max(due_in_us / 1e6, CLOCK_WAKE_MIN_S))
 
     async def _periodic_snapshots(self) -> None:
+        """Every `SNAPSHOT_INTERVAL_S` with commands since the last: a snapshot. One the disk
+        refuses (full, read-only, an I/O error) is a warning, tried again at the next
+        interval, not a stop: the journal holds every command, and a recovery replays more
+        of it meanwhile. Until session 32 it was fatal: a cluster's active core with a full
+        data directory exited 70 (`fatal: OSError: [Errno 28] No space left on device`, no
+        path) and its standby took over, ~10 s without answers."""
         last_seq = self.sequencer.last_seq
         while True:
             await asyncio.sleep(SNAPSHOT_INTERVAL_S)
-            if self.sequencer.last_seq != last_seq:
-                last_seq = self.sequencer.last_seq
-                await self.snapshot()
+            seq = self.sequencer.last_seq
+            if seq != last_seq and await self._snapshot_or_warn():
+                last_seq = seq
+
+    async def _snapshot_or_warn(self) -> bool:
+        """A periodic snapshot: written (True), or its disk's refusal logged (False). Only the
+        file's write is forgiven: a journal's or store's failure met first is raised (fatal)."""
+        image = await self._capture()
+        try:
+            await self._write_snapshot(image)
+        except snapshots.SnapshotUnsettled as unsettled:  # the file is there: said so
+            log.warning(
+                "snapshot written, but %s: tried again in %d s",
+                unsettled.step,
+                SNAPSHOT_INTERVAL_S,
+                extra={
+                    "error": unsettled.strerror or repr(unsettled),
+                    "path": str(unsettled.path),
+                    "failed_path": unsettled.filename,  # the older file not removed, if named
+                },
+            )
+            return False
+        except OSError as refused:
+            log.warning(
+                "snapshot not written: the journal holds every command; tried again in %d s",
+                SNAPSHOT_INTERVAL_S,
+                extra={"error": refused.strerror or repr(refused), "data_dir": str(self.data_dir)},
+            )
+            return False
+        return True
 
     def _count_reject(self, rejected: CommandRejected) -> None:
         """Counted for the summary line; one line each only at debug (checked first: cheap)."""

@@ -26,11 +26,12 @@ async def stop_unserved(core: VenueCore, *, embedded: bool, cod_done: bool) -> N
     rather than left half running by a process that only reports the failure. Nothing
     was accepted: the stop is clean once the cod cancels owed after a crash are made. A
     failure of this stop is logged, and the start's own failure is the one raised. Its
-    epoch goes from `epochs.json` if it journaled nothing (`forget_unused_epoch`)."""
-    try:  # first: the stop lets the data directory go
-        core.forget_unused_epoch()
-    except OSError as failure:  # its entry stays, harmless: the next start replaces it
-        _log.warning("the failed start's epoch stays", extra={"error": repr(failure)})
+    epoch goes from `epochs.json` if it journaled nothing (`forget_unused_epoch`). A
+    cluster gateway's `core` is its replica (`embedded` False), which keeps no epochs: it is
+    stopped only (until session 32 the epoch's call failed on it, an AttributeError whose
+    traceback hid the start's own failure, a full disk's or a taken port's)."""
+    if embedded:
+        _forget_unused_epoch(core)
     try:
         if embedded:
             await core.stop(mark_clean=cod_done)
@@ -41,6 +42,14 @@ async def stop_unserved(core: VenueCore, *, embedded: bool, cod_done: bool) -> N
             "the core did not stop cleanly after the failed start",
             extra={"error": describe_failure(failure)},
         )
+
+
+def _forget_unused_epoch(core: VenueCore) -> None:
+    """First: the stop lets the data directory go."""
+    try:
+        core.forget_unused_epoch()
+    except OSError as failure:  # its entry stays, harmless: the next start replaces it
+        _log.warning("the failed start's epoch stays", extra={"error": repr(failure)})
 
 
 async def cancel_on_disconnect_after_a_crash(core: VenueCore, bus: Bus, first_seq: int) -> bool:

@@ -8,15 +8,22 @@ that `OUTCOME_WAIT_S` can be shortened for the test (a client of a real one wait
 """
 
 import asyncio
+import contextlib
+import errno
 import signal
+import socket
 from pathlib import Path
 from typing import Any
 
+import nats
+import nats.js.errors
 import pytest
 
 from client.sdk import VenueClient, VenueError
+from cluster.nats import NatsCluster
 from core import config
-from core.nats_bus import DRAIN_TIMEOUT_S, NatsBus
+from core.cluster_core import ClusterCore
+from core.nats_bus import DRAIN_TIMEOUT_S, GATEWAY_LEASE_BUCKET, NatsBus
 from gateway.server import VenueServer
 from tests.cluster.running import local_cluster
 from tests.conftest import KEYS
@@ -74,3 +81,45 @@ def test_a_clean_stop_waits_for_no_outcome_its_client_was_answered_unknown(
     # main: each drain waited DRAIN_TIMEOUT_S for the place's outcome, which never comes
     assert drained and all(drained), drained
     assert "outcomes still owed" not in caplog.messages
+
+
+def test_a_gateway_whose_listen_fails_raises_its_own_error_and_lets_its_lease_go(
+    tmp_path: Path,
+) -> None:
+    """Its replica caught up, the gateway cannot listen (the port taken since `venue serve`
+    checked it; a full data directory fails `push_formats.json` the same way): the start
+    raises the listen's OSError, which `venue serve` says in one line, and the gateway's
+    lease is gone at once. Before (session 32's trial): AttributeError, `Replica` has no
+    `forget_unused_epoch`, a traceback and exit 1, the lease left to its TTL."""
+    venue_config = config.load(SAMPLE_CONFIG)
+
+    async def scenario() -> list[str]:
+        with NatsCluster(tmp_path / "nats", size=1) as node:
+            core = ClusterCore(venue_config, tmp_path / "core", node.url, "core-a")
+            assert await core.wait_for_lease(asyncio.Event())
+            assert await core.activate() is not None
+            try:
+                with socket.socket() as taken:
+                    taken.bind(("127.0.0.1", 0))
+                    taken.listen()
+                    port = taken.getsockname()[1]
+                    server = VenueServer(
+                        venue_config,
+                        tmp_path / "gw",
+                        bus=lambda listener: NatsBus(venue_config, node.url, listener, "gw-t"),
+                    )
+                    with pytest.raises(OSError) as refused:
+                        await server.start("127.0.0.1", port)
+                    assert refused.value.errno == errno.EADDRINUSE, refused.value
+                nc = await nats.connect(node.url)
+                try:
+                    bucket = await nc.jetstream(timeout=2.0).key_value(GATEWAY_LEASE_BUCKET)
+                    with contextlib.suppress(nats.js.errors.NoKeysError):
+                        return list(await bucket.keys())
+                    return []
+                finally:
+                    await nc.close()
+            finally:
+                await core.stop()
+
+    assert asyncio.run(scenario()) == []

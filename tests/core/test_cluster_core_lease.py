@@ -117,3 +117,61 @@ def test_a_cancel_during_a_failed_starts_cleanup_does_not_hide_the_starts_error(
             await core.activate()
 
     asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S))
+
+
+STOPPED_WITHIN_S = 30  # a stop with NATS down returns in a few s (the release's unanswered
+# delete); before it waited for NATS for ever
+
+
+async def a_core_that_gave_its_lease_up(
+    node: NatsCluster, tmp_path: Path
+) -> tuple[cluster_core.ClusterCore, asyncio.Event]:
+    """A core that held the lease and holds it still (`_stand_by_again` releases it)."""
+    sqlite_config = venue_config.load(SAMPLE_CONFIG)
+    core = cluster_core.ClusterCore(sqlite_config, tmp_path / "b", node.url, "b")
+    stopping = asyncio.Event()
+    assert await core.wait_for_lease(stopping)
+    assert core.lease is not None
+    await core.lease.keep()
+    return core, stopping
+
+
+def test_a_stop_while_a_core_gives_its_lease_up_with_nats_down_ends_its_wait(
+    node: NatsCluster, tmp_path: Path
+) -> None:
+    """Review of session 32: after the term's wait, the core contended again though stopped,
+    and its new lease's connection waited for the NATS node that was down, for ever."""
+
+    async def scenario() -> bool:
+        core, stopping = await a_core_that_gave_its_lease_up(node, tmp_path)
+        node.stop()
+        stopping.set()  # SIGTERM during the give-up
+        try:
+            return await asyncio.wait_for(core._stand_by_again(stopping), STOPPED_WITHIN_S)
+        finally:
+            await core.stop()
+
+    assert asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S)) is False
+
+
+def test_a_stop_while_a_standby_opens_its_lease_with_nats_down_ends_its_wait(
+    node: NatsCluster, tmp_path: Path
+) -> None:
+    """The same open, from `wait_for_lease` itself: its connection to NATS is raced against
+    the stop, as the first connection is (`_connect_unless`)."""
+
+    async def scenario() -> bool:
+        core, stopping = await a_core_that_gave_its_lease_up(node, tmp_path)
+        assert core.lease is not None
+        await core.lease.release()
+        core.lease = None
+        node.stop()
+        contending = asyncio.ensure_future(core.wait_for_lease(stopping))
+        await asyncio.sleep(0.5)  # its open under way, connecting (no timing asserted)
+        stopping.set()
+        try:
+            return await asyncio.wait_for(contending, STOPPED_WITHIN_S)
+        finally:
+            await core.stop()
+
+    assert asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S)) is False

@@ -12,10 +12,11 @@ import pytest
 
 from core import config as venue_config
 from core import recovery
-from core.venue_core import StartStopped
+from core.venue_core import StartStopped, VenueCore, now_us
 from engine.commands import SetReferencePrice
 from gateway.server import VenueServer
 from tests.conftest import start_venue
+from tests.core.test_bus import Recorder
 from tests.sample_config import SAMPLE_CONFIG
 
 SYMBOL = "AAPLx-USD"
@@ -203,3 +204,28 @@ def test_a_stop_asked_for_before_a_build_leaves_no_data_directory(tmp_path: Path
     with pytest.raises(StartStopped, match="before its recovery"):
         asyncio.run(start())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_venue_recovered_ahead_of_this_machine_s_clock_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Session 32's trial: a data directory written while the clock was an hour ahead, started
+    with the clock right, stamped every command at the venue's time, which stood still (a
+    dead-man's switch armed for 2 s had not fired 5 s later), and said nothing. Now one
+    warning, with how far ahead; none when the clock is not behind."""
+    hour_us = 3_600_000_000
+
+    async def start_and_stop(ahead_us: int) -> None:
+        recorder = Recorder()
+        core = recorder.core = VenueCore(venue_config.load(SAMPLE_CONFIG), tmp_path, recorder)
+        core.sequencer.clock_us = lambda: now_us() + ahead_us
+        await core.start()
+        await core.stop()
+
+    caplog.set_level(logging.WARNING, logger="venue")
+    asyncio.run(start_and_stop(hour_us))  # built while the clock was an hour ahead
+    asyncio.run(start_and_stop(hour_us))  # recovered with the clock as it was: not behind
+    assert not [record for record in caplog.records if "clock is behind" in record.message]
+    asyncio.run(start_and_stop(0))  # the clock put right
+    (warning,) = [record for record in caplog.records if "clock is behind" in record.message]
+    assert 3_500 < warning.ahead_s <= 3_600, warning.ahead_s

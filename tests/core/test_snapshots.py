@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from cli.serve import stop_failure
 from core import snapshots
 from core.journal import DanglingLink
 from engine import snapshot as venue_snapshot
@@ -87,3 +88,21 @@ def test_a_stray_temporary_file_linked_to_nothing_is_removed(tmp_path: Path) -> 
     stray.symlink_to(tmp_path / "nowhere")
     assert snapshots.remove_stray(tmp_path) == [stray]
     assert not stray.is_symlink()
+
+
+def test_an_older_snapshot_not_removed_is_named_by_the_error(tmp_path: Path) -> None:
+    """Review of session 32: `SnapshotUnsettled` dropped the name of the file that failed, so
+    a stop whose cleanup failed said `the stop failed: Permission denied`, no file. The older
+    file here is a directory of that name: its unlink fails (EISDIR), as root too."""
+    venue = venue_after(50)
+    unremovable = snapshots.path_for(tmp_path, 0)
+    unremovable.mkdir()
+    (unremovable / "kept").touch()
+    for seq in range(1, snapshots.SNAPSHOTS_KEPT):
+        snapshots.write(tmp_path, snapshot_of(venue, seq))
+    with pytest.raises(snapshots.SnapshotUnsettled) as unsettled:
+        snapshots.write(tmp_path, snapshot_of(venue, snapshots.SNAPSHOTS_KEPT))
+    assert unsettled.value.step == "an older snapshot not removed"
+    assert unsettled.value.filename == str(unremovable)
+    assert str(unremovable) in str(unsettled.value)
+    assert stop_failure(unsettled.value, tmp_path).startswith(f"{unremovable}: ")
