@@ -8,6 +8,8 @@ are handed to the gateway's authentication, never to the engine.
 
 import datetime
 import ipaddress
+import os
+import stat
 from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Annotated, Any
@@ -192,10 +194,20 @@ class ConfigError(ValueError):
     """The configuration cannot be used; the message says where and why."""
 
 
+# The sample venue.toml is ~5 KB and a thousand instruments take ~300 KB: a file past this is
+# not a config (a log, a disk image given by mistake), and is refused before it is read whole.
+CONFIG_BYTES_MAX = 16 * 1024 * 1024
+GIVE_CONFIG = (
+    "give the venue's TOML file with --config (the sample venue.toml: the repository's root)"
+)
+
+
 def load(path: Path) -> VenueConfig:
     """The config at `path`, decoded and checked (`problem`): ConfigError naming the file."""
     try:
-        config = msgspec.toml.decode(path.read_bytes(), type=VenueConfig)
+        config = msgspec.toml.decode(_read(path), type=VenueConfig)
+    except FileNotFoundError as error:
+        raise ConfigError(f"{path}: {error.strerror}: {GIVE_CONFIG}") from None
     except OSError as error:
         raise ConfigError(f"{path}: {error.strerror or error}") from None
     except (msgspec.DecodeError, msgspec.ValidationError) as error:
@@ -204,6 +216,29 @@ def load(path: Path) -> VenueConfig:
     if found is not None:
         raise ConfigError(f"{path}: {found}")
     return config
+
+
+def _read(path: Path) -> bytes:
+    """The bytes of the regular file at `path`, at most `CONFIG_BYTES_MAX`. Opened without
+    blocking and checked before it is read: a FIFO given as the config (`--config <(...)`
+    after its writer left, a named pipe) blocked the open for ever, without a word, and a
+    device (`/dev/zero`) would be read without end."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if stat.S_ISDIR(mode):
+            raise ConfigError(f"{path}: a directory, not a file: {GIVE_CONFIG}")
+        if not stat.S_ISREG(mode):
+            raise ConfigError(f"{path}: not a regular file (a pipe or a device): {GIVE_CONFIG}")
+        with os.fdopen(os.dup(descriptor), "rb") as file:
+            data = file.read(CONFIG_BYTES_MAX + 1)
+    finally:
+        os.close(descriptor)
+    if len(data) > CONFIG_BYTES_MAX:
+        raise ConfigError(
+            f"{path}: over {CONFIG_BYTES_MAX:,} bytes: no venue's config is; {GIVE_CONFIG}"
+        )
+    return data
 
 
 def load_to_build(path: Path) -> VenueConfig:

@@ -445,3 +445,54 @@ def test_a_key_of_no_participants_account_stops_every_start_naming_the_key(
         config.load(write(tmp_path, text))
     for word in ["key 'demo-mm-beta'", f"account {account}", "above 0"]:
         assert word in str(raised.value), raised.value
+
+
+def test_a_fifo_given_as_the_config_is_refused_at_once_not_waited_on(tmp_path: Path) -> None:
+    """Session 32's sweep: `--config` naming a FIFO (a named pipe, or `<(...)` whose writer
+    has gone) blocked the open for ever, without a word, in every command that reads one.
+    The load runs in a thread here, so that the old code's hang fails the test rather than
+    hanging it; a writer opened afterwards lets such a blocked open go."""
+    import os
+    import threading
+
+    fifo = tmp_path / "venue.toml"
+    os.mkfifo(fifo)
+    refused: list[str] = []
+
+    def load() -> None:
+        try:
+            config.load(fifo)
+        except config.ConfigError as error:
+            refused.append(str(error))
+
+    loading = threading.Thread(target=load, daemon=True)
+    loading.start()
+    loading.join(timeout=30)  # a bound on a hang, not a timing assertion
+    if loading.is_alive():  # the open blocked: unblock it, then fail
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        loading.join()
+        pytest.fail("config.load blocked on a FIFO")
+    assert refused == [f"{fifo}: not a regular file (a pipe or a device): {config.GIVE_CONFIG}"]
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("missing.toml", "No such file or directory: give the venue's TOML file with --config"),
+        ("a-directory", "a directory, not a file: give the venue's TOML file with --config"),
+    ],
+)
+def test_a_config_that_is_no_file_says_what_to_give(tmp_path: Path, name: str, why: str) -> None:
+    (tmp_path / "a-directory").mkdir()
+    with pytest.raises(config.ConfigError) as raised:
+        config.load(tmp_path / name)
+    assert str(raised.value).startswith(f"{tmp_path / name}: {why}")
+
+
+def test_a_config_past_its_size_limit_is_refused_unread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    big = write(tmp_path, "# padding\n" * 20)
+    monkeypatch.setattr(config, "CONFIG_BYTES_MAX", 100)
+    with pytest.raises(config.ConfigError, match="over 100 bytes: no venue's config is"):
+        config.load(big)
