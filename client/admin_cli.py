@@ -59,14 +59,14 @@ from typing import Any, get_args
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from cli.arguments import EPOCH, time_us
-from cli.failures import check_trade_url
+from cli.failures import CommandFailed, check_trade_url
 from cli.venue_url import URL_DEFAULT, config_trade_url
 from client.sdk import ConnectionLost, VenueClient, VenueError
 from core import config as venue_config
 from engine.enums import InstrumentKind, InstrumentStatus
 from engine.instrument import case_twin
 from engine.operations import CL_OP_ID_LENGTH_MAX
-from gateway.wire import Scope
+from gateway.wire import MESSAGE_BYTES_MAX, Scope
 from settlement.reserves import HOUR_US
 from settlement.transfers import SWEPT_ACCOUNTS
 
@@ -376,6 +376,36 @@ def scopes(text: str) -> str:
     return text
 
 
+def refuse_unsendable(method: str, params: dict[str, Any]) -> None:
+    """Refuse, before connecting, a request the venue could not read: an argument that is
+    not UTF-8 (bytes a shell passed as they came: the encoding raised, a traceback) or a
+    request past the venue's `MESSAGE_BYTES_MAX`, which it answers MESSAGE_TOO_BIG with no
+    id, so the command waited for an answer it would never get, 35 s and three resends
+    (session 32's sweep)."""
+    for name, value in params.items():
+        if isinstance(value, str) and not _is_utf8(value):
+            shown = value.encode("utf-8", "surrogateescape")[:40]
+            raise CommandFailed(
+                f"{name} {shown!r}: not UTF-8 text, which is all the venue reads; nothing sent"
+            )
+    size = len(json.dumps({"id": 0, "method": method, "params": params}).encode())
+    if size > MESSAGE_BYTES_MAX:
+        name, value = max(params.items(), key=lambda item: len(str(item[1])))
+        raise CommandFailed(
+            f"{name}: {len(str(value)):,} characters make a request of {size:,} bytes, past"
+            f" the venue's {MESSAGE_BYTES_MAX:,} for one message; nothing sent"
+        )
+
+
+def _is_utf8(text: str) -> bool:
+    """Whether `text` encodes as UTF-8: arguments that were not decode to lone surrogates."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def jurisdictions(text: str) -> str:
     """`--excluded-jurisdictions`: codes as `jurisdiction` takes each, comma-separated."""
     for code in _list_of(text):
@@ -400,6 +430,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.admin_read:
         cl_op_id = new_cl_op_id() if args.cl_op_id is None else args.cl_op_id
         params["cl_op_id"] = cl_op_id
+    refuse_unsendable(args.admin_method, params)
     sent: list[bool] = []
     try:
         result = asyncio.run(command(args.url, api_key, secret, args.admin_method, params, sent))

@@ -1101,3 +1101,30 @@ def test_with_no_url_and_no_venue_there_the_line_says_whence_the_url(
     err = capsys.readouterr().err
     url = f"ws://127.0.0.1:{port}/ws/trade"
     assert f"no answer from {url} (no --url: {config}'s [venue] host and port): " in err
+
+
+@pytest.mark.parametrize(
+    ("asset", "said"),
+    [
+        ("\udcff\udcfeUSD", "asset b'\\xff\\xfeUSD': not UTF-8 text, which is all the venue reads"),
+        ("A" * 70_000, "asset: 70,000 characters make a request of 70,"),
+    ],
+)
+def test_a_request_the_venue_could_not_read_is_refused_before_connecting(
+    asset: str, said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Session 32's sweep: an argument of bytes that are no UTF-8 (a shell passes them as
+    they come) raised UnicodeEncodeError, a traceback; one past the venue's message limit
+    was answered MESSAGE_TOO_BIG without an id, so the command waited 35 s and resent it
+    three times. Both are now refused before anything connects (here: to nothing)."""
+    from cli.main import main
+
+    with socket.socket() as probe:  # a port nobody listens on: nothing may be tried there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"ws://127.0.0.1:{port}/ws/trade"
+    argv = ["admin", "deposit", "1", asset, "5", "--url", url, "--config", str(SAMPLE_CONFIG)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"venue: {said}") and err.endswith("; nothing sent\n"), err
+    assert len(err.splitlines()) == 1
