@@ -14,7 +14,9 @@ loaded whole.
 
 import contextlib
 import operator
+import os
 import re
+import stat
 from collections.abc import Callable, Iterator
 from enum import IntEnum
 from pathlib import Path
@@ -280,11 +282,20 @@ def _side_levels(
 
 
 def _open(path: Path) -> IO[bytes]:
-    """Binary, so that a decoding error is found on its own line, not a chunk ahead."""
+    """Binary, so that a decoding error is found on its own line, not a chunk ahead. Opened
+    without blocking and refused unless a regular file: a FIFO (a named pipe, or `<(...)`
+    whose writer has gone) blocked the open for ever without a word (session 32's sweep)."""
     try:
-        return path.open("rb")
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as error:
         raise LobsterFormatError(path, 0, error.strerror or "cannot be opened") from None
+    mode = os.fstat(descriptor).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(descriptor)
+        what = "a directory" if stat.S_ISDIR(mode) else "a pipe or a device"
+        raise LobsterFormatError(path, 0, f"{what}, not a file: give the LOBSTER file")
+    os.set_blocking(descriptor, True)
+    return os.fdopen(descriptor, "rb")
 
 
 def _ascii(data: bytes, line: int, path: Path) -> str:

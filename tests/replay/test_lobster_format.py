@@ -175,3 +175,35 @@ def test_shown_levels_leave_out_empty_ones_whatever_their_price() -> None:
     shown = row("1000100,100,999900,100,0,0,0,0").shown()
     assert shown == ([(1_000_100, 100)], [(999_900, 100)])
     assert row("9999999999,0,-9999999999,0").shown() == ([], [])
+
+
+def test_a_fifo_or_a_directory_is_refused_at_once_not_waited_on(tmp_path: Path) -> None:
+    """Session 32's sweep: `--messages` naming a FIFO blocked `venue replay lobster` in its
+    open for ever, without a word. The open runs in a thread here, so that the old code's
+    hang fails the test rather than hanging it; a writer opened afterwards lets it go."""
+    import os
+    import threading
+
+    fifo = tmp_path / "messages.csv"
+    os.mkfifo(fifo)
+    (tmp_path / "a-directory").mkdir()
+    refused: list[str] = []
+
+    def read(messages: Path) -> None:
+        try:
+            LobsterReader(messages, TEST_ORDERBOOK).close()
+        except LobsterFormatError as error:
+            refused.append(str(error))
+
+    for path in (fifo, tmp_path / "a-directory"):
+        reading = threading.Thread(target=read, args=(path,), daemon=True)
+        reading.start()
+        reading.join(timeout=30)  # a bound on a hang, not a timing assertion
+        if reading.is_alive():  # the open blocked: unblock it, then fail
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            reading.join()
+            pytest.fail(f"LobsterReader blocked on {path}")
+    assert refused == [
+        f"{fifo}: a pipe or a device, not a file: give the LOBSTER file",
+        f"{tmp_path / 'a-directory'}: a directory, not a file: give the LOBSTER file",
+    ]
