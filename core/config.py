@@ -234,6 +234,9 @@ def _read(path: Path) -> bytes:
             data = file.read(CONFIG_BYTES_MAX + 1)
     finally:
         os.close(descriptor)
+    if not data.strip():  # a file truncated to nothing: read as all defaults, it built a
+        # venue of nothing (no asset, no instrument) into a new data directory and served it
+        raise ConfigError(f"{path}: empty: {GIVE_CONFIG}")
     if len(data) > CONFIG_BYTES_MAX:
         raise ConfigError(
             f"{path}: over {CONFIG_BYTES_MAX:,} bytes: no venue's config is; {GIVE_CONFIG}"

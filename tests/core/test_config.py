@@ -496,3 +496,12 @@ def test_a_config_past_its_size_limit_is_refused_unread(
     monkeypatch.setattr(config, "CONFIG_BYTES_MAX", 100)
     with pytest.raises(config.ConfigError, match="over 100 bytes: no venue's config is"):
         config.load(big)
+
+
+@pytest.mark.parametrize("text", ["", "\n  \n"])
+def test_an_empty_config_is_refused_not_read_as_all_defaults(tmp_path: Path, text: str) -> None:
+    """Session 32's sweep: `venue serve --config` of a file truncated to nothing built a
+    venue of nothing (no asset, no instrument) into a new data directory and served it."""
+    with pytest.raises(config.ConfigError) as raised:
+        config.load(write(tmp_path, text))
+    assert str(raised.value) == f"{tmp_path / 'venue.toml'}: empty: {config.GIVE_CONFIG}"
