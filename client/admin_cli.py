@@ -8,7 +8,7 @@ else the trade endpoint at the config's `[venue]` host and port, as `venue serve
 Exit status: 0 done, 1 the venue refused (changed nothing), 2 no answer (cannot connect, the
 connection dropped, no connection within `CONNECT_TIMEOUT_S`, no answer within
 `ANSWER_WAIT_S`, which outlasts a cluster's core takeover, or a cluster gateway's 504
-OUTCOME_UNKNOWN: the command may yet be done).
+OUTCOME_UNKNOWN: the command may yet be done). A wait past `WAIT_NOTE_S` says so on stderr.
 
 Every command goes with a client operation id (`cl_op_id`: `--cl-op-id`, or a new one per
 invocation), under which the venue does it at most once. So a command that got no answer
@@ -75,6 +75,10 @@ URL_HELP = (
     f" `venue serve` listens; without a config, {URL_DEFAULT})"
 )
 KEY_ENV, SECRET_ENV = "VENUE_ADMIN_KEY", "VENUE_ADMIN_SECRET"
+# A venue that is up answers in milliseconds: a wait past this is said, and on what, rather
+# than left silent up to its bound (session 32's sweep: 10 s, then 35 s, without a word).
+WAIT_NOTE_S = 2.0
+WAITING = "venue admin: waiting for the venue at {url} to {what} (up to {seconds:g} s)"
 CONNECT_TIMEOUT_S = 10.0  # connect and log on: well under a second on a venue that is up
 # The wait for a command's answer once sent. A cluster's core takeover answers within about
 # 13 s (the core's 10 s lease TTL, the standby's poll, the gateway's resend: docs/cluster.md),
@@ -558,15 +562,17 @@ async def call(
     way (logged on). Connecting and logging on get `CONNECT_TIMEOUT_S`, the answer
     `ANSWER_WAIT_S`."""
     connecting = f"no connection and logon within {CONNECT_TIMEOUT_S:g} s"
-    async with _within(CONNECT_TIMEOUT_S, connecting):
+    waiting = WAITING.format(url=url, what="connect and log on", seconds=CONNECT_TIMEOUT_S)
+    async with _within(CONNECT_TIMEOUT_S, connecting, waiting):
         client = await VenueClient(url).connect()
     try:
-        async with _within(CONNECT_TIMEOUT_S, connecting):
+        async with _within(CONNECT_TIMEOUT_S, connecting, waiting):
             await client.logon(api_key, secret)
             withdrawal = await pending_withdrawal(client, method, params)
         if sent is not None:
             sent.append(True)
-        async with _within(ANSWER_WAIT_S, f"no answer within {ANSWER_WAIT_S:g} s"):
+        answering = WAITING.format(url=url, what="answer", seconds=ANSWER_WAIT_S)
+        async with _within(ANSWER_WAIT_S, f"no answer within {ANSWER_WAIT_S:g} s", answering):
             try:  # the SDK's own timeout (30 s) is shorter: this one is in force
                 result = await client.request(method, params, timeout_s=ANSWER_WAIT_S)
             except VenueError as error:
@@ -579,13 +585,19 @@ async def call(
 
 
 @contextlib.asynccontextmanager
-async def _within(seconds: float, said: str) -> AsyncIterator[None]:
-    """`asyncio.timeout(seconds)`, its TimeoutError saying `said` (which wait ran out)."""
+async def _within(seconds: float, said: str, waiting: str = "") -> AsyncIterator[None]:
+    """`asyncio.timeout(seconds)`, its TimeoutError saying `said` (which wait ran out);
+    `waiting`, if given, is said on stderr once the wait passes `WAIT_NOTE_S`."""
+    note = asyncio.get_running_loop().call_later(
+        WAIT_NOTE_S, lambda: print(waiting, file=sys.stderr) if waiting else None
+    )
     try:
         async with asyncio.timeout(seconds):
             yield
     except TimeoutError:
         raise TimeoutError(said) from None
+    finally:
+        note.cancel()
 
 
 async def pending_withdrawal(

@@ -1128,3 +1128,24 @@ def test_a_request_the_venue_could_not_read_is_refused_before_connecting(
     err = capsys.readouterr().err
     assert err.startswith(f"venue: {said}") and err.endswith("; nothing sent\n"), err
     assert len(err.splitlines()) == 1
+
+
+def test_a_wait_on_a_venue_that_does_not_answer_is_said_not_silent(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Session 32's sweep: at a port that takes connections but never answers, `venue admin`
+    said nothing for its whole 10 s connect wait (and would for 35 s on an answer). A wait
+    past `WAIT_NOTE_S` now says on what it waits. The limits are set small here (a note at
+    once, a 0.5 s connect wait: timers of one loop, in that order), no part replaced."""
+    monkeypatch.setattr(admin_cli, "WAIT_NOTE_S", 0.0, raising=False)  # (none before)
+    monkeypatch.setattr(admin_cli, "CONNECT_TIMEOUT_S", 0.5)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert admin(port, "deposit", "1", "USD", "1", "--key", "k", "--secret", "s") == 2
+    url = f"ws://127.0.0.1:{port}/ws/trade"
+    assert capsys.readouterr().err.splitlines() == [
+        f"venue admin: waiting for the venue at {url} to connect and log on (up to 0.5 s)",
+        f"venue admin: no answer from {url}: no connection and logon within 0.5 s",
+    ]
