@@ -9,7 +9,9 @@ are handed to the gateway's authentication, never to the engine.
 import datetime
 import ipaddress
 import os
+import select
 import stat
+import time
 from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Annotated, Any
@@ -197,6 +199,10 @@ class ConfigError(ValueError):
 # The sample venue.toml is ~5 KB and a thousand instruments take ~300 KB: a file past this is
 # not a config (a log, a disk image given by mistake), and is refused before it is read whole.
 CONFIG_BYTES_MAX = 16 * 1024 * 1024
+# A config read from a pipe (`--config <(sops -d venue.toml)`) waits this long for its writer
+# to finish: a decrypting or templating command takes a second or two, not a minute.
+CONFIG_PIPE_WAIT_S = 30.0
+PIPE_READ_BYTES = 64 * 1024  # a Linux pipe's buffer: one read takes what it holds
 GIVE_CONFIG = (
     "give the venue's TOML file with --config (the sample venue.toml: the repository's root)"
 )
@@ -219,19 +225,23 @@ def load(path: Path) -> VenueConfig:
 
 
 def _read(path: Path) -> bytes:
-    """The bytes of the regular file at `path`, at most `CONFIG_BYTES_MAX`. Opened without
-    blocking and checked before it is read: a FIFO given as the config (`--config <(...)`
-    after its writer left, a named pipe) blocked the open for ever, without a word, and a
-    device (`/dev/zero`) would be read without end."""
+    """The bytes of the file or pipe at `path`, at most `CONFIG_BYTES_MAX`. Opened without
+    blocking and checked before it is read: a named pipe that nothing writes to blocked the
+    open for ever, without a word, and a device (`/dev/zero`) would be read without end. A
+    pipe with a writer (`--config <(...)`, `/dev/stdin`) is read as it comes, for at most
+    `CONFIG_PIPE_WAIT_S`."""
     descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     try:
         mode = os.fstat(descriptor).st_mode
         if stat.S_ISDIR(mode):
             raise ConfigError(f"{path}: a directory, not a file: {GIVE_CONFIG}")
-        if not stat.S_ISREG(mode):
-            raise ConfigError(f"{path}: not a regular file (a pipe or a device): {GIVE_CONFIG}")
-        with os.fdopen(os.dup(descriptor), "rb") as file:
-            data = file.read(CONFIG_BYTES_MAX + 1)
+        if stat.S_ISFIFO(mode):
+            data = _read_pipe(path, descriptor)
+        elif stat.S_ISREG(mode):
+            with os.fdopen(os.dup(descriptor), "rb") as file:
+                data = file.read(CONFIG_BYTES_MAX + 1)
+        else:
+            raise ConfigError(f"{path}: a device or a socket, not a file: {GIVE_CONFIG}")
     finally:
         os.close(descriptor)
     if not data.strip():  # a file truncated to nothing: read as all defaults, it built a
@@ -242,6 +252,34 @@ def _read(path: Path) -> bytes:
             f"{path}: over {CONFIG_BYTES_MAX:,} bytes: no venue's config is; {GIVE_CONFIG}"
         )
     return data
+
+
+def _read_pipe(path: Path, descriptor: int) -> bytes:
+    """What a pipe opened without blocking holds, up to its writer's end, or to one byte past
+    `CONFIG_BYTES_MAX`: nothing and no writer (a named pipe nothing writes to, a `<(...)`
+    already read) is refused at once, a writer that does not finish in `CONFIG_PIPE_WAIT_S`
+    when the wait is up."""
+    deadline = time.monotonic() + CONFIG_PIPE_WAIT_S
+    chunks: list[bytes] = []
+    size = 0
+    while size <= CONFIG_BYTES_MAX:
+        try:
+            chunk = os.read(descriptor, min(PIPE_READ_BYTES, CONFIG_BYTES_MAX + 1 - size))
+        except BlockingIOError:  # a writer, with nothing written yet: wait for it, bounded
+            left_s = deadline - time.monotonic()
+            if left_s <= 0 or not select.select([descriptor], [], [], left_s)[0]:
+                raise ConfigError(
+                    f"{path}: a pipe whose writer did not finish within"
+                    f" {CONFIG_PIPE_WAIT_S:g} s: {GIVE_CONFIG}"
+                ) from None
+            continue
+        if not chunk:  # the writer's end (or none ever: a named pipe nothing writes to)
+            if not chunks:
+                raise ConfigError(f"{path}: a pipe with no writer and nothing in it: {GIVE_CONFIG}")
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def load_to_build(path: Path) -> VenueConfig:
