@@ -380,12 +380,23 @@ def scopes(text: str) -> str:
     return text
 
 
-def refuse_unsendable(method: str, params: dict[str, Any]) -> None:
-    """Refuse, before connecting, a request the venue could not read: an argument that is
-    not UTF-8 (bytes a shell passed as they came: the encoding raised, a traceback) or a
-    request past the venue's `MESSAGE_BYTES_MAX`, which it answers MESSAGE_TOO_BIG with no
-    id, so the command waited for an answer it would never get, 35 s and three resends
-    (session 32's sweep)."""
+def refuse_unsendable(method: str, params: dict[str, Any], api_key: str, secret: str) -> None:
+    """Refuse, before connecting, a request the venue could not read: an argument, a key or a
+    secret that is not UTF-8 (bytes a shell or the environment passed as they came: the
+    encoding raised, a traceback) or a request past the venue's `MESSAGE_BYTES_MAX`, which
+    it answers MESSAGE_TOO_BIG with no id, so the command waited for an answer it would never
+    get, 35 s and three resends (session 32's sweep)."""
+    if not _is_utf8(api_key):
+        shown = api_key.encode("utf-8", "surrogateescape")[:40]
+        raise CommandFailed(
+            f"--key (or ${KEY_ENV}) {shown!r}: not UTF-8 text, which is all the venue reads;"
+            " nothing sent"
+        )
+    if not _is_utf8(secret):  # its bytes are not shown: a secret stays off the terminal
+        raise CommandFailed(
+            f"--secret (or ${SECRET_ENV}): not UTF-8 text, which is all the venue reads;"
+            " nothing sent"
+        )
     for name, value in params.items():
         if isinstance(value, str) and not _is_utf8(value):
             shown = value.encode("utf-8", "surrogateescape")[:40]
@@ -434,7 +445,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.admin_read:
         cl_op_id = new_cl_op_id() if args.cl_op_id is None else args.cl_op_id
         params["cl_op_id"] = cl_op_id
-    refuse_unsendable(args.admin_method, params)
+    refuse_unsendable(args.admin_method, params, api_key, secret)
     sent: list[bool] = []
     try:
         result = asyncio.run(command(args.url, api_key, secret, args.admin_method, params, sent))

@@ -1130,6 +1130,33 @@ def test_a_request_the_venue_could_not_read_is_refused_before_connecting(
     assert len(err.splitlines()) == 1
 
 
+def test_a_key_or_secret_that_is_not_utf8_is_refused_before_connecting(
+    venue: BackgroundVenue, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The reviewer of session 32: a `--key` or `--secret` (or `$VENUE_ADMIN_KEY`,
+    `$VENUE_ADMIN_SECRET`) of bytes that are no UTF-8 still raised UnicodeEncodeError, a
+    traceback, once connected (the logon's payload, its HMAC). Refused before connecting
+    now; a secret's bytes are not shown."""
+    from cli.main import main
+
+    key, secret = KEYS["admin"]
+    said_key = f"--key (or ${admin_cli.KEY_ENV}) b'{key}\\xff': not UTF-8 text"
+    said_secret = f"--secret (or ${admin_cli.SECRET_ENV}): not UTF-8 text"
+    cases = [
+        (["--key", f"{key}\udcff", "--secret", secret], {}, said_key),
+        (["--key", key, "--secret", "\udcff\udcfe"], {}, said_secret),
+        ([], {admin_cli.KEY_ENV: key, admin_cli.SECRET_ENV: "s\udcff"}, said_secret),
+    ]
+    url = f"ws://127.0.0.1:{venue.port}/ws/trade"
+    for flags, environment, said in cases:
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        argv = ["admin", "deposit", "1", "USD", "5", "--url", url, "--config", str(SAMPLE_CONFIG)]
+        assert main([*argv, *flags]) == 2
+        err = capsys.readouterr().err
+        assert err == f"venue: {said}, which is all the venue reads; nothing sent\n", err
+
+
 def test_a_wait_on_a_venue_that_does_not_answer_is_said_not_silent(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
