@@ -56,6 +56,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, get_args
 
+import msgspec
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from cli.arguments import EPOCH, time_us
@@ -66,7 +67,7 @@ from core import config as venue_config
 from engine.enums import InstrumentKind, InstrumentStatus
 from engine.instrument import case_twin
 from engine.operations import CL_OP_ID_LENGTH_MAX
-from gateway.wire import MESSAGE_BYTES_MAX, Scope
+from gateway.wire import INT_MAX, MESSAGE_BYTES_MAX, Scope
 from settlement.reserves import HOUR_US
 from settlement.transfers import SWEPT_ACCOUNTS
 
@@ -385,7 +386,9 @@ def refuse_unsendable(method: str, params: dict[str, Any], api_key: str, secret:
     secret that is not UTF-8 (bytes a shell or the environment passed as they came: the
     encoding raised, a traceback) or a request past the venue's `MESSAGE_BYTES_MAX`, which
     it answers MESSAGE_TOO_BIG with no id, so the command waited for an answer it would never
-    get, 35 s and three resends (session 32's sweep)."""
+    get, 35 s and three resends (session 32's sweep). The request is measured as the SDK
+    encodes it (raw UTF-8, no spaces), with the protocol's widest id: never short, at most
+    15 bytes over."""
     if not _is_utf8(api_key):
         shown = api_key.encode("utf-8", "surrogateescape")[:40]
         raise CommandFailed(
@@ -403,7 +406,7 @@ def refuse_unsendable(method: str, params: dict[str, Any], api_key: str, secret:
             raise CommandFailed(
                 f"{name} {shown!r}: not UTF-8 text, which is all the venue reads; nothing sent"
             )
-    size = len(json.dumps({"id": 0, "method": method, "params": params}).encode())
+    size = len(msgspec.json.encode({"id": INT_MAX, "method": method, "params": params}))
     if size > MESSAGE_BYTES_MAX:
         name, value = max(params.items(), key=lambda item: len(str(item[1])))
         raise CommandFailed(

@@ -1108,6 +1108,7 @@ def test_with_no_url_and_no_venue_there_the_line_says_whence_the_url(
     [
         ("\udcff\udcfeUSD", "asset b'\\xff\\xfeUSD': not UTF-8 text, which is all the venue reads"),
         ("A" * 70_000, "asset: 70,000 characters make a request of 70,"),
+        ("\u00e9" * 33_000, "asset: 33,000 characters make a request of 66,"),  # 2 bytes each
     ],
 )
 def test_a_request_the_venue_could_not_read_is_refused_before_connecting(
@@ -1128,6 +1129,18 @@ def test_a_request_the_venue_could_not_read_is_refused_before_connecting(
     err = capsys.readouterr().err
     assert err.startswith(f"venue: {said}") and err.endswith("; nothing sent\n"), err
     assert len(err.splitlines()) == 1
+
+
+def test_a_request_within_the_limit_as_sent_is_sent_whatever_its_json_escapes_would_be(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The reviewer of session 32: the request was measured with `json.dumps`, which writes
+    each "\u00e9" as 6 bytes where the SDK sends 2 (msgspec, raw UTF-8): 15,000 of them made
+    90,134 bytes by that count and the command refused, untruly, a request of ~30 KB. Now it
+    is sent, and the venue answers it (a refusal: no such asset)."""
+    assert admin(venue.port, "deposit", "1", "\u00e9" * 15_000, "5") == 1
+    err = capsys.readouterr().err
+    assert err.startswith("venue admin: refused: ") and "nothing sent" not in err, err[:300]
 
 
 def test_a_key_or_secret_that_is_not_utf8_is_refused_before_connecting(
