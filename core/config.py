@@ -244,9 +244,6 @@ def _read(path: Path) -> bytes:
             raise ConfigError(f"{path}: a device or a socket, not a file: {GIVE_CONFIG}")
     finally:
         os.close(descriptor)
-    if not data.strip():  # a file truncated to nothing: read as all defaults, it built a
-        # venue of nothing (no asset, no instrument) into a new data directory and served it
-        raise ConfigError(f"{path}: empty: {GIVE_CONFIG}")
     if len(data) > CONFIG_BYTES_MAX:
         raise ConfigError(
             f"{path}: over {CONFIG_BYTES_MAX:,} bytes: no venue's config is; {GIVE_CONFIG}"
@@ -437,6 +434,18 @@ def _host_and_port(entry: str, authority: str) -> tuple[str, int | None]:
     return host, int(port_text)
 
 
+def _nothing_to_trade(config: VenueConfig) -> str | None:
+    """A config with no asset and no instrument (empty, truncated, only comments) built a
+    venue of nothing into a new data directory and served it: its build tables are read
+    once, so such a venue stays empty. A venue that exists may be started without them."""
+    if config.assets or config.instruments:
+        return None
+    return (
+        "no [[assets]] and no [[instruments]]: a venue built from it would list nothing;"
+        f" {GIVE_CONFIG}"
+    )
+
+
 def build_problem(config: VenueConfig) -> str | None:
     """The first mistake a venue built from `config` would otherwise take as something else
     (a second account 1 funding the first, a key of no account, a cap of "0" read as none),
@@ -444,7 +453,8 @@ def build_problem(config: VenueConfig) -> str | None:
     (a bill's term) is `setup_commands`'s to check."""
     accounts = {account.id for account in config.accounts}
     return (
-        _duplicate("assets", "code", [asset.code for asset in config.assets])
+        _nothing_to_trade(config)
+        or _duplicate("assets", "code", [asset.code for asset in config.assets])
         or _case_twins("assets", "code", [asset.code for asset in config.assets])
         or _duplicate("instruments", "symbol", [entry.symbol for entry in config.instruments])
         or _case_twins("instruments", "symbol", [entry.symbol for entry in config.instruments])

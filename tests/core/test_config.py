@@ -561,10 +561,18 @@ def test_a_config_past_its_size_limit_is_refused_unread(
         config.load(big)
 
 
-@pytest.mark.parametrize("text", ["", "\n  \n"])
-def test_an_empty_config_is_refused_not_read_as_all_defaults(tmp_path: Path, text: str) -> None:
-    """Session 32's sweep: `venue serve --config` of a file truncated to nothing built a
-    venue of nothing (no asset, no instrument) into a new data directory and served it."""
+@pytest.mark.parametrize("text", ["", "\n  \n", "# the venue's config\n[venue]\nport = 9000\n"])
+def test_a_config_of_no_asset_and_no_instrument_builds_nothing(tmp_path: Path, text: str) -> None:
+    """Session 32's sweep: `venue serve --config` of a file truncated to nothing (or of only
+    comments: the reviewer) built a venue of nothing (no asset, no instrument) into a new
+    data directory and served it. A build refuses it; a venue that exists may still start
+    with such a file (its build tables are read once)."""
+    path = write(tmp_path, text)
+    refused = f"{path}: no [[assets]] and no [[instruments]]: a venue built from it would"
     with pytest.raises(config.ConfigError) as raised:
-        config.load(write(tmp_path, text))
-    assert str(raised.value) == f"{tmp_path / 'venue.toml'}: empty: {config.GIVE_CONFIG}"
+        config.load_to_build(path)
+    assert str(raised.value).startswith(refused), raised.value
+    loaded = config.load(path)
+    with pytest.raises(config.ConfigError, match=r"no \[\[assets\]\] and no \[\[instr"):
+        config.setup_commands(loaded, NOW_US)  # what `venue serve` and a core build from
+    assert config.setup_commands(loaded, NOW_US, building=False) == []
