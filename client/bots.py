@@ -1343,8 +1343,9 @@ async def _start(
     rounds take up to 30 s: the bot stops as asked, nothing left open); no venue there is
     raised (a refusal: `CANNOT_START`), and so is a setup refused (a key, an instrument, a
     size)."""
+    where = _venue_at(client)
     waiting = asyncio.get_running_loop().call_later(
-        CONNECT_NOTE_S, log.info, "%s: waiting for the venue at %s to answer", bot.key, client.url
+        CONNECT_NOTE_S, log.info, "%s: waiting for the venue at %s to answer", bot.key, where
     )
     try:
         started = await _unless_stopped(client.connect_any(setup), stop)
@@ -1357,11 +1358,19 @@ async def _start(
     if started is None:  # stopped before it was set up: it did nothing, which is no success
         await client.close()
         bot.lost = NeverConnected(
-            f"asked to stop before the venue at {client.url} answered: it never traded (is"
+            f"asked to stop before the venue at {where} answered: it never traded (is"
             " `venue serve` listening there? its first line gives its trade URL)"
         )
         return False
     return True
+
+
+def _venue_at(client: VenueClient) -> str:
+    """Where a bot waits for its venue: its URL, or all of them (`client.url` is only the
+    one tried last, when a cluster's gateways are given)."""
+    if len(client.urls) == 1:
+        return client.url
+    return f"any of {', '.join(client.urls)}"
 
 
 class NeverConnected(str):

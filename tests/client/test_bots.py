@@ -3,6 +3,7 @@
 import argparse
 import asyncio
 import base64
+import contextlib
 import datetime
 import hashlib
 import re
@@ -1398,26 +1399,32 @@ def test_the_first_round_after_a_split_sends_no_price_into_its_own_quote(
     run_venue(scenario)
 
 
-@pytest.mark.parametrize("kind", ["taker", "market-maker"])
+@pytest.mark.parametrize(("kind", "gateways"), [("taker", 1), ("market-maker", 1), ("taker", 2)])
 def test_a_bot_stopped_before_a_silent_venue_answered_says_so_and_exits_1(
-    kind: str, capsys: pytest.CaptureFixture[str]
+    kind: str, gateways: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Session 32's sweep: at a port that takes connections but never answers (a hung
     process, another program), a bot whose `--seconds` ran out (or that got Ctrl-C) before
     its connect and logon were answered exited 0 without a word: a run that never traded,
-    reported as a success. In-process; the listener's backlog takes the connection."""
+    reported as a success. Given several `--url`, the line names them all (it named the one
+    tried last: the reviewer). In-process; each listener's backlog takes the connection."""
     from cli.main import main
 
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        url = f"ws://127.0.0.1:{listener.getsockname()[1]}/ws/trade"
-        argv = ["bot", kind, "--symbol", SYMBOL, "--url", url, "--seconds", "0.5"]
+    with contextlib.ExitStack() as stack:
+        urls = []
+        for _ in range(gateways):
+            listener = stack.enter_context(socket.socket())
+            listener.bind(("127.0.0.1", 0))
+            listener.listen()
+            urls.append(f"ws://127.0.0.1:{listener.getsockname()[1]}/ws/trade")
+        argv = ["bot", kind, "--symbol", SYMBOL, "--seconds", "0.5"]
+        argv += [flag for url in urls for flag in ("--url", url)]
         flags = ["--rate", "1"] if kind == "taker" else ["--spread", "0.1", "--size", "1"]
         status = main([*argv, *flags, "--config", str(SAMPLE_CONFIG)])
     assert status == 1
     err = capsys.readouterr().err
-    assert f"bot stopped: asked to stop before the venue at {url} answered" in err, err
+    where = urls[0] if gateways == 1 else f"any of {', '.join(urls)}"
+    assert f"bot stopped: asked to stop before the venue at {where} answered" in err, err
     assert "Traceback" not in err
 
 
