@@ -41,19 +41,27 @@ SEND_BYTES = 120  # an order's acknowledgement, about
 RECORD_BYTES = 300  # a batch of one or two commands in the journal, about
 SENDS_DEFAULT = 20_000
 WRITES_DEFAULT = 2_000
+# Past these a run is no measurement but a hang (session 32's sweep: `--sends 10**20` ran
+# on without a word): a gap's million sends 1 ms apart take ~17 min, and a million O_DSYNC
+# writes as long, in a 300 MB file allocated first.
+SENDS_MAX = 1_000_000
+WRITES_MAX = 1_000_000
 GAPS_US = (0, 200, 1_000)  # between two sends: back to back, 5,000/s, 1,000/s
 READ_TIMEOUT_S = 30.0  # the reader ends on its own if the sender dies
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--sends", type=int, default=SENDS_DEFAULT, help=f"per gap (default {SENDS_DEFAULT:,})"
+        "--sends",
+        type=int,
+        default=SENDS_DEFAULT,
+        help=f"per gap (default {SENDS_DEFAULT:,}; at most {SENDS_MAX:,})",
     )
     parser.add_argument(
         "--writes",
         type=int,
         default=WRITES_DEFAULT,
-        help=f"O_DSYNC writes (default {WRITES_DEFAULT:,})",
+        help=f"O_DSYNC writes (default {WRITES_DEFAULT:,}; at most {WRITES_MAX:,})",
     )
     parser.add_argument(
         "--dir",
@@ -69,6 +77,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.sends <= 0 or args.writes <= 0:
         raise CommandFailed("--sends and --writes must be above zero")
+    for flag, count, count_max in (
+        ("sends", args.sends, SENDS_MAX),
+        ("writes", args.writes, WRITES_MAX),
+    ):
+        if count > count_max:
+            raise CommandFailed(
+                f"--{flag} {count:,}: at most {count_max:,} (a run past it is hours)"
+            )
     if args.dir is not None and not args.dir.is_dir():
         raise CommandFailed(f"--dir {args.dir}: not a directory")
     steps = len(GAPS_US) + 1

@@ -8,7 +8,8 @@ turn a clean stop into a traceback; `say_after_stop` writes a stop's last line s
 hang-up its SIGHUP handler has not seen yet cannot fail it either. Output to a file or a pipe
 is left as it is.
 A SIGHUP ignored at the start (`nohup venue serve &`) stays ignored: `stop_signals`.
-Owns too the note of a stop asked for before `venue serve` takes its signals (`noting_stops`).
+Owns too the note of a stop asked for before `venue serve` takes its signals (`noting_stops`),
+and, for every other command, SIGTERM taken as Ctrl-C is (`terminating_as_interrupt`).
 """
 
 import contextlib
@@ -16,6 +17,7 @@ import errno
 import os
 import signal
 import termios
+import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
@@ -123,3 +125,49 @@ def _note_stop(signum: int, _frame: object) -> None:
         detach_hung_up_terminal()
     if not _noted_stops:
         _noted_stops.append(sig)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised as Ctrl-C raises KeyboardInterrupt where no handler takes SIGINT."""
+
+
+_terminated: list[bool] = []  # a SIGTERM was taken as Ctrl-C (`terminating_as_interrupt`)
+
+
+@contextlib.contextmanager
+def terminating_as_interrupt() -> Iterator[None]:
+    """While inside, SIGTERM does what Ctrl-C does: it raises SIGINT, so each handler of
+    Ctrl-C runs for it (asyncio's runner cancels the main task, a `finally` stops a
+    benchmark's server process) and `terminated` says which it was, for exit status 143.
+    Its default action killed the process where it stood (session 32's sweep): `venue
+    bench ws-layer`, `gateway` and `e2e` left their server processes running, orphaned. A
+    Python handler that raised would not do: under uvloop, which runs such handlers itself,
+    the exception was dropped and the command ran on. Where SIGINT is ignored (a command
+    started with `&` by a script), `Terminated` is raised instead. A command that takes
+    SIGTERM itself (a bot, the demo, the cluster) replaces this while it runs; a SIGTERM
+    ignored at the start stays ignored; the handler found is put back on leaving."""
+    _terminated.clear()
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers are the main thread's alone (`main` run from a test's thread)
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def terminated() -> bool:
+    """Whether the interrupt being handled came from a SIGTERM (`terminating_as_interrupt`)."""
+    return bool(_terminated)
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    _terminated.append(True)
+    if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL, None):
+        raise Terminated
+    signal.raise_signal(signal.SIGINT)

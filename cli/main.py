@@ -2,7 +2,9 @@
 
 Subcommands are thin: each parses its flags and calls the module that owns the work. A
 command that cannot do its work fails in one line on stderr, `venue: <what and why>`, exit
-status 2 (`cli.failures`); bad flags likewise, in argparse's words.
+status 2 (`cli.failures`); bad flags likewise, in argparse's words. Ctrl-C exits 130; SIGTERM
+does what Ctrl-C does and exits 143 (`serve`, `cluster`, `demo` and the bots stop
+cleanly on either).
 """
 
 import sys
@@ -41,6 +43,7 @@ SERVE_DESCRIPTION = (
     " docs/gateway.md (Operating), docs/cluster.md for --role and --nats."
 )
 EXIT_INTERRUPTED = 130  # cli.failures.EXIT_INTERRUPTED, before that module is loaded
+EXIT_TERMINATED = 143  # cli.failures.EXIT_TERMINATED, likewise
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,7 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments[:1] == ["serve"]:  # its stop signals noted before its modules load (~0.7 s):
         with hangup.noting_stops():  # a stop asked then is a clean stop (`serve.run`)
             return _main(arguments)
-    return _main(arguments)
+    with hangup.terminating_as_interrupt():  # SIGTERM cleans up as Ctrl-C does, exit 143
+        try:
+            return _main(arguments)
+        except KeyboardInterrupt:  # a SIGTERM between the flags' parse and the work
+            return EXIT_TERMINATED if hangup.terminated() else EXIT_INTERRUPTED
 
 
 def _main(argv: list[str]) -> int:
@@ -57,7 +64,7 @@ def _main(argv: list[str]) -> int:
 
         parser = _parser()
     except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if hangup.terminated() else EXIT_INTERRUPTED
     args = parser.parse_args(argv)
     if not hasattr(args, "run"):
         parser.print_help()

@@ -8,7 +8,7 @@ else the trade endpoint at the config's `[venue]` host and port, as `venue serve
 Exit status: 0 done, 1 the venue refused (changed nothing), 2 no answer (cannot connect, the
 connection dropped, no connection within `CONNECT_TIMEOUT_S`, no answer within
 `ANSWER_WAIT_S`, which outlasts a cluster's core takeover, or a cluster gateway's 504
-OUTCOME_UNKNOWN: the command may yet be done).
+OUTCOME_UNKNOWN: the command may yet be done). A wait past `WAIT_NOTE_S` says so on stderr.
 
 Every command goes with a client operation id (`cl_op_id`: `--cl-op-id`, or a new one per
 invocation), under which the venue does it at most once. So a command that got no answer
@@ -56,17 +56,18 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, get_args
 
+import msgspec
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from cli.arguments import EPOCH, time_us
-from cli.failures import check_trade_url
+from cli.failures import CommandFailed, check_trade_url
 from cli.venue_url import URL_DEFAULT, config_trade_url
 from client.sdk import ConnectionLost, VenueClient, VenueError
 from core import config as venue_config
 from engine.enums import InstrumentKind, InstrumentStatus
 from engine.instrument import case_twin
 from engine.operations import CL_OP_ID_LENGTH_MAX
-from gateway.wire import Scope
+from gateway.wire import INT_MAX, MESSAGE_BYTES_MAX, Scope
 from settlement.reserves import HOUR_US
 from settlement.transfers import SWEPT_ACCOUNTS
 
@@ -75,6 +76,10 @@ URL_HELP = (
     f" `venue serve` listens; without a config, {URL_DEFAULT})"
 )
 KEY_ENV, SECRET_ENV = "VENUE_ADMIN_KEY", "VENUE_ADMIN_SECRET"
+# A venue that is up answers in milliseconds: a wait past this is said, and on what, rather
+# than left silent up to its bound (session 32's sweep: 10 s, then 35 s, without a word).
+WAIT_NOTE_S = 2.0
+WAITING = "venue admin: waiting for the venue at {url} to {what} (up to {seconds:g} s)"
 CONNECT_TIMEOUT_S = 10.0  # connect and log on: well under a second on a venue that is up
 # The wait for a command's answer once sent. A cluster's core takeover answers within about
 # 13 s (the core's 10 s lease TTL, the standby's poll, the gateway's resend: docs/cluster.md),
@@ -376,6 +381,49 @@ def scopes(text: str) -> str:
     return text
 
 
+def refuse_unsendable(method: str, params: dict[str, Any], api_key: str, secret: str) -> None:
+    """Refuse, before connecting, a request the venue could not read: an argument, a key or a
+    secret that is not UTF-8 (bytes a shell or the environment passed as they came: the
+    encoding raised, a traceback) or a request past the venue's `MESSAGE_BYTES_MAX`, which
+    it answers MESSAGE_TOO_BIG with no id, so the command waited for an answer it would never
+    get, 35 s and three resends (session 32's sweep). The request is measured as the SDK
+    encodes it (raw UTF-8, no spaces), with the protocol's widest id: never short, at most
+    15 bytes over."""
+    if not _is_utf8(api_key):
+        shown = api_key.encode("utf-8", "surrogateescape")[:40]
+        raise CommandFailed(
+            f"--key (or ${KEY_ENV}) {shown!r}: not UTF-8 text, which is all the venue reads;"
+            " nothing sent"
+        )
+    if not _is_utf8(secret):  # its bytes are not shown: a secret stays off the terminal
+        raise CommandFailed(
+            f"--secret (or ${SECRET_ENV}): not UTF-8 text, which is all the venue reads;"
+            " nothing sent"
+        )
+    for name, value in params.items():
+        if isinstance(value, str) and not _is_utf8(value):
+            shown = value.encode("utf-8", "surrogateescape")[:40]
+            raise CommandFailed(
+                f"{name} {shown!r}: not UTF-8 text, which is all the venue reads; nothing sent"
+            )
+    size = len(msgspec.json.encode({"id": INT_MAX, "method": method, "params": params}))
+    if size > MESSAGE_BYTES_MAX:
+        name, value = max(params.items(), key=lambda item: len(str(item[1])))
+        raise CommandFailed(
+            f"{name}: {len(str(value)):,} characters make a request of {size:,} bytes, past"
+            f" the venue's {MESSAGE_BYTES_MAX:,} for one message; nothing sent"
+        )
+
+
+def _is_utf8(text: str) -> bool:
+    """Whether `text` encodes as UTF-8: arguments that were not decode to lone surrogates."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def jurisdictions(text: str) -> str:
     """`--excluded-jurisdictions`: codes as `jurisdiction` takes each, comma-separated."""
     for code in _list_of(text):
@@ -400,6 +448,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.admin_read:
         cl_op_id = new_cl_op_id() if args.cl_op_id is None else args.cl_op_id
         params["cl_op_id"] = cl_op_id
+    refuse_unsendable(args.admin_method, params, api_key, secret)
     sent: list[bool] = []
     try:
         result = asyncio.run(command(args.url, api_key, secret, args.admin_method, params, sent))
@@ -527,15 +576,17 @@ async def call(
     way (logged on). Connecting and logging on get `CONNECT_TIMEOUT_S`, the answer
     `ANSWER_WAIT_S`."""
     connecting = f"no connection and logon within {CONNECT_TIMEOUT_S:g} s"
-    async with _within(CONNECT_TIMEOUT_S, connecting):
+    waiting = WAITING.format(url=url, what="connect and log on", seconds=CONNECT_TIMEOUT_S)
+    async with _within(CONNECT_TIMEOUT_S, connecting, waiting):
         client = await VenueClient(url).connect()
     try:
-        async with _within(CONNECT_TIMEOUT_S, connecting):
+        async with _within(CONNECT_TIMEOUT_S, connecting, waiting):
             await client.logon(api_key, secret)
             withdrawal = await pending_withdrawal(client, method, params)
         if sent is not None:
             sent.append(True)
-        async with _within(ANSWER_WAIT_S, f"no answer within {ANSWER_WAIT_S:g} s"):
+        answering = WAITING.format(url=url, what="answer", seconds=ANSWER_WAIT_S)
+        async with _within(ANSWER_WAIT_S, f"no answer within {ANSWER_WAIT_S:g} s", answering):
             try:  # the SDK's own timeout (30 s) is shorter: this one is in force
                 result = await client.request(method, params, timeout_s=ANSWER_WAIT_S)
             except VenueError as error:
@@ -548,13 +599,19 @@ async def call(
 
 
 @contextlib.asynccontextmanager
-async def _within(seconds: float, said: str) -> AsyncIterator[None]:
-    """`asyncio.timeout(seconds)`, its TimeoutError saying `said` (which wait ran out)."""
+async def _within(seconds: float, said: str, waiting: str = "") -> AsyncIterator[None]:
+    """`asyncio.timeout(seconds)`, its TimeoutError saying `said` (which wait ran out);
+    `waiting`, if given, is said on stderr once the wait passes `WAIT_NOTE_S`."""
+    note = asyncio.get_running_loop().call_later(
+        WAIT_NOTE_S, lambda: print(waiting, file=sys.stderr) if waiting else None
+    )
     try:
         async with asyncio.timeout(seconds):
             yield
     except TimeoutError:
         raise TimeoutError(said) from None
+    finally:
+        note.cancel()
 
 
 async def pending_withdrawal(

@@ -77,6 +77,9 @@ PULL_TIMEOUT_S = 2.0  # pulling quotes on stop; past it, COD on disconnect does 
 # its quotes; then it is cut short: one waiting on a venue that does not answer (a handshake,
 # a logon, a request: up to 30 s) would otherwise sit out that wait, deaf to Ctrl-C.
 STOP_GRACE_S = PULL_TIMEOUT_S + 1.0
+# A venue answers a connect and logon in milliseconds: one still waiting after this long is
+# said to be waiting, and on what, rather than left silent (session 32's sweep).
+CONNECT_NOTE_S = 2.0
 REFUSALS_LOGGED_MAX = 50  # per bot: enough to diagnose a problem, never a flood
 OUTCOME_UNKNOWN = E.OUTCOME_UNKNOWN.name  # an error's name: no outcome (an outage), not refused
 QUOTE_SET_PREFIX = "mm-L"  # quote sets mm-L1..mm-LN: one bid and one ask per symbol each
@@ -1340,16 +1343,40 @@ async def _start(
     rounds take up to 30 s: the bot stops as asked, nothing left open); no venue there is
     raised (a refusal: `CANNOT_START`), and so is a setup refused (a key, an instrument, a
     size)."""
+    where = _venue_at(client)
+    waiting = asyncio.get_running_loop().call_later(
+        CONNECT_NOTE_S, log.info, "%s: waiting for the venue at %s to answer", bot.key, where
+    )
     try:
         started = await _unless_stopped(client.connect_any(setup), stop)
     except SETUP_LOST as lost:  # connected, then dropped or silent (the client is closed)
         bot.lost = _lost_text(lost)
         log.warning("%s: the connection ended (%s)", bot.key, bot.lost)
         return False
-    if started is None:  # stopped before it was set up: a stop as asked, not a lost link
+    finally:
+        waiting.cancel()
+    if started is None:  # stopped before it was set up: it did nothing, which is no success
         await client.close()
+        bot.lost = NeverConnected(
+            f"asked to stop before the venue at {where} answered: it never traded (is"
+            " `venue serve` listening there? its first line gives its trade URL)"
+        )
         return False
     return True
+
+
+def _venue_at(client: VenueClient) -> str:
+    """Where a bot waits for its venue: its URL, or all of them (`client.url` is only the
+    one tried last, when a cluster's gateways are given)."""
+    if len(client.urls) == 1:
+        return client.url
+    return f"any of {', '.join(client.urls)}"
+
+
+class NeverConnected(str):
+    """Why a bot stopped before its venue answered (`_start`): said as it is, not as a lost
+    connection. Before session 32 such a bot (`--seconds` run out, a Ctrl-C, at a port that
+    takes connections but never answers) exited 0 without a word."""
 
 
 async def _run_step(
@@ -1389,7 +1416,7 @@ def _lost_or(status: int, lost: str | None) -> int:
     broke) did not finish its run: exit status 1 and why, so a supervisor restarts it."""
     if lost is None or status != 0:
         return status
-    _stopped(f"the connection ended ({lost})")
+    _stopped(lost if isinstance(lost, NeverConnected) else f"the connection ended ({lost})")
     return 1
 
 
@@ -1462,6 +1489,12 @@ def _cannot_start_text(failed: BaseException, urls: Sequence[str]) -> str:
     """Why a bot could not start, in one line: no venue listening names where it looked and
     how to point it elsewhere (before session 30, only `[Errno 111] Connect call failed
     ('127.0.0.1', 8765)`); anything else as it came."""
+    if isinstance(failed, TimeoutError) and urls:  # the opening handshake: no venue's answer
+        return (
+            f"no answer from {' or '.join(urls)} ({failed}): something takes connections there"
+            " but does not answer as a venue (is it `venue serve`? its first line gives its"
+            " trade URL: give that with --url)"
+        )
     if not isinstance(failed, ConnectionRefusedError) or not urls:
         return str(failed)
     return (

@@ -8,6 +8,10 @@ are handed to the gateway's authentication, never to the engine.
 
 import datetime
 import ipaddress
+import os
+import select
+import stat
+import time
 from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Annotated, Any
@@ -192,10 +196,24 @@ class ConfigError(ValueError):
     """The configuration cannot be used; the message says where and why."""
 
 
+# The sample venue.toml is ~5 KB and a thousand instruments take ~300 KB: a file past this is
+# not a config (a log, a disk image given by mistake), and is refused before it is read whole.
+CONFIG_BYTES_MAX = 16 * 1024 * 1024
+# A config read from a pipe (`--config <(sops -d venue.toml)`) waits this long for its writer
+# to finish: a decrypting or templating command takes a second or two, not a minute.
+CONFIG_PIPE_WAIT_S = 30.0
+PIPE_READ_BYTES = 64 * 1024  # a Linux pipe's buffer: one read takes what it holds
+GIVE_CONFIG = (
+    "give the venue's TOML file with --config (the sample venue.toml: the repository's root)"
+)
+
+
 def load(path: Path) -> VenueConfig:
     """The config at `path`, decoded and checked (`problem`): ConfigError naming the file."""
     try:
-        config = msgspec.toml.decode(path.read_bytes(), type=VenueConfig)
+        config = msgspec.toml.decode(_read(path), type=VenueConfig)
+    except FileNotFoundError as error:
+        raise ConfigError(f"{path}: {error.strerror}: {GIVE_CONFIG}") from None
     except OSError as error:
         raise ConfigError(f"{path}: {error.strerror or error}") from None
     except (msgspec.DecodeError, msgspec.ValidationError) as error:
@@ -204,6 +222,61 @@ def load(path: Path) -> VenueConfig:
     if found is not None:
         raise ConfigError(f"{path}: {found}")
     return config
+
+
+def _read(path: Path) -> bytes:
+    """The bytes of the file or pipe at `path`, at most `CONFIG_BYTES_MAX`. Opened without
+    blocking and checked before it is read: a named pipe that nothing writes to blocked the
+    open for ever, without a word, and a device (`/dev/zero`) would be read without end. A
+    pipe with a writer (`--config <(...)`, `/dev/stdin`) is read as it comes, for at most
+    `CONFIG_PIPE_WAIT_S`."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        mode = os.fstat(descriptor).st_mode
+        if stat.S_ISDIR(mode):
+            raise ConfigError(f"{path}: a directory, not a file: {GIVE_CONFIG}")
+        if stat.S_ISFIFO(mode):
+            data = _read_pipe(path, descriptor)
+        elif stat.S_ISREG(mode):
+            with os.fdopen(os.dup(descriptor), "rb") as file:
+                data = file.read(CONFIG_BYTES_MAX + 1)
+        else:
+            raise ConfigError(f"{path}: a device or a socket, not a file: {GIVE_CONFIG}")
+    finally:
+        os.close(descriptor)
+    if len(data) > CONFIG_BYTES_MAX:
+        raise ConfigError(
+            f"{path}: over {CONFIG_BYTES_MAX:,} bytes: no venue's config is; {GIVE_CONFIG}"
+        )
+    return data
+
+
+def _read_pipe(path: Path, descriptor: int) -> bytes:
+    """What a pipe opened without blocking holds, up to its writer's end, or to one byte past
+    `CONFIG_BYTES_MAX`: nothing and no writer (a named pipe nothing writes to, a `<(...)`
+    already read) is refused at once, a writer that does not finish in `CONFIG_PIPE_WAIT_S`
+    when the wait is up."""
+    deadline = time.monotonic() + CONFIG_PIPE_WAIT_S
+    chunks: list[bytes] = []
+    size = 0
+    while size <= CONFIG_BYTES_MAX:
+        try:
+            chunk = os.read(descriptor, min(PIPE_READ_BYTES, CONFIG_BYTES_MAX + 1 - size))
+        except BlockingIOError:  # a writer, with nothing written yet: wait for it, bounded
+            left_s = deadline - time.monotonic()
+            if left_s <= 0 or not select.select([descriptor], [], [], left_s)[0]:
+                raise ConfigError(
+                    f"{path}: a pipe whose writer did not finish within"
+                    f" {CONFIG_PIPE_WAIT_S:g} s: {GIVE_CONFIG}"
+                ) from None
+            continue
+        if not chunk:  # the writer's end (or none ever: a named pipe nothing writes to)
+            if not chunks:
+                raise ConfigError(f"{path}: a pipe with no writer and nothing in it: {GIVE_CONFIG}")
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def load_to_build(path: Path) -> VenueConfig:
@@ -361,6 +434,18 @@ def _host_and_port(entry: str, authority: str) -> tuple[str, int | None]:
     return host, int(port_text)
 
 
+def _nothing_to_trade(config: VenueConfig) -> str | None:
+    """A config with no asset and no instrument (empty, truncated, only comments) built a
+    venue of nothing into a new data directory and served it: its build tables are read
+    once, so such a venue stays empty. A venue that exists may be started without them."""
+    if config.assets or config.instruments:
+        return None
+    return (
+        "no [[assets]] and no [[instruments]]: a venue built from it would list nothing;"
+        f" {GIVE_CONFIG}"
+    )
+
+
 def build_problem(config: VenueConfig) -> str | None:
     """The first mistake a venue built from `config` would otherwise take as something else
     (a second account 1 funding the first, a key of no account, a cap of "0" read as none),
@@ -368,7 +453,8 @@ def build_problem(config: VenueConfig) -> str | None:
     (a bill's term) is `setup_commands`'s to check."""
     accounts = {account.id for account in config.accounts}
     return (
-        _duplicate("assets", "code", [asset.code for asset in config.assets])
+        _nothing_to_trade(config)
+        or _duplicate("assets", "code", [asset.code for asset in config.assets])
         or _case_twins("assets", "code", [asset.code for asset in config.assets])
         or _duplicate("instruments", "symbol", [entry.symbol for entry in config.instruments])
         or _case_twins("instruments", "symbol", [entry.symbol for entry in config.instruments])

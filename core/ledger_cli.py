@@ -76,6 +76,11 @@ def _open(data_dir: Path) -> SqliteLedgerStore:
     path = data_dir / LEDGER_FILE
     if not path.exists():
         raise CommandFailed(f"no ledger store at {path}: run the venue (make run) first")
+    if not path.is_file():  # SQLite's open of a FIFO blocks; of a directory: "disk I/O error"
+        raise CommandFailed(
+            f"{path}: not a file (a directory, a pipe or a device): give the --data-dir a venue"
+            " ran with"
+        )
     try:
         found = schema_problem(path)
         if found is not None:

@@ -3,8 +3,9 @@
 Owns the command line and the I/O around `replay.lobster_replay`: reading the two files
 (`replay.lobster_format`), timing the replay, and the report as text or as one JSON object
 with at least rows, rows_matched, revealed, executions_checked, executions_matched and
-ops_per_sec. Bad input ends in one line on stderr naming the file and line (`venue: ...`;
-run as a module, `python -m replay.lobster: ...`), exit status 2.
+ops_per_sec. Bad input (a directory or a device for a file, a pipe for the order book,
+too) ends in one line on stderr naming the file and line (`venue: ...`; run as a module,
+`python -m replay.lobster: ...`), exit status 2.
 On a terminal a progress bar of the messages replayed is drawn on stderr; stdout carries
 only the report. Also runs as `python -m replay.lobster`.
 """

@@ -14,7 +14,9 @@ loaded whole.
 
 import contextlib
 import operator
+import os
 import re
+import stat
 from collections.abc import Callable, Iterator
 from enum import IntEnum
 from pathlib import Path
@@ -117,7 +119,7 @@ class LobsterReader:
     def __init__(self, messages: Path, orderbook: Path, levels: int | None = None) -> None:
         self.messages_path = messages
         self.orderbook_path = orderbook
-        self._messages = _open(messages)
+        self._messages = _open(messages, pipe=True)
         try:
             self._orderbook = _open(orderbook)
             self.levels = self._infer_levels(levels)
@@ -279,12 +281,41 @@ def _side_levels(
     return levels[:count]
 
 
-def _open(path: Path) -> IO[bytes]:
-    """Binary, so that a decoding error is found on its own line, not a chunk ahead."""
+def _open(path: Path, *, pipe: bool = False) -> IO[bytes]:
+    """Binary, so that a decoding error is found on its own line, not a chunk ahead. Opened
+    without blocking and refused unless a regular file, or a pipe where one may be read
+    (`pipe`: the messages, read once, `--messages <(zcat M.csv.gz)`): a named pipe with no
+    writer blocked the open for ever without a word (session 32's sweep); read, it ends at
+    once, with no messages."""
     try:
-        return path.open("rb")
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as error:
         raise LobsterFormatError(path, 0, error.strerror or "cannot be opened") from None
+    try:
+        _check_kind(path, descriptor, pipe=pipe)
+        os.set_blocking(descriptor, True)
+        return os.fdopen(descriptor, "rb")
+    except BaseException:  # not handed on: closed here (it leaked when fstat raised)
+        os.close(descriptor)
+        raise
+
+
+def _check_kind(path: Path, descriptor: int, *, pipe: bool) -> None:
+    """Refuse what `_open` may not read: a directory, a device, a pipe unless `pipe` (the
+    order book: its first row is read twice, for the levels)."""
+    try:
+        mode = os.fstat(descriptor).st_mode
+    except OSError as error:
+        raise LobsterFormatError(path, 0, error.strerror or "cannot be read") from None
+    if stat.S_ISREG(mode) or (pipe and stat.S_ISFIFO(mode)):
+        return
+    if stat.S_ISDIR(mode):
+        what = "a directory"
+    elif stat.S_ISFIFO(mode):
+        what = "a pipe (the order book's first row is read twice, for its levels)"
+    else:
+        what = "a device"
+    raise LobsterFormatError(path, 0, f"{what}, not a file: give the LOBSTER file")
 
 
 def _ascii(data: bytes, line: int, path: Path) -> str:

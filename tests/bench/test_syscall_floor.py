@@ -72,6 +72,19 @@ def test_a_count_of_zero_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().err == "venue: --sends and --writes must be above zero\n"
 
 
+@pytest.mark.parametrize("flag", ["--sends", "--writes"])
+def test_a_count_past_its_limit_is_refused_not_run(
+    flag: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Session 32's sweep: `--sends 10**20` was taken, and the run went on for ever without
+    a word (off a terminal, no bar). Refused before anything runs, first of the checks (the
+    missing --dir keeps the code before the fix from running: it refused that instead)."""
+    missing = str(tmp_path / "missing")
+    assert main(["bench", "floor", flag, str(10**20), "--dir", missing]) == 2
+    said = capsys.readouterr().err
+    assert said == f"venue: {flag} {10**20:,}: at most 1,000,000 (a run past it is hours)\n"
+
+
 def test_a_dir_that_is_not_there_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -92,7 +105,7 @@ def test_an_interrupted_run_ends_at_once_with_its_reader(tmp_path: Path) -> None
     """SIGINT to the benchmark alone (`kill -INT`, not a terminal's whole group) mid-sends:
     it waited for its reader process, which waited `READ_TIMEOUT_S` (30 s) for bytes that
     were never coming; now both end at once, status 130."""
-    argv = [sys.executable, "-m", "cli.main", "bench", "floor", "--sends", "100000000"]
+    argv = [sys.executable, "-m", "cli.main", "bench", "floor", "--sends", "1000000"]
     process = subprocess.Popen(
         [*argv, "--dir", str(tmp_path)],
         cwd=ROOT,

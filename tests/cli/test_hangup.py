@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -314,3 +315,50 @@ def test_noting_stops_blocks_again_the_stop_signals_its_caller_had_blocked() -> 
         assert signal.SIGTERM in signal.pthread_sigmask(signal.SIG_BLOCK, set())
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, was)
+
+
+def test_sigterm_to_a_benchmark_stops_its_server_process_as_ctrl_c_does(tmp_path: Path) -> None:
+    """Session 32's sweep: SIGTERM to `venue bench ws-layer` (likewise `gateway`, `e2e`) took
+    its default action: the command died where it stood and its server process ran on,
+    orphaned. Now SIGTERM does what Ctrl-C does: the server is stopped, exit status 143.
+    ws-layer runs its loop under uvloop, where a handler that raises is not enough."""
+    command = [sys.executable, "-m", "cli.main", "bench", "ws-layer", "--layers", "websockets"]
+    bench = subprocess.Popen(
+        [*command, "--frames", "10000000", "--runs", "1"],
+        cwd=ROOT,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    children = Path(f"/proc/{bench.pid}/task/{bench.pid}/children")
+    try:
+        server = _first_child(bench, children)
+        bench.send_signal(signal.SIGTERM)
+        _, err = bench.communicate(timeout=STOP_TIMEOUT_S)
+        assert bench.returncode == 143, err
+        assert "Traceback" not in err, err
+        assert not _running(int(server[0])), "its server process was left running"
+    finally:
+        bench.kill()
+        for pid in children.read_text().split() if children.exists() else []:
+            os.kill(int(pid), signal.SIGKILL)
+
+
+def _first_child(process: subprocess.Popen[str], children: Path) -> list[str]:
+    """The process's children once it has one (bounded: `UP_TIMEOUT_S`, 0.05 s a look)."""
+    for _ in range(int(UP_TIMEOUT_S / 0.05)):
+        assert process.poll() is None, process.communicate()
+        if found := children.read_text().split():
+            return found
+        time.sleep(0.05)
+    raise AssertionError("the benchmark started no server process")
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` is a process that has not exited (gone, or a zombie, is not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"

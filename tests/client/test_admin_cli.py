@@ -1101,3 +1101,91 @@ def test_with_no_url_and_no_venue_there_the_line_says_whence_the_url(
     err = capsys.readouterr().err
     url = f"ws://127.0.0.1:{port}/ws/trade"
     assert f"no answer from {url} (no --url: {config}'s [venue] host and port): " in err
+
+
+@pytest.mark.parametrize(
+    ("asset", "said"),
+    [
+        ("\udcff\udcfeUSD", "asset b'\\xff\\xfeUSD': not UTF-8 text, which is all the venue reads"),
+        ("A" * 70_000, "asset: 70,000 characters make a request of 70,"),
+        ("\u00e9" * 33_000, "asset: 33,000 characters make a request of 66,"),  # 2 bytes each
+    ],
+)
+def test_a_request_the_venue_could_not_read_is_refused_before_connecting(
+    asset: str, said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Session 32's sweep: an argument of bytes that are no UTF-8 (a shell passes them as
+    they come) raised UnicodeEncodeError, a traceback; one past the venue's message limit
+    was answered MESSAGE_TOO_BIG without an id, so the command waited 35 s and resent it
+    three times. Both are now refused before anything connects (here: to nothing)."""
+    from cli.main import main
+
+    with socket.socket() as probe:  # a port nobody listens on: nothing may be tried there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"ws://127.0.0.1:{port}/ws/trade"
+    argv = ["admin", "deposit", "1", asset, "5", "--url", url, "--config", str(SAMPLE_CONFIG)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"venue: {said}") and err.endswith("; nothing sent\n"), err
+    assert len(err.splitlines()) == 1
+
+
+def test_a_request_within_the_limit_as_sent_is_sent_whatever_its_json_escapes_would_be(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The reviewer of session 32: the request was measured with `json.dumps`, which writes
+    each "\u00e9" as 6 bytes where the SDK sends 2 (msgspec, raw UTF-8): 15,000 of them made
+    90,134 bytes by that count and the command refused, untruly, a request of ~30 KB. Now it
+    is sent, and the venue answers it (a refusal: no such asset)."""
+    assert admin(venue.port, "deposit", "1", "\u00e9" * 15_000, "5") == 1
+    err = capsys.readouterr().err
+    assert err.startswith("venue admin: refused: ") and "nothing sent" not in err, err[:300]
+
+
+def test_a_key_or_secret_that_is_not_utf8_is_refused_before_connecting(
+    venue: BackgroundVenue, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The reviewer of session 32: a `--key` or `--secret` (or `$VENUE_ADMIN_KEY`,
+    `$VENUE_ADMIN_SECRET`) of bytes that are no UTF-8 still raised UnicodeEncodeError, a
+    traceback, once connected (the logon's payload, its HMAC). Refused before connecting
+    now; a secret's bytes are not shown."""
+    from cli.main import main
+
+    key, secret = KEYS["admin"]
+    said_key = f"--key (or ${admin_cli.KEY_ENV}) b'{key}\\xff': not UTF-8 text"
+    said_secret = f"--secret (or ${admin_cli.SECRET_ENV}): not UTF-8 text"
+    cases = [
+        (["--key", f"{key}\udcff", "--secret", secret], {}, said_key),
+        (["--key", key, "--secret", "\udcff\udcfe"], {}, said_secret),
+        ([], {admin_cli.KEY_ENV: key, admin_cli.SECRET_ENV: "s\udcff"}, said_secret),
+    ]
+    url = f"ws://127.0.0.1:{venue.port}/ws/trade"
+    for flags, environment, said in cases:
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        argv = ["admin", "deposit", "1", "USD", "5", "--url", url, "--config", str(SAMPLE_CONFIG)]
+        assert main([*argv, *flags]) == 2
+        err = capsys.readouterr().err
+        assert err == f"venue: {said}, which is all the venue reads; nothing sent\n", err
+
+
+def test_a_wait_on_a_venue_that_does_not_answer_is_said_not_silent(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Session 32's sweep: at a port that takes connections but never answers, `venue admin`
+    said nothing for its whole 10 s connect wait (and would for 35 s on an answer). A wait
+    past `WAIT_NOTE_S` now says on what it waits. The limits are set small here (a note at
+    once, a 0.5 s connect wait: timers of one loop, in that order), no part replaced."""
+    monkeypatch.setattr(admin_cli, "WAIT_NOTE_S", 0.0, raising=False)  # (none before)
+    monkeypatch.setattr(admin_cli, "CONNECT_TIMEOUT_S", 0.5)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert admin(port, "deposit", "1", "USD", "1", "--key", "k", "--secret", "s") == 2
+    url = f"ws://127.0.0.1:{port}/ws/trade"
+    assert capsys.readouterr().err.splitlines() == [
+        f"venue admin: waiting for the venue at {url} to connect and log on (up to 0.5 s)",
+        f"venue admin: no answer from {url}: no connection and logon within 0.5 s",
+    ]

@@ -2,6 +2,7 @@
 
 import asyncio
 import base64
+import contextlib
 import datetime
 import hashlib
 import re
@@ -820,7 +821,8 @@ def test_a_bot_told_to_stop_while_the_venue_does_not_answer_stops_within_its_gra
     or a request's 30 s, deaf to Ctrl-C, then its close's 10 s. Its start (the logon here)
     now watches the flag (session 26's second review: it was cut short after
     `STOP_GRACE_S`, exit 1): it stops as asked, its close given up after CLOSE_TIMEOUT_S,
-    exit 0. A bot past its start and deaf longer is cut short: the test after this one."""
+    exit 1 saying it never traded (since session 32; exit 0 without a word before). A bot
+    past its start and deaf longer is cut short: the test after this one."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
@@ -836,7 +838,9 @@ def test_a_bot_told_to_stop_while_the_venue_does_not_answer_stops_within_its_gra
         finally:
             frozen.set()
             answering.join(READY_TIMEOUT_S)
-    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.splitlines()[-1].startswith("bot stopped: asked to stop before the venue")
+    assert "Traceback" not in done.stderr
 
 
 def test_a_bot_deaf_to_stop_is_cut_short_after_its_grace_saying_so(
@@ -1420,3 +1424,42 @@ def test_the_first_round_after_a_split_sends_no_price_into_its_own_quote(
         await maker.client.close()
 
     run_venue(scenario)
+
+
+@pytest.mark.parametrize(("kind", "gateways"), [("taker", 1), ("market-maker", 1), ("taker", 2)])
+def test_a_bot_stopped_before_a_silent_venue_answered_says_so_and_exits_1(
+    kind: str, gateways: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Session 32's sweep: at a port that takes connections but never answers (a hung
+    process, another program), a bot whose `--seconds` ran out (or that got Ctrl-C) before
+    its connect and logon were answered exited 0 without a word: a run that never traded,
+    reported as a success. Given several `--url`, the line names them all (it named the one
+    tried last: the reviewer). In-process; each listener's backlog takes the connection."""
+    from cli.main import main
+
+    with contextlib.ExitStack() as stack:
+        urls = []
+        for _ in range(gateways):
+            listener = stack.enter_context(socket.socket())
+            listener.bind(("127.0.0.1", 0))
+            listener.listen()
+            urls.append(f"ws://127.0.0.1:{listener.getsockname()[1]}/ws/trade")
+        argv = ["bot", kind, "--symbol", SYMBOL, "--seconds", "0.5"]
+        argv += [flag for url in urls for flag in ("--url", url)]
+        flags = ["--rate", "1"] if kind == "taker" else ["--spread", "0.1", "--size", "1"]
+        status = main([*argv, *flags, "--config", str(SAMPLE_CONFIG)])
+    assert status == 1
+    err = capsys.readouterr().err
+    where = urls[0] if gateways == 1 else f"any of {', '.join(urls)}"
+    assert f"bot stopped: asked to stop before the venue at {where} answered" in err, err
+    assert "Traceback" not in err
+
+
+def test_a_venue_that_never_completes_the_handshake_is_said_to_be_no_venue() -> None:
+    """Session 32's sweep: without `--seconds`, the same silent port ended after the
+    client's 10 s handshake wait in `bot stopped: timed out during opening handshake`, with
+    no word of where or what to do. (The wait itself is the client's; only the words here.)"""
+    url = "ws://127.0.0.1:9/ws/trade"
+    said = bots._cannot_start_text(TimeoutError("timed out during opening handshake"), [url])
+    assert said.startswith(f"no answer from {url} (timed out during opening handshake)")
+    assert "give that with --url" in said

@@ -1,5 +1,7 @@
 """venue.toml: strict decoding, exact amounts, and the sample config builds a sound venue."""
 
+import os
+import threading
 from pathlib import Path
 
 import msgspec
@@ -445,3 +447,132 @@ def test_a_key_of_no_participants_account_stops_every_start_naming_the_key(
         config.load(write(tmp_path, text))
     for word in ["key 'demo-mm-beta'", f"account {account}", "above 0"]:
         assert word in str(raised.value), raised.value
+
+
+def test_a_fifo_no_one_writes_to_is_refused_at_once_not_waited_on(tmp_path: Path) -> None:
+    """Session 32's sweep: `--config` naming a FIFO that nothing writes to (a named pipe, a
+    `<(...)` already read) blocked the open for ever, without a word, in every command that
+    reads one. The load runs in a thread here, so that a hang fails the test rather than
+    hanging it; a writer opened afterwards lets such a blocked open go."""
+    fifo = tmp_path / "venue.toml"
+    os.mkfifo(fifo)
+    refused: list[str] = []
+
+    def load() -> None:
+        try:
+            config.load(fifo)
+        except config.ConfigError as error:
+            refused.append(str(error))
+
+    loading = threading.Thread(target=load, daemon=True)
+    loading.start()
+    loading.join(timeout=30)  # a bound on a hang, not a timing assertion
+    if loading.is_alive():  # the open blocked: unblock it, then fail
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        loading.join()
+        pytest.fail("config.load blocked on a FIFO")
+    assert refused == [f"{fifo}: a pipe with no writer and nothing in it: {config.GIVE_CONFIG}"]
+
+
+def _pipe_written(text: bytes) -> tuple[Path, threading.Thread]:
+    """`/dev/fd/N` of a pipe a thread writes `text` into (blocking while the pipe is full,
+    so the reader finds it empty with a writer there), then closes: `--config <(...)`."""
+    read_end, write_end = os.pipe()
+
+    def writer() -> None:
+        left = memoryview(text)
+        try:
+            while left:
+                left = left[os.write(write_end, left) :]
+        except BrokenPipeError:  # the reader stopped reading (a config past its limit)
+            pass
+        finally:
+            os.close(write_end)
+
+    writing = threading.Thread(target=writer, daemon=True)
+    writing.start()
+    path = Path(f"/dev/fd/{read_end}")
+    return path, writing
+
+
+def test_a_config_from_a_pipe_with_its_writer_is_read_whole(tmp_path: Path) -> None:
+    """The reviewer of session 32: refusing every pipe refused `venue serve --config
+    <(sops -d venue.toml)` and `--config /dev/stdin < <(...)`, which worked before. A pipe
+    with a writer is read as it comes; past the pipe's 64 KiB buffer here, so the writer
+    blocks and the reader waits on it more than once."""
+    padded = SAMPLE_TEXT + "# padding, a comment line of a generated config\n" * 4_000
+    path, writing = _pipe_written(padded.encode())
+    try:
+        loaded = config.load(path)
+    finally:
+        os.close(int(path.name))  # (a writer still blocked on a full pipe then ends)
+        writing.join(timeout=30)  # a bound, not a timing assertion
+    assert loaded == config.load(write(tmp_path, padded))
+
+
+def test_a_pipe_past_the_size_limit_or_whose_writer_never_ends_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pipe is held to the file's bounds: read to one byte past `CONFIG_BYTES_MAX`, and
+    waited on for at most `CONFIG_PIPE_WAIT_S` (here a writer that writes nothing and holds
+    its end open until the load has given up)."""
+    monkeypatch.setattr(config, "CONFIG_BYTES_MAX", 100)
+    path, writing = _pipe_written(b"# padding\n" * 20_000)  # blocks, full, until closed
+    with pytest.raises(config.ConfigError, match="over 100 bytes: no venue's config is"):
+        config.load(path)
+    os.close(int(path.name))  # the writer's next write fails: it ends
+    writing.join(timeout=30)
+    monkeypatch.setattr(config, "CONFIG_PIPE_WAIT_S", 0.05)
+    read_end, write_end = os.pipe()
+    try:
+        with pytest.raises(config.ConfigError, match=r"writer did not finish within 0\.05 s"):
+            config.load(Path(f"/dev/fd/{read_end}"))
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/null"])
+def test_a_device_given_as_the_config_is_refused_unread(device: str) -> None:
+    with pytest.raises(config.ConfigError, match="a device or a socket, not a file"):
+        config.load(Path(device))
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("missing.toml", "No such file or directory: give the venue's TOML file with --config"),
+        ("a-directory", "a directory, not a file: give the venue's TOML file with --config"),
+    ],
+)
+def test_a_config_that_is_no_file_says_what_to_give(tmp_path: Path, name: str, why: str) -> None:
+    (tmp_path / "a-directory").mkdir()
+    with pytest.raises(config.ConfigError) as raised:
+        config.load(tmp_path / name)
+    assert str(raised.value).startswith(f"{tmp_path / name}: {why}")
+
+
+def test_a_config_past_its_size_limit_is_refused_unread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    big = write(tmp_path, "# padding\n" * 20)
+    monkeypatch.setattr(config, "CONFIG_BYTES_MAX", 100)
+    with pytest.raises(config.ConfigError, match="over 100 bytes: no venue's config is"):
+        config.load(big)
+
+
+@pytest.mark.parametrize("text", ["", "\n  \n", "# the venue's config\n[venue]\nport = 9000\n"])
+def test_a_config_of_no_asset_and_no_instrument_builds_nothing(tmp_path: Path, text: str) -> None:
+    """Session 32's sweep: `venue serve --config` of a file truncated to nothing (or of only
+    comments: the reviewer) built a venue of nothing (no asset, no instrument) into a new
+    data directory and served it. A build refuses it; a venue that exists may still start
+    with such a file (its build tables are read once)."""
+    path = write(tmp_path, text)
+    refused = f"{path}: no [[assets]] and no [[instruments]]: a venue built from it would"
+    with pytest.raises(config.ConfigError) as raised:
+        config.load_to_build(path)
+    assert str(raised.value).startswith(refused), raised.value
+    loaded = config.load(path)
+    with pytest.raises(config.ConfigError, match=r"no \[\[assets\]\] and no \[\[instr"):
+        config.setup_commands(loaded, NOW_US)  # what `venue serve` and a core build from
+    assert config.setup_commands(loaded, NOW_US, building=False) == []

@@ -1,5 +1,8 @@
 """Reading LOBSTER files: lockstep pairs, levels inferred or checked, every bad input named."""
 
+import errno
+import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -175,3 +178,80 @@ def test_shown_levels_leave_out_empty_ones_whatever_their_price() -> None:
     shown = row("1000100,100,999900,100,0,0,0,0").shown()
     assert shown == ([(1_000_100, 100)], [(999_900, 100)])
     assert row("9999999999,0,-9999999999,0").shown() == ([], [])
+
+
+def test_a_fifo_or_a_directory_is_refused_at_once_not_waited_on(tmp_path: Path) -> None:
+    """Session 32's sweep: `--messages` naming a FIFO blocked `venue replay lobster` in its
+    open for ever, without a word. The read runs in a thread here, so that a hang fails the
+    test rather than hanging it; a writer opened afterwards lets it go. A FIFO of messages
+    with no writer ends at once (no messages); an order book's is refused, read twice."""
+    fifo = tmp_path / "messages.csv"
+    os.mkfifo(fifo)
+    (tmp_path / "a-directory").mkdir()
+    refused: list[str] = []
+
+    def read(messages: Path, orderbook: Path) -> None:
+        try:
+            read_all(messages, orderbook)
+        except LobsterFormatError as error:
+            refused.append(str(error))
+
+    cases = [
+        (fifo, TEST_ORDERBOOK),
+        (tmp_path / "a-directory", TEST_ORDERBOOK),
+        (TEST_MESSAGES, fifo),
+        (Path("/dev/null"), TEST_ORDERBOOK),
+    ]
+    for messages, orderbook in cases:
+        reading = threading.Thread(target=read, args=(messages, orderbook), daemon=True)
+        reading.start()
+        reading.join(timeout=30)  # a bound on a hang, not a timing assertion
+        if reading.is_alive():  # the open blocked: unblock it, then fail
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            reading.join()
+            pytest.fail(f"LobsterReader blocked on {messages}, {orderbook}")
+    assert refused == [
+        f"{fifo}: no messages",
+        f"{tmp_path / 'a-directory'}: a directory, not a file: give the LOBSTER file",
+        f"{fifo}: a pipe (the order book's first row is read twice, for its levels), not a"
+        " file: give the LOBSTER file",
+        "/dev/null: a device, not a file: give the LOBSTER file",
+    ]
+
+
+def test_messages_from_a_pipe_with_its_writer_are_read_as_from_the_file() -> None:
+    """The reviewer of session 32 found `--config <(...)` refused by the same change: so was
+    `--messages <(zcat M.csv.gz)`, which worked before. A pipe of messages is read."""
+    read_end, write_end = os.pipe()
+
+    def writer() -> None:
+        with os.fdopen(write_end, "wb") as pipe:
+            pipe.write(TEST_MESSAGES.read_bytes())
+
+    writing = threading.Thread(target=writer, daemon=True)
+    writing.start()
+    try:
+        pairs = read_all(Path(f"/dev/fd/{read_end}"), TEST_ORDERBOOK)
+    finally:
+        os.close(read_end)
+        writing.join(timeout=30)  # a bound, not a timing assertion
+    assert pairs == read_all(TEST_MESSAGES, TEST_ORDERBOOK)
+
+
+def test_a_file_whose_kind_cannot_be_read_is_refused_and_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The reviewer of session 32: when `os.fstat` failed (an I/O error) the descriptor just
+    opened was never closed, and the OSError was no LobsterFormatError. Here the kernel's
+    failure is stood in for: `os` is not ours."""
+    opened = len(os.listdir("/proc/self/fd"))
+
+    def failing(descriptor: int) -> os.stat_result:
+        raise OSError(errno.EIO, "Input/output error")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "fstat", failing)
+        with pytest.raises(LobsterFormatError) as raised:
+            LobsterReader(TEST_MESSAGES, TEST_ORDERBOOK)
+    assert str(raised.value) == f"{TEST_MESSAGES}: Input/output error"
+    assert len(os.listdir("/proc/self/fd")) == opened
