@@ -152,7 +152,9 @@ def test_a_bot_asked_to_stop_while_it_starts_stops_at_once(kind: str) -> None:
     """The finding (session 26's second review): a bot's start (connect_any, its rounds
     over every gateway for up to 30 s) did not watch `stop`, so a Ctrl-C or the end of
     --seconds then was cut short after STOP_GRACE_S, "still waiting for the venue", exit 1.
-    It stops as asked (exit 0), its start cancelled, nothing left open."""
+    It stops as asked, its start cancelled, nothing left open; since session 32 it says it
+    never traded (exit 1: a run that never reached the venue is no success), not that it was
+    cut short waiting."""
 
     async def scenario() -> None:
         async with refusing_servers(2) as (urls, hits):
@@ -169,7 +171,8 @@ def test_a_bot_asked_to_stop_while_it_starts_stops_at_once(kind: str) -> None:
             assert await until(lambda: hits[1] >= 2), "not trying every gateway in rounds"
             stop.set()
             assert await asyncio.wait_for(running, 2 * bots.STOP_GRACE_S), "cut short"
-            assert bot.lost is None, bot.lost
+            assert bot.lost is not None and "never traded" in bot.lost, bot.lost
+            assert "still waiting" not in bot.lost, bot.lost
             websocket = bot.client.websocket
             assert websocket is None or websocket.state is State.CLOSED
 

@@ -225,12 +225,13 @@ def test_every_control_of_the_page_has_a_name_and_its_status_lines_are_announced
     assert '<span id="relogon-countdown" aria-hidden="true">' in response.body.decode()
 
 
-def test_the_tape_and_the_fills_say_their_times_are_utc() -> None:
+def test_the_tape_the_fills_and_the_candles_say_their_times_are_utc() -> None:
     # The page prints trade times in UTC (app.js `clock`): unlabelled, a trader anywhere
     # else reads them as local times, hours off.
     response = StaticSite().respond(Request("/", Headers()))
     assert response is not None
     page = response.body.decode()
-    # (the fills' header has its role said: on a phone the fills show as blocks)
-    assert len(re.findall(r"<th( [^>]*)?>time \(UTC\)</th>", page)) == 2
+    # (the fills' header has its role said: on a phone the fills show as blocks; the third is
+    # the candle chart's text alternative, its bars' open times)
+    assert len(re.findall(r"<th( [^>]*)?>time \(UTC\)</th>", page)) == 3
     assert not re.search(r"<th( [^>]*)?>time</th>", page)
