@@ -74,7 +74,9 @@ def write(directory: Path, snapshot: Snapshot) -> Path:
     header = HEADER.pack(MAGIC, snapshot.seq, zlib.crc32(body), len(body))
     final = path_for(directory, snapshot.seq)
     temporary = final.with_suffix(".tmp")
-    with open(temporary, "wb") as file:
+    # Owner-only whatever the umask: a snapshot holds every participant's balances and orders.
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
         file.write(header)
         file.write(body)
         file.flush()

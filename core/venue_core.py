@@ -55,6 +55,9 @@ LOCK_FILE = "venue.lock"  # flocked by the core for its life: one venue per data
 # (durably) at its next start before anything is accepted: a start that finds none follows
 # a crash, after which the orders placed with cancel-on-disconnect on are canceled.
 CLEAN_STOP_FILE = "clean-stop"
+# A data directory made by a start is its owner's alone, whatever the umask: it holds the
+# participants' orders and balances (journal, snapshots, ledger) and the issued keys' secrets.
+DATA_DIR_MODE = 0o700
 SNAPSHOT_INTERVAL_S = 60  # recovery replays at most a minute of journal after the snapshot
 CLOCK_TICK_S = 0.05  # how often the venue's clock is advanced for gtd expiries and maturity
 # The clock also wakes when a dead-man's switch is due sooner than its next tick (its deadline
@@ -106,7 +109,7 @@ class VenueCore:
         # What this start makes, so that a refused start takes it away again (`_give_back`):
         # an operator must not find a directory "used" by a venue that never ran.
         self._made_dirs = missing_dirs(data_dir)
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=DATA_DIR_MODE, parents=True, exist_ok=True)
         self._made_lock_file = not (data_dir / LOCK_FILE).exists()
         self._made_journal = journal is None and not os.path.lexists(data_dir / JOURNAL_FILE)
         self._made_store = False  # the SQLite store's file, made by this start (`_start`)

@@ -35,7 +35,7 @@ from core.journal import JournalError, refuse_dangling_link
 from core.lease import LeaseError
 from core.lease_thread import ThreadLease
 from core.nats_bus import die
-from core.venue_core import missing_dirs
+from core.venue_core import DATA_DIR_MODE, missing_dirs
 
 log = logging.getLogger("venue.cluster")
 
@@ -100,7 +100,7 @@ class DataDirRuns:
         refuse_dangling_link(self.data_dir / LEASE_LOCK_FILE, "making a lease lock there")
         refuse_dangling_link(self.data_dir / LEASE_RUNS_FILE, "taking it for no runs recorded")
         self._made_dirs = missing_dirs(self.data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=DATA_DIR_MODE, parents=True, exist_ok=True)
         self._made_lock_file = not os.path.lexists(self.data_dir / LEASE_LOCK_FILE)
         lock = (self.data_dir / LEASE_LOCK_FILE).open("ab")  # O_CLOEXEC: children lack it
         while True:

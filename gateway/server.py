@@ -23,6 +23,7 @@ from core.bus import Bus, EmbeddedBus
 from core.journal import Journal
 from core.sequencer import Executed, Sequencer
 from core.venue_core import (
+    DATA_DIR_MODE,
     JOURNAL_FILE,
     LEDGER_FILE,
     RecoveryRefused,
@@ -124,7 +125,7 @@ class VenueServer:
         _add_issued_keys(self.auth.store, self.issued_keys, data_dir / ISSUED_KEYS_FILE)
         kept = read_kept_files(data_dir)  # likewise: the dead-man and push-format files
         if bus is not None:  # an embedded core makes its directory (and takes it back if refused)
-            data_dir.mkdir(parents=True, exist_ok=True)
+            data_dir.mkdir(mode=DATA_DIR_MODE, parents=True, exist_ok=True)
         if bus is None:
             self.core = VenueCore(config, data_dir, self, journal=journal)
             self.bus: Bus = EmbeddedBus(self.core)

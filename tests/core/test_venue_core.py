@@ -335,3 +335,38 @@ def test_save_json_makes_its_rename_durable(
     directory = os.path.realpath(tmp_path)
     assert synced[-1] == directory, synced  # the directory, after the file's own
     assert (tmp_path / "api_keys.json").read_bytes() == b"[1]"
+
+
+@contextlib.contextmanager
+def umask(mask: int) -> Iterator[None]:
+    before = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(before)
+
+
+def test_a_started_venues_data_directory_and_data_files_are_its_owners_alone(
+    tmp_path: Path,
+) -> None:
+    """Under the usual umask 022 the journal, snapshot and ledger store were 0644 in a 0755
+    directory until session 32: every local user could read every participant's orders and
+    balances. Empty files (locks, the clean-stop mark) hold nothing to read."""
+    data_dir = tmp_path / "data"
+
+    async def main() -> None:
+        core = _core(data_dir)
+        await core.start()
+        core.sequencer.submit(CancelAll(account=1), None)
+        await core.sequencer.drain()
+        await core.stop()
+
+    with umask(0o022):
+        asyncio.run(main())
+    assert data_dir.stat().st_mode & 0o777 == 0o700
+    held = {path.name: path.stat() for path in data_dir.iterdir() if path.stat().st_size}
+    assert {JOURNAL_FILE, "ledger.sqlite"} <= held.keys()
+    assert any(name.startswith("snapshot-") for name in held)
+    assert {name: oct(stat.st_mode & 0o777) for name, stat in held.items()} == {
+        name: "0o600" for name in held
+    }
