@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import random
 import signal
 import sys
@@ -1428,6 +1429,10 @@ class _GatewayUrls(argparse.Action):
             namespace.other_urls.append(value)
 
 
+# A real key's credentials, read from the environment rather than flags: a process's
+# arguments are visible to every local user (`ps`), its environment to its owner alone.
+KEY_ENV, SECRET_ENV = "VENUE_KEY", "VENUE_SECRET"
+
 # The config a bot reads (never the venue's files): each symbol's rules, to check a size and a
 # price before sending it, and its listed price.
 CONFIG_HELP = (
@@ -1447,8 +1452,17 @@ def _add_connection_arguments(parser: argparse.ArgumentParser, key: str, secret:
         " when dropped",
     )
     parser.set_defaults(other_urls=None)
-    parser.add_argument("--key", default=key, help=f"its API key (default {key}, a demo key)")
-    parser.add_argument("--secret", default=secret, help="the key's secret (default: the demo's)")
+    parser.add_argument(
+        "--key",
+        default=os.environ.get(KEY_ENV, key),
+        help=f"its API key (default: ${KEY_ENV}, else {key}, a demo key)",
+    )
+    parser.add_argument(
+        "--secret",
+        default=os.environ.get(SECRET_ENV, secret),
+        help=f"the key's secret (default: ${SECRET_ENV}, else the demo's); a flag is seen by"
+        " every local user in `ps`: give a real key's secret in the environment",
+    )
     parser.add_argument("--seconds", type=float_within(0), default=0.0, help="0: until Ctrl-C")
 
 

@@ -1393,3 +1393,25 @@ def test_the_first_round_after_a_split_sends_no_price_into_its_own_quote(
         await maker.client.close()
 
     run_venue(scenario)
+
+
+@pytest.mark.parametrize("add", [bots.add_market_maker_arguments, bots.add_taker_arguments])
+def test_a_bots_key_and_secret_come_from_the_environment_kept_out_of_ps(
+    add: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The finding (session 32): a bot took a real key's secret only as `--secret`, which
+    every local user reads in `ps`; VENUE_KEY and VENUE_SECRET now give them, flags still win,
+    and with neither the demo's key and secret are used as before."""
+    parser = argparse.ArgumentParser()
+    add(parser)
+    required = ["--symbol", "AAPLx-USD", "--spread", "10", "--size", "1", "--rate", "1"]
+    demo, _ = parser.parse_known_args(required)
+    monkeypatch.setenv("VENUE_KEY", "key-of-mine")
+    monkeypatch.setenv("VENUE_SECRET", "secret-of-mine")
+    parser = argparse.ArgumentParser()
+    add(parser)
+    known, _ = parser.parse_known_args(required)
+    assert (known.key, known.secret) == ("key-of-mine", "secret-of-mine")
+    flagged, _ = parser.parse_known_args([*required, "--key", "k", "--secret", "s"])
+    assert (flagged.key, flagged.secret) == ("k", "s")
+    assert demo.key.startswith("demo-") and demo.secret.startswith("demo-secret-")
