@@ -29,6 +29,9 @@ from gateway.limits import KEY_NONCES_LIMIT, RATE_LIMITED_WORDS
 
 KEY_LENGTH_MAX = 64  # room for any generated key; bounds what one store entry costs
 NONCE_LENGTH_MAX = 64  # a UUID or a 256-bit hex string fits; longer is padding, not entropy
+# An unknown key's characters a log line keeps: enough to tell one client's mistake from
+# another's, too few to be a usable secret (an issued secret has 48 hex digits).
+UNKNOWN_KEY_LOGGED_CHARS = 8
 RECV_WINDOW_MS_DEFAULT = 5_000  # PROTOCOL's `recv_window?`: clock skew plus one round trip
 RECV_WINDOW_MS_MAX = 60_000  # a minute of skew is already generous; longer widens replays
 # A reconnect storm of ~8 logons/s for the longest a nonce is kept (ts up to a window ahead,
@@ -126,6 +129,14 @@ class KeyStore:
 
     def get(self, key: str) -> ApiKey | None:
         return self._keys.get(key)
+
+    def logged(self, key: str) -> str:
+        """`key` as a log line names it: whole when it is one of ours (an id, no secret),
+        else its first `UNKNOWN_KEY_LOGGED_CHARS` and "...": a key unknown here is often a
+        secret typed in the key's place, and the operator's log must not keep it."""
+        if key in self._keys or len(key) <= UNKNOWN_KEY_LOGGED_CHARS:
+            return key
+        return key[:UNKNOWN_KEY_LOGGED_CHARS] + "..."
 
     def remove(self, key: str) -> None:
         """Accept `key` no more (logons and REST requests with it refused as an unknown
