@@ -21,6 +21,7 @@ import json
 import logging
 import secrets
 import threading
+import urllib.parse
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
@@ -229,7 +230,7 @@ class JetStreamJournal:
         except nats.js.errors.NotFoundError:
             if not create:
                 raise JournalStreamMissing(
-                    f"JetStream stream {self.stream} does not exist on {','.join(self.servers)}"
+                    f"JetStream stream {self.stream} does not exist on {shown(self.servers)}"
                 ) from None
             config = StreamConfig(
                 name=self.stream,
@@ -528,7 +529,7 @@ async def connect(servers: list[str], name: str, **options: Any) -> Client:
             **options,
         )
     except Exception as error:  # nats-py raises several kinds for "nobody answered"
-        raise JournalUnavailable(f"cannot reach NATS at {','.join(servers)}: {error!r}") from error
+        raise JournalUnavailable(f"cannot reach NATS at {shown(servers)}: {error!r}") from error
 
 
 async def delete_if_empty(servers: str | Sequence[str], stream: str = STREAM_DEFAULT) -> bool:
@@ -554,6 +555,23 @@ def cluster_replicas(nc: Client) -> int:
     """R for a new stream: a server in a cluster tells its client the others' URLs (gossip),
     so one seed URL of a 3-node cluster still shows three servers; a lone node shows one."""
     return CLUSTER_REPLICAS if len(nc.servers) > 1 else 1
+
+
+def shown(servers: str | Sequence[str]) -> str:
+    """NATS server URLs as a line or a message shows them: a password in one
+    (`nats://user:password@host:4222`, which nats-py logs on with) as `***`, since stdout and
+    the log are a supervisor's, kept and read by more people than the venue's config."""
+    listed = servers.split(",") if isinstance(servers, str) else list(servers)
+    return ",".join(_without_password(url.strip()) for url in listed)
+
+
+def _without_password(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc or ":" not in parts.netloc.rpartition("@")[0]:
+        return url
+    user = parts.netloc.rpartition("@")[0].partition(":")[0]
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def server_list(servers: str | Sequence[str]) -> list[str]:

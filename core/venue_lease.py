@@ -30,7 +30,13 @@ from typing import IO, Final
 import nats.errors
 
 from core.cluster_core import LEASE_POLL_S, LEASE_REQUEST_TIMEOUT_S, LEASE_TTL_S
-from core.jetstream_journal import STREAM_DEFAULT, JournalUnavailable, connect, server_list
+from core.jetstream_journal import (
+    STREAM_DEFAULT,
+    JournalUnavailable,
+    connect,
+    server_list,
+    shown,
+)
 from core.journal import JournalError, refuse_dangling_link
 from core.lease import LeaseError
 from core.lease_thread import ThreadLease
@@ -261,7 +267,7 @@ class VenueLease:
             where = ",".join(self.servers)
             raise JournalUnavailable(f"NATS at {where}: no lease bucket: {unanswered!r}") from None
         except LeaseError as unusable:  # another TTL: made by something else than a venue
-            raise JournalError(f"NATS at {','.join(self.servers)}: {unusable}") from None
+            raise JournalError(f"NATS at {shown(self.servers)}: {unusable}") from None
         wait_s = self.ttl_s * OWN_KEY_WAIT_FACTOR
         deadline = time.monotonic() + wait_s
         runs = self.runs
@@ -313,7 +319,7 @@ class VenueLease:
         )
 
     def _refusal(self, holder: str | None, waited: bool, wait_s: float) -> str:
-        where = f"the lease of stream {STREAM_DEFAULT} on NATS {','.join(self.servers)}"
+        where = f"the lease of stream {STREAM_DEFAULT} on NATS {shown(self.servers)}"
         if holder is None:
             return f"{where} could not be taken within {wait_s:g} s (NATS did not answer)"
         if waited:
