@@ -188,6 +188,7 @@ class VenueCore:
             await self._close_files()
             self._give_back()
             raise
+        warn_if_others_may_read(self.data_dir)  # once started: a refusal stays one line
 
     def start_tasks(self) -> None:
         """The core's timers: the clock, periodic snapshots, the reject summaries."""
@@ -492,6 +493,17 @@ def _names(path: Path, file: IO[bytes]) -> bool:
         return False
     held = os.fstat(file.fileno())
     return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
+
+
+def warn_if_others_may_read(data_dir: Path) -> None:
+    """Warn when `data_dir` lets others in (group or other bits): one made before session 32
+    kept its 0755, and its journal and store their 0644, every participant's orders and
+    balances readable by every local user. Warned, not changed: the modes are the operator's
+    (a backup agent's group, say)."""
+    mode = data_dir.stat().st_mode & 0o777
+    if mode & 0o077:
+        why = f"readable by others: chmod -R go-rwx {data_dir} (it holds participants' data)"
+        log.warning("data directory open to others", extra={"mode": oct(mode), "why": why})
 
 
 def missing_dirs(path: Path) -> list[Path]:

@@ -370,3 +370,26 @@ def test_a_started_venues_data_directory_and_data_files_are_its_owners_alone(
     assert {name: oct(stat.st_mode & 0o777) for name, stat in held.items()} == {
         name: "0o600" for name in held
     }
+
+
+def test_a_start_on_a_data_directory_open_to_others_warns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A directory made before session 32 keeps its 0755 (and its files their 0644): the
+    start says so, with the command that closes it; a directory it makes itself, nothing."""
+    opened, closed = tmp_path / "opened", tmp_path / "closed"
+    opened.mkdir(mode=0o755)
+    opened.chmod(0o755)
+
+    async def start_and_stop(data_dir: Path) -> None:
+        core = _core(data_dir)
+        await core.start()
+        await core.stop()
+
+    with caplog.at_level("WARNING", logger="venue"):
+        asyncio.run(start_and_stop(opened))
+        asyncio.run(start_and_stop(closed))
+    warned = [r for r in caplog.records if r.msg == "data directory open to others"]
+    assert [(r.__dict__["mode"], r.__dict__["why"]) for r in warned] == [
+        ("0o755", f"readable by others: chmod -R go-rwx {opened} (it holds participants' data)")
+    ]
