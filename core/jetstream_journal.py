@@ -559,19 +559,29 @@ def cluster_replicas(nc: Client) -> int:
 
 def shown(servers: str | Sequence[str]) -> str:
     """NATS server URLs as a line or a message shows them: a password in one
-    (`nats://user:password@host:4222`, which nats-py logs on with) as `***`, since stdout and
-    the log are a supervisor's, kept and read by more people than the venue's config."""
+    (`nats://user:password@host:4222`, which nats-py logs on with) as `***`, and a token
+    (`nats://token@host:4222`: nats-py sends a user with no password as the auth token) as
+    `***@host`, since stdout and the log are a supervisor's, kept and read by more people than
+    the venue's config."""
     listed = servers.split(",") if isinstance(servers, str) else list(servers)
     return ",".join(_without_password(url.strip()) for url in listed)
 
 
 def _without_password(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    if "@" not in parts.netloc or ":" not in parts.netloc.rpartition("@")[0]:
+    # A URL with no scheme is nats://, as nats-py reads it; `urlsplit` alone would take
+    # `user` of `user:pw@host:4222` for the scheme and find no credentials.
+    schemed = "://" in url
+    try:
+        parts = urllib.parse.urlsplit(url if schemed else f"nats://{url}")
+    except ValueError:  # a malformed IPv6 host: all after the last "@" is shown
+        return f"***@{url.rpartition('@')[2]}" if "@" in url else url
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at:
         return url
-    user = parts.netloc.rpartition("@")[0].partition(":")[0]
-    host = parts.netloc.rpartition("@")[2]
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    user, colon, _ = userinfo.partition(":")
+    hidden = f"{user}:***@{host}" if colon else f"***@{host}"
+    shown_url = urllib.parse.urlunsplit(parts._replace(netloc=hidden))
+    return shown_url if schemed else shown_url.removeprefix("nats://")
 
 
 def server_list(servers: str | Sequence[str]) -> list[str]:

@@ -264,7 +264,7 @@ class VenueLease:
         try:  # the bucket's replicas: the cluster's, as the journal's stream
             await lease.open()
         except (nats.errors.Error, TimeoutError) as unanswered:
-            where = ",".join(self.servers)
+            where = shown(self.servers)
             raise JournalUnavailable(f"NATS at {where}: no lease bucket: {unanswered!r}") from None
         except LeaseError as unusable:  # another TTL: made by something else than a venue
             raise JournalError(f"NATS at {shown(self.servers)}: {unusable}") from None

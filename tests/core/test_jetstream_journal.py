@@ -357,4 +357,10 @@ def test_a_nats_password_is_shown_as_stars_where_its_url_is_said(
     assert jetstream_journal.shown(f"127.0.0.1:1,{url}") == (
         f"127.0.0.1:1,nats://venue:***@127.0.0.1:{port}"
     )
-    assert jetstream_journal.shown("nats://token@h:4222") == "nats://token@h:4222"
+    # A token (a user with no password: nats-py sends it as the auth token) is a secret too,
+    # and a URL with no scheme is nats:// (`urlsplit` alone takes its user for the scheme).
+    assert jetstream_journal.shown("nats://s3cret-token@h:4222") == "nats://***@h:4222"
+    assert jetstream_journal.shown("venue:hunter2@127.0.0.1:4222,s3cret-token@h") == (
+        "venue:***@127.0.0.1:4222,***@h"
+    )
+    assert jetstream_journal.shown("tls://h:4222,[::1]:4222") == "tls://h:4222,[::1]:4222"
