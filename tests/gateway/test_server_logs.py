@@ -16,7 +16,7 @@ import pytest
 from client.rest import RestClient
 from client.sdk import VenueClient, VenueError
 from gateway import limits
-from gateway.auth import UNKNOWN_KEY_LOGGED_CHARS
+from gateway.auth import unknown_key_logged
 from tests.conftest import KEYS, ROOT, Venue, start_venue
 from tests.gateway.test_server_streams import busy_trading, cut_off, open_slow_consumer
 from tests.sample_config import SAMPLE_CONFIG
@@ -166,5 +166,6 @@ def test_a_secret_sent_as_the_api_key_stays_out_of_the_log(
         run_venue(scenario)
     refused = ("logon refused", "rest request refused")
     logged = [r.__dict__["api_key"] for r in caplog.records if r.msg in refused]
-    assert logged == [secret[:UNKNOWN_KEY_LOGGED_CHARS] + "..."] * 2 + [key] * 2
+    assert logged == [unknown_key_logged(secret)] * 2 + [key] * 2
+    assert unknown_key_logged(secret) == "demo-... (20 chars)"  # a quarter of it at most
     assert all(secret not in str(record.__dict__) for record in caplog.records)
