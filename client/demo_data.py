@@ -37,7 +37,9 @@ def claim(data_dir: Path, clear: tuple[str, ...] = DEMO_CLEARS) -> None:
                 "demo deletes what it finds there, so give another --data-dir (or delete the "
                 "directory yourself if it is an old demo's)"
             )
-    data_dir.mkdir(parents=True, exist_ok=True)
+    # Owner-only, as a venue makes its own: it holds the demo's participants' data (and a
+    # 0755 one had every start warn of a directory open to others).
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     for pattern in clear:
         for path in data_dir.glob(pattern):
             path.unlink(missing_ok=True)
