@@ -377,6 +377,13 @@ def _tail(text: str, lines: int = 12) -> str:
 def open_owner_only(path: Path) -> IO[bytes]:
     """`path` opened to append to, made readable by its owner only whatever the umask: a
     role's log names accounts, API keys and admin requests, and the cluster's directory lets
-    every local user reach a file whose name is known (0711, for PostgreSQL's user)."""
+    every local user reach a file whose name is known (0711, for PostgreSQL's user). A log
+    left by an earlier run (0644 before session 32) is closed too: it is the venue's own."""
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-    return os.fdopen(os.open(path, flags, 0o600), "ab")
+    fd = os.open(path, flags, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # the mode given to open() applies only to a file it creates
+        return os.fdopen(fd, "ab")
+    except BaseException:
+        os.close(fd)
+        raise

@@ -4,7 +4,7 @@ import os
 import socket
 from pathlib import Path
 
-from cluster.local import LocalCluster
+from cluster.local import LocalCluster, open_owner_only
 from tests.sample_config import SAMPLE_CONFIG
 
 
@@ -47,3 +47,15 @@ def test_a_roles_log_is_its_owners_alone(tmp_path: Path) -> None:
             assert oct(role.log_path.stat().st_mode & 0o777) == "0o600"
     finally:
         os.umask(previous)
+
+
+def test_a_roles_log_left_open_to_others_is_closed_on_the_next_start(tmp_path: Path) -> None:
+    """The finding (session 32): a log an earlier run left 0644 stayed so (the mode given to
+    open() applies only to a file it creates); what it holds is kept, appended to."""
+    log_path = tmp_path / "core-1.log"
+    log_path.write_bytes(b"earlier run\n")
+    log_path.chmod(0o644)
+    with open_owner_only(log_path) as log:
+        log.write(b"this run\n")
+    assert oct(log_path.stat().st_mode & 0o777) == "0o600"
+    assert log_path.read_bytes() == b"earlier run\nthis run\n"
