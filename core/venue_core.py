@@ -58,6 +58,9 @@ CLEAN_STOP_FILE = "clean-stop"
 # A data directory made by a start is its owner's alone, whatever the umask: it holds the
 # participants' orders and balances (journal, snapshots, ledger) and the issued keys' secrets.
 DATA_DIR_MODE = 0o700
+# A warning of files open to others names this many (and counts all): a data directory
+# holds a few files and up to the snapshots kept; the names say which kind, the count the rest.
+OPEN_FILES_NAMED_MAX = 5
 SNAPSHOT_INTERVAL_S = 60  # recovery replays at most a minute of journal after the snapshot
 CLOCK_TICK_S = 0.05  # how often the venue's clock is advanced for gtd expiries and maturity
 # The clock also wakes when a dead-man's switch is due sooner than its next tick (its deadline
@@ -496,14 +499,33 @@ def _names(path: Path, file: IO[bytes]) -> bool:
 
 
 def warn_if_others_may_read(data_dir: Path) -> None:
-    """Warn when `data_dir` lets others in (group or other bits): one made before session 32
-    kept its 0755, and its journal and store their 0644, every participant's orders and
-    balances readable by every local user. Warned, not changed: the modes are the operator's
-    (a backup agent's group, say)."""
+    """Warn when `data_dir` or a file in it lets others in (group or other bits): one made
+    before session 32 kept its 0755, and its journal and store their 0644, every
+    participant's orders and balances readable by every local user (and a 0644 file stays
+    readable through a directory chmod'ed 0711 by hand). Warned, not changed: the modes are
+    the operator's (a backup agent's group, say)."""
     mode = data_dir.stat().st_mode & 0o777
-    if mode & 0o077:
+    files = _files_open_to_others(data_dir)
+    if mode & 0o077 or files:
         why = f"readable by others: chmod -R go-rwx {data_dir} (it holds participants' data)"
-        log.warning("data directory open to others", extra={"mode": oct(mode), "why": why})
+        named = files[:OPEN_FILES_NAMED_MAX]
+        log.warning(
+            "data directory open to others",
+            extra={"mode": oct(mode), "files": named, "files_open": len(files), "why": why},
+        )
+
+
+def _files_open_to_others(data_dir: Path) -> list[str]:
+    """The names of the regular files directly in `data_dir` with group or other bits that
+    hold something (not the empty `LOCK_FILE`, made 0644 as ever: it holds no data)."""
+    found = []
+    with os.scandir(data_dir) as entries:
+        for entry in entries:
+            if entry.is_file(follow_symlinks=False):
+                stat = entry.stat(follow_symlinks=False)
+                if stat.st_mode & 0o077 and stat.st_size:
+                    found.append(entry.name)
+    return sorted(found)
 
 
 def missing_dirs(path: Path) -> list[Path]:

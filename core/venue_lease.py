@@ -178,7 +178,10 @@ def _replace(path: Path, content: bytes) -> None:
     to a file stays one: the file it names is replaced, beside it."""
     path = Path(os.path.realpath(path))
     spare = path.with_name(f"{path.name}.tmp")
-    spare.write_bytes(content)
+    # owner-only, as the rest of the data directory (its start warns of a file open to others)
+    descriptor = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(content)
     os.replace(spare, path)
 
 

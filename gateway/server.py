@@ -30,6 +30,7 @@ from core.venue_core import (
     VenueCore,
     load_json,
     now_us,
+    warn_if_others_may_read,
 )
 from engine.commands import (
     AdvanceClock,
@@ -238,6 +239,8 @@ class VenueServer:
             await self.core.start(stop_requested=stop_requested)
         else:  # a replica of the stream: its wait for NATS is `_unless_stopped`'s to end
             await self.core.start()
+            # as an embedded core's start does: a gateway's directory holds the issued keys
+            warn_if_others_may_read(self.data_dir)
         cod_done = not self._embedded  # the crash's cod cancels are made (a cluster's: its core)
         try:
             self.dispatcher.placed.adopt_quotes()  # the quote sets' live quotes, as recovered

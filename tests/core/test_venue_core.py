@@ -393,3 +393,27 @@ def test_a_start_on_a_data_directory_open_to_others_warns(
     assert [(r.__dict__["mode"], r.__dict__["why"]) for r in warned] == [
         ("0o755", f"readable by others: chmod -R go-rwx {opened} (it holds participants' data)")
     ]
+
+
+def test_a_start_warns_of_files_open_to_others_in_a_closed_data_directory(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The finding (session 32): only the directory's mode was looked at, and a 0644 journal
+    of an earlier session stays readable through a directory chmod'ed 0711 (or by a process
+    that already holds it): the files are named now."""
+    data_dir = tmp_path / "data"
+
+    async def start_and_stop() -> None:
+        core = _core(data_dir)
+        await core.start()
+        await core.stop()
+
+    asyncio.run(start_and_stop())  # makes the directory 0700 and its files 0600
+    journal = data_dir / JOURNAL_FILE
+    journal.chmod(0o644)
+    with caplog.at_level("WARNING", logger="venue"):
+        asyncio.run(start_and_stop())
+    warned = [r for r in caplog.records if r.msg == "data directory open to others"]
+    assert [(r.__dict__["mode"], r.__dict__["files"]) for r in warned] == [
+        ("0o700", [journal.name])
+    ]

@@ -5,6 +5,7 @@ gone: taken over at once), a lost term told."""
 
 import asyncio
 import logging
+import os
 import socket
 import subprocess
 import threading
@@ -269,6 +270,21 @@ def test_no_lease_bucket_is_said_with_the_password_as_stars(no_jetstream_port: i
     assert "no lease bucket" in str(refused.value)
     assert "hunter2" not in str(refused.value)
     assert f"nats://venue:***@127.0.0.1:{no_jetstream_port}" in str(refused.value)
+
+
+def test_the_runs_file_is_its_owners_alone(tmp_path: Path) -> None:
+    """The finding (session 32): the runs file was written 0644 under umask 022, and a data
+    directory's start warns of a file open to others: every `venue serve --nats` restart."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o700)
+    previous = os.umask(0o022)
+    runs = DataDirRuns(data_dir)
+    try:
+        asyncio.run(runs.claim("venue one", time.monotonic() + TTL_S))
+        assert oct((data_dir / LEASE_RUNS_FILE).stat().st_mode & 0o777) == "0o600"
+    finally:
+        runs.close()
+        os.umask(previous)
 
 
 @pytest.mark.parametrize("name", [LEASE_LOCK_FILE, LEASE_RUNS_FILE])
