@@ -15,6 +15,7 @@ import fcntl
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -382,7 +383,10 @@ def open_owner_only(path: Path) -> IO[bytes]:
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
     fd = os.open(path, flags, 0o600)
     try:
-        os.fchmod(fd, 0o600)  # the mode given to open() applies only to a file it creates
+        # the mode given to open() applies only to a file it creates; a log the operator
+        # pointed elsewhere (a link to a shared file, /dev/null) is left as it is
+        if stat.S_ISREG(os.fstat(fd).st_mode) and not os.path.islink(path):
+            os.fchmod(fd, 0o600)
         return os.fdopen(fd, "ab")
     except BaseException:
         os.close(fd)

@@ -21,7 +21,6 @@ import json
 import logging
 import secrets
 import threading
-import urllib.parse
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
@@ -568,20 +567,21 @@ def shown(servers: str | Sequence[str]) -> str:
 
 
 def _without_password(url: str) -> str:
-    # A URL with no scheme is nats://, as nats-py reads it; `urlsplit` alone would take
-    # `user` of `user:pw@host:4222` for the scheme and find no credentials.
-    schemed = "://" in url
-    try:
-        parts = urllib.parse.urlsplit(url if schemed else f"nats://{url}")
-    except ValueError:  # a malformed IPv6 host: all after the last "@" is shown
-        return f"***@{url.rpartition('@')[2]}" if "@" in url else url
-    userinfo, at, host = parts.netloc.rpartition("@")
+    # The credentials are all before the URL's last "@", found by text alone: `urlsplit`
+    # ends the host at the first "/", "?" or "#", so a password holding one (a base64 one
+    # pasted unencoded) was shown whole (session 32's re-review). A URL with no scheme is
+    # nats://, as nats-py reads it. A user is shown only when plainly one: before a ":" and
+    # with no URL delimiter in it; all else before the "@" is hidden.
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        rest = url
+    userinfo, at, host = rest.rpartition("@")
     if not at:
         return url
     user, colon, _ = userinfo.partition(":")
-    hidden = f"{user}:***@{host}" if colon else f"***@{host}"
-    shown_url = urllib.parse.urlunsplit(parts._replace(netloc=hidden))
-    return shown_url if schemed else shown_url.removeprefix("nats://")
+    plain_user = colon and not any(delimiter in user for delimiter in "/?#")
+    hidden = f"{user}:***@{host}" if plain_user else f"***@{host}"
+    return f"{scheme}://{hidden}" if separator else hidden
 
 
 def server_list(servers: str | Sequence[str]) -> list[str]:

@@ -364,3 +364,14 @@ def test_a_nats_password_is_shown_as_stars_where_its_url_is_said(
         "venue:***@127.0.0.1:4222,***@h"
     )
     assert jetstream_journal.shown("tls://h:4222,[::1]:4222") == "tls://h:4222,[::1]:4222"
+    # A password or token holding "/", "?" or "#" (base64, pasted unencoded) is hidden too:
+    # `urlsplit` ended the host at the first of them and the URL was shown whole
+    for secret_url, expected in [
+        ("nats://u:Zm9v/YmFy+cXV4@h:4222", "nats://u:***@h:4222"),
+        ("nats://u:p?q@h", "nats://u:***@h"),
+        ("nats://u:p#frag@h", "nats://u:***@h"),
+        ("nats://tok#en@h:4222", "nats://***@h:4222"),
+        ("tok/en@h:4222", "***@h:4222"),
+        ("nats://a/b:c@h", "nats://***@h"),
+    ]:
+        assert jetstream_journal.shown(secret_url) == expected
