@@ -35,7 +35,7 @@ from cli import hangup, logs
 from cli.failures import CommandFailed, check_data_dir, describe_os_error
 from client import demo_data
 from core import config as venue_config
-from core.jetstream_journal import JournalUnavailable
+from core.jetstream_journal import JournalUnavailable, shown
 from core.journal import JournalError
 from core.store_thread import StoreFailedError
 from core.venue_core import (
@@ -261,7 +261,8 @@ def check_nats_urls(urls: str, source: str) -> None:
     for item in items:
         problem = _nats_url_problem(item)
         if problem is not None:
-            raise CommandFailed(f"{source} {urls}: {item!r} {problem} (e.g. {NATS_URL_EXAMPLE})")
+            example = f"(e.g. {NATS_URL_EXAMPLE})"
+            raise CommandFailed(f"{source} {shown(urls)}: {shown(item)!r} {problem} {example}")
 
 
 def _nats_url_problem(item: str) -> str | None:
@@ -723,7 +724,7 @@ async def _run_core(
 
     stopping = signals.stopping
     core = ClusterCore(config, data_dir, nats_url, name)
-    print(f"tokenvenue core {name}: NATS {nats_url}, waiting for the lease", flush=True)
+    print(f"tokenvenue core {name}: NATS {shown(nats_url)}, waiting for the lease", flush=True)
     held = await _unless_stopped(core.wait_for_lease(stopping), stopping)  # NATS may be down
     try:
         active = await core.activate(stopping, signals.requested) if held else None
@@ -793,7 +794,7 @@ async def _run_gateway(
     settle_heap()
     at = authority(host, bound)
     print(f"tokenvenue gateway {name}: ws://{at}/ws/trade  ws://{at}/ws/public")
-    print(f"  NATS {nats_url}, replica at seq {server.core.sequencer.last_seq}", flush=True)
+    print(f"  NATS {shown(nats_url)}, replica at seq {server.core.sequencer.last_seq}", flush=True)
     await stopping.wait()
     await stop_or_fail(server.stop(), data_dir)
     hangup.say_after_stop(f"tokenvenue gateway {name} stopped cleanly")

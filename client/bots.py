@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import random
 import signal
 import sys
@@ -1237,6 +1238,7 @@ def run_market_maker(args: argparse.Namespace) -> int:
     _venue_url(args)
     symbols = _symbols(args.symbol)
     listed: dict[str, Listed] = dict(config_references(args.config))
+    key, secret = credentials(args)
     centres = {}
     if args.reference is not None:  # a centre of the user's: not the venue's reference
         if len(symbols) > 1:
@@ -1245,8 +1247,8 @@ def run_market_maker(args: argparse.Namespace) -> int:
     try:
         bot = MarketMaker(
             args.url,
-            args.key,
-            args.secret,
+            key,
+            secret,
             symbols,
             args.spread,
             args.size,
@@ -1295,11 +1297,12 @@ def add_taker_arguments(parser: argparse.ArgumentParser) -> None:
 def run_taker(args: argparse.Namespace) -> int:
     _venue_url(args)
     listed = config_references(args.config)
+    key, secret = credentials(args)
     try:
         bot = Taker(
             args.url,
-            args.key,
-            args.secret,
+            key,
+            secret,
             _symbols(args.symbol),
             args.rate,
             args.size,
@@ -1455,6 +1458,10 @@ class _GatewayUrls(argparse.Action):
             namespace.other_urls.append(value)
 
 
+# A real key's credentials, read from the environment rather than flags: a process's
+# arguments are visible to every local user (`ps`), its environment to its owner alone.
+KEY_ENV, SECRET_ENV = "VENUE_KEY", "VENUE_SECRET"
+
 # The config a bot reads (never the venue's files): each symbol's rules, to check a size and a
 # price before sending it, and its listed price.
 CONFIG_HELP = (
@@ -1474,9 +1481,36 @@ def _add_connection_arguments(parser: argparse.ArgumentParser, key: str, secret:
         " when dropped",
     )
     parser.set_defaults(other_urls=None)
-    parser.add_argument("--key", default=key, help=f"its API key (default {key}, a demo key)")
-    parser.add_argument("--secret", default=secret, help="the key's secret (default: the demo's)")
+    parser.add_argument("--key", help=f"its API key (default: ${KEY_ENV}, else {key}, a demo key)")
+    parser.add_argument(
+        "--secret",
+        help=f"the key's secret (default: ${SECRET_ENV}, else the demo's); a flag is seen by"
+        " every local user in `ps`: give a real key's secret in the environment",
+    )
+    parser.set_defaults(demo_credentials=(key, secret))
     parser.add_argument("--seconds", type=float_within(0), default=0.0, help="0: until Ctrl-C")
+
+
+def credentials(args: argparse.Namespace) -> tuple[str, str]:
+    """The bot's key and secret: `--key`/`--secret`, else `KEY_ENV`/`SECRET_ENV`, else the
+    demo's pair. A key with no secret (or a secret with no key) is refused: the demo's other
+    half would be sent with it, and refused by the venue as a wrong signature."""
+    key = args.key or os.environ.get(KEY_ENV) or None
+    secret = args.secret or os.environ.get(SECRET_ENV) or None
+    if key is None and secret is None:
+        demo_key, demo_secret = args.demo_credentials
+        return demo_key, demo_secret
+    if key is None or secret is None:
+        given, missing = (
+            (f"--key or ${KEY_ENV}", f"--secret or ${SECRET_ENV}")
+            if secret is None
+            else (f"--secret or ${SECRET_ENV}", f"--key or ${KEY_ENV}")
+        )
+        raise CommandFailed(
+            f"{given} is given but not {missing}: give both (a real key's secret in"
+            f" ${SECRET_ENV}), or neither for the demo key"
+        )
+    return key, secret
 
 
 def _urls(args: argparse.Namespace) -> list[str]:

@@ -7,6 +7,7 @@ and only if what is there was left by a demo (`MARKER`, written when a demo clai
 directory). A venue's own data directory, running or stopped, is refused with a message.
 """
 
+import os
 from pathlib import Path
 
 from cli.failures import CommandFailed, check_data_dir
@@ -37,12 +38,22 @@ def claim(data_dir: Path, clear: tuple[str, ...] = DEMO_CLEARS) -> None:
                 "demo deletes what it finds there, so give another --data-dir (or delete the "
                 "directory yourself if it is an old demo's)"
             )
-    data_dir.mkdir(parents=True, exist_ok=True)
+    # Owner-only, as a venue makes its own: it holds the demo's participants' data (and a
+    # 0755 one had every start warn of a directory open to others).
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     for pattern in clear:
         for path in data_dir.glob(pattern):
             path.unlink(missing_ok=True)
     if not marked:
-        (data_dir / MARKER).write_text(MARKER_TEXT)
+        _write_owner_only(data_dir / MARKER, MARKER_TEXT)
+
+
+def _write_owner_only(path: Path, text: str) -> None:
+    """`text` in a new `path`, 0600 as the venue's own files (a start warns of one open to
+    others in its data directory)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(text)
 
 
 def disown(data_dir: Path) -> None:

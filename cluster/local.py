@@ -15,6 +15,7 @@ import fcntl
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -213,7 +214,7 @@ class LocalCluster:
         if self.dsn is not None:
             command += ["--postgres", self.dsn]
         role.log_from = role.log_path.stat().st_size if role.log_path.exists() else 0
-        with role.log_path.open("ab") as log:
+        with open_owner_only(role.log_path) as log:
             role.process = subprocess.Popen(
                 command,
                 stdout=log,
@@ -372,3 +373,21 @@ def how_it_ended(returncode: int) -> str:
 
 def _tail(text: str, lines: int = 12) -> str:
     return " | ".join(text.strip().splitlines()[-lines:])
+
+
+def open_owner_only(path: Path) -> IO[bytes]:
+    """`path` opened to append to, made readable by its owner only whatever the umask: a
+    role's log names accounts, API keys and admin requests, and the cluster's directory lets
+    every local user reach a file whose name is known (0711, for PostgreSQL's user). A log
+    left by an earlier run (0644 before session 32) is closed too: it is the venue's own."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+    fd = os.open(path, flags, 0o600)
+    try:
+        # the mode given to open() applies only to a file it creates; a log the operator
+        # pointed elsewhere (a link to a shared file, /dev/null) is left as it is
+        if stat.S_ISREG(os.fstat(fd).st_mode) and not os.path.islink(path):
+            os.fchmod(fd, 0o600)
+        return os.fdopen(fd, "ab")
+    except BaseException:
+        os.close(fd)
+        raise

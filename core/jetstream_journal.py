@@ -229,7 +229,7 @@ class JetStreamJournal:
         except nats.js.errors.NotFoundError:
             if not create:
                 raise JournalStreamMissing(
-                    f"JetStream stream {self.stream} does not exist on {','.join(self.servers)}"
+                    f"JetStream stream {self.stream} does not exist on {shown(self.servers)}"
                 ) from None
             config = StreamConfig(
                 name=self.stream,
@@ -528,7 +528,7 @@ async def connect(servers: list[str], name: str, **options: Any) -> Client:
             **options,
         )
     except Exception as error:  # nats-py raises several kinds for "nobody answered"
-        raise JournalUnavailable(f"cannot reach NATS at {','.join(servers)}: {error!r}") from error
+        raise JournalUnavailable(f"cannot reach NATS at {shown(servers)}: {error!r}") from error
 
 
 async def delete_if_empty(servers: str | Sequence[str], stream: str = STREAM_DEFAULT) -> bool:
@@ -554,6 +554,34 @@ def cluster_replicas(nc: Client) -> int:
     """R for a new stream: a server in a cluster tells its client the others' URLs (gossip),
     so one seed URL of a 3-node cluster still shows three servers; a lone node shows one."""
     return CLUSTER_REPLICAS if len(nc.servers) > 1 else 1
+
+
+def shown(servers: str | Sequence[str]) -> str:
+    """NATS server URLs as a line or a message shows them: a password in one
+    (`nats://user:password@host:4222`, which nats-py logs on with) as `***`, and a token
+    (`nats://token@host:4222`: nats-py sends a user with no password as the auth token) as
+    `***@host`, since stdout and the log are a supervisor's, kept and read by more people than
+    the venue's config."""
+    listed = servers.split(",") if isinstance(servers, str) else list(servers)
+    return ",".join(_without_password(url.strip()) for url in listed)
+
+
+def _without_password(url: str) -> str:
+    # The credentials are all before the URL's last "@", found by text alone: `urlsplit`
+    # ends the host at the first "/", "?" or "#", so a password holding one (a base64 one
+    # pasted unencoded) was shown whole (session 32's re-review). A URL with no scheme is
+    # nats://, as nats-py reads it. A user is shown only when plainly one: before a ":" and
+    # with no URL delimiter in it; all else before the "@" is hidden.
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        rest = url
+    userinfo, at, host = rest.rpartition("@")
+    if not at:
+        return url
+    user, colon, _ = userinfo.partition(":")
+    plain_user = colon and not any(delimiter in user for delimiter in "/?#")
+    hidden = f"{user}:***@{host}" if plain_user else f"***@{host}"
+    return f"{scheme}://{hidden}" if separator else hidden
 
 
 def server_list(servers: str | Sequence[str]) -> list[str]:

@@ -561,7 +561,8 @@ def _open_or_create(path: Path) -> int:
     except FileNotFoundError:
         pass
     try:
-        return os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o644)
+        # Owner-only whatever the umask: the journal holds every participant's orders.
+        return os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         if os.path.islink(path) and not os.path.exists(path):
             raise DanglingJournalLink(path, os.readlink(path)) from None

@@ -55,6 +55,12 @@ LOCK_FILE = "venue.lock"  # flocked by the core for its life: one venue per data
 # (durably) at its next start before anything is accepted: a start that finds none follows
 # a crash, after which the orders placed with cancel-on-disconnect on are canceled.
 CLEAN_STOP_FILE = "clean-stop"
+# A data directory made by a start is its owner's alone, whatever the umask: it holds the
+# participants' orders and balances (journal, snapshots, ledger) and the issued keys' secrets.
+DATA_DIR_MODE = 0o700
+# A warning of files open to others names this many (and counts all): a data directory
+# holds a few files and up to the snapshots kept; the names say which kind, the count the rest.
+OPEN_FILES_NAMED_MAX = 5
 # Recovery replays about a minute of journal after the snapshot; more while the disk refuses
 # snapshots (`_snapshot_or_warn`): all that came after the last one written.
 SNAPSHOT_INTERVAL_S = 60
@@ -108,7 +114,7 @@ class VenueCore:
         # What this start makes, so that a refused start takes it away again (`_give_back`):
         # an operator must not find a directory "used" by a venue that never ran.
         self._made_dirs = missing_dirs(data_dir)
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=DATA_DIR_MODE, parents=True, exist_ok=True)
         self._made_lock_file = not (data_dir / LOCK_FILE).exists()
         self._made_journal = journal is None and not os.path.lexists(data_dir / JOURNAL_FILE)
         self._made_store = False  # the SQLite store's file, made by this start (`_start`)
@@ -187,6 +193,7 @@ class VenueCore:
             await self._close_files()
             self._give_back()
             raise
+        warn_if_others_may_read(self.data_dir)  # once started: a refusal stays one line
 
     def start_tasks(self) -> None:
         """The core's timers: the clock, periodic snapshots, the reject summaries."""
@@ -531,6 +538,36 @@ def _names(path: Path, file: IO[bytes]) -> bool:
         return False
     held = os.fstat(file.fileno())
     return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
+
+
+def warn_if_others_may_read(data_dir: Path) -> None:
+    """Warn when `data_dir` or a file in it lets others in (group or other bits): one made
+    before session 32 kept its 0755, and its journal and store their 0644, every
+    participant's orders and balances readable by every local user (and a 0644 file stays
+    readable through a directory chmod'ed 0711 by hand). Warned, not changed: the modes are
+    the operator's (a backup agent's group, say)."""
+    mode = data_dir.stat().st_mode & 0o777
+    files = _files_open_to_others(data_dir)
+    if mode & 0o077 or files:
+        why = f"readable by others: chmod -R go-rwx {data_dir} (it holds participants' data)"
+        named = files[:OPEN_FILES_NAMED_MAX]
+        log.warning(
+            "data directory open to others",
+            extra={"mode": oct(mode), "files": named, "files_open": len(files), "why": why},
+        )
+
+
+def _files_open_to_others(data_dir: Path) -> list[str]:
+    """The names of the regular files directly in `data_dir` with group or other bits that
+    hold something (not the empty `LOCK_FILE`, made 0644 as ever: it holds no data)."""
+    found = []
+    with os.scandir(data_dir) as entries:
+        for entry in entries:
+            if entry.is_file(follow_symlinks=False):
+                stat = entry.stat(follow_symlinks=False)
+                if stat.st_mode & 0o077 and stat.st_size:
+                    found.append(entry.name)
+    return sorted(found)
 
 
 def missing_dirs(path: Path) -> list[Path]:

@@ -30,12 +30,18 @@ from typing import IO, Final
 import nats.errors
 
 from core.cluster_core import LEASE_POLL_S, LEASE_REQUEST_TIMEOUT_S, LEASE_TTL_S
-from core.jetstream_journal import STREAM_DEFAULT, JournalUnavailable, connect, server_list
+from core.jetstream_journal import (
+    STREAM_DEFAULT,
+    JournalUnavailable,
+    connect,
+    server_list,
+    shown,
+)
 from core.journal import JournalError, refuse_dangling_link
 from core.lease import LeaseError
 from core.lease_thread import ThreadLease
 from core.nats_bus import die
-from core.venue_core import missing_dirs
+from core.venue_core import DATA_DIR_MODE, missing_dirs
 
 log = logging.getLogger("venue.cluster")
 
@@ -100,7 +106,7 @@ class DataDirRuns:
         refuse_dangling_link(self.data_dir / LEASE_LOCK_FILE, "making a lease lock there")
         refuse_dangling_link(self.data_dir / LEASE_RUNS_FILE, "taking it for no runs recorded")
         self._made_dirs = missing_dirs(self.data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=DATA_DIR_MODE, parents=True, exist_ok=True)
         self._made_lock_file = not os.path.lexists(self.data_dir / LEASE_LOCK_FILE)
         lock = (self.data_dir / LEASE_LOCK_FILE).open("ab")  # O_CLOEXEC: children lack it
         while True:
@@ -172,7 +178,11 @@ def _replace(path: Path, content: bytes) -> None:
     to a file stays one: the file it names is replaced, beside it."""
     path = Path(os.path.realpath(path))
     spare = path.with_name(f"{path.name}.tmp")
-    spare.write_bytes(content)
+    # owner-only, as the rest of the data directory (its start warns of a file open to others)
+    descriptor = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    os.fchmod(descriptor, 0o600)  # a spare left by a crash keeps its mode through O_CREAT
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(content)
     os.replace(spare, path)
 
 
@@ -258,10 +268,10 @@ class VenueLease:
         try:  # the bucket's replicas: the cluster's, as the journal's stream
             await lease.open()
         except (nats.errors.Error, TimeoutError) as unanswered:
-            where = ",".join(self.servers)
+            where = shown(self.servers)
             raise JournalUnavailable(f"NATS at {where}: no lease bucket: {unanswered!r}") from None
         except LeaseError as unusable:  # another TTL: made by something else than a venue
-            raise JournalError(f"NATS at {','.join(self.servers)}: {unusable}") from None
+            raise JournalError(f"NATS at {shown(self.servers)}: {unusable}") from None
         wait_s = self.ttl_s * OWN_KEY_WAIT_FACTOR
         deadline = time.monotonic() + wait_s
         runs = self.runs
@@ -313,7 +323,7 @@ class VenueLease:
         )
 
     def _refusal(self, holder: str | None, waited: bool, wait_s: float) -> str:
-        where = f"the lease of stream {STREAM_DEFAULT} on NATS {','.join(self.servers)}"
+        where = f"the lease of stream {STREAM_DEFAULT} on NATS {shown(self.servers)}"
         if holder is None:
             return f"{where} could not be taken within {wait_s:g} s (NATS did not answer)"
         if waited:

@@ -17,6 +17,7 @@ claim unanswered forgets the nonce again (its message was refused, nothing done)
 import hashlib
 import heapq
 import hmac
+import re
 from collections.abc import Callable, Iterable
 
 import msgspec
@@ -29,6 +30,15 @@ from gateway.limits import KEY_NONCES_LIMIT, RATE_LIMITED_WORDS
 
 KEY_LENGTH_MAX = 64  # room for any generated key; bounds what one store entry costs
 NONCE_LENGTH_MAX = 64  # a UUID or a 256-bit hex string fits; longer is padding, not entropy
+# An unknown key's characters a log line keeps: enough to tell one client's mistake from
+# another's, too few to be a usable secret (an issued secret has 48 hex digits); and never
+# more than a quarter of it, since a config's secret may be short (`hunter2`).
+UNKNOWN_KEY_LOGGED_CHARS = 8
+UNKNOWN_KEY_LOGGED_SHARE = 4  # at most 1/4 of an unknown key's characters are logged
+# An issued key's id (`admin.issue_key`: "key-" and 16 hex digits), logged whole even when
+# it is not in the store: revoked, or not yet read from the cluster's key stream. An operator
+# looks for who still uses a revoked key; an issued secret (48 hex digits) has no such shape.
+ISSUED_KEY_PATTERN = re.compile(r"key-[0-9a-f]{16}")
 RECV_WINDOW_MS_DEFAULT = 5_000  # PROTOCOL's `recv_window?`: clock skew plus one round trip
 RECV_WINDOW_MS_MAX = 60_000  # a minute of skew is already generous; longer widens replays
 # A reconnect storm of ~8 logons/s for the longest a nonce is kept (ts up to a window ahead,
@@ -127,6 +137,15 @@ class KeyStore:
     def get(self, key: str) -> ApiKey | None:
         return self._keys.get(key)
 
+    def logged(self, key: str) -> str:
+        """`key` as a log line names it: whole when it is one of ours or shaped as an issued
+        key's id (an id, no secret, revoked or not), else `unknown_key_logged`: a key unknown
+        here is often a secret typed in the key's place, and the operator's log must not
+        keep it."""
+        if key in self._keys or ISSUED_KEY_PATTERN.fullmatch(key):
+            return key
+        return unknown_key_logged(key)
+
     def remove(self, key: str) -> None:
         """Accept `key` no more (logons and REST requests with it refused as an unknown
         key's); its live sessions are the caller's to close."""
@@ -134,6 +153,14 @@ class KeyStore:
 
     def __len__(self) -> int:
         return len(self._keys)
+
+
+def unknown_key_logged(key: str) -> str:
+    """An unknown key as a log line shows it: its first characters (up to
+    `UNKNOWN_KEY_LOGGED_CHARS`, at most a quarter of it) and its length, e.g.
+    `a1b2c3d4... (48 chars)`, `h... (7 chars)`."""
+    kept = min(UNKNOWN_KEY_LOGGED_CHARS, len(key) // UNKNOWN_KEY_LOGGED_SHARE)
+    return f"{key[:kept]}... ({len(key)} chars)"
 
 
 def _key_problem(api_key: ApiKey) -> str | None:

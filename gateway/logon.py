@@ -183,7 +183,8 @@ class Logons:
             self._refusals_logged[session] = (logged_us, unlogged + 1)
             return
         self._refusals_logged[session] = (now, 0)
-        refused = {"session": session.id, "peer": peer(session), "api_key": api_key}
+        logged_key = self.auth.store.logged(api_key)
+        refused = {"session": session.id, "peer": peer(session), "api_key": logged_key}
         why_refused = {"code": code.name.lower(), "reason": why, "refusals_unlogged": unlogged}
         log.warning("logon refused", extra=refused | why_refused)
 

@@ -552,7 +552,7 @@ class RestApi:
             return
         who = {
             "peer": where,
-            "api_key": wire.shortened(api_key),
+            "api_key": self.server.auth.store.logged(api_key),
             "path": wire.shortened(exchange.path),
         }
         more = {"code": refused.code.name.lower(), "refusals_unlogged": answers.refusals_unlogged}

@@ -23,12 +23,14 @@ from core.bus import Bus, EmbeddedBus
 from core.journal import Journal
 from core.sequencer import Executed, Sequencer
 from core.venue_core import (
+    DATA_DIR_MODE,
     JOURNAL_FILE,
     LEDGER_FILE,
     RecoveryRefused,
     VenueCore,
     load_json,
     now_us,
+    warn_if_others_may_read,
 )
 from engine.commands import (
     AdvanceClock,
@@ -124,7 +126,7 @@ class VenueServer:
         _add_issued_keys(self.auth.store, self.issued_keys, data_dir / ISSUED_KEYS_FILE)
         kept = read_kept_files(data_dir)  # likewise: the dead-man and push-format files
         if bus is not None:  # an embedded core makes its directory (and takes it back if refused)
-            data_dir.mkdir(parents=True, exist_ok=True)
+            data_dir.mkdir(mode=DATA_DIR_MODE, parents=True, exist_ok=True)
         if bus is None:
             self.core = VenueCore(config, data_dir, self, journal=journal)
             self.bus: Bus = EmbeddedBus(self.core)
@@ -237,6 +239,8 @@ class VenueServer:
             await self.core.start(stop_requested=stop_requested)
         else:  # a replica of the stream: its wait for NATS is `_unless_stopped`'s to end
             await self.core.start()
+            # as an embedded core's start does: a gateway's directory holds the issued keys
+            warn_if_others_may_read(self.data_dir)
         cod_done = not self._embedded  # the crash's cod cancels are made (a cluster's: its core)
         try:
             self.dispatcher.placed.adopt_quotes()  # the quote sets' live quotes, as recovered

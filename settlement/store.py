@@ -13,6 +13,7 @@ Transfers, batches and registrations are append-only: triggers refuse UPDATE and
 participant (positive account) below zero.
 """
 
+import contextlib
 import hashlib
 import operator
 import os
@@ -397,6 +398,17 @@ def _refuse_dangling_link(path: str | PathLike[str]) -> None:
         )
 
 
+def _create_owner_only(path: str | PathLike[str]) -> None:
+    """Create the store's file empty (a valid SQLite database), readable by its owner only
+    whatever the umask: it holds every participant's balances. SQLite gives its -wal and -shm
+    files the database file's mode. An existing file, or an in-memory store, is left as is."""
+    if os.fspath(path) == ":memory:":
+        return
+    # There already, or no such directory (SQLite's own open then says which): left to it.
+    with contextlib.suppress(OSError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+
+
 class SqliteLedgerStore:
     """A `LedgerStore` in one SQLite file.
 
@@ -407,6 +419,7 @@ class SqliteLedgerStore:
 
     def __init__(self, path: str | PathLike[str]) -> None:
         _refuse_dangling_link(path)
+        _create_owner_only(path)
         self._connection = sqlite3.connect(path, isolation_level=None)
         try:
             self._configure()

@@ -1,5 +1,6 @@
 """The bots and the live demo: a real server on 127.0.0.1, bots in-process, real files."""
 
+import argparse
 import asyncio
 import base64
 import contextlib
@@ -1463,3 +1464,55 @@ def test_a_venue_that_never_completes_the_handshake_is_said_to_be_no_venue() -> 
     said = bots._cannot_start_text(TimeoutError("timed out during opening handshake"), [url])
     assert said.startswith(f"no answer from {url} (timed out during opening handshake)")
     assert "give that with --url" in said
+
+
+BOT_ARGUMENTS = ["--symbol", "AAPLx-USD", "--spread", "10", "--size", "1", "--rate", "1"]
+
+
+def parsed(add: Any, arguments: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add(parser)
+    known, _ = parser.parse_known_args([*BOT_ARGUMENTS, *arguments])
+    return known
+
+
+@pytest.mark.parametrize("add", [bots.add_market_maker_arguments, bots.add_taker_arguments])
+def test_a_bots_key_and_secret_come_from_the_environment_kept_out_of_ps(
+    add: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The finding (session 32): a bot took a real key's secret only as `--secret`, which
+    every local user reads in `ps`; VENUE_KEY and VENUE_SECRET now give them, flags still win,
+    and with neither the demo's key and secret are used as before."""
+    monkeypatch.delenv("VENUE_KEY", raising=False)
+    monkeypatch.delenv("VENUE_SECRET", raising=False)
+    demo_key, demo_secret = bots.credentials(parsed(add, []))
+    assert demo_key.startswith("demo-") and demo_secret.startswith("demo-secret-")
+    monkeypatch.setenv("VENUE_KEY", "key-of-mine")
+    monkeypatch.setenv("VENUE_SECRET", "secret-of-mine")
+    assert bots.credentials(parsed(add, [])) == ("key-of-mine", "secret-of-mine")
+    flagged = parsed(add, ["--key", "k", "--secret", "s"])
+    assert bots.credentials(flagged) == ("k", "s")
+
+
+@pytest.mark.parametrize(
+    ("environment", "arguments", "missing"),
+    [
+        ({"VENUE_KEY": "key-of-mine"}, [], "--secret or $VENUE_SECRET"),
+        ({"VENUE_SECRET": "secret-of-mine"}, [], "--key or $VENUE_KEY"),
+        ({}, ["--key", "key-of-mine"], "--secret or $VENUE_SECRET"),
+    ],
+)
+def test_a_key_without_its_secret_is_refused_not_paired_with_the_demos(
+    environment: dict[str, str],
+    arguments: list[str],
+    missing: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The finding (session 32): VENUE_KEY without VENUE_SECRET silently paired a real key
+    with the demo's secret (refused by the venue as a wrong signature, told nothing more)."""
+    monkeypatch.delenv("VENUE_KEY", raising=False)
+    monkeypatch.delenv("VENUE_SECRET", raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(CommandFailed, match=f"but not {re.escape(missing)}: give both"):
+        bots.credentials(parsed(bots.add_taker_arguments, arguments))

@@ -499,6 +499,37 @@ def test_a_quote_s_refused_place_amend_or_cancel_frees_what_the_gateway_held_for
     assert out["open after"]["orders"] == []
 
 
+def test_a_cluster_gateway_warns_of_a_data_directory_open_to_others(
+    node: NatsCluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The finding (session 32): only a core's start (`VenueCore.start`) warned, and a cluster
+    gateway's directory, which holds the issued keys' secrets (`api_keys.json`), never did."""
+    config = venue_config.load(SAMPLE_CONFIG)
+    gateway_dir = tmp_path / "gw"
+    gateway_dir.mkdir()
+    gateway_dir.chmod(0o755)  # as one made before session 32
+
+    def bus(listener: Any) -> nats_bus.NatsBus:
+        return nats_bus.NatsBus(config, node.url, listener, "gw-32")
+
+    async def scenario() -> None:
+        core = ClusterCore(config, tmp_path / "core", node.url, "core-32")
+        assert await core.wait_for_lease(asyncio.Event())
+        assert await core.activate() is not None
+        server = VenueServer(config, gateway_dir, bus=bus)
+        try:
+            await server.start("127.0.0.1", 0)
+        finally:
+            await server.stop()
+            await core.stop()
+
+    with caplog.at_level(logging.WARNING, logger="venue"):
+        asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S))
+    warned = [r for r in caplog.records if r.msg == "data directory open to others"]
+    assert [(r.__dict__["mode"], r.__dict__["files"]) for r in warned] == [("0o755", [])]
+    assert str(gateway_dir) in warned[0].__dict__["why"]
+
+
 def requote(bid_px: str, ask_px: str) -> dict[str, Any]:
     """A plain requote's params: quote set "mm"'s AAPLx-USD bid and ask, 1 each."""
     both = {"symbol": "AAPLx-USD", "bid_px": bid_px, "bid_qty": "1"}

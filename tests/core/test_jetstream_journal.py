@@ -339,3 +339,39 @@ def test_two_writers_racing_on_three_nodes_never_both_append(
         reader.close()
     assert stored == acknowledged
     assert len(stored) == 30  # each round has one winner
+
+
+def test_a_nats_password_is_shown_as_stars_where_its_url_is_said(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The finding (session 32): NATS credentials go in the URL (`nats://user:pw@host`),
+    and the venue said its URLs whole: a refused connection's message, a core's and a
+    gateway's start banner (stdout, a supervisor's log) and a bad `--nats`'s one line."""
+    (port,) = free_ports(1)  # nobody listens there
+    monkeypatch.setattr(jetstream_journal, "RECONNECT_ATTEMPTS", 1)  # refused at once
+    url = f"nats://venue:hunter2-secret@127.0.0.1:{port}"
+    with pytest.raises(jetstream_journal.JournalUnavailable) as refused:
+        asyncio.run(jetstream_journal.connect([url], "test-password"))
+    assert "hunter2" not in str(refused.value)
+    assert f"nats://venue:***@127.0.0.1:{port}" in str(refused.value)
+    assert jetstream_journal.shown(f"127.0.0.1:1,{url}") == (
+        f"127.0.0.1:1,nats://venue:***@127.0.0.1:{port}"
+    )
+    # A token (a user with no password: nats-py sends it as the auth token) is a secret too,
+    # and a URL with no scheme is nats:// (`urlsplit` alone takes its user for the scheme).
+    assert jetstream_journal.shown("nats://s3cret-token@h:4222") == "nats://***@h:4222"
+    assert jetstream_journal.shown("venue:hunter2@127.0.0.1:4222,s3cret-token@h") == (
+        "venue:***@127.0.0.1:4222,***@h"
+    )
+    assert jetstream_journal.shown("tls://h:4222,[::1]:4222") == "tls://h:4222,[::1]:4222"
+    # A password or token holding "/", "?" or "#" (base64, pasted unencoded) is hidden too:
+    # `urlsplit` ended the host at the first of them and the URL was shown whole
+    for secret_url, expected in [
+        ("nats://u:Zm9v/YmFy+cXV4@h:4222", "nats://u:***@h:4222"),
+        ("nats://u:p?q@h", "nats://u:***@h"),
+        ("nats://u:p#frag@h", "nats://u:***@h"),
+        ("nats://tok#en@h:4222", "nats://***@h:4222"),
+        ("tok/en@h:4222", "***@h:4222"),
+        ("nats://a/b:c@h", "nats://***@h"),
+    ]:
+        assert jetstream_journal.shown(secret_url) == expected

@@ -423,3 +423,85 @@ def test_save_json_makes_its_rename_durable(
     directory = os.path.realpath(tmp_path)
     assert synced[-1] == directory, synced  # the directory, after the file's own
     assert (tmp_path / "api_keys.json").read_bytes() == b"[1]"
+
+
+@contextlib.contextmanager
+def umask(mask: int) -> Iterator[None]:
+    before = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(before)
+
+
+def test_a_started_venues_data_directory_and_data_files_are_its_owners_alone(
+    tmp_path: Path,
+) -> None:
+    """Under the usual umask 022 the journal, snapshot and ledger store were 0644 in a 0755
+    directory until session 32: every local user could read every participant's orders and
+    balances. Empty files (locks, the clean-stop mark) hold nothing to read."""
+    data_dir = tmp_path / "data"
+
+    async def main() -> None:
+        core = _core(data_dir)
+        await core.start()
+        core.sequencer.submit(CancelAll(account=1), None)
+        await core.sequencer.drain()
+        await core.stop()
+
+    with umask(0o022):
+        asyncio.run(main())
+    assert data_dir.stat().st_mode & 0o777 == 0o700
+    held = {path.name: path.stat() for path in data_dir.iterdir() if path.stat().st_size}
+    assert {JOURNAL_FILE, "ledger.sqlite"} <= held.keys()
+    assert any(name.startswith("snapshot-") for name in held)
+    assert {name: oct(stat.st_mode & 0o777) for name, stat in held.items()} == {
+        name: "0o600" for name in held
+    }
+
+
+def test_a_start_on_a_data_directory_open_to_others_warns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A directory made before session 32 keeps its 0755 (and its files their 0644): the
+    start says so, with the command that closes it; a directory it makes itself, nothing."""
+    opened, closed = tmp_path / "opened", tmp_path / "closed"
+    opened.mkdir(mode=0o755)
+    opened.chmod(0o755)
+
+    async def start_and_stop(data_dir: Path) -> None:
+        core = _core(data_dir)
+        await core.start()
+        await core.stop()
+
+    with caplog.at_level("WARNING", logger="venue"):
+        asyncio.run(start_and_stop(opened))
+        asyncio.run(start_and_stop(closed))
+    warned = [r for r in caplog.records if r.msg == "data directory open to others"]
+    assert [(r.__dict__["mode"], r.__dict__["why"]) for r in warned] == [
+        ("0o755", f"readable by others: chmod -R go-rwx {opened} (it holds participants' data)")
+    ]
+
+
+def test_a_start_warns_of_files_open_to_others_in_a_closed_data_directory(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The finding (session 32): only the directory's mode was looked at, and a 0644 journal
+    of an earlier session stays readable through a directory chmod'ed 0711 (or by a process
+    that already holds it): the files are named now."""
+    data_dir = tmp_path / "data"
+
+    async def start_and_stop() -> None:
+        core = _core(data_dir)
+        await core.start()
+        await core.stop()
+
+    asyncio.run(start_and_stop())  # makes the directory 0700 and its files 0600
+    journal = data_dir / JOURNAL_FILE
+    journal.chmod(0o644)
+    with caplog.at_level("WARNING", logger="venue"):
+        asyncio.run(start_and_stop())
+    warned = [r for r in caplog.records if r.msg == "data directory open to others"]
+    assert [(r.__dict__["mode"], r.__dict__["files"]) for r in warned] == [
+        ("0o700", [journal.name])
+    ]

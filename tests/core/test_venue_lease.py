@@ -5,6 +5,9 @@ gone: taken over at once), a lost term told."""
 
 import asyncio
 import logging
+import os
+import socket
+import subprocess
 import threading
 import time
 from collections.abc import Coroutine, Iterator
@@ -14,7 +17,8 @@ from typing import Any
 import nats
 import pytest
 
-from cluster.nats import NatsCluster
+from cluster.nats import NatsCluster, free_ports, nats_server_binary
+from core.jetstream_journal import JournalUnavailable
 from core.journal import DanglingLink, JournalError
 from core.lease import BUCKET_DEFAULT, KEY_DEFAULT, Lease
 from core.venue_lease import (
@@ -231,6 +235,56 @@ def test_a_lease_bucket_with_another_ttl_is_refused_in_one_line(node: NatsCluste
             await lease.take()
 
     run(scenario())
+
+
+@pytest.fixture
+def no_jetstream_port() -> Iterator[int]:
+    """A nats-server without JetStream (no `-js`), on its own port: a lease bucket cannot be
+    made there. Without an `authorization` block it takes any user and password."""
+    (port,) = free_ports(1)
+    server = subprocess.Popen(
+        [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + SCENARIO_TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_no_lease_bucket_is_said_with_the_password_as_stars(no_jetstream_port: int) -> None:
+    """The finding (session 32): this one error joined the URLs whole, password and all."""
+    url = f"nats://venue:hunter2-secret@127.0.0.1:{no_jetstream_port}"
+    lease = VenueLease(url, "venue a", ttl_s=TTL_S, on_lost=Losses())
+    with pytest.raises(JournalUnavailable) as refused:
+        run(lease.take())
+    assert "no lease bucket" in str(refused.value)
+    assert "hunter2" not in str(refused.value)
+    assert f"nats://venue:***@127.0.0.1:{no_jetstream_port}" in str(refused.value)
+
+
+def test_the_runs_file_is_its_owners_alone(tmp_path: Path) -> None:
+    """The finding (session 32): the runs file was written 0644 under umask 022, and a data
+    directory's start warns of a file open to others: every `venue serve --nats` restart."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o700)
+    previous = os.umask(0o022)
+    runs = DataDirRuns(data_dir)
+    try:
+        asyncio.run(runs.claim("venue one", time.monotonic() + TTL_S))
+        assert oct((data_dir / LEASE_RUNS_FILE).stat().st_mode & 0o777) == "0o600"
+    finally:
+        runs.close()
+        os.umask(previous)
 
 
 @pytest.mark.parametrize("name", [LEASE_LOCK_FILE, LEASE_RUNS_FILE])

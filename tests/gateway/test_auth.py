@@ -446,3 +446,33 @@ def test_the_dummy_secret_of_unknown_keys_logs_nobody_on() -> None:
     assert refused(authenticator(), key="k-nobody", secret=UNKNOWN_KEY_SECRET) is (
         ErrorCode.BAD_SIGNATURE
     )
+
+
+def test_a_revoked_keys_id_is_logged_whole() -> None:
+    """The finding (session 32): a revoked key's id was cut short (`remove` drops it from the
+    store), exactly when an operator looks for who still uses it. An issued id is logged
+    whole in or out of the store (revoked, or revoked before this restart)."""
+    issued = ApiKey("key-0123456789abcdef", "a1" * 24, 7, frozenset({"read"}))
+    store = KeyStore()
+    store.add(issued)
+    assert store.logged(issued.key) == issued.key
+    store.remove(issued.key)
+    assert store.logged(issued.key) == issued.key
+    assert store.logged("key-fedcba9876543210") == "key-fedcba9876543210"
+
+
+@pytest.mark.parametrize(
+    ("sent", "logged"),
+    [
+        ("hunter2", "h... (7 chars)"),  # a config's short secret: a quarter of it at most
+        ("abc", "... (3 chars)"),
+        ("a1" * 24, "a1a1a1a1... (48 chars)"),  # an issued secret: 8 characters
+        ("key-0123456789ABCDEF", "key-0... (20 chars)"),  # not an issued id's shape
+    ],
+)
+def test_an_unknown_key_is_logged_by_a_quarter_of_it_at_most(sent: str, logged: str) -> None:
+    """The finding (session 32): an unknown key of up to 8 characters was logged whole, and a
+    config's secret can be that short."""
+    store = KeyStore([TRADER])
+    assert store.logged(sent) == logged
+    assert store.logged(TRADER.key) == TRADER.key

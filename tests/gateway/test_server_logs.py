@@ -13,8 +13,10 @@ from typing import Any
 
 import pytest
 
+from client.rest import RestClient
 from client.sdk import VenueClient, VenueError
 from gateway import limits
+from gateway.auth import unknown_key_logged
 from tests.conftest import KEYS, ROOT, Venue, start_venue
 from tests.gateway.test_server_streams import busy_trading, cut_off, open_slow_consumer
 from tests.sample_config import SAMPLE_CONFIG
@@ -140,3 +142,30 @@ def test_a_slow_consumer_cut_off_is_logged(
     cut = [r for r in caplog.records if r.msg == "slow consumer cut off"]
     assert len(cut) == 1 and cut[0].levelname == "WARNING"
     assert cut[0].__dict__["peer"].startswith("127.0.0.1:")
+
+
+def test_a_secret_sent_as_the_api_key_stays_out_of_the_log(
+    run_venue: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The finding (session 32): a refused logon or REST request logged its API key whole,
+    and a key unknown to the venue is often a secret typed in the key's place (key and secret
+    swapped): the operator's log kept it. An unknown key is logged by its first characters
+    now; a key of the venue's, an id, still whole."""
+    key, secret = KEYS["alpha"]
+
+    async def scenario(venue: Venue) -> None:
+        for api_key in (secret, key):  # swapped; then the key with a wrong secret
+            with pytest.raises(VenueError):
+                async with VenueClient(venue.url()) as client:
+                    await client.logon(api_key, "not-the-secret")
+            rest = RestClient(f"http://127.0.0.1:{venue.port}", api_key, "not-the-secret")
+            answer = await asyncio.to_thread(rest.get, "/api/v1/balances")
+            assert answer.status == 401
+
+    with caplog.at_level(logging.WARNING, logger="venue"):
+        run_venue(scenario)
+    refused = ("logon refused", "rest request refused")
+    logged = [r.__dict__["api_key"] for r in caplog.records if r.msg in refused]
+    assert logged == [unknown_key_logged(secret)] * 2 + [key] * 2
+    assert unknown_key_logged(secret) == "demo-... (20 chars)"  # a quarter of it at most
+    assert all(secret not in str(record.__dict__) for record in caplog.records)

@@ -1,0 +1,33 @@
+"""client/demo_data.py: the directory a demo claims."""
+
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from client import demo_data
+from core.venue_core import warn_if_others_may_read
+
+
+@pytest.fixture
+def usual_umask() -> Iterator[None]:
+    previous = os.umask(0o022)  # the usual one: a plain mkdir() is 0755 under it
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def test_a_directory_a_demo_makes_is_owner_only(
+    tmp_path: Path, usual_umask: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The finding (session 32): the demo made its directory 0755 under umask 022, and so
+    every `venue demo` start warned of a data directory open to others."""
+    data_dir = tmp_path / "demo"
+    demo_data.claim(data_dir)
+    assert oct(data_dir.stat().st_mode & 0o777) == "0o700"
+    with caplog.at_level(logging.WARNING, logger="venue"):
+        warn_if_others_may_read(data_dir)
+    assert [r.msg for r in caplog.records] == []
