@@ -841,6 +841,8 @@ class Dispatcher:
         action = {"session": session.id, "account": key.account, "api_key": key.key}
         # As sent: an optional field left out (None, e.g. no `cl_op_id`) is not listed.
         params = {k: v for k, v in msgspec.to_builtins(request.params).items() if v is not None}
+        if request.method == "admin.revoke_key":  # a secret pasted as the key stays out too
+            params["api_key"] = self.auth.store.logged(params["api_key"])
         log.info("admin request", extra=action | {"method": request.method, "params": params})
         if request.method == "admin.issue_key":
             self.keys.issue(session, request, t_in)
