@@ -1,22 +1,22 @@
-"""Public streams: market-data subscriptions, their flushes and the heartbeats.
+"""Public streams: market-data subscriptions, their publications and the heartbeats.
 
 Owns who follows which public stream (`book`, `trades`, `bbo`, `ticker`, `instruments`,
-`candles`), the `MarketData` that turns released events into coalesced messages, each framed
-once for all its subscribers (a packed one's array takes it as it is), and the candles it
-feeds (kept in snapshots by the server). Subscribers that follow the same streams, packed
-alike, are one audience: a publication's write is built once for each audience.
-Published after every released batch and on the heartbeat tick (which also ages the tickers'
-24 h windows), paced: two publications are at least `market_data_interval_ms` apart (the
-venue's config, default 5 ms), and a publication's writes (one per subscriber) may take at
-most `PUBLISH_SHARE_MAX` of the event loop's time, so under load the turns between two
-publications are coalesced into one update per stream; a change after a quiet spell goes out
-at once. Limits: `limits.SUBSCRIPTIONS_*`.
+`candles`), grouped in audiences (the same streams, packed alike: a write built once for
+each), the `MarketData` that turns released events into coalesced messages, each framed once
+for all, and the candles it feeds (kept in snapshots by the server). Published after each
+released batch and on the heartbeat tick, paced: at least `market_data_interval_ms` apart,
+and the writes (one per subscriber) take at most `PUBLISH_SHARE_MAX` of the loop; what
+changes in between is coalesced. A publication is written `WRITES_PER_TURN_MAX` subscribers
+a loop turn (`_Spread`), trading going on between slices, and the next waits for it to end.
+Invariant: each subscriber gets every update of its streams once, in order: one that joins
+mid-publication starts from a snapshot at its seqs and is not sent it; one that changes its
+subscriptions or is due a heartbeat gets its share first. Limits: `limits.SUBSCRIPTIONS_*`.
 """
 
 import asyncio
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -26,14 +26,20 @@ from gateway import limits
 from gateway.candles import Candles
 from gateway.frames import text_frame
 from gateway.market_data import BOOK_DEPTHS, Channel, MarketData, Message, Stream
-from gateway.sessions import Session, Sessions
+from gateway.sessions import Session, Sessions, publication_write
 from gateway.tape import Tape
 
 # Fanning a turn's market data out costs one socket write per subscriber (~10-20 µs of
 # kernel time each on loopback: 1,000 subscribers, 15 ms a publication). Published after
 # every batch, that left the trading too little of the loop; paced, a publication costing
-# c waits c * (1 - share) / share before the next, and what changed meanwhile is coalesced.
+# c starts the next no sooner than c / share after it started (written uninterrupted: a
+# pause of c * (1 - share) / share after it), and what changed meanwhile is coalesced.
 PUBLISH_SHARE_MAX = 0.5
+# A publication's writes per loop turn; the rest go on in the next turns (`call_soon`), so a
+# trader's frame that arrives meanwhile is read and answered after ~1 ms of writes (100 at
+# 6-15 µs each), not after all of them (1,000 subscribers: ~15 ms, issue 12). Few enough
+# subscribers are written in the publication's own turn, as before.
+WRITES_PER_TURN_MAX = 100
 
 
 class PublicStreams:
@@ -59,6 +65,11 @@ class PublicStreams:
         self._paced_at = 0.0  # the same, by the fan-out's cost alone (what a query may force)
         self._timer: asyncio.TimerHandle | None = None  # a publication waiting for its turn
         self._loop: asyncio.AbstractEventLoop | None = None  # (`get_running_loop`: a getpid)
+        # the publication whose writes are still going on, turn by turn; the next one waits
+        # for it (`_wanted`): its seqs follow this one's, and nobody may get them first
+        self._spread: _Spread | None = None
+        self._wanted = False  # a publication was asked for while one was being written
+        self._turn: asyncio.Handle | None = None  # the spread publication's next slice
 
     def start(self, epoch: int) -> None:
         """The venue is recovered or built: publish from its state."""
@@ -66,6 +77,7 @@ class PublicStreams:
 
     def follow(self, session: Session, streams: list[Stream], t_in: int) -> None:
         """Subscribe `session` to `streams`, each starting with its snapshot."""
+        self._write_ahead(session)  # its share of a publication still being written, first
         for stream in streams:
             session.streams.add(stream)
             self.connections.send(session, self.market_data.snapshot(stream, t_in).payload)
@@ -80,7 +92,10 @@ class PublicStreams:
         self._regroup(session, ())
 
     def _regroup(self, session: Session, streams: Iterable[Stream]) -> None:
-        """`session` now follows `streams`: it leaves its audience for the one of those."""
+        """`session` now follows `streams`: it leaves its audience for the one of those (its
+        share of a publication still being written, written first: the streams it follows
+        no more end with that update, and those it keeps neither miss nor repeat it)."""
+        self._write_ahead(session)
         before = self._audience_of.pop(session, None)
         if before is not None:
             before.sessions.discard(session)
@@ -109,9 +124,13 @@ class PublicStreams:
     def publish(self) -> None:
         """What changed goes out now, or when the last publication's pause is over. A
         released batch calls it after its answers and pushes are written (they do not wait
-        for the publication, which writes every subscriber before it returns)."""
+        for the publication, which writes its first `WRITES_PER_TURN_MAX` subscribers before
+        it returns, the rest in the next turns)."""
         if self._timer is not None:
             return  # one is due: it will carry these changes too
+        if self._spread is not None:
+            self._wanted = True  # the one being written asks for it when it is done
+            return
         delay_s = self._next_at - time.monotonic()
         if delay_s <= 0:
             self.flush()
@@ -132,35 +151,100 @@ class PublicStreams:
         publications take more of the loop than `PUBLISH_SHARE_MAX`. Within that pause the
         query reads the last publication, as every subscriber does."""
         waiting = self._timer is not None or self.market_data.changed()
-        if waiting and time.monotonic() >= self._paced_at:  # (changed: a release under way)
-            self.publish_waiting()
+        if waiting and self._spread is None and time.monotonic() >= self._paced_at:
+            self._publish_now()  # (changed: a release under way)
         return self.market_data
 
     def publish_waiting(self) -> None:
-        """A publication left waiting goes out now (the venue stops; a query reads)."""
+        """What is waiting goes out now, all of it written before this returns (the venue
+        stops): the rest of a publication being written, then a new one."""
+        self._wanted = False  # published here
+        self._write_rest()
+        self._publish_now()
+        self._write_rest()
+
+    def _publish_now(self) -> None:
+        """A publication left waiting goes out now (no spread one may be under way)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         self.flush()
 
     def flush(self) -> None:
-        """Publish what changed since the last flush (coalesced per stream) and write it
-        now, so that its cost, which sets the pause before the next, includes the writes."""
+        """Publish what changed since the last flush (coalesced per stream) and write it:
+        its first `WRITES_PER_TURN_MAX` subscribers now, the rest in the next turns; its
+        cost, writes included, sets the pause before the next."""
+        assert self._spread is None, "a publication overtook one still being written"
         started_s = time.thread_time()  # CPU time: the loop's, not another process's
         messages = self.market_data.flush(now_us(), self.audiences)  # keys: the streams wanted
         if not messages:
             return  # nothing went out: the next change need not wait (a heartbeat's tick)
-        self._send(messages)
-        self.connections.flush_outboxes()  # those that queued them
-        cost_s = time.thread_time() - started_s
-        pause_s = cost_s * (1 - PUBLISH_SHARE_MAX) / PUBLISH_SHARE_MAX
-        now_s = time.monotonic()
-        self._paced_at = now_s + pause_s
-        self._next_at = now_s + max(self.pause_min_s, pause_s)
+        spread = self._spread = _Spread(self._writes(messages), time.monotonic())
+        spread.cost_s = time.thread_time() - started_s
+        self._write_turn()
 
-    def _send(self, messages: list[Message]) -> None:
-        """Each audience gets the messages of the streams it follows, in their order, each
-        message framed once for all (a packed audience's array once for its sessions)."""
+    def _write_turn(self) -> None:
+        """Write the next `WRITES_PER_TURN_MAX` subscribers of the publication; the rest go
+        on in the next loop turn, after what came in meanwhile (a trader's order)."""
+        self._turn = None
+        spread = self._spread
+        assert spread is not None, "a slice of no publication"
+        started_s = time.thread_time()
+        done = spread.write(self.connections, WRITES_PER_TURN_MAX)
+        self.connections.flush_outboxes()  # those that queued them
+        spread.cost_s += time.thread_time() - started_s
+        if done:
+            self._written()
+            return
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            loop = self._loop = asyncio.get_running_loop()
+        self._turn = loop.call_soon(self._write_turn)
+
+    def _written(self) -> None:
+        """The publication is written out: pace the next, which may be waiting already.
+
+        A publication that took `cost` of the loop's CPU starts the next no sooner than
+        cost / `PUBLISH_SHARE_MAX` after it started (its writes uninterrupted: a pause of
+        `cost` after them; spread among the trading, the pause shrinks by the turns the
+        trading took meanwhile), nor sooner than `pause_min_s` after it ended."""
+        spread = self._spread
+        assert spread is not None
+        self._spread = None
+        now_s = time.monotonic()
+        self._paced_at = spread.started_s + spread.cost_s / PUBLISH_SHARE_MAX
+        self._next_at = max(self._paced_at, now_s + self.pause_min_s)
+        if self._wanted:
+            self._wanted = False
+            self.publish()
+
+    def _write_rest(self) -> None:
+        """Write whatever is left of the publication now, in this turn."""
+        spread = self._spread
+        if spread is None:
+            return
+        if self._turn is not None:
+            self._turn.cancel()
+            self._turn = None
+        started_s = time.thread_time()
+        spread.write(self.connections, None)
+        self.connections.flush_outboxes()
+        spread.cost_s += time.thread_time() - started_s
+        self._written()
+
+    def _write_ahead(self, session: Session) -> None:
+        """`session`'s share of the publication being written, written now (it changes what
+        it follows, or is sent a heartbeat, which must not name seqs it was not sent)."""
+        spread = self._spread
+        audience = self._audience_of.get(session)
+        if spread is not None and audience is not None:
+            spread.write_ahead(self.connections, session, audience)
+
+    def _writes(self, messages: list[Message]) -> list["_Write"]:
+        """Each audience's write: the messages of the streams it follows, in their order,
+        each message framed once for all (a packed audience's array once for its sessions),
+        and its sessions as of now (one that joins later starts from a snapshot at these
+        seqs: it must not be sent them)."""
         audiences = self.audiences
         heard: list[_Audience] = []  # the audiences with messages, in the order first heard
         for message in messages:
@@ -169,6 +253,7 @@ class PublicStreams:
                     heard.append(audience)
                 audience.payloads.append(message.payload)
         text_frames: dict[bytes, bytes] = {}  # payload -> its frame, for the unpacked
+        writes: list[_Write] = []
         for audience in heard:
             payloads, audience.payloads = audience.payloads, []
             if not audience.packed:
@@ -176,16 +261,26 @@ class PublicStreams:
                     text_frames.get(payload) or text_frames.setdefault(payload, text_frame(payload))
                     for payload in payloads
                 ]
-            self.connections.publish(audience.sessions, payloads, audience.packed)
+            write = publication_write(payloads, audience.packed)
+            writes.append(_Write(audience, list(audience.sessions), payloads, write))
+        return writes
 
     async def heartbeats(self) -> None:
-        interval_us = limits.HEARTBEAT_INTERVAL_S * 1_000_000
         while True:
             await asyncio.sleep(limits.HEARTBEAT_INTERVAL_S / 4)
             now = now_us()
             self.publish()  # also ages the tickers' 24 h windows
-            for session in list(self.connections.sessions.values()):
-                if now - session.last_sent_us >= interval_us:
+            self.heartbeat_silent(now)
+
+    def heartbeat_silent(self, now: int) -> None:
+        """A heartbeat to each session silent for `HEARTBEAT_INTERVAL_S`; one whose update
+        is still to be written in the publication under way gets it instead: a heartbeat
+        names the seqs of the last publication, which it must hold already."""
+        interval_us = limits.HEARTBEAT_INTERVAL_S * 1_000_000
+        for session in list(self.connections.sessions.values()):
+            if now - session.last_sent_us >= interval_us:
+                self._write_ahead(session)
+                if now - session.last_sent_us >= interval_us:  # (written: not silent now)
                     self.connections.send(session, self.market_data.heartbeat(now, session.streams))
 
     def instrument_view(self, symbol: str) -> dict[str, Any]:
@@ -205,6 +300,73 @@ class _Audience:
         self.packed = packed
         self.sessions: set[Session] = set()
         self.payloads: list[bytes] = []  # a publication's, while it is being sent
+
+
+class _Write(NamedTuple):
+    """One audience's share of a publication: its sessions when it was published, their
+    messages (frames, or a packed audience's payloads) and the write built of them."""
+
+    audience: _Audience
+    sessions: list[Session]
+    items: list[bytes]
+    write: Sequence[bytes] | None
+
+
+class _Spread:
+    """A publication being written, a slice of its subscribers per loop turn: the next
+    session to write is `sessions[position]` of `writes[index]`. A session written ahead of
+    its place (`write_ahead`) is skipped when its place comes."""
+
+    __slots__ = ("ahead", "cost_s", "index", "position", "started_s", "writes")
+
+    def __init__(self, writes: list[_Write], started_s: float) -> None:
+        self.writes = writes
+        self.index = 0
+        self.position = 0
+        self.ahead: set[Session] = set()
+        self.started_s = started_s  # time.monotonic() when it was published
+        self.cost_s = 0.0  # the loop thread's CPU spent on it so far
+
+    def write(self, connections: Sessions, count_max: int | None) -> bool:
+        """Write up to `count_max` more sessions (None: all); True once all are written."""
+        writes = self.writes
+        left = count_max
+        while self.index < len(writes):
+            _, sessions, items, write = writes[self.index]
+            start = self.position
+            end = len(sessions) if left is None else min(len(sessions), start + left)
+            chunk = sessions[start:end]
+            if self.ahead:
+                chunk = [session for session in chunk if session not in self.ahead]
+            connections.publish_write(chunk, items, write)
+            if end < len(sessions):
+                self.position = end
+                return False
+            self.index += 1
+            self.position = 0
+            if left is not None:
+                left -= end - start
+                if left <= 0:
+                    return self.index == len(writes)
+        return True
+
+    def write_ahead(self, connections: Sessions, session: Session, audience: _Audience) -> None:
+        """Write `session` now if its place in `audience`'s write is still to come."""
+        if session in self.ahead:
+            return
+        writes = self.writes
+        for index in range(self.index, len(writes)):
+            heard, sessions, items, write = writes[index]
+            if heard is not audience:
+                continue
+            try:
+                place = sessions.index(session)  # (rare: a change of subscriptions)
+            except ValueError:
+                return  # it joined after the publication: its snapshot holds these seqs
+            if index > self.index or place >= self.position:
+                self.ahead.add(session)
+                connections.publish_write((session,), items, write)
+            return
 
 
 def tier(depth: int | None) -> int:
