@@ -207,13 +207,13 @@ class PublicStreams:
         A publication that took `cost` of the loop's CPU starts the next no sooner than
         cost / `PUBLISH_SHARE_MAX` after it started (its writes uninterrupted: a pause of
         `cost` after them; spread among the trading, the pause shrinks by the turns the
-        trading took meanwhile), nor sooner than `pause_min_s` after it ended."""
+        trading took meanwhile), nor sooner than `pause_min_s` after it started (the `ts`
+        its messages carry), nor before it is written out."""
         spread = self._spread
         assert spread is not None
         self._spread = None
-        now_s = time.monotonic()
         self._paced_at = spread.started_s + spread.cost_s / PUBLISH_SHARE_MAX
-        self._next_at = max(self._paced_at, now_s + self.pause_min_s)
+        self._next_at = max(self._paced_at, spread.started_s + self.pause_min_s)
         if self._wanted:
             self._wanted = False
             self.publish()
