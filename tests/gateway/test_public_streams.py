@@ -354,3 +354,29 @@ def test_a_heartbeat_names_no_seq_its_session_was_not_yet_sent(
                     assert message["seqs"][BOOK.name] <= held, "a seq it was not sent"
 
     run_venue(scenario)
+
+
+def test_the_interval_is_counted_from_a_publications_start_not_its_last_slice(
+    run_venue: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`market_data_interval_ms` spaces the publications' starts (the `ts` their messages
+    carry): a publication written over many turns does not add their time to the pause."""
+    one_write_a_turn(monkeypatch)
+
+    async def scenario(venue: Venue) -> None:
+        public = venue.server.public
+        alpha = await venue.client("alpha")
+        log: list[tuple[str, Any]] = []
+        for feed in [await open_feed(venue, f"feed{i}", log) for i in range(4)]:
+            await subscribe(feed, BOOK_PARAMS)
+        public.pause_min_s = 3_600
+        await alpha.place(SYMBOL, "buy", "1", "186.00")
+        await until_spread_done(venue)
+        await alpha.place(SYMBOL, "buy", "1", "186.10")
+        await publish_now(venue)
+        spread = public._spread
+        assert spread is not None, "written over several turns"
+        await until_spread_done(venue)
+        assert public._next_at == spread.started_s + public.pause_min_s
+
+    run_venue(scenario)
