@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from core.venue_lease import VenueLease
 
 T = TypeVar("T")
+PORT_MAX = 65_535  # a TCP port; past it the bind raised OverflowError, a traceback
 # The demo keys of the repository's `venue.toml`, whose secrets are published with the code:
 # the banner prints these secrets so that a newcomer can log on at once, and no other (before
 # session 25 it printed every configured key's secret, a production venue's too). Written
@@ -112,12 +113,7 @@ def run(
         raise CommandFailed(f"{config_path}: {invalid}") from None
     logs.configure(log_level, log_format)
     host = host or config.venue.host
-    if port is None:
-        port = config.venue.port
-        if not 0 <= port <= 65_535:  # said as the config's other refusals are: file and key
-            raise CommandFailed(f"{config_path}: [venue] port {port} is not within 0..65535")
-    if not 0 <= port <= 65_535:
-        raise CommandFailed(f"--port {port} is not within 0..65535")
+    port = listening_port(config_path, config, port)
     if role != "core":  # a core accepts no clients: only the gateways' caps need the files
         config = fit_open_files(config)
     check_port_free_or_core(role, host, port)  # before the data directory is made or touched
@@ -393,6 +389,19 @@ def fit_open_files(config: venue_config.VenueConfig) -> venue_config.VenueConfig
     )
     limits = msgspec.structs.replace(config.limits, connections_max=allowed)
     return msgspec.structs.replace(config, limits=limits)
+
+
+def listening_port(config_path: Path, config: venue_config.VenueConfig, port: int | None) -> int:
+    """The port to listen on: `--port` if given, else the config's `[venue] port`; one
+    outside 0..65535 refused in one line naming where it came from (`venue serve`'s and
+    `venue demo`'s alike)."""
+    if port is None:
+        port = config.venue.port
+        if not 0 <= port <= PORT_MAX:  # said as the config's other refusals are: file and key
+            raise CommandFailed(f"{config_path}: [venue] port {port} is not within 0..65535")
+    if not 0 <= port <= PORT_MAX:
+        raise CommandFailed(f"--port {port} is not within 0..65535")
+    return port
 
 
 def check_port_free(host: str, port: int) -> None:

@@ -1,14 +1,15 @@
 """`venue demo`: the venue live for a few seconds, with bots trading over real websockets.
 
-Starts the server in-process on 127.0.0.1 (a fresh journal and ledger store in the data
-directory each run), two market makers quoting a ladder (mm-alpha on AAPLx-USD, mm-beta on
-the config's T-bill that matures next: a matured one is not listed), a taker crossing their
-spreads, and a public subscriber whose local books and trades feed one status line a
-second. After `--seconds` (or Ctrl-C, SIGTERM, or SIGHUP: its terminal closed) it stops the
-bots (they pull their quotes; a second Ctrl-C stops them at once; a third ends the process,
-130), then the server, and prints the trades, the volume, the demo accounts' balances and
-the verdict of the ledger store's own verification. Other clients can connect to the printed
-URL while it runs. Owns nothing the server or bots do not.
+Starts the server in-process on 127.0.0.1, at the config's port or `--port` (a fresh journal
+and ledger store in the data directory each run), two market makers quoting a ladder
+(mm-alpha on AAPLx-USD, mm-beta on the config's T-bill that matures next: a matured one is
+not listed), a taker crossing their spreads, and a public subscriber whose local books and
+trades feed one status line a second. After `--seconds` (or Ctrl-C, SIGTERM, or SIGHUP: its
+terminal closed) it stops the bots (they pull their quotes; a second Ctrl-C stops them at
+once; a third ends the process, 130), then the server, and prints the trades, the volume,
+the demo accounts' balances and the verdict of the ledger store's own verification.
+Other clients can connect to the printed URL while it runs. Owns nothing the server or bots
+do not.
 """
 
 import argparse
@@ -26,7 +27,7 @@ from pathlib import Path
 from cli import hangup
 from cli.arguments import directory, int_within
 from cli.failures import EXIT_INTERRUPTED, CommandFailed
-from cli.serve import check_port_free
+from cli.serve import PORT_MAX, check_port_free, listening_port
 from client import demo_data
 from client.bots import MarketMaker, Taker, config_references
 from client.sdk import VenueClient
@@ -49,8 +50,6 @@ SECONDS_MAX = 3_600  # a demo, not a deployment: `venue serve` runs for longer
 BOT_STOP_TIMEOUT_S = 5.0  # bots pull their quotes within this; past it they are cancelled
 STATUS_INTERVAL_S = 1.0
 TAKER_SEED = 7  # the taker's choices repeat run to run (the timing does not)
-PORT_MAX = 65_535  # a TCP port; past it the bind raised OverflowError, a traceback
-PORT_DEFAULT = 8765  # the sample venue.toml's, where the README's examples look
 SECONDS_DEFAULT = 20.0  # long enough to watch a few trades a second, short enough to wait for
 
 
@@ -58,8 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--port",
         type=int_within(0, PORT_MAX),
-        default=PORT_DEFAULT,
-        help=f"default {PORT_DEFAULT} (not the config's); 0: any free port",
+        default=None,
+        help="default: the config's [venue] port (venue.toml's: 8765); 0: any free port",
     )
     parser.add_argument(
         "--data-dir",
@@ -113,8 +112,11 @@ class Tape:
         return sum(self.trades.values())
 
 
-async def _demo(config_path: Path, port: int, data_dir: Path, seconds: float) -> int:
+async def _demo(config_path: Path, port: int | None, data_dir: Path, seconds: float) -> int:
+    """The demo on `port`, else its config's, as `venue serve` listens; on loopback whatever
+    the config's host (the demo keys' secrets are published with the code)."""
     config = venue_config.load_to_build(config_path)  # the demo builds a venue
+    port = listening_port(config_path, config, port)
     secrets = {key.key: key.secret for key in config.api_keys}
     references = config_references(config_path)
     kinds = {entry.symbol: entry for entry in config.instruments}

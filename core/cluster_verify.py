@@ -8,12 +8,19 @@ hash), and the last seq and the state hash at the stream's end are reported. Rea
 nothing is published to the stream, no KV bucket is opened, no snapshot file is touched
 (a half-written `.tmp` is the core's to remove), so it runs while the cluster runs (it
 replays what was acknowledged when it started) or is stopped. The ledger store is checked
-by `venue ledger verify --postgres DSN`. Exits 1 on a FAIL line; 2 when it cannot check
-(NATS unreachable, no stream, a record that is not a cluster's).
+against the replay with `--postgres DSN` (or the config's `ledger_postgres`; since session
+32): its transfers up to the last it had booked when the check began, read before the
+stream, one by one against those the replay books (`StoreCheck`; those before a snapshot by
+their balances against the snapshot's), its own checks (hash chain, assets summing to
+zero), and its balances against the replay's when the replay booked no more; read-only too
+(a read-only PostgreSQL session, no schema made). Exits 1 on a FAIL line (a damaged store
+too); 2 when it cannot check (NATS or PostgreSQL unreachable, before or during the check, no
+stream or store, a record that is not a cluster's).
 """
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cli import progress
 from cli.failures import CommandFailed
@@ -26,13 +33,19 @@ from core.sequencer import decode_record
 from engine import snapshot as venue_snapshot
 from engine.venue import Venue
 from settlement.ledger import Ledger
+from settlement.store import LedgerStoreError
+from settlement.transfers import Transfer
+
+if TYPE_CHECKING:
+    from settlement.pg_store import PostgresLedgerStore
 
 PROGRESS_EVERY = 4_096  # records between two moves of the bar
 
 
 def run(args: argparse.Namespace) -> int:
     config = venue_config.load(args.config)
-    lines = verify_stream(args.nats, args.data_dir, config, from_start=args.from_start)
+    dsn = config.venue.ledger_postgres if args.postgres is None else args.postgres
+    lines = verify_stream(args.nats, args.data_dir, config, from_start=args.from_start, dsn=dsn)
     for line in lines:
         print(line)
     return 1 if any(line.startswith("FAIL") for line in lines) else 0
@@ -44,11 +57,42 @@ def verify_stream(
     config: venue_config.VenueConfig,
     *,
     from_start: bool = False,
+    dsn: str = "",
 ) -> list[str]:
-    """One line per check, each "ok" or "FAIL"; `CommandFailed` if it cannot check."""
+    """One line per check, each "ok" or "FAIL"; `CommandFailed` if it cannot check. With
+    `dsn`, the PostgreSQL ledger store there checked against the replay too."""
     # Read before the stream is opened: a core writes a snapshot once its records are
     # acknowledged, so on a running cluster none is past the end the replay will reach.
     found, damaged = _snapshots(data_dir)
+    store = _open_store(dsn) if dsn else None  # before the stream, for the same reason
+    try:
+        return _verify(servers, data_dir, config, from_start, found, damaged, store)
+    except _store_errors(store) as unreadable:  # opened, then lost (PostgreSQL stopped)
+        why = " ".join(str(unreadable).split())
+        raise CommandFailed(f"cannot read the PostgreSQL ledger store: {why}") from None
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _store_errors(store: "StoreCheck | None") -> tuple[type[Exception], ...]:
+    """What reading the store raises when it cannot be read (nothing without a store)."""
+    if store is None:
+        return ()
+    import psycopg
+
+    return (psycopg.Error, LedgerStoreError)
+
+
+def _verify(
+    servers: str,
+    data_dir: Path | None,
+    config: venue_config.VenueConfig,
+    from_start: bool,
+    found: list[snapshots.Snapshot],
+    damaged: list[str],
+    store: "StoreCheck | None",
+) -> list[str]:
     lines = [
         f"FAIL snapshot {name} is damaged: a core's recovery skips it (it starts from the"
         f" newest good snapshot, or replays the whole stream); move it out of {data_dir}"
@@ -61,7 +105,7 @@ def verify_stream(
         raise CommandFailed(f"cannot read the journal stream: {unreadable}") from None
     try:
         last = journal.last_seq()
-        lines += _replay(journal, start, found, config)
+        lines += _replay(journal, start, found, config, store)
     except JournalError as unreadable:
         raise CommandFailed(f"stream {STREAM_DEFAULT}: {unreadable}") from None
     finally:
@@ -84,9 +128,11 @@ def _replay(
     start: snapshots.Snapshot | None,
     found: list[snapshots.Snapshot],
     config: venue_config.VenueConfig,
+    store: "StoreCheck | None" = None,
 ) -> list[str]:
     """Replay the stream after `start` (None: from seq 1), checking each of `found` on the
-    way; the lines, the first naming what was read."""
+    way, and `store` against the transfers it books; the lines, the first naming what was
+    read."""
     if start is None:
         staleness_us = venue_config.reserve_staleness_max_us(config)
         venue = Venue(snapshots.first_rules(None, staleness_us), Ledger())
@@ -94,6 +140,10 @@ def _replay(
     else:
         venue = venue_snapshot.restore(start.venue)
         after, origin = start.seq, f"from the snapshot at seq {start.seq}"
+    ledger = venue.ledger
+    assert ledger is not None, "a cluster's venue settles"
+    if store is not None:
+        store.start(ledger)
     due = {image.seq: image for image in found if image.seq > after}
     lines, codec, records, done = [], ClusterCodec(), 0, after
     last = journal.last_seq()
@@ -105,8 +155,9 @@ def _replay(
             except Exception as failure:  # the state it ran on is not the one it was sequenced on
                 lines.append(_unexecutable(seq, start, failure))
                 break
-            if venue.ledger is not None:  # its transfers are the store's: keep memory flat
-                venue.ledger.drain()
+            booked = ledger.drain()  # compared as they come, not kept: memory stays flat
+            if store is not None and booked:
+                store.compare(booked)
             records, done = records + 1, seq
             if seq in due:
                 lines.append(_snapshot_check(venue, due[seq]))
@@ -117,7 +168,9 @@ def _replay(
     if done != last:
         return [head.replace("ok  ", "FAIL", 1) + f" of {last}", *lines]
     venue.check_invariants()
-    return [head, *lines, f"ok   replay: invariants hold, state {venue.state_hash()} at seq {done}"]
+    replayed = f"ok   replay: invariants hold, state {venue.state_hash()} at seq {done}"
+    stored = [] if store is None else store.finish(ledger)
+    return [head, *lines, replayed, *stored]
 
 
 def _unexecutable(seq: int, start: snapshots.Snapshot | None, failure: Exception) -> str:
@@ -152,4 +205,146 @@ def _snapshot_check(venue: Venue, image: snapshots.Snapshot) -> str:
         f" {restored[:16]}, the replay's {venue.state_hash()[:16]}): the core"
         " that wrote it executed the stream otherwise (another build?); a core that"
         " recovers from it carries that state on: move it out so recovery replays the stream"
+    )
+
+
+def _open_store(dsn: str) -> "StoreCheck":
+    """The PostgreSQL ledger store at `dsn`, read-only, and its last transfer; `CommandFailed`
+    (cannot check) if it cannot be read."""
+    import psycopg
+
+    from settlement.pg_store import PostgresLedgerStore
+
+    try:
+        store = PostgresLedgerStore(dsn, read_only=True)
+        return StoreCheck(store, store.last_transfer_id())
+    except (psycopg.Error, LedgerStoreError) as unreadable:
+        why = " ".join(str(unreadable).split())
+        raise CommandFailed(f"cannot read the PostgreSQL ledger store: {why}") from None
+
+
+class StoreCheck:
+    """The ledger store's transfers up to `stored_last` (its last when the check began, read
+    before the stream: every one of them is from a record the stream holds, so the replay
+    reaches it), each against the one the replay books under its id; and the sums of them
+    all, for the balances. Reads the store's transfers as the replay goes, in pages (never
+    all at once)."""
+
+    def __init__(self, store: "PostgresLedgerStore", stored_last: int) -> None:
+        self.store = store
+        self.stored_last = stored_last
+        self.stored = store.iter_transfers()
+        self.balances: dict[tuple[int, str], int] = {}  # of the store's transfers read
+        self.first_compared = 0  # the first transfer compared (0: none yet)
+        self.compared_last = 0
+        self.difference: str | None = None  # the first transfer that differs, in words
+
+    def close(self) -> None:
+        self.store.close()
+
+    def start(self, ledger: Ledger) -> None:
+        """The replay books after `ledger`'s last transfer (a snapshot's): the store's
+        transfers up to it are summed, and, when the store holds them all, their balances
+        compared with the snapshot's (nothing else checks those transfers)."""
+        replay_last = ledger.last_transfer_id
+        while self.compared_last < min(replay_last, self.stored_last):
+            if self._next_stored() is None:  # damaged: its transfers end before its batches
+                return
+        if (
+            replay_last
+            and self.compared_last == replay_last
+            and self._balances() != _totals(ledger)
+        ):
+            self.difference = (
+                f"FAIL store balances at transfer {replay_last} differ from the snapshot's:"
+                " the store was booked from another stream, or damaged"
+            )
+
+    def compare(self, booked: list[Transfer]) -> None:
+        for transfer in booked:
+            if self.difference is not None or transfer.transfer_id > self.stored_last:
+                return
+            stored = self._next_stored()
+            if stored is None:  # (`difference` says why)
+                return
+            if stored != transfer:
+                self.difference = (
+                    f"FAIL store: transfer {transfer.transfer_id} is not the one the replay"
+                    f" books ({_described(stored)}; the replay's: {_described(transfer)}):"
+                    " the store was booked from another stream, or damaged"
+                )
+                return
+            self.first_compared = self.first_compared or transfer.transfer_id
+
+    def _next_stored(self) -> Transfer | None:
+        """The store's next transfer, summed; None, the `difference` saying why, when there
+        is none up to `stored_last`, or it cannot be read."""
+        try:
+            stored = next(self.stored, None)
+        except ValueError as undecodable:  # `transfer_of`: a kind this build does not know
+            self.difference = (
+                f"FAIL store: the transfer after {self.compared_last} cannot be read"
+                f" ({undecodable}): the store is damaged, or written by a later build"
+            )
+            return None
+        if stored is None:
+            self.difference = (
+                f"FAIL store: its transfers end at {self.compared_last}, its batches say"
+                f" {self.stored_last}: the store is damaged"
+            )
+            return None
+        self.compared_last = stored.transfer_id
+        for account, sign in ((stored.credit_account, 1), (stored.debit_account, -1)):
+            key = (account, stored.asset)
+            self.balances[key] = self.balances.get(key, 0) + sign * stored.amount
+        return stored
+
+    def finish(self, ledger: Ledger) -> list[str]:
+        """The store's lines, once the replay is done (`ledger` its ledger at the end)."""
+        problems = self.store.verify()
+        lines = [f"FAIL store: {problem}" for problem in problems]
+        if not problems:
+            lines.append("ok   store: hash chain intact, every asset sums to 0")
+        stored_last, booked_last = self.stored_last, ledger.last_transfer_id
+        if self.difference is not None:
+            return [*lines, self.difference]
+        if stored_last > booked_last:
+            return [
+                *lines,
+                f"FAIL store is ahead of the stream: it holds transfers up to {stored_last},"
+                f" the replay books only up to {booked_last}: it is another venue's store,"
+                " or the stream was replaced",
+            ]
+        if self.first_compared:
+            lines.append(
+                f"ok   store: transfers {self.first_compared} to {stored_last} equal the"
+                " replay's, one by one"
+            )
+        if stored_last < booked_last:
+            lines.append(
+                f"ok   store: booked up to transfer {stored_last} when the check began, the"
+                f" replay up to {booked_last} (the active core books the rest as it goes; a"
+                " core catches the store up when it starts): balances not compared"
+            )
+            return lines
+        if self._balances() != _totals(ledger):
+            return [*lines, "FAIL store balances differ from the replay's"]
+        return [*lines, f"ok   store: every balance equals the replay's at transfer {stored_last}"]
+
+    def _balances(self) -> dict[tuple[int, str], int]:
+        """The sums of the store's transfers read so far, but the zeros."""
+        return {key: amount for key, amount in self.balances.items() if amount}
+
+
+def _totals(ledger: Ledger) -> dict[tuple[int, str], int]:
+    """`ledger`'s balances (available and held), but the zeros: as the store sums them."""
+    return {key: balance.total for key, balance in ledger.balances.items() if balance.total}
+
+
+def _described(transfer: Transfer | None) -> str:
+    if transfer is None:
+        return "none"
+    return (
+        f"{transfer.amount} {transfer.asset} from {transfer.debit_account} to"
+        f" {transfer.credit_account}, {transfer.kind}, chain {transfer.chain_id}"
     )

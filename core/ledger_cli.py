@@ -66,7 +66,7 @@ def open_store(args: argparse.Namespace) -> LedgerStore:
     from settlement.pg_store import PostgresLedgerStore
 
     try:
-        return PostgresLedgerStore(args.postgres)
+        return PostgresLedgerStore(args.postgres, read_only=True)  # every command only reads
     except (psycopg.Error, LedgerStoreError) as unreachable:
         why = " ".join(str(unreachable).split())
         raise CommandFailed(f"the PostgreSQL ledger store: {why}") from None

@@ -74,6 +74,7 @@ from engine.commands import (
     RefuseCancelOnDisconnect,
     RefuseUnreadCommand,
     RequestWithdrawal,
+    RevokeKey,
     SetCancelOnDisconnect,
     SetInstrumentStatus,
     SetOrderCaps,
@@ -186,6 +187,7 @@ GATEWAY_COMMANDS: Final[frozenset[type[Command]]] = frozenset(
         SplitShares,
         SetCancelOnDisconnect,
         IssueKey,
+        RevokeKey,
         SweepVenueAccount,
     }
 )

@@ -14,7 +14,7 @@ said). A damaged snapshot (recovery skips it) is a FAIL line naming it. Refuses,
 nothing, a directory with no journal and one a running venue holds (its `venue.lock` and its
 journal's flock). On a terminal the replay draws a progress bar on stderr (a long journal
 takes minutes); stdout is only the checks. With `--nats` it checks a cluster's journal
-stream instead (`core.cluster_verify`).
+stream instead, and its PostgreSQL ledger store against it (`core.cluster_verify`).
 """
 
 import argparse
@@ -48,6 +48,7 @@ DESCRIPTION = (
     " FAIL; 2 it could not check (no such directory, a damaged journal, a running venue on"
     " the directory: stop it, or verify a copy). With --nats URLS: a cluster's journal stream"
     " instead, read-only, running or stopped (--data-dir: a core's, whose snapshots it checks;"
+    " --postgres DSN: the cores' ledger store, checked against the replay;"
     ' docs/cluster.md, "Verifying the stream").'
 )
 
@@ -71,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DSN",
         type=dsn,
         default=None,
-        help="the PostgreSQL ledger store to check",
+        help="the PostgreSQL ledger store to check (default: the config's ledger_postgres)",
     )
     parser.add_argument(
         "--nats",
@@ -102,10 +103,6 @@ def _run_cluster(args: argparse.Namespace) -> int:
     from cli.serve import check_nats_urls
     from core import cluster_verify
 
-    if args.postgres is not None:
-        raise CommandFailed(
-            "--postgres is not checked with --nats: run `venue ledger verify --postgres DSN`"
-        )
     check_nats_urls(args.nats, "--nats")
     return cluster_verify.run(args)
 
@@ -200,7 +197,7 @@ def _open_store(data_dir: Path, postgres_dsn: str) -> LedgerStore | str:
         from settlement.pg_store import PostgresLedgerStore
 
         try:
-            return PostgresLedgerStore(postgres_dsn)
+            return PostgresLedgerStore(postgres_dsn, read_only=True)  # a check: reads only
         except (psycopg.Error, LedgerStoreError) as unreadable:
             return f"FAIL store: PostgreSQL: {' '.join(str(unreadable).split())}"
     path = data_dir / LEDGER_FILE

@@ -391,6 +391,16 @@ class IssueKey(OperatorCommand, frozen=True, gc=False, kw_only=True):
     ID_SPACE: ClassVar[str] = "key"  # apart, as when the gateways kept them (session 22)
 
 
+class RevokeKey(OperatorCommand, frozen=True, gc=False, kw_only=True):
+    """The `cl_op_id` of an API key's revocation (`admin.revoke_key`), taken where commands
+    are put in order, venue-wide as every other operator command's (since session 32; before,
+    the gateway kept a revocation's id apart from them): a deposit under it is refused, and it
+    under a deposit's. Only the id: the key is the gateway's to revoke (`revoked_keys.json`,
+    a cluster's key stream), once the engine took the id. Sent only with a `cl_op_id`."""
+
+    api_key: str  # the key revoked: the same id for another key is `CL_OP_ID_REUSED`
+
+
 class SweepVenueAccount(OperatorCommand, frozen=True, gc=False, kw_only=True):
     """Move `amount` of `asset` from one of the venue's own income accounts (`venue_account`:
     fee income -2 or rounding -3, `settlement.transfers.SWEPT_ACCOUNTS`) to the participant
@@ -467,4 +477,5 @@ AnyCommand = (
     | ShiftDeadManDeadlines  # appended
     | RefuseCancelOnDisconnect  # appended
     | AmendPair  # appended (session 31): an older build refuses a journal holding one
+    | RevokeKey  # appended (session 32): likewise
 )

@@ -26,6 +26,7 @@ from engine.commands import (
     ListAsset,
     OpenAccount,
     RequestWithdrawal,
+    RevokeKey,
     SweepVenueAccount,
     VoidWithdrawal,
 )
@@ -38,6 +39,7 @@ from engine.events import (
     Event,
     Fact,
     KeyIssued,
+    KeyRevocationRecorded,
     ReservesAttested,
     VenueAccountSwept,
     WithdrawalConfirmed,
@@ -93,6 +95,7 @@ class Custody:
             ConfirmWithdrawal: self._confirm_withdrawal,
             VoidWithdrawal: self._void_withdrawal,
             IssueKey: self._issue_key,
+            RevokeKey: self._revoke_key,
             SweepVenueAccount: self._sweep,
         }
 
@@ -129,6 +132,15 @@ class Custody:
             _refused(refused, cmd, "issue_key", events)
             return
         events.append(KeyIssued(cmd.ts_us, cmd.api_key, cmd.account, cmd.scopes))
+
+    def _revoke_key(self, cmd: RevokeKey, events: list[Event]) -> None:
+        """Only the revocation's id (taken by `engine.operations`' guard): whether the key
+        can be revoked is the gateway's to decide, which holds the keys."""
+        if cmd.cl_op_id is None:  # no gateway sends one: nothing to take
+            refused = Refused("BAD_PARAM", "a key's revocation is journaled only under a cl_op_id")
+            _refused(refused, cmd, "revoke_key", events)
+            return
+        events.append(KeyRevocationRecorded(cmd.ts_us, cmd.api_key))
 
     def _attest(self, cmd: AttestReserves, events: list[Event]) -> None:
         if looks_like_milliseconds(cmd.as_of_us, cmd.ts_us):

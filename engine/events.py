@@ -412,6 +412,12 @@ class KeyIssued(Event, frozen=True, gc=False):
     scopes: tuple[str, ...]
 
 
+class KeyRevocationRecorded(Event, frozen=True, gc=False):
+    """A key's revocation took its `cl_op_id` (`RevokeKey`): the gateway revokes the key."""
+
+    api_key: str
+
+
 class VenueAccountSwept(Event, frozen=True, gc=False):
     """The operator moved `amount` of `asset` out of the venue's own `venue_account` (fee
     income or rounding) to the participant `account`, in one transfer (kind `sweep`)."""
@@ -473,4 +479,5 @@ AnyEvent = (
     | KeyIssued  # appended
     | ReserveStalenessSet  # appended
     | VenueAccountSwept  # appended
+    | KeyRevocationRecorded  # appended (session 32)
 )

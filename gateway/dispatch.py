@@ -75,8 +75,12 @@ E = ErrorCode
 
 # `Pending.expected` of a request answered 504 before its outcome came back
 # (`Dispatcher.answer_unknown`): no count of results reaches it, so none answers it again
-# (but an issued key's: its finish stores the key, `Pending.answered_unknown`)
+# (but the key methods': `FINISHED_LATE`, `Pending.answered_unknown`)
 ANSWERED_AS_UNKNOWN = sys.maxsize
+# the requests whose finish runs when their outcome comes back after that 504: the key
+# methods', so that a key whose id the engine took is stored, and one whose revocation's id
+# it took revoked (`KeyIssuer`)
+FINISHED_LATE = frozenset({"admin.issue_key", "admin.revoke_key"})
 TRADING_METHODS = {"order.place", "order.cancel", "order.amend", "orders.cancel_all"}
 # the account's queries: they need the read scope
 READ_METHODS = {"orders.open", "order.status", "orders.history", "fills", "balances"}
@@ -846,7 +850,11 @@ class Dispatcher:
             return
         p: Any = request.params
         command = self._command(session, request, getattr(p, "account", key.account))
-        if command is None:
+        if command is None:  # malformed: said so first, whatever its id
+            return
+        revoked_under = self.keys.revocation_under(p.cl_op_id)
+        if revoked_under is not None:  # one the engine never saw: revoked before session 32
+            self._reply_error(session, request, E.CL_OP_ID_REUSED, revoked_under)
             return
         finish: Callable[[Pending], bytes] = _admin_result
         if request.method in CORPORATE_METHODS:  # the answer sums the action up, in decimals
@@ -867,7 +875,7 @@ class Dispatcher:
             return
         reply = self.unknown_reply(pending, message)  # before what came back is let go
         pending.answered_unknown = True
-        if pending.method != "admin.issue_key":  # (one command: nothing came back of it yet)
+        if pending.method not in FINISHED_LATE:  # (one command: nothing came back of it yet)
             pending.expected = ANSWERED_AS_UNKNOWN
             pending.results.clear()  # what came back of a batch already: in `reply`
         session = pending.session

@@ -10,8 +10,9 @@ keys), the `cl_op_id`s they were issued under, the keys revoked (no secret kept)
 repeats waiting to learn a key issued through another gateway. Under a `cl_op_id` the
 engine decides whether the id is new (`IssueKey`), so a request sent again, here or through
 another gateway, is answered with the first key, secret included, and nothing is issued
-twice. A key is answered only once it is stored, never before. Leaves the checks before the
-handler (logon, the admin scope, params) and the answers' order to the dispatcher, whose
+twice; a revocation's id it takes among its other admin ids (`RevokeKey`) before the key
+is revoked. A key is answered only once it is stored, never before. Leaves the checks before
+the handler (logon, the admin scope, params) and the answers' order to the dispatcher, whose
 method table calls `issue`; the keys' check at logon is `gateway.auth`'s. Bounded as the
 keys are: every map is by an issued key or its id, and a repeat's wait lasts at most
 `ISSUED_KEY_WAIT_S`.
@@ -29,7 +30,7 @@ import msgspec
 
 from core.journal import JournalError
 from core.venue_core import now_us, rejection, save_json
-from engine.commands import IssueKey
+from engine.commands import IssueKey, RevokeKey
 from engine.events import KeyIssued, OperationRepeated
 from engine.reasons import ErrorCode
 from gateway import wire
@@ -175,7 +176,8 @@ class KeyIssuer:
         a cluster's: on the key stream) and removed from the store, every live session logged
         on with it closed (4004, the asker's own after its answer), then out of
         `api_keys.json`. A key of the config's [[api_keys]] is refused (venue.toml is the
-        operator's), an unknown one too; a repeat under its `cl_op_id` is answered again."""
+        operator's), an unknown one too; a repeat under its `cl_op_id` is answered again, and a
+        revoked key under a new one is that id's revocation (`_record_revocation_id`)."""
         p: Any = request.params
         if p.cl_op_id is not None and p.cl_op_id in self.revoked_by_op:
             self._revoke_again(session, request, t_in)
@@ -184,17 +186,107 @@ class KeyIssuer:
         if issue is not None:  # the key methods share their ids
             self._refuse_other_method(session, request, issue)
             return
-        problem = self._revoke_problem(p.api_key)
+        # A revoked key under an id goes to the engine all the same: it may have taken the id
+        # before, that revocation's record not saved (disk full, a crash, a cluster gateway
+        # stopped before publishing it); the id is recorded then, with the first revocation's
+        # time (before: BAD_PARAM "nothing done", the id used up for good)
+        again = p.cl_op_id is not None and p.api_key in self.revoked
+        problem = None if again else self._revoke_problem(p.api_key)
         if problem is not None:
             self._reply_error(session, request, E.BAD_PARAM, problem)
             return
+        if p.cl_op_id is not None:  # venue-wide, as every operator command's: the engine's
+            from gateway.dispatch import Pending  # (the dispatcher imports this module)
+
+            command = RevokeKey(
+                ts_us=self._dispatcher.stamp_us(), api_key=p.api_key, cl_op_id=p.cl_op_id
+            )
+            finish = partial(self._revocation_decided, request)
+            self.bus.submit(
+                command, Pending(session, request.id, request.method, t_in, finish=finish)
+            )
+            return
+        self._commit_revocation(session, request, t_in)
+
+    def _revocation_decided(self, request: wire.Request, pending: "Pending") -> bytes | None:
+        """The engine's word on a `RevokeKey`: its id refused (`CL_OP_ID_REUSED`: another
+        command's); or taken, now or before (`OperationRepeated`: a revocation not stored
+        then, or stored through another gateway this one has not read yet): revoke the key
+        unless that happened meanwhile. Come back after the request was answered 504, the
+        key is revoked all the same, answering nothing (sent again, it is answered
+        `repeated`)."""
+        events = pending.results[0].events
+        rejected = rejection(events)
+        late = pending.answered_unknown
+        session, t_in = pending.session, pending.t_in
+        p: Any = request.params
+        if rejected is not None:
+            refused = wire.error(pending.request_id, rejected.reason, rejected.detail)
+            return None if late else refused
+        if p.cl_op_id in self.revoked_by_op:  # its record read meanwhile: a repeat
+            if not late:
+                self._revoke_again(session, request, t_in)
+            return None
+        first = self.revoked.get(p.api_key)  # revoked meanwhile under another id
+        problem = None if first is not None else self._revoke_problem(p.api_key)
+        if problem is not None:
+            return None if late else wire.error(pending.request_id, E.BAD_PARAM, problem)
+        try:
+            if first is None:
+                self._commit_revocation(session, request, t_in, reply=not late)
+            else:  # the engine took this id all the same: it is a revocation done, as the first
+                repeated = type(events[-1]) is OperationRepeated  # taken before, not recorded
+                self._record_revocation_id(session, request, t_in, first, not late, repeated)
+        except (OSError, JournalError) as failure:  # not saved (disk full): the key stays good
+            log.exception("a revocation not saved")  # (raised here, it would stop the venue)
+            return None if late else wire.error(pending.request_id, E.INTERNAL, _unsaved(failure))
+        return None
+
+    def _record_revocation_id(
+        self,
+        session: Session,
+        request: wire.Request,
+        t_in: int,
+        first: KeyRevoked,
+        reply: bool = True,
+        repeated: bool = False,
+    ) -> None:
+        """Record the `cl_op_id` of a revocation whose key was revoked under another id (two
+        admins at once; or before, this id's record not saved then), carrying the `first`
+        revocation's time, then answer as a revocation (`repeated` when the engine had taken
+        the id before): the engine took the id, so it is used up, and a repeat under it is
+        answered `repeated` (before: `BAD_PARAM` "nothing done", the id lost)."""
+        p: Any = request.params
+        revocation = msgspec.structs.replace(first, cl_op_id=p.cl_op_id)
+        self._store_revocation(session, request, revocation, t_in, reply, repeated)
+
+    def _commit_revocation(
+        self, session: Session, request: wire.Request, t_in: int, reply: bool = True
+    ) -> None:
+        """Store the revocation of a revocable key, then apply it (and answer, unless not to
+        `reply`: answered 504 already)."""
+        p: Any = request.params
         key = self.auth.store.get(p.api_key)
         assert key is not None, "a revocable key is in the store"
         revocation = KeyRevoked(p.api_key, now_us(), p.cl_op_id, issued_under=key.cl_op_id)
-        answer = partial(self._revoked, session, request, revocation, t_in)
+        self._store_revocation(session, request, revocation, t_in, reply)
+
+    def _store_revocation(
+        self,
+        session: Session,
+        request: wire.Request,
+        revocation: KeyRevoked,
+        t_in: int,
+        reply: bool,
+        repeated: bool = False,
+    ) -> None:
+        """Store `revocation` (`revoked_keys.json`; a cluster's key stream), then apply it and
+        answer (`_revoked`)."""
+        api_key = revocation.revoked
+        answer = partial(self._revoked, session, request, revocation, t_in, reply, repeated)
         if self.shared_keys is not None:  # the others close their sessions as they learn it
             record = msgspec.json.encode(revocation)
-            task = asyncio.ensure_future(self._share(f"revoked:{p.api_key}", record, answer))
+            task = asyncio.ensure_future(self._share(_record_id(revocation), record, answer))
             self._key_tasks.add(task)
             task.add_done_callback(self._key_tasks.discard)
             return
@@ -203,19 +295,33 @@ class KeyIssuer:
         # at once and at every start (`gateway.server` takes a key of both files for revoked).
         save_json(self.data_dir / REVOKED_KEYS_FILE, [*self.revocations, revocation])
         self.revocations.append(revocation)
-        self.issued_keys[:] = [key for key in self.issued_keys if key.key != p.api_key]
+        if any(key.key == api_key for key in self.issued_keys):  # (not when revoked before)
+            self.issued_keys[:] = [key for key in self.issued_keys if key.key != api_key]
+            answer()
+            drop_revoked_keys(self.data_dir, self.issued_keys)
+            return
         answer()
-        drop_revoked_keys(self.data_dir, self.issued_keys)
 
     def _revoked(
-        self, session: Session, request: wire.Request, revocation: KeyRevoked, t_in: int
+        self,
+        session: Session,
+        request: wire.Request,
+        revocation: KeyRevoked,
+        t_in: int,
+        reply: bool = True,
+        repeated: bool = False,
     ) -> None:
-        """Answer a revocation, once stored, and apply it here at once: on a cluster, not
-        when this gateway reads its own record back (its follower may lag, or be down), so
-        the answer is never before the key is refused here (applying it again is harmless)."""
+        """Answer a revocation (if to `reply`; `repeated` if its id was taken before), once
+        stored, and apply it here at once: on a cluster, not when this gateway reads its own
+        record back (its follower may lag, or be down), so the answer is never before the key
+        is refused here (applying it again is harmless)."""
         api_key = revocation.revoked
         log.info("api key revoked", extra={"api_key": api_key, "by": _key(session).account})
-        self._reply(session, request, _revoked_key(api_key, revocation.revoked_at_us), t_in)
+        if reply:
+            result = _revoked_key(api_key, revocation.revoked_at_us)
+            if repeated:
+                result["repeated"] = True
+            self._reply(session, request, result, t_in)
         self._forget_key(revocation)
 
     def _note_revoked(self, revocation: KeyRevoked) -> None:
@@ -270,6 +376,18 @@ class KeyIssuer:
         result = _revoked_key(first.revoked, first.revoked_at_us) | {"repeated": True}
         self._reply(session, request, result, t_in)
 
+    def revocation_under(self, cl_op_id: str | None) -> str | None:
+        """Why another admin method under `cl_op_id` is refused (`CL_OP_ID_REUSED`), if a key
+        was revoked under it: the engine takes a revocation's id since session 32 only
+        (`RevokeKey`), so this refuses one under the id of an earlier revocation too."""
+        revoked = None if cl_op_id is None else self.revoked_by_op.get(cl_op_id)
+        if revoked is None:
+            return None
+        return (
+            f"cl_op_id {cl_op_id!r} was used at {revoked.revoked_at_us} to revoke a key:"
+            " nothing done; give a new cl_op_id for a new command"
+        )
+
     def _issue_use(self, cl_op_id: str) -> str | None:
         """How `admin.issue_key` used `cl_op_id`, or None: to issue a key held, or one revoked
         since (known by its revocation after a start, when `api_keys.json` holds it no more)."""
@@ -311,7 +429,15 @@ class KeyIssuer:
             return None
         assert type(decided) is KeyIssued and decided.api_key == key.key, f"issued {decided!r}"
         key = msgspec.structs.replace(key, issued_at_us=decided.ts_us)  # when the engine took it
-        self._store_key(pending.session, pending.request_id, pending.t_in, key, by, not late)
+        try:
+            self._store_key(pending.session, pending.request_id, pending.t_in, key, by, not late)
+        except (OSError, JournalError) as failure:  # not saved (disk full): no key issued
+            log.exception("an issued key not saved")  # (raised here, it would stop the venue)
+            msg = (
+                f"internal error: the key was not saved ({failure}): no key issued under"
+                f" cl_op_id {key.cl_op_id!r} is good, and none will be; give a new cl_op_id"
+            )
+            return None if late else wire.error(pending.request_id, E.INTERNAL, msg)
         return None
 
     def _store_key(
@@ -325,13 +451,10 @@ class KeyIssuer:
     ) -> None:
         """Store a new key (api_keys.json; a cluster's key stream), then answer with it (unless
         not to `reply`: its request was answered 504 already)."""
-        issued = {"api_key": key.key, "account": key.account, "scopes": sorted(key.scopes)}
-        if key.cl_op_id is not None:
-            issued["cl_op_id"] = key.cl_op_id
-        log.info("api key issued", extra=issued | {"by": by.account})
-        answer: Callable[[], None] = _answered_already
+        send: Callable[[], None] = _answered_already
         if reply:
-            answer = partial(self._send_ok, session, request_id, _issued_key(key), t_in)
+            send = partial(self._send_ok, session, request_id, _issued_key(key), t_in)
+        answer = partial(_logged_issued, key, by, send)  # logged once stored, never before
         cl_op_id = key.cl_op_id
         if self.shared_keys is not None:  # answered once the cluster's stream stored it
             task = asyncio.ensure_future(self._share_key(key, answer))
@@ -342,9 +465,11 @@ class KeyIssuer:
                 self._keys_storing[cl_op_id] = task
                 task.add_done_callback(lambda _: self._keys_storing.pop(cl_op_id, None))
             return
+        # saved before it is kept: a failed save (disk full) leaves no key that logs on here
+        # until the next start, nor one the next key's save would store unanswered
+        save_json(self.data_dir / ISSUED_KEYS_FILE, [*self.issued_keys, key])
         self.auth.store.add(key)
         self.issued_keys.append(key)
-        save_json(self.data_dir / ISSUED_KEYS_FILE, self.issued_keys)  # before the answer
         if cl_op_id is not None:
             self.keys_by_op[cl_op_id] = key
         answer()
@@ -527,6 +652,27 @@ def _revoked_since(cl_op_id: str, revoked: KeyRevoked) -> str:
     )
 
 
+def _record_id(revocation: KeyRevoked) -> str:
+    """A revocation's record id on a cluster's key stream, which keeps one record per id: one
+    per `cl_op_id`, so that two gateways revoking one key at once under two ids keep both
+    (before: `revoked:{key}` only, and the second id was lost); `_note_revoked` keeps the
+    first per key. The id goes in as the hex of its UTF-8: nats-py strips a header's value
+    (`Nats-Msg-Id`), Unicode spaces too, so ids differing only in their spaces at either end
+    shared one record id, the second dropped as a duplicate (session 32's re-review). Stable
+    across retries; gateways read the records by their payload, whatever their ids."""
+    if revocation.cl_op_id is None:
+        return f"revoked:{revocation.revoked}"
+    return f"revoked:{revocation.revoked}:{revocation.cl_op_id.encode().hex()}"
+
+
+def _unsaved(failure: Exception) -> str:
+    """The `INTERNAL` answer to a revocation whose record could not be saved."""
+    return (
+        f"internal error: the revocation was not saved ({failure}): the key is not revoked"
+        " by it; send it again (under its cl_op_id: the venue revokes it then)"
+    )
+
+
 def _revoked_key(api_key: str, revoked_at_us: int) -> dict[str, Any]:
     return {"api_key": api_key, "revoked_at": revoked_at_us}
 
@@ -540,6 +686,16 @@ def _issued_key(key: ApiKey) -> dict[str, Any]:
         "account": key.account,
         "scopes": sorted(key.scopes),
     }
+
+
+def _logged_issued(key: ApiKey, by: ApiKey, answer: Callable[[], None]) -> None:
+    """Log a key stored (before session 32's re-review it was logged before its save, so a
+    key not saved, disk full, was logged as issued), then `answer`."""
+    issued = {"api_key": key.key, "account": key.account, "scopes": sorted(key.scopes)}
+    if key.cl_op_id is not None:
+        issued["cl_op_id"] = key.cl_op_id
+    log.info("api key issued", extra=issued | {"by": by.account})
+    answer()
 
 
 def _answered_already() -> None:

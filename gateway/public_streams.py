@@ -266,21 +266,25 @@ class PublicStreams:
         return writes
 
     async def heartbeats(self) -> None:
+        interval_us = limits.HEARTBEAT_INTERVAL_S * 1_000_000
         while True:
             await asyncio.sleep(limits.HEARTBEAT_INTERVAL_S / 4)
-            now = now_us()
-            self.publish()  # also ages the tickers' 24 h windows
-            self.heartbeat_silent(now)
+            self.send_heartbeats(interval_us)
 
-    def heartbeat_silent(self, now: int) -> None:
-        """A heartbeat to each session silent for `HEARTBEAT_INTERVAL_S`; one whose update
-        is still to be written in the publication under way gets it instead: a heartbeat
-        names the seqs of the last publication, which it must hold already."""
-        interval_us = limits.HEARTBEAT_INTERVAL_S * 1_000_000
+    def send_heartbeats(self, quiet_us: int) -> None:
+        """Publish what is pending, then a heartbeat to each connection sent nothing for
+        `quiet_us` (the loop's 1 s, protocol §9.7). 0 sends one now to every connection that this
+        call's publication did not write to (that one was just sent a frame): the
+        browser tests, which move a page's clock on in jumps under its 5 s silence watchdog,
+        have the page hear the venue at once rather than after a quiet second. A connection
+        whose share of a publication under way is still to be written gets it instead (a
+        heartbeat names the last publication's seqs: it must hold them already)."""
+        now = now_us()
+        self.publish()  # also ages the tickers' 24 h windows
         for session in list(self.connections.sessions.values()):
-            if now - session.last_sent_us >= interval_us:
+            if now - session.last_sent_us >= quiet_us:
                 self._write_ahead(session)
-                if now - session.last_sent_us >= interval_us:  # (written: not silent now)
+                if now - session.last_sent_us >= quiet_us:  # (written ahead: not quiet now)
                     self.connections.send(session, self.market_data.heartbeat(now, session.streams))
 
     def instrument_view(self, symbol: str) -> dict[str, Any]:

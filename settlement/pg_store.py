@@ -17,7 +17,8 @@ reply was lost may have committed, which the idempotent re-apply makes safe (the
 again is accepted, other contents under its ids refused). Other failures surface as psycopg
 errors (fatal to the venue, as any failed store write); a batch is written whole or not at
 all. At start, a server not up yet is waited for (`wait_until_up`). Tables live in the
-connection's schema (normally `public`).
+connection's schema (normally `public`). `read_only=True` (the checks: `venue verify`,
+`venue ledger`): a read-only session that takes no lock and makes no schema.
 """
 
 import functools
@@ -275,15 +276,19 @@ class ReconnectWindow:
 class PostgresLedgerStore:
     """A `LedgerStore` in one PostgreSQL database, reached by `dsn`."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, read_only: bool = False) -> None:
+        """`read_only`: every transaction read-only, and a database without the schema
+        refused rather than given one (a checker's: it writes nothing, a wrong DSN too)."""
         self._dsn = dsn
+        self._read_only = read_only
         self._connection = self._connect()
         # As in SqliteLedgerStore: registrations are never deleted, so ids seen stay valid.
         self._known_accounts: set[int] = set()
         self._known_assets: set[str] = set()
 
     def _connect(self) -> "psycopg.Connection[Any]":
-        """A configured connection (the schema made if missing), or a psycopg error."""
+        """A configured connection (the schema made if missing; `read_only`: refused if
+        missing, and every transaction read-only), or a psycopg error."""
         connection = psycopg.connect(
             self._dsn,
             autocommit=True,  # transactions are begun explicitly, each with its isolation
@@ -299,6 +304,8 @@ class PostgresLedgerStore:
         try:
             connection.execute(f"SET lock_timeout = {BUSY_TIMEOUT_MS}")
             connection.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+            if self._read_only:
+                connection.execute("SET default_transaction_read_only = on")
             self._configure()
         except BaseException:
             connection.close()
@@ -332,6 +339,9 @@ class PostgresLedgerStore:
         )
 
     def _configure(self) -> None:
+        if self._read_only:
+            self._check_schema()
+            return
         with self._write():
             self._execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
             if self._one("SELECT to_regclass('ledger_schema') IS NULL")[0]:
@@ -342,6 +352,16 @@ class PostgresLedgerStore:
                 raise LedgerStoreError(
                     f"ledger store schema version {version}; this code reads {SCHEMA_VERSION}"
                 )
+
+    def _check_schema(self) -> None:
+        """A read-only store's: the schema this code reads, or `LedgerStoreError`."""
+        if self._one("SELECT to_regclass('ledger_schema') IS NULL")[0]:
+            raise LedgerStoreError("no ledger store in this database (no ledger_schema table)")
+        (version,) = self._one("SELECT version FROM ledger_schema")
+        if version != SCHEMA_VERSION:
+            raise LedgerStoreError(
+                f"ledger store schema version {version}; this code reads {SCHEMA_VERSION}"
+            )
 
     # -- registrations ----------------------------------------------------------------
 

@@ -1324,9 +1324,10 @@ function renderOrders() {
 }
 
 function labelCells(row) {
-  // Each cell carries its column's header: where the orders show as blocks (style.css), a
-  // figure says what it is ("qty 2.000000"), as no header sits over it there. The roles are
-  // explicit since a block's display makes some browsers (Safari) drop the table's semantics.
+  // Each cell carries its column's header: where the orders (the history, the fills, the
+  // balances) show as blocks (style.css), a figure says what it is ("qty 2.000000"), as no
+  // header sits over it there. The roles are explicit since a block's display makes some
+  // browsers (Safari) drop the table's semantics.
   const headers = row.closest("table").tHead.rows[0].cells;
   row.setAttribute("role", "row");
   for (const td of row.cells) {
@@ -1446,6 +1447,7 @@ function renderBalances() {
     cell(row, balance.total, "num total");
     cell(row, balance.available, "num available");
     cell(row, balance.held, "num held");
+    labelCells(row);
   });
 }
 
@@ -1460,6 +1462,7 @@ function renderFills() {
     cell(row, fill.last_qty, "num qty");
     cell(row, `${fill.fee} ${fill.fee_asset}`, "num");
     cell(row, fill.liquidity);
+    labelCells(row);
   });
 }
 
@@ -1834,7 +1837,7 @@ function syncKind() {
 // ------------------------------------------------------------------ start
 
 function start() {
-  chart = new CandleChart($("candles"), $("candles-note"));
+  chart = new CandleChart($("candles"), $("candles-note"), $("candles-table"));
   $("logon-form").addEventListener("submit", onLogon);
   $("logout-button").addEventListener("click", onLogout);
   $("skip-link").addEventListener("click", skipToOrderEntry);

@@ -1,6 +1,8 @@
 // The candle chart: TradingView Lightweight Charts (vendored, Apache-2.0), fed by the REST
 // candles (history) and the websocket `candles` channel (live bars). Without them (a venue
 // build that serves neither) the chart stays empty and says so; nothing else depends on it.
+// Its text alternative is a table out of sight that a screen reader reads: the last
+// READ_BARS bars' figures, newest first, kept as the chart's (`readOut`).
 import {
   CandlestickSeries,
   createChart,
@@ -10,19 +12,26 @@ import { getJson } from "./venue.js";
 export const INTERVAL = "1m";
 const HISTORY_BARS = 300; // five hours of 1m bars
 const VISIBLE_BARS = 90; // an hour and a half in view: bars wide enough to read
+const READ_BARS = 10; // the text alternative's bars: the last ten traded minutes, as many as one hears
 
 export class CandleChart {
-  constructor(container, note) {
+  constructor(container, note, table) {
     this.container = container;
     this.note = note;
+    this.table = table; // the text alternative (index.html #candles-table)
     this.chart = createChart(container, {
       autoSize: true,
       layout: { background: { color: "#131722" }, textColor: "#c7ccd6" },
       grid: { vertLines: { color: "#1f2533" }, horzLines: { color: "#1f2533" } },
       timeScale: { timeVisible: true, secondsVisible: false },
+      // A finger's vertical swipe over the chart scrolls the page: the chart took it (to move
+      // its prices), and on a phone, where it spans the screen's width, the page could not be
+      // scrolled past it by a swipe on it (before session 32). Sideways it still pans the bars.
+      handleScroll: { vertTouchDrag: false },
     });
     this.series = this.chart.addSeries(CandlestickSeries, {});
     this.symbol = null;
+    this.instrument = null;
     // The `candles` stream's position (protocol §9.1): null until its snapshot, and again
     // while a resubscription is under way (updates wait for the new snapshot meanwhile).
     this.epoch = null;
@@ -32,6 +41,7 @@ export class CandleChart {
   async show(instrument) {
     // A new symbol: its price format, then its history from REST.
     this.symbol = instrument.symbol;
+    this.instrument = instrument;
     this.resync();
     const decimals = instrument.price_decimals;
     this.series.applyOptions({
@@ -45,6 +55,7 @@ export class CandleChart {
       body = await getJson(`${url}&interval=${INTERVAL}&limit=${HISTORY_BARS}`);
     } catch (failed) {
       this.say(`candles unavailable (${failed.message})`);
+      this.table.caption.textContent = `${instrument.symbol}: candles unavailable`;
       return;
     }
     if (this.symbol !== instrument.symbol) return; // another symbol was chosen meanwhile
@@ -110,6 +121,34 @@ export class CandleChart {
     const bars = this.series.data();
     this.container.dataset.bars = String(bars.length);
     this.container.dataset.lastClose = bars.length ? String(bars[bars.length - 1].close) : "";
+    this.readOut(bars);
+  }
+
+  readOut(bars) {
+    // The chart's text alternative: its last READ_BARS bars, newest first, each its date and
+    // minute (UTC: bars are only for minutes with a trade, so a quiet symbol's span days) and its open, high, low and close at the instrument's decimals; the caption says
+    // whose, how many of how many, and a bill's prices per 100 of face. Not a live region: a
+    // bar changes at each trade, which would be read out over everything else.
+    const { symbol, instrument } = this;
+    const decimals = instrument?.price_decimals ?? 2;
+    const per100 = instrument?.kind === "tbill" ? ", prices per 100 of face" : "";
+    const shown = bars.slice(-READ_BARS).reverse();
+    this.table.caption.textContent = shown.length
+      ? `${symbol}: the last ${shown.length} of ${bars.length} one-minute candles, newest ` +
+        `first${per100}`
+      : `${symbol}: no candles yet`;
+    const body = this.table.tBodies[0];
+    body.replaceChildren();
+    for (const bar of shown) {
+      const row = body.insertRow();
+      const opened = new Date(bar.time * 1000).toISOString(); // "2026-12-03T16:08:00.000Z"
+      row.insertCell().textContent = `${opened.slice(0, 10)} ${opened.slice(11, 16)}`;
+      for (const price of [bar.open, bar.high, bar.low, bar.close]) {
+        const cell = row.insertCell();
+        cell.className = "num";
+        cell.textContent = price.toFixed(decimals);
+      }
+    }
   }
 
   say(text) {

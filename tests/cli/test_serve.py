@@ -129,6 +129,36 @@ def test_trades_are_booked_in_postgres_across_a_crash_and_verify_clean(
     assert "ok   store: every balance equals the replayed ledger's" in lines
 
 
+def test_the_ledger_checks_read_a_postgres_store_and_make_none(
+    tmp_path: Path, postgres_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`venue ledger verify|balances --postgres` and `venue verify --data-dir --postgres` only
+    read the store, but opened it read-write: given a database without one (a wrong DSN),
+    they made the ledger's schema there, and said "ok: 0 transfers". Read-only now (as
+    `venue verify --nats --postgres`): refused, nothing made."""
+    for command in (["ledger", "verify"], ["ledger", "balances"]):
+        assert main([*command, "--postgres", postgres_dsn]) == 2
+        assert "no ledger store in this database" in capsys.readouterr().err
+    data_dir = tmp_path / "data"
+
+    async def run_a_venue() -> None:  # (its SQLite store is not the one checked)
+        await (await start_venue(data_dir)).server.stop()
+
+    asyncio.run(run_a_venue())
+    config = str(SAMPLE_CONFIG)
+    assert (
+        main(
+            ["verify", "--data-dir", str(data_dir), "--config", config, "--postgres", postgres_dsn]
+        )
+        == 1
+    )
+    out = capsys.readouterr().out
+    assert "FAIL store: PostgreSQL: " in out and "no ledger store in this database" in out, out
+    with psycopg.connect(postgres_dsn) as connection:
+        made = connection.execute("SELECT to_regclass('ledger_schema')").fetchone()
+    assert made == (None,)  # no schema made
+
+
 @pytest.mark.parametrize("dsn", ["unreachable", "not a dsn"])
 def test_an_unreachable_postgres_refuses_to_start_in_one_line(tmp_path: Path, dsn: str) -> None:
     """Refused creating nothing, as the module says: the finding was a data directory made,

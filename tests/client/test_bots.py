@@ -1,6 +1,5 @@
 """The bots and the live demo: a real server on 127.0.0.1, bots in-process, real files."""
 
-import argparse
 import asyncio
 import base64
 import datetime
@@ -20,6 +19,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cli.failures import CommandFailed
+from cli.main import _parser as venue_parser
 from client import bots, live_demo
 from client.bots import (
     REFUSED_ALL_MAX,
@@ -48,6 +49,7 @@ from settlement.ledger import Ledger
 from tests.client.test_admin_cli import BackgroundVenue
 from tests.conftest import KEYS, ROOT, TEST_TIMEOUT_S, Venue
 from tests.core.test_sample_config import midnight_us
+from tests.gateway.test_crash import free_port
 from tests.sample_config import RUNWAY_DAYS, SAMPLE_CONFIG, bill_dates, sample_bill
 from tests.terminal import run_on_terminal
 
@@ -256,18 +258,43 @@ def test_a_dead_maker_connection_is_pulled_by_cancel_on_disconnect(run_venue: An
 # ----------------------------------------------------------------- the live demo
 
 
-def test_the_live_demo_trades_and_verifies_its_ledger(
+def test_the_live_demo_trades_and_verifies_its_ledger_on_its_config_s_port(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = argparse.Namespace(port=0, data_dir=tmp_path / "demo", seconds=2.0, config=SAMPLE_CONFIG)
+    """Also the finding of session 31: `venue demo --config` listened on 8765 whatever the
+    config's `[venue] port`; it listens where `venue serve` would (no `--port`: the config's)."""
+    port = free_port()
+    config = _config_on_port(tmp_path, port)
+    demo = ["demo", "--config", str(config), "--data-dir", str(tmp_path / "demo")]
+    args = venue_parser().parse_args([*demo, "--seconds", "2"])
     assert live_demo.run(args) == 0
     out = capsys.readouterr().out
+    assert f"tokenvenue live on ws://127.0.0.1:{port}/ws/trade" in out
     status_lines = [line for line in out.splitlines() if line.startswith("[")]
     assert status_lines and "trades" in status_lines[-1]
     total = next(line for line in out.splitlines() if line.endswith(" trades"))
     assert int(total.split()[0]) > 0
     assert "left on the book: 0 levels, 0 open orders" in out
     assert "verified" in out
+
+
+def test_the_demo_refuses_a_config_s_port_out_of_range_in_one_line(tmp_path: Path) -> None:
+    """As `venue serve` does, naming the file and key, before anything starts."""
+    config = _config_on_port(tmp_path, 70_000)
+    data_dir = tmp_path / "demo"
+    args = venue_parser().parse_args(["demo", "--config", str(config), "--data-dir", str(data_dir)])
+    with pytest.raises(CommandFailed, match=r"\[venue\] port 70000 is not within 0\.\.65535"):
+        live_demo.run(args)
+    assert not data_dir.exists()
+
+
+def _config_on_port(tmp_path: Path, port: int) -> Path:
+    """The sample config with its `[venue] port` set to `port`."""
+    text = SAMPLE_CONFIG.read_text()
+    assert "\nport = 8765\n" in text
+    config = tmp_path / "venue.toml"
+    config.write_text(text.replace("\nport = 8765\n", f"\nport = {port}\n", 1))
+    return config
 
 
 def test_the_demo_quotes_the_bill_that_matures_next_and_none_once_all_have() -> None:

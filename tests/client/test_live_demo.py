@@ -157,8 +157,7 @@ def test_a_closed_terminal_stops_the_demo_cleanly(tmp_path: Path) -> None:
 
 def test_the_help_gives_the_port_and_the_length_it_runs_by_default() -> None:
     """`venue demo --help` said only "0: any free port" and "Ctrl-C stops earlier": the README
-    says the demo runs 20 s, and its port is 8765 whatever the config's (a new user's
-    `--config` with another port does not move it)."""
+    says the demo runs 20 s, and (since session 32) that its port is the config's."""
     import argparse
 
     from client import live_demo
@@ -166,5 +165,5 @@ def test_the_help_gives_the_port_and_the_length_it_runs_by_default() -> None:
     parser = argparse.ArgumentParser(prog="venue demo")
     live_demo.add_arguments(parser)
     help_text = " ".join(parser.format_help().split())
-    assert "default 8765 (not the config's); 0: any free port" in help_text
+    assert "default: the config's [venue] port (venue.toml's: 8765); 0: any free port" in help_text
     assert "default 20, at most 3,600; Ctrl-C stops earlier" in help_text

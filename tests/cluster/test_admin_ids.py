@@ -10,6 +10,8 @@ gateway. One NATS node, SQLite ledger, one core, two gateways.
 And a key whose request was answered 504 `OUTCOME_UNKNOWN` (the core silent past the
 outcome wait) is still stored when the engine's word comes back late: the request sent again
 under its id gets it (`repeated: true`); it stored nothing, and every retry was answered 504.
+Likewise a revocation under an id answered 504 revokes its key when the outcome comes back.
+And (session 32) a revocation's id is one of the engine's admin ids, through either gateway.
 """
 
 import asyncio
@@ -20,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from client.sdk import VenueClient
+from client.sdk import VenueClient, VenueError
 from cluster.local import LocalCluster
 from core import config
 from core.nats_bus import NatsBus
@@ -79,6 +81,42 @@ def test_a_key_asked_at_once_through_two_gateways_under_one_id_is_issued_once(
     assert again["result"]["api_key"] == first["api_key"] and again["result"]["repeated"]
 
 
+def test_a_revocation_s_id_is_one_with_the_engine_s_admin_ids_across_gateways(
+    cluster: LocalCluster,
+) -> None:
+    """The finding of session 31's review: a revocation's `cl_op_id` was kept apart from the
+    engine's admin ids, so a deposit under it was minted, and a revocation under a deposit's
+    id done. The engine takes it now (`RevokeKey`, through the core): through either gateway,
+    either way round, `CL_OP_ID_REUSED`, nothing done."""
+    deposit = {"account": 3, "asset": "USD", "amount": "5", "cl_op_id": "cluster-dep-1"}
+
+    async def scenario() -> dict[str, dict[str, Any]]:
+        first, second = [await admin_on(gateway.url) for gateway in cluster.gateways]
+        out: dict[str, dict[str, Any]] = {}
+        try:
+            await first.request("admin.deposit", deposit)
+            # (issued through the gateway that revokes it, which knows it at once)
+            issued = await second.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+            key = issued["api_key"]
+            under_deposit = {"api_key": key, "cl_op_id": "cluster-dep-1"}
+            out["under deposit"] = await second.request_raw("admin.revoke_key", under_deposit)
+            revocation = {"api_key": key, "cl_op_id": "cluster-rv-1"}
+            out["revoked"] = await second.request_raw("admin.revoke_key", revocation)
+            under_revocation = deposit | {"cl_op_id": "cluster-rv-1"}
+            out["deposit under it"] = await first.request_raw("admin.deposit", under_revocation)
+            out["again"] = await first.request_raw("admin.deposit", deposit)
+        finally:
+            await first.close()
+            await second.close()
+        return out
+
+    out = asyncio.run(asyncio.wait_for(scenario(), TIMEOUT_S))
+    assert out["under deposit"]["error"]["name"] == "CL_OP_ID_REUSED", out
+    assert out["revoked"]["status"] == 200, out
+    assert out["deposit under it"]["error"]["name"] == "CL_OP_ID_REUSED", out
+    assert out["again"]["result"]["repeated"] is True, out  # minted once, not again
+
+
 def shortened(bus: NatsBus) -> NatsBus:
     """`bus` answering 504 after `OUTCOME_WAIT_S` (below `outcome_wait_ms`'s least, 6 s)."""
     bus.outcome_wait_s = OUTCOME_WAIT_S
@@ -120,13 +158,47 @@ def test_a_key_answered_unknown_is_stored_when_its_outcome_comes_back_late(
                     holder = await VenueClient(url).connect()
                     await holder.logon(again["result"]["api_key"], again["result"]["secret"])
                     await holder.close()
+                    revoked[:] = await revoke_answered_unknown(url, admin, again["result"])
                 await admin.close()
                 return unknown, again, server
             finally:
                 await server.stop()
 
+        async def revoke_answered_unknown(
+            url: str, admin: VenueClient, key: dict[str, Any]
+        ) -> list[dict[str, Any]]:
+            """Its revocation under an id (`RevokeKey`, since session 32) answered 504 too:
+            the late outcome revokes the key all the same (before: not until asked again)."""
+            revoke = {"api_key": key["api_key"], "cl_op_id": "unknown-revoke-1"}
+            core_process.send_signal(signal.SIGSTOP)
+            try:
+                late = await admin.request_raw("admin.revoke_key", revoke, ANSWER_WITHIN_S)
+            finally:
+                core_process.send_signal(signal.SIGCONT)
+            refused = await refused_at_logon(url, key["api_key"], key["secret"])
+            return [late, refused, await admin.request_raw("admin.revoke_key", revoke, TIMEOUT_S)]
+
+        revoked: list[dict[str, Any]] = []
         unknown, again, server = asyncio.run(asyncio.wait_for(scenario(), TIMEOUT_S * 2))
     assert unknown["error"]["name"] == "OUTCOME_UNKNOWN", unknown
     assert again["status"] == 200 and again["result"]["repeated"] is True, again
     stored = server.dispatcher.keys.keys_by_op[issue["cl_op_id"]]  # the key the engine took
     assert (stored.key, stored.secret) == (again["result"]["api_key"], again["result"]["secret"])
+    late, refused, revoked_again = revoked
+    assert late["error"]["name"] == "OUTCOME_UNKNOWN", late
+    assert refused["name"] == "BAD_SIGNATURE", refused  # revoked, though not asked again
+    assert revoked_again["result"]["repeated"] is True, revoked_again
+
+
+async def refused_at_logon(url: str, api_key: str, secret: str) -> dict[str, Any]:
+    """The refusal of a logon with the key, once it comes (up to 50 tries, 0.1 s apart)."""
+    for _ in range(50):
+        client = await VenueClient(url).connect()
+        try:
+            await client.logon(api_key, secret)
+        except VenueError as refused:
+            return {"name": refused.name}
+        finally:
+            await client.close()
+        await asyncio.sleep(0.1)
+    return {"name": "still logs on"}

@@ -3,27 +3,38 @@ read-only, on a real nats-server (one node: a small stream)."""
 
 import asyncio
 import shutil
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
 import nats
+import psycopg
 import pytest
 
 from cli.main import main as venue_cli
 from cluster.nats import NatsCluster
+from cluster.postgres import PostgresServer
+from core import cluster_verify, snapshots
 from core import config as venue_config
-from core import snapshots
 from core.cluster_verify import verify_stream
 from core.jetstream_journal import JetStreamJournal, JournalStreamMissing
 from core.journal import FileJournal
 from core.nats_bus import ClusterCodec
 from core.sequencer import Executed, decode_record
 from engine import snapshot as venue_snapshot
-from gateway.server import JOURNAL_FILE
+from engine.venue import Venue as EngineVenue
+from gateway.server import JOURNAL_FILE, LEDGER_FILE
+from settlement.ledger import Ledger
+from settlement.pg_store import PostgresLedgerStore
+from settlement.store import SqliteLedgerStore
+from settlement.transfers import Transfer
 from tests.conftest import start_venue
 from tests.sample_config import SAMPLE_CONFIG
 
 SYMBOL = "AAPLx-USD"
+# a bound on one check of the small stream (done in about a second): past it, it loops
+VERIFY_BOUND_S = 60.0
 
 
 def trade_in_one_process(data_dir: Path) -> None:
@@ -184,3 +195,267 @@ def test_a_stream_of_one_process_venue_records_is_refused_in_one_line(
         stream.close()
         assert venue_cli(["verify", "--nats", cluster.url, "--from-start"]) == 2
         assert "journal record 1 is not a cluster's record" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------- the ledger store (--postgres)
+
+
+def store_in_postgres(
+    data_dir: Path,
+    server: PostgresServer,
+    name: str,
+    change: Callable[[list[Transfer]], list[Transfer]] = list,
+) -> str:
+    """A PostgreSQL ledger store (database `name`) holding the one-process venue's booked
+    transfers as `change` leaves them, as a core books them; its DSN."""
+    sqlite = SqliteLedgerStore(data_dir / LEDGER_FILE)
+    transfers, assets, accounts = list(sqlite.iter_transfers()), sqlite.assets(), sqlite.accounts()
+    sqlite.close()
+    dsn = server.create_database(name)
+    store = PostgresLedgerStore(dsn)
+    for code, scale in assets.items():
+        store.register_asset(code, scale)
+    for account, account_name in accounts.items():
+        store.register_account(account, account_name)
+    assert store.append_batch(change(transfers))
+    store.close()
+    return dsn
+
+
+def test_the_postgres_ledger_store_is_checked_against_the_replay(
+    cluster_with_core_dir: tuple[str, Path, int],
+    postgres_server: PostgresServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The finding of session 31: `venue verify --nats` checked no ledger store (`--postgres`
+    was refused with it). Now the store's transfers, up to its last, against those the replay
+    books, one by one, and the balances: a sound store passes, from seq 1 and from a
+    snapshot; one a core has not caught up yet passes, saying so; one whose transfer differs
+    from the replay's, or that holds a transfer the stream never booked, FAILs in words
+    (exit 1); nothing is written to the store."""
+    url, core_dir, _ = cluster_with_core_dir
+    data_dir = core_dir.parent / "data"
+    config = venue_config.load(SAMPLE_CONFIG)
+    sound = store_in_postgres(data_dir, postgres_server, "verify_sound")
+    lines = verify_stream(url, core_dir, config, from_start=True, dsn=sound)
+    assert all(line.startswith("ok") for line in lines), lines
+    booked = int(lines[-1].rpartition(" ")[2])
+    assert lines[-3:] == [
+        "ok   store: hash chain intact, every asset sums to 0",
+        f"ok   store: transfers 1 to {booked} equal the replay's, one by one",
+        f"ok   store: every balance equals the replay's at transfer {booked}",
+    ]
+    lines = verify_stream(url, core_dir, config, dsn=sound)  # from the snapshot at the end
+    assert lines[-1] == f"ok   store: every balance equals the replay's at transfer {booked}"
+    assert venue_cli(["verify", "--nats", url, "--postgres", sound, "--from-start"]) == 0
+
+    behind = store_in_postgres(data_dir, postgres_server, "verify_behind", lambda t: t[:-1])
+    lines = verify_stream(url, None, config, dsn=behind)
+    assert all(line.startswith("ok") for line in lines), lines
+    assert f"booked up to transfer {booked - 1} when the check began" in lines[-2]
+
+    def later(transfers: list[Transfer]) -> list[Transfer]:
+        last = transfers[-1]
+        return [*transfers[:-1], msgspec.structs.replace(last, ts_us=last.ts_us + 1)]
+
+    differs = store_in_postgres(data_dir, postgres_server, "verify_differs", later)
+    capsys.readouterr()
+    assert venue_cli(["verify", "--nats", url, "--postgres", differs, "--from-start"]) == 1
+    out = capsys.readouterr().out
+    assert f"FAIL store: transfer {booked} is not the one the replay books" in out
+
+    def more(transfers: list[Transfer]) -> list[Transfer]:
+        last = transfers[-1]
+        back = msgspec.structs.replace(
+            last,
+            transfer_id=last.transfer_id + 1,
+            chain_id=last.transfer_id + 1,
+            debit_account=last.credit_account,
+            credit_account=last.debit_account,
+        )
+        return [*transfers, back]
+
+    ahead = store_in_postgres(data_dir, postgres_server, "verify_ahead", more)
+    lines = verify_stream(url, None, config, dsn=ahead)
+    assert [line for line in lines if line.startswith("FAIL")] == [
+        f"FAIL store is ahead of the stream: it holds transfers up to {booked + 1}, the replay"
+        f" books only up to {booked}: it is another venue's store, or the stream was replaced"
+    ]
+    store = PostgresLedgerStore(sound)
+    assert store.last_transfer_id() == booked  # read only
+    store.close()
+
+
+def test_a_ledger_store_it_cannot_read_is_refused_in_one_line(
+    cluster_with_core_dir: tuple[str, Path, int],
+    postgres_server: PostgresServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Exit 2, as for a stream it cannot read: PostgreSQL not answering, or a database with
+    no ledger store, which the check does not make one of."""
+    url, _, _ = cluster_with_core_dir
+    nobody = "postgresql://venue@127.0.0.1:1/ledger?connect_timeout=2"
+    assert venue_cli(["verify", "--nats", url, "--postgres", nobody]) == 2
+    assert "cannot read the PostgreSQL ledger store" in capsys.readouterr().err
+    empty = postgres_server.create_database("verify_empty")
+    assert venue_cli(["verify", "--nats", url, "--postgres", empty]) == 2
+    assert "no ledger store in this database" in capsys.readouterr().err
+    with psycopg.connect(empty) as connection:
+        made = connection.execute("SELECT to_regclass('ledger_schema')").fetchone()
+    assert made == (None,)  # no schema made
+
+
+def claim_one_more(dsn: str, row: tuple[object, ...] | None = None) -> None:
+    """Damage a store as only a broken disk or a hand would: a batches row claiming one
+    transfer past its last (the one the replay books last: the store is made without it),
+    and, given, that transfer's `row` (else the transfer missing)."""
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        batch_no, last, digest = connection.execute(
+            "SELECT batch_no, last_transfer_id, hash FROM batches ORDER BY batch_no DESC LIMIT 1"
+        ).fetchone()  # type: ignore[misc]
+        if row is not None:
+            columns = "transfer_id, chain_id, debit_account, credit_account, asset, amount"
+            connection.execute(
+                f"INSERT INTO transfers ({columns}, kind, ts_us) VALUES (%s, %s, %s, %s, %s, %s,"
+                " %s, %s)",
+                (last + 1, *row),
+            )
+        connection.execute(
+            "INSERT INTO batches (batch_no, first_transfer_id, last_transfer_id, prev_hash,"
+            " hash) VALUES (%s, %s, %s, %s, %s)",
+            (batch_no + 1, last + 1, last + 1, digest, b"\x00" * 32),
+        )
+
+
+def within_bound(check: Callable[[], list[str]]) -> list[str]:
+    """`check()`'s lines, run in a thread given a bound (a loop that never ends fails the
+    test instead of hanging the run)."""
+    outcome: list[list[str] | BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(check())
+        except BaseException as failure:
+            outcome.append(failure)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(VERIFY_BOUND_S)
+    assert outcome, f"not done after {VERIFY_BOUND_S} s: it loops"
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
+
+
+def test_a_damaged_or_lost_store_is_a_fail_or_a_refusal_in_words(
+    cluster_with_core_dir: tuple[str, Path, int],
+    postgres_server: PostgresServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The findings of session 32's review: from a snapshot, a store whose batches name a
+    transfer its transfers table lacks looped forever (`StoreCheck.start`); a transfer of a
+    kind this build cannot read was a ValueError traceback, exit 1 with no FAIL line; a store
+    lost once opened (PostgreSQL stopped) a psycopg traceback. Now FAIL lines (exit 1), and
+    a store lost is `cannot read` (exit 2), as one that cannot be opened."""
+    url, core_dir, _ = cluster_with_core_dir
+    data_dir = core_dir.parent / "data"
+    config = venue_config.load(SAMPLE_CONFIG)
+    short = store_in_postgres(data_dir, postgres_server, "verify_short", lambda t: t[:-1])
+    claim_one_more(short)
+    with psycopg.connect(short) as connection:
+        row = connection.execute("SELECT max(transfer_id) FROM transfers").fetchone()
+    assert row is not None
+    (last,) = row
+    ended = f"FAIL store: its transfers end at {last}, its batches say {last + 1}"
+    for start in (False, True):  # from the snapshot at the end (looped), from seq 1
+
+        def check(from_start: bool = start) -> list[str]:
+            return verify_stream(url, core_dir, config, from_start=from_start, dsn=short)
+
+        lines = within_bound(check)
+        assert any(line.startswith(ended) for line in lines), lines
+
+    bogus = store_in_postgres(data_dir, postgres_server, "verify_bogus", lambda t: t[:-1])
+    claim_one_more(bogus, (last + 1, 3, 4, "USD", 1, "bogus", 1))
+    capsys.readouterr()
+    command = ["verify", "--nats", url, "--data-dir", str(core_dir), "--postgres", bogus]
+    assert venue_cli(command) == 1
+    out = capsys.readouterr().out
+    assert f"FAIL store: the transfer after {last} cannot be read" in out, out
+
+    lost = store_in_postgres(data_dir, postgres_server, "verify_lost")
+    opened = cluster_verify._open_store
+
+    def open_then_lose(dsn: str) -> cluster_verify.StoreCheck:
+        """The store opened, then lost: its tables gone under the check."""
+        store = opened(dsn)
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            connection.execute("DROP TABLE transfers CASCADE")
+        return store
+
+    monkeypatch.setattr(cluster_verify, "_open_store", open_then_lose)
+    assert venue_cli(["verify", "--nats", url, "--postgres", lost, "--from-start"]) == 2
+    assert "cannot read the PostgreSQL ledger store" in capsys.readouterr().err
+
+
+def snapshot_part_way(data_dir: Path, core_dir: Path, config: venue_config.VenueConfig) -> int:
+    """A core's snapshot (the only one in `core_dir`) of the state after the first record that
+    books a transfer, as a core writes it; the last transfer it holds."""
+    staleness_us = venue_config.reserve_staleness_max_us(config)
+    venue = EngineVenue(snapshots.first_rules(None, staleness_us), Ledger())
+    ledger = venue.ledger
+    assert ledger is not None
+    journal = FileJournal(data_dir / JOURNAL_FILE, read_only=True)
+    try:
+        for seq, payload in journal.replay():
+            venue.execute(decode_record(seq, payload))
+            ledger.drain()  # to the store, as a core's ledger writer takes them
+            if ledger.last_transfer_id:
+                break
+    finally:
+        journal.close()
+    core_dir.mkdir()
+    image = snapshots.Snapshot(seq, venue_snapshot.capture(venue), {}, staleness_us)
+    snapshots.write(core_dir, image)
+    return ledger.last_transfer_id
+
+
+def test_a_store_is_checked_from_a_snapshot_part_way_through_the_stream(
+    cluster_with_core_dir: tuple[str, Path, int], postgres_server: PostgresServer
+) -> None:
+    """From a snapshot part-way (the earlier tests' is at the stream's end, so no transfer was
+    compared after one): a sound store's transfers after it are compared one by one; one whose
+    transfers before it differ (a larger amount: its own checks pass) FAILs on the balances
+    at the snapshot (before: `ok`, those transfers only summed, the store a transfer behind
+    the replay so no balance compared); one whose batches outrun its transfers FAILs."""
+    url, core_a, _ = cluster_with_core_dir
+    data_dir, core_dir = core_a.parent / "data", core_a.parent / "core-b"
+    config = venue_config.load(SAMPLE_CONFIG)
+    at_snapshot = snapshot_part_way(data_dir, core_dir, config)
+    sound = store_in_postgres(data_dir, postgres_server, "verify_part_sound")
+    lines = verify_stream(url, core_dir, config, dsn=sound)
+    assert all(line.startswith("ok") for line in lines), lines
+    booked = int(lines[-1].rpartition(" ")[2])
+    assert at_snapshot < booked
+    compared = f"ok   store: transfers {at_snapshot + 1} to {booked} equal the replay's, one by one"
+    assert compared in lines
+
+    def first_larger_and_last_missing(transfers: list[Transfer]) -> list[Transfer]:
+        first = transfers[0]
+        return [msgspec.structs.replace(first, amount=first.amount + 1), *transfers[1:-1]]
+
+    differs = store_in_postgres(
+        data_dir, postgres_server, "verify_part_differs", first_larger_and_last_missing
+    )
+    lines = verify_stream(url, core_dir, config, dsn=differs)
+    assert [line for line in lines if line.startswith("FAIL")] == [
+        f"FAIL store balances at transfer {at_snapshot} differ from the snapshot's: the store"
+        " was booked from another stream, or damaged"
+    ], lines
+
+    short = store_in_postgres(data_dir, postgres_server, "verify_part_short", lambda t: t[:-1])
+    claim_one_more(short)
+    lines = within_bound(lambda: verify_stream(url, core_dir, config, dsn=short))
+    ended = f"FAIL store: its transfers end at {booked - 1}, its batches say {booked}"
+    assert any(line.startswith(ended) for line in lines), lines

@@ -1099,6 +1099,24 @@ def test_a_build_without_amend_pairs_refuses_a_journal_holding_one_at_that_recor
     assert reader.last_seq == first_pair - 1
 
 
+def test_a_build_without_revoke_key_refuses_its_record_loudly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A key revocation's id journaled (`RevokeKey`, session 32) is a record no earlier build
+    reads: its replay stops there with an `UnreadableRecord` naming it, as at an `AmendPair`,
+    rather than skip it (its state would lack the id)."""
+    from core.sequencer import UnreadableRecord, decode_record, encode_command
+    from engine.commands import AnyCommand, RevokeKey
+
+    record = encode_command(RevokeKey(ts_us=5, api_key="key-a", cl_op_id="rv-1"))
+    assert decode_record(7, record) == RevokeKey(ts_us=5, api_key="key-a", cl_op_id="rv-1")
+    older = tuple(kind for kind in typing.get_args(AnyCommand) if kind is not RevokeKey)
+    decoder = msgspec.msgpack.Decoder(Union[older])  # noqa: UP007 (a union of a tuple)
+    monkeypatch.setattr(sequencer_module, "_decoder", decoder)
+    with pytest.raises(UnreadableRecord, match="record 7 "):
+        decode_record(7, record)
+
+
 def test_a_pair_refused_unread_gives_its_ask_the_refusal_and_no_other_pair_an_empty_ask() -> None:
     """`pair_sides`: a pair refused whole (`RefuseUnreadCommand`: every event the bid's, its
     split at their end) gives its ask that refusal, not what came due before it (before: the

@@ -18,6 +18,7 @@ from engine.commands import (
     ListAsset,
     OperatorCommand,
     RequestWithdrawal,
+    RevokeKey,
     SetInstrumentStatus,
     SetReferencePrice,
     SetReserveStaleness,
@@ -29,6 +30,7 @@ from engine.events import (
     DividendPaid,
     Event,
     KeyIssued,
+    KeyRevocationRecorded,
     OperationRepeated,
     ReserveStalenessSet,
     SharesSplit,
@@ -385,6 +387,30 @@ def test_a_key_issued_under_an_id_is_issued_once_whoever_chose_its_name(corp: Co
     corp.ok(under("k-1", Deposit(account=4, asset="USD", amount=1)))  # another space
     repeated(corp, under("k-1", Deposit(account=4, asset="USD", amount=1)))
     repeated(corp, issue("key-e"))
+    replayed_twice(corp)
+
+
+def test_a_key_revocation_s_id_is_venue_wide_as_every_other_operator_command_s(
+    corp: Corp,
+) -> None:
+    """The finding of session 31: a revocation's id was the gateway's alone, so a deposit
+    under it was minted and a revocation under a deposit's id done. The engine takes it now
+    (`RevokeKey`), in the ids every other operator command shares: either way round
+    `CL_OP_ID_REUSED`, nothing changed; the same revocation again is repeated."""
+    deposit = Deposit(account=4, asset="USD", amount=700)
+    corp.ok(under("dep-1", deposit))
+    under_deposit = corp.refused(RevokeKey(api_key="key-a", cl_op_id="dep-1"))
+    assert under_deposit.reason is ErrorCode.CL_OP_ID_REUSED and "'dep-1'" in under_deposit.detail
+    [recorded] = corp.ok(RevokeKey(api_key="key-a", cl_op_id="rv-1"))
+    assert recorded == KeyRevocationRecorded(corp.venue.ts_us, "key-a")
+    cash = corp.total(4, "USD")
+    under_revocation = corp.refused(under("rv-1", deposit))
+    assert under_revocation.reason is ErrorCode.CL_OP_ID_REUSED
+    assert corp.total(4, "USD") == cash
+    assert repeated(corp, RevokeKey(api_key="key-a", cl_op_id="rv-1")).command == "revoke_key"
+    other_key = corp.refused(RevokeKey(api_key="key-b", cl_op_id="rv-1"))
+    assert other_key.reason is ErrorCode.CL_OP_ID_REUSED
+    assert corp.refused(RevokeKey(api_key="key-b")).reason is ErrorCode.BAD_PARAM  # no id
     replayed_twice(corp)
 
 

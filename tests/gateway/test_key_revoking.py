@@ -15,10 +15,10 @@ from client.rest import RestClient
 from client.sdk import VenueClient, VenueError
 from gateway import key_issuing
 from gateway.auth import ApiKey
-from gateway.key_issuing import ISSUED_KEYS_FILE, REVOKED_KEYS_FILE, KeyRevoked
+from gateway.key_issuing import ISSUED_KEYS_FILE, REVOKED_KEYS_FILE, KeyRevoked, _record_id
 from tests.conftest import KEYS, Venue, start_venue
 from tests.gateway.test_rest import base, error_of, get
-from tests.gateway.test_server_admin import refusal
+from tests.gateway.test_server_admin import ledger_view, refusal
 from tests.gateway.test_server_recovery import stop
 
 WAIT_S = 5.0
@@ -204,10 +204,14 @@ def test_a_key_revoked_during_its_nonce_claim_is_refused(run_venue: Any) -> None
     run_venue(scenario)
 
 
-def test_a_revocation_not_saved_changes_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("cl_op_id", [None, "rv-disk"])
+def test_a_revocation_not_saved_changes_nothing(tmp_path: Path, cl_op_id: str | None) -> None:
     """A revocation whose `api_keys.json` cannot be written (disk full) is refused and leaves
     the key issued: a retry revokes it (before: it was dropped from the issued list first, so
-    the retry was refused as a config key's and the next issue_key dropped it unrevoked)."""
+    the retry was refused as a config key's and the next issue_key dropped it unrevoked).
+    Under a `cl_op_id` too, whose id the engine takes first (`RevokeKey`): the failure, in the
+    engine's answer, stopped the venue (seen failing so: `fatal: OSError`); the retry under
+    the id revokes the key."""
     data_dir = tmp_path / "data"
 
     async def scenario() -> None:
@@ -215,7 +219,7 @@ def test_a_revocation_not_saved_changes_nothing(tmp_path: Path) -> None:
         try:
             admin = await venue.client("admin")
             issued = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
-            asked = {"api_key": issued["api_key"]}
+            asked = {"api_key": issued["api_key"]} | ({"cl_op_id": cl_op_id} if cl_op_id else {})
             with pytest.MonkeyPatch.context() as patch:
                 patch.setattr(key_issuing, "save_json", disk_full)
                 refused = await admin.request_raw("admin.revoke_key", asked)
@@ -500,3 +504,276 @@ def test_a_key_in_both_files_after_a_stop_between_the_saves_is_revoked(tmp_path:
             await stop(second)
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_a_revocation_s_id_and_the_engine_s_admin_ids_are_one_space(tmp_path: Path) -> None:
+    """The finding of session 31's review: a revocation's `cl_op_id` was the gateway's alone,
+    so a revocation under a deposit's id was done, and a deposit under a revocation's id
+    minted. The engine takes a revocation's id now (`RevokeKey`): either way round
+    `CL_OP_ID_REUSED`, nothing done, after a restart too (the journal holds it: checked with
+    the revocation's entry out of revoked_keys.json, so the engine's words refuse it, not the
+    gateway's); and an id a key was revoked under before (only in revoked_keys.json) is
+    refused by the gateway."""
+    data_dir = tmp_path / "data"
+    deposit = {"account": 3, "asset": "USD", "amount": "5", "cl_op_id": "dep-9"}
+
+    async def scenario() -> None:
+        first = await start_venue(data_dir)
+        admin = await first.client("admin")
+        await admin.request("admin.deposit", deposit)
+        issued = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+        key = issued["api_key"]
+        under_deposit = {"api_key": key, "cl_op_id": "dep-9"}
+        answer = await admin.request_raw("admin.revoke_key", under_deposit)
+        assert answer["error"]["name"] == "CL_OP_ID_REUSED", answer
+        assert "cl_op_id 'dep-9' was used at" in answer["error"]["msg"]
+        reader = await first.client()
+        await reader.logon(key, issued["secret"])  # not revoked
+        await admin.request("admin.revoke_key", {"api_key": key, "cl_op_id": "rv-9"})
+        cash = ledger_view(first)
+        under_revocation = deposit | {"cl_op_id": "rv-9"}
+        assert await refusal(admin, "admin.deposit", under_revocation) == "CL_OP_ID_REUSED"
+        assert ledger_view(first) == cash  # nothing minted
+        await stop(first)
+        # rv-9's entry out (only the journal knows its id now), and a revocation of before
+        # session 32, whose id the engine never took
+        (revoked,) = json.loads((data_dir / REVOKED_KEYS_FILE).read_text())
+        assert revoked["cl_op_id"] == "rv-9"
+        earlier = {"revoked": "key-earlier", "revoked_at_us": 1, "cl_op_id": "rv-earlier"}
+        (data_dir / REVOKED_KEYS_FILE).write_text(json.dumps([earlier]))
+
+        second = await start_venue(data_dir)
+        try:
+            admin = await second.client("admin")
+            answer = await admin.request_raw("admin.deposit", under_revocation)
+            assert answer["error"]["name"] == "CL_OP_ID_REUSED", answer
+            assert "'rv-9' was used at" in answer["error"]["msg"]
+            assert "for another command" in answer["error"]["msg"]  # the engine's words
+            answer = await admin.request_raw("admin.deposit", deposit | {"cl_op_id": "rv-earlier"})
+            assert answer["error"]["name"] == "CL_OP_ID_REUSED", answer
+            assert "'rv-earlier' was used at 1 to revoke a key" in answer["error"]["msg"]
+            # a malformed one under it is told what is wrong with it (before: CL_OP_ID_REUSED)
+            malformed = deposit | {"cl_op_id": "rv-earlier", "amount": "5.0000001"}
+            assert await refusal(admin, "admin.deposit", malformed) == "BAD_PRECISION"
+            assert ledger_view(second) == cash
+        finally:
+            await stop(second)
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def pipelined(
+    venue: Venue, client: VenueClient, requests: list[tuple[str, dict[str, Any]]]
+) -> list["asyncio.Future[dict[str, Any]]"]:
+    """Hand `requests` to the server as frames of `client`'s connection, one after the other
+    with no turn of the loop between (each checked before any command's outcome is back, as
+    two admins' at once may be); the futures of their answers."""
+    (session,) = [
+        live
+        for live in venue.server.dispatcher.connections.sessions.values()
+        if live.key is not None and live.key.key == KEYS["admin"][0]
+    ]
+    loop = asyncio.get_running_loop()
+    answers: list[asyncio.Future[dict[str, Any]]] = []
+    for index, (method, params) in enumerate(requests):
+        request_id = 9_000 + index
+        answer: asyncio.Future[dict[str, Any]] = loop.create_future()
+        client._waiting[request_id] = answer
+        frame = {"id": request_id, "method": method, "params": params}
+        venue.server.dispatcher.on_frame(session, msgspec.json.encode(frame).decode())
+        answers.append(answer)
+    return answers
+
+
+def hexed(cl_op_id: str) -> str:
+    """A `cl_op_id` as a revocation's record id carries it (`key_issuing._record_id`)."""
+    return cl_op_id.encode().hex()
+
+
+class DedupStream(UnreadStream):
+    """A cluster's key stream as JetStream keeps it: one record per record id (its
+    `Nats-Msg-Id`), a second under the same id acknowledged but not stored."""
+
+    async def publish(self, record_id: str, record: bytes) -> None:
+        if record_id not in self.stored:
+            await super().publish(record_id, record)
+
+
+@pytest.mark.parametrize("cluster", [False, True], ids=["one-process", "cluster"])
+def test_a_key_revoked_at_once_under_two_ids_is_revoked_under_both(
+    run_venue: Any, cluster: bool
+) -> None:
+    """The finding of session 32's review: two revocations of one key at once under two ids
+    both pass the gateway's checks and the engine takes both ids; the second to come back
+    found the key revoked and answered `BAD_PARAM` "nothing done", though its id was used up
+    (a deposit under it `CL_OP_ID_REUSED`, a repeat `BAD_PARAM` again). Both are revocations
+    done now: the second's id recorded, with the first's time, answered 200, then `repeated`.
+    On a cluster, the key stream kept one revocation record per key (`revoked:K`), so the
+    second id was lost there (and at every gateway's start): one record per id now."""
+
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        stream = DedupStream()
+        if cluster:
+            venue.server.dispatcher.keys.shared_keys = stream  # type: ignore[assignment]
+        issued = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+        key = issued["api_key"]
+        asked = [("admin.revoke_key", {"api_key": key, "cl_op_id": f"one-{n}"}) for n in "ab"]
+        first, second = [await answer for answer in pipelined(venue, admin, asked)]
+        assert "result" in first and "result" in second, (first, second)
+        for (_, params), answered in zip(asked, (first, second), strict=True):
+            assert answered["result"]["api_key"] == key
+            again = await admin.request("admin.revoke_key", params)
+            assert again == answered["result"] | {"repeated": True}
+        revoked_at = first["result"]["revoked_at"]
+        deposit = {"account": 3, "asset": "USD", "amount": "5", "cl_op_id": "one-b"}
+        assert await refusal(admin, "admin.deposit", deposit) == "CL_OP_ID_REUSED"
+        if cluster:  # both ids stored: a gateway reading the stream learns both
+            records = [msgspec.json.decode(record) for record in stream.records[1:]]
+            assert [record["cl_op_id"] for record in records] == ["one-a", "one-b"]
+            assert stream.stored[1:] == [f"revoked:{key}:{hexed(op)}" for op in ("one-a", "one-b")]
+        else:  # both ids saved: known after a restart too
+            records = json.loads((venue.server.data_dir / REVOKED_KEYS_FILE).read_text())
+            assert [record["cl_op_id"] for record in records] == ["one-a", "one-b"]
+            assert second["result"]["revoked_at"] == revoked_at  # the key's first revocation's
+            assert {record["revoked_at_us"] for record in records} == {revoked_at}
+
+    run_venue(scenario)
+
+
+def test_a_cluster_revocation_whose_key_another_gateway_revoked_meanwhile_is_done(
+    run_venue: Any,
+) -> None:
+    """The review's cluster case: race-a was taken by the engine, but race-b's gateway stored
+    its record first, which this gateway read before race-a's outcome came back: race-a was
+    answered `BAD_PARAM` "nothing done", its id used up. Now its id is stored too, with the
+    first revocation's time, and answered as a revocation."""
+
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        stream = DedupStream()
+        issuer = venue.server.dispatcher.keys
+        issuer.shared_keys = stream  # type: ignore[assignment]
+        issued = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+        key = issued["api_key"]
+        (answer,) = pipelined(
+            venue, admin, [("admin.revoke_key", {"api_key": key, "cl_op_id": "race-a"})]
+        )
+        theirs = KeyRevoked(key, 1_796_000_000_000_000, "race-b")
+        issuer._learn_key(msgspec.json.encode(theirs))  # before race-a's outcome is back
+        answered = await answer
+        assert answered["result"] == {"api_key": key, "revoked_at": theirs.revoked_at_us}
+        assert stream.stored[1:] == [f"revoked:{key}:{hexed('race-a')}"]
+        assert msgspec.json.decode(stream.records[-1], type=KeyRevoked) == msgspec.structs.replace(
+            theirs, cl_op_id="race-a"
+        )
+        again = await admin.request("admin.revoke_key", {"api_key": key, "cl_op_id": "race-a"})
+        assert again == answered["result"] | {"repeated": True}
+
+    run_venue(scenario)
+
+
+@pytest.mark.parametrize("cl_op_id", [None, "ik-disk"])
+def test_a_key_not_saved_is_refused_and_issued_nowhere(
+    tmp_path: Path, cl_op_id: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An `admin.issue_key` whose `api_keys.json` cannot be written (disk full) is answered
+    500 `INTERNAL` and leaves no key: under a `cl_op_id` (its id taken by the engine first,
+    `IssueKey`) the failure, raised in the engine's answer, stopped the venue (as the
+    revocation's did); without one, the key was kept in memory before its save, so it logged
+    on until the next start, and the next key's save stored it, never answered. Nor is it
+    logged as issued (it was, before its save)."""
+    data_dir = tmp_path / "data"
+
+    def logged_issued() -> list[str]:
+        issued = [record for record in caplog.records if record.getMessage() == "api key issued"]
+        return [record.api_key for record in issued]
+
+    async def scenario() -> None:
+        venue = await start_venue(data_dir)
+        try:
+            admin = await venue.client("admin")
+            asked = {"account": 3, "scopes": ["read"]} | (
+                {"cl_op_id": cl_op_id} if cl_op_id else {}
+            )
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(key_issuing, "save_json", disk_full)
+                refused = await admin.request_raw("admin.issue_key", asked)
+            assert refused["error"]["name"] == "INTERNAL", refused
+            assert venue.server.dispatcher.keys.issued_keys == []
+            assert logged_issued() == []
+            kept = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+            stored = json.loads((data_dir / ISSUED_KEYS_FILE).read_text())
+            assert [entry["key"] for entry in stored] == [kept["api_key"]]
+            assert logged_issued() == [kept["api_key"]]
+        finally:
+            await stop(venue)
+
+    with caplog.at_level("INFO", logger="venue"):
+        asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["at-once", "after-a-restart"])
+def test_a_revocation_not_saved_whose_key_another_id_revoked_is_done_when_sent_again(
+    tmp_path: Path, restart: bool
+) -> None:
+    """The finding of session 32's re-review: two revocations of one key at once, the second's
+    record not saved (disk full), answered 500 "send it again (under its cl_op_id: the venue
+    revokes it then)"; sent again it was refused `BAD_PARAM` "was revoked at T: nothing done"
+    before the engine was asked, after a restart too, though the engine had taken its id (a
+    deposit under it `CL_OP_ID_REUSED`). Now the engine is asked: its id, taken before, is
+    recorded with the first revocation's time and answered `repeated`; a new id on the revoked
+    key likewise, not `repeated`; without an id, still `BAD_PARAM`."""
+    data_dir = tmp_path / "data"
+    real_save = key_issuing.save_json
+    saves: list[Path] = []
+
+    def second_revocation_disk_full(path: Path, value: object) -> None:
+        if path.name == REVOKED_KEYS_FILE:
+            saves.append(path)
+            if len(saves) == 2:
+                disk_full(path, value)
+        real_save(path, value)
+
+    async def scenario() -> None:
+        venue = await start_venue(data_dir)
+        try:
+            admin = await venue.client("admin")
+            issued = await admin.request("admin.issue_key", {"account": 3, "scopes": ["read"]})
+            key = issued["api_key"]
+            asked = [("admin.revoke_key", {"api_key": key, "cl_op_id": f"w-{n}"}) for n in "ab"]
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(key_issuing, "save_json", second_revocation_disk_full)
+                first, second = [await answer for answer in pipelined(venue, admin, asked)]
+            assert second["error"]["name"] == "INTERNAL", second
+            if restart:
+                await stop(venue)
+                venue = await start_venue(data_dir)
+                admin = await venue.client("admin")
+            again = await admin.request("admin.revoke_key", asked[1][1])
+            assert again == first["result"] | {"repeated": True}
+            assert await admin.request("admin.revoke_key", asked[1][1]) == again
+            deposit = {"account": 3, "asset": "USD", "amount": "5", "cl_op_id": "w-b"}
+            assert await refusal(admin, "admin.deposit", deposit) == "CL_OP_ID_REUSED"
+            fresh = await admin.request("admin.revoke_key", {"api_key": key, "cl_op_id": "w-c"})
+            assert fresh == first["result"]
+            assert await refusal(admin, "admin.revoke_key", {"api_key": key}) == "BAD_PARAM"
+            records = json.loads((data_dir / REVOKED_KEYS_FILE).read_text())
+            assert [record["cl_op_id"] for record in records] == ["w-a", "w-b", "w-c"]
+        finally:
+            await stop(venue)
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_a_revocation_s_record_id_keeps_ids_apart_that_differ_in_spaces() -> None:
+    """The finding of session 32's re-review: nats-py strips a header's value, so the
+    `Nats-Msg-Id`s of revocations under "x" and "x " (or a Unicode space) were one, and the
+    stream kept one record within its dedup window, the other id lost. Each id's record id is
+    its own now, as the header carries it, ASCII only and the same on every retry."""
+    ids = ["x", "x ", " x", "x\u3000", "x\u00a0", "\u00e9"]
+    sent = [_record_id(KeyRevoked("key-1", 1, cl_op_id)) for cl_op_id in ids]
+    assert len({record_id.strip() for record_id in sent}) == len(ids), sent
+    assert all(record_id.isascii() and record_id == record_id.strip() for record_id in sent)
+    assert sent == [_record_id(KeyRevoked("key-1", 2, cl_op_id)) for cl_op_id in ids]
+    assert _record_id(KeyRevoked("key-1", 1)) == "revoked:key-1"  # without an id: as before

@@ -20,7 +20,6 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from core.venue_core import now_us
 from gateway import limits, public_streams, sessions
 from gateway.market_data import Channel, Stream
 from gateway.sessions import Session
@@ -341,7 +340,7 @@ def test_a_heartbeat_names_no_seq_its_session_was_not_yet_sent(
         pending = spread.writes[0].sessions[spread.position :]
         for session in pending:
             session.last_sent_us = 0  # silent for long: due a heartbeat
-        public.heartbeat_silent(now_us())
+        public.send_heartbeats(limits.HEARTBEAT_INTERVAL_S * 1_000_000)
         await until_spread_done(venue)
         assert await until(lambda: all(f.last_book_seq() == seq for f in feeds))
         for feed in feeds:
