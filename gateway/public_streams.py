@@ -10,7 +10,8 @@ changes in between is coalesced. A publication is written `WRITES_PER_TURN_MAX` 
 a loop turn (`_Spread`), trading going on between slices, and the next waits for it to end.
 Invariant: each subscriber gets every update of its streams once, in order: one that joins
 mid-publication starts from a snapshot at its seqs and is not sent it; one that changes its
-subscriptions or is due a heartbeat gets its share first. Limits: `limits.SUBSCRIPTIONS_*`.
+subscriptions gets its share first; one due a heartbeat with its share to come gets none.
+Limits: `limits.SUBSCRIPTIONS_*`.
 """
 
 import asyncio
@@ -135,10 +136,13 @@ class PublicStreams:
         if delay_s <= 0:
             self.flush()
             return
+        self._timer = self._running_loop().call_later(delay_s, self._publish_due)
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
         loop = self._loop
         if loop is None or not loop.is_running():
             loop = self._loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(delay_s, self._publish_due)
+        return loop
 
     def _publish_due(self) -> None:
         self._timer = None
@@ -196,10 +200,7 @@ class PublicStreams:
         if done:
             self._written()
             return
-        loop = self._loop
-        if loop is None or not loop.is_running():
-            loop = self._loop = asyncio.get_running_loop()
-        self._turn = loop.call_soon(self._write_turn)
+        self._turn = self._running_loop().call_soon(self._write_turn)
 
     def _written(self) -> None:
         """The publication is written out: pace the next, which may be waiting already.
@@ -215,8 +216,11 @@ class PublicStreams:
         self._paced_at = spread.started_s + spread.cost_s / PUBLISH_SHARE_MAX
         self._next_at = max(self._paced_at, spread.started_s + self.pause_min_s)
         if self._wanted:
+            # in a turn of its own (not also carrying this last slice, `MarketData.flush`
+            # and the next's first slice), paced as `publish` would
             self._wanted = False
-            self.publish()
+            delay_s = max(0.0, self._next_at - time.monotonic())
+            self._timer = self._running_loop().call_later(delay_s, self._publish_due)
 
     def _write_rest(self) -> None:
         """Write whatever is left of the publication now, in this turn."""
@@ -234,11 +238,10 @@ class PublicStreams:
 
     def _write_ahead(self, session: Session) -> None:
         """`session`'s share of the publication being written, written now (it changes what
-        it follows, or is sent a heartbeat, which must not name seqs it was not sent)."""
+        it follows: the streams it leaves end with this update, those it keeps go on)."""
         spread = self._spread
-        audience = self._audience_of.get(session)
-        if spread is not None and audience is not None:
-            spread.write_ahead(self.connections, session, audience)
+        if spread is not None:
+            spread.write_ahead(self.connections, session)
 
     def _writes(self, messages: list[Message]) -> list["_Write"]:
         """Each audience's write: the messages of the streams it follows, in their order,
@@ -277,15 +280,21 @@ class PublicStreams:
         call's publication did not write to (that one was just sent a frame): the
         browser tests, which move a page's clock on in jumps under its 5 s silence watchdog,
         have the page hear the venue at once rather than after a quiet second. A connection
-        whose share of a publication under way is still to be written gets it instead (a
-        heartbeat names the last publication's seqs: it must hold them already)."""
+        whose share of a publication under way is still to be written gets none: that share
+        reaches it in its slice, a few turns on (a heartbeat names the last publication's
+        seqs: it must hold them already)."""
         now = now_us()
         self.publish()  # also ages the tickers' 24 h windows
+        spread = self._spread
         for session in list(self.connections.sessions.values()):
-            if now - session.last_sent_us >= quiet_us:
-                self._write_ahead(session)
-                if now - session.last_sent_us >= quiet_us:  # (written ahead: not quiet now)
-                    self.connections.send(session, self.market_data.heartbeat(now, session.streams))
+            if now - session.last_sent_us < quiet_us:
+                continue
+            if spread is not None and spread.to_come(session):
+                # its share is a frame in a few turns: no heartbeat (it would name seqs the
+                # session lacks), and no write ahead (on a quiet market every subscriber is
+                # quiet: that would write the whole publication in this one turn)
+                continue
+            self.connections.send(session, self.market_data.heartbeat(now, session.streams))
 
     def instrument_view(self, symbol: str) -> dict[str, Any]:
         message = self.current().snapshot(Stream(Channel.INSTRUMENTS, symbol), now_us())
@@ -321,13 +330,16 @@ class _Spread:
     session to write is `sessions[position]` of `writes[index]`. A session written ahead of
     its place (`write_ahead`) is skipped when its place comes."""
 
-    __slots__ = ("ahead", "cost_s", "index", "position", "started_s", "writes")
+    __slots__ = ("ahead", "cost_s", "index", "places", "position", "started_s", "writes")
 
     def __init__(self, writes: list[_Write], started_s: float) -> None:
         self.writes = writes
         self.index = 0
         self.position = 0
         self.ahead: set[Session] = set()
+        # each session's (index, position), built when first asked (most publications are
+        # asked nothing): one lookup each after that, not a scan of a 1,000-long list
+        self.places: dict[Session, tuple[int, int]] | None = None
         self.started_s = started_s  # time.monotonic() when it was published
         self.cost_s = 0.0  # the loop thread's CPU spent on it so far
 
@@ -354,23 +366,33 @@ class _Spread:
                     return self.index == len(writes)
         return True
 
-    def write_ahead(self, connections: Sessions, session: Session, audience: _Audience) -> None:
-        """Write `session` now if its place in `audience`'s write is still to come."""
-        if session in self.ahead:
-            return
-        writes = self.writes
-        for index in range(self.index, len(writes)):
-            heard, sessions, items, write = writes[index]
-            if heard is not audience:
-                continue
-            try:
-                place = sessions.index(session)  # (rare: a change of subscriptions)
-            except ValueError:
-                return  # it joined after the publication: its snapshot holds these seqs
-            if index > self.index or place >= self.position:
-                self.ahead.add(session)
-                connections.publish_write((session,), items, write)
-            return
+    def to_come(self, session: Session) -> bool:
+        """Whether `session` has a place in the publication not yet written (nor ahead)."""
+        return self._write_to_come(session) is not None
+
+    def write_ahead(self, connections: Sessions, session: Session) -> None:
+        """Write `session` now if its place in the publication is still to come."""
+        index = self._write_to_come(session)
+        if index is not None:
+            self.ahead.add(session)
+            _, _, items, write = self.writes[index]
+            connections.publish_write((session,), items, write)
+
+    def _write_to_come(self, session: Session) -> int | None:
+        """The index of the write that has `session`'s place still to come, if any (none:
+        written already, in its slice or ahead, or it joined after the publication, its
+        snapshot holding these seqs)."""
+        places = self.places
+        if places is None:
+            places = self.places = {
+                member: (index, position)
+                for index, write in enumerate(self.writes)
+                for position, member in enumerate(write.sessions)
+            }
+        place = places.get(session)
+        if place is None or session in self.ahead or place < (self.index, self.position):
+            return None
+        return place[0]
 
 
 def tier(depth: int | None) -> int:

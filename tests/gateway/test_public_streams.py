@@ -379,3 +379,96 @@ def test_the_interval_is_counted_from_a_publications_start_not_its_last_slice(
         assert public._next_at == spread.started_s + public.pause_min_s
 
     run_venue(scenario)
+
+
+def test_a_heartbeat_on_a_quiet_market_writes_one_slice_of_its_publication_not_all(
+    run_venue: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The heartbeat's tick starts a publication after a quiet spell, when every subscriber
+    is due a heartbeat: its turn writes the publication's first slice, not every subscriber
+    ahead of its place (the stall the slices are there to end); those whose place is still
+    to come get no heartbeat (it would name seqs they lack), their update in their slice."""
+    one_write_a_turn(monkeypatch)
+
+    async def scenario(venue: Venue) -> None:
+        public = venue.server.public
+        public.pause_min_s = 3_600
+        alpha = await venue.client("alpha")
+        log: list[tuple[str, Any]] = []
+        feeds = [await open_feed(venue, f"feed{i}", log) for i in range(6)]
+        for feed in feeds:
+            await subscribe(feed, BOOK_PARAMS)
+        await alpha.place(SYMBOL, "buy", "1", "186.00")
+        await until_spread_done(venue)
+        await alpha.place(SYMBOL, "buy", "1", "186.10")  # waits for the interval to pass
+        assert public._timer is not None
+        public._timer.cancel()  # the interval is over by the heartbeat's tick
+        public._timer = None
+        public._next_at = 0.0
+        subscribers = [server_session(venue, feed) for feed in feeds]
+        for session in venue.server.sessions.values():
+            session.last_sent_us = 0  # a quiet market: every connection is due a heartbeat
+        public.send_heartbeats(limits.HEARTBEAT_INTERVAL_S * 1_000_000)
+        assert public._spread is not None, "the tick started a publication"
+        written = [session for session in subscribers if session.last_sent_us != 0]
+        assert len(written) == public_streams.WRITES_PER_TURN_MAX, "only its first slice"
+        seq = public.market_data.seq(BOOK)
+        await until_spread_done(venue)
+        assert await until(lambda: all(f.last_book_seq() == seq for f in feeds))
+        for feed in feeds:
+            assert_gap_free(feed)
+            assert_heartbeats_name_held_seqs(feed)
+
+    run_venue(scenario)
+
+
+def test_a_publication_asked_for_meanwhile_starts_in_a_turn_after_the_last_slice(
+    run_venue: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A publication asked for while one is being written starts in a turn of its own: the
+    last slice's turn does not also carry `MarketData.flush` and the next's first slice.
+    The slices are written here by hand, one a call, so the turns are the test's."""
+    one_write_a_turn(monkeypatch)
+
+    async def scenario(venue: Venue) -> None:
+        public = venue.server.public
+        public.pause_min_s = 3_600
+        alpha = await venue.client("alpha")
+        log: list[tuple[str, Any]] = []
+        feeds = [await open_feed(venue, f"feed{i}", log) for i in range(4)]
+        for feed in feeds:
+            await subscribe(feed, BOOK_PARAMS)
+        await alpha.place(SYMBOL, "buy", "1", "186.00")
+        await until_spread_done(venue)
+        await alpha.place(SYMBOL, "buy", "1", "186.10")
+        await publish_now(venue)
+        spread = public._spread
+        assert spread is not None and public._turn is not None
+        public._turn.cancel()  # held mid-publication: the next order's changes must wait
+        await alpha.place(SYMBOL, "buy", "1", "186.20")
+        assert public._wanted, "asked for while the last one is being written"
+        public.pause_min_s = 0.0  # the next may go as soon as this one is written
+        while public._spread is spread:
+            public._write_turn()
+            if public._spread is spread and public._turn is not None:
+                public._turn.cancel()
+        assert public._spread is None, "the next publication started in the last slice's turn"
+        assert public._timer is not None, "the next publication is due"
+        assert await until(lambda: public._timer is None), "the next publication went out"
+        await until_spread_done(venue)
+        seq = public.market_data.seq(BOOK)
+        assert await until(lambda: all(f.last_book_seq() == seq for f in feeds))
+        for feed in feeds:
+            assert len(assert_gap_free(feed)) >= 3  # the three orders' updates, none lost
+
+    run_venue(scenario)
+
+
+def assert_heartbeats_name_held_seqs(feed: Feed) -> None:
+    """Every heartbeat `feed` got names a book seq it held already."""
+    held = 0
+    for message in feed.messages:
+        if message.get("ch") == "book":
+            held = message["seq"]
+        elif message.get("ch") == "heartbeat":
+            assert message["seqs"][BOOK.name] <= held, f"{feed.name}: a seq it was not sent"
