@@ -411,7 +411,13 @@ class Sessions:
         once; a session with nothing queued whose peer takes writes (the usual subscriber)
         is written at once, which spares it the outbox and the flush; any other queues them
         behind what it holds, as `fan_out` does."""
-        write = _write_of(items, packed)
+        self.publish_write(sessions, items, publication_write(items, packed))
+
+    def publish_write(
+        self, sessions: Iterable[Session], items: Sequence[bytes], write: Sequence[bytes] | None
+    ) -> None:
+        """`publish` with its write built already (`publication_write`): an audience written
+        in slices, over several loop turns, builds it once."""
         if write is None:  # the outbox's path splits it
             for session in sessions:
                 self._queue_all(session, items)
@@ -499,7 +505,7 @@ def peer(session: Session) -> str:
     return where if client is None else f"{client} via {where}"
 
 
-def _write_of(items: Sequence[bytes], packed: bool) -> Sequence[bytes] | None:
+def publication_write(items: Sequence[bytes], packed: bool) -> Sequence[bytes] | None:
     """The frames one write sends for `items` (frames, or a packed session's payloads) as
     `_write_front` would send them; None if that takes more than one write."""
     if len(items) > WRITE_BATCH_MAX:
