@@ -212,6 +212,11 @@ def _check_config(path: Path) -> None:
     """Refuse, in one line, a config every core would refuse (missing, not TOML, a wrong key
     or amount), before NATS and PostgreSQL start for nothing; as `venue serve` checks it."""
     config = venue_config.load(path)
+    if not path.resolve().is_file():  # each role reads it again, in a process of its own
+        raise CommandFailed(
+            f"{path}: a pipe, not a file: the cluster's roles each read the config in a process"
+            " of their own; give a file (owner-only, as it holds the keys' secrets)"
+        )
     try:
         venue_config.setup_commands(config, now_us=now_us(), building=False)
     except venue_config.ConfigError as invalid:

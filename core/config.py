@@ -224,19 +224,29 @@ def load(path: Path) -> VenueConfig:
     return config
 
 
+# What each pipe given as a config held, by the pipe (its device and inode: a `/dev/fd/N`
+# name is reused by the next pipe on that descriptor): a pipe is read once, and a command that
+# loads its config twice (`venue admin`: the URL, then the key; the bots; the demo) found it
+# empty the second time ("a pipe with no writer", session 32's whole-diff review)
+_PIPES_READ: dict[tuple[int, int], bytes] = {}
+
+
 def _read(path: Path) -> bytes:
     """The bytes of the file or pipe at `path`, at most `CONFIG_BYTES_MAX`. Opened without
     blocking and checked before it is read: a named pipe that nothing writes to blocked the
     open for ever, without a word, and a device (`/dev/zero`) would be read without end. A
     pipe with a writer (`--config <(...)`, `/dev/stdin`) is read as it comes, for at most
-    `CONFIG_PIPE_WAIT_S`."""
+    `CONFIG_PIPE_WAIT_S`, and what it held kept for this process's later loads of it."""
     descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     try:
         mode = os.fstat(descriptor).st_mode
         if stat.S_ISDIR(mode):
             raise ConfigError(f"{path}: a directory, not a file: {GIVE_CONFIG}")
         if stat.S_ISFIFO(mode):
-            data = _read_pipe(path, descriptor)
+            status = os.fstat(descriptor)
+            pipe = status.st_dev, status.st_ino
+            data = _PIPES_READ.get(pipe) or _read_pipe(path, descriptor)
+            _PIPES_READ[pipe] = data
         elif stat.S_ISREG(mode):
             with os.fdopen(os.dup(descriptor), "rb") as file:
                 data = file.read(CONFIG_BYTES_MAX + 1)

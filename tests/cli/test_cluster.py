@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from client.sdk import VenueClient
 from tests.conftest import KEYS, ROOT
 from tests.sample_config import SAMPLE_CONFIG
@@ -95,3 +97,21 @@ def test_the_banner_names_as_many_gateways_as_the_cluster_has() -> None:
     assert connect_advice(1) == "connect a client to the gateway"
     assert connect_advice(2) == "connect a client to either gateway"
     assert connect_advice(3) == "connect a client to any gateway"
+
+
+def test_a_config_from_a_pipe_is_refused_before_anything_starts(tmp_path: Path) -> None:
+    """Session 32's whole-diff review: `venue cluster --config <(...)` passed each role the
+    pipe's `/proc/PID/fd/pipe:[N]` name, which no role can open. Refused in one line before a
+    directory is made or a process started; a file is what it needs."""
+    from cli import cluster
+    from cli.failures import CommandFailed
+
+    read_end, write_end = os.pipe()
+    os.write(write_end, SAMPLE_CONFIG.read_bytes())
+    os.close(write_end)
+    try:
+        with pytest.raises(CommandFailed, match="a pipe, not a file: the cluster's roles"):
+            cluster._check_config(Path(f"/dev/fd/{read_end}"))
+    finally:
+        os.close(read_end)
+    cluster._check_config(SAMPLE_CONFIG)  # a file passes

@@ -510,6 +510,22 @@ def test_a_config_from_a_pipe_with_its_writer_is_read_whole(tmp_path: Path) -> N
     assert loaded == config.load(write(tmp_path, padded))
 
 
+def test_a_config_from_a_pipe_is_read_once_and_loaded_again_from_memory(
+    tmp_path: Path,
+) -> None:
+    """Session 32's whole-diff review: `venue admin`, the bots and the demo load their config
+    twice (the URL, then the key), and a pipe's second read found it empty: "a pipe with no
+    writer and nothing in it" though it had one and was read a moment before."""
+    path, writing = _pipe_written(SAMPLE_TEXT.encode())
+    try:
+        first = config.load(path)
+        again = config.load(path)  # the same pipe, its writer gone: kept from the first read
+    finally:
+        os.close(int(path.name))
+        writing.join(timeout=30)
+    assert first == again == config.load(write(tmp_path, SAMPLE_TEXT))
+
+
 def test_a_pipe_past_the_size_limit_or_whose_writer_never_ends_is_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
