@@ -92,8 +92,8 @@ def write(directory: Path, snapshot: Snapshot) -> Path:
         # Owner-only whatever the umask: a snapshot holds every participant's balances and
         # orders (a spare left by a crash keeps its mode through O_CREAT: set again)
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.fchmod(descriptor, 0o600)
         with os.fdopen(descriptor, "wb") as file:
+            os.fchmod(descriptor, 0o600)
             file.write(header)
             file.write(body)
             file.flush()

@@ -545,9 +545,14 @@ def warn_if_others_may_read(data_dir: Path) -> None:
     before session 32 kept its 0755, and its journal and store their 0644, every
     participant's orders and balances readable by every local user (and a 0644 file stays
     readable through a directory chmod'ed 0711 by hand). Warned, not changed: the modes are
-    the operator's (a backup agent's group, say)."""
-    mode = data_dir.stat().st_mode & 0o777
-    files = _files_open_to_others(data_dir)
+    the operator's (a backup agent's group, say). Never raises: it runs once the start is
+    done, outside its clean-up (a file gone between the scan and its stat is no failure)."""
+    try:
+        mode = data_dir.stat().st_mode & 0o777
+        files = _files_open_to_others(data_dir)
+    except OSError as unread:
+        log.warning("data directory's modes not checked", extra={"error": str(unread)})
+        return
     if mode & 0o077 or files:
         why = f"readable by others: chmod -R go-rwx {data_dir} (it holds participants' data)"
         named = files[:OPEN_FILES_NAMED_MAX]

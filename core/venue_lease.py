@@ -180,8 +180,8 @@ def _replace(path: Path, content: bytes) -> None:
     spare = path.with_name(f"{path.name}.tmp")
     # owner-only, as the rest of the data directory (its start warns of a file open to others)
     descriptor = os.open(spare, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    os.fchmod(descriptor, 0o600)  # a spare left by a crash keeps its mode through O_CREAT
     with os.fdopen(descriptor, "wb") as file:
+        os.fchmod(descriptor, 0o600)  # a spare left by a crash keeps its mode through O_CREAT
         file.write(content)
     os.replace(spare, path)
 

@@ -106,3 +106,15 @@ def test_an_older_snapshot_not_removed_is_named_by_the_error(tmp_path: Path) -> 
     assert unsettled.value.filename == str(unremovable)
     assert str(unremovable) in str(unsettled.value)
     assert stop_failure(unsettled.value, tmp_path).startswith(f"{unremovable}: ")
+
+
+def test_a_snapshot_is_its_owners_alone_even_over_a_spare_a_crash_left(tmp_path: Path) -> None:
+    """Session 32: a snapshot holds every participant's balances and orders, so it is 0600
+    whatever the umask; a `.tmp` a crash left (0644, from before) keeps its mode through
+    O_CREAT, so the mode is set again on the open file (the whole-diff review: untested)."""
+    venue = venue_after(100)
+    spare = snapshots.path_for(tmp_path, 100).with_suffix(".tmp")
+    spare.write_bytes(b"torn")
+    spare.chmod(0o644)
+    written = snapshots.write(tmp_path, snapshot_of(venue, 100))
+    assert oct(written.stat().st_mode & 0o777) == "0o600"
