@@ -41,6 +41,9 @@ def claim(data_dir: Path, clear: tuple[str, ...] = DEMO_CLEARS) -> None:
     # Owner-only, as a venue makes its own: it holds the demo's participants' data (and a
     # 0755 one had every start warn of a directory open to others).
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if marked:  # the demo's own, maybe made before session 32 (0755): closed as a new one
+        data_dir.chmod(0o700)
+        (data_dir / MARKER).chmod(0o600)
     for pattern in clear:
         for path in data_dir.glob(pattern):
             path.unlink(missing_ok=True)

@@ -31,3 +31,21 @@ def test_a_directory_a_demo_makes_is_owner_only(
     with caplog.at_level(logging.WARNING, logger="venue"):
         warn_if_others_may_read(data_dir)
     assert [r.msg for r in caplog.records] == []
+
+
+def test_a_demo_directory_made_before_is_closed_by_the_demo(
+    tmp_path: Path, usual_umask: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The whole-diff review of session 32: `mkdir(mode=0o700, exist_ok=True)` leaves an
+    existing directory as it is, so a demo's own directory made before (0755, its marker
+    0644) warned at every run; a marked one is the demo's, so the demo closes it."""
+    data_dir = tmp_path / "demo"
+    demo_data.claim(data_dir)
+    data_dir.chmod(0o755)
+    (data_dir / demo_data.MARKER).chmod(0o644)
+    demo_data.claim(data_dir)
+    assert oct(data_dir.stat().st_mode & 0o777) == "0o700"
+    assert oct((data_dir / demo_data.MARKER).stat().st_mode & 0o777) == "0o600"
+    with caplog.at_level(logging.WARNING, logger="venue"):
+        warn_if_others_may_read(data_dir)
+    assert [r.msg for r in caplog.records] == []
