@@ -644,6 +644,7 @@ def save_json(path: Path, value: Any) -> None:
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         with naming(path), os.fdopen(descriptor, "wb") as file:
+            os.fchmod(descriptor, 0o600)  # a copy left by a crash keeps its mode through O_CREAT
             file.write(msgspec.json.encode(value))
             file.flush()
             os.fsync(file.fileno())

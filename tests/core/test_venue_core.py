@@ -518,3 +518,14 @@ def test_the_modes_warning_never_fails_a_started_venue(
     with caplog.at_level("WARNING", logger="venue"):
         warn_if_others_may_read(tmp_path / "gone")
     assert [r.msg for r in caplog.records] == ["data directory's modes not checked"]
+
+
+def test_a_json_file_saved_over_a_stale_copy_is_its_owners_alone(tmp_path: Path) -> None:
+    """The whole-diff review of session 32: `save_json`'s copy is opened with O_CREAT, which
+    keeps the mode of a `NAME.tmp` left there (0644): `api_keys.json` then came out 0644."""
+    target = tmp_path / "api_keys.json"
+    stale = tmp_path / "api_keys.json.tmp"
+    stale.write_bytes(b"[]")
+    stale.chmod(0o644)
+    save_json(target, [])
+    assert oct(target.stat().st_mode & 0o777) == "0o600"
