@@ -126,6 +126,22 @@ async def until_spread_done(venue: Venue) -> None:
     assert await until(lambda: getattr(public, "_spread", None) is None), "never written out"
 
 
+async def book_feeds_with_a_change_waiting(
+    venue: Venue, count: int, log: list[tuple[str, Any]]
+) -> tuple[Any, list[Feed]]:
+    """`count` feeds following the book, publications made only when the test asks, one
+    published after a quiet spell and a change waiting for the next: (alpha, the feeds)."""
+    venue.server.public.pause_min_s = 3_600
+    alpha = await venue.client("alpha")
+    feeds = [await open_feed(venue, f"feed{i}", log) for i in range(count)]
+    for feed in feeds:
+        await subscribe(feed, BOOK_PARAMS)
+    await alpha.place(SYMBOL, "buy", "1", "186.00")  # after a quiet spell: out at once
+    await until_spread_done(venue)
+    await alpha.place(SYMBOL, "buy", "1", "186.10")  # waits for the test (or the interval)
+    return alpha, feeds
+
+
 # ----------------------------------------------------------------- tests
 
 
@@ -199,16 +215,8 @@ def test_a_traders_order_is_answered_while_a_publication_is_being_written(
     one_write_a_turn(monkeypatch)
 
     async def scenario(venue: Venue) -> None:
-        public = venue.server.public
-        public.pause_min_s = 3_600
-        alpha = await venue.client("alpha")
         log: list[tuple[str, Any]] = []
-        feeds = [await open_feed(venue, f"feed{i}", log) for i in range(30)]
-        for feed in feeds:
-            await subscribe(feed, BOOK_PARAMS)
-        await alpha.place(SYMBOL, "buy", "1", "186.00")
-        await until_spread_done(venue)
-        await alpha.place(SYMBOL, "buy", "1", "186.10")  # its publication waits for the test
+        alpha, feeds = await book_feeds_with_a_change_waiting(venue, 30, log)
 
         async def place_and_log() -> None:
             placed = await alpha.place(SYMBOL, "buy", "1", "185.00")
@@ -325,15 +333,8 @@ def test_a_heartbeat_names_no_seq_its_session_was_not_yet_sent(
 
     async def scenario(venue: Venue) -> None:
         public = venue.server.public
-        public.pause_min_s = 3_600
-        alpha = await venue.client("alpha")
         log: list[tuple[str, Any]] = []
-        feeds = [await open_feed(venue, f"feed{i}", log) for i in range(4)]
-        for feed in feeds:
-            await subscribe(feed, BOOK_PARAMS)
-        await alpha.place(SYMBOL, "buy", "1", "186.00")
-        await until_spread_done(venue)
-        await alpha.place(SYMBOL, "buy", "1", "186.10")
+        _, feeds = await book_feeds_with_a_change_waiting(venue, 4, log)
         seq = await publish_now(venue)
         spread = public._spread
         assert spread is not None
@@ -392,15 +393,8 @@ def test_a_heartbeat_on_a_quiet_market_writes_one_slice_of_its_publication_not_a
 
     async def scenario(venue: Venue) -> None:
         public = venue.server.public
-        public.pause_min_s = 3_600
-        alpha = await venue.client("alpha")
         log: list[tuple[str, Any]] = []
-        feeds = [await open_feed(venue, f"feed{i}", log) for i in range(6)]
-        for feed in feeds:
-            await subscribe(feed, BOOK_PARAMS)
-        await alpha.place(SYMBOL, "buy", "1", "186.00")
-        await until_spread_done(venue)
-        await alpha.place(SYMBOL, "buy", "1", "186.10")  # waits for the interval to pass
+        _, feeds = await book_feeds_with_a_change_waiting(venue, 6, log)
         assert public._timer is not None
         public._timer.cancel()  # the interval is over by the heartbeat's tick
         public._timer = None
@@ -432,15 +426,8 @@ def test_a_publication_asked_for_meanwhile_starts_in_a_turn_after_the_last_slice
 
     async def scenario(venue: Venue) -> None:
         public = venue.server.public
-        public.pause_min_s = 3_600
-        alpha = await venue.client("alpha")
         log: list[tuple[str, Any]] = []
-        feeds = [await open_feed(venue, f"feed{i}", log) for i in range(4)]
-        for feed in feeds:
-            await subscribe(feed, BOOK_PARAMS)
-        await alpha.place(SYMBOL, "buy", "1", "186.00")
-        await until_spread_done(venue)
-        await alpha.place(SYMBOL, "buy", "1", "186.10")
+        alpha, feeds = await book_feeds_with_a_change_waiting(venue, 4, log)
         await publish_now(venue)
         spread = public._spread
         assert spread is not None and public._turn is not None
