@@ -19,6 +19,7 @@ of a gateway whose lease (core/nats_bus.py) is gone, as commands through the str
 """
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import time
@@ -73,7 +74,8 @@ from engine.enums import CancelReason
 from engine.events import CancelOnDisconnectSet, Event, OrderAccepted
 from engine.venue import Venue
 from settlement.ledger import Ledger
-from settlement.pg_store import CONNECT_TIMEOUT_S
+from settlement.pg_store import CONNECT_TIMEOUT_S, PostgresLedgerStore
+from settlement.transfers import Transfer
 
 log = logging.getLogger("venue.cluster")
 
@@ -110,6 +112,11 @@ START_HELD_MAX_S: Final = 3 * LEASE_TTL_S
 # alone, for ever: the lease is given up at once.
 START_HELD_CLASSES: Final = ("53", "08")
 START_HELD_STATES: Final = frozenset({"57P01", "57P02", "57P03"})
+# How often a standby drops the transfers of its warm copy that the PostgreSQL store holds
+# already (`Follower.trim`): the copy follows the stream from its start and kept every
+# transfer for a takeover's catch-up, so a standby's memory grew by every trade the venue
+# ever booked (~1 KB each), for as long as it stood by.
+STANDBY_TRIM_S: Final = 30.0
 PRUNE_MIN: Final = 1_024  # `CodOrders` drops closed orders once it holds twice its open ones
 # Gateways whose last request id logged is kept, for refusals and for drops alike
 # (`_first_logged`): a gateway sends an unanswered message again every 2 s, and it is logged
@@ -121,6 +128,19 @@ LOGGED_GATEWAYS_MAX: Final = 64
 def _probe_postgres(dsn: str) -> None:
     """Open and close one connection to `dsn` (a psycopg error: not reachable)."""
     psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT_S).close()
+
+
+def _stored_up_to(dsn: str) -> int:
+    """The last transfer id the PostgreSQL store at `dsn` holds, read without writing."""
+    store = PostgresLedgerStore(dsn, read_only=True)
+    try:
+        return store.last_transfer_id()
+    finally:
+        store.close()
+
+
+def _transfer_id(transfer: Transfer) -> int:
+    return transfer.transfer_id
 
 
 def held_through(failed: psycopg.OperationalError) -> bool:
@@ -332,6 +352,14 @@ class Follower:
     def following(self) -> bool:
         return self._follow is not None
 
+    def trim(self, stored: int) -> int:
+        """Drop the transfers the ledger store holds already (ids up to `stored`): a
+        takeover's catch-up books only those above the store's last. How many went."""
+        transfers = self.transfers  # in id order, as the venue booked them
+        held = bisect.bisect_right(transfers, stored, key=_transfer_id)
+        del transfers[:held]
+        return held
+
     async def stop(self) -> WarmStart | None:
         """Stop following; the state so far, unless it cannot be trusted."""
         self._stop_watching()
@@ -427,22 +455,53 @@ class ClusterCore:
         await open_bucket(js, GATEWAY_LEASE_BUCKET, GATEWAY_LEASE_TTL_S, replicas)  # read later
         announced = False
         following = self.follower.following
-        while not stopping.is_set():
-            if await self.lease.try_acquire():
-                log.info("holding the lease: active core", extra={"core": self.name})
-                return True
-            if not announced:  # the holder: a core, or a one-process venue (`serve --nats`)
-                with contextlib.suppress(nats.errors.Error, TimeoutError):
-                    holder = await self.lease.holder_now()
-                    log.info(
-                        "the lease is held: standby",
-                        extra={"core": self.name, "holder": holder},
-                    )
-                    announced = True
-            if not following:
-                following = await self._follow()
-            await asyncio.sleep(LEASE_POLL_S * 2)
+        trimming: asyncio.Task[None] | None = None
+        trimmed_at = time.monotonic()
+        try:
+            while not stopping.is_set():
+                if await self.lease.try_acquire():
+                    log.info("holding the lease: active core", extra={"core": self.name})
+                    return True
+                if not announced:  # the holder: a core, or a one-process venue (`serve --nats`)
+                    announced = await self._announce_standby()
+                if not following:
+                    following = await self._follow()
+                elif time.monotonic() - trimmed_at >= STANDBY_TRIM_S and not trimming:
+                    # on a task of its own: a store slow to answer delays no lease poll
+                    trimming = asyncio.ensure_future(self._trim_follower())
+                if trimming is not None and trimming.done():
+                    trimming, trimmed_at = None, time.monotonic()
+                await asyncio.sleep(LEASE_POLL_S * 2)
+            return False
+        finally:
+            if trimming is not None:  # the warm copy is the takeover's from here
+                trimming.cancel()
+
+    async def _announce_standby(self) -> bool:
+        """Say once who holds the lease (True once said)."""
+        assert self.lease is not None
+        with contextlib.suppress(nats.errors.Error, TimeoutError):
+            holder = await self.lease.holder_now()
+            log.info("the lease is held: standby", extra={"core": self.name, "holder": holder})
+            return True
         return False
+
+    async def _trim_follower(self) -> None:
+        """Drop the warm copy's transfers the PostgreSQL store holds already (`STANDBY_TRIM_S`).
+        A `--sqlite` core's store is its own file, written only while it is active: there the
+        copy keeps them all (docs/cluster.md)."""
+        dsn = self.config.venue.ledger_postgres
+        follower = self.follower
+        if not dsn or not follower.transfers:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            stored = await loop.run_in_executor(None, _stored_up_to, dsn)
+        except Exception as unread:  # down, or its tables not made yet: kept till next time
+            log.debug("standby kept its transfers: the store not read (%r)", unread)
+            return
+        if follower is self.follower:  # (not replaced meanwhile)
+            follower.trim(stored)
 
     @staticmethod
     async def _open_unless(lease: ThreadLease, stopping: asyncio.Event) -> bool:

@@ -94,11 +94,12 @@ class Recovery:
                 " from an older copy? `venue verify` says what to do"
             )
         after = image.seq if image is not None else 0
-        if warm is not None and warm.seq > 0 and warm.seq >= after:
+        usable = warm is not None and warm.seq > 0 and warm.seq >= after
+        if warm is not None and usable and not await self._store_behind_warm(warm):
             self._take_warm(warm)
             after = warm.seq
         else:
-            warm = None  # older than the snapshot, or empty: not used
+            warm = None  # older than the snapshot, empty, or ahead of the store: not used
             if image is not None:
                 venue = restore_venue(image.venue)
                 if await self._store_behind(venue, image.seq):
@@ -304,6 +305,24 @@ class Recovery:
             extra={"store_last_transfer": stored, "snapshot_seq": snapshot_seq,
                    "missing_transfers": f"{stored + 1}..{first - 1}"},
         )  # fmt: skip
+        return True
+
+    async def _store_behind_warm(self, warm: "WarmStart") -> bool:
+        """Whether the ledger store lacks transfers booked before the first one the standby's
+        copy kept: it drops those the store held (`Follower.trim`), so a store restored from
+        an older copy since could not be caught up from it. The takeover then recovers cold
+        (its snapshot, or the stream from its start, as `_store_behind` decides)."""
+        assert warm.venue.ledger is not None, "a warm venue always holds its ledger"
+        kept = warm.transfers
+        first = kept[0].transfer_id if kept else warm.venue.ledger.last_transfer_id + 1
+        stored = await self.core._on_store(self.core.store.last_transfer_id)
+        if stored + 1 >= first:
+            return False
+        missing = f"{stored + 1}..{first - 1}"
+        log.warning(
+            "the ledger store is behind the standby's copy: recovering cold",
+            extra={"store_last_transfer": stored, "missing_transfers": missing},
+        )
         return True
 
     async def _refuse_store_ahead(self) -> None:

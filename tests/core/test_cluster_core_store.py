@@ -22,6 +22,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from cluster.nats import NatsCluster
+from cluster.postgres import PostgresServer
 from core import cluster_core
 from core import config as venue_config
 from core.cluster_core import ClusterCore, held_through
@@ -308,3 +309,89 @@ def place(cl_ord_id: str) -> PlaceOrder:
         qty=1_000_000,
         cl_ord_id=cl_ord_id,
     )
+
+
+def standby_trimmed_then_takes_over(
+    node: NatsCluster, tmp_path: Path, dsn: str, takeover_dsn: str
+) -> tuple[int, int, int, str, str]:
+    """Core a active on the store at `dsn`, core b standing by on it until its warm copy has
+    dropped every transfer that store holds (`Follower.trim`, every 0.05 s here); then a
+    stops and b takes over on the store at `takeover_dsn`. The transfers a booked, those b's
+    copy kept at the takeover, the takeover store's last after, and both state hashes."""
+    config = with_store(venue_config.load(SAMPLE_CONFIG), dsn)
+
+    async def scenario() -> tuple[int, int, int, str, str]:
+        first = ClusterCore(config, tmp_path / "core-a", node.url, "core-a")
+        assert await first.wait_for_lease(asyncio.Event())
+        started = await first.activate()
+        assert started is not None
+        booked = started.ledger.last_transfer_id
+        built = started.sequencer.last_seq
+        second = ClusterCore(config, tmp_path / "core-b", node.url, "core-b")
+        contending = asyncio.ensure_future(second.wait_for_lease(asyncio.Event()))
+        try:
+            for _ in range(WAIT_TRIES):
+                follower = second.follower
+                if follower.seq == built and not follower.transfers:
+                    break
+                await asyncio.sleep(0.05)
+            kept = len(second.follower.transfers)
+            assert second.follower.seq == built > 0, "the standby never followed the build"
+            active_hash = started.venue.state_hash()
+            second.config = with_store(config, takeover_dsn)
+            await first.stop()
+            assert await asyncio.wait_for(contending, SCENARIO_TIMEOUT_S)
+            core = await second.activate()
+            assert core is not None
+            store = open_store(tmp_path / "unused.sqlite", takeover_dsn)
+            try:
+                stored = store.last_transfer_id()
+            finally:
+                store.close()
+            return booked, kept, stored, active_hash, core.venue.state_hash()
+        finally:
+            if not contending.done():
+                contending.cancel()
+            await second.stop()
+
+    return asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S * 2))
+
+
+def test_a_standby_drops_the_transfers_its_store_holds_and_takes_over_whole(
+    node: NatsCluster, tmp_path: Path, postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: the warm copy kept every transfer since the stream began, for a takeover's
+    catch-up, so a standby's memory grew by every trade the venue ever booked."""
+    monkeypatch.setattr(cluster_core, "STANDBY_TRIM_S", 0.05)
+    booked, kept, stored, active_hash, taken_hash = standby_trimmed_then_takes_over(
+        node, tmp_path, postgres_dsn, postgres_dsn
+    )
+    assert booked > 0 and kept == 0
+    assert stored == booked
+    assert taken_hash == active_hash
+
+
+def test_a_takeover_onto_a_store_behind_the_standby_s_trimmed_copy_recovers_cold(
+    node: NatsCluster,
+    tmp_path: Path,
+    postgres_dsn: str,
+    postgres_server: PostgresServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The store replaced by an older copy (here: an empty one) while b stood by: b's copy
+    no longer holds the transfers that store lacks, so b replays the stream from its start
+    and books them all; taking the copy, its catch-up booked nothing and left a gap."""
+    monkeypatch.setattr(cluster_core, "STANDBY_TRIM_S", 0.05)
+    older = postgres_server.create_database("test_older_copy")
+    try:
+        open_store(tmp_path / "unused.sqlite", older).close()  # its tables made, empty
+        booked, kept, stored, active_hash, taken_hash = standby_trimmed_then_takes_over(
+            node, tmp_path, postgres_dsn, older
+        )
+    finally:
+        postgres_server.drop_database("test_older_copy")
+    assert booked > 0 and kept == 0
+    assert stored == booked
+    assert taken_hash == active_hash
+    assert "the ledger store is behind the standby's copy: recovering cold" in caplog.text
