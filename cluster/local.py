@@ -229,16 +229,23 @@ class LocalCluster:
             )
 
     def wait_for(self, role: Role, text: str, timeout_s: float = READY_TIMEOUT_S) -> None:
-        """Until `role`'s log holds `text`; a process that exits first is an error."""
+        """Until `role`'s log holds `text`; a process that exits first is an error, and so is
+        one whose log holds neither `text` nor anything new for `timeout_s` (a long replay
+        says how far it is every ~10 s: it is waited for however long it takes)."""
         deadline = time.monotonic() + timeout_s
-        while text not in role.log():
+        logged = role.log()
+        while text not in logged:
             if not role.running():
                 raise ClusterError(f"{role.name} stopped: {_tail(role.log())}")
             if time.monotonic() > deadline:
                 raise ClusterError(
-                    f"{role.name}: no {text!r} within {timeout_s}s: {_tail(role.log())}"
+                    f"{role.name}: no {text!r} nor any new line within {timeout_s}s:"
+                    f" {_tail(logged)}"
                 )
             time.sleep(POLL_S)
+            before, logged = len(logged), role.log()
+            if len(logged) != before:
+                deadline = time.monotonic() + timeout_s
 
     def kill(self, role: Role) -> None:
         """SIGKILL, as a machine dying would stop it."""

@@ -107,7 +107,13 @@ RESEND_CHECK_S: Final = 0.5
 # time left to check the request.
 # The default of the gateway's `[venue] outcome_wait_ms` (a test of the 504 sets it shorter).
 OUTCOME_WAIT_S: Final = venue_config.OUTCOME_WAIT_MS_DEFAULT / 1_000
-START_TIMEOUT_S: Final = 60.0  # for the stream to exist and the replica to catch up
+START_TIMEOUT_S: Final = 60.0  # for the stream to exist, and for the gateway's lease
+# A starting gateway's replica replays the whole stream (~10,000 records/s: docs/cluster.md),
+# however long that takes while records come; it gives up only once none came for this long.
+# Until session 33 the replay had START_TIMEOUT_S in all, so a gateway could not start at all
+# on a stream of more than a minute's replay (under a million records: a busy day).
+REPLAY_STALL_S: Final = 60.0
+REPLAY_SAY_S: Final = 10.0  # how often a long replay says how far it is
 DRAIN_TIMEOUT_S: Final = 10.0  # a stopping gateway waits this long for outcomes still owed
 SUBMISSIONS_MAX: Final = 5_000  # commands per NATS message (well under max_payload)
 PENDING_MESSAGES_MAX: Final = 1_000_000  # the replica's subscription buffer, in records
@@ -434,11 +440,36 @@ class Replica:
         )
         await follow.start()
         self.keep_task(asyncio.create_task(follow.watch()))
-        await asyncio.wait_for(self._caught_up.wait(), START_TIMEOUT_S)
+        await self._replay()
         self.live = True
         log.info("replica caught up", extra={"seq": self.last_seq, "gateway": bus.gateway_id})
         await self._hold_lease(bus.nc)  # before it serves: every order it places is covered
         self.keep_task(asyncio.create_task(self._keep_lease()))
+
+    async def _replay(self) -> None:
+        """Until the replica has executed every record the stream held at its start, saying
+        how far it is every `REPLAY_SAY_S`; a `TimeoutError` once no record came for
+        `REPLAY_STALL_S` (a stream that stopped delivering, not a long one)."""
+        started = moved_at = said_at = time.monotonic()
+        seen = first = self.last_seq
+        while not self._caught_up.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._caught_up.wait(), REPLAY_SAY_S / 10)
+            now = time.monotonic()
+            if self.last_seq != seen:
+                seen, moved_at = self.last_seq, now
+            elif now - moved_at >= REPLAY_STALL_S and not self._caught_up.is_set():
+                raise TimeoutError(
+                    f"the stream's replay stopped at seq {seen} of {self._replay_until}:"
+                    f" no record for {REPLAY_STALL_S:g} s"
+                )
+            if now - said_at >= REPLAY_SAY_S and not self._caught_up.is_set():
+                said_at = now
+                per_s = round((seen - first) / (now - started))
+                fields = {"seq": seen, "of": self._replay_until, "per_s": per_s}
+                log.info(
+                    "replica replaying the stream", extra=fields | {"gateway": self.bus.gateway_id}
+                )
 
     async def _hold_lease(self, nc: Client) -> None:
         """Take this gateway's lease (its key is new: at once), bounded."""

@@ -5,6 +5,7 @@ answer to a core's announcement, through a real nats-server."""
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,10 +14,11 @@ from typing import Any, cast
 import msgspec
 import nats
 import pytest
+from msgspec.structs import replace
 
 from cluster.nats import NatsCluster
-from core import config
-from core.cluster_core import CoreGatewayPart
+from core import config, nats_bus
+from core.cluster_core import ClusterCore, CoreGatewayPart
 from core.nats_bus import (
     CORE_ACTIVE_SUBJECT,
     OUTCOME_WAIT_S,
@@ -33,8 +35,16 @@ from core.nats_bus import (
     encode_submissions,
 )
 from core.sequencer import Executed
-from engine.commands import UNREAD_KIND_MAX, AdvanceClock, PlaceOrder, RefuseUnreadCommand
+from engine.commands import (
+    UNREAD_KIND_MAX,
+    AdvanceClock,
+    CancelOrder,
+    PlaceOrder,
+    RefuseUnreadCommand,
+)
 from engine.enums import Side
+from engine.events import OrderAccepted
+from gateway.server import VenueServer
 from tests.sample_config import SAMPLE_CONFIG
 
 PLACE = PlaceOrder(account=1, symbol="AAPLx-USD", side=Side.BUY, price=18_700, qty=1, ts_us=5)
@@ -396,3 +406,53 @@ def test_an_item_whose_request_id_cannot_be_read_leaves_the_whole_message_unread
     payload = msgspec.msgpack.encode(["gw-a.1", [[1, None, place], ["two", None, {}]]])
     with pytest.raises(msgspec.ValidationError):
         decode_each_submission(payload)
+
+
+LONG_STREAM_ORDERS = 3_000  # placed and canceled: 6,000 records, replayed in ~0.5 s or more
+RESTING = PlaceOrder(account=1, symbol="AAPLx-USD", side=Side.BUY, price=18_000, qty=1_000_000)
+
+
+def test_a_gateway_replays_a_stream_longer_than_its_start_bound_saying_how_far_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A starting gateway's replica replays the whole stream. Before: the replay had
+    `START_TIMEOUT_S` (60 s) in all, so on a stream of more than a minute's replay (under a
+    million records) a gateway could not start at all, and said nothing meanwhile. Here the
+    bound is 0.2 s and the stream takes longer to replay; it gives up only when no record
+    comes for `REPLAY_STALL_S`."""
+    monkeypatch.setattr(nats_bus, "START_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(nats_bus, "REPLAY_SAY_S", 0.05)
+    venue_config = config.load(SAMPLE_CONFIG)
+
+    async def scenario(url: str) -> tuple[int, int]:
+        core = ClusterCore(venue_config, tmp_path / "core", url, "core")
+        assert await core.wait_for_lease(asyncio.Event())
+        started = await core.activate()
+        assert started is not None
+        try:
+            for number in range(LONG_STREAM_ORDERS):
+                placed = started.sequencer.submit(replace(RESTING, cl_ord_id=f"o{number}"))
+                order_id = next(e.order_id for e in placed.events if type(e) is OrderAccepted)
+                started.sequencer.submit(CancelOrder(account=1, order_id=order_id))
+                if number % 500 == 499:
+                    await started.sequencer.drain()
+            await started.sequencer.drain()
+            last = started.sequencer.last_seq
+            gateway = VenueServer(
+                venue_config,
+                tmp_path / "gw",
+                bus=lambda listener: NatsBus(venue_config, url, listener, "gw-long"),
+            )
+            await gateway.start("127.0.0.1", 0)
+            try:
+                return last, gateway.sequencer.last_seq
+            finally:
+                await gateway.stop()
+        finally:
+            await core.stop()
+
+    with NatsCluster(tmp_path / "nats", size=1) as node:
+        caplog.set_level(logging.INFO, logger="venue")
+        last, replayed = asyncio.run(asyncio.wait_for(scenario(node.url), 120))
+    assert replayed == last > 2 * LONG_STREAM_ORDERS
+    assert "replica replaying the stream" in caplog.text
