@@ -16,14 +16,13 @@ from pathlib import Path
 from typing import NoReturn
 from urllib.parse import urlsplit
 
-from cli.hangup import terminated
+from cli.hangup import interrupt_status
 from core.config import ConfigError
 from core.journal import JournalError, refuse_dangling_link
 from gateway.auth import KeyStoreError
 
 EXIT_FAILED = 2  # bad input or surroundings: the same status argparse uses for bad flags
 EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports it (128 + SIGINT)
-EXIT_TERMINATED = 143  # SIGTERM taken (`hangup.terminating_as_interrupt`): 128 + SIGTERM
 TRADE_PATH = "/ws/trade"
 TRADE_URL_EXAMPLE = "ws://127.0.0.1:8765/ws/trade"
 
@@ -60,8 +59,8 @@ def run_main(prog: str, work: Callable[[], int]) -> int:
         return 0
     except OSError as failed:  # last resort: a file or socket the command did not expect
         return _fail(prog, describe_os_error(failed))
-    except KeyboardInterrupt:  # Ctrl-C, or a SIGTERM taken as one (`hangup.terminated`)
-        return EXIT_TERMINATED if terminated() else EXIT_INTERRUPTED
+    except KeyboardInterrupt:  # Ctrl-C, or a SIGTERM or SIGHUP taken as one (`cli.hangup`)
+        return interrupt_status()
 
 
 def describe_os_error(error: OSError) -> str:

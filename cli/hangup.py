@@ -9,7 +9,8 @@ hang-up its SIGHUP handler has not seen yet cannot fail it either. Output to a f
 is left as it is.
 A SIGHUP ignored at the start (`nohup venue serve &`) stays ignored: `stop_signals`.
 Owns too the note of a stop asked for before `venue serve` takes its signals (`noting_stops`),
-and, for every other command, SIGTERM taken as Ctrl-C is (`terminating_as_interrupt`).
+and, for every other command, SIGTERM and SIGHUP taken as Ctrl-C is
+(`terminating_as_interrupt`).
 """
 
 import contextlib
@@ -128,46 +129,55 @@ def _note_stop(signum: int, _frame: object) -> None:
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised as Ctrl-C raises KeyboardInterrupt where no handler takes SIGINT."""
+    """SIGTERM or SIGHUP, raised as Ctrl-C raises KeyboardInterrupt where no handler takes
+    SIGINT."""
 
 
-_terminated: list[bool] = []  # a SIGTERM was taken as Ctrl-C (`terminating_as_interrupt`)
+INTERRUPTING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # taken as Ctrl-C by most commands
+_taken: list[signal.Signals] = []  # those taken as Ctrl-C (`terminating_as_interrupt`)
 
 
 @contextlib.contextmanager
 def terminating_as_interrupt() -> Iterator[None]:
-    """While inside, SIGTERM does what Ctrl-C does: it raises SIGINT, so each handler of
-    Ctrl-C runs for it (asyncio's runner cancels the main task, a `finally` stops a
-    benchmark's server process) and `terminated` says which it was, for exit status 143.
-    Its default action killed the process where it stood (session 32's sweep): `venue
-    bench ws-layer`, `gateway` and `e2e` left their server processes running, orphaned. A
-    Python handler that raised would not do: under uvloop, which runs such handlers itself,
-    the exception was dropped and the command ran on. Where SIGINT is ignored (a command
-    started with `&` by a script), `Terminated` is raised instead. A command that takes
-    SIGTERM itself (a bot, the demo, the cluster) replaces this while it runs; a SIGTERM
-    ignored at the start stays ignored; the handler found is put back on leaving."""
-    _terminated.clear()
+    """While inside, SIGTERM and SIGHUP do what Ctrl-C does: they raise SIGINT, so each
+    handler of Ctrl-C runs for them (asyncio's runner cancels the main task, a `finally`
+    stops a benchmark's server process) and `interrupt_status` says which it was, for the
+    exit status (143, 129). Their default action killed the process where it stood (session
+    32's sweep: SIGTERM; session 33: SIGHUP, a closed terminal's): `venue bench ws-layer`,
+    `gateway` and `e2e` left their server processes running, orphaned. A Python handler
+    that raised would not do: under uvloop, which runs such handlers itself, the exception
+    was dropped and the command ran on. Where SIGINT is ignored (a command started with `&`
+    by a script), `Terminated` is raised instead. A command that takes these itself (a bot,
+    the demo, the cluster) replaces this while it runs; a signal ignored at the start
+    (`nohup`) stays ignored; the handlers found are put back on leaving."""
+    _taken.clear()
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers are the main thread's alone (`main` run from a test's thread)
         return
-    previous = signal.getsignal(signal.SIGTERM)
-    if previous is signal.SIG_IGN:
-        yield
-        return
-    signal.signal(signal.SIGTERM, _interrupt)
+    replaced: dict[signal.Signals, Handler] = {}
+    for sig in INTERRUPTING_SIGNALS:
+        previous = signal.getsignal(sig)
+        if previous is not signal.SIG_IGN:
+            replaced[sig] = previous
+            signal.signal(sig, _interrupt)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+        for sig, previous in replaced.items():
+            signal.signal(sig, signal.SIG_DFL if previous is None else previous)
 
 
-def terminated() -> bool:
-    """Whether the interrupt being handled came from a SIGTERM (`terminating_as_interrupt`)."""
-    return bool(_terminated)
+def interrupt_status() -> int:
+    """The exit status of a command stopped by Ctrl-C: 128 + the signal that did it (SIGINT
+    130; SIGTERM 143 and SIGHUP 129 when taken as Ctrl-C, `terminating_as_interrupt`)."""
+    return 128 + (_taken[0] if _taken else signal.SIGINT)
 
 
-def _interrupt(_signum: int, _frame: object) -> None:
-    _terminated.append(True)
+def _interrupt(signum: int, _frame: object) -> None:
+    sig = signal.Signals(signum)
+    if sig == signal.SIGHUP:  # at once: the cleanup's lines must not fail on a closed terminal
+        detach_hung_up_terminal()
+    _taken.append(sig)
     if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL, None):
         raise Terminated
     signal.raise_signal(signal.SIGINT)

@@ -42,8 +42,6 @@ SERVE_DESCRIPTION = (
     " README.md,"
     " docs/gateway.md (Operating), docs/cluster.md for --role and --nats."
 )
-EXIT_INTERRUPTED = 130  # cli.failures.EXIT_INTERRUPTED, before that module is loaded
-EXIT_TERMINATED = 143  # cli.failures.EXIT_TERMINATED, likewise
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,11 +49,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments[:1] == ["serve"]:  # its stop signals noted before its modules load (~0.7 s):
         with hangup.noting_stops():  # a stop asked then is a clean stop (`serve.run`)
             return _main(arguments)
-    with hangup.terminating_as_interrupt():  # SIGTERM cleans up as Ctrl-C does, exit 143
+    with hangup.terminating_as_interrupt():  # SIGTERM, SIGHUP clean up as Ctrl-C does
         try:
             return _main(arguments)
         except KeyboardInterrupt:  # a SIGTERM between the flags' parse and the work
-            return EXIT_TERMINATED if hangup.terminated() else EXIT_INTERRUPTED
+            return hangup.interrupt_status()
 
 
 def _main(argv: list[str]) -> int:
@@ -64,7 +62,7 @@ def _main(argv: list[str]) -> int:
 
         parser = _parser()
     except KeyboardInterrupt:
-        return EXIT_TERMINATED if hangup.terminated() else EXIT_INTERRUPTED
+        return hangup.interrupt_status()
     args = parser.parse_args(argv)
     if not hasattr(args, "run"):
         parser.print_help()

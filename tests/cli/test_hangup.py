@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from cli import hangup
 from cli.serve import StopSignals
 from client.sdk import VenueClient
@@ -317,11 +319,15 @@ def test_noting_stops_blocks_again_the_stop_signals_its_caller_had_blocked() -> 
         signal.pthread_sigmask(signal.SIG_SETMASK, was)
 
 
-def test_sigterm_to_a_benchmark_stops_its_server_process_as_ctrl_c_does(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_sigterm_or_sighup_to_a_benchmark_stops_its_server_process_as_ctrl_c_does(
+    tmp_path: Path, sig: signal.Signals, status: int
+) -> None:
     """Session 32's sweep: SIGTERM to `venue bench ws-layer` (likewise `gateway`, `e2e`) took
     its default action: the command died where it stood and its server process ran on,
-    orphaned. Now SIGTERM does what Ctrl-C does: the server is stopped, exit status 143.
-    ws-layer runs its loop under uvloop, where a handler that raises is not enough."""
+    orphaned; session 33: SIGHUP (its terminal closed) likewise. Now both do what Ctrl-C
+    does: the server is stopped, exit status 128 + the signal. ws-layer runs its loop under
+    uvloop, where a handler that raises is not enough."""
     command = [sys.executable, "-m", "cli.main", "bench", "ws-layer", "--layers", "websockets"]
     bench = subprocess.Popen(
         [*command, "--frames", "10000000", "--runs", "1"],
@@ -334,9 +340,9 @@ def test_sigterm_to_a_benchmark_stops_its_server_process_as_ctrl_c_does(tmp_path
     children = Path(f"/proc/{bench.pid}/task/{bench.pid}/children")
     try:
         server = _first_child(bench, children)
-        bench.send_signal(signal.SIGTERM)
+        bench.send_signal(sig)
         _, err = bench.communicate(timeout=STOP_TIMEOUT_S)
-        assert bench.returncode == 143, err
+        assert bench.returncode == status, err
         assert "Traceback" not in err, err
         assert not _running(int(server[0])), "its server process was left running"
     finally:
