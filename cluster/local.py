@@ -30,6 +30,10 @@ from cluster.postgres import PostgresServer
 READY_TIMEOUT_S: Final = 90.0  # a core's recovery plus a gateway's catch-up on a busy machine
 STOP_TIMEOUT_S: Final = 20.0
 POLL_S: Final = 0.05
+# The lines of a long start's progress: a core's replay (core/recovery.py `ReplayProgress`, every
+# 5 s) and a gateway's (core/nats_bus.py `Replica._replay`, every 10 s): each one seen gives a
+# role `READY_TIMEOUT_S` more to be ready.
+PROGRESS_LINES: Final = (" venue recovering ", " venue.cluster replica replaying the stream ")
 DATABASE: Final = "venue_ledger"
 GATEWAY_PORT_ATTEMPTS: Final = 3  # a gateway's port taken before it started: chosen again
 EPHEMERAL_RANGE_FILE: Final = Path("/proc/sys/net/ipv4/ip_local_port_range")
@@ -230,22 +234,23 @@ class LocalCluster:
 
     def wait_for(self, role: Role, text: str, timeout_s: float = READY_TIMEOUT_S) -> None:
         """Until `role`'s log holds `text`; a process that exits first is an error, and so is
-        one whose log holds neither `text` nor anything new for `timeout_s` (a long replay
-        says how far it is every ~10 s: it is waited for however long it takes)."""
+        one whose log holds neither `text` nor a new progress line (`PROGRESS_LINES`: a long
+        replay says how far it is every 5 or 10 s) for `timeout_s`. Any other line does not
+        count: a role retrying for ever (NATS unreachable, say) logs a line every 10 s."""
         deadline = time.monotonic() + timeout_s
         logged = role.log()
+        progressed = _progress_lines(logged)
         while text not in logged:
             if not role.running():
                 raise ClusterError(f"{role.name} stopped: {_tail(role.log())}")
             if time.monotonic() > deadline:
                 raise ClusterError(
-                    f"{role.name}: no {text!r} nor any new line within {timeout_s}s:"
-                    f" {_tail(logged)}"
+                    f"{role.name}: no {text!r} nor progress within {timeout_s}s: {_tail(logged)}"
                 )
             time.sleep(POLL_S)
-            before, logged = len(logged), role.log()
-            if len(logged) != before:
-                deadline = time.monotonic() + timeout_s
+            logged = role.log()
+            if (now_progressed := _progress_lines(logged)) != progressed:
+                progressed, deadline = now_progressed, time.monotonic() + timeout_s
 
     def kill(self, role: Role) -> None:
         """SIGKILL, as a machine dying would stop it."""
@@ -376,6 +381,10 @@ def how_it_ended(returncode: int) -> str:
         return f"killed by {signal.Signals(-returncode).name}"
     except ValueError:
         return f"killed by signal {-returncode}"
+
+
+def _progress_lines(logged: str) -> int:
+    return sum(logged.count(line) for line in PROGRESS_LINES)
 
 
 def _tail(text: str, lines: int = 12) -> str:

@@ -420,6 +420,7 @@ class ClusterCore:
         self.name = name
         self.codec = ClusterCodec()
         self.cod_orders = CodOrders()
+        self._trim_failure_said = False  # `_trim_follower`'s first failure logged
         self.refusals_logged: dict[str, int] = {}  # gateway -> its last refused request logged
         self.drops_logged: dict[str, int] = {}  # gateway -> its last dropped request logged
         self.core: VenueCore | None = None
@@ -497,8 +498,13 @@ class ClusterCore:
         loop = asyncio.get_running_loop()
         try:
             stored = await loop.run_in_executor(None, _stored_up_to, dsn)
-        except Exception as unread:  # down, or its tables not made yet: kept till next time
-            log.debug("standby kept its transfers: the store not read (%r)", unread)
+        except Exception as unread:  # down, refused, its tables not made yet: kept till then
+            # said once a start (a wrong DSN or password shows here long before a takeover),
+            # then quietly at each try
+            level = logging.DEBUG if self._trim_failure_said else logging.WARNING
+            self._trim_failure_said = True
+            text = " ".join(str(unread).split()) or type(unread).__name__
+            log.log(level, "standby keeps its transfers: the ledger store not read (%s)", text)
             return
         if follower is self.follower:  # (not replaced meanwhile)
             follower.trim(stored)

@@ -2,9 +2,13 @@
 
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
-from cluster.local import LocalCluster, open_owner_only
+import pytest
+
+from cluster.local import ClusterError, LocalCluster, Role, open_owner_only
 from tests.sample_config import SAMPLE_CONFIG
 
 
@@ -59,3 +63,49 @@ def test_a_roles_log_left_open_to_others_is_closed_on_the_next_start(tmp_path: P
         log.write(b"this run\n")
     assert oct(log_path.stat().st_mode & 0o777) == "0o600"
     assert log_path.read_bytes() == b"earlier run\nthis run\n"
+
+
+# A role that logs `LINE` every 0.1 s, `LINES` times, then `READY`, then sleeps until killed.
+ROLE_SCRIPT = """
+import sys, time
+for _ in range(int(sys.argv[2])):
+    print(sys.argv[1], flush=True)
+    time.sleep(0.1)
+print("tokenvenue ready", flush=True)
+time.sleep(60)
+"""
+
+
+def _wait_for_a_role_logging(tmp_path: Path, line: str, lines: int) -> None:
+    """`LocalCluster.wait_for(role, "tokenvenue ready", 1 s)` on a process that logs `line`
+    `lines` times, 0.1 s apart, before it is ready."""
+    log_path = tmp_path / "role.log"
+    with log_path.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-c", ROLE_SCRIPT, line, str(lines)], stdout=out
+        )
+    role = Role("core-a", "core", log_path, process=process)
+    cluster = LocalCluster(tmp_path / "cluster", SAMPLE_CONFIG)
+    try:
+        cluster.wait_for(role, "tokenvenue ready", timeout_s=1.0)
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_a_role_whose_start_says_its_progress_is_waited_for_past_the_bound(
+    tmp_path: Path,
+) -> None:
+    """A long replay (3 s here, the bound 1 s) says how far it is: each such line gives it
+    the bound again (before session 33 a start past 90 s failed whatever it said)."""
+    progress = "2026-12-07T00:00:00Z INFO venue recovering seq=1 journal_seq=9"
+    _wait_for_a_role_logging(tmp_path, progress, 30)
+
+
+def test_a_role_that_logs_but_never_progresses_fails_at_the_bound(tmp_path: Path) -> None:
+    """Any other line does not count: a role retrying for ever (NATS unreachable, a failing
+    start) logs a line every few seconds, and `venue cluster` must not wait for it for ever
+    (session 33's review)."""
+    retrying = "2026-12-07T00:00:00Z WARNING venue.cluster nats: ConnectionRefusedError"
+    with pytest.raises(ClusterError, match=r"no 'tokenvenue ready' nor progress within 1\.0s"):
+        _wait_for_a_role_logging(tmp_path, retrying, 30)

@@ -395,3 +395,45 @@ def test_a_takeover_onto_a_store_behind_the_standby_s_trimmed_copy_recovers_cold
     assert stored == booked
     assert taken_hash == active_hash
     assert "the ledger store is behind the standby's copy: recovering cold" in caplog.text
+
+
+def test_a_standby_that_cannot_read_its_store_says_so_once_and_keeps_its_transfers(
+    node: NatsCluster,
+    tmp_path: Path,
+    postgres_dsn: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A wrong DSN (here: a database that does not exist) shows while the core stands by,
+    once, not only at a takeover (session 33's review: the first version said it at debug)."""
+    monkeypatch.setattr(cluster_core, "STANDBY_TRIM_S", 0.05)
+    sqlite_config = venue_config.load(SAMPLE_CONFIG)
+    wrong = make_conninfo(postgres_dsn, dbname="no_such_database")
+
+    async def scenario() -> int:
+        first = ClusterCore(sqlite_config, tmp_path / "core-a", node.url, "core-a")
+        assert await first.wait_for_lease(asyncio.Event())
+        started = await first.activate()
+        assert started is not None
+        second = ClusterCore(with_store(sqlite_config, wrong), tmp_path / "b", node.url, "b")
+        stopping = asyncio.Event()
+        contending = asyncio.ensure_future(second.wait_for_lease(stopping))
+        try:
+            for _ in range(WAIT_TRIES):
+                if caplog.text.count("standby keeps its transfers") and second._trim_failure_said:
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)  # ten more tries
+            return len(second.follower.transfers)
+        finally:
+            stopping.set()
+            await contending
+            await second.stop()
+            await first.stop()
+
+    kept = asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S * 2))
+    assert kept > 0
+    said = [r for r in caplog.records if "standby keeps its transfers" in r.getMessage()]
+    assert [r.levelname for r in said][:1] == ["WARNING"], said
+    assert sum(r.levelname == "WARNING" for r in said) == 1
+    assert "no_such_database" in said[0].getMessage()
