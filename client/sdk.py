@@ -51,6 +51,7 @@ from client.sdk_types import (
     PartlyDone,
     PushesDropped,
     RequestTimeout,
+    RequestTooLarge,
     SettlementLeg,
     SettlementReport,
     VenueError,
@@ -58,6 +59,7 @@ from client.sdk_types import (
     unknown_outcome,
 )
 from gateway.market_data import LocalBook
+from gateway.wire import MESSAGE_BYTES_MAX
 
 __all__ = [  # the SDK's public names, wherever they are defined (client.sdk_*)
     "ADMIN_UNKNOWN_OUTCOME",
@@ -84,6 +86,7 @@ __all__ = [  # the SDK's public names, wherever they are defined (client.sdk_*)
     "PartlyDone",
     "PushesDropped",
     "RequestTimeout",
+    "RequestTooLarge",
     "SettlementLeg",
     "SettlementReport",
     "VenueClient",
@@ -383,7 +386,8 @@ class VenueClient(Calls, Resuming, Reading):
         anything is sent. Before `connect()` it is `ConnectionLost` (not sent). While a
         resume logs on (`resume()`, auto_resume), a request is held until it has, then sent
         on the new connection (before: 401 NOT_AUTHENTICATED); `ConnectionLost` (not sent)
-        if the resume fails or takes `timeout_s`."""
+        if the resume fails or takes `timeout_s`. A request whose frame is past the venue's
+        `MESSAGE_BYTES_MAX` raises `RequestTooLarge` (a `VenueError`) at once, not sent."""
         if self.websocket is None and self._following is None:
             message = f"{method} not sent: not connected to {self.url}; call connect() first"
             raise ConnectionLost(message, method, sent=False)
@@ -424,9 +428,11 @@ class VenueClient(Calls, Resuming, Reading):
         self, request_id: int, method: str, params: Mapping[str, Any] | None
     ) -> dict[str, Any]:
         assert self.websocket is not None, "connect first"
+        frame = msgspec.json.encode({"id": request_id, "method": method, "params": params or {}})
+        if len(frame) > MESSAGE_BYTES_MAX:  # the venue's answer would have no id, or it closes
+            raise RequestTooLarge(method, len(frame))
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
-        frame = msgspec.json.encode({"id": request_id, "method": method, "params": params or {}})
         try:
             was_open = self.websocket.state is State.OPEN
             try:

@@ -12,6 +12,9 @@ from typing import Any
 
 import msgspec
 
+from engine.reasons import ErrorCode
+from gateway.wire import MESSAGE_BYTES_MAX
+
 # requests that change no order, fund or setting: one whose answer never came is asked again
 # safely; for any other the outcome is unknown (`outcome_unknown` on the errors below)
 QUERY_METHODS = frozenset(
@@ -195,6 +198,27 @@ class VenueError(Exception):
         self.name = name
         self.data = data
         self.retry_after_ms = retry_after_ms
+
+
+class RequestTooLarge(VenueError):
+    """A request the SDK refused before sending it: its frame, as encoded, is past the
+    venue's limit for one message (`MESSAGE_BYTES_MAX`, 65,536 bytes). The venue answers
+    such a frame `MESSAGE_TOO_BIG` with no `id`, which no request can be matched to (the
+    caller waited out its timeout), and closes the connection past 256 KiB; so nothing is
+    sent, no outcome is in doubt and the connection stays as it was. A `VenueError` as the
+    venue's answer would be, 400 `MESSAGE_TOO_BIG` (1005), with `size_bytes` and
+    `size_max`."""
+
+    def __init__(self, method: str, size_bytes: int, size_max: int = MESSAGE_BYTES_MAX) -> None:
+        text = (
+            f"{method} not sent: its request is {size_bytes:,} bytes as encoded, past the"
+            f" venue's {size_max:,} for one message"
+        )
+        code = ErrorCode.MESSAGE_TOO_BIG
+        super().__init__(400, int(code), code.name, text)
+        self.method = method
+        self.size_bytes = size_bytes
+        self.size_max = size_max
 
 
 class PartlyDone(VenueError):

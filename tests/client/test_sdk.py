@@ -6,6 +6,7 @@ import math
 import time
 from typing import Any
 
+import msgspec
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -26,6 +27,7 @@ from client.sdk import (
     unknown_outcome,
 )
 from gateway.auth import KeyStore
+from gateway.wire import MESSAGE_BYTES_MAX
 from tests.conftest import KEYS, Venue, drain_pushes, next_push_not_heartbeat
 
 SYMBOL = "AAPLx-USD"
@@ -537,6 +539,35 @@ def test_a_timeout_of_zero_or_less_is_refused_before_anything_is_sent(run_venue:
         assert alpha._waiting == {}
         await alpha.request("ping")  # answered after anything sent before it
         assert alpha.pushes.empty(), "none of them was sent: no late answer came"
+
+    run_venue(scenario)
+
+
+def test_a_request_past_the_frame_limit_is_refused_at_once_and_the_connection_kept(
+    run_venue: Any,
+) -> None:
+    """The venue answers a frame past 65,536 bytes `MESSAGE_TOO_BIG` with no id (the caller
+    waited out its timeout) and closes the connection past 256 KiB: the SDK sends neither.
+    Measured as encoded, in bytes: a frame of exactly the limit is sent, and answered."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        for pad in ("x" * 70_000, "\u00e9" * 33_000, "x" * 300_000):  # \u00e9: 2 bytes each
+            with pytest.raises(VenueError) as refused:  # before session 33, RequestTimeout
+                await alpha.request("order.place", {"cl_ord_id": pad}, timeout_s=2.0)
+            assert isinstance(refused.value, sdk.RequestTooLarge)
+            assert (refused.value.status, refused.value.name) == (400, "MESSAGE_TOO_BIG")
+            assert refused.value.size_bytes > MESSAGE_BYTES_MAX == refused.value.size_max
+            assert f"bytes as encoded, past the venue's {MESSAGE_BYTES_MAX:,}" in str(refused.value)
+            assert alpha._waiting == {}
+        burned = next(alpha._ids)  # so the next request's id, and its frame's length, are known
+        empty = {"id": burned + 1, "method": "ping", "params": {"pad": ""}}
+        pad = "x" * (MESSAGE_BYTES_MAX - len(msgspec.json.encode(empty)))
+        with pytest.raises(VenueError) as answered:  # sent: the venue's own words on it
+            await alpha.request("ping", {"pad": pad}, timeout_s=5.0)
+        assert answered.value.name != "MESSAGE_TOO_BIG"
+        assert await alpha.request("ping") is not None  # the same connection, still open
+        assert alpha.pushes.empty(), "nothing past the limit was sent: no answer without an id"
 
     run_venue(scenario)
 
