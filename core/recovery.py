@@ -56,6 +56,15 @@ UNAPPLIED_WHY = (
 )
 
 
+class _ClockBehindSaid:
+    """The venue time this process last warned of a clock behind at: a cluster core's start
+    tried again (its store failing the catch-up, for `START_HELD_MAX_S`) recovers, cold, the
+    same venue, whose time stands still, and said it at every try (until session 33). A
+    venue recovered at another time (the stream went on meanwhile) is said again."""
+
+    venue_ts_us: int | None = None
+
+
 class Recovery:
     """One start of `core`: what `run` recovers or builds, in the order it always had."""
 
@@ -146,18 +155,20 @@ class Recovery:
         """Warn when the recovered venue's time is ahead of this machine's clock: until the
         clock catches up, every command is stamped at the venue's time, which stands still,
         so nothing time-driven happens (gtd expiries, dead-man's switches, T-bill maturity,
-        the reserve staleness bound): the operator's clock to fix, said once, in numbers.
-        Until session 32 nothing was said (a switch armed for 2 s stayed armed an hour)."""
-        clock_us = self.sequencer.clock_us()
-        ahead_us = self.sequencer.venue.ts_us - clock_us
-        if ahead_us <= CLOCK_BEHIND_WARN_US:
+        the reserve staleness bound): the operator's clock to fix, said once, in numbers
+        (once per process for one venue time: `_ClockBehindSaid`). Until session 32 nothing
+        was said (a switch armed for 2 s stayed armed an hour)."""
+        clock_us, venue_us = self.sequencer.clock_us(), self.sequencer.venue.ts_us
+        ahead_us = venue_us - clock_us
+        if ahead_us <= CLOCK_BEHIND_WARN_US or _ClockBehindSaid.venue_ts_us == venue_us:
             return
+        _ClockBehindSaid.venue_ts_us = venue_us
         log.warning(
             "this machine's clock is behind the venue's time: the venue's clock stands still"
             " until it catches up (no gtd expiry, dead-man's switch or maturity fires"
             " meanwhile); check the clock (NTP), or whether the data came from a machine whose"
             " clock was ahead",
-            extra={"ahead_s": round(ahead_us / 1e6, 1), "venue_ts_us": clock_us + ahead_us},
+            extra={"ahead_s": round(ahead_us / 1e6, 1), "venue_ts_us": venue_us},
         )
 
     def _replay_progress(self, seq: int, count: int) -> None:

@@ -23,11 +23,11 @@ from psycopg.conninfo import make_conninfo
 
 from cluster.nats import NatsCluster
 from cluster.postgres import PostgresServer
-from core import cluster_core
+from core import cluster_core, venue_core
 from core import config as venue_config
 from core.cluster_core import ClusterCore, held_through
 from core.ledger_writer import open_store
-from core.venue_core import VenueCore
+from core.venue_core import VenueCore, now_us
 from engine.commands import PlaceOrder
 from engine.enums import Side
 from tests.sample_config import SAMPLE_CONFIG
@@ -56,6 +56,7 @@ CREATE TRIGGER core_b_timeout BEFORE INSERT ON transfers
     FOR EACH ROW EXECUTE FUNCTION cancel_core_b();
 """
 CORE_B_OPTIONS = "-c tokenvenue.core=b"
+HOUR_US = 3_600_000_000
 TAIL_ORDERS = 3  # placed after the standby stopped following: replayed onto its warm copy
 
 
@@ -66,8 +67,14 @@ def node(tmp_path: Path) -> Iterator[NatsCluster]:
 
 
 def test_a_takeover_whose_store_refuses_its_catch_up_holds_the_lease_and_serves_after(
-    node: NatsCluster, tmp_path: Path, postgres_dsn: str, caplog: pytest.LogCaptureFixture
+    node: NatsCluster,
+    tmp_path: Path,
+    postgres_dsn: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """The stream was built by a core whose clock was an hour ahead: the takeover's clock is
+    behind the venue's time, said once, not at each try of its start (until session 33)."""
     sqlite_config = venue_config.load(SAMPLE_CONFIG)
     venue = msgspec.structs.replace(sqlite_config.venue, ledger_postgres=postgres_dsn)
     postgres_config = msgspec.structs.replace(sqlite_config, venue=venue)
@@ -79,7 +86,9 @@ def test_a_takeover_whose_store_refuses_its_catch_up_holds_the_lease_and_serves_
         # the stream's first core: built from the config (deposits: transfers), then stopped
         first = ClusterCore(sqlite_config, tmp_path / "core-a", node.url, "core-a")
         assert await first.wait_for_lease(asyncio.Event())
-        started = await first.activate()
+        with monkeypatch.context() as ahead:  # the sequencer takes its clock when made
+            ahead.setattr(venue_core, "now_us", lambda: now_us() + HOUR_US)
+            started = await first.activate()
         assert started is not None
         booked = started.ledger.last_transfer_id
         await first.stop()  # the lease given up
@@ -110,6 +119,9 @@ def test_a_takeover_whose_store_refuses_its_catch_up_holds_the_lease_and_serves_
 
     booked, stored = asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S * 2))
     assert booked > 0 and stored == booked
+    assert caplog.text.count("failed the start") >= 1  # so the start was tried twice at least
+    said = [record for record in caplog.records if "clock is behind" in record.message]
+    assert len(said) == 1, [record.ahead_s for record in said]
 
 
 def with_store(config: venue_config.VenueConfig, dsn: str) -> venue_config.VenueConfig:
