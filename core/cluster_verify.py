@@ -9,18 +9,20 @@ nothing is published to the stream, no KV bucket is opened, no snapshot file is 
 (a half-written `.tmp` is the core's to remove), so it runs while the cluster runs (it
 replays what was acknowledged when it started) or is stopped. The ledger store is checked
 against the replay with `--postgres DSN` (or the config's `ledger_postgres`; since session
-32): its transfers up to the last it had booked when the check began, read before the
-stream, one by one against those the replay books (`StoreCheck`; those before a snapshot by
-their balances against the snapshot's), its own checks (hash chain, assets summing to
+32), else a `--sqlite` core's `ledger.sqlite` in `--data-dir` (since session 33): its
+transfers up to the last it had booked when the check began, read before the stream, one
+by one against those the replay books (`StoreCheck`; those before a snapshot summed by the
+database, against the snapshot's balances), its own checks (hash chain, assets summing to
 zero), and its balances against the replay's when the replay booked no more; read-only too
-(a read-only PostgreSQL session, no schema made). Exits 1 on a FAIL line (a damaged store
-too); 2 when it cannot check (NATS or PostgreSQL unreachable, before or during the check, no
-stream or store, a record that is not a cluster's).
+(a read-only session, no schema made). Exits 1 on a FAIL line (a damaged store too); 2 when
+it cannot check (NATS or a store unreadable, before or during the check, no stream or
+store, a record that is not a cluster's).
 """
 
 import argparse
+import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cli import progress
 from cli.failures import CommandFailed
@@ -30,14 +32,12 @@ from core.jetstream_journal import STREAM_DEFAULT, JetStreamJournal
 from core.journal import JournalError
 from core.nats_bus import ClusterCodec
 from core.sequencer import decode_record
+from core.venue_core import LEDGER_FILE
 from engine import snapshot as venue_snapshot
 from engine.venue import Venue
 from settlement.ledger import Ledger
-from settlement.store import LedgerStoreError
+from settlement.store import LedgerStore, LedgerStoreError, SqliteLedgerStore
 from settlement.transfers import Transfer
-
-if TYPE_CHECKING:
-    from settlement.pg_store import PostgresLedgerStore
 
 PROGRESS_EVERY = 4_096  # records between two moves of the bar
 
@@ -60,28 +60,21 @@ def verify_stream(
     dsn: str = "",
 ) -> list[str]:
     """One line per check, each "ok" or "FAIL"; `CommandFailed` if it cannot check. With
-    `dsn`, the PostgreSQL ledger store there checked against the replay too."""
+    `dsn`, the PostgreSQL ledger store there checked against the replay too; without, the
+    SQLite one in `data_dir` if there is one."""
     # Read before the stream is opened: a core writes a snapshot once its records are
     # acknowledged, so on a running cluster none is past the end the replay will reach.
     found, damaged = _snapshots(data_dir)
-    store = _open_store(dsn) if dsn else None  # before the stream, for the same reason
+    store = _open_store(dsn, data_dir)  # before the stream, for the same reason
+    unreadable_errors = () if store is None else store.errors
     try:
         return _verify(servers, data_dir, config, from_start, found, damaged, store)
-    except _store_errors(store) as unreadable:  # opened, then lost (PostgreSQL stopped)
-        why = " ".join(str(unreadable).split())
-        raise CommandFailed(f"cannot read the PostgreSQL ledger store: {why}") from None
+    except unreadable_errors as unreadable:  # opened, then lost (PostgreSQL stopped)
+        assert store is not None, "only a store's errors are caught"
+        raise CommandFailed(f"cannot read {store.name}: {_one_line(unreadable)}") from None
     finally:
         if store is not None:
             store.close()
-
-
-def _store_errors(store: "StoreCheck | None") -> tuple[type[Exception], ...]:
-    """What reading the store raises when it cannot be read (nothing without a store)."""
-    if store is None:
-        return ()
-    import psycopg
-
-    return (psycopg.Error, LedgerStoreError)
 
 
 def _verify(
@@ -208,19 +201,48 @@ def _snapshot_check(venue: Venue, image: snapshots.Snapshot) -> str:
     )
 
 
-def _open_store(dsn: str) -> "StoreCheck":
-    """The PostgreSQL ledger store at `dsn`, read-only, and its last transfer; `CommandFailed`
-    (cannot check) if it cannot be read."""
+def _open_store(dsn: str, data_dir: Path | None) -> "StoreCheck | None":
+    """The ledger store to check, read-only, with its last transfer: the PostgreSQL one at
+    `dsn`, else the SQLite one in `data_dir` (a `--sqlite` cluster's core's, since session
+    33), else none; `CommandFailed` (cannot check) if it cannot be read."""
+    if dsn:
+        return _open_postgres(dsn)
+    path = data_dir / LEDGER_FILE if data_dir is not None else None
+    if path is None or not (path.exists() or path.is_symlink()):  # a dangling link: refused
+        return None
+    name = f"the SQLite ledger store {path}"
+    try:
+        store = SqliteLedgerStore(path, read_only=True)
+    except (sqlite3.Error, LedgerStoreError) as unreadable:
+        raise CommandFailed(f"cannot read {name}: {_one_line(unreadable)}") from None
+    return _with_last(StoreCheck(store, 0, name, (sqlite3.Error, LedgerStoreError)))
+
+
+def _open_postgres(dsn: str) -> "StoreCheck":
     import psycopg
 
     from settlement.pg_store import PostgresLedgerStore
 
+    name, errors = "the PostgreSQL ledger store", (psycopg.Error, LedgerStoreError)
     try:
         store = PostgresLedgerStore(dsn, read_only=True)
-        return StoreCheck(store, store.last_transfer_id())
-    except (psycopg.Error, LedgerStoreError) as unreadable:
-        why = " ".join(str(unreadable).split())
-        raise CommandFailed(f"cannot read the PostgreSQL ledger store: {why}") from None
+    except errors as unreadable:
+        raise CommandFailed(f"cannot read {name}: {_one_line(unreadable)}") from None
+    return _with_last(StoreCheck(store, 0, name, errors))
+
+
+def _with_last(check: "StoreCheck") -> "StoreCheck":
+    """`check` with its store's last transfer read (closed if that fails)."""
+    try:
+        check.stored_last = check.store.last_transfer_id()
+    except check.errors as unreadable:
+        check.close()
+        raise CommandFailed(f"cannot read {check.name}: {_one_line(unreadable)}") from None
+    return check
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
 
 
 class StoreCheck:
@@ -228,12 +250,22 @@ class StoreCheck:
     before the stream: every one of them is from a record the stream holds, so the replay
     reaches it), each against the one the replay books under its id; and the sums of them
     all, for the balances. Reads the store's transfers as the replay goes, in pages (never
-    all at once)."""
+    all at once); those before a snapshot the replay starts from are summed by the database
+    (`sum_through`; until session 33 read one by one). `name` says which store it is in
+    errors, `errors` what its driver raises when it cannot be read."""
 
-    def __init__(self, store: "PostgresLedgerStore", stored_last: int) -> None:
+    def __init__(
+        self,
+        store: LedgerStore,
+        stored_last: int,
+        name: str = "the PostgreSQL ledger store",
+        errors: tuple[type[Exception], ...] = (LedgerStoreError,),
+    ) -> None:
         self.store = store
         self.stored_last = stored_last
-        self.stored = store.iter_transfers()
+        self.name = name
+        self.errors = errors
+        self.stored: Iterator[Transfer] = iter(())  # from `start`, after the snapshot's
         self.balances: dict[tuple[int, str], int] = {}  # of the store's transfers read
         self.first_compared = 0  # the first transfer compared (0: none yet)
         self.compared_last = 0
@@ -244,17 +276,23 @@ class StoreCheck:
 
     def start(self, ledger: Ledger) -> None:
         """The replay books after `ledger`'s last transfer (a snapshot's): the store's
-        transfers up to it are summed, and, when the store holds them all, their balances
-        compared with the snapshot's (nothing else checks those transfers)."""
+        transfers up to it are summed by the database, and, when the store holds them all,
+        their balances compared with the snapshot's (nothing else checks those transfers)."""
         replay_last = ledger.last_transfer_id
-        while self.compared_last < min(replay_last, self.stored_last):
-            if self._next_stored() is None:  # damaged: its transfers end before its batches
-                return
-        if (
-            replay_last
-            and self.compared_last == replay_last
-            and self._balances() != _totals(ledger)
-        ):
+        through = min(replay_last, self.stored_last)
+        self.stored = self.store.iter_transfers(after_id=through)
+        if not through:
+            return
+        summed = self.store.sum_through(through)
+        if summed.unknown_kind is not None:  # as `transfer_of` would have refused to read it
+            transfer_id, kind = summed.unknown_kind
+            self.difference = _unreadable(transfer_id - 1, f"{kind!r} is not a valid TransferKind")
+            return
+        if summed.last_id < through:  # damaged: its transfers end before its batches
+            self.difference = _ended(summed.last_id, self.stored_last)
+            return
+        self.balances, self.compared_last = dict(summed.balances), through
+        if through == replay_last and self._balances() != _totals(ledger):
             self.difference = (
                 f"FAIL store balances at transfer {replay_last} differ from the snapshot's:"
                 " the store was booked from another stream, or damaged"
@@ -282,16 +320,10 @@ class StoreCheck:
         try:
             stored = next(self.stored, None)
         except ValueError as undecodable:  # `transfer_of`: a kind this build does not know
-            self.difference = (
-                f"FAIL store: the transfer after {self.compared_last} cannot be read"
-                f" ({undecodable}): the store is damaged, or written by a later build"
-            )
+            self.difference = _unreadable(self.compared_last, str(undecodable))
             return None
         if stored is None:
-            self.difference = (
-                f"FAIL store: its transfers end at {self.compared_last}, its batches say"
-                f" {self.stored_last}: the store is damaged"
-            )
+            self.difference = _ended(self.compared_last, self.stored_last)
             return None
         self.compared_last = stored.transfer_id
         for account, sign in ((stored.credit_account, 1), (stored.debit_account, -1)):
@@ -334,6 +366,20 @@ class StoreCheck:
     def _balances(self) -> dict[tuple[int, str], int]:
         """The sums of the store's transfers read so far, but the zeros."""
         return {key: amount for key, amount in self.balances.items() if amount}
+
+
+def _unreadable(after_id: int, why: str) -> str:
+    return (
+        f"FAIL store: the transfer after {after_id} cannot be read ({why}): the store is"
+        " damaged, or written by a later build"
+    )
+
+
+def _ended(last_id: int, stored_last: int) -> str:
+    return (
+        f"FAIL store: its transfers end at {last_id}, its batches say {stored_last}: the store"
+        " is damaged"
+    )
 
 
 def _totals(ledger: Ledger) -> dict[tuple[int, str], int]:

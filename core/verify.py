@@ -14,7 +14,8 @@ said). A damaged snapshot (recovery skips it) is a FAIL line naming it. Refuses,
 nothing, a directory with no journal and one a running venue holds (its `venue.lock` and its
 journal's flock). On a terminal the replay draws a progress bar on stderr (a long journal
 takes minutes); stdout is only the checks. With `--nats` it checks a cluster's journal
-stream instead, and its PostgreSQL ledger store against it (`core.cluster_verify`).
+stream instead, and its ledger store against it (PostgreSQL, or a `--sqlite` core's in its
+`--data-dir`: `core.cluster_verify`).
 """
 
 import argparse
@@ -48,7 +49,8 @@ DESCRIPTION = (
     " FAIL; 2 it could not check (no such directory, a damaged journal, a running venue on"
     " the directory: stop it, or verify a copy). With --nats URLS: a cluster's journal stream"
     " instead, read-only, running or stopped (--data-dir: a core's, whose snapshots it checks;"
-    " --postgres DSN: the cores' ledger store, checked against the replay;"
+    " --postgres DSN, or a --sqlite core's --data-dir: the ledger store, checked against the"
+    " replay;"
     ' docs/cluster.md, "Verifying the stream").'
 )
 
@@ -59,7 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--data-dir",
         type=directory,
         default=None,
-        help="the venue's data directory (default: data); with --nats, a core's (its snapshots)",
+        help="the venue's data directory (default: data); with --nats, a core's (its snapshots"
+        " and, with no PostgreSQL store, its ledger.sqlite)",
     )
     parser.add_argument(
         "--config",

@@ -34,9 +34,11 @@ from settlement.store import (
     BUSY_TIMEOUT_MS,
     GENESIS_HASH,
     ITERATION_PAGE_TRANSFERS,
+    KNOWN_KINDS,
     BatchRejectedError,
     BatchSequenceError,
     LedgerStoreError,
+    SummedTransfers,
     TransferRow,
     account_is_new,
     asset_is_new,
@@ -178,6 +180,18 @@ SELECT account_id, asset, SUM(amount) FROM (
     SELECT debit_account, asset, -amount FROM transfers
 ) AS legs GROUP BY account_id, asset HAVING SUM(amount) <> 0
 """
+_SELECT_BALANCES_THROUGH: Final = """
+SELECT account_id, asset, SUM(amount) FROM (
+    SELECT credit_account AS account_id, asset, amount FROM transfers WHERE transfer_id <= %s
+    UNION ALL
+    SELECT debit_account, asset, -amount FROM transfers WHERE transfer_id <= %s
+) AS legs GROUP BY account_id, asset HAVING SUM(amount) <> 0
+"""
+_SELECT_LAST_THROUGH: Final = "SELECT MAX(transfer_id) FROM transfers WHERE transfer_id <= %s"
+_SELECT_UNKNOWN_KIND_THROUGH: Final = (
+    "SELECT transfer_id, kind FROM transfers WHERE transfer_id <= %s AND kind <> ALL(%s)"
+    " ORDER BY transfer_id LIMIT 1"
+)
 _SELECT_UNREGISTERED_ACCOUNTS: Final = """
 SELECT account_id FROM (
     SELECT debit_account AS account_id FROM transfers
@@ -519,6 +533,16 @@ class PostgresLedgerStore:
         # SUM of BIGINT is NUMERIC (exact, never overflows): back to int here.
         rows = self._all(_SELECT_BALANCES + ' ORDER BY account_id, asset COLLATE "C"')
         return {(account_id, asset): int(amount) for account_id, asset, amount in rows}
+
+    @_reconnecting
+    def sum_through(self, transfer_id: int) -> SummedTransfers:
+        with self._snapshot():
+            rows = self._all(_SELECT_BALANCES_THROUGH, (transfer_id, transfer_id))
+            (last_id,) = self._one(_SELECT_LAST_THROUGH, (transfer_id,))
+            known = list(KNOWN_KINDS)
+            unknown = self._maybe_one(_SELECT_UNKNOWN_KIND_THROUGH, (transfer_id, known))
+        balances = {(account_id, asset): int(amount) for account_id, asset, amount in rows}
+        return SummedTransfers(balances, last_id or 0, None if unknown is None else tuple(unknown))
 
     @_reconnecting
     def verify(self) -> list[str]:

@@ -21,7 +21,8 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import reduce
 from os import PathLike
-from typing import Final, Protocol, TypeVar, cast
+from pathlib import Path
+from typing import Final, NamedTuple, Protocol, TypeVar, cast
 
 import msgspec
 
@@ -61,6 +62,15 @@ class BatchSequenceError(LedgerStoreError):
 
 class BatchRejectedError(LedgerStoreError):
     """A batch broke a rule of the store: size, unknown account or asset, amount, types."""
+
+
+class SummedTransfers(NamedTuple):
+    """What the stored transfers up to an id add up to, read in one view of the store."""
+
+    balances: dict[tuple[int, str], int]  # net per (account, asset), credits positive; no zeros
+    last_id: int  # the highest id among them (0: none); below the id asked for: some are missing
+    # the first of them of a kind this build does not know, (id, kind): None when there is none
+    unknown_kind: tuple[int, str] | None
 
 
 class LedgerStore(Protocol):
@@ -108,6 +118,12 @@ class LedgerStore(Protocol):
 
     def balances(self) -> dict[tuple[int, str], int]:
         """Net balance per (account, asset) from the transfers, credits positive; no zeros."""
+        ...
+
+    def sum_through(self, transfer_id: int) -> SummedTransfers:
+        """The transfers with ids up to `transfer_id`, summed by the database (a check that
+        needs only their balances reads no transfer), with their last id and any of a kind
+        this build cannot read."""
         ...
 
     def verify(self) -> list[str]:
@@ -376,6 +392,23 @@ SELECT account_id, asset, SUM(high), SUM(low) FROM (
         -(amount >> {_HALF_BITS}), -(amount & {2**_HALF_BITS - 1}) FROM transfers
 ) GROUP BY account_id, asset
 """
+_SELECT_BALANCES_THROUGH = f"""
+SELECT account_id, asset, SUM(high), SUM(low) FROM (
+    SELECT credit_account AS account_id, asset,
+        amount >> {_HALF_BITS} AS high, amount & {2**_HALF_BITS - 1} AS low FROM transfers
+        WHERE transfer_id <= ?1
+    UNION ALL
+    SELECT debit_account, asset,
+        -(amount >> {_HALF_BITS}), -(amount & {2**_HALF_BITS - 1}) FROM transfers
+        WHERE transfer_id <= ?1
+) GROUP BY account_id, asset
+"""
+_SELECT_LAST_THROUGH = "SELECT MAX(transfer_id) FROM transfers WHERE transfer_id <= ?"
+KNOWN_KINDS: Final = tuple(kind.value for kind in TransferKind)
+_SELECT_UNKNOWN_KIND_THROUGH = (
+    "SELECT transfer_id, kind FROM transfers WHERE transfer_id <= ? AND kind NOT IN"
+    f" ({', '.join('?' * len(KNOWN_KINDS))}) ORDER BY transfer_id LIMIT 1"
+)
 _SELECT_UNREGISTERED = """
 SELECT 'account', account_id FROM (
     SELECT debit_account AS account_id FROM transfers
@@ -384,6 +417,16 @@ SELECT 'account', account_id FROM (
 UNION ALL
 SELECT DISTINCT 'asset', asset FROM transfers WHERE asset NOT IN (SELECT code FROM assets)
 """
+
+
+def _joined_halves(rows: Iterable[tuple[int, str, int, int]]) -> dict[tuple[int, str], int]:
+    """The balances of `_SELECT_BALANCES`' rows (sums of high and low halves), no zeros."""
+    balances = {}
+    for account_id, asset, high, low in rows:
+        amount = (high << _HALF_BITS) + low
+        if amount:
+            balances[account_id, asset] = amount
+    return balances
 
 
 def _refuse_dangling_link(path: str | PathLike[str]) -> None:
@@ -414,15 +457,24 @@ class SqliteLedgerStore:
 
     Writers in several processes are safe (each batch takes the write lock up front), but a
     store object belongs to one thread. Disk and lock failures surface as sqlite3 errors,
-    for the caller to retry; nothing of the batch that met them is written.
+    for the caller to retry; nothing of the batch that met them is written. `read_only=True`
+    (the checks: `venue verify --nats`) opens an existing store to read it: no file made, no
+    schema written, no setting changed (SQLite may leave its -wal and -shm beside it).
     """
 
-    def __init__(self, path: str | PathLike[str]) -> None:
+    def __init__(self, path: str | PathLike[str], read_only: bool = False) -> None:
         _refuse_dangling_link(path)
-        _create_owner_only(path)
-        self._connection = sqlite3.connect(path, isolation_level=None)
+        if read_only:
+            uri = f"{Path(path).resolve().as_uri()}?mode=ro"
+            self._connection = sqlite3.connect(uri, uri=True, isolation_level=None)
+        else:
+            _create_owner_only(path)
+            self._connection = sqlite3.connect(path, isolation_level=None)
         try:
-            self._configure()
+            if read_only:
+                self._configure_read_only()
+            else:
+                self._configure()
         except BaseException:
             self._connection.close()
             raise
@@ -430,6 +482,16 @@ class SqliteLedgerStore:
         # against the file, where another process may have registered it.
         self._known_accounts: set[int] = set()
         self._known_assets: set[str] = set()
+
+    def _configure_read_only(self) -> None:
+        execute = self._connection.execute
+        execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        version = execute("PRAGMA user_version").fetchone()[0]
+        if version != SCHEMA_VERSION:
+            found = "no schema" if version == 0 else f"schema version {version}"
+            raise LedgerStoreError(
+                f"no ledger store this code reads in this file ({found}; it reads {SCHEMA_VERSION})"
+            )
 
     def _configure(self) -> None:
         execute = self._connection.execute
@@ -613,12 +675,15 @@ class SqliteLedgerStore:
             return self._balances()
 
     def _balances(self) -> dict[tuple[int, str], int]:
-        balances = {}
-        for account_id, asset, high, low in self._connection.execute(_SELECT_BALANCES):
-            amount = (high << _HALF_BITS) + low
-            if amount:
-                balances[account_id, asset] = amount
-        return balances
+        return _joined_halves(self._connection.execute(_SELECT_BALANCES))
+
+    def sum_through(self, transfer_id: int) -> SummedTransfers:
+        execute = self._connection.execute
+        with self._snapshot():
+            balances = _joined_halves(execute(_SELECT_BALANCES_THROUGH, (transfer_id,)))
+            (last_id,) = execute(_SELECT_LAST_THROUGH, (transfer_id,)).fetchone()
+            unknown = execute(_SELECT_UNKNOWN_KIND_THROUGH, (transfer_id, *KNOWN_KINDS)).fetchone()
+        return SummedTransfers(balances, last_id or 0, None if unknown is None else tuple(unknown))
 
     def verify(self) -> list[str]:
         with self._snapshot():

@@ -305,6 +305,70 @@ def test_a_ledger_store_it_cannot_read_is_refused_in_one_line(
     assert made == (None,)  # no schema made
 
 
+def store_in_sqlite(
+    data_dir: Path, core_dir: Path, change: Callable[[list[Transfer]], list[Transfer]] = list
+) -> Path:
+    """The one-process venue's booked transfers, as `change` leaves them, in a SQLite ledger
+    store in `core_dir` (replacing any), as a `venue cluster --sqlite` core books them."""
+    source = SqliteLedgerStore(data_dir / LEDGER_FILE)
+    transfers, assets, accounts = list(source.iter_transfers()), source.assets(), source.accounts()
+    source.close()
+    path = core_dir / LEDGER_FILE
+    for old in core_dir.glob(f"{LEDGER_FILE}*"):
+        old.unlink()
+    store = SqliteLedgerStore(path)
+    for code, scale in assets.items():
+        store.register_asset(code, scale)
+    for account, account_name in accounts.items():
+        store.register_account(account, account_name)
+    assert store.append_batch(change(transfers))
+    store.close()
+    return path
+
+
+def test_a_sqlite_cluster_core_s_ledger_store_is_checked_from_its_data_dir(
+    cluster_with_core_dir: tuple[str, Path, int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Session 32 left it to `venue ledger verify`, which checks the store alone: `venue
+    verify --nats --data-dir CORE` checked a `--sqlite` core's snapshots, not its store. Now
+    its ledger.sqlite is checked against the replay as a PostgreSQL store is, read-only: a
+    sound one passes (from seq 1 and from the snapshot), one that differs FAILs (exit 1), a
+    file that is no store is refused in one line (exit 2) and left as it was."""
+    url, core_dir, _ = cluster_with_core_dir
+    data_dir = core_dir.parent / "data"
+    config = venue_config.load(SAMPLE_CONFIG)
+    path = store_in_sqlite(data_dir, core_dir)
+    written = path.read_bytes()
+    lines = verify_stream(url, core_dir, config, from_start=True)
+    assert all(line.startswith("ok") for line in lines), lines
+    booked = int(lines[-1].rpartition(" ")[2])
+    assert lines[-3:] == [
+        "ok   store: hash chain intact, every asset sums to 0",
+        f"ok   store: transfers 1 to {booked} equal the replay's, one by one",
+        f"ok   store: every balance equals the replay's at transfer {booked}",
+    ]
+    assert venue_cli(["verify", "--nats", url, "--data-dir", str(core_dir)]) == 0  # from it
+    assert f"every balance equals the replay's at transfer {booked}" in capsys.readouterr().out
+    assert path.read_bytes() == written  # read only
+
+    def first_larger(transfers: list[Transfer]) -> list[Transfer]:
+        first = transfers[0]
+        return [msgspec.structs.replace(first, amount=first.amount + 1), *transfers[1:]]
+
+    store_in_sqlite(data_dir, core_dir, first_larger)
+    assert venue_cli(["verify", "--nats", url, "--data-dir", str(core_dir)]) == 1
+    out = capsys.readouterr().out
+    assert f"FAIL store balances at transfer {booked} differ from the snapshot's" in out, out
+
+    for old in core_dir.glob(f"{LEDGER_FILE}*"):
+        old.unlink()
+    path.touch()  # a file left empty by a crash: no store, and none made of it
+    assert venue_cli(["verify", "--nats", url, "--data-dir", str(core_dir)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot read the SQLite ledger store {path}: no ledger store" in err, err
+    assert path.read_bytes() == b""
+
+
 def claim_one_more(dsn: str, row: tuple[object, ...] | None = None) -> None:
     """Damage a store as only a broken disk or a hand would: a batches row claiming one
     transfer past its last (the one the replay books last: the store is made without it),
@@ -385,7 +449,7 @@ def test_a_damaged_or_lost_store_is_a_fail_or_a_refusal_in_words(
     assert f"FAIL store: the transfer after {last} cannot be read" in out, out
 
     lost = store_in_postgres(data_dir, postgres_server, "verify_lost")
-    opened = cluster_verify._open_store
+    opened = cluster_verify._open_postgres
 
     def open_then_lose(dsn: str) -> cluster_verify.StoreCheck:
         """The store opened, then lost: its tables gone under the check."""
@@ -394,7 +458,7 @@ def test_a_damaged_or_lost_store_is_a_fail_or_a_refusal_in_words(
             connection.execute("DROP TABLE transfers CASCADE")
         return store
 
-    monkeypatch.setattr(cluster_verify, "_open_store", open_then_lose)
+    monkeypatch.setattr(cluster_verify, "_open_postgres", open_then_lose)
     assert venue_cli(["verify", "--nats", url, "--postgres", lost, "--from-start"]) == 2
     assert "cannot read the PostgreSQL ledger store" in capsys.readouterr().err
 
