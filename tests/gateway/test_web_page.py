@@ -1849,6 +1849,17 @@ HISTORY_SIDEWAYS = """() => {
   return Math.max(...[...parts].map((part) => part.getBoundingClientRect().right)) - edge;
 }"""
 
+# Where order entry stands, the page scrolled to its top: whether the whole order form shows on
+# the first screen, and above the chart, the book (with the tape) and the instruments list
+ORDER_ENTRY_PLACE = """() => {
+  window.scrollTo(0, 0);
+  const form = document.getElementById("order-form").getBoundingClientRect();
+  const above = ["chart-panel", "book-panel", "instruments-panel"].filter(
+    (id) => form.bottom <= document.getElementById(id).getBoundingClientRect().top);
+  return [form.bottom <= window.innerHeight, above];
+}"""
+MARKET_PANELS = ["chart-panel", "book-panel", "instruments-panel"]
+
 # How far the page reaches past the window's width (> 0: the whole page scrolls sideways).
 PAGE_SIDEWAYS = """() => document.documentElement.scrollWidth
   - document.documentElement.clientWidth"""
@@ -1897,10 +1908,11 @@ def test_open_orders_and_their_buttons_overlap_nothing_from_320_to_1600_px(
             await trader.request("order.cancel", {"order_id": order["order_id"]})
         await expect(page.locator("#history tbody tr")).to_have_count(2)
 
-        found, sideways, page_past, history_past = {}, {}, {}, {}
+        found, sideways, page_past, history_past, entry = {}, {}, {}, {}, {}
         for width in LAYOUT_WIDTHS:
             await page.set_viewport_size({"width": width, "height": 900})
             await page.evaluate(TWO_FRAMES)
+            entry[width] = (await page.evaluate(ORDER_ENTRY_PLACE))[1]
             found[width] = await page.evaluate(OVERLAPS)
             sideways[width] = await page.evaluate(SIDEWAYS)
             page_past[width] = await page.evaluate(PAGE_SIDEWAYS)
@@ -1912,6 +1924,12 @@ def test_open_orders_and_their_buttons_overlap_nothing_from_320_to_1600_px(
         # session 30's fix the hidden sizer's visually-hidden header, unclipped, widened it to
         # 525 px at 320, 599 at 560
         assert {width: past for width, past in page_past.items() if past > 0} == {}
+        # in one column order entry comes first (since session 33; before, after the market's
+        # panels); the desktop's grids keep it where it was, beside or below them
+        assert entry == {
+            **dict.fromkeys((320, 481, 560, 660, 710, 770, 800), MARKET_PANELS),
+            **{width: [] for width in (1001, 1130, 1400, 1600)},
+        }
         # the open orders stay within their panel: a table where it fits whole, else blocks;
         # nothing scrolls the panel sideways (to 800 px the fills are blocks too: before
         # session 32 their table scrolled it below 660 px, the balances' at 320).
@@ -2011,8 +2029,12 @@ async def measure_layout(page: Page, axe: bool = True) -> dict[str, Any]:
 
 async def swipe_up(page: Page, target: str) -> bool:
     """A finger's swipe up by 200 px on `target` (Chromium's touch events, over CDP): whether
-    the page scrolled down by at least half of it, rather than the target taking the swipe."""
-    await page.evaluate("() => window.scrollTo(0, 0)")
+    the page scrolled down by at least half of it, rather than the target taking the swipe.
+    Begun with the target at the window's top (on a phone the chart is below order entry)."""
+    start = await page.evaluate(
+        "(target) => { document.querySelector(target).scrollIntoView(); return window.scrollY; }",
+        target,
+    )
     box = await page.locator(target).bounding_box()
     assert box is not None, target
     x, y = box["x"] + box["width"] / 2, box["y"] + 60
@@ -2030,7 +2052,7 @@ async def swipe_up(page: Page, target: str) -> bool:
     finally:
         await cdp.detach()
     await page.evaluate(TWO_FRAMES)
-    scrolled = await page.evaluate("() => window.scrollY") >= 100
+    scrolled = await page.evaluate("() => window.scrollY") - start >= 100
     await page.evaluate("() => window.scrollTo(0, 0)")
     return bool(scrolled)
 
@@ -2081,6 +2103,7 @@ def test_a_trader_on_a_phone_or_at_200_percent_zoom_trades_by_touch_with_nothing
             found["a swipe up on the chart scrolls the page"] = await swipe_up(page, "#candles")
             await page.set_viewport_size(PHONE_390)
             found["390"] = await measure_layout(page)
+            found["390 order entry"] = await page.evaluate(ORDER_ENTRY_PLACE)
             found["phone's errors"] = phone.errors
         async with open_page(venue, "/", device=ZOOM_200) as zoomed:
             page = zoomed.page
@@ -2095,6 +2118,9 @@ def test_a_trader_on_a_phone_or_at_200_percent_zoom_trades_by_touch_with_nothing
         assert found == {
             **dict.fromkeys(("375 logged off", "375", "390", "zoom 200%"), clean),
             "a swipe up on the chart scrolls the page": True,
+            # the whole order form on the first screen, above the market's panels (session 33;
+            # before, below the chart, the book and the tape: 1,900 px down)
+            "390 order entry": [True, MARKET_PANELS],
             "phone's errors": [],
             "zoomed page's errors": [],
             "375 fields": [*decimal_fields, key_field],
