@@ -37,7 +37,7 @@ from client.bots import (
     config_references,
     quote_ladder,
 )
-from client.sdk import VenueClient
+from client.sdk import VenueClient, VenueError
 from core import config as venue_config
 from engine.commands import CancelAll, PlaceOrder
 from engine.enums import OrderType, Side, TimeInForce
@@ -500,6 +500,22 @@ def test_a_size_the_engine_would_refuse_stops_the_bot_with_the_rule(
         with pytest.raises(ValueError, match=f"{reason}.*steps of 100 from 100"):
             await maker.run(asyncio.Event())
         assert not venue.server.venue.open_orders(ALPHA)
+
+    run_venue(scenario)
+
+
+def test_a_bot_whose_logon_is_past_the_frame_limit_stops_at_once_saying_so(
+    run_venue: Any,
+) -> None:
+    """A key so long that the logon passes the venue's 65,536 bytes (a file pasted for it):
+    the SDK refuses it unsent and the bot stops saying so (CANNOT_START's `VenueError`);
+    before session 33 the venue's answer had no id, and the bot waited out its 30 s timeout."""
+
+    async def scenario(venue: Venue) -> None:
+        taker = Taker(venue.url(), "k" * 70_000, "secret", [SYMBOL], 1.0)
+        with pytest.raises(VenueError, match=r"session.logon not sent: .* past the venue's 65,536"):
+            await asyncio.wait_for(taker.run(asyncio.Event()), 10.0)
+        assert taker.orders == 0
 
     run_venue(scenario)
 
