@@ -288,8 +288,12 @@ class StoreCheck:
             transfer_id, kind = summed.unknown_kind
             self.difference = _unreadable(transfer_id - 1, f"{kind!r} is not a valid TransferKind")
             return
-        if summed.last_id < through:  # damaged: its transfers end before its batches
-            self.difference = _ended(summed.last_id, self.stored_last)
+        if summed.last_id < through:  # damaged: a transfer its batches name is not there
+            self.difference = (
+                _missing(summed.last_id + 1, self.stored_last)
+                if through < self.stored_last  # more follow: a gap, not the end
+                else _ended(summed.last_id, self.stored_last)
+            )
             return
         self.balances, self.compared_last = dict(summed.balances), through
         if through == replay_last and self._balances() != _totals(ledger):
@@ -304,6 +308,9 @@ class StoreCheck:
                 return
             stored = self._next_stored()
             if stored is None:  # (`difference` says why)
+                return
+            if stored.transfer_id != transfer.transfer_id:  # a later one: the replay's not there
+                self.difference = _missing(transfer.transfer_id, self.stored_last)
                 return
             if stored != transfer:
                 self.difference = (
@@ -379,6 +386,13 @@ def _ended(last_id: int, stored_last: int) -> str:
     return (
         f"FAIL store: its transfers end at {last_id}, its batches say {stored_last}: the store"
         " is damaged"
+    )
+
+
+def _missing(transfer_id: int, stored_last: int) -> str:
+    return (
+        f"FAIL store: transfer {transfer_id} is missing (its batches say it holds transfers up"
+        f" to {stored_last}): the store is damaged"
     )
 
 

@@ -3,6 +3,7 @@ read-only, on a real nats-server (one node: a small stream)."""
 
 import asyncio
 import shutil
+import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -501,7 +502,7 @@ def test_a_store_is_checked_from_a_snapshot_part_way_through_the_stream(
     lines = verify_stream(url, core_dir, config, dsn=sound)
     assert all(line.startswith("ok") for line in lines), lines
     booked = int(lines[-1].rpartition(" ")[2])
-    assert at_snapshot < booked
+    assert at_snapshot + 1 < booked  # (a transfer after the snapshot that is not the last)
     compared = f"ok   store: transfers {at_snapshot + 1} to {booked} equal the replay's, one by one"
     assert compared in lines
 
@@ -523,3 +524,29 @@ def test_a_store_is_checked_from_a_snapshot_part_way_through_the_stream(
     lines = within_bound(lambda: verify_stream(url, core_dir, config, dsn=short))
     ended = f"FAIL store: its transfers end at {booked - 1}, its batches say {booked}"
     assert any(line.startswith(ended) for line in lines), lines
+
+    # a transfer gone from the middle (as only a hand could: the store's triggers refuse it),
+    # at the snapshot's last or after it: said as missing (before session 33's review, the
+    # first "its transfers end at N - 1, its batches say" the last, the other "not the one
+    # the replay books")
+    for gone in (at_snapshot, at_snapshot + 1):
+        delete_transfer(store_in_sqlite(data_dir, core_dir), gone)
+        lines = within_bound(lambda: verify_stream(url, core_dir, config))
+        missing = (
+            f"FAIL store: transfer {gone} is missing (its batches say it holds transfers up"
+            f" to {booked}): the store is damaged"
+        )
+        assert missing in lines, lines  # (and the store's own check: its batch's hash)
+        assert not any("its transfers end" in line or "not the one" in line for line in lines)
+
+
+def delete_transfer(path: Path, transfer_id: int) -> None:
+    """Damage a SQLite store as only a hand would: its triggers dropped, a transfer deleted."""
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        query = "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+        for (trigger,) in connection.execute(query).fetchall():
+            connection.execute(f"DROP TRIGGER {trigger}")
+        connection.execute("DELETE FROM transfers WHERE transfer_id = ?", (transfer_id,))
+    finally:
+        connection.close()
