@@ -548,7 +548,8 @@ def test_a_request_past_the_frame_limit_is_refused_at_once_and_the_connection_ke
 ) -> None:
     """The venue answers a frame past 65,536 bytes `MESSAGE_TOO_BIG` with no id (the caller
     waited out its timeout) and closes the connection past 256 KiB: the SDK sends neither.
-    Measured as encoded, in bytes: a frame of exactly the limit is sent, and answered."""
+    Measured as encoded, in bytes: a frame of exactly the limit is sent, and answered; one
+    byte more is not."""
 
     async def scenario(venue: Venue) -> None:
         alpha = await venue.client("alpha")
@@ -563,6 +564,12 @@ def test_a_request_past_the_frame_limit_is_refused_at_once_and_the_connection_ke
         burned = next(alpha._ids)  # so the next request's id, and its frame's length, are known
         empty = {"id": burned + 1, "method": "ping", "params": {"pad": ""}}
         pad = "x" * (MESSAGE_BYTES_MAX - len(msgspec.json.encode(empty)))
+        with pytest.raises(VenueError) as refused_by_one:  # one byte past: not sent
+            await alpha.request("ping", {"pad": pad + "x"}, timeout_s=2.0)
+        assert isinstance(refused_by_one.value, sdk.RequestTooLarge)
+        assert refused_by_one.value.size_bytes == MESSAGE_BYTES_MAX + 1
+        burned = next(alpha._ids)  # (the refused request took an id of the same length)
+        assert len(str(burned + 1)) == len(str(empty["id"]))
         with pytest.raises(VenueError) as answered:  # sent: the venue's own words on it
             await alpha.request("ping", {"pad": pad}, timeout_s=5.0)
         assert answered.value.name != "MESSAGE_TOO_BIG"
