@@ -14,9 +14,10 @@ transfers up to the last it had booked when the check began, read before the str
 by one against those the replay books (`StoreCheck`; those before a snapshot summed by the
 database, against the snapshot's balances), its own checks (hash chain, assets summing to
 zero), and its balances against the replay's when the replay booked no more; read-only too
-(a read-only session, no schema made). Exits 1 on a FAIL line (a damaged store too); 2 when
-it cannot check (NATS or a store unreadable, before or during the check, no stream or
-store, a record that is not a cluster's).
+(a read-only session, no schema made; a SQLite store SQLite cannot open is `not checked`,
+the rest checked still). Exits 1 on a FAIL line (a damaged store too); 2 when it cannot
+check (NATS or a store unreadable, before or during the check, no stream or store, a
+record that is not a cluster's).
 """
 
 import argparse
@@ -36,7 +37,7 @@ from core.venue_core import LEDGER_FILE
 from engine import snapshot as venue_snapshot
 from engine.venue import Venue
 from settlement.ledger import Ledger
-from settlement.store import LedgerStore, LedgerStoreError, SqliteLedgerStore
+from settlement.store import LedgerStore, LedgerStoreError, SqliteLedgerStore, has_wal
 from settlement.transfers import Transfer
 
 PROGRESS_EVERY = 4_096  # records between two moves of the bar
@@ -65,10 +66,11 @@ def verify_stream(
     # Read before the stream is opened: a core writes a snapshot once its records are
     # acknowledged, so on a running cluster none is past the end the replay will reach.
     found, damaged = _snapshots(data_dir)
-    store = _open_store(dsn, data_dir)  # before the stream, for the same reason
+    opened = _open_store(dsn, data_dir)  # before the stream, for the same reason
+    store, unchecked = (None, [opened]) if isinstance(opened, str) else (opened, [])
     unreadable_errors = () if store is None else store.errors
     try:
-        return _verify(servers, data_dir, config, from_start, found, damaged, store)
+        return _verify(servers, data_dir, config, from_start, found, damaged, store) + unchecked
     except unreadable_errors as unreadable:  # opened, then lost (PostgreSQL stopped)
         assert store is not None, "only a store's errors are caught"
         raise CommandFailed(f"cannot read {store.name}: {_one_line(unreadable)}") from None
@@ -201,21 +203,39 @@ def _snapshot_check(venue: Venue, image: snapshots.Snapshot) -> str:
     )
 
 
-def _open_store(dsn: str, data_dir: Path | None) -> "StoreCheck | None":
+def _open_store(dsn: str, data_dir: Path | None) -> "StoreCheck | str":
     """The ledger store to check, read-only, with its last transfer: the PostgreSQL one at
     `dsn`, else the SQLite one in `data_dir` (a `--sqlite` cluster's core's, since session
-    33), else none; `CommandFailed` (cannot check) if it cannot be read."""
+    33); else the line saying why none is checked (none there, or SQLite cannot open it:
+    the stream and the snapshots are checked still); `CommandFailed` (cannot check) if
+    PostgreSQL cannot be read, or the file holds no store this build reads."""
     if dsn:
         return _open_postgres(dsn)
-    path = data_dir / LEDGER_FILE if data_dir is not None else None
-    if path is None or not (path.exists() or path.is_symlink()):  # a dangling link: refused
-        return None
+    if data_dir is None:
+        return "ok   store: none checked (give --postgres, or a --sqlite core's --data-dir)"
+    path = data_dir / LEDGER_FILE
+    if not (path.exists() or path.is_symlink()):  # a dangling link: refused
+        return f"ok   store: none checked (no {LEDGER_FILE} in {data_dir}; --postgres names one)"
     name = f"the SQLite ledger store {path}"
     try:
         store = SqliteLedgerStore(path, read_only=True)
+    except sqlite3.OperationalError as unopened:  # no access, or no -shm can be made for its -wal
+        return f"ok   store: not checked ({_unopened(name, path, unopened)})"
     except (sqlite3.Error, LedgerStoreError) as unreadable:
         raise CommandFailed(f"cannot read {name}: {_one_line(unreadable)}") from None
     return _with_last(StoreCheck(store, 0, name, (sqlite3.Error, LedgerStoreError)))
+
+
+def _unopened(name: str, path: Path, error: sqlite3.OperationalError) -> str:
+    """Why SQLite could not open the store at `path`, and what lets it."""
+    why = f"cannot open {name}: {_one_line(error)}"
+    if has_wal(path.resolve()):  # beside the file a link leads to, as SQLite keeps it
+        return (
+            f"{why}; its -wal is there (a core has it open, or stopped without closing it),"
+            f" which SQLite reads only with a -shm it can write beside it: check as a user"
+            f" that can write {path.parent}, or once the core has closed it"
+        )
+    return f"{why}; check as a user that can read it"
 
 
 def _open_postgres(dsn: str) -> "StoreCheck":

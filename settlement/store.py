@@ -452,21 +452,38 @@ def _create_owner_only(path: str | PathLike[str]) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
 
 
+def has_wal(path: str | PathLike[str]) -> bool:
+    """Whether a -wal is beside the store: a writer has it open, or one that crashed left
+    transactions in it; none once the last writer closed it."""
+    return os.path.lexists(f"{os.fspath(path)}-wal")
+
+
+def _connect_read_only(path: str | PathLike[str]) -> sqlite3.Connection:
+    """A read-only connection to the store at `path` (`mode=ro`). With no -wal beside it
+    (nothing writes it) SQLite is told the file cannot change (`immutable=1`), so it makes no
+    -wal or -shm: a read-only directory (a copy, another user's) reads, a writable one is left
+    as it was (since session 33's review; before, WAL mode made both, or, where the directory
+    could not be written, refused: `attempt to write a readonly database`). With a -wal, the
+    transactions in it are read, which takes a -shm SQLite can write beside it."""
+    resolved = Path(path).resolve()
+    query = "mode=ro" if has_wal(resolved) else "mode=ro&immutable=1"
+    return sqlite3.connect(f"{resolved.as_uri()}?{query}", uri=True, isolation_level=None)
+
+
 class SqliteLedgerStore:
     """A `LedgerStore` in one SQLite file.
 
     Writers in several processes are safe (each batch takes the write lock up front), but a
     store object belongs to one thread. Disk and lock failures surface as sqlite3 errors,
     for the caller to retry; nothing of the batch that met them is written. `read_only=True`
-    (the checks: `venue verify --nats`) opens an existing store to read it: no file made, no
-    schema written, no setting changed (SQLite may leave its -wal and -shm beside it).
+    (the checks: `venue verify --nats`) opens an existing store to read it: no schema written,
+    no setting changed, and, with no -wal beside it, no file made (`_connect_read_only`).
     """
 
     def __init__(self, path: str | PathLike[str], read_only: bool = False) -> None:
         _refuse_dangling_link(path)
         if read_only:
-            uri = f"{Path(path).resolve().as_uri()}?mode=ro"
-            self._connection = sqlite3.connect(uri, uri=True, isolation_level=None)
+            self._connection = _connect_read_only(path)
         else:
             _create_owner_only(path)
             self._connection = sqlite3.connect(path, isolation_level=None)

@@ -370,6 +370,49 @@ def test_a_sqlite_cluster_core_s_ledger_store_is_checked_from_its_data_dir(
     assert path.read_bytes() == b""
 
 
+def test_a_sqlite_store_sqlite_cannot_write_beside_is_read_or_said_not_checked(
+    cluster_with_core_dir: tuple[str, Path, int], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Session 33's review: a `mode=ro` open of a WAL store makes its -wal and -shm, so a copy
+    of a core's directory that cannot be written (another user's, a read-only mount) failed
+    the whole check, exit 2 (`attempt to write a readonly database`), and a writable one got
+    both files. With no -wal (nothing writes it) the store is read making nothing; with one,
+    a store SQLite cannot open is `not checked`, the stream and the snapshots checked still;
+    no store is said too. A -shm that leads nowhere stands for a directory SQLite cannot write
+    (the tests may run as root, whom a directory's mode does not stop)."""
+    url, core_dir, last = cluster_with_core_dir
+    path = store_in_sqlite(core_dir.parent / "data", core_dir)
+    shm = core_dir / f"{LEDGER_FILE}-shm"
+    shm.symlink_to(core_dir / "nowhere" / "shm")
+    listing = sorted(core_dir.iterdir())
+    assert venue_cli(["verify", "--nats", url, "--data-dir", str(core_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "ok   store: every balance equals the replay's at transfer" in out, out
+    assert sorted(core_dir.iterdir()) == listing  # no -wal made (a -shm: none could be)
+
+    (core_dir / f"{LEDGER_FILE}-wal").touch()  # a core has it open
+    command = ["verify", "--nats", url, "--data-dir", str(core_dir), "--from-start"]
+    assert venue_cli(command) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert f"ok   snapshot at seq {last} equals the replay at that seq" in lines, lines
+    assert lines[-1].startswith(
+        f"ok   store: not checked (cannot open the SQLite ledger store {path}: unable to open"
+        f" database file; its -wal is there (a core has it open, or stopped without closing"
+        f" it), which SQLite reads only with a -shm it can write beside it: check as a user"
+        f" that can write {core_dir}"
+    ), lines
+
+    for made in core_dir.glob(f"{LEDGER_FILE}*"):
+        made.unlink()
+    config = venue_config.load(SAMPLE_CONFIG)
+    lines = verify_stream(url, core_dir, config)
+    none_there = f"ok   store: none checked (no {LEDGER_FILE} in {core_dir}; --postgres names one)"
+    assert lines[-1] == none_there, lines
+    lines = verify_stream(url, None, config)
+    none_named = "ok   store: none checked (give --postgres, or a --sqlite core's --data-dir)"
+    assert lines[-1] == none_named, lines
+
+
 def claim_one_more(dsn: str, row: tuple[object, ...] | None = None) -> None:
     """Damage a store as only a broken disk or a hand would: a batches row claiming one
     transfer past its last (the one the replay books last: the store is made without it),
