@@ -599,6 +599,7 @@ function renderInfo() {
   const instrument = state.instruments.get(state.selected);
   if (instrument === undefined) return;
   $("selected-symbol").textContent = instrument.symbol;
+  $("order-symbol").textContent = instrument.symbol; // on a phone the chart's heading is below
   const bill = instrument.kind === "tbill";
   const parts = [
     bill ? "T-bill" : "tokenized equity",

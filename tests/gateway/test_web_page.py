@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import hmac
 import http.client
+import itertools
 import json
 import os
 import re
@@ -1850,7 +1851,8 @@ HISTORY_SIDEWAYS = """() => {
 }"""
 
 # Where order entry stands, the page scrolled to its top: whether the whole order form shows on
-# the first screen, and above the chart, the book (with the tape) and the instruments list
+# the first screen, and which of the chart, the book (with the tape) and the instruments list
+# it is above
 ORDER_ENTRY_PLACE = """() => {
   window.scrollTo(0, 0);
   const form = document.getElementById("order-form").getBoundingClientRect();
@@ -1858,7 +1860,10 @@ ORDER_ENTRY_PLACE = """() => {
     (id) => form.bottom <= document.getElementById(id).getBoundingClientRect().top);
   return [form.bottom <= window.innerHeight, above];
 }"""
-MARKET_PANELS = ["chart-panel", "book-panel", "instruments-panel"]
+# in one column, the panels below order entry: the market's but the instruments list, above it
+# (a symbol chosen, then traded; since session 33's review, before which it came after the whole
+# account's panel)
+MARKET_BELOW = ["chart-panel", "book-panel"]
 
 # How far the page reaches past the window's width (> 0: the whole page scrolls sideways).
 PAGE_SIDEWAYS = """() => document.documentElement.scrollWidth
@@ -1924,10 +1929,10 @@ def test_open_orders_and_their_buttons_overlap_nothing_from_320_to_1600_px(
         # session 30's fix the hidden sizer's visually-hidden header, unclipped, widened it to
         # 525 px at 320, 599 at 560
         assert {width: past for width, past in page_past.items() if past > 0} == {}
-        # in one column order entry comes first (since session 33; before, after the market's
-        # panels); the desktop's grids keep it where it was, beside or below them
+        # in one column order entry comes before the chart and the book (since session 33;
+        # before, after them); the desktop's grids keep it where it was, beside or below them
         assert entry == {
-            **dict.fromkeys((320, 481, 560, 660, 710, 770, 800), MARKET_PANELS),
+            **dict.fromkeys((320, 481, 560, 660, 710, 770, 800), MARKET_BELOW),
             **{width: [] for width in (1001, 1130, 1400, 1600)},
         }
         # the open orders stay within their panel: a table where it fits whole, else blocks;
@@ -2118,9 +2123,9 @@ def test_a_trader_on_a_phone_or_at_200_percent_zoom_trades_by_touch_with_nothing
         assert found == {
             **dict.fromkeys(("375 logged off", "375", "390", "zoom 200%"), clean),
             "a swipe up on the chart scrolls the page": True,
-            # the whole order form on the first screen, above the market's panels (session 33;
-            # before, below the chart, the book and the tape: 1,900 px down)
-            "390 order entry": [True, MARKET_PANELS],
+            # the whole order form on the first screen, under the instruments, above the chart
+            # and the book (session 33; before, below them and the tape: 1,900 px down)
+            "390 order entry": [True, MARKET_BELOW],
             "phone's errors": [],
             "zoomed page's errors": [],
             "375 fields": [*decimal_fields, key_field],
@@ -2410,13 +2415,13 @@ def test_a_keyboard_and_screen_reader_user_can_log_on_trade_and_hear_what_happen
         start = names.index("Skip to order entry")  # the walk began at Place order: its cycle
         names = list(dict.fromkeys(names[start:] + names[:start]))  # one cycle
         resting = await page.locator("#open-orders tbody tr").get_attribute("data-order-id")
-        order = [
-            "Skip to order entry",
+        order = [  # the book's levels after order entry (since session 33's review: the page's
+            "Skip to order entry",  # order is one column's; on a desktop, down each column)
             "Log out",
             SYMBOL,
-            "bid 187.00, your order rests here: use this price",
             "Buy",
             "Place order",
+            "bid 187.00, your order rests here: use this price",
             f"Amend order {resting}",
             f"Cancel order {resting}",
         ]
@@ -2434,6 +2439,71 @@ def test_a_keyboard_and_screen_reader_user_can_log_on_trade_and_hear_what_happen
         await page.get_by_role("button", name="Log out").focus()
         await page.keyboard.press("Enter")
         await expect(page.get_by_role("textbox", name="API key")).to_be_focused()
+
+    assert run_page(tmp_path, scenario) == []
+
+
+# Where the focused element stands: its panel (its section's id, "header", else its own id),
+# its top and left edges on the page (not the window: a stop scrolled into view keeps its place)
+STOP_PLACE = """() => {
+  const e = document.activeElement;
+  const section = e.closest("section");
+  const box = e.getBoundingClientRect();
+  const panel = section ? section.id : e.closest("header") ? "header" : e.id || e.tagName;
+  return [panel, Math.round(box.top + window.scrollY), Math.round(box.left + window.scrollX)];
+}"""
+
+
+async def tab_places(page: Page) -> list[list[Any]]:
+    """Each stop of the Tab key from the page's start to its end, as `STOP_PLACE` says it."""
+    await page.locator("#skip-link").focus()  # the first stop (after a click, Tab goes on)
+    places = [await page.evaluate(STOP_PLACE)]
+    for _ in range(80):  # bounded: the page has about 20 stops here
+        await page.keyboard.press("Tab")
+        place = await page.evaluate(STOP_PLACE)
+        if place[0] == "BODY":  # past the last stop
+            return places
+        places.append(place)
+    raise AssertionError(f"no end after 80 stops: {places}")
+
+
+def panels_in_turn(places: list[list[Any]]) -> list[str]:
+    """The panels the stops reach, each once, in the order first reached."""
+    return list(dict.fromkeys(place[0] for place in places))
+
+
+def test_tab_walks_the_panels_in_the_order_they_stand_in_one_column_and_on_a_desktop(
+    tmp_path: Path,
+) -> None:
+    # Session 33's review (WCAG 2.4.3, 1.3.2): in one column CSS `order` showed order entry
+    # and the account first while Tab went the instruments, the chart, the book, then up to
+    # the form. The page's order is now one column's: at 640 px (200% zoom of a laptop) and
+    # 390 px each stop stands below or beside the one before, the panels in turn the symbols,
+    # order entry (naming its symbol), the market, the account. On a desktop, which looks as
+    # before, Tab goes down each column: the symbols, order entry under them, the chart, the
+    # book; at 1001 to 1399 px the form is under the chart, which has no stop. Before: the
+    # book before order entry, as the page's order was.
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        await resting_sell(venue, "10", "187.30")
+        await expect(ladder_row(page, "ask", "187.30")).to_have_text("10.000000")
+        await browser.log_on("taker")
+        await expect(page.locator("#account")).to_have_text("3")
+        await page.locator("#order-price").fill("180.00")
+        await page.locator("#order-qty").fill("1")
+        await page.get_by_role("button", name="Place order").click()
+        await expect(page.locator("#open-orders tbody tr")).to_have_count(1)
+        await expect(page.locator("#order-entry")).to_have_text(f"Order entry {SYMBOL}")
+        panels = ["skip-link", "header", "instruments-panel", "trade-panel", "chart-panel"]
+        panels += ["book-panel", "orders-panel"]  # (the chart's stop: its library's logo, a link)
+        for width in (640, 390, 1400, 1130):
+            await page.set_viewport_size({"width": width, "height": 800})
+            await page.evaluate(TWO_FRAMES)
+            places = await tab_places(page)
+            assert panels_in_turn(places) == panels, (width, places)
+            if width < 1001:  # one column: never up (2 px: a row's stops side by side)
+                upward = [(a, b) for a, b in itertools.pairwise(places) if b[1] < a[1] - 2]
+                assert upward == [], (width, upward)
 
     assert run_page(tmp_path, scenario) == []
 
