@@ -47,7 +47,9 @@ const state = {
   placing: false, // an order.place (or order.amend) awaits its answer: the button waits too
   amending: null, // the open order the form amends (its newest report)
   mayTrade: false, // the logged-on key has the trade scope
-  canceling: new Set(), // order ids whose order.cancel awaits its answer
+  // order ids whose order.cancel awaits its answer, or was answered done while the order's
+  // row still shows (its exec report not in yet): pruned as the rows go (`renderOrders`)
+  canceling: new Set(),
   lastReport: null, // the newest exec report (an answer may come after its order's first)
   resultOrder: null, // {orderId, clOrdId} of the placed order the result line shows
   loggingOut: false,
@@ -1296,6 +1298,9 @@ function addFill(message) {
 }
 
 function renderOrders() {
+  for (const orderId of state.canceling) {
+    if (!state.orders.has(orderId)) state.canceling.delete(orderId); // its row goes now
+  }
   const orders = [...state.orders.values()].sort((a, b) => b.order_id - a.order_id);
   fillTable($("open-orders").tBodies[0], orders, (row, order) => {
     row.dataset.orderId = order.order_id;
@@ -1674,13 +1679,17 @@ async function cancel(orderId, button) {
   if (state.trade === null || state.canceling.has(orderId)) return;
   state.canceling.add(orderId);
   button.setAttribute("aria-disabled", "true");
+  let closed = false;
   try {
     const result = await state.trade.request("order.cancel", { order_id: orderId });
+    // Closed: its row goes once its exec report comes, which may be after this answer; a
+    // click on it meanwhile (a double click's second) would be refused ORDER_NOT_OPEN.
+    closed = true;
     showResult(`order ${result.order_id} ${result.status}`, "ok");
   } catch (failed) {
     showFailure("cancel", failed);
   } finally {
-    state.canceling.delete(orderId);
+    if (!closed) state.canceling.delete(orderId);
     schedule("orders"); // the row's button again, if the order is still open
   }
 }
