@@ -34,7 +34,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from core import config as venue_config
-from core import snapshots
+from core import snapshots, stream_snapshots
 from core.jetstream_journal import (
     STREAM_DEFAULT,
     SUBJECT_DEFAULT,
@@ -58,6 +58,7 @@ from core.nats_bus import (
     decode_submissions,
     die,
     server_list,
+    stamp_at,
 )
 from core.sequencer import Executed, describe_failure
 from core.stream_follow import StreamFollow
@@ -72,6 +73,7 @@ from engine.commands import (
 )
 from engine.enums import CancelReason
 from engine.events import CancelOnDisconnectSet, Event, OrderAccepted
+from engine.snapshot import restore as restore_venue
 from engine.venue import Venue
 from settlement.ledger import Ledger
 from settlement.pg_store import CONNECT_TIMEOUT_S, PostgresLedgerStore
@@ -316,9 +318,19 @@ class CoreGatewayPart:
 class Follower:
     """A standby's warm copy of the venue: every record of the stream executed as it comes,
     so a takeover replays only what the follower had not seen (`WarmStart`). Its codec is
-    the core's: the last request id per gateway is known at takeover too."""
+    the core's: the last request id per gateway is known at takeover too. It starts from the
+    core's own newest usable snapshot in `data_dir` (a former active core's: its venue, the
+    core's part and the transfers it had not stored), following the stream after it; none
+    usable (core/stream_snapshots.py), from the stream's start."""
 
-    def __init__(self, codec: ClusterCodec, cod_orders: CodOrders, staleness_us: int) -> None:
+    def __init__(
+        self,
+        codec: ClusterCodec,
+        cod_orders: CodOrders,
+        staleness_us: int,
+        data_dir: Path | None = None,
+        name: str = "standby",
+    ) -> None:
         # The rules a stream begins under (`first_rules`): one begun since the rules are
         # journaled sets the active core's in its first record, whatever `staleness_us`
         # (this standby's config) says; one begun before ran under the config's bound.
@@ -329,13 +341,18 @@ class Follower:
         self.seq = 0
         self.transfers: list[Any] = []  # for the store's catch-up, as a replay keeps them
         self.broken = False  # a gap seen: the takeover falls back to a cold replay
+        self.data_dir = data_dir
+        self.name = name
         self._follow: StreamFollow | None = None
         self._watch: asyncio.Task[None] | None = None
 
     async def start(self, nc: Client) -> None:
-        """Follow the stream from the record after the copy's last. Through `StreamFollow`:
-        the ordered consumer dies with its NATS node, and nats-py replaced it only 10 to 20 s
-        later; the copy lagged meanwhile, so a takeover then replayed all it had missed."""
+        """Follow the stream from the record after the copy's last (a copy that has none yet
+        starts from its newest usable snapshot first). Through `StreamFollow`: the ordered
+        consumer dies with its NATS node, and nats-py replaced it only 10 to 20 s later; the
+        copy lagged meanwhile, so a takeover then replayed all it had missed."""
+        if self.seq == 0 and self.data_dir is not None:
+            await self._restore_latest(nc, self.data_dir)
         follow = StreamFollow(
             nc,
             STREAM_DEFAULT,
@@ -347,6 +364,36 @@ class Follower:
         await follow.start(LEASE_REQUEST_TIMEOUT_S * 5)
         self._follow = follow
         self._watch = asyncio.create_task(follow.watch())
+
+    async def _restore_latest(self, nc: Client, data_dir: Path) -> None:
+        """Take the newest usable snapshot of this core (its venue, the core's part: the last
+        request id per gateway and the cod orders, and the transfers it had not stored, which
+        a takeover's catch-up books as it would those the copy books after). A NATS error
+        is raised: `_follow` tries again at the next poll."""
+        js = nc.jetstream(timeout=LEASE_REQUEST_TIMEOUT_S * 5)
+        last_seq = int((await js.stream_info(STREAM_DEFAULT)).state.last_seq)
+        image = await stream_snapshots.latest_usable(
+            data_dir, last_seq, lambda seq: stamp_at(js, seq), gateway_s=False, who=self.name
+        )
+        if image is None:
+            fields = {"core": self.name}
+            log.info(
+                "standby follows the stream from its start (%d records)", last_seq, extra=fields
+            )
+            return
+        venue = restore_venue(image.venue)
+        assert venue.ledger is not None, "a core's snapshot always holds its ledger"
+        self.venue, self.ledger = venue, venue.ledger
+        CoreGatewayPart(self.codec, self.cod_orders).restore_gateway(image.gateway)
+        self.transfers.extend(self.ledger.drain())
+        self.seq = image.seq
+        replaying = last_seq - image.seq
+        log.info(
+            "restored snapshot seq %d, replaying %d records",
+            image.seq,
+            replaying,
+            extra={"core": self.name, "seq": image.seq, "replaying": replaying},
+        )
 
     @property
     def following(self) -> bool:
@@ -430,7 +477,7 @@ class ClusterCore:
 
     def _new_follower(self) -> Follower:
         staleness_us = venue_config.reserve_staleness_max_us(self.config)
-        return Follower(self.codec, self.cod_orders, staleness_us)
+        return Follower(self.codec, self.cod_orders, staleness_us, self.data_dir, self.name)
 
     async def wait_for_lease(self, stopping: asyncio.Event) -> bool:
         """Contend until this core holds the lease (True) or `stopping` is set (False)."""

@@ -32,7 +32,9 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final, Protocol, cast
 
 import msgspec
@@ -43,7 +45,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from core import config as venue_config
-from core import snapshots
+from core import snapshots, stream_snapshots, venue_core
 from core.bus import CoreListener, ReadSide
 from core.cluster_keys import SharedKeys
 from core.cluster_nonces import SharedNonces
@@ -86,6 +88,8 @@ from engine.commands import (
     VoidWithdrawal,
 )
 from engine.events import Event
+from engine.snapshot import capture as capture_venue
+from engine.snapshot import restore as restore_venue
 from engine.venue import Venue
 from settlement.ledger import Ledger
 
@@ -364,6 +368,8 @@ def die(failure: BaseException | None) -> None:
 class GatewayListener(CoreListener, Protocol):
     """A cluster gateway's listener (`VenueServer`): the core's, and its lease's turns."""
 
+    data_dir: Path  # the gateway's own: its replica's snapshots are kept there
+
     def lease_lost(self) -> None:
         """The gateway's lease lapsed: the core may be canceling its sessions' cod orders."""
 
@@ -394,15 +400,21 @@ class Replica:
     """The venue's state on a gateway: engine and ledger in memory, fed from the stream.
 
     Stands where `VenueCore` stands in the one-process venue (`VenueServer.core`): started,
-    stopped, read through a `ReadSide`; it writes no journal, store or snapshot.
+    stopped, read through a `ReadSide`; it writes no journal or store. It keeps snapshots in
+    the gateway's data directory, as the core does in its own (same file format, interval
+    and rules: core/snapshots.py): its venue, the gateway's part (`gateway_image`) and the
+    stream's epoch, at its last seq; a start restores the newest usable one
+    (core/stream_snapshots.py) and replays only the stream after it.
     """
 
     def __init__(self, bus: "NatsBus", listener: GatewayListener, staleness_us: int) -> None:
         # The rules a stream begins under (`first_rules`): one begun since the rules are
         # journaled sets the core's in its first record, whatever `staleness_us` (this
         # gateway's config) says; one begun before ran under the config's bound.
+        rules = snapshots.first_rules(None, staleness_us)
+        self.first_staleness_us = rules.reserve_staleness_max_us  # see `Snapshot`
         self.ledger = Ledger()
-        self.venue = Venue(snapshots.first_rules(None, staleness_us), self.ledger)
+        self.venue = Venue(rules, self.ledger)
         self.bus = bus
         self.listener = listener
         self.last_seq = 0
@@ -413,13 +425,19 @@ class Replica:
         self._released: list[Executed] = []
         self._flush_handle: asyncio.Handle | None = None  # the turn's `_flush`, scheduled
         self._tasks: list[asyncio.Task[None]] = []
+        # Snapshot files are written off the loop, one at a time: a periodic write canceled
+        # by the stop runs on in its thread, and the stop's (of the same seq, perhaps) waits
+        # for it rather than write the same `.tmp` file beside it.
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="venue-gateway-snapshots")
+        self._stopped = False  # its last snapshot written: the writer is shut down
 
     @property
     def sequencer(self) -> "Replica":
         return self  # `last_seq`, for what reads `server.sequencer.last_seq`
 
     async def start(self) -> None:
-        """Follow the stream from its first record; return once caught up with it."""
+        """Restore the newest usable snapshot and follow the stream from the record after it
+        (none: from its first record); return once caught up with it."""
         bus = self.bus
         bus.nc = await connect(bus.servers, f"venue-gateway-{bus.gateway_id}")
         await bus.keys.start(bus.nc)  # every issued key known before any logon
@@ -428,6 +446,7 @@ class Replica:
         await self.hear_cores(bus.nc)
         js = bus.nc.jetstream(timeout=5.0)
         self._replay_until = await _wait_for_stream(js)
+        await self._restore_latest(js)
         # a consumer lost with its node (kill -9 of a NATS node) is replaced within ~2 s, not
         # left to nats-py's 10 s checks: meanwhile this gateway answers nothing
         follow = StreamFollow(
@@ -445,6 +464,41 @@ class Replica:
         log.info("replica caught up", extra={"seq": self.last_seq, "gateway": bus.gateway_id})
         await self._hold_lease(bus.nc)  # before it serves: every order it places is covered
         self.keep_task(asyncio.create_task(self._keep_lease()))
+
+    async def _restore_latest(self, js: Any) -> None:
+        """Take the newest usable snapshot in the gateway's data directory (its venue, the
+        gateway's part, its seq and the stream's epoch), and say how much is left to replay."""
+        gateway = self.bus.gateway_id
+        image = await stream_snapshots.latest_usable(
+            self.listener.data_dir,
+            self._replay_until,
+            lambda seq: stamp_at(js, seq),
+            gateway_s=True,
+            who=gateway,
+        )
+        if image is None:
+            log.info(
+                "no usable snapshot: replaying %d records from the stream's start",
+                self._replay_until,
+                extra={"gateway": gateway},
+            )
+            return
+        venue = restore_venue(image.venue)
+        assert venue.ledger is not None, "a replica's snapshot always holds its ledger"
+        self.venue, self.ledger = venue, venue.ledger
+        self.first_staleness_us = image.first_staleness_us
+        self.epoch = image.gateway[stream_snapshots.STREAM_EPOCH_KEY]
+        self.last_seq = image.seq
+        self.listener.restore_gateway(image.gateway)
+        if self.last_seq >= self._replay_until:
+            self._caught_up.set()
+        replaying = self._replay_until - image.seq
+        log.info(
+            "restored snapshot seq %d, replaying %d records",
+            image.seq,
+            replaying,
+            extra={"gateway": gateway, "seq": image.seq, "replaying": replaying},
+        )
 
     async def _replay(self) -> None:
         """Until the replica has executed every record the stream held at its start, saying
@@ -518,9 +572,10 @@ class Replica:
             await attempt(lease.try_acquire)
 
     def start_tasks(self) -> None:
-        """Timers run on the active core only; the gateway resends lost commands, and answers
-        the requests owed too long."""
+        """Timers run on the active core only; the gateway resends lost commands, answers
+        the requests owed too long, and keeps snapshots of its replica."""
         self.keep_task(asyncio.create_task(self.bus.resend_lost()))
+        self.keep_task(asyncio.create_task(self._periodic_snapshots()))
 
     def keep_task(self, task: "asyncio.Task[None]") -> None:
         task.add_done_callback(self._check_task)
@@ -530,15 +585,55 @@ class Replica:
         if not task.cancelled() and task.exception() is not None:
             die(task.exception())
 
-    async def snapshot(self) -> Any:
-        raise NotImplementedError("a gateway keeps no snapshots: the core does")
+    async def snapshot(self) -> Path:
+        """Write the replica's state as of its last record executed (raises as
+        `snapshots.write` when the disk refuses it)."""
+        image = self._capture()
+        loop = asyncio.get_running_loop()
+        path: Path = await loop.run_in_executor(
+            self._writer, snapshots.write_said, self.listener.data_dir, image, log
+        )
+        return path
+
+    def _capture(self) -> snapshots.Snapshot:
+        """The state as of the last record executed, taken on the loop between two records.
+        What this turn executed is released first: the private streams' history and the
+        market data take a record's pushes and trades at its release, not at its execution,
+        and a snapshot holds them for every record up to its seq."""
+        self.flush_now()
+        gateway = self.listener.gateway_image()
+        gateway[stream_snapshots.STREAM_EPOCH_KEY] = self.epoch
+        venue = capture_venue(self.venue)
+        return snapshots.Snapshot(self.last_seq, venue, gateway, self.first_staleness_us)
+
+    async def _snapshot_or_warn(self) -> bool:
+        """A periodic snapshot (`snapshots.write_or_warn`: a refusal is a warning)."""
+        image = self._capture()
+        loop = asyncio.get_running_loop()
+        interval_s = venue_core.SNAPSHOT_INTERVAL_S
+        data_dir = self.listener.data_dir
+        written: bool = await loop.run_in_executor(
+            self._writer, snapshots.write_or_warn, data_dir, image, log, interval_s
+        )
+        return written
+
+    async def _periodic_snapshots(self) -> None:
+        """As the core's: every `SNAPSHOT_INTERVAL_S` with records since the last."""
+        await snapshots.periodically(
+            lambda: venue_core.SNAPSHOT_INTERVAL_S, lambda: self.last_seq, self._snapshot_or_warn
+        )
 
     async def stop(self) -> None:
-        """After the sessions closed: their cod cancels are durable (bounded wait), then the
-        lease is released, so the core cancels what is left at once rather than after the TTL."""
+        """After the sessions closed: their cod cancels are durable (bounded wait), a last
+        snapshot is written (a refusal is a warning), then the lease is released, so the core
+        cancels what is left at once rather than after the TTL."""
         await self.bus.drain()
         for task in self._tasks:
             task.cancel()
+        if self.live and not self._stopped:  # (a start that failed before: nothing to keep)
+            self._stopped = True
+            await self._snapshot_or_warn()
+            self._writer.shutdown(wait=False)
         if self.bus.lease is not None:
             with contextlib.suppress(nats.errors.Error, TimeoutError):
                 await self.bus.lease.release()  # unanswered: it expires by its TTL
@@ -622,6 +717,12 @@ class Replica:
         except BaseException as failure:
             die(failure)
         self.bus.progressed()
+
+
+async def stamp_at(js: Any, seq: int) -> int:
+    """The time of the stream's record `seq` (its command's stamp), read by one direct get."""
+    message = await js.get_msg(STREAM_DEFAULT, seq)
+    return int(decode_record(message.data).command.ts_us)
 
 
 async def _wait_for_stream(js: Any) -> int:

@@ -9,14 +9,19 @@ uses the newest valid one and replays the journal after its seq; a symbolic link
 is refused (`core.journal.refuse_dangling_link`). A `.tmp` file left by a
 crash mid-write is never read; `remove_stray` deletes them (the server's start and `venue
 verify` call it, with the directory theirs alone). `SNAPSHOTS_KEPT` bounds the files kept.
+A role's periodic snapshots (the core's, a cluster gateway's) share their rules here: written
+every interval with records since the last (`periodically`), a refusal of the disk a warning,
+never fatal (`write_or_warn`).
 """
 
+import asyncio
 import contextlib
 import logging
 import os
 import struct
+import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +118,64 @@ def write(directory: Path, snapshot: Snapshot) -> Path:
     except OSError as failed:
         raise SnapshotUnsettled(final, "an older snapshot not removed", failed) from failed
     return final
+
+
+def write_said(directory: Path, snapshot: Snapshot, said_by: logging.Logger) -> Path:
+    """`write`, then its `snapshot written` line on `said_by` (the role's log)."""
+    started = time.perf_counter()
+    path = write(directory, snapshot)
+    elapsed_ms = round((time.perf_counter() - started) * 1e3, 1)
+    size = path.stat().st_size
+    said_by.info(
+        "snapshot written",
+        extra={"seq": snapshot.seq, "bytes": size, "ms": elapsed_ms, "path": str(path)},
+    )
+    return path
+
+
+def write_or_warn(
+    directory: Path, snapshot: Snapshot, said_by: logging.Logger, retry_s: float
+) -> bool:
+    """A periodic snapshot: written (True), or its disk's refusal (full, read-only, an I/O
+    error) a warning on `said_by`, tried again in `retry_s` (False), never a stop: the journal
+    (a cluster's stream) holds every command, and a recovery replays more of it meanwhile."""
+    try:
+        write_said(directory, snapshot, said_by)
+    except SnapshotUnsettled as unsettled:  # the file is there: said so
+        said_by.warning(
+            "snapshot written, but %s: tried again in %d s",
+            unsettled.step,
+            retry_s,
+            extra={
+                "error": unsettled.strerror or repr(unsettled),
+                "path": str(unsettled.path),
+                "failed_path": unsettled.filename,  # the older file not removed, if named
+            },
+        )
+        return False
+    except OSError as refused:
+        said_by.warning(
+            "snapshot not written: the journal holds every command; tried again in %d s",
+            retry_s,
+            extra={"error": refused.strerror or repr(refused), "data_dir": str(directory)},
+        )
+        return False
+    return True
+
+
+async def periodically(
+    interval_s: Callable[[], float],
+    position: Callable[[], int],
+    take: Callable[[], Awaitable[bool]],
+) -> None:
+    """Forever: every `interval_s()` with records since the last snapshot written (the
+    seq `position()` says), `take` one (True: written; False: tried at the next interval)."""
+    last_seq = position()
+    while True:
+        await asyncio.sleep(interval_s())
+        seq = position()
+        if seq != last_seq and await take():
+            last_seq = seq
 
 
 def remove_stray(directory: Path) -> list[Path]:

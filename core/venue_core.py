@@ -224,14 +224,7 @@ class VenueCore:
         return image
 
     async def _write_snapshot(self, image: snapshots.Snapshot) -> Path:
-        started = time.perf_counter()
-        path: Path = await self._on_io(snapshots.write, self.data_dir, image)
-        elapsed_ms = round((time.perf_counter() - started) * 1e3, 1)
-        size = path.stat().st_size
-        log.info(
-            "snapshot written",
-            extra={"seq": image.seq, "bytes": size, "ms": elapsed_ms, "path": str(path)},
-        )
+        path: Path = await self._on_io(snapshots.write_said, self.data_dir, image, log)
         return path
 
     async def _refuse(self, why: str) -> NoReturn:
@@ -434,43 +427,22 @@ class VenueCore:
     async def _periodic_snapshots(self) -> None:
         """Every `SNAPSHOT_INTERVAL_S` with commands since the last: a snapshot. One the disk
         refuses (full, read-only, an I/O error) is a warning, tried again at the next
-        interval, not a stop: the journal holds every command, and a recovery replays more
-        of it meanwhile. Until session 32 it was fatal: a cluster's active core with a full
-        data directory exited 70 (`fatal: OSError: [Errno 28] No space left on device`, no
-        path) and its standby took over, ~10 s without answers."""
-        last_seq = self.sequencer.last_seq
-        while True:
-            await asyncio.sleep(SNAPSHOT_INTERVAL_S)
-            seq = self.sequencer.last_seq
-            if seq != last_seq and await self._snapshot_or_warn():
-                last_seq = seq
+        interval, not a stop (`snapshots.write_or_warn`). Until session 32 it was fatal: a
+        cluster's active core with a full data directory exited 70 (`fatal: OSError: [Errno
+        28] No space left on device`, no path) and its standby took over, ~10 s without
+        answers."""
+        await snapshots.periodically(
+            lambda: SNAPSHOT_INTERVAL_S, lambda: self.sequencer.last_seq, self._snapshot_or_warn
+        )
 
     async def _snapshot_or_warn(self) -> bool:
         """A periodic snapshot: written (True), or its disk's refusal logged (False). Only the
         file's write is forgiven: a journal's or store's failure met first is raised (fatal)."""
         image = await self._capture()
-        try:
-            await self._write_snapshot(image)
-        except snapshots.SnapshotUnsettled as unsettled:  # the file is there: said so
-            log.warning(
-                "snapshot written, but %s: tried again in %d s",
-                unsettled.step,
-                SNAPSHOT_INTERVAL_S,
-                extra={
-                    "error": unsettled.strerror or repr(unsettled),
-                    "path": str(unsettled.path),
-                    "failed_path": unsettled.filename,  # the older file not removed, if named
-                },
-            )
-            return False
-        except OSError as refused:
-            log.warning(
-                "snapshot not written: the journal holds every command; tried again in %d s",
-                SNAPSHOT_INTERVAL_S,
-                extra={"error": refused.strerror or repr(refused), "data_dir": str(self.data_dir)},
-            )
-            return False
-        return True
+        written: bool = await self._on_io(
+            snapshots.write_or_warn, self.data_dir, image, log, SNAPSHOT_INTERVAL_S
+        )
+        return written
 
     def _count_reject(self, rejected: CommandRejected) -> None:
         """Counted for the summary line; one line each only at debug (checked first: cheap)."""

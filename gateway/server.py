@@ -239,6 +239,7 @@ class VenueServer:
             await self.core.start(stop_requested=stop_requested)
         else:  # a replica of the stream: its wait for NATS is `_unless_stopped`'s to end
             await self.core.start()
+            first_seq = first_seq_of_start(self.core)  # after what it replayed
             # as an embedded core's start does: a gateway's directory holds the issued keys
             warn_if_others_may_read(self.data_dir)
         cod_done = not self._embedded  # the crash's cod cancels are made (a cluster's: its core)

@@ -1,0 +1,263 @@
+"""Copies of a cluster's venue that start from a snapshot (core/stream_snapshots.py): a
+gateway's replica restarted on its data directory, a standby core's warm copy on a former
+active core's. Before session 33 both followed the stream from seq 1 at every start (~100 s
+per million records). A real nats-server (one node), `ClusterCore`s and gateways
+(`VenueServer` over `NatsBus`) in this process, a core's SQLite store."""
+
+import asyncio
+import logging
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cluster.nats import NatsCluster
+from core import config as venue_config
+from core import snapshots
+from core.cluster_core import ClusterCore
+from core.nats_bus import NatsBus
+from core.venue_core import VenueCore
+from engine.commands import CancelOrder, PlaceOrder
+from engine.enums import Side
+from engine.events import OrderAccepted
+from gateway.server import VenueServer
+from tests.sample_config import SAMPLE_CONFIG
+
+SCENARIO_TIMEOUT_S = 60
+WAIT_TRIES = 400  # x 0.05 s
+CONFIG = venue_config.load(SAMPLE_CONFIG)
+RESTORED = "restored snapshot seq"
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[NatsCluster]:
+    with NatsCluster(tmp_path / "nats", size=1) as started:
+        yield started
+
+
+async def trade(core: VenueCore, rounds: int, tag: str) -> None:
+    """`rounds` trades between accounts 1 and 2 (fills, settlements, candles, the tape) and
+    an order of account 3 placed and canceled (order history), all durable."""
+    submit = core.sequencer.submit
+    for number in range(rounds):
+        for account, side in ((1, Side.BUY), (2, Side.SELL)):
+            submit(order(account, side, 18_000, f"{tag}{number}"))
+        rested = submit(order(3, Side.BUY, 17_000, f"{tag}{number}r"))
+        order_id = next(e.order_id for e in rested.events if type(e) is OrderAccepted)
+        submit(CancelOrder(account=3, order_id=order_id))
+    await core.sequencer.drain()
+
+
+def order(account: int, side: Side, price: int, cl_ord_id: str) -> PlaceOrder:
+    return PlaceOrder(
+        account=account,
+        symbol="AAPLx-USD",
+        side=side,
+        price=price,
+        qty=1_000_000,
+        cl_ord_id=cl_ord_id,
+    )
+
+
+def gateway(data_dir: Path, url: str, name: str) -> VenueServer:
+    return VenueServer(CONFIG, data_dir, bus=lambda listener: NatsBus(CONFIG, url, listener, name))
+
+
+async def active_core(data_dir: Path, url: str, name: str) -> tuple[ClusterCore, VenueCore]:
+    core = ClusterCore(CONFIG, data_dir, url, name)
+    assert await core.wait_for_lease(asyncio.Event())
+    started = await core.activate()
+    assert started is not None
+    return core, started
+
+
+async def gateway_once(data_dir: Path, url: str) -> None:
+    """A gateway on `data_dir` started and stopped: its stop writes its snapshot."""
+    server = gateway(data_dir, url, "gw-once")
+    await server.start("127.0.0.1", 0)
+    await server.stop()
+
+
+def restored(caplog: pytest.LogCaptureFixture) -> list[tuple[int, int]]:
+    """(seq, records replayed after it) of each `restored snapshot` line logged."""
+    return [
+        (record.seq, record.replaying)  # type: ignore[attr-defined]
+        for record in caplog.records
+        if record.getMessage().startswith(RESTORED)
+    ]
+
+
+def seen(server: VenueServer) -> dict[str, Any]:
+    """What a gateway derived from the stream: its venue's state hash and last seq, and its
+    own part (private streams with their seqs and history, order history, candles, tape)."""
+    return {
+        "hash": server.venue.state_hash(),
+        "seq": server.sequencer.last_seq,
+        "gateway": server.gateway_image(),
+    }
+
+
+def test_a_restarted_gateway_replays_only_the_tail_and_sees_what_a_full_replay_sees(
+    node: NatsCluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A gateway stopped (its snapshot written), trading on, the gateway started again on
+    its data directory: it restores the snapshot and replays the records after it only, and
+    holds what the same gateway replaying the whole stream holds (its data directory copied
+    without the snapshot: the push formats it keeps decide which history is resumable), and
+    what a new gateway holds but for that. Before: every start replayed the whole stream
+    (and `Replica.snapshot` raised NotImplementedError)."""
+    caplog.set_level(logging.INFO, logger="venue")
+
+    async def scenario(url: str) -> tuple[int, int, list[dict[str, Any]]]:
+        core, started = await active_core(tmp_path / "core", url, "core")
+        try:
+            await trade(started, 20, "a")
+            await gateway_once(tmp_path / "gw", url)
+            image = snapshots.latest(tmp_path / "gw")
+            assert image is not None, "the gateway's stop wrote no snapshot"
+            without = shutil.ignore_patterns("snapshot-*")
+            shutil.copytree(tmp_path / "gw", tmp_path / "full", ignore=without)
+            await trade(started, 10, "b")  # the tail, after the snapshot
+            servers = [gateway(tmp_path / name, url, name) for name in ("gw", "full", "new")]
+            for server in servers:
+                await server.start("127.0.0.1", 0)
+            try:
+                return image.seq, started.sequencer.last_seq, [seen(s) for s in servers]
+            finally:
+                for server in servers:
+                    await server.stop()
+        finally:
+            await core.stop()
+
+    at, last, (again, full, new) = asyncio.run(asyncio.wait_for(scenario(node.url), 60))
+    assert restored(caplog) == [(at, last - at)]
+    assert 0 < last - at < at
+    assert again == full
+    assert again["seq"] == new["seq"] == last
+    assert again["hash"] == new["hash"]
+    for part in ("private", "order_history", "candles", "tape", "last_exec_id"):
+        assert again["gateway"][part] == new["gateway"][part], part
+    private = again["gateway"]["private"]
+    assert private["1"][0] > 0 and private["3"][0] > 0  # pushed to, before and after
+
+
+def test_a_gateway_with_a_damaged_snapshot_replays_the_whole_stream(
+    node: NatsCluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The snapshot's body damaged after its write: the start says so, restores nothing
+    and replays the stream from its start to the core's state."""
+    caplog.set_level(logging.INFO, logger="venue")
+
+    async def scenario(url: str) -> tuple[int, str, dict[str, Any]]:
+        core, started = await active_core(tmp_path / "core", url, "core")
+        try:
+            await trade(started, 5, "a")
+            await gateway_once(tmp_path / "gw", url)
+            (path,) = tmp_path.joinpath("gw").glob("snapshot-*.bin")
+            data = bytearray(path.read_bytes())
+            data[-10] ^= 0xFF
+            path.write_bytes(bytes(data))
+            await trade(started, 2, "b")
+            again = gateway(tmp_path / "gw", url, "gw")
+            await again.start("127.0.0.1", 0)
+            try:
+                return started.sequencer.last_seq, started.venue.state_hash(), seen(again)
+            finally:
+                await again.stop()
+        finally:
+            await core.stop()
+
+    last, core_hash, again = asyncio.run(asyncio.wait_for(scenario(node.url), 60))
+    assert "ignored, damaged or half-written" in caplog.text
+    assert f"no usable snapshot: replaying {last} records from the stream's start" in caplog.text
+    assert not restored(caplog)
+    assert again["seq"] == last and again["hash"] == core_hash
+
+
+def test_a_gateway_s_snapshot_of_another_stream_is_not_used(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A gateway's data directory with a snapshot of an earlier stream (its NATS nodes'
+    stores replaced), the new stream longer than that snapshot's seq: the record at its seq
+    is another's, so the snapshot is passed over and the stream replayed from its start.
+    Two streams, so two nats-servers one after the other (~4 s)."""
+    caplog.set_level(logging.INFO, logger="venue")
+
+    async def on_stream(url: str, name: str, rounds: int) -> tuple[int, str, dict[str, Any]]:
+        core, started = await active_core(tmp_path / name, url, name)
+        try:
+            await trade(started, rounds, name)
+            server = gateway(tmp_path / "gw", url, "gw")
+            await server.start("127.0.0.1", 0)
+            try:
+                return started.sequencer.last_seq, started.venue.state_hash(), seen(server)
+            finally:
+                await server.stop()
+        finally:
+            await core.stop()
+
+    with NatsCluster(tmp_path / "nats-1", size=1) as first:
+        asyncio.run(asyncio.wait_for(on_stream(first.url, "one", 3), SCENARIO_TIMEOUT_S))
+    image = snapshots.latest(tmp_path / "gw")
+    assert image is not None
+    with NatsCluster(tmp_path / "nats-2", size=1) as second:
+        run = on_stream(second.url, "two", 6)
+        last, core_hash, replayed = asyncio.run(asyncio.wait_for(run, SCENARIO_TIMEOUT_S))
+    assert last > image.seq
+    assert "snapshot not used: of another stream" in caplog.text
+    assert not restored(caplog)
+    assert replayed["seq"] == last and replayed["hash"] == core_hash
+
+
+def test_a_standby_follows_from_its_own_snapshot_and_takes_over_with_the_active_s_state(
+    node: NatsCluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Core a active, then stopped (its snapshot written); core b takes over and trades on;
+    a started again on its data directory stands by: its warm copy restores that snapshot
+    and follows the records after it only. b stops: a takes over from the copy with b's
+    state hash, its store caught up with every transfer. Before: the copy followed the
+    stream from seq 1."""
+    caplog.set_level(logging.INFO, logger="venue")
+
+    async def scenario(url: str) -> tuple[int, int, int, str, str, tuple[int, int]]:
+        first, started = await active_core(tmp_path / "a", url, "core-a")
+        await trade(started, 10, "a")
+        await first.stop()
+        image = snapshots.latest(tmp_path / "a")
+        assert image is not None
+        second, active = await active_core(tmp_path / "b", url, "core-b")
+        standby = ClusterCore(CONFIG, tmp_path / "a", url, "core-a")
+        contending = asyncio.ensure_future(standby.wait_for_lease(asyncio.Event()))
+        try:
+            await trade(active, 5, "b")
+            last = active.sequencer.last_seq
+            for _ in range(WAIT_TRIES):
+                if standby.follower.seq == last:
+                    break
+                await asyncio.sleep(0.05)
+            assert standby.follower.seq == last, "the standby never followed the stream"
+            active_hash = active.venue.state_hash()
+            await second.stop()
+            assert await asyncio.wait_for(contending, SCENARIO_TIMEOUT_S)
+            core = await standby.activate()
+            assert core is not None
+            stored = await core._on_store(core.store.last_transfer_id)
+            booked = (stored, core.ledger.last_transfer_id)
+            taken = core.sequencer.last_seq, core.venue.state_hash()
+            return image.seq, last, taken[0], active_hash, taken[1], booked
+        finally:
+            if not contending.done():
+                contending.cancel()
+            await standby.stop()
+
+    run = asyncio.wait_for(scenario(node.url), SCENARIO_TIMEOUT_S)
+    at, last, taken_seq, active_hash, taken_hash, (stored, booked) = asyncio.run(run)
+    ((seq, replaying),) = restored(caplog)  # (b may have traded on after the copy's start)
+    assert seq == at and replaying <= last - at
+    b_s, a_s = [record for record in caplog.records if record.getMessage() == "recovered"]
+    assert b_s.warm is False and a_s.warm is True  # type: ignore[attr-defined]
+    assert taken_seq == last
+    assert taken_hash == active_hash
+    assert stored == booked
