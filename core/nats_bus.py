@@ -720,7 +720,7 @@ class Replica:
 
 
 async def stamp_at(js: Any, seq: int) -> int:
-    """The time of the stream's record `seq` (its command's stamp), read by one direct get."""
+    """The time of the stream's record `seq` (its command's stamp), read by one message get."""
     message = await js.get_msg(STREAM_DEFAULT, seq)
     return int(decode_record(message.data).command.ts_us)
 

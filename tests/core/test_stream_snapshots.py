@@ -176,6 +176,34 @@ def test_a_gateway_with_a_damaged_snapshot_replays_the_whole_stream(
     assert again["seq"] == last and again["hash"] == core_hash
 
 
+def test_a_gateway_whose_disk_refuses_its_snapshot_warns_and_stops_cleanly(
+    node: NatsCluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A snapshot the gateway's disk refuses (here its `.tmp` file's path taken by a
+    directory: EISDIR, as a full disk's ENOSPC) is a warning, periodic or at the stop, as the
+    core's: the gateway serves on and stops cleanly, no snapshot written."""
+    caplog.set_level(logging.INFO, logger="venue")
+
+    async def scenario(url: str) -> bool:
+        core, started = await active_core(tmp_path / "core", url, "core")
+        try:
+            await trade(started, 2, "a")
+            server = gateway(tmp_path / "gw", url, "gw")
+            await server.start("127.0.0.1", 0)
+            seq = server.sequencer.last_seq
+            snapshots.path_for(tmp_path / "gw", seq).with_suffix(".tmp").mkdir()
+            try:
+                return await server.core._snapshot_or_warn()  # type: ignore[attr-defined,no-any-return]
+            finally:
+                await server.stop()
+        finally:
+            await core.stop()
+
+    assert asyncio.run(asyncio.wait_for(scenario(node.url), SCENARIO_TIMEOUT_S)) is False
+    assert caplog.text.count("snapshot not written") == 2  # the periodic one's, the stop's
+    assert not list(tmp_path.joinpath("gw").glob("snapshot-*.bin"))
+
+
 def test_a_gateway_s_snapshot_of_another_stream_is_not_used(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
