@@ -419,7 +419,9 @@ class Replica:
         self.listener = listener
         self.last_seq = 0
         self.epoch = 0  # the stream's first command's time: the same on every gateway
-        self.live = False  # past the records the stream held at start: answer and publish
+        # Executing records live (answering and publishing them): from `go_live`, once the
+        # server's market data is built from the venue; until then, replaying them.
+        self.live = False
         self._replay_until = 0
         self._caught_up = asyncio.Event()
         self._released: list[Executed] = []
@@ -460,10 +462,17 @@ class Replica:
         await follow.start()
         self.keep_task(asyncio.create_task(follow.watch()))
         await self._replay()
-        self.live = True
         log.info("replica caught up", extra={"seq": self.last_seq, "gateway": bus.gateway_id})
         await self._hold_lease(bus.nc)  # before it serves: every order it places is covered
         self.keep_task(asyncio.create_task(self._keep_lease()))
+
+    def go_live(self) -> None:
+        """Execute the records after the last executed live: answered, pushed and published.
+        The server calls it once its market data is built from the venue (`VenueServer.start`);
+        until then every record, those that came during the lease's round trips too, is
+        replayed, as the market data would know none of the markets to publish it in."""
+        assert self._caught_up.is_set(), "a replica goes live once caught up with the stream"
+        self.live = True
 
     async def _restore_latest(self, js: Any) -> None:
         """Take the newest usable snapshot in the gateway's data directory (its venue, the
@@ -630,7 +639,8 @@ class Replica:
         await self.bus.drain()
         for task in self._tasks:
             task.cancel()
-        if self.live and not self._stopped:  # (a start that failed before: nothing to keep)
+        # (a start that failed before it caught up: nothing to keep)
+        if self._caught_up.is_set() and not self._stopped:
             self._stopped = True
             await self._snapshot_or_warn()
             self._writer.shutdown(wait=False)

@@ -71,7 +71,7 @@ from gateway.unclean_stops import (
 from settlement.ledger import Ledger
 
 if TYPE_CHECKING:  # (not imported: the one-process venue does without NATS)
-    from core.nats_bus import Overdue
+    from core.nats_bus import Overdue, Replica
 
 # Commands that change what the gateway knows of instruments and assets, looked up by exact
 # type (command classes are final): one set look-up per command, not three isinstance calls.
@@ -239,14 +239,17 @@ class VenueServer:
             await self.core.start(stop_requested=stop_requested)
         else:  # a replica of the stream: its wait for NATS is `_unless_stopped`'s to end
             await self.core.start()
-            first_seq = first_seq_of_start(self.core)  # after what it replayed
             # as an embedded core's start does: a gateway's directory holds the issued keys
             warn_if_others_may_read(self.data_dir)
         cod_done = not self._embedded  # the crash's cod cancels are made (a cluster's: its core)
         try:
             self.dispatcher.placed.adopt_quotes()  # the quote sets' live quotes, as recovered
+            if not self._embedded:  # no await from here to `go_live`: no record comes between
+                first_seq = first_seq_of_start(self.core)  # after what its replica replayed
             self.private_streams.record_push_format(first_seq)
             self.public.start(self.bus.epoch)
+            if not self._embedded:  # its market data built: the replica's records are published
+                cast("Replica", self.core).go_live()
             if self._embedded:  # the first commands of this start, if any
                 await cancel_on_disconnect_after_a_crash(self.core, self.bus, first_seq)
                 cod_done = True

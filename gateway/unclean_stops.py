@@ -78,11 +78,12 @@ async def cancel_on_disconnect_after_a_crash(core: VenueCore, bus: Bus, first_se
 
 def first_seq_of_start(core: VenueCore) -> int:
     """The seq of this start's first command: after the journal's last, asked before the
-    core's start. A cluster gateway's replica is asked after its start: the record after
-    the last it replayed (restored from its snapshot or replayed from the stream), the
-    first it executes live. Until session 33 that was 1: every start replayed the whole
-    stream, and its pushes' format was taken for this build's from seq 1 on, though its
-    first start had taken them for an older one's (`PrivateStreams.replayed`'s floors)."""
+    core's start. A cluster gateway's replica is asked after its start, with no await
+    before its `go_live`: the record after the last it replayed (restored from its snapshot,
+    replayed from the stream, or come while it took its lease), the first it executes live.
+    Until session 33 that was 1: every start replayed the whole stream, and its pushes'
+    format was taken for this build's from seq 1 on, though its first start had taken them
+    for an older one's (`PrivateStreams.replayed`'s floors)."""
     if isinstance(core, VenueCore):
         return core.sequencer.journal.last_seq() + 1
     return core.sequencer.last_seq + 1

@@ -456,3 +456,89 @@ def test_a_gateway_replays_a_stream_longer_than_its_start_bound_saying_how_far_i
         last, replayed = asyncio.run(asyncio.wait_for(scenario(node.url), 120))
     assert replayed == last > 2 * LONG_STREAM_ORDERS
     assert "replica replaying the stream" in caplog.text
+
+
+class _OnMessage(logging.Handler):
+    """Calls `then` when a record with the message `message` is logged (in the logging
+    thread: here the loop's, so an asyncio event may be set)."""
+
+    def __init__(self, message: str, then: Callable[[], None]) -> None:
+        super().__init__()
+        self.message, self.then = message, then
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage() == self.message:
+            self.then()
+
+
+def test_records_that_come_while_a_gateway_takes_its_lease_are_replayed_not_published(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A gateway's start, its replica caught up, waits for its lease (held here by another
+    holder) while the core executes more records: they are replayed as those before, and the
+    first record executed live is the one after them (its push format's first seq). Before:
+    they were executed live into the market data the server builds only once the replica's
+    start returned, which knew no market: `KeyError`, the gateway died (exit 70; 1 start in
+    10 under a steady flow of orders)."""
+    from tests.core.test_stream_snapshots import WAIT_TRIES, active_core, gateway, seen, trade
+
+    caplog.set_level(logging.INFO, logger="venue")  # (its "replica caught up" line)
+    caught_up = asyncio.Event()
+    handler = _OnMessage("replica caught up", caught_up.set)
+
+    async def scenario(url: str) -> tuple[int, dict[str, Any], dict[str, Any], int]:
+        core, started = await active_core(tmp_path / "core", url, "core")
+        server = gateway(tmp_path / "gw", url, "gw")
+        client = await nats.connect(url)
+        starting: asyncio.Future[int] | None = None
+        try:
+            await trade(started, 2, "a")
+            lease = await nats_bus.Lease.open(
+                client.jetstream(),
+                "gw-before",
+                bucket=nats_bus.GATEWAY_LEASE_BUCKET,
+                ttl_s=nats_bus.GATEWAY_LEASE_TTL_S,
+                key=cast(NatsBus, server.bus).gateway_id,
+                shared=True,
+            )
+            assert await lease.try_acquire()
+            starting = asyncio.ensure_future(server.start("127.0.0.1", 0))
+            await asyncio.wait_for(caught_up.wait(), 30)
+            await trade(started, 2, "b")  # trades, candles, the tape: the markets' data
+            last = started.sequencer.last_seq
+            for _ in range(WAIT_TRIES):
+                if server.sequencer.last_seq == last or starting.done():
+                    break
+                await asyncio.sleep(0.05)
+            assert server.sequencer.last_seq == last, "the records never reached the replica"
+            assert not starting.done(), "the gateway did not wait for its lease"
+            await lease.release()
+            await starting
+            first_live = server.private_streams.push_formats[-1][0]
+            fresh = gateway(tmp_path / "fresh", url, "fresh")  # all of it replayed
+            await fresh.start("127.0.0.1", 0)
+            try:
+                return last, seen(server), seen(fresh), first_live
+            finally:
+                await fresh.stop()
+        finally:
+            if starting is not None and starting.done() and not starting.exception():
+                await server.stop()
+            elif starting is not None:
+                starting.cancel()
+            await client.close()
+            await core.stop()
+
+    logging.getLogger("venue").addHandler(handler)
+    try:
+        with NatsCluster(tmp_path / "nats", size=1) as node:
+            run = asyncio.wait_for(scenario(node.url), 60)
+            last, replayed, fresh, first_live = asyncio.run(run)
+    finally:
+        logging.getLogger("venue").removeHandler(handler)
+    assert first_live == last + 1
+    assert replayed["seq"] == fresh["seq"] == last
+    assert replayed["hash"] == fresh["hash"]
+    for part in ("candles", "tape"):
+        assert replayed["gateway"][part] == fresh["gateway"][part], part
+    assert replayed["gateway"]["tape"], "no trade in the tape"
