@@ -2,8 +2,9 @@
 
 Owns `latest_usable`: the newest snapshot in a data directory that a copy following the
 stream (core/nats_bus.py `Replica`, core/cluster_core.py `Follower`) may restore and follow
-the stream from the record after, instead of from seq 1. Usable: it reads (core/snapshots.py's
-checks), it is of the copy's kind (a gateway's holds the stream's epoch, `STREAM_EPOCH_KEY`; a
+the stream from the record after, instead of from seq 1. Usable: it reads and decodes
+(core/snapshots.py's checks; a file that does not is passed over, as a cache's would be),
+it is of the copy's kind (a gateway's holds the stream's epoch, `STREAM_EPOCH_KEY`; a
 core's does not), its seq is not past the stream's last, and it was written from this stream:
 the stream's record at its seq carries the time its venue is at (every command sets the
 venue's clock to its own stamp, `Venue.execute`), and a gateway's epoch is the stream's first
@@ -17,8 +18,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Final
 
+import msgspec
+
 from core import snapshots
-from core.journal import JournalError
+from core.journal import JournalError, refuse_dangling_link
 
 log = logging.getLogger("venue.cluster")
 
@@ -40,16 +43,33 @@ async def latest_usable(
     `seq` (raises when it cannot be read: that snapshot is not used). `gateway_s`: the
     copy is a gateway's replica (else a standby core's). `who` names the copy in the log."""
     try:
-        for path, image in snapshots.survey(directory):
-            if image is None:  # damaged or half-written: `snapshots.read` said so
-                continue
+        paths = sorted(directory.glob("snapshot-*.bin"), reverse=True)
+    except OSError as unread:  # a directory not readable
+        log.warning("snapshots not read: %s", unread, extra={"who": who})
+        return None
+    for path in paths:
+        image, why = _read(path)
+        if image is not None:
             why = await _unusable(image, last_seq, stamp_at, gateway_s)
             if why is None:
                 return image
+        if why is not None:  # (None: damaged or half-written, `snapshots.read` said so)
             log.warning("snapshot not used: %s", why, extra={"who": who, "path": str(path)})
-    except (OSError, JournalError) as unread:  # a directory not readable, a link to nothing
-        log.warning("snapshots not read: %s", unread, extra={"who": who})
     return None
+
+
+def _read(path: Path) -> tuple[snapshots.Snapshot | None, str | None]:
+    """The snapshot in `path`, or None and why it was not read. A copy's snapshot is a cache:
+    a file that cannot be read (an I/O error, no permission, a link to nothing) or does not
+    decode (checksum right, contents not a snapshot's) is passed over for the older ones,
+    not the end of the search (a core's recovery refuses a link to nothing)."""
+    try:
+        refuse_dangling_link(path, "passed over")
+        return snapshots.read(path), None
+    except (OSError, JournalError) as unread:
+        return None, f"not read ({unread})"
+    except msgspec.DecodeError as undecoded:  # (a ValidationError too)
+        return None, f"does not decode ({undecoded})"
 
 
 async def _unusable(

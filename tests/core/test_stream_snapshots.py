@@ -7,22 +7,27 @@ per million records). A real nats-server (one node), `ClusterCore`s and gateways
 import asyncio
 import logging
 import shutil
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from cluster.nats import NatsCluster
 from core import config as venue_config
-from core import snapshots
+from core import snapshots, stream_snapshots
 from core.cluster_core import ClusterCore
 from core.nats_bus import NatsBus
 from core.venue_core import VenueCore
 from engine.commands import CancelOrder, PlaceOrder
 from engine.enums import Side
 from engine.events import OrderAccepted
+from engine.snapshot import capture
+from engine.venue import Venue, VenueConfig
 from gateway.server import VenueServer
+from settlement.ledger import Ledger
 from tests.sample_config import SAMPLE_CONFIG
 
 SCENARIO_TIMEOUT_S = 60
@@ -289,3 +294,44 @@ def test_a_standby_follows_from_its_own_snapshot_and_takes_over_with_the_active_
     assert taken_seq == last
     assert taken_hash == active_hash
     assert stored == booked
+
+
+def _gateway_snapshot(directory: Path, seq: int, ts_us: int, epoch: int) -> Path:
+    """A gateway's snapshot at `seq` of an empty venue whose clock is at `ts_us`."""
+    venue = Venue(VenueConfig(), Ledger())
+    venue.ts_us = ts_us
+    image = snapshots.Snapshot(seq, capture(venue), {stream_snapshots.STREAM_EPOCH_KEY: epoch})
+    return snapshots.write(directory, image)
+
+
+def _latest_usable(directory: Path, stamps: dict[int, int], last_seq: int) -> int | None:
+    """The seq of the snapshot a gateway would take on a stream of `last_seq` records whose
+    records' stamps are `stamps` (seq -> time)."""
+
+    async def stamp_at(seq: int) -> int:
+        return stamps[seq]
+
+    found = stream_snapshots.latest_usable(directory, last_seq, stamp_at, gateway_s=True, who="gw")
+    image = asyncio.run(found)
+    return None if image is None else image.seq
+
+
+def test_a_snapshot_that_cannot_be_read_or_decoded_is_passed_over_for_an_older_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The newest file not readable (a directory in its place: EISDIR, as an I/O error's
+    EIO), then a newest one whose checksum is right but whose body is not a snapshot: each
+    is passed over (logged) and the older usable one taken. Before: the read error, or the
+    ValidationError, ended the whole search (a gateway replayed the whole stream) or the
+    start (a gateway could not start, a standby crashed)."""
+    stamps = {1: 100, 7: 700, 9: 900}
+    _gateway_snapshot(tmp_path, 7, 700, 100)
+    snapshots.path_for(tmp_path, 9).mkdir()
+    assert _latest_usable(tmp_path, stamps, 9) == 7
+    assert "snapshot not used: not read" in caplog.text
+    snapshots.path_for(tmp_path, 9).rmdir()
+    body = msgspec.msgpack.encode({"seq": 9, "venue": 3, "gateway": {}})
+    header = snapshots.HEADER.pack(snapshots.MAGIC, 9, zlib.crc32(body), len(body))
+    snapshots.path_for(tmp_path, 9).write_bytes(header + body)
+    assert _latest_usable(tmp_path, stamps, 9) == 7
+    assert "snapshot not used: does not decode" in caplog.text
