@@ -381,7 +381,17 @@ class Follower:
                 "standby follows the stream from its start (%d records)", last_seq, extra=fields
             )
             return
-        venue = restore_venue(image.venue)
+        try:  # (the codec and cod orders are the core's: tried on copies first)
+            venue = restore_venue(image.venue)
+            CoreGatewayPart(ClusterCodec(), CodOrders()).restore_gateway(image.gateway)
+        except Exception as failed:  # a snapshot is a cache: the stream holds every record
+            log.warning(
+                "snapshot not restored: %r; standby follows the stream from its start (%d records)",
+                failed,
+                last_seq,
+                extra={"core": self.name, "seq": image.seq},
+            )
+            return
         assert venue.ledger is not None, "a core's snapshot always holds its ledger"
         self.venue, self.ledger = venue, venue.ledger
         CoreGatewayPart(self.codec, self.cod_orders).restore_gateway(image.gateway)

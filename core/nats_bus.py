@@ -370,6 +370,9 @@ class GatewayListener(CoreListener, Protocol):
 
     data_dir: Path  # the gateway's own: its replica's snapshots are kept there
 
+    def forget_gateway(self) -> None:
+        """Forget what `restore_gateway` took (it may have failed part way): as at start."""
+
     def lease_lost(self) -> None:
         """The gateway's lease lapsed: the core may be canceling its sessions' cod orders."""
 
@@ -411,7 +414,7 @@ class Replica:
         # The rules a stream begins under (`first_rules`): one begun since the rules are
         # journaled sets the core's in its first record, whatever `staleness_us` (this
         # gateway's config) says; one begun before ran under the config's bound.
-        rules = snapshots.first_rules(None, staleness_us)
+        self._first_rules = rules = snapshots.first_rules(None, staleness_us)
         self.first_staleness_us = rules.reserve_staleness_max_us  # see `Snapshot`
         self.ledger = Ledger()
         self.venue = Venue(rules, self.ledger)
@@ -492,13 +495,17 @@ class Replica:
                 extra={"gateway": gateway},
             )
             return
-        venue = restore_venue(image.venue)
-        assert venue.ledger is not None, "a replica's snapshot always holds its ledger"
-        self.venue, self.ledger = venue, venue.ledger
-        self.first_staleness_us = image.first_staleness_us
-        self.epoch = image.gateway[stream_snapshots.STREAM_EPOCH_KEY]
-        self.last_seq = image.seq
-        self.listener.restore_gateway(image.gateway)
+        try:
+            self._restore(image)
+        except Exception as failed:  # a snapshot is a cache: the stream holds every record
+            log.warning(
+                "snapshot not restored: %r; replaying %d records from the stream's start",
+                failed,
+                self._replay_until,
+                extra={"gateway": gateway, "seq": image.seq},
+            )
+            self._forget_restored()
+            return
         if self.last_seq >= self._replay_until:
             self._caught_up.set()
         replaying = self._replay_until - image.seq
@@ -508,6 +515,25 @@ class Replica:
             replaying,
             extra={"gateway": gateway, "seq": image.seq, "replaying": replaying},
         )
+
+    def _restore(self, image: snapshots.Snapshot) -> None:
+        """Take `image`'s venue, the gateway's part, its seq and the stream's epoch."""
+        venue = restore_venue(image.venue)
+        assert venue.ledger is not None, "a replica's snapshot always holds its ledger"
+        self.venue, self.ledger = venue, venue.ledger
+        self.first_staleness_us = image.first_staleness_us
+        self.epoch = image.gateway[stream_snapshots.STREAM_EPOCH_KEY]
+        self.last_seq = image.seq
+        self.listener.restore_gateway(image.gateway)
+
+    def _forget_restored(self) -> None:
+        """Back to the state before `_restore` (which may have failed part way): an empty
+        venue under the rules a stream begins under, and the gateway's part forgotten."""
+        self.ledger = Ledger()
+        self.venue = Venue(self._first_rules, self.ledger)
+        self.first_staleness_us = self._first_rules.reserve_staleness_max_us
+        self.epoch = self.last_seq = 0
+        self.listener.forget_gateway()
 
     async def _replay(self) -> None:
         """Until the replica has executed every record the stream held at its start, saying

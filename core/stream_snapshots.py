@@ -4,13 +4,13 @@ Owns `latest_usable`: the newest snapshot in a data directory that a copy follow
 stream (core/nats_bus.py `Replica`, core/cluster_core.py `Follower`) may restore and follow
 the stream from the record after, instead of from seq 1. Usable: it reads and decodes
 (core/snapshots.py's checks; a file that does not is passed over, as a cache's would be),
-it is of the copy's kind (a gateway's holds the stream's epoch, `STREAM_EPOCH_KEY`; a
-core's does not), its seq is not past the stream's last, and it was written from this stream:
-the stream's record at its seq carries the time its venue is at (every command sets the
-venue's clock to its own stamp, `Venue.execute`), and a gateway's epoch is the stream's first
-record's time. Anything else is logged, with why, and passed over for an older one; none
-usable: the copy follows the stream from its start, as before. Reads no record but those two
-per snapshot looked at (at most `snapshots.SNAPSHOTS_KEPT`).
+its venue image is of this build's version, it is of the copy's kind (a gateway's holds the
+stream's epoch, `STREAM_EPOCH_KEY`; a core's does not), its seq is not past the stream's
+last, and it was written from this stream: the stream's record at its seq carries the time
+its venue is at (every command sets the venue's clock to its own stamp, `Venue.execute`),
+and a gateway's epoch is the stream's first record's time. Anything else is logged, with
+why, and passed over for an older one; none usable: the copy follows the stream from its
+start. Reads no record but those two per snapshot looked at (`snapshots.SNAPSHOTS_KEPT`).
 """
 
 import logging
@@ -22,6 +22,7 @@ import msgspec
 
 from core import snapshots
 from core.journal import JournalError, refuse_dangling_link
+from engine.snapshot import IMAGE_VERSION
 
 log = logging.getLogger("venue.cluster")
 
@@ -79,6 +80,9 @@ async def _unusable(
     gateway_s: bool,
 ) -> str | None:
     """Why `image` cannot be restored on this stream, or None when it can."""
+    if image.venue.version != IMAGE_VERSION:  # (`restore` would refuse it: an assertion)
+        version = image.venue.version
+        return f"of another venue image version ({version}; this build's {IMAGE_VERSION})"
     epoch = image.gateway.get(STREAM_EPOCH_KEY)
     if gateway_s and not isinstance(epoch, int):
         return "not a gateway's (a core's snapshot, or one written before gateways kept them)"

@@ -348,6 +348,14 @@ class PrivateStreams:
         for account, floor in image.get("resume_floors", {}).items():
             self.streams.setdefault(int(account), PrivateStream()).resume_floor = floor
 
+    def forget(self) -> None:
+        """Forget what `restore` took, perhaps part way (a cluster gateway's snapshot that
+        failed to restore): the streams, their history and the order history, as at start."""
+        self.reporter.last_exec_id = 0
+        self.reporter.orders.clear()
+        self.streams.clear()
+        self.order_history.restore(None)
+
     # ----------------------------------------------------------------- cod and dms
 
     def cancel_on_disconnect(self, session: Session) -> None:

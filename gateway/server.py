@@ -546,6 +546,13 @@ class VenueServer:
         self.public.tape.restore(image.get("tape"))
         self._learn_reference_data()
 
+    def forget_gateway(self) -> None:
+        """A cluster gateway's snapshot that failed to restore, perhaps part way: its part
+        as before it (its replica replays the whole stream instead)."""
+        self.private_streams.forget()
+        self.public.candles.restore(None)
+        self.public.tape.restore(None)
+
 
 def _load_keys(path: Path) -> list[ApiKey]:
     return load_json(path, list[ApiKey], [])

@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import nats
 import pytest
 
 from cluster.nats import NatsCluster
 from core import config as venue_config
 from core import snapshots, stream_snapshots
-from core.cluster_core import ClusterCore
-from core.nats_bus import NatsBus
+from core.cluster_core import ClusterCore, CodOrders, Follower
+from core.nats_bus import ClusterCodec, NatsBus
 from core.venue_core import VenueCore
 from engine.commands import CancelOrder, PlaceOrder
 from engine.enums import Side
@@ -335,3 +336,104 @@ def test_a_snapshot_that_cannot_be_read_or_decoded_is_passed_over_for_an_older_o
     snapshots.path_for(tmp_path, 9).write_bytes(header + body)
     assert _latest_usable(tmp_path, stamps, 9) == 7
     assert "snapshot not used: does not decode" in caplog.text
+
+
+def test_a_snapshot_of_another_venue_image_version_is_passed_over(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The newest snapshot's venue image of another version (a build's older or newer
+    format): passed over (logged), the older one taken. Before: it was taken, and
+    `restore_venue`'s assertion stopped the gateway's start, or crashed the standby."""
+    _gateway_snapshot(tmp_path, 7, 700, 100)
+    path = _gateway_snapshot(tmp_path, 9, 900, 100)
+    image = snapshots.read(path)
+    assert image is not None
+    other = msgspec.structs.replace(image.venue, version=image.venue.version + 1)
+    snapshots.write(tmp_path, msgspec.structs.replace(image, venue=other))
+    assert _latest_usable(tmp_path, {1: 100, 7: 700, 9: 900}, 9) == 7
+    assert "snapshot not used: of another venue image version" in caplog.text
+
+
+def _rewritten(path: Path, gateway_part: dict[str, Any]) -> None:
+    """The snapshot in `path` written again with `gateway_part` in its gateway part."""
+    image = snapshots.read(path)
+    assert image is not None
+    part = image.gateway | gateway_part
+    snapshots.write(path.parent, msgspec.structs.replace(image, gateway=part))
+
+
+def test_a_gateway_whose_snapshot_fails_to_restore_replays_the_whole_stream(
+    node: NatsCluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A usable gateway snapshot whose gateway part fails to restore part way (its trades
+    tape not a tape's, after its private streams, order history and candles were taken):
+    the start says so and replays the whole stream, and holds what a new gateway holds.
+    Before: the error stopped the gateway's start, at every start."""
+    caplog.set_level(logging.INFO, logger="venue")
+
+    async def scenario(url: str) -> tuple[int, list[dict[str, Any]]]:
+        core, started = await active_core(tmp_path / "core", url, "core")
+        try:
+            await trade(started, 5, "a")
+            await gateway_once(tmp_path / "gw", url)
+            (path,) = tmp_path.joinpath("gw").glob("snapshot-*.bin")
+            _rewritten(path, {"tape": {"symbols": [["AAPLx-USD", [{"not": "a trade"}]]]}})
+            await trade(started, 2, "b")
+            servers = [gateway(tmp_path / name, url, name) for name in ("gw", "new")]
+            for server in servers:
+                await server.start("127.0.0.1", 0)
+            try:
+                return started.sequencer.last_seq, [seen(server) for server in servers]
+            finally:
+                for server in servers:
+                    await server.stop()
+        finally:
+            await core.stop()
+
+    last, (again, new) = asyncio.run(asyncio.wait_for(scenario(node.url), SCENARIO_TIMEOUT_S))
+    assert "snapshot not restored: ValidationError" in caplog.text
+    assert not restored(caplog)
+    assert again["seq"] == new["seq"] == last
+    assert again["hash"] == new["hash"]
+    for part in ("private", "order_history", "candles", "tape", "last_exec_id"):
+        assert again["gateway"][part] == new["gateway"][part], part
+
+
+def test_a_standby_whose_snapshot_fails_to_restore_follows_the_whole_stream(
+    node: NatsCluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A core's usable snapshot whose core part fails to restore (its cod orders not a
+    list of pairs): the standby's warm copy says so and follows the stream from its start,
+    to the active core's state; the core's codec and cod orders untouched by the attempt.
+    Before: the error crashed the standby."""
+    caplog.set_level(logging.INFO, logger="venue")
+
+    async def scenario(url: str) -> tuple[int, str, int, str, dict[str, int], int]:
+        first, started = await active_core(tmp_path / "a", url, "core-a")
+        await trade(started, 3, "a")
+        last, state_hash = started.sequencer.last_seq, started.venue.state_hash()
+        await first.stop()
+        (path,) = tmp_path.joinpath("a").glob("snapshot-*.bin")
+        _rewritten(path, {"last_request": {"gw-x": 7}, "cod_orders": 5})
+        codec, cod_orders = ClusterCodec(), CodOrders()
+        staleness_us = venue_config.reserve_staleness_max_us(CONFIG)
+        follower = Follower(codec, cod_orders, staleness_us, tmp_path / "a", "core-a")
+        client = await nats.connect(url)
+        try:
+            await follower.start(client)
+            for _ in range(WAIT_TRIES):
+                if follower.seq == last:
+                    break
+                await asyncio.sleep(0.05)
+            await follower.stop()
+            copied = (follower.seq, follower.venue.state_hash())
+            return last, state_hash, *copied, dict(codec.last_request), cod_orders.size
+        finally:
+            await client.close()
+
+    run = asyncio.wait_for(scenario(node.url), SCENARIO_TIMEOUT_S)
+    last, state_hash, seq, copied_hash, last_request, cod_size = asyncio.run(run)
+    assert "snapshot not restored: TypeError" in caplog.text
+    assert not restored(caplog)
+    assert (seq, copied_hash) == (last, state_hash)
+    assert "gw-x" not in last_request and cod_size == 0
