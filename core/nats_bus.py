@@ -659,20 +659,20 @@ class Replica:
         )
 
     async def stop(self) -> None:
-        """After the sessions closed: their cod cancels are durable (bounded wait), a last
-        snapshot is written (a refusal is a warning), then the lease is released, so the core
-        cancels what is left at once rather than after the TTL."""
+        """After the sessions closed: their cod cancels are durable (bounded wait), the lease
+        is released, so the core cancels what is left at once rather than after the TTL (nor
+        after a disk write), then a last snapshot is written (a refusal is a warning)."""
         await self.bus.drain()
         for task in self._tasks:
             task.cancel()
+        if self.bus.lease is not None:
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                await self.bus.lease.release()  # unanswered: it expires by its TTL
         # (a start that failed before it caught up: nothing to keep)
         if self._caught_up.is_set() and not self._stopped:
             self._stopped = True
             await self._snapshot_or_warn()
             self._writer.shutdown(wait=False)
-        if self.bus.lease is not None:
-            with contextlib.suppress(nats.errors.Error, TimeoutError):
-                await self.bus.lease.release()  # unanswered: it expires by its TTL
         if self.bus.nc is not None:
             await self.bus.nc.close()
 

@@ -6,11 +6,12 @@ per million records). A real nats-server (one node), `ClusterCore`s and gateways
 
 import asyncio
 import logging
+import os
 import shutil
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import nats
@@ -33,6 +34,7 @@ from tests.sample_config import SAMPLE_CONFIG
 
 SCENARIO_TIMEOUT_S = 60
 WAIT_TRIES = 400  # x 0.05 s
+RELEASE_TRIES = 100  # x 0.05 s: a lease's release is one NATS round trip
 CONFIG = venue_config.load(SAMPLE_CONFIG)
 RESTORED = "restored snapshot seq"
 
@@ -437,3 +439,48 @@ def test_a_standby_whose_snapshot_fails_to_restore_follows_the_whole_stream(
     assert not restored(caplog)
     assert (seq, copied_hash) == (last, state_hash)
     assert "gw-x" not in last_request and cod_size == 0
+
+
+def _drain(fifo: Path) -> None:
+    """Read the named pipe `fifo` to its end: its writer, waiting in its open, goes on."""
+    descriptor = os.open(fifo, os.O_RDONLY)
+    try:
+        while os.read(descriptor, 1 << 16):
+            pass
+    finally:
+        os.close(descriptor)
+
+
+def test_a_gateway_s_stop_releases_its_lease_before_it_writes_its_snapshot(
+    node: NatsCluster, tmp_path: Path
+) -> None:
+    """The stop's snapshot held up (its `.tmp` file a named pipe nobody reads yet: the write
+    waits in its open): the gateway's lease is released meanwhile, so the core's cod cancels
+    for it wait for no disk write. (The pipe, read then, takes no fsync: the snapshot is not
+    written, a warning.) Before: the lease was released only once the snapshot was written."""
+
+    async def scenario(url: str) -> tuple[bool, bool]:
+        core, started = await active_core(tmp_path / "core", url, "core")
+        try:
+            await trade(started, 2, "a")
+            server = gateway(tmp_path / "gw", url, "gw")
+            await server.start("127.0.0.1", 0)
+            lease = cast(NatsBus, server.bus).lease
+            assert lease is not None and lease.held()
+            fifo = snapshots.path_for(tmp_path / "gw", server.sequencer.last_seq)
+            os.mkfifo(fifo.with_suffix(".tmp"))
+            stopping = asyncio.ensure_future(server.stop())
+            for _ in range(RELEASE_TRIES):
+                if not lease.held():
+                    break
+                await asyncio.sleep(0.05)
+            released_first = not lease.held() and not stopping.done()
+            if not stopping.done():
+                await asyncio.to_thread(_drain, fifo.with_suffix(".tmp"))
+            await stopping
+            return released_first, lease.held()
+        finally:
+            await core.stop()
+
+    run = asyncio.wait_for(scenario(node.url), SCENARIO_TIMEOUT_S)
+    assert asyncio.run(run) == (True, False)
