@@ -16,10 +16,10 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from core import config as venue_config
-from core import snapshots
+from core import snapshots, stream_snapshots
 from core import venue_core as core_module
 from core.ledger_writer import LedgerWriter, open_store
 from core.sequencer import Executed
@@ -86,6 +86,8 @@ class Recovery:
         self._stop_if_requested("before its recovery")
         snapshots.remove_stray(self.data_dir)  # ours alone: venue.lock is held
         image = snapshots.latest(self.data_dir)  # before the store: a refusal makes no store
+        if image is not None and stream_snapshots.STREAM_EPOCH_KEY in image.gateway:
+            await self._refuse_gateway_s(image)
         if image is not None:  # also for a replay from the journal's start (store behind)
             self._replay_from_first_rules(image)
         dsn = self.config.venue.ledger_postgres
@@ -178,6 +180,16 @@ class Recovery:
         self._progress.reached(seq, count)
         last_seq = self._progress.last_seq
         self._stop_if_requested(f"while replaying the journal, at seq {seq} of {last_seq}")
+
+    async def _refuse_gateway_s(self, image: snapshots.Snapshot) -> NoReturn:
+        """A cluster gateway's snapshot in a core's data directory (a gateway's directory
+        given to a core): its core part (the last request id per gateway, the cod orders) is
+        not in it, so it is not restored as if it were a core's."""
+        path = snapshots.path_for(self.data_dir, image.seq)
+        await self.core._refuse(
+            f"{path} is a cluster gateway's snapshot, not a core's: is {self.data_dir} a"
+            " gateway's data directory? Give the core its own, or move that file away"
+        )
 
     def _stop_if_requested(self, where: str) -> None:
         """`StartStopped` if a stop was asked for: called only where the start has written

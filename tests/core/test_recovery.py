@@ -11,8 +11,8 @@ import msgspec
 import pytest
 
 from core import config as venue_config
-from core import recovery
-from core.venue_core import StartStopped, VenueCore, now_us
+from core import recovery, snapshots, stream_snapshots
+from core.venue_core import RecoveryRefused, StartStopped, VenueCore, now_us
 from engine.commands import SetReferencePrice
 from gateway.server import VenueServer
 from tests.conftest import start_venue
@@ -232,3 +232,28 @@ def test_a_venue_recovered_ahead_of_this_machine_s_clock_says_so(
     asyncio.run(start_and_stop(0))  # started again in this process: the venue's time stood still
     (warning,) = [record for record in caplog.records if "clock is behind" in record.message]
     assert 3_500 < warning.ahead_s <= 3_600, warning.ahead_s
+
+
+def test_a_cluster_gateway_s_snapshot_in_a_core_s_data_directory_is_refused(
+    tmp_path: Path,
+) -> None:
+    """A core started on a directory whose newest snapshot is a cluster gateway's (it holds
+    the stream's epoch; a gateway's directory given to a core): refused, naming the file,
+    the directory as found. Before: restored as a core's, without the core's part (the last
+    request id per gateway, the cod orders)."""
+    data_dir = tmp_path / "data"
+
+    async def start_and_stop() -> None:
+        venue = await start_venue(data_dir)
+        await venue.server.stop()
+
+    asyncio.run(start_and_stop())
+    image = snapshots.latest(data_dir)
+    assert image is not None
+    gateway_part = image.gateway | {stream_snapshots.STREAM_EPOCH_KEY: 1}
+    snapshots.write(data_dir, msgspec.structs.replace(image, gateway=gateway_part))
+    before = {path.name: path.read_bytes() for path in data_dir.iterdir()}
+    path = snapshots.path_for(data_dir, image.seq)
+    with pytest.raises(RecoveryRefused, match=f"{path} is a cluster gateway's snapshot"):
+        asyncio.run(start_and_stop())
+    assert {path.name: path.read_bytes() for path in data_dir.iterdir()} == before
