@@ -75,10 +75,8 @@ class BatchTooLargeError(JournalError):
 class JournalLocked(JournalError):
     """Another process holds the file: a running venue, or a second one started on it."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(
-            f"{path} is open by another writer or reader (a venue running on its directory?)"
-        )
+    def __init__(self, path: Path, why: str = "a venue running on its directory?") -> None:
+        super().__init__(f"{path} is open by another writer or reader ({why})")
         self.path = path
 
 

@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Protocol, cast
+from typing import IO, Any, Final, Protocol, cast
 
 import msgspec
 import nats
@@ -50,6 +50,7 @@ from core.bus import CoreListener, ReadSide
 from core.cluster_keys import SharedKeys
 from core.cluster_nonces import SharedNonces
 from core.jetstream_journal import STREAM_DEFAULT, SUBJECT_DEFAULT
+from core.journal import JournalLocked
 from core.lease import Lease, attempt
 from core.sequencer import Executed, exit_fatally
 from core.stream_follow import StreamFollow
@@ -128,6 +129,10 @@ GATEWAY_LEASE_BUCKET: Final = "venue_gateways"  # one key per gateway process: i
 # session of the gateway; at 10 s, renewed every second, it rides out ~7 s without one.
 GATEWAY_LEASE_TTL_S: Final = 10.0
 GATEWAY_LEASE_POLL_S: Final = 0.1  # how often a gateway checks its term
+# Why a gateway's data directory is refused (`Replica._lock_data_dir`).
+GATEWAY_DIR_LOCKED: Final = (
+    "another gateway, or a core, running on it? give each gateway its own --data-dir"
+)
 GATEWAY_ID_PATTERN: Final = re.compile(r"[-_=a-zA-Z0-9.]+")  # a KV key's characters
 
 
@@ -435,14 +440,24 @@ class Replica:
         # for it rather than write the same `.tmp` file beside it.
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="venue-gateway-snapshots")
         self._stopped = False  # its last snapshot written: the writer is shut down
+        self._lock: IO[bytes] | None = None  # the data directory's, while it runs
 
     @property
     def sequencer(self) -> "Replica":
         return self  # `last_seq`, for what reads `server.sequencer.last_seq`
 
     async def start(self) -> None:
-        """Restore the newest usable snapshot and follow the stream from the record after it
-        (none: from its first record); return once caught up with it."""
+        """Hold the data directory, restore its newest usable snapshot and follow the stream
+        from the record after it (none: from its first record); return once caught up."""
+        made_lock = self._lock_data_dir()
+        try:
+            await self._follow_the_stream()
+        except BaseException:  # (a stop while it waits for NATS too)
+            self._give_back(made_lock)
+            raise
+
+    async def _follow_the_stream(self) -> None:
+        """`start`'s work, once the data directory is held."""
         bus = self.bus
         bus.nc = await connect(bus.servers, f"venue-gateway-{bus.gateway_id}")
         await bus.keys.start(bus.nc)  # every issued key known before any logon
@@ -468,6 +483,30 @@ class Replica:
         log.info("replica caught up", extra={"seq": self.last_seq, "gateway": bus.gateway_id})
         await self._hold_lease(bus.nc)  # before it serves: every order it places is covered
         self.keep_task(asyncio.create_task(self._keep_lease()))
+
+    def _lock_data_dir(self) -> bool:
+        """Hold the gateway's data directory for its life, as a core holds its own (the same
+        `venue.lock`): a second gateway (or a core) on it is refused, so this one alone writes
+        snapshots there, and the `.tmp` files a crash left mid-write are removed. Whether
+        this start made the lock file."""
+        data_dir = self.listener.data_dir
+        made = not (data_dir / venue_core.LOCK_FILE).exists()
+        try:
+            self._lock = venue_core.lock_data_dir(data_dir)
+        except JournalLocked:
+            raise JournalLocked(data_dir / venue_core.LOCK_FILE, GATEWAY_DIR_LOCKED) from None
+        snapshots.remove_stray(data_dir)
+        return made
+
+    def _give_back(self, made_lock: bool) -> None:
+        """A start that failed or was stopped: the directory let go, the lock file it made
+        removed (while held, as a core's refused start does: `lock_data_dir` takes the file
+        the directory names), so a directory this start made is left empty."""
+        assert self._lock is not None
+        if made_lock:
+            (self.listener.data_dir / venue_core.LOCK_FILE).unlink(missing_ok=True)
+        self._lock.close()
+        self._lock = None
 
     def go_live(self) -> None:
         """Execute the records after the last executed live: answered, pushed and published.
@@ -668,13 +707,16 @@ class Replica:
         if self.bus.lease is not None:
             with contextlib.suppress(nats.errors.Error, TimeoutError):
                 await self.bus.lease.release()  # unanswered: it expires by its TTL
-        # (a start that failed before it caught up: nothing to keep)
-        if self._caught_up.is_set() and not self._stopped:
+        # (a start that failed: nothing to keep, nor the directory to keep it in)
+        if self._caught_up.is_set() and self._lock is not None and not self._stopped:
             self._stopped = True
             await self._snapshot_or_warn()
             self._writer.shutdown(wait=False)
         if self.bus.nc is not None:
             await self.bus.nc.close()
+        if self._lock is not None:
+            self._lock.close()  # the directory let go last: no write of this gateway is left
+            self._lock = None
 
     async def hear_cores(self, nc: Client) -> None:
         """Send what is owed whenever a core announces itself (`_on_core_active`)."""

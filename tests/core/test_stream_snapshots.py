@@ -21,6 +21,7 @@ from cluster.nats import NatsCluster
 from core import config as venue_config
 from core import snapshots, stream_snapshots
 from core.cluster_core import ClusterCore, CodOrders, Follower
+from core.journal import JournalLocked
 from core.nats_bus import ClusterCodec, NatsBus
 from core.venue_core import VenueCore
 from engine.commands import CancelOrder, PlaceOrder
@@ -484,3 +485,38 @@ def test_a_gateway_s_stop_releases_its_lease_before_it_writes_its_snapshot(
 
     run = asyncio.wait_for(scenario(node.url), SCENARIO_TIMEOUT_S)
     assert asyncio.run(run) == (True, False)
+
+
+def test_a_gateway_holds_its_data_directory_refusing_a_second_and_removing_stray_files(
+    node: NatsCluster, tmp_path: Path
+) -> None:
+    """A gateway's start locks its data directory (`venue.lock`, as a core's): a second
+    gateway started on it is refused, saying so, and nothing of it runs; the half-written
+    snapshot a crash left there is removed (no other writer can be mid-write). Before: the
+    second ran beside the first, their snapshots written side by side, and a `.tmp` file
+    was never removed."""
+    stray = snapshots.path_for(tmp_path / "gw", 3).with_suffix(".tmp")
+
+    async def scenario(url: str) -> tuple[bool, str]:
+        core, started = await active_core(tmp_path / "core", url, "core")
+        try:
+            await trade(started, 1, "a")
+            first = gateway(tmp_path / "gw", url, "gw-1")
+            stray.write_bytes(b"half a snapshot")
+            await first.start("127.0.0.1", 0)
+            try:
+                stray_left = stray.exists()
+                second = gateway(tmp_path / "gw", url, "gw-2")
+                with pytest.raises(JournalLocked) as refused:
+                    await second.start("127.0.0.1", 0)
+                return stray_left, str(refused.value)
+            finally:
+                await first.stop()
+        finally:
+            await core.stop()
+
+    run = asyncio.wait_for(scenario(node.url), SCENARIO_TIMEOUT_S)
+    stray_left, refusal = asyncio.run(run)
+    assert not stray_left
+    assert "give each gateway its own --data-dir" in refusal
+    assert str(tmp_path / "gw" / "venue.lock") in refusal
