@@ -495,7 +495,11 @@ class Replica:
             self._lock = venue_core.lock_data_dir(data_dir)
         except JournalLocked:
             raise JournalLocked(data_dir / venue_core.LOCK_FILE, GATEWAY_DIR_LOCKED) from None
-        snapshots.remove_stray(data_dir)
+        try:
+            snapshots.remove_stray(data_dir)
+        except BaseException:  # (one that cannot be removed: the directory let go again)
+            self._give_back(made)
+            raise
         return made
 
     def _give_back(self, made_lock: bool) -> None:
@@ -708,15 +712,17 @@ class Replica:
             with contextlib.suppress(nats.errors.Error, TimeoutError):
                 await self.bus.lease.release()  # unanswered: it expires by its TTL
         # (a start that failed: nothing to keep, nor the directory to keep it in)
-        if self._caught_up.is_set() and self._lock is not None and not self._stopped:
-            self._stopped = True
-            await self._snapshot_or_warn()
-            self._writer.shutdown(wait=False)
-        if self.bus.nc is not None:
-            await self.bus.nc.close()
-        if self._lock is not None:
-            self._lock.close()  # the directory let go last: no write of this gateway is left
-            self._lock = None
+        try:
+            if self._caught_up.is_set() and self._lock is not None and not self._stopped:
+                self._stopped = True
+                await self._snapshot_or_warn()
+                self._writer.shutdown(wait=False)
+            if self.bus.nc is not None:
+                await self.bus.nc.close()
+        finally:
+            if self._lock is not None:  # let go last: no write of this gateway is left
+                self._lock.close()
+                self._lock = None
 
     async def hear_cores(self, nc: Client) -> None:
         """Send what is owed whenever a core announces itself (`_on_core_active`)."""

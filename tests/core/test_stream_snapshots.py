@@ -520,3 +520,32 @@ def test_a_gateway_holds_its_data_directory_refusing_a_second_and_removing_stray
     assert not stray_left
     assert "give each gateway its own --data-dir" in refusal
     assert str(tmp_path / "gw" / "venue.lock") in refusal
+
+
+def test_a_start_whose_stray_file_cannot_be_removed_lets_the_directory_go(
+    node: NatsCluster, tmp_path: Path
+) -> None:
+    """A `.tmp` that cannot be removed (a directory of that name: EISDIR) fails the start,
+    and the lock goes with it: the whole review's probe held it, so the next start in the
+    process was refused as if a gateway ran there (session 33's second review)."""
+    stray = snapshots.path_for(tmp_path / "gw", 3).with_suffix(".tmp")
+
+    async def scenario(url: str) -> list[str]:
+        core, started = await active_core(tmp_path / "core", url, "core")
+        try:
+            await trade(started, 1, "a")
+            stray.mkdir(parents=True)
+            first = gateway(tmp_path / "gw", url, "gw-1")
+            with pytest.raises(IsADirectoryError):
+                await first.start("127.0.0.1", 0)
+            left = sorted(path.name for path in (tmp_path / "gw").iterdir())
+            stray.rmdir()
+            second = gateway(tmp_path / "gw", url, "gw-2")
+            await second.start("127.0.0.1", 0)  # before: JournalLocked
+            await second.stop()
+            return left
+        finally:
+            await core.stop()
+
+    left = asyncio.run(asyncio.wait_for(scenario(node.url), SCENARIO_TIMEOUT_S))
+    assert left == [stray.name]  # its lock file removed with the lock
