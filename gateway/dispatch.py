@@ -1086,7 +1086,7 @@ _OUTCOME_EVENTS = _CLOSED_EVENTS | {OrderAccepted, TradeExecuted, OrderAmended, 
 _UNPLAIN_EVENTS = _OUTCOME_EVENTS - {TradeExecuted}
 
 
-def _plain_outcome(executed: Executed) -> dict[str, Any]:
+def _plain_outcome(executed: Executed) -> "_Placed | _Amended | dict[str, Any]":
     """`_outcome` of the usual place or amend, read without a loop over its events: the first
     event accepts or amends the order, none after it is a second order event, a close or a
     withdrawal, and the last trade (if any) is the order's own as taker. Saves the loop's
@@ -1113,14 +1113,30 @@ def _plain_outcome(executed: Executed) -> dict[str, Any]:
                     status = first.status
                 if order_id:
                     if kind is OrderAccepted:
-                        return {
-                            "seq": executed.seq,
-                            "cl_ord_id": first.cl_ord_id,
-                            "order_id": order_id,
-                            "status": status,
-                        }
-                    return {"seq": executed.seq, "order_id": order_id, "status": status}
+                        return _Placed(executed.seq, first.cl_ord_id, order_id, status)
+                    return _Amended(executed.seq, order_id, status)
     return _outcome(executed)
+
+
+# `_plain_outcome`'s results and an order.batch's entry of one (`_op_entries`): structs, not
+# dicts, encode as the dicts `_outcome` makes, their field names encoded once (callgrind:
+# -0.5% of a batch of 20's instructions)
+class _Placed(msgspec.Struct, gc=False):
+    seq: int
+    cl_ord_id: str | None
+    order_id: int
+    status: OrderStatus
+
+
+class _Amended(msgspec.Struct, gc=False):
+    seq: int
+    order_id: int
+    status: OrderStatus
+
+
+class _Done(msgspec.Struct, gc=False):
+    status: int
+    result: _Placed | _Amended | dict[str, Any]
 
 
 def _outcome(executed: Executed) -> dict[str, Any]:
@@ -1431,15 +1447,15 @@ def _batch_answer(status_of: StatusOf | None) -> Callable[[Pending], bytes]:
 
 def _op_entries(
     done: list[Executed], status_of: StatusOf | None, pending: Pending, start: int = 0
-) -> tuple[list[dict[str, Any]], int]:
+) -> tuple[list[Any], int]:
     """The entries of a batch's answer for the commands `done` of `pending`, the first its
     `start`th (each its status and its result or error), and how many of them were refused."""
-    results = []
+    results: list[Any] = []
     failed = 0
     for executed in done:
         events = executed.events  # `rejection`, inline: this runs for every op of a batch
         if not events or type(events[-1]) is not CommandRejected:
-            results.append({"status": 200, "result": _plain_outcome(executed)})
+            results.append(_Done(200, _plain_outcome(executed)))
         else:
             rejected: CommandRejected = events[-1]
             failed += 1

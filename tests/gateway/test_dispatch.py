@@ -91,7 +91,8 @@ class FastPaths:
     def answer(self, pending: dispatch.Pending) -> None:
         for each in _each_command(pending.results):  # all in: the answer goes now
             if each.command is not None:
-                plain, general = dispatch._plain_outcome(each), dispatch._outcome(each)
+                plain = wire.encode(dispatch._plain_outcome(each))  # a struct encodes as
+                general = wire.encode(dispatch._outcome(each))  # the dict
                 if plain != general:
                     self.differences.append(("outcome", plain, general))
                 self.taken["outcome"] += 1
