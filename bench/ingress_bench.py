@@ -95,7 +95,8 @@ class FakeTransport:
     def writelines(self, chunks: Any) -> None:
         for chunk in chunks:
             self.written += len(chunk)
-            self.errors += b'"error":' in chunk  # a frame per chunk (`gateway.sessions`)
+            # a frame, or a packed frame's body, per chunk (`gateway.sessions`)
+            self.errors += b'"error":' in chunk
 
     def is_closing(self) -> bool:
         return self.closing

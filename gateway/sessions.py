@@ -217,7 +217,7 @@ class Sessions:
                                 continue
                             last_payload = b""
                             last_payloads = payloads
-                            last_frames = (frames.array_frame(body),)
+                            last_frames = frames.array_frame_parts(body)  # one frame
                     websocket.send_frames(last_frames)
                 else:
                     websocket.send_frames(outbox)  # False: closing, nobody will read them
@@ -553,7 +553,7 @@ def _write_packed(websocket: transport.Connection, outbox: deque[bytes]) -> bool
     if count <= WRITE_BATCH_MAX:
         body = b",".join(outbox)  # the usual outbox: joined whole, one frame
         if len(body) + 2 <= PACK_BYTES_MAX:  # + the array's brackets
-            if not websocket.send_frames((frames.array_frame(body),)):
+            if not websocket.send_frames(frames.array_frame_parts(body)):  # one frame
                 return False
             outbox.clear()
             return True
@@ -574,8 +574,8 @@ def _write_packed_burst(websocket: transport.Connection, outbox: deque[bytes]) -
         if len(body) + 2 > PACK_BYTES_MAX and count > 1:  # + the array's brackets
             count = _count_within(payloads, count)
             body = b",".join(payloads[:count])
-        batch.append(frames.array_frame(body))
-        size += len(batch[-1])
+        batch += frames.array_frame_parts(body)  # one frame, its body not copied again
+        size += len(body) + 2
         taken += count
     if not websocket.send_frames(batch):
         return False

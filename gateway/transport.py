@@ -166,9 +166,10 @@ class Connection(asyncio.Protocol):
         return self.protocol.close_code
 
     def send_frames(self, frames: Iterable[bytes]) -> bool:
-        """Write pre-built frames in one call (uvloop: one writev); the transport buffers what
-        the socket does not take, and the caller watches `paused`. False, writing nothing,
-        once the connection is not open: its close is under way."""
+        """Write pre-built frames (or a frame in parts: `frames.array_frame_parts`) in one
+        call (uvloop: one writev); the transport buffers what the socket does not take, and
+        the caller watches `paused`. False, writing nothing, once the connection is not open:
+        its close is under way."""
         transport = self.transport
         if not self.is_open or transport is None or transport.is_closing():
             return False

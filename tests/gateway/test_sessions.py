@@ -110,16 +110,33 @@ def test_a_slow_consumer_among_many_is_cut_off_and_the_others_get_everything(
 
 
 class _Recorder:
-    """A transport that keeps each write's frames (as handed over) and never closes."""
+    """A transport that keeps each write's frames and never closes: `chunks` as handed over,
+    `writes` as whole frames (a packed frame may come in parts: header, body, bracket)."""
 
     def __init__(self) -> None:
+        self.chunks: list[list[bytes]] = []
         self.writes: list[list[bytes]] = []
 
     def writelines(self, data: Any) -> None:
-        self.writes.append(list(data))
+        self.chunks.append(list(data))
+        self.writes.append(_whole_frames(b"".join(self.chunks[-1])))
 
     def is_closing(self) -> bool:
         return False
+
+
+def _whole_frames(data: bytes) -> list[bytes]:
+    """A write's bytes cut into its server frames (unmasked: RFC 6455 §5.2)."""
+    cut = []
+    while data:
+        length, start = data[1] & 0x7F, 2
+        if length == frames.LENGTH_16:
+            length, start = int.from_bytes(data[2:4], "big"), 4
+        elif length == frames.LENGTH_64:
+            length, start = int.from_bytes(data[2:10], "big"), 10
+        cut.append(data[: start + length])
+        data = data[start + length :]
+    return cut
 
 
 def _packed_session(sessions: Sessions) -> tuple[Session, _Recorder]:
@@ -157,7 +174,7 @@ def test_packed_outboxes_of_several_messages_are_framed_once_for_equal_ones() ->
         assert trader[1].writes == [[frames.array_frame(answer + b"," + push)]]
         assert single[1].writes == [[frames.array_frame(book)]]
         assert third[1].writes == [[both]]
-        assert third[1].writes[0][0] is second[1].writes[0][0], "framed once for both"
+        assert third[1].chunks[0][1] is second[1].chunks[0][1], "joined once for both"
         for session, _ in (first, trader, second, single, third):
             assert not session.outbox
 
@@ -268,7 +285,7 @@ def test_a_publication_is_written_at_once_to_idle_followers_and_queued_behind_th
         assert json.loads(book_update)["ch"] == "book"
         both = frames.array_frame(trade_update + b"," + book_update)
         assert all(recorder.writes == [[both]] for _, recorder in idle)
-        assert len({id(recorder.writes[0][0]) for _, recorder in idle}) == 1, "built once"
+        assert len({id(recorder.chunks[0][0]) for _, recorder in idle}) == 1, "built once"
         assert busy[1].writes == [
             [frames.array_frame(b",".join((answer, trade_update, book_update)))]
         ]
