@@ -33,10 +33,12 @@ from typing import Any
 from bench import ingress_bench, server_process
 from cli.serve import settle_heap
 from core import config as venue_config
+from core import venue_core
 from gateway.server import VenueServer
 
 WARM_WINDOWS = 2  # windows of the same kind before the stretch: caches and look-ups settled
 NEVER_SLOW_S = 3600.0  # under callgrind every commit is slow: keep them on the loop, as served
+SWITCH_INTERVAL_S = 1000.0  # see `stretch`
 MARKS_C = """#include <valgrind/callgrind.h>
 void cg_zero(void) { CALLGRIND_ZERO_STATS; }
 void cg_dump(void) { CALLGRIND_DUMP_STATS_AT("measured"); }
@@ -56,14 +58,22 @@ def build_marks(directory: Path) -> Path:
 async def stretch(kind: str, requests: int, config: Path) -> None:
     """Set up as the ingress bench, warm, then the marked stretch of `requests` of `kind`."""
     marks = ctypes.CDLL(os.environ[MARKS_ENV])
+    # Threads take the GIL in turn only where the loop waits (its drains), not every few ms
+    # of the wall time a run under callgrind stretches: each hand-off costs instructions
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     with tempfile.TemporaryDirectory(prefix="venue-bench-callgrind-") as name:
         directory = Path(name)
         config_path = server_process.unlimited_config(
             config, directory, ingress_bench.accounts_toml()
         )
+        # What wall time decides is held still: under callgrind a run takes a minute or more,
+        # and a periodic snapshot, or publications paced by the clock, would fall into the
+        # stretch in one run and not in the next
+        venue_core.SNAPSHOT_INTERVAL_S = int(NEVER_SLOW_S)
         server = VenueServer(venue_config.load(config_path), directory / "data")
         await server.start("127.0.0.1", 0)
         server.sequencer.slow_commits.slow_s = NEVER_SLOW_S
+        server.public.pause_min_s = 0.0  # a publication per released batch
         settle_heap()
         try:
             sequencer = server.core.sequencer
