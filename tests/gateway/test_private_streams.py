@@ -14,6 +14,7 @@ from gateway import frames, limits, transport
 from gateway.private_streams import PrivateStream, PrivateStreams, sequence
 from gateway.reports import BalanceReport, Push
 from gateway.sessions import Session, Sessions
+from tests.gateway.recording import Recorder
 
 
 def balance_push(total: str) -> Push:
@@ -55,23 +56,10 @@ def test_the_historys_seqs_are_counted_back_from_the_released_one() -> None:
     assert list(stream.after(stream.seq)) == []
 
 
-class _Recorder:
-    """A transport that keeps each write's frames and never closes."""
-
-    def __init__(self) -> None:
-        self.writes: list[list[bytes]] = []
-
-    def writelines(self, data: list[bytes]) -> None:
-        self.writes.append(list(data))
-
-    def is_closing(self) -> bool:
-        return False
-
-
-def _follower(sessions: Sessions, stream: PrivateStream, packed: bool) -> tuple[Session, _Recorder]:
+def _follower(sessions: Sessions, stream: PrivateStream, packed: bool) -> tuple[Session, Recorder]:
     listener = transport.Listener(None, ("/ws/trade",), 2**20)  # type: ignore[arg-type]
     connection = transport.Connection(listener)
-    recorder = _Recorder()
+    recorder = Recorder()
     connection.transport = recorder  # type: ignore[assignment]
     connection.is_open, connection.packed = True, packed
     session = sessions.open(connection)

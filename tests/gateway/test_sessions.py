@@ -22,6 +22,7 @@ from gateway.public_streams import PublicStreams
 from gateway.sessions import Session, Sessions
 from tests.conftest import Venue
 from tests.engine.conftest import make_spec
+from tests.gateway.recording import Recorder
 from tests.gateway.test_server_packed import (
     SYMBOL,
     WAIT_S,
@@ -109,40 +110,10 @@ def test_a_slow_consumer_among_many_is_cut_off_and_the_others_get_everything(
     run_venue(scenario)
 
 
-class _Recorder:
-    """A transport that keeps each write's frames and never closes: `chunks` as handed over,
-    `writes` as whole frames (a packed frame may come in parts: header, body, bracket)."""
-
-    def __init__(self) -> None:
-        self.chunks: list[list[bytes]] = []
-        self.writes: list[list[bytes]] = []
-
-    def writelines(self, data: Any) -> None:
-        self.chunks.append(list(data))
-        self.writes.append(_whole_frames(b"".join(self.chunks[-1])))
-
-    def is_closing(self) -> bool:
-        return False
-
-
-def _whole_frames(data: bytes) -> list[bytes]:
-    """A write's bytes cut into its server frames (unmasked: RFC 6455 §5.2)."""
-    cut = []
-    while data:
-        length, start = data[1] & 0x7F, 2
-        if length == frames.LENGTH_16:
-            length, start = int.from_bytes(data[2:4], "big"), 4
-        elif length == frames.LENGTH_64:
-            length, start = int.from_bytes(data[2:10], "big"), 10
-        cut.append(data[: start + length])
-        data = data[start + length :]
-    return cut
-
-
-def _packed_session(sessions: Sessions) -> tuple[Session, _Recorder]:
+def _packed_session(sessions: Sessions) -> tuple[Session, Recorder]:
     listener = transport.Listener(None, ("/ws/public",), 2**20)  # type: ignore[arg-type]
     connection = transport.Connection(listener)
-    recorder = _Recorder()
+    recorder = Recorder()
     connection.transport = recorder  # type: ignore[assignment]
     connection.is_open = True
     connection.packed = True
@@ -244,7 +215,7 @@ def _a_bid_and_a_trade(spec: Any, order_id: int) -> list[Any]:
     return [bid, trade]
 
 
-def _session(sessions: Sessions, packed: bool) -> tuple[Session, _Recorder]:
+def _session(sessions: Sessions, packed: bool) -> tuple[Session, Recorder]:
     session, recorder = _packed_session(sessions)
     session.packed = session.websocket.packed = packed
     return session, recorder
@@ -384,7 +355,7 @@ def test_a_publication_skips_a_connection_whose_close_has_begun() -> None:
     transport is not closing (as `Connection.send_frames` would): the others get nothing and
     keep nothing queued; nobody will read them."""
 
-    class _Closing(_Recorder):
+    class _Closing(Recorder):
         def is_closing(self) -> bool:
             return True
 
@@ -403,7 +374,7 @@ def test_a_publication_skips_a_connection_whose_close_has_begun() -> None:
     asyncio.run(main())
 
 
-def _outcome(sessions: Sessions, recorders: list[_Recorder]) -> list[Any]:
+def _outcome(sessions: Sessions, recorders: list[Recorder]) -> list[Any]:
     """What each session's peer got and what it still holds, once the turn is flushed."""
     sessions.flush_outboxes()
     return [
