@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from bench import ingress_bench, server_process
 from cli.serve import settle_heap
@@ -47,6 +47,14 @@ STORE_THREAD = 2  # callgrind's number of the ledger store's thread: the first o
 MARKS_ENV = "VENUE_CALLGRIND_MARKS"  # the built library's path, for the run under callgrind
 
 
+class Marks(Protocol):
+    """Where the stretch starts and ends: the built library's calls, or no-ops in a test."""
+
+    def cg_zero(self) -> object: ...
+
+    def cg_dump(self) -> object: ...
+
+
 def build_marks(directory: Path) -> Path:
     """The marks' library: its calls are no-ops outside callgrind."""
     source, library = directory / "marks.c", directory / "marks.so"
@@ -55,9 +63,8 @@ def build_marks(directory: Path) -> Path:
     return library
 
 
-async def stretch(kind: str, requests: int, config: Path) -> None:
+async def stretch(kind: str, requests: int, config: Path, marks: Marks) -> None:
     """Set up as the ingress bench, warm, then the marked stretch of `requests` of `kind`."""
-    marks = ctypes.CDLL(os.environ[MARKS_ENV])
     # Threads take the GIL in turn only where the loop waits (its drains), not every few ms
     # of the wall time a run under callgrind stretches: each hand-off costs instructions
     sys.setswitchinterval(SWITCH_INTERVAL_S)
@@ -185,7 +192,9 @@ def main() -> None:
     parser.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.in_process:  # the run under callgrind
-        server_process.run_async(stretch(args.kind, args.requests, args.config))  # type: ignore[arg-type]
+        marks = ctypes.CDLL(os.environ[MARKS_ENV])
+        work = stretch(args.kind, args.requests, args.config, marks)
+        server_process.run_async(work)  # type: ignore[arg-type]
         return
     config = args.config.resolve()
     print(json.dumps(run_under_callgrind(args.kind, args.requests, config, args.keep)))
