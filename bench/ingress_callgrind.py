@@ -19,6 +19,7 @@ on the loop, as served on a local disk).
 
 import argparse
 import asyncio
+import contextlib
 import ctypes
 import gc
 import json
@@ -27,6 +28,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -38,7 +40,7 @@ from gateway.server import VenueServer
 
 WARM_WINDOWS = 2  # windows of the same kind before the stretch: caches and look-ups settled
 NEVER_SLOW_S = 3600.0  # under callgrind every commit is slow: keep them on the loop, as served
-SWITCH_INTERVAL_S = 1000.0  # see `stretch`
+SWITCH_INTERVAL_S = 1000.0  # see `held_still`
 MARKS_C = """#include <valgrind/callgrind.h>
 void cg_zero(void) { CALLGRIND_ZERO_STATS; }
 void cg_dump(void) { CALLGRIND_DUMP_STATS_AT("measured"); }
@@ -63,20 +65,31 @@ def build_marks(directory: Path) -> Path:
     return library
 
 
-async def stretch(kind: str, requests: int, config: Path, marks: Marks) -> None:
-    """Set up as the ingress bench, warm, then the marked stretch of `requests` of `kind`."""
+@contextlib.contextmanager
+def held_still() -> Iterator[None]:
+    """What wall time decides held still while the stretch runs, put back after it (the test
+    runs a stretch in a process that goes on): under callgrind a run takes a minute or more,
+    and a periodic snapshot, or publications paced by the clock, would fall into the stretch
+    in one run and not in the next."""
+    switch_interval, snapshot_interval = sys.getswitchinterval(), venue_core.SNAPSHOT_INTERVAL_S
     # Threads take the GIL in turn only where the loop waits (its drains), not every few ms
     # of the wall time a run under callgrind stretches: each hand-off costs instructions
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    with tempfile.TemporaryDirectory(prefix="venue-bench-callgrind-") as name:
+    venue_core.SNAPSHOT_INTERVAL_S = int(NEVER_SLOW_S)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(switch_interval)
+        venue_core.SNAPSHOT_INTERVAL_S = snapshot_interval
+
+
+async def stretch(kind: str, requests: int, config: Path, marks: Marks) -> None:
+    """Set up as the ingress bench, warm, then the marked stretch of `requests` of `kind`."""
+    with held_still(), tempfile.TemporaryDirectory(prefix="venue-bench-callgrind-") as name:
         directory = Path(name)
         config_path = server_process.unlimited_config(
             config, directory, ingress_bench.accounts_toml()
         )
-        # What wall time decides is held still: under callgrind a run takes a minute or more,
-        # and a periodic snapshot, or publications paced by the clock, would fall into the
-        # stretch in one run and not in the next
-        venue_core.SNAPSHOT_INTERVAL_S = int(NEVER_SLOW_S)
         server = VenueServer(venue_config.load(config_path), directory / "data")
         await server.start("127.0.0.1", 0)
         server.sequencer.slow_commits.slow_s = NEVER_SLOW_S
