@@ -574,8 +574,9 @@ def _write_packed_burst(websocket: transport.Connection, outbox: deque[bytes]) -
         if len(body) + 2 > PACK_BYTES_MAX and count > 1:  # + the array's brackets
             count = _count_within(payloads, count)
             body = b",".join(payloads[:count])
-        batch += frames.array_frame_parts(body)  # one frame, its body not copied again
-        size += len(body) + 2
+        head, body, close = frames.array_frame_parts(body)  # one frame, the body not copied
+        batch += (head, body, close)
+        size += len(head) + len(body) + len(close)  # the frame's bytes, as before it was parted
         taken += count
     if not websocket.send_frames(batch):
         return False

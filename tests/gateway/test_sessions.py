@@ -350,6 +350,28 @@ def test_a_packed_burst_goes_in_frames_split_as_before_handed_over_in_one_call(
     asyncio.run(main())
 
 
+def test_a_packed_bursts_call_counts_whole_frames_against_its_bytes_max(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`WRITE_BYTES_MAX` bounds the bytes a call hands over, each frame's header and brackets
+    counted: a bound of the first frame's whole length sends it alone."""
+    batch_max = sessions_module.WRITE_BATCH_MAX
+    messages = [b'{"n":%d}' % index for index in range(batch_max * 2)]
+    first = frames.array_frame(b",".join(messages[:batch_max]))
+    monkeypatch.setattr(sessions_module, "WRITE_BYTES_MAX", len(first))
+
+    async def main() -> None:
+        sessions = Sessions()
+        session, recorder = _packed_session(sessions)
+        for message in messages:
+            sessions.send(session, message)
+        sessions.flush_outboxes()
+        assert recorder.writes[0] == [first], "the bound reached: the call ends with this frame"
+        assert len(recorder.writes) == 2 and not session.outbox
+
+    asyncio.run(main())
+
+
 def test_a_publication_skips_a_connection_whose_close_has_begun() -> None:
     """`publish` writes an idle follower at once only while its connection is open and its
     transport is not closing (as `Connection.send_frames` would): the others get nothing and
