@@ -9,7 +9,10 @@ frame is a two-to-ten byte header and the payload: the server frames each messag
 `gateway.transport.Connection.send_frames` hands a session's queued frames to the socket at
 once (uvloop writes them with one writev). Control frames (ping, pong, close) stay with the
 protocol; frames are whole, so the two never interleave inside one. A packed session's
-messages of a write go out as one frame holding a JSON array of them (`array_frame`).
+messages of a write go out as one frame holding a JSON array of them: `array_frame` for one
+message and for a publication written at once to its idle followers (one frame for all of
+them); `array_frame_parts` (the header, the joined body, the bracket: the body not copied
+again) for a queued outbox of several messages and each frame of a burst.
 """
 
 import struct
