@@ -57,6 +57,18 @@ QUOTE_PLACE_WAIT_S = 5.0
 LOGON_TIMEOUT_S = 10  # PROTOCOL: a trade connection not logged on within 10 s is closed
 HEARTBEAT_INTERVAL_S = 1  # PROTOCOL: a heartbeat after 1 s of silence
 PRIVATE_HISTORY_EVENTS_MAX = 10_000  # covers a reconnect after a busy minute; else snapshot
+# The same across all accounts. Without it every account kept its 10,000: ~440 bytes an
+# event in memory, so 400 busy accounts held 1.8 GB and wrote 640 MB into every snapshot
+# (docs/gateway.md, "A long run"), and its capture stalled answers for over a second.
+# 500,000 (~220 MB; 50 accounts at the per-account bound), as the closed orders'. Past it
+# the longest histories are cut first, to one common depth, down to
+# `PRIVATE_HISTORY_EVENTS_TRIMMED` (a margin: not one cut per check); a since_seq cut off
+# gets a snapshot, as it does past the per-account bound.
+PRIVATE_HISTORY_EVENTS_TOTAL_MAX = 500_000
+PRIVATE_HISTORY_EVENTS_TRIMMED = 450_000
+# The total is counted every this many commands (a sum over the accounts: ~0.3 ms with
+# 10,000 of them), not per command: it may pass the bound by what that many commands push.
+PRIVATE_HISTORY_CHECK_COMMANDS = 1_024
 # Closed orders `order.status` and `orders.history` still answer for, per account: as deep as
 # the private history, so a closed order outlives its exec reports there; at ~600 bytes each
 # that is ~6 MB of memory (and ~3 MB of every snapshot) per account. Oldest closed go first.

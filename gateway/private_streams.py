@@ -1,11 +1,13 @@
 """Private streams: each account's sequenced pushes, `since_seq` replay, cod and dms.
 
 Owns the per-account `account` stream: exec reports get their seq as each command
-executes (so an account snapshot taken then is exact) and reach subscribers, and a bounded
-history for `since_seq` replay, once durable; account subscriptions (snapshot or replay,
-then live); the closed-order history; cancel-on-disconnect; the `dms.triggered` notice of a
-dead-man's switch that fired (the switches are the venue's state: `ArmDeadMan`), and the
-switches an older venue left in `DEAD_MAN_FILE`, armed through the venue at start.
+executes (so an account snapshot taken then is exact) and reach subscribers, and a
+history for `since_seq` replay, once durable (bounded per account and, counted every
+`PRIVATE_HISTORY_CHECK_COMMANDS` commands, across accounts: `bound_histories`); account
+subscriptions (snapshot or replay, then live); the closed-order history;
+cancel-on-disconnect; the `dms.triggered` notice of a dead-man's switch that fired (the
+switches are the venue's state: `ArmDeadMan`), and the switches an older venue left in
+`DEAD_MAN_FILE`, armed through the venue at start.
 """
 
 import bisect
@@ -144,6 +146,8 @@ class PrivateStreams:
         self.streams: dict[int, PrivateStream] = {}
         self.reporter = ExecReporter()
         self.order_history = OrderHistory()  # closed orders, for order.status and orders.history
+        # commands released or replayed since the histories' total was last counted
+        self.commands_uncounted = 0
         files = files if files is not None else read_kept_files(data_dir)
         self.dead_man_file_deadlines = files.dead_man_deadlines
         self.push_formats = files.push_formats
@@ -231,6 +235,35 @@ class PrivateStreams:
         if executed.pushes and self.format_of(executed.seq) != PUSH_FORMAT:
             for stream, _ in executed.pushes:
                 stream.resume_floor = stream.seq  # its last push's, just released
+
+    def count_commands(self, commands: int) -> None:
+        """`commands` more were released or replayed: every
+        `limits.PRIVATE_HISTORY_CHECK_COMMANDS` of them the histories are bounded."""
+        self.commands_uncounted += commands
+        if self.commands_uncounted >= limits.PRIVATE_HISTORY_CHECK_COMMANDS:
+            self.commands_uncounted = 0
+            self.bound_histories()
+
+    def bound_histories(self) -> int:
+        """Past `limits.PRIVATE_HISTORY_EVENTS_TOTAL_MAX` events across the accounts, cut the
+        longest histories first, their oldest events, to one common depth, so that they hold
+        `limits.PRIVATE_HISTORY_EVENTS_TRIMMED` in all; the number of events dropped."""
+        streams = self.streams.values()
+        lengths = sorted(len(stream.history) for stream in streams)
+        if sum(lengths) <= limits.PRIVATE_HISTORY_EVENTS_TOTAL_MAX:
+            return 0
+        depth = common_depth(lengths, limits.PRIVATE_HISTORY_EVENTS_TRIMMED)
+        dropped = 0
+        for stream in streams:
+            history = stream.history
+            for _ in range(len(history) - depth):
+                history.popleft()  # `seq` stays: the oldest kept is counted back from it
+                dropped += 1
+        log.info(
+            "private histories trimmed",
+            extra={"events_dropped": dropped, "depth": depth, "accounts": len(lengths)},
+        )
+        return dropped
 
     def format_of(self, seq: int) -> int:
         """The push format of the start that first executed command `seq`."""
@@ -347,6 +380,7 @@ class PrivateStreams:
         self.order_history.restore(image.get("order_history"))
         for account, floor in image.get("resume_floors", {}).items():
             self.streams.setdefault(int(account), PrivateStream()).resume_floor = floor
+        self.bound_histories()  # a snapshot written before the bound may hold more
 
     def forget(self) -> None:
         """Forget what `restore` took, perhaps part way (a cluster gateway's snapshot that
@@ -450,6 +484,18 @@ def sequence(
         # a struct's store costs about twice a slot's: the epoch came built in
         stream.assigned = push.seq = stream.assigned + 1
         entry[1].append(encode(push))
+
+
+def common_depth(lengths: list[int], budget: int) -> int:
+    """The largest depth d at which histories of `lengths` (ascending), each cut to its
+    newest d, hold at most `budget` events in all: the short ones stay whole."""
+    left = len(lengths)
+    for length in lengths:
+        if length * left > budget:  # this one and every longer one are cut to the same depth
+            return budget // left
+        budget -= length
+        left -= 1
+    return lengths[-1] if lengths else 0  # nothing to cut
 
 
 # ----------------------------------------------------------------- views

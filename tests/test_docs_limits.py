@@ -57,7 +57,10 @@ ROWS: dict[str, tuple[int, ...]] = {
     "`orders.history.limit`": (wire.ORDERS_HISTORY_LIMIT_MAX,),
     "`orders.cancel_after.timeout_ms`": (wire.CANCEL_AFTER_MS_MAX,),
     "open orders per account": (VenueConfig().open_orders_per_account_max,),
-    "private events retained": (limits.PRIVATE_HISTORY_EVENTS_MAX,),
+    "private events retained": (
+        limits.PRIVATE_HISTORY_EVENTS_MAX,
+        limits.PRIVATE_HISTORY_EVENTS_TOTAL_MAX,
+    ),
     "closed orders retained per account": (limits.CLOSED_ORDERS_PER_ACCOUNT_MAX,),
     "closed orders retained across": (limits.CLOSED_ORDERS_TOTAL_MAX,),
     "outgoing queue": (limits.SEND_QUEUE_MESSAGES_MAX, limits.SEND_QUEUE_BYTES_MAX // MIB),

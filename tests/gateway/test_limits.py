@@ -55,6 +55,9 @@ def test_every_limit_is_a_positive_int() -> None:
         "LOGON_TIMEOUT_S",
         "HEARTBEAT_INTERVAL_S",
         "PRIVATE_HISTORY_EVENTS_MAX",
+        "PRIVATE_HISTORY_EVENTS_TOTAL_MAX",
+        "PRIVATE_HISTORY_EVENTS_TRIMMED",
+        "PRIVATE_HISTORY_CHECK_COMMANDS",
         "CONNECTIONS_PER_ACCOUNT_MAX",
         "REQUEST_ID_LENGTH_MAX",
     ]

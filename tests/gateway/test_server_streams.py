@@ -25,6 +25,7 @@ from core import config as venue_config
 from engine.units import format_units
 from gateway import limits, sessions, transport
 from gateway import server as server_module
+from gateway.private_streams import common_depth
 from gateway.server import VenueServer
 from tests.conftest import TEST_TIMEOUT_S, Venue, drain_pushes, next_push_not_heartbeat
 from tests.sample_config import SAMPLE_CONFIG
@@ -873,6 +874,53 @@ def test_since_seq_older_than_the_history_gets_a_snapshot(
         assert [p["seq"] for p in live] == [current + 1, current + 2], "then live, in step"
 
     run_venue(scenario)
+
+
+def test_the_private_histories_together_are_bounded_the_longest_cut_first(
+    run_venue: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The soak's finding: each account kept its 10,000 events, so the histories grew with
+    the accounts without bound (1.8 GB for 400 busy ones, all of it in every snapshot). Past
+    the venue-wide bound the longest are cut to a common depth; a short one stays whole."""
+    monkeypatch.setattr(limits, "PRIVATE_HISTORY_CHECK_COMMANDS", 1)
+
+    async def scenario(venue: Venue) -> None:
+        streams = venue.server.private_streams.streams
+        built = {account: len(stream.history) for account, stream in streams.items()}
+        assert built[3] == streams[3].seq > 0, "the build's deposits: the taker's short history"
+        bound = sum(built.values()) + 12
+        monkeypatch.setattr(limits, "PRIVATE_HISTORY_EVENTS_TOTAL_MAX", bound)
+        monkeypatch.setattr(limits, "PRIVATE_HISTORY_EVENTS_TRIMMED", bound - 4)
+        alpha = await venue.client("alpha")
+        for i in range(12):  # an exec and a balance each: alpha's history is the long one
+            await alpha.place(SYMBOL, "buy", "1", f"186.{i:02d}")
+        await alpha.subscribe_account()
+        current = streams[1].seq
+        histories = {account: len(stream.history) for account, stream in streams.items()}
+        assert sum(histories.values()) <= bound, histories
+        assert histories[3] == built[3], "the short history is whole"
+        assert 0 < histories[1] < current, "the long one lost its oldest events"
+        oldest_kept = streams[1].oldest_seq
+
+        kept = await venue.client("alpha")
+        await kept.subscribe_account(since_seq=oldest_kept - 1)
+        replayed = account_events(await drain_pushes(kept))
+        assert [p["seq"] for p in replayed] == list(range(oldest_kept, current + 1))
+        cut_off = await venue.client("alpha")
+        await cut_off.subscribe_account(since_seq=oldest_kept - 2)
+        pushes = await drain_pushes(cut_off)
+        assert [p["type"] for p in pushes] == ["snapshot"], "cut off: a snapshot"
+        assert len(pushes[0]["orders"]) == 12
+
+    run_venue(scenario)
+
+
+def test_the_common_depth_keeps_the_short_histories_whole() -> None:
+    assert common_depth([2, 3, 10, 40], 25) == 10  # 2 + 3 + 10 + 10
+    assert common_depth([2, 3, 10, 40], 24) == 9  # 2 + 3 + 9 + 9 (one under the budget)
+    assert common_depth([5, 5], 3) == 1
+    assert common_depth([1, 2], 10) == 2, "within the budget: nothing cut"
+    assert common_depth([], 10) == 0
 
 
 def test_since_seq_ahead_of_the_stream_gets_a_snapshot(run_venue: Any) -> None:
