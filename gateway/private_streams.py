@@ -148,6 +148,7 @@ class PrivateStreams:
         self.order_history = OrderHistory()  # closed orders, for order.status and orders.history
         # commands released or replayed since the histories' total was last counted
         self.commands_uncounted = 0
+        self.histories_trimmed = 0  # times `bound_histories` cut: the first is logged at info
         files = files if files is not None else read_kept_files(data_dir)
         self.dead_man_file_deadlines = files.dead_man_deadlines
         self.push_formats = files.push_formats
@@ -259,10 +260,13 @@ class PrivateStreams:
             for _ in range(len(history) - depth):
                 history.popleft()  # `seq` stays: the oldest kept is counted back from it
                 dropped += 1
-        log.info(
+        # at info once: a busy venue at its bound cuts every ~50,000 events, seconds apart
+        log.log(
+            logging.DEBUG if self.histories_trimmed else logging.INFO,
             "private histories trimmed",
             extra={"events_dropped": dropped, "depth": depth, "accounts": len(lengths)},
         )
+        self.histories_trimmed += 1
         return dropped
 
     def format_of(self, seq: int) -> int:

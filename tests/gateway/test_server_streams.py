@@ -8,6 +8,7 @@ against the server's own `book.snapshot` answer and against the engine's book it
 
 import asyncio
 import json
+import logging
 import random
 import socket
 import time
@@ -877,12 +878,13 @@ def test_since_seq_older_than_the_history_gets_a_snapshot(
 
 
 def test_the_private_histories_together_are_bounded_the_longest_cut_first(
-    run_venue: Any, monkeypatch: pytest.MonkeyPatch
+    run_venue: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The soak's finding: each account kept its 10,000 events, so the histories grew with
     the accounts without bound (1.8 GB for 400 busy ones, all of it in every snapshot). Past
     the venue-wide bound the longest are cut to a common depth; a short one stays whole."""
     monkeypatch.setattr(limits, "PRIVATE_HISTORY_CHECK_COMMANDS", 1)
+    caplog.set_level(logging.DEBUG, logger="venue")
 
     async def scenario(venue: Venue) -> None:
         streams = venue.server.private_streams.streams
@@ -913,6 +915,8 @@ def test_the_private_histories_together_are_bounded_the_longest_cut_first(
         assert len(pushes[0]["orders"]) == 12
 
     run_venue(scenario)
+    levels = [r.levelno for r in caplog.records if r.getMessage() == "private histories trimmed"]
+    assert levels[:1] == [logging.INFO] and set(levels[1:]) == {logging.DEBUG}, "once at info"
 
 
 def test_the_common_depth_keeps_the_short_histories_whole() -> None:
