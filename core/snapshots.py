@@ -214,7 +214,7 @@ def read(path: Path) -> Snapshot | None:
         log.warning("%s: ignored, shorter than a header", path)
         return None
     magic, seq, crc, length = HEADER.unpack_from(data)
-    body = data[HEADER.size :]
+    body = memoryview(data)[HEADER.size :]  # not a copy: a snapshot may be hundreds of MB
     if magic != MAGIC or len(body) != length or zlib.crc32(body) != crc:
         log.warning("%s: ignored, damaged or half-written", path)
         return None

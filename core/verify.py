@@ -181,10 +181,16 @@ def _open_journal(data_dir: Path) -> FileJournal:
 
 def _snapshots(data_dir: Path) -> tuple[snapshots.Snapshot | None, list[str]]:
     """The newest snapshot that passes every check (the one recovery starts from), and the
-    names of the damaged ones, newest first."""
-    surveyed = list(snapshots.survey(data_dir))
-    newest = next((snapshot for _, snapshot in surveyed if snapshot is not None), None)
-    return newest, [path.name for path, snapshot in surveyed if snapshot is None]
+    names of the damaged ones, newest first. Each older one is read to check it, then let go:
+    at most two are held at once, not all (a long run's three 1.5 GB snapshots took 11 GB)."""
+    newest, damaged = None, []
+    for path, snapshot in snapshots.survey(data_dir):
+        if snapshot is None:
+            damaged.append(path.name)
+        elif newest is None:
+            newest = snapshot
+        del snapshot  # not held while the next one is read
+    return newest, damaged
 
 
 def _snapshot_check(venue: Venue, image: snapshots.Snapshot) -> str:
