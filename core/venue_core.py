@@ -149,6 +149,8 @@ class VenueCore:
         self.ledger = Ledger()
         self.venue = Venue(rules, self.ledger)
         self.first_staleness_us = rules.reserve_staleness_max_us  # see `Snapshot`
+        # How long the last capture held the event loop (ms): nothing is answered meanwhile
+        self.capture_ms = 0.0
         # (first seq, epoch) of every earlier start, from the journal's point of view
         self.epochs: list[tuple[int, int]] = _load_epochs(data_dir / EPOCHS_FILE)
         self._recovering = False
@@ -214,17 +216,21 @@ class VenueCore:
         await self.sequencer.drain()
         # Captured right after the drain, with no await between: every command the image
         # includes is durable, and its transfers are in the store before the file exists.
+        started = time.perf_counter()
         image = snapshots.Snapshot(
             self.sequencer.last_seq,
             capture_venue(self.venue),
             self.listener.gateway_image(),
             self.first_staleness_us,
         )
+        self.capture_ms = round((time.perf_counter() - started) * 1e3, 1)
         await self._store_flushed()
         return image
 
     async def _write_snapshot(self, image: snapshots.Snapshot) -> Path:
-        path: Path = await self._on_io(snapshots.write_said, self.data_dir, image, log)
+        path: Path = await self._on_io(
+            snapshots.write_said, self.data_dir, image, log, self.capture_ms
+        )
         return path
 
     async def _refuse(self, why: str) -> NoReturn:
@@ -440,7 +446,12 @@ class VenueCore:
         file's write is forgiven: a journal's or store's failure met first is raised (fatal)."""
         image = await self._capture()
         written: bool = await self._on_io(
-            snapshots.write_or_warn, self.data_dir, image, log, SNAPSHOT_INTERVAL_S
+            snapshots.write_or_warn,
+            self.data_dir,
+            image,
+            log,
+            SNAPSHOT_INTERVAL_S,
+            self.capture_ms,
         )
         return written
 

@@ -100,6 +100,7 @@ def test_serve_logs_what_an_operator_needs_as_json(tmp_path: Path) -> None:
     assert only("rejects")["rejects"] == {"insufficient_balance": 1}  # the summary, at stop
     snapshot = only("snapshot written")
     assert snapshot["bytes"] > 0 and snapshot["ms"] >= 0 and snapshot["seq"] > 0
+    assert snapshot["capture_ms"] >= 0, "how long the capture held the event loop"
 
 
 def test_a_restart_logs_its_recovery_and_removes_a_stray_snapshot_tmp(
