@@ -76,6 +76,9 @@ class PrivateStream:
     # A `since_seq` at or below it gets a snapshot: a recovery rebuilt the events up to it
     # under another push format, so their seqs differ from those a client saw first.
     resume_floor: int = 0
+    # The since_seqs of replays decided and not yet sent (`hold`): until they are, the history
+    # keeps every event above the lowest, past either bound, so none is sent with a gap.
+    replays_waiting: list[int] = field(default_factory=list)
 
     @property
     def oldest_seq(self) -> int:
@@ -93,6 +96,27 @@ class PrivateStream:
     def after(self, seq: int) -> Iterator[bytes]:
         """The history's pushes with a seq above `seq`, oldest first."""
         return islice(self.history, max(0, seq - self.oldest_seq + 1), None)
+
+    def hold(self, since_seq: int) -> None:
+        """A replay after `since_seq` is owed once its barrier is released: keep every event
+        above it till then (`release`). The first hold lifts the per-account bound (a deque
+        without `maxlen`: `publish` is unchanged); the across-accounts cut spares them."""
+        if not self.replays_waiting:
+            self.history = deque(self.history)
+        self.replays_waiting.append(since_seq)
+
+    def release(self, since_seq: int) -> None:
+        """The replay after `since_seq` was sent (or its session is gone): the last release
+        brings the per-account bound back, the oldest events over it dropped."""
+        self.replays_waiting.remove(since_seq)
+        if not self.replays_waiting:
+            self.history = deque(self.history, maxlen=limits.PRIVATE_HISTORY_EVENTS_MAX)
+
+    def cuttable(self) -> int:
+        """How many of the oldest events a cut may drop: those not owed to a replay."""
+        if not self.replays_waiting:
+            return len(self.history)
+        return max(0, min(self.replays_waiting) + 1 - self.oldest_seq)
 
 
 @dataclass(eq=False)
@@ -257,7 +281,7 @@ class PrivateStreams:
         dropped = 0
         for stream in streams:
             history = stream.history
-            for _ in range(len(history) - depth):
+            for _ in range(min(len(history) - depth, stream.cuttable())):
                 history.popleft()  # `seq` stays: the oldest kept is counted back from it
                 dropped += 1
         # at info once: a busy venue at its bound cuts every ~50,000 events, seconds apart
@@ -295,7 +319,9 @@ class PrivateStreams:
         lowest = stream.oldest_seq - 1  # the lowest since_seq the history can answer with a replay
         if stream.resume_floor:  # rebuilt under another push format up to it: not those
             lowest = max(lowest, stream.resume_floor + 1)
-        if since_seq is None or not lowest <= since_seq <= seq:
+        if since_seq is not None and lowest <= since_seq <= seq:
+            stream.hold(since_seq)  # sent when `join`ed: no bound cuts them till then
+        else:
             snapshot = wire.encode(
                 {
                     "ch": "account",
@@ -312,14 +338,21 @@ class PrivateStreams:
         """Everything up to the snapshot's seq is durable now: send it (or the missed
         events) and from here on every new private event of the account."""
         session = joining.session
-        if session.id not in self.connections.sessions or not session.account_stream:
-            return  # gone, or unsubscribed, before its subscription took effect
         stream = self.streams[joining.account]
+        # gone, or unsubscribed, before its subscription took effect
+        gone = session.id not in self.connections.sessions or not session.account_stream
         if joining.snapshot is not None:
+            if gone:
+                return
             self.connections.send(session, joining.snapshot)
         else:
-            for payload in stream.after(joining.since_seq or 0):
-                self.connections.send(session, payload)
+            since_seq = joining.since_seq or 0  # (a replay has one)
+            if not gone:
+                for payload in stream.after(since_seq):
+                    self.connections.send(session, payload)
+            stream.release(since_seq)  # held since `subscription`, whatever came between
+            if gone:
+                return
         session.account_stream = True
         stream.sessions.add(session)
 

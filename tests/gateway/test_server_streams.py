@@ -11,6 +11,7 @@ import json
 import logging
 import random
 import socket
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -26,7 +27,7 @@ from core import config as venue_config
 from engine.units import format_units
 from gateway import limits, sessions, transport
 from gateway import server as server_module
-from gateway.private_streams import common_depth
+from gateway.private_streams import PrivateStreams, common_depth
 from gateway.server import VenueServer
 from tests.conftest import TEST_TIMEOUT_S, Venue, drain_pushes, next_push_not_heartbeat
 from tests.sample_config import SAMPLE_CONFIG
@@ -925,6 +926,80 @@ def test_the_common_depth_keeps_the_short_histories_whole() -> None:
     assert common_depth([5, 5], 3) == 1
     assert common_depth([1, 2], 10) == 2, "within the budget: nothing cut"
     assert common_depth([], 10) == 0
+
+
+async def replay_across_a_release_that_cuts(
+    venue: Venue, since_of: Callable[[PrivateStreams], int]
+) -> list[int]:
+    """The seqs a `since_seq` replay sends when the release of an earlier batch cuts the
+    history between the subscription (replay decided) and its barrier (replay sent): the
+    place's batch is held in its commit on the journal's thread while the subscription
+    arrives, so the barrier waits in the next batch (two batches in flight, no timing)."""
+
+    venue.server.sequencer.commit_on_loop = False  # the commit on the journal's thread
+    journal = venue.server.sequencer.journal
+    commit = journal.commit_commands
+    committing, go_on = threading.Event(), threading.Event()
+
+    def held_commit(batch: Any, encode_into: Any) -> None:
+        committing.set()
+        assert go_on.wait(TEST_TIMEOUT_S), "never let go"
+        commit(batch, encode_into)
+
+    alpha = await venue.client("alpha")
+    late = await venue.client("alpha")
+    since = since_of(venue.server.private_streams)
+    journal.commit_commands = held_commit  # type: ignore[method-assign]
+    placing = asyncio.ensure_future(alpha.place(SYMBOL, "buy", "1", "185.00"))
+    assert await asyncio.to_thread(committing.wait, WAIT_S), "the place's commit began"
+    await late.subscribe_account(since_seq=since)  # answered: a replay is decided
+    go_on.set()
+    await placing
+    seqs = [p["seq"] for p in account_events(await drain_pushes(late))]
+    assert seqs[:1] == [since + 1], f"asked after {since}, got {seqs}"
+    return seqs
+
+
+def test_a_replay_is_whole_when_the_bound_across_accounts_cuts_before_it_is_sent(
+    run_venue: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The review's blocker: the replay was decided from the history when the subscription
+    came, sent from it at its barrier; the release of the batch before cut the history in
+    between and the replay began after a gap, with no snapshot, no error."""
+    monkeypatch.setattr(limits, "PRIVATE_HISTORY_CHECK_COMMANDS", 1)
+
+    def since_of(private_streams: PrivateStreams) -> int:
+        kept = sum(len(s.history) for s in private_streams.streams.values())
+        monkeypatch.setattr(limits, "PRIVATE_HISTORY_EVENTS_TOTAL_MAX", kept)  # the next cuts
+        monkeypatch.setattr(limits, "PRIVATE_HISTORY_EVENTS_TRIMMED", kept - 4)
+        return private_streams.streams[1].oldest_seq  # kept: a replay
+
+    async def scenario(venue: Venue) -> None:
+        seqs = await replay_across_a_release_that_cuts(venue, since_of)
+        stream = venue.server.private_streams.streams[1]
+        assert seqs == list(range(seqs[0], stream.seq + 1)), "then the place's, live"
+        assert stream.replays_waiting == [] and stream.history.maxlen is not None
+
+    run_venue(scenario)
+
+
+def test_a_replay_is_whole_when_the_bound_per_account_cuts_before_it_is_sent(
+    run_venue: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same window at the per-account bound (before session 33 too): a `since_seq` just
+    inside a full history, the place's pushes released before the barrier pushed it out."""
+    monkeypatch.setattr(limits, "PRIVATE_HISTORY_EVENTS_MAX", 4)  # the build's deposits fill it
+
+    async def scenario(venue: Venue) -> None:
+        stream = venue.server.private_streams.streams[1]
+        assert len(stream.history) == 4 < stream.seq, "full"
+        seqs = await replay_across_a_release_that_cuts(
+            venue, lambda private_streams: stream.oldest_seq - 1
+        )
+        assert seqs == list(range(seqs[0], stream.seq + 1))
+        assert len(stream.history) == 4, "bounded again once sent"
+
+    run_venue(scenario)
 
 
 def test_since_seq_ahead_of_the_stream_gets_a_snapshot(run_venue: Any) -> None:
