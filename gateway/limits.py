@@ -66,8 +66,10 @@ PRIVATE_HISTORY_EVENTS_MAX = 10_000  # covers a reconnect after a busy minute; e
 # gets a snapshot, as it does past the per-account bound.
 PRIVATE_HISTORY_EVENTS_TOTAL_MAX = 500_000
 PRIVATE_HISTORY_EVENTS_TRIMMED = 450_000
-# The total is counted every this many commands (a sum over the accounts: ~0.3 ms with
-# 10,000 of them), not per command: it may pass the bound by what that many commands push.
+# The total is checked at each command whose seq is a multiple of this (not per command: it
+# may pass the bound by what that many commands push), after its pushes joined the histories:
+# live and on replay alike, so what is kept is a function of the stream (a recovery, every
+# gateway of a cluster: the same).
 PRIVATE_HISTORY_CHECK_COMMANDS = 1_024
 # Closed orders `order.status` and `orders.history` still answer for, per account: as deep as
 # the private history, so a closed order outlives its exec reports there; at ~600 bytes each

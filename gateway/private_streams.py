@@ -2,8 +2,8 @@
 
 Owns the per-account `account` stream: exec reports get their seq as each command
 executes (so an account snapshot taken then is exact) and reach subscribers, and a
-history for `since_seq` replay, once durable (bounded per account and, counted every
-`PRIVATE_HISTORY_CHECK_COMMANDS` commands, across accounts: `bound_histories`); account
+history for `since_seq` replay, once durable (bounded per account and, counted at every
+`PRIVATE_HISTORY_CHECK_COMMANDS`th command seq, across accounts: `bound_histories`); account
 subscriptions (snapshot or replay, then live); the closed-order history;
 cancel-on-disconnect; the `dms.triggered` notice of a dead-man's switch that fired (the
 switches are the venue's state: `ArmDeadMan`), and the switches an older venue left in
@@ -54,6 +54,10 @@ PUSH_FORMAT_MAX = 2**31  # above any format: a bisect key for "any format"
 # call saved per push (tests/gateway/test_private_wire.py pins the bytes)
 _encode = msgspec.json.Encoder().encode
 _ACCOUNT_OF = itemgetter(0)  # of a report: (account, push)
+# A restored snapshot's histories over the bound by more than this are cut at once; less, and
+# they are what the live ones held between two checks (up to a check's worth of commands at
+# 64 pushes each, where a busy venue's average is ~2), cut at the next as they were live.
+RESTORED_HISTORY_SLACK_EVENTS = 64 * limits.PRIVATE_HISTORY_CHECK_COMMANDS
 
 
 @dataclass(eq=False)
@@ -170,8 +174,6 @@ class PrivateStreams:
         self.streams: dict[int, PrivateStream] = {}
         self.reporter = ExecReporter()
         self.order_history = OrderHistory()  # closed orders, for order.status and orders.history
-        # commands released or replayed since the histories' total was last counted
-        self.commands_uncounted = 0
         self.histories_trimmed = 0  # times `bound_histories` cut: the first is logged at info
         files = files if files is not None else read_kept_files(data_dir)
         self.dead_man_file_deadlines = files.dead_man_deadlines
@@ -245,12 +247,18 @@ class PrivateStreams:
     def publish(self, executed: Executed) -> None:
         """The command is durable: each account's pushes join its history and go to its
         sessions in one hand-off (`fan_out_all`), the accounts in the order of their first
-        pushes (so the sessions are queued, and written, as before)."""
+        pushes (so the sessions are queued, and written, as before). At every
+        `limits.PRIVATE_HISTORY_CHECK_COMMANDS`th command seq, its pushes joined, the
+        histories are bounded: live, replayed or after a snapshot at the same commands, so
+        what is kept is a function of the stream alone (every gateway of a cluster, and a
+        recovery, keeps the same)."""
         for stream, payloads in executed.pushes:  # as `sequence` gathered them, per account
             stream.history.extend(payloads)
             stream.seq += len(payloads)
             if stream.sessions:
                 self.connections.fan_out_all(stream.sessions, payloads)
+        if not executed.seq % limits.PRIVATE_HISTORY_CHECK_COMMANDS:
+            self.bound_histories()
 
     def replayed(self, executed: Executed) -> None:
         """A command replayed from the journal: its pushes join the history as `publish`
@@ -261,21 +269,14 @@ class PrivateStreams:
             for stream, _ in executed.pushes:
                 stream.resume_floor = stream.seq  # its last push's, just released
 
-    def count_commands(self, commands: int) -> None:
-        """`commands` more were released or replayed: every
-        `limits.PRIVATE_HISTORY_CHECK_COMMANDS` of them the histories are bounded."""
-        self.commands_uncounted += commands
-        if self.commands_uncounted >= limits.PRIVATE_HISTORY_CHECK_COMMANDS:
-            self.commands_uncounted = 0
-            self.bound_histories()
-
-    def bound_histories(self) -> int:
-        """Past `limits.PRIVATE_HISTORY_EVENTS_TOTAL_MAX` events across the accounts, cut the
-        longest histories first, their oldest events, to one common depth, so that they hold
-        `limits.PRIVATE_HISTORY_EVENTS_TRIMMED` in all; the number of events dropped."""
+    def bound_histories(self, slack: int = 0) -> int:
+        """Past `limits.PRIVATE_HISTORY_EVENTS_TOTAL_MAX` (+ `slack`) events across the
+        accounts, cut the longest histories first, their oldest events, to one common depth,
+        so that they hold `limits.PRIVATE_HISTORY_EVENTS_TRIMMED` in all; the number of
+        events dropped."""
         streams = self.streams.values()
         lengths = sorted(len(stream.history) for stream in streams)
-        if sum(lengths) <= limits.PRIVATE_HISTORY_EVENTS_TOTAL_MAX:
+        if sum(lengths) <= limits.PRIVATE_HISTORY_EVENTS_TOTAL_MAX + slack:
             return 0
         depth = common_depth(lengths, limits.PRIVATE_HISTORY_EVENTS_TRIMMED)
         dropped = 0
@@ -417,7 +418,10 @@ class PrivateStreams:
         self.order_history.restore(image.get("order_history"))
         for account, floor in image.get("resume_floors", {}).items():
             self.streams.setdefault(int(account), PrivateStream()).resume_floor = floor
-        self.bound_histories()  # a snapshot written before the bound may hold more
+        # A snapshot taken between two checks holds what the live histories held then: kept
+        # as it is, the replay of the tail cuts where they were cut. One written before the
+        # bound (session 33) may hold far more: cut now.
+        self.bound_histories(slack=RESTORED_HISTORY_SLACK_EVENTS)
 
     def forget(self) -> None:
         """Forget what `restore` took, perhaps part way (a cluster gateway's snapshot that

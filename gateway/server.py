@@ -515,14 +515,12 @@ class VenueServer:
         if dispatcher.held:  # over a cluster's bus: requests that waited for places now back
             # (after this batch's answers: theirs come after them)
             dispatcher.held_requests.resume_held()
-        private_streams.count_commands(len(batch))  # its histories' bound, now and then
 
     def replayed(self, batch: list[Executed]) -> None:
         """A command replayed from the journal: rebuild the private history, the candles
         and the trades tape it made."""
         candles = self.public.candles
         tape = self.public.tape
-        self.private_streams.count_commands(len(batch))
         for executed in batch:
             self.private_streams.replayed(executed)
             for event in executed.events:

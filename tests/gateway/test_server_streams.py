@@ -10,11 +10,13 @@ import asyncio
 import json
 import logging
 import random
+import shutil
 import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from shutil import ignore_patterns
 from typing import Any
 
 import msgspec
@@ -29,7 +31,13 @@ from gateway import limits, sessions, transport
 from gateway import server as server_module
 from gateway.private_streams import PrivateStreams, common_depth
 from gateway.server import VenueServer
-from tests.conftest import TEST_TIMEOUT_S, Venue, drain_pushes, next_push_not_heartbeat
+from tests.conftest import (
+    TEST_TIMEOUT_S,
+    Venue,
+    drain_pushes,
+    next_push_not_heartbeat,
+    start_venue,
+)
 from tests.sample_config import SAMPLE_CONFIG
 
 SYMBOL = "AAPLx-USD"
@@ -918,6 +926,56 @@ def test_the_private_histories_together_are_bounded_the_longest_cut_first(
     run_venue(scenario)
     levels = [r.levelno for r in caplog.records if r.getMessage() == "private histories trimmed"]
     assert levels[:1] == [logging.INFO] and set(levels[1:]) == {logging.DEBUG}, "once at info"
+
+
+def test_the_kept_histories_are_the_same_live_replayed_and_restored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The review's finding: the cut ran at the end of a released batch once enough commands
+    had passed, per replayed record on recovery, and at every restore: a recovery kept other
+    histories than the venue before it (and two cluster gateways differed). Now it runs at
+    seq boundaries, so live, rebuilt from the journal and from a snapshot taken between two
+    checks they agree."""
+    monkeypatch.setattr(limits, "PRIVATE_HISTORY_CHECK_COMMANDS", 5)
+
+    def kept(venue: Venue) -> dict[int, tuple[int, int]]:
+        streams = venue.server.private_streams.streams
+        return {account: (s.seq, s.oldest_seq) for account, s in streams.items()}
+
+    async def places(venue: Venue, rounds: range) -> None:
+        clients = [await venue.client(who) for who in ("alpha", "beta", "alpha", "beta")]
+        for round_ in rounds:  # four at a time: batches of several commands
+            await asyncio.gather(
+                *(c.place(SYMBOL, "buy", "1", f"18{i}.{round_:02d}") for i, c in enumerate(clients))
+            )
+        for client in clients:
+            await client.close()
+        venue.clients.clear()
+
+    async def main() -> None:
+        live = await start_venue(tmp_path / "data")
+        total = sum(len(s.history) for s in live.server.private_streams.streams.values())
+        monkeypatch.setattr(limits, "PRIVATE_HISTORY_EVENTS_TOTAL_MAX", total + 20)
+        monkeypatch.setattr(limits, "PRIVATE_HISTORY_EVENTS_TRIMMED", total + 10)
+        await places(live, range(4))
+        await live.server.core.snapshot()  # between two checks, after a cut
+        await places(live, range(4, 9))
+        before = kept(live)
+        assert live.server.private_streams.histories_trimmed >= 2, "cut, live, several times"
+        for crashed in ("snapshot_and_tail", "journal_only"):  # a crash's files
+            shutil.copytree(tmp_path / "data", tmp_path / crashed, ignore=ignore_patterns("*lock"))
+        for snapshot in (tmp_path / "journal_only").glob("snapshot-*.bin"):
+            snapshot.unlink()
+        assert len(list((tmp_path / "snapshot_and_tail").glob("snapshot-*.bin"))) == 1
+        await live.server.stop()  # its stop's snapshot: restored, no tail
+        for data_dir in ("data", "snapshot_and_tail", "journal_only"):
+            again = await start_venue(tmp_path / data_dir)
+            try:
+                assert kept(again) == before, data_dir
+            finally:
+                await again.server.stop()
+
+    asyncio.run(asyncio.wait_for(main(), TEST_TIMEOUT_S))
 
 
 def test_the_common_depth_keeps_the_short_histories_whole() -> None:
