@@ -599,6 +599,17 @@ def load_json(path: Path, kind: type[T], empty: T) -> T:
         raise RecoveryRefused(f"{path} is damaged ({failure}): restore it from a backup") from None
 
 
+@dataclass
+class _CollectorPauses:
+    """The pauses of the cyclic collector now open, and whether it ran before the first."""
+
+    open: int = 0
+    collecting_before: bool = True
+
+
+_collector_pauses = _CollectorPauses()
+
+
 @contextlib.contextmanager
 def collector_paused() -> Iterator[None]:
     """The cyclic collector off for the block (a snapshot's capture and write), then as it
@@ -606,13 +617,19 @@ def collector_paused() -> Iterator[None]:
     counting once written; counted by the collector meanwhile, they set off passes over the
     whole heap, on the event loop, each longer as the heap grows (a long run: captures of
     0.8, 1.5 and 2.3 s in a row). The request path makes no cyclic garbage to wait for it
-    (docs/gateway.md, "The garbage collector")."""
-    collecting = gc.isenabled()
-    gc.disable()
+    (docs/gateway.md, "The garbage collector"). Pauses nest and may end in any order (a
+    stop's snapshot begins while a periodic one, then cancelled, holds its pause): counted,
+    the collector is back on, if it was on before the first, when the last ends."""
+    pauses = _collector_pauses
+    if not pauses.open:
+        pauses.collecting_before = gc.isenabled()
+        gc.disable()
+    pauses.open += 1
     try:
         yield
     finally:
-        if collecting:
+        pauses.open -= 1
+        if not pauses.open and pauses.collecting_before:
             gc.enable()
 
 

@@ -29,6 +29,7 @@ from core.venue_core import (
     LOCK_FILE,
     VenueCore,
     WarmStart,
+    collector_paused,
     lock_data_dir,
     save_json,
     warn_if_others_may_read,
@@ -567,3 +568,23 @@ def test_no_collection_runs_while_a_snapshot_is_taken(
         assert gc.isenabled(), "the collector is back on"
 
     run_venue(scenario)
+
+
+def test_the_collectors_pauses_nest_and_may_end_in_any_order() -> None:
+    """The review's finding: a stop's snapshot began while a periodic one held the pause
+    (`stop` cancels the periodic one, then snapshots); the stop's saw the collector off, and
+    the cancelled periodic one, ending first, turned it back on under the stop's capture."""
+    assert gc.isenabled()
+    periodic, stopping = collector_paused(), collector_paused()
+    try:
+        periodic.__enter__()
+        stopping.__enter__()
+        periodic.__exit__(None, None, None)
+        assert not gc.isenabled(), "off while the stop's snapshot is taken"
+        stopping.__exit__(None, None, None)
+        assert gc.isenabled(), "on again once the last pause ended"
+        with collector_paused(), collector_paused():
+            assert not gc.isenabled()
+        assert gc.isenabled()
+    finally:
+        gc.enable()
