@@ -235,6 +235,7 @@ class Dispatcher:
             del pushes[0]
             stream.history.extend(payloads)  # `PrivateStreams.publish_pushes`, inline
             stream.seq += len(payloads)
+            self.private_streams.events_kept_most += len(payloads)
             if stream.sessions:
                 self.connections.fan_out_all(stream.sessions, payloads)
         elif bid_pushes:

@@ -175,6 +175,10 @@ class PrivateStreams:
         self.reporter = ExecReporter()
         self.order_history = OrderHistory()  # closed orders, for order.status and orders.history
         self.histories_trimmed = 0  # times `bound_histories` cut: the first is logged at info
+        # At least the events the histories hold across accounts: each push released adds
+        # one, a cut takes its own off; what an account's bound drops is not taken off (a
+        # count per push would cost the release), so `bound_histories` counts past it.
+        self.events_kept_most = 0
         files = files if files is not None else read_kept_files(data_dir)
         self.dead_man_file_deadlines = files.dead_man_deadlines
         self.push_formats = files.push_formats
@@ -241,6 +245,7 @@ class PrivateStreams:
         for stream, payloads in pushes:
             stream.history.extend(payloads)
             stream.seq += len(payloads)
+            self.events_kept_most += len(payloads)
             if stream.sessions:
                 fan_out_all(stream.sessions, payloads)
 
@@ -252,11 +257,15 @@ class PrivateStreams:
         histories are bounded: live, replayed or after a snapshot at the same commands, so
         what is kept is a function of the stream alone (every gateway of a cluster, and a
         recovery, keeps the same)."""
+        added = 0
         for stream, payloads in executed.pushes:  # as `sequence` gathered them, per account
             stream.history.extend(payloads)
-            stream.seq += len(payloads)
+            pushed = len(payloads)
+            stream.seq += pushed
+            added += pushed
             if stream.sessions:
                 self.connections.fan_out_all(stream.sessions, payloads)
+        self.events_kept_most += added
         if not executed.seq % limits.PRIVATE_HISTORY_CHECK_COMMANDS:
             self.bound_histories()
 
@@ -273,18 +282,28 @@ class PrivateStreams:
         """Past `limits.PRIVATE_HISTORY_EVENTS_TOTAL_MAX` (+ `slack`) events across the
         accounts, cut the longest histories first, their oldest events, to one common depth,
         so that they hold `limits.PRIVATE_HISTORY_EVENTS_TRIMMED` in all; the number of
-        events dropped."""
-        streams = self.streams.values()
-        lengths = sorted(len(stream.history) for stream in streams)
-        if sum(lengths) <= limits.PRIVATE_HISTORY_EVENTS_TOTAL_MAX + slack:
+        events dropped. Most checks read one running count (`events_kept_most`); the
+        histories are counted only past it, and sorted only to be cut."""
+        bound = limits.PRIVATE_HISTORY_EVENTS_TOTAL_MAX + slack
+        if self.events_kept_most <= bound:
             return 0
-        depth = common_depth(lengths, limits.PRIVATE_HISTORY_EVENTS_TRIMMED)
+        streams = list(self.streams.values())
+        lengths = [len(stream.history) for stream in streams]
+        kept = self.events_kept_most = sum(lengths)  # an account's bound dropped uncounted
+        if kept <= bound:
+            return 0
+        depth = common_depth(sorted(lengths), limits.PRIVATE_HISTORY_EVENTS_TRIMMED)
         dropped = 0
-        for stream in streams:
-            history = stream.history
-            for _ in range(min(len(history) - depth, stream.cuttable())):
-                history.popleft()  # `seq` stays: the oldest kept is counted back from it
-                dropped += 1
+        for stream, length in zip(streams, lengths, strict=True):
+            if length > depth:
+                cut = length - depth
+                if stream.replays_waiting:  # (rare: no call for the others)
+                    cut = min(cut, stream.cuttable())
+                history = stream.history
+                for _ in range(cut):
+                    history.popleft()  # `seq` stays: the oldest kept is counted back from it
+                dropped += cut
+        self.events_kept_most = kept - dropped
         # at info once: a busy venue at its bound cuts every ~50,000 events, seconds apart
         log.log(
             logging.DEBUG if self.histories_trimmed else logging.INFO,
@@ -415,6 +434,7 @@ class PrivateStreams:
             assert seqs == list(range(seq - len(history) + 1, seq + 1)), f"{account}: {seqs}"
             stream.seq = stream.assigned = seq
             stream.history.extend(anonymized(int(account), bytes(p)) for _, p in history)
+            self.events_kept_most += len(history)
         self.order_history.restore(image.get("order_history"))
         for account, floor in image.get("resume_floors", {}).items():
             self.streams.setdefault(int(account), PrivateStream()).resume_floor = floor

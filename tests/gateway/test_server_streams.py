@@ -939,7 +939,10 @@ def test_the_kept_histories_are_the_same_live_replayed_and_restored(
     monkeypatch.setattr(limits, "PRIVATE_HISTORY_CHECK_COMMANDS", 5)
 
     def kept(venue: Venue) -> dict[int, tuple[int, int]]:
-        streams = venue.server.private_streams.streams
+        private_streams = venue.server.private_streams
+        streams = private_streams.streams
+        total = sum(len(stream.history) for stream in streams.values())
+        assert private_streams.events_kept_most == total, "the running count, exact here"
         return {account: (s.seq, s.oldest_seq) for account, s in streams.items()}
 
     async def places(venue: Venue, rounds: range) -> None:
