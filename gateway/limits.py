@@ -58,8 +58,9 @@ LOGON_TIMEOUT_S = 10  # PROTOCOL: a trade connection not logged on within 10 s i
 HEARTBEAT_INTERVAL_S = 1  # PROTOCOL: a heartbeat after 1 s of silence
 PRIVATE_HISTORY_EVENTS_MAX = 10_000  # covers a reconnect after a busy minute; else snapshot
 # The same across all accounts. Without it every account kept its 10,000: ~440 bytes an
-# event in memory, so 400 busy accounts held 1.8 GB and wrote 640 MB into every snapshot
-# (docs/gateway.md, "A long run"), and its capture stalled answers for over a second.
+# event in memory, ~356 in a snapshot, so 400 busy accounts held 4 M events, 1.8 GB, and
+# ~1.4 GB of every snapshot (1.56 GB in all at 2.24 M commands: docs/gateway.md, "A long
+# run"), and its capture stalled answers for seconds, then ~30 s.
 # 500,000 (~220 MB; 50 accounts at the per-account bound), as the closed orders'. Past it
 # the longest histories are cut first, to one common depth, down to
 # `PRIVATE_HISTORY_EVENTS_TRIMMED` (a margin: not one cut per check); a since_seq cut off
