@@ -5,6 +5,7 @@ import asyncio
 import shutil
 import sqlite3
 import threading
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -108,6 +109,33 @@ def test_a_sound_stream_passes_from_the_start_and_from_a_snapshot(
     assert venue_cli(["verify", "--nats", url, "--data-dir", str(core_dir)]) == 0
     assert stream_last_seq(url) == last  # nothing written
     assert asyncio.run(stream_names(url)) == ["VENUE_COMMANDS"]  # no KV bucket made
+
+
+def test_verify_holds_one_snapshot_at_a_time(
+    cluster_with_core_dir: tuple[str, Path, int],
+) -> None:
+    """The review of the soak: `venue verify --nats` still read every snapshot first and
+    held them all through the replay (`venue verify`'s fix was not applied here). Now each
+    is read to survey it, let go, and read again when replayed from or checked: about two
+    snapshots' bulk at once (four with three held), as tracemalloc counts it."""
+    url, core_dir, last = cluster_with_core_dir
+    final = snapshots.latest(core_dir)
+    assert final is not None and last > 3
+    padding = 8 * 2**20  # each snapshot's bulk, far above the venue's own few hundred KB
+    for seq in (2, 3, last):  # the older two hold the final state: their checks fail
+        gateway = final.gateway | {"padding": bytes(padding)}  # verify reads no gateway part
+        snapshots.write(core_dir, msgspec.structs.replace(final, seq=seq, gateway=gateway))
+    assert len(list(core_dir.glob("snapshot-*.bin"))) == 3
+    config = venue_config.load(SAMPLE_CONFIG)
+    tracemalloc.start()
+    try:
+        lines = verify_stream(url, core_dir, config, from_start=True)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert f"ok   snapshot at seq {last} equals the replay at that seq" in lines, lines
+    assert sum(line.startswith("FAIL snapshot at seq") for line in lines) == 2, lines
+    assert peak < 3 * padding, f"{peak / padding:.1f} snapshots' bulk at once"
 
 
 async def stream_names(url: str) -> list[str]:
