@@ -1,5 +1,7 @@
 """Snapshot files: atomic, checked, newest valid one wins; damaged or half-written ignored."""
 
+import tracemalloc
+import zlib
 from pathlib import Path
 
 import msgspec
@@ -156,3 +158,27 @@ def test_a_snapshot_is_encoded_in_pieces_into_the_same_bytes() -> None:
     venue_part = len(msgspec.msgpack.encode(snapshot.venue))
     assert max(map(len, pieces)) <= max(one_account, venue_part), "no piece holds two accounts"
     assert len(whole) > 20 * max(one_account, venue_part)
+
+
+def test_a_snapshot_is_written_piece_by_piece_without_its_whole_body_in_memory(
+    tmp_path: Path,
+) -> None:
+    """The review of the soak: `write` joined the pieces into the body first, so the body
+    was held twice at once (the pieces, then their join) and the CRC read it once more. Now
+    each piece goes to the file as it is made, its CRC32 counted on the way: the same
+    bytes, and no more memory than about one account's part (tracemalloc's count)."""
+    venue = venue_after(500)
+    padding = 256 * 1024
+    gateway = {"private": {str(account): bytes(padding) for account in range(32)}}  # 8 MB
+    snapshot = snapshots.Snapshot(500, venue_snapshot.capture(venue), gateway, 7)
+    whole = msgspec.msgpack.encode(snapshot)
+    tracemalloc.start()
+    try:
+        path = snapshots.write(tmp_path, snapshot)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    header = snapshots.HEADER.pack(snapshots.MAGIC, 500, zlib.crc32(whole), len(whole))
+    assert path.read_bytes() == header + whole
+    assert snapshots.read(path) == snapshot
+    assert peak < 4 * padding, f"{peak / len(whole):.2f} of the body at once"
