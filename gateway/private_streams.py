@@ -13,9 +13,9 @@ switches are the venue's state: `ArmDeadMan`), and the switches an older venue l
 import bisect
 import logging
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import count, islice
+from itertools import chain, count, islice
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -80,9 +80,13 @@ class PrivateStream:
     # A `since_seq` at or below it gets a snapshot: a recovery rebuilt the events up to it
     # under another push format, so their seqs differ from those a client saw first.
     resume_floor: int = 0
-    # The since_seqs of replays decided and not yet sent (`hold`): until they are, the history
-    # keeps every event above the lowest, past either bound, so none is sent with a gap.
+    # The since_seqs of replays decided and not yet sent (`hold`): until they are, what the
+    # bounds drop above the lowest goes to `spared`, so none is sent with a gap.
     replays_waiting: list[int] = field(default_factory=list)
+    # (seq, bytes) of the events the bounds dropped above a waiting replay's since_seq, in
+    # seq order: beside the history, which stays what a gateway holding nothing keeps (the
+    # cuts' arithmetic never sees a hold: every gateway, and a recovery, cut alike).
+    spared: list[tuple[int, bytes]] = field(default_factory=list)
 
     @property
     def oldest_seq(self) -> int:
@@ -101,26 +105,36 @@ class PrivateStream:
         """The history's pushes with a seq above `seq`, oldest first."""
         return islice(self.history, max(0, seq - self.oldest_seq + 1), None)
 
+    def replay(self, since_seq: int) -> Iterator[bytes]:
+        """A held replay's pushes: those spared above `since_seq`, then the history's."""
+        yield from (payload for seq, payload in self.spared if seq > since_seq)
+        yield from self.after(since_seq)
+
     def hold(self, since_seq: int) -> None:
-        """A replay after `since_seq` is owed once its barrier is released: keep every event
-        above it till then (`release`). The first hold lifts the per-account bound (a deque
-        without `maxlen`: `publish` is unchanged); the across-accounts cut spares them."""
-        if not self.replays_waiting:
-            self.history = deque(self.history)
+        """A replay after `since_seq` is owed once its barrier is released: till then
+        (`release`) the events the bounds drop above it are kept in `spared`."""
         self.replays_waiting.append(since_seq)
 
     def release(self, since_seq: int) -> None:
         """The replay after `since_seq` was sent (or its session is gone): the last release
-        brings the per-account bound back, the oldest events over it dropped."""
+        lets the spared events go."""
         self.replays_waiting.remove(since_seq)
         if not self.replays_waiting:
-            self.history = deque(self.history, maxlen=limits.PRIVATE_HISTORY_EVENTS_MAX)
+            self.spared.clear()
 
-    def cuttable(self) -> int:
-        """How many of the oldest events a cut may drop: those not owed to a replay."""
-        if not self.replays_waiting:
-            return len(self.history)
-        return max(0, min(self.replays_waiting) + 1 - self.oldest_seq)
+    def spare_before_extend(self, payloads: list[bytes]) -> None:
+        """A held stream about to take `payloads`: the oldest events the per-account bound
+        will push out (the history's, then the new ones' beyond it) are spared first."""
+        over = len(self.history) + len(payloads) - (self.history.maxlen or 0)
+        if over > 0:
+            joining = enumerate(payloads, self.seq + 1)
+            self.spare(islice(chain(self.entries(), joining), over))
+
+    def spare(self, dropped: Iterable[tuple[int, bytes]]) -> None:
+        """Of events (seq, bytes) about to be dropped, oldest first, keep those a waiting
+        replay is owed (above the lowest since_seq)."""
+        lowest = min(self.replays_waiting)
+        self.spared.extend(entry for entry in dropped if entry[0] > lowest)
 
 
 @dataclass(eq=False)
@@ -243,6 +257,8 @@ class PrivateStreams:
         """`publish` of some of a command's pushes (an `AmendPair`'s bid's or ask's)."""
         fan_out_all = self.connections.fan_out_all
         for stream, payloads in pushes:
+            if stream.replays_waiting:  # (rare: a replay decided, not yet sent)
+                stream.spare_before_extend(payloads)
             stream.history.extend(payloads)
             stream.seq += len(payloads)
             self.events_kept_most += len(payloads)
@@ -256,9 +272,12 @@ class PrivateStreams:
         `limits.PRIVATE_HISTORY_CHECK_COMMANDS`th command seq, its pushes joined, the
         histories are bounded: live, replayed or after a snapshot at the same commands, so
         what is kept is a function of the stream alone (every gateway of a cluster, and a
-        recovery, keeps the same)."""
+        recovery, keeps the same: a replay waiting for its barrier moves no cut, what it is
+        owed of the dropped events is `spared` beside the history)."""
         added = 0
         for stream, payloads in executed.pushes:  # as `sequence` gathered them, per account
+            if stream.replays_waiting:  # (rare: a replay decided, not yet sent)
+                stream.spare_before_extend(payloads)
             stream.history.extend(payloads)
             pushed = len(payloads)
             stream.seq += pushed
@@ -298,7 +317,7 @@ class PrivateStreams:
             if length > depth:
                 cut = length - depth
                 if stream.replays_waiting:  # (rare: no call for the others)
-                    cut = min(cut, stream.cuttable())
+                    stream.spare(list(islice(stream.entries(), cut)))
                 history = stream.history
                 for _ in range(cut):
                     history.popleft()  # `seq` stays: the oldest kept is counted back from it
@@ -340,7 +359,7 @@ class PrivateStreams:
         if stream.resume_floor:  # rebuilt under another push format up to it: not those
             lowest = max(lowest, stream.resume_floor + 1)
         if since_seq is not None and lowest <= since_seq <= seq:
-            stream.hold(since_seq)  # sent when `join`ed: no bound cuts them till then
+            stream.hold(since_seq)  # sent when `join`ed: what the bounds drop is spared till then
         else:
             snapshot = wire.encode(
                 {
@@ -368,7 +387,7 @@ class PrivateStreams:
         else:
             since_seq = joining.since_seq or 0  # (a replay has one)
             if not gone:
-                for payload in stream.after(since_seq):
+                for payload in stream.replay(since_seq):
                     self.connections.send(session, payload)
             stream.release(since_seq)  # held since `subscription`, whatever came between
             if gone:

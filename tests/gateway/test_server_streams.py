@@ -1039,7 +1039,7 @@ def test_a_replay_is_whole_when_the_bound_across_accounts_cuts_before_it_is_sent
         seqs = await replay_across_a_release_that_cuts(venue, since_of)
         stream = venue.server.private_streams.streams[1]
         assert seqs == list(range(seqs[0], stream.seq + 1)), "then the place's, live"
-        assert stream.replays_waiting == [] and stream.history.maxlen is not None
+        assert stream.replays_waiting == [] and stream.spared == []
 
     run_venue(scenario)
 
@@ -1059,6 +1059,94 @@ def test_a_replay_is_whole_when_the_bound_per_account_cuts_before_it_is_sent(
         )
         assert seqs == list(range(seqs[0], stream.seq + 1))
         assert len(stream.history) == 4, "bounded again once sent"
+
+    run_venue(scenario)
+
+
+def test_a_held_replay_leaves_the_kept_histories_as_an_unheld_gateway_keeps_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The re-review's finding: a replay held across a cut kept its events in the history,
+    counted in the cut's arithmetic, so the depths and the checks that cut moved for every
+    account: a recovery (which holds nothing) kept other histories than the live gateway
+    (account 2, never held, oldest 6 live, 3 recovered). Now what a hold spares is kept
+    beside the history, and the history is what an unheld gateway keeps."""
+    monkeypatch.setattr(limits, "PRIVATE_HISTORY_CHECK_COMMANDS", 1)
+
+    def since_of(private_streams: PrivateStreams) -> int:
+        kept = sum(len(s.history) for s in private_streams.streams.values())
+        monkeypatch.setattr(limits, "PRIVATE_HISTORY_EVENTS_TOTAL_MAX", kept)  # the next cuts
+        monkeypatch.setattr(limits, "PRIVATE_HISTORY_EVENTS_TRIMMED", kept - 4)
+        return private_streams.streams[1].oldest_seq
+
+    async def main() -> None:
+        live = await start_venue(tmp_path / "data")
+        await replay_across_a_release_that_cuts(live, since_of)
+        live.server.sequencer.commit_on_loop = True
+        beta = await live.client("beta")
+        for i in range(3):  # more cuts after the hold's
+            await beta.place(SYMBOL, "buy", "1", f"181.{i:02d}")
+        streams = live.server.private_streams.streams
+        before = {account: (s.seq, s.oldest_seq) for account, s in streams.items()}
+        shutil.copytree(tmp_path / "data", tmp_path / "crashed", ignore=ignore_patterns("*lock"))
+        for snapshot in (tmp_path / "crashed").glob("snapshot-*.bin"):
+            snapshot.unlink()  # rebuilt from the journal alone: no hold
+        for client in live.clients:
+            await client.close()
+        await live.server.stop()
+        again = await start_venue(tmp_path / "crashed")
+        try:
+            streams = again.server.private_streams.streams
+            assert {account: (s.seq, s.oldest_seq) for account, s in streams.items()} == before
+        finally:
+            await again.server.stop()
+
+    asyncio.run(asyncio.wait_for(main(), TEST_TIMEOUT_S))
+
+
+def test_two_held_replays_one_closing_before_its_barrier_the_other_whole(
+    run_venue: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two replays held at once on a short history, the lower one's session closed before
+    its barrier: the other is sent whole, and the holds' spared events go with the last."""
+    monkeypatch.setattr(limits, "PRIVATE_HISTORY_CHECK_COMMANDS", 1)
+    monkeypatch.setattr(limits, "PRIVATE_HISTORY_EVENTS_MAX", 6)
+
+    async def scenario(venue: Venue) -> None:
+        private_streams = venue.server.private_streams
+        stream = private_streams.streams[1]
+        alpha = await venue.client("alpha")
+        for i in range(4):
+            await alpha.place(SYMBOL, "buy", "1", f"186.{i:02d}")
+        kept = sum(len(s.history) for s in private_streams.streams.values())
+        monkeypatch.setattr(limits, "PRIVATE_HISTORY_EVENTS_TOTAL_MAX", kept)  # the next cuts
+        monkeypatch.setattr(limits, "PRIVATE_HISTORY_EVENTS_TRIMMED", kept - 4)
+        venue.server.sequencer.commit_on_loop = False  # the commit on the journal's thread
+        journal = venue.server.sequencer.journal
+        commit = journal.commit_commands
+        committing, go_on = threading.Event(), threading.Event()
+
+        def held_commit(batch: Any, encode_into: Any) -> None:
+            committing.set()
+            assert go_on.wait(TEST_TIMEOUT_S), "never let go"
+            commit(batch, encode_into)
+
+        closing, late = await venue.client("alpha"), await venue.client("alpha")
+        low, high = stream.oldest_seq - 1, stream.oldest_seq
+        journal.commit_commands = held_commit  # type: ignore[method-assign]
+        placing = [alpha.place(SYMBOL, "buy", "1", f"185.{i:02d}") for i in range(3)]
+        places = asyncio.gather(*placing)
+        assert await asyncio.to_thread(committing.wait, WAIT_S), "a place's commit began"
+        await closing.subscribe_account(since_seq=low)
+        await late.subscribe_account(since_seq=high)
+        await closing.close()
+        go_on.set()
+        await places
+        journal.commit_commands = commit  # type: ignore[method-assign]
+        await alpha.place(SYMBOL, "buy", "1", "184.00")
+        seqs = [p["seq"] for p in account_events(await drain_pushes(late))]
+        assert seqs == list(range(high + 1, stream.seq + 1))
+        assert not stream.replays_waiting and not stream.spared and len(stream.history) <= 6
 
     run_venue(scenario)
 
