@@ -137,7 +137,8 @@ def _map_header(length: int) -> bytes:
 
 def write(directory: Path, snapshot: Snapshot) -> Path:
     """Write `snapshot` atomically; returns its path. Older files beyond the kept few go. A
-    failure before the rename leaves no file (`OSError`), one after it `SnapshotUnsettled`."""
+    failure before the rename leaves no file (its error raised: `OSError`, or the encoder's
+    `TypeError`), one after it `SnapshotUnsettled`."""
     final = path_for(directory, snapshot.seq)
     temporary = final.with_suffix(".tmp")
     try:
@@ -150,7 +151,8 @@ def write(directory: Path, snapshot: Snapshot) -> Path:
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, final)
-    except OSError:  # a full disk: the half-written file's space given back at once
+    except BaseException:  # a full disk, a value not encodable (the body is encoded
+        # while written), an interruption: the half-written file's space given back at once
         with contextlib.suppress(OSError):
             temporary.unlink(missing_ok=True)
         raise

@@ -182,3 +182,14 @@ def test_a_snapshot_is_written_piece_by_piece_without_its_whole_body_in_memory(
     assert path.read_bytes() == header + whole
     assert snapshots.read(path) == snapshot
     assert peak < 4 * padding, f"{peak / len(whole):.2f} of the body at once"
+
+
+def test_a_snapshot_that_cannot_be_encoded_leaves_no_temporary_file(tmp_path: Path) -> None:
+    """The re-review's finding: the body is encoded while it is written, and only an
+    `OSError` removed the `.tmp`; a value the encoder refuses, raised mid-write, left the
+    half-written file behind (till the next start's `remove_stray`)."""
+    venue = venue_after(20)
+    gateway = {"last_exec_id": 1, "unencodable": object()}  # after a piece already written
+    with pytest.raises(TypeError):
+        snapshots.write(tmp_path, snapshots.Snapshot(20, venue_snapshot.capture(venue), gateway))
+    assert list(tmp_path.iterdir()) == [], "no .tmp, no snapshot"
