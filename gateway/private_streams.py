@@ -54,10 +54,10 @@ PUSH_FORMAT_MAX = 2**31  # above any format: a bisect key for "any format"
 # call saved per push (tests/gateway/test_private_wire.py pins the bytes)
 _encode = msgspec.json.Encoder().encode
 _ACCOUNT_OF = itemgetter(0)  # of a report: (account, push)
-# A restored snapshot's histories over the bound by more than this are cut at once; less, and
-# they are what the live ones held between two checks (up to a check's worth of commands at
-# 64 pushes each, where a busy venue's average is ~2), cut at the next as they were live.
-RESTORED_HISTORY_SLACK_EVENTS = 64 * limits.PRIVATE_HISTORY_CHECK_COMMANDS
+# In an image's private part: its histories were bounded as they were kept (session 33 on),
+# so a restore keeps them as they are (what the live ones held between two checks, cut at the
+# next as they were live, however far one command's pushes took them past the bound).
+HISTORIES_BOUNDED = "histories_bounded"
 
 
 @dataclass(eq=False)
@@ -297,13 +297,13 @@ class PrivateStreams:
             for stream, _ in executed.pushes:
                 stream.resume_floor = stream.seq  # its last push's, just released
 
-    def bound_histories(self, slack: int = 0) -> int:
-        """Past `limits.PRIVATE_HISTORY_EVENTS_TOTAL_MAX` (+ `slack`) events across the
+    def bound_histories(self) -> int:
+        """Past `limits.PRIVATE_HISTORY_EVENTS_TOTAL_MAX` events across the
         accounts, cut the longest histories first, their oldest events, to one common depth,
         so that they hold `limits.PRIVATE_HISTORY_EVENTS_TRIMMED` in all; the number of
         events dropped. Most checks read one running count (`events_kept_most`); the
         histories are counted only past it, and sorted only to be cut."""
-        bound = limits.PRIVATE_HISTORY_EVENTS_TOTAL_MAX + slack
+        bound = limits.PRIVATE_HISTORY_EVENTS_TOTAL_MAX
         if self.events_kept_most <= bound:
             return 0
         streams = list(self.streams.values())
@@ -434,6 +434,7 @@ class PrivateStreams:
                 for account, stream in self.streams.items()
             },
             "order_history": self.order_history.image(),
+            HISTORIES_BOUNDED: True,
             "resume_floors": {
                 str(account): stream.resume_floor
                 for account, stream in self.streams.items()
@@ -460,7 +461,8 @@ class PrivateStreams:
         # A snapshot taken between two checks holds what the live histories held then: kept
         # as it is, the replay of the tail cuts where they were cut. One written before the
         # bound (session 33) may hold far more: cut now.
-        self.bound_histories(slack=RESTORED_HISTORY_SLACK_EVENTS)
+        if not image.get(HISTORIES_BOUNDED):
+            self.bound_histories()
 
     def forget(self) -> None:
         """Forget what `restore` took, perhaps part way (a cluster gateway's snapshot that
