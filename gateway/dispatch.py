@@ -233,6 +233,8 @@ class Dispatcher:
         if bid_pushes == 1:  # the usual: the bid's report (and hold) to the quoting account
             stream, payloads = pushes[0]
             del pushes[0]
+            if stream.replays_waiting:  # (rare: a replay decided, not yet sent: its events)
+                stream.spare_before_extend(payloads)
             stream.history.extend(payloads)  # `PrivateStreams.publish_pushes`, inline
             stream.seq += len(payloads)
             self.private_streams.events_kept_most += len(payloads)

@@ -7,6 +7,7 @@ against the server's own `book.snapshot` answer and against the engine's book it
 """
 
 import asyncio
+import functools
 import json
 import logging
 import random
@@ -1021,12 +1022,15 @@ def test_the_common_depth_keeps_the_short_histories_whole() -> None:
 
 
 async def replay_across_a_release_that_cuts(
-    venue: Venue, since_of: Callable[[PrivateStreams], int]
+    venue: Venue,
+    since_of: Callable[[PrivateStreams], int],
+    request: Callable[[Any], Awaitable[Any]] | None = None,
 ) -> list[int]:
     """The seqs a `since_seq` replay sends when the release of an earlier batch cuts the
     history between the subscription (replay decided) and its barrier (replay sent): the
-    place's batch is held in its commit on the journal's thread while the subscription
-    arrives, so the barrier waits in the next batch (two batches in flight, no timing)."""
+    place's batch (or `request`'s, sent by alpha) is held in its commit on the journal's
+    thread while the subscription arrives, so the barrier waits in the next batch (two
+    batches in flight, no timing)."""
 
     venue.server.sequencer.commit_on_loop = False  # the commit on the journal's thread
     journal = venue.server.sequencer.journal
@@ -1040,9 +1044,13 @@ async def replay_across_a_release_that_cuts(
 
     alpha = await venue.client("alpha")
     late = await venue.client("alpha")
+    if request is None:
+        request = functools.partial(place_a_bid, at="185.00")
+    else:
+        await alpha.request("session.cod", {"enabled": True})  # (a quote.mass's condition)
     since = since_of(venue.server.private_streams)
     journal.commit_commands = held_commit  # type: ignore[method-assign]
-    placing = asyncio.ensure_future(alpha.place(SYMBOL, "buy", "1", "185.00"))
+    placing = asyncio.ensure_future(request(alpha))
     assert await asyncio.to_thread(committing.wait, WAIT_S), "the place's commit began"
     await late.subscribe_account(since_seq=since)  # answered: a replay is decided
     go_on.set()
@@ -1090,6 +1098,39 @@ def test_a_replay_is_whole_when_the_bound_per_account_cuts_before_it_is_sent(
         )
         assert seqs == list(range(seqs[0], stream.seq + 1))
         assert len(stream.history) == 4, "bounded again once sent"
+
+    run_venue(scenario)
+
+
+async def place_a_bid(client: Any, at: str) -> Any:
+    return await client.place(SYMBOL, "buy", "1", at)
+
+
+def test_a_replay_is_whole_when_a_requote_s_bid_cuts_before_it_is_sent(
+    run_venue: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole session's review: a requote's bid pushes join the history inline (the
+    answer goes between its bid's and its ask's), and that copy of `publish_pushes` did not
+    set aside what a waiting replay still had to send: seqs lost, no snapshot, no error."""
+    monkeypatch.setattr(limits, "PRIVATE_HISTORY_EVENTS_MAX", 4)  # the build's deposits fill it
+
+    async def requote(client: Any) -> Any:
+        quote = {"symbol": SYMBOL, "bid_px": "179.00", "bid_qty": "1"}
+        quote |= {"ask_px": "182.00", "ask_qty": "1"}
+        return await client.request("quote.mass", {"quote_set": "a", "quotes": [quote]})
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        await alpha.request("session.cod", {"enabled": True})
+        first = {"symbol": SYMBOL, "bid_px": "180.00", "bid_qty": "1"}
+        first |= {"ask_px": "181.00", "ask_qty": "1"}
+        await alpha.request("quote.mass", {"quote_set": "a", "quotes": [first]})
+        stream = venue.server.private_streams.streams[1]
+        assert len(stream.history) == 4 < stream.seq, "full"
+        seqs = await replay_across_a_release_that_cuts(
+            venue, lambda private_streams: stream.oldest_seq - 1, requote
+        )
+        assert seqs == list(range(seqs[0], stream.seq + 1))
 
     run_venue(scenario)
 
