@@ -665,33 +665,47 @@ class Replica:
 
     async def snapshot(self) -> Path:
         """Write the replica's state as of its last record executed (raises as
-        `snapshots.write` when the disk refuses it)."""
-        image = self._capture()
+        `snapshots.write` when the disk refuses it). As the core's, with the collector paused
+        from the capture to the write (`venue_core.collector_paused`)."""
+        with venue_core.collector_paused():  # the image freed with the frame before it is on
+            return await self._snapshot_paused()
+
+    async def _snapshot_paused(self) -> Path:
+        image, capture_ms = self._capture()
         loop = asyncio.get_running_loop()
+        data_dir = self.listener.data_dir
         path: Path = await loop.run_in_executor(
-            self._writer, snapshots.write_said, self.listener.data_dir, image, log
+            self._writer, snapshots.write_said, data_dir, image, log, capture_ms
         )
         return path
 
-    def _capture(self) -> snapshots.Snapshot:
-        """The state as of the last record executed, taken on the loop between two records.
-        What this turn executed is released first: the private streams' history and the
-        market data take a record's pushes and trades at its release, not at its execution,
-        and a snapshot holds them for every record up to its seq."""
+    def _capture(self) -> tuple[snapshots.Snapshot, float]:
+        """The state as of the last record executed, taken on the loop between two records,
+        and how long that held the loop (ms). What this turn executed is released first: the
+        private streams' history and the market data take a record's pushes and trades at
+        its release, not at its execution, and a snapshot holds them for every record up to
+        its seq."""
         self.flush_now()
+        started = time.perf_counter()
         gateway = self.listener.gateway_image()
         gateway[stream_snapshots.STREAM_EPOCH_KEY] = self.epoch
         venue = capture_venue(self.venue)
-        return snapshots.Snapshot(self.last_seq, venue, gateway, self.first_staleness_us)
+        image = snapshots.Snapshot(self.last_seq, venue, gateway, self.first_staleness_us)
+        return image, round((time.perf_counter() - started) * 1e3, 1)
 
     async def _snapshot_or_warn(self) -> bool:
-        """A periodic snapshot (`snapshots.write_or_warn`: a refusal is a warning)."""
-        image = self._capture()
+        """A periodic snapshot (`snapshots.write_or_warn`: a refusal is a warning), the
+        collector paused as in `snapshot`."""
+        with venue_core.collector_paused():
+            return await self._snapshot_or_warn_paused()
+
+    async def _snapshot_or_warn_paused(self) -> bool:
+        image, capture_ms = self._capture()
         loop = asyncio.get_running_loop()
         interval_s = venue_core.SNAPSHOT_INTERVAL_S
         data_dir = self.listener.data_dir
         written: bool = await loop.run_in_executor(
-            self._writer, snapshots.write_or_warn, data_dir, image, log, interval_s
+            self._writer, snapshots.write_or_warn, data_dir, image, log, interval_s, capture_ms
         )
         return written
 

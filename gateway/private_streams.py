@@ -470,6 +470,7 @@ class PrivateStreams:
         self.reporter.last_exec_id = 0
         self.reporter.orders.clear()
         self.streams.clear()
+        self.events_kept_most = 0  # (an overcount only recounts; but nothing is kept now)
         self.order_history.restore(None)
 
     # ----------------------------------------------------------------- cod and dms

@@ -5,6 +5,7 @@ per million records). A real nats-server (one node), `ClusterCore`s and gateways
 (`VenueServer` over `NatsBus`) in this process, a core's SQLite store."""
 
 import asyncio
+import gc
 import logging
 import os
 import shutil
@@ -549,3 +550,42 @@ def test_a_start_whose_stray_file_cannot_be_removed_lets_the_directory_go(
 
     left = asyncio.run(asyncio.wait_for(scenario(node.url), SCENARIO_TIMEOUT_S))
     assert left == [stray.name]  # its lock file removed with the lock
+
+
+def test_a_gateways_snapshot_is_taken_with_the_collector_paused_and_says_its_capture(
+    node: NatsCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the core's since the long run (session 33): the collector paused from the capture
+    to the write, and `snapshot written` says `capture_ms`. The whole session's review found
+    a gateway's snapshots, periodic and at its stop, taken with the collector on and saying
+    no capture time."""
+    said = snapshots.write_said
+    seen: list[tuple[str, bool, float | None]] = []
+
+    def recording(directory: Path, image: Any, said_by: Any, capture_ms: Any = None) -> Path:
+        seen.append((said_by.name, gc.isenabled(), capture_ms))
+        return said(directory, image, said_by, capture_ms)
+
+    monkeypatch.setattr(snapshots, "write_said", recording)
+
+    async def scenario(url: str) -> bool:
+        core, started = await active_core(tmp_path / "core", url, "core")
+        try:
+            await trade(started, 2, "a")
+            server = gateway(tmp_path / "gw", url, "gw-1")
+            await server.start("127.0.0.1", 0)
+            try:
+                await server.core.snapshot()
+                await server.core._snapshot_or_warn()
+            finally:
+                await server.stop()
+            return gc.isenabled()
+        finally:
+            await core.stop()
+
+    seen.clear()
+    collecting_after = asyncio.run(asyncio.wait_for(scenario(node.url), SCENARIO_TIMEOUT_S))
+    gateways = [(on, ms) for name, on, ms in seen if name == "venue.cluster"]  # not the core's
+    assert [enabled for enabled, _ in gateways] == [False, False, False], seen  # two, the stop's
+    assert all(capture_ms is not None and capture_ms >= 0 for _, capture_ms in gateways), seen
+    assert collecting_after
