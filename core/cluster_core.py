@@ -524,7 +524,7 @@ class ClusterCore:
                     announced = await self._announce_standby()
                 if not following:
                     following = await self._follow()
-                elif time.monotonic() - trimmed_at >= STANDBY_TRIM_S and not trimming:
+                elif trimming is None and time.monotonic() - trimmed_at >= STANDBY_TRIM_S:
                     # on a task of its own: a store slow to answer delays no lease poll
                     trimming = asyncio.ensure_future(self._trim_follower())
                 if trimming is not None and trimming.done():
