@@ -255,15 +255,19 @@ class PrivateStreams:
 
     def publish_pushes(self, pushes: list[tuple[PrivateStream, list[bytes]]]) -> None:
         """`publish` of some of a command's pushes (an `AmendPair`'s bid's or ask's)."""
-        fan_out_all = self.connections.fan_out_all
         for stream, payloads in pushes:
-            if stream.replays_waiting:  # (rare: a replay decided, not yet sent)
-                stream.spare_before_extend(payloads)
-            stream.history.extend(payloads)
-            stream.seq += len(payloads)
-            self.events_kept_most += len(payloads)
-            if stream.sessions:
-                fan_out_all(stream.sessions, payloads)
+            self.publish_one(stream, payloads)
+
+    def publish_one(self, stream: PrivateStream, payloads: list[bytes]) -> None:
+        """`publish` of one account's pushes of a command (a requote's bid's, answered
+        before its ask's are published: `Dispatcher._requote_answer`)."""
+        if stream.replays_waiting:  # (rare: a replay decided, not yet sent)
+            stream.spare_before_extend(payloads)
+        stream.history.extend(payloads)
+        stream.seq += len(payloads)
+        self.events_kept_most += len(payloads)
+        if stream.sessions:
+            self.connections.fan_out_all(stream.sessions, payloads)
 
     def publish(self, executed: Executed) -> None:
         """The command is durable: each account's pushes join its history and go to its
@@ -275,6 +279,7 @@ class PrivateStreams:
         recovery, keeps the same: a replay waiting for its barrier moves no cut, what it is
         owed of the dropped events is `spared` beside the history)."""
         added = 0
+        # `publish_one`'s steps, inline: every command passes here (no call per account)
         for stream, payloads in executed.pushes:  # as `sequence` gathered them, per account
             if stream.replays_waiting:  # (rare: a replay decided, not yet sent)
                 stream.spare_before_extend(payloads)
