@@ -714,6 +714,18 @@ async def busy_trading(venue: Venue, orders: int) -> int:
     return answered
 
 
+async def read_to_its_close(slow: Any) -> list[dict[str, Any]]:
+    """A slow consumer reads again: every message it was sent, until the server closes it
+    (bounded: `WAIT_S`)."""
+    slow.transport.resume_reading()
+    received = []
+    with pytest.raises(ConnectionClosed):
+        async with asyncio.timeout(WAIT_S):
+            while True:
+                received.append(json.loads(await slow.recv()))
+    return received
+
+
 def test_a_slow_consumer_is_told_and_closed_4002_while_others_trade(
     run_venue: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -727,12 +739,7 @@ def test_a_slow_consumer_is_told_and_closed_4002_while_others_trade(
         beta = await venue.client("beta")
         assert (await beta.place(SYMBOL, "buy", "1", "180.00"))["status"] == "new"
 
-        slow.transport.resume_reading()  # now read what it was sent
-        received = []
-        with pytest.raises(ConnectionClosed):
-            async with asyncio.timeout(WAIT_S):
-                while True:
-                    received.append(json.loads(await slow.recv()))
+        received = await read_to_its_close(slow)
         assert slow.close_code == 4002
         assert received[-1] == {"ch": "session", "type": "slow_consumer"}
         updates = [m for m in received if m.get("ch") == "book" and m.get("type") == "update"]
