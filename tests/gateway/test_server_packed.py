@@ -78,6 +78,17 @@ async def frames_until_quiet(websocket: ClientConnection, packed: bool) -> list[
         received.append([bytes(r) for r in RAW_ARRAY.decode(frame)] if packed else [frame])
 
 
+async def frames_through_a_trade(websocket: ClientConnection, packed: bool) -> list[list[bytes]]:
+    """Every frame until one carries a trade (within `WAIT_S`), then until quiet: a pause
+    of `QUIET_S` before the trade (a busy machine) does not cut the reading short."""
+    received: list[list[bytes]] = []
+    async with asyncio.timeout(WAIT_S):
+        while not any(b'"ch":"trades"' in message for frame in received for message in frame):
+            frame = await websocket.recv(decode=False)
+            received.append([bytes(r) for r in RAW_ARRAY.decode(frame)] if packed else [frame])
+    return received + await frames_until_quiet(websocket, packed)
+
+
 def public_updates(received: list[list[bytes]]) -> list[bytes]:
     """The book updates and trades among the frames: what both subscribers are sent."""
     updates = []
@@ -156,11 +167,15 @@ def test_packed_and_unpacked_subscribers_get_the_same_public_messages(run_venue:
         taker = await venue.client("taker")
         await taker.place(SYMBOL, "buy", "0.05", "200.00", tif="ioc")
         received = {
-            packed: await frames_until_quiet(websocket, packed)
+            packed: await frames_through_a_trade(websocket, packed)
             for packed, websocket in followers.items()
         }
-        assert len(public_updates(received[True])) >= 21
-        assert public_updates(received[True]) == public_updates(received[False])
+        # changes close together may be coalesced (the fan-out paces itself by its cost, so a
+        # slow machine coalesces more): how many updates is not fixed, that both get the
+        # same ones is
+        updates = public_updates(received[True])
+        assert [json.loads(update)["ch"] for update in updates].count("book") >= 2, updates
+        assert updates == public_updates(received[False])
         for websocket in followers.values():
             await websocket.close()
 
