@@ -40,8 +40,9 @@ class CoreListener(Protocol):
     def replayed(self, batch: list[Executed]) -> None:
         """Commands replayed from the journal at start: rebuild derived history."""
 
-    def gateway_image(self) -> dict[str, Any]:
-        """The gateway's part of a snapshot (private streams, exec ids, order history)."""
+    def gateway_image(self, later: bool = False) -> dict[str, Any]:
+        """The gateway's part of a snapshot (private streams, exec ids, order history).
+        `later`: for a write, its long parts may be `engine.snapshot.Later` ones."""
 
     def restore_gateway(self, image: dict[str, Any]) -> None:
         """Take the gateway's part of a snapshot back (the venue is restored already)."""

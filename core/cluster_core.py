@@ -305,7 +305,7 @@ class CoreGatewayPart:
             if executed.command is not None:
                 self.cod_orders.note(self.codec.decoded_origin, executed.command, executed.events)
 
-    def gateway_image(self) -> dict[str, Any]:
+    def gateway_image(self, later: bool = False) -> dict[str, Any]:
         image = {"last_request": dict(self.codec.last_request)}
         cod_orders = self.cod_orders
         return image | {"cod_orders": cod_orders.image(), "cod_holders": cod_orders.holders_image()}

@@ -687,9 +687,9 @@ class Replica:
         its seq."""
         self.flush_now()
         started = time.perf_counter()
-        gateway = self.listener.gateway_image()
+        gateway = self.listener.gateway_image(later=True)
         gateway[stream_snapshots.STREAM_EPOCH_KEY] = self.epoch
-        venue = capture_venue(self.venue)
+        venue = capture_venue(self.venue, later=True)
         image = snapshots.Snapshot(self.last_seq, venue, gateway, self.first_staleness_us)
         return image, round((time.perf_counter() - started) * 1e3, 1)
 

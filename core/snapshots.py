@@ -29,7 +29,7 @@ import msgspec
 
 from core.journal import refuse_dangling_link
 from engine.operations import OPERATIONS_RETAINED_LEGACY
-from engine.snapshot import VenueImage
+from engine.snapshot import VenueImage, made
 from engine.venue import VenueConfig
 
 log = logging.getLogger("venue.snapshots")
@@ -113,7 +113,8 @@ def pieces(snapshot: Snapshot) -> Iterator[bytes]:
             yield _ENCODER.encode(value)
 
 
-_ENCODER = msgspec.msgpack.Encoder()
+# (`made`: an image taken for a write holds `Later` parts, made as they are encoded)
+_ENCODER = msgspec.msgpack.Encoder(enc_hook=made)
 
 
 def _map_pieces(value: Any, depth: int) -> Iterator[bytes]:

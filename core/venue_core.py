@@ -219,15 +219,21 @@ class VenueCore:
         # Captured right after the drain, with no await between: every command the image
         # includes is durable, and its transfers are in the store before the file exists.
         started = time.perf_counter()
-        image = snapshots.Snapshot(
-            self.sequencer.last_seq,
-            capture_venue(self.venue),
-            self.listener.gateway_image(),
-            self.first_staleness_us,
-        )
+        image = self.image()
         self.capture_ms = round((time.perf_counter() - started) * 1e3, 1)
         await self._store_flushed()
         return image
+
+    def image(self) -> snapshots.Snapshot:
+        """The state now, as a snapshot writes it, taken on the event loop (nothing is answered
+        meanwhile): its long parts (histories, closed orders) `Later` ones, references that
+        trading does not change, made into their values by the writer thread."""
+        return snapshots.Snapshot(
+            self.sequencer.last_seq,
+            capture_venue(self.venue, later=True),
+            self.listener.gateway_image(later=True),
+            self.first_staleness_us,
+        )
 
     async def _write_snapshot(self, image: snapshots.Snapshot) -> Path:
         path: Path = await self._on_io(

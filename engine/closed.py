@@ -14,7 +14,7 @@ chunk, newest first.
 
 from collections import deque
 from collections.abc import Iterator
-from itertools import islice
+from itertools import chain, islice
 
 CHUNK = 16_384  # a rehash of this many entries costs well under a millisecond
 # How often the venue seals a full chunk (`Venue._run_due`) instead of testing the size at
@@ -103,10 +103,23 @@ class ClosedOrders:
 
     def items(self) -> Iterator[tuple[int, int]]:
         """(order id, account), oldest first."""
-        skip = self._forgotten_end() - self._starts[0]
-        for chunk in self._chunks:
-            if skip >= len(chunk):
-                skip -= len(chunk)
-                continue
-            yield from islice(chunk.items(), max(skip, 0), None)
-            skip = 0
+        return chain.from_iterable(slices_of(*self.frozen()))
+
+    def frozen(self) -> tuple[list[dict[int, int]], int]:
+        """The remembered ids as chunks that no later change touches, and how many of their
+        oldest ids are forgotten (`slices_of` lists them): the sealed chunks as they are (a
+        sealed chunk never changes), the filling one copied. A few C calls, not one per id:
+        a snapshot's capture takes them on the event loop and lists them off it."""
+        chunks = list(self._chunks)
+        chunks[-1] = chunks[-1].copy()
+        return chunks, self._forgotten_end() - self._starts[0]
+
+
+def slices_of(chunks: list[dict[int, int]], skip: int) -> Iterator[Iterator[tuple[int, int]]]:
+    """Per chunk, its (order id, account) past the `skip` oldest of `chunks`, oldest first."""
+    for chunk in chunks:
+        if skip >= len(chunk):
+            skip -= len(chunk)
+            continue
+        yield islice(chunk.items(), max(skip, 0), None)
+        skip = 0

@@ -148,6 +148,11 @@ class OncePlaced:
         """(ts_us, account, cl_ord_id, order id) of every remembered place, oldest first."""
         return [entry for chunk in self._chunks for entry in chunk.values()]
 
+    def image_pieces(self) -> list[list[Entry]]:
+        """`image()` as a list per chunk: a C call per chunk of `CHUNK`, not a step per place
+        (a snapshot's capture takes them on the event loop and joins them off it)."""
+        return [list(chunk.values()) for chunk in self._chunks]
+
     def adopt(self, image: list[Entry]) -> None:
         """Take back what `image` holds (into an empty memory, as restored from a snapshot):
         as it is, places past the window too, so the state is the one the image was of."""

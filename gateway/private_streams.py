@@ -15,6 +15,7 @@ import logging
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import chain, count, islice
 from operator import itemgetter
 from pathlib import Path
@@ -29,6 +30,7 @@ from core.venue_core import load_json, now_us, save_json
 from engine.commands import ArmDeadMan, CancelOrder
 from engine.enums import CancelReason
 from engine.events import DeadManTriggered
+from engine.snapshot import Later
 from engine.units import format_units
 from engine.venue import DEAD_MAN_TIMEOUT_MS_MAX
 from gateway import limits, wire
@@ -154,6 +156,21 @@ class KeptFiles:
 
     dead_man_deadlines: dict[int, int]  # `DEAD_MAN_FILE`'s switches, account -> deadline µs
     push_formats: list[tuple[int, int]]  # `PUSH_FORMATS_FILE`'s [first seq, push format]
+
+
+def _history_image(stream: PrivateStream) -> tuple[int, list[tuple[int, bytes]]]:
+    """A stream's part of a snapshot: its seq and its history as (seq, bytes), oldest first."""
+    return stream.seq, list(stream.entries())
+
+
+def _history_later(stream: PrivateStream) -> Later:
+    """`_history_image`, made when encoded: the history's pushes copied now (one C call; the
+    deque is appended to and cut while trading goes on, its bytes never change)."""
+    return Later(partial(_numbered, stream.seq, list(stream.history)))
+
+
+def _numbered(seq: int, payloads: list[bytes]) -> tuple[int, list[tuple[int, bytes]]]:
+    return seq, list(enumerate(payloads, seq - len(payloads) + 1))
 
 
 def read_kept_files(data_dir: Path) -> KeptFiles:
@@ -430,14 +447,14 @@ class PrivateStreams:
 
     # ----------------------------------------------------------------- snapshots
 
-    def image(self) -> dict[str, Any]:
-        """The private streams' part of a snapshot."""
+    def image(self, later: bool = False) -> dict[str, Any]:
+        """The private streams' part of a snapshot. `later`: each history as a `Later` part
+        (encoded with `engine.snapshot.made` only: the cores' snapshots), its pushes copied
+        by one C call, numbered by the writer thread, off the event loop."""
+        history = _history_later if later else _history_image
         return {
             "last_exec_id": self.reporter.last_exec_id,
-            "private": {
-                str(account): (stream.seq, list(stream.entries()))
-                for account, stream in self.streams.items()
-            },
+            "private": {str(account): history(stream) for account, stream in self.streams.items()},
             "order_history": self.order_history.image(),
             HISTORIES_BOUNDED: True,
             "resume_floors": {

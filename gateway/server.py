@@ -535,10 +535,10 @@ class VenueServer:
                                 spec.symbol, event.ratio_new, event.ratio_old, spec.price_tick
                             )
 
-    def gateway_image(self) -> dict[str, Any]:
+    def gateway_image(self, later: bool = False) -> dict[str, Any]:
         public = self.public
         images = {"candles": public.candles.image(), "tape": public.market_data.tape_image()}
-        return self.private_streams.image() | images
+        return self.private_streams.image(later) | images
 
     def restore_gateway(self, image: dict[str, Any]) -> None:
         self.private_streams.restore(image)

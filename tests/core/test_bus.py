@@ -38,7 +38,7 @@ class Recorder:
     def replayed(self, batch: list[Executed]) -> None:
         pass
 
-    def gateway_image(self) -> dict[str, Any]:
+    def gateway_image(self, later: bool = False) -> dict[str, Any]:
         return {"private": {}, "last_exec_id": 0}
 
     def restore_gateway(self, image: dict[str, Any]) -> None:

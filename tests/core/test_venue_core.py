@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, cast
 
+import msgspec
 import pytest
 
 from core import config as venue_config
@@ -39,6 +40,7 @@ from engine.commands import AmendPair, ArmDeadMan, CancelAll, CancelOrder, Place
 from engine.enums import Side
 from engine.events import CommandRejected
 from engine.reasons import ErrorCode
+from engine.snapshot import capture
 from engine.venue import Venue
 from engine.venue import VenueConfig as EngineConfig
 from settlement.ledger import Ledger
@@ -588,3 +590,48 @@ def test_the_collectors_pauses_nest_and_may_end_in_any_order() -> None:
         assert gc.isenabled()
     finally:
         gc.enable()
+
+
+async def _trade_a_round(maker: Any, taker: Any, round_: int) -> None:
+    """Orders that rest, are canceled and are filled: pushes to both accounts' histories and
+    closed orders in both order histories and in the engine's memory."""
+    rested = await maker.place("AAPLx-USD", "buy", "1", f"185.{round_:02d}")
+    await maker.cancel(order_id=rested["order_id"])
+    await maker.place("AAPLx-USD", "sell", "1", f"187.{round_:02d}", cl_ord_id=f"o-{round_}")
+    await taker.place("AAPLx-USD", "buy", "1", f"187.{round_:02d}", tif="ioc")
+
+
+def test_a_snapshots_image_is_written_as_taken_though_trading_goes_on_before_its_write(
+    run_venue: Callable[[Callable[[RunningVenue], Awaitable[Any]]], Any], tmp_path: Path
+) -> None:
+    """Session 34: taking the image held the event loop 0.6-1.3 s at the bounds, making every
+    history entry and closed order into a new tuple. Now the core takes references that
+    trading does not change (a history's pushes copied by one C call, the engine's sealed
+    chunks) and the writer makes them into the values: trading goes on between the capture
+    and the write, and the file holds the bytes of the image taken at once at the capture."""
+
+    async def scenario(venue: RunningVenue) -> None:
+        alpha, beta = await venue.client("alpha"), await venue.client("beta")
+        for round_ in range(4):
+            await _trade_a_round(alpha, beta, round_)
+        server, core = venue.server, venue.server.core
+        await core.sequencer.drain()
+        at_once = snapshots.Snapshot(
+            core.sequencer.last_seq,
+            capture(core.venue),
+            server.gateway_image(),
+            core.first_staleness_us,
+        )
+        image = core.image()  # no await between: the same state
+        expected = snapshots.encode(at_once)
+        histories_before = [len(s.history) for s in server.private_streams.streams.values()]
+        for round_ in range(4, 8):
+            await _trade_a_round(alpha, beta, round_)
+        histories = [len(s.history) for s in server.private_streams.streams.values()]
+        assert histories != histories_before, "pushes joined the histories after the capture"
+        path = snapshots.write(tmp_path / "written", image)
+        assert path.read_bytes()[snapshots.HEADER.size :] == expected
+        assert snapshots.read(path) == msgspec.msgpack.decode(expected, type=snapshots.Snapshot)
+
+    (tmp_path / "written").mkdir()
+    run_venue(scenario)

@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 
 from core.sequencer import Executed
+from engine.snapshot import Later, made
 from gateway import frames, limits, transport
 from gateway.private_streams import PrivateStream, PrivateStreams, sequence
 from gateway.reports import BalanceReport, Push
@@ -156,3 +157,25 @@ def test_dead_man_json_goes_only_once_its_switches_came_back(tmp_path: Path) -> 
     assert [(c.account, c.timeout_ms) for c in submitted] == [(4, 1)], "passed: fires at once"
     assert drains == [False, False, True]
     assert not (tmp_path / "dead_man.json").exists()
+
+
+def test_a_later_image_is_the_history_as_it_was_though_the_bound_pushes_it_on(
+    tmp_path: Path,
+) -> None:
+    """Session 34: a snapshot's capture numbered every history entry on the event loop (a new
+    tuple each, 500,000 at the bound). A later image copies each history's pushes (one C
+    call) and the writer numbers them: a history at its per-account bound that drops its
+    oldest as pushes come still encodes as it was at the capture."""
+    bus: Any = types.SimpleNamespace(reads=None)  # (the image reads no venue)
+    streams = PrivateStreams(bus, Sessions(), tmp_path)
+    stream = streams.streams[7] = PrivateStream(seq=3)
+    bound = limits.PRIVATE_HISTORY_EVENTS_MAX
+    stream.history.extend(b"%d" % seq for seq in range(4 - bound, 4))  # full: seqs to 3
+    at_once = msgspec.msgpack.encode(streams.image())
+    later = streams.image(later=True)
+    assert isinstance(later["private"]["7"], Later)
+    for seq in range(4, 40):
+        stream.history.append(b"%d" % seq)
+        stream.seq = seq
+    assert stream.oldest_seq == 40 - bound, "the oldest dropped"
+    assert msgspec.msgpack.encode(later, enc_hook=made) == at_once

@@ -1,0 +1,140 @@
+"""The capture benchmark: how long taking a snapshot's image holds the event loop at the bounds.
+
+Owns a state built in process as a long run leaves it at the bounds (docs/gateway.md "A long
+run"): `ACCOUNTS` accounts whose private histories hold 500,000 events across them
+(`PRIVATE_HISTORY_EVENTS_TOTAL_MAX`), 500,000 closed orders in the order history
+(`CLOSED_ORDERS_TOTAL_MAX`), the engine's 1,000,000 closed order ids and some resting
+orders. The parts are filled directly (not traded into: that would take minutes), with
+payloads and records of the live shapes. It times what `VenueCore._capture` does on the loop
+(the engine's image and the private streams' part of the gateway's), the median of
+`--repeat`, both as taken at once (before session 34) and `later` (the cores' since), then
+the writer's encode of each; with `--profile` it prints where the capture's time goes
+(cProfile). Run it as `python -m bench.capture_bench`.
+"""
+
+import argparse
+import cProfile
+import gc
+import json
+import pstats
+import statistics
+import tempfile
+import time
+import types
+import zlib
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from core import snapshots
+from engine import snapshot as venue_snapshot
+from engine.venue import Venue
+from gateway import limits
+from gateway.order_history import OrderRecord
+from gateway.private_streams import PrivateStream, PrivateStreams
+from gateway.sessions import Sessions
+
+ACCOUNTS = 400  # the long run's funded accounts
+ENGINE_CLOSED_IDS = 1_000_000  # `VenueConfig.closed_orders_retained_max`
+# A push of the live shape: an execution report's JSON, ~360 bytes
+PUSH = (
+    b'{"ch":"account","seq":%d,"epoch":1765000000000000,"type":"exec","ts":1765000000123456,'
+    b'"data":{"exec_type":"canceled","order_id":%d,"cl_ord_id":"c-%d","symbol":"AAPLx-USD",'
+    b'"side":"buy","type":"limit","tif":"gtc","price":"101.25","qty":"3.000000",'
+    b'"leaves_qty":"0.000000","cum_qty":"0.000000","avg_px":null,"status":"canceled",'
+    b'"reason":"user","exec_id":%d}}'
+)
+
+
+class Bounds(NamedTuple):
+    """How much the state holds (the defaults: the bounds)."""
+
+    accounts: int = ACCOUNTS
+    events: int = limits.PRIVATE_HISTORY_EVENTS_TOTAL_MAX  # across the private histories
+    closed_orders: int = limits.CLOSED_ORDERS_TOTAL_MAX  # in the order history
+    engine_ids: int = ENGINE_CLOSED_IDS  # in the engine's closed-order memory
+
+
+def build(bounds: Bounds) -> tuple[Venue, PrivateStreams]:
+    """A venue and private streams holding `bounds` (the module docstring)."""
+    accounts = bounds.accounts
+    venue = Venue()
+    for order_id in range(1, bounds.engine_ids + 1):
+        venue.closed_orders.add(order_id, order_id % accounts)
+    directory = Path(tempfile.mkdtemp(prefix="capture-bench-"))
+    bus: Any = types.SimpleNamespace(reads=None)  # (the image reads no venue)
+    streams = PrivateStreams(bus, Sessions(), directory)
+    each = bounds.events // accounts
+    for account in range(accounts):
+        stream = streams.streams[account] = PrivateStream(seq=each + 7)
+        stream.history.extend(PUSH % (seq, seq, seq, seq) for seq in range(8, each + 8))
+    history = streams.order_history
+    for order_id in range(1, bounds.closed_orders + 1):
+        history._keep(order_id % accounts, _record(order_id))
+    for order_id in range(bounds.engine_ids + 1, bounds.engine_ids + 10_001):
+        history.accepted_ts[order_id] = order_id  # open orders
+    directory.rmdir()
+    return venue, streams
+
+
+def _record(order_id: int) -> OrderRecord:
+    return OrderRecord(
+        order_id, f"c-{order_id}", "AAPLx-USD", "buy", "limit", "gtc", "101.25", "3.000000",
+        None, "0.000000", "3.000000", "101.25", "filled", None, None, order_id, order_id + 9,
+    )  # fmt: skip
+
+
+def capture(venue: Venue, streams: PrivateStreams, later: bool) -> tuple[Any, dict[str, Any]]:
+    """What the core takes on the loop: the engine's image and the gateway's (its private
+    streams' part: the candles and the tape are bounded small); `later`: as the cores do
+    since session 34, the long parts as `Later` ones, made by the writer."""
+    return venue_snapshot.capture(venue, later), streams.image(later)
+
+
+def measure(venue: Venue, streams: PrivateStreams, later: bool, repeat: int) -> list[float]:
+    """Each capture's milliseconds, the collector paused as the cores pause it."""
+    times = []
+    for _ in range(repeat):
+        gc.disable()
+        started = time.perf_counter()
+        image = capture(venue, streams, later)
+        times.append(round((time.perf_counter() - started) * 1e3, 1))
+        del image
+        gc.enable()
+    return times
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5, help="captures timed (default 5)")
+    parser.add_argument("--accounts", type=int, default=ACCOUNTS, help=f"(default {ACCOUNTS})")
+    parser.add_argument("--scale", type=float, default=1.0, help="of the bounds (default 1)")
+    parser.add_argument("--profile", action="store_true", help="print cProfile's top entries")
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    arguments = parser.parse_args(argv)
+    full = Bounds()
+    scaled = (round(n * arguments.scale) for n in full[1:])
+    venue, streams = build(Bounds(arguments.accounts, *scaled))
+    result: dict[str, Any] = {}
+    for later in (False, True):
+        times = measure(venue, streams, later, arguments.repeat)
+        started = time.perf_counter()
+        body = snapshots.encode(snapshots.Snapshot(1, *capture(venue, streams, later)))
+        encode_ms = round((time.perf_counter() - started) * 1e3, 1)
+        name = "later" if later else "at_once"
+        result[name] = {"capture_ms": statistics.median(times), "encode_ms": encode_ms}
+        result[name] |= {"captures_ms": times, "bytes": len(body), "crc32": zlib.crc32(body)}
+        crc = result[name]["crc32"]
+        print(f"{name}: capture_ms median {statistics.median(times)} of {times}; encoded in")
+        print(f"  {encode_ms} ms (the writer's part): {len(body):,} bytes, CRC32 {crc:08x}")
+        if arguments.profile:
+            profiler = cProfile.Profile()
+            profiler.runcall(capture, venue, streams, later)
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(8)
+    result["same_bytes"] = result["at_once"]["crc32"] == result["later"]["crc32"]
+    if arguments.json:
+        print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
