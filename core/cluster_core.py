@@ -719,12 +719,14 @@ class ClusterCore:
             self.cod_orders.restore([])  # rebuilt by the cold recovery (snapshot, replay)
         journal = await loop.run_in_executor(None, JetStreamJournal, self.servers)
         try:
+            js = self.nc.jetstream(timeout=LEASE_REQUEST_TIMEOUT_S * 5)
             core = VenueCore(
                 self.config,
                 self.data_dir,
                 CoreGatewayPart(self.codec, self.cod_orders),
                 journal=journal,
                 codec=self.codec,
+                stream_check=stream_snapshots.StreamCheck(lambda seq: stamp_at(js, seq), self.name),
             )
         except BaseException:  # refused before its start (a damaged epochs.json): not closed
             await loop.run_in_executor(None, journal.close)  # (a second close does nothing)

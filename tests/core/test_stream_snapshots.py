@@ -24,7 +24,7 @@ from core import snapshots, stream_snapshots
 from core.cluster_core import ClusterCore, CodOrders, Follower
 from core.journal import JournalLocked
 from core.nats_bus import ClusterCodec, NatsBus
-from core.venue_core import VenueCore
+from core.venue_core import RecoveryRefused, VenueCore
 from engine.commands import CancelOrder, PlaceOrder
 from engine.enums import Side
 from engine.events import OrderAccepted
@@ -299,6 +299,59 @@ def test_a_standby_follows_from_its_own_snapshot_and_takes_over_with_the_active_
     assert taken_seq == last
     assert taken_hash == active_hash
     assert stored == booked
+
+
+def test_a_core_s_own_recovery_passes_over_a_snapshot_of_another_stream_and_refuses_one_ahead(
+    node: NatsCluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cluster core's cold recovery checks its snapshots as its standby and the gateways
+    do (`latest_usable`): one past the stream's last record is refused, saying so (a stream
+    that lost records must not be run on), and a gateway's, as before; its newest one
+    stamped otherwise than the stream's record at its seq (another stream's) is logged and
+    passed over for the older one, from which it replays the rest to the stream's state.
+    Before: only the seq was checked, and the other stream's snapshot was restored as this
+    stream's state."""
+    caplog.set_level(logging.INFO, logger="venue")
+    data_dir = tmp_path / "a"
+
+    async def scenario(url: str) -> tuple[int, int, str, int, str, int]:
+        first, started = await active_core(data_dir, url, "core-a")
+        await trade(started, 3, "a")
+        await first.stop()
+        older = snapshots.latest(data_dir)
+        second, started = await active_core(data_dir, url, "core-a")
+        await trade(started, 3, "b")
+        last, state_hash, ts_us = (
+            started.sequencer.last_seq, started.venue.state_hash(), started.venue.ts_us
+        )  # fmt: skip
+        await second.stop()
+        newest = snapshots.latest(data_dir)
+        assert older is not None and newest is not None and older.seq < newest.seq == last
+        gateway_s = newest.gateway | {stream_snapshots.STREAM_EPOCH_KEY: 1}
+        refusals = (
+            (msgspec.structs.replace(newest, seq=last + 5), f"{last + 5} is ahead of the stream"),
+            (msgspec.structs.replace(newest, gateway=gateway_s), "a cluster gateway's snapshot"),
+        )
+        for refused, why in refusals:
+            path = snapshots.write(data_dir, refused)
+            third = ClusterCore(CONFIG, data_dir, url, "core-a")
+            assert await third.wait_for_lease(asyncio.Event())
+            with pytest.raises(RecoveryRefused, match=why):
+                await third.activate()
+            path.unlink()
+        other = msgspec.structs.replace(newest.venue, ts_us=newest.venue.ts_us - 1_000)
+        snapshots.write(data_dir, msgspec.structs.replace(newest, venue=other))
+        fourth, recovered = await active_core(data_dir, url, "core-a")
+        taken = recovered.sequencer.last_seq, recovered.venue.state_hash(), recovered.venue.ts_us
+        await fourth.stop()
+        return older.seq, last, state_hash, ts_us, *taken
+
+    run = asyncio.wait_for(scenario(node.url), SCENARIO_TIMEOUT_S)
+    older_seq, last, state_hash, ts_us, seq, recovered_hash, recovered_ts_us = asyncio.run(run)
+    assert "snapshot not used: of another stream" in caplog.text
+    recovered = [r for r in caplog.records if r.getMessage() == "recovered"][-1]
+    assert recovered.snapshot_seq == older_seq  # type: ignore[attr-defined]
+    assert (seq, recovered_hash, recovered_ts_us) == (last, state_hash, ts_us)
 
 
 def _gateway_snapshot(directory: Path, seq: int, ts_us: int, epoch: int) -> Path:
