@@ -24,8 +24,9 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Final
+from typing import IO, Any, Final
 
 import msgspec
 import nats.errors
@@ -34,13 +35,14 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from core import config as venue_config
-from core import snapshots, stream_snapshots
+from core import snapshots, stream_snapshots, venue_core
 from core.jetstream_journal import (
     STREAM_DEFAULT,
     SUBJECT_DEFAULT,
     JetStreamJournal,
     close_connection,
 )
+from core.journal import JournalError
 from core.lease import key_held, open_bucket
 from core.lease_thread import ThreadLease
 from core.nats_bus import (
@@ -73,6 +75,7 @@ from engine.commands import (
 )
 from engine.enums import CancelReason
 from engine.events import CancelOnDisconnectSet, Event, OrderAccepted
+from engine.snapshot import capture as capture_venue
 from engine.snapshot import restore as restore_venue
 from engine.venue import Venue
 from settlement.ledger import Ledger
@@ -99,8 +102,8 @@ STORE_RETRY_MIN_S: Final = 0.25
 STORE_RETRY_MAX_S: Final = 2.0
 # A start whose store answers but fails its writes (a full disk: DiskFull) is tried again this
 # often, doubling: each try after the first recovers cold (this core's snapshot, if any, and
-# the stream after it: a former standby has none, so the whole stream), seconds of CPU on a
-# long stream, so less often than a connection is tried.
+# the stream after it: a standby's own are at most a minute old since session 34), seconds of
+# CPU on a long stream, so less often than a connection is tried.
 START_RETRY_MIN_S: Final = 1.0
 START_RETRY_MAX_S: Final = 30.0
 # Failed starts are retried holding the lease for this long at most (a few terms: a full disk
@@ -319,9 +322,10 @@ class Follower:
     """A standby's warm copy of the venue: every record of the stream executed as it comes,
     so a takeover replays only what the follower had not seen (`WarmStart`). Its codec is
     the core's: the last request id per gateway is known at takeover too. It starts from the
-    core's own newest usable snapshot in `data_dir` (a former active core's: its venue, the
-    core's part and the transfers it had not stored), following the stream after it; none
-    usable (core/stream_snapshots.py), from the stream's start."""
+    core's own newest usable snapshot in `data_dir` (its venue, the core's part and the
+    transfers not known stored), following the stream after it; none usable
+    (core/stream_snapshots.py), from the stream's start. It writes its own snapshots there
+    while it follows (`StandbySnapshots`), in the format an active core writes."""
 
     def __init__(
         self,
@@ -336,6 +340,8 @@ class Follower:
         # (this standby's config) says; one begun before ran under the config's bound.
         self.ledger = Ledger()
         self.venue = Venue(snapshots.first_rules(None, staleness_us), self.ledger)
+        self._staleness_us = staleness_us
+        self.first_staleness_us = self.venue.config.reserve_staleness_max_us  # see `Snapshot`
         self.codec = codec
         self.cod_orders = cod_orders
         self.seq = 0
@@ -345,6 +351,7 @@ class Follower:
         self.name = name
         self._follow: StreamFollow | None = None
         self._watch: asyncio.Task[None] | None = None
+        self._snapshots: StandbySnapshots | None = None
 
     async def start(self, nc: Client) -> None:
         """Follow the stream from the record after the copy's last (a copy that has none yet
@@ -364,6 +371,8 @@ class Follower:
         await follow.start(LEASE_REQUEST_TIMEOUT_S * 5)
         self._follow = follow
         self._watch = asyncio.create_task(follow.watch())
+        if self.data_dir is not None and self._snapshots is None:
+            self._snapshots = StandbySnapshots(self, self.data_dir, self.name)
 
     async def _restore_latest(self, nc: Client, data_dir: Path) -> None:
         """Take the newest usable snapshot of this core (its venue, the core's part: the last
@@ -394,6 +403,8 @@ class Follower:
             return
         assert venue.ledger is not None, "a core's snapshot always holds its ledger"
         self.venue, self.ledger = venue, venue.ledger
+        rules = snapshots.first_rules(image, self._staleness_us)
+        self.first_staleness_us = rules.reserve_staleness_max_us
         CoreGatewayPart(self.codec, self.cod_orders).restore_gateway(image.gateway)
         self.transfers.extend(self.ledger.drain())
         self.seq = image.seq
@@ -417,12 +428,31 @@ class Follower:
         del transfers[:held]
         return held
 
-    async def stop(self) -> WarmStart | None:
-        """Stop following; the state so far, unless it cannot be trusted."""
+    def capture(self) -> tuple[snapshots.Snapshot, float]:
+        """The copy as a core's snapshot at its last seq (its venue, the core's part), and how
+        long taking it held the loop (ms). The transfers it keeps for a takeover's catch-up
+        are the image's undrained ones, as the active core's not stored yet are: a start
+        from it (a standby's, or a cold recovery) books them, or replays the stream from its
+        start when the store lacks older ones (`Recovery._store_behind`)."""
+        started = time.perf_counter()
+        venue = capture_venue(self.venue)
+        assert venue.ledger is not None, "a warm venue always holds its ledger"
+        ledger = msgspec.structs.replace(venue.ledger, undrained=list(self.transfers))
+        venue = msgspec.structs.replace(venue, ledger=ledger)
+        part = CoreGatewayPart(self.codec, self.cod_orders).gateway_image()
+        image = snapshots.Snapshot(self.seq, venue, part, self.first_staleness_us)
+        return image, round((time.perf_counter() - started) * 1e3, 1)
+
+    async def stop(self, *, last_snapshot: bool = False) -> WarmStart | None:
+        """Stop following and writing snapshots (`last_snapshot`: a standby's own stop, which
+        writes one more of a copy gone on since its last, as an active core's stop does; a
+        takeover's does not wait for one); the state so far, unless it cannot be trusted."""
         self._stop_watching()
         if self._follow is not None:
             await self._follow.stop()
             self._follow = None
+        if self._snapshots is not None:  # (the data directory let go: the takeover's next)
+            await self._snapshots.close(last=last_snapshot)
         return None if self.broken else WarmStart(self.seq, self.venue, self.transfers)
 
     def _stop_watching(self) -> None:
@@ -459,6 +489,104 @@ class Follower:
             self.cod_orders.prune_when_grown(self.venue.orders)
         self.transfers.extend(self.ledger.drain())
         self.seq = seq
+
+
+class StandbySnapshots:
+    """A standby's own snapshots of its warm copy (`Follower.capture`), in its own data
+    directory, at the active core's cadence (every `SNAPSHOT_INTERVAL_S` with records since
+    the last, and at its clean stop): its restart, and its cold recovery once active, follow
+    the stream from there, not from seq 1 (until session 34 a core never active wrote none).
+    Written under the directory's `venue.lock`, taken at the first write and held until
+    `close` (which a takeover's `VenueCore`, taking it next, waits for): a standby on a
+    directory another process holds (the active core's, a gateway's) writes none there,
+    saying so once. One at a time, off the loop; a broken copy is not written."""
+
+    def __init__(self, follower: Follower, data_dir: Path, name: str) -> None:
+        self.follower = follower
+        self.data_dir = data_dir
+        self.name = name
+        self._lock: IO[bytes] | None = None
+        self._refused = False  # the directory another's: none written
+        self._closed = False
+        self._written_seq = follower.seq  # (a restored snapshot of this seq is there)
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="venue-standby-snapshots")
+        self._periodic = asyncio.ensure_future(
+            snapshots.periodically(
+                lambda: venue_core.SNAPSHOT_INTERVAL_S, lambda: follower.seq, self._write_or_warn
+            )
+        )
+        self._periodic.add_done_callback(_fatal_unless_cancelled)
+
+    async def close(self, *, last: bool) -> None:
+        """Stop writing (`last`: one more first, if the copy went on since the last written),
+        wait for a write under way, and let the directory go. A second call does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        self._periodic.cancel()
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._periodic
+            if last and self.follower.seq != self._written_seq:
+                await self._write_or_warn()
+        finally:  # (a write that raised: the directory let go all the same)
+            await asyncio.get_running_loop().run_in_executor(self._writer, _nothing)
+            self._writer.shutdown(wait=False)
+            if self._lock is not None:
+                self._lock.close()
+                self._lock = None
+
+    async def _write_or_warn(self) -> bool:
+        """A snapshot of the copy: written (True), or not (a refusal of the disk a warning:
+        `snapshots.write_or_warn`), the collector paused as for the core's."""
+        if self.follower.broken or not self._held():
+            return False
+        with venue_core.collector_paused():
+            return await self._write_paused()
+
+    async def _write_paused(self) -> bool:
+        image, capture_ms = self.follower.capture()
+        interval_s = venue_core.SNAPSHOT_INTERVAL_S
+        written: bool = await asyncio.get_running_loop().run_in_executor(
+            self._writer, snapshots.write_or_warn, self.data_dir, image, log, interval_s, capture_ms
+        )
+        if written:
+            self._written_seq = image.seq
+        return written
+
+    def _held(self) -> bool:
+        """Whether this standby holds its data directory, taken (and its stray `.tmp` files
+        removed) at the first call; held by another, said once and never tried again."""
+        if self._lock is not None or self._refused:
+            return not self._refused
+        try:
+            self.data_dir.mkdir(mode=venue_core.DATA_DIR_MODE, parents=True, exist_ok=True)
+            self._lock = venue_core.lock_data_dir(self.data_dir)
+            snapshots.remove_stray(self.data_dir)
+        except (JournalError, OSError) as held:  # (JournalLocked: another process's)
+            self._refused = True
+            if self._lock is not None:
+                self._lock.close()
+                self._lock = None
+            log.warning(
+                "standby writes no snapshots: its data directory is not its own (%s); give each"
+                " core its own --data-dir",
+                held,
+                extra={"core": self.name, "data_dir": str(self.data_dir)},
+            )
+            return False
+        return True
+
+
+def _fatal_unless_cancelled(task: "asyncio.Task[None]") -> None:
+    """A task that ended otherwise than canceled raised: a bug here (the disk's refusals are
+    warnings), crashing loudly as a core's or a gateway's periodic snapshot's does."""
+    if not task.cancelled() and task.exception() is not None:
+        die(task.exception())
+
+
+def _nothing() -> None:
+    """Run on a writer's thread: done once every write handed to it before is done."""
 
 
 class ClusterCore:
@@ -804,7 +932,7 @@ class ClusterCore:
         if self.core is not None:
             await self.core.stop()
         else:
-            await self.follower.stop()  # a standby's
+            await self.follower.stop(last_snapshot=True)  # a standby's
         if self.lease is not None:
             await self.lease.release()
         if self.nc is not None:  # NATS down: nothing left to flush (it raised until s32)

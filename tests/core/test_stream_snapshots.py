@@ -20,7 +20,7 @@ import pytest
 
 from cluster.nats import NatsCluster
 from core import config as venue_config
-from core import snapshots, stream_snapshots
+from core import snapshots, stream_snapshots, venue_core
 from core.cluster_core import ClusterCore, CodOrders, Follower
 from core.journal import JournalLocked
 from core.nats_bus import ClusterCodec, NatsBus
@@ -352,6 +352,91 @@ def test_a_core_s_own_recovery_passes_over_a_snapshot_of_another_stream_and_refu
     recovered = [r for r in caplog.records if r.getMessage() == "recovered"][-1]
     assert recovered.snapshot_seq == older_seq  # type: ignore[attr-defined]
     assert (seq, recovered_hash, recovered_ts_us) == (last, state_hash, ts_us)
+
+
+async def _followed(standby: ClusterCore, seq: int) -> None:
+    """Until `standby`'s warm copy is at `seq` (bounded)."""
+    for _ in range(WAIT_TRIES):
+        if standby.follower.seq == seq:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the standby's copy at seq {standby.follower.seq}, not {seq}")
+
+
+async def _written(data_dir: Path, seq: int) -> None:
+    """Until `data_dir` holds a snapshot at `seq` (bounded)."""
+    for _ in range(WAIT_TRIES):
+        if snapshots.path_for(data_dir, seq).exists():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no snapshot at seq {seq} in {data_dir}")
+
+
+def test_a_standby_never_active_writes_its_own_snapshots_and_restarts_from_them(
+    node: NatsCluster, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: Any
+) -> None:
+    """Core b, never active, stands by on its own data directory: it writes snapshots of its
+    warm copy there at the core's cadence (the interval made short here); core c, standing by
+    on the active core's directory, writes none there, saying so. b stopped, a trading on, b
+    started again: its copy restores its own snapshot and follows only the records after it;
+    a stopped, b takes over with a's state hash, its own store caught up with every transfer
+    (the copy's kept transfers are the snapshot's undrained ones). Before: a standby never
+    active wrote no snapshot, and each start followed the stream from seq 1."""
+    caplog.set_level(logging.INFO, logger="venue")
+    monkeypatch.setattr(venue_core, "SNAPSHOT_INTERVAL_S", 0.05)
+
+    async def standing_by(data_dir: Path, url: str, name: str) -> tuple[ClusterCore, Any]:
+        core = ClusterCore(CONFIG, data_dir, url, name)
+        return core, asyncio.ensure_future(core.wait_for_lease(asyncio.Event()))
+
+    async def first_standby(url: str, active: VenueCore) -> int:
+        b, contending = await standing_by(tmp_path / "b", url, "core-b")
+        c, squatting = await standing_by(tmp_path / "a", url, "core-c")
+        try:
+            await trade(active, 3, "a")
+            last = active.sequencer.last_seq
+            await _followed(b, last)
+            await _written(tmp_path / "b", last)
+            await _followed(c, last)
+            for _ in range(WAIT_TRIES):
+                if "standby writes no snapshots" in caplog.text:
+                    break
+                await asyncio.sleep(0.05)
+            return last
+        finally:
+            for task in (contending, squatting):
+                task.cancel()
+            await b.stop()
+            await c.stop()
+
+    async def scenario(url: str) -> tuple[int, int, str, str, int, int]:
+        first, active = await active_core(tmp_path / "a", url, "core-a")
+        written = await first_standby(url, active)
+        await trade(active, 2, "b")
+        last = active.sequencer.last_seq
+        b, contending = await standing_by(tmp_path / "b", url, "core-b")
+        try:
+            await _followed(b, last)
+            active_hash = active.venue.state_hash()
+            await first.stop()
+            assert await asyncio.wait_for(contending, SCENARIO_TIMEOUT_S)
+            core = await b.activate()
+            assert core is not None
+            stored = await core._on_store(core.store.last_transfer_id)
+            taken_hash = core.venue.state_hash()
+            return written, last, active_hash, taken_hash, stored, core.ledger.last_transfer_id
+        finally:
+            if not contending.done():
+                contending.cancel()
+            await b.stop()
+
+    run = asyncio.wait_for(scenario(node.url), SCENARIO_TIMEOUT_S)
+    written, last, active_hash, taken_hash, stored, booked = asyncio.run(run)
+    warned = [r for r in caplog.records if r.getMessage().startswith("standby writes no")]
+    assert [record.core for record in warned] == ["core-c"]  # type: ignore[attr-defined]
+    assert restored(caplog) == [(written, last - written)]
+    assert taken_hash == active_hash
+    assert stored == booked > 0
 
 
 def _gateway_snapshot(directory: Path, seq: int, ts_us: int, epoch: int) -> Path:
