@@ -9,6 +9,7 @@ import gc
 import logging
 import os
 import shutil
+import socket
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -727,3 +728,76 @@ def test_a_gateways_snapshot_is_taken_with_the_collector_paused_and_says_its_cap
     assert [enabled for enabled, _ in gateways] == [False, False, False], seen  # two, the stop's
     assert all(capture_ms is not None and capture_ms >= 0 for _, capture_ms in gateways), seen
     assert collecting_after
+
+
+def _left_running(before: set[asyncio.Task[Any]]) -> list[str]:
+    """The tasks running now that were not `before` (nor this one)."""
+    current = asyncio.current_task()
+    return sorted(repr(task.get_coro()) for task in asyncio.all_tasks() - before - {current})
+
+
+async def _none_left_running(before: set[asyncio.Task[Any]]) -> list[str]:
+    """`_left_running`, once those that are ending have ended (bounded: a few loop turns)."""
+    for _ in range(RELEASE_TRIES):
+        if not _left_running(before):
+            break
+        await asyncio.sleep(0.05)
+    return _left_running(before)
+
+
+def _lock_free(data_dir: Path) -> bool:
+    try:
+        venue_core.lock_data_dir(data_dir).close()
+    except JournalLocked:
+        return False
+    return True
+
+
+def test_a_gateway_start_canceled_or_failing_after_its_replica_started_leaves_nothing_open(
+    node: NatsCluster, tmp_path: Path
+) -> None:
+    """A gateway's start canceled during its replay (its stream follow's watch running), and
+    one whose listen fails (the port taken) after its replica started: each closes its NATS
+    connection, leaves no task running in the process and lets its data directory go.
+    Before: the canceled start's NATS connection and its two tasks (the keys' watch, the
+    stream follow's) ran on."""
+
+    async def scenario(url: str) -> tuple[bool, list[list[str]], list[bool], list[bool]]:
+        core, started = await active_core(tmp_path / "core", url, "core")
+        try:
+            await trade(started, 50, "a")
+            before = asyncio.all_tasks()
+            server = gateway(tmp_path / "gw", url, "gw-1")
+            starting = asyncio.ensure_future(server.start("127.0.0.1", 0))
+            replica = cast(Any, server.core)
+            for _ in range(100_000):  # (loop turns: the watch is made as the replay begins)
+                if len(replica._tasks) >= 2 or starting.done():
+                    break
+                await asyncio.sleep(0)
+            replaying = not replica._caught_up.is_set()
+            connection = server.bus.nc
+            starting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await starting
+            left = [await _none_left_running(before)]
+            closed = [connection is not None and connection.is_closed]
+            free = [_lock_free(tmp_path / "gw")]
+            with socket.socket() as taken:
+                taken.bind(("127.0.0.1", 0))
+                taken.listen()
+                server = gateway(tmp_path / "gw", url, "gw-2")
+                with pytest.raises(OSError):
+                    await server.start("127.0.0.1", taken.getsockname()[1])
+            left.append(await _none_left_running(before))
+            closed.append(server.bus.nc is None or server.bus.nc.is_closed)
+            free.append(_lock_free(tmp_path / "gw"))
+            return replaying, left, closed, free
+        finally:
+            await core.stop()
+
+    run = asyncio.wait_for(scenario(node.url), SCENARIO_TIMEOUT_S)
+    replaying, left, closed, free = asyncio.run(run)
+    assert replaying, "canceled during the replay"
+    assert left == [[], []]
+    assert closed == [True, True]
+    assert free == [True, True]
