@@ -6,7 +6,8 @@ the lease it runs a `VenueCore` whose journal is the JetStream stream (recoverin
 own latest snapshot and the stream, and catching the ledger store up, PostgreSQL or SQLite),
 takes the gateways' commands from `SUBMIT_SUBJECT` (each gateway's request ids in order,
 each once), sequences and executes them and appends each batch to the stream; the gateways
-read the outcomes from the stream itself. The clock, snapshots and summaries run here only.
+read the outcomes from the stream itself. The clock, snapshots and summaries run here only
+(a standby snapshots its warm copy, in its own data directory: `StandbySnapshots`).
 A core that cannot renew its lease in time stops at once (exit 70): a standby takes over,
 and the stream's expected-last-sequence refuses any append it still had in flight. The lease
 is renewed on a thread of its own (`core.lease_thread`): a takeover's recovery holds the
