@@ -23,6 +23,7 @@ import asyncio
 import bisect
 import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -65,7 +66,7 @@ from core.nats_bus import (
 )
 from core.sequencer import Executed, describe_failure
 from core.stream_follow import StreamFollow
-from core.venue_core import VenueCore, WarmStart
+from core.venue_core import RecoveryRefused, VenueCore, WarmStart
 from engine.book import Order
 from engine.commands import (
     CancelOrder,
@@ -81,6 +82,7 @@ from engine.snapshot import restore as restore_venue
 from engine.venue import Venue
 from settlement.ledger import Ledger
 from settlement.pg_store import CONNECT_TIMEOUT_S, PostgresLedgerStore
+from settlement.store import SqliteLedgerStore
 from settlement.transfers import Transfer
 
 log = logging.getLogger("venue.cluster")
@@ -139,6 +141,18 @@ def _probe_postgres(dsn: str) -> None:
 def _stored_up_to(dsn: str) -> int:
     """The last transfer id the PostgreSQL store at `dsn` holds, read without writing."""
     store = PostgresLedgerStore(dsn, read_only=True)
+    try:
+        return store.last_transfer_id()
+    finally:
+        store.close()
+
+
+def _stored_in_file(path: Path) -> int:
+    """The last transfer id the SQLite store at `path` holds (0: no file yet), read without
+    writing."""
+    if not path.exists():
+        return 0
+    store = SqliteLedgerStore(path, read_only=True)
     try:
         return store.last_transfer_id()
     finally:
@@ -335,6 +349,7 @@ class Follower:
         staleness_us: int,
         data_dir: Path | None = None,
         name: str = "standby",
+        own_store: Path | None = None,
     ) -> None:
         # The rules a stream begins under (`first_rules`): one begun since the rules are
         # journaled sets the active core's in its first record, whatever `staleness_us`
@@ -350,6 +365,7 @@ class Follower:
         self.broken = False  # a gap seen: the takeover falls back to a cold replay
         self.data_dir = data_dir
         self.name = name
+        self.own_store = own_store  # a `--sqlite` core's store: its snapshots trim against it
         self._follow: StreamFollow | None = None
         self._watch: asyncio.Task[None] | None = None
         self._snapshots: StandbySnapshots | None = None
@@ -373,18 +389,18 @@ class Follower:
         self._follow = follow
         self._watch = asyncio.create_task(follow.watch())
         if self.data_dir is not None and self._snapshots is None:
-            self._snapshots = StandbySnapshots(self, self.data_dir, self.name)
+            self._snapshots = StandbySnapshots(self, self.data_dir, self.name, self.own_store)
 
     async def _restore_latest(self, nc: Client, data_dir: Path) -> None:
         """Take the newest usable snapshot of this core (its venue, the core's part: the last
         request id per gateway and the cod orders, and the transfers it had not stored, which
         a takeover's catch-up books as it would those the copy books after). A NATS error
-        is raised: `_follow` tries again at the next poll."""
+        is raised (`StampUnread` too): `_follow` tries again at the next poll. Checked as the
+        takeover's recovery will check the directory (`strict`): what it would refuse (a
+        snapshot ahead of the stream, a gateway's, a link to nothing) is refused now, at the
+        standby's start (`RecoveryRefused`), not after a life of following from seq 1."""
         js = nc.jetstream(timeout=LEASE_REQUEST_TIMEOUT_S * 5)
-        last_seq = int((await js.stream_info(STREAM_DEFAULT)).state.last_seq)
-        image = await stream_snapshots.latest_usable(
-            data_dir, last_seq, lambda seq: stamp_at(js, seq), gateway_s=False, who=self.name
-        )
+        image, last_seq = await self._latest_usable(js, data_dir)
         if image is None:
             fields = {"core": self.name}
             log.info(
@@ -416,6 +432,29 @@ class Follower:
             replaying,
             extra={"core": self.name, "seq": image.seq, "replaying": replaying},
         )
+
+    async def _latest_usable(
+        self, js: Any, data_dir: Path
+    ) -> tuple[snapshots.Snapshot | None, int]:
+        """`latest_usable` (strict) and the stream's last seq, read again once if a snapshot is
+        past it: on a directory shared with the active core (warned against, yet seen), one
+        it wrote after the first read is not ahead of the stream."""
+        for last_read in (False, True):
+            last_seq = int((await js.stream_info(STREAM_DEFAULT)).state.last_seq)
+            try:
+                image = await stream_snapshots.latest_usable(
+                    data_dir,
+                    last_seq,
+                    lambda seq: stamp_at(js, seq),
+                    gateway_s=False,
+                    who=self.name,
+                    strict=True,
+                )
+                return image, last_seq
+            except stream_snapshots.Refused as refused:
+                if last_read or refused.why == stream_snapshots.GATEWAY_S:
+                    raise RecoveryRefused(refused.explained(data_dir, last_seq)) from None
+        raise AssertionError("the loop returns or raises")
 
     @property
     def following(self) -> bool:
@@ -500,12 +539,21 @@ class StandbySnapshots:
     Written under the directory's `venue.lock`, taken at the first write and held until
     `close` (which a takeover's `VenueCore`, taking it next, waits for): a standby on a
     directory another process holds (the active core's, a gateway's) writes none there,
-    saying so once. One at a time, off the loop; a broken copy is not written."""
+    saying so once. One at a time, off the loop; a broken copy is not written. A `--sqlite`
+    core's store (`own_store`) is its own file, which nobody writes while the standby holds
+    the directory: its last transfer id is read once, and the copy keeps (and its snapshots
+    hold) only the transfers above it, those a takeover's catch-up books; until session 34's
+    review every snapshot held every transfer the copy had booked since its start."""
 
-    def __init__(self, follower: Follower, data_dir: Path, name: str) -> None:
+    def __init__(
+        self, follower: Follower, data_dir: Path, name: str, own_store: Path | None = None
+    ) -> None:
         self.follower = follower
         self.data_dir = data_dir
         self.name = name
+        self._own_store = own_store
+        self._stored: int | None = None  # `own_store`'s last transfer id, once read
+        self._store_failure_said = False
         self._lock: IO[bytes] | None = None
         self._refused = False  # the directory another's: none written
         self._closed = False
@@ -542,8 +590,29 @@ class StandbySnapshots:
         `snapshots.write_or_warn`), the collector paused as for the core's."""
         if self.follower.broken or not self._held():
             return False
+        await self._trim_to_own_store()
         with venue_core.collector_paused():
             return await self._write_paused()
+
+    async def _trim_to_own_store(self) -> None:
+        """Drop the copy's transfers its own SQLite store holds (`Follower.trim`, as
+        `ClusterCore._trim_follower` does against PostgreSQL). A store not read keeps them
+        all, said once, read again at the next write."""
+        if self._own_store is None:
+            return
+        if self._stored is None:
+            loop = asyncio.get_running_loop()
+            try:
+                self._stored = await loop.run_in_executor(
+                    self._writer, _stored_in_file, self._own_store
+                )
+            except (OSError, sqlite3.Error) as unread:
+                level = logging.DEBUG if self._store_failure_said else logging.WARNING
+                self._store_failure_said = True
+                log.log(level, "standby keeps its transfers: %s not read (%s)", self._own_store,
+                        unread, extra={"core": self.name})  # fmt: skip
+                return
+        self.follower.trim(self._stored)
 
     async def _write_paused(self) -> bool:
         image, capture_ms = self.follower.capture()
@@ -616,7 +685,12 @@ class ClusterCore:
 
     def _new_follower(self) -> Follower:
         staleness_us = venue_config.reserve_staleness_max_us(self.config)
-        return Follower(self.codec, self.cod_orders, staleness_us, self.data_dir, self.name)
+        own_store = (
+            None if self.config.venue.ledger_postgres else self.data_dir / venue_core.LEDGER_FILE
+        )
+        return Follower(
+            self.codec, self.cod_orders, staleness_us, self.data_dir, self.name, own_store
+        )
 
     async def wait_for_lease(self, stopping: asyncio.Event) -> bool:
         """Contend until this core holds the lease (True) or `stopping` is set (False)."""
@@ -922,7 +996,7 @@ class ClusterCore:
         assert self.nc is not None
         try:
             await self.follower.start(self.nc)
-        except (nats.errors.Error, TimeoutError) as not_yet:
+        except (nats.errors.Error, TimeoutError, stream_snapshots.StampUnread) as not_yet:
             log.info("no stream to follow yet: %r", not_yet)
             return False
         log.info("standby following the stream", extra={"core": self.name})

@@ -481,8 +481,8 @@ class Replica:
             lambda: self.last_seq,
             pending_msgs_limit=PENDING_MESSAGES_MAX,
         )
+        self._follow = follow  # before its start: a cancel inside it unsubscribes it too
         await follow.start()
-        self._follow = follow
         self.keep_task(asyncio.create_task(follow.watch()))
         await self._replay()
         log.info("replica caught up", extra={"seq": self.last_seq, "gateway": bus.gateway_id})
@@ -498,11 +498,15 @@ class Replica:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        bus = self.bus
-        if bus.lease is not None:
-            with contextlib.suppress(nats.errors.Error, TimeoutError):
-                await bus.lease.release()
+        await self._release_lease()
         await self._close_connection()
+
+    async def _release_lease(self) -> None:
+        """Give the gateway's lease back, if taken: the core cancels its cod orders at once,
+        not after the TTL. Unanswered, it expires by its TTL; a second call does nothing."""
+        if self.bus.lease is not None:
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                await self.bus.lease.release()
 
     async def _close_connection(self) -> None:
         """Unsubscribe the stream's and the keys' consumers, then close the connection: a
@@ -752,15 +756,13 @@ class Replica:
         """After the sessions closed: their cod cancels are durable (bounded wait), the lease
         is released, so the core cancels what is left at once rather than after the TTL (nor
         after a disk write), then a last snapshot is written (a refusal is a warning). A stop
-        that fails or is canceled on the way closes the connection and lets the directory go
-        all the same (since session 34)."""
+        that fails or is canceled on the way gives the lease back, closes the connection and
+        lets the directory go all the same (since session 34; the lease since its review)."""
         try:
             await self.bus.drain()
             for task in self._tasks:
                 task.cancel()
-            if self.bus.lease is not None:
-                with contextlib.suppress(nats.errors.Error, TimeoutError):
-                    await self.bus.lease.release()  # unanswered: it expires by its TTL
+            await self._release_lease()
             # (a start that failed: nothing to keep, nor the directory to keep it in)
             if self._caught_up.is_set() and self._lock is not None and not self._stopped:
                 self._stopped = True
@@ -770,7 +772,10 @@ class Replica:
             for task in self._tasks:
                 task.cancel()
             try:
-                await self._close_connection()
+                try:
+                    await self._release_lease()  # (done already, unless the drain raised)
+                finally:
+                    await self._close_connection()
             finally:
                 if self._lock is not None:  # let go last: no write of this gateway is left
                     self._lock.close()

@@ -185,7 +185,8 @@ class Recovery:
         one by the rules its standby and the gateways follow (core/stream_snapshots.py: one
         of another stream or venue image version is logged and passed over for an older
         one, or none), but one past the stream's last record is refused, as one ahead of a
-        file journal is. A cluster gateway's is refused either way."""
+        file journal is, and so are a link to nothing, a file not read and a record not read
+        to check it (`strict`). A cluster gateway's is refused either way."""
         check = self.core.stream_check
         if check is None:
             image = snapshots.latest(self.data_dir)
@@ -198,14 +199,7 @@ class Recovery:
                 self.data_dir, last_seq, check.stamp_at, gateway_s=False, who=check.who, strict=True
             )
         except stream_snapshots.Refused as refused:
-            if refused.why == stream_snapshots.GATEWAY_S:
-                await self._refuse_gateway_s(refused.image)
-            await self.core._refuse(
-                f"the snapshot at seq {refused.image.seq} is ahead of the stream (last seq"
-                f" {last_seq}) in {self.data_dir}: did the stream lose records (its NATS stores"
-                " replaced or emptied), or is it another venue's? `venue verify --nats` says"
-                " what to do"
-            )
+            await self.core._refuse(refused.explained(self.data_dir, last_seq))
 
     async def _refuse_gateway_s(self, image: snapshots.Snapshot) -> NoReturn:
         """A cluster gateway's snapshot in a core's data directory (a gateway's directory

@@ -2,16 +2,17 @@
 
 Owns `latest_usable`: the newest snapshot in a data directory that a copy following the
 stream (core/nats_bus.py `Replica`, core/cluster_core.py `Follower`) or a cluster core's own
-cold recovery (core/recovery.py: `strict`, `Refused`) may restore and follow the stream from
-the record after, instead of from seq 1. Usable: it reads and decodes
-(core/snapshots.py's checks; a file that does not is passed over, as a cache's would be),
-its venue image is of this build's version, it is of the copy's kind (a gateway's holds the
-stream's epoch, `STREAM_EPOCH_KEY`; a core's does not), its seq is not past the stream's
-last, and it was written from this stream: the stream's record at its seq carries the time
-its venue is at (every command sets the venue's clock to its own stamp, `Venue.execute`),
-and a gateway's epoch is the stream's first record's time. Anything else is logged, with
-why, and passed over for an older one; none usable: the copy follows the stream from its
-start. Reads no record but those two per snapshot looked at (`snapshots.SNAPSHOTS_KEPT`).
+cold recovery (core/recovery.py) may restore, following the stream after it, not from seq 1.
+Usable: it reads and decodes (core/snapshots.py's checks), its venue image is of this
+build's version, it is of the copy's kind (a gateway's holds the stream's epoch,
+`STREAM_EPOCH_KEY`; a core's does not), its seq is not past the stream's last, and it was
+written from this stream: the stream's record at its seq carries the time its venue is at
+(`Venue.execute` sets the clock to each command's stamp), and a gateway's epoch is the
+stream's first record's time. Anything else is logged and passed over for an older one (a
+cache's rule); none usable: the stream from its start. `strict` (a core's own directory)
+refuses instead what a core must not run past: one ahead of the stream or a gateway's
+(`Refused`), a link to nothing or a file not read, a record not read to check it
+(`StampUnread`, after retries). Reads no record but two per snapshot looked at.
 """
 
 import logging
@@ -35,6 +36,11 @@ STREAM_EPOCH_KEY: Final = "stream_epoch"
 # kind: what a core's own recovery refuses rather than passes over (`Refused`).
 PAST_THE_LAST: Final = "past the stream's last"
 GATEWAY_S: Final = "a gateway's, not a core's"
+# How long `strict` retries reading the stream's record at a snapshot's seq while JetStream
+# does not answer (no leader yet, a node lost, a reconnect): as long as the journal's own
+# sync waits for it (`SYNC_TIMEOUT_S`); then the start fails (`StampUnread`), to be tried
+# again, rather than pass the snapshot over for a replay of the whole stream.
+STAMP_RETRY_S: Final = 30.0
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,32 @@ class Refused(Exception):
         self.image = image
         self.why = why
 
+    def explained(self, directory: Path, last_seq: int) -> str:
+        """The refusal in one line for the operator: what the snapshot is and what to do."""
+        if self.why == GATEWAY_S:
+            return (
+                f"{self.path} is a cluster gateway's snapshot, not a core's: is {directory} a"
+                " gateway's data directory? Give the core its own, or move that file away"
+            )
+        return (
+            f"the snapshot at seq {self.image.seq} is ahead of the stream (last seq"
+            f" {last_seq}) in {directory}: did the stream lose records (its NATS stores"
+            " replaced or emptied), or is it another venue's? `venue verify --nats` says"
+            " what to do"
+        )
+
+
+class StampUnread(JournalError):
+    """`strict`: the stream's record at a snapshot's seq could not be read to check it, after
+    `STAMP_RETRY_S` of retries (NATS not answering), or does not decode. The start fails and
+    is tried again; the snapshot is not passed over, which would replay the whole stream."""
+
+    def __init__(self, path: Path, seq: int, failure: BaseException) -> None:
+        super().__init__(
+            f"the stream's record at seq {seq} was not read to check the snapshot {path}"
+            f" ({failure!r}): not starting without that check; try again once NATS answers"
+        )
+
 
 async def latest_usable(
     directory: Path,
@@ -74,17 +106,23 @@ async def latest_usable(
     a stream whose last seq is `last_seq`; `stamp_at(seq)`: the time of the stream's record
     `seq` (raises when it cannot be read: that snapshot is not used). `gateway_s`: the
     copy is a gateway's replica (else a core's). `who` names the copy in the log. `strict`:
-    a core's own recovery, which raises `Refused` for a snapshot past the stream's last or
-    of a gateway, where a copy passes them over as any other."""
+    a core's own directory (its recovery, its standby's copy, which takes over from there),
+    which raises `Refused` for a snapshot past the stream's last or of a gateway, the file's
+    error for a link to nothing (`DanglingLink`) or a file not read, and `StampUnread` for a
+    record not read (retried for `STAMP_RETRY_S` first), where a copy passes them over."""
     try:
         paths = sorted(directory.glob("snapshot-*.bin"), reverse=True)
     except OSError as unread:  # a directory not readable
         log.warning("snapshots not read: %s", unread, extra={"who": who})
         return None
+    read_stamp = _retried(stamp_at) if strict else stamp_at
     for path in paths:
-        image, why = _read(path)
+        image, why = _read(path, strict)
         if image is not None:
-            why = await _unusable(image, last_seq, stamp_at, gateway_s)
+            try:
+                why = await _unusable(image, last_seq, read_stamp, gateway_s)
+            except _Unread as unread:  # (strict only: a copy's reader is not `_retried`)
+                raise StampUnread(path, image.seq, unread.failure) from unread.failure
             if why is None:
                 return image
             if strict and why.startswith((PAST_THE_LAST, GATEWAY_S)):
@@ -94,15 +132,19 @@ async def latest_usable(
     return None
 
 
-def _read(path: Path) -> tuple[snapshots.Snapshot | None, str | None]:
+def _read(path: Path, strict: bool) -> tuple[snapshots.Snapshot | None, str | None]:
     """The snapshot in `path`, or None and why it was not read. A copy's snapshot is a cache:
     a file that cannot be read (an I/O error, no permission, a link to nothing) or does not
     decode (checksum right, contents not a snapshot's) is passed over for the older ones,
-    not the end of the search (a core's recovery refuses a link to nothing)."""
+    not the end of the search. `strict` (a core's own): a link to nothing (`DanglingLink`)
+    or a file not read is raised, as `snapshots.survey` raises it: the operator's to restore
+    or remove, not skipped for an older snapshot (a disk not mounted)."""
     try:
-        refuse_dangling_link(path, "passed over")
+        refuse_dangling_link(path, "passing it over" if strict else "passed over")
         return snapshots.read(path), None
     except (OSError, JournalError) as unread:
+        if strict:
+            raise
         return None, f"not read ({unread})"
     except msgspec.DecodeError as undecoded:  # (a ValidationError too)
         return None, f"does not decode ({undecoded})"
@@ -128,6 +170,8 @@ async def _unusable(
     try:
         at_seq = await stamp_at(image.seq)
         first = await stamp_at(1) if gateway_s else epoch
+    except _Unread:
+        raise
     except Exception as unread:  # a NATS error, a timeout, a record that does not decode
         return f"the stream's records not read to check it ({unread!r})"
     if at_seq != image.venue.ts_us:
@@ -138,3 +182,26 @@ async def _unusable(
     if first != epoch:
         return f"of another stream: the stream's epoch is {first}, its {epoch}"
     return None
+
+
+class _Unread(Exception):
+    """A stamp `_retried` did not read: `failure`, what the last try raised."""
+
+    def __init__(self, failure: BaseException) -> None:
+        super().__init__(repr(failure))
+        self.failure = failure
+
+
+def _retried(stamp_at: Callable[[int], Awaitable[int]]) -> Callable[[int], Awaitable[int]]:
+    """`stamp_at`, retried as the journal retries a JetStream call while the cluster has no
+    leader or does not answer (`retry_unavailable`), for `STAMP_RETRY_S`; then, or on any
+    other error, `_Unread`, which `_unusable` does not turn into a reason to pass over."""
+    from core.jetstream_journal import retry_unavailable  # nats-py only for a cluster's core
+
+    async def read(seq: int) -> int:
+        try:
+            return await retry_unavailable(lambda: stamp_at(seq), STAMP_RETRY_S)
+        except Exception as failure:  # after the retries: NATS still down; or not decoded
+            raise _Unread(failure) from failure
+
+    return read

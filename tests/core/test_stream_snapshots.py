@@ -17,14 +17,16 @@ from typing import Any, cast
 
 import msgspec
 import nats
+import nats.js.errors
 import pytest
 
 from cluster.nats import NatsCluster
 from core import config as venue_config
 from core import snapshots, stream_snapshots, venue_core
 from core.cluster_core import ClusterCore, CodOrders, Follower
-from core.journal import JournalLocked
-from core.nats_bus import ClusterCodec, NatsBus
+from core.journal import DanglingLink, JournalLocked
+from core.lease import key_held
+from core.nats_bus import GATEWAY_LEASE_BUCKET, ClusterCodec, NatsBus
 from core.venue_core import RecoveryRefused, VenueCore
 from engine.commands import CancelOrder, PlaceOrder
 from engine.enums import Side
@@ -33,6 +35,7 @@ from engine.snapshot import capture
 from engine.venue import Venue, VenueConfig
 from gateway.server import VenueServer
 from settlement.ledger import Ledger
+from settlement.store import SqliteLedgerStore
 from tests.sample_config import SAMPLE_CONFIG
 
 SCENARIO_TIMEOUT_S = 60
@@ -801,3 +804,204 @@ def test_a_gateway_start_canceled_or_failing_after_its_replica_started_leaves_no
     assert left == [[], []]
     assert closed == [True, True]
     assert free == [True, True]
+
+
+def _core_snapshot(directory: Path, seq: int, ts_us: int) -> Path:
+    """A core's snapshot at `seq` of an empty venue whose clock is at `ts_us`."""
+    venue = Venue(VenueConfig(), Ledger())
+    venue.ts_us = ts_us
+    return snapshots.write(directory, snapshots.Snapshot(seq, capture(venue), {}))
+
+
+def _strict(directory: Path, stamp_at: Any, last_seq: int = 9) -> int | None:
+    """The seq of the snapshot a core's own recovery takes (`strict`)."""
+    found = stream_snapshots.latest_usable(
+        directory, last_seq, stamp_at, gateway_s=False, who="core", strict=True
+    )
+    image = asyncio.run(found)
+    return None if image is None else image.seq
+
+
+def test_a_core_s_own_check_retries_a_record_not_read_and_never_passes_its_snapshot_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A core's own recovery (`strict`) reading the stream's record at its newest snapshot's
+    seq: NATS not answering twice (a reconnect, a leader election), then answering: the
+    read is retried and that snapshot taken. NATS not answering for longer than
+    `STAMP_RETRY_S`, or a record that does not decode: the start fails (`StampUnread`), to
+    be tried again. Before: the snapshot was passed over for an older one, or for a replay
+    of the whole stream from seq 1, on one failed read."""
+    _core_snapshot(tmp_path, 7, 700)
+    _core_snapshot(tmp_path, 9, 900)
+    failures = [nats.errors.TimeoutError(), nats.js.errors.ServiceUnavailableError(503)]
+    stamps = {7: 700, 9: 900}
+
+    async def brief_outage(seq: int) -> int:
+        if failures:
+            raise failures.pop()
+        return stamps[seq]
+
+    assert _strict(tmp_path, brief_outage) == 9
+    assert not failures, "both failures were met"
+    monkeypatch.setattr(stream_snapshots, "STAMP_RETRY_S", 0.3)
+
+    async def down(seq: int) -> int:
+        raise nats.errors.TimeoutError
+
+    with pytest.raises(stream_snapshots.StampUnread, match="seq 9 was not read"):
+        _strict(tmp_path, down)
+
+    async def undecodable(seq: int) -> int:
+        raise msgspec.DecodeError("not a record")
+
+    with pytest.raises(stream_snapshots.StampUnread, match="not a record"):
+        _strict(tmp_path, undecodable)
+
+
+def test_a_core_s_own_check_refuses_a_snapshot_linked_to_nothing_or_not_read(
+    tmp_path: Path,
+) -> None:
+    """A core's own recovery (`strict`): its newest snapshot a symbolic link to nothing (its
+    disk not mounted) is refused in one line (`DanglingLink`: `venue serve` says `cannot
+    start`, exit 2), and one that cannot be read (a directory in its place) raises the
+    read's error, as `snapshots.survey` does for a one-process venue; a copy (not strict)
+    passes both over. Before: the cluster core passed them over for an older snapshot."""
+
+    async def stamp_at(seq: int) -> int:
+        return {7: 700, 9: 900}[seq]
+
+    _core_snapshot(tmp_path, 7, 700)
+    newest = snapshots.path_for(tmp_path, 9)
+    newest.symlink_to(tmp_path / "elsewhere" / newest.name)
+    with pytest.raises(DanglingLink, match=r"symbolic link to .*not passing it over"):
+        _strict(tmp_path, stamp_at)
+    newest.unlink()
+    newest.mkdir()
+    with pytest.raises(IsADirectoryError):
+        _strict(tmp_path, stamp_at)
+    found = stream_snapshots.latest_usable(tmp_path, 9, stamp_at, gateway_s=False, who="copy")
+    image = asyncio.run(found)
+    assert image is not None and image.seq == 7
+
+
+def test_a_standby_with_a_snapshot_ahead_of_the_stream_refuses_at_its_start(
+    node: NatsCluster, tmp_path: Path
+) -> None:
+    """A standby whose data directory holds a snapshot past the stream's last record (the
+    stream lost records, or the directory is another venue's) refuses at its start, saying
+    so, as its takeover's recovery would. Before: it passed the snapshot over, followed the
+    stream from seq 1 for its whole life and refused only at its takeover."""
+
+    async def scenario(url: str) -> BaseException | None:
+        first, started = await active_core(tmp_path / "a", url, "core-a")
+        await trade(started, 2, "a")
+        await first.stop()
+        image = snapshots.latest(tmp_path / "a")
+        assert image is not None
+        (tmp_path / "b").mkdir()
+        snapshots.write(tmp_path / "b", msgspec.structs.replace(image, seq=image.seq + 5))
+        second, _ = await active_core(tmp_path / "a", url, "core-a")
+        standby = ClusterCore(CONFIG, tmp_path / "b", url, "core-b")
+        contending = asyncio.ensure_future(standby.wait_for_lease(asyncio.Event()))
+        try:
+            for _ in range(WAIT_TRIES):
+                if contending.done() or standby.follower.following:
+                    break
+                await asyncio.sleep(0.05)
+            assert contending.done(), "the standby follows the stream"
+            return contending.exception()
+        finally:
+            contending.cancel()
+            await standby.stop()
+            await second.stop()
+
+    refused = asyncio.run(asyncio.wait_for(scenario(node.url), SCENARIO_TIMEOUT_S))
+    assert isinstance(refused, RecoveryRefused)
+    assert "is ahead of the stream" in str(refused)
+
+
+def test_a_sqlite_standby_s_snapshots_hold_only_the_transfers_its_own_store_lacks(
+    node: NatsCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Core a, active, booked transfers 1..X into its own `ledger.sqlite`, then stopped (its
+    snapshots removed: its copy follows the stream from seq 1); b, active, trades on. a,
+    standing by on its directory, writes snapshots whose transfers are only those above X
+    (what a takeover's catch-up books), its copy likewise; b stopped, a takes over with its
+    store caught up with every transfer. Before: every snapshot held every transfer its
+    copy had booked since its start (1..Y), without bound."""
+    monkeypatch.setattr(venue_core, "SNAPSHOT_INTERVAL_S", 0.05)
+
+    async def scenario(url: str) -> tuple[int, list[int], list[int], int, int, int]:
+        first, started = await active_core(tmp_path / "a", url, "core-a")
+        await trade(started, 3, "a")
+        await first.stop()
+        store = SqliteLedgerStore(tmp_path / "a" / "ledger.sqlite", read_only=True)
+        stored = store.last_transfer_id()
+        store.close()
+        for path in (tmp_path / "a").glob("snapshot-*.bin"):
+            path.unlink()
+        second, active = await active_core(tmp_path / "b", url, "core-b")
+        standby = ClusterCore(CONFIG, tmp_path / "a", url, "core-a")
+        contending = asyncio.ensure_future(standby.wait_for_lease(asyncio.Event()))
+        try:
+            await trade(active, 2, "b")
+            last, booked = active.sequencer.last_seq, active.ledger.last_transfer_id
+            await _followed(standby, last)
+            await _written(tmp_path / "a", last)
+            image = snapshots.read(snapshots.path_for(tmp_path / "a", last))
+            assert image is not None and image.venue.ledger is not None
+            held = [transfer.transfer_id for transfer in image.venue.ledger.undrained]
+            kept = [transfer.transfer_id for transfer in standby.follower.transfers]
+            await second.stop()
+            assert await asyncio.wait_for(contending, SCENARIO_TIMEOUT_S)
+            core = await standby.activate()
+            assert core is not None
+            caught_up = await core._on_store(core.store.last_transfer_id)
+            return stored, held, kept, booked, caught_up, core.ledger.last_transfer_id
+        finally:
+            if not contending.done():
+                contending.cancel()
+            await standby.stop()
+
+    run = asyncio.wait_for(scenario(node.url), SCENARIO_TIMEOUT_S)
+    stored, held, kept, booked, caught_up, taken = asyncio.run(run)
+    assert 0 < stored < booked
+    assert held == kept == list(range(stored + 1, booked + 1))
+    assert caught_up == taken == booked
+
+
+def test_a_gateway_s_stop_canceled_while_outcomes_are_owed_gives_its_lease_back(
+    node: NatsCluster, tmp_path: Path
+) -> None:
+    """A gateway's stop canceled while it waits for outcomes still owed (no core active):
+    its lease is given back (the core cancels its cod orders at once, not after the TTL),
+    its connection closed. Before: the connection was closed and the lease left held."""
+
+    async def scenario(url: str) -> tuple[bool, bool, bool]:
+        core, _ = await active_core(tmp_path / "core", url, "core")
+        server = gateway(tmp_path / "gw", url, "gw-1")
+        await server.start("127.0.0.1", 0)
+        await core.stop()
+        replica = cast(Any, server.core)
+        lease = server.bus.lease
+        assert lease is not None
+        server.bus.submit(order(1, Side.BUY, 18_000, "owed"), None)
+        stopping = asyncio.ensure_future(replica.stop())
+        for _ in range(20):  # (loop turns: into the drain)
+            await asyncio.sleep(0)
+        draining = not stopping.done()
+        stopping.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await stopping
+        closed = server.bus.nc is not None and server.bus.nc.is_closed
+        nc = await nats.connect(url)
+        try:
+            held = await key_held(nc.jetstream(), GATEWAY_LEASE_BUCKET, lease.key)
+        finally:
+            await nc.close()
+        return draining, closed, held
+
+    run = asyncio.wait_for(scenario(node.url), SCENARIO_TIMEOUT_S)
+    draining, closed, held = asyncio.run(run)
+    assert draining and closed
+    assert not held
