@@ -82,7 +82,7 @@ from engine.snapshot import restore as restore_venue
 from engine.venue import Venue
 from settlement.ledger import Ledger
 from settlement.pg_store import CONNECT_TIMEOUT_S, PostgresLedgerStore
-from settlement.store import SqliteLedgerStore
+from settlement.store import LedgerStoreError, SqliteLedgerStore
 from settlement.transfers import Transfer
 
 log = logging.getLogger("venue.cluster")
@@ -125,6 +125,11 @@ START_HELD_STATES: Final = frozenset({"57P01", "57P02", "57P03"})
 # transfer for a takeover's catch-up, so a standby's memory grew by every trade the venue
 # ever booked (up to ~0.7 KB a trade, measured), for as long as it stood by.
 STANDBY_TRIM_S: Final = 30.0
+# How long a standby's start retries reading the stream's record that checks its snapshot
+# (`latest_usable`'s `stamp_retry_s`): 0, one try; `_follow` tries again at the next lease
+# poll, which the 30 s of a core's own cold recovery (`STAMP_RETRY_S`) would hold up (a
+# takeover, a SIGTERM waited ~35 s, not the lease's TTL, until session 34's second review).
+STANDBY_STAMP_RETRY_S: Final = 0.0
 PRUNE_MIN: Final = 1_024  # `CodOrders` drops closed orders once it holds twice its open ones
 # Gateways whose last request id logged is kept, for refusals and for drops alike
 # (`_first_logged`): a gateway sends an unanswered message again every 2 s, and it is logged
@@ -397,8 +402,10 @@ class Follower:
         a takeover's catch-up books as it would those the copy books after). A NATS error
         is raised (`StampUnread` too): `_follow` tries again at the next poll. Checked as the
         takeover's recovery will check the directory (`strict`): what it would refuse (a
-        snapshot ahead of the stream, a gateway's, a link to nothing) is refused now, at the
-        standby's start (`RecoveryRefused`), not after a life of following from seq 1."""
+        snapshot ahead of the stream, a gateway's, a link to nothing, a record at its seq that
+        does not decode) is refused now, at the standby's start (`RecoveryRefused`), not after
+        a life of following from seq 1 (nor, for a record not decoded, tried again for ever
+        every poll, the newest snapshot read and decoded each time)."""
         js = nc.jetstream(timeout=LEASE_REQUEST_TIMEOUT_S * 5)
         image, last_seq = await self._latest_usable(js, data_dir)
         if image is None:
@@ -438,7 +445,8 @@ class Follower:
     ) -> tuple[snapshots.Snapshot | None, int]:
         """`latest_usable` (strict) and the stream's last seq, read again once if a snapshot is
         past it: on a directory shared with the active core (warned against, yet seen), one
-        it wrote after the first read is not ahead of the stream."""
+        it wrote after the first read is not ahead of the stream. A record read once
+        (`STANDBY_STAMP_RETRY_S`): one not read raises `StampUnread`, tried again next poll."""
         for last_read in (False, True):
             last_seq = int((await js.stream_info(STREAM_DEFAULT)).state.last_seq)
             try:
@@ -449,11 +457,16 @@ class Follower:
                     gateway_s=False,
                     who=self.name,
                     strict=True,
+                    stamp_retry_s=STANDBY_STAMP_RETRY_S,
                 )
                 return image, last_seq
             except stream_snapshots.Refused as refused:
                 if last_read or refused.why == stream_snapshots.GATEWAY_S:
                     raise RecoveryRefused(refused.explained(data_dir, last_seq)) from None
+            except stream_snapshots.StampUnread as unread:
+                if unread.undecoded:  # no later try reads it: the operator's to settle
+                    raise RecoveryRefused(str(unread)) from None
+                raise
         raise AssertionError("the loop returns or raises")
 
     @property
@@ -597,7 +610,9 @@ class StandbySnapshots:
     async def _trim_to_own_store(self) -> None:
         """Drop the copy's transfers its own SQLite store holds (`Follower.trim`, as
         `ClusterCore._trim_follower` does against PostgreSQL). A store not read keeps them
-        all, said once, read again at the next write."""
+        all, said once, read again at the next write: a file the store does not read too (no
+        schema: a core killed between creating it and its schema; another schema version),
+        which until session 34's second review ended the writes and so the standby."""
         if self._own_store is None:
             return
         if self._stored is None:
@@ -606,7 +621,7 @@ class StandbySnapshots:
                 self._stored = await loop.run_in_executor(
                     self._writer, _stored_in_file, self._own_store
                 )
-            except (OSError, sqlite3.Error) as unread:
+            except (OSError, sqlite3.Error, LedgerStoreError) as unread:
                 level = logging.DEBUG if self._store_failure_said else logging.WARNING
                 self._store_failure_said = True
                 log.log(level, "standby keeps its transfers: %s not read (%s)", self._own_store,

@@ -39,7 +39,8 @@ GATEWAY_S: Final = "a gateway's, not a core's"
 # How long `strict` retries reading the stream's record at a snapshot's seq while JetStream
 # does not answer (no leader yet, a node lost, a reconnect): as long as the journal's own
 # sync waits for it (`SYNC_TIMEOUT_S`); then the start fails (`StampUnread`), to be tried
-# again, rather than pass the snapshot over for a replay of the whole stream.
+# again, rather than pass the snapshot over for a replay of the whole stream. A caller that
+# tries again on its own (a standby, at each lease poll) passes its own budget (0: one try).
 STAMP_RETRY_S: Final = 30.0
 
 
@@ -83,13 +84,21 @@ class Refused(Exception):
 
 class StampUnread(JournalError):
     """`strict`: the stream's record at a snapshot's seq could not be read to check it, after
-    `STAMP_RETRY_S` of retries (NATS not answering), or does not decode. The start fails and
-    is tried again; the snapshot is not passed over, which would replay the whole stream."""
+    its retries (NATS not answering), or does not decode (`undecoded`: no retry reads it).
+    The start fails and is tried again; the snapshot is not passed over, which would replay
+    the whole stream."""
 
     def __init__(self, path: Path, seq: int, failure: BaseException) -> None:
+        self.undecoded = isinstance(failure, msgspec.DecodeError)  # (a ValidationError too)
+        then = (
+            "is the stream another venue's, or of a later build? Move that snapshot away to"
+            " follow the stream from an older one"
+            if self.undecoded
+            else "try again once NATS answers"
+        )
         super().__init__(
             f"the stream's record at seq {seq} was not read to check the snapshot {path}"
-            f" ({failure!r}): not starting without that check; try again once NATS answers"
+            f" ({failure!r}): not starting without that check; {then}"
         )
 
 
@@ -101,6 +110,7 @@ async def latest_usable(
     gateway_s: bool,
     who: str,
     strict: bool = False,
+    stamp_retry_s: float | None = None,
 ) -> snapshots.Snapshot | None:
     """The newest usable snapshot in `directory` (None: follow the stream from its start) for
     a stream whose last seq is `last_seq`; `stamp_at(seq)`: the time of the stream's record
@@ -108,14 +118,17 @@ async def latest_usable(
     copy is a gateway's replica (else a core's). `who` names the copy in the log. `strict`:
     a core's own directory (its recovery, its standby's copy, which takes over from there),
     which raises `Refused` for a snapshot past the stream's last or of a gateway, the file's
-    error for a link to nothing (`DanglingLink`) or a file not read, and `StampUnread` for a
-    record not read (retried for `STAMP_RETRY_S` first), where a copy passes them over."""
+    error for a link to nothing (`DanglingLink`) or a file not read (one gone since the
+    directory was read, pruned by its writer, is passed over), and `StampUnread` for a record
+    not read (retried for `stamp_retry_s` first, `STAMP_RETRY_S` unless given; 0: read
+    once), where a copy passes them over."""
     try:
         paths = sorted(directory.glob("snapshot-*.bin"), reverse=True)
     except OSError as unread:  # a directory not readable
         log.warning("snapshots not read: %s", unread, extra={"who": who})
         return None
-    read_stamp = _retried(stamp_at) if strict else stamp_at
+    retry_s = STAMP_RETRY_S if stamp_retry_s is None else stamp_retry_s
+    read_stamp = _retried(stamp_at, retry_s) if strict else stamp_at
     for path in paths:
         image, why = _read(path, strict)
         if image is not None:
@@ -138,10 +151,14 @@ def _read(path: Path, strict: bool) -> tuple[snapshots.Snapshot | None, str | No
     decode (checksum right, contents not a snapshot's) is passed over for the older ones,
     not the end of the search. `strict` (a core's own): a link to nothing (`DanglingLink`)
     or a file not read is raised, as `snapshots.survey` raises it: the operator's to restore
-    or remove, not skipped for an older snapshot (a disk not mounted)."""
+    or remove, not skipped for an older snapshot (a disk not mounted). A file gone since the
+    glob is passed over even so: its writer pruned it (a directory shared with the active
+    core), it is not damaged, and a newer one is there."""
     try:
         refuse_dangling_link(path, "passing it over" if strict else "passed over")
         return snapshots.read(path), None
+    except FileNotFoundError as gone:  # pruned by its writer since the glob: gone, not damaged
+        return None, f"gone since the directory was read ({gone})"
     except (OSError, JournalError) as unread:
         if strict:
             raise
@@ -192,15 +209,19 @@ class _Unread(Exception):
         self.failure = failure
 
 
-def _retried(stamp_at: Callable[[int], Awaitable[int]]) -> Callable[[int], Awaitable[int]]:
+def _retried(
+    stamp_at: Callable[[int], Awaitable[int]], retry_s: float
+) -> Callable[[int], Awaitable[int]]:
     """`stamp_at`, retried as the journal retries a JetStream call while the cluster has no
-    leader or does not answer (`retry_unavailable`), for `STAMP_RETRY_S`; then, or on any
-    other error, `_Unread`, which `_unusable` does not turn into a reason to pass over."""
+    leader or does not answer (`retry_unavailable`), for `retry_s` (0: one try); then, or on
+    any other error, `_Unread`, which `_unusable` does not turn into a reason to pass over."""
     from core.jetstream_journal import retry_unavailable  # nats-py only for a cluster's core
 
     async def read(seq: int) -> int:
         try:
-            return await retry_unavailable(lambda: stamp_at(seq), STAMP_RETRY_S)
+            if retry_s <= 0:
+                return await stamp_at(seq)  # (its caller tries again later, on its own)
+            return await retry_unavailable(lambda: stamp_at(seq), retry_s)
         except Exception as failure:  # after the retries: NATS still down; or not decoded
             raise _Unread(failure) from failure
 

@@ -10,9 +10,11 @@ import logging
 import os
 import shutil
 import socket
+import sqlite3
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, cast
 
 import msgspec
@@ -23,7 +25,7 @@ import pytest
 from cluster.nats import NatsCluster
 from core import config as venue_config
 from core import snapshots, stream_snapshots, venue_core
-from core.cluster_core import ClusterCore, CodOrders, Follower
+from core.cluster_core import ClusterCore, CodOrders, Follower, StandbySnapshots
 from core.journal import DanglingLink, JournalLocked
 from core.lease import key_held
 from core.nats_bus import GATEWAY_LEASE_BUCKET, ClusterCodec, NatsBus
@@ -1005,3 +1007,143 @@ def test_a_gateway_s_stop_canceled_while_outcomes_are_owed_gives_its_lease_back(
     draining, closed, held = asyncio.run(run)
     assert draining and closed
     assert not held
+
+
+def test_a_sqlite_standby_whose_own_store_file_is_not_a_store_it_reads_keeps_its_transfers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A `--sqlite` standby whose `ledger.sqlite` is empty (a core killed between creating
+    the file and its schema) or of another schema version: its snapshots are written all the
+    same, its transfers all kept (none trimmed), said once with why. Before: the store's
+    refusal (`LedgerStoreError`) escaped the write, ending the standby's snapshots task and
+    so the standby (`_fatal_unless_cancelled`)."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "ledger.sqlite").touch()
+    (tmp_path / "other").mkdir()
+    other = sqlite3.connect(tmp_path / "other" / "ledger.sqlite")
+    other.execute("PRAGMA user_version = 99")
+    other.close()
+
+    async def writes(data_dir: Path) -> list[bool]:
+        staleness_us = venue_config.reserve_staleness_max_us(CONFIG)
+        follower = Follower(
+            ClusterCodec(),
+            CodOrders(),
+            staleness_us,
+            data_dir,
+            "core-b",
+            data_dir / "ledger.sqlite",
+        )
+        standby = StandbySnapshots(follower, data_dir, "core-b", follower.own_store)
+        try:
+            written = [await standby._write_or_warn()]
+            follower.seq += 1  # (a second snapshot: the store read again, not said again)
+            written.append(await standby._write_or_warn())
+            return written
+        finally:
+            await standby.close(last=False)
+
+    for kind, why in (("empty", "no schema"), ("other", "schema version 99")):
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="venue.cluster"):
+            assert asyncio.run(writes(tmp_path / kind)) == [True, True]
+        said = [r for r in caplog.records if "standby keeps its transfers" in r.getMessage()]
+        assert [r.levelno for r in said] == [logging.WARNING, logging.DEBUG]
+        assert why in said[0].getMessage()
+        assert snapshots.path_for(tmp_path / kind, 1).exists()
+
+
+class StreamStandIn:
+    """nats-py's JetStream context as a standby's start reads it (`stream_info`, `get_msg`):
+    a stream of `last_seq` records whose reads `answer` (returns or raises), counted."""
+
+    def __init__(self, last_seq: int, answer: Any) -> None:
+        self.last_seq = last_seq
+        self.answer = answer
+        self.reads = 0
+
+    async def stream_info(self, stream: str) -> Any:
+        return SimpleNamespace(state=SimpleNamespace(last_seq=self.last_seq))
+
+    async def get_msg(self, stream: str, seq: int) -> Any:
+        self.reads += 1
+        return self.answer(seq)
+
+
+def _standby_s_check(data_dir: Path, js: StreamStandIn) -> BaseException | None:
+    """What a standby's start raises checking its newest snapshot in `data_dir`, if any."""
+    staleness_us = venue_config.reserve_staleness_max_us(CONFIG)
+    follower = Follower(ClusterCodec(), CodOrders(), staleness_us, data_dir, "core-b")
+    try:
+        asyncio.run(follower._latest_usable(js, data_dir))
+    except Exception as raised:
+        return raised
+    return None
+
+
+def test_a_standby_s_start_reads_its_snapshot_s_record_once_and_tries_again_at_its_next_poll(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NATS not answering the read of the record at a standby's newest snapshot's seq: the
+    standby's start reads it once and raises `StampUnread` (its lease poll tries again);
+    `latest_usable` honours its retry budget (0: one try; a core's cold recovery keeps
+    `STAMP_RETRY_S`). Before: the standby retried for `STAMP_RETRY_S` (30 s) inside its
+    lease poll, so a takeover or a SIGTERM waited ~35 s, not the lease's TTL."""
+    monkeypatch.setattr(stream_snapshots, "STAMP_RETRY_S", 0.3)  # (a retry: > 1 read)
+    _core_snapshot(tmp_path, 9, 900)
+
+    def down(seq: int) -> Any:
+        raise nats.errors.TimeoutError
+
+    js = StreamStandIn(9, down)
+    raised = _standby_s_check(tmp_path, js)
+    assert isinstance(raised, stream_snapshots.StampUnread), raised
+    assert js.reads == 1, "read once, not retried"
+    assert not raised.undecoded
+    reads: list[int] = []
+
+    async def counted(seq: int) -> int:
+        reads.append(seq)
+        raise nats.errors.TimeoutError
+
+    once = stream_snapshots.latest_usable(
+        tmp_path, 9, counted, gateway_s=False, who="core", strict=True, stamp_retry_s=0
+    )
+    with pytest.raises(stream_snapshots.StampUnread, match="try again once NATS answers"):
+        asyncio.run(once)
+    assert reads == [9]
+
+
+def test_a_standby_whose_snapshot_s_record_does_not_decode_refuses_its_start(
+    tmp_path: Path,
+) -> None:
+    """The stream's record at a standby's newest snapshot's seq does not decode (another
+    venue's stream, a later build's): no later try reads it, so the standby's start is
+    refused (`RecoveryRefused`: exit 2) saying what to do. Before: `StampUnread`, which the
+    lease poll took for NATS not answering yet: the newest snapshot read and decoded again
+    every 0.2 s, logged at INFO, for ever."""
+    _core_snapshot(tmp_path, 9, 900)
+    js = StreamStandIn(9, lambda seq: SimpleNamespace(data=b"\x01 not a record"))
+    raised = _standby_s_check(tmp_path, js)
+    assert isinstance(raised, RecoveryRefused), raised
+    assert "seq 9 was not read" in str(raised)
+    assert "move that snapshot away" in str(raised).lower()
+    assert js.reads == 1
+
+
+def test_a_core_s_own_check_passes_over_a_snapshot_pruned_since_the_directory_was_read(
+    tmp_path: Path,
+) -> None:
+    """A core's own check (`strict`) on a directory shared with the active core: a snapshot
+    the active core pruned between the glob and its read is gone, not damaged, and passed
+    over (here the newest is of another stream, the older one pruned meanwhile: none
+    usable). Before: `FileNotFoundError`, which a standby's poll does not catch."""
+    older = _core_snapshot(tmp_path, 7, 700)
+    _core_snapshot(tmp_path, 9, 900)
+
+    async def pruning(seq: int) -> int:
+        older.unlink(missing_ok=True)  # the active core prunes as the newest is checked
+        return {7: 700, 9: 901}[seq]
+
+    assert _strict(tmp_path, pruning) is None
+    assert not older.exists()
