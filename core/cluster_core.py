@@ -6,7 +6,8 @@ the lease it runs a `VenueCore` whose journal is the JetStream stream (recoverin
 own latest snapshot and the stream, and catching the ledger store up, PostgreSQL or SQLite),
 takes the gateways' commands from `SUBMIT_SUBJECT` (each gateway's request ids in order,
 each once), sequences and executes them and appends each batch to the stream; the gateways
-read the outcomes from the stream itself. The clock, snapshots and summaries run here only.
+read the outcomes from the stream itself. The clock, snapshots and summaries run here only
+(a standby snapshots its warm copy, in its own data directory: `StandbySnapshots`).
 A core that cannot renew its lease in time stops at once (exit 70): a standby takes over,
 and the stream's expected-last-sequence refuses any append it still had in flight. The lease
 is renewed on a thread of its own (`core.lease_thread`): a takeover's recovery holds the
@@ -22,10 +23,12 @@ import asyncio
 import bisect
 import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Final
+from typing import IO, Any, Final
 
 import msgspec
 import nats.errors
@@ -34,13 +37,14 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from core import config as venue_config
-from core import snapshots, stream_snapshots
+from core import snapshots, stream_snapshots, venue_core
 from core.jetstream_journal import (
     STREAM_DEFAULT,
     SUBJECT_DEFAULT,
     JetStreamJournal,
     close_connection,
 )
+from core.journal import JournalError
 from core.lease import key_held, open_bucket
 from core.lease_thread import ThreadLease
 from core.nats_bus import (
@@ -62,7 +66,7 @@ from core.nats_bus import (
 )
 from core.sequencer import Executed, describe_failure
 from core.stream_follow import StreamFollow
-from core.venue_core import VenueCore, WarmStart
+from core.venue_core import RecoveryRefused, VenueCore, WarmStart
 from engine.book import Order
 from engine.commands import (
     CancelOrder,
@@ -73,10 +77,12 @@ from engine.commands import (
 )
 from engine.enums import CancelReason
 from engine.events import CancelOnDisconnectSet, Event, OrderAccepted
+from engine.snapshot import capture as capture_venue
 from engine.snapshot import restore as restore_venue
 from engine.venue import Venue
 from settlement.ledger import Ledger
 from settlement.pg_store import CONNECT_TIMEOUT_S, PostgresLedgerStore
+from settlement.store import LedgerStoreError, SqliteLedgerStore
 from settlement.transfers import Transfer
 
 log = logging.getLogger("venue.cluster")
@@ -99,8 +105,8 @@ STORE_RETRY_MIN_S: Final = 0.25
 STORE_RETRY_MAX_S: Final = 2.0
 # A start whose store answers but fails its writes (a full disk: DiskFull) is tried again this
 # often, doubling: each try after the first recovers cold (this core's snapshot, if any, and
-# the stream after it: a former standby has none, so the whole stream), seconds of CPU on a
-# long stream, so less often than a connection is tried.
+# the stream after it: a standby's own are at most a minute old since session 34), seconds of
+# CPU on a long stream, so less often than a connection is tried.
 START_RETRY_MIN_S: Final = 1.0
 START_RETRY_MAX_S: Final = 30.0
 # Failed starts are retried holding the lease for this long at most (a few terms: a full disk
@@ -119,6 +125,11 @@ START_HELD_STATES: Final = frozenset({"57P01", "57P02", "57P03"})
 # transfer for a takeover's catch-up, so a standby's memory grew by every trade the venue
 # ever booked (up to ~0.7 KB a trade, measured), for as long as it stood by.
 STANDBY_TRIM_S: Final = 30.0
+# How long a standby's start retries reading the stream's record that checks its snapshot
+# (`latest_usable`'s `stamp_retry_s`): 0, one try; `_follow` tries again at the next lease
+# poll, which the 30 s of a core's own cold recovery (`STAMP_RETRY_S`) would hold up (a
+# takeover, a SIGTERM waited ~35 s, not the lease's TTL, until session 34's second review).
+STANDBY_STAMP_RETRY_S: Final = 0.0
 PRUNE_MIN: Final = 1_024  # `CodOrders` drops closed orders once it holds twice its open ones
 # Gateways whose last request id logged is kept, for refusals and for drops alike
 # (`_first_logged`): a gateway sends an unanswered message again every 2 s, and it is logged
@@ -135,6 +146,18 @@ def _probe_postgres(dsn: str) -> None:
 def _stored_up_to(dsn: str) -> int:
     """The last transfer id the PostgreSQL store at `dsn` holds, read without writing."""
     store = PostgresLedgerStore(dsn, read_only=True)
+    try:
+        return store.last_transfer_id()
+    finally:
+        store.close()
+
+
+def _stored_in_file(path: Path) -> int:
+    """The last transfer id the SQLite store at `path` holds (0: no file yet), read without
+    writing."""
+    if not path.exists():
+        return 0
+    store = SqliteLedgerStore(path, read_only=True)
     try:
         return store.last_transfer_id()
     finally:
@@ -319,9 +342,10 @@ class Follower:
     """A standby's warm copy of the venue: every record of the stream executed as it comes,
     so a takeover replays only what the follower had not seen (`WarmStart`). Its codec is
     the core's: the last request id per gateway is known at takeover too. It starts from the
-    core's own newest usable snapshot in `data_dir` (a former active core's: its venue, the
-    core's part and the transfers it had not stored), following the stream after it; none
-    usable (core/stream_snapshots.py), from the stream's start."""
+    core's own newest usable snapshot in `data_dir` (its venue, the core's part and the
+    transfers not known stored), following the stream after it; none usable
+    (core/stream_snapshots.py), from the stream's start. It writes its own snapshots there
+    while it follows (`StandbySnapshots`), in the format an active core writes."""
 
     def __init__(
         self,
@@ -330,12 +354,15 @@ class Follower:
         staleness_us: int,
         data_dir: Path | None = None,
         name: str = "standby",
+        own_store: Path | None = None,
     ) -> None:
         # The rules a stream begins under (`first_rules`): one begun since the rules are
         # journaled sets the active core's in its first record, whatever `staleness_us`
         # (this standby's config) says; one begun before ran under the config's bound.
         self.ledger = Ledger()
         self.venue = Venue(snapshots.first_rules(None, staleness_us), self.ledger)
+        self._staleness_us = staleness_us
+        self.first_staleness_us = self.venue.config.reserve_staleness_max_us  # see `Snapshot`
         self.codec = codec
         self.cod_orders = cod_orders
         self.seq = 0
@@ -343,8 +370,10 @@ class Follower:
         self.broken = False  # a gap seen: the takeover falls back to a cold replay
         self.data_dir = data_dir
         self.name = name
+        self.own_store = own_store  # a `--sqlite` core's store: its snapshots trim against it
         self._follow: StreamFollow | None = None
         self._watch: asyncio.Task[None] | None = None
+        self._snapshots: StandbySnapshots | None = None
 
     async def start(self, nc: Client) -> None:
         """Follow the stream from the record after the copy's last (a copy that has none yet
@@ -364,17 +393,21 @@ class Follower:
         await follow.start(LEASE_REQUEST_TIMEOUT_S * 5)
         self._follow = follow
         self._watch = asyncio.create_task(follow.watch())
+        if self.data_dir is not None and self._snapshots is None:
+            self._snapshots = StandbySnapshots(self, self.data_dir, self.name, self.own_store)
 
     async def _restore_latest(self, nc: Client, data_dir: Path) -> None:
         """Take the newest usable snapshot of this core (its venue, the core's part: the last
         request id per gateway and the cod orders, and the transfers it had not stored, which
         a takeover's catch-up books as it would those the copy books after). A NATS error
-        is raised: `_follow` tries again at the next poll."""
+        is raised (`StampUnread` too): `_follow` tries again at the next poll. Checked as the
+        takeover's recovery will check the directory (`strict`): what it would refuse (a
+        snapshot ahead of the stream, a gateway's, a link to nothing, a record at its seq that
+        does not decode) is refused now, at the standby's start (`RecoveryRefused`), not after
+        a life of following from seq 1 (nor, for a record not decoded, tried again for ever
+        every poll, the newest snapshot read and decoded each time)."""
         js = nc.jetstream(timeout=LEASE_REQUEST_TIMEOUT_S * 5)
-        last_seq = int((await js.stream_info(STREAM_DEFAULT)).state.last_seq)
-        image = await stream_snapshots.latest_usable(
-            data_dir, last_seq, lambda seq: stamp_at(js, seq), gateway_s=False, who=self.name
-        )
+        image, last_seq = await self._latest_usable(js, data_dir)
         if image is None:
             fields = {"core": self.name}
             log.info(
@@ -394,6 +427,8 @@ class Follower:
             return
         assert venue.ledger is not None, "a core's snapshot always holds its ledger"
         self.venue, self.ledger = venue, venue.ledger
+        rules = snapshots.first_rules(image, self._staleness_us)
+        self.first_staleness_us = rules.reserve_staleness_max_us
         CoreGatewayPart(self.codec, self.cod_orders).restore_gateway(image.gateway)
         self.transfers.extend(self.ledger.drain())
         self.seq = image.seq
@@ -404,6 +439,35 @@ class Follower:
             replaying,
             extra={"core": self.name, "seq": image.seq, "replaying": replaying},
         )
+
+    async def _latest_usable(
+        self, js: Any, data_dir: Path
+    ) -> tuple[snapshots.Snapshot | None, int]:
+        """`latest_usable` (strict) and the stream's last seq, read again once if a snapshot is
+        past it: on a directory shared with the active core (warned against, yet seen), one
+        it wrote after the first read is not ahead of the stream. A record read once
+        (`STANDBY_STAMP_RETRY_S`): one not read raises `StampUnread`, tried again next poll."""
+        for last_read in (False, True):
+            last_seq = int((await js.stream_info(STREAM_DEFAULT)).state.last_seq)
+            try:
+                image = await stream_snapshots.latest_usable(
+                    data_dir,
+                    last_seq,
+                    lambda seq: stamp_at(js, seq),
+                    gateway_s=False,
+                    who=self.name,
+                    strict=True,
+                    stamp_retry_s=STANDBY_STAMP_RETRY_S,
+                )
+                return image, last_seq
+            except stream_snapshots.Refused as refused:
+                if last_read or refused.why == stream_snapshots.GATEWAY_S:
+                    raise RecoveryRefused(refused.explained(data_dir, last_seq)) from None
+            except stream_snapshots.StampUnread as unread:
+                if unread.undecoded:  # no later try reads it: the operator's to settle
+                    raise RecoveryRefused(str(unread)) from None
+                raise
+        raise AssertionError("the loop returns or raises")
 
     @property
     def following(self) -> bool:
@@ -417,12 +481,31 @@ class Follower:
         del transfers[:held]
         return held
 
-    async def stop(self) -> WarmStart | None:
-        """Stop following; the state so far, unless it cannot be trusted."""
+    def capture(self) -> tuple[snapshots.Snapshot, float]:
+        """The copy as a core's snapshot at its last seq (its venue, the core's part), and how
+        long taking it held the loop (ms). The transfers it keeps for a takeover's catch-up
+        are the image's undrained ones, as the active core's not stored yet are: a start
+        from it (a standby's, or a cold recovery) books them, or replays the stream from its
+        start when the store lacks older ones (`Recovery._store_behind`)."""
+        started = time.perf_counter()
+        venue = capture_venue(self.venue)
+        assert venue.ledger is not None, "a warm venue always holds its ledger"
+        ledger = msgspec.structs.replace(venue.ledger, undrained=list(self.transfers))
+        venue = msgspec.structs.replace(venue, ledger=ledger)
+        part = CoreGatewayPart(self.codec, self.cod_orders).gateway_image()
+        image = snapshots.Snapshot(self.seq, venue, part, self.first_staleness_us)
+        return image, round((time.perf_counter() - started) * 1e3, 1)
+
+    async def stop(self, *, last_snapshot: bool = False) -> WarmStart | None:
+        """Stop following and writing snapshots (`last_snapshot`: a standby's own stop, which
+        writes one more of a copy gone on since its last, as an active core's stop does; a
+        takeover's does not wait for one); the state so far, unless it cannot be trusted."""
         self._stop_watching()
         if self._follow is not None:
             await self._follow.stop()
             self._follow = None
+        if self._snapshots is not None:  # (the data directory let go: the takeover's next)
+            await self._snapshots.close(last=last_snapshot)
         return None if self.broken else WarmStart(self.seq, self.venue, self.transfers)
 
     def _stop_watching(self) -> None:
@@ -461,6 +544,136 @@ class Follower:
         self.seq = seq
 
 
+class StandbySnapshots:
+    """A standby's own snapshots of its warm copy (`Follower.capture`), in its own data
+    directory, at the active core's cadence (every `SNAPSHOT_INTERVAL_S` with records since
+    the last, and at its clean stop): its restart, and its cold recovery once active, follow
+    the stream from there, not from seq 1 (until session 34 a core never active wrote none).
+    Written under the directory's `venue.lock`, taken at the first write and held until
+    `close` (which a takeover's `VenueCore`, taking it next, waits for): a standby on a
+    directory another process holds (the active core's, a gateway's) writes none there,
+    saying so once. One at a time, off the loop; a broken copy is not written. A `--sqlite`
+    core's store (`own_store`) is its own file, which nobody writes while the standby holds
+    the directory: its last transfer id is read once, and the copy keeps (and its snapshots
+    hold) only the transfers above it, those a takeover's catch-up books; until session 34's
+    review every snapshot held every transfer the copy had booked since its start."""
+
+    def __init__(
+        self, follower: Follower, data_dir: Path, name: str, own_store: Path | None = None
+    ) -> None:
+        self.follower = follower
+        self.data_dir = data_dir
+        self.name = name
+        self._own_store = own_store
+        self._stored: int | None = None  # `own_store`'s last transfer id, once read
+        self._store_failure_said = False
+        self._lock: IO[bytes] | None = None
+        self._refused = False  # the directory another's: none written
+        self._closed = False
+        self._written_seq = follower.seq  # (a restored snapshot of this seq is there)
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="venue-standby-snapshots")
+        self._periodic = asyncio.ensure_future(
+            snapshots.periodically(
+                lambda: venue_core.SNAPSHOT_INTERVAL_S, lambda: follower.seq, self._write_or_warn
+            )
+        )
+        self._periodic.add_done_callback(_fatal_unless_cancelled)
+
+    async def close(self, *, last: bool) -> None:
+        """Stop writing (`last`: one more first, if the copy went on since the last written),
+        wait for a write under way, and let the directory go. A second call does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        self._periodic.cancel()
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._periodic
+            if last and self.follower.seq != self._written_seq:
+                await self._write_or_warn()
+        finally:  # (a write that raised: the directory let go all the same)
+            await asyncio.get_running_loop().run_in_executor(self._writer, _nothing)
+            self._writer.shutdown(wait=False)
+            if self._lock is not None:
+                self._lock.close()
+                self._lock = None
+
+    async def _write_or_warn(self) -> bool:
+        """A snapshot of the copy: written (True), or not (a refusal of the disk a warning:
+        `snapshots.write_or_warn`), the collector paused as for the core's."""
+        if self.follower.broken or not self._held():
+            return False
+        await self._trim_to_own_store()
+        with venue_core.collector_paused():
+            return await self._write_paused()
+
+    async def _trim_to_own_store(self) -> None:
+        """Drop the copy's transfers its own SQLite store holds (`Follower.trim`, as
+        `ClusterCore._trim_follower` does against PostgreSQL). A store not read keeps them
+        all, said once, read again at the next write: a file the store does not read too (no
+        schema: a core killed between creating it and its schema; another schema version),
+        which until session 34's second review ended the writes and so the standby."""
+        if self._own_store is None:
+            return
+        if self._stored is None:
+            loop = asyncio.get_running_loop()
+            try:
+                self._stored = await loop.run_in_executor(
+                    self._writer, _stored_in_file, self._own_store
+                )
+            except (OSError, sqlite3.Error, LedgerStoreError) as unread:
+                level = logging.DEBUG if self._store_failure_said else logging.WARNING
+                self._store_failure_said = True
+                log.log(level, "standby keeps its transfers: %s not read (%s)", self._own_store,
+                        unread, extra={"core": self.name})  # fmt: skip
+                return
+        self.follower.trim(self._stored)
+
+    async def _write_paused(self) -> bool:
+        image, capture_ms = self.follower.capture()
+        interval_s = venue_core.SNAPSHOT_INTERVAL_S
+        written: bool = await asyncio.get_running_loop().run_in_executor(
+            self._writer, snapshots.write_or_warn, self.data_dir, image, log, interval_s, capture_ms
+        )
+        if written:
+            self._written_seq = image.seq
+        return written
+
+    def _held(self) -> bool:
+        """Whether this standby holds its data directory, taken (and its stray `.tmp` files
+        removed) at the first call; held by another, said once and never tried again."""
+        if self._lock is not None or self._refused:
+            return not self._refused
+        try:
+            self.data_dir.mkdir(mode=venue_core.DATA_DIR_MODE, parents=True, exist_ok=True)
+            self._lock = venue_core.lock_data_dir(self.data_dir)
+            snapshots.remove_stray(self.data_dir)
+        except (JournalError, OSError) as held:  # (JournalLocked: another process's)
+            self._refused = True
+            if self._lock is not None:
+                self._lock.close()
+                self._lock = None
+            log.warning(
+                "standby writes no snapshots: its data directory is not its own (%s); give each"
+                " core its own --data-dir",
+                held,
+                extra={"core": self.name, "data_dir": str(self.data_dir)},
+            )
+            return False
+        return True
+
+
+def _fatal_unless_cancelled(task: "asyncio.Task[None]") -> None:
+    """A task that ended otherwise than canceled raised: a bug here (the disk's refusals are
+    warnings), crashing loudly as a core's or a gateway's periodic snapshot's does."""
+    if not task.cancelled() and task.exception() is not None:
+        die(task.exception())
+
+
+def _nothing() -> None:
+    """Run on a writer's thread: done once every write handed to it before is done."""
+
+
 class ClusterCore:
     """One core process: standby until it holds the lease, then the venue's sequencer."""
 
@@ -487,7 +700,12 @@ class ClusterCore:
 
     def _new_follower(self) -> Follower:
         staleness_us = venue_config.reserve_staleness_max_us(self.config)
-        return Follower(self.codec, self.cod_orders, staleness_us, self.data_dir, self.name)
+        own_store = (
+            None if self.config.venue.ledger_postgres else self.data_dir / venue_core.LEDGER_FILE
+        )
+        return Follower(
+            self.codec, self.cod_orders, staleness_us, self.data_dir, self.name, own_store
+        )
 
     async def wait_for_lease(self, stopping: asyncio.Event) -> bool:
         """Contend until this core holds the lease (True) or `stopping` is set (False)."""
@@ -719,12 +937,14 @@ class ClusterCore:
             self.cod_orders.restore([])  # rebuilt by the cold recovery (snapshot, replay)
         journal = await loop.run_in_executor(None, JetStreamJournal, self.servers)
         try:
+            js = self.nc.jetstream(timeout=LEASE_REQUEST_TIMEOUT_S * 5)
             core = VenueCore(
                 self.config,
                 self.data_dir,
                 CoreGatewayPart(self.codec, self.cod_orders),
                 journal=journal,
                 codec=self.codec,
+                stream_check=stream_snapshots.StreamCheck(lambda seq: stamp_at(js, seq), self.name),
             )
         except BaseException:  # refused before its start (a damaged epochs.json): not closed
             await loop.run_in_executor(None, journal.close)  # (a second close does nothing)
@@ -791,7 +1011,7 @@ class ClusterCore:
         assert self.nc is not None
         try:
             await self.follower.start(self.nc)
-        except (nats.errors.Error, TimeoutError) as not_yet:
+        except (nats.errors.Error, TimeoutError, stream_snapshots.StampUnread) as not_yet:
             log.info("no stream to follow yet: %r", not_yet)
             return False
         log.info("standby following the stream", extra={"core": self.name})
@@ -802,7 +1022,7 @@ class ClusterCore:
         if self.core is not None:
             await self.core.stop()
         else:
-            await self.follower.stop()  # a standby's
+            await self.follower.stop(last_snapshot=True)  # a standby's
         if self.lease is not None:
             await self.lease.release()
         if self.nc is not None:  # NATS down: nothing left to flush (it raised until s32)

@@ -74,6 +74,11 @@ class SharedKeys:
         assert self._follow is not None, "started first"
         await self._follow.watch()
 
+    async def stop(self) -> None:
+        """Stop following the keys (its consumer's heartbeat check ended with it)."""
+        if self._follow is not None:
+            await self._follow.stop()
+
     async def publish(self, key_id: str, payload: bytes) -> None:
         """Store one key on the stream (a quorum); retried with the same msg id, so a
         publish whose ack was lost is stored once. Raises TimeoutError past the give-up."""

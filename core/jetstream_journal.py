@@ -225,7 +225,7 @@ class JetStreamJournal:
     async def _ensure_stream(self, js: JetStreamContext, create: bool) -> int:
         """The stream's last seq, creating it when allowed; refuses one with gaps."""
         try:
-            info = await _retry_unavailable(lambda: js.stream_info(self.stream))
+            info = await retry_unavailable(lambda: js.stream_info(self.stream))
         except nats.js.errors.NotFoundError:
             if not create:
                 raise JournalStreamMissing(
@@ -242,7 +242,7 @@ class JetStreamJournal:
                 deny_delete=True,  # the journal is append-only: no message may be removed
                 deny_purge=True,
             )
-            info = await _retry_unavailable(lambda: js.add_stream(config))
+            info = await retry_unavailable(lambda: js.add_stream(config))
             self.created = True
             logger.info("created JetStream stream %s (R=%d)", self.stream, self.replicas)
         self._check_config(info.config)
@@ -468,7 +468,7 @@ class JetStreamJournal:
             mem_storage=True,
             inactive_threshold=60.0,  # the server drops it if this process dies mid-replay
         )
-        return await _retry_unavailable(  # a consumer needs the meta leader: maybe re-elected
+        return await retry_unavailable(  # a consumer needs the meta leader: maybe re-elected
             lambda: self._js.pull_subscribe(
                 self.subject, durable=None, stream=self.stream, config=config
             )
@@ -540,12 +540,12 @@ async def delete_if_empty(servers: str | Sequence[str], stream: str = STREAM_DEF
     try:
         js = nc.jetstream(timeout=REQUEST_TIMEOUT_S)
         try:
-            info = await _retry_unavailable(lambda: js.stream_info(stream), REQUEST_TIMEOUT_S)
+            info = await retry_unavailable(lambda: js.stream_info(stream), REQUEST_TIMEOUT_S)
         except nats.js.errors.NotFoundError:
             return False
         if info.state.messages or info.state.last_seq:
             return False  # written to: a venue's, whatever refused this start
-        return bool(await _retry_unavailable(lambda: js.delete_stream(stream), REQUEST_TIMEOUT_S))
+        return bool(await retry_unavailable(lambda: js.delete_stream(stream), REQUEST_TIMEOUT_S))
     finally:
         await close_connection(nc)
 
@@ -592,7 +592,7 @@ def server_list(servers: str | Sequence[str]) -> list[str]:
     return urls
 
 
-async def _retry_unavailable(
+async def retry_unavailable(
     call: Callable[[], Awaitable[T]], timeout_s: float = SYNC_TIMEOUT_S
 ) -> T:
     """A JetStream API call, retried while the cluster has no (meta) leader: just started, or

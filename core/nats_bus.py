@@ -49,7 +49,7 @@ from core import snapshots, stream_snapshots, venue_core
 from core.bus import CoreListener, ReadSide
 from core.cluster_keys import SharedKeys
 from core.cluster_nonces import SharedNonces
-from core.jetstream_journal import STREAM_DEFAULT, SUBJECT_DEFAULT
+from core.jetstream_journal import STREAM_DEFAULT, SUBJECT_DEFAULT, close_connection
 from core.journal import JournalLocked
 from core.lease import Lease, attempt
 from core.sequencer import Executed, exit_fatally
@@ -441,6 +441,7 @@ class Replica:
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="venue-gateway-snapshots")
         self._stopped = False  # its last snapshot written: the writer is shut down
         self._lock: IO[bytes] | None = None  # the data directory's, while it runs
+        self._follow: StreamFollow | None = None  # the stream's consumer, once started
 
     @property
     def sequencer(self) -> "Replica":
@@ -452,8 +453,11 @@ class Replica:
         made_lock = self._lock_data_dir()
         try:
             await self._follow_the_stream()
-        except BaseException:  # (a stop while it waits for NATS too)
-            self._give_back(made_lock)
+        except BaseException:  # (a stop while it waits for NATS too; a cancel, as in a test)
+            try:
+                await self._let_nats_go()
+            finally:
+                self._give_back(made_lock)
             raise
 
     async def _follow_the_stream(self) -> None:
@@ -477,12 +481,45 @@ class Replica:
             lambda: self.last_seq,
             pending_msgs_limit=PENDING_MESSAGES_MAX,
         )
+        self._follow = follow  # before its start: a cancel inside it unsubscribes it too
         await follow.start()
         self.keep_task(asyncio.create_task(follow.watch()))
         await self._replay()
         log.info("replica caught up", extra={"seq": self.last_seq, "gateway": bus.gateway_id})
         await self._hold_lease(bus.nc)  # before it serves: every order it places is covered
         self.keep_task(asyncio.create_task(self._keep_lease()))
+
+    async def _let_nats_go(self) -> None:
+        """After a start that failed or was canceled (its process may go on: `venue cluster`'s
+        roles are processes, but a test's or an embedding's are not): its tasks canceled and
+        ended, its lease given back if taken, its NATS connection closed. Until session 34 the
+        connection and the keys' and the stream follow's watches ran on in the process."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._release_lease()
+        await self._close_connection()
+
+    async def _release_lease(self) -> None:
+        """Give the gateway's lease back, if taken: the core cancels its cod orders at once,
+        not after the TTL. Unanswered, it expires by its TTL; a second call does nothing."""
+        if self.bus.lease is not None:
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                await self.bus.lease.release()
+
+    async def _close_connection(self) -> None:
+        """Unsubscribe the stream's and the keys' consumers, then close the connection: a
+        consumer's heartbeat check (nats-py's, a task) ends at its unsubscribe, and ran on
+        for up to two heartbeats (10 s) after a close alone."""
+        bus = self.bus
+        if bus.nc is None:
+            return
+        if not bus.nc.is_closed:
+            await bus.keys.stop()
+            if self._follow is not None:
+                await self._follow.stop()
+        await close_connection(bus.nc)
 
     def _lock_data_dir(self) -> bool:
         """Hold the gateway's data directory for its life, as a core holds its own (the same
@@ -718,25 +755,31 @@ class Replica:
     async def stop(self) -> None:
         """After the sessions closed: their cod cancels are durable (bounded wait), the lease
         is released, so the core cancels what is left at once rather than after the TTL (nor
-        after a disk write), then a last snapshot is written (a refusal is a warning)."""
-        await self.bus.drain()
-        for task in self._tasks:
-            task.cancel()
-        if self.bus.lease is not None:
-            with contextlib.suppress(nats.errors.Error, TimeoutError):
-                await self.bus.lease.release()  # unanswered: it expires by its TTL
-        # (a start that failed: nothing to keep, nor the directory to keep it in)
+        after a disk write), then a last snapshot is written (a refusal is a warning). A stop
+        that fails or is canceled on the way gives the lease back, closes the connection and
+        lets the directory go all the same (since session 34; the lease since its review)."""
         try:
+            await self.bus.drain()
+            for task in self._tasks:
+                task.cancel()
+            await self._release_lease()
+            # (a start that failed: nothing to keep, nor the directory to keep it in)
             if self._caught_up.is_set() and self._lock is not None and not self._stopped:
                 self._stopped = True
                 await self._snapshot_or_warn()
                 self._writer.shutdown(wait=False)
-            if self.bus.nc is not None:
-                await self.bus.nc.close()
         finally:
-            if self._lock is not None:  # let go last: no write of this gateway is left
-                self._lock.close()
-                self._lock = None
+            for task in self._tasks:
+                task.cancel()
+            try:
+                try:
+                    await self._release_lease()  # (done already, unless the drain raised)
+                finally:
+                    await self._close_connection()
+            finally:
+                if self._lock is not None:  # let go last: no write of this gateway is left
+                    self._lock.close()
+                    self._lock = None
 
     async def hear_cores(self, nc: Client) -> None:
         """Send what is owed whenever a core announces itself (`_on_core_active`)."""

@@ -85,9 +85,7 @@ class Recovery:
         started = time.perf_counter()
         self._stop_if_requested("before its recovery")
         snapshots.remove_stray(self.data_dir)  # ours alone: venue.lock is held
-        image = snapshots.latest(self.data_dir)  # before the store: a refusal makes no store
-        if image is not None and stream_snapshots.STREAM_EPOCH_KEY in image.gateway:
-            await self._refuse_gateway_s(image)
+        image = await self._latest_snapshot()  # before the store: a refusal makes no store
         if image is not None:  # also for a replay from the journal's start (store behind)
             self._replay_from_first_rules(image)
         dsn = self.config.venue.ledger_postgres
@@ -180,6 +178,28 @@ class Recovery:
         self._progress.reached(seq, count)
         last_seq = self._progress.last_seq
         self._stop_if_requested(f"while replaying the journal, at seq {seq} of {last_seq}")
+
+    async def _latest_snapshot(self) -> snapshots.Snapshot | None:
+        """The snapshot to recover from: the newest that passes `snapshots.latest`'s checks;
+        a cluster core's (its journal a stream: `VenueCore.stream_check`), the newest usable
+        one by the rules its standby and the gateways follow (core/stream_snapshots.py: one
+        of another stream or venue image version is logged and passed over for an older
+        one, or none), but one past the stream's last record is refused, as one ahead of a
+        file journal is, and so are a link to nothing, a file not read and a record not read
+        to check it (`strict`). A cluster gateway's is refused either way."""
+        check = self.core.stream_check
+        if check is None:
+            image = snapshots.latest(self.data_dir)
+            if image is not None and stream_snapshots.STREAM_EPOCH_KEY in image.gateway:
+                await self._refuse_gateway_s(image)
+            return image
+        last_seq = self.sequencer.journal.last_seq()
+        try:
+            return await stream_snapshots.latest_usable(
+                self.data_dir, last_seq, check.stamp_at, gateway_s=False, who=check.who, strict=True
+            )
+        except stream_snapshots.Refused as refused:
+            await self.core._refuse(refused.explained(self.data_dir, last_seq))
 
     async def _refuse_gateway_s(self, image: snapshots.Snapshot) -> NoReturn:
         """A cluster gateway's snapshot in a core's data directory (a gateway's directory

@@ -6,9 +6,10 @@ snapshot or the new one, never half of one. A file is `snapshot-<seq>.bin`: an 8
 magic, the 8-byte journal seq it covers, a CRC32 and the length of the body, then the body
 (msgpack of a `Snapshot`). A file that fails any check is ignored (and logged); recovery
 uses the newest valid one and replays the journal after its seq; a symbolic link to nothing
-is refused (`core.journal.refuse_dangling_link`). A `.tmp` file left by a
-crash mid-write is never read; `remove_stray` deletes them (the server's start and `venue
-verify` call it, with the directory theirs alone). `SNAPSHOTS_KEPT` bounds the files kept.
+is refused (`core.journal.refuse_dangling_link`; a cluster gateway's replica passes it over:
+core/stream_snapshots.py). A `.tmp` file left by a crash mid-write is never read;
+`remove_stray` deletes them (the server's start and `venue verify` call it, with the
+directory theirs alone). `SNAPSHOTS_KEPT` bounds the files kept.
 A role's periodic snapshots (the core's, a cluster gateway's) share their rules here: written
 every interval with records since the last (`periodically`), a refusal of the disk a warning,
 never fatal (`write_or_warn`).

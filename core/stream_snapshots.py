@@ -1,20 +1,23 @@
 """Which snapshot a copy of a cluster's venue starts from: a gateway's replica, a standby's copy.
 
 Owns `latest_usable`: the newest snapshot in a data directory that a copy following the
-stream (core/nats_bus.py `Replica`, core/cluster_core.py `Follower`) may restore and follow
-the stream from the record after, instead of from seq 1. Usable: it reads and decodes
-(core/snapshots.py's checks; a file that does not is passed over, as a cache's would be),
-its venue image is of this build's version, it is of the copy's kind (a gateway's holds the
-stream's epoch, `STREAM_EPOCH_KEY`; a core's does not), its seq is not past the stream's
-last, and it was written from this stream: the stream's record at its seq carries the time
-its venue is at (every command sets the venue's clock to its own stamp, `Venue.execute`),
-and a gateway's epoch is the stream's first record's time. Anything else is logged, with
-why, and passed over for an older one; none usable: the copy follows the stream from its
-start. Reads no record but those two per snapshot looked at (`snapshots.SNAPSHOTS_KEPT`).
+stream (core/nats_bus.py `Replica`, core/cluster_core.py `Follower`) or a cluster core's own
+cold recovery (core/recovery.py) may restore, following the stream after it, not from seq 1.
+Usable: it reads and decodes (core/snapshots.py's checks), its venue image is of this
+build's version, it is of the copy's kind (a gateway's holds the stream's epoch,
+`STREAM_EPOCH_KEY`; a core's does not), its seq is not past the stream's last, and it was
+written from this stream: the stream's record at its seq carries the time its venue is at
+(`Venue.execute` sets the clock to each command's stamp), and a gateway's epoch is the
+stream's first record's time. Anything else is logged and passed over for an older one (a
+cache's rule); none usable: the stream from its start. `strict` (a core's own directory)
+refuses instead what a core must not run past: one ahead of the stream or a gateway's
+(`Refused`), a link to nothing or a file not read, a record not read to check it
+(`StampUnread`, after retries). Reads no record but two per snapshot looked at.
 """
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -29,6 +32,74 @@ log = logging.getLogger("venue.cluster")
 # The key of a gateway's snapshot (in its `gateway` part, beside the listener's own) holding
 # the stream's epoch: its first record's time, which every push of the gateway carries.
 STREAM_EPOCH_KEY: Final = "stream_epoch"
+# What `_unusable` says of a snapshot past the stream's last record, and of one of the other
+# kind: what a core's own recovery refuses rather than passes over (`Refused`).
+PAST_THE_LAST: Final = "past the stream's last"
+GATEWAY_S: Final = "a gateway's, not a core's"
+# How long `strict` retries reading the stream's record at a snapshot's seq while JetStream
+# does not answer (no leader yet, a node lost, a reconnect): as long as the journal's own
+# sync waits for it (`SYNC_TIMEOUT_S`); then the start fails (`StampUnread`), to be tried
+# again, rather than pass the snapshot over for a replay of the whole stream. A caller that
+# tries again on its own (a standby, at each lease poll) passes its own budget (0: one try).
+STAMP_RETRY_S: Final = 30.0
+
+
+@dataclass(frozen=True)
+class StreamCheck:
+    """How a cluster core's own recovery checks its snapshots against the stream it
+    journals to (`latest_usable`, strict): `stamp_at(seq)`, the time of the stream's record
+    `seq`; `who`, the core's name in the log."""
+
+    stamp_at: Callable[[int], Awaitable[int]]
+    who: str
+
+
+class Refused(Exception):
+    """A snapshot a core's own recovery does not pass over (`latest_usable`, `strict`): one
+    past the stream's last record (the stream lost records the core had executed, or is
+    another, new and shorter: following it would build or run a venue on it), or a gateway's
+    (a gateway's data directory given to the core). `why` says which, `image` is the snapshot
+    and `path` its file."""
+
+    def __init__(self, path: Path, image: snapshots.Snapshot, why: str) -> None:
+        super().__init__(f"{path}: {why}")
+        self.path = path
+        self.image = image
+        self.why = why
+
+    def explained(self, directory: Path, last_seq: int) -> str:
+        """The refusal in one line for the operator: what the snapshot is and what to do."""
+        if self.why == GATEWAY_S:
+            return (
+                f"{self.path} is a cluster gateway's snapshot, not a core's: is {directory} a"
+                " gateway's data directory? Give the core its own, or move that file away"
+            )
+        return (
+            f"the snapshot at seq {self.image.seq} is ahead of the stream (last seq"
+            f" {last_seq}) in {directory}: did the stream lose records (its NATS stores"
+            " replaced or emptied), or is it another venue's? `venue verify --nats` says"
+            " what to do"
+        )
+
+
+class StampUnread(JournalError):
+    """`strict`: the stream's record at a snapshot's seq could not be read to check it, after
+    its retries (NATS not answering), or does not decode (`undecoded`: no retry reads it).
+    The start fails and is tried again; the snapshot is not passed over, which would replay
+    the whole stream."""
+
+    def __init__(self, path: Path, seq: int, failure: BaseException) -> None:
+        self.undecoded = isinstance(failure, msgspec.DecodeError)  # (a ValidationError too)
+        then = (
+            "is the stream another venue's, or of a later build? Move that snapshot away to"
+            " follow the stream from an older one"
+            if self.undecoded
+            else "try again once NATS answers"
+        )
+        super().__init__(
+            f"the stream's record at seq {seq} was not read to check the snapshot {path}"
+            f" ({failure!r}): not starting without that check; {then}"
+        )
 
 
 async def latest_usable(
@@ -38,36 +109,59 @@ async def latest_usable(
     *,
     gateway_s: bool,
     who: str,
+    strict: bool = False,
+    stamp_retry_s: float | None = None,
 ) -> snapshots.Snapshot | None:
     """The newest usable snapshot in `directory` (None: follow the stream from its start) for
     a stream whose last seq is `last_seq`; `stamp_at(seq)`: the time of the stream's record
     `seq` (raises when it cannot be read: that snapshot is not used). `gateway_s`: the
-    copy is a gateway's replica (else a standby core's). `who` names the copy in the log."""
+    copy is a gateway's replica (else a core's). `who` names the copy in the log. `strict`:
+    a core's own directory (its recovery, its standby's copy, which takes over from there),
+    which raises `Refused` for a snapshot past the stream's last or of a gateway, the file's
+    error for a link to nothing (`DanglingLink`) or a file not read (one gone since the
+    directory was read, pruned by its writer, is passed over), and `StampUnread` for a record
+    not read (retried for `stamp_retry_s` first, `STAMP_RETRY_S` unless given; 0: read
+    once), where a copy passes them over."""
     try:
         paths = sorted(directory.glob("snapshot-*.bin"), reverse=True)
     except OSError as unread:  # a directory not readable
         log.warning("snapshots not read: %s", unread, extra={"who": who})
         return None
+    retry_s = STAMP_RETRY_S if stamp_retry_s is None else stamp_retry_s
+    read_stamp = _retried(stamp_at, retry_s) if strict else stamp_at
     for path in paths:
-        image, why = _read(path)
+        image, why = _read(path, strict)
         if image is not None:
-            why = await _unusable(image, last_seq, stamp_at, gateway_s)
+            try:
+                why = await _unusable(image, last_seq, read_stamp, gateway_s)
+            except _Unread as unread:  # (strict only: a copy's reader is not `_retried`)
+                raise StampUnread(path, image.seq, unread.failure) from unread.failure
             if why is None:
                 return image
+            if strict and why.startswith((PAST_THE_LAST, GATEWAY_S)):
+                raise Refused(path, image, why)
         if why is not None:  # (None: damaged or half-written, `snapshots.read` said so)
             log.warning("snapshot not used: %s", why, extra={"who": who, "path": str(path)})
     return None
 
 
-def _read(path: Path) -> tuple[snapshots.Snapshot | None, str | None]:
+def _read(path: Path, strict: bool) -> tuple[snapshots.Snapshot | None, str | None]:
     """The snapshot in `path`, or None and why it was not read. A copy's snapshot is a cache:
     a file that cannot be read (an I/O error, no permission, a link to nothing) or does not
     decode (checksum right, contents not a snapshot's) is passed over for the older ones,
-    not the end of the search (a core's recovery refuses a link to nothing)."""
+    not the end of the search. `strict` (a core's own): a link to nothing (`DanglingLink`)
+    or a file not read is raised, as `snapshots.survey` raises it: the operator's to restore
+    or remove, not skipped for an older snapshot (a disk not mounted). A file gone since the
+    glob is passed over even so: its writer pruned it (a directory shared with the active
+    core), it is not damaged, and a newer one is there."""
     try:
-        refuse_dangling_link(path, "passed over")
+        refuse_dangling_link(path, "passing it over" if strict else "passed over")
         return snapshots.read(path), None
+    except FileNotFoundError as gone:  # pruned by its writer since the glob: gone, not damaged
+        return None, f"gone since the directory was read ({gone})"
     except (OSError, JournalError) as unread:
+        if strict:
+            raise
         return None, f"not read ({unread})"
     except msgspec.DecodeError as undecoded:  # (a ValidationError too)
         return None, f"does not decode ({undecoded})"
@@ -87,12 +181,14 @@ async def _unusable(
     if gateway_s and not isinstance(epoch, int):
         return "not a gateway's (a core's snapshot, or one written before gateways kept them)"
     if not gateway_s and epoch is not None:
-        return "a gateway's, not a core's"
+        return GATEWAY_S
     if image.seq > last_seq:
-        return f"its seq {image.seq} is past the stream's last ({last_seq})"
+        return f"{PAST_THE_LAST} ({last_seq}): its seq is {image.seq}"
     try:
         at_seq = await stamp_at(image.seq)
         first = await stamp_at(1) if gateway_s else epoch
+    except _Unread:
+        raise
     except Exception as unread:  # a NATS error, a timeout, a record that does not decode
         return f"the stream's records not read to check it ({unread!r})"
     if at_seq != image.venue.ts_us:
@@ -103,3 +199,30 @@ async def _unusable(
     if first != epoch:
         return f"of another stream: the stream's epoch is {first}, its {epoch}"
     return None
+
+
+class _Unread(Exception):
+    """A stamp `_retried` did not read: `failure`, what the last try raised."""
+
+    def __init__(self, failure: BaseException) -> None:
+        super().__init__(repr(failure))
+        self.failure = failure
+
+
+def _retried(
+    stamp_at: Callable[[int], Awaitable[int]], retry_s: float
+) -> Callable[[int], Awaitable[int]]:
+    """`stamp_at`, retried as the journal retries a JetStream call while the cluster has no
+    leader or does not answer (`retry_unavailable`), for `retry_s` (0: one try); then, or on
+    any other error, `_Unread`, which `_unusable` does not turn into a reason to pass over."""
+    from core.jetstream_journal import retry_unavailable  # nats-py only for a cluster's core
+
+    async def read(seq: int) -> int:
+        try:
+            if retry_s <= 0:
+                return await stamp_at(seq)  # (its caller tries again later, on its own)
+            return await retry_unavailable(lambda: stamp_at(seq), retry_s)
+        except Exception as failure:  # after the retries: NATS still down; or not decoded
+            raise _Unread(failure) from failure
+
+    return read

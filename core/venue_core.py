@@ -35,6 +35,7 @@ from core.journal import FileJournal, Journal, JournalError, JournalLocked, refu
 from core.ledger_writer import Bookings, LedgerWriter, bookings_of
 from core.sequencer import Executed, RecordCodec, Sequencer
 from core.store_thread import StoreThread
+from core.stream_snapshots import StreamCheck
 from engine.commands import AmendPair
 from engine.events import CommandRejected, Event
 from engine.reasons import ErrorCode
@@ -106,12 +107,15 @@ class VenueCore:
         listener: CoreListener,
         journal: Journal | None = None,
         codec: RecordCodec | None = None,
+        stream_check: StreamCheck | None = None,
     ) -> None:
         """`journal`: the data dir's `FileJournal` unless given (the cluster's core passes a
-        `JetStreamJournal`, and a `codec` whose records carry each command's origin)."""
+        `JetStreamJournal`, a `codec` whose records carry each command's origin, and the
+        `stream_check` its snapshots pass before recovery takes one: core/recovery.py)."""
         self.config = config
         self.data_dir = data_dir
         self.listener = listener
+        self.stream_check = stream_check
         # What this start makes, so that a refused start takes it away again (`_give_back`):
         # an operator must not find a directory "used" by a venue that never ran.
         self._made_dirs = missing_dirs(data_dir)

@@ -9,22 +9,27 @@ import gc
 import logging
 import os
 import shutil
+import socket
+import sqlite3
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, cast
 
 import msgspec
 import nats
+import nats.js.errors
 import pytest
 
 from cluster.nats import NatsCluster
 from core import config as venue_config
-from core import snapshots, stream_snapshots
-from core.cluster_core import ClusterCore, CodOrders, Follower
-from core.journal import JournalLocked
-from core.nats_bus import ClusterCodec, NatsBus
-from core.venue_core import VenueCore
+from core import snapshots, stream_snapshots, venue_core
+from core.cluster_core import ClusterCore, CodOrders, Follower, StandbySnapshots
+from core.journal import DanglingLink, JournalLocked
+from core.lease import key_held
+from core.nats_bus import GATEWAY_LEASE_BUCKET, ClusterCodec, NatsBus
+from core.venue_core import RecoveryRefused, VenueCore
 from engine.commands import CancelOrder, PlaceOrder
 from engine.enums import Side
 from engine.events import OrderAccepted
@@ -32,6 +37,7 @@ from engine.snapshot import capture
 from engine.venue import Venue, VenueConfig
 from gateway.server import VenueServer
 from settlement.ledger import Ledger
+from settlement.store import SqliteLedgerStore
 from tests.sample_config import SAMPLE_CONFIG
 
 SCENARIO_TIMEOUT_S = 60
@@ -299,6 +305,144 @@ def test_a_standby_follows_from_its_own_snapshot_and_takes_over_with_the_active_
     assert taken_seq == last
     assert taken_hash == active_hash
     assert stored == booked
+
+
+def test_a_core_s_own_recovery_passes_over_a_snapshot_of_another_stream_and_refuses_one_ahead(
+    node: NatsCluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cluster core's cold recovery checks its snapshots as its standby and the gateways
+    do (`latest_usable`): one past the stream's last record is refused, saying so (a stream
+    that lost records must not be run on), and a gateway's, as before; its newest one
+    stamped otherwise than the stream's record at its seq (another stream's) is logged and
+    passed over for the older one, from which it replays the rest to the stream's state.
+    Before: only the seq was checked, and the other stream's snapshot was restored as this
+    stream's state."""
+    caplog.set_level(logging.INFO, logger="venue")
+    data_dir = tmp_path / "a"
+
+    async def scenario(url: str) -> tuple[int, int, str, int, str, int]:
+        first, started = await active_core(data_dir, url, "core-a")
+        await trade(started, 3, "a")
+        await first.stop()
+        older = snapshots.latest(data_dir)
+        second, started = await active_core(data_dir, url, "core-a")
+        await trade(started, 3, "b")
+        last, state_hash, ts_us = (
+            started.sequencer.last_seq, started.venue.state_hash(), started.venue.ts_us
+        )  # fmt: skip
+        await second.stop()
+        newest = snapshots.latest(data_dir)
+        assert older is not None and newest is not None and older.seq < newest.seq == last
+        gateway_s = newest.gateway | {stream_snapshots.STREAM_EPOCH_KEY: 1}
+        refusals = (
+            (msgspec.structs.replace(newest, seq=last + 5), f"{last + 5} is ahead of the stream"),
+            (msgspec.structs.replace(newest, gateway=gateway_s), "a cluster gateway's snapshot"),
+        )
+        for refused, why in refusals:
+            path = snapshots.write(data_dir, refused)
+            third = ClusterCore(CONFIG, data_dir, url, "core-a")
+            assert await third.wait_for_lease(asyncio.Event())
+            with pytest.raises(RecoveryRefused, match=why):
+                await third.activate()
+            path.unlink()
+        other = msgspec.structs.replace(newest.venue, ts_us=newest.venue.ts_us - 1_000)
+        snapshots.write(data_dir, msgspec.structs.replace(newest, venue=other))
+        fourth, recovered = await active_core(data_dir, url, "core-a")
+        taken = recovered.sequencer.last_seq, recovered.venue.state_hash(), recovered.venue.ts_us
+        await fourth.stop()
+        return older.seq, last, state_hash, ts_us, *taken
+
+    run = asyncio.wait_for(scenario(node.url), SCENARIO_TIMEOUT_S)
+    older_seq, last, state_hash, ts_us, seq, recovered_hash, recovered_ts_us = asyncio.run(run)
+    assert "snapshot not used: of another stream" in caplog.text
+    recovered = [r for r in caplog.records if r.getMessage() == "recovered"][-1]
+    assert recovered.snapshot_seq == older_seq  # type: ignore[attr-defined]
+    assert (seq, recovered_hash, recovered_ts_us) == (last, state_hash, ts_us)
+
+
+async def _followed(standby: ClusterCore, seq: int) -> None:
+    """Until `standby`'s warm copy is at `seq` (bounded)."""
+    for _ in range(WAIT_TRIES):
+        if standby.follower.seq == seq:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the standby's copy at seq {standby.follower.seq}, not {seq}")
+
+
+async def _written(data_dir: Path, seq: int) -> None:
+    """Until `data_dir` holds a snapshot at `seq` (bounded)."""
+    for _ in range(WAIT_TRIES):
+        if snapshots.path_for(data_dir, seq).exists():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no snapshot at seq {seq} in {data_dir}")
+
+
+def test_a_standby_never_active_writes_its_own_snapshots_and_restarts_from_them(
+    node: NatsCluster, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: Any
+) -> None:
+    """Core b, never active, stands by on its own data directory: it writes snapshots of its
+    warm copy there at the core's cadence (the interval made short here); core c, standing by
+    on the active core's directory, writes none there, saying so. b stopped, a trading on, b
+    started again: its copy restores its own snapshot and follows only the records after it;
+    a stopped, b takes over with a's state hash, its own store caught up with every transfer
+    (the copy's kept transfers are the snapshot's undrained ones). Before: a standby never
+    active wrote no snapshot, and each start followed the stream from seq 1."""
+    caplog.set_level(logging.INFO, logger="venue")
+    monkeypatch.setattr(venue_core, "SNAPSHOT_INTERVAL_S", 0.05)
+
+    async def standing_by(data_dir: Path, url: str, name: str) -> tuple[ClusterCore, Any]:
+        core = ClusterCore(CONFIG, data_dir, url, name)
+        return core, asyncio.ensure_future(core.wait_for_lease(asyncio.Event()))
+
+    async def first_standby(url: str, active: VenueCore) -> int:
+        b, contending = await standing_by(tmp_path / "b", url, "core-b")
+        c, squatting = await standing_by(tmp_path / "a", url, "core-c")
+        try:
+            await trade(active, 3, "a")
+            last = active.sequencer.last_seq
+            await _followed(b, last)
+            await _written(tmp_path / "b", last)
+            await _followed(c, last)
+            for _ in range(WAIT_TRIES):
+                if "standby writes no snapshots" in caplog.text:
+                    break
+                await asyncio.sleep(0.05)
+            return last
+        finally:
+            for task in (contending, squatting):
+                task.cancel()
+            await b.stop()
+            await c.stop()
+
+    async def scenario(url: str) -> tuple[int, int, str, str, int, int]:
+        first, active = await active_core(tmp_path / "a", url, "core-a")
+        written = await first_standby(url, active)
+        await trade(active, 2, "b")
+        last = active.sequencer.last_seq
+        b, contending = await standing_by(tmp_path / "b", url, "core-b")
+        try:
+            await _followed(b, last)
+            active_hash = active.venue.state_hash()
+            await first.stop()
+            assert await asyncio.wait_for(contending, SCENARIO_TIMEOUT_S)
+            core = await b.activate()
+            assert core is not None
+            stored = await core._on_store(core.store.last_transfer_id)
+            taken_hash = core.venue.state_hash()
+            return written, last, active_hash, taken_hash, stored, core.ledger.last_transfer_id
+        finally:
+            if not contending.done():
+                contending.cancel()
+            await b.stop()
+
+    run = asyncio.wait_for(scenario(node.url), SCENARIO_TIMEOUT_S)
+    written, last, active_hash, taken_hash, stored, booked = asyncio.run(run)
+    warned = [r for r in caplog.records if r.getMessage().startswith("standby writes no")]
+    assert [record.core for record in warned] == ["core-c"]  # type: ignore[attr-defined]
+    assert restored(caplog) == [(written, last - written)]
+    assert taken_hash == active_hash
+    assert stored == booked > 0
 
 
 def _gateway_snapshot(directory: Path, seq: int, ts_us: int, epoch: int) -> Path:
@@ -589,3 +733,417 @@ def test_a_gateways_snapshot_is_taken_with_the_collector_paused_and_says_its_cap
     assert [enabled for enabled, _ in gateways] == [False, False, False], seen  # two, the stop's
     assert all(capture_ms is not None and capture_ms >= 0 for _, capture_ms in gateways), seen
     assert collecting_after
+
+
+def _left_running(before: set[asyncio.Task[Any]]) -> list[str]:
+    """The tasks running now that were not `before` (nor this one)."""
+    current = asyncio.current_task()
+    return sorted(repr(task.get_coro()) for task in asyncio.all_tasks() - before - {current})
+
+
+async def _none_left_running(before: set[asyncio.Task[Any]]) -> list[str]:
+    """`_left_running`, once those that are ending have ended (bounded: a few loop turns)."""
+    for _ in range(RELEASE_TRIES):
+        if not _left_running(before):
+            break
+        await asyncio.sleep(0.05)
+    return _left_running(before)
+
+
+def _lock_free(data_dir: Path) -> bool:
+    try:
+        venue_core.lock_data_dir(data_dir).close()
+    except JournalLocked:
+        return False
+    return True
+
+
+def test_a_gateway_start_canceled_or_failing_after_its_replica_started_leaves_nothing_open(
+    node: NatsCluster, tmp_path: Path
+) -> None:
+    """A gateway's start canceled during its replay (its stream follow's watch running), and
+    one whose listen fails (the port taken) after its replica started: each closes its NATS
+    connection, leaves no task running in the process and lets its data directory go.
+    Before: the canceled start's NATS connection and its two tasks (the keys' watch, the
+    stream follow's) ran on."""
+
+    async def scenario(url: str) -> tuple[bool, list[list[str]], list[bool], list[bool]]:
+        core, started = await active_core(tmp_path / "core", url, "core")
+        try:
+            await trade(started, 50, "a")
+            before = asyncio.all_tasks()
+            server = gateway(tmp_path / "gw", url, "gw-1")
+            starting = asyncio.ensure_future(server.start("127.0.0.1", 0))
+            replica = cast(Any, server.core)
+            for _ in range(100_000):  # (loop turns: the watch is made as the replay begins)
+                if len(replica._tasks) >= 2 or starting.done():
+                    break
+                await asyncio.sleep(0)
+            replaying = not replica._caught_up.is_set()
+            connection = server.bus.nc
+            starting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await starting
+            left = [await _none_left_running(before)]
+            closed = [connection is not None and connection.is_closed]
+            free = [_lock_free(tmp_path / "gw")]
+            with socket.socket() as taken:
+                taken.bind(("127.0.0.1", 0))
+                taken.listen()
+                server = gateway(tmp_path / "gw", url, "gw-2")
+                with pytest.raises(OSError):
+                    await server.start("127.0.0.1", taken.getsockname()[1])
+            left.append(await _none_left_running(before))
+            closed.append(server.bus.nc is None or server.bus.nc.is_closed)
+            free.append(_lock_free(tmp_path / "gw"))
+            return replaying, left, closed, free
+        finally:
+            await core.stop()
+
+    run = asyncio.wait_for(scenario(node.url), SCENARIO_TIMEOUT_S)
+    replaying, left, closed, free = asyncio.run(run)
+    assert replaying, "canceled during the replay"
+    assert left == [[], []]
+    assert closed == [True, True]
+    assert free == [True, True]
+
+
+def _core_snapshot(directory: Path, seq: int, ts_us: int) -> Path:
+    """A core's snapshot at `seq` of an empty venue whose clock is at `ts_us`."""
+    venue = Venue(VenueConfig(), Ledger())
+    venue.ts_us = ts_us
+    return snapshots.write(directory, snapshots.Snapshot(seq, capture(venue), {}))
+
+
+def _strict(directory: Path, stamp_at: Any, last_seq: int = 9) -> int | None:
+    """The seq of the snapshot a core's own recovery takes (`strict`)."""
+    found = stream_snapshots.latest_usable(
+        directory, last_seq, stamp_at, gateway_s=False, who="core", strict=True
+    )
+    image = asyncio.run(found)
+    return None if image is None else image.seq
+
+
+def test_a_core_s_own_check_retries_a_record_not_read_and_never_passes_its_snapshot_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A core's own recovery (`strict`) reading the stream's record at its newest snapshot's
+    seq: NATS not answering twice (a reconnect, a leader election), then answering: the
+    read is retried and that snapshot taken. NATS not answering for longer than
+    `STAMP_RETRY_S`, or a record that does not decode: the start fails (`StampUnread`), to
+    be tried again. Before: the snapshot was passed over for an older one, or for a replay
+    of the whole stream from seq 1, on one failed read."""
+    _core_snapshot(tmp_path, 7, 700)
+    _core_snapshot(tmp_path, 9, 900)
+    failures = [nats.errors.TimeoutError(), nats.js.errors.ServiceUnavailableError(503)]
+    stamps = {7: 700, 9: 900}
+
+    async def brief_outage(seq: int) -> int:
+        if failures:
+            raise failures.pop()
+        return stamps[seq]
+
+    assert _strict(tmp_path, brief_outage) == 9
+    assert not failures, "both failures were met"
+    monkeypatch.setattr(stream_snapshots, "STAMP_RETRY_S", 0.3)
+
+    async def down(seq: int) -> int:
+        raise nats.errors.TimeoutError
+
+    with pytest.raises(stream_snapshots.StampUnread, match="seq 9 was not read"):
+        _strict(tmp_path, down)
+
+    async def undecodable(seq: int) -> int:
+        raise msgspec.DecodeError("not a record")
+
+    with pytest.raises(stream_snapshots.StampUnread, match="not a record"):
+        _strict(tmp_path, undecodable)
+
+
+def test_a_core_s_own_check_refuses_a_snapshot_linked_to_nothing_or_not_read(
+    tmp_path: Path,
+) -> None:
+    """A core's own recovery (`strict`): its newest snapshot a symbolic link to nothing (its
+    disk not mounted) is refused in one line (`DanglingLink`: `venue serve` says `cannot
+    start`, exit 2), and one that cannot be read (a directory in its place) raises the
+    read's error, as `snapshots.survey` does for a one-process venue; a copy (not strict)
+    passes both over. Before: the cluster core passed them over for an older snapshot."""
+
+    async def stamp_at(seq: int) -> int:
+        return {7: 700, 9: 900}[seq]
+
+    _core_snapshot(tmp_path, 7, 700)
+    newest = snapshots.path_for(tmp_path, 9)
+    newest.symlink_to(tmp_path / "elsewhere" / newest.name)
+    with pytest.raises(DanglingLink, match=r"symbolic link to .*not passing it over"):
+        _strict(tmp_path, stamp_at)
+    newest.unlink()
+    newest.mkdir()
+    with pytest.raises(IsADirectoryError):
+        _strict(tmp_path, stamp_at)
+    found = stream_snapshots.latest_usable(tmp_path, 9, stamp_at, gateway_s=False, who="copy")
+    image = asyncio.run(found)
+    assert image is not None and image.seq == 7
+
+
+def test_a_standby_with_a_snapshot_ahead_of_the_stream_refuses_at_its_start(
+    node: NatsCluster, tmp_path: Path
+) -> None:
+    """A standby whose data directory holds a snapshot past the stream's last record (the
+    stream lost records, or the directory is another venue's) refuses at its start, saying
+    so, as its takeover's recovery would. Before: it passed the snapshot over, followed the
+    stream from seq 1 for its whole life and refused only at its takeover."""
+
+    async def scenario(url: str) -> BaseException | None:
+        first, started = await active_core(tmp_path / "a", url, "core-a")
+        await trade(started, 2, "a")
+        await first.stop()
+        image = snapshots.latest(tmp_path / "a")
+        assert image is not None
+        (tmp_path / "b").mkdir()
+        snapshots.write(tmp_path / "b", msgspec.structs.replace(image, seq=image.seq + 5))
+        second, _ = await active_core(tmp_path / "a", url, "core-a")
+        standby = ClusterCore(CONFIG, tmp_path / "b", url, "core-b")
+        contending = asyncio.ensure_future(standby.wait_for_lease(asyncio.Event()))
+        try:
+            for _ in range(WAIT_TRIES):
+                if contending.done() or standby.follower.following:
+                    break
+                await asyncio.sleep(0.05)
+            assert contending.done(), "the standby follows the stream"
+            return contending.exception()
+        finally:
+            contending.cancel()
+            await standby.stop()
+            await second.stop()
+
+    refused = asyncio.run(asyncio.wait_for(scenario(node.url), SCENARIO_TIMEOUT_S))
+    assert isinstance(refused, RecoveryRefused)
+    assert "is ahead of the stream" in str(refused)
+
+
+def test_a_sqlite_standby_s_snapshots_hold_only_the_transfers_its_own_store_lacks(
+    node: NatsCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Core a, active, booked transfers 1..X into its own `ledger.sqlite`, then stopped (its
+    snapshots removed: its copy follows the stream from seq 1); b, active, trades on. a,
+    standing by on its directory, writes snapshots whose transfers are only those above X
+    (what a takeover's catch-up books), its copy likewise; b stopped, a takes over with its
+    store caught up with every transfer. Before: every snapshot held every transfer its
+    copy had booked since its start (1..Y), without bound."""
+    monkeypatch.setattr(venue_core, "SNAPSHOT_INTERVAL_S", 0.05)
+
+    async def scenario(url: str) -> tuple[int, list[int], list[int], int, int, int]:
+        first, started = await active_core(tmp_path / "a", url, "core-a")
+        await trade(started, 3, "a")
+        await first.stop()
+        store = SqliteLedgerStore(tmp_path / "a" / "ledger.sqlite", read_only=True)
+        stored = store.last_transfer_id()
+        store.close()
+        for path in (tmp_path / "a").glob("snapshot-*.bin"):
+            path.unlink()
+        second, active = await active_core(tmp_path / "b", url, "core-b")
+        standby = ClusterCore(CONFIG, tmp_path / "a", url, "core-a")
+        contending = asyncio.ensure_future(standby.wait_for_lease(asyncio.Event()))
+        try:
+            await trade(active, 2, "b")
+            last, booked = active.sequencer.last_seq, active.ledger.last_transfer_id
+            await _followed(standby, last)
+            await _written(tmp_path / "a", last)
+            image = snapshots.read(snapshots.path_for(tmp_path / "a", last))
+            assert image is not None and image.venue.ledger is not None
+            held = [transfer.transfer_id for transfer in image.venue.ledger.undrained]
+            kept = [transfer.transfer_id for transfer in standby.follower.transfers]
+            await second.stop()
+            assert await asyncio.wait_for(contending, SCENARIO_TIMEOUT_S)
+            core = await standby.activate()
+            assert core is not None
+            caught_up = await core._on_store(core.store.last_transfer_id)
+            return stored, held, kept, booked, caught_up, core.ledger.last_transfer_id
+        finally:
+            if not contending.done():
+                contending.cancel()
+            await standby.stop()
+
+    run = asyncio.wait_for(scenario(node.url), SCENARIO_TIMEOUT_S)
+    stored, held, kept, booked, caught_up, taken = asyncio.run(run)
+    assert 0 < stored < booked
+    assert held == kept == list(range(stored + 1, booked + 1))
+    assert caught_up == taken == booked
+
+
+def test_a_gateway_s_stop_canceled_while_outcomes_are_owed_gives_its_lease_back(
+    node: NatsCluster, tmp_path: Path
+) -> None:
+    """A gateway's stop canceled while it waits for outcomes still owed (no core active):
+    its lease is given back (the core cancels its cod orders at once, not after the TTL),
+    its connection closed. Before: the connection was closed and the lease left held."""
+
+    async def scenario(url: str) -> tuple[bool, bool, bool]:
+        core, _ = await active_core(tmp_path / "core", url, "core")
+        server = gateway(tmp_path / "gw", url, "gw-1")
+        await server.start("127.0.0.1", 0)
+        await core.stop()
+        replica = cast(Any, server.core)
+        lease = server.bus.lease
+        assert lease is not None
+        server.bus.submit(order(1, Side.BUY, 18_000, "owed"), None)
+        stopping = asyncio.ensure_future(replica.stop())
+        for _ in range(20):  # (loop turns: into the drain)
+            await asyncio.sleep(0)
+        draining = not stopping.done()
+        stopping.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await stopping
+        closed = server.bus.nc is not None and server.bus.nc.is_closed
+        nc = await nats.connect(url)
+        try:
+            held = await key_held(nc.jetstream(), GATEWAY_LEASE_BUCKET, lease.key)
+        finally:
+            await nc.close()
+        return draining, closed, held
+
+    run = asyncio.wait_for(scenario(node.url), SCENARIO_TIMEOUT_S)
+    draining, closed, held = asyncio.run(run)
+    assert draining and closed
+    assert not held
+
+
+def test_a_sqlite_standby_whose_own_store_file_is_not_a_store_it_reads_keeps_its_transfers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A `--sqlite` standby whose `ledger.sqlite` is empty (a core killed between creating
+    the file and its schema) or of another schema version: its snapshots are written all the
+    same, its transfers all kept (none trimmed), said once with why. Before: the store's
+    refusal (`LedgerStoreError`) escaped the write, ending the standby's snapshots task and
+    so the standby (`_fatal_unless_cancelled`)."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "ledger.sqlite").touch()
+    (tmp_path / "other").mkdir()
+    other = sqlite3.connect(tmp_path / "other" / "ledger.sqlite")
+    other.execute("PRAGMA user_version = 99")
+    other.close()
+
+    async def writes(data_dir: Path) -> list[bool]:
+        staleness_us = venue_config.reserve_staleness_max_us(CONFIG)
+        follower = Follower(
+            ClusterCodec(),
+            CodOrders(),
+            staleness_us,
+            data_dir,
+            "core-b",
+            data_dir / "ledger.sqlite",
+        )
+        standby = StandbySnapshots(follower, data_dir, "core-b", follower.own_store)
+        try:
+            written = [await standby._write_or_warn()]
+            follower.seq += 1  # (a second snapshot: the store read again, not said again)
+            written.append(await standby._write_or_warn())
+            return written
+        finally:
+            await standby.close(last=False)
+
+    for kind, why in (("empty", "no schema"), ("other", "schema version 99")):
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="venue.cluster"):
+            assert asyncio.run(writes(tmp_path / kind)) == [True, True]
+        said = [r for r in caplog.records if "standby keeps its transfers" in r.getMessage()]
+        assert [r.levelno for r in said] == [logging.WARNING, logging.DEBUG]
+        assert why in said[0].getMessage()
+        assert snapshots.path_for(tmp_path / kind, 1).exists()
+
+
+class StreamStandIn:
+    """nats-py's JetStream context as a standby's start reads it (`stream_info`, `get_msg`):
+    a stream of `last_seq` records whose reads `answer` (returns or raises), counted."""
+
+    def __init__(self, last_seq: int, answer: Any) -> None:
+        self.last_seq = last_seq
+        self.answer = answer
+        self.reads = 0
+
+    async def stream_info(self, stream: str) -> Any:
+        return SimpleNamespace(state=SimpleNamespace(last_seq=self.last_seq))
+
+    async def get_msg(self, stream: str, seq: int) -> Any:
+        self.reads += 1
+        return self.answer(seq)
+
+
+def _standby_s_check(data_dir: Path, js: StreamStandIn) -> BaseException | None:
+    """What a standby's start raises checking its newest snapshot in `data_dir`, if any."""
+    staleness_us = venue_config.reserve_staleness_max_us(CONFIG)
+    follower = Follower(ClusterCodec(), CodOrders(), staleness_us, data_dir, "core-b")
+    try:
+        asyncio.run(follower._latest_usable(js, data_dir))
+    except Exception as raised:
+        return raised
+    return None
+
+
+def test_a_standby_s_start_reads_its_snapshot_s_record_once_and_tries_again_at_its_next_poll(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NATS not answering the read of the record at a standby's newest snapshot's seq: the
+    standby's start reads it once and raises `StampUnread` (its lease poll tries again);
+    `latest_usable` honours its retry budget (0: one try; a core's cold recovery keeps
+    `STAMP_RETRY_S`). Before: the standby retried for `STAMP_RETRY_S` (30 s) inside its
+    lease poll, so a takeover or a SIGTERM waited ~35 s, not the lease's TTL."""
+    monkeypatch.setattr(stream_snapshots, "STAMP_RETRY_S", 0.3)  # (a retry: > 1 read)
+    _core_snapshot(tmp_path, 9, 900)
+
+    def down(seq: int) -> Any:
+        raise nats.errors.TimeoutError
+
+    js = StreamStandIn(9, down)
+    raised = _standby_s_check(tmp_path, js)
+    assert isinstance(raised, stream_snapshots.StampUnread), raised
+    assert js.reads == 1, "read once, not retried"
+    assert not raised.undecoded
+    reads: list[int] = []
+
+    async def counted(seq: int) -> int:
+        reads.append(seq)
+        raise nats.errors.TimeoutError
+
+    once = stream_snapshots.latest_usable(
+        tmp_path, 9, counted, gateway_s=False, who="core", strict=True, stamp_retry_s=0
+    )
+    with pytest.raises(stream_snapshots.StampUnread, match="try again once NATS answers"):
+        asyncio.run(once)
+    assert reads == [9]
+
+
+def test_a_standby_whose_snapshot_s_record_does_not_decode_refuses_its_start(
+    tmp_path: Path,
+) -> None:
+    """The stream's record at a standby's newest snapshot's seq does not decode (another
+    venue's stream, a later build's): no later try reads it, so the standby's start is
+    refused (`RecoveryRefused`: exit 2) saying what to do. Before: `StampUnread`, which the
+    lease poll took for NATS not answering yet: the newest snapshot read and decoded again
+    every 0.2 s, logged at INFO, for ever."""
+    _core_snapshot(tmp_path, 9, 900)
+    js = StreamStandIn(9, lambda seq: SimpleNamespace(data=b"\x01 not a record"))
+    raised = _standby_s_check(tmp_path, js)
+    assert isinstance(raised, RecoveryRefused), raised
+    assert "seq 9 was not read" in str(raised)
+    assert "move that snapshot away" in str(raised).lower()
+    assert js.reads == 1
+
+
+def test_a_core_s_own_check_passes_over_a_snapshot_pruned_since_the_directory_was_read(
+    tmp_path: Path,
+) -> None:
+    """A core's own check (`strict`) on a directory shared with the active core: a snapshot
+    the active core pruned between the glob and its read is gone, not damaged, and passed
+    over (here the newest is of another stream, the older one pruned meanwhile: none
+    usable). Before: `FileNotFoundError`, which a standby's poll does not catch."""
+    older = _core_snapshot(tmp_path, 7, 700)
+    _core_snapshot(tmp_path, 9, 900)
+
+    async def pruning(seq: int) -> int:
+        older.unlink(missing_ok=True)  # the active core prunes as the newest is checked
+        return {7: 700, 9: 901}[seq]
+
+    assert _strict(tmp_path, pruning) is None
+    assert not older.exists()
