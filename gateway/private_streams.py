@@ -206,6 +206,9 @@ class PrivateStreams:
         self.reporter = ExecReporter()
         self.order_history = OrderHistory()  # closed orders, for order.status and orders.history
         self.histories_trimmed = 0  # times `bound_histories` cut: the first is logged at info
+        # session id -> its latest account subscription not yet joined: one it replaced, or
+        # one an unsubscribe undid, joins nothing (at most one per session: dropped at `leave`)
+        self.subscribing: dict[int, AccountSubscription] = {}
         # At least the events the histories hold across accounts: each push released adds
         # one, a cut takes its own off; what an account's bound drops is not taken off (a
         # count per push would cost the release), so `bound_histories` counts past it.
@@ -373,7 +376,10 @@ class PrivateStreams:
         self, session: Session, account: int, since_seq: int | None
     ) -> tuple[int, AccountSubscription]:
         """The stream's seq now and the subscription that joins it once that is durable:
-        a snapshot taken now, unless `since_seq` can be replayed from the history."""
+        a snapshot taken now, unless `since_seq` can be replayed from the history. The
+        latest subscription of a session wins: one it follows already, or one still waiting
+        for its barrier, is replaced (its replay would repeat this one's events)."""
+        self.leave(session)  # live again once this one joins: its replay or snapshot first
         stream = self.streams.setdefault(account, PrivateStream())
         seq = stream.assigned  # every event up to here is in the state read below
         snapshot = None
@@ -393,15 +399,21 @@ class PrivateStreams:
                     "balances": balance_rows(self.reads, account),
                 }
             )
-        return seq, AccountSubscription(session, account, since_seq, snapshot)
+        subscription = self.subscribing[session.id] = AccountSubscription(
+            session, account, since_seq, snapshot
+        )
+        return seq, subscription
 
     def join(self, joining: AccountSubscription) -> None:
         """Everything up to the snapshot's seq is durable now: send it (or the missed
         events) and from here on every new private event of the account."""
         session = joining.session
         stream = self.streams[joining.account]
-        # gone, or unsubscribed, before its subscription took effect
-        gone = session.id not in self.connections.sessions or not session.account_stream
+        latest = self.subscribing.get(session.id) is joining
+        if latest:
+            del self.subscribing[session.id]
+        # gone, unsubscribed or subscribed again before its subscription took effect
+        gone = not latest or session.id not in self.connections.sessions
         if joining.snapshot is not None:
             if gone:
                 return
@@ -418,7 +430,9 @@ class PrivateStreams:
         stream.sessions.add(session)
 
     def leave(self, session: Session) -> None:
-        """The session no longer follows its account's stream."""
+        """The session no longer follows its account's stream, nor will by a subscription
+        still waiting for its barrier."""
+        self.subscribing.pop(session.id, None)
         if session.account is not None:
             private = self.streams.get(session.account)
             if private is not None:
