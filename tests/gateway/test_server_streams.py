@@ -30,7 +30,7 @@ from core import config as venue_config
 from engine.units import format_units
 from gateway import limits, sessions, transport
 from gateway import server as server_module
-from gateway.private_streams import PrivateStreams, common_depth
+from gateway.private_streams import PrivateStreams, common_depth, common_depth_of
 from gateway.server import VenueServer
 from tests.conftest import (
     KEYS,
@@ -1027,6 +1027,19 @@ def test_the_common_depth_keeps_the_short_histories_whole() -> None:
     assert common_depth([5, 5], 3) == 1
     assert common_depth([1, 2], 10) == 2, "within the budget: nothing cut"
     assert common_depth([], 10) == 0
+
+
+def test_the_common_depth_of_unsorted_lengths_is_the_sorted_ones() -> None:
+    """`common_depth_of` sorts the longer histories alone (session 34): the same depth as
+    `common_depth` of every length sorted, on seeded random lengths and budgets."""
+    rng = random.Random(34)
+    for _ in range(2_000):
+        lengths = [rng.choice((0, 1, 5, rng.randrange(60))) for _ in range(rng.randrange(12))]
+        budget = rng.randrange(sum(lengths) + 5)
+        assert common_depth_of(lengths, budget) == common_depth(sorted(lengths), budget), (
+            lengths,
+            budget,
+        )
 
 
 async def replay_across_a_release_that_cuts(
