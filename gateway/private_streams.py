@@ -187,8 +187,11 @@ class AccountSubscription:
 
     session: Session
     account: int
-    since_seq: int | None
-    snapshot: bytes | None  # None: replay the history after since_seq instead
+    # The seq it follows on from, held on the stream (`hold`) till it joins: the client's
+    # since_seq for a replay, the snapshot's seq for a snapshot (a cluster gateway's commands
+    # in flight are not in its snapshot: their events, released before it joins, follow it).
+    after_seq: int
+    snapshot: bytes | None  # None: replay the history after `after_seq` instead
 
 
 class PrivateStreams:
@@ -392,8 +395,9 @@ class PrivateStreams:
         if stream.resume_floor:  # rebuilt under another push format up to it: not those
             lowest = max(lowest, stream.resume_floor + 1)
         if since_seq is not None and lowest <= since_seq <= seq:
-            stream.hold(since_seq)  # sent when `join`ed: what the bounds drop is spared till then
+            after_seq = since_seq
         else:
+            after_seq = seq
             snapshot = wire.encode(
                 {
                     "ch": "account",
@@ -404,14 +408,17 @@ class PrivateStreams:
                     "balances": balance_rows(self.reads, account),
                 }
             )
+        stream.hold(after_seq)  # sent when `join`ed: what the bounds drop is spared till then
         subscription = self.subscribing[session.id] = AccountSubscription(
-            session, account, since_seq, snapshot
+            session, account, after_seq, snapshot
         )
         return seq, subscription
 
     def join(self, joining: AccountSubscription) -> None:
         """Everything up to the snapshot's seq is durable now: send it (or the missed
-        events) and from here on every new private event of the account."""
+        events), then the events released since it was taken (none on a local bus; on a
+        cluster's, those of the commands that were in flight), and from here on every new
+        private event of the account."""
         session = joining.session
         stream = self.streams[joining.account]
         latest = self.subscribing.get(session.id) is joining
@@ -419,18 +426,14 @@ class PrivateStreams:
             del self.subscribing[session.id]
         # gone, unsubscribed or subscribed again before its subscription took effect
         gone = not latest or session.id not in self.connections.sessions
-        if joining.snapshot is not None:
-            if gone:
-                return
-            self.connections.send(session, joining.snapshot)
-        else:
-            since_seq = joining.since_seq or 0  # (a replay has one)
-            if not gone:
-                for payload in stream.replay(since_seq):
-                    self.connections.send(session, payload)
-            stream.release(since_seq)  # held since `subscription`, whatever came between
-            if gone:
-                return
+        if not gone:
+            if joining.snapshot is not None:
+                self.connections.send(session, joining.snapshot)
+            for payload in stream.replay(joining.after_seq):
+                self.connections.send(session, payload)
+        stream.release(joining.after_seq)  # held since `subscription`, whatever came between
+        if gone:
+            return
         session.account_stream = True
         stream.sessions.add(session)
 

@@ -470,6 +470,67 @@ def test_session_requests_behind_a_waiting_quote_mass_apply_after_it(
     run(scenario())
 
 
+def _resting_buy(price: str, cl_ord_id: str) -> dict[str, Any]:
+    """A small buy far under the book (the subscription test's): it rests, trading nothing."""
+    order = {"symbol": SYMBOL, "side": "buy", "type": "limit", "tif": "gtc", "qty": "0.01"}
+    return order | {"price": price, "cl_ord_id": cl_ord_id}
+
+
+def _account_pushes_so_far(connected: VenueClient) -> list[tuple[str, int]]:
+    """(type, seq) of the account pushes queued on `connected` until now, taken off."""
+    seen: list[tuple[str, int]] = []
+    while not connected.pushes.empty():
+        push = connected.pushes.get_nowait()
+        if push.get("ch") == "account":
+            seen.append((push["type"], push["seq"]))
+    return seen
+
+
+def _from_snapshot(seen: list[tuple[str, int]]) -> list[int]:
+    """The seqs of the last snapshot in `seen` and of the pushes after it."""
+    start = max(i for i, (kind, _) in enumerate(seen) if kind == "snapshot")
+    return [seq for _, seq in seen[start:]]
+
+
+def test_an_account_subscription_pipelined_behind_a_place_misses_none_of_its_events(
+    cluster: LocalCluster,
+) -> None:
+    """`subscribe {ch: account}` sent right behind an `order.place`: the gateway's snapshot
+    is of its replica, without the place still in flight, whose events come back before the
+    subscription joins the stream. They follow the snapshot, each once and in seq order, on a
+    first subscription, a second one (snapshot) and one resuming from `since_seq`. Before:
+    they went to nobody (first: snapshot 7, then 10 on; again: 12 and 13 lost)."""
+    gateway = cluster.gateways[0]
+
+    async def scenario() -> None:
+        taker = await client(gateway.url, "taker")
+        last_seq = 0  # the last account event seen
+        try:
+            for step, resume in enumerate((False, False, True)):
+                subscribe = {"ch": "account"} | ({"since_seq": last_seq} if resume else {})
+                placed, subscribed = await asyncio.gather(
+                    taker.request_raw("order.place", _resting_buy(f"10{step}.00", f"sub-{step}")),
+                    taker.request_raw("subscribe", subscribe),
+                )
+                assert placed["status"] == 200 and subscribed["status"] == 200, subscribed
+                await taker.request("order.place", _resting_buy(f"10{step}.50", f"sub-{step}b"))
+                await taker.request("orders.open", {"symbol": SYMBOL})  # behind their pushes
+                seen = _account_pushes_so_far(taker)
+                if resume:  # a replay: every event after the last one seen, then live
+                    seqs = [last_seq] + [seq for _, seq in seen]
+                else:
+                    seqs = _from_snapshot(seen)
+                    assert seqs[0] == subscribed["result"]["seq"], seen
+                assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), (step, seen)
+                assert len(seqs) >= 5, (step, seen)  # the two places' events: two each
+                last_seq = seqs[-1]
+        finally:
+            await taker.request("orders.cancel_all", {"symbol": SYMBOL})
+            await taker.close()
+
+    run(scenario())
+
+
 def test_a_flood_behind_a_waiting_quote_mass_closes_1008_and_nothing_after_it_runs(
     cluster: LocalCluster,
 ) -> None:
