@@ -26,7 +26,8 @@ def test_both_shapes_are_cut_to_the_trimmed_total(
     ("argv", "said"),
     [
         (["--accounts", "0"], "--accounts must be 1.."),
-        (["--runs", "0"], "--runs must be at least 1"),
+        (["--runs", "0"], "--runs must be 1..100"),
+        (["--accounts", "1", "--runs", "101"], "--runs must be 1..100"),
     ],
 )
 def test_a_bad_size_is_refused_in_one_line(
