@@ -82,8 +82,10 @@ class PrivateStream:
     # A `since_seq` at or below it gets a snapshot: a recovery rebuilt the events up to it
     # under another push format, so their seqs differ from those a client saw first.
     resume_floor: int = 0
-    # The since_seqs of replays decided and not yet sent (`hold`): until they are, what the
-    # bounds drop above the lowest goes to `spared`, so none is sent with a gap.
+    # The seqs the subscriptions waiting for their barrier continue from (`hold`): a
+    # replay's since_seq, a snapshot's seq (since session 34: what follows it is sent at
+    # the join). Until they are sent, what the bounds drop above the lowest goes to
+    # `spared`, so none is sent with a gap.
     replays_waiting: list[int] = field(default_factory=list)
     # (seq, bytes) of the events the bounds dropped above a waiting replay's since_seq, in
     # seq order: beside the history, which stays what a gateway holding nothing keeps (the
@@ -113,7 +115,8 @@ class PrivateStream:
         yield from self.after(since_seq)
 
     def hold(self, since_seq: int) -> None:
-        """A replay after `since_seq` is owed once its barrier is released: till then
+        """The events after `since_seq` are owed (a replay, or what follows a snapshot)
+        once the subscription's barrier is released: till then
         (`release`) the events the bounds drop above it are kept in `spared`."""
         self.replays_waiting.append(since_seq)
 
@@ -284,7 +287,7 @@ class PrivateStreams:
     def publish_one(self, stream: PrivateStream, payloads: list[bytes]) -> None:
         """`publish` of one account's pushes of a command (a requote's bid's, answered
         before its ask's are published: `Dispatcher._requote_answer`)."""
-        if stream.replays_waiting:  # (rare: a replay decided, not yet sent)
+        if stream.replays_waiting:  # (a subscription waiting for its barrier: rare)
             stream.spare_before_extend(payloads)
         stream.history.extend(payloads)
         stream.seq += len(payloads)
@@ -304,7 +307,7 @@ class PrivateStreams:
         added = 0
         # `publish_one`'s steps, inline: every command passes here (no call per account)
         for stream, payloads in executed.pushes:  # as `sequence` gathered them, per account
-            if stream.replays_waiting:  # (rare: a replay decided, not yet sent)
+            if stream.replays_waiting:  # (a subscription waiting for its barrier: rare)
                 stream.spare_before_extend(payloads)
             stream.history.extend(payloads)
             pushed = len(payloads)
