@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from itertools import chain, count, islice
+from itertools import chain, count, islice, repeat
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -62,7 +62,7 @@ _ACCOUNT_OF = itemgetter(0)  # of a report: (account, push)
 HISTORIES_BOUNDED = "histories_bounded"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class PrivateStream:
     """An account's private events: per-account seq, bounded history for since_seq replay.
 
@@ -82,8 +82,10 @@ class PrivateStream:
     # A `since_seq` at or below it gets a snapshot: a recovery rebuilt the events up to it
     # under another push format, so their seqs differ from those a client saw first.
     resume_floor: int = 0
-    # The since_seqs of replays decided and not yet sent (`hold`): until they are, what the
-    # bounds drop above the lowest goes to `spared`, so none is sent with a gap.
+    # The seqs the subscriptions waiting for their barrier continue from (`hold`): a
+    # replay's since_seq, a snapshot's seq (since session 34: what follows it is sent at
+    # the join). Until they are sent, what the bounds drop above the lowest goes to
+    # `spared`, so none is sent with a gap.
     replays_waiting: list[int] = field(default_factory=list)
     # (seq, bytes) of the events the bounds dropped above a waiting replay's since_seq, in
     # seq order: beside the history, which stays what a gateway holding nothing keeps (the
@@ -113,7 +115,8 @@ class PrivateStream:
         yield from self.after(since_seq)
 
     def hold(self, since_seq: int) -> None:
-        """A replay after `since_seq` is owed once its barrier is released: till then
+        """The events after `since_seq` are owed (a replay, or what follows a snapshot)
+        once the subscription's barrier is released: till then
         (`release`) the events the bounds drop above it are kept in `spared`."""
         self.replays_waiting.append(since_seq)
 
@@ -187,8 +190,11 @@ class AccountSubscription:
 
     session: Session
     account: int
-    since_seq: int | None
-    snapshot: bytes | None  # None: replay the history after since_seq instead
+    # The seq it follows on from, held on the stream (`hold`) till it joins: the client's
+    # since_seq for a replay, the snapshot's seq for a snapshot (a cluster gateway's commands
+    # in flight are not in its snapshot: their events, released before it joins, follow it).
+    after_seq: int
+    snapshot: bytes | None  # None: replay the history after `after_seq` instead
 
 
 class PrivateStreams:
@@ -206,6 +212,9 @@ class PrivateStreams:
         self.reporter = ExecReporter()
         self.order_history = OrderHistory()  # closed orders, for order.status and orders.history
         self.histories_trimmed = 0  # times `bound_histories` cut: the first is logged at info
+        # session id -> its latest account subscription not yet joined: one it replaced, or
+        # one an unsubscribe undid, joins nothing (at most one per session: dropped at `leave`)
+        self.subscribing: dict[int, AccountSubscription] = {}
         # At least the events the histories hold across accounts: each push released adds
         # one, a cut takes its own off; what an account's bound drops is not taken off (a
         # count per push would cost the release), so `bound_histories` counts past it.
@@ -278,7 +287,7 @@ class PrivateStreams:
     def publish_one(self, stream: PrivateStream, payloads: list[bytes]) -> None:
         """`publish` of one account's pushes of a command (a requote's bid's, answered
         before its ask's are published: `Dispatcher._requote_answer`)."""
-        if stream.replays_waiting:  # (rare: a replay decided, not yet sent)
+        if stream.replays_waiting:  # (a subscription waiting for its barrier: rare)
             stream.spare_before_extend(payloads)
         stream.history.extend(payloads)
         stream.seq += len(payloads)
@@ -298,7 +307,7 @@ class PrivateStreams:
         added = 0
         # `publish_one`'s steps, inline: every command passes here (no call per account)
         for stream, payloads in executed.pushes:  # as `sequence` gathered them, per account
-            if stream.replays_waiting:  # (rare: a replay decided, not yet sent)
+            if stream.replays_waiting:  # (a subscription waiting for its barrier: rare)
                 stream.spare_before_extend(payloads)
             stream.history.extend(payloads)
             pushed = len(payloads)
@@ -333,7 +342,7 @@ class PrivateStreams:
         kept = self.events_kept_most = sum(lengths)  # an account's bound dropped uncounted
         if kept <= bound:
             return 0
-        depth = common_depth(sorted(lengths), limits.PRIVATE_HISTORY_EVENTS_TRIMMED)
+        depth = common_depth_of(lengths, limits.PRIVATE_HISTORY_EVENTS_TRIMMED)
         dropped = 0
         for stream, length in zip(streams, lengths, strict=True):
             if length > depth:
@@ -341,8 +350,13 @@ class PrivateStreams:
                 if stream.replays_waiting:  # (rare: no call for the others)
                     stream.spare(list(islice(stream.entries(), cut)))
                 history = stream.history
-                for _ in range(cut):
-                    history.popleft()  # `seq` stays: the oldest kept is counted back from it
+                if cut == 1:  # (histories alike, each cut by one: no loop)
+                    history.popleft()
+                elif cut <= depth:  # `seq` stays: the oldest kept is counted back from it
+                    for _ in repeat(None, cut):
+                        history.popleft()
+                else:  # most of it: the kept copied in one C call, not a pop per event
+                    stream.history = deque(islice(history, cut, None), history.maxlen)
                 dropped += cut
         self.events_kept_most = kept - dropped
         # at info once: a busy venue at its bound cuts every ~50,000 events, seconds apart
@@ -373,7 +387,10 @@ class PrivateStreams:
         self, session: Session, account: int, since_seq: int | None
     ) -> tuple[int, AccountSubscription]:
         """The stream's seq now and the subscription that joins it once that is durable:
-        a snapshot taken now, unless `since_seq` can be replayed from the history."""
+        a snapshot taken now, unless `since_seq` can be replayed from the history. The
+        latest subscription of a session wins: one it follows already, or one still waiting
+        for its barrier, is replaced (its replay would repeat this one's events)."""
+        self.leave(session)  # live again once this one joins: its replay or snapshot first
         stream = self.streams.setdefault(account, PrivateStream())
         seq = stream.assigned  # every event up to here is in the state read below
         snapshot = None
@@ -381,8 +398,9 @@ class PrivateStreams:
         if stream.resume_floor:  # rebuilt under another push format up to it: not those
             lowest = max(lowest, stream.resume_floor + 1)
         if since_seq is not None and lowest <= since_seq <= seq:
-            stream.hold(since_seq)  # sent when `join`ed: what the bounds drop is spared till then
+            after_seq = since_seq
         else:
+            after_seq = seq
             snapshot = wire.encode(
                 {
                     "ch": "account",
@@ -393,32 +411,39 @@ class PrivateStreams:
                     "balances": balance_rows(self.reads, account),
                 }
             )
-        return seq, AccountSubscription(session, account, since_seq, snapshot)
+        stream.hold(after_seq)  # sent when `join`ed: what the bounds drop is spared till then
+        subscription = self.subscribing[session.id] = AccountSubscription(
+            session, account, after_seq, snapshot
+        )
+        return seq, subscription
 
     def join(self, joining: AccountSubscription) -> None:
         """Everything up to the snapshot's seq is durable now: send it (or the missed
-        events) and from here on every new private event of the account."""
+        events), then the events released since it was taken (none on a local bus; on a
+        cluster's, those of the commands that were in flight), and from here on every new
+        private event of the account."""
         session = joining.session
         stream = self.streams[joining.account]
-        # gone, or unsubscribed, before its subscription took effect
-        gone = session.id not in self.connections.sessions or not session.account_stream
-        if joining.snapshot is not None:
-            if gone:
-                return
-            self.connections.send(session, joining.snapshot)
-        else:
-            since_seq = joining.since_seq or 0  # (a replay has one)
-            if not gone:
-                for payload in stream.replay(since_seq):
-                    self.connections.send(session, payload)
-            stream.release(since_seq)  # held since `subscription`, whatever came between
-            if gone:
-                return
+        latest = self.subscribing.get(session.id) is joining
+        if latest:
+            del self.subscribing[session.id]
+        # gone, unsubscribed or subscribed again before its subscription took effect
+        gone = not latest or session.id not in self.connections.sessions
+        if not gone:
+            if joining.snapshot is not None:
+                self.connections.send(session, joining.snapshot)
+            for payload in stream.replay(joining.after_seq):
+                self.connections.send(session, payload)
+        stream.release(joining.after_seq)  # held since `subscription`, whatever came between
+        if gone:
+            return
         session.account_stream = True
         stream.sessions.add(session)
 
     def leave(self, session: Session) -> None:
-        """The session no longer follows its account's stream."""
+        """The session no longer follows its account's stream, nor will by a subscription
+        still waiting for its barrier."""
+        self.subscribing.pop(session.id, None)
         if session.account is not None:
             private = self.streams.get(session.account)
             if private is not None:
@@ -589,6 +614,18 @@ def sequence(
         # a struct's store costs about twice a slot's: the epoch came built in
         stream.assigned = push.seq = stream.assigned + 1
         entry[1].append(encode(push))
+
+
+def common_depth_of(lengths: list[int], budget: int) -> int:
+    """`common_depth` of `lengths` in any order, sorting and visiting the longer ones alone:
+    none of at most `budget // len(lengths)` events is cut (all at that depth would fit),
+    so those only count in a sum (at 100,000 quiet accounts and a few busy ones, the sort
+    and the loop see the busy ones)."""
+    if not lengths:
+        return 0
+    whole = budget // len(lengths)
+    longer = sorted([length for length in lengths if length > whole])
+    return common_depth(longer, budget - (sum(lengths) - sum(longer))) if longer else max(lengths)
 
 
 def common_depth(lengths: list[int], budget: int) -> int:

@@ -3,11 +3,13 @@ the history's seqs counted back from the last released one, and a durable comman
 handed to each account's sessions (the server tests cover the rest)."""
 
 import asyncio
+import random
 import types
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 
 from core.sequencer import Executed
 from engine.snapshot import Later, made
@@ -179,3 +181,73 @@ def test_a_later_image_is_the_history_as_it_was_though_the_bound_pushes_it_on(
         stream.seq = seq
     assert stream.oldest_seq == 40 - bound, "the oldest dropped"
     assert msgspec.msgpack.encode(later, enc_hook=made) == at_once
+
+
+def naive_bound(histories: dict[int, list[tuple[int, bytes]]], budget: int) -> None:
+    """The cut across accounts as first written (session 33), on plain lists: every length
+    sorted, the common depth found from the shortest up, the longest cut to it."""
+    lengths = sorted(len(history) for history in histories.values())
+    left = len(lengths)
+    for length in lengths:
+        if length * left > budget:
+            depth = budget // left
+            break
+        budget -= length
+        left -= 1
+    else:
+        return
+    for history in histories.values():
+        del history[: max(0, len(history) - depth)]
+
+
+def test_the_bound_keeps_what_the_first_cut_kept_on_seeded_random_streams(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cut was made cheaper (session 34: the short histories left unsorted, the long
+    ones cut in bulk): what it keeps, and what a waiting replay is spared, must stay what
+    the first one kept, a function of the stream alone. Seeded random commands over many
+    accounts (a few busy, many quiet, some empty) checked against `naive_bound` after each."""
+    monkeypatch.setattr(limits, "PRIVATE_HISTORY_EVENTS_MAX", 60)
+    monkeypatch.setattr(limits, "PRIVATE_HISTORY_EVENTS_TOTAL_MAX", 900)
+    monkeypatch.setattr(limits, "PRIVATE_HISTORY_EVENTS_TRIMMED", 800)
+    monkeypatch.setattr(limits, "PRIVATE_HISTORY_CHECK_COMMANDS", 1)
+    for seed in range(6):
+        rng = random.Random(seed)
+        bus = types.SimpleNamespace(reads=types.SimpleNamespace(orders={}, markets={}))
+        private = PrivateStreams(bus, Sessions(), tmp_path)  # type: ignore[arg-type]
+        accounts = rng.randrange(20, 300)
+        busy = rng.sample(range(accounts), rng.randrange(1, 6))
+        model: dict[int, list[tuple[int, bytes]]] = {}
+        for account in range(accounts):  # some never pushed to: empty histories count too
+            private.streams[account] = PrivateStream()
+            model[account] = []
+        held, since, spared = rng.choice(busy), 0, []
+        for command in range(1, 1_000):
+            if command == 200:  # a replay decided, not yet sent: what is cut above it waits
+                since = private.streams[held].oldest_seq - 1
+                private.streams[held].hold(since)
+            pushes = []
+            for account in {
+                rng.choice(busy) if rng.random() < 0.7 else rng.randrange(accounts)
+                for _ in range(rng.randrange(1, 4))
+            }:
+                stream = private.streams[account]
+                pushed = rng.choice((1, 2, 3, 3, 40))  # now and then a burst: cuts of all sizes
+                payloads = [b"%d:%d" % (account, stream.seq + i) for i in range(1, pushed + 1)]
+                pushes.append((stream, payloads))
+                model[account] += [(stream.seq + i, p) for i, p in enumerate(payloads, 1)]
+            before = list(model[held])
+            for history in model.values():
+                del history[: max(0, len(history) - limits.PRIVATE_HISTORY_EVENTS_MAX)]
+            cut = sum(map(len, model.values())) > limits.PRIVATE_HISTORY_EVENTS_TOTAL_MAX
+            if cut:
+                naive_bound(model, limits.PRIVATE_HISTORY_EVENTS_TRIMMED)
+            if since:
+                kept = set(model[held])
+                spared += [e for e in before if e[0] > since and e not in kept]
+            private.publish(Executed(command, None, [], None, pushes))
+            if cut or not command % 100:  # (every command: seconds)
+                got = {account: list(s.entries()) for account, s in private.streams.items()}
+                assert got == model, f"seed {seed}, command {command}"
+        assert private.histories_trimmed > 10, f"seed {seed}: cut often"
+        assert spared and private.streams[held].spared == spared, f"seed {seed}"

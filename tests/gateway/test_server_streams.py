@@ -30,9 +30,10 @@ from core import config as venue_config
 from engine.units import format_units
 from gateway import limits, sessions, transport
 from gateway import server as server_module
-from gateway.private_streams import PrivateStreams, common_depth
+from gateway.private_streams import PrivateStreams, common_depth, common_depth_of
 from gateway.server import VenueServer
 from tests.conftest import (
+    KEYS,
     TEST_TIMEOUT_S,
     Venue,
     drain_pushes,
@@ -1028,6 +1029,19 @@ def test_the_common_depth_keeps_the_short_histories_whole() -> None:
     assert common_depth([], 10) == 0
 
 
+def test_the_common_depth_of_unsorted_lengths_is_the_sorted_ones() -> None:
+    """`common_depth_of` sorts the longer histories alone (session 34): the same depth as
+    `common_depth` of every length sorted, on seeded random lengths and budgets."""
+    rng = random.Random(34)
+    for _ in range(2_000):
+        lengths = [rng.choice((0, 1, 5, rng.randrange(60))) for _ in range(rng.randrange(12))]
+        budget = rng.randrange(sum(lengths) + 5)
+        assert common_depth_of(lengths, budget) == common_depth(sorted(lengths), budget), (
+            lengths,
+            budget,
+        )
+
+
 async def replay_across_a_release_that_cuts(
     venue: Venue,
     since_of: Callable[[PrivateStreams], int],
@@ -1226,6 +1240,78 @@ def test_two_held_replays_one_closing_before_its_barrier_the_other_whole(
         seqs = [p["seq"] for p in account_events(await drain_pushes(late))]
         assert seqs == list(range(high + 1, stream.seq + 1))
         assert not stream.replays_waiting and not stream.spared and len(stream.history) <= 6
+
+    run_venue(scenario)
+
+
+class HeldCommit:
+    """The next batch's commit held on the journal's thread until `let_go`: what is asked
+    meanwhile waits for its barrier behind that batch (two batches in flight, no timing)."""
+
+    def __init__(self, venue: Venue) -> None:
+        venue.server.sequencer.commit_on_loop = False  # the commit on the journal's thread
+        self.journal = venue.server.sequencer.journal
+        self.commit = self.journal.commit_commands
+        self.committing, self.go_on = threading.Event(), threading.Event()
+        self.journal.commit_commands = self.held  # type: ignore[method-assign]
+
+    def held(self, batch: Any, encode_into: Any) -> None:
+        self.committing.set()
+        assert self.go_on.wait(TEST_TIMEOUT_S), "never let go"
+        self.commit(batch, encode_into)
+
+    async def began(self) -> None:
+        assert await asyncio.to_thread(self.committing.wait, WAIT_S), "the commit began"
+
+    def let_go(self) -> None:
+        self.journal.commit_commands = self.commit  # type: ignore[method-assign]
+        self.go_on.set()
+
+
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "unpacked"])
+def test_a_resubscription_before_the_barrier_replaces_the_earlier_one(
+    run_venue: Any, packed: bool
+) -> None:
+    """Session 33's closing note: a session that subscribed with `since_seq`, unsubscribed
+    and subscribed again before the first barrier was released was sent both replays (the
+    events twice, out of seq order); one that subscribed again while following got the
+    events released meanwhile live and again in its replay. The latest subscription wins:
+    its replay once, then live, each event once and in seq order."""
+
+    async def scenario(venue: Venue) -> None:
+        stream = venue.server.private_streams.streams[1]
+        alpha = await venue.client("alpha")
+        for i in range(3):
+            await alpha.place(SYMBOL, "buy", "1", f"186.{i:02d}")
+        late = await VenueClient(venue.url("trade"), packed=packed).connect()
+        venue.clients.append(late)
+        await late.logon(*KEYS["alpha"])
+        first, latest = stream.seq - 5, stream.seq - 2  # both kept: two replays decided
+        held = HeldCommit(venue)
+        placing = asyncio.ensure_future(alpha.place(SYMBOL, "buy", "1", "185.00"))
+        await held.began()
+        await late.subscribe_account(since_seq=first)  # both wait behind the held place
+        unsubscribed = await late.request("unsubscribe", {"ch": "account"})
+        assert unsubscribed["unsubscribed"] == ["account"]
+        await late.subscribe_account(since_seq=latest)
+        held.let_go()
+        await placing
+        await alpha.place(SYMBOL, "buy", "1", "184.00")  # then live
+        seqs = [p["seq"] for p in account_events(await drain_pushes(late))]
+        assert seqs == list(range(latest + 1, stream.seq + 1)), "the latest's replay, then live"
+
+        again = stream.seq - 1  # followed now: subscribed again, no unsubscribe between
+        held = HeldCommit(venue)
+        placing = asyncio.ensure_future(alpha.place(SYMBOL, "buy", "1", "183.00"))
+        await held.began()
+        await late.subscribe_account(since_seq=again)
+        held.let_go()
+        await placing
+        await alpha.place(SYMBOL, "buy", "1", "182.00")
+        seqs = [p["seq"] for p in account_events(await drain_pushes(late))]
+        assert seqs == list(range(again + 1, stream.seq + 1)), "its replay, then live, once"
+        assert not stream.replays_waiting and not stream.spared
+        assert not venue.server.private_streams.subscribing, "none left waiting"
 
     run_venue(scenario)
 
