@@ -25,7 +25,7 @@ import msgspec
 
 from core.bus import Bus, ReadSide
 from core.sequencer import Executed
-from core.snapshots import fsync_directory
+from core.snapshots import entries_as, fsync_directory
 from core.venue_core import load_json, now_us, save_json
 from engine.commands import ArmDeadMan, CancelOrder
 from engine.enums import CancelReason
@@ -156,6 +156,9 @@ class KeptFiles:
 
     dead_man_deadlines: dict[int, int]  # `DEAD_MAN_FILE`'s switches, account -> deadline µs
     push_formats: list[tuple[int, int]]  # `PUSH_FORMATS_FILE`'s [first seq, push format]
+
+
+_HISTORY_IMAGE = tuple[int, list[tuple[int, bytes]]]  # a stream's part: its seq, (seq, push)s
 
 
 def _history_image(stream: PrivateStream) -> tuple[int, list[tuple[int, bytes]]]:
@@ -470,12 +473,12 @@ class PrivateStreams:
         markets = self.reads.markets  # the reporter learns the specs after this
         for order in self.reads.orders.values():  # before the journal tail trades them
             self.reporter.adopt(order, order.quote_set, markets[order.symbol].spec)
-        for account, (seq, history) in image["private"].items():
+        for account, (seq, history) in entries_as(image["private"], _HISTORY_IMAGE):
             stream = self.streams.setdefault(int(account), PrivateStream())
             seqs = [s for s, _ in history]
             assert seqs == list(range(seq - len(history) + 1, seq + 1)), f"{account}: {seqs}"
             stream.seq = stream.assigned = seq
-            stream.history.extend(anonymized(int(account), bytes(p)) for _, p in history)
+            stream.history.extend(anonymized(int(account), p) for _, p in history)
             self.events_kept_most += len(history)
         self.order_history.restore(image.get("order_history"))
         for account, floor in image.get("resume_floors", {}).items():
