@@ -26,6 +26,7 @@ from typing import Any, Literal
 import msgspec
 from sortedcontainers import SortedList
 
+from core.snapshot_entries import ACCOUNT_IMAGE, OrderRecord
 from core.snapshots import entries_as
 from engine.book import Order
 from engine.commands import Command, PlaceOrder
@@ -35,33 +36,6 @@ from gateway import limits
 from gateway.reports import CLOSED, ExecReport, Push, _avg_px
 
 Status = Literal["open", "closed", "all"]
-
-
-class OrderRecord(msgspec.Struct, frozen=True, gc=False):
-    """One order as `order.status` and `orders.history` show it; decimals as strings."""
-
-    order_id: int
-    cl_ord_id: str | None
-    symbol: str
-    side: str
-    type: str
-    tif: str
-    price: str | None  # null for a market order
-    qty: str | None
-    quote_qty: str | None  # the budget of a market buy by quote, else null
-    leaves_qty: str | None
-    cum_qty: str | None
-    avg_px: str | None
-    status: str
-    reason: str | None  # why it closed (`user`, `gtd`, `stp`, ...); null if open or filled
-    tag: str | None
-    created_ts: int | None  # µs, when it was accepted (null if that predates this history)
-    closed_ts: int | None  # µs, when it closed; null while open
-    # Last, with defaults: the records of a history image written before them still load.
-    quote_set: str | None = None  # the `quote.mass` set it quotes for, as its exec reports
-    # µs, a gtd order's, open or closed (its place carries it, `OrderHistory.expiries`); null
-    # for the others, and for a gtd order accepted before a snapshot that did not keep it
-    expire_at: int | None = None
 
 
 class _AccountHistory:
@@ -328,7 +302,7 @@ class OrderHistory:
         # (an image from before the expiries were kept has none: those orders' stay null)
         self.expiries.update((order_id, at_us) for order_id, at_us in image.get("expiries", ()))
         strings: dict[str | None, str | None] = {}  # each distinct value once (`_shared`)
-        for account, (trimmed_max, records) in entries_as(image["accounts"], _ACCOUNT_IMAGE):
+        for account, (trimmed_max, records) in entries_as(image["accounts"], ACCOUNT_IMAGE):
             account_id = int(account)  # one int for all its entries in `closing`, as live
             for record in _shared(records, strings):
                 self._keep(account_id, record)
@@ -354,8 +328,6 @@ class OrderHistory:
                 closing.move_to_end(order_id)
             self.closing = OrderedDict(closing)
 
-
-_ACCOUNT_IMAGE = tuple[int, list[OrderRecord]]  # an account's: trimmed_max, its closed orders
 
 # The fields whose values repeat from order to order (a symbol, a side, a price level, a
 # status): a live history shares one string object per value (the reports' constants and

@@ -25,6 +25,7 @@ import msgspec
 
 from core.bus import Bus, ReadSide
 from core.sequencer import Executed
+from core.snapshot_entries import HISTORY_IMAGE
 from core.snapshots import entries_as, fsync_directory
 from core.venue_core import load_json, now_us, save_json
 from engine.commands import ArmDeadMan, CancelOrder
@@ -156,9 +157,6 @@ class KeptFiles:
 
     dead_man_deadlines: dict[int, int]  # `DEAD_MAN_FILE`'s switches, account -> deadline µs
     push_formats: list[tuple[int, int]]  # `PUSH_FORMATS_FILE`'s [first seq, push format]
-
-
-_HISTORY_IMAGE = tuple[int, list[tuple[int, bytes]]]  # a stream's part: its seq, (seq, push)s
 
 
 def _history_image(stream: PrivateStream) -> tuple[int, list[tuple[int, bytes]]]:
@@ -473,7 +471,7 @@ class PrivateStreams:
         markets = self.reads.markets  # the reporter learns the specs after this
         for order in self.reads.orders.values():  # before the journal tail trades them
             self.reporter.adopt(order, order.quote_set, markets[order.symbol].spec)
-        for account, (seq, history) in entries_as(image["private"], _HISTORY_IMAGE):
+        for account, (seq, history) in entries_as(image["private"], HISTORY_IMAGE):
             stream = self.streams.setdefault(int(account), PrivateStream())
             seqs = [s for s, _ in history]
             assert seqs == list(range(seq - len(history) + 1, seq + 1)), f"{account}: {seqs}"

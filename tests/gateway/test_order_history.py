@@ -3,7 +3,8 @@ and its snapshot image. (Through a real server: tests/gateway/test_server_order_
 
 import msgspec
 
-from gateway.order_history import OrderHistory, OrderRecord
+from core.snapshot_entries import OrderRecord
+from gateway.order_history import OrderHistory
 from gateway.reports import BalanceReport, ExecReport, Push
 
 SYMBOL = "AAPLx-USD"
