@@ -9,7 +9,12 @@ payloads and records of the live shapes. It times what `VenueCore._capture` does
 (the engine's image and the private streams' part of the gateway's), the median of
 `--repeat`, both as taken at once (before session 34) and `later` (the cores' since), then
 the writer's encode of each; with `--profile` it prints where the capture's time goes
-(cProfile). Run it as `python -m bench.capture_bench`.
+(cProfile). With `--restore` it writes the state's snapshot instead and restores it in
+`--runs` fresh processes as `venue serve` does (`restore`: its venue, then the private
+streams' part), each saying its memory (RSS, peak), the time of the entries' check before
+it (`check_s`) and whether the state restored encodes into the file's bytes again, beside
+the building process's. Run it as
+`python -m bench.capture_bench`.
 """
 
 import argparse
@@ -17,7 +22,10 @@ import cProfile
 import gc
 import json
 import pstats
+import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import types
@@ -25,11 +33,12 @@ import zlib
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from bench.environment import ROOT
 from core import snapshots
+from core.snapshot_entries import OrderRecord
 from engine import snapshot as venue_snapshot
 from engine.venue import Venue
 from gateway import limits
-from gateway.order_history import OrderRecord
 from gateway.private_streams import PrivateStream, PrivateStreams
 from gateway.sessions import Sessions
 
@@ -103,6 +112,89 @@ def measure(venue: Venue, streams: PrivateStreams, later: bool, repeat: int) -> 
     return times
 
 
+def memory_mb() -> dict[str, float]:
+    """This process's resident memory now and at its peak (`/proc/self/status`), in MB."""
+    fields = {"VmRSS": "rss_mb", "VmHWM": "peak_mb"}
+    found: dict[str, float] = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in fields:
+            found[fields[name]] = round(int(value.split()[0]) / 1024, 1)  # (kB)
+    return found
+
+
+def restore(directory: Path) -> dict[str, Any]:
+    """Restore the snapshot in `directory` as `venue serve` does (`core.recovery`: the
+    newest file read, its venue restored, then the gateway's part: here the private streams',
+    the whole of this state's), the image let go; this process's memory then, how long it
+    took (`check_s` apart: `snapshots.check_entries`, which a cluster gateway's replica and
+    verify run on a snapshot before they take it, a one-process start does not), whether the
+    state restored encodes into the file's bytes again, its engine's state hash."""
+    started = time.perf_counter()
+    image = snapshots.latest(directory)
+    assert image is not None, f"no snapshot in {directory}"
+    checking = time.perf_counter()
+    snapshots.check_entries(image)
+    check_s = time.perf_counter() - checking
+    seq = image.seq
+    venue = venue_snapshot.restore(image.venue)
+    reads = types.SimpleNamespace(markets=venue.markets, orders=venue.orders)
+    streams = PrivateStreams(types.SimpleNamespace(reads=reads), Sessions(), directory)
+    streams.restore(image.gateway)
+    del image
+    gc.collect()
+    restore_s = time.perf_counter() - started - check_s
+    result: dict[str, Any] = {"restore_s": round(restore_s, 2), "check_s": round(check_s, 2)}
+    result |= memory_mb()
+    result["record_strings"] = _distinct_strings(streams)
+    result["state_hash"] = venue.state_hash()
+    body = snapshots.encode(snapshots.Snapshot(seq, *capture(venue, streams, later=False)))
+    (path,) = directory.glob("snapshot-*.bin")
+    result["same_bytes"] = body == path.read_bytes()[snapshots.HEADER.size :]
+    return result
+
+
+def _distinct_strings(streams: PrivateStreams) -> int:
+    """The distinct string objects in the order history's records but their cl_ord_ids (the
+    live history shares one per value: a handful here)."""
+    seen: set[int] = set()
+    for history in streams.order_history.accounts.values():
+        for record in history.closed.values():
+            seen.update(id(getattr(record, name)) for name in ("symbol", "price", "status"))
+    return len(seen)
+
+
+def restores(venue: Venue, streams: PrivateStreams, runs: int) -> dict[str, Any]:
+    """The built state's memory, then its snapshot written and restored in `runs` fresh
+    processes (`--restore-from`), each one's result and the medians."""
+    gc.collect()
+    result: dict[str, Any] = {"built": memory_mb(), "state_hash": venue.state_hash()}
+    directory = Path(tempfile.mkdtemp(prefix="restore-bench-"))
+    try:
+        snapshots.write(directory, snapshots.Snapshot(1, *capture(venue, streams, later=True)))
+        command = [sys.executable, "-m", "bench.capture_bench", "--restore-from", str(directory)]
+        runs_made = []
+        for _ in range(runs):
+            out = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True)
+            runs_made.append(json.loads(out.stdout.splitlines()[-1]))
+    finally:
+        shutil.rmtree(directory)
+    result["restored"] = runs_made
+    for name in ("rss_mb", "peak_mb", "restore_s", "check_s"):
+        result[f"{name}_median"] = statistics.median(run[name] for run in runs_made)
+    result["same_bytes"] = all(run["same_bytes"] for run in runs_made)
+    # The engine's state hash; the gateway's part is compared by its bytes (`same_bytes`)
+    result["same_state_hash"] = all(run["state_hash"] == result["state_hash"] for run in runs_made)
+    built = result["built"]["rss_mb"]
+    print(f"built: RSS {built} MB; restored in a fresh process ({runs} runs, medians):")
+    print(f"  RSS {result['rss_mb_median']} MB, peak {result['peak_mb_median']} MB, in")
+    print(f"  {result['restore_s_median']} s; the entries' check (a cluster gateway's, first):")
+    print(f"  {result['check_s_median']} s; encodes into the file's bytes again (the engine's")
+    print(f"  and the gateway's parts): {result['same_bytes']}; the engine's state hash the")
+    print(f"  built one's: {result['same_state_hash']}")
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5, help="captures timed (default 5)")
@@ -110,10 +202,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=1.0, help="of the bounds (default 1)")
     parser.add_argument("--profile", action="store_true", help="print cProfile's top entries")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    parser.add_argument("--restore", action="store_true", help="write, restore: memory")
+    parser.add_argument("--runs", type=int, default=3, help="restores (default 3)")
+    parser.add_argument("--restore-from", type=Path, help=argparse.SUPPRESS)  # (a run's)
     arguments = parser.parse_args(argv)
+    if arguments.restore_from is not None:
+        print(json.dumps(restore(arguments.restore_from)))
+        return 0
     full = Bounds()
     scaled = (round(n * arguments.scale) for n in full[1:])
     venue, streams = build(Bounds(arguments.accounts, *scaled))
+    if arguments.restore:
+        restored = restores(venue, streams, arguments.runs)
+        if arguments.json:
+            print(json.dumps(restored))
+        return 0
     result: dict[str, Any] = {}
     for later in (False, True):
         times = measure(venue, streams, later, arguments.repeat)

@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
+
 from cli import progress
 from cli.failures import CommandFailed
 from core import config as venue_config
@@ -202,10 +204,22 @@ def _snapshots(data_dir: Path | None) -> tuple[list[FoundSnapshot], list[str]]:
     for path, image in snapshots.survey(data_dir):
         if image is None:
             damaged.append(path.name)
+        elif (undecoded := _undecoded(image)) is not None:  # passed over as damaged: a core's
+            damaged.append(undecoded)  # recovery does (stream_snapshots); it names the file
         else:
             good.append(FoundSnapshot(image.seq, path))
         del image  # not held while the next one is read
     return sorted(good, key=lambda snapshot: snapshot.seq), damaged
+
+
+def _undecoded(image: snapshots.Snapshot) -> str | None:
+    """Why a per-account entry of `image` does not decode (`snapshots.check_entries`), or
+    None when each does."""
+    try:
+        snapshots.check_entries(image)
+    except msgspec.DecodeError as failure:  # (a ValidationError too)
+        return str(failure)
+    return None
 
 
 def _read_again(found: FoundSnapshot) -> snapshots.Snapshot:

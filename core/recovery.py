@@ -115,6 +115,10 @@ class Recovery:
                     image, after = None, 0  # the journal from its start, as a rebuild would
                 else:
                     self._restore(image, venue)
+        restored = image is not None
+        # A read snapshot keeps its per-account maps' bytes (`snapshots.DecodedOnRead`, most of
+        # its file's): freed before the replay, not held through it and the store's catch-up
+        image = None
         self._to_store.extend(self.core.ledger.drain())  # what the image had not stored yet
         self.core._recovering = True
         self._progress = ReplayProgress(after, self.sequencer.journal.last_seq())
@@ -129,7 +133,7 @@ class Recovery:
             self.core._recovering = False
         self._stop_if_requested(f"after replaying the journal to seq {self.sequencer.last_seq}")
         await self._refuse_store_ahead()
-        if image is not None or warm is not None or replayed:
+        if restored or warm is not None or replayed:
             elapsed_ms = round((time.perf_counter() - started) * 1e3, 1)
             journal = {
                 "journal_seq": self.sequencer.last_seq,

@@ -7,28 +7,31 @@ magic, the 8-byte journal seq it covers, a CRC32 and the length of the body, the
 (msgpack of a `Snapshot`). A file that fails any check is ignored (and logged); recovery
 uses the newest valid one and replays the journal after its seq; a symbolic link to nothing
 is refused (`core.journal.refuse_dangling_link`; a cluster gateway's replica passes it over:
-core/stream_snapshots.py). A `.tmp` file left by a crash mid-write is never read;
-`remove_stray` deletes them (the server's start and `venue verify` call it, with the
-directory theirs alone). `SNAPSHOTS_KEPT` bounds the files kept.
+core/stream_snapshots.py). A read keeps the gateway's per-account maps undecoded, decoded an
+entry at a time by their restore (`DecodedOnRead`, `entries_as`). A `.tmp` file left by a crash
+mid-write is never read; `remove_stray` deletes them (the server's start and `venue verify`
+call it, with the directory theirs alone). `SNAPSHOTS_KEPT` bounds the files kept.
 A role's periodic snapshots (the core's, a cluster gateway's) share their rules here: written
 every interval with records since the last (`periodically`), a refusal of the disk a warning,
 never fatal (`write_or_warn`).
 """
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
 import struct
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Final
 
 import msgspec
 
 from core.journal import refuse_dangling_link
+from core.snapshot_entries import ACCOUNT_IMAGE, HISTORY_IMAGE
 from engine.operations import OPERATIONS_RETAINED_LEGACY
 from engine.snapshot import VenueImage, made
 from engine.venue import VenueConfig
@@ -114,8 +117,16 @@ def pieces(snapshot: Snapshot) -> Iterator[bytes]:
             yield _ENCODER.encode(value)
 
 
-# (`made`: an image taken for a write holds `Later` parts, made as they are encoded)
-_ENCODER = msgspec.msgpack.Encoder(enc_hook=made)
+def _encodable(value: Any) -> Any:
+    """The encoder's hook: a read image's `DecodedOnRead` map as the map it was read from
+    (its entries' bytes as they were), `Later` parts as what they make (`made`)."""
+    if type(value) is DecodedOnRead:
+        return value.entries
+    return made(value)
+
+
+# (`_encodable`: an image taken for a write holds `Later` parts, made as they are encoded)
+_ENCODER = msgspec.msgpack.Encoder(enc_hook=_encodable)
 
 
 def _map_pieces(value: Any, depth: int) -> Iterator[bytes]:
@@ -293,11 +304,120 @@ def read(path: Path) -> Snapshot | None:
     if magic != MAGIC or len(body) != length or zlib.crc32(body) != crc:
         log.warning("%s: ignored, damaged or half-written", path)
         return None
-    snapshot = msgspec.msgpack.decode(body, type=Snapshot)
-    if snapshot.seq != seq:
+    parts = msgspec.msgpack.decode(body, type=_SnapshotParts)
+    if parts.seq != seq:
         log.warning("%s: ignored, header and body disagree on the seq", path)
         return None
-    return snapshot
+    gateway = {key: _gateway_part(raw, (key,), path) for key, raw in parts.gateway.items()}
+    return Snapshot(parts.seq, parts.venue, gateway, parts.first_staleness_us)
+
+
+# The gateway image's maps with an entry per account, at these keys: the private histories
+# and the closed-order history, nearly all of a snapshot at the bounds. Read, they are
+# `DecodedOnRead`: an account's entry is decoded when its restore takes it, so a restore holds
+# the maps' bytes and one account's decoded entry beside what it restored, not the whole
+# image decoded at once (session 34: a restored venue held twice the memory it had, the
+# decoded image's freed objects spread through the heap, which the allocator kept). Each with
+# the kind its entries decode into (core/snapshot_entries.py), which `check_entries` checks.
+PER_ACCOUNT_MAPS: Final[Mapping[tuple[str, ...], Any]] = {
+    ("private",): HISTORY_IMAGE,
+    ("order_history", "accounts"): ACCOUNT_IMAGE,
+}
+
+
+class _SnapshotParts(msgspec.Struct, frozen=True):
+    """A `Snapshot` as `read` decodes it first: the gateway's parts still encoded."""
+
+    seq: int
+    venue: VenueImage
+    gateway: dict[str, msgspec.Raw]
+    first_staleness_us: int = 0
+
+
+assert _SnapshotParts.__struct_fields__ == Snapshot.__struct_fields__, "read decodes them all"
+
+
+class DecodedOnRead(Mapping[str, Any]):
+    """A map of a read snapshot whose values are decoded each time one is read (`items`
+    decodes one per step), from the map's bytes as the file held them, which it keeps
+    (`entries`: each value's msgpack, in one copy of the map's). A reader takes each once.
+    `at` (its keys in the image) and `file`: where the map is, named by an entry that does
+    not decode."""
+
+    __slots__ = ("at", "entries", "file")
+
+    def __init__(self, entries: dict[str, msgspec.Raw], at: tuple[str, ...], file: Path):
+        self.entries = entries
+        self.at = at
+        self.file = file
+
+    def __getitem__(self, key: str) -> Any:
+        return self.decoded(key, self.entries[key], _ANY)
+
+    def decoded(self, key: str, raw: msgspec.Raw, decoder: msgspec.msgpack.Decoder[Any]) -> Any:
+        """The entry `raw` of account `key`, decoded by `decoder`; one that does not decode
+        raises its error again (the same type: a `ValidationError` stays one) naming the
+        map, the account and the file, which the decoder's own message does not."""
+        try:
+            return decoder.decode(raw)
+        except msgspec.DecodeError as undecoded:
+            where = ".".join(self.at)
+            raise type(undecoded)(
+                f"{self.file}: the {where} entry of account {key} does not decode ({undecoded})"
+            ) from undecoded
+
+    def __contains__(self, key: object) -> bool:  # (`Mapping`'s would decode the value)
+        return key in self.entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+def entries_as(part: Mapping[str, Any], kind: Any) -> Iterator[tuple[str, Any]]:
+    """The entries of `part` (a map of a gateway image), each value as `kind` (a type msgspec
+    knows): a read snapshot's `DecodedOnRead` decoded straight into it, one at a time, any
+    other map's (an image not written, or decoded whole) converted."""
+    if type(part) is DecodedOnRead:
+        decoder = msgspec.msgpack.Decoder(kind)
+        return ((key, part.decoded(key, raw, decoder)) for key, raw in part.entries.items())
+    return ((key, msgspec.convert(value, kind)) for key, value in part.items())
+
+
+def check_entries(image: Snapshot) -> None:
+    """Decode each entry of `image`'s `PER_ACCOUNT_MAPS` as its restore will (its kind), one
+    at a time, each dropped before the next: a file whose checksum holds but whose entries
+    do not decode (`msgspec.DecodeError`, naming the map, the account and the file) is found
+    before a restore takes it, not by the restore, with memory flat. It costs what the
+    restore's own decoding does again (docs/gateway.md, "A long run")."""
+    for keys, kind in PER_ACCOUNT_MAPS.items():
+        part: Any = image.gateway
+        for key in keys:
+            part = part.get(key) if isinstance(part, Mapping) else None
+        if isinstance(part, Mapping):
+            collections.deque(entries_as(part, kind), maxlen=0)  # each decoded, then let go
+
+
+_ANY = msgspec.msgpack.Decoder()
+_ENTRIES = msgspec.msgpack.Decoder(dict[str, msgspec.Raw])
+
+
+def _gateway_part(raw: msgspec.Raw, keys: tuple[str, ...], file: Path) -> Any:
+    """The gateway's part at `keys` of `file`, decoded, but for `PER_ACCOUNT_MAPS`."""
+    within = [kept for kept in PER_ACCOUNT_MAPS if kept[: len(keys)] == keys]
+    if not within:
+        return _ANY.decode(raw)
+    if keys in within:  # its own bytes (one copy of the map's): the file's are freed when read
+        raw = raw.copy()
+    try:
+        entries = _ENTRIES.decode(raw)
+    except msgspec.ValidationError:  # not a map of str keys (an image older than it): as is
+        return _ANY.decode(raw)
+    if keys in within:
+        return DecodedOnRead(entries, keys, file)
+    return {key: _gateway_part(entry, (*keys, key), file) for key, entry in entries.items()}
 
 
 def fsync_directory(directory: Path) -> None:

@@ -3,16 +3,17 @@
 Owns `latest_usable`: the newest snapshot in a data directory that a copy following the
 stream (core/nats_bus.py `Replica`, core/cluster_core.py `Follower`) or a cluster core's own
 cold recovery (core/recovery.py) may restore, following the stream after it, not from seq 1.
-Usable: it reads and decodes (core/snapshots.py's checks), its venue image is of this
-build's version, it is of the copy's kind (a gateway's holds the stream's epoch,
-`STREAM_EPOCH_KEY`; a core's does not), its seq is not past the stream's last, and it was
-written from this stream: the stream's record at its seq carries the time its venue is at
-(`Venue.execute` sets the clock to each command's stamp), and a gateway's epoch is the
-stream's first record's time. Anything else is logged and passed over for an older one (a
-cache's rule); none usable: the stream from its start. `strict` (a core's own directory)
-refuses instead what a core must not run past: one ahead of the stream or a gateway's
-(`Refused`), a link to nothing or a file not read, a record not read to check it
-(`StampUnread`, after retries). Reads no record but two per snapshot looked at.
+Usable: it reads and decodes, each per-account entry too (core/snapshots.py's checks,
+`check_entries`), its venue image is of this build's version, it is of the copy's kind (a
+gateway's holds the stream's epoch, `STREAM_EPOCH_KEY`; a core's does not), its seq is not
+past the stream's last, and it was written from this stream: the stream's record at its
+seq carries the time its venue is at (`Venue.execute` sets the clock to each command's
+stamp), and a gateway's epoch is the stream's first record's time. Anything else is logged
+and passed over for an older one (a cache's rule); none usable: the stream from its start.
+`strict` (a core's own directory) refuses instead what a core must not run past: one ahead
+of the stream or a gateway's (`Refused`), a link to nothing or a file not read, a record not
+read to check it (`StampUnread`, after retries). Reads no record but two per snapshot looked
+at.
 """
 
 import logging
@@ -156,7 +157,10 @@ def _read(path: Path, strict: bool) -> tuple[snapshots.Snapshot | None, str | No
     core), it is not damaged, and a newer one is there."""
     try:
         refuse_dangling_link(path, "passing it over" if strict else "passed over")
-        return snapshots.read(path), None
+        image = snapshots.read(path)
+        if image is not None:  # entries that do not decode: as damaged, not a restore's failure
+            snapshots.check_entries(image)
+        return image, None
     except FileNotFoundError as gone:  # pruned by its writer since the glob: gone, not damaged
         return None, f"gone since the directory was read ({gone})"
     except (OSError, JournalError) as unread:

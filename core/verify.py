@@ -10,7 +10,8 @@ that, with no snapshot, as it always was). Takes the server's
 `venue.toml` (its `ledger_postgres`, or `--postgres DSN`, names a PostgreSQL store to check
 instead of the data directory's SQLite file). Exits 1 if any check fails.
 Changes nothing but one thing: a half-written snapshot `.tmp` left by a crash is removed (and
-said). A damaged snapshot (recovery skips it) is a FAIL line naming it. Refuses, creating
+said). A damaged snapshot (recovery skips it) is a FAIL line naming it, as is one whose
+per-account entry does not decode (`snapshots.check_entries`). Refuses, creating
 nothing, a directory with no journal and one a running venue holds (its `venue.lock` and its
 journal's flock). On a terminal the replay draws a progress bar on stderr (a long journal
 takes minutes); stdout is only the checks. With `--nats` it checks a cluster's journal
@@ -22,6 +23,7 @@ import argparse
 import sqlite3
 from pathlib import Path
 
+import msgspec
 import psycopg
 
 from cli import progress
@@ -121,7 +123,7 @@ def verify(
             f"ok   removed {path.name}, left by a crash"
             for path in snapshots.remove_stray(data_dir)
         ]
-        image, damaged = _snapshots(data_dir)
+        image, damaged, undecoded = _snapshots(data_dir)
         ledger = Ledger()
         staleness_us = venue_config.reserve_staleness_max_us(config)
         venue = Venue(snapshots.first_rules(image, staleness_us), ledger)
@@ -129,6 +131,11 @@ def verify(
             f"FAIL snapshot {name} is damaged: recovery skips it (it starts from the newest"
             f" good snapshot, or replays the whole journal); move it out of {data_dir}"
             for name in damaged
+        ]
+        lines += [
+            f"FAIL snapshot {why}: a start restoring it fails (a cluster gateway passes it"
+            f" over); move it out of {data_dir}"
+            for why in undecoded
         ]
         records = 0
         last = journal.last_seq()
@@ -179,18 +186,25 @@ def _open_journal(data_dir: Path) -> FileJournal:
         ) from None
 
 
-def _snapshots(data_dir: Path) -> tuple[snapshots.Snapshot | None, list[str]]:
-    """The newest snapshot that passes every check (the one recovery starts from), and the
-    names of the damaged ones, newest first. Each older one is read to check it, then let go:
-    at most two are held at once, not all (a long run's three 1.5 GB snapshots took 11 GB)."""
-    newest, damaged = None, []
+def _snapshots(data_dir: Path) -> tuple[snapshots.Snapshot | None, list[str], list[str]]:
+    """The newest snapshot that reads (the one recovery starts from), the names
+    of the damaged ones, newest first, and for each whose per-account entries do not decode,
+    why (`snapshots.check_entries`: the file's checks pass, recovery takes it, its
+    restore fails). Each older one is read to check it, then let go: at most two are held at
+    once, not all (a long run's three 1.5 GB snapshots took 11 GB)."""
+    newest, damaged, undecoded = None, [], []
     for path, snapshot in snapshots.survey(data_dir):
         if snapshot is None:
             damaged.append(path.name)
-        elif newest is None:
+            continue
+        try:
+            snapshots.check_entries(snapshot)
+        except msgspec.DecodeError as failure:  # (a ValidationError too)
+            undecoded.append(str(failure))  # (naming the file, the map and the account)
+        if newest is None:
             newest = snapshot
         del snapshot  # not held while the next one is read
-    return newest, damaged
+    return newest, damaged, undecoded
 
 
 def _snapshot_check(venue: Venue, image: snapshots.Snapshot) -> str:

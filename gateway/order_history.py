@@ -20,11 +20,14 @@ skipping every entry deleted before it (~1.5 µs a close at 10,000 per account, 
 import heapq
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import islice
 from typing import Any, Literal
 
 import msgspec
 from sortedcontainers import SortedList
 
+from core.snapshot_entries import ACCOUNT_IMAGE, OrderRecord
+from core.snapshots import entries_as
 from engine.book import Order
 from engine.commands import Command, PlaceOrder
 from engine.instrument import InstrumentSpec
@@ -33,33 +36,6 @@ from gateway import limits
 from gateway.reports import CLOSED, ExecReport, Push, _avg_px
 
 Status = Literal["open", "closed", "all"]
-
-
-class OrderRecord(msgspec.Struct, frozen=True, gc=False):
-    """One order as `order.status` and `orders.history` show it; decimals as strings."""
-
-    order_id: int
-    cl_ord_id: str | None
-    symbol: str
-    side: str
-    type: str
-    tif: str
-    price: str | None  # null for a market order
-    qty: str | None
-    quote_qty: str | None  # the budget of a market buy by quote, else null
-    leaves_qty: str | None
-    cum_qty: str | None
-    avg_px: str | None
-    status: str
-    reason: str | None  # why it closed (`user`, `gtd`, `stp`, ...); null if open or filled
-    tag: str | None
-    created_ts: int | None  # µs, when it was accepted (null if that predates this history)
-    closed_ts: int | None  # µs, when it closed; null while open
-    # Last, with defaults: the records of a history image written before them still load.
-    quote_set: str | None = None  # the `quote.mass` set it quotes for, as its exec reports
-    # µs, a gtd order's, open or closed (its place carries it, `OrderHistory.expiries`); null
-    # for the others, and for a gtd order accepted before a snapshot that did not keep it
-    expire_at: int | None = None
 
 
 class _AccountHistory:
@@ -325,15 +301,61 @@ class OrderHistory:
         self.accepted_ts.update((order_id, ts) for order_id, ts in image["accepted_ts"])
         # (an image from before the expiries were kept has none: those orders' stay null)
         self.expiries.update((order_id, at_us) for order_id, at_us in image.get("expiries", ()))
-        for account, (trimmed_max, records) in image["accounts"].items():
-            for record in msgspec.convert(records, list[OrderRecord]):
-                self._keep(int(account), record)
-            history = self._account(int(account))
+        strings: dict[str | None, str | None] = {}  # each distinct value once (`_shared`)
+        for account, (trimmed_max, records) in entries_as(image["accounts"], ACCOUNT_IMAGE):
+            account_id = int(account)  # one int for all its entries in `closing`, as live
+            for record in _shared(records, strings):
+                self._keep(account_id, record)
+            history = self._account(account_id)
             history.trimmed_max = max(history.trimmed_max, trimmed_max)
-        # An image from before the bound across accounts has no "closing": account by account.
-        order = [i for i in image.get("closing", ()) if i in self.closing]
-        self.closing = OrderedDict({i: self.closing[i] for i in order} | self.closing)
+        self._reorder_closing(image.get("closing", ()))
         self._trim_total()
+
+    def _reorder_closing(self, order: Iterable[int]) -> None:
+        """Put `closing` in `order` (an image's), any id it lacks after them as they are (an
+        image from before the bound across accounts has none: account by account). Moved in
+        place, then copied once: the keys stay the records' own ids, not the image's equal
+        ones (28 bytes each); the copy makes the plain dict's order the moved one (`image`
+        reads `dict.keys`, which `move_to_end` leaves as it was)."""
+        closing = self.closing
+        moved = 0
+        for order_id in order:
+            if order_id in closing:
+                closing.move_to_end(order_id)
+                moved += 1
+        if moved:
+            for order_id in list(islice(closing, len(closing) - moved)):
+                closing.move_to_end(order_id)
+            self.closing = OrderedDict(closing)
+
+
+# The fields whose values repeat from order to order (a symbol, a side, a price level, a
+# status): a live history shares one string object per value (the reports' constants and
+# `gateway.decimals` tables), a decoded image holds one per record, ~300 MB more at the
+# bound (session 34: a restarted venue held twice the memory it had).
+_SHARED_FIELDS = frozenset(OrderRecord.__struct_fields__) - {
+    "order_id",
+    "cl_ord_id",  # one order's own (and the `by_cl_ord_id` key's object already)
+    "created_ts",
+    "closed_ts",
+    "expire_at",
+}
+_SHARED_AT = [n in _SHARED_FIELDS for n in OrderRecord.__struct_fields__]
+
+
+def _shared(
+    records: list[OrderRecord], strings: dict[str | None, str | None]
+) -> Iterator[OrderRecord]:
+    """`records` as equal ones whose repeating strings are the objects `strings` holds
+    (the first of each value seen, added there): column by column, in C calls."""
+    if not records:
+        return iter(())
+    share = strings.setdefault
+    columns: list[Iterable[Any]] = list(zip(*map(msgspec.structs.astuple, records), strict=True))
+    for at, repeating in enumerate(_SHARED_AT):
+        if repeating:
+            columns[at] = map(share, columns[at], columns[at])
+    return map(OrderRecord, *columns)
 
 
 def _newest_first(record: OrderRecord) -> int:

@@ -25,7 +25,8 @@ import msgspec
 
 from core.bus import Bus, ReadSide
 from core.sequencer import Executed
-from core.snapshots import fsync_directory
+from core.snapshot_entries import HISTORY_IMAGE
+from core.snapshots import entries_as, fsync_directory
 from core.venue_core import load_json, now_us, save_json
 from engine.commands import ArmDeadMan, CancelOrder
 from engine.enums import CancelReason
@@ -495,12 +496,12 @@ class PrivateStreams:
         markets = self.reads.markets  # the reporter learns the specs after this
         for order in self.reads.orders.values():  # before the journal tail trades them
             self.reporter.adopt(order, order.quote_set, markets[order.symbol].spec)
-        for account, (seq, history) in image["private"].items():
+        for account, (seq, history) in entries_as(image["private"], HISTORY_IMAGE):
             stream = self.streams.setdefault(int(account), PrivateStream())
             seqs = [s for s, _ in history]
             assert seqs == list(range(seq - len(history) + 1, seq + 1)), f"{account}: {seqs}"
             stream.seq = stream.assigned = seq
-            stream.history.extend(anonymized(int(account), bytes(p)) for _, p in history)
+            stream.history.extend(anonymized(int(account), p) for _, p in history)
             self.events_kept_most += len(history)
         self.order_history.restore(image.get("order_history"))
         for account, floor in image.get("resume_floors", {}).items():

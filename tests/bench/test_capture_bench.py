@@ -13,3 +13,16 @@ def test_both_captures_encode_into_the_same_bytes(capsys: pytest.CaptureFixture[
     )
     result = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert result["same_bytes"] and result["at_once"]["bytes"] == result["later"]["bytes"] > 0
+
+
+def test_a_restore_in_a_fresh_process_gives_the_state_written(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--restore`: the state's snapshot restored in a fresh process as `venue serve` does
+    encodes into the file's bytes again, its records sharing their strings (session 34)."""
+    arguments = ["--restore", "--scale", "0.01", "--accounts", "20", "--runs", "1", "--json"]
+    assert capture_bench.main(arguments) == 0
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+    (run,) = result["restored"]
+    assert result["same_bytes"] and result["same_state_hash"] and run["rss_mb"] > 0
+    assert run["record_strings"] == 3, "a symbol, a price, a status: one string object each"

@@ -32,6 +32,7 @@ from settlement.pg_store import PostgresLedgerStore
 from settlement.store import SqliteLedgerStore
 from settlement.transfers import Transfer
 from tests.conftest import start_venue
+from tests.core.test_snapshots import with_an_entry_not_decoding
 from tests.sample_config import SAMPLE_CONFIG
 
 SYMBOL = "AAPLx-USD"
@@ -621,3 +622,21 @@ def delete_transfer(path: Path, transfer_id: int) -> None:
         connection.execute("DELETE FROM transfers WHERE transfer_id = ?", (transfer_id,))
     finally:
         connection.close()
+
+
+def test_a_snapshot_entry_that_does_not_decode_is_a_damaged_one(tmp_path: Path) -> None:
+    """The review of session 34: a snapshot whose per-account entry does not decode (its
+    checksum right) passed the check of a core's snapshots, which its recovery passes over
+    now (core/stream_snapshots.py). Verify counts it damaged, naming the file, the map and
+    the account, and checks the older one instead (read in process: no stream needed)."""
+    venue = EngineVenue(snapshots.first_rules(None, 0), Ledger())
+    for seq in (7, 9):
+        gateway = {"private": {"1": (1, [(1, b"push")])}}
+        newest = snapshots.write(
+            tmp_path, snapshots.Snapshot(seq, venue_snapshot.capture(venue), gateway)
+        )
+    account = with_an_entry_not_decoding(newest, ("private",))
+    found, damaged = cluster_verify._snapshots(tmp_path)
+    assert [snapshot.seq for snapshot in found] == [7]
+    (why,) = damaged
+    assert why.startswith(f"{newest}: the private entry of account {account} does not decode")

@@ -29,6 +29,7 @@ from core.cluster_core import ClusterCore, CodOrders, Follower, StandbySnapshots
 from core.journal import DanglingLink, JournalLocked
 from core.lease import key_held
 from core.nats_bus import GATEWAY_LEASE_BUCKET, ClusterCodec, NatsBus
+from core.snapshot_entries import OrderRecord
 from core.venue_core import RecoveryRefused, VenueCore
 from engine.commands import CancelOrder, PlaceOrder
 from engine.enums import Side
@@ -38,6 +39,7 @@ from engine.venue import Venue, VenueConfig
 from gateway.server import VenueServer
 from settlement.ledger import Ledger
 from settlement.store import SqliteLedgerStore
+from tests.core.test_snapshots import with_an_entry_not_decoding
 from tests.sample_config import SAMPLE_CONFIG
 
 SCENARIO_TIMEOUT_S = 60
@@ -484,6 +486,39 @@ def test_a_snapshot_that_cannot_be_read_or_decoded_is_passed_over_for_an_older_o
     snapshots.path_for(tmp_path, 9).write_bytes(header + body)
     assert _latest_usable(tmp_path, stamps, 9) == 7
     assert "snapshot not used: does not decode" in caplog.text
+
+
+def test_a_snapshot_whose_entry_does_not_decode_is_passed_over_for_an_older_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The review of session 34: the newest snapshot's per-account entry not decoding (a
+    closed order's symbol not UTF-8, its checksum right) passed `read`, so a gateway took it
+    over the good older one, failed to restore it and replayed the whole stream. Now it is
+    passed over as a damaged file is (logged, naming the file, the map and the account), by
+    a copy and by a core's own recovery (`strict`) alike."""
+    stamps = {1: 100, 7: 700, 9: 900}
+    _gateway_snapshot(tmp_path, 7, 700, 100)
+    newest = _gateway_snapshot(tmp_path, 9, 900, 100)
+    record = OrderRecord(
+        1, None, "AAPLx-USD", "buy", "limit", "gtc", "1.00", "1", None, "0", "1", "1.00",
+        "filled", None, None, 1, 2,
+    )  # fmt: skip
+    _rewritten(newest, {"order_history": {"accounts": {"3": [0, [record]]}}})
+    account = with_an_entry_not_decoding(newest, ("order_history", "accounts"))
+    assert _latest_usable(tmp_path, stamps, 9) == 7
+    named = f"{newest}: the order_history.accounts entry of account {account} does not decode"
+    assert f"snapshot not used: does not decode ({named}" in caplog.text
+    shutil.rmtree(tmp_path)
+    tmp_path.mkdir()
+
+    async def stamp_at(seq: int) -> int:
+        return stamps[seq]
+
+    _core_snapshot(tmp_path, 7, 700)
+    newest = _core_snapshot(tmp_path, 9, 900)
+    _rewritten(newest, {"private": {"1": [1, [[1, b"push"]]]}})
+    with_an_entry_not_decoding(newest, ("private",))
+    assert _strict(tmp_path, stamp_at) == 7
 
 
 def test_a_snapshot_of_another_venue_image_version_is_passed_over(

@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import re
 import sqlite3
 import sys
 import time
@@ -36,6 +37,7 @@ from engine.venue import VenueConfig as EngineConfig
 from gateway.server import JOURNAL_FILE, LEDGER_FILE, RecoveryRefused, VenueServer
 from settlement.ledger import Ledger
 from tests.conftest import ROOT, Venue, start_venue
+from tests.core.test_snapshots import with_an_entry_not_decoding
 from tests.sample_config import SAMPLE_CONFIG, sample_bill
 from tests.terminal import run_on_terminal
 
@@ -218,6 +220,37 @@ def test_a_damaged_snapshot_is_a_fail_line_naming_it(tmp_path: Path) -> None:
     failed = [line for line in lines if line.startswith("FAIL")]
     assert len(failed) == 1 + len(older), lines
     assert not any("none yet" in line for line in lines), lines
+
+
+def test_a_snapshot_entry_that_does_not_decode_is_a_fail_line_naming_it(tmp_path: Path) -> None:
+    """The review of session 34: a per-account entry that does not decode (a closed order's
+    symbol not UTF-8, its checksum right) passed verify ("ok ... equals the replay"), the
+    venue's start then failing on it. Now verify says which file, map and account, and
+    still compares the snapshot's venue with the replay."""
+    data_dir = tmp_path / "data"
+    run_session(data_dir)
+    (newest,) = sorted(data_dir.glob("snapshot-*.bin"))[-1:]
+    account = with_an_entry_not_decoding(newest, ("order_history", "accounts"))
+    lines = verify(data_dir, venue_config.load(SAMPLE_CONFIG))
+    failed = [line for line in lines if line.startswith("FAIL")]
+    named = f"{newest}: the order_history.accounts entry of account {account} does not decode"
+    assert len(failed) == 1 and named in failed[0] and "move it out" in failed[0], lines
+    assert any(line.startswith("ok   snapshot at seq") for line in lines), lines
+
+
+def test_a_start_on_a_snapshot_entry_that_does_not_decode_names_the_file_and_account(
+    tmp_path: Path,
+) -> None:
+    """The review of session 34: a `venue serve` start restoring a snapshot whose private
+    history entry does not decode as its kind (a stream's seq a string) failed with msgspec's
+    message alone ("Expected `int`, got `str`"), naming no file and no account."""
+    data_dir = tmp_path / "data"
+    run_session(data_dir)
+    (newest,) = sorted(data_dir.glob("snapshot-*.bin"))[-1:]
+    account = with_an_entry_not_decoding(newest, ("private",))
+    named = re.escape(f"{newest}: the private entry of account {account} does not decode (Expected")
+    with pytest.raises(msgspec.ValidationError, match=named):
+        asyncio.run(start_venue(data_dir))
 
 
 def test_on_a_terminal_verify_draws_its_replay_on_stderr(tmp_path: Path) -> None:

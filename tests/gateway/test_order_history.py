@@ -3,7 +3,8 @@ and its snapshot image. (Through a real server: tests/gateway/test_server_order_
 
 import msgspec
 
-from gateway.order_history import OrderHistory, OrderRecord
+from core.snapshot_entries import OrderRecord
+from gateway.order_history import OrderHistory
 from gateway.reports import BalanceReport, ExecReport, Push
 
 SYMBOL = "AAPLx-USD"
@@ -242,4 +243,24 @@ def test_the_image_reads_the_ordered_dicts_in_their_order_after_forgetting_and_r
             str(account): [kept.trimmed_max, list(kept.closed.values())]
             for account, kept in copy.accounts.items()
         }
+    assert msgspec.msgpack.encode(restored.image()) == msgspec.msgpack.encode(history.image())
+
+
+def test_a_restored_history_shares_its_strings_and_ids_as_the_live_one_does() -> None:
+    """Session 34: a restarted venue held twice the memory it had. A live history's records
+    share one string per value (a symbol, a side, a price: the reports' constants and decimal
+    tables), a restored one held a string per record and field (~300 MB at the bound) and its
+    closing order keyed by the image's ids, equal to the records' but other objects (28 bytes
+    each). Now a restore shares them as the live history does, and holds what it held."""
+    history = OrderHistory()
+    for order_id in range(1_000, 1_060):  # (ids above CPython's cached small ints)
+        open_and_close(history, (ALICE, BOB, 3)[order_id % 3], order_id, f"c{order_id}")
+    restored = OrderHistory()
+    restored.restore(msgspec.msgpack.decode(msgspec.msgpack.encode(history.image())))
+    records = [r for kept in restored.accounts.values() for r in kept.closed.values()]
+    assert len(records) == 60
+    for name in ("symbol", "side", "type", "tif", "price", "qty", "status", "reason"):
+        assert len({id(getattr(record, name)) for record in records}) == 1, name
+    by_id = {record.order_id: record for record in records}
+    assert all(order_id is by_id[order_id].order_id for order_id in restored.closing)
     assert msgspec.msgpack.encode(restored.image()) == msgspec.msgpack.encode(history.image())
