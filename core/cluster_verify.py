@@ -101,11 +101,7 @@ def _verify(
     damaged: list[str],
     store: "StoreCheck | None",
 ) -> list[str]:
-    lines = [
-        f"FAIL snapshot {name} is damaged: a core's recovery skips it (it starts from the"
-        f" newest good snapshot, or replays the whole stream); move it out of {data_dir}"
-        for name in damaged
-    ]
+    lines = damaged_lines(damaged, data_dir)
     start = None if from_start or not found else found[0]
     try:
         journal = JetStreamJournal(servers, create=False)
@@ -194,7 +190,8 @@ def _unexecutable(seq: int, start: FoundSnapshot | None, failure: Exception) -> 
 
 
 def _snapshots(data_dir: Path | None) -> tuple[list[FoundSnapshot], list[str]]:
-    """The good snapshots in `data_dir`, oldest first, and the damaged files' names. Each is
+    """The good snapshots in `data_dir`, oldest first, and what is wrong with each damaged one
+    (`NAME is damaged`, or the path and the entry that does not restore). Each is
     read to check it, then let go: one held at a time, not all."""
     if data_dir is None:
         return [], []
@@ -203,13 +200,23 @@ def _snapshots(data_dir: Path | None) -> tuple[list[FoundSnapshot], list[str]]:
     good, damaged = [], []
     for path, image in snapshots.survey(data_dir):
         if image is None:
-            damaged.append(path.name)
+            damaged.append(f"{path.name} is damaged")
         elif (undecoded := _undecoded(image)) is not None:  # passed over as damaged: a core's
             damaged.append(undecoded)  # recovery does (stream_snapshots); it names the file
         else:
             good.append(FoundSnapshot(image.seq, path))
         del image  # not held while the next one is read
     return sorted(good, key=lambda snapshot: snapshot.seq), damaged
+
+
+def damaged_lines(damaged: list[str], data_dir: Path | None) -> list[str]:
+    """A FAIL line for each damaged snapshot (`_snapshots`: what is wrong with it), one
+    sentence: what, that recovery passes it over, what to do."""
+    return [
+        f"FAIL snapshot {what}: a core's recovery skips it (it starts from the newest good"
+        f" snapshot, or replays the whole stream); move it out of {data_dir}"
+        for what in damaged
+    ]
 
 
 def _undecoded(image: snapshots.Snapshot) -> str | None:

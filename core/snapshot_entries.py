@@ -42,3 +42,9 @@ class OrderRecord(msgspec.Struct, frozen=True, gc=False):
 ACCOUNT_IMAGE = tuple[int, list[OrderRecord]]
 # An account's entry in the private histories' image: its stream's seq, its (seq, push)s.
 HISTORY_IMAGE = tuple[int, list[tuple[int, bytes]]]
+
+
+def contiguous_seqs(seq: int, history: list[tuple[int, bytes]]) -> bool:
+    """Whether a private history's entry (`HISTORY_IMAGE`) holds its stream's last pushes, their
+    seqs contiguous and ending at the stream's `seq`, as its restore asserts."""
+    return [s for s, _ in history] == list(range(seq - len(history) + 1, seq + 1))

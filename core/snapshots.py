@@ -5,11 +5,12 @@ fsynced, renamed into place and the directory fsynced, so a crash leaves either 
 snapshot or the new one, never half of one. A file is `snapshot-<seq>.bin`: an 8-byte
 magic, the 8-byte journal seq it covers, a CRC32 and the length of the body, then the body
 (msgpack of a `Snapshot`). A file that fails any check is ignored (and logged); recovery
-uses the newest valid one and replays the journal after its seq; a symbolic link to nothing
-is refused (`core.journal.refuse_dangling_link`; a cluster gateway's replica passes it over:
+uses the newest valid one (`latest`: its per-account entries too, `check_entries`) and
+replays the journal after its seq; a symbolic link to nothing is refused
+(`core.journal.refuse_dangling_link`; a cluster gateway's replica passes it over:
 core/stream_snapshots.py). A read keeps the gateway's per-account maps undecoded, decoded an
-entry at a time by their restore (`DecodedOnRead`, `entries_as`). A `.tmp` file left by a crash
-mid-write is never read; `remove_stray` deletes them (the server's start and `venue verify`
+entry at a time by their restore (`DecodedOnRead`, `entries_as`). A `.tmp` file left by a
+crash mid-write is never read; `remove_stray` deletes them (the server's start and `venue verify`
 call it, with the directory theirs alone). `SNAPSHOTS_KEPT` bounds the files kept.
 A role's periodic snapshots (the core's, a cluster gateway's) share their rules here: written
 every interval with records since the last (`periodically`), a refusal of the disk a warning,
@@ -17,7 +18,6 @@ never fatal (`write_or_warn`).
 """
 
 import asyncio
-import collections
 import contextlib
 import logging
 import os
@@ -31,7 +31,7 @@ from typing import Any, BinaryIO, Final
 import msgspec
 
 from core.journal import refuse_dangling_link
-from core.snapshot_entries import ACCOUNT_IMAGE, HISTORY_IMAGE
+from core.snapshot_entries import ACCOUNT_IMAGE, HISTORY_IMAGE, contiguous_seqs
 from engine.operations import OPERATIONS_RETAINED_LEGACY
 from engine.snapshot import VenueImage, made
 from engine.venue import VenueConfig
@@ -279,8 +279,20 @@ def remove_stray(directory: Path) -> list[Path]:
 
 
 def latest(directory: Path) -> Snapshot | None:
-    """The newest snapshot that passes every check, or None."""
-    return next((snapshot for _, snapshot in survey(directory) if snapshot is not None), None)
+    """The newest snapshot that passes every check, `check_entries` among them, or None. One
+    whose per-account entries do not decode is logged and passed over for the older one, as
+    a damaged file is: its restore would fail, where the older one's replay of more of the
+    journal starts the venue (the check costs what the restore's decoding does once more)."""
+    for path, snapshot in survey(directory):
+        if snapshot is None:
+            continue
+        try:
+            check_entries(snapshot)
+        except msgspec.DecodeError as undecoded:  # (a ValidationError too; names the file)
+            log.warning("%s: ignored, %s", path, undecoded)
+            continue
+        return snapshot
+    return None
 
 
 def survey(directory: Path) -> Iterator[tuple[Path, Snapshot | None]]:
@@ -308,7 +320,11 @@ def read(path: Path) -> Snapshot | None:
     if parts.seq != seq:
         log.warning("%s: ignored, header and body disagree on the seq", path)
         return None
-    gateway = {key: _gateway_part(raw, (key,), path) for key, raw in parts.gateway.items()}
+    try:
+        gateway = {key: _gateway_part(raw, (key,), path) for key, raw in parts.gateway.items()}
+    except msgspec.DecodeError as undecoded:  # a map's keys not UTF-8: its checksum right
+        log.warning("%s: ignored, its gateway part does not decode (%s)", path, undecoded)
+        return None
     return Snapshot(parts.seq, parts.venue, gateway, parts.first_staleness_us)
 
 
@@ -388,16 +404,35 @@ def entries_as(part: Mapping[str, Any], kind: Any) -> Iterator[tuple[str, Any]]:
 
 def check_entries(image: Snapshot) -> None:
     """Decode each entry of `image`'s `PER_ACCOUNT_MAPS` as its restore will (its kind), one
-    at a time, each dropped before the next: a file whose checksum holds but whose entries
-    do not decode (`msgspec.DecodeError`, naming the map, the account and the file) is found
-    before a restore takes it, not by the restore, with memory flat. It costs what the
-    restore's own decoding does again (docs/gateway.md, "A long run")."""
+    at a time, each dropped before the next, and check what the restore asserts of it (its
+    key an account id, a private history's seqs contiguous): a file whose checksum holds
+    but whose entries do not restore (`msgspec.DecodeError`, naming the map, the account and
+    the file) is found before a restore takes it, not by the restore, with memory flat. It
+    costs what the restore's own decoding does again (docs/gateway.md, "A long run")."""
     for keys, kind in PER_ACCOUNT_MAPS.items():
         part: Any = image.gateway
         for key in keys:
             part = part.get(key) if isinstance(part, Mapping) else None
         if isinstance(part, Mapping):
-            collections.deque(entries_as(part, kind), maxlen=0)  # each decoded, then let go
+            for account, entry in entries_as(part, kind):  # each decoded, then let go
+                problem = _entry_problem(keys, account, entry)
+                if problem is not None:
+                    file = f"{part.file}: " if type(part) is DecodedOnRead else ""
+                    where = ".".join(keys)
+                    raise msgspec.ValidationError(
+                        f"{file}the {where} entry of account {account} does not restore ({problem})"
+                    )
+
+
+def _entry_problem(keys: tuple[str, ...], account: str, entry: Any) -> str | None:
+    """What the restore of the entry of `account` in the map at `keys` would fail on, or None."""
+    try:
+        int(account)  # as the restore takes it
+    except ValueError:
+        return f"its key {account!r} is not an account id"
+    if keys == ("private",) and not contiguous_seqs(*entry):
+        return "its seqs are not its stream's last ones, contiguous"
+    return None
 
 
 _ANY = msgspec.msgpack.Decoder()

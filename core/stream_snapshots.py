@@ -4,7 +4,7 @@ Owns `latest_usable`: the newest snapshot in a data directory that a copy follow
 stream (core/nats_bus.py `Replica`, core/cluster_core.py `Follower`) or a cluster core's own
 cold recovery (core/recovery.py) may restore, following the stream after it, not from seq 1.
 Usable: it reads and decodes, each per-account entry too (core/snapshots.py's checks,
-`check_entries`), its venue image is of this build's version, it is of the copy's kind (a
+`check_entries`, last), its venue image is of this build's version, it is of the copy's kind (a
 gateway's holds the stream's epoch, `STREAM_EPOCH_KEY`; a core's does not), its seq is not
 past the stream's last, and it was written from this stream: the stream's record at its
 seq carries the time its venue is at (`Venue.execute` sets the clock to each command's
@@ -137,6 +137,8 @@ async def latest_usable(
                 why = await _unusable(image, last_seq, read_stamp, gateway_s)
             except _Unread as unread:  # (strict only: a copy's reader is not `_retried`)
                 raise StampUnread(path, image.seq, unread.failure) from unread.failure
+            if why is None:  # the whole check last, on the file about to be taken only
+                why = _undecoded(image)
             if why is None:
                 return image
             if strict and why.startswith((PAST_THE_LAST, GATEWAY_S)):
@@ -157,10 +159,7 @@ def _read(path: Path, strict: bool) -> tuple[snapshots.Snapshot | None, str | No
     core), it is not damaged, and a newer one is there."""
     try:
         refuse_dangling_link(path, "passing it over" if strict else "passed over")
-        image = snapshots.read(path)
-        if image is not None:  # entries that do not decode: as damaged, not a restore's failure
-            snapshots.check_entries(image)
-        return image, None
+        return snapshots.read(path), None
     except FileNotFoundError as gone:  # pruned by its writer since the glob: gone, not damaged
         return None, f"gone since the directory was read ({gone})"
     except (OSError, JournalError) as unread:
@@ -169,6 +168,16 @@ def _read(path: Path, strict: bool) -> tuple[snapshots.Snapshot | None, str | No
         return None, f"not read ({unread})"
     except msgspec.DecodeError as undecoded:  # (a ValidationError too)
         return None, f"does not decode ({undecoded})"
+
+
+def _undecoded(image: snapshots.Snapshot) -> str | None:
+    """Why a per-account entry of `image` does not restore (`snapshots.check_entries`), or
+    None: such a file is passed over as a damaged one is, not a restore's failure."""
+    try:
+        snapshots.check_entries(image)
+    except msgspec.DecodeError as undecoded:  # (a ValidationError too; it names the file)
+        return f"does not decode ({undecoded})"
+    return None
 
 
 async def _unusable(

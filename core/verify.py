@@ -133,8 +133,8 @@ def verify(
             for name in damaged
         ]
         lines += [
-            f"FAIL snapshot {why}: a start restoring it fails (a cluster gateway passes it"
-            f" over); move it out of {data_dir}"
+            f"FAIL snapshot {why}: recovery skips it (it starts from the newest good snapshot,"
+            f" or replays the whole journal); move it out of {data_dir}"
             for why in undecoded
         ]
         records = 0
@@ -189,9 +189,9 @@ def _open_journal(data_dir: Path) -> FileJournal:
 def _snapshots(data_dir: Path) -> tuple[snapshots.Snapshot | None, list[str], list[str]]:
     """The newest snapshot that reads (the one recovery starts from), the names
     of the damaged ones, newest first, and for each whose per-account entries do not decode,
-    why (`snapshots.check_entries`: the file's checks pass, recovery takes it, its
-    restore fails). Each older one is read to check it, then let go: at most two are held at
-    once, not all (a long run's three 1.5 GB snapshots took 11 GB)."""
+    why (`snapshots.check_entries`: the file's checksum holds, recovery passes it over as
+    damaged, `snapshots.latest`). Each older one is read to check it, then let go: at most two
+    are held at once, not all (a long run's three 1.5 GB snapshots took 11 GB)."""
     newest, damaged, undecoded = None, [], []
     for path, snapshot in snapshots.survey(data_dir):
         if snapshot is None:
@@ -201,8 +201,8 @@ def _snapshots(data_dir: Path) -> tuple[snapshots.Snapshot | None, list[str], li
             snapshots.check_entries(snapshot)
         except msgspec.DecodeError as failure:  # (a ValidationError too)
             undecoded.append(str(failure))  # (naming the file, the map and the account)
-        if newest is None:
-            newest = snapshot
+        else:
+            newest = snapshot if newest is None else newest  # recovery passes the others over
         del snapshot  # not held while the next one is read
     return newest, damaged, undecoded
 

@@ -25,7 +25,7 @@ import msgspec
 
 from core.bus import Bus, ReadSide
 from core.sequencer import Executed
-from core.snapshot_entries import HISTORY_IMAGE
+from core.snapshot_entries import HISTORY_IMAGE, contiguous_seqs
 from core.snapshots import entries_as, fsync_directory
 from core.venue_core import load_json, now_us, save_json
 from engine.commands import ArmDeadMan, CancelOrder
@@ -498,8 +498,7 @@ class PrivateStreams:
             self.reporter.adopt(order, order.quote_set, markets[order.symbol].spec)
         for account, (seq, history) in entries_as(image["private"], HISTORY_IMAGE):
             stream = self.streams.setdefault(int(account), PrivateStream())
-            seqs = [s for s, _ in history]
-            assert seqs == list(range(seq - len(history) + 1, seq + 1)), f"{account}: {seqs}"
+            assert contiguous_seqs(seq, history), f"{account}: {[s for s, _ in history]}"
             stream.seq = stream.assigned = seq
             stream.history.extend(anonymized(int(account), p) for _, p in history)
             self.events_kept_most += len(history)

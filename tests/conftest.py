@@ -12,16 +12,18 @@ import signal
 import tempfile
 import threading
 import traceback
+import zlib
 from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from client.sdk import VenueClient
 from cluster.postgres import PostgresServer
 from core import config as venue_config
-from core import sequencer
+from core import sequencer, snapshots
 from gateway.server import VenueServer
 from tests.sample_config import SAMPLE_CONFIG
 
@@ -212,6 +214,45 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         print(f"\n{len(_fatal_guard.reached)} fatal failure(s) after the last test:")
         print("\n".join(_fatal_guard.reached))
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# A snapshot's body damaged past its checksum (what a bug's write, or a bit flipped before the
+# CRC was counted, leaves): `rewritten_snapshot`. `NOT_UTF8_MARK`, a string the body holds
+# nowhere else, is written as `NOT_UTF8`, a msgpack string of four bytes that are not UTF-8.
+NOT_UTF8 = b"\xa4\xff\xfe\xfd\xfc"
+NOT_UTF8_MARK = "QZQZ"
+
+
+def rewritten_snapshot(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
+    """Write the snapshot in `path` again after `change(its gateway part)`, each
+    `NOT_UTF8_MARK` in it as `NOT_UTF8`, its checksum right."""
+    data = path.read_bytes()
+    magic, seq, _, _ = snapshots.HEADER.unpack_from(data)
+    body = msgspec.msgpack.decode(data[snapshots.HEADER.size :])
+    change(body["gateway"])
+    new = msgspec.msgpack.encode(body).replace(msgspec.msgpack.encode(NOT_UTF8_MARK), NOT_UTF8)
+    path.write_bytes(snapshots.HEADER.pack(magic, seq, zlib.crc32(new), len(new)) + new)
+
+
+def with_an_entry_not_decoding(path: Path, keys: tuple[str, ...]) -> str:
+    """Write the snapshot in `path` again with its first account's entry in the per-account
+    map at `keys` not decoding as its kind, its checksum right: in the order history a
+    record's symbol not UTF-8, in the private histories a stream's seq a string. The account,
+    as the map keys it."""
+    accounts: list[str] = []
+
+    def change(gateway: dict[str, Any]) -> None:
+        part = gateway
+        for key in keys:
+            part = part[key]
+        accounts.append(next(iter(part)))
+        if keys == ("private",):
+            part[accounts[0]][0] = "a seq"
+        else:
+            part[accounts[0]][1][0]["symbol"] = NOT_UTF8_MARK
+
+    rewritten_snapshot(path, change)
+    return str(accounts[0])
 
 
 class Venue:

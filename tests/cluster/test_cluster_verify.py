@@ -31,8 +31,7 @@ from settlement.ledger import Ledger
 from settlement.pg_store import PostgresLedgerStore
 from settlement.store import SqliteLedgerStore
 from settlement.transfers import Transfer
-from tests.conftest import start_venue
-from tests.core.test_snapshots import with_an_entry_not_decoding
+from tests.conftest import start_venue, with_an_entry_not_decoding
 from tests.sample_config import SAMPLE_CONFIG
 
 SYMBOL = "AAPLx-USD"
@@ -640,3 +639,10 @@ def test_a_snapshot_entry_that_does_not_decode_is_a_damaged_one(tmp_path: Path) 
     assert [snapshot.seq for snapshot in found] == [7]
     (why,) = damaged
     assert why.startswith(f"{newest}: the private entry of account {account} does not decode")
+    (line,) = cluster_verify.damaged_lines(damaged, tmp_path)
+    named = f"FAIL snapshot {newest}: the private entry of account {account} does not decode ("
+    assert line.startswith(named) and " is damaged" not in line, line
+    assert line.endswith(
+        f": a core's recovery skips it (it starts from the newest good snapshot,"
+        f" or replays the whole stream); move it out of {tmp_path}"
+    ), line

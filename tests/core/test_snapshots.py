@@ -4,6 +4,7 @@ import re
 import tracemalloc
 import zlib
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -14,6 +15,7 @@ from core.journal import DanglingLink
 from core.snapshot_entries import HISTORY_IMAGE
 from engine import snapshot as venue_snapshot
 from engine.venue import Venue
+from tests.conftest import NOT_UTF8_MARK, rewritten_snapshot, with_an_entry_not_decoding
 from tests.engine import test_differential
 
 
@@ -231,31 +233,6 @@ def test_a_read_snapshot_decodes_its_per_account_maps_an_entry_at_a_time(tmp_pat
     assert snapshots.encode(image) == body, "a read snapshot encodes into its file's bytes"
 
 
-NOT_UTF8 = b"\xa4\xff\xfe\xfd\xfc"  # a msgpack string of four bytes that are not UTF-8
-_MARK = "QZQZ"  # a string the body holds nowhere else, its bytes replaced by `NOT_UTF8`
-
-
-def with_an_entry_not_decoding(path: Path, keys: tuple[str, ...]) -> str:
-    """Write the snapshot in `path` again with its first account's entry in the per-account
-    map at `keys` not decoding as its kind, its checksum right (what a bug's write, or a bit
-    flipped before the CRC was counted, leaves): in the order history a record's symbol not
-    UTF-8, in the private histories a stream's seq a string. The account, as the map keys it."""
-    data = path.read_bytes()
-    magic, seq, _, _ = snapshots.HEADER.unpack_from(data)
-    body = msgspec.msgpack.decode(data[snapshots.HEADER.size :])
-    part = body["gateway"]
-    for key in keys:
-        part = part[key]
-    account = next(iter(part))
-    if keys == ("private",):
-        part[account][0] = "a seq"
-    else:
-        part[account][1][0]["symbol"] = _MARK
-    new = msgspec.msgpack.encode(body).replace(msgspec.msgpack.encode(_MARK), NOT_UTF8)
-    path.write_bytes(snapshots.HEADER.pack(magic, seq, zlib.crc32(new), len(new)) + new)
-    return str(account)
-
-
 def test_an_entry_that_does_not_decode_is_found_by_the_check_naming_the_file_and_account(
     tmp_path: Path,
 ) -> None:
@@ -287,3 +264,95 @@ def test_an_entry_that_does_not_decode_is_found_by_the_check_naming_the_file_and
         snapshots.check_entries(image)
     with pytest.raises(msgspec.ValidationError, match=named):
         dict(snapshots.entries_as(image.gateway["private"], HISTORY_IMAGE))
+
+
+def a_snapshot_of_two_accounts(directory: Path, seq: int) -> Path:
+    """A snapshot whose per-account maps hold accounts 7 and 8, each entry sound."""
+    gateway = {
+        "private": {"7": (2, [(1, b"a"), (2, b"b")]), "8": (1, [(1, b"c")])},
+        "order_history": {"accounts": {"7": (0, []), "8": (0, [])}},
+    }
+    venue = venue_after(20)
+    return snapshots.write(
+        directory, snapshots.Snapshot(seq, venue_snapshot.capture(venue), gateway)
+    )
+
+
+@pytest.mark.parametrize("keys", [("private",), ("order_history", "accounts")])
+def test_a_map_key_not_utf8_makes_the_file_damaged_naming_it(
+    tmp_path: Path, keys: tuple[str, ...], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The re-review of session 34: an account key that is not UTF-8 made `read` raise
+    msgspec's bare error, naming no file, and `venue verify` end in a traceback. Now the file
+    is damaged, as one whose checksum fails is: logged by name, passed over for the older."""
+    older = a_snapshot_of_two_accounts(tmp_path, 10)
+    newest = a_snapshot_of_two_accounts(tmp_path, 20)
+
+    def key_not_utf8(gateway: dict[str, Any]) -> None:
+        part = gateway
+        for key in keys:
+            part = part[key]
+        part[NOT_UTF8_MARK] = part.pop("7")
+
+    rewritten_snapshot(newest, key_not_utf8)
+    assert snapshots.read(newest) is None
+    assert f"{newest}: ignored, its gateway part does not decode" in caplog.text
+    assert [(path, image is None) for path, image in snapshots.survey(tmp_path)] == [
+        (newest, True),
+        (older, False),
+    ]
+    latest = snapshots.latest(tmp_path)
+    assert latest is not None and latest.seq == 10
+
+
+@pytest.mark.parametrize("keys", [("private",), ("order_history", "accounts")])
+def test_the_check_finds_an_account_key_that_is_not_an_account_id(
+    tmp_path: Path, keys: tuple[str, ...]
+) -> None:
+    """The re-review of session 34: a key `"abc"` passed `check_entries`, and the restore's
+    `int(account)` failed on it (a ValueError naming nothing)."""
+    path = a_snapshot_of_two_accounts(tmp_path, 10)
+
+    def key_not_an_id(gateway: dict[str, Any]) -> None:
+        part = gateway
+        for key in keys:
+            part = part[key]
+        part["abc"] = part.pop("8")
+
+    rewritten_snapshot(path, key_not_an_id)
+    image = snapshots.read(path)
+    assert image is not None
+    where = ".".join(keys)
+    named = f"{path}: the {where} entry of account abc does not restore (its key 'abc' is not an"
+    with pytest.raises(msgspec.ValidationError, match=re.escape(named)):
+        snapshots.check_entries(image)
+
+
+def test_the_check_finds_private_seqs_that_are_not_contiguous(tmp_path: Path) -> None:
+    """The re-review of session 34: a private history whose seqs skip (or do not end at its
+    stream's seq) passed `check_entries`, and the restore's assertion failed on it."""
+    path = a_snapshot_of_two_accounts(tmp_path, 10)
+
+    def seqs_skipping(gateway: dict[str, Any]) -> None:
+        gateway["private"]["7"] = [7, [[1, b"a"], [7, b"b"]]]
+
+    rewritten_snapshot(path, seqs_skipping)
+    image = snapshots.read(path)
+    assert image is not None
+    named = f"{path}: the private entry of account 7 does not restore (its seqs are not"
+    with pytest.raises(msgspec.ValidationError, match=re.escape(named)):
+        snapshots.check_entries(image)
+
+
+def test_latest_passes_over_a_snapshot_whose_entry_does_not_decode_naming_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The re-review of session 34: a one-process start took the newest snapshot without the
+    check and failed in its restore (a traceback, exit 1). Now `latest` passes such a file
+    over for the older one, as it passes a damaged one, with a warning naming it."""
+    a_snapshot_of_two_accounts(tmp_path, 10)
+    newest = a_snapshot_of_two_accounts(tmp_path, 20)
+    account = with_an_entry_not_decoding(newest, ("private",))
+    latest = snapshots.latest(tmp_path)
+    assert latest is not None and latest.seq == 10
+    assert f"{newest}: ignored, {newest}: the private entry of account {account}" in caplog.text

@@ -39,7 +39,7 @@ from engine.venue import Venue, VenueConfig
 from gateway.server import VenueServer
 from settlement.ledger import Ledger
 from settlement.store import SqliteLedgerStore
-from tests.core.test_snapshots import with_an_entry_not_decoding
+from tests.conftest import with_an_entry_not_decoding
 from tests.sample_config import SAMPLE_CONFIG
 
 SCENARIO_TIMEOUT_S = 60

@@ -2,7 +2,7 @@
 
 import asyncio
 import logging
-import re
+import shutil
 import sqlite3
 import sys
 import time
@@ -36,8 +36,7 @@ from engine.venue import Venue as EngineVenue
 from engine.venue import VenueConfig as EngineConfig
 from gateway.server import JOURNAL_FILE, LEDGER_FILE, RecoveryRefused, VenueServer
 from settlement.ledger import Ledger
-from tests.conftest import ROOT, Venue, start_venue
-from tests.core.test_snapshots import with_an_entry_not_decoding
+from tests.conftest import ROOT, Venue, start_venue, with_an_entry_not_decoding
 from tests.sample_config import SAMPLE_CONFIG, sample_bill
 from tests.terminal import run_on_terminal
 
@@ -225,8 +224,8 @@ def test_a_damaged_snapshot_is_a_fail_line_naming_it(tmp_path: Path) -> None:
 def test_a_snapshot_entry_that_does_not_decode_is_a_fail_line_naming_it(tmp_path: Path) -> None:
     """The review of session 34: a per-account entry that does not decode (a closed order's
     symbol not UTF-8, its checksum right) passed verify ("ok ... equals the replay"), the
-    venue's start then failing on it. Now verify says which file, map and account, and
-    still compares the snapshot's venue with the replay."""
+    venue's start then failing on it. Now verify says which file, map and account, and, as
+    recovery passes the file over (the re-review), compares the replay with no snapshot."""
     data_dir = tmp_path / "data"
     run_session(data_dir)
     (newest,) = sorted(data_dir.glob("snapshot-*.bin"))[-1:]
@@ -235,22 +234,37 @@ def test_a_snapshot_entry_that_does_not_decode_is_a_fail_line_naming_it(tmp_path
     failed = [line for line in lines if line.startswith("FAIL")]
     named = f"{newest}: the order_history.accounts entry of account {account} does not decode"
     assert len(failed) == 1 and named in failed[0] and "move it out" in failed[0], lines
-    assert any(line.startswith("ok   snapshot at seq") for line in lines), lines
+    assert failed[0].startswith(f"FAIL snapshot {named} (") and "recovery skips it" in failed[0]
+    assert not any(line.startswith("ok   snapshot at seq") for line in lines), "recovery's not"
 
 
-def test_a_start_on_a_snapshot_entry_that_does_not_decode_names_the_file_and_account(
-    tmp_path: Path,
+def test_a_start_passes_over_a_snapshot_whose_entry_does_not_decode_for_the_older_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The review of session 34: a `venue serve` start restoring a snapshot whose private
-    history entry does not decode as its kind (a stream's seq a string) failed with msgspec's
-    message alone ("Expected `int`, got `str`"), naming no file and no account."""
-    data_dir = tmp_path / "data"
+    """The re-review of session 34: a one-process `venue serve` whose newest snapshot holds a
+    private history entry that does not decode (a stream's seq a string, the checksum right)
+    failed in the restore, a 69-line traceback and exit 1. Now its recovery passes the file
+    over for the older one, with a warning naming it, as a cluster core's does, and replays
+    more: it starts, holding what a start from the sound file holds."""
+    data_dir, sound = tmp_path / "data", tmp_path / "sound"
     run_session(data_dir)
+    run_session(data_dir)  # a second snapshot, newer
+    shutil.copytree(data_dir, sound)
     (newest,) = sorted(data_dir.glob("snapshot-*.bin"))[-1:]
     account = with_an_entry_not_decoding(newest, ("private",))
-    named = re.escape(f"{newest}: the private entry of account {account} does not decode (Expected")
-    with pytest.raises(msgspec.ValidationError, match=named):
-        asyncio.run(start_venue(data_dir))
+
+    async def held(directory: Path) -> tuple[str, dict[int, int]]:
+        venue = await start_venue(directory)
+        try:
+            seqs = {account: stream.seq for account, stream in venue.server.private.items()}
+            return venue.server.venue.state_hash(), seqs
+        finally:
+            await venue.server.stop()
+
+    expected = asyncio.run(held(sound))
+    assert int(account) in expected[1], expected
+    assert asyncio.run(held(data_dir)) == expected
+    assert f"{newest}: ignored, {newest}: the private entry of account {account}" in caplog.text
 
 
 def test_on_a_terminal_verify_draws_its_replay_on_stderr(tmp_path: Path) -> None:
