@@ -31,7 +31,7 @@ from cli.arguments import directory, dsn
 from cli.failures import CommandFailed
 from core import config as venue_config
 from core import snapshots
-from core.journal import FileJournal, JournalLocked
+from core.journal import FileJournal, JournalLocked, segment_files
 from core.ledger_cli import schema_problem
 from core.sequencer import decode_record
 from core.venue_core import JOURNAL_FILE, LEDGER_FILE, LOCK_FILE, lock_data_dir
@@ -174,7 +174,8 @@ def _open_journal(data_dir: Path) -> FileJournal:
     try:
         if (data_dir / LOCK_FILE).exists():  # held by any running venue, whatever its journal
             lock_data_dir(data_dir, shared=True).close()  # the journal's own lock covers the run
-        if not path.is_file() or path.stat().st_size == 0:
+        found = segment_files(path)
+        if not found or (found == [(1, path)] and path.stat().st_size == 0):
             raise CommandFailed(
                 f"{data_dir}: no journal ({JOURNAL_FILE}), nothing to verify"
                 " (give the --data-dir a venue ran with)"
