@@ -54,7 +54,7 @@ READ_BUFFER_BYTES: Final = 1 << 20  # replay and the open scan read in 1 MiB: fe
 INDEX_STRIDE_RECORDS: Final = 4_096  # replay after a seq skips to within ~4,096 records of it
 # A segment is finished at the first batch boundary past this: a file an archive can move,
 # and one whose loss to a bad disk is bounded; ~2.2 hours at 1,000 commands/s of ~134 bytes.
-SEGMENT_BYTES: Final = 1 << 30
+SEGMENT_BYTES = 1 << 30
 SEQ_DIGITS: Final = 15  # in a segment's name: 10**15 commands is 31,000 years at 1,000/s
 
 _HEADER: Final = struct.Struct(">IIQ")  # payload length, CRC32(seq + payload), seq
@@ -298,10 +298,10 @@ class FileJournal:
     """A `Journal` in append-only segment files, for one thread at a time.
 
     `path` names the first segment (the others are named after it: `segment_path`), and
-    `segment_bytes` when the open one is full. Disk failures surface as `OSError`; after
-    one, the page cache and the file may disagree (a failed fsync cannot be retried safely),
-    so this object refuses everything and the caller reopens the file, whose scan settles
-    what is there.
+    `segment_bytes` when the open one is full (default `SEGMENT_BYTES`). Disk failures
+    surface as `OSError`; after one, the page cache and the file may disagree (a failed fsync
+    cannot be retried safely), so this object refuses everything and the caller reopens the
+    file, whose scan settles what is there.
     """
 
     def __init__(
@@ -309,8 +309,10 @@ class FileJournal:
         path: str | PathLike[str],
         *,
         read_only: bool = False,
-        segment_bytes: int = SEGMENT_BYTES,
+        segment_bytes: int | None = None,
     ) -> None:
+        if segment_bytes is None:  # read now: tests lower the module's constant
+            segment_bytes = SEGMENT_BYTES
         if segment_bytes <= 0:
             raise ValueError(f"segment_bytes {segment_bytes} is not positive")
         self.path = Path(path)
@@ -719,6 +721,11 @@ class FileJournal:
             raise JournalError(
                 f"{self.path}: a disk error ({self._failure!r}) left the file unknown; reopen it"
             )
+
+
+def segment_records(segment: Segment) -> Iterator[tuple[int, bytes]]:
+    """(seq, payload) of each record of a finished `segment` (as `check_segment` gave it)."""
+    return _segment_records(segment, 0, segment.first_seq)
 
 
 def _segment_records(segment: Segment, offset: int, seq_from: int) -> Iterator[tuple[int, bytes]]:

@@ -1,0 +1,195 @@
+"""`venue journal archive`: finished segments a restart no longer needs move out, checked.
+
+A real venue in process on loopback, its journal in small segments (`SEGMENT_BYTES`
+lowered), real files; then recovery and `venue verify` on what is left, with and without
+the archive."""
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from cli.failures import CommandFailed
+from cli.main import main
+from core import config as venue_config
+from core import journal as journal_module
+from core.journal import FileJournal, segment_files
+from core.journal_archive import archive
+from core.verify import verify
+from gateway.server import JOURNAL_FILE
+from tests.conftest import start_venue
+from tests.sample_config import SAMPLE_CONFIG
+
+SYMBOL = "AAPLx-USD"
+SEGMENT_BYTES = 1_024  # a new segment every few commands
+ROUNDS = 6  # of a resting sell and a taker's buy: commands enough for several segments
+
+
+@pytest.fixture(autouse=True)
+def small_segments(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(journal_module, "SEGMENT_BYTES", SEGMENT_BYTES)
+
+
+async def trade(venue: object, rounds: int) -> None:
+    alpha = await venue.client("alpha")  # type: ignore[attr-defined]
+    taker = await venue.client("taker")  # type: ignore[attr-defined]
+    for _ in range(rounds):
+        await alpha.place(SYMBOL, "sell", "1", "187.30")
+        await taker.place(SYMBOL, "buy", "0.5", "187.30", tif="ioc")
+    await alpha.close()
+    await taker.close()
+
+
+def first_seqs(data_dir: Path) -> list[int]:
+    return [seq for seq, _ in segment_files(data_dir / JOURNAL_FILE)]
+
+
+def test_archived_while_running_then_recovered_and_verified(tmp_path: Path) -> None:
+    data_dir, to = tmp_path / "data", tmp_path / "archive"
+    config = venue_config.load(SAMPLE_CONFIG)
+
+    async def running() -> tuple[list[str], str, int]:
+        venue = await start_venue(data_dir)
+        try:
+            await trade(venue, ROUNDS)
+            snapshot_seq = venue.server.core.sequencer.last_seq
+            await venue.server.core.snapshot()
+            moved = archive(data_dir, to)  # the venue running, its open segment locked
+            await trade(venue, 2)  # and it goes on
+            return moved, venue.server.venue.state_hash(), snapshot_seq
+        finally:
+            await venue.server.stop()
+
+    before = first_seqs(data_dir) if data_dir.exists() else []
+    assert before == []
+    moved, state, snapshot_seq = asyncio.run(running())
+    assert len(moved) >= 3, moved
+    assert moved[0].startswith(f"ok   archived {JOURNAL_FILE} (seqs 1 to ")
+    left = first_seqs(data_dir)
+    assert left[0] > 1 and not (data_dir / JOURNAL_FILE).exists()
+    archived = [seq for seq, _ in segment_files(to / JOURNAL_FILE)]
+    assert archived[0] == 1 and archived[-1] < left[0] <= snapshot_seq + 1
+    journal = FileJournal(data_dir / JOURNAL_FILE, read_only=True)
+    try:
+        assert journal.first_seq() == left[0]
+    finally:
+        journal.close()
+
+    for later in data_dir.glob("snapshot-*.bin"):  # the stop's: recover as after a crash
+        if int(later.name[9:29]) > snapshot_seq:
+            later.unlink()
+
+    async def restarted() -> str:
+        # from the snapshot taken while running, and the segments after it
+        venue = await start_venue(data_dir)
+        try:
+            return venue.server.venue.state_hash()
+        finally:
+            await venue.server.stop()
+
+    assert asyncio.run(restarted()) == state
+    lines = verify(data_dir, config)
+    assert all(line.startswith("ok") for line in lines), lines
+    assert any(f"begins at seq {first_seqs(data_dir)[0]} here" in line for line in lines)
+    full = verify(data_dir, config, archive=to)
+    assert all(line.startswith("ok") for line in full), full
+    assert full[0].startswith("ok   journal: ") and " from seq " not in full[0]
+    assert main(["verify", "--data-dir", str(data_dir), "--config", str(SAMPLE_CONFIG),
+                 "--archive", str(to)]) == 0  # fmt: skip
+
+
+def test_nothing_moves_without_a_snapshot_and_the_open_segment_never(tmp_path: Path) -> None:
+    data_dir, to = tmp_path / "data", tmp_path / "archive"
+    journal = FileJournal(data_dir / JOURNAL_FILE) if data_dir.mkdir() is None else None
+    assert journal is not None
+    try:
+        for seq in range(1, 40):
+            journal.commit([(seq, b"x" * 100)])
+    finally:
+        journal.close()
+    assert len(first_seqs(data_dir)) > 3
+    assert archive(data_dir, to) == [
+        "ok   nothing archived: no snapshot yet (a restart replays the whole journal)"
+    ]
+    (data_dir / "snapshot-00000000000000000039.bin").write_bytes(b"")  # named: by its seq
+    before = first_seqs(data_dir)
+    assert main(["journal", "archive", "--data-dir", str(data_dir), "--to", str(to)]) == 0
+    assert first_seqs(data_dir) == before[-1:], "all finished ones went, the open one stayed"
+    assert archive(data_dir, to)[-1].startswith(f"ok   the journal in {data_dir} begins at seq")
+
+
+def write_segmented(data_dir: Path, count: int) -> None:
+    data_dir.mkdir()
+    journal = FileJournal(data_dir / JOURNAL_FILE)
+    try:
+        for seq in range(1, count + 1):
+            journal.commit([(seq, b"y" * 100)])
+    finally:
+        journal.close()
+    (data_dir / f"snapshot-{count:020d}.bin").write_bytes(b"")
+
+
+def test_a_copy_that_does_not_check_out_keeps_the_original(tmp_path: Path) -> None:
+    data_dir, to = tmp_path / "data", tmp_path / "archive"
+    write_segmented(data_dir, 40)
+    (_, first), (_, second) = segment_files(data_dir / JOURNAL_FILE)[:2]
+    damaged = bytearray(second.read_bytes())
+    damaged[-1] ^= 0xFF
+    second.write_bytes(bytes(damaged))
+    with pytest.raises(CommandFailed, match="the original is kept"):
+        archive(data_dir, to)
+    assert second.read_bytes() == damaged, "left as it was"
+    assert not first.exists() and (to / first.name).exists(), "the good one before it moved"
+    assert sorted(path.name for path in to.iterdir()) == [first.name], "no copy left behind"
+
+
+def test_a_copy_left_by_a_run_that_stopped_before_the_removal_is_taken(tmp_path: Path) -> None:
+    data_dir, to = tmp_path / "data", tmp_path / "archive"
+    write_segmented(data_dir, 40)
+    (_, first) = segment_files(data_dir / JOURNAL_FILE)[0]
+    to.mkdir()
+    (to / first.name).write_bytes(first.read_bytes())  # renamed, then the run stopped
+    (to / f"{first.name}.tmp").write_bytes(b"half")  # and an older run's half copy
+    archive(data_dir, to)
+    assert not first.exists()
+    journal = FileJournal(data_dir / JOURNAL_FILE)
+    try:
+        assert journal.last_seq() == 40
+    finally:
+        journal.close()
+
+
+def test_a_different_file_of_the_same_name_in_the_archive_is_refused(tmp_path: Path) -> None:
+    data_dir, to = tmp_path / "data", tmp_path / "archive"
+    write_segmented(data_dir, 40)
+    (_, first) = segment_files(data_dir / JOURNAL_FILE)[0]
+    to.mkdir()
+    (to / first.name).write_bytes(b"another venue's")
+    with pytest.raises(CommandFailed, match="differs"):
+        archive(data_dir, to)
+    assert first.exists()
+
+
+def test_verify_of_an_archived_head_needs_a_snapshot_or_the_archive(tmp_path: Path) -> None:
+    data_dir, to = tmp_path / "data", tmp_path / "archive"
+    config = venue_config.load(SAMPLE_CONFIG)
+
+    async def run() -> None:
+        venue = await start_venue(data_dir)
+        try:
+            await trade(venue, ROUNDS)
+        finally:
+            await venue.server.stop()  # its snapshot: the head may go
+
+    asyncio.run(run())
+    archive(data_dir, to)
+    for snapshot in data_dir.glob("snapshot-*.bin"):
+        snapshot.unlink()
+    with pytest.raises(CommandFailed, match="give --archive DIR"):
+        verify(data_dir, config)
+    lines = verify(data_dir, config, archive=to)
+    assert all(line.startswith("ok") for line in lines), lines
+    head = to / JOURNAL_FILE
+    head.rename(tmp_path / "lost")
+    with pytest.raises(CommandFailed, match="no archived segment from seq 1"):
+        verify(data_dir, config, archive=to)
