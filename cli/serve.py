@@ -36,7 +36,7 @@ from cli.failures import CommandFailed, check_data_dir, describe_os_error
 from client import demo_data
 from core import config as venue_config
 from core.jetstream_journal import JournalUnavailable, shown
-from core.journal import JournalError
+from core.journal import DanglingJournalLink, JournalError, segment_files
 from core.store_thread import StoreFailedError
 from core.venue_core import (
     JOURNAL_FILE,
@@ -240,9 +240,13 @@ def describe_store(config: venue_config.VenueConfig) -> str:
 
 
 def _no_journal_yet(data: Path) -> bool:
-    """The one-process venue's data directory holds no journal record yet: it will be built."""
-    journal = data / JOURNAL_FILE
-    return not journal.exists() or journal.stat().st_size == 0
+    """The one-process venue's data directory holds no journal record yet: it will be built.
+    A journal whose first segments were archived (`journal.log` gone) holds records."""
+    try:
+        found = segment_files(data / JOURNAL_FILE)
+    except DanglingJournalLink:  # the start refuses it, naming the link
+        return True
+    return all(not path.exists() or path.stat().st_size == 0 for _, path in found)
 
 
 NATS_SCHEMES = ("nats", "tls", "ws", "wss")  # what nats-py connects with
