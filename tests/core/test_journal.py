@@ -554,7 +554,8 @@ def test_without_fallocate_each_write_grows_the_file(
 
 # -- a real crash ---------------------------------------------------------------------------
 
-# Commits batches of 1 to 37 records for ever, printing the last seq once `commit` returns.
+# Commits batches of 1 to 37 records for ever, printing the last seq once `commit` returns;
+# in segments of the bytes given (0: the default).
 CHILD = """
 import sys
 sys.path.insert(0, sys.argv[1])
@@ -563,7 +564,7 @@ from core.journal import FileJournal
 def payload(seq):
     return b"command %d " % seq * (1 + seq % 13)
 
-journal = FileJournal(sys.argv[2])
+journal = FileJournal(sys.argv[2], segment_bytes=int(sys.argv[3]) or None)
 seq = journal.last_seq()
 while True:
     size = 1 + seq % 37
@@ -596,12 +597,14 @@ def read_acks(child: subprocess.Popen[bytes], count: int, within_s: float) -> by
     return b"".join(chunks)
 
 
-def test_a_killed_writer_loses_nothing_it_acknowledged(path: Path) -> None:
+# 0: one file; 64 KiB: a new segment every ~30 batches, so kills land in rotations too.
+@pytest.mark.parametrize("segment_bytes", [0, 64 << 10])
+def test_a_killed_writer_loses_nothing_it_acknowledged(path: Path, segment_bytes: int) -> None:
     rng = random.Random(20270101)
     acknowledged = 0
     for kill in range(KILLS):
         child = subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(ROOT), str(path)],
+            [sys.executable, "-c", CHILD, str(ROOT), str(path), str(segment_bytes)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
@@ -628,6 +631,8 @@ def test_a_killed_writer_loses_nothing_it_acknowledged(path: Path) -> None:
         assert all(body == payload(seq) for seq, body in replayed), kill
         assert len(replayed) >= acknowledged, (kill, len(replayed), acknowledged)
     assert acknowledged > 0, "no child acknowledged a record: nothing was checked"
+    if segment_bytes:
+        assert len(journal_module.segment_files(path)) > KILLS, "segments were written"
 
 
 # -- read-only: what `venue verify` opens ----------------------------------------------------
