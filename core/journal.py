@@ -376,7 +376,7 @@ class FileJournal:
                 segment = check_segment(
                     path,
                     first_seq,
-                    functools.partial(self._index_in, number),
+                    functools.partial(self._index, number),
                 )
             except FileNotFoundError:
                 raise JournalError(
@@ -387,10 +387,8 @@ class FileJournal:
             segments.append(segment)
         return segments
 
-    def _index_in(self, segment: int, seq: int, offset: int) -> None:
-        self._index(seq, segment, offset)
-
-    def _index(self, seq: int, segment: int, offset: int) -> None:
+    def _index(self, segment: int, seq: int, offset: int) -> None:
+        """Note where record `seq` is: in segment number `segment`, at `offset`."""
         self._index_seqs.append(seq)
         self._index_segments.append(segment)
         self._index_offsets.append(offset)
@@ -398,10 +396,6 @@ class FileJournal:
     def first_seq(self) -> int:
         """The seq the journal's files begin at: 1, or past the segments archived."""
         return self._segments[0].first_seq if self._segments else self._open_first_seq
-
-    def segments(self) -> list[Segment]:
-        """The finished segments, in seq order (the open one is not among them)."""
-        return list(self._segments)
 
     # -- writing ------------------------------------------------------------------------
 
@@ -488,7 +482,7 @@ class FileJournal:
             or not self._index_seqs
             or first_seq - self._index_seqs[-1] >= INDEX_STRIDE_RECORDS
         ):
-            self._index(first_seq, len(self._segments), self._end)
+            self._index(len(self._segments), first_seq, self._end)
         self._end += size
         self._last_seq = last_seq
 
@@ -642,7 +636,7 @@ class FileJournal:
                             self._open_path, offset, f"seq {seq} where {expected} was due"
                         )
                     if (seq - first_seq) % INDEX_STRIDE_RECORDS == 0:
-                        self._index(seq, number, offset)
+                        self._index(number, seq, offset)
                     expected += 1
                 return size, expected - 1
             except _BadFrame as bad:
