@@ -366,5 +366,6 @@ def _rebuild(data_dir: Path) -> str:
     """How to rebuild the store from the journal (derived data, always rebuildable)."""
     return (
         f"rebuild it from the journal: stop the venue, move {LEDGER_FILE}* and snapshot-*.bin"
-        f" out of {data_dir}, and start it (it replays the journal from seq 1 into a new store)"
+        f" out of {data_dir}, put back any journal segments archived from it, and start it"
+        " (it replays the journal from seq 1 into a new store)"
     )
