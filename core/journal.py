@@ -22,15 +22,19 @@ writer per file (flock); after a disk error the object refuses everything: reope
 and leaves a torn tail for the writer to cut.
 Segments: the file named (`journal.log`) is the first; once the open one holds
 `SEGMENT_BYTES`, the next batch starts a new file named by its first seq (`segment_path`),
-the full one cut to its records and fsynced first. Opening checks that each follows on from
-the one before; only the last (open, locked) one may have a torn tail or zeros. A finished
-segment never changes again, so `core.journal_archive` may move it away: the journal then
-begins past seq 1 (`first_seq`) and a replay from before it is refused.
+the full one cut to its records and fsynced first; the new file is made and locked under a
+name no listing matches (`rotating_path`), then renamed, so no reader locks it first. Opening
+checks that each follows on from the one before; only the last (open, locked) one may have a
+torn tail or zeros. A finished segment never changes again, so `core.journal_archive` may move
+it away: the journal then begins past seq 1 (`first_seq`) and a replay from before it is
+refused.
 Limits: `RECORD_BYTES_MAX` per payload, `UNSYNCED_BYTES_MAX` appended between syncs.
 """
 
 import bisect
+import contextlib
 import dataclasses
+import errno
 import fcntl
 import functools
 import logging
@@ -251,6 +255,14 @@ def segment_files(first_path: str | PathLike[str]) -> list[tuple[int, Path]]:
     return found
 
 
+def rotating_path(first_path: str | PathLike[str]) -> Path:
+    """Where a writer makes its next segment before renaming it to `segment_path`: a name no
+    listing of segments matches (`journal.log.next`), left only by a crash mid-rotation and
+    removed when a writer opens the journal."""
+    first_path = Path(first_path)
+    return first_path.with_name(f"{first_path.name}.next")
+
+
 def journal_bytes(first_path: str | PathLike[str]) -> int:
     """The bytes of every segment of the journal at `first_path` there is (0: none)."""
     return sum(path.stat().st_size for _, path in segment_files(first_path))
@@ -341,6 +353,9 @@ class FileJournal:
                 raise JournalLocked(self.path) from None
             if segment_files(self.path)[-1][1] != self._open_path:  # a writer began another
                 raise JournalLocked(self.path, "a venue writing it moved on to a new segment")
+            if not read_only:  # a crash mid-rotation left it; no other writer can be making it
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(rotating_path(self.path))
             # Seq of each indexed record, its segment and offset, so replay can skip what it
             # need not read.
             self._index_seqs: list[int] = []
@@ -550,10 +565,7 @@ class FileJournal:
             os.fsync(self._fd)
             if self._directory_unsynced:
                 _fsync_directory(self.path.parent)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # before the old one's goes
-            _fsync_directory(path.parent)
-            dsync_fd = os.open(path, os.O_WRONLY | os.O_DSYNC | os.O_CLOEXEC)
+            fd, dsync_fd = _create_locked_segment(path, rotating_path(self.path))
         except BaseException as error:
             self._failure = error
             raise
@@ -800,6 +812,31 @@ def _open_or_create(path: Path) -> int:
         if os.path.islink(path) and not os.path.exists(path):
             raise DanglingJournalLink(path, os.readlink(path)) from None
         return os.open(path, flags)  # made meanwhile by another opener: its flock decides
+
+
+def _create_locked_segment(path: Path, temporary: Path) -> tuple[int, int]:
+    """A new empty segment at `path`, locked by this writer before any listing finds it, and
+    a second descriptor for O_DSYNC writes. Made under `temporary` (no segment's name), locked,
+    then renamed: made under its own name, a reader opening meanwhile could list it and lock it
+    shared before this writer's exclusive lock, which would then fail (the writer refusing
+    everything from then on)."""
+    fd = dsync_fd = -1
+    try:
+        fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # before the old one's goes
+        dsync_fd = os.open(temporary, os.O_WRONLY | os.O_DSYNC | os.O_CLOEXEC)
+        if os.path.lexists(path):  # only the open segment can be the last: never overwrite
+            raise FileExistsError(errno.EEXIST, "a segment already has this name", str(path))
+        os.rename(temporary, path)
+        _fsync_directory(path.parent)
+    except BaseException:
+        for opened in (fd, dsync_fd):  # a leaked one would hold the new segment's lock
+            if opened >= 0:
+                os.close(opened)
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    return fd, dsync_fd
 
 
 def _find_frame(region: bytes, seq_min: int) -> int | None:

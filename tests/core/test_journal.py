@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -893,3 +894,85 @@ def test_a_segment_that_is_a_dangling_symlink_is_refused(tmp_path: Path) -> None
     with pytest.raises(DanglingJournalLink):
         FileJournal(path)
     assert not (tmp_path / "elsewhere").exists()
+
+
+# Runs the armed callback (once) when this process next calls fcntl.flock: a step of another
+# thread or opener made at an exact point of the writer's rotation, with no mock of the
+# journal. An audit hook stays for the process's life, so it costs one comparison when idle.
+_ON_NEXT_FLOCK: list[Callable[[], None]] = []
+_FLOCK_HOOKED: list[bool] = []
+
+
+def _on_audit(event: str, _args: tuple[object, ...]) -> None:
+    if event == "fcntl.flock" and _ON_NEXT_FLOCK:
+        _ON_NEXT_FLOCK.pop()()
+
+
+def at_next_flock(step: Callable[[], None]) -> None:
+    if not _FLOCK_HOOKED:
+        sys.addaudithook(_on_audit)
+        _FLOCK_HOOKED.append(True)
+    _ON_NEXT_FLOCK.append(step)
+
+
+def test_a_reader_opening_mid_rotation_never_takes_the_new_segment_from_the_writer(
+    tmp_path: Path,
+) -> None:
+    # The writer's rotation makes the next file, then locks it: a reader opening in between
+    # (race.py's interleaving, made exact) must not list it and lock it shared first.
+    path = tmp_path / "journal.log"
+    writer = FileJournal(path, segment_bytes=1)  # every commit finishes the segment
+    readers: list[FileJournal] = []
+    refused: list[JournalLocked] = []
+
+    def open_a_reader() -> None:
+        try:
+            readers.append(FileJournal(path, read_only=True))
+        except JournalLocked as locked:
+            refused.append(locked)
+
+    try:
+        writer.commit(records(1, 1))
+        for seq in range(2, 6):
+            at_next_flock(open_a_reader)  # the rotation's flock of the next file
+            writer.commit(records(seq, 1))
+            while readers:  # one that got in holds its lock until here
+                readers.pop().close()
+        assert len(refused) == 4, "mid-rotation, a reader finds the writer's lock"
+        assert not _ON_NEXT_FLOCK
+    finally:
+        _ON_NEXT_FLOCK.clear()
+        for reader in readers:
+            reader.close()
+        writer.close()
+    assert len(segment_names(path)) == 5 and not journal_module.rotating_path(path).exists()
+    assert reopened(path) == (0, records(1, 5), 5)
+
+
+def test_a_rotation_a_crash_interrupted_is_cleaned_up_and_a_failed_one_can_reopen(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.log"
+    write_journal(path, [records(1, 3)])
+    leftover = journal_module.rotating_path(path)
+    leftover.write_bytes(b"")  # a crash between making the next file and its rename
+    assert segment_names(path) == ["journal.log"], "no listing takes it for a segment"
+    writer = FileJournal(path, segment_bytes=1)
+    try:
+        assert not leftover.exists(), "the writer's open removes it"
+        # a rotation that fails after making its file (its name taken by a directory)
+        journal_module.segment_path(path, 4).mkdir()
+        with pytest.raises(FileExistsError):
+            writer.commit(records(4, 1))
+        with pytest.raises(JournalError, match="reopen"):
+            writer.commit(records(4, 1))
+    finally:
+        writer.close()
+    journal_module.segment_path(path, 4).rmdir()
+    assert not leftover.exists()
+    writer = FileJournal(path, segment_bytes=1)  # nothing of the failed rotation holds a lock
+    try:
+        writer.commit(records(4, 2))
+    finally:
+        writer.close()
+    assert reopened(path) == (0, records(1, 5), 5)
