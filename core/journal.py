@@ -734,6 +734,23 @@ def segment_records(segment: Segment) -> Iterator[tuple[int, bytes]]:
     return _segment_records(segment, 0, segment.first_seq)
 
 
+def segment_reaches(path: Path, first_seq: int, seq: int) -> bool:
+    """Whether the segment `path`, which begins at `first_seq`, holds frames that check out
+    from its start through record `seq`. Takes no lock: a segment being written is read as it
+    is now, up to a torn tail or the zeros set aside (what a writer adds meanwhile only adds)."""
+    if seq < first_seq:
+        return True
+    expected = first_seq
+    with open(path, "rb", buffering=READ_BUFFER_BYTES) as file, contextlib.suppress(_BadFrame):
+        for _offset, found, _payload in _frames(file, 0, os.fstat(file.fileno()).st_size):
+            if found != expected:
+                return False
+            if found == seq:
+                return True
+            expected += 1
+    return False
+
+
 def _segment_records(segment: Segment, offset: int, seq_from: int) -> Iterator[tuple[int, bytes]]:
     """(seq, payload) of the durable frames of `segment` from `offset`, the first `seq_from`."""
     expected = seq_from

@@ -2,15 +2,16 @@
 
 Owns which segments may go and how they move. A segment may go once it is finished (the next
 one exists: it was cut and fsynced before that was made, and is never written again) and its
-last seq is at or below the oldest snapshot in the data directory: a restart needs only the
-newest snapshot and the journal after it. Oldest first, one at a time: copied to DIR under a
-`.tmp` name and fsynced, the copy's frames checked (CRC32, seqs from its first to its last),
-renamed and DIR fsynced; only then is the original removed and the data directory fsynced. So
-the journal left is always one run of segments, and a crash leaves the original in place (and
-maybe its copy: the next run checks the copy holds the same bytes, then removes the original).
-Safe while the venue runs: it touches no open segment, and a snapshot removed meanwhile only
-raises the oldest seq. Limits: one archive at a time per data directory; the snapshot files
-are taken by their names (a damaged one still counts as kept: `venue verify` names it).
+last seq is at or below both the oldest snapshot file in the data directory and the newest
+snapshot that reads (CRC and body: the one a restart takes, needing only the journal after
+it; a damaged or empty file moves nothing), itself within the journal. Oldest first, one at
+a time: copied to DIR under a `.tmp` name and fsynced, the copy's frames checked (CRC32, seqs
+from its first to its last), renamed and DIR fsynced; only then is the original removed and
+the data directory fsynced. So the journal left is always one run of segments, and a crash
+leaves the original in place (and maybe its copy: the next run checks the copy holds the
+same bytes, then removes the original). Safe while the venue runs: it touches no open
+segment, and a snapshot removed meanwhile only raises the oldest seq. Limits: one archive at
+a time per data directory; a run reads the newest good snapshot whole (as a restart does).
 """
 
 import argparse
@@ -21,6 +22,8 @@ import os
 import shutil
 from pathlib import Path
 
+import msgspec
+
 from cli.arguments import directory
 from cli.failures import CommandFailed
 from core import snapshots
@@ -29,6 +32,7 @@ from core.journal import (
     JournalError,
     check_segment,
     segment_files,
+    segment_reaches,
 )
 from core.venue_core import JOURNAL_FILE
 
@@ -75,9 +79,12 @@ def archive(data_dir: Path, to: Path) -> list[str]:
         raise CommandFailed(f"{data_dir}: no journal ({JOURNAL_FILE}), nothing to archive")
     if to.exists() and to.resolve() == data_dir.resolve():
         raise CommandFailed(f"--to {to} is the data directory: give another directory")
-    kept_seq = oldest_snapshot_seq(data_dir)
+    kept_seq = kept_through(data_dir, found)
     if kept_seq is None:
-        return ["ok   nothing archived: no snapshot yet (a restart replays the whole journal)"]
+        return [
+            "ok   nothing archived: no snapshot that reads yet (a restart replays the whole"
+            " journal)"
+        ]
     to.mkdir(mode=0o700, parents=True, exist_ok=True)
     lines = []
     for (first_seq, path), (next_seq, _) in itertools.pairwise(found):
@@ -87,10 +94,28 @@ def archive(data_dir: Path, to: Path) -> list[str]:
         lines.append(f"ok   archived {path.name} (seqs {first_seq} to {next_seq - 1}) to {to}")
     first_kept = found[len(lines)][0]
     lines.append(
-        f"ok   the journal in {data_dir} begins at seq {first_kept}; the oldest snapshot is at"
-        f" seq {kept_seq}"
+        f"ok   the journal in {data_dir} begins at seq {first_kept}; segments may go through"
+        f" seq {kept_seq} (the oldest snapshot's, or the newest that reads)"
     )
     return lines
+
+
+def kept_through(data_dir: Path, found: list[tuple[int, Path]]) -> int | None:
+    """The last seq a segment that goes may hold, or None (nothing may go): the oldest
+    snapshot file's (by its name: the venue keeps the older ones to fall back on), and no
+    later than the newest snapshot that reads (its CRC and body check out: the one a restart
+    would take), which must lie within the journal (else `CommandFailed`)."""
+    oldest_seq = oldest_snapshot_seq(data_dir)
+    newest_seq = newest_readable_snapshot_seq(data_dir)
+    if oldest_seq is None or newest_seq is None:
+        return None
+    open_first_seq, open_path = found[-1]
+    if not segment_reaches(open_path, open_first_seq, newest_seq):
+        raise CommandFailed(
+            f"{data_dir}: the newest snapshot that reads is at seq {newest_seq}, past the"
+            " journal's last record (another venue's snapshot?): nothing archived"
+        )
+    return min(oldest_seq, newest_seq)
 
 
 def oldest_snapshot_seq(data_dir: Path) -> int | None:
@@ -98,6 +123,22 @@ def oldest_snapshot_seq(data_dir: Path) -> int | None:
     seqs = [_snapshot_seq(path) for path in data_dir.glob("snapshot-*.bin")]
     known = [seq for seq in seqs if seq is not None]
     return min(known) if known else None
+
+
+def newest_readable_snapshot_seq(data_dir: Path) -> int | None:
+    """The seq of the newest snapshot in `data_dir` that reads whole (`snapshots.read`: CRC
+    and decode), or None. Newest first, one at a time: memory for one snapshot at most."""
+    named = [path for path in data_dir.glob("snapshot-*.bin") if _snapshot_seq(path) is not None]
+    for path in sorted(named, reverse=True):
+        try:
+            snapshot = snapshots.read(path)
+        except FileNotFoundError:  # pruned by the venue meanwhile, or a link to nothing
+            continue
+        except msgspec.MsgspecError:  # its CRC checks out, its body is no snapshot of ours
+            continue
+        if snapshot is not None:
+            return snapshot.seq
+    return None
 
 
 def _snapshot_seq(path: Path) -> int | None:

@@ -13,10 +13,14 @@ from cli.failures import CommandFailed
 from cli.main import main
 from core import config as venue_config
 from core import journal as journal_module
+from core import snapshots
 from core.journal import FileJournal, segment_files
 from core.journal_archive import archive
 from core.verify import verify
+from engine.snapshot import capture
+from engine.venue import Venue, VenueConfig
 from gateway.server import JOURNAL_FILE
+from settlement.ledger import Ledger
 from tests.conftest import start_venue
 from tests.sample_config import SAMPLE_CONFIG
 
@@ -109,9 +113,9 @@ def test_nothing_moves_without_a_snapshot_and_the_open_segment_never(tmp_path: P
         journal.close()
     assert len(first_seqs(data_dir)) > 3
     assert archive(data_dir, to) == [
-        "ok   nothing archived: no snapshot yet (a restart replays the whole journal)"
+        "ok   nothing archived: no snapshot that reads yet (a restart replays the whole journal)"
     ]
-    (data_dir / "snapshot-00000000000000000039.bin").write_bytes(b"")  # named: by its seq
+    write_snapshot(data_dir, 39)
     before = first_seqs(data_dir)
     assert main(["journal", "archive", "--data-dir", str(data_dir), "--to", str(to)]) == 0
     assert first_seqs(data_dir) == before[-1:], "all finished ones went, the open one stayed"
@@ -126,7 +130,45 @@ def write_segmented(data_dir: Path, count: int) -> None:
             journal.commit([(seq, b"y" * 100)])
     finally:
         journal.close()
-    (data_dir / f"snapshot-{count:020d}.bin").write_bytes(b"")
+    write_snapshot(data_dir, count)
+
+
+def write_snapshot(data_dir: Path, seq: int) -> Path:
+    """A snapshot at `seq` that reads (CRC and body), of an empty venue."""
+    image = snapshots.Snapshot(seq, capture(Venue(VenueConfig(), Ledger())), {})
+    return snapshots.write(data_dir, image)
+
+
+def test_a_damaged_or_empty_snapshot_moves_nothing(tmp_path: Path) -> None:
+    # Its name alone moved the journal's head before: a venue with no good snapshot and its
+    # head archived cannot restart (JournalArchived).
+    data_dir, to = tmp_path / "data", tmp_path / "archive"
+    write_segmented(data_dir, 40)
+    good = write_snapshot(data_dir, 10)
+    newest = data_dir / f"snapshot-{40:020d}.bin"
+    body = bytearray(newest.read_bytes())
+    body[-1] ^= 0xFF
+    newest.write_bytes(bytes(body))
+    empty = data_dir / f"snapshot-{39:020d}.bin"
+    empty.write_bytes(b"")
+    before = first_seqs(data_dir)
+    lines = archive(data_dir, to)
+    assert 1 < first_seqs(data_dir)[0] <= 11, "the head went, nothing past the good one"
+    assert first_seqs(data_dir) == before[1:]
+    good.unlink()  # only the damaged and the empty one left: nothing more goes
+    left = first_seqs(data_dir)
+    again = archive(data_dir, to)
+    assert first_seqs(data_dir) == left
+    assert lines[-1].endswith("through seq 10 (the oldest snapshot's, or the newest that reads)")
+    assert again == [
+        "ok   nothing archived: no snapshot that reads yet (a restart replays the whole journal)"
+    ]
+    empty.unlink()
+    newest.unlink()
+    write_snapshot(data_dir, 41)  # past the journal's last record: refused, nothing moved
+    with pytest.raises(CommandFailed, match="seq 41, past the journal's last record"):
+        archive(data_dir, to)
+    assert first_seqs(data_dir) == left
 
 
 def test_a_copy_that_does_not_check_out_keeps_the_original(tmp_path: Path) -> None:
