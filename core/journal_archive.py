@@ -5,21 +5,26 @@ one exists: it was cut and fsynced before that was made, and is never written ag
 last seq is at or below both the oldest snapshot file in the data directory and the newest
 snapshot that reads (CRC and body: the one a restart takes, needing only the journal after
 it; a damaged or empty file moves nothing), itself within the journal. Oldest first, one at
-a time: copied to DIR under a `.tmp` name and fsynced, the copy's frames checked (CRC32, seqs
-from its first to its last), renamed and DIR fsynced; only then is the original removed and
-the data directory fsynced. So the journal left is always one run of segments, and a crash
-leaves the original in place (and maybe its copy: the next run checks the copy holds the
-same bytes, then removes the original). Safe while the venue runs: it touches no open
-segment, and a snapshot removed meanwhile only raises the oldest seq. Limits: one archive at
-a time per data directory; a run reads the newest good snapshot whole (as a restart does).
+a time: copied to DIR under a `.tmp` name of its own (O_EXCL) and fsynced, the copy's frames
+checked (CRC32, seqs from its first to its last), renamed and DIR fsynced, its size and CRC32
+compared with the original's once more; only then is the original removed and the data
+directory fsynced. So the journal left is always one run of segments, and a crash leaves the
+original in place (and maybe its copy: the next run checks the copy holds the same bytes,
+then removes the original). One run at a time: each holds `ARCHIVE_LOCK_FILE` in the data
+directory and in DIR (a second is refused). Safe while the venue runs: it touches no open
+segment, and a snapshot removed meanwhile only raises the oldest seq. Limits: a run reads the
+newest good snapshot whole (as a restart does).
 """
 
 import argparse
 import contextlib
-import filecmp
+import fcntl
 import itertools
 import os
 import shutil
+import tempfile
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
@@ -37,6 +42,8 @@ from core.journal import (
 from core.venue_core import JOURNAL_FILE
 
 COPY_BUFFER_BYTES = 1 << 20  # a segment is up to ~1 GiB: copied in 1 MiB reads
+# Held by a run in the data directory and in the archive directory: one run at a time on each
+ARCHIVE_LOCK_FILE = ".journal-archive.lock"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,18 +81,28 @@ def run(args: argparse.Namespace) -> int:
 
 def archive(data_dir: Path, to: Path) -> list[str]:
     """Move every segment that may go (module docstring); one line per segment moved."""
-    found = segment_files(data_dir / JOURNAL_FILE) if data_dir.is_dir() else []
-    if not found:
+    if not data_dir.is_dir() or not segment_files(data_dir / JOURNAL_FILE):
         raise CommandFailed(f"{data_dir}: no journal ({JOURNAL_FILE}), nothing to archive")
     if to.exists() and to.resolve() == data_dir.resolve():
         raise CommandFailed(f"--to {to} is the data directory: give another directory")
-    kept_seq = kept_through(data_dir, found)
-    if kept_seq is None:
-        return [
-            "ok   nothing archived: no snapshot that reads yet (a restart replays the whole"
-            " journal)"
-        ]
-    to.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with _run_alone(data_dir, "data directory"):
+        found = segment_files(data_dir / JOURNAL_FILE)  # listed again: under the lock
+        kept_seq = kept_through(data_dir, found)
+        if kept_seq is None:
+            return [
+                "ok   nothing archived: no snapshot that reads yet (a restart replays the whole"
+                " journal)"
+            ]
+        to.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with _run_alone(to, "archive directory"):
+            _remove_stale_copies(to)
+            return _move_through(data_dir, found, kept_seq, to)
+
+
+def _move_through(
+    data_dir: Path, found: list[tuple[int, Path]], kept_seq: int, to: Path
+) -> list[str]:
+    """Move the finished segments of `found` whose records end at or before `kept_seq`."""
     lines = []
     for (first_seq, path), (next_seq, _) in itertools.pairwise(found):
         if next_seq - 1 > kept_seq:
@@ -98,6 +115,33 @@ def archive(data_dir: Path, to: Path) -> list[str]:
         f" seq {kept_seq} (the oldest snapshot's, or the newest that reads)"
     )
     return lines
+
+
+@contextlib.contextmanager
+def _run_alone(directory: Path, what: str) -> Iterator[None]:
+    """Hold `directory`'s archive lock for the run, or `CommandFailed` if another run does:
+    two runs at once (a cron overlap) could each remove an original the other copied, or
+    clobber each other's copies. Both sides are locked: two runs to different archives would
+    otherwise both move the same segments."""
+    lock_path = directory / ARCHIVE_LOCK_FILE
+    descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CommandFailed(
+                f"another `venue journal archive` is running on the {what} {directory} (it"
+                f" holds {lock_path}): nothing archived; run it again once that one ends"
+            ) from None
+        yield
+    finally:
+        os.close(descriptor)
+
+
+def _remove_stale_copies(to: Path) -> None:
+    """Remove half copies a run that stopped part way left in `to` (no run is copying now)."""
+    for stale in to.glob(f"{Path(JOURNAL_FILE).stem}.*.tmp"):
+        stale.unlink(missing_ok=True)
 
 
 def kept_through(data_dir: Path, found: list[tuple[int, Path]]) -> int | None:
@@ -152,35 +196,51 @@ def _move(path: Path, first_seq: int, last_seq: int, to: Path) -> None:
     """Copy the finished segment `path` into `to`, check the copy, then remove `path`."""
     target = to / path.name
     if target.exists():  # a run before stopped after its rename: the same bytes, or refuse
-        if not filecmp.cmp(path, target, shallow=False):
+        if _size_and_crc(target) != _size_and_crc(path):
             raise CommandFailed(
                 f"{target} exists and differs from {path}: left both as they are (another"
                 " venue's archive in the same directory?)"
             )
         _check_copy(target, first_seq, last_seq)
     else:
-        temporary = to / f"{path.name}.tmp"
-        try:
-            _copy(path, temporary)
-            _check_copy(temporary, first_seq, last_seq)
-            os.replace(temporary, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                temporary.unlink(missing_ok=True)
-            raise
-        snapshots.fsync_directory(to)
+        _copy_in(path, first_seq, last_seq, target)
+        # Read again right before the original goes: a copy changed since its check (by
+        # anything but this run) must not be all that is left.
+        if _size_and_crc(target) != _size_and_crc(path):
+            raise CommandFailed(
+                f"{target} no longer holds the bytes of {path} (its size or CRC32 differs):"
+                " the original is kept; remove the copy and run again"
+            )
     path.unlink()
     snapshots.fsync_directory(path.parent)
 
 
-def _copy(source: Path, copy: Path) -> None:
-    """`source`'s bytes in a new file `copy`, fsynced; owner-only: it holds participants'
-    orders."""
-    descriptor = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    with os.fdopen(descriptor, "wb") as written, source.open("rb") as read:
-        shutil.copyfileobj(read, written, COPY_BUFFER_BYTES)
-        written.flush()
-        os.fsync(written.fileno())
+def _copy_in(path: Path, first_seq: int, last_seq: int, target: Path) -> None:
+    """`path`'s bytes at `target`, checked, through a temporary name of this run alone."""
+    descriptor, name = tempfile.mkstemp(prefix=f"{path.name}.", suffix=".tmp", dir=target.parent)
+    temporary = Path(name)  # made O_EXCL, owner-only: it holds participants' orders
+    try:
+        with os.fdopen(descriptor, "wb") as written, path.open("rb") as read:
+            shutil.copyfileobj(read, written, COPY_BUFFER_BYTES)
+            written.flush()
+            os.fsync(written.fileno())
+        _check_copy(temporary, first_seq, last_seq)
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        raise
+    snapshots.fsync_directory(target.parent)
+
+
+def _size_and_crc(path: Path) -> tuple[int, int]:
+    """`path`'s size and the CRC32 of all its bytes."""
+    crc = size = 0
+    with path.open("rb") as file:
+        while chunk := file.read(COPY_BUFFER_BYTES):
+            crc = zlib.crc32(chunk, crc)
+            size += len(chunk)
+    return size, crc
 
 
 def _check_copy(copy: Path, first_seq: int, last_seq: int) -> None:

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 import zlib
-from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -33,6 +32,7 @@ from core.journal import (
     RecordTooLargeError,
     measure,
 )
+from tests import interleave
 
 ROOT = Path(__file__).resolve().parents[2]
 Record = tuple[int, bytes]
@@ -896,25 +896,6 @@ def test_a_segment_that_is_a_dangling_symlink_is_refused(tmp_path: Path) -> None
     assert not (tmp_path / "elsewhere").exists()
 
 
-# Runs the armed callback (once) when this process next calls fcntl.flock: a step of another
-# thread or opener made at an exact point of the writer's rotation, with no mock of the
-# journal. An audit hook stays for the process's life, so it costs one comparison when idle.
-_ON_NEXT_FLOCK: list[Callable[[], None]] = []
-_FLOCK_HOOKED: list[bool] = []
-
-
-def _on_audit(event: str, _args: tuple[object, ...]) -> None:
-    if event == "fcntl.flock" and _ON_NEXT_FLOCK:
-        _ON_NEXT_FLOCK.pop()()
-
-
-def at_next_flock(step: Callable[[], None]) -> None:
-    if not _FLOCK_HOOKED:
-        sys.addaudithook(_on_audit)
-        _FLOCK_HOOKED.append(True)
-    _ON_NEXT_FLOCK.append(step)
-
-
 def test_a_reader_opening_mid_rotation_never_takes_the_new_segment_from_the_writer(
     tmp_path: Path,
 ) -> None:
@@ -925,7 +906,7 @@ def test_a_reader_opening_mid_rotation_never_takes_the_new_segment_from_the_writ
     readers: list[FileJournal] = []
     refused: list[JournalLocked] = []
 
-    def open_a_reader() -> None:
+    def open_a_reader(_flock: tuple[object, ...]) -> None:
         try:
             readers.append(FileJournal(path, read_only=True))
         except JournalLocked as locked:
@@ -934,17 +915,17 @@ def test_a_reader_opening_mid_rotation_never_takes_the_new_segment_from_the_writ
     try:
         writer.commit(records(1, 1))
         for seq in range(2, 6):
-            at_next_flock(open_a_reader)  # the rotation's flock of the next file
+            interleave.at_next("fcntl.flock", open_a_reader)  # the rotation's flock of the next
             writer.commit(records(seq, 1))
             while readers:  # one that got in holds its lock until here
                 readers.pop().close()
         assert len(refused) == 4, "mid-rotation, a reader finds the writer's lock"
-        assert not _ON_NEXT_FLOCK
     finally:
-        _ON_NEXT_FLOCK.clear()
+        left = interleave.disarm()
         for reader in readers:
             reader.close()
         writer.close()
+    assert not left, "each rotation's flock ran its step"
     assert len(segment_names(path)) == 5 and not journal_module.rotating_path(path).exists()
     assert reopened(path) == (0, records(1, 5), 5)
 

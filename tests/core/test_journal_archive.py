@@ -5,6 +5,8 @@ lowered), real files; then recovery and `venue verify` on what is left, with and
 the archive."""
 
 import asyncio
+import fcntl
+import os
 from pathlib import Path
 
 import pytest
@@ -15,12 +17,13 @@ from core import config as venue_config
 from core import journal as journal_module
 from core import snapshots
 from core.journal import FileJournal, segment_files
-from core.journal_archive import archive
+from core.journal_archive import ARCHIVE_LOCK_FILE, archive
 from core.verify import verify
 from engine.snapshot import capture
 from engine.venue import Venue, VenueConfig
 from gateway.server import JOURNAL_FILE
 from settlement.ledger import Ledger
+from tests import interleave
 from tests.conftest import start_venue
 from tests.sample_config import SAMPLE_CONFIG
 
@@ -122,6 +125,10 @@ def test_nothing_moves_without_a_snapshot_and_the_open_segment_never(tmp_path: P
     assert archive(data_dir, to)[-1].startswith(f"ok   the journal in {data_dir} begins at seq")
 
 
+def archived_names(to: Path) -> list[str]:
+    return sorted(path.name for path in to.iterdir() if path.name != ARCHIVE_LOCK_FILE)
+
+
 def write_segmented(data_dir: Path, count: int) -> None:
     data_dir.mkdir()
     journal = FileJournal(data_dir / JOURNAL_FILE)
@@ -182,7 +189,7 @@ def test_a_copy_that_does_not_check_out_keeps_the_original(tmp_path: Path) -> No
         archive(data_dir, to)
     assert second.read_bytes() == damaged, "left as it was"
     assert not first.exists() and (to / first.name).exists(), "the good one before it moved"
-    assert sorted(path.name for path in to.iterdir()) == [first.name], "no copy left behind"
+    assert archived_names(to) == [first.name], "no copy left behind"
 
 
 def test_a_copy_left_by_a_run_that_stopped_before_the_removal_is_taken(tmp_path: Path) -> None:
@@ -194,6 +201,7 @@ def test_a_copy_left_by_a_run_that_stopped_before_the_removal_is_taken(tmp_path:
     (to / f"{first.name}.tmp").write_bytes(b"half")  # and an older run's half copy
     archive(data_dir, to)
     assert not first.exists()
+    assert not (to / f"{first.name}.tmp").exists(), "the half copy removed"
     journal = FileJournal(data_dir / JOURNAL_FILE)
     try:
         assert journal.last_seq() == 40
@@ -235,3 +243,46 @@ def test_verify_of_an_archived_head_needs_a_snapshot_or_the_archive(tmp_path: Pa
     head.rename(tmp_path / "lost")
     with pytest.raises(CommandFailed, match="no archived segment from seq 1"):
         verify(data_dir, config, archive=to)
+
+
+@pytest.mark.parametrize("side", ["data", "archive"])
+def test_a_second_run_at_once_is_refused_and_moves_nothing(tmp_path: Path, side: str) -> None:
+    # Two runs at once (a cron overlap) shared one fixed `.tmp` name and no lock: one's
+    # O_TRUNC could empty the other's checked copy before its original was removed.
+    data_dir, to = tmp_path / "data", tmp_path / "archive"
+    write_segmented(data_dir, 40)
+    held_dir = data_dir if side == "data" else to
+    held_dir.mkdir(exist_ok=True)
+    before = first_seqs(data_dir)
+    held = os.open(held_dir / ARCHIVE_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the other run, mid-way
+        with pytest.raises(CommandFailed, match="another `venue journal archive` is running"):
+            archive(data_dir, to)
+        if side == "data":  # to another archive: refused as well
+            with pytest.raises(CommandFailed, match="another `venue journal archive`"):
+                archive(data_dir, tmp_path / "elsewhere")
+        assert first_seqs(data_dir) == before
+    finally:
+        os.close(held)
+    assert len(archive(data_dir, to)) > 1 and first_seqs(data_dir) != before, "then it runs"
+
+
+def test_a_copy_changed_after_its_check_keeps_the_original(tmp_path: Path) -> None:
+    data_dir, to = tmp_path / "data", tmp_path / "archive"
+    write_segmented(data_dir, 40)
+    (_, first) = segment_files(data_dir / JOURNAL_FILE)[0]
+    original = first.read_bytes()
+
+    def emptied(rename: tuple[object, ...]) -> None:  # as another run's O_TRUNC did
+        os.truncate(str(rename[0]), 0)
+
+    interleave.at_next("os.rename", emptied)  # the checked copy's rename into place
+    try:
+        with pytest.raises(CommandFailed, match="the original is kept"):
+            archive(data_dir, to)
+    finally:
+        left = interleave.disarm()
+    assert not left
+    assert first.read_bytes() == original, "kept"
+    assert (to / first.name).stat().st_size == 0
