@@ -241,12 +241,16 @@ def describe_store(config: venue_config.VenueConfig) -> str:
 
 def _no_journal_yet(data: Path) -> bool:
     """The one-process venue's data directory holds no journal record yet: it will be built.
-    A journal whose first segments were archived (`journal.log` gone) holds records."""
+    Only an empty `journal.log` (a start that made it, and no more) is no venue: a later
+    segment, even empty (its head archived, the rest written past a snapshot), or a
+    snapshot means one exists."""
     try:
         found = segment_files(data / JOURNAL_FILE)
     except DanglingJournalLink:  # the start refuses it, naming the link
         return True
-    return all(not path.exists() or path.stat().st_size == 0 for _, path in found)
+    if any(seq > 1 for seq, _ in found) or any(data.glob("snapshot-*.bin")):
+        return False
+    return all(path.stat().st_size == 0 for _, path in found)
 
 
 NATS_SCHEMES = ("nats", "tls", "ws", "wss")  # what nats-py connects with

@@ -242,7 +242,7 @@ def segment_files(first_path: str | PathLike[str]) -> list[tuple[int, Path]]:
     found = [(1, first_path)] if os.path.lexists(first_path) else []
     try:
         names = os.listdir(first_path.parent)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # no directory: no segment
         names = []
     for name in names:
         match = named.fullmatch(name)

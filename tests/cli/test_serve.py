@@ -1144,3 +1144,10 @@ def test_a_journal_whose_head_was_archived_is_no_venue_to_build(tmp_path: Path) 
     (data / "journal.log").unlink()
     (data / "journal.000000000000042.log").write_bytes(b"\0" * 16)
     assert not serve_module._no_journal_yet(data)
+    # an archive can leave only the empty open segment (all before it archived): a venue
+    (data / "journal.000000000000042.log").write_bytes(b"")
+    assert not serve_module._no_journal_yet(data)
+    (data / "journal.000000000000042.log").unlink()
+    (data / "journal.log").write_bytes(b"")
+    (data / "snapshot-00000000000000000041.bin").write_bytes(b"")  # and a snapshot: a venue
+    assert not serve_module._no_journal_yet(data)
