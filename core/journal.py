@@ -120,6 +120,10 @@ class JournalArchived(JournalError):
         self.first_seq = first_seq
 
 
+class SegmentGone(JournalError):
+    """A finished segment the journal found at its open is no longer there (archived)."""
+
+
 class NotAJournal(JournalError):
     """The file's first bytes are no frame a writer began: some other file, never cut."""
 
@@ -610,11 +614,20 @@ class FileJournal:
     ) -> Iterator[tuple[int, bytes]]:
         expected = seq_from
         for segment in segments:
-            for seq, payload in _segment_records(segment, offset, expected):
-                expected = seq + 1
-                if seq > after_seq:
-                    yield seq, payload
+            try:
+                for seq, payload in _segment_records(segment, offset, expected):
+                    expected = seq + 1
+                    if seq > after_seq:
+                        yield seq, payload
+            except SegmentGone:  # archived since this journal was opened: its head moved on
+                raise JournalArchived(self.path, self._first_seq_on_disk(), after_seq) from None
             offset = 0
+
+    def _first_seq_on_disk(self) -> int:
+        """The seq the journal's files begin at now (an archive may have moved some since the
+        open: `first_seq` is what the open found)."""
+        found = segment_files(self.path)
+        return found[0][0] if found else self._open_first_seq
 
     def last_seq(self) -> int:
         return self._last_seq
@@ -767,7 +780,7 @@ def _segment_records(segment: Segment, offset: int, seq_from: int) -> Iterator[t
         # Durable bytes that no longer check out changed under us: never a torn tail.
         raise JournalCorruption(segment.path, bad.offset, bad.reason) from None
     except FileNotFoundError:
-        raise JournalError(f"{segment.path}: gone while the journal was open (archived?)") from None
+        raise SegmentGone(f"{segment.path}: gone while the journal was open (archived?)") from None
 
 
 def _frames(file: BinaryIO, offset: int, end: int) -> Iterator[tuple[int, int, bytes]]:

@@ -862,6 +862,26 @@ def test_with_its_head_moved_away_the_journal_begins_past_seq_1(tmp_path: Path) 
     assert not path.exists(), "the first segment is not made anew"
 
 
+def test_a_replay_of_segments_archived_since_the_open_says_so(tmp_path: Path) -> None:
+    # `venue journal archive` moves finished segments while the venue's writer has them open
+    path = tmp_path / "journal.log"
+    written = write_segments(path, 30)
+    journal = FileJournal(path, segment_bytes=SEGMENT_BYTES)
+    try:
+        (_, head), (second_seq, second) = journal_module.segment_files(path)[:2]
+        head.rename(tmp_path / "archived-head.log")
+        second.rename(tmp_path / "archived-second.log")
+        third_seq = journal_module.segment_files(path)[0][0]
+        with pytest.raises(journal_module.JournalArchived, match=f"begins at seq {third_seq}"):
+            list(journal.replay(0))
+        with pytest.raises(journal_module.JournalArchived, match=f"after seq {second_seq}"):
+            list(journal.replay(second_seq))
+        assert list(journal.replay(third_seq - 1)) == written[third_seq - 1 :]
+        journal.commit(records(31, 3))
+    finally:
+        journal.close()
+
+
 def test_the_open_segment_is_locked_whichever_it_is(tmp_path: Path) -> None:
     path = tmp_path / "journal.log"
     write_segments(path, 30)
