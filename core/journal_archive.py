@@ -19,6 +19,7 @@ newest good snapshot whole (as a restart does).
 import argparse
 import contextlib
 import fcntl
+import filecmp
 import itertools
 import os
 import shutil
@@ -196,7 +197,7 @@ def _move(path: Path, first_seq: int, last_seq: int, to: Path) -> None:
     """Copy the finished segment `path` into `to`, check the copy, then remove `path`."""
     target = to / path.name
     if target.exists():  # a run before stopped after its rename: the same bytes, or refuse
-        if _size_and_crc(target) != _size_and_crc(path):
+        if not filecmp.cmp(path, target, shallow=False):
             raise CommandFailed(
                 f"{target} exists and differs from {path}: left both as they are (another"
                 " venue's archive in the same directory?)"
