@@ -971,9 +971,41 @@ def test_a_rotation_a_crash_interrupted_is_cleaned_up_and_a_failed_one_can_reope
         writer.close()
     journal_module.segment_path(path, 4).rmdir()
     assert not leftover.exists()
-    writer = FileJournal(path, segment_bytes=1)  # nothing of the failed rotation holds a lock
+    writer = FileJournal(path, segment_bytes=1)  # (a lock left after a rename: the test below)
     try:
         writer.commit(records(4, 2))
     finally:
         writer.close()
     assert reopened(path) == (0, records(1, 5), 5)
+
+
+def test_a_rotation_whose_directory_fsync_fails_after_its_rename_leaves_no_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new segment is renamed into place, then the data directory's fsync fails (EIO):
+    the failed writer must not keep a descriptor locking that segment, or a reopen once it
+    is closed finds the journal locked (by nothing that runs)."""
+    path = tmp_path / "journal.log"
+    writer = FileJournal(path, segment_bytes=1)
+    try:
+        writer.commit(records(1, 1))
+        real_fsync_directory = journal_module._fsync_directory
+
+        def failing(directory: Path) -> None:
+            if journal_module.segment_path(path, 2).exists():  # after the rotation's rename
+                raise OSError(errno.EIO, "injected: the directory's fsync failed")
+            real_fsync_directory(directory)
+
+        monkeypatch.setattr(journal_module, "_fsync_directory", failing)
+        with pytest.raises(OSError, match="injected"):
+            writer.commit(records(2, 1))
+        monkeypatch.setattr(journal_module, "_fsync_directory", real_fsync_directory)
+    finally:
+        writer.close()
+    assert segment_names(path)[-1] == journal_module.segment_path(path, 2).name
+    writer = FileJournal(path, segment_bytes=1)  # the renamed segment: empty, not locked
+    try:
+        writer.commit(records(2, 2))
+    finally:
+        writer.close()
+    assert reopened(path) == (0, records(1, 3), 3)
