@@ -3,17 +3,19 @@
 Owns which segments may go and how they move. A segment may go once it is finished (the next
 one exists: it was cut and fsynced before that was made, and is never written again) and its
 last seq is at or below both the oldest snapshot file in the data directory and the newest
-snapshot that reads (CRC and body: the one a restart takes, needing only the journal after
-it; a damaged or empty file moves nothing), itself within the journal. Oldest first, one at
-a time: copied to DIR under a `.tmp` name of its own (O_EXCL) and fsynced, the copy's frames
-checked (CRC32, seqs from its first to its last), renamed and DIR fsynced, its size and CRC32
-compared with the original's once more; only then is the original removed and the data
-directory fsynced. So the journal left is always one run of segments, and a crash leaves the
-original in place (and maybe its copy: the next run checks the copy holds the same bytes,
-then removes the original). One run at a time: each holds `ARCHIVE_LOCK_FILE` in the data
-directory and in DIR (a second is refused). Safe while the venue runs: it touches no open
-segment, and a snapshot removed meanwhile only raises the oldest seq. Limits: a run reads the
-newest good snapshot whole (as a restart does).
+snapshot that checks out (header and CRC: the one a restart takes, needing only the journal
+after it; a damaged or empty file moves nothing), itself within the journal. Oldest first,
+one at a time: copied to DIR under a `.tmp` name of its own (O_EXCL) and fsynced, the copy's
+frames checked (CRC32, seqs from its first to its last), renamed and DIR fsynced, its size
+and CRC32 read again and compared with the original's (taken as it was copied); only then is
+the original removed and the data directory fsynced. So the journal left is always one run
+of segments, and a crash leaves the original in place (and maybe its copy: the next run
+checks the copy holds the same bytes, then removes the original). One run at a time: each
+holds `ARCHIVE_LOCK_FILE` in the data directory and in DIR (a second is refused). Safe while
+the venue runs: it touches no open segment, and a snapshot removed meanwhile only raises the
+oldest seq. Limits: a run reads each segment it moves twice (the copy, then the copy again)
+and streams the newest good snapshot's body once for its CRC, in 1 MiB reads: memory stays
+flat.
 """
 
 import argparse
@@ -22,13 +24,10 @@ import fcntl
 import filecmp
 import itertools
 import os
-import shutil
 import tempfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-
-import msgspec
 
 from cli.arguments import directory
 from cli.failures import CommandFailed
@@ -88,11 +87,11 @@ def archive(data_dir: Path, to: Path) -> list[str]:
         raise CommandFailed(f"--to {to} is the data directory: give another directory")
     with _run_alone(data_dir, "data directory"):
         found = segment_files(data_dir / JOURNAL_FILE)  # listed again: under the lock
-        kept_seq = kept_through(data_dir, found)
+        kept_seq = kept_through(data_dir)
         if kept_seq is None:
             return [
-                "ok   nothing archived: no snapshot that reads yet (a restart replays the whole"
-                " journal)"
+                "ok   nothing archived: no snapshot that checks out yet (a restart replays the"
+                " whole journal)"
             ]
         to.mkdir(mode=0o700, parents=True, exist_ok=True)
         with _run_alone(to, "archive directory"):
@@ -113,7 +112,7 @@ def _move_through(
     first_kept = found[len(lines)][0]
     lines.append(
         f"ok   the journal in {data_dir} begins at seq {first_kept}; segments may go through"
-        f" seq {kept_seq} (the oldest snapshot's, or the newest that reads)"
+        f" seq {kept_seq} (the oldest snapshot's, or the newest that checks out)"
     )
     return lines
 
@@ -145,20 +144,26 @@ def _remove_stale_copies(to: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
-def kept_through(data_dir: Path, found: list[tuple[int, Path]]) -> int | None:
+def kept_through(data_dir: Path) -> int | None:
     """The last seq a segment that goes may hold, or None (nothing may go): the oldest
     snapshot file's (by its name: the venue keeps the older ones to fall back on), and no
-    later than the newest snapshot that reads (its CRC and body check out: the one a restart
-    would take), which must lie within the journal (else `CommandFailed`)."""
+    later than the newest snapshot that checks out (header and CRC: the one a restart would
+    take), which must lie within the journal (else `CommandFailed`)."""
     oldest_seq = oldest_snapshot_seq(data_dir)
-    newest_seq = newest_readable_snapshot_seq(data_dir)
+    newest_seq = newest_checked_snapshot_seq(data_dir)
     if oldest_seq is None or newest_seq is None:
         return None
-    open_first_seq, open_path = found[-1]
-    if not segment_reaches(open_path, open_first_seq, newest_seq):
+    # Listed after the snapshot was found: a running venue may have rotated and written it
+    # since the run's first listing, into a segment that listing did not have.
+    segments = segment_files(data_dir / JOURNAL_FILE)
+    first_seq, path = next(
+        (segment for segment in reversed(segments) if segment[0] <= newest_seq), segments[0]
+    )
+    if not segment_reaches(path, first_seq, newest_seq):
         raise CommandFailed(
-            f"{data_dir}: the newest snapshot that reads is at seq {newest_seq}, past the"
-            " journal's last record (another venue's snapshot?): nothing archived"
+            f"{data_dir}: the newest snapshot that checks out is at seq {newest_seq}, which no"
+            f" record of the journal reaches (its segment {path.name} ends before): a snapshot"
+            " of another venue's journal? nothing archived"
         )
     return min(oldest_seq, newest_seq)
 
@@ -170,19 +175,17 @@ def oldest_snapshot_seq(data_dir: Path) -> int | None:
     return min(known) if known else None
 
 
-def newest_readable_snapshot_seq(data_dir: Path) -> int | None:
-    """The seq of the newest snapshot in `data_dir` that reads whole (`snapshots.read`: CRC
-    and decode), or None. Newest first, one at a time: memory for one snapshot at most."""
+def newest_checked_snapshot_seq(data_dir: Path) -> int | None:
+    """The seq of the newest snapshot in `data_dir` whose header and CRC check out
+    (`snapshots.checked_seq`: streamed, not decoded), or None. Newest first."""
     named = [path for path in data_dir.glob("snapshot-*.bin") if _snapshot_seq(path) is not None]
     for path in sorted(named, reverse=True):
         try:
-            snapshot = snapshots.read(path)
+            seq = snapshots.checked_seq(path)
         except FileNotFoundError:  # pruned by the venue meanwhile, or a link to nothing
             continue
-        except msgspec.MsgspecError:  # its CRC checks out, its body is no snapshot of ours
-            continue
-        if snapshot is not None:
-            return snapshot.seq
+        if seq is not None and seq == _snapshot_seq(path):  # (a header naming another seq: no)
+            return seq
     return None
 
 
@@ -203,11 +206,12 @@ def _move(path: Path, first_seq: int, last_seq: int, to: Path) -> None:
                 " venue's archive in the same directory?)"
             )
         _check_copy(target, first_seq, last_seq)
+        snapshots.fsync_directory(to)  # its rename durable before the original goes
     else:
-        _copy_in(path, first_seq, last_seq, target)
+        original = _copy_in(path, first_seq, last_seq, target)
         # Read again right before the original goes: a copy changed since its check (by
         # anything but this run) must not be all that is left.
-        if _size_and_crc(target) != _size_and_crc(path):
+        if _size_and_crc(target) != original:
             raise CommandFailed(
                 f"{target} no longer holds the bytes of {path} (its size or CRC32 differs):"
                 " the original is kept; remove the copy and run again"
@@ -216,13 +220,18 @@ def _move(path: Path, first_seq: int, last_seq: int, to: Path) -> None:
     snapshots.fsync_directory(path.parent)
 
 
-def _copy_in(path: Path, first_seq: int, last_seq: int, target: Path) -> None:
-    """`path`'s bytes at `target`, checked, through a temporary name of this run alone."""
+def _copy_in(path: Path, first_seq: int, last_seq: int, target: Path) -> tuple[int, int]:
+    """`path`'s bytes at `target`, checked, through a temporary name of this run alone; the
+    size and CRC32 of the bytes read from `path` (the original is not read twice)."""
     descriptor, name = tempfile.mkstemp(prefix=f"{path.name}.", suffix=".tmp", dir=target.parent)
     temporary = Path(name)  # made O_EXCL, owner-only: it holds participants' orders
+    crc = size = 0
     try:
         with os.fdopen(descriptor, "wb") as written, path.open("rb") as read:
-            shutil.copyfileobj(read, written, COPY_BUFFER_BYTES)
+            while chunk := read.read(COPY_BUFFER_BYTES):
+                written.write(chunk)
+                crc = zlib.crc32(chunk, crc)
+                size += len(chunk)
             written.flush()
             os.fsync(written.fileno())
         _check_copy(temporary, first_seq, last_seq)
@@ -232,6 +241,7 @@ def _copy_in(path: Path, first_seq: int, last_seq: int, target: Path) -> None:
             temporary.unlink(missing_ok=True)
         raise
     snapshots.fsync_directory(target.parent)
+    return size, crc
 
 
 def _size_and_crc(path: Path) -> tuple[int, int]:

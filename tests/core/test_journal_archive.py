@@ -7,8 +7,10 @@ the archive."""
 import asyncio
 import fcntl
 import os
+import tracemalloc
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from cli.failures import CommandFailed
@@ -30,6 +32,8 @@ from tests.sample_config import SAMPLE_CONFIG
 SYMBOL = "AAPLx-USD"
 SEGMENT_BYTES = 1_024  # a new segment every few commands
 ROUNDS = 6  # of a resting sell and a taker's buy: commands enough for several segments
+# A snapshot this big read whole stands out from a run's 1 MiB buffers (and is quick to write)
+SNAPSHOT_FILLER_BYTES = 8 << 20
 
 
 @pytest.fixture(autouse=True)
@@ -116,7 +120,8 @@ def test_nothing_moves_without_a_snapshot_and_the_open_segment_never(tmp_path: P
         journal.close()
     assert len(first_seqs(data_dir)) > 3
     assert archive(data_dir, to) == [
-        "ok   nothing archived: no snapshot that reads yet (a restart replays the whole journal)"
+        "ok   nothing archived: no snapshot that checks out yet (a restart replays the whole"
+        " journal)"
     ]
     write_snapshot(data_dir, 39)
     before = first_seqs(data_dir)
@@ -166,14 +171,15 @@ def test_a_damaged_or_empty_snapshot_moves_nothing(tmp_path: Path) -> None:
     left = first_seqs(data_dir)
     again = archive(data_dir, to)
     assert first_seqs(data_dir) == left
-    assert lines[-1].endswith("through seq 10 (the oldest snapshot's, or the newest that reads)")
+    assert lines[-1].endswith("seq 10 (the oldest snapshot's, or the newest that checks out)")
     assert again == [
-        "ok   nothing archived: no snapshot that reads yet (a restart replays the whole journal)"
+        "ok   nothing archived: no snapshot that checks out yet (a restart replays the whole"
+        " journal)"
     ]
     empty.unlink()
     newest.unlink()
     write_snapshot(data_dir, 41)  # past the journal's last record: refused, nothing moved
-    with pytest.raises(CommandFailed, match="seq 41, past the journal's last record"):
+    with pytest.raises(CommandFailed, match="seq 41, which no record of the journal reaches"):
         archive(data_dir, to)
     assert first_seqs(data_dir) == left
 
@@ -286,3 +292,76 @@ def test_a_copy_changed_after_its_check_keeps_the_original(tmp_path: Path) -> No
     assert not left
     assert first.read_bytes() == original, "kept"
     assert (to / first.name).stat().st_size == 0
+
+
+def test_a_rotation_and_snapshot_while_the_run_starts_is_no_refusal(tmp_path: Path) -> None:
+    # The run listed the segments, then the venue rotated and wrote a snapshot in the new
+    # segment before the run read it: the segment it had seen open does not reach that
+    # snapshot's seq, and the run refused ("another venue's snapshot?") a venue running well.
+    data_dir, to = tmp_path / "data", tmp_path / "archive"
+    data_dir.mkdir()
+    writer = FileJournal(data_dir / JOURNAL_FILE, segment_bytes=600)  # the running venue's
+    try:
+        for seq in range(1, 41):
+            writer.commit([(seq, b"y" * 100)])
+        write_snapshot(data_dir, 38)
+        open_before = segment_files(data_dir / JOURNAL_FILE)[-1][0]
+
+        def venue_goes_on(_: tuple[object, ...]) -> None:  # after the run's listing
+            for seq in range(41, 47):
+                writer.commit([(seq, b"y" * 100)])
+            write_snapshot(data_dir, 46)
+
+        interleave.at_next("os.scandir", venue_goes_on)  # its first look for snapshots
+        lines = archive(data_dir, to)
+        assert not interleave.disarm(), "the venue went on mid-run"
+        assert segment_files(data_dir / JOURNAL_FILE)[-1][0] > open_before, "it rotated"
+        assert lines[-1].endswith("seq 38 (the oldest snapshot's, or the newest that checks out)")
+        assert first_seqs(data_dir)[0] > 1, "the segments through seq 38 went"
+        assert writer.last_seq() == 46
+    finally:
+        writer.close()
+
+
+def test_a_run_checks_the_newest_snapshot_in_flat_memory(tmp_path: Path) -> None:
+    # A run read the newest snapshot whole and decoded it (a restart's memory: ~317 MB and its
+    # objects at the bounds) only to learn its seq; its header and CRC, streamed, say as much.
+    data_dir, to = tmp_path / "data", tmp_path / "archive"
+    write_segmented(data_dir, 40)
+    filler = {"filler": msgspec.msgpack.encode(b"z" * SNAPSHOT_FILLER_BYTES)}
+    image = snapshots.Snapshot(40, capture(Venue(VenueConfig(), Ledger())), filler)
+    snapshots.write(data_dir, image)
+    del image, filler
+    tracemalloc.start()
+    try:
+        lines = archive(data_dir, to)
+        _, peak_bytes = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak_bytes < SNAPSHOT_FILLER_BYTES // 2, "the snapshot's body was never held whole"
+    assert lines[-1].endswith("seq 40 (the oldest snapshot's, or the newest that checks out)")
+
+
+def test_a_copy_a_stopped_run_left_is_made_durable_before_the_original_goes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its rename may not have reached the disk (the run stopped before fsyncing DIR): removing
+    # the original first, a power cut could leave neither.
+    data_dir, to = tmp_path / "data", tmp_path / "archive"
+    write_segmented(data_dir, 40)
+    (_, first) = segment_files(data_dir / JOURNAL_FILE)[0]
+    to.mkdir()
+    (to / first.name).write_bytes(first.read_bytes())  # renamed, then the run stopped
+    synced: list[Path] = []
+    real_fsync_directory = snapshots.fsync_directory
+
+    def recorded(directory: Path) -> None:  # (the real fsync, its directory noted)
+        synced.append(Path(directory))
+        real_fsync_directory(directory)
+
+    monkeypatch.setattr(snapshots, "fsync_directory", recorded)
+    synced_at_removal: list[list[Path]] = []
+    interleave.at_next("os.remove", lambda args: synced_at_removal.append(list(synced)))
+    archive(data_dir, to)
+    assert synced_at_removal and to in synced_at_removal[0], "DIR fsynced before the unlink"
+    assert not first.exists()
