@@ -182,6 +182,11 @@ def _parser() -> "argparse.ArgumentParser":
     ledger = commands.add_parser("ledger", help="inspect and verify the ledger store")
     ledger_cli.add_arguments(ledger)
 
+    from core import journal_archive
+
+    journal_files = commands.add_parser("journal", help="the command journal's files")
+    journal_archive.add_arguments(journal_files)
+
     from client import admin_cli
 
     admin = commands.add_parser(

@@ -36,7 +36,7 @@ from cli.failures import CommandFailed, check_data_dir, describe_os_error
 from client import demo_data
 from core import config as venue_config
 from core.jetstream_journal import JournalUnavailable, shown
-from core.journal import JournalError
+from core.journal import DanglingJournalLink, JournalError, segment_files
 from core.store_thread import StoreFailedError
 from core.venue_core import (
     JOURNAL_FILE,
@@ -240,9 +240,17 @@ def describe_store(config: venue_config.VenueConfig) -> str:
 
 
 def _no_journal_yet(data: Path) -> bool:
-    """The one-process venue's data directory holds no journal record yet: it will be built."""
-    journal = data / JOURNAL_FILE
-    return not journal.exists() or journal.stat().st_size == 0
+    """The one-process venue's data directory holds no journal record yet: it will be built.
+    Only an empty `journal.log` (a start that made it, and no more) is no venue: a later
+    segment, even empty (its head archived, the rest written past a snapshot), or a
+    snapshot means one exists."""
+    try:
+        found = segment_files(data / JOURNAL_FILE)
+    except DanglingJournalLink:  # the start refuses it, naming the link
+        return True
+    if any(seq > 1 for seq, _ in found) or any(data.glob("snapshot-*.bin")):
+        return False
+    return all(path.stat().st_size == 0 for _, path in found)
 
 
 NATS_SCHEMES = ("nats", "tls", "ws", "wss")  # what nats-py connects with

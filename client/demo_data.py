@@ -11,13 +11,15 @@ import os
 from pathlib import Path
 
 from cli.failures import CommandFailed, check_data_dir
-from core.journal import FileJournal, JournalError, JournalLocked
+from core.journal import FileJournal, JournalError, JournalLocked, segment_files
 from core.venue_core import EPOCHS_FILE, LOCK_FILE, lock_data_dir
 from gateway.server import JOURNAL_FILE, LEDGER_FILE
 
-# What a venue keeps in its data directory: the journal, the ledger store (with SQLite's
-# -wal and -shm) and state snapshots (core.snapshots: snapshot-<seq>.bin, and .tmp)
-VENUE_FILES = (JOURNAL_FILE, f"{LEDGER_FILE}*", "snapshot-*")
+# What a venue keeps in its data directory: the journal (its first segment, then those named
+# by their first seq), the ledger store (with SQLite's -wal and -shm) and state snapshots
+# (core.snapshots: snapshot-<seq>.bin, and .tmp)
+JOURNAL_SEGMENTS = f"{Path(JOURNAL_FILE).stem}.*{Path(JOURNAL_FILE).suffix}"
+VENUE_FILES = (JOURNAL_FILE, JOURNAL_SEGMENTS, f"{LEDGER_FILE}*", "snapshot-*")
 # and what a demo clears of it: with the epochs of the starts, which name seqs of the journal
 DEMO_CLEARS = (*VENUE_FILES, EPOCHS_FILE)
 MARKER = "demo-data"  # written by a demo into the directory it claims
@@ -72,7 +74,7 @@ def _refuse_if_in_use(data_dir: Path) -> None:
     try:
         if (data_dir / LOCK_FILE).exists():
             lock_data_dir(data_dir, shared=True).close()
-        if journal.is_file():
+        if segment_files(journal):
             FileJournal(journal, read_only=True).close()
     except JournalLocked:
         msg = f"{data_dir} is in use by a running venue: give another --data-dir"

@@ -1,29 +1,42 @@
 """The command journal: the venue's one source of truth, sequenced commands made durable.
 
-Owns the `Journal` interface (a replicated log implements it later) and `FileJournal`, one
-append-only file of frames: 4-byte big-endian payload length, CRC32 of seq + payload, 8-byte
-big-endian seq, payload. Leaves what a payload means to the sequencer (its encoder writes each
-into the batch's buffer: `commit_commands`). Seqs start at 1 and are strictly consecutive; a
-batch that breaks that is refused whole. `append` writes a batch with one write, `sync` makes
-everything appended durable with one fsync (group commit), and `replay` yields only what is
-durable. The file is grown ahead of its records, `PREALLOCATE_BYTES` at a time (zeros, by
-fallocate), so a durable write only writes data: when every write also grows the file, each
-must commit the new size to the filesystem's own journal too, which cost ~30% more CPU and
-wall time per write (ext4, `bench.journal_bench`); closing cuts the file back to its records.
-Opening rescans the file: zeros at its end are that space, never written (cut without a word);
-a torn tail (a bad last frame with no valid record after it, within what one crash can tear)
-is cut and reported in `recovered_tail_bytes` (its bytes before those zeros); any other
-bad frame is `JournalCorruption`. The file has no header of its own: a first frame whose header
-no writer could have begun (`NotAJournal`), or a dangling symlink (`DanglingJournalLink`), is
-refused untouched (`refuse_dangling_link` holds the data directory's other files to that
-rule). One writer per file (flock); after a disk error the object refuses everything: reopen.
+Owns the `Journal` interface (a replicated log implements it later) and `FileJournal`,
+append-only segment files of frames: 4-byte big-endian payload length, CRC32 of seq +
+payload, 8-byte big-endian seq, payload. Leaves what a payload means to the sequencer (its
+encoder writes each into the batch's buffer: `commit_commands`). Seqs start at 1 and are
+strictly consecutive; a batch that breaks that is refused whole. `append` writes a batch
+with one write, `sync` makes everything appended durable with one fsync (group commit), and
+`replay` yields only what is durable. The file is grown ahead of its records,
+`PREALLOCATE_BYTES` at a time (zeros, by fallocate), so a durable write only writes data:
+when every write also grows the file, each must commit the new size to the filesystem's own
+journal too, which cost ~30% more CPU and wall time per write (ext4, `bench.journal_bench`);
+closing cuts the file back to its records. Opening rescans the file: zeros at its end are
+that space, never written (cut without a word); a torn tail (a bad last frame with no valid
+record after it, within what one crash can tear) is cut and reported in
+`recovered_tail_bytes` (its bytes before those zeros); any other bad frame is
+`JournalCorruption`. The file has no header of its own: a first frame whose header no writer
+could have begun (`NotAJournal`), or a dangling symlink (`DanglingJournalLink`), is refused
+untouched (`refuse_dangling_link` holds the data directory's other files to that rule). One
+writer per file (flock); after a disk error the object refuses everything: reopen.
 `read_only=True` opens for reading alongside no writer (a shared flock): it creates nothing
 and leaves a torn tail for the writer to cut.
+Segments: the file named (`journal.log`) is the first; once the open one holds
+`SEGMENT_BYTES`, the next batch starts a new file named by its first seq (`segment_path`),
+the full one cut to its records and fsynced first; the new file is made and locked under a
+name no listing matches (`rotating_path`), then renamed, so no reader locks it first. Opening
+checks that each follows on from the one before; only the last (open, locked) one may have a
+torn tail or zeros. A finished segment never changes again, so `core.journal_archive` may move
+it away: the journal then begins past seq 1 (`first_seq`) and a replay from before it is
+refused.
 Limits: `RECORD_BYTES_MAX` per payload, `UNSYNCED_BYTES_MAX` appended between syncs.
 """
 
 import bisect
+import contextlib
+import dataclasses
+import errno
 import fcntl
+import functools
 import logging
 import os
 import re
@@ -43,6 +56,10 @@ UNSYNCED_BYTES_MAX: Final = 32 << 20
 PREALLOCATE_BYTES: Final = 4 << 20
 READ_BUFFER_BYTES: Final = 1 << 20  # replay and the open scan read in 1 MiB: few syscalls
 INDEX_STRIDE_RECORDS: Final = 4_096  # replay after a seq skips to within ~4,096 records of it
+# A segment is finished at the first batch boundary past this: a file an archive can move,
+# and one whose loss to a bad disk is bounded; ~2.2 hours at 1,000 commands/s of ~134 bytes.
+SEGMENT_BYTES = 1 << 30
+SEQ_DIGITS: Final = 15  # in a segment's name: 10**15 commands is 31,000 years at 1,000/s
 
 _HEADER: Final = struct.Struct(">IIQ")  # payload length, CRC32(seq + payload), seq
 _SEQ: Final = struct.Struct(">Q")
@@ -87,6 +104,24 @@ class JournalCorruption(JournalError):
         super().__init__(f"{path}: corrupt journal at byte {offset}: {detail}")
         self.path = path
         self.offset = offset
+
+
+class JournalArchived(JournalError):
+    """A replay from before the journal's first segment: its head was archived."""
+
+    def __init__(self, path: Path, first_seq: int, after_seq: int) -> None:
+        super().__init__(
+            f"{path}: a replay after seq {after_seq} needs records from seq {after_seq + 1},"
+            f" but the journal here begins at seq {first_seq} (the segments before were"
+            " archived by `venue journal archive`): put them back from the archive"
+            " directory into the data directory"
+        )
+        self.path = path
+        self.first_seq = first_seq
+
+
+class SegmentGone(JournalError):
+    """A finished segment the journal found at its open is no longer there (archived)."""
 
 
 class NotAJournal(JournalError):
@@ -182,24 +217,133 @@ class _BadFrame(Exception):
         self.reason = reason
 
 
-class FileJournal:
-    """A `Journal` in one append-only file, for one thread at a time.
+@dataclasses.dataclass(frozen=True)
+class Segment:
+    """One file of a journal: its records run from `first_seq` to `last_seq` in `end` bytes
+    (`last_seq` is `first_seq - 1` for an empty one)."""
 
-    Disk failures surface as `OSError`; after one, the page cache and the file may disagree
-    (a failed fsync cannot be retried safely), so this object refuses everything and the
-    caller reopens the file, whose scan settles what is there.
+    path: Path
+    first_seq: int
+    last_seq: int
+    end: int
+
+
+def segment_path(first_path: Path, first_seq: int) -> Path:
+    """The name of the segment whose first record is `first_seq`, after the first segment's
+    (`journal.log`, seq 1: `journal.000000001234567.log` for seq 1,234,567)."""
+    if first_seq == 1:
+        return first_path
+    return first_path.with_name(f"{first_path.stem}.{first_seq:0{SEQ_DIGITS}d}{first_path.suffix}")
+
+
+def segment_files(first_path: str | PathLike[str]) -> list[tuple[int, Path]]:
+    """(first seq, path) of each segment of the journal at `first_path` there is, in seq
+    order; `DanglingJournalLink` for a segment that is a symlink to nothing."""
+    first_path = Path(first_path)
+    named = re.compile(
+        re.escape(first_path.stem) + rf"\.(\d{{{SEQ_DIGITS}}})" + re.escape(first_path.suffix)
+    )
+    found = [(1, first_path)] if os.path.lexists(first_path) else []
+    try:
+        names = os.listdir(first_path.parent)
+    except (FileNotFoundError, NotADirectoryError):  # no directory: no segment
+        names = []
+    for name in names:
+        match = named.fullmatch(name)
+        if match is not None:
+            found.append((int(match.group(1)), first_path.parent / name))
+    found.sort()
+    for _, path in found:
+        if os.path.islink(path) and not os.path.exists(path):
+            raise DanglingJournalLink(path, os.readlink(path))
+    return found
+
+
+def rotating_path(first_path: str | PathLike[str]) -> Path:
+    """Where a writer makes its next segment before renaming it to `segment_path`: a name no
+    listing of segments matches (`journal.log.next`), left only by a crash mid-rotation and
+    removed when a writer opens the journal."""
+    first_path = Path(first_path)
+    return first_path.with_name(f"{first_path.name}.next")
+
+
+def journal_bytes(first_path: str | PathLike[str]) -> int:
+    """The bytes of every segment of the journal at `first_path` there is (0: none)."""
+    return sum(path.stat().st_size for _, path in segment_files(first_path))
+
+
+def check_segment(
+    path: Path, first_seq: int, index: Callable[[int, int], None] | None = None
+) -> Segment:
+    """Every frame of a finished segment checks out, its seqs run on from `first_seq`, and
+    nothing follows the last: its `Segment`, else `JournalCorruption` (a finished segment has
+    no torn tail: it was cut and fsynced before the next began). `index` is given the seq
+    and offset of its first record and of every `INDEX_STRIDE_RECORDS`th after."""
+    size = os.stat(path).st_size
+    expected = first_seq
+    with open(path, "rb", buffering=READ_BUFFER_BYTES) as file:
+        try:
+            for offset, seq, _payload in _frames(file, 0, size):
+                if seq != expected:
+                    raise JournalCorruption(path, offset, f"seq {seq} where {expected} was due")
+                if index is not None and (seq - first_seq) % INDEX_STRIDE_RECORDS == 0:
+                    index(seq, offset)
+                expected += 1
+        except _BadFrame as bad:
+            raise JournalCorruption(
+                path, bad.offset, f"{bad.reason} in a finished segment (no tail is torn there)"
+            ) from None
+    return Segment(path, first_seq, expected - 1, size)
+
+
+def _not_following(path: Path, first_seq: int, previous: Segment) -> JournalCorruption:
+    """A segment whose first seq does not follow on from the one before: a gap or overlap."""
+    if first_seq > previous.last_seq:
+        how = f"seqs {previous.last_seq + 1} to {first_seq - 1} are missing"
+    else:
+        how = f"it overlaps it by {previous.last_seq - first_seq + 1} records"
+    return JournalCorruption(
+        path,
+        0,
+        f"a segment from seq {first_seq} after {previous.path.name}, which ends at seq"
+        f" {previous.last_seq}: {how}",
+    )
+
+
+class FileJournal:
+    """A `Journal` in append-only segment files, for one thread at a time.
+
+    `path` names the first segment (the others are named after it: `segment_path`), and
+    `segment_bytes` when the open one is full (default `SEGMENT_BYTES`). Disk failures
+    surface as `OSError`; after one, the page cache and the file may disagree (a failed fsync
+    cannot be retried safely), so this object refuses everything and the caller reopens the
+    file, whose scan settles what is there.
     """
 
-    def __init__(self, path: str | PathLike[str], *, read_only: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | PathLike[str],
+        *,
+        read_only: bool = False,
+        segment_bytes: int | None = None,
+    ) -> None:
+        if segment_bytes is None:  # read now: tests lower the module's constant
+            segment_bytes = SEGMENT_BYTES
+        if segment_bytes <= 0:
+            raise ValueError(f"segment_bytes {segment_bytes} is not positive")
         self.path = Path(path)
         self.recovered_tail_bytes = 0
+        self._segment_bytes = segment_bytes
         self._closed = False
         self._read_only = read_only
         self._failure: BaseException | None = None
+        found = segment_files(self.path) or [(1, self.path)]  # none: the first, made here
+        # The open (last) segment is the one a writer locks and writes, a reader locks shared
+        self._open_first_seq, self._open_path = found[-1]
         if read_only:  # a missing file is FileNotFoundError: reading must not create it
-            self._fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            self._fd = os.open(self._open_path, os.O_RDONLY | os.O_CLOEXEC)
         else:
-            self._fd = _open_or_create(self.path)
+            self._fd = _open_or_create(self._open_path)
         # `commit` writes through a second descriptor opened O_DSYNC: the write returns
         # once the data (and the size that finds it) is on disk, as write + fdatasync would,
         # in one system call and one release of the GIL instead of two.
@@ -211,13 +355,21 @@ class FileJournal:
                 )
             except BlockingIOError:
                 raise JournalLocked(self.path) from None
+            if segment_files(self.path)[-1][1] != self._open_path:  # a writer began another
+                raise JournalLocked(self.path, "a venue writing it moved on to a new segment")
+            if not read_only:  # a crash mid-rotation left it; no other writer can be making it
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(rotating_path(self.path))
+            # Seq of each indexed record, its segment and offset, so replay can skip what it
+            # need not read.
+            self._index_seqs: list[int] = []
+            self._index_segments: list[int] = []
+            self._index_offsets: list[int] = []
+            self._segments = self._check_finished(found[:-1])
             size = os.fstat(self._fd).st_size
             # A file that is empty may have just been created, here or by a writer that
             # crashed before making its name durable: the first sync makes it so.
             self._directory_unsynced = size == 0 and not read_only
-            # Seq of each indexed record and its offset, so replay can skip what it need not read.
-            self._index_seqs: list[int] = []
-            self._index_offsets: list[int] = []
             end, last_seq = self._scan(size)
         except BaseException:
             os.close(self._fd)
@@ -227,7 +379,42 @@ class FileJournal:
         self._allocated = end  # the file's size: records, then zeros set aside (preallocated)
         self._preallocating = not read_only  # off where the filesystem cannot
         if not read_only:
-            self._dsync_fd = os.open(self.path, os.O_WRONLY | os.O_DSYNC | os.O_CLOEXEC)
+            self._dsync_fd = os.open(self._open_path, os.O_WRONLY | os.O_DSYNC | os.O_CLOEXEC)
+
+    def _check_finished(self, found: list[tuple[int, Path]]) -> list[Segment]:
+        """The finished segments, each checked whole and following on from the one before
+        (and the open one from the last of them)."""
+        segments: list[Segment] = []
+        for first_seq, path in [*found, (self._open_first_seq, self._open_path)]:
+            if segments and first_seq != segments[-1].last_seq + 1:
+                raise _not_following(path, first_seq, segments[-1])
+            if path == self._open_path:
+                break
+            number = len(segments)
+            try:
+                segment = check_segment(
+                    path,
+                    first_seq,
+                    functools.partial(self._index, number),
+                )
+            except FileNotFoundError:
+                raise JournalError(
+                    f"{path} went while the journal was opened (an archive running?): open it again"
+                ) from None
+            if segment.end == 0:
+                raise JournalCorruption(path, 0, "an empty segment before the last")
+            segments.append(segment)
+        return segments
+
+    def _index(self, segment: int, seq: int, offset: int) -> None:
+        """Note where record `seq` is: in segment number `segment`, at `offset`."""
+        self._index_seqs.append(seq)
+        self._index_segments.append(segment)
+        self._index_offsets.append(offset)
+
+    def first_seq(self) -> int:
+        """The seq the journal's files begin at: 1, or past the segments archived."""
+        return self._segments[0].first_seq if self._segments else self._open_first_seq
 
     # -- writing ------------------------------------------------------------------------
 
@@ -235,6 +422,7 @@ class FileJournal:
         self._check_usable()
         if records:
             data, last_seq = self._frame(records)
+            self._finish_segment_if_full()
             self._write(data, last_seq, self._fd)
 
     def _frame(self, records: Sequence[tuple[int, bytes]]) -> tuple[bytes, int]:
@@ -308,9 +496,12 @@ class FileJournal:
             self._failure = error
             raise
         first_seq = self._last_seq + 1
-        if not self._index_seqs or first_seq - self._index_seqs[-1] >= INDEX_STRIDE_RECORDS:
-            self._index_seqs.append(first_seq)
-            self._index_offsets.append(self._end)
+        if (
+            not self._end
+            or not self._index_seqs
+            or first_seq - self._index_seqs[-1] >= INDEX_STRIDE_RECORDS
+        ):
+            self._index(len(self._segments), first_seq, self._end)
         self._end += size
         self._last_seq = last_seq
 
@@ -352,6 +543,8 @@ class FileJournal:
 
     def _commit_frames(self, data: bytes | bytearray, last_seq: int) -> None:
         """Write the frames `data` durably: one O_DSYNC write, or append and fsync all."""
+        if data:
+            self._finish_segment_if_full()
         if not data or self._durable_end != self._end or self._directory_unsynced:
             if data:  # unsynced appends first, or a new file's name: sync all
                 self._write(data, last_seq, self._fd)
@@ -360,6 +553,38 @@ class FileJournal:
         self._write(data, last_seq, self._dsync_fd)  # durable on return (O_DSYNC)
         self._durable_end = self._end
         self._durable_seq = self._last_seq
+
+    def _finish_segment_if_full(self) -> None:
+        """At a batch boundary with all appended durable: once the open segment holds
+        `segment_bytes`, finish it (cut to its records, fsynced) and open the next, named by
+        its first seq, with the directory fsynced. A crash before the new file exists leaves
+        the full one open (it is written on); after, an empty last segment: both reopen."""
+        if self._end < self._segment_bytes or self._durable_end != self._end:
+            return  # not full, or appends wait for their sync: they stay unreplayed till then
+        first_seq = self._last_seq + 1
+        path = segment_path(self.path, first_seq)
+        try:
+            if self._allocated > self._end:
+                os.ftruncate(self._fd, self._end)
+            os.fsync(self._fd)
+            if self._directory_unsynced:
+                _fsync_directory(self.path.parent)
+            fd, dsync_fd = _create_locked_segment(path, rotating_path(self.path))
+        except BaseException as error:
+            self._failure = error
+            raise
+        self._segments.append(
+            Segment(self._open_path, self._open_first_seq, self._last_seq, self._end)
+        )
+        os.close(self._dsync_fd)
+        os.close(self._fd)
+        self._fd, self._dsync_fd = fd, dsync_fd
+        self._open_path, self._open_first_seq = path, first_seq
+        self._durable_seq = self._last_seq
+        self._end = self._durable_end = self._allocated = 0
+        self._directory_unsynced = False
+        finished = self._segments[-1].path
+        logger.info("%s: finished at seq %d; goes on in %s", finished, self._last_seq, path.name)
 
     # -- reading ------------------------------------------------------------------------
 
@@ -371,31 +596,38 @@ class FileJournal:
         end, last_seq = self._durable_end, self._durable_seq
         if after_seq >= last_seq:
             return iter(())
+        if after_seq + 1 < self.first_seq():
+            raise JournalArchived(self.path, self.first_seq(), after_seq)
         # The last indexed record at or before the first one wanted; all are below `end`.
         position = bisect.bisect_right(self._index_seqs, after_seq + 1) - 1
-        if position < 0:
-            return self._replay(0, 1, end, after_seq)
+        assert position >= 0, f"no index entry at or before seq {after_seq + 1}"
+        opened = Segment(self._open_path, self._open_first_seq, last_seq, end)
         return self._replay(
-            self._index_offsets[position], self._index_seqs[position], end, after_seq
+            [*self._segments, opened][self._index_segments[position] :],
+            self._index_offsets[position],
+            self._index_seqs[position],
+            after_seq,
         )
 
     def _replay(
-        self, offset: int, seq_from: int, end: int, after_seq: int
+        self, segments: list[Segment], offset: int, seq_from: int, after_seq: int
     ) -> Iterator[tuple[int, bytes]]:
         expected = seq_from
-        with open(self.path, "rb", buffering=READ_BUFFER_BYTES) as file:
+        for segment in segments:
             try:
-                for frame_offset, seq, payload in _frames(file, offset, end):
-                    if seq != expected:
-                        raise JournalCorruption(
-                            self.path, frame_offset, f"seq {seq} where {expected} was due"
-                        )
-                    expected += 1
+                for seq, payload in _segment_records(segment, offset, expected):
+                    expected = seq + 1
                     if seq > after_seq:
                         yield seq, payload
-            except _BadFrame as bad:
-                # Durable bytes that no longer check out changed under us: never a torn tail.
-                raise JournalCorruption(self.path, bad.offset, bad.reason) from None
+            except SegmentGone:  # archived since this journal was opened: its head moved on
+                raise JournalArchived(self.path, self._first_seq_on_disk(), after_seq) from None
+            offset = 0
+
+    def _first_seq_on_disk(self) -> int:
+        """The seq the journal's files begin at now (an archive may have moved some since the
+        open: `first_seq` is what the open found)."""
+        found = segment_files(self.path)
+        return found[0][0] if found else self._open_first_seq
 
     def last_seq(self) -> int:
         return self._last_seq
@@ -417,27 +649,28 @@ class FileJournal:
     # -- opening ------------------------------------------------------------------------
 
     def _scan(self, size: int) -> tuple[int, int]:
-        """Check every frame; cut a torn tail. The end offset and last seq of what is good."""
-        expected = 1
-        with open(self.path, "rb", buffering=READ_BUFFER_BYTES) as file:
+        """Check every frame of the open segment; cut a torn tail. The end offset and last seq
+        of what is good."""
+        first_seq = expected = self._open_first_seq
+        number = len(self._segments)
+        with open(self._open_path, "rb", buffering=READ_BUFFER_BYTES) as file:
             try:
                 for offset, seq, _payload in _frames(file, 0, size):
                     if seq != expected:
                         raise JournalCorruption(
-                            self.path, offset, f"seq {seq} where {expected} was due"
+                            self._open_path, offset, f"seq {seq} where {expected} was due"
                         )
-                    if (seq - 1) % INDEX_STRIDE_RECORDS == 0:
-                        self._index_seqs.append(seq)
-                        self._index_offsets.append(offset)
+                    if (seq - first_seq) % INDEX_STRIDE_RECORDS == 0:
+                        self._index(number, seq, offset)
                     expected += 1
                 return size, expected - 1
             except _BadFrame as bad:
                 offset, reason = bad.offset, bad.reason
             if offset == 0:  # nothing good before it: it must at least be a frame begun
                 file.seek(0)
-                problem = _first_header_problem(file.read(HEADER_BYTES))
+                problem = _first_header_problem(file.read(HEADER_BYTES), first_seq)
                 if problem is not None:
-                    raise NotAJournal(self.path, problem)
+                    raise NotAJournal(self._open_path, problem)
             # What a crash can leave past the last good frame: a torn batch, then zeros set
             # aside for later writes (read whole, and searched whole: the zeros are not part
             # of the tear, and a valid record after them would make all of it corruption).
@@ -454,7 +687,9 @@ class FileJournal:
         found = _find_frame(region, expected)
         if found is not None:
             raise JournalCorruption(
-                self.path, offset, f"{reason}, yet a valid record follows at byte {offset + found}"
+                self._open_path,
+                offset,
+                f"{reason}, yet a valid record follows at byte {offset + found}",
             )
         # Nothing valid follows: the last write was cut short by a crash and never
         # acknowledged (acks wait for sync), so dropping it loses nothing promised.
@@ -462,7 +697,7 @@ class FileJournal:
         if self._read_only:
             logger.warning(
                 "%s: a torn tail of %d bytes at byte %d (%s), left for the writer to cut",
-                self.path,
+                self._open_path,
                 tail,
                 offset,
                 reason,
@@ -472,7 +707,7 @@ class FileJournal:
         os.fsync(self._fd)
         logger.warning(
             "%s: cut a torn tail of %d bytes at byte %d (%s); the journal ends at seq %d",
-            self.path,
+            self._open_path,
             tail,
             offset,
             reason,
@@ -482,7 +717,7 @@ class FileJournal:
 
     def _too_far_to_be_torn(self, offset: int, reason: str, tail: int) -> JournalCorruption:
         return JournalCorruption(
-            self.path,
+            self._open_path,
             offset,
             f"{reason}, with {tail} bytes from there to the end: more than one crash can tear"
             f" ({UNSYNCED_BYTES_MAX}, and {PREALLOCATE_BYTES} set aside after it)",
@@ -505,6 +740,47 @@ class FileJournal:
             raise JournalError(
                 f"{self.path}: a disk error ({self._failure!r}) left the file unknown; reopen it"
             )
+
+
+def segment_records(segment: Segment) -> Iterator[tuple[int, bytes]]:
+    """(seq, payload) of each record of a finished `segment` (as `check_segment` gave it)."""
+    return _segment_records(segment, 0, segment.first_seq)
+
+
+def segment_reaches(path: Path, first_seq: int, seq: int) -> bool:
+    """Whether the segment `path`, which begins at `first_seq`, holds frames that check out
+    from its start through record `seq`. Takes no lock: a segment being written is read as it
+    is now, up to a torn tail or the zeros set aside (what a writer adds meanwhile only adds)."""
+    if seq < first_seq:
+        return True
+    expected = first_seq
+    with open(path, "rb", buffering=READ_BUFFER_BYTES) as file, contextlib.suppress(_BadFrame):
+        for _offset, found, _payload in _frames(file, 0, os.fstat(file.fileno()).st_size):
+            if found != expected:
+                return False
+            if found == seq:
+                return True
+            expected += 1
+    return False
+
+
+def _segment_records(segment: Segment, offset: int, seq_from: int) -> Iterator[tuple[int, bytes]]:
+    """(seq, payload) of the durable frames of `segment` from `offset`, the first `seq_from`."""
+    expected = seq_from
+    try:
+        with open(segment.path, "rb", buffering=READ_BUFFER_BYTES) as file:
+            for frame_offset, seq, payload in _frames(file, offset, segment.end):
+                if seq != expected:
+                    raise JournalCorruption(
+                        segment.path, frame_offset, f"seq {seq} where {expected} was due"
+                    )
+                expected += 1
+                yield seq, payload
+    except _BadFrame as bad:
+        # Durable bytes that no longer check out changed under us: never a torn tail.
+        raise JournalCorruption(segment.path, bad.offset, bad.reason) from None
+    except FileNotFoundError:
+        raise SegmentGone(f"{segment.path}: gone while the journal was open (archived?)") from None
 
 
 def _frames(file: BinaryIO, offset: int, end: int) -> Iterator[tuple[int, int, bytes]]:
@@ -530,11 +806,12 @@ def _frames(file: BinaryIO, offset: int, end: int) -> Iterator[tuple[int, int, b
         offset += HEADER_BYTES + length
 
 
-def _first_header_problem(head: bytes) -> str | None:
-    """Why `head`, the file's first bytes (up to a header), cannot be the start of the first
+def _first_header_problem(head: bytes, first_seq: int = 1) -> str | None:
+    """Why `head`, a segment's first bytes (up to a header), cannot be the start of its first
     frame, written whole or torn; None if it can. A tear leaves a prefix of what was written,
     or zeros where a block never reached the disk; the first frame's length has a zero top
-    byte (`RECORD_BYTES_MAX`) and its seq is 1: 16 random bytes pass with odds of 2**-72."""
+    byte (`RECORD_BYTES_MAX`) and its seq is `first_seq` (1 for the first segment): 16 random
+    bytes pass with odds of 2**-72."""
     if not head.strip(b"\0"):
         return None
     length = _LENGTH.unpack_from(head)[0] if len(head) >= _LENGTH.size else None
@@ -542,10 +819,10 @@ def _first_header_problem(head: bytes) -> str | None:
         said = f"a length beginning {head.hex()}" if length is None else f"a length of {length}"
         return f"{said} bytes, over {RECORD_BYTES_MAX}"
     seq_bytes = head[_CRC_FROM:]
-    if seq_bytes != _SEQ.pack(1)[: len(seq_bytes)]:
+    if seq_bytes != _SEQ.pack(first_seq)[: len(seq_bytes)]:
         if len(seq_bytes) == _SEQ.size:
-            return f"seq {_SEQ.unpack(seq_bytes)[0]} where 1 was due"
-        return f"a seq beginning {seq_bytes.hex()}, not seq 1"
+            return f"seq {_SEQ.unpack(seq_bytes)[0]} where {first_seq} was due"
+        return f"a seq beginning {seq_bytes.hex()}, not seq {first_seq}"
     return None
 
 
@@ -565,6 +842,31 @@ def _open_or_create(path: Path) -> int:
         if os.path.islink(path) and not os.path.exists(path):
             raise DanglingJournalLink(path, os.readlink(path)) from None
         return os.open(path, flags)  # made meanwhile by another opener: its flock decides
+
+
+def _create_locked_segment(path: Path, temporary: Path) -> tuple[int, int]:
+    """A new empty segment at `path`, locked by this writer before any listing finds it, and
+    a second descriptor for O_DSYNC writes. Made under `temporary` (no segment's name), locked,
+    then renamed: made under its own name, a reader opening meanwhile could list it and lock it
+    shared before this writer's exclusive lock, which would then fail (the writer refusing
+    everything from then on)."""
+    fd = dsync_fd = -1
+    try:
+        fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # before the old one's goes
+        dsync_fd = os.open(temporary, os.O_WRONLY | os.O_DSYNC | os.O_CLOEXEC)
+        if os.path.lexists(path):  # only the open segment can be the last: never overwrite
+            raise FileExistsError(errno.EEXIST, "a segment already has this name", str(path))
+        os.rename(temporary, path)
+        _fsync_directory(path.parent)
+    except BaseException:
+        for opened in (fd, dsync_fd):  # a leaked one would hold the new segment's lock
+            if opened >= 0:
+                os.close(opened)
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    return fd, dsync_fd
 
 
 def _find_frame(region: bytes, seq_min: int) -> int | None:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from core import config as venue_config
 from core import snapshots, stream_snapshots
 from core import venue_core as core_module
+from core.journal import journal_bytes
 from core.ledger_writer import LedgerWriter, open_store
 from core.sequencer import Executed
 from engine.commands import SetReserveStaleness, ShiftDeadManDeadlines
@@ -334,8 +335,8 @@ class Recovery:
             self._to_store.extend(executed.transfers)
 
     def _journal_bytes(self) -> int:
-        path = self.data_dir / core_module.JOURNAL_FILE
-        return path.stat().st_size if path.exists() else 0  # none: the journal is a stream
+        # none: the journal is a stream
+        return journal_bytes(self.data_dir / core_module.JOURNAL_FILE)
 
     async def _store_behind(self, venue: Venue, snapshot_seq: int) -> bool:
         """Whether the ledger store lacks transfers that the snapshot's `venue` booked and

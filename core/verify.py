@@ -1,6 +1,8 @@
 """`venue verify --data-dir D`: prove the data directory is consistent, one line per check.
 
-Replays the command journal from the first record into a fresh venue, and checks that
+Replays the command journal from the first record into a fresh venue (when its head was
+archived, `core.journal_archive`: from the oldest snapshot it can use, saying so, or from
+seq 1 with the archived segments read from `--archive DIR` first), and checks that
 the state at the newest snapshot's seq equals that snapshot, that the ledger store holds
 exactly the transfers the replay booked (same ids, same balances) and verifies on its own
 (hash chain, conservation). Replays under the engine's rules the journal's first record ran
@@ -20,7 +22,9 @@ stream instead, and its ledger store against it (PostgreSQL, or a `--sqlite` cor
 """
 
 import argparse
+import itertools
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
@@ -31,7 +35,14 @@ from cli.arguments import directory, dsn
 from cli.failures import CommandFailed
 from core import config as venue_config
 from core import snapshots
-from core.journal import FileJournal, JournalLocked
+from core.journal import (
+    FileJournal,
+    JournalError,
+    JournalLocked,
+    check_segment,
+    segment_files,
+    segment_records,
+)
 from core.ledger_cli import schema_problem
 from core.sequencer import decode_record
 from core.venue_core import JOURNAL_FILE, LEDGER_FILE, LOCK_FILE, lock_data_dir
@@ -46,7 +57,9 @@ PROGRESS_EVERY = 4_096  # records between two moves of the bar: cheap beside the
 DESCRIPTION = (
     "Check a stopped venue's data directory without changing it: replay the journal from seq"
     " 1 (invariants, state hash), compare the newest snapshot with the replay, and check the"
-    " ledger store (hash chain, every asset sums to zero, balances equal the replay's). One"
+    " ledger store (hash chain, every asset sums to zero, balances equal the replay's); a"
+    " journal whose head was archived (`venue journal archive`) from the oldest snapshot it"
+    " can use, or from seq 1 with --archive DIR. One"
     " line per check, `ok` or `FAIL` with what to do. Exit status: 0 every check ok; 1 a"
     " FAIL; 2 it could not check (no such directory, a damaged journal, a running venue on"
     " the directory: stop it, or verify a copy). With --nats URLS: a cluster's journal stream"
@@ -86,6 +99,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a cluster's NATS servers: check its journal stream instead (docs/cluster.md)",
     )
     parser.add_argument(
+        "--archive",
+        metavar="DIR",
+        type=directory,
+        default=None,
+        help="where `venue journal archive` moved the journal's head: replay from seq 1",
+    )
+    parser.add_argument(
         "--from-start",
         action="store_true",
         help="with --nats: replay from seq 1, not from the oldest snapshot in --data-dir",
@@ -97,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
         return _run_cluster(args)
     if args.from_start:
         raise CommandFailed("--from-start is for --nats (a data directory replays from seq 1)")
-    lines = verify(args.data_dir or Path("data"), venue_config.load(args.config), args.postgres)
+    config = venue_config.load(args.config)
+    lines = verify(args.data_dir or Path("data"), config, args.postgres, args.archive)
     for line in lines:
         print(line)
     return 1 if any(line.startswith("FAIL") for line in lines) else 0
@@ -113,9 +134,13 @@ def _run_cluster(args: argparse.Namespace) -> int:
 
 
 def verify(
-    data_dir: Path, config: venue_config.VenueConfig, postgres_dsn: str | None = None
+    data_dir: Path,
+    config: venue_config.VenueConfig,
+    postgres_dsn: str | None = None,
+    archive: Path | None = None,
 ) -> list[str]:
-    """One line per check, each starting "ok" or "FAIL"; `CommandFailed` if it cannot start."""
+    """One line per check, each starting "ok" or "FAIL"; `CommandFailed` if it cannot start.
+    `archive`: the directory the journal's head was archived to (replayed from seq 1)."""
     journal = _open_journal(data_dir)
     lines = []
     try:
@@ -123,10 +148,25 @@ def verify(
             f"ok   removed {path.name}, left by a crash"
             for path in snapshots.remove_stray(data_dir)
         ]
-        image, damaged, undecoded = _snapshots(data_dir)
-        ledger = Ledger()
-        staleness_us = venue_config.reserve_staleness_max_us(config)
-        venue = Venue(snapshots.first_rules(image, staleness_us), ledger)
+        image, damaged, undecoded, good = _snapshots(data_dir)
+        first = journal.first_seq()
+        if first == 1 or archive is not None:
+            ledger = Ledger()
+            staleness_us = venue_config.reserve_staleness_max_us(config)
+            venue = Venue(snapshots.first_rules(image, staleness_us), ledger)
+            head = _archived(archive, first) if archive is not None else iter(())
+            after = 0
+        else:
+            base = _oldest_usable(data_dir, good, first)
+            venue = venue_snapshot.restore(base.venue)
+            assert venue.ledger is not None, "snapshots of this server always hold a ledger"
+            ledger, head, after = venue.ledger, iter(()), base.seq
+            lines.append(
+                f"ok   journal: begins at seq {first} here (the segments before are archived):"
+                f" checked from the snapshot at seq {after} (--archive DIR: from seq 1)"
+            )
+            if image is not None and image.seq == after:
+                lines.append(f"ok   snapshot at seq {after}: the check starts from it")
         lines += [
             f"FAIL snapshot {name} is damaged: recovery skips it (it starts from the newest"
             f" good snapshot, or replays the whole journal); move it out of {data_dir}"
@@ -139,8 +179,13 @@ def verify(
         ]
         records = 0
         last = journal.last_seq()
-        with progress.bar(total=last, unit=" records", desc="verify: replaying the journal") as bar:
-            for seq, payload in journal.replay():
+        # the archived head (if any) runs to the journal's first seq here
+        replay = itertools.chain(head, journal.replay(max(after, first - 1)))
+        bar = progress.bar(
+            total=last - after, unit=" records", desc="verify: replaying the journal"
+        )
+        with bar:
+            for seq, payload in replay:
                 venue.execute(decode_record(seq, payload))
                 records += 1
                 if image is not None and seq == image.seq:
@@ -151,7 +196,8 @@ def verify(
         torn = journal.recovered_tail_bytes
     finally:
         journal.close()
-    lines.insert(0, f"ok   journal: {records} records replayed, last seq {last}")
+    since = f" from seq {after + 1}" if after else ""
+    lines.insert(0, f"ok   journal: {records} records replayed{since}, last seq {last}")
     if torn:
         lines.insert(1, f"ok   journal: a torn tail of {torn} bytes (the server cuts it at start)")
     if image is None:
@@ -174,7 +220,8 @@ def _open_journal(data_dir: Path) -> FileJournal:
     try:
         if (data_dir / LOCK_FILE).exists():  # held by any running venue, whatever its journal
             lock_data_dir(data_dir, shared=True).close()  # the journal's own lock covers the run
-        if not path.is_file() or path.stat().st_size == 0:
+        found = segment_files(path)
+        if not found or (found == [(1, path)] and path.stat().st_size == 0):
             raise CommandFailed(
                 f"{data_dir}: no journal ({JOURNAL_FILE}), nothing to verify"
                 " (give the --data-dir a venue ran with)"
@@ -186,13 +233,19 @@ def _open_journal(data_dir: Path) -> FileJournal:
         ) from None
 
 
-def _snapshots(data_dir: Path) -> tuple[snapshots.Snapshot | None, list[str], list[str]]:
+def _snapshots(
+    data_dir: Path,
+) -> tuple[snapshots.Snapshot | None, list[str], list[str], list[Path]]:
     """The newest snapshot that reads (the one recovery starts from), the names
-    of the damaged ones, newest first, and for each whose per-account entries do not decode,
+    of the damaged ones, newest first, for each whose per-account entries do not decode,
     why (`snapshots.check_entries`: the file's checksum holds, recovery passes it over as
-    damaged, `snapshots.latest`). Each older one is read to check it, then let go: at most two
-    are held at once, not all (a long run's three 1.5 GB snapshots took 11 GB)."""
-    newest, damaged, undecoded = None, [], []
+    damaged, `snapshots.latest`), and the paths of the good ones (they read and decode),
+    oldest first. Each older one is read to check it, then let go: at most two are held at
+    once, not all (a long run's three 1.5 GB snapshots took 11 GB)."""
+    newest: snapshots.Snapshot | None = None
+    damaged: list[str] = []
+    undecoded: list[str] = []
+    good: list[Path] = []
     for path, snapshot in snapshots.survey(data_dir):
         if snapshot is None:
             damaged.append(path.name)
@@ -202,9 +255,45 @@ def _snapshots(data_dir: Path) -> tuple[snapshots.Snapshot | None, list[str], li
         except msgspec.DecodeError as failure:  # (a ValidationError too)
             undecoded.append(str(failure))  # (naming the file, the map and the account)
         else:
+            good.insert(0, path)
             newest = snapshot if newest is None else newest  # recovery passes the others over
         del snapshot  # not held while the next one is read
-    return newest, damaged, undecoded
+    return newest, damaged, undecoded, good
+
+
+def _oldest_usable(data_dir: Path, good: list[Path], first_seq: int) -> snapshots.Snapshot:
+    """The oldest good snapshot a journal beginning at `first_seq` follows on from."""
+    for path in good:
+        snapshot = snapshots.read(path)
+        if snapshot is not None and snapshot.seq >= first_seq - 1:
+            return snapshot
+    raise CommandFailed(
+        f"{data_dir}: the journal begins at seq {first_seq} (its head was archived) and no good"
+        f" snapshot here is at or after seq {first_seq - 1}: give --archive DIR, where"
+        " `venue journal archive` moved the head"
+    )
+
+
+def _archived(archive: Path, first_seq: int) -> Iterator[tuple[int, bytes]]:
+    """The records before `first_seq`, from the segments archived in `archive`, each checked
+    whole before its records are given; `CommandFailed` if they do not run from seq 1 to it."""
+    expected = 1
+    for seq, path in segment_files(archive / JOURNAL_FILE):
+        if seq >= first_seq:
+            break
+        if seq != expected:
+            raise CommandFailed(f"{archive}: no archived segment from seq {expected}")
+        try:
+            segment = check_segment(path, seq)
+        except JournalError as bad:
+            raise CommandFailed(f"{archive}: {bad}") from None
+        yield from segment_records(segment)
+        expected = segment.last_seq + 1
+    if expected != first_seq:
+        raise CommandFailed(
+            f"{archive}: its segments end at seq {expected - 1}, the journal in the data"
+            f" directory begins at seq {first_seq}"
+        )
 
 
 def _snapshot_check(venue: Venue, image: snapshots.Snapshot) -> str:
@@ -276,5 +365,6 @@ def _rebuild(data_dir: Path) -> str:
     """How to rebuild the store from the journal (derived data, always rebuildable)."""
     return (
         f"rebuild it from the journal: stop the venue, move {LEDGER_FILE}* and snapshot-*.bin"
-        f" out of {data_dir}, and start it (it replays the journal from seq 1 into a new store)"
+        f" out of {data_dir}, put back any journal segments archived from it, and start it"
+        " (it replays the journal from seq 1 into a new store)"
     )

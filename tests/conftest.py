@@ -25,6 +25,7 @@ from cluster.postgres import PostgresServer
 from core import config as venue_config
 from core import sequencer, snapshots
 from gateway.server import VenueServer
+from tests import interleave
 from tests.sample_config import SAMPLE_CONFIG
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +44,14 @@ RAM_DIRECTORY = Path("/dev/shm")  # Linux's tmpfs, writable by every user
 RAM_FREE_MIN_BYTES = 1 << 30
 # Where a user says where temporary files go: each, when set, is kept as chosen.
 TEMP_DIRECTORY_VARIABLES = ("TMPDIR", "TEMP", "TMP", "PYTEST_DEBUG_TEMPROOT")
+
+
+@pytest.fixture(autouse=True)
+def no_interleave_step_left() -> Iterator[None]:
+    """Forget the steps a test armed (tests/interleave.py) and did not run: a test that failed
+    before its own `disarm` must not leave one to fire in the next test of this worker."""
+    yield
+    interleave.disarm()
 
 
 def ram_temp_root(

@@ -1131,3 +1131,23 @@ def test_a_ledger_store_threads_failure_in_the_stop_is_judged_by_its_cause(
     assert (record.exc_info is None) is one_line, record.getMessage()
     assert said.format(dir=tmp_path) in record.getMessage(), record.getMessage()
     assert ("nothing acknowledged is lost" in record.getMessage()) is one_line
+
+
+def test_a_journal_whose_head_was_archived_is_no_venue_to_build(tmp_path: Path) -> None:
+    """`venue journal archive` takes `journal.log` away (session 34): the venue exists all
+    the same, so the config's bill terms and rehearsal (a build's) must not apply to it."""
+    data = tmp_path / "data"
+    data.mkdir()
+    assert serve_module._no_journal_yet(data)
+    (data / "journal.log").write_bytes(b"")
+    assert serve_module._no_journal_yet(data), "an empty journal: a start that made it only"
+    (data / "journal.log").unlink()
+    (data / "journal.000000000000042.log").write_bytes(b"\0" * 16)
+    assert not serve_module._no_journal_yet(data)
+    # an archive can leave only the empty open segment (all before it archived): a venue
+    (data / "journal.000000000000042.log").write_bytes(b"")
+    assert not serve_module._no_journal_yet(data)
+    (data / "journal.000000000000042.log").unlink()
+    (data / "journal.log").write_bytes(b"")
+    (data / "snapshot-00000000000000000041.bin").write_bytes(b"")  # and a snapshot: a venue
+    assert not serve_module._no_journal_yet(data)

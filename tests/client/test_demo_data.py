@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from cli.failures import CommandFailed
 from client import demo_data
-from core.venue_core import warn_if_others_may_read
+from core.journal import FileJournal, segment_files
+from core.venue_core import JOURNAL_FILE, warn_if_others_may_read
 
 
 @pytest.fixture
@@ -49,3 +51,24 @@ def test_a_demo_directory_made_before_is_closed_by_the_demo(
     with caplog.at_level(logging.WARNING, logger="venue"):
         warn_if_others_may_read(data_dir)
     assert [r.msg for r in caplog.records] == []
+
+
+def test_a_demo_clears_every_segment_of_its_journal_and_refuses_a_venues(tmp_path: Path) -> None:
+    """Since session 34 a journal is several files: a demo clearing only `journal.log` would
+    leave the later ones, and the next run's journal would not follow on from them."""
+    data_dir = tmp_path / "demo"
+    demo_data.claim(data_dir)
+    journal = FileJournal(data_dir / JOURNAL_FILE, segment_bytes=100)
+    try:
+        for seq in range(1, 10):
+            journal.commit([(seq, b"z" * 60)])
+    finally:
+        journal.close()
+    assert len(segment_files(data_dir / JOURNAL_FILE)) > 2
+    demo_data.claim(data_dir)
+    assert segment_files(data_dir / JOURNAL_FILE) == []
+    venues = tmp_path / "venue"
+    venues.mkdir()
+    (venues / "journal.000000000000042.log").write_bytes(b"")  # its head archived
+    with pytest.raises(CommandFailed, match="holds a venue's data"):
+        demo_data.claim(venues)

@@ -1,6 +1,7 @@
 """The command journal: the contract every journal keeps, then the file's framing and recovery."""
 
 import errno
+import itertools
 import logging
 import os
 import random
@@ -31,6 +32,7 @@ from core.journal import (
     RecordTooLargeError,
     measure,
 )
+from tests import interleave
 
 ROOT = Path(__file__).resolve().parents[2]
 Record = tuple[int, bytes]
@@ -553,7 +555,8 @@ def test_without_fallocate_each_write_grows_the_file(
 
 # -- a real crash ---------------------------------------------------------------------------
 
-# Commits batches of 1 to 37 records for ever, printing the last seq once `commit` returns.
+# Commits batches of 1 to 37 records for ever, printing the last seq once `commit` returns;
+# in segments of the bytes given (0: the default).
 CHILD = """
 import sys
 sys.path.insert(0, sys.argv[1])
@@ -562,7 +565,7 @@ from core.journal import FileJournal
 def payload(seq):
     return b"command %d " % seq * (1 + seq % 13)
 
-journal = FileJournal(sys.argv[2])
+journal = FileJournal(sys.argv[2], segment_bytes=int(sys.argv[3]) or None)
 seq = journal.last_seq()
 while True:
     size = 1 + seq % 37
@@ -595,12 +598,14 @@ def read_acks(child: subprocess.Popen[bytes], count: int, within_s: float) -> by
     return b"".join(chunks)
 
 
-def test_a_killed_writer_loses_nothing_it_acknowledged(path: Path) -> None:
+# 0: one file; 64 KiB: a new segment every ~30 batches, so kills land in rotations too.
+@pytest.mark.parametrize("segment_bytes", [0, 64 << 10])
+def test_a_killed_writer_loses_nothing_it_acknowledged(path: Path, segment_bytes: int) -> None:
     rng = random.Random(20270101)
     acknowledged = 0
     for kill in range(KILLS):
         child = subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(ROOT), str(path)],
+            [sys.executable, "-c", CHILD, str(ROOT), str(path), str(segment_bytes)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
@@ -627,6 +632,8 @@ def test_a_killed_writer_loses_nothing_it_acknowledged(path: Path) -> None:
         assert all(body == payload(seq) for seq, body in replayed), kill
         assert len(replayed) >= acknowledged, (kill, len(replayed), acknowledged)
     assert acknowledged > 0, "no child acknowledged a record: nothing was checked"
+    if segment_bytes:
+        assert len(journal_module.segment_files(path)) > KILLS, "segments were written"
 
 
 # -- read-only: what `venue verify` opens ----------------------------------------------------
@@ -676,3 +683,329 @@ def test_a_reader_and_a_writer_exclude_each_other(path: Path) -> None:
         FileJournal(path, read_only=True).close()  # readers share
     finally:
         reader.close()
+
+
+# -- segments ------------------------------------------------------------------------------
+
+SEGMENT_BYTES = 600  # a few records of `payload` per segment: a new file every few batches
+
+
+def write_segments(path: Path, count: int, batch: int = 3) -> list[Record]:
+    journal = FileJournal(path, segment_bytes=SEGMENT_BYTES)
+    try:
+        for first in range(1, count + 1, batch):
+            journal.commit(records(first, min(batch, count + 1 - first)))
+    finally:
+        journal.close()
+    return records(1, count)
+
+
+def segment_names(path: Path) -> list[str]:
+    return [found.name for _, found in journal_module.segment_files(path)]
+
+
+def test_a_full_segment_is_finished_at_a_batch_boundary_and_the_next_named_by_its_seq(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.log"
+    written = write_segments(path, 60)
+    segments = journal_module.segment_files(path)
+    assert len(segments) > 3 and segments[0] == (1, path)
+    assert all(found.name == f"journal.{first:015d}.log" for first, found in segments[1:]), (
+        "each later segment is named by its first seq"
+    )
+    for (first, found), (after, _) in itertools.pairwise(segments):
+        # each finished segment holds exactly its records, whole batches, past the size
+        body = found.read_bytes()
+        assert body == frames_of(written[first - 1 : after - 1])
+        assert len(body) >= SEGMENT_BYTES and (after - 1) % 3 == 0
+    journal = FileJournal(path, segment_bytes=SEGMENT_BYTES)
+    try:
+        assert journal.first_seq() == 1 and journal.last_seq() == 60
+        for after in range(61):  # every start point: within a segment, at its edges, the end
+            assert list(journal.replay(after)) == written[after:]
+        journal.commit(records(61, 2))  # the writer goes on in the last segment
+    finally:
+        journal.close()
+    assert reopened(path) == (0, records(1, 62), 62)
+
+
+def test_commands_append_and_sync_finish_segments_too(tmp_path: Path) -> None:
+    path = tmp_path / "journal.log"
+    journal = FileJournal(path, segment_bytes=SEGMENT_BYTES)
+    try:
+        for first in range(1, 43, 3):
+            batch = [Sequenced(seq, payload(seq)) for seq in range(first, first + 3)]
+            journal.commit_commands(
+                batch, lambda command, into: into.__setitem__(slice(None), command)
+            )
+        journal.append(records(43, 50))  # appends wait for their sync, whatever the size
+        assert list(journal.replay(42)) == []
+        journal.sync()
+        journal.append(records(93, 1))  # the next boundary after the sync finishes it
+        journal.sync()
+    finally:
+        journal.close()
+    assert len(segment_names(path)) > 4
+    assert reopened(path) == (0, records(1, 93), 93)
+
+
+def test_a_gap_or_an_overlap_between_segments_is_corruption(tmp_path: Path) -> None:
+    path = tmp_path / "journal.log"
+    write_segments(path, 30)
+    segments = journal_module.segment_files(path)
+    (second_seq, second), (third_seq, _) = segments[1], segments[2]
+    moved = tmp_path / "aside"
+    second.rename(moved)
+    with pytest.raises(
+        JournalCorruption, match=f"seqs {second_seq} to {third_seq - 1} are missing"
+    ):
+        FileJournal(path)
+    moved.rename(journal_module.segment_path(path, second_seq - 1))  # named one seq early
+    with pytest.raises(JournalCorruption, match="overlaps"):
+        FileJournal(path, read_only=True)
+
+
+def test_only_the_last_segment_may_have_a_torn_tail(tmp_path: Path) -> None:
+    path = tmp_path / "journal.log"
+    write_segments(path, 30)
+    segments = journal_module.segment_files(path)
+    last = segments[-1][1]
+    with last.open("ab") as file:
+        file.write(frame(31, payload(31))[:-3])  # a torn write at the end of the open one
+    journal = FileJournal(path)
+    try:
+        assert journal.recovered_tail_bytes == HEADER_BYTES + len(payload(31)) - 3
+        assert journal.last_seq() == 30
+    finally:
+        journal.close()
+    finished = segments[1][1]
+    with finished.open("ab") as file:
+        file.write(frame(99, b"x")[:-1])
+    before = {found: found.read_bytes() for _, found in segments}
+    with pytest.raises(JournalCorruption, match="in a finished segment"):
+        FileJournal(path)
+    assert {found: found.read_bytes() for _, found in segments} == before, "nothing cut"
+
+
+def test_a_crash_before_the_next_segment_exists_leaves_the_full_one_open(tmp_path: Path) -> None:
+    # The directory as a crash leaves it just before a segment is finished: the full one
+    # with the zeros set aside after its records, no next file.
+    path = tmp_path / "journal.log"
+    journal = FileJournal(path, segment_bytes=SEGMENT_BYTES)
+    try:
+        journal.commit(records(1, 12))
+        crashed = tmp_path / "crashed" / "journal.log"
+        crashed.parent.mkdir()
+        crashed.write_bytes(path.read_bytes())
+    finally:
+        journal.close()
+    assert crashed.stat().st_size > len(frames_of(records(1, 12))), "zeros set aside"
+    journal = FileJournal(crashed, segment_bytes=SEGMENT_BYTES)
+    try:
+        assert journal.last_seq() == 12 and journal.recovered_tail_bytes == 0
+        journal.commit(records(13, 1))  # finishes the full one first
+    finally:
+        journal.close()
+    assert segment_names(crashed) == ["journal.log", "journal.000000000000013.log"]
+    assert crashed.read_bytes() == frames_of(records(1, 12))
+    assert reopened(crashed) == (0, records(1, 13), 13)
+
+
+def test_a_crash_after_the_next_segment_exists_leaves_it_empty_and_open(tmp_path: Path) -> None:
+    # Finished and fsynced before the next file is made: the crash leaves it whole, and the
+    # next one empty (its first write never came).
+    path = tmp_path / "journal.log"
+    write_journal(path, [records(1, 12)])
+    empty = journal_module.segment_path(path, 13)
+    empty.touch(mode=0o600)
+    journal = FileJournal(path, segment_bytes=SEGMENT_BYTES)
+    try:
+        assert journal.last_seq() == 12
+        assert list(journal.replay(5)) == records(6, 7)
+        journal.commit(records(13, 2))
+    finally:
+        journal.close()
+    assert empty.read_bytes() == frames_of(records(13, 2))
+    assert reopened(path) == (0, records(1, 14), 14)
+    # an empty file before the last is no crash's doing
+    journal_module.segment_path(path, 15).write_bytes(b"")
+    empty.write_bytes(b"")
+    with pytest.raises(JournalCorruption):
+        FileJournal(path)
+
+
+def test_a_segment_whose_first_frame_is_not_its_seq_is_not_a_journal(tmp_path: Path) -> None:
+    path = tmp_path / "journal.log"
+    write_journal(path, [records(1, 12)])
+    wrong = journal_module.segment_path(path, 13)
+    wrong.write_bytes(b"\x01" * 40)
+    with pytest.raises(NotAJournal):
+        FileJournal(path)
+    assert wrong.read_bytes() == b"\x01" * 40, "left as it is"
+
+
+def test_with_its_head_moved_away_the_journal_begins_past_seq_1(tmp_path: Path) -> None:
+    path = tmp_path / "journal.log"
+    written = write_segments(path, 30)
+    (_, head), (second_seq, _) = journal_module.segment_files(path)[:2]
+    head.rename(tmp_path / "archived.log")
+    journal = FileJournal(path, segment_bytes=SEGMENT_BYTES)
+    try:
+        assert journal.first_seq() == second_seq and journal.last_seq() == 30
+        assert list(journal.replay(second_seq - 1)) == written[second_seq - 1 :]
+        with pytest.raises(journal_module.JournalArchived, match=f"begins at seq {second_seq}"):
+            journal.replay(second_seq - 2)
+        journal.commit(records(31, 3))
+    finally:
+        journal.close()
+    assert not path.exists(), "the first segment is not made anew"
+
+
+def test_a_replay_of_segments_archived_since_the_open_says_so(tmp_path: Path) -> None:
+    # `venue journal archive` moves finished segments while the venue's writer has them open
+    path = tmp_path / "journal.log"
+    written = write_segments(path, 30)
+    journal = FileJournal(path, segment_bytes=SEGMENT_BYTES)
+    try:
+        (_, head), (second_seq, second) = journal_module.segment_files(path)[:2]
+        head.rename(tmp_path / "archived-head.log")
+        second.rename(tmp_path / "archived-second.log")
+        third_seq = journal_module.segment_files(path)[0][0]
+        with pytest.raises(journal_module.JournalArchived, match=f"begins at seq {third_seq}"):
+            list(journal.replay(0))
+        with pytest.raises(journal_module.JournalArchived, match=f"after seq {second_seq}"):
+            list(journal.replay(second_seq))
+        assert list(journal.replay(third_seq - 1)) == written[third_seq - 1 :]
+        journal.commit(records(31, 3))
+    finally:
+        journal.close()
+
+
+def test_the_open_segment_is_locked_whichever_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "journal.log"
+    write_segments(path, 30)
+    journal = FileJournal(path, segment_bytes=SEGMENT_BYTES)
+    try:
+        with pytest.raises(JournalLocked):
+            FileJournal(path)
+        with pytest.raises(JournalLocked):
+            FileJournal(path, read_only=True)
+        journal.commit(records(31, 12))
+        journal.commit(records(43, 1))  # on to another segment: the lock goes with it
+        assert len(segment_names(path)) > 4
+        with pytest.raises(JournalLocked):
+            FileJournal(path)
+    finally:
+        journal.close()
+    reader = FileJournal(path, read_only=True)
+    try:
+        assert [seq for seq, _ in reader.replay(38)] == [39, 40, 41, 42, 43]
+    finally:
+        reader.close()
+
+
+def test_a_segment_that_is_a_dangling_symlink_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "journal.log"
+    write_segments(path, 30)
+    _, last = journal_module.segment_files(path)[-1]
+    last.unlink()
+    last.symlink_to(tmp_path / "elsewhere" / last.name)
+    with pytest.raises(DanglingJournalLink):
+        FileJournal(path)
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_reader_opening_mid_rotation_never_takes_the_new_segment_from_the_writer(
+    tmp_path: Path,
+) -> None:
+    # The writer's rotation makes the next file, then locks it: a reader opening in between
+    # (race.py's interleaving, made exact) must not list it and lock it shared first.
+    path = tmp_path / "journal.log"
+    writer = FileJournal(path, segment_bytes=1)  # every commit finishes the segment
+    readers: list[FileJournal] = []
+    refused: list[JournalLocked] = []
+
+    def open_a_reader(_flock: tuple[object, ...]) -> None:
+        try:
+            readers.append(FileJournal(path, read_only=True))
+        except JournalLocked as locked:
+            refused.append(locked)
+
+    try:
+        writer.commit(records(1, 1))
+        for seq in range(2, 6):
+            interleave.at_next("fcntl.flock", open_a_reader)  # the rotation's flock of the next
+            writer.commit(records(seq, 1))
+            while readers:  # one that got in holds its lock until here
+                readers.pop().close()
+        assert len(refused) == 4, "mid-rotation, a reader finds the writer's lock"
+    finally:
+        left = interleave.disarm()
+        for reader in readers:
+            reader.close()
+        writer.close()
+    assert not left, "each rotation's flock ran its step"
+    assert len(segment_names(path)) == 5 and not journal_module.rotating_path(path).exists()
+    assert reopened(path) == (0, records(1, 5), 5)
+
+
+def test_a_rotation_a_crash_interrupted_is_cleaned_up_and_a_failed_one_can_reopen(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.log"
+    write_journal(path, [records(1, 3)])
+    leftover = journal_module.rotating_path(path)
+    leftover.write_bytes(b"")  # a crash between making the next file and its rename
+    assert segment_names(path) == ["journal.log"], "no listing takes it for a segment"
+    writer = FileJournal(path, segment_bytes=1)
+    try:
+        assert not leftover.exists(), "the writer's open removes it"
+        # a rotation that fails after making its file (its name taken by a directory)
+        journal_module.segment_path(path, 4).mkdir()
+        with pytest.raises(FileExistsError):
+            writer.commit(records(4, 1))
+        with pytest.raises(JournalError, match="reopen"):
+            writer.commit(records(4, 1))
+    finally:
+        writer.close()
+    journal_module.segment_path(path, 4).rmdir()
+    assert not leftover.exists()
+    writer = FileJournal(path, segment_bytes=1)  # (a lock left after a rename: the test below)
+    try:
+        writer.commit(records(4, 2))
+    finally:
+        writer.close()
+    assert reopened(path) == (0, records(1, 5), 5)
+
+
+def test_a_rotation_whose_directory_fsync_fails_after_its_rename_leaves_no_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new segment is renamed into place, then the data directory's fsync fails (EIO):
+    the failed writer must not keep a descriptor locking that segment, or a reopen once it
+    is closed finds the journal locked (by nothing that runs)."""
+    path = tmp_path / "journal.log"
+    writer = FileJournal(path, segment_bytes=1)
+    try:
+        writer.commit(records(1, 1))
+        real_fsync_directory = journal_module._fsync_directory
+
+        def failing(directory: Path) -> None:
+            if journal_module.segment_path(path, 2).exists():  # after the rotation's rename
+                raise OSError(errno.EIO, "injected: the directory's fsync failed")
+            real_fsync_directory(directory)
+
+        monkeypatch.setattr(journal_module, "_fsync_directory", failing)
+        with pytest.raises(OSError, match="injected"):
+            writer.commit(records(2, 1))
+        monkeypatch.setattr(journal_module, "_fsync_directory", real_fsync_directory)
+    finally:
+        writer.close()
+    assert segment_names(path)[-1] == journal_module.segment_path(path, 2).name
+    writer = FileJournal(path, segment_bytes=1)  # the renamed segment: empty, not locked
+    try:
+        writer.commit(records(2, 2))
+    finally:
+        writer.close()
+    assert reopened(path) == (0, records(1, 3), 3)

@@ -34,7 +34,7 @@ def nats_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]
         yield node
 
 
-@pytest.fixture(params=["file", "jetstream"])
+@pytest.fixture(params=["file", "file in segments", "jetstream"])
 def open_journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
     """Opens (and reopens) one journal; whatever is still open is closed after the test."""
     opened: list[Journal] = []
@@ -42,6 +42,11 @@ def open_journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ope
 
         def factory() -> Journal:
             return FileJournal(tmp_path / "commands.journal")
+
+    elif request.param == "file in segments":  # a new segment every few records
+
+        def factory() -> Journal:
+            return FileJournal(tmp_path / "commands.journal", segment_bytes=200)
 
     else:
         node: NatsCluster = request.getfixturevalue("nats_node")

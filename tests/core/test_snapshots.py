@@ -59,6 +59,27 @@ def test_newest_valid_snapshot_wins_and_damaged_ones_are_ignored(tmp_path: Path)
     assert loaded is not None and loaded.seq == 300
 
 
+def test_a_files_check_without_decoding_agrees_with_its_read(tmp_path: Path) -> None:
+    path = snapshots.write(tmp_path, snapshot_of(venue_after(100), 100))
+    data = path.read_bytes()
+    flipped = bytearray(data)
+    flipped[-10] ^= 0xFF
+    wrong_magic = b"TVSNAP99" + data[8:]
+    for contents, seq in [
+        (data, 100),
+        (data[: len(data) // 2], None),  # half-written
+        (bytes(flipped), None),  # a damaged byte in the body
+        (data + b"more", None),  # longer than its header says
+        (wrong_magic, None),
+        (b"short", None),
+        (b"", None),
+    ]:
+        path.write_bytes(contents)
+        assert snapshots.checked_seq(path) == seq
+        read = snapshots.read(path)
+        assert (read.seq if read is not None else None) == seq, "as `read` decides"
+
+
 def test_only_the_newest_few_are_kept(tmp_path: Path) -> None:
     venue = venue_after(50)
     for seq in range(1, snapshots.SNAPSHOTS_KEPT + 3):
