@@ -127,9 +127,10 @@ def restore(directory: Path) -> dict[str, Any]:
     """Restore the snapshot in `directory` as `venue serve` does (`core.recovery`: the
     newest file read, its venue restored, then the gateway's part: here the private streams',
     the whole of this state's), the image let go; this process's memory then, how long it
-    took (`check_s` apart: `snapshots.check_entries`, which a cluster gateway's replica and
-    verify run on a snapshot before they take it, a one-process start does not), whether the
-    state restored encodes into the file's bytes again, its engine's state hash."""
+    took (`restore_s`, the whole start's part: `snapshots.latest` checks the newest file's
+    entries, `snapshots.check_entries`, before it is taken; `check_s` is that check timed
+    once more, alone: the share of `restore_s` it is), whether the state restored encodes into
+    the file's bytes again, its engine's state hash."""
     started = time.perf_counter()
     image = snapshots.latest(directory)
     assert image is not None, f"no snapshot in {directory}"
@@ -143,7 +144,7 @@ def restore(directory: Path) -> dict[str, Any]:
     streams.restore(image.gateway)
     del image
     gc.collect()
-    restore_s = time.perf_counter() - started - check_s
+    restore_s = time.perf_counter() - started - check_s  # (the second check not counted)
     result: dict[str, Any] = {"restore_s": round(restore_s, 2), "check_s": round(check_s, 2)}
     result |= memory_mb()
     result["record_strings"] = _distinct_strings(streams)

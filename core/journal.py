@@ -269,7 +269,11 @@ def rotating_path(first_path: str | PathLike[str]) -> Path:
 
 def journal_bytes(first_path: str | PathLike[str]) -> int:
     """The bytes of every segment of the journal at `first_path` there is (0: none)."""
-    return sum(path.stat().st_size for _, path in segment_files(first_path))
+    total = 0
+    for _, path in segment_files(first_path):
+        with contextlib.suppress(FileNotFoundError):  # archived since it was listed
+            total += path.stat().st_size
+    return total
 
 
 def check_segment(

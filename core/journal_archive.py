@@ -3,8 +3,9 @@
 Owns which segments may go and how they move. A segment may go once it is finished (the next
 one exists: it was cut and fsynced before that was made, and is never written again) and its
 last seq is at or below both the oldest snapshot file in the data directory and the newest
-snapshot that checks out (header and CRC: the one a restart takes, needing only the journal
-after it; a damaged or empty file moves nothing), itself within the journal. Oldest first,
+snapshot that checks out (header and CRC, and its per-account entries restore: the one a
+restart takes, needing only the journal after it; a damaged or empty file moves nothing),
+itself within the journal. Oldest first,
 one at a time: copied to DIR under a `.tmp` name of its own (O_EXCL) and fsynced, the copy's
 frames checked (CRC32, seqs from its first to its last), renamed and DIR fsynced, its size
 and CRC32 read again and compared with the original's (taken as it was copied); only then is
@@ -14,8 +15,10 @@ checks the copy holds the same bytes, then removes the original). One run at a t
 holds `ARCHIVE_LOCK_FILE` in the data directory and in DIR (a second is refused). Safe while
 the venue runs: it touches no open segment, and a snapshot removed meanwhile only raises the
 oldest seq. Limits: a run reads each segment it moves twice (the copy, then the copy again)
-and streams the newest good snapshot's body once for its CRC, in 1 MiB reads: memory stays
-flat.
+streams each newest snapshot's body once for its CRC (1 MiB reads), then reads the newest that
+checks out whole to check its entries: memory rises to about that file's size (its
+per-account maps kept undecoded, each entry decoded and dropped in turn) plus its engine
+image, as a restart's read does.
 """
 
 import argparse
@@ -28,6 +31,8 @@ import tempfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+
+import msgspec
 
 from cli.arguments import directory
 from cli.failures import CommandFailed
@@ -147,8 +152,8 @@ def _remove_stale_copies(to: Path) -> None:
 def kept_through(data_dir: Path) -> int | None:
     """The last seq a segment that goes may hold, or None (nothing may go): the oldest
     snapshot file's (by its name: the venue keeps the older ones to fall back on), and no
-    later than the newest snapshot that checks out (header and CRC: the one a restart would
-    take), which must lie within the journal (else `CommandFailed`)."""
+    later than the newest snapshot a restart would take (`newest_checked_snapshot_seq`),
+    which must lie within the journal (else `CommandFailed`)."""
     oldest_seq = oldest_snapshot_seq(data_dir)
     newest_seq = newest_checked_snapshot_seq(data_dir)
     if oldest_seq is None or newest_seq is None:
@@ -176,16 +181,27 @@ def oldest_snapshot_seq(data_dir: Path) -> int | None:
 
 
 def newest_checked_snapshot_seq(data_dir: Path) -> int | None:
-    """The seq of the newest snapshot in `data_dir` whose header and CRC check out
-    (`snapshots.checked_seq`: streamed, not decoded), or None. Newest first."""
+    """The seq of the newest snapshot in `data_dir` a restart would take, or None: its header
+    and CRC check out (`snapshots.checked_seq`, streamed: a damaged file costs no more) and
+    its per-account entries restore (`snapshots.check_entries`, as `snapshots.latest` checks
+    them: a file whose checksum holds but whose entries do not decode is passed over by a
+    restart, so it cannot stand for the records archived). Newest first, one read at a time."""
     named = [path for path in data_dir.glob("snapshot-*.bin") if _snapshot_seq(path) is not None]
     for path in sorted(named, reverse=True):
         try:
             seq = snapshots.checked_seq(path)
+            if seq is None or seq != _snapshot_seq(path):  # (a header naming another seq: no)
+                continue
+            snapshot = snapshots.read(path)
         except FileNotFoundError:  # pruned by the venue meanwhile, or a link to nothing
             continue
-        if seq is not None and seq == _snapshot_seq(path):  # (a header naming another seq: no)
-            return seq
+        if snapshot is None:
+            continue
+        try:
+            snapshots.check_entries(snapshot)
+        except msgspec.DecodeError:  # (a ValidationError too: logged by `latest` at a start)
+            continue
+        return seq
     return None
 
 

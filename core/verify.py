@@ -161,6 +161,7 @@ def verify(
             venue = venue_snapshot.restore(base.venue)
             assert venue.ledger is not None, "snapshots of this server always hold a ledger"
             ledger, head, after = venue.ledger, iter(()), base.seq
+            del base  # restored: not held beside `image` through the replay
             lines.append(
                 f"ok   journal: begins at seq {first} here (the segments before are archived):"
                 f" checked from the snapshot at seq {after} (--archive DIR: from seq 1)"

@@ -26,7 +26,7 @@ from engine.venue import Venue, VenueConfig
 from gateway.server import JOURNAL_FILE
 from settlement.ledger import Ledger
 from tests import interleave
-from tests.conftest import start_venue
+from tests.conftest import rewritten_snapshot, start_venue
 from tests.sample_config import SAMPLE_CONFIG
 
 SYMBOL = "AAPLx-USD"
@@ -323,23 +323,30 @@ def test_a_rotation_and_snapshot_while_the_run_starts_is_no_refusal(tmp_path: Pa
         writer.close()
 
 
-def test_a_run_checks_the_newest_snapshot_in_flat_memory(tmp_path: Path) -> None:
-    # A run read the newest snapshot whole and decoded it (a restart's memory: ~317 MB and its
-    # objects at the bounds) only to learn its seq; its header and CRC, streamed, say as much.
+def test_a_damaged_newest_snapshot_is_streamed_not_read_whole(tmp_path: Path) -> None:
+    # A run reads whole only the snapshot that checks out (its entries are checked, as a
+    # restart checks them); a damaged one's header and CRC, streamed, rule it out.
     data_dir, to = tmp_path / "data", tmp_path / "archive"
-    write_segmented(data_dir, 40)
+    write_segmented(data_dir, 60)
+    (data_dir / f"snapshot-{60:020d}.bin").unlink()
+    write_snapshot(data_dir, 30)
     filler = {"filler": msgspec.msgpack.encode(b"z" * SNAPSHOT_FILLER_BYTES)}
-    image = snapshots.Snapshot(40, capture(Venue(VenueConfig(), Ledger())), filler)
-    snapshots.write(data_dir, image)
+    image = snapshots.Snapshot(60, capture(Venue(VenueConfig(), Ledger())), filler)
+    damaged = snapshots.write(data_dir, image)
     del image, filler
+    with damaged.open("r+b") as file:  # a byte of its body flipped: its CRC no longer holds
+        file.seek(-1, os.SEEK_END)
+        last = file.read(1)
+        file.seek(-1, os.SEEK_END)
+        file.write(bytes([last[0] ^ 0xFF]))
     tracemalloc.start()
     try:
         lines = archive(data_dir, to)
         _, peak_bytes = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak_bytes < SNAPSHOT_FILLER_BYTES // 2, "the snapshot's body was never held whole"
-    assert lines[-1].endswith("seq 40 (the oldest snapshot's, or the newest that checks out)")
+    assert peak_bytes < SNAPSHOT_FILLER_BYTES // 2, "the damaged snapshot was never held whole"
+    assert lines[-1].endswith("seq 30 (the oldest snapshot's, or the newest that checks out)")
 
 
 def test_a_copy_a_stopped_run_left_is_made_durable_before_the_original_goes(
@@ -365,3 +372,20 @@ def test_a_copy_a_stopped_run_left_is_made_durable_before_the_original_goes(
     archive(data_dir, to)
     assert synced_at_removal and to in synced_at_removal[0], "DIR fsynced before the unlink"
     assert not first.exists()
+
+
+def test_a_snapshot_whose_entries_do_not_restore_stands_for_nothing(tmp_path: Path) -> None:
+    # Its header and CRC check out, but a restart passes it over (`snapshots.latest`): it
+    # moved the head before, and the restart then found no snapshot and no journal head.
+    data_dir, to = tmp_path / "data", tmp_path / "archive"
+    write_segmented(data_dir, 40)
+    newest = data_dir / f"snapshot-{40:020d}.bin"
+    rewritten_snapshot(newest, lambda gateway: gateway.update(private={"1": ["a seq", []]}))
+    assert snapshots.checked_seq(newest) == 40 and snapshots.latest(data_dir) is None
+    before = first_seqs(data_dir)
+    assert archive(data_dir, to)[0].startswith("ok   nothing archived: no snapshot that checks")
+    assert first_seqs(data_dir) == before
+    write_snapshot(data_dir, 10)  # an older one a restart takes: the head up to it may go
+    archive(data_dir, to)
+    left = first_seqs(data_dir)
+    assert 1 < left[0] <= 11 and snapshots.latest(data_dir) is not None
