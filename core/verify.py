@@ -157,7 +157,7 @@ def verify(
             head = _archived(archive, first) if archive is not None else iter(())
             after = 0
         else:
-            base = _oldest_usable(data_dir, good, first)
+            base = _oldest_usable(data_dir, good, first, damaged + undecoded)
             venue = venue_snapshot.restore(base.venue)
             assert venue.ledger is not None, "snapshots of this server always hold a ledger"
             ledger, head, after = venue.ledger, iter(()), base.seq
@@ -262,16 +262,21 @@ def _snapshots(
     return newest, damaged, undecoded, good
 
 
-def _oldest_usable(data_dir: Path, good: list[Path], first_seq: int) -> snapshots.Snapshot:
-    """The oldest good snapshot a journal beginning at `first_seq` follows on from."""
+def _oldest_usable(
+    data_dir: Path, good: list[Path], first_seq: int, unusable: list[str]
+) -> snapshots.Snapshot:
+    """The oldest good snapshot a journal beginning at `first_seq` follows on from; else
+    `CommandFailed`, saying which snapshots are there but not good (`unusable`: the damaged
+    ones' names, why the others' entries do not restore)."""
     for path in good:
         snapshot = snapshots.read(path)
         if snapshot is not None and snapshot.seq >= first_seq - 1:
             return snapshot
+    not_good = f" (not good: {'; '.join(unusable)})" if unusable else ""
     raise CommandFailed(
         f"{data_dir}: the journal begins at seq {first_seq} (its head was archived) and no good"
-        f" snapshot here is at or after seq {first_seq - 1}: give --archive DIR, where"
-        " `venue journal archive` moved the head"
+        f" snapshot here is at or after seq {first_seq - 1}{not_good}: give --archive DIR,"
+        " where `venue journal archive` moved the head"
     )
 
 

@@ -239,9 +239,14 @@ def test_verify_of_an_archived_head_needs_a_snapshot_or_the_archive(tmp_path: Pa
 
     asyncio.run(run())
     archive(data_dir, to)
-    for snapshot in data_dir.glob("snapshot-*.bin"):
+    kept = sorted(data_dir.glob("snapshot-*.bin"))
+    for snapshot in kept:  # damaged: the refusal names them
+        snapshot.write_bytes(b"not a snapshot")
+    with pytest.raises(CommandFailed, match=f"not good: {kept[-1].name}.*give --archive DIR"):
+        verify(data_dir, config)
+    for snapshot in kept:
         snapshot.unlink()
-    with pytest.raises(CommandFailed, match="give --archive DIR"):
+    with pytest.raises(CommandFailed, match=r"seq \d+: give --archive DIR"):
         verify(data_dir, config)
     lines = verify(data_dir, config, archive=to)
     assert all(line.startswith("ok") for line in lines), lines
