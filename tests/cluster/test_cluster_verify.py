@@ -237,18 +237,37 @@ def store_in_postgres(
 ) -> str:
     """A PostgreSQL ledger store (database `name`) holding the one-process venue's booked
     transfers as `change` leaves them, as a core books them; its DSN."""
-    sqlite = SqliteLedgerStore(data_dir / LEDGER_FILE)
-    transfers, assets, accounts = list(sqlite.iter_transfers()), sqlite.assets(), sqlite.accounts()
-    sqlite.close()
+    booked = read_booked(data_dir)
     dsn = server.create_database(name)
-    store = PostgresLedgerStore(dsn)
+    book_into(PostgresLedgerStore(dsn), booked, change)
+    return dsn
+
+
+Booked = tuple[list[Transfer], dict[str, int], dict[int, str]]
+
+
+def read_booked(data_dir: Path) -> Booked:
+    """The one-process venue's booked transfers, its assets and its accounts."""
+    source = SqliteLedgerStore(data_dir / LEDGER_FILE)
+    transfers, assets, accounts = list(source.iter_transfers()), source.assets(), source.accounts()
+    source.close()
+    return transfers, assets, accounts
+
+
+def book_into(
+    store: SqliteLedgerStore | PostgresLedgerStore,
+    booked: Booked,
+    change: Callable[[list[Transfer]], list[Transfer]],
+) -> None:
+    """Book `booked` into `store` (then closed), its transfers as `change` leaves them, as a
+    core books them."""
+    transfers, assets, accounts = booked
     for code, scale in assets.items():
         store.register_asset(code, scale)
     for account, account_name in accounts.items():
         store.register_account(account, account_name)
     assert store.append_batch(change(transfers))
     store.close()
-    return dsn
 
 
 def test_the_postgres_ledger_store_is_checked_against_the_replay(
@@ -339,19 +358,11 @@ def store_in_sqlite(
 ) -> Path:
     """The one-process venue's booked transfers, as `change` leaves them, in a SQLite ledger
     store in `core_dir` (replacing any), as a `venue cluster --sqlite` core books them."""
-    source = SqliteLedgerStore(data_dir / LEDGER_FILE)
-    transfers, assets, accounts = list(source.iter_transfers()), source.assets(), source.accounts()
-    source.close()
+    booked = read_booked(data_dir)
     path = core_dir / LEDGER_FILE
     for old in core_dir.glob(f"{LEDGER_FILE}*"):
         old.unlink()
-    store = SqliteLedgerStore(path)
-    for code, scale in assets.items():
-        store.register_asset(code, scale)
-    for account, account_name in accounts.items():
-        store.register_account(account, account_name)
-    assert store.append_batch(change(transfers))
-    store.close()
+    book_into(SqliteLedgerStore(path), booked, change)
     return path
 
 
