@@ -695,6 +695,7 @@ class ClusterCore:
         self.codec = ClusterCodec()
         self.cod_orders = CodOrders()
         self._trim_failure_said = False  # `_trim_follower`'s first failure logged
+        self._no_stream_said = False  # `_follow`'s failure logged since it last followed
         self.refusals_logged: dict[str, int] = {}  # gateway -> its last refused request logged
         self.drops_logged: dict[str, int] = {}  # gateway -> its last dropped request logged
         self.core: VenueCore | None = None
@@ -1011,13 +1012,19 @@ class ClusterCore:
         return False
 
     async def _follow(self) -> bool:
-        """Start the warm copy once the stream exists (the active core creates it)."""
+        """Start the warm copy once the stream exists (the active core creates it). Tried at
+        every lease poll until it follows: that it cannot yet (no stream, NATS down) is said
+        at info once, then at debug, and at info again only once it followed and then
+        started afresh (`_stand_by_again`); until session 35, at info at every poll."""
         assert self.nc is not None
         try:
             await self.follower.start(self.nc)
         except (nats.errors.Error, TimeoutError, stream_snapshots.StampUnread) as not_yet:
-            log.info("no stream to follow yet: %r", not_yet)
+            level = logging.DEBUG if self._no_stream_said else logging.INFO
+            self._no_stream_said = True
+            log.log(level, "no stream to follow yet: %r", not_yet, extra={"core": self.name})
             return False
+        self._no_stream_said = False
         log.info("standby following the stream", extra={"core": self.name})
         return True
 
