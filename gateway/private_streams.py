@@ -517,12 +517,15 @@ class PrivateStreams:
         """Forget what `restore` took, perhaps part way (a cluster gateway's snapshot that
         failed to restore): the streams, their history and the order history, as at start;
         and the subscriptions waiting to join a stream forgotten (their snapshot or replay
-        was of the state forgotten: each one's join sends nothing). Until session 35 they
+        was of the state forgotten: each one's join sends nothing, and its session no longer
+        says it follows its account, `subscriptions`). Until session 35 they
         stayed in `subscribing`, and a join looked its stream up, gone (`KeyError`). (A
         replica restores before its gateway listens, so none waits there today.)"""
         self.reporter.last_exec_id = 0
         self.reporter.orders.clear()
         self.streams.clear()
+        for waiting in self.subscribing.values():  # told `subscribed`, it follows nothing now
+            waiting.session.account_stream = False
         self.subscribing.clear()
         self.events_kept_most = 0  # (an overcount only recounts; but nothing is kept now)
         self.order_history.restore(None)

@@ -271,6 +271,7 @@ def test_a_forget_drops_the_subscriptions_waiting_so_their_join_sends_nothing(
         stream.assigned = 1
         private.publish(Executed(1, None, [], None, [(stream, [b'{"a":1}'])]))
         _, waiting = private.subscription(session, 3, since_seq=0)  # a replay of seq 1 owed
+        session.account_stream = True  # as `Queries._subscribe_account` says it at once
         private.forget()
         assert not private.subscribing and not private.streams
         private.join(waiting)
