@@ -9,11 +9,13 @@ payloads and records of the live shapes. It times what `VenueCore._capture` does
 (the engine's image and the private streams' part of the gateway's), the median of
 `--repeat`, both as taken at once (before session 34) and `later` (the cores' since), then
 the writer's encode of each; with `--profile` it prints where the capture's time goes
-(cProfile). With `--restore` it writes the state's snapshot instead and restores it in
-`--runs` fresh processes as `venue serve` does (`restore`: its venue, then the private
-streams' part), each saying its memory (RSS, peak), the time of the entries' check before
-it (`check_s`) and whether the state restored encodes into the file's bytes again, beside
-the building process's. Run it as
+(cProfile). With `--standby` it times a cluster standby's capture of its warm copy instead
+(`Follower.capture`: the engine's image alone, at its 1,000,000 closed ids; a core's snapshot
+holds no private streams) and the writer's encode of it. With `--restore` it writes the
+state's snapshot instead and restores it in `--runs` fresh processes as `venue serve` does
+(`restore`: its venue, then the private streams' part), each saying its memory (RSS, peak),
+the time of the entries' check before it (`check_s`) and whether the state restored encodes
+into the file's bytes again, beside the building process's. Run it as
 `python -m bench.capture_bench`.
 """
 
@@ -35,12 +37,15 @@ from typing import Any, NamedTuple
 
 from bench.environment import ROOT
 from core import snapshots
+from core.cluster_core import CodOrders, Follower
+from core.nats_bus import ClusterCodec
 from core.snapshot_entries import OrderRecord
 from engine import snapshot as venue_snapshot
 from engine.venue import Venue
 from gateway import limits
 from gateway.private_streams import PrivateStream, PrivateStreams
 from gateway.sessions import Sessions
+from settlement.ledger import Ledger
 
 ACCOUNTS = 400  # the long run's funded accounts
 ENGINE_CLOSED_IDS = 1_000_000  # `VenueConfig.closed_orders_retained_max`
@@ -110,6 +115,41 @@ def measure(venue: Venue, streams: PrivateStreams, later: bool, repeat: int) -> 
         del image
         gc.enable()
     return times
+
+
+def standby_copy(bounds: Bounds) -> Follower:
+    """A standby's warm copy holding the engine's closed ids of `bounds` (and a ledger, as
+    every core's venue has)."""
+    follower = Follower(ClusterCodec(), CodOrders(), staleness_us=0)
+    venue = follower.venue = Venue(ledger=Ledger())
+    assert venue.ledger is not None
+    follower.ledger = venue.ledger
+    for order_id in range(1, bounds.engine_ids + 1):
+        venue.closed_orders.add(order_id, order_id % bounds.accounts)
+    return follower
+
+
+def standby(bounds: Bounds, repeat: int) -> dict[str, Any]:
+    """The standby's capture at `bounds` (each one's ms, the collector paused as the standby
+    pauses it; the median), then the writer's encode of one: its ms, bytes and CRC32."""
+    follower = standby_copy(bounds)
+    times = []
+    for _ in range(repeat):
+        gc.disable()
+        started = time.perf_counter()
+        image, _ = follower.capture()
+        times.append(round((time.perf_counter() - started) * 1e3, 1))
+        del image
+        gc.enable()
+    image, _ = follower.capture()
+    started = time.perf_counter()
+    body = snapshots.encode(image)
+    encode_ms = round((time.perf_counter() - started) * 1e3, 1)
+    result = {"capture_ms": statistics.median(times), "captures_ms": times}
+    result |= {"encode_ms": encode_ms, "bytes": len(body), "crc32": zlib.crc32(body)}
+    print(f"standby: capture_ms median {result['capture_ms']} of {times}; encoded in")
+    print(f"  {encode_ms} ms (the writer's part): {len(body):,} bytes, CRC32 {result['crc32']:08x}")
+    return result
 
 
 def memory_mb() -> dict[str, float]:
@@ -205,14 +245,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     parser.add_argument("--restore", action="store_true", help="write, restore: memory")
     parser.add_argument("--runs", type=int, default=3, help="restores (default 3)")
+    parser.add_argument("--standby", action="store_true", help="a standby's capture instead")
     parser.add_argument("--restore-from", type=Path, help=argparse.SUPPRESS)  # (a run's)
     arguments = parser.parse_args(argv)
     if arguments.restore_from is not None:
         print(json.dumps(restore(arguments.restore_from)))
         return 0
     full = Bounds()
-    scaled = (round(n * arguments.scale) for n in full[1:])
-    venue, streams = build(Bounds(arguments.accounts, *scaled))
+    scaled = Bounds(arguments.accounts, *(round(n * arguments.scale) for n in full[1:]))
+    if arguments.standby:
+        standing_by = standby(scaled, arguments.repeat)
+        if arguments.json:
+            print(json.dumps(standing_by))
+        return 0
+    venue, streams = build(scaled)
     if arguments.restore:
         restored = restores(venue, streams, arguments.runs)
         if arguments.json:

@@ -77,7 +77,6 @@ from engine.commands import (
 )
 from engine.enums import CancelReason
 from engine.events import CancelOnDisconnectSet, Event, OrderAccepted
-from engine.snapshot import capture as capture_venue
 from engine.snapshot import restore as restore_venue
 from engine.venue import Venue
 from settlement.ledger import Ledger
@@ -483,17 +482,22 @@ class Follower:
 
     def capture(self) -> tuple[snapshots.Snapshot, float]:
         """The copy as a core's snapshot at its last seq (its venue, the core's part), and how
-        long taking it held the loop (ms). The transfers it keeps for a takeover's catch-up
-        are the image's undrained ones, as the active core's not stored yet are: a start
-        from it (a standby's, or a cold recovery) books them, or replays the stream from its
-        start when the store lacks older ones (`Recovery._store_behind`)."""
+        long taking it held the loop (ms). Taken as the active core takes its own
+        (`venue_core.image_for_write`): the long parts references that following the stream
+        does not change, made by the writer thread; until session 35 a pair per closed order
+        id was made on the loop (~60-90 ms at the engine's million, the lease poll and the
+        following waiting meanwhile). The transfers it keeps for a takeover's catch-up
+        are the image's undrained ones (copied: the copy books more), as the active core's
+        not stored yet are: a start from it (a standby's, or a cold recovery) books them, or
+        replays the stream from its start when the store lacks older ones
+        (`Recovery._store_behind`)."""
         started = time.perf_counter()
-        venue = capture_venue(self.venue)
+        part = CoreGatewayPart(self.codec, self.cod_orders)
+        image = venue_core.image_for_write(self.seq, self.venue, part, self.first_staleness_us)
+        venue = image.venue
         assert venue.ledger is not None, "a warm venue always holds its ledger"
         ledger = msgspec.structs.replace(venue.ledger, undrained=list(self.transfers))
-        venue = msgspec.structs.replace(venue, ledger=ledger)
-        part = CoreGatewayPart(self.codec, self.cod_orders).gateway_image()
-        image = snapshots.Snapshot(self.seq, venue, part, self.first_staleness_us)
+        image = msgspec.structs.replace(image, venue=msgspec.structs.replace(venue, ledger=ledger))
         return image, round((time.perf_counter() - started) * 1e3, 1)
 
     async def stop(self, *, last_snapshot: bool = False) -> WarmStart | None:
@@ -691,6 +695,7 @@ class ClusterCore:
         self.codec = ClusterCodec()
         self.cod_orders = CodOrders()
         self._trim_failure_said = False  # `_trim_follower`'s first failure logged
+        self._no_stream_said = False  # `_follow`'s failure logged since it last followed
         self.refusals_logged: dict[str, int] = {}  # gateway -> its last refused request logged
         self.drops_logged: dict[str, int] = {}  # gateway -> its last dropped request logged
         self.core: VenueCore | None = None
@@ -1007,13 +1012,19 @@ class ClusterCore:
         return False
 
     async def _follow(self) -> bool:
-        """Start the warm copy once the stream exists (the active core creates it)."""
+        """Start the warm copy once the stream exists (the active core creates it). Tried at
+        every lease poll until it follows: that it cannot yet (no stream, NATS down) is said
+        at info once, then at debug, and at info again only once it followed and then
+        started afresh (`_stand_by_again`); until session 35, at info at every poll."""
         assert self.nc is not None
         try:
             await self.follower.start(self.nc)
         except (nats.errors.Error, TimeoutError, stream_snapshots.StampUnread) as not_yet:
-            log.info("no stream to follow yet: %r", not_yet)
+            level = logging.DEBUG if self._no_stream_said else logging.INFO
+            self._no_stream_said = True
+            log.log(level, "no stream to follow yet: %r", not_yet, extra={"core": self.name})
             return False
+        self._no_stream_said = False
         log.info("standby following the stream", extra={"core": self.name})
         return True
 

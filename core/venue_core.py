@@ -229,14 +229,9 @@ class VenueCore:
         return image
 
     def image(self) -> snapshots.Snapshot:
-        """The state now, as a snapshot writes it, taken on the event loop (nothing is answered
-        meanwhile): its long parts (histories, closed orders) `Later` ones, references that
-        trading does not change, made into their values by the writer thread."""
-        return snapshots.Snapshot(
-            self.sequencer.last_seq,
-            capture_venue(self.venue, later=True),
-            self.listener.gateway_image(later=True),
-            self.first_staleness_us,
+        """The state now, as a snapshot writes it (`image_for_write`)."""
+        return image_for_write(
+            self.sequencer.last_seq, self.venue, self.listener, self.first_staleness_us
         )
 
     async def _write_snapshot(self, image: snapshots.Snapshot) -> Path:
@@ -491,6 +486,22 @@ class VenueCore:
         while True:
             await asyncio.sleep(REJECT_SUMMARY_INTERVAL_S)
             self._log_rejects()
+
+
+def image_for_write(
+    seq: int, venue: Venue, listener: CoreListener, first_staleness_us: int
+) -> snapshots.Snapshot:
+    """The snapshot of `venue` after record `seq` with `listener`'s part, taken on the event
+    loop (nothing is answered meanwhile): its long parts (histories, closed orders) `Later`
+    ones, references that trading (or a standby's following) does not change, made into their
+    values by the writer thread. The active core's (`VenueCore.image`) and a standby's
+    (`core.cluster_core.Follower.capture`)."""
+    return snapshots.Snapshot(
+        seq,
+        capture_venue(venue, later=True),
+        listener.gateway_image(later=True),
+        first_staleness_us,
+    )
 
 
 @dataclass

@@ -196,6 +196,8 @@ class AccountSubscription:
     # in flight are not in its snapshot: their events, released before it joins, follow it).
     after_seq: int
     snapshot: bytes | None  # None: replay the history after `after_seq` instead
+    # The account's stream it holds `after_seq` on: the join's, though `forget` dropped it
+    stream: PrivateStream
 
 
 class PrivateStreams:
@@ -414,7 +416,7 @@ class PrivateStreams:
             )
         stream.hold(after_seq)  # sent when `join`ed: what the bounds drop is spared till then
         subscription = self.subscribing[session.id] = AccountSubscription(
-            session, account, after_seq, snapshot
+            session, account, after_seq, snapshot, stream
         )
         return seq, subscription
 
@@ -422,9 +424,9 @@ class PrivateStreams:
         """Everything up to the snapshot's seq is durable now: send it (or the missed
         events), then the events released since it was taken (none on a local bus; on a
         cluster's, those of the commands that were in flight), and from here on every new
-        private event of the account."""
+        private event of the account. One `forget` dropped (its stream forgotten) is gone."""
         session = joining.session
-        stream = self.streams[joining.account]
+        stream = joining.stream
         latest = self.subscribing.get(session.id) is joining
         if latest:
             del self.subscribing[session.id]
@@ -513,10 +515,18 @@ class PrivateStreams:
 
     def forget(self) -> None:
         """Forget what `restore` took, perhaps part way (a cluster gateway's snapshot that
-        failed to restore): the streams, their history and the order history, as at start."""
+        failed to restore): the streams, their history and the order history, as at start;
+        and the subscriptions waiting to join a stream forgotten (their snapshot or replay
+        was of the state forgotten: each one's join sends nothing, and its session no longer
+        says it follows its account, `subscriptions`). Until session 35 they
+        stayed in `subscribing`, and a join looked its stream up, gone (`KeyError`). (A
+        replica restores before its gateway listens, so none waits there today.)"""
         self.reporter.last_exec_id = 0
         self.reporter.orders.clear()
         self.streams.clear()
+        for waiting in self.subscribing.values():  # told `subscribed`, it follows nothing now
+            waiting.session.account_stream = False
+        self.subscribing.clear()
         self.events_kept_most = 0  # (an overcount only recounts; but nothing is kept now)
         self.order_history.restore(None)
 

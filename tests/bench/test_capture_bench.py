@@ -26,3 +26,13 @@ def test_a_restore_in_a_fresh_process_gives_the_state_written(
     (run,) = result["restored"]
     assert result["same_bytes"] and result["same_state_hash"] and run["rss_mb"] > 0
     assert run["record_strings"] == 3, "a symbol, a price, a status: one string object each"
+
+
+def test_a_standby_s_capture_is_timed_and_encoded(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--standby`: a cluster standby's capture of its warm copy (`Follower.capture`), its
+    closed ids at the scale, timed and encoded by the writer (session 35)."""
+    arguments = ["--standby", "--scale", "0.01", "--accounts", "20", "--repeat", "1", "--json"]
+    assert capture_bench.main(arguments) == 0
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert result["capture_ms"] >= 0 and len(result["captures_ms"]) == 1
+    assert result["bytes"] > 10_000 * 4, "the closed ids' pairs"

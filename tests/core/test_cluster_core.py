@@ -22,7 +22,7 @@ from cluster.nats import NatsCluster
 from core import config as venue_config
 from core import nats_bus, snapshots
 from core.cluster_core import LOGGED_GATEWAYS_MAX, ClusterCore
-from core.jetstream_journal import STREAM_DEFAULT
+from core.jetstream_journal import STREAM_DEFAULT, SUBJECT_DEFAULT
 from core.nats_bus import (
     CORE_COMMANDS,
     GATEWAY_COMMANDS,
@@ -623,3 +623,53 @@ def test_a_gateway_set_to_send_no_pairs_requotes_through_an_earlier_core(
     placed = [entry["result"]["order_id"] for entry in out["placed"]["result"]["results"]]
     for step in ("first", "next", "last"):  # the first: before, refused 503
         assert amended_by_two_commands(out[step], placed), out[step]
+
+
+NO_STREAM = "no stream to follow yet"
+
+
+def test_a_standby_says_once_that_it_has_no_stream_to_follow_then_again_once_it_lost_it(
+    node: NatsCluster, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A standby's every lease poll (0.2 s) tries to follow the stream: while there is none
+    yet (no active core made it) or NATS is down, it says so at info the first time, at debug
+    after; once it followed, then lost the stream (a new warm copy, after a failed start gave
+    the lease up: `_stand_by_again`), at info once more. Before: at info at every poll, five
+    lines a second in an operator's log for as long as it lasted."""
+    caplog.set_level(logging.DEBUG, logger="venue.cluster")
+    config = venue_config.load(SAMPLE_CONFIG)
+
+    def said() -> list[int]:
+        levels = [r.levelno for r in caplog.records if r.getMessage().startswith(NO_STREAM)]
+        caplog.clear()
+        return levels
+
+    async def polls(core: ClusterCore, count: int) -> list[bool]:
+        return [await core._follow() for _ in range(count)]
+
+    async def scenario() -> list[tuple[list[bool], list[int]]]:
+        core = ClusterCore(config, tmp_path / "core", node.url, "core-b")
+        core.nc = await nats.connect(node.url)
+        js = core.nc.jetstream(timeout=5.0)
+        seen = []
+        try:
+            seen.append((await polls(core, 3), said()))  # no stream yet
+            await js.add_stream(name=STREAM_DEFAULT, subjects=[SUBJECT_DEFAULT])
+            seen.append((await polls(core, 1), said()))  # followed
+            await core.follower.stop()
+            core.follower = core._new_follower()  # as `_stand_by_again` starts afresh
+            await js.delete_stream(STREAM_DEFAULT)
+            seen.append((await polls(core, 2), said()))  # lost
+            node.stop()
+            seen.append((await polls(core, 1), said()))  # NATS down
+        finally:
+            await core.stop()
+        return seen
+
+    no, yes = False, True
+    assert asyncio.run(asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S)) == [
+        ([no, no, no], [logging.INFO, logging.DEBUG, logging.DEBUG]),
+        ([yes], []),
+        ([no, no], [logging.INFO, logging.DEBUG]),
+        ([no], [logging.DEBUG]),
+    ]

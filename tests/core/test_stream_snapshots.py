@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import sqlite3
+import threading
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,21 +26,24 @@ import pytest
 from cluster.nats import NatsCluster
 from core import config as venue_config
 from core import snapshots, stream_snapshots, venue_core
-from core.cluster_core import ClusterCore, CodOrders, Follower, StandbySnapshots
+from core.cluster_core import ClusterCore, CodOrders, CoreGatewayPart, Follower, StandbySnapshots
 from core.journal import DanglingLink, JournalLocked
 from core.lease import key_held
-from core.nats_bus import GATEWAY_LEASE_BUCKET, ClusterCodec, NatsBus
+from core.nats_bus import GATEWAY_LEASE_BUCKET, ClusterCodec, NatsBus, Origin
+from core.sequencer import Executed
 from core.snapshot_entries import OrderRecord
 from core.venue_core import RecoveryRefused, VenueCore
-from engine.commands import CancelOrder, PlaceOrder
+from engine.commands import CancelOrder, Command, PlaceOrder
 from engine.enums import Side
 from engine.events import OrderAccepted
-from engine.snapshot import capture
+from engine.snapshot import Later, capture
+from engine.snapshot import restore as restore_venue
 from engine.venue import Venue, VenueConfig
 from gateway.server import VenueServer
 from settlement.ledger import Ledger
 from settlement.store import SqliteLedgerStore
 from tests.conftest import with_an_entry_not_decoding
+from tests.engine import test_differential_ledger
 from tests.sample_config import SAMPLE_CONFIG
 
 SCENARIO_TIMEOUT_S = 60
@@ -1182,3 +1186,94 @@ def test_a_core_s_own_check_passes_over_a_snapshot_pruned_since_the_directory_wa
 
     assert _strict(tmp_path, pruning) is None
     assert not older.exists()
+
+
+async def _followed_records(follower: Follower, commands: list[Command]) -> None:
+    """`commands` as the stream's next records, each a gateway's (its request id the seq; every
+    fifth place with cod on), delivered to `follower` as its consumer delivers them."""
+    codec = ClusterCodec()
+    for command in commands:
+        seq = follower.seq + 1
+        if type(command) is PlaceOrder and seq % 5 == 0:
+            command = msgspec.structs.replace(command, cod=True)
+        record = codec.encode(Executed(seq, command, [], Origin("gw-t", seq)))
+        metadata = SimpleNamespace(sequence=SimpleNamespace(stream=seq))
+        await follower._on_message(cast(Any, SimpleNamespace(metadata=metadata, data=record)))
+    assert not follower.broken
+
+
+def _captured_at_once(follower: Follower) -> bytes:
+    """The snapshot of the copy as a standby captured it before session 35, whole at once on
+    its loop (its venue's image, the transfers it keeps as the ledger's undrained ones, the
+    core's part), encoded: the bytes a standby writes for that state."""
+    venue = capture(follower.venue)
+    assert venue.ledger is not None
+    ledger = msgspec.structs.replace(venue.ledger, undrained=list(follower.transfers))
+    part = CoreGatewayPart(follower.codec, follower.cod_orders).gateway_image()
+    venue = msgspec.structs.replace(venue, ledger=ledger)
+    image = snapshots.Snapshot(follower.seq, venue, part, follower.first_staleness_us)
+    return snapshots.encode(image)
+
+
+def test_a_standby_s_snapshot_is_written_as_captured_though_its_copy_follows_on_meanwhile(
+    tmp_path: Path,
+) -> None:
+    """Session 35: a standby captured its copy at once on its event loop, a new pair per
+    closed order id (~60-90 ms at the engine's million, during which its lease poll and its
+    following of the stream waited). Now it captures as the active core does (`Later` parts,
+    references that following the stream does not change, made by the writer thread): its
+    copy follows records on (closing orders, sealing and dropping chunks, booking transfers,
+    marking cod) while the write waits, and the file holds the bytes of the copy captured at
+    once, as before, which restore to the copy's state at the capture."""
+    case = test_differential_ledger.CASES[0]
+    commands = test_differential_ledger.commands(case, 3_000)
+    data_dir = tmp_path / "b"
+    config = msgspec.structs.replace(case.config(), closed_orders_retained_max=250)
+    staleness_us = config.reserve_staleness_max_us
+    follower = Follower(ClusterCodec(), CodOrders(), staleness_us, data_dir, "core-b")
+    follower.venue = Venue(config, follower.ledger)  # chunks sealed, then forgotten, soon
+
+    async def scenario() -> tuple[snapshots.Snapshot, bytes, bytes, tuple[bytes, bytes]]:
+        await _followed_records(follower, commands[:2_000])
+        expected, state_hash = _captured_at_once(follower), follower.venue.state_hash()
+        taken: list[snapshots.Snapshot] = []
+        capture_of = follower.capture
+
+        def capturing() -> tuple[snapshots.Snapshot, float]:
+            image, capture_ms = capture_of()
+            taken.append(image)
+            return image, capture_ms
+
+        follower.capture = capturing  # type: ignore[method-assign]
+        standby = StandbySnapshots(follower, data_dir, "core-b")
+        writer_free = threading.Event()
+        standby._writer.submit(writer_free.wait, SCENARIO_TIMEOUT_S)  # the write waits
+        try:
+            writing = asyncio.ensure_future(standby._write_or_warn())
+            for _ in range(WAIT_TRIES):
+                if taken:
+                    break
+                await asyncio.sleep(0.01)
+            closed_before = list(follower.venue.closed_orders.items())
+            await _followed_records(follower, commands[2_000:])
+            assert list(follower.venue.closed_orders.items()) != closed_before, "followed on"
+            writer_free.set()
+            assert await writing
+        finally:
+            writer_free.set()
+            await standby.close(last=False)
+        path = snapshots.path_for(data_dir, taken[0].seq)
+        written = snapshots.read(path)
+        assert written is not None
+        hashes = (restore_venue(written.venue).state_hash(), state_hash)
+        return taken[0], expected, path.read_bytes()[snapshots.HEADER.size :], hashes
+
+    image, expected, body, (restored, captured) = asyncio.run(
+        asyncio.wait_for(scenario(), SCENARIO_TIMEOUT_S)
+    )
+    assert isinstance(image.venue.closed_orders, Later), "references, made by the writer"
+    assert image.seq == 2_000 and follower.seq == 3_000
+    assert image.gateway["cod_orders"] and image.venue.ledger is not None
+    assert image.venue.ledger.undrained, "the transfers the copy keeps"
+    assert body == expected
+    assert restored == captured, "restores to the copy's state at the capture"

@@ -251,3 +251,35 @@ def test_the_bound_keeps_what_the_first_cut_kept_on_seeded_random_streams(
                 assert got == model, f"seed {seed}, command {command}"
         assert private.histories_trimmed > 10, f"seed {seed}: cut often"
         assert spared and private.streams[held].spared == spared, f"seed {seed}"
+
+
+def test_a_forget_drops_the_subscriptions_waiting_so_their_join_sends_nothing(
+    tmp_path: Path,
+) -> None:
+    """`forget` (a cluster gateway's snapshot that failed to restore, perhaps part way: the
+    streams as at start) drops the account subscriptions waiting for their barrier too: each
+    held a stream forgotten, and its join sends nothing and raises nothing, the session not
+    following; a subscription made since joins as ever. Before: `subscribing` kept them, and
+    a join looked its stream up (`KeyError`)."""
+
+    async def main() -> None:
+        sessions = Sessions()
+        bus = types.SimpleNamespace(reads=types.SimpleNamespace(orders={}, markets={}))
+        private = PrivateStreams(bus, sessions, tmp_path)  # type: ignore[arg-type]
+        session, recorder = _follower(sessions, PrivateStream(), packed=False)
+        stream = private.streams.setdefault(3, PrivateStream())
+        stream.assigned = 1
+        private.publish(Executed(1, None, [], None, [(stream, [b'{"a":1}'])]))
+        _, waiting = private.subscription(session, 3, since_seq=0)  # a replay of seq 1 owed
+        session.account_stream = True  # as `Queries._subscribe_account` says it at once
+        private.forget()
+        assert not private.subscribing and not private.streams
+        private.join(waiting)
+        sessions.flush_outboxes()
+        assert recorder.writes == [] and not session.account_stream
+        _, again = private.subscription(session, 3, since_seq=0)
+        private.join(again)
+        assert session.account_stream and session in private.streams[3].sessions
+        assert not private.subscribing
+
+    asyncio.run(main())
