@@ -348,15 +348,6 @@ class VenueClient(Calls, Resuming, Reading):
         `VenueError`, for a 409: some of a batch's or `quote.mass`'s commands done; and see
         `request_raw`)."""
         response = await self.request_raw(method, params, timeout_s)
-        channel = (params or {}).get("ch") if method in ("subscribe", "unsubscribe") else None
-        if channel == "account" and response["status"] == 200:  # resume() follows it again
-            self._account_followed = method == "subscribe"  # only if followed
-        if channel == "book" and method == "unsubscribe" and response["status"] == 200:
-            self._forget_books(response["result"]["unsubscribed"])  # not followed on resume
-        if channel not in (None, "account", "book") and response["status"] == 200:
-            self._note_streams(method, response["result"])  # resume() follows them again
-        if method == "session.cod" and response["status"] == 200:  # resume() sets it again
-            self._cod_enabled = response["result"]["enabled"]
         if response["status"] == 409 and "result" in response:  # some commands were done
             raise PartlyDone(method, response["result"]["results"])
         if response["status"] != 200:
@@ -403,7 +394,7 @@ class VenueClient(Calls, Resuming, Reading):
             async with deadline:  # the send too: it waits while the venue reads nothing
                 await self._after_the_logon(method)
                 held = False
-                return await self._request(request_id, method, params)
+                response = await self._request(request_id, method, params)
         except TimeoutError:
             if limit_s is None or not deadline.expired():
                 raise
@@ -411,6 +402,29 @@ class VenueClient(Calls, Resuming, Reading):
                 message = f"{method} not sent: a resume was still logging on {limit_s:g} s later"
                 raise ConnectionLost(message, method, False, hint=self._reopening()) from None
             raise RequestTimeout(method, request_id, limit_s, params) from None
+        if response["status"] == 200:
+            self._note_what_resume_restores(method, params, response["result"])
+        return response
+
+    def _note_what_resume_restores(
+        self, method: str, params: Mapping[str, Any] | None, result: Any
+    ) -> None:
+        """Note what an answered request turned on or off that `resume()` sets up again on a
+        new connection: COD, the private stream, the books and the other public streams.
+        Here, not in `request()`, so that `request_raw()` counts too (before session 35 a
+        `session.cod` or `subscribe` sent through it was not followed again on resume)."""
+        if method == "session.cod":  # resume() sets it again
+            self._cod_enabled = result["enabled"]
+            return
+        if method not in ("subscribe", "unsubscribe"):
+            return
+        channel = (params or {}).get("ch")
+        if channel == "account":  # resume() follows it again, only if followed
+            self._account_followed = method == "subscribe"
+        elif channel == "book" and method == "unsubscribe":
+            self._forget_books(result["unsubscribed"])  # not followed on resume
+        elif channel not in (None, "book"):
+            self._note_streams(method, result)  # resume() follows them again
 
     async def _after_the_logon(self, method: str) -> None:
         """Hold a request made while a resume logs on (but the resume's own: the logon and the

@@ -844,6 +844,36 @@ def test_a_resumed_connection_has_cancel_on_disconnect_on_again(run_venue: Any) 
     run_venue(scenario)
 
 
+def test_a_resume_follows_what_request_raw_turned_on_too(run_venue: Any) -> None:
+    """The finding (session 35): `resume()` noted `session.cod` and the private stream's
+    `subscribe` only when `request()` sent them, not `request_raw()` (which the bots use for
+    `quote.mass`, and whose answer a market maker reads whole): after a drop, COD was off
+    on the new connection (its later orders left on the book by its close, its `quote.mass`
+    refused `COD_REQUIRED`) and the private stream not followed (events missed, unsaid)."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        assert (await alpha.request_raw("session.cod", {"enabled": True}))["status"] == 200
+        subscribed = await alpha.request_raw("subscribe", {"ch": "account"})
+        assert subscribed["status"] == 200
+        assert (await next_push_not_heartbeat(alpha))["type"] == "snapshot"
+        await alpha.resume()
+        assert (await alpha.request("session.status"))["cod"] is True  # before: False
+        quote = {"symbol": SYMBOL, "ask_px": "190.00", "ask_qty": "1"}
+        answer = await alpha.request_raw("quote.mass", {"quote_set": "q", "quotes": [quote]})
+        assert answer["status"] == 200, answer  # before: 400 COD_REQUIRED
+        pushes = await drain_pushes(alpha)
+        assert any(push.get("ch") == "account" for push in pushes), "followed again"
+        await alpha.request_raw("session.cod", {"enabled": False})
+        await alpha.request_raw("unsubscribe", {"ch": "account"})
+        await alpha.resume()
+        assert (await alpha.request("session.status"))["cod"] is False  # off stays off
+        await alpha.place(SYMBOL, "sell", "1", "191.00")
+        assert await drain_pushes(alpha) == [], "unsubscribed: not followed again"
+
+    run_venue(scenario)
+
+
 def test_a_book_followed_or_dropped_during_a_resume_does_not_fail_it(run_venue: Any) -> None:
     """`resume()` walked the followed books while awaiting each subscribe: a book the user
     followed meanwhile changed the dict's size, the walk raised RuntimeError and the resume
