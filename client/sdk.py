@@ -219,6 +219,7 @@ class VenueClient(Calls, Resuming, Reading):
         self._last_frame_s = 0.0  # time.monotonic() when the connection last sent a frame
         self._credentials: tuple[str, str] | None = None
         self._account_followed = False  # subscribed to the private stream (resume() again)
+        self._account: int | None = None  # the last logon's: another's starts account_seq anew
         self._cod_enabled = False  # session.cod on for this connection: resume() turns it on
         self._book_depths: dict[str, int] = {}
         # the other public streams followed (`trades:{sym}`, `candles:{sym}:{interval}`, ...),

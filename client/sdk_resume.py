@@ -68,6 +68,7 @@ class Resuming:
         _credentials: tuple[str, str] | None
         _cod_enabled: bool
         _account_followed: bool
+        _account: int | None
         _book_depths: dict[str, int]
         _streams: dict[str, None]
         _dropped_silent: bool
@@ -115,7 +116,9 @@ class Resuming:
         limited_waited_s = 0.0
         while True:
             try:
-                return await self.request("session.logon", self._logon_params(api_key, secret))
+                answer = await self.request("session.logon", self._logon_params(api_key, secret))
+                self._note_the_account(answer)
+                return answer
             except VenueError as refused:
                 delay_s: float | None = None
                 if refused.code == ErrorCode.NONCE_UNCHECKED:
@@ -134,6 +137,18 @@ class Resuming:
                     raise
             await asyncio.sleep(delay_s)
             self.logon_retries += 1
+
+    def _note_the_account(self, answer: Any) -> None:
+        """A logon of another account than the last (a client closed and connected again
+        under another key) starts the private stream's resume afresh: the last account's
+        `account_seq` is not this one's `since_seq` (before session 35 it was, and a seq
+        ahead of this account's got a snapshot instead of the events missed, at every
+        resume), nor is its stream followed again unless subscribed under this one."""
+        account = answer.get("account") if isinstance(answer, dict) else None
+        if account != self._account and self._account is not None:
+            self.account_seq = 0
+            self._account_followed = False
+        self._account = account
 
     def _logon_params(self, api_key: str, secret: str) -> dict[str, Any]:
         """A logon's params, signed now with a nonce of its own."""

@@ -874,6 +874,36 @@ def test_a_resume_follows_what_request_raw_turned_on_too(run_venue: Any) -> None
     run_venue(scenario)
 
 
+def test_a_logon_of_another_account_resumes_its_own_stream_not_the_last_ones_seq(
+    run_venue: Any,
+) -> None:
+    """The finding (session 35): `account_seq`, the `since_seq` of a resume, is the highest
+    seq seen, of whichever account: a client closed and connected again under another
+    account's key (a desk going through its accounts) resumed that account's stream with the
+    first one's seq, which it had not reached, and got a snapshot instead of the events
+    missed while away (its fills among them), and so at every resume after. A logon of
+    another account now starts its seq afresh."""
+
+    async def scenario(venue: Venue) -> None:
+        client = await venue.client("alpha")
+        await client.subscribe_account()
+        for price in ("190.00", "190.01", "190.02", "190.03"):  # alpha's seq ahead of beta's
+            await client.place(SYMBOL, "sell", "1", price)
+        await drain_pushes(client)
+        await client.close()
+        await client.connect()
+        await client.logon(*KEYS["beta"])
+        await client.subscribe_account()
+        assert (await next_push_not_heartbeat(client))["type"] == "snapshot"
+        await client.place(SYMBOL, "sell", "1", "191.00")
+        await drain_pushes(client)
+        await client.resume()
+        pushes = await drain_pushes(client)
+        assert [p for p in pushes if p.get("type") == "snapshot"] == [], "a replay, no snapshot"
+
+    run_venue(scenario)
+
+
 def test_a_book_followed_or_dropped_during_a_resume_does_not_fail_it(run_venue: Any) -> None:
     """`resume()` walked the followed books while awaiting each subscribe: a book the user
     followed meanwhile changed the dict's size, the walk raised RuntimeError and the resume
