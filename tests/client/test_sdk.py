@@ -406,6 +406,7 @@ def test_a_connection_lost_before_the_answer_says_the_outcome_is_unknown(run_ven
 
 PLACE_SELL = {"symbol": SYMBOL, "side": "sell", "type": "limit", "qty": "1", "price": "187.30"}
 ADMIN_DEPOSIT = {"account": 1, "asset": "USD", "amount": "10"}
+QUOTE_MASS = {"quote_set": "q", "quotes": [{"symbol": SYMBOL, "ask_px": "190", "ask_qty": "1"}]}
 
 
 @pytest.mark.parametrize(
@@ -419,6 +420,8 @@ ADMIN_DEPOSIT = {"account": 1, "asset": "USD", "amount": "10"}
         ),
         ("admin.deposit", ADMIN_DEPOSIT, "had no cl_op_id: sent again it may be done twice"),
         ("admin.issue_key", {"account": 1, "scopes": ["read"]}, "issue another"),
+        ("quote.mass", QUOTE_MASS, "send the same request again"),
+        ("orders.cancel_after", {"timeout_ms": 30_000}, "send the same request again"),
         (
             "admin.issue_key",
             {"account": 1, "scopes": ["read"], "cl_op_id": "key-7"},
@@ -431,7 +434,10 @@ def test_a_connection_lost_before_the_answer_says_what_to_do_by_method(
 ) -> None:
     """The testers' finding: an admin request's lost answer said to check with order_status
     or open_orders, which show nothing of a deposit; admin methods take a `cl_op_id` to be
-    sent again under (docs/protocol.md §10). Order methods keep their advice."""
+    sent again under (docs/protocol.md §10). Order methods keep their advice. Session 35's:
+    a `quote.mass` (whose quotes have no cl_ord_id to check by) and an
+    `orders.cancel_after` said so too, though each says what should be, so sent again it
+    changes nothing the first did (docs/protocol.md §2.4, §4.4)."""
 
     async def scenario(venue: Venue) -> None:
         client = await venue.client("admin" if method.startswith("admin.") else "alpha")
