@@ -129,7 +129,8 @@ def packed_url(url: str) -> str:
 
 
 class VenueClient(Calls, Resuming, Reading):
-    """One connection. With `auto_resume`, a connection that drops is reopened (a round of
+    """One connection. With `auto_resume`, a connection that drops (but for the venue's close
+    after a `session.logout`) is reopened (a round of
     tries over every URL after each of `reconnect_delays_s`, none begun `resume_budget_s`
     after the drop, or after the venue's `reconnect_in_ms`; then a `gave_up` notice, at once
     if a try is refused for what it asked, a logon for its key), logged on again and

@@ -6,8 +6,8 @@ awaits it, a book message applied to its local book (a gap subscribed again), th
 stream's last seq noted for `since_seq`, a `shutdown` push's wait noted for the resume; and
 the queue of everything else for `next_push`, bounded by `pushes_max` (past it the oldest are
 dropped and the next read says so). At the connection's end, the requests waiting learn it
-and auto_resume begins. The socket and the requests are VenueClient's, of which this is a
-part.
+and auto_resume begins (but after the close of a `session.logout`). The socket and the
+requests are VenueClient's, of which this is a part.
 """
 
 import asyncio
@@ -85,10 +85,11 @@ class Reading:
     # ----------------------------------------------------------------- reading
 
     async def _read(self) -> None:
-        assert self.websocket is not None
-        watching = asyncio.get_running_loop().create_task(self._watch_silence(self.websocket))
+        websocket = self.websocket
+        assert websocket is not None
+        watching = asyncio.get_running_loop().create_task(self._watch_silence(websocket))
         try:
-            async for frame in self.websocket:
+            async for frame in websocket:
                 self._last_frame_s = time.monotonic()
                 try:
                     decoded = msgspec.json.decode(frame)
@@ -112,7 +113,12 @@ class Reading:
             self._waiting.clear()
             # A link that drops while a resume logs on over it fails that resume's try, which
             # goes on with the next: a second resume would be one that no close() could stop.
-            if self.auto_resume and not self._closing and not self._resume_pending():
+            if (
+                self.auto_resume
+                and not self._closing
+                and not _logged_out(websocket)
+                and not self._resume_pending()
+            ):
                 self._resuming = asyncio.get_running_loop().create_task(self._resume_with_backoff())
 
     def _on_message(self, message: dict[str, Any]) -> None:
@@ -158,3 +164,14 @@ class Reading:
         if message.get("ch") == "account" and "seq" in message:
             count, first_seq = self._account_dropped_untold or (0, message["seq"])
             self._account_dropped_untold = (count + 1, first_seq)
+
+
+LOGGED_OUT_CLOSE_CODE = 1000  # the venue's close after a `session.logout`, and only then
+
+
+def _logged_out(websocket: "ClientConnection") -> bool:
+    """Whether the venue closed the connection for its `session.logout` (docs/protocol.md
+    §11.2): the caller ended the session, and auto_resume does not log it on again (before
+    session 35 it did, cancel-on-disconnect and all, as after a drop)."""
+    received = websocket.protocol.close_rcvd
+    return received is not None and received.code == LOGGED_OUT_CLOSE_CODE

@@ -880,6 +880,30 @@ def test_a_resume_follows_what_request_raw_turned_on_too(run_venue: Any) -> None
     run_venue(scenario)
 
 
+def test_auto_resume_does_not_undo_a_logout(run_venue: Any) -> None:
+    """The finding (session 35): the venue closes a connection with 1000 after its
+    `session.logout`, and auto_resume took that close for a drop: it reconnected, logged on
+    again and turned cancel-on-disconnect on again, so a maker that logged out was logged
+    on again behind its back. A logout's close is now the end, as `close()` is."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = VenueClient(venue.url(), auto_resume=True, reconnect_delays_s=(0.05,))
+        venue.clients.append(await alpha.connect())
+        await alpha.logon(*KEYS["alpha"])
+        await alpha.request("session.cod", {"enabled": True})
+        assert await alpha.request("session.logout") == {}
+        assert alpha.websocket is not None
+        await asyncio.wait_for(alpha.websocket.wait_closed(), 5)
+        await asyncio.sleep(0.5)  # a resume, were one started, is back by then
+        assert alpha.resumed == 0  # before: 1
+        assert not [s for s in venue.server.sessions.values() if s.account == 1]
+        assert not await alpha.wait_resumed()
+        with pytest.raises(ConnectionLost, match="not sent"):
+            await alpha.request("session.status")
+
+    run_venue(scenario)
+
+
 def test_a_logon_of_another_account_resumes_its_own_stream_not_the_last_ones_seq(
     run_venue: Any,
 ) -> None:
