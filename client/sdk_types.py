@@ -55,8 +55,9 @@ ONCE_UNKNOWN_OUTCOME = (
 )
 # Of a request that says what should be rather than what to do, the quotes a `quote.mass`
 # keeps live per (set, symbol, side) (they have no cl_ord_id to check by) or the deadline an
-# `orders.cancel_after` arms: sent again it changes nothing the first already did
-# (docs/protocol.md §2.4, §4.4). Before session 35 they were told to check the orders.
+# `orders.cancel_after` arms (counted from the last call): sent again it sets the same
+# whether or not the first ran (docs/protocol.md §2.4, §4.4). Before session 35 they were
+# told to check the orders.
 STATE_UNKNOWN_OUTCOME = (
     "its outcome is unknown (the venue may have carried it out): send the same request"
     " again, which sets what it says whether or not the first ran (docs/protocol.md §2.4)"
