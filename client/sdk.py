@@ -129,8 +129,8 @@ def packed_url(url: str) -> str:
 
 
 class VenueClient(Calls, Resuming, Reading):
-    """One connection. With `auto_resume`, a connection that drops (but for the venue's close
-    after a `session.logout`) is reopened (a round of
+    """One connection. With `auto_resume`, a connection that drops (but one on which a
+    `session.logout` was sent: its end is told by a `logged_out` notice) is reopened (a round of
     tries over every URL after each of `reconnect_delays_s`, none begun `resume_budget_s`
     after the drop, or after the venue's `reconnect_in_ms`; then a `gave_up` notice, at once
     if a try is refused for what it asked, a logon for its key), logged on again and
@@ -224,6 +224,9 @@ class VenueClient(Calls, Resuming, Reading):
         self._account_followed = False  # subscribed to the private stream (resume() again)
         self._account: int | None = None  # the last logon's: another's starts account_seq anew
         self._cod_enabled = False  # session.cod on for this connection: resume() turns it on
+        # the connection on which a `session.logout` was sent (and not refused): its end,
+        # whatever its close code (or none: the link dropped), is the session's, not resumed
+        self._logout_sent_on: ClientConnection | None = None
         self._book_depths: dict[str, int] = {}
         # the other public streams followed (`trades:{sym}`, `candles:{sym}:{interval}`, ...),
         # by name, in the order subscribed: resume() follows them again
@@ -408,6 +411,8 @@ class VenueClient(Calls, Resuming, Reading):
             raise RequestTimeout(method, request_id, limit_s, params) from None
         if response["status"] == 200:
             self._note_what_resume_restores(method, params, response["result"])
+        elif method == "session.logout":  # refused (rate-limited, say): the session goes on
+            self._logout_sent_on = None
         return response
 
     def _note_what_resume_restores(
@@ -449,6 +454,8 @@ class VenueClient(Calls, Resuming, Reading):
         frame = msgspec.json.encode({"id": request_id, "method": method, "params": params or {}})
         if len(frame) > MESSAGE_BYTES_MAX:  # the venue's answer would have no id, or it closes
             raise RequestTooLarge(method, len(frame))
+        if method == "session.logout":  # noted before it leaves: the link may drop after it
+            self._logout_sent_on = self.websocket
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
         try:

@@ -6,8 +6,9 @@ awaits it, a book message applied to its local book (a gap subscribed again), th
 stream's last seq noted for `since_seq`, a `shutdown` push's wait noted for the resume; and
 the queue of everything else for `next_push`, bounded by `pushes_max` (past it the oldest are
 dropped and the next read says so). At the connection's end, the requests waiting learn it
-and auto_resume begins (but after the close of a `session.logout`). The socket and the
-requests are VenueClient's, of which this is a part.
+and auto_resume begins (but at the end of a connection on which a `session.logout` was
+sent: a `logged_out` notice says so). The socket and the requests are VenueClient's, of
+which this is a part.
 """
 
 import asyncio
@@ -45,6 +46,8 @@ class Reading:
         _resuming: asyncio.Task[None] | None
         _reconnect_in_s: float | None
         _last_frame_s: float
+        _logout_sent_on: ClientConnection | None
+        url: str
 
         async def _watch_silence(self, websocket: ClientConnection) -> None: ...
 
@@ -61,9 +64,11 @@ class Reading:
         `balance`, `settlement`, ...), each public channel followed (book messages too, once
         applied to `books`), `session` pushes, a response whose request nobody awaits, and
         the client's own notices `{"ch": "client", "type": "error" | "gave_up" |
-        "book_resync_failed" | "pushes_dropped" | "resumed" | "silent", ...}` (`resumed`:
-        auto_resume reopened on another of `urls` than the one dropped, `url` and `from`;
-        `silent`: the connection to `url` sent nothing for `silent_s` and was dropped).
+        "book_resync_failed" | "pushes_dropped" | "resumed" | "silent" | "logged_out", ...}`
+        (`resumed`: auto_resume reopened on another of `urls` than the one dropped, `url`
+        and `from`; `silent`: the connection to `url` sent nothing for `silent_s` and was
+        dropped; `logged_out`: the connection to `url` on which a `session.logout` was sent
+        has ended, and is not resumed).
         Raises `TimeoutError` when nothing arrives within `timeout_s`. At most `pushes_max`
         (`PUSH_QUEUE_MAX`) wait; past that the oldest are dropped, and the next call returns
         `{"ch": "client", "type": "pushes_dropped", "count": N}` first (with
@@ -111,12 +116,15 @@ class Reading:
                     # a signal to `_request`, which words it for its request
                     future.set_exception(ConnectionLost("the connection closed", "", sent=False))
             self._waiting.clear()
+            logged_out = self._logout_sent_on is websocket
+            if logged_out:  # the caller ended the session: whatever closed it, no resume
+                self._queue({"ch": "client", "type": "logged_out", "url": self.url})
             # A link that drops while a resume logs on over it fails that resume's try, which
             # goes on with the next: a second resume would be one that no close() could stop.
             if (
                 self.auto_resume
                 and not self._closing
-                and not _logged_out(websocket)
+                and not logged_out
                 and not self._resume_pending()
             ):
                 self._resuming = asyncio.get_running_loop().create_task(self._resume_with_backoff())
@@ -164,14 +172,3 @@ class Reading:
         if message.get("ch") == "account" and "seq" in message:
             count, first_seq = self._account_dropped_untold or (0, message["seq"])
             self._account_dropped_untold = (count + 1, first_seq)
-
-
-LOGGED_OUT_CLOSE_CODE = 1000  # the venue's close after a `session.logout`, and only then
-
-
-def _logged_out(websocket: "ClientConnection") -> bool:
-    """Whether the venue closed the connection for its `session.logout` (docs/protocol.md
-    §11.2): the caller ended the session, and auto_resume does not log it on again (before
-    session 35 it did, cancel-on-disconnect and all, as after a drop)."""
-    received = websocket.protocol.close_rcvd
-    return received is not None and received.code == LOGGED_OUT_CLOSE_CODE

@@ -897,9 +897,85 @@ def test_auto_resume_does_not_undo_a_logout(run_venue: Any) -> None:
         await asyncio.sleep(0.5)  # a resume, were one started, is back by then
         assert alpha.resumed == 0  # before: 1
         assert not [s for s in venue.server.sessions.values() if s.account == 1]
+        assert {"ch": "client", "type": "logged_out", "url": venue.url()} in (
+            await drain_pushes(alpha)
+        )
         assert not await alpha.wait_resumed()
         with pytest.raises(ConnectionLost, match="not sent"):
             await alpha.request("session.status")
+
+    run_venue(scenario)
+
+
+def test_a_close_1000_that_is_no_logout_is_resumed(run_venue: Any) -> None:
+    """The review's finding (session 35): any close 1000 was taken for a logout's, and a
+    reverse proxy or a load balancer closing normally (docs/gateway.md runs the venue behind
+    one) left an auto_resume client down, unsaid: its push readers saw only timeouts. Only a
+    connection on which the client sent `session.logout` is not resumed."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = VenueClient(venue.url(), auto_resume=True, reconnect_delays_s=(0.05,))
+        venue.clients.append(await alpha.connect())
+        await alpha.logon(*KEYS["alpha"])
+        session = next(s for s in venue.server.sessions.values() if s.account == 1)
+        session.websocket.close(1000, "bye")  # as a proxy in between closes: normally
+        for _ in range(50):  # bounded: up to 5 s for the reconnect
+            if alpha.resumed:
+                break
+            await asyncio.sleep(0.1)
+        assert alpha.resumed == 1  # before: 0, and no notice
+        assert (await alpha.request("session.status"))["account"] == 1
+
+    run_venue(scenario)
+
+
+def test_a_logout_whose_close_never_arrives_is_not_undone(
+    run_venue: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The review's finding (session 35): a logout was known by its close 1000 alone, so one
+    whose close frame never came (the link dropped after the `{}` answer) was taken for a
+    drop, and auto_resume logged on again and turned COD on again. The client notes the
+    logout it sent: that connection's end, whatever its close, is the session's, told by a
+    `logged_out` notice."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = VenueClient(venue.url(), auto_resume=True, reconnect_delays_s=(0.05,))
+        venue.clients.append(await alpha.connect())
+        await alpha.logon(*KEYS["alpha"])
+        await alpha.request_raw("session.cod", {"enabled": True})
+        websocket = next(s for s in venue.server.sessions.values() if s.account == 1).websocket
+        # the link drops behind the logout's answer: no close frame reaches the client
+        monkeypatch.setattr(websocket, "close", lambda *_: websocket.transport.close())
+        assert (await alpha.request_raw("session.logout"))["status"] == 200
+        assert alpha.websocket is not None
+        await asyncio.wait_for(alpha.websocket.wait_closed(), 5)
+        assert alpha.websocket.protocol.close_rcvd is None, "no close frame came"
+        await asyncio.sleep(0.5)  # a resume, were one started, is back by then
+        assert alpha.resumed == 0  # before: 1
+        assert not [s for s in venue.server.sessions.values() if s.account == 1]
+        pushes = await drain_pushes(alpha)
+        assert {"ch": "client", "type": "logged_out", "url": venue.url()} in pushes
+
+    run_venue(scenario)
+
+
+def test_a_refused_logout_leaves_the_connection_resumed_as_any(run_venue: Any) -> None:
+    """A `session.logout` the venue refused (here: not logged on) ended nothing: a drop of
+    that connection after it is resumed as any other (the review's finding, session 35)."""
+
+    async def scenario(venue: Venue) -> None:
+        client = VenueClient(venue.url(), auto_resume=True, reconnect_delays_s=(0.05,))
+        venue.clients.append(await client.connect())
+        refused = await client.request_raw("session.logout")
+        assert refused["status"] != 200, refused
+        [session] = venue.server.sessions.values()
+        session.websocket.transport.abort()  # the network drops the link
+        for _ in range(50):  # bounded: up to 5 s for the reconnect
+            if client.resumed:
+                break
+            await asyncio.sleep(0.1)
+        assert client.resumed == 1
+        assert "logged_out" not in [p.get("type") for p in await drain_pushes(client)]
 
     run_venue(scenario)
 
