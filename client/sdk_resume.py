@@ -109,8 +109,9 @@ class Resuming:
         `LOGON_RATE_LIMITED_RETRIES_MAX` times within `LOGON_RATE_LIMITED_WAIT_MAX_S` in all
         (since session 25: before, raised at once, and
         each such refusal cost `auto_resume` one of its tries). Any other refusal is raised
-        at once."""
-        self._credentials = (api_key, secret)
+        at once. Only a logon that succeeded is what a resume logs on with (since session
+        35: before, a refused one was, say another account's sent on a logged-on connection,
+        and the next resume logged on as that account, silently, COD on)."""
         nonce_delays_s = iter(self.logon_retry_delays_s)
         limited = 0
         limited_waited_s = 0.0
@@ -118,6 +119,7 @@ class Resuming:
             try:
                 answer = await self.request("session.logon", self._logon_params(api_key, secret))
                 self._note_the_account(answer)
+                self._credentials = (api_key, secret)  # logged on: a resume logs on so again
                 return answer
             except VenueError as refused:
                 delay_s: float | None = None

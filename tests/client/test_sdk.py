@@ -980,6 +980,27 @@ def test_a_refused_logout_leaves_the_connection_resumed_as_any(run_venue: Any) -
     run_venue(scenario)
 
 
+def test_a_refused_logon_is_not_what_a_resume_logs_on_with(run_venue: Any) -> None:
+    """The review's finding (session 35): `logon()` kept its key before the venue answered,
+    so a logon refused (a second one on a logged-on connection, here another account's; a
+    bad secret) was what the next resume logged on with: silently another account, COD on,
+    or a refusal where the last logon's key would do. The key of the last logon that
+    succeeded is the one a resume uses."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        with pytest.raises(VenueError, match="this connection is logged on"):
+            await alpha.logon(*KEYS["beta"])
+        await alpha.resume()
+        assert (await alpha.request("session.status"))["account"] == 1  # before: beta's
+        with pytest.raises(VenueError):
+            await alpha.logon(KEYS["alpha"][0], "not-the-secret")
+        await alpha.resume()  # before: refused BAD_SIGNATURE
+        assert (await alpha.request("session.status"))["account"] == 1
+
+    run_venue(scenario)
+
+
 def test_a_logon_of_another_account_resumes_its_own_stream_not_the_last_ones_seq(
     run_venue: Any,
 ) -> None:
