@@ -55,12 +55,16 @@ ONCE_UNKNOWN_OUTCOME = (
 )
 # Of a request that says what should be rather than what to do, the quotes a `quote.mass`
 # keeps live per (set, symbol, side) (they have no cl_ord_id to check by) or the deadline an
-# `orders.cancel_after` arms (counted from the last call): sent again it sets the same
-# whether or not the first ran (docs/protocol.md §2.4, §4.4). Before session 35 they were
+# `orders.cancel_after` arms (counted from the last call): the answer is to send it again;
+# a `quote.mass` once the account stream's fills are taken in, for sent again it does not
+# only set what the first would have: a quote filled since is placed again, one partly
+# filled topped up to the size given (docs/protocol.md §5.5). Before session 35 they were
 # told to check the orders.
 STATE_UNKNOWN_OUTCOME = (
-    "its outcome is unknown (the venue may have carried it out): send the same request"
-    " again, which sets what it says whether or not the first ran (docs/protocol.md §2.4)"
+    "its outcome is unknown (the venue may have carried it out): send it again, a quote.mass"
+    " once you have taken in the account stream's fills: sent again it places again a quote"
+    " filled meanwhile, and tops up one partly filled (docs/protocol.md §5.5); an"
+    " orders.cancel_after counts its deadline from the last call (§4.4)"
 )
 STATE_METHODS = frozenset({"quote.mass", "orders.cancel_after"})
 # Of an admin method, whose effect no order query shows: the venue does one at most once per

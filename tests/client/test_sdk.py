@@ -420,8 +420,8 @@ QUOTE_MASS = {"quote_set": "q", "quotes": [{"symbol": SYMBOL, "ask_px": "190", "
         ),
         ("admin.deposit", ADMIN_DEPOSIT, "had no cl_op_id: sent again it may be done twice"),
         ("admin.issue_key", {"account": 1, "scopes": ["read"]}, "issue another"),
-        ("quote.mass", QUOTE_MASS, "send the same request again"),
-        ("orders.cancel_after", {"timeout_ms": 30_000}, "send the same request again"),
+        ("quote.mass", QUOTE_MASS, "once you have taken in the account stream's fills"),
+        ("orders.cancel_after", {"timeout_ms": 30_000}, "deadline from the last call"),
         (
             "admin.issue_key",
             {"account": 1, "scopes": ["read"], "cl_op_id": "key-7"},
@@ -436,8 +436,9 @@ def test_a_connection_lost_before_the_answer_says_what_to_do_by_method(
     or open_orders, which show nothing of a deposit; admin methods take a `cl_op_id` to be
     sent again under (docs/protocol.md §10). Order methods keep their advice. Session 35's:
     a `quote.mass` (whose quotes have no cl_ord_id to check by) and an
-    `orders.cancel_after` said so too, though each says what should be, so sent again it
-    changes nothing the first did (docs/protocol.md §2.4, §4.4)."""
+    `orders.cancel_after` said so too, though each says what should be: they are told to be
+    sent again, a `quote.mass` once the account stream's fills are taken in (a quote filled
+    meanwhile is placed again, one partly filled topped up: docs/protocol.md §5.5)."""
 
     async def scenario(venue: Venue) -> None:
         client = await venue.client("admin" if method.startswith("admin.") else "alpha")
