@@ -130,7 +130,8 @@ def packed_url(url: str) -> str:
 
 class VenueClient(Calls, Resuming, Reading):
     """One connection. With `auto_resume`, a connection that drops (but one on which a
-    `session.logout` was sent: its end is told by a `logged_out` notice) is reopened (a round of
+    `session.logout` was sent: its end is told by a `logged_out` notice; and one closed for
+    its logon timeout, 4001: a `gave_up` notice at once) is reopened (a round of
     tries over every URL after each of `reconnect_delays_s`, none begun `resume_budget_s`
     after the drop, or after the venue's `reconnect_in_ms`; then a `gave_up` notice, at once
     if a try is refused for what it asked, a logon for its key), logged on again and

@@ -7,8 +7,8 @@ stream's last seq noted for `since_seq`, a `shutdown` push's wait noted for the 
 the queue of everything else for `next_push`, bounded by `pushes_max` (past it the oldest are
 dropped and the next read says so). At the connection's end, the requests waiting learn it
 and auto_resume begins (but at the end of a connection on which a `session.logout` was
-sent: a `logged_out` notice says so). The socket and the requests are VenueClient's, of
-which this is a part.
+sent: a `logged_out` notice says so; nor after a logon timeout's close: `gave_up`). The
+socket and the requests are VenueClient's, of which this is a part.
 """
 
 import asyncio
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from client.sdk_types import ConnectionLost
+from gateway.limits import LOGON_TIMEOUT_S
 
 if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from gateway.market_data import LocalBook
 
 PUSH_QUEUE_MAX = 100_000  # pushes waiting for the caller before the oldest are dropped
+LOGON_TIMEOUT_CLOSE_CODE = 4001  # a /ws/trade connection not logged on in time (protocol §11.2)
 
 
 class Reading:
@@ -48,6 +50,7 @@ class Reading:
         _last_frame_s: float
         _logout_sent_on: ClientConnection | None
         url: str
+        gave_up: bool
 
         async def _watch_silence(self, websocket: ClientConnection) -> None: ...
 
@@ -127,7 +130,25 @@ class Reading:
                 and not logged_out
                 and not self._resume_pending()
             ):
-                self._resuming = asyncio.get_running_loop().create_task(self._resume_with_backoff())
+                self._resume_unless_logon_timed_out(websocket)
+
+    def _resume_unless_logon_timed_out(self, websocket: "ClientConnection") -> None:
+        """Start auto_resume's rounds, but not for a connection the venue closed for its
+        logon timeout (4001): one never logged on, which a new one would repeat every 10 s
+        for as long as the client runs (before session 35 it did, unsaid: each such
+        resume succeeded); a `gave_up` notice says why instead."""
+        received = websocket.protocol.close_rcvd
+        if received is None or received.code != LOGON_TIMEOUT_CLOSE_CODE:
+            self._resuming = asyncio.get_running_loop().create_task(self._resume_with_backoff())
+            return
+        self.gave_up = True
+        error = (
+            f"the venue closed the connection {LOGON_TIMEOUT_CLOSE_CODE} ({received.reason!r}):"
+            f" it was not logged on within {LOGON_TIMEOUT_S:g} s of opening, and a new one"
+            " would be closed alike, so auto_resume does not reopen it: log on within that"
+            " time of connect(), or follow the public streams on /ws/public"
+        )
+        self._queue({"ch": "client", "type": "gave_up", "url": self.url, "error": error})
 
     def _on_message(self, message: dict[str, Any]) -> None:
         if "id" in message and "status" in message:

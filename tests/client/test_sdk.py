@@ -26,6 +26,7 @@ from client.sdk import (
     packed_url,
     unknown_outcome,
 )
+from gateway import limits
 from gateway.auth import KeyStore
 from gateway.wire import MESSAGE_BYTES_MAX
 from tests.conftest import KEYS, Venue, drain_pushes, next_push_not_heartbeat
@@ -998,6 +999,33 @@ def test_a_refused_logon_is_not_what_a_resume_logs_on_with(run_venue: Any) -> No
             await alpha.logon(KEYS["alpha"][0], "not-the-secret")
         await alpha.resume()  # before: refused BAD_SIGNATURE
         assert (await alpha.request("session.status"))["account"] == 1
+
+    run_venue(scenario)
+
+
+def test_auto_resume_stops_at_a_logon_timeout_and_says_so(
+    run_venue: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Session 35's finding: a client on /ws/trade that never logs on is closed 4001 ("logon
+    timeout") after 10 s, and auto_resume reopened it, to be closed alike 10 s later, again
+    and again for as long as it ran, unsaid (each resume succeeded: no `gave_up`). Such a
+    close is not reopened: a `gave_up` notice says why."""
+    monkeypatch.setattr(limits, "LOGON_TIMEOUT_S", 0.3)  # read when each connection opens
+
+    async def scenario(venue: Venue) -> None:
+        client = VenueClient(venue.url(), auto_resume=True, reconnect_delays_s=(0.05,))
+        venue.clients.append(await client.connect())
+        assert client.websocket is not None
+        await asyncio.wait_for(client.websocket.wait_closed(), 5)
+        assert client.websocket.close_code == 4001
+        await asyncio.sleep(1.5)  # five logon timeouts, were it reopened each time
+        assert client.resumed == 0  # before: 4 and counting
+        assert client.gave_up
+        notices = [p for p in await drain_pushes(client) if p.get("ch") == "client"]
+        assert [n["type"] for n in notices] == ["gave_up"], notices
+        assert "logon timeout" in notices[0]["error"] and "/ws/public" in notices[0]["error"]
+        with pytest.raises(ConnectionLost, match="gave up"):
+            await client.request("time")
 
     run_venue(scenario)
 
