@@ -20,7 +20,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.protocol import State
 
-from client.sdk_types import ConnectionLost, VenueError
+from client.sdk_types import ConnectionLost, RequestTimeout, VenueError
 from engine.reasons import ErrorCode
 from gateway.auth import RECV_WINDOW_MS_DEFAULT, sign_logon
 from gateway.wire import SYMBOLS_PER_REQUEST_MAX
@@ -109,9 +109,10 @@ class Resuming:
         `LOGON_RATE_LIMITED_RETRIES_MAX` times within `LOGON_RATE_LIMITED_WAIT_MAX_S` in all
         (since session 25: before, raised at once, and
         each such refusal cost `auto_resume` one of its tries). Any other refusal is raised
-        at once. Only a logon that succeeded is what a resume logs on with (since session
-        35: before, a refused one was, say another account's sent on a logged-on connection,
-        and the next resume logged on as that account, silently, COD on)."""
+        at once. Only a logon that succeeded is what a resume logs on with, or a first logon
+        whose answer was lost (since session 35: before, a refused one was, say another
+        account's sent on a logged-on connection, and the next resume logged on as that
+        account, silently, COD on)."""
         nonce_delays_s = iter(self.logon_retry_delays_s)
         limited = 0
         limited_waited_s = 0.0
@@ -121,6 +122,12 @@ class Resuming:
                 self._note_the_account(answer)
                 self._credentials = (api_key, secret)  # logged on: a resume logs on so again
                 return answer
+            except (ConnectionLost, RequestTimeout):
+                # Its outcome unknown: a first logon's key is what a resume logs on with (a
+                # refusal then says so), else the client would come back never logged on
+                if self._credentials is None:
+                    self._credentials = (api_key, secret)
+                raise
             except VenueError as refused:
                 delay_s: float | None = None
                 if refused.code == ErrorCode.NONCE_UNCHECKED:

@@ -1003,6 +1003,30 @@ def test_a_refused_logon_is_not_what_a_resume_logs_on_with(run_venue: Any) -> No
     run_venue(scenario)
 
 
+def test_a_first_logon_whose_answer_was_lost_is_what_a_resume_logs_on_with(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A first logon whose answer was lost (`ConnectionLost`, `RequestTimeout`: its outcome
+    unknown) leaves its key for a resume, which logs on with it (a refusal then says so);
+    one after a logon that succeeded leaves that one's. Before the review's fix of session
+    35 no key was kept, and the client came back never logged on."""
+
+    async def lost(method: str, params: Any = None, **_: Any) -> Any:
+        raise ConnectionLost("the connection dropped", method, sent=True)
+
+    async def scenario() -> None:
+        client = VenueClient("ws://127.0.0.1:1/ws/trade")
+        monkeypatch.setattr(client, "request", lost)
+        with pytest.raises(ConnectionLost):
+            await client.logon("key-1", "secret-1")
+        assert client._credentials == ("key-1", "secret-1")
+        with pytest.raises(ConnectionLost):
+            await client.logon("key-2", "secret-2")
+        assert client._credentials == ("key-1", "secret-1"), "the first's kept"
+
+    asyncio.run(scenario())
+
+
 def test_auto_resume_stops_at_a_logon_timeout_and_says_so(
     run_venue: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
