@@ -42,6 +42,7 @@ from client.sdk_types import (
     ADMIN_UNKNOWN_OUTCOME_WITHOUT_ID,
     ISSUE_KEY_UNKNOWN_OUTCOME,
     QUERY_METHODS,
+    STATE_UNKNOWN_OUTCOME,
     UNKNOWN_OUTCOME,
     AccountEvent,
     BalanceUpdate,
@@ -77,6 +78,7 @@ __all__ = [  # the SDK's public names, wherever they are defined (client.sdk_*)
     "RESUME_BUDGET_S",
     "SILENCE_CHECK_S",
     "SILENCE_TIMEOUT_S",
+    "STATE_UNKNOWN_OUTCOME",
     "UNKNOWN_OUTCOME",
     "AccountEvent",
     "BalanceUpdate",
@@ -127,7 +129,9 @@ def packed_url(url: str) -> str:
 
 
 class VenueClient(Calls, Resuming, Reading):
-    """One connection. With `auto_resume`, a connection that drops is reopened (a round of
+    """One connection. With `auto_resume`, a connection that drops (but one on which a
+    `session.logout` was sent: its end is told by a `logged_out` notice; and one closed for
+    its logon timeout, 4001: a `gave_up` notice at once) is reopened (a round of
     tries over every URL after each of `reconnect_delays_s`, none begun `resume_budget_s`
     after the drop, or after the venue's `reconnect_in_ms`; then a `gave_up` notice, at once
     if a try is refused for what it asked, a logon for its key), logged on again and
@@ -219,7 +223,11 @@ class VenueClient(Calls, Resuming, Reading):
         self._last_frame_s = 0.0  # time.monotonic() when the connection last sent a frame
         self._credentials: tuple[str, str] | None = None
         self._account_followed = False  # subscribed to the private stream (resume() again)
+        self._account: int | None = None  # the last logon's: another's starts account_seq anew
         self._cod_enabled = False  # session.cod on for this connection: resume() turns it on
+        # the connection on which a `session.logout` was sent (and not refused): its end,
+        # whatever its close code (or none: the link dropped), is the session's, not resumed
+        self._logout_sent_on: ClientConnection | None = None
         self._book_depths: dict[str, int] = {}
         # the other public streams followed (`trades:{sym}`, `candles:{sym}:{interval}`, ...),
         # by name, in the order subscribed: resume() follows them again
@@ -348,15 +356,6 @@ class VenueClient(Calls, Resuming, Reading):
         `VenueError`, for a 409: some of a batch's or `quote.mass`'s commands done; and see
         `request_raw`)."""
         response = await self.request_raw(method, params, timeout_s)
-        channel = (params or {}).get("ch") if method in ("subscribe", "unsubscribe") else None
-        if channel == "account" and response["status"] == 200:  # resume() follows it again
-            self._account_followed = method == "subscribe"  # only if followed
-        if channel == "book" and method == "unsubscribe" and response["status"] == 200:
-            self._forget_books(response["result"]["unsubscribed"])  # not followed on resume
-        if channel not in (None, "account", "book") and response["status"] == 200:
-            self._note_streams(method, response["result"])  # resume() follows them again
-        if method == "session.cod" and response["status"] == 200:  # resume() sets it again
-            self._cod_enabled = response["result"]["enabled"]
         if response["status"] == 409 and "result" in response:  # some commands were done
             raise PartlyDone(method, response["result"]["results"])
         if response["status"] != 200:
@@ -403,7 +402,7 @@ class VenueClient(Calls, Resuming, Reading):
             async with deadline:  # the send too: it waits while the venue reads nothing
                 await self._after_the_logon(method)
                 held = False
-                return await self._request(request_id, method, params)
+                response = await self._request(request_id, method, params)
         except TimeoutError:
             if limit_s is None or not deadline.expired():
                 raise
@@ -411,6 +410,31 @@ class VenueClient(Calls, Resuming, Reading):
                 message = f"{method} not sent: a resume was still logging on {limit_s:g} s later"
                 raise ConnectionLost(message, method, False, hint=self._reopening()) from None
             raise RequestTimeout(method, request_id, limit_s, params) from None
+        if response["status"] == 200:
+            self._note_what_resume_restores(method, params, response["result"])
+        elif method == "session.logout":  # refused (rate-limited, say): the session goes on
+            self._logout_sent_on = None
+        return response
+
+    def _note_what_resume_restores(
+        self, method: str, params: Mapping[str, Any] | None, result: Any
+    ) -> None:
+        """Note what an answered request turned on or off that `resume()` sets up again on a
+        new connection: COD, the private stream, the books and the other public streams.
+        Here, not in `request()`, so that `request_raw()` counts too (before session 35 a
+        `session.cod` or `subscribe` sent through it was not followed again on resume)."""
+        if method == "session.cod":  # resume() sets it again
+            self._cod_enabled = result["enabled"]
+            return
+        if method not in ("subscribe", "unsubscribe"):
+            return
+        channel = (params or {}).get("ch")
+        if channel == "account":  # resume() follows it again, only if followed
+            self._account_followed = method == "subscribe"
+        elif channel == "book" and method == "unsubscribe":
+            self._forget_books(result["unsubscribed"])  # not followed on resume
+        elif channel not in (None, "book"):
+            self._note_streams(method, result)  # resume() follows them again
 
     async def _after_the_logon(self, method: str) -> None:
         """Hold a request made while a resume logs on (but the resume's own: the logon and the
@@ -431,6 +455,8 @@ class VenueClient(Calls, Resuming, Reading):
         frame = msgspec.json.encode({"id": request_id, "method": method, "params": params or {}})
         if len(frame) > MESSAGE_BYTES_MAX:  # the venue's answer would have no id, or it closes
             raise RequestTooLarge(method, len(frame))
+        if method == "session.logout":  # noted before it leaves: the link may drop after it
+            self._logout_sent_on = self.websocket
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
         try:

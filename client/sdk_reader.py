@@ -6,8 +6,9 @@ awaits it, a book message applied to its local book (a gap subscribed again), th
 stream's last seq noted for `since_seq`, a `shutdown` push's wait noted for the resume; and
 the queue of everything else for `next_push`, bounded by `pushes_max` (past it the oldest are
 dropped and the next read says so). At the connection's end, the requests waiting learn it
-and auto_resume begins. The socket and the requests are VenueClient's, of which this is a
-part.
+and auto_resume begins (but at the end of a connection on which a `session.logout` was
+sent: a `logged_out` notice says so; nor after a logon timeout's close: `gave_up`). The
+socket and the requests are VenueClient's, of which this is a part.
 """
 
 import asyncio
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from client.sdk_types import ConnectionLost
+from gateway.limits import LOGON_TIMEOUT_S
 
 if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from gateway.market_data import LocalBook
 
 PUSH_QUEUE_MAX = 100_000  # pushes waiting for the caller before the oldest are dropped
+LOGON_TIMEOUT_CLOSE_CODE = 4001  # a /ws/trade connection not logged on in time (protocol §11.2)
 
 
 class Reading:
@@ -45,6 +48,9 @@ class Reading:
         _resuming: asyncio.Task[None] | None
         _reconnect_in_s: float | None
         _last_frame_s: float
+        _logout_sent_on: ClientConnection | None
+        url: str
+        gave_up: bool
 
         async def _watch_silence(self, websocket: ClientConnection) -> None: ...
 
@@ -61,9 +67,11 @@ class Reading:
         `balance`, `settlement`, ...), each public channel followed (book messages too, once
         applied to `books`), `session` pushes, a response whose request nobody awaits, and
         the client's own notices `{"ch": "client", "type": "error" | "gave_up" |
-        "book_resync_failed" | "pushes_dropped" | "resumed" | "silent", ...}` (`resumed`:
-        auto_resume reopened on another of `urls` than the one dropped, `url` and `from`;
-        `silent`: the connection to `url` sent nothing for `silent_s` and was dropped).
+        "book_resync_failed" | "pushes_dropped" | "resumed" | "silent" | "logged_out", ...}`
+        (`resumed`: auto_resume reopened on another of `urls` than the one dropped, `url`
+        and `from`; `silent`: the connection to `url` sent nothing for `silent_s` and was
+        dropped; `logged_out`: the connection to `url` on which a `session.logout` was sent
+        has ended, and is not resumed).
         Raises `TimeoutError` when nothing arrives within `timeout_s`. At most `pushes_max`
         (`PUSH_QUEUE_MAX`) wait; past that the oldest are dropped, and the next call returns
         `{"ch": "client", "type": "pushes_dropped", "count": N}` first (with
@@ -85,10 +93,11 @@ class Reading:
     # ----------------------------------------------------------------- reading
 
     async def _read(self) -> None:
-        assert self.websocket is not None
-        watching = asyncio.get_running_loop().create_task(self._watch_silence(self.websocket))
+        websocket = self.websocket
+        assert websocket is not None
+        watching = asyncio.get_running_loop().create_task(self._watch_silence(websocket))
         try:
-            async for frame in self.websocket:
+            async for frame in websocket:
                 self._last_frame_s = time.monotonic()
                 try:
                     decoded = msgspec.json.decode(frame)
@@ -110,10 +119,36 @@ class Reading:
                     # a signal to `_request`, which words it for its request
                     future.set_exception(ConnectionLost("the connection closed", "", sent=False))
             self._waiting.clear()
+            logged_out = self._logout_sent_on is websocket
+            if logged_out:  # the caller ended the session: whatever closed it, no resume
+                self._queue({"ch": "client", "type": "logged_out", "url": self.url})
             # A link that drops while a resume logs on over it fails that resume's try, which
             # goes on with the next: a second resume would be one that no close() could stop.
-            if self.auto_resume and not self._closing and not self._resume_pending():
-                self._resuming = asyncio.get_running_loop().create_task(self._resume_with_backoff())
+            if (
+                self.auto_resume
+                and not self._closing
+                and not logged_out
+                and not self._resume_pending()
+            ):
+                self._resume_unless_logon_timed_out(websocket)
+
+    def _resume_unless_logon_timed_out(self, websocket: "ClientConnection") -> None:
+        """Start auto_resume's rounds, but not for a connection the venue closed for its
+        logon timeout (4001): one never logged on, which a new one would repeat every 10 s
+        for as long as the client runs (before session 35 it did, unsaid: each such
+        resume succeeded); a `gave_up` notice says why instead."""
+        received = websocket.protocol.close_rcvd
+        if received is None or received.code != LOGON_TIMEOUT_CLOSE_CODE:
+            self._resuming = asyncio.get_running_loop().create_task(self._resume_with_backoff())
+            return
+        self.gave_up = True
+        error = (
+            f"the venue closed the connection {LOGON_TIMEOUT_CLOSE_CODE} ({received.reason!r}):"
+            f" it was not logged on within {LOGON_TIMEOUT_S:g} s of opening, and a new one"
+            " would be closed alike, so auto_resume does not reopen it: log on within that"
+            " time of connect(), or follow the public streams on /ws/public"
+        )
+        self._queue({"ch": "client", "type": "gave_up", "url": self.url, "error": error})
 
     def _on_message(self, message: dict[str, Any]) -> None:
         if "id" in message and "status" in message:

@@ -20,7 +20,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.protocol import State
 
-from client.sdk_types import ConnectionLost, VenueError
+from client.sdk_types import ConnectionLost, RequestTimeout, VenueError
 from engine.reasons import ErrorCode
 from gateway.auth import RECV_WINDOW_MS_DEFAULT, sign_logon
 from gateway.wire import SYMBOLS_PER_REQUEST_MAX
@@ -68,6 +68,7 @@ class Resuming:
         _credentials: tuple[str, str] | None
         _cod_enabled: bool
         _account_followed: bool
+        _account: int | None
         _book_depths: dict[str, int]
         _streams: dict[str, None]
         _dropped_silent: bool
@@ -108,14 +109,25 @@ class Resuming:
         `LOGON_RATE_LIMITED_RETRIES_MAX` times within `LOGON_RATE_LIMITED_WAIT_MAX_S` in all
         (since session 25: before, raised at once, and
         each such refusal cost `auto_resume` one of its tries). Any other refusal is raised
-        at once."""
-        self._credentials = (api_key, secret)
+        at once. Only a logon that succeeded is what a resume logs on with, or a first logon
+        whose answer was lost (since session 35: before, a refused one was, say another
+        account's sent on a logged-on connection, and the next resume logged on as that
+        account, silently, COD on)."""
         nonce_delays_s = iter(self.logon_retry_delays_s)
         limited = 0
         limited_waited_s = 0.0
         while True:
             try:
-                return await self.request("session.logon", self._logon_params(api_key, secret))
+                answer = await self.request("session.logon", self._logon_params(api_key, secret))
+                self._note_the_account(answer)
+                self._credentials = (api_key, secret)  # logged on: a resume logs on so again
+                return answer
+            except (ConnectionLost, RequestTimeout):
+                # Its outcome unknown: a first logon's key is what a resume logs on with (a
+                # refusal then says so), else the client would come back never logged on
+                if self._credentials is None:
+                    self._credentials = (api_key, secret)
+                raise
             except VenueError as refused:
                 delay_s: float | None = None
                 if refused.code == ErrorCode.NONCE_UNCHECKED:
@@ -134,6 +146,18 @@ class Resuming:
                     raise
             await asyncio.sleep(delay_s)
             self.logon_retries += 1
+
+    def _note_the_account(self, answer: Any) -> None:
+        """A logon of another account than the last (a client closed and connected again
+        under another key) starts the private stream's resume afresh: the last account's
+        `account_seq` is not this one's `since_seq` (before session 35 it was, and a seq
+        ahead of this account's got a snapshot instead of the events missed, at every
+        resume), nor is its stream followed again unless subscribed under this one."""
+        account = answer.get("account") if isinstance(answer, dict) else None
+        if account != self._account and self._account is not None:
+            self.account_seq = 0
+            self._account_followed = False
+        self._account = account
 
     def _logon_params(self, api_key: str, secret: str) -> dict[str, Any]:
         """A logon's params, signed now with a nonce of its own."""

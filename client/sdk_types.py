@@ -53,6 +53,20 @@ ONCE_UNKNOWN_OUTCOME = (
     " (once, cl_ord_id {cl_ord_id!r}): it runs at most once, and a repeat is refused"
     " DUPLICATE_CL_ORD_ID naming the first order and its status (docs/protocol.md §2.4)"
 )
+# Of a request that says what should be rather than what to do, the quotes a `quote.mass`
+# keeps live per (set, symbol, side) (they have no cl_ord_id to check by) or the deadline an
+# `orders.cancel_after` arms (counted from the last call): the answer is to send it again;
+# a `quote.mass` once the account stream's fills are taken in, for sent again it does not
+# only set what the first would have: a quote filled since is placed again, one partly
+# filled topped up to the size given (docs/protocol.md §5.5). Before session 35 they were
+# told to check the orders.
+STATE_UNKNOWN_OUTCOME = (
+    "its outcome is unknown (the venue may have carried it out): send it again, a quote.mass"
+    " once you have taken in the account stream's fills: sent again it places again a quote"
+    " filled meanwhile, and tops up one partly filled (docs/protocol.md §5.5); an"
+    " orders.cancel_after counts its deadline from the last call (§4.4)"
+)
+STATE_METHODS = frozenset({"quote.mass", "orders.cancel_after"})
 # Of an admin method, whose effect no order query shows: the venue does one at most once per
 # `cl_op_id` (docs/protocol.md §10), so the answer is to send it again under the same one.
 ADMIN_UNKNOWN_OUTCOME = (
@@ -83,6 +97,8 @@ def unknown_outcome(method: str, params: Mapping[str, Any] | None) -> str:
         return ADMIN_UNKNOWN_OUTCOME.format(cl_op_id=cl_op_id)
     if method == "order.place" and params and params.get("once") and params.get("cl_ord_id"):
         return ONCE_UNKNOWN_OUTCOME.format(cl_ord_id=params["cl_ord_id"])
+    if method in STATE_METHODS:
+        return STATE_UNKNOWN_OUTCOME
     return UNKNOWN_OUTCOME
 
 

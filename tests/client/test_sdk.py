@@ -26,6 +26,7 @@ from client.sdk import (
     packed_url,
     unknown_outcome,
 )
+from gateway import limits
 from gateway.auth import KeyStore
 from gateway.wire import MESSAGE_BYTES_MAX
 from tests.conftest import KEYS, Venue, drain_pushes, next_push_not_heartbeat
@@ -406,6 +407,7 @@ def test_a_connection_lost_before_the_answer_says_the_outcome_is_unknown(run_ven
 
 PLACE_SELL = {"symbol": SYMBOL, "side": "sell", "type": "limit", "qty": "1", "price": "187.30"}
 ADMIN_DEPOSIT = {"account": 1, "asset": "USD", "amount": "10"}
+QUOTE_MASS = {"quote_set": "q", "quotes": [{"symbol": SYMBOL, "ask_px": "190", "ask_qty": "1"}]}
 
 
 @pytest.mark.parametrize(
@@ -419,6 +421,8 @@ ADMIN_DEPOSIT = {"account": 1, "asset": "USD", "amount": "10"}
         ),
         ("admin.deposit", ADMIN_DEPOSIT, "had no cl_op_id: sent again it may be done twice"),
         ("admin.issue_key", {"account": 1, "scopes": ["read"]}, "issue another"),
+        ("quote.mass", QUOTE_MASS, "once you have taken in the account stream's fills"),
+        ("orders.cancel_after", {"timeout_ms": 30_000}, "deadline from the last call"),
         (
             "admin.issue_key",
             {"account": 1, "scopes": ["read"], "cl_op_id": "key-7"},
@@ -431,7 +435,11 @@ def test_a_connection_lost_before_the_answer_says_what_to_do_by_method(
 ) -> None:
     """The testers' finding: an admin request's lost answer said to check with order_status
     or open_orders, which show nothing of a deposit; admin methods take a `cl_op_id` to be
-    sent again under (docs/protocol.md §10). Order methods keep their advice."""
+    sent again under (docs/protocol.md §10). Order methods keep their advice. Session 35's:
+    a `quote.mass` (whose quotes have no cl_ord_id to check by) and an
+    `orders.cancel_after` said so too, though each says what should be: they are told to be
+    sent again, a `quote.mass` once the account stream's fills are taken in (a quote filled
+    meanwhile is placed again, one partly filled topped up: docs/protocol.md §5.5)."""
 
     async def scenario(venue: Venue) -> None:
         client = await venue.client("admin" if method.startswith("admin.") else "alpha")
@@ -840,6 +848,249 @@ def test_a_resumed_connection_has_cancel_on_disconnect_on_again(run_venue: Any) 
         await fresh.logon(*KEYS["alpha"])
         await fresh.resume()
         assert (await fresh.request("session.status"))["cod"] is False
+
+    run_venue(scenario)
+
+
+def test_a_resume_follows_what_request_raw_turned_on_too(run_venue: Any) -> None:
+    """The finding (session 35): `resume()` noted `session.cod` and the private stream's
+    `subscribe` only when `request()` sent them, not `request_raw()` (which the bots use for
+    `quote.mass`, and whose answer a market maker reads whole): after a drop, COD was off
+    on the new connection (its later orders left on the book by its close, its `quote.mass`
+    refused `COD_REQUIRED`) and the private stream not followed (events missed, unsaid)."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        assert (await alpha.request_raw("session.cod", {"enabled": True}))["status"] == 200
+        subscribed = await alpha.request_raw("subscribe", {"ch": "account"})
+        assert subscribed["status"] == 200
+        assert (await next_push_not_heartbeat(alpha))["type"] == "snapshot"
+        await alpha.resume()
+        assert (await alpha.request("session.status"))["cod"] is True  # before: False
+        quote = {"symbol": SYMBOL, "ask_px": "190.00", "ask_qty": "1"}
+        answer = await alpha.request_raw("quote.mass", {"quote_set": "q", "quotes": [quote]})
+        assert answer["status"] == 200, answer  # before: 400 COD_REQUIRED
+        pushes = await drain_pushes(alpha)
+        assert any(push.get("ch") == "account" for push in pushes), "followed again"
+        await alpha.request_raw("session.cod", {"enabled": False})
+        await alpha.request_raw("unsubscribe", {"ch": "account"})
+        await alpha.resume()
+        assert (await alpha.request("session.status"))["cod"] is False  # off stays off
+        await alpha.place(SYMBOL, "sell", "1", "191.00")
+        assert await drain_pushes(alpha) == [], "unsubscribed: not followed again"
+
+    run_venue(scenario)
+
+
+def test_auto_resume_does_not_undo_a_logout(run_venue: Any) -> None:
+    """The finding (session 35): the venue closes a connection with 1000 after its
+    `session.logout`, and auto_resume took that close for a drop: it reconnected, logged on
+    again and turned cancel-on-disconnect on again, so a maker that logged out was logged
+    on again behind its back. A logout's close is now the end, as `close()` is."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = VenueClient(venue.url(), auto_resume=True, reconnect_delays_s=(0.05,))
+        venue.clients.append(await alpha.connect())
+        await alpha.logon(*KEYS["alpha"])
+        await alpha.request("session.cod", {"enabled": True})
+        assert await alpha.request("session.logout") == {}
+        assert alpha.websocket is not None
+        await asyncio.wait_for(alpha.websocket.wait_closed(), 5)
+        await asyncio.sleep(0.5)  # a resume, were one started, is back by then
+        assert alpha.resumed == 0  # before: 1
+        assert not [s for s in venue.server.sessions.values() if s.account == 1]
+        assert {"ch": "client", "type": "logged_out", "url": venue.url()} in (
+            await drain_pushes(alpha)
+        )
+        assert not await alpha.wait_resumed()
+        with pytest.raises(ConnectionLost, match="not sent"):
+            await alpha.request("session.status")
+
+    run_venue(scenario)
+
+
+def test_a_close_1000_that_is_no_logout_is_resumed(run_venue: Any) -> None:
+    """The review's finding (session 35): any close 1000 was taken for a logout's, and a
+    reverse proxy or a load balancer closing normally (docs/gateway.md runs the venue behind
+    one) left an auto_resume client down, unsaid: its push readers saw only timeouts. Only a
+    connection on which the client sent `session.logout` is not resumed."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = VenueClient(venue.url(), auto_resume=True, reconnect_delays_s=(0.05,))
+        venue.clients.append(await alpha.connect())
+        await alpha.logon(*KEYS["alpha"])
+        session = next(s for s in venue.server.sessions.values() if s.account == 1)
+        session.websocket.close(1000, "bye")  # as a proxy in between closes: normally
+        for _ in range(50):  # bounded: up to 5 s for the reconnect
+            if alpha.resumed:
+                break
+            await asyncio.sleep(0.1)
+        assert alpha.resumed == 1  # before: 0, and no notice
+        assert (await alpha.request("session.status"))["account"] == 1
+
+    run_venue(scenario)
+
+
+def test_a_logout_whose_close_never_arrives_is_not_undone(
+    run_venue: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The review's finding (session 35): a logout was known by its close 1000 alone, so one
+    whose close frame never came (the link dropped after the `{}` answer) was taken for a
+    drop, and auto_resume logged on again and turned COD on again. The client notes the
+    logout it sent: that connection's end, whatever its close, is the session's, told by a
+    `logged_out` notice."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = VenueClient(venue.url(), auto_resume=True, reconnect_delays_s=(0.05,))
+        venue.clients.append(await alpha.connect())
+        await alpha.logon(*KEYS["alpha"])
+        await alpha.request_raw("session.cod", {"enabled": True})
+        websocket = next(s for s in venue.server.sessions.values() if s.account == 1).websocket
+        # the link drops behind the logout's answer: no close frame reaches the client
+        monkeypatch.setattr(websocket, "close", lambda *_: websocket.transport.close())
+        assert (await alpha.request_raw("session.logout"))["status"] == 200
+        assert alpha.websocket is not None
+        await asyncio.wait_for(alpha.websocket.wait_closed(), 5)
+        assert alpha.websocket.protocol.close_rcvd is None, "no close frame came"
+        await asyncio.sleep(0.5)  # a resume, were one started, is back by then
+        assert alpha.resumed == 0  # before: 1
+        assert not [s for s in venue.server.sessions.values() if s.account == 1]
+        pushes = await drain_pushes(alpha)
+        assert {"ch": "client", "type": "logged_out", "url": venue.url()} in pushes
+
+    run_venue(scenario)
+
+
+def test_a_refused_logout_leaves_the_connection_resumed_as_any(run_venue: Any) -> None:
+    """A `session.logout` the venue refused (here: not logged on) ended nothing: a drop of
+    that connection after it is resumed as any other (the review's finding, session 35)."""
+
+    async def scenario(venue: Venue) -> None:
+        client = VenueClient(venue.url(), auto_resume=True, reconnect_delays_s=(0.05,))
+        venue.clients.append(await client.connect())
+        refused = await client.request_raw("session.logout")
+        assert refused["status"] != 200, refused
+        [session] = venue.server.sessions.values()
+        session.websocket.transport.abort()  # the network drops the link
+        for _ in range(50):  # bounded: up to 5 s for the reconnect
+            if client.resumed:
+                break
+            await asyncio.sleep(0.1)
+        assert client.resumed == 1
+        assert "logged_out" not in [p.get("type") for p in await drain_pushes(client)]
+
+    run_venue(scenario)
+
+
+def test_a_refused_logon_is_not_what_a_resume_logs_on_with(run_venue: Any) -> None:
+    """The review's finding (session 35): `logon()` kept its key before the venue answered,
+    so a logon refused (a second one on a logged-on connection, here another account's; a
+    bad secret) was what the next resume logged on with: silently another account, COD on,
+    or a refusal where the last logon's key would do. The key of the last logon that
+    succeeded is the one a resume uses."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        with pytest.raises(VenueError, match="this connection is logged on"):
+            await alpha.logon(*KEYS["beta"])
+        await alpha.resume()
+        assert (await alpha.request("session.status"))["account"] == 1  # before: beta's
+        with pytest.raises(VenueError):
+            await alpha.logon(KEYS["alpha"][0], "not-the-secret")
+        await alpha.resume()  # before: refused BAD_SIGNATURE
+        assert (await alpha.request("session.status"))["account"] == 1
+
+    run_venue(scenario)
+
+
+def test_a_first_logon_whose_answer_was_lost_is_what_a_resume_logs_on_with(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A first logon whose answer was lost (`ConnectionLost`, `RequestTimeout`: its outcome
+    unknown) leaves its key for a resume, which logs on with it (a refusal then says so);
+    one after a logon that succeeded leaves that one's. Before the review's fix of session
+    35 no key was kept, and the client came back never logged on."""
+
+    async def lost(method: str, params: Any = None, **_: Any) -> Any:
+        raise ConnectionLost("the connection dropped", method, sent=True)
+
+    async def scenario() -> None:
+        client = VenueClient("ws://127.0.0.1:1/ws/trade")
+        monkeypatch.setattr(client, "request", lost)
+        with pytest.raises(ConnectionLost):
+            await client.logon("key-1", "secret-1")
+        assert client._credentials == ("key-1", "secret-1")
+        with pytest.raises(ConnectionLost):
+            await client.logon("key-2", "secret-2")
+        assert client._credentials == ("key-1", "secret-1"), "the first's kept"
+
+    asyncio.run(scenario())
+
+
+def test_auto_resume_stops_at_a_logon_timeout_and_says_so(
+    run_venue: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Session 35's finding: a client on /ws/trade that never logs on is closed 4001 ("logon
+    timeout") after 10 s, and auto_resume reopened it, to be closed alike 10 s later, again
+    and again for as long as it ran, unsaid (each resume succeeded: no `gave_up`). Such a
+    close is not reopened: a `gave_up` notice says why."""
+    monkeypatch.setattr(limits, "LOGON_TIMEOUT_S", 0.3)  # read when each connection opens
+
+    async def scenario(venue: Venue) -> None:
+        client = VenueClient(venue.url(), auto_resume=True, reconnect_delays_s=(0.05,))
+        venue.clients.append(await client.connect())
+        assert client.websocket is not None
+        await asyncio.wait_for(client.websocket.wait_closed(), 5)
+        assert client.websocket.close_code == 4001
+        await asyncio.sleep(1.5)  # five logon timeouts, were it reopened each time
+        assert client.resumed == 0  # before: 4 and counting
+        assert client.gave_up
+        notices = [p for p in await drain_pushes(client) if p.get("ch") == "client"]
+        assert [n["type"] for n in notices] == ["gave_up"], notices
+        assert "logon timeout" in notices[0]["error"] and "/ws/public" in notices[0]["error"]
+        with pytest.raises(ConnectionLost, match="gave up"):
+            await client.request("time")
+
+    run_venue(scenario)
+
+
+def test_a_logon_of_another_account_resumes_its_own_stream_not_the_last_ones_seq(
+    run_venue: Any,
+) -> None:
+    """The finding (session 35): `account_seq`, the `since_seq` of a resume, is the highest
+    seq seen, of whichever account: a client closed and connected again under another
+    account's key (a desk going through its accounts) resumed that account's stream with the
+    first one's seq, which it had not reached, and got a snapshot instead of the events
+    missed while away (its fills among them), and so at every resume after. A logon of
+    another account now starts its seq afresh, and follows its stream again only once
+    subscribed under it (the review: nothing checked that part)."""
+
+    async def scenario(venue: Venue) -> None:
+        client = await venue.client("alpha")
+        await client.subscribe_account()
+        for price in ("190.00", "190.01", "190.02", "190.03"):  # alpha's seq ahead of beta's
+            await client.place(SYMBOL, "sell", "1", price)
+        await drain_pushes(client)
+        await client.close()
+        await client.connect()
+        await client.logon(*KEYS["beta"])
+        await client.resume()
+        pushes = await drain_pushes(client)
+        assert [p for p in pushes if p.get("ch") == "account"] == [], "not subscribed as beta"
+        await client.subscribe_account()
+        assert (await next_push_not_heartbeat(client))["type"] == "snapshot"
+        await client.place(SYMBOL, "buy", "1", "186.00")
+        await drain_pushes(client)
+        seen = client.account_seq
+        await dropped(venue, client, account=2)
+        taker = await venue.client("taker")
+        await taker.place(SYMBOL, "sell", "1", "186.00", tif="ioc")  # beta's fill, missed live
+        await client.resume()
+        events = [p for p in await drain_pushes(client) if p.get("ch") == "account"]
+        assert [p for p in events if p.get("type") == "snapshot"] == [], "a replay, no snapshot"
+        assert events and events[0]["seq"] == seen + 1, events
+        fills = [p for p in events if p.get("type") == "exec" and p["data"]["exec_type"] == "trade"]
+        assert [fill["data"]["side"] for fill in fills] == ["buy"], "beta's fill, replayed"
 
     run_venue(scenario)
 
