@@ -18,7 +18,7 @@ import itertools
 import math
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import msgspec
 from websockets.asyncio.client import ClientConnection, connect
@@ -130,8 +130,9 @@ def packed_url(url: str) -> str:
 
 class VenueClient(Calls, Resuming, Reading):
     """One connection. With `auto_resume`, a connection that drops (but one on which a
-    `session.logout` was sent: its end is told by a `logged_out` notice; and one closed for
-    its logon timeout, 4001: a `gave_up` notice at once) is reopened (a round of
+    `session.logout` was sent, or asked while the link was down: its end is told by a
+    `logged_out` notice; and one closed for its logon timeout, 4001, with no logon sent on
+    it: a `gave_up` notice at once) is reopened (a round of
     tries over every URL after each of `reconnect_delays_s`, none begun `resume_budget_s`
     after the drop, or after the venue's `reconnect_in_ms`; then a `gave_up` notice, at once
     if a try is refused for what it asked, a logon for its key), logged on again and
@@ -228,6 +229,11 @@ class VenueClient(Calls, Resuming, Reading):
         # the connection on which a `session.logout` was sent (and not refused): its end,
         # whatever its close code (or none: the link dropped), is the session's, not resumed
         self._logout_sent_on: ClientConnection | None = None
+        # the connection the last `session.logon` was sent on, and the one a logon succeeded
+        # on: a 4001 close of the first is a slow logon's, resumed; a lost logon's key is what
+        # a resume logs on with, unless the second is the first (that one's already logged on)
+        self._logon_sent_on: ClientConnection | None = None
+        self._logged_on_over: ClientConnection | None = None
         self._book_depths: dict[str, int] = {}
         # the other public streams followed (`trades:{sym}`, `candles:{sym}:{interval}`, ...),
         # by name, in the order subscribed: resume() follows them again
@@ -265,6 +271,8 @@ class VenueClient(Calls, Resuming, Reading):
         (`closes`: close()'s count as it began) gives up once close() is called (`_open`)."""
         self._closing = False
         url = self.url if url is None else url
+        # the last connection's notes: its reader has ended (no dead connection kept)
+        self._logout_sent_on = self._logon_sent_on = self._logged_on_over = None
         self.websocket = await self._open(packed_url(url) if self.packed else url, closes)
         self.url = url
         self.gave_up = False
@@ -386,7 +394,10 @@ class VenueClient(Calls, Resuming, Reading):
         resume logs on (`resume()`, auto_resume), a request is held until it has, then sent
         on the new connection (before: 401 NOT_AUTHENTICATED); `ConnectionLost` (not sent)
         if the resume fails or takes `timeout_s`. A request whose frame is past the venue's
-        `MESSAGE_BYTES_MAX` raises `RequestTooLarge` (a `VenueError`) at once, not sent."""
+        `MESSAGE_BYTES_MAX` raises `RequestTooLarge` (a `VenueError`) at once, not sent.
+        A `session.logout` asked while the link is down (auto_resume waiting between tries,
+        or given up; a resume's try that failed while it was held) is not sent, and ends the
+        session all the same (`_log_out_while_down`): `ConnectionLost` (not sent) says so."""
         if self.websocket is None and self._following is None:
             message = f"{method} not sent: not connected to {self.url}; call connect() first"
             raise ConnectionLost(message, method, sent=False)
@@ -395,6 +406,8 @@ class VenueClient(Calls, Resuming, Reading):
         else:
             _check_timeout("timeout_s", timeout_s)
         limit_s = None if timeout_s is None or timeout_s == NO_TIMEOUT else timeout_s
+        if method == "session.logout" and self._link_is_down():
+            await self._log_out_while_down()
         request_id = next(self._ids)
         deadline = asyncio.timeout(limit_s)
         held = True
@@ -444,9 +457,38 @@ class VenueClient(Calls, Resuming, Reading):
         if following is None or _SETUP_OF.get() is following:
             return
         failure = await asyncio.shield(following)  # (a timeout cancels this wait, not it)
+        if failure is not None and method == "session.logout":  # the link is still down
+            await self._log_out_while_down()
         if failure is not None:
             message = f"{method} not sent: the resume failed ({failure!r})"
             raise ConnectionLost(message, method, False, hint=self._reopening())
+
+    def _link_is_down(self) -> bool:
+        """The connection has closed (or is closing) and no resume's try is setting up a new
+        one (auto_resume waits between tries, gave up, or is off; the client was closed)."""
+        websocket = self.websocket
+        return (
+            websocket is not None
+            and websocket.state is not State.OPEN
+            and (self._following is None)
+        )
+
+    async def _log_out_while_down(self) -> NoReturn:
+        """End the session for a `session.logout` that meets the link down: its end ended the
+        session at the venue (cancel-on-disconnect fired, if on), so what is left of logging
+        out is to stop what would log on again, as `close()` does (auto_resume's rounds, a
+        `resume()` under way), and say so: a `logged_out` notice, and `ConnectionLost` (not
+        sent). Before the re-review of session 35 it was only "not sent", and auto_resume
+        then logged on again, cancel-on-disconnect on."""
+        url = self.url
+        await self.close()
+        self._queue({"ch": "client", "type": "logged_out", "url": url})
+        message = (
+            f"session.logout not sent: the connection to {url} had closed, which ended its"
+            " session (its cancel-on-disconnect fired, if on): the client is logged out,"
+            " auto_resume stopped; connect() and logon() begin a new session"
+        )
+        raise ConnectionLost(message, "session.logout", sent=False)
 
     async def _request(
         self, request_id: int, method: str, params: Mapping[str, Any] | None
@@ -457,6 +499,8 @@ class VenueClient(Calls, Resuming, Reading):
             raise RequestTooLarge(method, len(frame))
         if method == "session.logout":  # noted before it leaves: the link may drop after it
             self._logout_sent_on = self.websocket
+        elif method == "session.logon":  # (its answer may not come before the 4001 close)
+            self._logon_sent_on = self.websocket
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
         try:

@@ -7,8 +7,9 @@ stream's last seq noted for `since_seq`, a `shutdown` push's wait noted for the 
 the queue of everything else for `next_push`, bounded by `pushes_max` (past it the oldest are
 dropped and the next read says so). At the connection's end, the requests waiting learn it
 and auto_resume begins (but at the end of a connection on which a `session.logout` was
-sent: a `logged_out` notice says so; nor after a logon timeout's close: `gave_up`). The
-socket and the requests are VenueClient's, of which this is a part.
+sent: a `logged_out` notice says so; nor after a logon timeout's close of one on which no
+logon was sent: `gave_up`). The socket and the requests are VenueClient's, of which this is
+a part.
 """
 
 import asyncio
@@ -49,6 +50,7 @@ class Reading:
         _reconnect_in_s: float | None
         _last_frame_s: float
         _logout_sent_on: ClientConnection | None
+        _logon_sent_on: ClientConnection | None
         url: str
         gave_up: bool
 
@@ -134,11 +136,15 @@ class Reading:
 
     def _resume_unless_logon_timed_out(self, websocket: "ClientConnection") -> None:
         """Start auto_resume's rounds, but not for a connection the venue closed for its
-        logon timeout (4001): one never logged on, which a new one would repeat every 10 s
-        for as long as the client runs (before session 35 it did, unsaid: each such
-        resume succeeded); a `gave_up` notice says why instead."""
+        logon timeout (4001) on which no logon was sent: one never logged on, which a new
+        one would repeat every 10 s for as long as the client runs (before session 35 it
+        did, unsaid: each such resume succeeded); a `gave_up` notice says why instead. One
+        whose logon was sent is resumed: that logon was merely slow (a cluster's nonce
+        claim, the logon's own NONCE_UNCHECKED retries), and the resume logs on with its
+        key (before the re-review of session 35 it was given up on too)."""
         received = websocket.protocol.close_rcvd
-        if received is None or received.code != LOGON_TIMEOUT_CLOSE_CODE:
+        logon_sent = self._logon_sent_on is websocket
+        if received is None or received.code != LOGON_TIMEOUT_CLOSE_CODE or logon_sent:
             self._resuming = asyncio.get_running_loop().create_task(self._resume_with_backoff())
             return
         self.gave_up = True

@@ -66,6 +66,8 @@ class Resuming:
         account_seq: int
         _ids: Iterator[int]
         _credentials: tuple[str, str] | None
+        _logon_sent_on: ClientConnection | None
+        _logged_on_over: ClientConnection | None
         _cod_enabled: bool
         _account_followed: bool
         _account: int | None
@@ -109,10 +111,11 @@ class Resuming:
         `LOGON_RATE_LIMITED_RETRIES_MAX` times within `LOGON_RATE_LIMITED_WAIT_MAX_S` in all
         (since session 25: before, raised at once, and
         each such refusal cost `auto_resume` one of its tries). Any other refusal is raised
-        at once. Only a logon that succeeded is what a resume logs on with, or a first logon
-        whose answer was lost (since session 35: before, a refused one was, say another
-        account's sent on a logged-on connection, and the next resume logged on as that
-        account, silently, COD on)."""
+        at once. Only a logon that succeeded is what a resume logs on with, or one whose
+        answer was lost (or that was cancelled), unless it was sent on a connection already
+        logged on (since session 35: before, a refused one was, say another account's sent
+        on a logged-on connection, and the next resume logged on as that account, silently,
+        COD on)."""
         nonce_delays_s = iter(self.logon_retry_delays_s)
         limited = 0
         limited_waited_s = 0.0
@@ -121,12 +124,11 @@ class Resuming:
                 answer = await self.request("session.logon", self._logon_params(api_key, secret))
                 self._note_the_account(answer)
                 self._credentials = (api_key, secret)  # logged on: a resume logs on so again
+                self._logged_on_over = self._logon_sent_on
                 return answer
-            except (ConnectionLost, RequestTimeout):
-                # Its outcome unknown: a first logon's key is what a resume logs on with (a
-                # refusal then says so), else the client would come back never logged on
-                if self._credentials is None:
-                    self._credentials = (api_key, secret)
+            except (ConnectionLost, RequestTimeout, asyncio.CancelledError):
+                # its outcome unknown (one cancelled too, by a caller's timeout: it may have run)
+                self._keep_a_lost_logons_key(api_key, secret)
                 raise
             except VenueError as refused:
                 delay_s: float | None = None
@@ -146,6 +148,17 @@ class Resuming:
                     raise
             await asyncio.sleep(delay_s)
             self.logon_retries += 1
+
+    def _keep_a_lost_logons_key(self, api_key: str, secret: str) -> None:
+        """A logon whose outcome is unknown leaves its key for a resume to log on with (a
+        refusal then says so; with none, the client would come back never logged on), unless
+        a logon already succeeded on the connection it was sent on, which the venue would
+        have refused it: that one's key stays. Before the re-review of session 35, only a
+        client's first logon left its key, and one lost after close() and connect() under
+        another key was resumed as the last account, COD on, wait_resumed() True."""
+        sent_on = self._logon_sent_on
+        if sent_on is None or sent_on is not self._logged_on_over:
+            self._credentials = (api_key, secret)
 
     def _note_the_account(self, answer: Any) -> None:
         """A logon of another account than the last (a client closed and connected again

@@ -67,6 +67,30 @@ STATE_UNKNOWN_OUTCOME = (
     " orders.cancel_after counts its deadline from the last call (§4.4)"
 )
 STATE_METHODS = frozenset({"quote.mass", "orders.cancel_after"})
+# Of a session's logon and logout, which no order query shows (before session 35's
+# re-review a logout was told to check order_status or open_orders, a logon nothing): lost
+# with its connection, and so unanswered in time, its connection perhaps still open.
+SESSION_LOST_ADVICE = {
+    "session.logon": (
+        "a logon is its connection's: whether or not it ran, it ended with it; a resume logs"
+        " on again (docs/protocol.md §1)"
+    ),
+    "session.logout": (
+        "whether or not it ran, the session ended with its connection (its"
+        " cancel-on-disconnect fired, if on), and auto_resume does not reopen it: nothing to"
+        " send again"
+    ),
+}
+SESSION_TIMEOUT_ADVICE = {
+    "session.logon": (
+        "the connection may be logged on: session.status says (a logon sent again on a"
+        " logged-on connection is refused)"
+    ),
+    "session.logout": (
+        "its outcome is unknown: a logout that ran closes the connection (a logged_out"
+        " notice), one still open is not logged out yet: send it again"
+    ),
+}
 # Of an admin method, whose effect no order query shows: the venue does one at most once per
 # `cl_op_id` (docs/protocol.md §10), so the answer is to send it again under the same one.
 ADMIN_UNKNOWN_OUTCOME = (
@@ -300,7 +324,9 @@ class ConnectionLost(ConnectionError):
         self.reason = message  # what happened, without the advice (a caller may give its own)
         message += hint  # how to reopen the connection, in the SDK's terms
         self.outcome_unknown = sent and method not in QUERY_METHODS
-        if self.outcome_unknown:
+        if sent and method in SESSION_LOST_ADVICE:
+            message += f": {SESSION_LOST_ADVICE[method]}"
+        elif self.outcome_unknown:
             message += f": {unknown_outcome(method, params)}"
         super().__init__(message)
         self.method = method
@@ -322,7 +348,9 @@ class RequestTimeout(TimeoutError):
     ) -> None:
         message = f"no answer to {method} (id {request_id}) within {timeout_s:g} s"
         self.outcome_unknown = method not in QUERY_METHODS
-        if self.outcome_unknown:
+        if method in SESSION_TIMEOUT_ADVICE:
+            message += f": {SESSION_TIMEOUT_ADVICE[method]}"
+        elif self.outcome_unknown:
             message += f": {unknown_outcome(method, params)}"
         super().__init__(message)
         self.method = method

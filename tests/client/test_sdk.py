@@ -28,6 +28,7 @@ from client.sdk import (
 )
 from gateway import limits
 from gateway.auth import KeyStore
+from gateway.logon import Logons
 from gateway.wire import MESSAGE_BYTES_MAX
 from tests.conftest import KEYS, Venue, drain_pushes, next_push_not_heartbeat
 
@@ -1004,27 +1005,191 @@ def test_a_refused_logon_is_not_what_a_resume_logs_on_with(run_venue: Any) -> No
 
 
 def test_a_first_logon_whose_answer_was_lost_is_what_a_resume_logs_on_with(
-    monkeypatch: pytest.MonkeyPatch,
+    run_venue: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A first logon whose answer was lost (`ConnectionLost`, `RequestTimeout`: its outcome
-    unknown) leaves its key for a resume, which logs on with it (a refusal then says so);
-    one after a logon that succeeded leaves that one's. Before the review's fix of session
-    35 no key was kept, and the client came back never logged on."""
+    """A first logon whose answer was lost (the venue's link dropped as it arrived: its
+    outcome unknown) leaves its key for a resume, which logs on with it. Before the review's
+    fix of session 35 no key was kept, and the client came back never logged on."""
+    original = Logons.logon
+    dropped: list[int] = []
 
-    async def lost(method: str, params: Any = None, **_: Any) -> Any:
-        raise ConnectionLost("the connection dropped", method, sent=True)
+    def drop_the_first(self: Logons, session: Any, request: Any, t_in: int) -> None:
+        if not dropped:
+            dropped.append(1)
+            session.websocket.transport.abort()
+            return
+        original(self, session, request, t_in)
 
-    async def scenario() -> None:
-        client = VenueClient("ws://127.0.0.1:1/ws/trade")
-        monkeypatch.setattr(client, "request", lost)
+    monkeypatch.setattr(Logons, "logon", drop_the_first)
+
+    async def scenario(venue: Venue) -> None:
+        client = VenueClient(venue.url(), auto_resume=True, reconnect_delays_s=(0.05,))
+        venue.clients.append(await client.connect())
         with pytest.raises(ConnectionLost):
-            await client.logon("key-1", "secret-1")
-        assert client._credentials == ("key-1", "secret-1")
-        with pytest.raises(ConnectionLost):
-            await client.logon("key-2", "secret-2")
-        assert client._credentials == ("key-1", "secret-1"), "the first's kept"
+            await client.logon(*KEYS["alpha"])
+        assert await client.wait_resumed()
+        assert client.resumed == 1 and dropped == [1]
+        assert (await client.request("session.status"))["account"] == 1
 
-    asyncio.run(scenario())
+    run_venue(scenario)
+
+
+def test_a_lost_logon_of_another_key_after_close_and_connect_resumes_as_that_key(
+    run_venue: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The re-review's finding (session 35): a lost logon's key was kept only when no logon
+    had ever succeeded on the client, so after close(), connect() and a logon as beta whose
+    answer was lost, auto_resume logged on as alpha, the last key that succeeded, and
+    wait_resumed() said True: the caller traded on as the wrong account, COD on. A lost
+    logon's key is kept unless a logon already succeeded on the connection it was sent on."""
+    original = Logons.logon
+    dropped: list[int] = []
+
+    def drop_betas_first(self: Logons, session: Any, request: Any, t_in: int) -> None:
+        if request.params.api_key == KEYS["beta"][0] and not dropped:
+            dropped.append(1)
+            session.websocket.transport.abort()
+            return
+        original(self, session, request, t_in)
+
+    monkeypatch.setattr(Logons, "logon", drop_betas_first)
+
+    async def scenario(venue: Venue) -> None:
+        client = VenueClient(venue.url(), auto_resume=True, reconnect_delays_s=(0.05,))
+        venue.clients.append(await client.connect())
+        alpha_account = (await client.logon(*KEYS["alpha"]))["account"]
+        await client.close()
+        await client.connect()
+        with pytest.raises(ConnectionLost):
+            await client.logon(*KEYS["beta"])
+        assert await client.wait_resumed()
+        assert dropped == [1]
+        status = await client.request("session.status")
+        assert status["account"] not in (None, alpha_account), status  # before: alpha's
+
+    run_venue(scenario)
+
+
+def test_a_logon_cancelled_by_a_timeout_leaves_its_key_for_a_resume(run_venue: Any) -> None:
+    """A logon cancelled (a caller's `wait_for`) after it was sent may have run: its key is
+    kept as a lost one's (the re-review's finding, session 35: before, a first logon so
+    cancelled left none, and the resume came back never logged on)."""
+
+    async def scenario(venue: Venue) -> None:
+        client = await venue.client()
+        [session] = venue.server.sessions.values()
+        session.websocket.transport.pause_reading()  # the venue never reads the logon
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(client.logon(*KEYS["alpha"]), 0.3)
+        await client.resume()
+        assert (await client.request("session.status"))["account"] == 1  # before: None
+
+    run_venue(scenario)
+
+
+def test_a_logout_while_auto_resume_waits_ends_the_session(run_venue: Any) -> None:
+    """The re-review's finding (session 35): a `session.logout` asked while auto_resume
+    waited between tries was refused "not sent", and the resume then logged on again and
+    turned cancel-on-disconnect on again: the caller that logged out was trading again. A
+    logout asked while the link is down ends the session (the link's drop ended it at the
+    venue): auto_resume stops, a `logged_out` notice is queued, and ConnectionLost says so."""
+
+    async def scenario(venue: Venue) -> None:
+        client = VenueClient(venue.url(), auto_resume=True, reconnect_delays_s=(0.5,))
+        venue.clients.append(await client.connect())
+        await client.logon(*KEYS["alpha"])
+        await client.request("session.cod", {"enabled": True})
+        session = next(s for s in venue.server.sessions.values() if s.account == 1)
+        session.websocket.transport.abort()
+        assert client.websocket is not None
+        await asyncio.wait_for(client.websocket.wait_closed(), 5)
+        await asyncio.sleep(0.1)  # auto_resume waits its 0.5 s
+        with pytest.raises(ConnectionLost, match="logged out") as lost:
+            await client.request("session.logout")
+        assert not lost.value.sent and not lost.value.outcome_unknown
+        assert not await client.wait_resumed()
+        await asyncio.sleep(0.8)  # the resume's try, had it gone on
+        assert client.resumed == 0  # before: 1, logged on as alpha, COD on
+        assert not [s for s in venue.server.sessions.values() if s.account == 1]
+        notices = [p for p in await drain_pushes(client) if p.get("ch") == "client"]
+        assert notices == [{"ch": "client", "type": "logged_out", "url": venue.url()}]
+
+    run_venue(scenario)
+
+
+@pytest.mark.parametrize(
+    ("method", "lost", "advice"),
+    [
+        ("session.logout", True, "the session ended with its connection"),
+        ("session.logon", True, "a logon is its connection's"),
+        ("session.logout", False, "a logout that ran closes the connection"),
+        ("session.logon", False, "session.status says"),
+    ],
+)
+def test_a_lost_logon_or_logout_gets_its_own_advice(method: str, lost: bool, advice: str) -> None:
+    """The re-review's finding (session 35): an unanswered `session.logout` was told to check
+    order_status or open_orders, which say nothing of a session; a `session.logon` was told
+    nothing. Each says what its loss means (`lost`: its connection closed; else it timed
+    out)."""
+    error: Exception = (
+        ConnectionLost(f"the connection closed before the answer to {method}", method, True)
+        if lost
+        else RequestTimeout(method, 7, 1.0)
+    )
+    assert advice in str(error) and "order_status" not in str(error), str(error)
+
+
+def test_connect_forgets_the_last_connections_logon_and_logout(run_venue: Any) -> None:
+    """The connections a logon or a logout was sent on are noted until the next connection
+    (the re-review's finding, session 35: the logout's was kept for as long as the client
+    lived, its dead connection with it)."""
+
+    async def scenario(venue: Venue) -> None:
+        client = await venue.client("alpha")
+        await client.request("session.logout")
+        await client.close()
+        assert client._logout_sent_on is not None
+        await client.connect()
+        assert client._logout_sent_on is None
+        assert (client._logon_sent_on, client._logged_on_over) == (None, None)
+
+    run_venue(scenario)
+
+
+def test_a_first_logon_merely_slow_meets_the_logon_timeout_and_is_resumed(
+    run_venue: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The re-review's finding (session 35): auto_resume gave up at any 4001 close, but the
+    venue closes so a connection whose logon is still in flight at its logon timeout (a
+    cluster's nonce claim during an election; the SDK's own NONCE_UNCHECKED retries add
+    ~8 s): a first logon merely slow ended with `gave_up`, though a resume logs on. Only a
+    connection on which no logon was sent is given up on."""
+    monkeypatch.setattr(limits, "LOGON_TIMEOUT_S", 0.3)
+    original = Logons.logon
+    calls: list[int] = []
+
+    def slow_first(self: Logons, session: Any, request: Any, t_in: int) -> None:
+        calls.append(1)
+        if len(calls) == 1:  # the first logon's check takes 0.5 s (a claim in an election)
+            asyncio.get_running_loop().call_later(0.5, original, self, session, request, t_in)
+            return
+        original(self, session, request, t_in)
+
+    monkeypatch.setattr(Logons, "logon", slow_first)
+
+    async def scenario(venue: Venue) -> None:
+        client = VenueClient(venue.url(), auto_resume=True, reconnect_delays_s=(0.05,))
+        venue.clients.append(await client.connect())
+        first = client.websocket
+        assert first is not None
+        with pytest.raises(ConnectionLost):
+            await client.logon(*KEYS["alpha"])
+        assert first.close_code == 4001  # closed for its logon timeout, the logon in flight
+        assert await client.wait_resumed()  # before: False, gave_up at once
+        assert client.resumed == 1 and not client.gave_up
+        assert (await client.request("session.status"))["account"] == 1
+
+    run_venue(scenario)
 
 
 def test_auto_resume_stops_at_a_logon_timeout_and_says_so(
