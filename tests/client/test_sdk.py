@@ -82,6 +82,27 @@ def test_a_rejected_report_about_no_open_order_is_typed_with_its_nulls(run_venue
     run_venue(scenario)
 
 
+def test_a_market_order_placed_without_a_tif_is_ioc(run_venue: Any) -> None:
+    """The finding (a new trader's first market order): `place(..., type="market")` sent
+    `tif: "gtc"`, the default of a limit order, which a market order never has: refused
+    BAD_PARAM. Without a tif, a market order is now `ioc` (a limit order still `gtc`), and a
+    tif given is sent as it is."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha, taker = await venue.client("alpha"), await venue.client("taker")
+        await alpha.place(SYMBOL, "sell", "2", "187.30")
+        bought = await taker.place(SYMBOL, "buy", "1", type="market")
+        assert bought["status"] == "filled"
+        status = await taker.order_status(order_id=bought["order_id"])
+        assert (status["type"], status["tif"]) == ("market", "ioc")
+        resting = await taker.place(SYMBOL, "buy", "1", "180.00")
+        assert (await taker.order_status(order_id=resting["order_id"]))["tif"] == "gtc"
+        all_or_none = await taker.place(SYMBOL, "buy", "1", type="market", tif="fok")
+        assert (await taker.order_status(order_id=all_or_none["order_id"]))["tif"] == "fok"
+
+    run_venue(scenario)
+
+
 def test_an_order_named_both_ways_is_refused_not_taken_by_its_id(run_venue: Any) -> None:
     """The finding: `cancel`, `amend` and `order_status` given both an `order_id` and a
     `cl_ord_id` sent the id alone, so `cancel(order_id=B, cl_ord_id="a")` canceled order B

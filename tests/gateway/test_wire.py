@@ -518,6 +518,26 @@ def test_a_place_must_hang_together(params: dict[str, Any], code: ErrorCode) -> 
     assert refused(frame("order.place", params)).code is code
 
 
+@pytest.mark.parametrize(
+    ("shape", "words"),
+    [
+        ({"tif": "gtc"}, "a market order is ioc or fok, not gtc: it never rests"),
+        ({"tif": "gtd", "expire_at": 5}, "a market order is ioc or fok, not gtd: it never rests"),
+        ({"tif": "ioc", "post_only": True}, "a market order is never post_only: it takes"),
+    ],
+)
+def test_a_market_order_that_would_rest_is_refused_naming_what_is_wrong(
+    shape: dict[str, Any], words: str
+) -> None:
+    """The finding (a new trader's first market order): a market order sent with tif `gtc`
+    reached the engine, whose refusal named three rules at once, `a market order has no
+    price, is not post_only and is ioc or fok`, for a request that had no price and was not
+    post_only. The gateway now names the one at fault."""
+    params = place(type="market", price=None) | shape
+    error = refused(frame("order.place", {k: v for k, v in params.items() if v is not None}))
+    assert (error.code, error.message) == (E.BAD_PARAM, words)
+
+
 @pytest.mark.parametrize("method", ["order.cancel", "order.status"])
 def test_one_order_id_exactly(method: str) -> None:
     assert refused(frame(method, {})).code is E.MISSING_PARAM
