@@ -494,7 +494,7 @@ class SubscribeParams(Params, frozen=True):
             return E.MISSING_PARAM, "the candles channel needs an interval: 1m, 5m, 1h or 1d"
         if self.ch != "candles" and self.interval is not None:
             return E.BAD_PARAM, "interval applies to the candles channel only"
-        return None
+        return _account_symbols_problem(self.ch, self.symbols)
 
 
 class UnsubscribeParams(Params, frozen=True):
@@ -508,7 +508,19 @@ class UnsubscribeParams(Params, frozen=True):
     def problem(self) -> Problem | None:
         if self.ch != "candles" and self.interval is not None:
             return E.BAD_PARAM, "interval applies to the candles channel only"
-        return None
+        return _account_symbols_problem(self.ch, self.symbols)
+
+
+def _account_symbols_problem(channel: str, symbols: tuple[str, ...] | None) -> Problem | None:
+    """The account stream is the whole account's: symbols given for it were taken and
+    ignored (before session 35), so a trader who asked for one symbol got them all."""
+    if channel == "account" and symbols is not None:
+        return (
+            E.BAD_PARAM,
+            "symbols applies to the public channels: the account stream carries every symbol "
+            "of the account",
+        )
+    return None
 
 
 class SubscriptionsParams(Params, frozen=True):

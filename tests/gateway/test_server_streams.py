@@ -546,6 +546,31 @@ def test_subscriptions_are_all_or_nothing_and_unsubscribe_stops_a_stream(
     run_venue(scenario)
 
 
+def test_the_account_stream_takes_no_symbols(run_venue: Any) -> None:
+    """The finding (a new trader narrowing the account stream to one symbol): `subscribe
+    {ch: "account", symbols: [...]}` was answered 200 and sent every symbol's events, an
+    unknown symbol too (`NOPE`), and `unsubscribe {ch: "account", symbols: ["NOPE"]}` stopped
+    the whole stream. The account stream carries every symbol: `symbols` is refused on it,
+    BAD_PARAM, and nothing is subscribed or unsubscribed."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        for symbols in ([SYMBOL], ["NOPE"]):
+            with pytest.raises(VenueError) as refused:
+                await alpha.request("subscribe", {"ch": "account", "symbols": symbols})
+            assert str(refused.value) == (
+                "400 BAD_PARAM (1003): symbols applies to the public channels: the account "
+                "stream carries every symbol of the account"
+            )
+        assert (await alpha.request("subscriptions"))["subscriptions"] == []
+        await alpha.subscribe_account()
+        with pytest.raises(VenueError, match="BAD_PARAM"):
+            await alpha.request("unsubscribe", {"ch": "account", "symbols": ["NOPE"]})
+        assert (await alpha.request("subscriptions"))["subscriptions"] == ["account"]
+
+    run_venue(scenario)
+
+
 def test_a_symbol_named_twice_is_one_stream_with_one_snapshot(run_venue: Any) -> None:
     """`subscribe` answers one name per stream and sends one snapshot per stream: a symbol
     listed twice used to be named twice and snapshotted twice."""
