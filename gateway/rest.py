@@ -480,6 +480,13 @@ class RestApi:
             if retry:
                 respond_limited(exchange, retry, account_limit(bucket))
                 return
+            # The scope before the params, as the websocket checks it (protocol §3): before
+            # session 35 a key without it got the params' 400 first, its 403 only if they were
+            # well formed.
+            refused = self.server.dispatcher.refusal(session, route.runs_as)
+            if refused is not None:
+                respond_error(exchange, refused.code, refused.message)
+                return
         if route.method in BODY_METHODS and exchange.body:
             content_type = exchange.headers.get("content-type")
             if "content-type" in exchange.repeated:  # two types: how is the body to be read?

@@ -1467,6 +1467,44 @@ def test_scopes_apply_as_on_the_websocket(run_venue: Run, tmp_path: Path) -> Non
     run_venue(scenario)
 
 
+def test_a_key_without_the_scope_is_refused_before_the_params_as_on_the_websocket(
+    run_venue: Run,
+) -> None:
+    """The finding (a trader trying a read-only key): REST checked a request's query, path
+    and body before the key's scope, so a read-only key's DELETE of a mistyped order id got
+    400 `BAD_PARAM` where the same key's well-formed one got 403, and the websocket answers
+    403 whatever the params (protocol §3, "Order of checks"). The scope is now checked right
+    after the signature, on every private route: 403, and nothing done."""
+
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        taker = venue.server.auth.store.get(KEYS["taker"][0])
+        assert taker is not None
+        issued = {}
+        for scope in ("read", "trade"):
+            params = {"account": taker.account, "scopes": [scope]}
+            issued[scope] = await admin.request("admin.issue_key", params)
+        reader = RestClient(base(venue), issued["read"]["api_key"], issued["read"]["secret"])
+        trader = RestClient(base(venue), issued["trade"]["api_key"], issued["trade"]["secret"])
+        asked = [
+            (reader, "POST", "/api/v1/orders", None, b"["),  # not JSON
+            (reader, "POST", "/api/v1/orders", {"symbol": SYMBOL}, b"{}"),  # params in the query
+            (reader, "POST", "/api/v1/orders", None, b'{"qty": 5}'),
+            (reader, "PATCH", "/api/v1/orders/7", None, b'{"order_id": 8}'),
+            (reader, "DELETE", "/api/v1/orders/99999999999999999999", None, b""),
+            (reader, "DELETE", "/api/v1/orders/7", None, b"a body"),
+            (trader, "GET", "/api/v1/fills", {"limit": "many"}, b""),
+            (trader, "GET", "/api/v1/balances", {"x": "1"}, b""),
+            (trader, "GET", "/api/v1/orders/history", {"status": "filled"}, b""),
+        ]
+        for client, method, path, query, body in asked:
+            response = await call(client, method, path, query=query, body=body)
+            assert error_of(response) == (403, "PERMISSION_DENIED"), (method, path, query, body)
+        assert await ws_open_orders(venue, "taker") == []
+
+    run_venue(scenario)
+
+
 # ----------------------------------------------------------------- candles
 
 
