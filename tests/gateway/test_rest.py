@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.exceptions import InvalidStatus
 
 from client.rest import RestClient, RestResponse
-from client.sdk import VenueError
+from client.sdk import VenueClient, VenueError
 from gateway import http as http_limits
 from gateway import rest, wire
 from gateway.auth import sign_request
@@ -419,6 +420,27 @@ def test_other_paths_still_reach_on_http(run_venue: Run) -> None:
         assert response.body == b"use /ws/trade or /ws/public\n"
         page = await get(RestClient(base(venue)), "/")
         assert page.status == 200 and b"/static/app.js" in page.body
+
+    run_venue(scenario)
+
+
+def test_a_websocket_opened_at_another_path_is_told_the_websocket_paths(run_venue: Run) -> None:
+    """The finding (a new trader's first connection, `ws://127.0.0.1:8765` with no path):
+    the handshake was answered as a plain GET, the web page (or a REST answer, or
+    `/openapi.json`) with 200, which a websocket client reports as `server rejected WebSocket
+    connection: HTTP 200`, nothing more. A websocket handshake at a path that has none now
+    gets the 404 `use /ws/trade or /ws/public` that a mistyped `/ws/trad` gets (protocol §2.1:
+    "any other path gets HTTP 404"); the same paths asked without the upgrade are served."""
+
+    async def scenario(venue: Venue) -> None:
+        for path in ("", "/", "/static/app.js", "/openapi.json", "/api/v1/time"):
+            client = VenueClient(f"ws://127.0.0.1:{venue.port}{path}")
+            with pytest.raises(InvalidStatus) as refused:
+                await client.connect()
+            assert refused.value.response.status_code == 404, path
+            assert refused.value.__notes__ == ["the venue answered: use /ws/trade or /ws/public"]
+        for path in ("/", "/openapi.json", "/api/v1/time"):
+            assert (await get(RestClient(base(venue)), path)).status == 200, path
 
     run_venue(scenario)
 
