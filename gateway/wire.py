@@ -1057,6 +1057,12 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # perhaps half of an escap
 _SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
 _HIGH_SURROGATE_LAST = "\udbff"
 NOT_UTF8 = "a frame holds UTF-8 JSON; this one is not UTF-8"
+# RFC 8259 8.1: not in JSON sent over a network; but some editors and shells write one (a
+# Windows editor's UTF-8, PowerShell's Out-File), and msgspec calls it an invalid character.
+BYTE_ORDER_MARK = (
+    "JSON is malformed: it starts with a byte order mark (U+FEFF; in UTF-8 the bytes EF BB BF),"
+    " which JSON sent over a network has not (RFC 8259 8.1): send the JSON object alone"
+)
 # Said of a refused frame answered with `id` null where its JSON, read leniently, gives none.
 NO_ID = "no valid id could be read from it"
 _INVALID_AT = re.compile(r"JSON is malformed: invalid character \(byte ([0-9]+)\)")  # msgspec's
@@ -1185,6 +1191,8 @@ def _unreadable(failure: msgspec.DecodeError, frame: bytes | str) -> WireError:
     all three), is read again leniently, for what and where the problem is and for the
     request's id, so that the client learns which request failed. Only this failure path
     pays for the second reading; other unreadable frames skip it."""
+    if _after_a_byte_order_mark(frame) is not None:
+        return _led_by_a_byte_order_mark(frame)
     words = str(failure)
     constant = _constant_problem(words, frame)
     if constant is None and not _about_a_surrogate(frame):
@@ -1216,6 +1224,8 @@ def json_problem(failure: msgspec.DecodeError, text: str | bytes) -> str:
     `Infinity`, which they call an invalid character, and an unpaired surrogate escape,
     which they word badly (a lone high half in a whole frame reads as "truncated") and do
     not place: that is said, with where it is (`- at `params.tag``)."""
+    if _after_a_byte_order_mark(text) is not None:
+        return BYTE_ORDER_MARK
     words = str(failure)
     constant = _constant_problem(words, text)
     if constant is not None:
@@ -1223,6 +1233,22 @@ def json_problem(failure: msgspec.DecodeError, text: str | bytes) -> str:
     if not _about_a_surrogate(text):
         return words
     return _surrogate_problem(words, text, _read_leniently(text))
+
+
+def _after_a_byte_order_mark(text: str | bytes) -> str | bytes | None:
+    """What follows the byte order mark that `text` starts with; None if it has none."""
+    if isinstance(text, str):
+        return text[1:] if text.startswith("\ufeff") else None
+    return text[3:] if text.startswith(b"\xef\xbb\xbf") else None
+
+
+def _led_by_a_byte_order_mark(frame: str | bytes) -> WireError:
+    """`BAD_JSON` naming the mark, with the id of the request that follows it, if any."""
+    after = _after_a_byte_order_mark(frame)
+    assert after is not None, "a frame led by a byte order mark"
+    request_id = _lenient_id(_read_leniently(after))
+    problem = BYTE_ORDER_MARK if request_id is not None else _no_id(BYTE_ORDER_MARK)
+    return WireError(request_id, E.BAD_JSON, problem)
 
 
 def _constant_problem(words: str, text: str | bytes) -> str | None:

@@ -648,6 +648,27 @@ def send_signed(
         connection.close()
 
 
+def test_a_body_led_by_a_byte_order_mark_is_refused_saying_so(run_venue: Run) -> None:
+    """The finding (`curl -d @order.json` of a file a Windows editor saved with a byte order
+    mark): the body was `BAD_JSON` `the body is not JSON: JSON is malformed: invalid
+    character (byte 0)`. It is named, as on the websocket; nothing is placed."""
+
+    async def scenario(venue: Venue) -> None:
+        trader = RestClient(base(venue), *KEYS["taker"])
+        order = {"symbol": SYMBOL, "side": "buy", "type": "limit", "tif": "gtc"}
+        body = b"\xef\xbb\xbf" + json.dumps(order | {"price": "187.00", "qty": "1"}).encode()
+        refused = await call(trader, "POST", "/api/v1/orders", body=body)
+        assert error_of(refused) == (400, "BAD_JSON")
+        assert refused.json()["error"]["msg"] == (
+            "the body is not JSON: JSON is malformed: it starts with a byte order mark (U+FEFF;"
+            " in UTF-8 the bytes EF BB BF), which JSON sent over a network has not (RFC 8259"
+            " 8.1): send the JSON object alone"
+        )
+        assert (await get(trader, "/api/v1/orders")).json() == {"orders": []}
+
+    run_venue(scenario)
+
+
 def test_a_body_not_sent_as_json_is_415_and_changes_nothing(run_venue: Run) -> None:
     """The testers' finding: a body was read as JSON whatever its Content-Type (a form, plain
     text, none). JSON is accepted with or without `; charset=utf-8`; a DELETE without a body

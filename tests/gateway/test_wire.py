@@ -1580,6 +1580,27 @@ def test_a_word_that_is_not_json_is_named_with_the_request_id(word: str, said: s
     assert as_id.message.endswith(f"; {wire.NO_ID}") and word in as_id.message
 
 
+BYTE_ORDER_MARK = (
+    "JSON is malformed: it starts with a byte order mark (U+FEFF; in UTF-8 the bytes EF BB BF),"
+    " which JSON sent over a network has not (RFC 8259 8.1): send the JSON object alone"
+)
+
+
+def test_a_frame_led_by_a_byte_order_mark_is_named_so_with_the_request_id() -> None:
+    """The finding (a sloppy client: a file saved by a Windows editor, PowerShell's
+    `Out-File`): a request led by a UTF-8 byte order mark was `BAD_JSON` `JSON is malformed:
+    invalid character (byte 0)` with `id` null, which says neither what nor which request.
+    It is named, with the id read past the mark; in a str frame and a binary one alike."""
+    request = '{"id": 7, "method": "ping"}'
+    for frame in ("\ufeff" + request, b"\xef\xbb\xbf" + request.encode()):
+        failure = wire.decode_request(frame)
+        assert isinstance(failure, wire.WireError), frame
+        assert (failure.id, failure.code, failure.message) == (7, E.BAD_JSON, BYTE_ORDER_MARK)
+    unreadable = wire.decode_request("\ufeff{")
+    assert isinstance(unreadable, wire.WireError) and unreadable.id is None
+    assert unreadable.message == f"{BYTE_ORDER_MARK}; {wire.NO_ID}"
+
+
 def test_words_read_as_null_for_the_id_are_bounded() -> None:
     """Each is a new reading of the frame: past `WORDS_READ_AS_NULL_MAX` the id is not read."""
     many = ", ".join(["nan"] * (wire.WORDS_READ_AS_NULL_MAX + 1))
