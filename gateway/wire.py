@@ -1503,11 +1503,13 @@ _PATH_STEP = re.compile(r"\.([^.\[`]+)|\[([0-9]+)\]")  # `.qty`, `[0]` of msgspe
 
 
 def _signed_decimal_words(text: str, params: bytes | msgspec.Raw, method: str) -> str | None:
-    """What is wrong with a decimal text refused only for its sign (`"-1"`, `"+1"`), said of
-    its field as `method` takes it (`_sign_words`): `qty must be positive, not negative:
-    '-1' - at `params.qty``; None for any other failure. msgspec says only that the pattern
-    did not match (before session 26 the answer read `Expected `str` holding a plain decimal
-    number`), so the value is read again from the params, on this failure path only."""
+    """What is wrong with a decimal text not in plain notation: one refused only for its
+    sign (`"-1"`, `"+1"`) said of its field as `method` takes it (`_sign_words`): `qty must
+    be positive, not negative: '-1' - at `params.qty``; any other quoted with the form it
+    should have (`_not_plain_words`, since session 35); None for any other failure. msgspec
+    says only that the pattern did not match (before session 26 the answer read `Expected
+    `str` holding a plain decimal number`), so the value is read again from the params, on
+    this failure path only."""
     head, found, path = text.partition(" - at `$")
     if head != _DECIMAL_MISMATCH or not found:
         return None
@@ -1516,15 +1518,29 @@ def _signed_decimal_words(text: str, params: bytes | msgspec.Raw, method: str) -
     value = _value_at(params, steps)
     if not isinstance(value, str) or len(value) > DECIMAL_LENGTH_MAX + 1:
         return None
-    sign = _SIGNED_DECIMAL.match(value)
-    if sign is None or not steps or not steps[-1][0]:
+    if not steps or not steps[-1][0]:
         return None
     field = steps[-1][0]
+    sign = _SIGNED_DECIMAL.match(value)
+    if sign is None:  # quoted, with the form it should have (before session 35: neither)
+        return f"{field} {_not_plain_words(value)}: not {value!r} - at `params{path}`"
     if sign.group(1) == "+":
         words = f"{field} is a plain decimal number, written without a sign"
     else:
         words = _sign_words(method, field)
     return f"{words}: {value!r} - at `params{path}`"
+
+
+_DECIMAL_COMMA = re.compile(r"[0-9]+,[0-9]+\Z")  # "1,5": a decimal comma, as many locales write
+
+
+def _not_plain_words(value: str) -> str:
+    """What a decimal text that is not in plain notation (nor only signed) is told."""
+    if _DECIMAL_COMMA.match(value):
+        return 'is a plain decimal number written with a point, such as "1.5"'
+    return (
+        'is a plain decimal number such as "1.5" or "100" (digits, at most one point between them)'
+    )
 
 
 def _sign_words(method: str, field: str) -> str:

@@ -279,7 +279,7 @@ def test_each_failure_has_its_code(raw: bytes, code: ErrorCode, request_id: Any)
 
 def test_messages_say_where_and_what() -> None:
     error = refused(frame("order.place", place(price="1e3")))
-    assert error.message == "Expected `str` holding a plain decimal number - at `params.price`"
+    assert error.message == f"price {PLAIN}: not '1e3' - at `params.price`"
     assert refused(frame("order.place", {"symbol": SYMBOL})).message == (
         "Object missing required field `side` - at `params`"
     )
@@ -448,10 +448,38 @@ def test_a_signed_decimal_in_a_batch_op_says_which_op() -> None:
     assert error.message == (
         "qty must be positive, not negative: '-1' - at `params.ops[0].params.qty`"
     )
-    # a negative text that is no plain decimal otherwise keeps the pattern's words
+    # a negative text that is no plain decimal otherwise is told the plain form
     assert refused(frame("order.place", place(qty="-1e3"))).message == (
-        "Expected `str` holding a plain decimal number - at `params.qty`"
+        f"qty {PLAIN}: not '-1e3' - at `params.qty`"
     )
+
+
+PLAIN = 'is a plain decimal number such as "1.5" or "100" (digits, at most one point between them)'
+COMMA = 'is a plain decimal number written with a point, such as "1.5"'
+
+
+@pytest.mark.parametrize(
+    ("field", "text", "words"),
+    [
+        ("qty", "1,5", f"qty {COMMA}: not '1,5' - at `params.qty`"),
+        ("price", "187,30", f"price {COMMA}: not '187,30' - at `params.price`"),
+        ("qty", "1e3", f"qty {PLAIN}: not '1e3' - at `params.qty`"),
+        ("qty", " 1", f"qty {PLAIN}: not ' 1' - at `params.qty`"),
+        ("qty", ".5", f"qty {PLAIN}: not '.5' - at `params.qty`"),
+        ("qty", "5.", f"qty {PLAIN}: not '5.' - at `params.qty`"),
+        ("qty", "1,000.5", f"qty {PLAIN}: not '1,000.5' - at `params.qty`"),
+        ("qty", "-1e3", f"qty {PLAIN}: not '-1e3' - at `params.qty`"),
+        ("qty", "", f"qty {PLAIN}: not '' - at `params.qty`"),
+    ],
+)
+def test_a_decimal_text_that_is_not_plain_is_quoted_and_told_the_form(
+    field: str, text: str, words: str
+) -> None:
+    """The finding (a trader whose locale writes a decimal comma, `"1,5"`): every decimal
+    text not in plain notation but a signed one got `Expected `str` holding a plain decimal
+    number - at `params.qty``, which quotes nothing and names no fix. It is quoted, with the
+    form it should have (a comma named as such)."""
+    assert refused(frame("order.place", place(**{field: text}))).message == words
 
 
 def test_a_signature_or_jurisdiction_of_the_wrong_form_is_said_in_words() -> None:
