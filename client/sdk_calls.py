@@ -122,7 +122,9 @@ class Calls:
         return await self.request("orders.cancel_all", filters)
 
     async def open_orders(self, symbol: str | None = None) -> Any:
-        return await self.request("orders.open", {"symbol": symbol} if symbol else {})
+        """The open orders, of `symbol` if given (sent as given: `""` is the venue's to
+        refuse; before session 35 it was dropped, and every open order listed)."""
+        return await self.request("orders.open", {} if symbol is None else {"symbol": symbol})
 
     async def order_status(self, order_id: int | None = None, cl_ord_id: str | None = None) -> Any:
         """One of the account's orders, open or closed (while the venue retains it): a

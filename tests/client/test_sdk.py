@@ -103,6 +103,23 @@ def test_a_market_order_placed_without_a_tif_is_ioc(run_venue: Any) -> None:
     run_venue(scenario)
 
 
+def test_open_orders_of_an_empty_symbol_is_refused_not_every_order(run_venue: Any) -> None:
+    """The finding: `open_orders("")` (a symbol read from an empty field or variable) sent no
+    symbol and listed every open order, where the venue refuses an empty symbol, BAD_PARAM:
+    the SDK now sends what it is given, as `orders.open {symbol}` takes it."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        await alpha.place(SYMBOL, "sell", "1", "190.00")
+        await alpha.place(OTHER, "sell", "1", "140.00")
+        with pytest.raises(VenueError, match="BAD_PARAM"):
+            await alpha.open_orders("")
+        assert [o["symbol"] for o in (await alpha.open_orders(OTHER))["orders"]] == [OTHER]
+        assert len((await alpha.open_orders())["orders"]) == 2
+
+    run_venue(scenario)
+
+
 def test_an_order_named_both_ways_is_refused_not_taken_by_its_id(run_venue: Any) -> None:
     """The finding: `cancel`, `amend` and `order_status` given both an `order_id` and a
     `cl_ord_id` sent the id alone, so `cancel(order_id=B, cl_ord_id="a")` canceled order B
