@@ -19,6 +19,7 @@ import math
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 from websockets.asyncio.client import ClientConnection, connect
@@ -118,6 +119,20 @@ SILENCE_TIMEOUT_S = 10.0
 CLOSE_TIMEOUT_S = 2.0
 
 
+EXAMPLE_URL = "ws://127.0.0.1:8765/ws/trade"  # `make run`'s
+
+
+def websocket_url(url: str) -> str:
+    """`url`, if it is a websocket URL; else a ValueError saying what one is (before session
+    35 an http:// URL was taken, and `connect()` raised websockets' `InvalidURI` naming the
+    `?pack=1` the client adds, which the caller never typed)."""
+    if urlsplit(url).scheme not in ("ws", "wss"):
+        raise ValueError(
+            f"a venue's websocket URL is ws:// or wss://, such as {EXAMPLE_URL}, not {url!r}"
+        )
+    return url
+
+
 def packed_url(url: str) -> str:
     """`url` asking for packed frames (`pack=1`), unless its query already says."""
     query = url.partition("?")[2]
@@ -175,9 +190,10 @@ class VenueClient(Calls, Resuming, Reading):
     ) -> None:
         if pushes_max < 1:  # asyncio.Queue(0) would have no bound at all
             raise ValueError(f"pushes_max must be at least 1, not {pushes_max}")
-        self.url = url
+        self.url = websocket_url(url)
         # every gateway auto_resume may reopen on, in the order tried: `url` first
-        self.urls = (url, *(other for other in other_urls if other != url))
+        others = (websocket_url(other) for other in other_urls)
+        self.urls = (url, *(other for other in others if other != url))
         self.request_timeout_s = request_timeout_s  # checked: see the property
         self.packed = packed
         self.auto_resume = auto_resume

@@ -277,6 +277,26 @@ def test_a_connect_refused_for_too_many_connections_is_tried_again_after_retry_a
     run_venue(scenario)
 
 
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8765/ws/trade", "127.0.0.1:8765/ws/trade", "https://venue/ws/trade"]
+)
+def test_a_url_that_is_no_websocket_url_is_refused_at_once_saying_so(url: str) -> None:
+    """The finding (a new trader pasting the REST address `venue serve` prints): the client
+    was made, and `connect()` raised websockets' `InvalidURI`, `http://127.0.0.1:8765/ws/trade?
+    pack=1 isn't a valid URI: scheme isn't ws or wss`, naming a query never typed. A URL not
+    ws:// or wss:// is a ValueError as the client is made, as `RestClient`'s is."""
+    words = f"a venue's websocket URL is ws:// or wss://, such as {EXAMPLE_URL}, not {url!r}"
+    with pytest.raises(ValueError) as refused:
+        VenueClient(url)
+    assert str(refused.value) == words
+    with pytest.raises(ValueError) as refused:
+        VenueClient("ws://127.0.0.1:8765/ws/trade", other_urls=[url])
+    assert str(refused.value) == words
+
+
+EXAMPLE_URL = sdk.EXAMPLE_URL
+
+
 def test_a_handshake_refused_for_its_path_carries_the_venues_words(run_venue: Any) -> None:
     """A mistyped path (`/ws/trad`) raised `server rejected WebSocket connection: HTTP 404`
     alone: the venue's answer, which says which paths there are, was dropped."""
