@@ -251,6 +251,10 @@ class RestClient:
         before, in the client's whole life). A query written into `path`
         (`/api/v1/orders?symbol=…`) is signed as the query, as sent, before the one given in
         `query`."""
+        if not path.startswith("/"):  # sent as it is, it would be no path (a 404 of the page's)
+            raise ValueError(
+                f"{method} {path!r} not sent: a path starts with '/', such as '/api/v1/balances'"
+            )
         path, _, written = path.partition("?")
         given = urlencode({k: _query_value(v) for k, v in (query or {}).items() if v is not None})
         query_text = "&".join(part for part in (written, given) if part)

@@ -226,6 +226,28 @@ def test_an_https_url_is_spoken_over_tls_never_in_the_clear(run_venue: Run) -> N
     run_venue(scenario)
 
 
+def test_a_path_without_its_leading_slash_is_refused_before_anything_is_sent(
+    run_venue: Run,
+) -> None:
+    """The finding: `get("api/v1/balances")` sent `GET api/v1/balances`, which is no path,
+    and the venue's answer was the web page's 404, `use /ws/trade or /ws/public`, which says
+    nothing of the slash. It is a ValueError at once, nothing sent (no nonce spent)."""
+
+    async def scenario(venue: Venue) -> None:
+        trader = RestClient(base(venue), *KEYS["taker"])
+        for call in (
+            lambda: trader.get("api/v1/balances"),
+            lambda: trader.post("api/v1/orders", {}),
+            lambda: trader.delete("api/v1/orders/1"),
+        ):
+            with pytest.raises(ValueError) as refused:
+                await asyncio.to_thread(call)
+            assert "a path starts with '/', such as '/api/v1/balances'" in str(refused.value)
+        assert (await asyncio.to_thread(trader.get, "/api/v1/balances")).status == 200
+
+    run_venue(scenario)
+
+
 def test_a_query_written_into_the_path_is_signed_as_sent(run_venue: Run) -> None:
     """`get("/api/v1/orders?symbol=…")` signed the whole target as the path and an empty
     query, where the venue signs the path and the query apart (docs/rest.md): 401
