@@ -177,6 +177,11 @@ ROUTES: tuple[Route, ...] = (
           "Amend an order: `order.amend`'s params but the order id as the body"),
 )  # fmt: skip
 ORDER_IDS = ("order_id", "cl_ord_id")  # what names an order in the params of cancel, amend
+_CL_ORD_ID_IN_PARAMS = "cl_ord_id names no order here: the path's order_id does"
+_NAMED_BY_THE_PATH = {  # a cl_ord_id in the params of a route whose path names the order
+    "order.cancel": _CL_ORD_ID_IN_PARAMS,
+    "order.amend": f"{_CL_ORD_ID_IN_PARAMS}; to give the order a new cl_ord_id, send new_cl_ord_id",
+}
 
 
 def match(method: str, raw_path: str) -> tuple[Route | None, dict[str, int], list[str]]:
@@ -683,6 +688,10 @@ def _params(
                 text = text.replace(struct_words, query_words)
             return wire.WireError(None, E.MISSING_PARAM if missing else E.BAD_PARAM, text)
         params = {k: v for k, v in msgspec.to_builtins(decoded).items() if v is not None}
+    # The path names the order: a cl_ord_id beside it was told "give only one of order_id
+    # and cl_ord_id" before session 35, of an order_id the params did not hold.
+    if in_path and "cl_ord_id" in params:
+        return wire.WireError(None, E.BAD_PARAM, _NAMED_BY_THE_PATH[route.runs_as])
     for name, value in in_path.items():
         if name in params:
             return wire.WireError(None, E.BAD_PARAM, f"{name} is in the path, not the params")

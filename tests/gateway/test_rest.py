@@ -1388,6 +1388,39 @@ def test_unsigned_private_requests_are_refused_before_their_params(run_venue: Ru
     run_venue(scenario)
 
 
+def test_a_cl_ord_id_beside_the_paths_order_id_is_refused_saying_the_path_names_the_order(
+    run_venue: Run,
+) -> None:
+    """The finding (a trader renaming an order with PATCH and `cl_ord_id` in the body): the
+    refusal read `give only one of order_id and cl_ord_id`, of an order_id the trader never
+    put in the params. The path names the order: a `cl_ord_id` in the params says so, and
+    for an amend names `new_cl_ord_id`; nothing is changed."""
+
+    async def scenario(venue: Venue) -> None:
+        trader = RestClient(base(venue), *KEYS["taker"])
+        order = {"symbol": SYMBOL, "side": "buy", "type": "limit", "tif": "gtc"}
+        placed = await call(
+            trader,
+            "POST",
+            "/api/v1/orders",
+            body=json.dumps(order | {"price": "180.00", "qty": "1", "cl_ord_id": "p1"}).encode(),
+        )
+        path = f"/api/v1/orders/{placed.json()['order_id']}"
+        words = "cl_ord_id names no order here: the path's order_id does"
+        renamed = await call(trader, "PATCH", path, body=b'{"cl_ord_id": "p2", "qty": "2"}')
+        assert error_of(renamed) == (400, "BAD_PARAM")
+        assert renamed.json()["error"]["msg"] == (
+            f"{words}; to give the order a new cl_ord_id, send new_cl_ord_id"
+        )
+        canceled = await call(trader, "DELETE", path, query={"cl_ord_id": "p1"})
+        assert error_of(canceled) == (400, "BAD_PARAM")
+        assert canceled.json()["error"]["msg"] == words
+        [left] = (await get(trader, "/api/v1/orders")).json()["orders"]
+        assert (left["cl_ord_id"], left["qty"]) == ("p1", "1.000000")
+
+    run_venue(scenario)
+
+
 def test_the_order_id_segment_is_a_positive_integer_only(run_venue: Run) -> None:
     """The route's template `{order_id}` was matched as a literal segment too: DELETE
     /api/v1/orders/{order_id}?order_id=N canceled N (and `?cl_ord_id=` by client id), and a
