@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+import msgspec
+
 from engine.reasons import ErrorCode
 from gateway.auth import RECV_WINDOW_MS_DEFAULT, sign_request
 
@@ -226,10 +228,10 @@ class RestClient:
         return self.request("GET", path, query=query)
 
     def post(self, path: str, body: Any) -> RestResponse:
-        return self.request("POST", path, body=json.dumps(body).encode())
+        return self.request("POST", path, body=_encoded(body))
 
     def patch(self, path: str, body: Any) -> RestResponse:
-        return self.request("PATCH", path, body=json.dumps(body).encode())
+        return self.request("PATCH", path, body=_encoded(body))
 
     def delete(self, path: str) -> RestResponse:
         return self.request("DELETE", path)
@@ -450,6 +452,13 @@ def _open(connection: http.client.HTTPConnection, timeout_s: float) -> None:
         connection.timeout = timeout_s
     assert connection.sock is not None, "connected"
     connection.sock.settimeout(timeout_s)
+
+
+def _encoded(body: Any) -> bytes:
+    """A request body as the SDK encodes its params (msgspec): a `Decimal` as its string, so
+    the same params go through either client (before session 35, `json.dumps` raised
+    TypeError on a Decimal that the SDK sent)."""
+    return msgspec.json.encode(body)
 
 
 def _query_value(value: Any) -> Any:

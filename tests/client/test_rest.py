@@ -9,6 +9,7 @@ import socket
 import ssl
 import threading
 import time
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -222,6 +223,32 @@ def test_an_https_url_is_spoken_over_tls_never_in_the_clear(run_venue: Run) -> N
         for key, secret in ((KEYS["taker"][0], None), (None, KEYS["taker"][1])):
             with pytest.raises(ValueError, match="give both, or neither"):
                 RestClient(base(venue), key, secret)
+
+    run_venue(scenario)
+
+
+def test_decimal_values_in_a_body_are_sent_as_decimal_strings_as_the_sdk_sends_them(
+    run_venue: Run,
+) -> None:
+    """The finding (a trader keeping prices as `Decimal`, as money should be): the SDK's
+    `place(..., qty=Decimal("1.5"))` placed the order (msgspec writes a Decimal as its
+    string), while `RestClient.post` with the same params raised `TypeError: Object of type
+    Decimal is not JSON serializable`. The REST client now encodes its bodies as the SDK does."""
+
+    async def scenario(venue: Venue) -> None:
+        trader = RestClient(base(venue), *KEYS["taker"])
+        order = {"symbol": "AAPLx-USD", "side": "buy", "type": "limit", "tif": "gtc"}
+        placed = await asyncio.to_thread(
+            trader.post,
+            "/api/v1/orders",
+            order | {"price": Decimal("180.00"), "qty": Decimal("1.5")},
+        )
+        assert placed.status == 200, placed.body
+        path = f"/api/v1/orders/{placed.json()['order_id']}"
+        amended = await asyncio.to_thread(trader.patch, path, {"qty": Decimal("2")})
+        assert amended.status == 200, amended.body
+        [left] = (await asyncio.to_thread(trader.get, "/api/v1/orders")).json()["orders"]
+        assert (left["price"], left["qty"]) == ("180.00", "2.000000")
 
     run_venue(scenario)
 
