@@ -19,6 +19,7 @@ leaves is the one window left: that request raises, as any broken connection's d
 import http.client
 import itertools
 import json
+import math
 import secrets
 import select
 import ssl
@@ -228,10 +229,10 @@ class RestClient:
         return self.request("GET", path, query=query)
 
     def post(self, path: str, body: Any) -> RestResponse:
-        return self.request("POST", path, body=_encoded(body))
+        return self.request("POST", path, body=json_encoded(body))
 
     def patch(self, path: str, body: Any) -> RestResponse:
-        return self.request("PATCH", path, body=_encoded(body))
+        return self.request("PATCH", path, body=json_encoded(body))
 
     def delete(self, path: str) -> RestResponse:
         return self.request("DELETE", path)
@@ -454,11 +455,38 @@ def _open(connection: http.client.HTTPConnection, timeout_s: float) -> None:
     connection.sock.settimeout(timeout_s)
 
 
-def _encoded(body: Any) -> bytes:
-    """A request body as the SDK encodes its params (msgspec): a `Decimal` as its string, so
-    the same params go through either client (before session 35, `json.dumps` raised
-    TypeError on a Decimal that the SDK sent)."""
-    return msgspec.json.encode(body)
+def json_encoded(value: Any) -> bytes:
+    """`value` as JSON, as both clients send it (a REST body here, the SDK's frames): by
+    msgspec, a `Decimal` as its string (before session 35, `json.dumps` raised TypeError on a
+    Decimal that the SDK sent). A float NaN or infinity is a ValueError naming where it is:
+    msgspec writes it as `null`, which the venue reads as a field not given (an amend's
+    `price: nan` went as no price, its qty changed)."""
+    encoded = msgspec.json.encode(value)
+    if b"null" in encoded:  # only then can one have been written: the walk is off the common path
+        found = _not_finite(msgspec.to_builtins(value), "")
+        if found is not None:
+            where, number = found
+            raise ValueError(
+                f"{where or 'the value'} is {number!r}: JSON has no NaN or infinity (it would be"
+                " sent as null, read as not given); nothing sent"
+            )
+    return encoded
+
+
+def _not_finite(value: Any, where: str) -> tuple[str, float] | None:
+    """The first float NaN or infinity in `value` (builtins) and its path, such as
+    `ops[0].price`, or None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (where, value)
+    if isinstance(value, dict):
+        steps: Iterable[tuple[str, Any]] = (
+            (f"{where}.{key}" if where else str(key), item) for key, item in value.items()
+        )
+    elif isinstance(value, list):
+        steps = ((f"{where}[{index}]", item) for index, item in enumerate(value))
+    else:
+        return None
+    return next(filter(None, (_not_finite(item, path) for path, item in steps)), None)
 
 
 def _query_value(value: Any) -> Any:

@@ -21,12 +21,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.protocol import State
 
-from client.rest import REFUSED_RETRIES_MAX, retry_after_s
+from client.rest import REFUSED_RETRIES_MAX, json_encoded, retry_after_s
 from client.sdk_calls import Calls
 from client.sdk_reader import PUSH_QUEUE_MAX, Reading
 from client.sdk_resume import (
@@ -444,7 +443,7 @@ class VenueClient(Calls, Resuming, Reading):
         self, request_id: int, method: str, params: Mapping[str, Any] | None
     ) -> dict[str, Any]:
         assert self.websocket is not None, "connect first"
-        frame = msgspec.json.encode({"id": request_id, "method": method, "params": params or {}})
+        frame = json_encoded({"id": request_id, "method": method, "params": params or {}})
         if len(frame) > MESSAGE_BYTES_MAX:  # the venue's answer would have no id, or it closes
             raise RequestTooLarge(method, len(frame))
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()

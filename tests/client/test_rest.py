@@ -2,6 +2,7 @@
 
 import ast
 import asyncio
+import math
 import os
 import re
 import resource
@@ -249,6 +250,41 @@ def test_decimal_values_in_a_body_are_sent_as_decimal_strings_as_the_sdk_sends_t
         assert amended.status == 200, amended.body
         [left] = (await asyncio.to_thread(trader.get, "/api/v1/orders")).json()["orders"]
         assert (left["price"], left["qty"]) == ("180.00", "2.000000")
+
+    run_venue(scenario)
+
+
+def test_a_number_json_cannot_carry_is_refused_before_anything_is_sent(run_venue: Run) -> None:
+    """The review's finding: msgspec writes a float NaN or infinity as `null`, which the
+    venue reads as a field not given, so `patch(path, {"qty": "2", "price": nan})` amended
+    the qty and dropped the price, unsaid (with `json.dumps`, before session 35, the body was
+    `NaN`: 400 BAD_JSON). Such a number is a ValueError naming where it is, nothing sent."""
+
+    async def scenario(venue: Venue) -> None:
+        trader = RestClient(base(venue), *KEYS["taker"])
+        order = {"symbol": "AAPLx-USD", "side": "buy", "type": "limit", "tif": "gtc"}
+        placed = await asyncio.to_thread(
+            trader.post, "/api/v1/orders", order | {"price": "180.00", "qty": "1"}
+        )
+        assert placed.status == 200, placed.body
+        path = f"/api/v1/orders/{placed.json()['order_id']}"
+        batch = {"ops": [{"q": [-math.inf]}]}
+        asked = [
+            (trader.patch, path, {"qty": "2", "price": float("nan")}, "price is nan"),
+            (
+                trader.post,
+                "/api/v1/orders",
+                order | {"qty": "1", "price": math.inf},
+                "price is inf",
+            ),
+            (trader.post, "/api/v1/orders/batch", batch, "ops[0].q[0] is -inf"),
+        ]
+        for send, where, body, words in asked:
+            with pytest.raises(ValueError) as refused:
+                await asyncio.to_thread(send, where, body)
+            assert str(refused.value).startswith(f"{words}: JSON has no NaN or infinity"), words
+        [left] = (await asyncio.to_thread(trader.get, "/api/v1/orders")).json()["orders"]
+        assert (left["price"], left["qty"]) == ("180.00", "1.000000")
 
     run_venue(scenario)
 

@@ -120,6 +120,27 @@ def test_open_orders_of_an_empty_symbol_is_refused_not_every_order(run_venue: An
     run_venue(scenario)
 
 
+def test_a_number_json_cannot_carry_is_refused_before_anything_is_sent(run_venue: Any) -> None:
+    """The review's finding: msgspec writes a float NaN or infinity as `null`, which the
+    venue reads as a field not given, so `amend(order_id, qty="2", price=nan)` amended the
+    qty and dropped the price, unsaid. Such a number is a ValueError naming where it is in
+    the request, nothing sent."""
+
+    async def scenario(venue: Venue) -> None:
+        taker = await venue.client("taker")
+        placed = await taker.place(SYMBOL, "buy", "1", "180.00")
+        with pytest.raises(ValueError) as refused:
+            await taker.amend(placed["order_id"], qty="2", price=math.nan)
+        assert str(refused.value).startswith("params.price is nan: JSON has no NaN or infinity")
+        with pytest.raises(ValueError) as refused:
+            await taker.batch([{"method": "order.cancel", "params": {"order_id": -math.inf}}])
+        assert str(refused.value).startswith("params.ops[0].params.order_id is -inf: JSON has")
+        [left] = (await taker.open_orders())["orders"]
+        assert (left["price"], left["qty"]) == ("180.00", "1.000000")
+
+    run_venue(scenario)
+
+
 def test_an_order_named_both_ways_is_refused_not_taken_by_its_id(run_venue: Any) -> None:
     """The finding: `cancel`, `amend` and `order_status` given both an `order_id` and a
     `cl_ord_id` sent the id alone, so `cancel(order_id=B, cl_ord_id="a")` canceled order B
