@@ -79,7 +79,6 @@ E = ErrorCode
 # attribute lookup EnumType gets for defining `__getattr__`, which CPython 3.11 cannot
 # specialise (~920 instructions a read, callgrind); a module global is a cached load.
 _LIMIT_ORDER, _GTD = OrderType.LIMIT, TimeInForce.GTD
-_MARKET_TIFS = frozenset({TimeInForce.IOC, TimeInForce.FOK})  # a market order never rests
 
 # ----------------------------------------------------------------- limits
 
@@ -269,11 +268,6 @@ class PlaceParams(Params, frozen=True):
         else:
             if self.price is not None:
                 return E.BAD_PARAM, "a market order has no price"
-            # Named one by one here: the engine's refusal names its three rules at once.
-            if self.tif not in _MARKET_TIFS:
-                return E.BAD_PARAM, f"a market order is ioc or fok, not {self.tif}: it never rests"
-            if self.post_only:
-                return E.BAD_PARAM, "a market order is never post_only: it takes"
             if self.qty is None and self.quote_qty is None:
                 return E.MISSING_PARAM, "a market order needs qty or quote_qty"
             if self.qty is not None and self.quote_qty is not None:
