@@ -488,7 +488,7 @@ class SubscribeParams(Params, frozen=True):
             return E.MISSING_PARAM, "the candles channel needs an interval: 1m, 5m, 1h or 1d"
         if self.ch != "candles" and self.interval is not None:
             return E.BAD_PARAM, "interval applies to the candles channel only"
-        return _account_symbols_problem(self.ch, self.symbols)
+        return None  # symbols given for the account stream are ignored, as depth off book
 
 
 class UnsubscribeParams(Params, frozen=True):
@@ -502,19 +502,16 @@ class UnsubscribeParams(Params, frozen=True):
     def problem(self) -> Problem | None:
         if self.ch != "candles" and self.interval is not None:
             return E.BAD_PARAM, "interval applies to the candles channel only"
-        return _account_symbols_problem(self.ch, self.symbols)
+        if self.ch == "account" and self.symbols is not None:
+            # before session 35 any symbols, an unknown one too, stopped the whole stream
+            return E.BAD_PARAM, _ACCOUNT_SYMBOLS
+        return None
 
 
-def _account_symbols_problem(channel: str, symbols: tuple[str, ...] | None) -> Problem | None:
-    """The account stream is the whole account's: symbols given for it were taken and
-    ignored (before session 35), so a trader who asked for one symbol got them all."""
-    if channel == "account" and symbols is not None:
-        return (
-            E.BAD_PARAM,
-            "symbols applies to the public channels: the account stream carries every symbol "
-            "of the account",
-        )
-    return None
+_ACCOUNT_SYMBOLS = (
+    "symbols applies to the public channels: the account stream carries every symbol of the"
+    " account, and unsubscribe stops it whole (send no symbols)"
+)
 
 
 class SubscriptionsParams(Params, frozen=True):
