@@ -1523,10 +1523,16 @@ def _signed_decimal_words(text: str, params: bytes | msgspec.Raw, method: str) -
 
 
 _DECIMAL_COMMA = re.compile(r"[0-9]+,[0-9]+\Z")  # "1,5": a decimal comma, as many locales write
+# "1,000", "10,000.5": thousands grouped, as "1,000" could not be read as a decimal comma (the
+# review of session 35: it was told to be written "1.000", which is 1)
+_GROUPED = re.compile(r"[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?\Z")
 
 
 def _not_plain_words(value: str) -> str:
     """What a decimal text that is not in plain notation (nor only signed) is told."""
+    if _GROUPED.match(value):
+        plain = value.replace(",", "")
+        return f'is a plain decimal number written without thousands separators, such as "{plain}"'
     if _DECIMAL_COMMA.match(value):
         return 'is a plain decimal number written with a point, such as "1.5"'
     return (

@@ -456,6 +456,8 @@ def test_a_signed_decimal_in_a_batch_op_says_which_op() -> None:
 
 PLAIN = 'is a plain decimal number such as "1.5" or "100" (digits, at most one point between them)'
 COMMA = 'is a plain decimal number written with a point, such as "1.5"'
+# "1,000" is read as grouping (a decimal comma has no reason for exactly three digits after)
+GROUPED = 'is a plain decimal number written without thousands separators, such as "{}"'
 
 
 @pytest.mark.parametrize(
@@ -467,7 +469,14 @@ COMMA = 'is a plain decimal number written with a point, such as "1.5"'
         ("qty", " 1", f"qty {PLAIN}: not ' 1' - at `params.qty`"),
         ("qty", ".5", f"qty {PLAIN}: not '.5' - at `params.qty`"),
         ("qty", "5.", f"qty {PLAIN}: not '5.' - at `params.qty`"),
-        ("qty", "1,000.5", f"qty {PLAIN}: not '1,000.5' - at `params.qty`"),
+        ("qty", "1,000", f"qty {GROUPED.format('1000')}: not '1,000' - at `params.qty`"),
+        ("qty", "10,000", f"qty {GROUPED.format('10000')}: not '10,000' - at `params.qty`"),
+        ("qty", "1,000,000", f"qty {GROUPED.format('1000000')}: not '1,000,000' - at `params.qty`"),
+        ("qty", "1,000.5", f"qty {GROUPED.format('1000.5')}: not '1,000.5' - at `params.qty`"),
+        ("qty", "1,0000", f"qty {COMMA}: not '1,0000' - at `params.qty`"),
+        ("qty", "1000,000", f"qty {COMMA}: not '1000,000' - at `params.qty`"),
+        ("qty", "1,00", f"qty {COMMA}: not '1,00' - at `params.qty`"),
+        ("qty", "1,000,5", f"qty {PLAIN}: not '1,000,5' - at `params.qty`"),
         ("qty", "-1e3", f"qty {PLAIN}: not '-1e3' - at `params.qty`"),
         ("qty", "", f"qty {PLAIN}: not '' - at `params.qty`"),
     ],
@@ -478,7 +487,9 @@ def test_a_decimal_text_that_is_not_plain_is_quoted_and_told_the_form(
     """The finding (a trader whose locale writes a decimal comma, `"1,5"`): every decimal
     text not in plain notation but a signed one got `Expected `str` holding a plain decimal
     number - at `params.qty``, which quotes nothing and names no fix. It is quoted, with the
-    form it should have (a comma named as such)."""
+    form it should have (a comma named as such). The review: `"1,000"` and `"10,000"` were
+    told to be written with a point (`"1.000"`, which is 1): text grouped in threes
+    is told there are no thousands separators, with the figure it should be."""
     assert refused(frame("order.place", place(**{field: text}))).message == words
 
 
