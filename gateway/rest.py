@@ -689,9 +689,11 @@ def _params(
             return wire.WireError(None, E.MISSING_PARAM if missing else E.BAD_PARAM, text)
         params = {k: v for k, v in msgspec.to_builtins(decoded).items() if v is not None}
     # The path names the order: a cl_ord_id beside it was told "give only one of order_id
-    # and cl_ord_id" before session 35, of an order_id the params did not hold.
-    if in_path and "cl_ord_id" in params:
-        return wire.WireError(None, E.BAD_PARAM, _NAMED_BY_THE_PATH[route.runs_as])
+    # and cl_ord_id" before session 35, of an order_id the params did not hold. A null one
+    # is none, as a null is for any field.
+    if in_path and params.get("cl_ord_id") is not None:
+        words = _NAMED_BY_THE_PATH.get(route.runs_as, _CL_ORD_ID_IN_PARAMS)
+        return wire.WireError(None, E.BAD_PARAM, words)
     for name, value in in_path.items():
         if name in params:
             return wire.WireError(None, E.BAD_PARAM, f"{name} is in the path, not the params")

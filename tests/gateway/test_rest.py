@@ -10,16 +10,19 @@ import time
 from collections.abc import Awaitable, Callable
 from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from websockets.exceptions import InvalidStatus
 
 from client.rest import RestClient, RestResponse
 from client.sdk import VenueClient, VenueError
+from engine.reasons import ErrorCode
 from gateway import http as http_limits
 from gateway import rest, wire
 from gateway.auth import sign_request
+from gateway.http import Exchange
 from gateway.limits import RATE_LIMITED_WORDS
 from tests.conftest import (
     KEYS,
@@ -1417,8 +1420,29 @@ def test_a_cl_ord_id_beside_the_paths_order_id_is_refused_saying_the_path_names_
         assert canceled.json()["error"]["msg"] == words
         [left] = (await get(trader, "/api/v1/orders")).json()["orders"]
         assert (left["cl_ord_id"], left["qty"]) == ("p1", "1.000000")
+        # a null cl_ord_id is no cl_ord_id, as null is for any field (the review: refused too)
+        amended = await call(trader, "PATCH", path, body=b'{"cl_ord_id": null, "qty": "2"}')
+        assert amended.status == 200, amended
+        [left] = (await get(trader, "/api/v1/orders")).json()["orders"]
+        assert (left["cl_ord_id"], left["qty"]) == ("p1", "2.000000")
 
     run_venue(scenario)
+
+
+def test_a_cl_ord_id_beside_the_paths_order_id_is_refused_on_any_route_naming_the_order() -> None:
+    """The review: the refusal's words were looked up by the route's method, so a route added
+    later with `{order_id}` in its path (an order's status, say) would raise KeyError there,
+    a 500. Such a route gets the general words."""
+    route = rest.Route(
+        "GET", "/api/v1/orders/{order_id}", True, "order.status", wire.OrderStatusParams, None, ""
+    )
+    exchange = cast(Exchange, SimpleNamespace(query="cl_ord_id=a", body=b""))
+    refused = rest._params(route, exchange, {"order_id": 7})
+    assert isinstance(refused, wire.WireError), refused
+    assert (refused.code, refused.message) == (
+        ErrorCode.BAD_PARAM,
+        "cl_ord_id names no order here: the path's order_id does",
+    )
 
 
 def test_the_order_id_segment_is_a_positive_integer_only(run_venue: Run) -> None:
