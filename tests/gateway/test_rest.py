@@ -1589,7 +1589,6 @@ def test_a_key_without_the_scope_is_refused_before_the_params_as_on_the_websocke
         asked = [
             (reader, "POST", "/api/v1/orders", None, b"["),  # not JSON
             (reader, "POST", "/api/v1/orders", {"symbol": SYMBOL}, b"{}"),  # params in the query
-            (reader, "POST", "/api/v1/orders", None, b'{"qty": 5}'),
             (reader, "PATCH", "/api/v1/orders/7", None, b'{"order_id": 8}'),
             (reader, "DELETE", "/api/v1/orders/99999999999999999999", None, b""),
             (reader, "DELETE", "/api/v1/orders/7", None, b"a body"),
@@ -1600,6 +1599,14 @@ def test_a_key_without_the_scope_is_refused_before_the_params_as_on_the_websocke
         for client, method, path, query, body in asked:
             response = await call(client, method, path, query=query, body=body)
             assert error_of(response) == (403, "PERMISSION_DENIED"), (method, path, query, body)
+        # 403 before 415: a body not labelled JSON (RestClient always labels it, so sent raw)
+        order = {"symbol": SYMBOL, "side": "buy", "type": "limit", "tif": "gtc"}
+        body = json.dumps(order | {"price": "180.00", "qty": "1"}).encode()
+        for method, path in (("POST", "/api/v1/orders"), ("PATCH", "/api/v1/orders/7")):
+            unlabelled = await asyncio.to_thread(
+                send_signed, venue, reader, method, path, body, {"Content-Type": "text/plain"}
+            )
+            assert error_of(unlabelled) == (403, "PERMISSION_DENIED"), (method, unlabelled)
         assert await ws_open_orders(venue, "taker") == []
 
     run_venue(scenario)
