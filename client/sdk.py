@@ -19,7 +19,6 @@ import math
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -58,6 +57,7 @@ from client.sdk_types import (
     account_event,
     unknown_outcome,
 )
+from client.urls import EXAMPLE_URL, is_websocket_url
 from gateway.market_data import LocalBook
 from gateway.wire import MESSAGE_BYTES_MAX
 
@@ -65,6 +65,7 @@ __all__ = [  # the SDK's public names, wherever they are defined (client.sdk_*)
     "ADMIN_UNKNOWN_OUTCOME",
     "ADMIN_UNKNOWN_OUTCOME_WITHOUT_ID",
     "CLOSE_TIMEOUT_S",
+    "EXAMPLE_URL",
     "ISSUE_KEY_UNKNOWN_OUTCOME",
     "LOGON_RATE_LIMITED_RETRIES_MAX",
     "LOGON_RATE_LIMITED_WAIT_MAX_S",
@@ -118,14 +119,11 @@ SILENCE_TIMEOUT_S = 10.0
 CLOSE_TIMEOUT_S = 2.0
 
 
-EXAMPLE_URL = "ws://127.0.0.1:8765/ws/trade"  # `make run`'s
-
-
 def websocket_url(url: str) -> str:
     """`url`, if it is a websocket URL; else a ValueError saying what one is (before session
     35 an http:// URL was taken, and `connect()` raised websockets' `InvalidURI` naming the
     `?pack=1` the client adds, which the caller never typed)."""
-    if urlsplit(url).scheme not in ("ws", "wss"):
+    if not is_websocket_url(url):
         raise ValueError(
             f"a venue's websocket URL is ws:// or wss://, such as {EXAMPLE_URL}, not {url!r}"
         )

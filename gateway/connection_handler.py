@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 # A cluster gateway whose lease lapsed closes its sessions with 1012 (service restart): the
 # client reconnects, here once the lease is held again or to another gateway (protocol §11.2).
 LEASE_LOST_CLOSE_CODE = 1012
-NOT_FOUND_TYPE = "text/plain; charset=utf-8"  # the transport's 404, as it sends it
 LEASE_LOST_REASON = "gateway lost its lease"
 OUTCOME_UNKNOWN_AT_LEASE_LOSS = (
     "no outcome: the gateway lost its lease before the core's answer came back, and the"
@@ -117,7 +116,7 @@ class ConnectionHandler:
             page = http.websocket_request(exchange)
             response = self._charge_page_request(connection, page)
             if response is None:
-                exchange.respond(404, transport.NOT_FOUND_TEXT.encode(), NOT_FOUND_TYPE)
+                exchange.respond(404, transport.NOT_FOUND_TEXT.encode(), transport.NOT_FOUND_TYPE)
             else:
                 http.answer_with(exchange, response)
             return True
