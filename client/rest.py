@@ -482,7 +482,7 @@ def _not_finite(value: Any, where: str) -> tuple[str, float] | None:
         steps: Iterable[tuple[str, Any]] = (
             (f"{where}.{key}" if where else str(key), item) for key, item in value.items()
         )
-    elif isinstance(value, list):
+    elif isinstance(value, (list, tuple)):  # `to_builtins` keeps a tuple a tuple
         steps = ((f"{where}[{index}]", item) for index, item in enumerate(value))
     else:
         return None

@@ -690,7 +690,7 @@ def _params(
         params = {k: v for k, v in msgspec.to_builtins(decoded).items() if v is not None}
     # The path names the order: a cl_ord_id beside it was told "give only one of order_id
     # and cl_ord_id" before session 35, of an order_id the params did not hold. A null one
-    # is none, as a null is for any field.
+    # is none, as a null optional param is (an `order_id` of null is still refused below).
     if in_path and params.get("cl_ord_id") is not None:
         words = _NAMED_BY_THE_PATH.get(route.runs_as, _CL_ORD_ID_IN_PARAMS)
         return wire.WireError(None, E.BAD_PARAM, words)

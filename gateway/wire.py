@@ -1523,16 +1523,26 @@ def _signed_decimal_words(text: str, params: bytes | msgspec.Raw, method: str) -
 
 
 _DECIMAL_COMMA = re.compile(r"[0-9]+,[0-9]+\Z")  # "1,5": a decimal comma, as many locales write
-# "1,000", "10,000.5": thousands grouped, as "1,000" could not be read as a decimal comma (the
-# review of session 35: it was told to be written "1.000", which is 1)
-_GROUPED = re.compile(r"[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?\Z")
+# "1,000,000", "10,000.5": thousands grouped, and nothing else; "1,500" could be either, and is
+# told both readings (the review of session 35: "1,000" was told to be written "1.000", which is
+# 1, and then "0,125" to be written "0125", which is 125: a first group led by 0 is no grouping)
+_GROUPED = re.compile(r"[1-9][0-9]{0,2}(?:,[0-9]{3})+(?:\.[0-9]+)?\Z")
 
 
 def _not_plain_words(value: str) -> str:
     """What a decimal text that is not in plain notation (nor only signed) is told."""
     if _GROUPED.match(value):
-        plain = value.replace(",", "")
-        return f'is a plain decimal number written without thousands separators, such as "{plain}"'
+        grouped = value.replace(",", "")
+        if value.count(",") == 1 and "." not in value:  # a decimal comma reads it too
+            point = value.replace(",", ".")
+            return (
+                "is a plain decimal number, with no thousands separators and a point for a"
+                f' fraction: "{grouped}" if the comma groups thousands, "{point}" if it is a'
+                " decimal comma"
+            )
+        return (
+            f'is a plain decimal number written without thousands separators, such as "{grouped}"'
+        )
     if _DECIMAL_COMMA.match(value):
         return 'is a plain decimal number written with a point, such as "1.5"'
     return (

@@ -278,6 +278,13 @@ def test_a_number_json_cannot_carry_is_refused_before_anything_is_sent(run_venue
                 "price is inf",
             ),
             (trader.post, "/api/v1/orders/batch", batch, "ops[0].q[0] is -inf"),
+            # a tuple stays a tuple in `to_builtins` (the re-review: it went out as null)
+            (
+                trader.post,
+                "/api/v1/orders/batch",
+                {"ops": ({"q": (1.0, math.nan)},)},
+                "ops[0].q[1] is nan",
+            ),
         ]
         for send, where, body, words in asked:
             with pytest.raises(ValueError) as refused:

@@ -456,8 +456,12 @@ def test_a_signed_decimal_in_a_batch_op_says_which_op() -> None:
 
 PLAIN = 'is a plain decimal number such as "1.5" or "100" (digits, at most one point between them)'
 COMMA = 'is a plain decimal number written with a point, such as "1.5"'
-# "1,000" is read as grouping (a decimal comma has no reason for exactly three digits after)
+# "1,000,000" is read as grouping; "1,000" either way, so told both readings
 GROUPED = 'is a plain decimal number written without thousands separators, such as "{}"'
+EITHER = (
+    'is a plain decimal number, with no thousands separators and a point for a fraction: "{}" if'
+    ' the comma groups thousands, "{}" if it is a decimal comma'
+)
 
 
 @pytest.mark.parametrize(
@@ -469,8 +473,15 @@ GROUPED = 'is a plain decimal number written without thousands separators, such 
         ("qty", " 1", f"qty {PLAIN}: not ' 1' - at `params.qty`"),
         ("qty", ".5", f"qty {PLAIN}: not '.5' - at `params.qty`"),
         ("qty", "5.", f"qty {PLAIN}: not '5.' - at `params.qty`"),
-        ("qty", "1,000", f"qty {GROUPED.format('1000')}: not '1,000' - at `params.qty`"),
-        ("qty", "10,000", f"qty {GROUPED.format('10000')}: not '10,000' - at `params.qty`"),
+        ("qty", "1,000", f"qty {EITHER.format('1000', '1.000')}: not '1,000' - at `params.qty`"),
+        (
+            "qty",
+            "10,000",
+            f"qty {EITHER.format('10000', '10.000')}: not '10,000' - at `params.qty`",
+        ),
+        ("qty", "0,125", f"qty {COMMA}: not '0,125' - at `params.qty`"),
+        ("price", "0,500", f"price {COMMA}: not '0,500' - at `params.price`"),
+        ("qty", "012,345", f"qty {COMMA}: not '012,345' - at `params.qty`"),
         ("qty", "1,000,000", f"qty {GROUPED.format('1000000')}: not '1,000,000' - at `params.qty`"),
         ("qty", "1,000.5", f"qty {GROUPED.format('1000.5')}: not '1,000.5' - at `params.qty`"),
         ("qty", "1,0000", f"qty {COMMA}: not '1,0000' - at `params.qty`"),
@@ -489,7 +500,9 @@ def test_a_decimal_text_that_is_not_plain_is_quoted_and_told_the_form(
     number - at `params.qty``, which quotes nothing and names no fix. It is quoted, with the
     form it should have (a comma named as such). The review: `"1,000"` and `"10,000"` were
     told to be written with a point (`"1.000"`, which is 1): text grouped in threes
-    is told there are no thousands separators, with the figure it should be."""
+    is told there are no thousands separators, with the figure it should be, and where one
+    comma could be either, both readings; the re-review: `"0,125"` was told `"0125"` (125),
+    as a first group led by 0 is no grouping, it is a decimal comma."""
     assert refused(frame("order.place", place(**{field: text}))).message == words
 
 
