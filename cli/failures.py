@@ -17,14 +17,13 @@ from typing import NoReturn
 from urllib.parse import urlsplit
 
 from cli.hangup import interrupt_status
+from client.urls import EXAMPLE_URL, TRADE_PATH, is_websocket_url
 from core.config import ConfigError
 from core.journal import JournalError, refuse_dangling_link
 from gateway.auth import KeyStoreError
 
 EXIT_FAILED = 2  # bad input or surroundings: the same status argparse uses for bad flags
 EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports it (128 + SIGINT)
-TRADE_PATH = "/ws/trade"
-TRADE_URL_EXAMPLE = "ws://127.0.0.1:8765/ws/trade"
 
 
 class CommandFailed(Exception):
@@ -94,12 +93,11 @@ def check_trade_url(url: str) -> None:
         _ = parts.port  # a port that is not a number, or not within 0..65535
     except ValueError as malformed:
         raise CommandFailed(
-            f"--url {url}: {malformed}: give a websocket URL, e.g. {TRADE_URL_EXAMPLE}"
+            f"--url {url}: {malformed}: give a websocket URL, e.g. {EXAMPLE_URL}"
         ) from None
-    if parts.scheme not in ("ws", "wss") or not parts.hostname:
-        raise CommandFailed(f"--url {url}: give a websocket URL, e.g. {TRADE_URL_EXAMPLE}")
+    if not is_websocket_url(url) or not parts.hostname:
+        raise CommandFailed(f"--url {url}: give a websocket URL, e.g. {EXAMPLE_URL}")
     if parts.path != TRADE_PATH:
         raise CommandFailed(
-            f"--url {url}: the path must be {TRADE_PATH} (the trade endpoint),"
-            f" e.g. {TRADE_URL_EXAMPLE}"
+            f"--url {url}: the path must be {TRADE_PATH} (the trade endpoint), e.g. {EXAMPLE_URL}"
         )

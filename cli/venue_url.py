@@ -5,9 +5,10 @@ with that config listens (before session 30, always port 8765, whatever the file
 
 from pathlib import Path
 
+from client.urls import EXAMPLE_URL, TRADE_PATH
 from core import config as venue_config
 
-URL_DEFAULT = "ws://127.0.0.1:8765/ws/trade"  # the default config's: no config, or port 0
+URL_DEFAULT = EXAMPLE_URL  # the default config's: no config, or port 0
 # Addresses a server binds to listen on every interface: a client reaches it on loopback.
 WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
@@ -25,4 +26,4 @@ def config_trade_url(path: Path) -> str:
         return URL_DEFAULT
     host = WILDCARD_HOSTS.get(section.host, section.host)
     address = f"[{host}]" if ":" in host else host
-    return f"ws://{address}:{section.port}/ws/trade"
+    return f"ws://{address}:{section.port}{TRADE_PATH}"

@@ -19,6 +19,7 @@ leaves is the one window left: that request raises, as any broken connection's d
 import http.client
 import itertools
 import json
+import math
 import secrets
 import select
 import ssl
@@ -26,6 +27,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlencode, urlsplit
+
+import msgspec
 
 from engine.reasons import ErrorCode
 from gateway.auth import RECV_WINDOW_MS_DEFAULT, sign_request
@@ -226,10 +229,10 @@ class RestClient:
         return self.request("GET", path, query=query)
 
     def post(self, path: str, body: Any) -> RestResponse:
-        return self.request("POST", path, body=json.dumps(body).encode())
+        return self.request("POST", path, body=json_encoded(body))
 
     def patch(self, path: str, body: Any) -> RestResponse:
-        return self.request("PATCH", path, body=json.dumps(body).encode())
+        return self.request("PATCH", path, body=json_encoded(body))
 
     def delete(self, path: str) -> RestResponse:
         return self.request("DELETE", path)
@@ -251,6 +254,10 @@ class RestClient:
         before, in the client's whole life). A query written into `path`
         (`/api/v1/orders?symbol=…`) is signed as the query, as sent, before the one given in
         `query`."""
+        if not path.startswith("/"):  # sent as it is, it would be no path (a 404 of the page's)
+            raise ValueError(
+                f"{method} {path!r} not sent: a path starts with '/', such as '/api/v1/balances'"
+            )
         path, _, written = path.partition("?")
         given = urlencode({k: _query_value(v) for k, v in (query or {}).items() if v is not None})
         query_text = "&".join(part for part in (written, given) if part)
@@ -446,6 +453,40 @@ def _open(connection: http.client.HTTPConnection, timeout_s: float) -> None:
         connection.timeout = timeout_s
     assert connection.sock is not None, "connected"
     connection.sock.settimeout(timeout_s)
+
+
+def json_encoded(value: Any) -> bytes:
+    """`value` as JSON, as both clients send it (a REST body here, the SDK's frames): by
+    msgspec, a `Decimal` as its string (before session 35, `json.dumps` raised TypeError on a
+    Decimal that the SDK sent). A float NaN or infinity is a ValueError naming where it is:
+    msgspec writes it as `null`, which the venue reads as a field not given (an amend's
+    `price: nan` went as no price, its qty changed)."""
+    encoded = msgspec.json.encode(value)
+    if b"null" in encoded:  # only then can one have been written: the walk is off the common path
+        found = _not_finite(msgspec.to_builtins(value), "")
+        if found is not None:
+            where, number = found
+            raise ValueError(
+                f"{where or 'the value'} is {number!r}: JSON has no NaN or infinity (it would be"
+                " sent as null, read as not given); nothing sent"
+            )
+    return encoded
+
+
+def _not_finite(value: Any, where: str) -> tuple[str, float] | None:
+    """The first float NaN or infinity in `value` (builtins) and its path, such as
+    `ops[0].price`, or None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (where, value)
+    if isinstance(value, dict):
+        steps: Iterable[tuple[str, Any]] = (
+            (f"{where}.{key}" if where else str(key), item) for key, item in value.items()
+        )
+    elif isinstance(value, (list, tuple)):  # `to_builtins` keeps a tuple a tuple
+        steps = ((f"{where}[{index}]", item) for index, item in enumerate(value))
+    else:
+        return None
+    return next(filter(None, (_not_finite(item, path) for path, item in steps)), None)
 
 
 def _query_value(value: Any) -> Any:

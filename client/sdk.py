@@ -20,12 +20,11 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, NoReturn
 
-import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.protocol import State
 
-from client.rest import REFUSED_RETRIES_MAX, retry_after_s
+from client.rest import REFUSED_RETRIES_MAX, json_encoded, retry_after_s
 from client.sdk_calls import Calls
 from client.sdk_reader import PUSH_QUEUE_MAX, Reading
 from client.sdk_resume import (
@@ -59,6 +58,7 @@ from client.sdk_types import (
     account_event,
     unknown_outcome,
 )
+from client.urls import EXAMPLE_URL, is_websocket_url
 from gateway.market_data import LocalBook
 from gateway.wire import MESSAGE_BYTES_MAX
 
@@ -66,6 +66,7 @@ __all__ = [  # the SDK's public names, wherever they are defined (client.sdk_*)
     "ADMIN_UNKNOWN_OUTCOME",
     "ADMIN_UNKNOWN_OUTCOME_WITHOUT_ID",
     "CLOSE_TIMEOUT_S",
+    "EXAMPLE_URL",
     "ISSUE_KEY_UNKNOWN_OUTCOME",
     "LOGON_RATE_LIMITED_RETRIES_MAX",
     "LOGON_RATE_LIMITED_WAIT_MAX_S",
@@ -118,6 +119,17 @@ SILENCE_TIMEOUT_S = 10.0
 # hangs (SIGSTOPped, its machine lost) and the transport is dropped: websockets waited 10 s,
 # which a bot asked to stop, or a resume closing the old link, sat out.
 CLOSE_TIMEOUT_S = 2.0
+
+
+def websocket_url(url: str) -> str:
+    """`url`, if it is a websocket URL; else a ValueError saying what one is (before session
+    35 an http:// URL was taken, and `connect()` raised websockets' `InvalidURI` naming the
+    `?pack=1` the client adds, which the caller never typed)."""
+    if not is_websocket_url(url):
+        raise ValueError(
+            f"a venue's websocket URL is ws:// or wss://, such as {EXAMPLE_URL}, not {url!r}"
+        )
+    return url
 
 
 def packed_url(url: str) -> str:
@@ -180,9 +192,10 @@ class VenueClient(Calls, Resuming, Reading):
     ) -> None:
         if pushes_max < 1:  # asyncio.Queue(0) would have no bound at all
             raise ValueError(f"pushes_max must be at least 1, not {pushes_max}")
-        self.url = url
+        self.url = websocket_url(url)
         # every gateway auto_resume may reopen on, in the order tried: `url` first
-        self.urls = (url, *(other for other in other_urls if other != url))
+        others = (websocket_url(other) for other in other_urls)
+        self.urls = (url, *(other for other in others if other != url))
         self.request_timeout_s = request_timeout_s  # checked: see the property
         self.packed = packed
         self.auto_resume = auto_resume
@@ -494,7 +507,7 @@ class VenueClient(Calls, Resuming, Reading):
         self, request_id: int, method: str, params: Mapping[str, Any] | None
     ) -> dict[str, Any]:
         assert self.websocket is not None, "connect first"
-        frame = msgspec.json.encode({"id": request_id, "method": method, "params": params or {}})
+        frame = json_encoded({"id": request_id, "method": method, "params": params or {}})
         if len(frame) > MESSAGE_BYTES_MAX:  # the venue's answer would have no id, or it closes
             raise RequestTooLarge(method, len(frame))
         if method == "session.logout":  # noted before it leaves: the link may drop after it

@@ -55,17 +55,21 @@ class Calls:
         qty: str | None = None,
         price: str | None = None,
         type: str = "limit",
-        tif: str = "gtc",
+        tif: str | None = None,
         *,
         once: bool = False,
         **more: Any,
     ) -> Any:
-        """Place an order (`more`: the other params, `cl_ord_id=` and so on). With `once`
+        """Place an order (`more`: the other params, `cl_ord_id=` and so on). Without a `tif`
+        a limit order is `gtc` and a market order `ioc` (before session 35, `gtc` for both,
+        which the venue refuses a market order). With `once`
         (it needs a `cl_ord_id`) the venue places it at most once per cl_ord_id: after a
         `ConnectionLost` with `outcome_unknown` or a 504 `OUTCOME_UNKNOWN`, send the same call
         again (within 10 minutes: the venue forgets it then); a repeat is refused
         `DUPLICATE_CL_ORD_ID` naming the first order and its status in `VenueError.data`
         (docs/protocol.md §2.4)."""
+        if tif is None:
+            tif = "ioc" if type == "market" else "gtc"
         params = {"symbol": symbol, "side": side, "type": type, "tif": tif, **more}
         if qty is not None:
             params["qty"] = qty
@@ -118,7 +122,9 @@ class Calls:
         return await self.request("orders.cancel_all", filters)
 
     async def open_orders(self, symbol: str | None = None) -> Any:
-        return await self.request("orders.open", {"symbol": symbol} if symbol else {})
+        """The open orders, of `symbol` if given (sent as given: `""` is the venue's to
+        refuse; before session 35 it was dropped, and every open order listed)."""
+        return await self.request("orders.open", {} if symbol is None else {"symbol": symbol})
 
     async def order_status(self, order_id: int | None = None, cl_ord_id: str | None = None) -> Any:
         """One of the account's orders, open or closed (while the venue retains it): a

@@ -103,12 +103,22 @@ class ConnectionHandler:
         """A plain HTTP request: the REST API's if it is under /api/; else, on a connection
         that may be a public one (503 if not: `hold_public`), the web page's if it is one of
         its paths asked with another method than GET or HEAD (its own 405, with the page's
-        headers); else `on_http`'s (GET, HEAD) or the transport's."""
-        if self.rest.serve(connection, exchange):
+        headers); else `on_http`'s (GET, HEAD) or the transport's. A websocket handshake here
+        (at a path that has no websocket) is the transport's 404, whatever the path serves."""
+        handshake = _is_websocket_handshake(exchange)
+        if not handshake and self.rest.serve(connection, exchange):
             return True
         refusal = connection.hold_public()
         if refusal is not None:
             connection.refuse(exchange, refusal)
+            return True
+        if handshake:  # a page or an API answer, 200, would read as a refusal saying nothing
+            page = http.websocket_request(exchange)
+            response = self._charge_page_request(connection, page)
+            if response is None:
+                exchange.respond(404, transport.NOT_FOUND_TEXT.encode(), transport.NOT_FOUND_TYPE)
+            else:
+                http.answer_with(exchange, response)
             return True
         if exchange.method in ("GET", "HEAD"):
             return False
@@ -228,3 +238,13 @@ def forwarded_for(headers: Headers) -> str | None:
     Before, only the last line was read: behind two proxies the client was the farther one."""
     values = headers.get_all("X-Forwarded-For")
     return ", ".join(values) if values else None
+
+
+def _is_websocket_handshake(exchange: Exchange) -> bool:
+    """A GET asking to upgrade to a websocket (RFC 6455 4.1: `Upgrade: websocket`, any
+    case): a websocket client, which reads nothing of a page or an API answer but its status
+    (before session 35 it was served as a plain GET: `ws://host:8765/` got the page, 200)."""
+    if exchange.method != "GET":
+        return False
+    tokens = exchange.headers.get("upgrade", "").lower().split(",")
+    return "websocket" in (token.strip() for token in tokens)

@@ -295,9 +295,9 @@ class Dispatcher:
                     self._rate_limited(session, request.id, retry, bucket, cost, t_in)
                     return
             # The usual request, a method its key's scopes allow, is let through here (as
-            # `_refusal` would: it refuses none of them); anything else is `_refusal`'s.
+            # `refusal` would: it refuses none of them); anything else is `refusal`'s.
             if key is None or _SCOPE_OF.get(request.method) not in key.scopes:
-                refused = self._refusal(session, request.method)
+                refused = self.refusal(session, request.method)
                 if refused is not None:  # behind the answers owed, like every other error
                     body = wire.error(request.id, refused.code, refused.message)
                     self._send_behind(session, body)
@@ -336,7 +336,7 @@ class Dispatcher:
         if isinstance(envelope, wire.WireError):
             self._send_behind(session, wire.error_of(envelope))
             return
-        refused = self._refusal(session, envelope.method)
+        refused = self.refusal(session, envelope.method)
         if refused is not None:  # behind the answers owed, like every other error
             self._send_behind(session, wire.error(envelope.id, refused.code, refused.message))
             return
@@ -359,7 +359,7 @@ class Dispatcher:
         body = wire.error(request_id, E.RATE_LIMITED, words, data, 429, retry_after_ms=retry)
         self.connections.send(session, body)
 
-    def _refusal(self, session: Session, method: str) -> AuthError | None:
+    def refusal(self, session: Session, method: str) -> AuthError | None:
         """Why this session may not call `method` at all, whatever its params."""
         if method == "session.logon":
             return None if session.trade else AuthError(E.PERMISSION_DENIED, LOGON_ON_TRADE)

@@ -177,6 +177,11 @@ ROUTES: tuple[Route, ...] = (
           "Amend an order: `order.amend`'s params but the order id as the body"),
 )  # fmt: skip
 ORDER_IDS = ("order_id", "cl_ord_id")  # what names an order in the params of cancel, amend
+_CL_ORD_ID_IN_PARAMS = "cl_ord_id names no order here: the path's order_id does"
+_NAMED_BY_THE_PATH = {  # a cl_ord_id in the params of a route whose path names the order
+    "order.cancel": _CL_ORD_ID_IN_PARAMS,
+    "order.amend": f"{_CL_ORD_ID_IN_PARAMS}; to give the order a new cl_ord_id, send new_cl_ord_id",
+}
 
 
 def match(method: str, raw_path: str) -> tuple[Route | None, dict[str, int], list[str]]:
@@ -480,6 +485,13 @@ class RestApi:
             if retry:
                 respond_limited(exchange, retry, account_limit(bucket))
                 return
+            # The scope before the params, as the websocket checks it (protocol §3): before
+            # session 35 a key without it got the params' 400 first, its 403 only if they were
+            # well formed.
+            refused = self.server.dispatcher.refusal(session, route.runs_as)
+            if refused is not None:
+                respond_error(exchange, refused.code, refused.message)
+                return
         if route.method in BODY_METHODS and exchange.body:
             content_type = exchange.headers.get("content-type")
             if "content-type" in exchange.repeated:  # two types: how is the body to be read?
@@ -676,6 +688,12 @@ def _params(
                 text = text.replace(struct_words, query_words)
             return wire.WireError(None, E.MISSING_PARAM if missing else E.BAD_PARAM, text)
         params = {k: v for k, v in msgspec.to_builtins(decoded).items() if v is not None}
+    # The path names the order: a cl_ord_id beside it was told "give only one of order_id
+    # and cl_ord_id" before session 35, of an order_id the params did not hold. A null one
+    # is none, as a null optional param is (an `order_id` of null is still refused below).
+    if in_path and params.get("cl_ord_id") is not None:
+        words = _NAMED_BY_THE_PATH.get(route.runs_as, _CL_ORD_ID_IN_PARAMS)
+        return wire.WireError(None, E.BAD_PARAM, words)
     for name, value in in_path.items():
         if name in params:
             return wire.WireError(None, E.BAD_PARAM, f"{name} is in the path, not the params")

@@ -58,6 +58,7 @@ CLOSE_TIMEOUT_S = 2  # a peer that does not finish the closing handshake by then
 GOING_AWAY = 1001  # the server is stopping
 INTERNAL_ERROR = 1011
 NOT_FOUND_TEXT = "use /ws/trade or /ws/public\n"
+NOT_FOUND_TYPE = "text/plain; charset=utf-8"  # the 404's, as the connection handler's too
 WEBSOCKET_HTTP_VERSIONS = (b"HTTP/1.1", b"HTTP/1.0")  # what the library's handshake reads
 UNREADABLE_HANDSHAKE = "the request cannot be read: {why}\n"
 PACK_OPTION = "pack"  # `?pack=1`: the session's messages of a loop turn in one frame (packed)
@@ -440,7 +441,7 @@ class Connection(asyncio.Protocol):
             return
         response = self.handler.on_http(self, http.websocket_request(exchange))
         if response is None:
-            exchange.respond(404, NOT_FOUND_TEXT.encode(), "text/plain; charset=utf-8")
+            exchange.respond(404, NOT_FOUND_TEXT.encode(), NOT_FOUND_TYPE)
         else:
             http.answer_with(exchange, response)
 

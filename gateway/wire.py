@@ -488,7 +488,7 @@ class SubscribeParams(Params, frozen=True):
             return E.MISSING_PARAM, "the candles channel needs an interval: 1m, 5m, 1h or 1d"
         if self.ch != "candles" and self.interval is not None:
             return E.BAD_PARAM, "interval applies to the candles channel only"
-        return None
+        return None  # symbols given for the account stream are ignored, as depth off book
 
 
 class UnsubscribeParams(Params, frozen=True):
@@ -502,7 +502,16 @@ class UnsubscribeParams(Params, frozen=True):
     def problem(self) -> Problem | None:
         if self.ch != "candles" and self.interval is not None:
             return E.BAD_PARAM, "interval applies to the candles channel only"
+        if self.ch == "account" and self.symbols is not None:
+            # before session 35 any symbols, an unknown one too, stopped the whole stream
+            return E.BAD_PARAM, _ACCOUNT_SYMBOLS
         return None
+
+
+_ACCOUNT_SYMBOLS = (
+    "symbols applies to the public channels: the account stream carries every symbol of the"
+    " account, and unsubscribe stops it whole (send no symbols)"
+)
 
 
 class SubscriptionsParams(Params, frozen=True):
@@ -1039,6 +1048,12 @@ _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # perhaps half of an escap
 _SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
 _HIGH_SURROGATE_LAST = "\udbff"
 NOT_UTF8 = "a frame holds UTF-8 JSON; this one is not UTF-8"
+# RFC 8259 8.1: not in JSON sent over a network; but some editors and shells write one (a
+# Windows editor's UTF-8, PowerShell's Out-File), and msgspec calls it an invalid character.
+BYTE_ORDER_MARK = (
+    "JSON is malformed: it starts with a byte order mark (U+FEFF; in UTF-8 the bytes EF BB BF),"
+    " which JSON sent over a network has not (RFC 8259 8.1): send the JSON object alone"
+)
 # Said of a refused frame answered with `id` null where its JSON, read leniently, gives none.
 NO_ID = "no valid id could be read from it"
 _INVALID_AT = re.compile(r"JSON is malformed: invalid character \(byte ([0-9]+)\)")  # msgspec's
@@ -1167,6 +1182,8 @@ def _unreadable(failure: msgspec.DecodeError, frame: bytes | str) -> WireError:
     all three), is read again leniently, for what and where the problem is and for the
     request's id, so that the client learns which request failed. Only this failure path
     pays for the second reading; other unreadable frames skip it."""
+    if _after_a_byte_order_mark(frame) is not None:
+        return _led_by_a_byte_order_mark(frame)
     words = str(failure)
     constant = _constant_problem(words, frame)
     if constant is None and not _about_a_surrogate(frame):
@@ -1198,6 +1215,8 @@ def json_problem(failure: msgspec.DecodeError, text: str | bytes) -> str:
     `Infinity`, which they call an invalid character, and an unpaired surrogate escape,
     which they word badly (a lone high half in a whole frame reads as "truncated") and do
     not place: that is said, with where it is (`- at `params.tag``)."""
+    if _after_a_byte_order_mark(text) is not None:
+        return BYTE_ORDER_MARK
     words = str(failure)
     constant = _constant_problem(words, text)
     if constant is not None:
@@ -1205,6 +1224,22 @@ def json_problem(failure: msgspec.DecodeError, text: str | bytes) -> str:
     if not _about_a_surrogate(text):
         return words
     return _surrogate_problem(words, text, _read_leniently(text))
+
+
+def _after_a_byte_order_mark(text: str | bytes) -> str | bytes | None:
+    """What follows the byte order mark that `text` starts with; None if it has none."""
+    if isinstance(text, str):
+        return text[1:] if text.startswith("\ufeff") else None
+    return text[3:] if text.startswith(b"\xef\xbb\xbf") else None
+
+
+def _led_by_a_byte_order_mark(frame: str | bytes) -> WireError:
+    """`BAD_JSON` naming the mark, with the id of the request that follows it, if any."""
+    after = _after_a_byte_order_mark(frame)
+    assert after is not None, "a frame led by a byte order mark"
+    request_id = _lenient_id(_read_leniently(after))
+    problem = BYTE_ORDER_MARK if request_id is not None else _no_id(BYTE_ORDER_MARK)
+    return WireError(request_id, E.BAD_JSON, problem)
 
 
 def _constant_problem(words: str, text: str | bytes) -> str | None:
@@ -1459,11 +1494,13 @@ _PATH_STEP = re.compile(r"\.([^.\[`]+)|\[([0-9]+)\]")  # `.qty`, `[0]` of msgspe
 
 
 def _signed_decimal_words(text: str, params: bytes | msgspec.Raw, method: str) -> str | None:
-    """What is wrong with a decimal text refused only for its sign (`"-1"`, `"+1"`), said of
-    its field as `method` takes it (`_sign_words`): `qty must be positive, not negative:
-    '-1' - at `params.qty``; None for any other failure. msgspec says only that the pattern
-    did not match (before session 26 the answer read `Expected `str` holding a plain decimal
-    number`), so the value is read again from the params, on this failure path only."""
+    """What is wrong with a decimal text not in plain notation: one refused only for its
+    sign (`"-1"`, `"+1"`) said of its field as `method` takes it (`_sign_words`): `qty must
+    be positive, not negative: '-1' - at `params.qty``; any other quoted with the form it
+    should have (`_not_plain_words`, since session 35); None for any other failure. msgspec
+    says only that the pattern did not match (before session 26 the answer read `Expected
+    `str` holding a plain decimal number`), so the value is read again from the params, on
+    this failure path only."""
     head, found, path = text.partition(" - at `$")
     if head != _DECIMAL_MISMATCH or not found:
         return None
@@ -1472,15 +1509,45 @@ def _signed_decimal_words(text: str, params: bytes | msgspec.Raw, method: str) -
     value = _value_at(params, steps)
     if not isinstance(value, str) or len(value) > DECIMAL_LENGTH_MAX + 1:
         return None
-    sign = _SIGNED_DECIMAL.match(value)
-    if sign is None or not steps or not steps[-1][0]:
+    if not steps or not steps[-1][0]:
         return None
     field = steps[-1][0]
+    sign = _SIGNED_DECIMAL.match(value)
+    if sign is None:  # quoted, with the form it should have (before session 35: neither)
+        return f"{field} {_not_plain_words(value)}: not {value!r} - at `params{path}`"
     if sign.group(1) == "+":
         words = f"{field} is a plain decimal number, written without a sign"
     else:
         words = _sign_words(method, field)
     return f"{words}: {value!r} - at `params{path}`"
+
+
+_DECIMAL_COMMA = re.compile(r"[0-9]+,[0-9]+\Z")  # "1,5": a decimal comma, as many locales write
+# "1,000,000", "10,000.5": thousands grouped, and nothing else; "1,500" could be either, and is
+# told both readings (the review of session 35: "1,000" was told to be written "1.000", which is
+# 1, and then "0,125" to be written "0125", which is 125: a first group led by 0 is no grouping)
+_GROUPED = re.compile(r"[1-9][0-9]{0,2}(?:,[0-9]{3})+(?:\.[0-9]+)?\Z")
+
+
+def _not_plain_words(value: str) -> str:
+    """What a decimal text that is not in plain notation (nor only signed) is told."""
+    if _GROUPED.match(value):
+        grouped = value.replace(",", "")
+        if value.count(",") == 1 and "." not in value:  # a decimal comma reads it too
+            point = value.replace(",", ".")
+            return (
+                "is a plain decimal number, with no thousands separators and a point for a"
+                f' fraction: "{grouped}" if the comma groups thousands, "{point}" if it is a'
+                " decimal comma"
+            )
+        return (
+            f'is a plain decimal number written without thousands separators, such as "{grouped}"'
+        )
+    if _DECIMAL_COMMA.match(value):
+        return 'is a plain decimal number written with a point, such as "1.5"'
+    return (
+        'is a plain decimal number such as "1.5" or "100" (digits, at most one point between them)'
+    )
 
 
 def _sign_words(method: str, field: str) -> str:

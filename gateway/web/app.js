@@ -1822,8 +1822,8 @@ const PLAIN_DECIMAL = /^[0-9]+(\.[0-9]+)?$/;
 
 function notPlain(field, text) {
   // Said here, in a trader's words, of a figure the venue could not read (a decimal comma,
-  // "1,5", is a common way to write one): the venue's answer would be `Expected `str` holding
-  // a plain decimal number - at `params.qty``. Null for a plain decimal or a price not asked.
+  // "1,5", is a common way to write one): the venue's answer would be `qty is a plain decimal
+  // number written with a point, such as "1.5": not '1,5' ...`. Null: plain, or a price not asked.
   if (text === undefined || PLAIN_DECIMAL.test(text)) return null;
   // A sign is the likeliest slip with a number that is otherwise plain: say that, not the form.
   if (/^[-+]/.test(text) && PLAIN_DECIMAL.test(text.slice(1))) {

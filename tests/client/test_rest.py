@@ -2,6 +2,7 @@
 
 import ast
 import asyncio
+import math
 import os
 import re
 import resource
@@ -9,6 +10,7 @@ import socket
 import ssl
 import threading
 import time
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -222,6 +224,96 @@ def test_an_https_url_is_spoken_over_tls_never_in_the_clear(run_venue: Run) -> N
         for key, secret in ((KEYS["taker"][0], None), (None, KEYS["taker"][1])):
             with pytest.raises(ValueError, match="give both, or neither"):
                 RestClient(base(venue), key, secret)
+
+    run_venue(scenario)
+
+
+def test_decimal_values_in_a_body_are_sent_as_decimal_strings_as_the_sdk_sends_them(
+    run_venue: Run,
+) -> None:
+    """The finding (a trader keeping prices as `Decimal`, as money should be): the SDK's
+    `place(..., qty=Decimal("1.5"))` placed the order (msgspec writes a Decimal as its
+    string), while `RestClient.post` with the same params raised `TypeError: Object of type
+    Decimal is not JSON serializable`. The REST client now encodes its bodies as the SDK does."""
+
+    async def scenario(venue: Venue) -> None:
+        trader = RestClient(base(venue), *KEYS["taker"])
+        order = {"symbol": "AAPLx-USD", "side": "buy", "type": "limit", "tif": "gtc"}
+        placed = await asyncio.to_thread(
+            trader.post,
+            "/api/v1/orders",
+            order | {"price": Decimal("180.00"), "qty": Decimal("1.5")},
+        )
+        assert placed.status == 200, placed.body
+        path = f"/api/v1/orders/{placed.json()['order_id']}"
+        amended = await asyncio.to_thread(trader.patch, path, {"qty": Decimal("2")})
+        assert amended.status == 200, amended.body
+        [left] = (await asyncio.to_thread(trader.get, "/api/v1/orders")).json()["orders"]
+        assert (left["price"], left["qty"]) == ("180.00", "2.000000")
+
+    run_venue(scenario)
+
+
+def test_a_number_json_cannot_carry_is_refused_before_anything_is_sent(run_venue: Run) -> None:
+    """The review's finding: msgspec writes a float NaN or infinity as `null`, which the
+    venue reads as a field not given, so `patch(path, {"qty": "2", "price": nan})` amended
+    the qty and dropped the price, unsaid (with `json.dumps`, before session 35, the body was
+    `NaN`: 400 BAD_JSON). Such a number is a ValueError naming where it is, nothing sent."""
+
+    async def scenario(venue: Venue) -> None:
+        trader = RestClient(base(venue), *KEYS["taker"])
+        order = {"symbol": "AAPLx-USD", "side": "buy", "type": "limit", "tif": "gtc"}
+        placed = await asyncio.to_thread(
+            trader.post, "/api/v1/orders", order | {"price": "180.00", "qty": "1"}
+        )
+        assert placed.status == 200, placed.body
+        path = f"/api/v1/orders/{placed.json()['order_id']}"
+        batch = {"ops": [{"q": [-math.inf]}]}
+        asked = [
+            (trader.patch, path, {"qty": "2", "price": float("nan")}, "price is nan"),
+            (
+                trader.post,
+                "/api/v1/orders",
+                order | {"qty": "1", "price": math.inf},
+                "price is inf",
+            ),
+            (trader.post, "/api/v1/orders/batch", batch, "ops[0].q[0] is -inf"),
+            # a tuple stays a tuple in `to_builtins` (the re-review: it went out as null)
+            (
+                trader.post,
+                "/api/v1/orders/batch",
+                {"ops": ({"q": (1.0, math.nan)},)},
+                "ops[0].q[1] is nan",
+            ),
+        ]
+        for send, where, body, words in asked:
+            with pytest.raises(ValueError) as refused:
+                await asyncio.to_thread(send, where, body)
+            assert str(refused.value).startswith(f"{words}: JSON has no NaN or infinity"), words
+        [left] = (await asyncio.to_thread(trader.get, "/api/v1/orders")).json()["orders"]
+        assert (left["price"], left["qty"]) == ("180.00", "1.000000")
+
+    run_venue(scenario)
+
+
+def test_a_path_without_its_leading_slash_is_refused_before_anything_is_sent(
+    run_venue: Run,
+) -> None:
+    """The finding: `get("api/v1/balances")` sent `GET api/v1/balances`, which is no path,
+    and the venue's answer was the web page's 404, `use /ws/trade or /ws/public`, which says
+    nothing of the slash. It is a ValueError at once, nothing sent (no nonce spent)."""
+
+    async def scenario(venue: Venue) -> None:
+        trader = RestClient(base(venue), *KEYS["taker"])
+        for call in (
+            lambda: trader.get("api/v1/balances"),
+            lambda: trader.post("api/v1/orders", {}),
+            lambda: trader.delete("api/v1/orders/1"),
+        ):
+            with pytest.raises(ValueError) as refused:
+                await asyncio.to_thread(call)
+            assert "a path starts with '/', such as '/api/v1/balances'" in str(refused.value)
+        assert (await asyncio.to_thread(trader.get, "/api/v1/balances")).status == 200
 
     run_venue(scenario)
 

@@ -84,6 +84,65 @@ def test_a_rejected_report_about_no_open_order_is_typed_with_its_nulls(run_venue
     run_venue(scenario)
 
 
+def test_a_market_order_placed_without_a_tif_is_ioc(run_venue: Any) -> None:
+    """The finding (a new trader's first market order): `place(..., type="market")` sent
+    `tif: "gtc"`, the default of a limit order, which a market order never has: refused
+    BAD_PARAM. Without a tif, a market order is now `ioc` (a limit order still `gtc`), and a
+    tif given is sent as it is."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha, taker = await venue.client("alpha"), await venue.client("taker")
+        await alpha.place(SYMBOL, "sell", "2", "187.30")
+        bought = await taker.place(SYMBOL, "buy", "1", type="market")
+        assert bought["status"] == "filled"
+        status = await taker.order_status(order_id=bought["order_id"])
+        assert (status["type"], status["tif"]) == ("market", "ioc")
+        resting = await taker.place(SYMBOL, "buy", "1", "180.00")
+        assert (await taker.order_status(order_id=resting["order_id"]))["tif"] == "gtc"
+        all_or_none = await taker.place(SYMBOL, "buy", "1", type="market", tif="fok")
+        assert (await taker.order_status(order_id=all_or_none["order_id"]))["tif"] == "fok"
+
+    run_venue(scenario)
+
+
+def test_open_orders_of_an_empty_symbol_is_refused_not_every_order(run_venue: Any) -> None:
+    """The finding: `open_orders("")` (a symbol read from an empty field or variable) sent no
+    symbol and listed every open order, where the venue refuses an empty symbol, BAD_PARAM:
+    the SDK now sends what it is given, as `orders.open {symbol}` takes it."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        await alpha.place(SYMBOL, "sell", "1", "190.00")
+        await alpha.place(OTHER, "sell", "1", "140.00")
+        with pytest.raises(VenueError, match="BAD_PARAM"):
+            await alpha.open_orders("")
+        assert [o["symbol"] for o in (await alpha.open_orders(OTHER))["orders"]] == [OTHER]
+        assert len((await alpha.open_orders())["orders"]) == 2
+
+    run_venue(scenario)
+
+
+def test_a_number_json_cannot_carry_is_refused_before_anything_is_sent(run_venue: Any) -> None:
+    """The review's finding: msgspec writes a float NaN or infinity as `null`, which the
+    venue reads as a field not given, so `amend(order_id, qty="2", price=nan)` amended the
+    qty and dropped the price, unsaid. Such a number is a ValueError naming where it is in
+    the request, nothing sent."""
+
+    async def scenario(venue: Venue) -> None:
+        taker = await venue.client("taker")
+        placed = await taker.place(SYMBOL, "buy", "1", "180.00")
+        with pytest.raises(ValueError) as refused:
+            await taker.amend(placed["order_id"], qty="2", price=math.nan)
+        assert str(refused.value).startswith("params.price is nan: JSON has no NaN or infinity")
+        with pytest.raises(ValueError) as refused:
+            await taker.batch([{"method": "order.cancel", "params": {"order_id": -math.inf}}])
+        assert str(refused.value).startswith("params.ops[0].params.order_id is -inf: JSON has")
+        [left] = (await taker.open_orders())["orders"]
+        assert (left["price"], left["qty"]) == ("180.00", "1.000000")
+
+    run_venue(scenario)
+
+
 def test_an_order_named_both_ways_is_refused_not_taken_by_its_id(run_venue: Any) -> None:
     """The finding: `cancel`, `amend` and `order_status` given both an `order_id` and a
     `cl_ord_id` sent the id alone, so `cancel(order_id=B, cl_ord_id="a")` canceled order B
@@ -239,6 +298,26 @@ def test_a_connect_refused_for_too_many_connections_is_tried_again_after_retry_a
         counts.per_ip_max = cap
 
     run_venue(scenario)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8765/ws/trade", "127.0.0.1:8765/ws/trade", "https://venue/ws/trade"]
+)
+def test_a_url_that_is_no_websocket_url_is_refused_at_once_saying_so(url: str) -> None:
+    """The finding (a new trader pasting the REST address `venue serve` prints): the client
+    was made, and `connect()` raised websockets' `InvalidURI`, `http://127.0.0.1:8765/ws/trade?
+    pack=1 isn't a valid URI: scheme isn't ws or wss`, naming a query never typed. A URL not
+    ws:// or wss:// is a ValueError as the client is made, as `RestClient`'s is."""
+    words = f"a venue's websocket URL is ws:// or wss://, such as {EXAMPLE_URL}, not {url!r}"
+    with pytest.raises(ValueError) as refused:
+        VenueClient(url)
+    assert str(refused.value) == words
+    with pytest.raises(ValueError) as refused:
+        VenueClient("ws://127.0.0.1:8765/ws/trade", other_urls=[url])
+    assert str(refused.value) == words
+
+
+EXAMPLE_URL = sdk.EXAMPLE_URL
 
 
 def test_a_handshake_refused_for_its_path_carries_the_venues_words(run_venue: Any) -> None:

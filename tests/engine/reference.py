@@ -267,8 +267,12 @@ class ReferenceVenue:
             return None
         if cmd.order_type != OrderType.MARKET:
             return "order type must be limit or market"
-        if cmd.price != 0 or cmd.post_only or cmd.tif not in (TimeInForce.IOC, TimeInForce.FOK):
-            return "a market order has no price, is not post_only and is ioc or fok"
+        if cmd.price != 0:
+            return "a market order has no price"
+        if cmd.tif not in (TimeInForce.IOC, TimeInForce.FOK):
+            return f"a market order is ioc or fok, not {cmd.tif}: it never rests"
+        if cmd.post_only:
+            return "a market order is never post_only: it takes"
         if (cmd.qty > 0) == (cmd.quote_qty > 0) or not 0 <= cmd.quote_qty <= UNITS_MAX:
             return "a market order needs exactly one of qty and quote_qty"
         if cmd.quote_qty > 0 and (cmd.side != Side.BUY or cmd.tif != TimeInForce.IOC):

@@ -10,15 +10,19 @@ import time
 from collections.abc import Awaitable, Callable
 from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
+from websockets.exceptions import InvalidStatus
 
 from client.rest import RestClient, RestResponse
-from client.sdk import VenueError
+from client.sdk import VenueClient, VenueError
+from engine.reasons import ErrorCode
 from gateway import http as http_limits
 from gateway import rest, wire
 from gateway.auth import sign_request
+from gateway.http import Exchange
 from gateway.limits import RATE_LIMITED_WORDS
 from tests.conftest import (
     KEYS,
@@ -423,6 +427,27 @@ def test_other_paths_still_reach_on_http(run_venue: Run) -> None:
     run_venue(scenario)
 
 
+def test_a_websocket_opened_at_another_path_is_told_the_websocket_paths(run_venue: Run) -> None:
+    """The finding (a new trader's first connection, `ws://127.0.0.1:8765` with no path):
+    the handshake was answered as a plain GET, the web page (or a REST answer, or
+    `/openapi.json`) with 200, which a websocket client reports as `server rejected WebSocket
+    connection: HTTP 200`, nothing more. A websocket handshake at a path that has none now
+    gets the 404 `use /ws/trade or /ws/public` that a mistyped `/ws/trad` gets (protocol §2.1:
+    "any other path gets HTTP 404"); the same paths asked without the upgrade are served."""
+
+    async def scenario(venue: Venue) -> None:
+        for path in ("", "/", "/static/app.js", "/openapi.json", "/api/v1/time"):
+            client = VenueClient(f"ws://127.0.0.1:{venue.port}{path}")
+            with pytest.raises(InvalidStatus) as refused:
+                await client.connect()
+            assert refused.value.response.status_code == 404, path
+            assert refused.value.__notes__ == ["the venue answered: use /ws/trade or /ws/public"]
+        for path in ("/", "/openapi.json", "/api/v1/time"):
+            assert (await get(RestClient(base(venue)), path)).status == 200, path
+
+    run_venue(scenario)
+
+
 # ----------------------------------------------------------------- private
 
 
@@ -624,6 +649,27 @@ def send_signed(
         return RestResponse(response.status, response.read(), dict(response.getheaders()))
     finally:
         connection.close()
+
+
+def test_a_body_led_by_a_byte_order_mark_is_refused_saying_so(run_venue: Run) -> None:
+    """The finding (`curl -d @order.json` of a file a Windows editor saved with a byte order
+    mark): the body was `BAD_JSON` `the body is not JSON: JSON is malformed: invalid
+    character (byte 0)`. It is named, as on the websocket; nothing is placed."""
+
+    async def scenario(venue: Venue) -> None:
+        trader = RestClient(base(venue), *KEYS["taker"])
+        order = {"symbol": SYMBOL, "side": "buy", "type": "limit", "tif": "gtc"}
+        body = b"\xef\xbb\xbf" + json.dumps(order | {"price": "187.00", "qty": "1"}).encode()
+        refused = await call(trader, "POST", "/api/v1/orders", body=body)
+        assert error_of(refused) == (400, "BAD_JSON")
+        assert refused.json()["error"]["msg"] == (
+            "the body is not JSON: JSON is malformed: it starts with a byte order mark (U+FEFF;"
+            " in UTF-8 the bytes EF BB BF), which JSON sent over a network has not (RFC 8259"
+            " 8.1): send the JSON object alone"
+        )
+        assert (await get(trader, "/api/v1/orders")).json() == {"orders": []}
+
+    run_venue(scenario)
 
 
 def test_a_body_not_sent_as_json_is_415_and_changes_nothing(run_venue: Run) -> None:
@@ -1345,6 +1391,60 @@ def test_unsigned_private_requests_are_refused_before_their_params(run_venue: Ru
     run_venue(scenario)
 
 
+def test_a_cl_ord_id_beside_the_paths_order_id_is_refused_saying_the_path_names_the_order(
+    run_venue: Run,
+) -> None:
+    """The finding (a trader renaming an order with PATCH and `cl_ord_id` in the body): the
+    refusal read `give only one of order_id and cl_ord_id`, of an order_id the trader never
+    put in the params. The path names the order: a `cl_ord_id` in the params says so, and
+    for an amend names `new_cl_ord_id`; nothing is changed."""
+
+    async def scenario(venue: Venue) -> None:
+        trader = RestClient(base(venue), *KEYS["taker"])
+        order = {"symbol": SYMBOL, "side": "buy", "type": "limit", "tif": "gtc"}
+        placed = await call(
+            trader,
+            "POST",
+            "/api/v1/orders",
+            body=json.dumps(order | {"price": "180.00", "qty": "1", "cl_ord_id": "p1"}).encode(),
+        )
+        path = f"/api/v1/orders/{placed.json()['order_id']}"
+        words = "cl_ord_id names no order here: the path's order_id does"
+        renamed = await call(trader, "PATCH", path, body=b'{"cl_ord_id": "p2", "qty": "2"}')
+        assert error_of(renamed) == (400, "BAD_PARAM")
+        assert renamed.json()["error"]["msg"] == (
+            f"{words}; to give the order a new cl_ord_id, send new_cl_ord_id"
+        )
+        canceled = await call(trader, "DELETE", path, query={"cl_ord_id": "p1"})
+        assert error_of(canceled) == (400, "BAD_PARAM")
+        assert canceled.json()["error"]["msg"] == words
+        [left] = (await get(trader, "/api/v1/orders")).json()["orders"]
+        assert (left["cl_ord_id"], left["qty"]) == ("p1", "1.000000")
+        # a null cl_ord_id is no cl_ord_id, as null is for any field (the review: refused too)
+        amended = await call(trader, "PATCH", path, body=b'{"cl_ord_id": null, "qty": "2"}')
+        assert amended.status == 200, amended
+        [left] = (await get(trader, "/api/v1/orders")).json()["orders"]
+        assert (left["cl_ord_id"], left["qty"]) == ("p1", "2.000000")
+
+    run_venue(scenario)
+
+
+def test_a_cl_ord_id_beside_the_paths_order_id_is_refused_on_any_route_naming_the_order() -> None:
+    """The review: the refusal's words were looked up by the route's method, so a route added
+    later with `{order_id}` in its path (an order's status, say) would raise KeyError there,
+    a 500. Such a route gets the general words."""
+    route = rest.Route(
+        "GET", "/api/v1/orders/{order_id}", True, "order.status", wire.OrderStatusParams, None, ""
+    )
+    exchange = cast(Exchange, SimpleNamespace(query="cl_ord_id=a", body=b""))
+    refused = rest._params(route, exchange, {"order_id": 7})
+    assert isinstance(refused, wire.WireError), refused
+    assert (refused.code, refused.message) == (
+        ErrorCode.BAD_PARAM,
+        "cl_ord_id names no order here: the path's order_id does",
+    )
+
+
 def test_the_order_id_segment_is_a_positive_integer_only(run_venue: Run) -> None:
     """The route's template `{order_id}` was matched as a literal segment too: DELETE
     /api/v1/orders/{order_id}?order_id=N canceled N (and `?cl_ord_id=` by client id), and a
@@ -1463,6 +1563,51 @@ def test_scopes_apply_as_on_the_websocket(run_venue: Run, tmp_path: Path) -> Non
         }
         response = await call(reader, "POST", "/api/v1/orders", body=json.dumps(order).encode())
         assert error_of(response) == (403, "PERMISSION_DENIED")
+
+    run_venue(scenario)
+
+
+def test_a_key_without_the_scope_is_refused_before_the_params_as_on_the_websocket(
+    run_venue: Run,
+) -> None:
+    """The finding (a trader trying a read-only key): REST checked a request's query, path
+    and body before the key's scope, so a read-only key's DELETE of a mistyped order id got
+    400 `BAD_PARAM` where the same key's well-formed one got 403, and the websocket answers
+    403 whatever the params (protocol §3, "Order of checks"). The scope is now checked right
+    after the signature, on every private route: 403, and nothing done."""
+
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        taker = venue.server.auth.store.get(KEYS["taker"][0])
+        assert taker is not None
+        issued = {}
+        for scope in ("read", "trade"):
+            params = {"account": taker.account, "scopes": [scope]}
+            issued[scope] = await admin.request("admin.issue_key", params)
+        reader = RestClient(base(venue), issued["read"]["api_key"], issued["read"]["secret"])
+        trader = RestClient(base(venue), issued["trade"]["api_key"], issued["trade"]["secret"])
+        asked = [
+            (reader, "POST", "/api/v1/orders", None, b"["),  # not JSON
+            (reader, "POST", "/api/v1/orders", {"symbol": SYMBOL}, b"{}"),  # params in the query
+            (reader, "PATCH", "/api/v1/orders/7", None, b'{"order_id": 8}'),
+            (reader, "DELETE", "/api/v1/orders/99999999999999999999", None, b""),
+            (reader, "DELETE", "/api/v1/orders/7", None, b"a body"),
+            (trader, "GET", "/api/v1/fills", {"limit": "many"}, b""),
+            (trader, "GET", "/api/v1/balances", {"x": "1"}, b""),
+            (trader, "GET", "/api/v1/orders/history", {"status": "filled"}, b""),
+        ]
+        for client, method, path, query, body in asked:
+            response = await call(client, method, path, query=query, body=body)
+            assert error_of(response) == (403, "PERMISSION_DENIED"), (method, path, query, body)
+        # 403 before 415: a body not labelled JSON (RestClient always labels it, so sent raw)
+        order = {"symbol": SYMBOL, "side": "buy", "type": "limit", "tif": "gtc"}
+        body = json.dumps(order | {"price": "180.00", "qty": "1"}).encode()
+        for method, path in (("POST", "/api/v1/orders"), ("PATCH", "/api/v1/orders/7")):
+            unlabelled = await asyncio.to_thread(
+                send_signed, venue, reader, method, path, body, {"Content-Type": "text/plain"}
+            )
+            assert error_of(unlabelled) == (403, "PERMISSION_DENIED"), (method, unlabelled)
+        assert await ws_open_orders(venue, "taker") == []
 
     run_venue(scenario)
 

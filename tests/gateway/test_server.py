@@ -440,6 +440,45 @@ def test_order_batch_applies_ops_in_order(run_venue: Any) -> None:
     run_venue(scenario)
 
 
+def test_a_market_order_that_would_rest_is_refused_by_itself_naming_the_rule(
+    run_venue: Any,
+) -> None:
+    """Session 35's first fix refused a market order with tif gtc or gtd, or post_only, as
+    the frame was decoded: its words named the one rule broken (the engine's named three at
+    once: `a market order has no price, is not post_only and is ioc or fok`), but an
+    `order.batch` holding one failed whole, 400, nothing placed, where that op alone was
+    refused (409, the others placed, the refusal journaled). The review: the refusal stays
+    the engine's, per op, in the specific words."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        limit = {"symbol": SYMBOL, "side": "buy", "type": "limit", "tif": "gtc", "qty": "1"}
+        market = {"symbol": SYMBOL, "side": "buy", "type": "market", "qty": "1"}
+        answer = await alpha.batch(
+            [
+                {"method": "order.place", "params": limit | {"price": "186.00"}},
+                {"method": "order.place", "params": market | {"tif": "gtc"}},
+            ]
+        )
+        assert answer["status"] == 409, answer
+        placed, refused = answer["result"]["results"]
+        assert placed["status"] == 200, placed
+        assert (refused["status"], refused["error"]["name"]) == (400, "BAD_PARAM"), refused
+        assert refused["error"]["msg"] == "a market order is ioc or fok, not gtc: it never rests"
+        assert [o["price"] for o in (await alpha.open_orders())["orders"]] == ["186.00"]
+        rests = "a market order is ioc or fok, not {}: it never rests"
+        for shape, words in [
+            ({"tif": "gtc"}, rests.format("gtc")),
+            ({"tif": "gtd", "expire_at": 4_102_444_800_000_000}, rests.format("gtd")),
+            ({"tif": "ioc", "post_only": True}, "a market order is never post_only: it takes"),
+        ]:
+            with pytest.raises(VenueError) as one:
+                await alpha.request("order.place", market | shape)
+            assert str(one.value) == f"400 BAD_PARAM (1003): {words}", shape
+
+    run_venue(scenario)
+
+
 def test_public_queries_need_no_logon_and_private_ones_need_read(run_venue: Any) -> None:
     async def scenario(venue: Venue) -> None:
         public = await venue.client(endpoint="public")

@@ -546,6 +546,36 @@ def test_subscriptions_are_all_or_nothing_and_unsubscribe_stops_a_stream(
     run_venue(scenario)
 
 
+def test_the_account_stream_ignores_symbols_and_unsubscribe_refuses_them(
+    run_venue: Any,
+) -> None:
+    """The account stream carries every symbol of the account. `subscribe {ch: "account",
+    symbols: [...]}` takes the symbols and ignores them, as it always has (`depth` off `book`
+    alike; the review of session 35, whose first fix refused them, 400, breaking clients that
+    sent them). `unsubscribe {ch: "account", symbols: ["NOPE"]}` stopped the whole stream,
+    whatever the symbol: it is refused, BAD_PARAM, and the stream kept."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        await alpha.request("subscribe", {"ch": "account", "symbols": ["NOPE"]})
+        assert (await alpha.request("subscriptions"))["subscriptions"] == ["account"]
+        await alpha.place(SYMBOL, "buy", "1", "180.00")
+        await alpha.next_account_event()  # the stream runs, the symbols ignored
+        for symbols in ([SYMBOL], ["NOPE"]):
+            with pytest.raises(VenueError) as refused:
+                await alpha.request("unsubscribe", {"ch": "account", "symbols": symbols})
+            assert str(refused.value) == (
+                "400 BAD_PARAM (1003): symbols applies to the public channels: the account"
+                " stream carries every symbol of the account, and unsubscribe stops it whole"
+                " (send no symbols)"
+            )
+        assert (await alpha.request("subscriptions"))["subscriptions"] == ["account"]
+        await alpha.request("unsubscribe", {"ch": "account"})
+        assert (await alpha.request("subscriptions"))["subscriptions"] == []
+
+    run_venue(scenario)
+
+
 def test_a_symbol_named_twice_is_one_stream_with_one_snapshot(run_venue: Any) -> None:
     """`subscribe` answers one name per stream and sends one snapshot per stream: a symbol
     listed twice used to be named twice and snapshotted twice."""

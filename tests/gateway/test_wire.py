@@ -279,7 +279,7 @@ def test_each_failure_has_its_code(raw: bytes, code: ErrorCode, request_id: Any)
 
 def test_messages_say_where_and_what() -> None:
     error = refused(frame("order.place", place(price="1e3")))
-    assert error.message == "Expected `str` holding a plain decimal number - at `params.price`"
+    assert error.message == f"price {PLAIN}: not '1e3' - at `params.price`"
     assert refused(frame("order.place", {"symbol": SYMBOL})).message == (
         "Object missing required field `side` - at `params`"
     )
@@ -448,10 +448,62 @@ def test_a_signed_decimal_in_a_batch_op_says_which_op() -> None:
     assert error.message == (
         "qty must be positive, not negative: '-1' - at `params.ops[0].params.qty`"
     )
-    # a negative text that is no plain decimal otherwise keeps the pattern's words
+    # a negative text that is no plain decimal otherwise is told the plain form
     assert refused(frame("order.place", place(qty="-1e3"))).message == (
-        "Expected `str` holding a plain decimal number - at `params.qty`"
+        f"qty {PLAIN}: not '-1e3' - at `params.qty`"
     )
+
+
+PLAIN = 'is a plain decimal number such as "1.5" or "100" (digits, at most one point between them)'
+COMMA = 'is a plain decimal number written with a point, such as "1.5"'
+# "1,000,000" is read as grouping; "1,000" either way, so told both readings
+GROUPED = 'is a plain decimal number written without thousands separators, such as "{}"'
+EITHER = (
+    'is a plain decimal number, with no thousands separators and a point for a fraction: "{}" if'
+    ' the comma groups thousands, "{}" if it is a decimal comma'
+)
+
+
+@pytest.mark.parametrize(
+    ("field", "text", "words"),
+    [
+        ("qty", "1,5", f"qty {COMMA}: not '1,5' - at `params.qty`"),
+        ("price", "187,30", f"price {COMMA}: not '187,30' - at `params.price`"),
+        ("qty", "1e3", f"qty {PLAIN}: not '1e3' - at `params.qty`"),
+        ("qty", " 1", f"qty {PLAIN}: not ' 1' - at `params.qty`"),
+        ("qty", ".5", f"qty {PLAIN}: not '.5' - at `params.qty`"),
+        ("qty", "5.", f"qty {PLAIN}: not '5.' - at `params.qty`"),
+        ("qty", "1,000", f"qty {EITHER.format('1000', '1.000')}: not '1,000' - at `params.qty`"),
+        (
+            "qty",
+            "10,000",
+            f"qty {EITHER.format('10000', '10.000')}: not '10,000' - at `params.qty`",
+        ),
+        ("qty", "0,125", f"qty {COMMA}: not '0,125' - at `params.qty`"),
+        ("price", "0,500", f"price {COMMA}: not '0,500' - at `params.price`"),
+        ("qty", "012,345", f"qty {COMMA}: not '012,345' - at `params.qty`"),
+        ("qty", "1,000,000", f"qty {GROUPED.format('1000000')}: not '1,000,000' - at `params.qty`"),
+        ("qty", "1,000.5", f"qty {GROUPED.format('1000.5')}: not '1,000.5' - at `params.qty`"),
+        ("qty", "1,0000", f"qty {COMMA}: not '1,0000' - at `params.qty`"),
+        ("qty", "1000,000", f"qty {COMMA}: not '1000,000' - at `params.qty`"),
+        ("qty", "1,00", f"qty {COMMA}: not '1,00' - at `params.qty`"),
+        ("qty", "1,000,5", f"qty {PLAIN}: not '1,000,5' - at `params.qty`"),
+        ("qty", "-1e3", f"qty {PLAIN}: not '-1e3' - at `params.qty`"),
+        ("qty", "", f"qty {PLAIN}: not '' - at `params.qty`"),
+    ],
+)
+def test_a_decimal_text_that_is_not_plain_is_quoted_and_told_the_form(
+    field: str, text: str, words: str
+) -> None:
+    """The finding (a trader whose locale writes a decimal comma, `"1,5"`): every decimal
+    text not in plain notation but a signed one got `Expected `str` holding a plain decimal
+    number - at `params.qty``, which quotes nothing and names no fix. It is quoted, with the
+    form it should have (a comma named as such). The review: `"1,000"` and `"10,000"` were
+    told to be written with a point (`"1.000"`, which is 1): text grouped in threes
+    is told there are no thousands separators, with the figure it should be, and where one
+    comma could be either, both readings; the re-review: `"0,125"` was told `"0125"` (125),
+    as a first group led by 0 is no grouping, it is a decimal comma."""
+    assert refused(frame("order.place", place(**{field: text}))).message == words
 
 
 def test_a_signature_or_jurisdiction_of_the_wrong_form_is_said_in_words() -> None:
@@ -516,6 +568,18 @@ def test_an_error_quotes_only_the_start_of_long_input() -> None:
 def test_a_place_must_hang_together(params: dict[str, Any], code: ErrorCode) -> None:
     params = {key: value for key, value in params.items() if value is not None}
     assert refused(frame("order.place", params)).code is code
+
+
+@pytest.mark.parametrize(
+    "shape", [{"tif": "gtc"}, {"tif": "gtd", "expire_at": 5}, {"tif": "ioc", "post_only": True}]
+)
+def test_a_market_order_that_would_rest_is_the_engines_to_refuse(shape: dict[str, Any]) -> None:
+    """A market order that would rest decodes: the engine refuses it, naming the one rule it
+    breaks, so an `order.batch` holding one refuses that op alone (the review of session 35,
+    whose first fix refused it here and failed the whole batch; tests/gateway/test_server.py
+    has the words)."""
+    params = place(type="market", price=None) | shape
+    decoded("order.place", {k: v for k, v in params.items() if v is not None})
 
 
 @pytest.mark.parametrize("method", ["order.cancel", "order.status"])
@@ -1558,6 +1622,27 @@ def test_a_word_that_is_not_json_is_named_with_the_request_id(word: str, said: s
     as_id = wire.decode_request('{"id": ' + word + ', "method": "ping"}')
     assert isinstance(as_id, wire.WireError) and as_id.id is None
     assert as_id.message.endswith(f"; {wire.NO_ID}") and word in as_id.message
+
+
+BYTE_ORDER_MARK = (
+    "JSON is malformed: it starts with a byte order mark (U+FEFF; in UTF-8 the bytes EF BB BF),"
+    " which JSON sent over a network has not (RFC 8259 8.1): send the JSON object alone"
+)
+
+
+def test_a_frame_led_by_a_byte_order_mark_is_named_so_with_the_request_id() -> None:
+    """The finding (a sloppy client: a file saved by a Windows editor, PowerShell's
+    `Out-File`): a request led by a UTF-8 byte order mark was `BAD_JSON` `JSON is malformed:
+    invalid character (byte 0)` with `id` null, which says neither what nor which request.
+    It is named, with the id read past the mark; in a str frame and a binary one alike."""
+    request = '{"id": 7, "method": "ping"}'
+    for frame in ("\ufeff" + request, b"\xef\xbb\xbf" + request.encode()):
+        failure = wire.decode_request(frame)
+        assert isinstance(failure, wire.WireError), frame
+        assert (failure.id, failure.code, failure.message) == (7, E.BAD_JSON, BYTE_ORDER_MARK)
+    unreadable = wire.decode_request("\ufeff{")
+    assert isinstance(unreadable, wire.WireError) and unreadable.id is None
+    assert unreadable.message == f"{BYTE_ORDER_MARK}; {wire.NO_ID}"
 
 
 def test_words_read_as_null_for_the_id_are_bounded() -> None:
