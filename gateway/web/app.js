@@ -769,16 +769,27 @@ async function onLogon(event) {
       secret.value = ""; // logged on: the page keeps only the non-extractable key
     });
   } catch (failed) {
-    showLogonError(`logon failed: ${logonFailure(failed)}${secretSlips(failed, secret.value)}`);
+    const why = logonFailure(failed, apiKey);
+    showLogonError(`logon failed: ${why}${secretSlips(failed, secret.value)}`);
   } finally {
     $("logon-button").disabled = false;
   }
 }
 
-function logonFailure(failed) {
+// The longest API key the venue reads (protocol §4.1; `auth.KEY_LENGTH_MAX`)
+const API_KEY_LENGTH_MAX = 64;
+
+function logonFailure(failed, apiKey = "") {
   // The venue's words for a wrong key or secret speak of the wire (`sig`, `the logon
-  // payload`), which the page signs itself: say it in the form's words, the code after.
+  // payload`), which the page signs itself: say it in the form's words, the code after. So
+  // for a key too long to be one (a paste of something else): the venue's are msgspec's,
+  // `Expected `str` of length <= 64 - at `params.api_key``. It is still sent, so that a
+  // frame over 64 KiB meets the venue's MESSAGE_TOO_BIG as any other would.
   const error = failed.error;
+  if (error?.name === "BAD_PARAM" && apiKey.length > API_KEY_LENGTH_MAX) {
+    const typed = `the API key typed has ${apiKey.length} characters`;
+    return `${typed}, and a key has at most ${API_KEY_LENGTH_MAX} (${error.name} ${error.code})`;
+  }
   if (error?.name !== "BAD_SIGNATURE") return failed.message;
   return `the API key is unknown or the secret is wrong (${error.name} ${error.code})`;
 }
@@ -1819,12 +1830,20 @@ function clearFieldError(field) {
 // A decimal as the venue reads one (docs/protocol.md; `wire.DECIMAL_PATTERN`): digits with
 // an optional point and more digits; no sign, exponent, spaces or grouping.
 const PLAIN_DECIMAL = /^[0-9]+(\.[0-9]+)?$/;
+// The longest decimal the venue reads (protocol §2.3; `wire.DECIMAL_LENGTH_MAX`): a longer
+// one is a paste gone wrong, said here, not echoed (a pasted page would fill the line).
+const FIGURE_LENGTH_MAX = 48;
 
 function notPlain(field, text) {
   // Said here, in a trader's words, of a figure the venue could not read (a decimal comma,
   // "1,5", is a common way to write one): the venue's answer would be `Expected `str` holding
   // a plain decimal number - at `params.qty``. Null for a plain decimal or a price not asked.
-  if (text === undefined || PLAIN_DECIMAL.test(text)) return null;
+  if (text === undefined) return null;
+  if (text.length > FIGURE_LENGTH_MAX) {
+    const most = FIGURE_LENGTH_MAX;
+    return `the ${field} is too long for a number: ${text.length} characters, at most ${most}`;
+  }
+  if (PLAIN_DECIMAL.test(text)) return null;
   // A sign is the likeliest slip with a number that is otherwise plain: say that, not the form.
   if (/^[-+]/.test(text) && PLAIN_DECIMAL.test(text.slice(1))) {
     return `the ${field} is a number above zero, without a sign: not "${text}"`;

@@ -443,6 +443,20 @@ def test_a_rejected_order_shows_its_error_and_a_partial_ioc_what_filled(tmp_path
         ):
             await browser.place("buy", "limit", qty=qty, price=price)
             await expect(result).to_have_text(said.format(field, typed))
+        # a figure longer than the venue reads (48 characters, protocol §2.3), a paste gone
+        # wrong, is said as such, not echoed whole (session 35; main sent it: `BAD_PARAM
+        # (1003): Expected `str` of length <= 48 - at `params.qty``, and echoed a long
+        # unreadable one whole on the line)
+        long = "the {} is too long for a number: {} characters, at most 48"
+        for qty, price, field, length in (
+            ("1" * 49, "187.30", "quantity", 49),
+            ("1", "9" * 60, "price", 60),
+            ("x" * 5000, "187.30", "quantity", 5000),
+        ):
+            await browser.place("buy", "limit", qty=qty, price=price)
+            await expect(result).to_have_text(long.format(field, length))
+            input_id = "#order-qty" if field == "quantity" else "#order-price"
+            await expect(page.locator(input_id)).to_have_attribute("aria-invalid", "true")
         assert sum("order.place" in frame for frame in browser.frames_sent) == placed
         await expect(page.locator("#open-orders tbody tr")).to_have_count(0)
         await expect(page.locator("#fills tbody tr")).to_have_count(0)
@@ -518,6 +532,16 @@ def test_a_bad_secret_shows_a_clear_logon_error_and_the_right_one_logs_on_and_ou
         await expect(page.locator("#logon-error")).to_have_text(
             "logon failed: the API key is unknown or the secret is wrong (BAD_SIGNATURE 2001);"
             " the secret typed is in quotes, which are not part of it: type it without them"
+        )
+
+        # a key longer than any (64 characters, protocol §4.1), a paste of something else: said
+        # in the form's words (session 35; main: `BAD_PARAM (1003): Expected `str` of length
+        # <= 64 - at `params.api_key``)
+        await page.fill("#api-key", "k" * 65)
+        await page.click("#logon-button")
+        await expect(page.locator("#logon-error")).to_have_text(
+            "logon failed: the API key typed has 65 characters, and a key has at most 64"
+            " (BAD_PARAM 1003)"
         )
 
         await browser.log_on("taker")  # the right secret, then a clean logout
@@ -1776,6 +1800,14 @@ def test_an_open_order_is_amended_from_the_page(tmp_path: Path) -> None:
         await page.fill("#order-price", "180.0000000000000001")
         await place.click()
         await expect(result).to_contain_text("amend refused: BAD_PRECISION (1004)")
+        assert amends() == 1
+        await page.fill("#order-price", "181.00")
+        await page.fill("#order-qty", "3" * 49)  # too long to read: said here, not sent
+        await place.click()
+        await expect(result).to_have_text(
+            "the quantity is too long for a number: 49 characters, at most 48"
+        )
+        await expect(place).to_have_text(f"Amend order {order_id}")
         assert amends() == 1
 
         await page.fill("#order-price", "181.00")
