@@ -1518,6 +1518,7 @@ async function onPlace(event) {
     markRefusedField(failed);
   } finally {
     setPlacing(false);
+    revealResult();
   }
 }
 
@@ -1680,6 +1681,7 @@ async function amend(order) {
     if (!changed) markRefusedField(failed);
   } finally {
     setPlacing(false);
+    revealResult();
   }
 }
 
@@ -1807,6 +1809,17 @@ function showFieldError(field, text) {
   field.setAttribute("aria-invalid", "true");
   field.setAttribute("aria-describedby", "order-result");
   field.focus();
+  revealResult();
+}
+
+function revealResult() {
+  // The result line sits under Place order: on a phone, a field at the screen's bottom edge
+  // (sent by its Go key) or the button there leaves it below the screen, the answer or the
+  // slip unseen. Scrolled just into view, only while the trader is at the form: an answer
+  // that comes after they went elsewhere moves nothing.
+  if ($("order-form").contains(document.activeElement)) {
+    $("order-result").scrollIntoView({ block: "nearest" });
+  }
 }
 
 function markRefusedField(failed) {
