@@ -1850,13 +1850,18 @@ const FIGURE_LENGTH_MAX = 48;
 function notPlain(field, text) {
   // Said here, in a trader's words, of a figure the venue could not read (a decimal comma,
   // "1,5", is a common way to write one): the venue's answer would be `Expected `str` holding
-  // a plain decimal number - at `params.qty``. Null for a plain decimal or a price not asked.
+  // a plain decimal number - at `params.qty``. Null for a plain decimal above zero or a price
+  // not asked.
   if (text === undefined) return null;
   if (text.length > FIGURE_LENGTH_MAX) {
     const most = FIGURE_LENGTH_MAX;
     return `the ${field} is too long for a number: ${text.length} characters, at most ${most}`;
   }
-  if (PLAIN_DECIMAL.test(text)) return null;
+  // zero is plain, but no price or quantity: said here, as a sign is (the venue's words end
+  // in the wire's, `- at `params.qty``)
+  if (PLAIN_DECIMAL.test(text)) {
+    return /[1-9]/.test(text) ? null : `the ${field} is a number above zero: not "${text}"`;
+  }
   // A sign is the likeliest slip with a number that is otherwise plain: say that, not the form.
   if (/^[-+]/.test(text) && PLAIN_DECIMAL.test(text.slice(1))) {
     return `the ${field} is a number above zero, without a sign: not "${text}"`;

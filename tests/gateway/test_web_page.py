@@ -434,12 +434,17 @@ def test_a_rejected_order_shows_its_error_and_a_partial_ioc_what_filled(tmp_path
         # a sign on an otherwise plain number is said as such (session 28: it got the form's
         # words, "a plain decimal number with a point", which -187 already is but for its sign)
         signed = 'the {} is a number above zero, without a sign: not "{}"'
+        zero = 'the {} is a number above zero: not "{}"'
         for qty, price, field, typed, said in (
             ("1,5", "187.30", "quantity", "1,5", words),
             ("1", "-187", "price", "-187", signed),
             ("+2", "187.30", "quantity", "+2", signed),
             ("1e3", "187.30", "quantity", "1e3", words),
             ("1", "-1e3", "price", "-1e3", words),
+            # zero, a slip of the keyboard's, in the page's words too (session 35; main: sent,
+            # `order refused: BAD_PARAM (1003): qty must be positive, not zero: '0' - at ...`)
+            ("0", "187.30", "quantity", "0", zero),
+            ("1", "0.00", "price", "0.00", zero),
         ):
             await browser.place("buy", "limit", qty=qty, price=price)
             await expect(result).to_have_text(said.format(field, typed))
