@@ -52,6 +52,7 @@ const state = {
   canceling: new Set(),
   lastReport: null, // the newest exec report (an answer may come after its order's first)
   resultOrder: null, // {orderId, clOrdId} of the placed order the result line shows
+  resultAboutConnection: false, // the result line shows a push about a connection closing
   loggingOut: false,
   orders: new Map(), // order_id -> open order
   balances: new Map(), // asset -> balance row
@@ -881,7 +882,10 @@ function showSession(result, apiKey, again) {
   state.mayTrade = trades;
   $("place-button").disabled = !trades;
   schedule("orders"); // the rows' Amend
-  if (again) return; // the result line keeps what it said (an outcome unknown, say)
+  // Logged on again, the result line keeps what it said (an outcome unknown, say), but not a
+  // push about the connection that dropped: `venue: the venue is stopping` stayed under the
+  // form of a page logged on again and trading (before session 35).
+  if (again && !state.resultAboutConnection) return;
   showResult(
     trades
       ? `logged on as account ${result.account}`
@@ -1204,6 +1208,7 @@ function showRelogonStatus(said, countdown, kind = "") {
 function onAccountPush(message) {
   if (message.ch === "session") {
     showResult(`venue: ${SESSION_PUSHES.get(message.type) ?? message.type}`, "warn");
+    state.resultAboutConnection = CONNECTION_PUSHES.has(message.type);
     return;
   }
   if (message.ch !== "account") return;
@@ -1226,6 +1231,10 @@ function onAccountPush(message) {
     schedule("balances");
   }
 }
+
+// The session pushes that speak of the connection they came on, which is closing: said no
+// more once logged on again on another (`showSession`).
+const CONNECTION_PUSHES = new Set(["shutdown", "slow_consumer"]);
 
 // The session pushes of protocol §4.5 in a trader's words (the type alone, `dms.triggered`,
 // says little); an unknown type is shown as it came.
@@ -1743,6 +1752,7 @@ function showResult(text, kind) {
   result.textContent = text;
   result.className = kind;
   state.resultOrder = null; // the line says something else now: reports leave it alone
+  state.resultAboutConnection = false;
 }
 
 const STP_WORDS = "expired by self-trade prevention: it would have traded with your own order";

@@ -727,6 +727,8 @@ def test_after_a_restart_the_page_reconnects_and_shows_the_recovered_book(tmp_pa
             )
             await expect(page.locator("#place-button")).to_be_disabled()
             await expect(cancel).to_be_disabled()  # no cancel to send (dimmed, it was enabled)
+            # the venue's push as it stopped (protocol §4.5), said over the order's line
+            await expect(page.locator("#order-result")).to_have_text("venue: the venue is stopping")
             # a screen reader hears the drop once, not each second of the countdown
             said = page.locator("#logon-status[aria-live='polite']")
             await expect(said).to_have_text(re.compile(r"^disconnected \(1001 .*restarting\)"))
@@ -757,6 +759,9 @@ def test_after_a_restart_the_page_reconnects_and_shows_the_recovered_book(tmp_pa
         await expect(page.locator("#place-button")).to_be_enabled()
         await expect(page.locator("#orders-panel")).not_to_have_class(re.compile("stale"))
         await expect(page.locator("#account")).to_have_text("3")
+        # the stop said no more once back (session 35; main: `venue: the venue is stopping`
+        # stayed under the form, logged on again and trading, until the next order)
+        await expect(page.locator("#order-result")).to_have_text("logged on as account 3")
 
         # the key revoked, the connection lost: the try again is refused for the key, which
         # no later try would mend: the page says so and asks for the secret
