@@ -756,7 +756,7 @@ function clock(tsMicros) {
 
 async function onLogon(event) {
   event.preventDefault();
-  const apiKey = $("api-key").value.trim();
+  const apiKey = typedAsSeen("api-key");
   const secret = $("api-secret");
   if (apiKey === "" || secret.value === "") {
     showLogonError("enter an API key and its secret");
@@ -1507,10 +1507,10 @@ async function onPlace(event) {
     side: new FormData($("order-form")).get("side"),
     type: kind === "market" ? "market" : "limit",
     tif: kind === "ioc" || kind === "market" ? "ioc" : "gtc",
-    qty: $("order-qty").value.trim(),
+    qty: typedAsSeen("order-qty"),
     cl_ord_id: `web-${randomHex(8)}`,
   };
-  if (kind !== "market") params.price = $("order-price").value.trim();
+  if (kind !== "market") params.price = typedAsSeen("order-price");
   if (kind === "post_only") params.post_only = true;
   if (!figuresReadable(params.price, params.qty)) return;
   // One click, one order: the button waits for the answer, so a double click's second click
@@ -1659,8 +1659,8 @@ function amendFixedControls() {
 async function amend(order) {
   // Only what changed since the order's newest report is sent; an amend that changes nothing
   // is said here, not sent (the venue's AMEND_REJECTED would say the same after a round trip).
-  const price = $("order-price").value.trim();
-  const qty = $("order-qty").value.trim();
+  const price = typedAsSeen("order-price");
+  const qty = typedAsSeen("order-qty");
   if (!figuresReadable(price, qty)) return;
   const current = state.orders.get(order.order_id) ?? order;
   const params = { order_id: order.order_id };
@@ -1795,6 +1795,15 @@ function skipToOrderEntry(event) {
   // Focus moved, not the address: its #SYMBOL names the symbol followed (a reload opens it).
   event.preventDefault();
   $("order-entry").focus();
+}
+
+function typedAsSeen(id) {
+  // A figure (or the API key) as the trader sees it: without spaces at its ends, nor the
+  // invisible format characters (Unicode Cf: a zero-width space, a word joiner, a soft
+  // hyphen, a direction mark) that a copy from a web page or a sheet brings along: refused,
+  // they were echoed in a message that read `not "3"`, the figure looking whole, and a key
+  // was "unknown" (before session 35). The secret is signed as typed (`secretSlips`).
+  return $(id).value.replace(/\p{Cf}/gu, "").trim();
 }
 
 function figuresReadable(price, qty) {

@@ -466,9 +466,15 @@ def test_a_rejected_order_shows_its_error_and_a_partial_ioc_what_filled(tmp_path
         await expect(page.locator("#open-orders tbody tr")).to_have_count(0)
         await expect(page.locator("#fills tbody tr")).to_have_count(0)
 
-        # An IOC that fills 1 of 3 ends `canceled` (its rest): the line says what filled.
-        await browser.place("buy", "ioc", qty="3", price="187.30")
+        # An IOC that fills 1 of 3 ends `canceled` (its rest): the line says what filled. Its
+        # figures pasted with invisible characters (a zero-width space, a word joiner, as a
+        # web page or a sheet gives them) are read as seen (session 35; main refused them: `the
+        # quantity is a plain decimal number with a point, e.g. 1.5: not "3"`, the 3 looking
+        # whole)
+        await browser.place("buy", "ioc", qty="3\u200b", price="\u2060187.30")
         await expect(result).to_contain_text("canceled")
+        sent = [json.loads(frame) for frame in browser.frames_sent if "order.place" in frame]
+        assert (sent[-1]["params"]["price"], sent[-1]["params"]["qty"]) == ("187.30", "3")
         # the average price to the tick's decimals (avg_px carries 4 more): main 187.300000
         filled = "filled 1.000000 of 3.000000, average price 187.30"
         await expect(result).to_have_text(re.compile(f"{re.escape(filled)}$"))
@@ -549,7 +555,11 @@ def test_a_bad_secret_shows_a_clear_logon_error_and_the_right_one_logs_on_and_ou
             " (BAD_PARAM 1003)"
         )
 
-        await browser.log_on("taker")  # the right secret, then a clean logout
+        # the right secret, the key pasted with a zero-width space (invisible: read as seen,
+        # since session 35; main: `the API key is unknown`), then a clean logout
+        await page.fill("#api-key", "\u200b" + KEYS["taker"][0])
+        await page.fill("#api-secret", KEYS["taker"][1])
+        await page.click("#logon-button")
         await expect(page.locator("#account")).to_have_text("3")
         await expect(page.locator("#logon-error")).to_have_text("")
         await page.click("#logout-button")
