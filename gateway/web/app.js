@@ -803,6 +803,13 @@ function secretSlips(failed, secret) {
   const ends = [secret !== secret.trimStart() && "starts", secret !== secret.trimEnd() && "ends"];
   const where = ends.filter(Boolean).join(" and ");
   const slips = where ? [`the secret typed ${where} with a space, and is signed as typed`] : [];
+  // an invisible character pasted along (a zero-width space): named, as it cannot be seen
+  const invisible = /\p{Cf}/u.exec(secret)?.[0];
+  if (invisible !== undefined) {
+    const code = invisible.codePointAt(0).toString(16).toUpperCase().padStart(4, "0");
+    const said = `the secret typed holds an invisible character (U+${code})`;
+    slips.push(`${said}, and is signed as typed`);
+  }
   if (/^\s*["“”']|["“”'],?\s*$/.test(secret)) {
     slips.push("the secret typed is in quotes, which are not part of it: type it without them");
   }

@@ -545,6 +545,13 @@ def test_a_bad_secret_shows_a_clear_logon_error_and_the_right_one_logs_on_and_ou
             " the secret typed is in quotes, which are not part of it: type it without them"
         )
 
+        # with an invisible character pasted along, which the secret is signed with: said
+        # (session 35; main: the wrong-secret words alone, the secret looking right)
+        await browser.log_on("taker", secret=KEYS["taker"][1] + "\u200b")
+        await expect(page.locator("#logon-error")).to_have_text(
+            "logon failed: the API key is unknown or the secret is wrong (BAD_SIGNATURE 2001);"
+            " the secret typed holds an invisible character (U+200B), and is signed as typed"
+        )
         # a key longer than any (64 characters, protocol §4.1), a paste of something else: said
         # in the form's words (session 35; main: `BAD_PARAM (1003): Expected `str` of length
         # <= 64 - at `params.api_key``)
