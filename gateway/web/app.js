@@ -749,7 +749,12 @@ function renderTape() {
 }
 
 function clock(tsMicros) {
-  return new Date(tsMicros / 1000).toISOString().slice(11, 19); // UTC
+  // UTC, and the date for another day than today (UTC): the last 100 fills, the closed orders
+  // and a quiet symbol's tape span days, whose time alone read as today's (before session 35)
+  const iso = new Date(tsMicros / 1000).toISOString();
+  const today = new Date(Date.now()).toISOString().slice(0, 10);
+  const time = iso.slice(11, 19);
+  return iso.startsWith(today) ? time : `${iso.slice(0, 10)} ${time}`;
 }
 
 // ------------------------------------------------------------------ logon

@@ -634,8 +634,26 @@ def test_the_fills_before_logon_are_shown_newest_first_from_one_request(tmp_path
         await expect(history).to_have_text(["187.50", "187.40", "187.30"])
         asked = [frame for frame in browser.frames_sent if '"orders.history"' in frame]
         assert len(asked) == 1 and '"limit":50' in asked[0], asked
+        # the page's clock two days on: these fills, closed orders and trades are of another
+        # day, and say which (session 35; main: the time of day alone, `18:01:02`, as if today)
+        dated = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+        for table in ("fills", "history", "tape"):
+            times = page.locator(f"#{table} tbody tr td:first-child")
+            await expect(times).to_have_count(3)
+            for time in await times.all_text_contents():
+                assert dated.match(time), (table, time)
+        # and still nothing scrolls sideways, on a desktop or a small phone
+        overflow = "(panel) => panel.scrollWidth - panel.clientWidth"
+        for width in (1400, 1100, 360):
+            await page.set_viewport_size({"width": width, "height": 800})
+            for panel in await page.locator("main > section").all():
+                assert await panel.evaluate(overflow) <= 0, (width, await panel.get_attribute("id"))
 
-    assert run_page(tmp_path, scenario) == []
+    assert run_page(tmp_path, scenario, init_script=DAYS_LATER) == []
+
+
+# The page's clock (`Date.now`, which the page reads for today's date) two days on.
+DAYS_LATER = "(() => { const now = Date.now; Date.now = () => now() + 2 * 86400000; })()"
 
 
 def test_a_market_buy_of_a_bill_trades_face_value_at_a_price_per_100(tmp_path: Path) -> None:
