@@ -761,6 +761,11 @@ function clock(tsMicros) {
 
 async function onLogon(event) {
   event.preventDefault();
+  // One logon at a time. Log on waits by aria-disabled, not `disabled`, which dropped the
+  // keyboard's focus to the page's start (before session 35): it stays on the button, to try
+  // again after a refusal, and goes on to Log out once logged on (`swapLogonAndSession`).
+  const button = $("logon-button");
+  if (button.getAttribute("aria-disabled") === "true") return;
   const apiKey = typedAsSeen("api-key");
   const secret = $("api-secret");
   if (apiKey === "" || secret.value === "") {
@@ -768,7 +773,7 @@ async function onLogon(event) {
     return;
   }
   showLogonError("");
-  $("logon-button").disabled = true;
+  button.setAttribute("aria-disabled", "true");
   try {
     const credentials = { apiKey, key: await importSecret(secret.value) };
     await startSession(credentials, false, () => {
@@ -778,7 +783,7 @@ async function onLogon(event) {
     const why = logonFailure(failed, apiKey);
     showLogonError(`logon failed: ${why}${secretSlips(failed, secret.value)}`);
   } finally {
-    $("logon-button").disabled = false;
+    button.removeAttribute("aria-disabled");
   }
 }
 

@@ -529,6 +529,9 @@ def test_a_bad_secret_shows_a_clear_logon_error_and_the_right_one_logs_on_and_ou
         )
         await expect(page.locator("#place-button")).to_be_disabled()
         await expect(page.locator("#session")).to_be_hidden()
+        # the keyboard's focus stays on Log on, to try again (session 35; main disabled the
+        # button while it tried, which dropped the focus to the page's start)
+        await expect(page.locator("#logon-button")).to_be_focused()
         # the right secret with the spaces a copy from `venue serve`'s columns brings along:
         # the refusal says so (before session 30, the same words as for a wrong secret)
         await browser.log_on("taker", secret=KEYS["taker"][1] + "  ")
@@ -566,9 +569,13 @@ def test_a_bad_secret_shows_a_clear_logon_error_and_the_right_one_logs_on_and_ou
         # since session 35; main: `the API key is unknown`), then a clean logout
         await page.fill("#api-key", "\u200b" + KEYS["taker"][0])
         await page.fill("#api-secret", KEYS["taker"][1])
-        await page.click("#logon-button")
+        logons = lambda: sum("session.logon" in frame for frame in browser.frames_sent)  # noqa: E731
+        before = logons()
+        await page.dblclick("#logon-button")  # one logon: the button waits (aria-disabled)
         await expect(page.locator("#account")).to_have_text("3")
         await expect(page.locator("#logon-error")).to_have_text("")
+        await expect(page.locator("#logout-button")).to_be_focused()  # Log on's place (main: none)
+        assert logons() == before + 1
         await page.click("#logout-button")
         await expect(page.locator("#logon-form")).to_be_visible()
         await expect(page.locator("#place-button")).to_be_disabled()
