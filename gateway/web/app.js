@@ -898,6 +898,7 @@ function showSession(result, apiKey, again) {
   const trades = result.scopes.includes("trade");
   state.mayTrade = trades;
   $("place-button").disabled = !trades;
+  $("place-button").removeAttribute("aria-disabled"); // it waited while logging on again
   schedule("orders"); // the rows' Amend
   // Logged on again, the result line keeps what it said (an outcome unknown, say), but not a
   // push about the connection that dropped: `venue: the venue is stopping` stayed under the
@@ -979,7 +980,9 @@ function showStale() {
   // No session now, the account still shown (dimmed) until the page is logged on again.
   state.mayTrade = false;
   stopAmending();
-  $("place-button").disabled = true;
+  // Place order waits (`onPlace` sends nothing without a session) by aria-disabled, not
+  // `disabled`, which dropped a keyboard trader's focus to the page's start (before session 35)
+  $("place-button").setAttribute("aria-disabled", "true");
   $("orders-panel").classList.add("stale");
   schedule("orders");
 }
@@ -1557,6 +1560,8 @@ function setPlacing(placing) {
     if (placing) button.setAttribute("aria-disabled", "true");
     else button.removeAttribute("aria-disabled");
   }
+  // an answer failed by the connection's drop comes after `showStale`: Place order waits on
+  if (state.trade === null) $("place-button").setAttribute("aria-disabled", "true");
   schedule("orders"); // the rows' Amend
 }
 

@@ -746,6 +746,8 @@ def test_after_a_restart_the_page_reconnects_and_shows_the_recovered_book(tmp_pa
         main = page.locator("main")
         await expect(main).not_to_have_class(re.compile("stale"))
         await page.evaluate(RECORD_MARKET_STATUS)
+        place = page.locator("#place-button")
+        await place.focus()  # a keyboard trader's, on it as the venue goes
         await venue.server.stop()
         try:
             await expect(page.locator("#market-status")).to_have_text("market data: reconnecting…")
@@ -804,6 +806,9 @@ def test_after_a_restart_the_page_reconnects_and_shows_the_recovered_book(tmp_pa
         # the stop said no more once back (session 35; main: `venue: the venue is stopping`
         # stayed under the form, logged on again and trading, until the next order)
         await expect(page.locator("#order-result")).to_have_text("logged on as account 3")
+        # the keyboard's focus kept on Place order through it all (session 35; main disabled
+        # it while away, which dropped the focus to the page's start)
+        await expect(place).to_be_focused()
 
         # the key revoked, the connection lost: the try again is refused for the key, which
         # no later try would mend: the page says so and asks for the secret
