@@ -1356,9 +1356,12 @@ function renderOrders() {
     button.textContent = "Cancel";
     button.setAttribute("aria-label", `Cancel order ${order.order_id}`); // not one of many "Cancel"
     button.className = "cancel";
-    // disconnected (dimmed, logging on again) or read only, as Amend: no cancel to send
-    button.disabled = !state.mayTrade;
-    if (state.canceling.has(order.order_id)) button.setAttribute("aria-disabled", "true");
+    // read only, as Amend: no cancel to send; disconnected (dimmed, logging on again) it
+    // waits, keeping the keyboard's focus (`cancel` sends nothing without a session)
+    button.disabled = !state.mayTrade && !loggingOnAgain();
+    if (state.canceling.has(order.order_id) || loggingOnAgain()) {
+      button.setAttribute("aria-disabled", "true");
+    }
     button.dataset.focusKey = String(order.order_id);
     button.onclick = () => cancel(order.order_id, button);
     const actions = row.insertCell();
@@ -1470,6 +1473,13 @@ function followOrdersRoom() {
   }).observe(document.querySelector("#orders-panel > .fills"));
 }
 
+function loggingOnAgain() {
+  // The account's connection dropped and the page logs on again by itself: its controls wait
+  // by aria-disabled, not `disabled`, which dropped a keyboard trader's focus to the page's
+  // start (before session 35).
+  return state.trade === null && state.credentials !== null;
+}
+
 function amendButton(order) {
   // Amend brings the order into the order form, its price and quantity there to change.
   const button = document.createElement("button");
@@ -1477,9 +1487,10 @@ function amendButton(order) {
   button.textContent = "Amend";
   button.setAttribute("aria-label", `Amend order ${order.order_id}`);
   button.className = "amend";
-  button.disabled = !state.mayTrade;
-  // an order.place or order.amend awaits its answer: no other amend starts meanwhile
-  if (state.placing) button.setAttribute("aria-disabled", "true");
+  button.disabled = !state.mayTrade && !loggingOnAgain();
+  // an order.place or order.amend awaits its answer: no other amend starts meanwhile; or the
+  // page logs on again (`startAmending` starts none without a session)
+  if (state.placing || loggingOnAgain()) button.setAttribute("aria-disabled", "true");
   button.dataset.focusKey = `amend-${order.order_id}`;
   button.onclick = () => startAmending(order.order_id);
   return button;
@@ -1561,7 +1572,7 @@ function setPlacing(placing) {
     else button.removeAttribute("aria-disabled");
   }
   // an answer failed by the connection's drop comes after `showStale`: Place order waits on
-  if (state.trade === null) $("place-button").setAttribute("aria-disabled", "true");
+  if (loggingOnAgain()) $("place-button").setAttribute("aria-disabled", "true");
   schedule("orders"); // the rows' Amend
 }
 
