@@ -127,7 +127,10 @@ function fillTable(tbody, items, build) {
   if (focused === undefined) return;
   const same = tbody.querySelector(`[data-focus-key="${CSS.escape(focused)}"]`);
   const near = tbody.rows[Math.min(index, tbody.rows.length - 1)];
-  (same ?? near?.querySelector(`[data-focus-key]${kind}`))?.focus();
+  const next = same ?? near?.querySelector(`[data-focus-key]${kind}`);
+  // no row left (the last open order canceled): its panel's heading (tabindex -1), not the
+  // page's start, where the focus fell with the row (before session 35)
+  (next ?? tbody.closest("div, section").querySelector("h2[tabindex]"))?.focus();
 }
 
 // ------------------------------------------------------------------ market data
@@ -1625,6 +1628,9 @@ function stopAmending() {
   $("order-kind").value = "limit";
   syncKind();
   $("place-button").textContent = "Place order";
+  // the keyboard's focus on Back to a new order goes to Place order beside it: hidden with
+  // it, the focus fell to the page's start (before session 35)
+  if (document.activeElement === $("amend-stop")) $("place-button").focus();
   $("amend-stop").hidden = true;
 }
 

@@ -373,10 +373,14 @@ def test_open_orders_show_and_cancel_from_the_page(tmp_path: Path) -> None:
         held = page.locator("#balances tr[data-asset=USD] td.held")
         await expect(held).not_to_have_text("0.000000")
 
-        await row.locator("button.cancel").click()
+        await row.locator("button.cancel").focus()
+        await page.keyboard.press("Enter")  # by the keyboard
 
         await expect(row).to_have_count(0)
         await expect(page.locator("#order-result")).to_contain_text("canceled")
+        # the last order gone, the keyboard's focus is on its panel's heading, not dropped to
+        # the page's start with its row (session 35)
+        await expect(page.get_by_role("heading", name="Open orders")).to_be_focused()
         await expect(held).to_have_text("0.000000")
         await expect(page.locator("#ladder-bids tr")).to_have_count(0)
         # the canceled order stays in the order history (before session 30: it vanished)
@@ -1894,9 +1898,13 @@ def test_an_open_order_is_amended_from_the_page(tmp_path: Path) -> None:
         # an order that closes while its amend is typed leaves the form; Back leaves it too
         await page.get_by_role("button", name=f"Amend order {order_id}").click()
         await expect(place).to_have_text(f"Amend order {order_id}")
-        await page.click("#amend-stop")
+        await page.focus("#amend-stop")
+        await page.keyboard.press("Enter")
         await expect(place).to_have_text("Place order")
         await expect(result).to_have_text(f"order {order_id} not amended: back to a new order")
+        # the keyboard's focus goes to Place order beside it, not to the page's start as the
+        # button hides (session 35)
+        await expect(place).to_be_focused()
         await page.get_by_role("button", name=f"Amend order {order_id}").click()
         await page.press("#order-price", "Escape")  # the keyboard's way back
         await expect(place).to_have_text("Place order")
