@@ -771,8 +771,11 @@ async function onLogon(event) {
   if (button.getAttribute("aria-disabled") === "true") return;
   const apiKey = typedAsSeen("api-key");
   const secret = $("api-secret");
-  if (apiKey === "" || secret.value === "") {
-    showLogonError("enter an API key and its secret");
+  // the field left empty named, and focused, so that the keyboard is where it is missing
+  const missing = apiKey === "" ? $("api-key") : secret.value === "" ? secret : null;
+  if (missing !== null) {
+    showLogonError(missing === secret ? "enter the API key's secret" : "enter an API key");
+    missing.focus();
     return;
   }
   showLogonError("");

@@ -525,6 +525,17 @@ def test_a_bad_secret_shows_a_clear_logon_error_and_the_right_one_logs_on_and_ou
 ) -> None:
     async def scenario(venue: Venue, browser: Browser) -> None:
         page = browser.page
+        # a field left empty is named, and takes the focus (session 35; main: `enter an API
+        # key and its secret` whichever was missing, the focus left on Log on)
+        await page.fill("#api-key", KEYS["taker"][0])
+        await page.press("#api-key", "Enter")
+        await expect(page.locator("#logon-error")).to_have_text("enter the API key's secret")
+        await expect(page.locator("#api-secret")).to_be_focused()
+        await page.fill("#api-key", "")
+        await page.fill("#api-secret", "any")
+        await page.press("#api-secret", "Enter")
+        await expect(page.locator("#logon-error")).to_have_text("enter an API key")
+        await expect(page.locator("#api-key")).to_be_focused()
         await browser.log_on("taker", secret="not-the-secret")
         # in the form's words (was the wire's: `... api_key unknown or sig does not match
         # the logon payload`, which a trader who typed a secret never saw)
