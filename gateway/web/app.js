@@ -725,7 +725,13 @@ function setText(element, text) {
 
 function usePrice(price, event) {
   // Copied into the order form; from the keyboard (a click with no mouse's `detail`), the focus
-  // follows it there, so the next keys type the quantity.
+  // follows it there, so the next keys type the quantity. A market order takes no price: it
+  // becomes a Limit IOC, which trades now as the market order would, at this price or better
+  // (before session 35 the price showed, greyed, in the market order's field, never sent).
+  if ($("order-kind").value === "market") {
+    $("order-kind").value = "ioc";
+    syncKind();
+  }
   $("order-price").value = price;
   clearFieldError($("order-price"));
   if (event.detail === 0) $("order-qty").focus();
@@ -1937,9 +1943,19 @@ function randomHex(bytes) {
 }
 
 function syncKind() {
+  // A market order has no price: one typed is put aside, not shown greyed in the field as if
+  // it capped the order (before session 35), and comes back with a priced type.
   const market = $("order-kind").value === "market";
-  $("order-price").disabled = market;
-  $("order-price").placeholder = market ? "best available in the band" : "";
+  const price = $("order-price");
+  if (market && !price.disabled) {
+    price.dataset.kept = price.value;
+    price.value = "";
+  } else if (!market && price.disabled) {
+    price.value = price.dataset.kept ?? "";
+    delete price.dataset.kept;
+  }
+  price.disabled = market;
+  price.placeholder = market ? "best available in the band" : "";
 }
 
 // ------------------------------------------------------------------ start

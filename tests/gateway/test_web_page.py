@@ -686,6 +686,21 @@ def test_a_market_buy_of_a_bill_trades_face_value_at_a_price_per_100(tmp_path: P
         await expect(ladder_row(page, "ask", "98.700000")).to_have_text("1000")
         await browser.log_on("taker")
         await expect(page.locator("#account")).to_have_text("3")
+        # a market order has no price: one typed is put aside, not shown greyed as if it capped
+        # the order, and comes back with a priced type; a level's price chosen makes it a
+        # Limit IOC, which trades now as a market order does, at that price or better (session
+        # 35; main kept the market order, the price shown and never sent)
+        price = page.locator("#order-price")
+        await price.fill("98.500000")
+        await page.select_option("#order-kind", "market")
+        await expect(price).to_have_value("")
+        await page.select_option("#order-kind", "post_only")
+        await expect(price).to_have_value("98.500000")
+        await page.select_option("#order-kind", "market")
+        await page.get_by_role("button", name="ask 98.700000 /100: use this price").click()
+        await expect(page.locator("#order-kind")).to_have_value("ioc")
+        await expect(price).to_have_value("98.700000")
+        await expect(price).to_be_enabled()
 
         await browser.place("buy", "market", qty="300")
 
