@@ -46,7 +46,8 @@ const state = {
   trade: null, // the logged-on /ws/trade socket
   placing: false, // an order.place (or order.amend) awaits its answer: the button waits too
   amending: null, // the open order the form amends (its newest report)
-  mayTrade: false, // the logged-on key has the trade scope
+  mayTrade: false, // the logged-on key has the trade scope, and the session is up
+  keyTrades: false, // the session's key has the trade scope: kept while logging on again
   // order ids whose order.cancel awaits its answer, or was answered done while the order's
   // row still shows (its exec report not in yet): pruned as the rows go (`renderOrders`)
   canceling: new Set(),
@@ -726,14 +727,22 @@ function setText(element, text) {
 function usePrice(price, event) {
   // Copied into the order form; from the keyboard (a click with no mouse's `detail`), the focus
   // follows it there, so the next keys type the quantity. A market order takes no price: it
-  // becomes a Limit IOC, which trades now as the market order would, at this price or better
-  // (before session 35 the price showed, greyed, in the market order's field, never sent).
-  if ($("order-kind").value === "market") {
+  // becomes a Limit IOC at this price, which trades now up to it and no further (a market
+  // order goes on within the band), nothing sent until Place order (before session 35 the
+  // price showed, greyed, in the market order's field, never sent).
+  // Said on the result line (a polite status), which a screen reader hears: switched silently,
+  // the type changed unseen (before session 35's review).
+  const switched = $("order-kind").value === "market";
+  if (switched) {
     $("order-kind").value = "ioc";
     syncKind();
   }
   $("order-price").value = price;
   clearFieldError($("order-price"));
+  if (switched) {
+    const shown = shownPrice(state.selected, price);
+    showResult(`Market takes no price: now Limit IOC at ${shown}`, "warn");
+  }
   if (event.detail === 0) $("order-qty").focus();
 }
 
@@ -757,9 +766,24 @@ function renderTape() {
   });
 }
 
+const DAY_MS = 86400000;
+
+function redrawAtMidnight() {
+  // `clock` says the date or not as a row is drawn: at midnight (UTC) today's rows become
+  // yesterday's, and are drawn anew with their date, then again at the next (a page left open
+  // overnight showed yesterday's with the time alone until new data came: session 35's review).
+  const now = Date.now();
+  const midnight = (Math.floor(now / DAY_MS) + 1) * DAY_MS;
+  setTimeout(() => {
+    schedule("fills", "history", "tape");
+    redrawAtMidnight();
+  }, midnight - now);
+}
+
 function clock(tsMicros) {
   // UTC, and the date for another day than today (UTC): the last 100 fills, the closed orders
-  // and a quiet symbol's tape span days, whose time alone read as today's (before session 35)
+  // and a quiet symbol's tape span days, whose time alone read as today's (before session 35);
+  // drawn anew at midnight (`redrawAtMidnight`)
   const iso = new Date(tsMicros / 1000).toISOString();
   const today = new Date(Date.now()).toISOString().slice(0, 10);
   const time = iso.slice(11, 19);
@@ -828,8 +852,7 @@ function secretSlips(failed, secret) {
   // an invisible character pasted along (a zero-width space): named, as it cannot be seen
   const invisible = /\p{Cf}/u.exec(secret)?.[0];
   if (invisible !== undefined) {
-    const code = invisible.codePointAt(0).toString(16).toUpperCase().padStart(4, "0");
-    const said = `the secret typed holds an invisible character (U+${code})`;
+    const said = `the secret typed holds an invisible character (${codePoint(invisible)})`;
     slips.push(`${said}, and is signed as typed`);
   }
   if (/^\s*["“”']|["“”'],?\s*$/.test(secret)) {
@@ -909,6 +932,7 @@ function showSession(result, apiKey, again) {
   $("orders-panel").classList.remove("stale");
   const trades = result.scopes.includes("trade");
   state.mayTrade = trades;
+  state.keyTrades = trades;
   $("place-button").disabled = !trades;
   $("place-button").removeAttribute("aria-disabled"); // it waited while logging on again
   schedule("orders"); // the rows' Amend
@@ -1175,6 +1199,7 @@ function clearSession() {
   // Back to the logon form, with nothing of the account left on the page.
   state.loggingOut = false;
   state.mayTrade = false;
+  state.keyTrades = false;
   state.credentials = null;
   state.accountSeq = null;
   clearTimeout(state.relogon?.timer);
@@ -1368,9 +1393,11 @@ function renderOrders() {
     button.textContent = "Cancel";
     button.setAttribute("aria-label", `Cancel order ${order.order_id}`); // not one of many "Cancel"
     button.className = "cancel";
-    // read only, as Amend: no cancel to send; disconnected (dimmed, logging on again) it
-    // waits, keeping the keyboard's focus (`cancel` sends nothing without a session)
-    button.disabled = !state.mayTrade && !loggingOnAgain();
+    // read only, as Amend: no cancel to send, also while logging on again (`showStale` clears
+    // mayTrade, not keyTrades: the key's scope cleared made them enabled but aria-disabled,
+    // reached by the keyboard, before session 35's review); disconnected (dimmed, logging on
+    // again) it waits, keeping the keyboard's focus (`cancel` sends nothing without a session)
+    button.disabled = !state.keyTrades;
     if (state.canceling.has(order.order_id) || loggingOnAgain()) {
       button.setAttribute("aria-disabled", "true");
     }
@@ -1499,7 +1526,7 @@ function amendButton(order) {
   button.textContent = "Amend";
   button.setAttribute("aria-label", `Amend order ${order.order_id}`);
   button.className = "amend";
-  button.disabled = !state.mayTrade && !loggingOnAgain();
+  button.disabled = !state.keyTrades; // read only (`renderOrders`' Cancel says why)
   // an order.place or order.amend awaits its answer: no other amend starts meanwhile; or the
   // page logs on again (`startAmending` starts none without a session)
   if (state.placing || loggingOnAgain()) button.setAttribute("aria-disabled", "true");
@@ -1746,7 +1773,8 @@ async function cancel(orderId, button) {
   // Like placing: the order's Cancel waits for the answer (a second cancel would be refused,
   // ORDER_NOT_OPEN, and that refusal shown over the cancel that worked), aria-disabled so that
   // it keeps the keyboard's focus.
-  if (state.trade === null || state.canceling.has(orderId)) return;
+  // Nor for a read-only key: a click in the frame before its row is drawn anew is no cancel.
+  if (state.trade === null || !state.mayTrade || state.canceling.has(orderId)) return;
   state.canceling.add(orderId);
   button.setAttribute("aria-disabled", "true");
   let closed = false;
@@ -1845,13 +1873,26 @@ function skipToOrderEntry(event) {
   $("order-entry").focus();
 }
 
+// Invisible characters that reorder nothing (a soft hyphen, a zero-width space, non-joiner
+// and joiner, a word joiner, a byte order mark): a copy from a web page or a sheet brings them
+// along, and without them the text reads as it is seen.
+const INVISIBLE = /[\u00AD\u200B-\u200D\u2060\uFEFF]/gu;
+// Direction controls (marks, embeddings, overrides, isolates): invisible too, but they reorder
+// what is shown, "\u202E51" showing 15: without them the text is not what was seen.
+const DIRECTION_CONTROL = /[\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]/u;
+
 function typedAsSeen(id) {
   // A figure (or the API key) as the trader sees it: without spaces at its ends, nor the
-  // invisible format characters (Unicode Cf: a zero-width space, a word joiner, a soft
-  // hyphen, a direction mark) that a copy from a web page or a sheet brings along: refused,
-  // they were echoed in a message that read `not "3"`, the figure looking whole, and a key
-  // was "unknown" (before session 35). The secret is signed as typed (`secretSlips`).
-  return $(id).value.replace(/\p{Cf}/gu, "").trim();
+  // invisible characters (`INVISIBLE`) that a copy brings along: refused, they were echoed in
+  // a message that read `not "3"`, the figure looking whole, and a key was "unknown" (before
+  // session 35). A direction control is left, and a figure holding one refused (`notPlain`):
+  // stripped, "1\u200F.5" showed 15. but sent 1.5 (session 35's review). The secret is signed
+  // as typed (`secretSlips`).
+  return $(id).value.replace(INVISIBLE, "").trim();
+}
+
+function codePoint(character) {
+  return `U+${character.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}`;
 }
 
 function figuresReadable(price, qty) {
@@ -1920,6 +1961,11 @@ function notPlain(field, text) {
   // a plain decimal number - at `params.qty``. Null for a plain decimal above zero or a price
   // not asked.
   if (text === undefined) return null;
+  const turning = DIRECTION_CONTROL.exec(text)?.[0];
+  if (turning !== undefined) {
+    const said = `the ${field} holds an invisible direction character (${codePoint(turning)})`;
+    return `${said}, which reorders the digits shown: type it again without it`;
+  }
   if (text.length > FIGURE_LENGTH_MAX) {
     const most = FIGURE_LENGTH_MAX;
     return `the ${field} is too long for a number: ${text.length} characters, at most ${most}`;
@@ -1977,6 +2023,7 @@ function start() {
   });
   window.addEventListener("resize", () => schedule("book"));
   followOrdersRoom();
+  redrawAtMidnight();
   window.addEventListener("hashchange", onAddressChange);
   connectMarket();
   pollDayStats();
