@@ -46,12 +46,14 @@ const state = {
   trade: null, // the logged-on /ws/trade socket
   placing: false, // an order.place (or order.amend) awaits its answer: the button waits too
   amending: null, // the open order the form amends (its newest report)
-  mayTrade: false, // the logged-on key has the trade scope
+  mayTrade: false, // the logged-on key has the trade scope, and the session is up
+  keyTrades: false, // the session's key has the trade scope: kept while logging on again
   // order ids whose order.cancel awaits its answer, or was answered done while the order's
   // row still shows (its exec report not in yet): pruned as the rows go (`renderOrders`)
   canceling: new Set(),
   lastReport: null, // the newest exec report (an answer may come after its order's first)
   resultOrder: null, // {orderId, clOrdId} of the placed order the result line shows
+  resultAboutConnection: false, // the result line shows a push about a connection closing
   loggingOut: false,
   orders: new Map(), // order_id -> open order
   balances: new Map(), // asset -> balance row
@@ -126,7 +128,10 @@ function fillTable(tbody, items, build) {
   if (focused === undefined) return;
   const same = tbody.querySelector(`[data-focus-key="${CSS.escape(focused)}"]`);
   const near = tbody.rows[Math.min(index, tbody.rows.length - 1)];
-  (same ?? near?.querySelector(`[data-focus-key]${kind}`))?.focus();
+  const next = same ?? near?.querySelector(`[data-focus-key]${kind}`);
+  // no row left (the last open order canceled): its panel's heading (tabindex -1), not the
+  // page's start, where the focus fell with the row (before session 35)
+  (next ?? tbody.closest("div, section").querySelector("h2[tabindex]"))?.focus();
 }
 
 // ------------------------------------------------------------------ market data
@@ -721,9 +726,23 @@ function setText(element, text) {
 
 function usePrice(price, event) {
   // Copied into the order form; from the keyboard (a click with no mouse's `detail`), the focus
-  // follows it there, so the next keys type the quantity.
+  // follows it there, so the next keys type the quantity. A market order takes no price: it
+  // becomes a Limit IOC at this price, which trades now up to it and no further (a market
+  // order goes on within the band), nothing sent until Place order (before session 35 the
+  // price showed, greyed, in the market order's field, never sent).
+  // Said on the result line (a polite status), which a screen reader hears: switched silently,
+  // the type changed unseen (before session 35's review).
+  const switched = $("order-kind").value === "market";
+  if (switched) {
+    $("order-kind").value = "ioc";
+    syncKind();
+  }
   $("order-price").value = price;
   clearFieldError($("order-price"));
+  if (switched) {
+    const shown = shownPrice(state.selected, price);
+    showResult(`Market takes no price: now Limit IOC at ${shown}`, "warn");
+  }
   if (event.detail === 0) $("order-qty").focus();
 }
 
@@ -747,38 +766,77 @@ function renderTape() {
   });
 }
 
+const DAY_MS = 86400000;
+
+function redrawAtMidnight() {
+  // `clock` says the date or not as a row is drawn: at midnight (UTC) today's rows become
+  // yesterday's, and are drawn anew with their date, then again at the next (a page left open
+  // overnight showed yesterday's with the time alone until new data came: session 35's review).
+  const now = Date.now();
+  const midnight = (Math.floor(now / DAY_MS) + 1) * DAY_MS;
+  setTimeout(() => {
+    schedule("fills", "history", "tape");
+    redrawAtMidnight();
+  }, midnight - now);
+}
+
 function clock(tsMicros) {
-  return new Date(tsMicros / 1000).toISOString().slice(11, 19); // UTC
+  // UTC, and the date for another day than today (UTC): the last 100 fills, the closed orders
+  // and a quiet symbol's tape span days, whose time alone read as today's (before session 35);
+  // drawn anew at midnight (`redrawAtMidnight`)
+  const iso = new Date(tsMicros / 1000).toISOString();
+  const today = new Date(Date.now()).toISOString().slice(0, 10);
+  const time = iso.slice(11, 19);
+  return iso.startsWith(today) ? time : `${iso.slice(0, 10)} ${time}`;
 }
 
 // ------------------------------------------------------------------ logon
 
 async function onLogon(event) {
   event.preventDefault();
-  const apiKey = $("api-key").value.trim();
+  // One logon at a time. Log on waits by aria-disabled, not `disabled`, which dropped the
+  // keyboard's focus to the page's start (before session 35): it stays on the button, to try
+  // again after a refusal, and goes on to Log out once logged on (`swapLogonAndSession`).
+  const button = $("logon-button");
+  if (button.getAttribute("aria-disabled") === "true") return;
+  const apiKey = typedAsSeen("api-key");
   const secret = $("api-secret");
-  if (apiKey === "" || secret.value === "") {
-    showLogonError("enter an API key and its secret");
+  // the field left empty named, and focused, so that the keyboard is where it is missing
+  const missing = apiKey === "" ? $("api-key") : secret.value === "" ? secret : null;
+  if (missing !== null) {
+    showLogonError(missing === secret ? "enter the API key's secret" : "enter an API key");
+    missing.focus();
     return;
   }
   showLogonError("");
-  $("logon-button").disabled = true;
+  button.setAttribute("aria-disabled", "true");
   try {
     const credentials = { apiKey, key: await importSecret(secret.value) };
     await startSession(credentials, false, () => {
       secret.value = ""; // logged on: the page keeps only the non-extractable key
     });
   } catch (failed) {
-    showLogonError(`logon failed: ${logonFailure(failed)}${secretSlips(failed, secret.value)}`);
+    const why = logonFailure(failed, apiKey);
+    showLogonError(`logon failed: ${why}${secretSlips(failed, secret.value)}`);
   } finally {
-    $("logon-button").disabled = false;
+    button.removeAttribute("aria-disabled");
   }
 }
 
-function logonFailure(failed) {
+// The longest API key the venue reads (protocol §4.1; `auth.KEY_LENGTH_MAX`)
+const API_KEY_LENGTH_MAX = 64;
+
+function logonFailure(failed, apiKey = "") {
   // The venue's words for a wrong key or secret speak of the wire (`sig`, `the logon
-  // payload`), which the page signs itself: say it in the form's words, the code after.
+  // payload`), which the page signs itself: say it in the form's words, the code after. So
+  // for a key too long to be one (a paste of something else): the venue's are msgspec's,
+  // `Expected `str` of length <= 64 - at `params.api_key``. It is still sent, so that a
+  // frame over 64 KiB meets the venue's MESSAGE_TOO_BIG as any other would.
   const error = failed.error;
+  if (error?.name === "BAD_PARAM" && apiKey.length > API_KEY_LENGTH_MAX) {
+    const typed = `the API key typed has ${apiKey.length} characters`;
+    return `${typed}, and a key has at most ${API_KEY_LENGTH_MAX} (${error.name} ${error.code})`;
+  }
   if (error?.name !== "BAD_SIGNATURE") return failed.message;
   return `the API key is unknown or the secret is wrong (${error.name} ${error.code})`;
 }
@@ -791,6 +849,12 @@ function secretSlips(failed, secret) {
   const ends = [secret !== secret.trimStart() && "starts", secret !== secret.trimEnd() && "ends"];
   const where = ends.filter(Boolean).join(" and ");
   const slips = where ? [`the secret typed ${where} with a space, and is signed as typed`] : [];
+  // an invisible character pasted along (a zero-width space): named, as it cannot be seen
+  const invisible = /\p{Cf}/u.exec(secret)?.[0];
+  if (invisible !== undefined) {
+    const said = `the secret typed holds an invisible character (${codePoint(invisible)})`;
+    slips.push(`${said}, and is signed as typed`);
+  }
   if (/^\s*["“”']|["“”'],?\s*$/.test(secret)) {
     slips.push("the secret typed is in quotes, which are not part of it: type it without them");
   }
@@ -868,9 +932,14 @@ function showSession(result, apiKey, again) {
   $("orders-panel").classList.remove("stale");
   const trades = result.scopes.includes("trade");
   state.mayTrade = trades;
+  state.keyTrades = trades;
   $("place-button").disabled = !trades;
+  $("place-button").removeAttribute("aria-disabled"); // it waited while logging on again
   schedule("orders"); // the rows' Amend
-  if (again) return; // the result line keeps what it said (an outcome unknown, say)
+  // Logged on again, the result line keeps what it said (an outcome unknown, say), but not a
+  // push about the connection that dropped: `venue: the venue is stopping` stayed under the
+  // form of a page logged on again and trading (before session 35).
+  if (again && !state.resultAboutConnection) return;
   showResult(
     trades
       ? `logged on as account ${result.account}`
@@ -947,7 +1016,9 @@ function showStale() {
   // No session now, the account still shown (dimmed) until the page is logged on again.
   state.mayTrade = false;
   stopAmending();
-  $("place-button").disabled = true;
+  // Place order waits (`onPlace` sends nothing without a session) by aria-disabled, not
+  // `disabled`, which dropped a keyboard trader's focus to the page's start (before session 35)
+  $("place-button").setAttribute("aria-disabled", "true");
   $("orders-panel").classList.add("stale");
   schedule("orders");
 }
@@ -1128,6 +1199,7 @@ function clearSession() {
   // Back to the logon form, with nothing of the account left on the page.
   state.loggingOut = false;
   state.mayTrade = false;
+  state.keyTrades = false;
   state.credentials = null;
   state.accountSeq = null;
   clearTimeout(state.relogon?.timer);
@@ -1193,6 +1265,7 @@ function showRelogonStatus(said, countdown, kind = "") {
 function onAccountPush(message) {
   if (message.ch === "session") {
     showResult(`venue: ${SESSION_PUSHES.get(message.type) ?? message.type}`, "warn");
+    state.resultAboutConnection = CONNECTION_PUSHES.has(message.type);
     return;
   }
   if (message.ch !== "account") return;
@@ -1215,6 +1288,10 @@ function onAccountPush(message) {
     schedule("balances");
   }
 }
+
+// The session pushes that speak of the connection they came on, which is closing: said no
+// more once logged on again on another (`showSession`).
+const CONNECTION_PUSHES = new Set(["shutdown", "slow_consumer"]);
 
 // The session pushes of protocol §4.5 in a trader's words (the type alone, `dms.triggered`,
 // says little); an unknown type is shown as it came.
@@ -1316,9 +1393,14 @@ function renderOrders() {
     button.textContent = "Cancel";
     button.setAttribute("aria-label", `Cancel order ${order.order_id}`); // not one of many "Cancel"
     button.className = "cancel";
-    // disconnected (dimmed, logging on again) or read only, as Amend: no cancel to send
-    button.disabled = !state.mayTrade;
-    if (state.canceling.has(order.order_id)) button.setAttribute("aria-disabled", "true");
+    // read only, as Amend: no cancel to send, also while logging on again (`showStale` clears
+    // mayTrade, not keyTrades: the key's scope cleared made them enabled but aria-disabled,
+    // reached by the keyboard, before session 35's review); disconnected (dimmed, logging on
+    // again) it waits, keeping the keyboard's focus (`cancel` sends nothing without a session)
+    button.disabled = !state.keyTrades;
+    if (state.canceling.has(order.order_id) || loggingOnAgain()) {
+      button.setAttribute("aria-disabled", "true");
+    }
     button.dataset.focusKey = String(order.order_id);
     button.onclick = () => cancel(order.order_id, button);
     const actions = row.insertCell();
@@ -1430,6 +1512,13 @@ function followOrdersRoom() {
   }).observe(document.querySelector("#orders-panel > .fills"));
 }
 
+function loggingOnAgain() {
+  // The account's connection dropped and the page logs on again by itself: its controls wait
+  // by aria-disabled, not `disabled`, which dropped a keyboard trader's focus to the page's
+  // start (before session 35).
+  return state.trade === null && state.credentials !== null;
+}
+
 function amendButton(order) {
   // Amend brings the order into the order form, its price and quantity there to change.
   const button = document.createElement("button");
@@ -1437,9 +1526,10 @@ function amendButton(order) {
   button.textContent = "Amend";
   button.setAttribute("aria-label", `Amend order ${order.order_id}`);
   button.className = "amend";
-  button.disabled = !state.mayTrade;
-  // an order.place or order.amend awaits its answer: no other amend starts meanwhile
-  if (state.placing) button.setAttribute("aria-disabled", "true");
+  button.disabled = !state.keyTrades; // read only (`renderOrders`' Cancel says why)
+  // an order.place or order.amend awaits its answer: no other amend starts meanwhile; or the
+  // page logs on again (`startAmending` starts none without a session)
+  if (state.placing || loggingOnAgain()) button.setAttribute("aria-disabled", "true");
   button.dataset.focusKey = `amend-${order.order_id}`;
   button.onclick = () => startAmending(order.order_id);
   return button;
@@ -1487,10 +1577,10 @@ async function onPlace(event) {
     side: new FormData($("order-form")).get("side"),
     type: kind === "market" ? "market" : "limit",
     tif: kind === "ioc" || kind === "market" ? "ioc" : "gtc",
-    qty: $("order-qty").value.trim(),
+    qty: typedAsSeen("order-qty"),
     cl_ord_id: `web-${randomHex(8)}`,
   };
-  if (kind !== "market") params.price = $("order-price").value.trim();
+  if (kind !== "market") params.price = typedAsSeen("order-price");
   if (kind === "post_only") params.post_only = true;
   if (!figuresReadable(params.price, params.qty)) return;
   // One click, one order: the button waits for the answer, so a double click's second click
@@ -1507,6 +1597,7 @@ async function onPlace(event) {
     markRefusedField(failed);
   } finally {
     setPlacing(false);
+    revealResult();
   }
 }
 
@@ -1519,6 +1610,8 @@ function setPlacing(placing) {
     if (placing) button.setAttribute("aria-disabled", "true");
     else button.removeAttribute("aria-disabled");
   }
+  // an answer failed by the connection's drop comes after `showStale`: Place order waits on
+  if (loggingOnAgain()) $("place-button").setAttribute("aria-disabled", "true");
   schedule("orders"); // the rows' Amend
 }
 
@@ -1571,6 +1664,9 @@ function stopAmending() {
   $("order-kind").value = "limit";
   syncKind();
   $("place-button").textContent = "Place order";
+  // the keyboard's focus on Back to a new order goes to Place order beside it: hidden with
+  // it, the focus fell to the page's start (before session 35)
+  if (document.activeElement === $("amend-stop")) $("place-button").focus();
   $("amend-stop").hidden = true;
 }
 
@@ -1638,8 +1734,8 @@ function amendFixedControls() {
 async function amend(order) {
   // Only what changed since the order's newest report is sent; an amend that changes nothing
   // is said here, not sent (the venue's AMEND_REJECTED would say the same after a round trip).
-  const price = $("order-price").value.trim();
-  const qty = $("order-qty").value.trim();
+  const price = typedAsSeen("order-price");
+  const qty = typedAsSeen("order-qty");
   if (!figuresReadable(price, qty)) return;
   const current = state.orders.get(order.order_id) ?? order;
   const params = { order_id: order.order_id };
@@ -1669,6 +1765,7 @@ async function amend(order) {
     if (!changed) markRefusedField(failed);
   } finally {
     setPlacing(false);
+    revealResult();
   }
 }
 
@@ -1676,7 +1773,8 @@ async function cancel(orderId, button) {
   // Like placing: the order's Cancel waits for the answer (a second cancel would be refused,
   // ORDER_NOT_OPEN, and that refusal shown over the cancel that worked), aria-disabled so that
   // it keeps the keyboard's focus.
-  if (state.trade === null || state.canceling.has(orderId)) return;
+  // Nor for a read-only key: a click in the frame before its row is drawn anew is no cancel.
+  if (state.trade === null || !state.mayTrade || state.canceling.has(orderId)) return;
   state.canceling.add(orderId);
   button.setAttribute("aria-disabled", "true");
   let closed = false;
@@ -1730,6 +1828,7 @@ function showResult(text, kind) {
   result.textContent = text;
   result.className = kind;
   state.resultOrder = null; // the line says something else now: reports leave it alone
+  state.resultAboutConnection = false;
 }
 
 const STP_WORDS = "expired by self-trade prevention: it would have traded with your own order";
@@ -1774,6 +1873,28 @@ function skipToOrderEntry(event) {
   $("order-entry").focus();
 }
 
+// Invisible characters that reorder nothing (a soft hyphen, a zero-width space, non-joiner
+// and joiner, a word joiner, a byte order mark): a copy from a web page or a sheet brings them
+// along, and without them the text reads as it is seen.
+const INVISIBLE = /[\u00AD\u200B-\u200D\u2060\uFEFF]/gu;
+// Direction controls (marks, embeddings, overrides, isolates): invisible too, but they reorder
+// what is shown, "\u202E51" showing 15: without them the text is not what was seen.
+const DIRECTION_CONTROL = /[\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]/u;
+
+function typedAsSeen(id) {
+  // A figure (or the API key) as the trader sees it: without spaces at its ends, nor the
+  // invisible characters (`INVISIBLE`) that a copy brings along: refused, they were echoed in
+  // a message that read `not "3"`, the figure looking whole, and a key was "unknown" (before
+  // session 35). A direction control is left, and a figure holding one refused (`notPlain`):
+  // stripped, "1\u200F.5" showed 15. but sent 1.5 (session 35's review). The secret is signed
+  // as typed (`secretSlips`).
+  return $(id).value.replace(INVISIBLE, "").trim();
+}
+
+function codePoint(character) {
+  return `U+${character.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}`;
+}
+
 function figuresReadable(price, qty) {
   // The price (undefined for a market order) and the quantity typed, checked before sending:
   // a figure missing or unreadable is said on the result line, tied to its field.
@@ -1796,6 +1917,17 @@ function showFieldError(field, text) {
   field.setAttribute("aria-invalid", "true");
   field.setAttribute("aria-describedby", "order-result");
   field.focus();
+  revealResult();
+}
+
+function revealResult() {
+  // The result line sits under Place order: on a phone, a field at the screen's bottom edge
+  // (sent by its Go key) or the button there leaves it below the screen, the answer or the
+  // slip unseen. Scrolled just into view, only while the trader is at the form: an answer
+  // that comes after they went elsewhere moves nothing.
+  if ($("order-form").contains(document.activeElement)) {
+    $("order-result").scrollIntoView({ block: "nearest" });
+  }
 }
 
 function markRefusedField(failed) {
@@ -1819,15 +1951,45 @@ function clearFieldError(field) {
 // A decimal as the venue reads one (docs/protocol.md; `wire.DECIMAL_PATTERN`): digits with
 // an optional point and more digits; no sign, exponent, spaces or grouping.
 const PLAIN_DECIMAL = /^[0-9]+(\.[0-9]+)?$/;
+// The longest decimal the venue reads (protocol §2.3; `wire.DECIMAL_LENGTH_MAX`): a longer
+// one is a paste gone wrong, said here, not echoed (a pasted page would fill the line).
+const FIGURE_LENGTH_MAX = 48;
+// Digits grouped in threes by commas, led by 1-9 (`wire._GROUPED`): "1,000", "10,000.5"
+const GROUPED_DECIMAL = /^[1-9][0-9]{0,2}(,[0-9]{3})+(\.[0-9]+)?$/;
 
 function notPlain(field, text) {
   // Said here, in a trader's words, of a figure the venue could not read (a decimal comma,
   // "1,5", is a common way to write one): the venue's answer would be `qty is a plain decimal
-  // number written with a point, such as "1.5": not '1,5' ...`. Null: plain, or a price not asked.
-  if (text === undefined || PLAIN_DECIMAL.test(text)) return null;
+  // number written with a point, such as "1.5": not '1,5' ...`. Null for a plain decimal above
+  // zero or a price not asked.
+  if (text === undefined) return null;
+  const turning = DIRECTION_CONTROL.exec(text)?.[0];
+  if (turning !== undefined) {
+    const said = `the ${field} holds an invisible direction character (${codePoint(turning)})`;
+    return `${said}, which reorders the digits shown: type it again without it`;
+  }
+  if (text.length > FIGURE_LENGTH_MAX) {
+    const most = FIGURE_LENGTH_MAX;
+    return `the ${field} is too long for a number: ${text.length} characters, at most ${most}`;
+  }
+  // zero is plain, but no price or quantity: said here, as a sign is (the venue's words end
+  // in the wire's, `- at `params.qty``)
+  if (PLAIN_DECIMAL.test(text)) {
+    return /[1-9]/.test(text) ? null : `the ${field} is a number above zero: not "${text}"`;
+  }
   // A sign is the likeliest slip with a number that is otherwise plain: say that, not the form.
   if (/^[-+]/.test(text) && PLAIN_DECIMAL.test(text.slice(1))) {
     return `the ${field} is a number above zero, without a sign: not "${text}"`;
+  }
+  // Commas grouping thousands ("1,000,000") are not a decimal comma: "1.000" would be 1 (the
+  // venue's words alike, `wire._not_plain_words`); one comma before three digits reads both ways
+  if (GROUPED_DECIMAL.test(text)) {
+    const grouped = text.replaceAll(",", "");
+    if (text.split(",").length === 2 && !text.includes(".")) {
+      const point = text.replace(",", ".");
+      return `the ${field} is a plain number without thousands separators: "${grouped}", or "${point}" if the comma is a decimal point; not "${text}"`;
+    }
+    return `the ${field} is a plain number without thousands separators, e.g. ${grouped}: not "${text}"`;
   }
   return `the ${field} is a plain decimal number with a point, e.g. 1.5: not "${text}"`;
 }
@@ -1839,9 +2001,19 @@ function randomHex(bytes) {
 }
 
 function syncKind() {
+  // A market order has no price: one typed is put aside, not shown greyed in the field as if
+  // it capped the order (before session 35), and comes back with a priced type.
   const market = $("order-kind").value === "market";
-  $("order-price").disabled = market;
-  $("order-price").placeholder = market ? "best available in the band" : "";
+  const price = $("order-price");
+  if (market && !price.disabled) {
+    price.dataset.kept = price.value;
+    price.value = "";
+  } else if (!market && price.disabled) {
+    price.value = price.dataset.kept ?? "";
+    delete price.dataset.kept;
+  }
+  price.disabled = market;
+  price.placeholder = market ? "best available in the band" : "";
 }
 
 // ------------------------------------------------------------------ start
@@ -1863,6 +2035,7 @@ function start() {
   });
   window.addEventListener("resize", () => schedule("book"));
   followOrdersRoom();
+  redrawAtMidnight();
   window.addEventListener("hashchange", onAddressChange);
   connectMarket();
   pollDayStats();
