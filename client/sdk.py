@@ -58,7 +58,7 @@ from client.sdk_types import (
     account_event,
     unknown_outcome,
 )
-from client.urls import EXAMPLE_URL, is_websocket_url
+from client.urls import EXAMPLE_URL, websocket_url
 from gateway.market_data import LocalBook
 from gateway.wire import MESSAGE_BYTES_MAX
 
@@ -119,17 +119,6 @@ SILENCE_TIMEOUT_S = 10.0
 # hangs (SIGSTOPped, its machine lost) and the transport is dropped: websockets waited 10 s,
 # which a bot asked to stop, or a resume closing the old link, sat out.
 CLOSE_TIMEOUT_S = 2.0
-
-
-def websocket_url(url: str) -> str:
-    """`url`, if it is a websocket URL; else a ValueError saying what one is (before session
-    35 an http:// URL was taken, and `connect()` raised websockets' `InvalidURI` naming the
-    `?pack=1` the client adds, which the caller never typed)."""
-    if not is_websocket_url(url):
-        raise ValueError(
-            f"a venue's websocket URL is ws:// or wss://, such as {EXAMPLE_URL}, not {url!r}"
-        )
-    return url
 
 
 def packed_url(url: str) -> str:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from client.sdk_types import ConnectionLost
-from gateway.limits import LOGON_TIMEOUT_S
+from gateway.limits import LOGON_TIMEOUT_CLOSE_CODE, LOGON_TIMEOUT_S
 
 if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from gateway.market_data import LocalBook
 
 PUSH_QUEUE_MAX = 100_000  # pushes waiting for the caller before the oldest are dropped
-LOGON_TIMEOUT_CLOSE_CODE = 4001  # a /ws/trade connection not logged on in time (protocol §11.2)
 
 
 class Reading:
@@ -73,7 +72,7 @@ class Reading:
         (`resumed`: auto_resume reopened on another of `urls` than the one dropped, `url`
         and `from`; `silent`: the connection to `url` sent nothing for `silent_s` and was
         dropped; `logged_out`: the connection to `url` on which a `session.logout` was sent
-        has ended, and is not resumed).
+        has ended, and is not resumed, or a logout was asked while the link was down).
         Raises `TimeoutError` when nothing arrives within `timeout_s`. At most `pushes_max`
         (`PUSH_QUEUE_MAX`) wait; past that the oldest are dropped, and the next call returns
         `{"ch": "client", "type": "pushes_dropped", "count": N}` first (with

@@ -21,6 +21,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.protocol import State
 
 from client.sdk_types import ConnectionLost, RequestTimeout, VenueError
+from client.urls import websocket_url
 from engine.reasons import ErrorCode
 from gateway.auth import RECV_WINDOW_MS_DEFAULT, sign_logon
 from gateway.wire import SYMBOLS_PER_REQUEST_MAX
@@ -145,6 +146,11 @@ class Resuming:
                     delay_s = refused.retry_after_ms / 1_000
                     limited_waited_s += delay_s
                 if delay_s is None:
+                    # answered: no longer in flight, so the venue's logon timeout (4001) of this
+                    # connection is not a slow logon's, to be resumed (the whole-diff review:
+                    # it was, as the last account or as none)
+                    if self._logon_sent_on is self.websocket:
+                        self._logon_sent_on = None
                     raise
             await asyncio.sleep(delay_s)
             self.logon_retries += 1
@@ -196,6 +202,8 @@ class Resuming:
         once open; by default the last one. Requests of other tasks meanwhile wait for it
         (`request_raw`). Cancelled, it closes the new connection too; stopped by `close()`
         (in another task), even while it closes the old link, it raises ConnectionLost."""
+        if url is not None:
+            url = websocket_url(url)  # as `VenueClient` checks its own (not `?pack=1`'s words)
         closes = self._closes  # noted first: a close() while the old link closes stops it too
         await self._close()  # (its reader's end starts no resume: the client is closing)
         await self._try(url, self._follow_again, closes)

@@ -181,7 +181,9 @@ class ConnectionHandler:
             log_fields = {"session": session.id, "peer": peer(session)}
             _log.info("logon timeout", extra=log_fields)
             # behind the answers still owed (queries wait for durability), then closed
-            closing = Pending(session, None, "", 0, close_after=True, close_code=4001)
+            closing = Pending(
+                session, None, "", 0, close_after=True, close_code=limits.LOGON_TIMEOUT_CLOSE_CODE
+            )
             closing.close_reason = "logon timeout"
             self.bus.barrier(closing)
 

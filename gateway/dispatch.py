@@ -934,7 +934,9 @@ class Dispatcher:
                 session, wire.ok(pending.request_id, result, pending.t_in, now_us())
             )
         results.clear()  # the cycle through each result's origin, broken (see `Pending`)
-        if pending.close_after and not (pending.close_code == 4001 and session.key is not None):
+        if pending.close_after and not (
+            pending.close_code == limits.LOGON_TIMEOUT_CLOSE_CODE and session.key is not None
+        ):
             # (a logon-timeout close is dropped when the logon made it in before it)
             self.connections.close(session, pending.close_code, pending.close_reason)
 

@@ -55,6 +55,7 @@ HELD_BYTES_MAX = 4 * 1024 * 1024  # 16 connections of an account: 64 MiB at most
 # quote beside the one on its way) until the place's outcome is back, and is free at once then.
 QUOTE_PLACE_WAIT_S = 5.0
 LOGON_TIMEOUT_S = 10  # PROTOCOL: a trade connection not logged on within 10 s is closed
+LOGON_TIMEOUT_CLOSE_CODE = 4001  # its close code (the SDK does not resume it)
 HEARTBEAT_INTERVAL_S = 1  # PROTOCOL: a heartbeat after 1 s of silence
 PRIVATE_HISTORY_EVENTS_MAX = 10_000  # covers a reconnect after a busy minute; else snapshot
 # The same across all accounts. Without it every account kept its 10,000: ~440 bytes an

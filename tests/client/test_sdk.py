@@ -1473,3 +1473,55 @@ def test_a_batch_takes_once_per_op_and_refuses_the_second_naming_the_first(
         assert len((await alpha.open_orders(SYMBOL))["orders"]) == 2
 
     run_venue(scenario)
+
+
+def test_a_refused_logon_is_no_slow_logon_at_the_logon_timeout(
+    run_venue: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole-diff review (session 35): a logon the venue refused still counted as one in
+    flight, so the 4001 (logon timeout) of its connection was resumed as a slow logon's: after
+    close(), connect() and a refused logon under another key, as the LAST account (its stream
+    followed, wait_resumed() True); on a fresh client, logged on as none. A refused logon's
+    connection is given up at its 4001, saying why."""
+    monkeypatch.setattr(limits, "LOGON_TIMEOUT_S", 0.3)
+
+    async def scenario(venue: Venue) -> None:
+        client = VenueClient(venue.url(), auto_resume=True, reconnect_delays_s=(0.05,))
+        venue.clients.append(await client.connect())
+        await client.logon(*KEYS["alpha"])
+        await client.subscribe_account()
+        await client.close()
+        await client.connect()
+        second = client.websocket
+        assert second is not None
+        with pytest.raises(VenueError):
+            await client.logon(KEYS["beta"][0], "wrong-secret")
+        await asyncio.wait_for(second.wait_closed(), 5)
+        assert second.close_code == 4001
+        assert not await client.wait_resumed()  # before: True, logged on as alpha
+        assert client.resumed == 0 and client.gave_up
+        fresh = VenueClient(venue.url(), auto_resume=True, reconnect_delays_s=(0.05,))
+        venue.clients.append(await fresh.connect())
+        first = fresh.websocket
+        assert first is not None
+        with pytest.raises(VenueError):
+            await fresh.logon(KEYS["alpha"][0], "wrong-secret")
+        await asyncio.wait_for(first.wait_closed(), 5)
+        assert not await fresh.wait_resumed()  # before: True, and not logged on
+        assert fresh.resumed == 0 and fresh.gave_up
+
+    run_venue(scenario)
+
+
+def test_resume_refuses_a_url_that_is_no_websocket_url(run_venue: Any) -> None:
+    """The whole-diff review (session 35): `resume(url)` took an http:// URL, and raised
+    websockets' `InvalidURI` naming the `?pack=1` the caller never typed, as `VenueClient`
+    did before session 35; it is refused alike, the connection left as it was."""
+
+    async def scenario(venue: Venue) -> None:
+        client = await venue.client("alpha")
+        with pytest.raises(ValueError, match="websocket URL is ws:// or wss://"):
+            await client.resume(venue.url().replace("ws://", "http://"))
+        assert (await client.request("session.status"))["account"] == 1
+
+    run_venue(scenario)
