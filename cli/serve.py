@@ -34,6 +34,7 @@ import psycopg
 from cli import hangup, logs
 from cli.failures import CommandFailed, check_data_dir, describe_os_error
 from client import demo_data
+from core import archive_runs
 from core import config as venue_config
 from core.jetstream_journal import JournalUnavailable, shown
 from core.journal import DanglingJournalLink, JournalError, segment_files
@@ -104,6 +105,9 @@ def run(
         config = msgspec.structs.replace(config, venue=venue)
     data = data_dir or Path(config.venue.data_dir)
     check_data_dir(data)
+    found = archive_runs.configured_problem(config.venue, data, nats or config.venue.nats)
+    if found is not None:  # the archive's own problems come later, each a warning
+        raise CommandFailed(f"{config_path}: {found}")
     # A bill's term counts from now, and only for a venue about to be built from the config:
     # a venue that exists recovers from its own files, whatever the config lists now.
     building = role == "all" and not (nats or config.venue.nats) and _no_journal_yet(data)

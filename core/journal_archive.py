@@ -154,7 +154,7 @@ def kept_through(data_dir: Path) -> int | None:
     snapshot file's (by its name: the venue keeps the older ones to fall back on), and no
     later than the newest snapshot a restart would take (`newest_checked_snapshot_seq`),
     which must lie within the journal (else `CommandFailed`)."""
-    oldest_seq = oldest_snapshot_seq(data_dir)
+    oldest_seq = snapshots.oldest_named_seq(data_dir)
     newest_seq = newest_checked_snapshot_seq(data_dir)
     if oldest_seq is None or newest_seq is None:
         return None
@@ -173,24 +173,19 @@ def kept_through(data_dir: Path) -> int | None:
     return min(oldest_seq, newest_seq)
 
 
-def oldest_snapshot_seq(data_dir: Path) -> int | None:
-    """The seq of the oldest snapshot file in `data_dir` (by its name), or None."""
-    seqs = [_snapshot_seq(path) for path in data_dir.glob("snapshot-*.bin")]
-    known = [seq for seq in seqs if seq is not None]
-    return min(known) if known else None
-
-
 def newest_checked_snapshot_seq(data_dir: Path) -> int | None:
     """The seq of the newest snapshot in `data_dir` a restart would take, or None: its header
     and CRC check out (`snapshots.checked_seq`, streamed: a damaged file costs no more) and
     its per-account entries restore (`snapshots.check_entries`, as `snapshots.latest` checks
     them: a file whose checksum holds but whose entries do not decode is passed over by a
     restart, so it cannot stand for the records archived). Newest first, one read at a time."""
-    named = [path for path in data_dir.glob("snapshot-*.bin") if _snapshot_seq(path) is not None]
+    named = [
+        path for path in data_dir.glob("snapshot-*.bin") if snapshots.named_seq(path) is not None
+    ]
     for path in sorted(named, reverse=True):
         try:
             seq = snapshots.checked_seq(path)
-            if seq is None or seq != _snapshot_seq(path):  # (a header naming another seq: no)
+            if seq is None or seq != snapshots.named_seq(path):  # (a header naming another seq: no)
                 continue
             snapshot = snapshots.read(path)
         except FileNotFoundError:  # pruned by the venue meanwhile, or a link to nothing
@@ -203,13 +198,6 @@ def newest_checked_snapshot_seq(data_dir: Path) -> int | None:
             continue
         return seq
     return None
-
-
-def _snapshot_seq(path: Path) -> int | None:
-    digits = path.name.removeprefix("snapshot-").removesuffix(".bin")
-    if not digits.isdigit() or snapshots.path_for(path.parent, int(digits)) != path:
-        return None
-    return int(digits)
 
 
 def _move(path: Path, first_seq: int, last_seq: int, to: Path) -> None:

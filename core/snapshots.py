@@ -490,6 +490,21 @@ def _gateway_part(raw: msgspec.Raw, keys: tuple[str, ...], file: Path) -> Any:
     return {key: _gateway_part(entry, (*keys, key), file) for key, entry in entries.items()}
 
 
+def named_seq(path: Path) -> int | None:
+    """The seq a snapshot file's name says (`path_for`'s), or None for another name."""
+    digits = path.name.removeprefix("snapshot-").removesuffix(".bin")
+    if not digits.isdigit() or path_for(path.parent, int(digits)) != path:
+        return None
+    return int(digits)
+
+
+def oldest_named_seq(directory: Path) -> int | None:
+    """The seq of the oldest snapshot file in `directory` (by its name), or None."""
+    seqs = [named_seq(path) for path in directory.glob("snapshot-*.bin")]
+    known = [seq for seq in seqs if seq is not None]
+    return min(known) if known else None
+
+
 def fsync_directory(directory: Path) -> None:
     """Make the entries created or removed in `directory` durable."""
     descriptor = os.open(directory, os.O_RDONLY)

@@ -1,0 +1,193 @@
+"""The venue's own journal archive: `venue journal archive` run after each periodic snapshot.
+
+Owns when the core runs it (`[venue] journal_archive_dir` set, the file journal) and how: the
+very command an operator would cron (core/journal_archive.py, whose rules decide what goes
+and how it moves), as a child process of its own, at a lower CPU priority (nice
+`CHILD_NICENESS`). Not a thread: a run reads the newest snapshot whole and decodes it (a
+restart's read: seconds of CPU holding the GIL and ~the file's size in memory at the
+bounds), which would stall the event loop and grow the venue's heap. One run at a time (a
+snapshot while one runs starts none), and only when a finished segment ends at or before the
+oldest snapshot by the files' names (`may_move`, a directory listing): otherwise there is
+nothing a run could move. A run that fails (the archive disk full, not writable, another run
+holding the lock, a copy that does not check out) is a warning with its one-line reason,
+tried again after the next snapshot; nothing is lost (the archive keeps every original until
+its copy checks out). What it moved is logged at info. A stop ends a run in flight (SIGTERM,
+then SIGKILL after `STOP_WAIT_S`): a run stopped part way leaves the original in place.
+"""
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from core import snapshots
+from core.config import VenueSection
+from core.journal import segment_files
+
+log = logging.getLogger("venue.archive")
+
+CHILD_NICENESS = 10  # the run's CPU (a snapshot's read) yields to the venue's on a busy host
+# A stop waits this long for a run in flight to end on SIGTERM (its copy removed, the lock
+# let go) before it kills it: a stop must not wait for a GiB copy to a slow disk.
+STOP_WAIT_S = 5.0
+# The run's stderr kept for the warning: its one line, or a bug's traceback's last lines.
+STDERR_KEPT_BYTES = 4_096
+CODE_ROOT = Path(__file__).resolve().parent.parent  # where `cli` and `core` are imported from
+
+
+def configured_problem(venue: VenueSection, data_dir: Path, nats: str) -> str | None:
+    """What is wrong with `[venue] journal_archive_dir` and `journal_segment_bytes` for a venue
+    on `data_dir` (over NATS when `nats`), or None: the archive is the data directory, or
+    a file, or under one, or a symbolic link to nothing (a disk not mounted); either key set
+    while the journal is a JetStream stream, which has no segment files."""
+    if nats and (venue.journal_archive_dir or venue.journal_segment_bytes is not None):
+        key = "journal_archive_dir" if venue.journal_archive_dir else "journal_segment_bytes"
+        return (
+            f"[venue] {key} is for the file journal: with nats the journal is a JetStream"
+            " stream, which has no segment files; leave it out"
+        )
+    if not venue.journal_archive_dir:
+        return None
+    said = f"[venue] journal_archive_dir {venue.journal_archive_dir!r}"
+    if "\0" in venue.journal_archive_dir:
+        return f"{said}: a path holds no NUL character"
+    archive = Path(venue.journal_archive_dir)
+    if os.path.islink(archive) and not archive.exists():
+        target = os.readlink(archive)
+        return f"{said}: a symbolic link to {target}, which does not exist (is its disk mounted?)"
+    if archive.exists() and not archive.is_dir():
+        return f"{said}: not a directory"
+    if archive.resolve() == data_dir.resolve():
+        return f"{said} is the data directory: give another directory"
+    existing = next(parent for parent in archive.absolute().parents if parent.exists())
+    if not archive.exists() and not existing.is_dir():
+        return f"{said}: under {existing}, which is not a directory"
+    return None
+
+
+def may_move(journal: Path) -> bool:
+    """Whether a finished segment of the journal at `journal` (its first segment's path) ends
+    at or before the oldest snapshot beside it, by the files' names alone (what a run checks
+    further, core/journal_archive.py)."""
+    oldest_seq = snapshots.oldest_named_seq(journal.parent)
+    if oldest_seq is None:
+        return False
+    found = segment_files(journal)
+    return any(next_seq - 1 <= oldest_seq for (_, _), (next_seq, _) in itertools.pairwise(found))
+
+
+class ArchiveRuns:
+    """`venue journal archive --data-dir DATA --to ARCHIVE`, one run at a time, each started
+    by `after_snapshot` on the event loop."""
+
+    def __init__(self, journal: Path, archive_dir: Path) -> None:
+        self.journal = journal  # the first segment's path: the data directory's journal.log
+        self.data_dir = journal.parent
+        self.archive_dir = archive_dir
+        self.runs = 0  # runs started, for the tests
+        self.failures = 0  # runs that failed (each warned), for the tests
+        self._task: asyncio.Task[None] | None = None
+        self._child: asyncio.subprocess.Process | None = None
+        self._stopping = False
+
+    def after_snapshot(self) -> None:
+        """A periodic snapshot was written: start a run unless one is running (or stopping)."""
+        if self._stopping or (self._task is not None and not self._task.done()):
+            return
+        self._task = asyncio.create_task(self._run_if_any())
+
+    async def _run_if_any(self) -> None:
+        try:
+            if await asyncio.to_thread(may_move, self.journal):
+                await self._run()
+        except Exception as failed:  # never fatal: the journal is all still there
+            self.failures += 1
+            log.warning(
+                "journal not archived: %s; tried again after the next snapshot",
+                describe(failed),
+                extra={"to": str(self.archive_dir)},
+            )
+
+    async def _run(self) -> None:
+        self.runs += 1
+        self._child = await asyncio.create_subprocess_exec(
+            *self.command(),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=child_environment(),
+            start_new_session=True,  # a terminal's Ctrl-C is the venue's to act on, not its
+        )
+        with contextlib.suppress(OSError):  # (a child already gone: nothing to lower)
+            os.setpriority(os.PRIO_PROCESS, self._child.pid, CHILD_NICENESS)
+        try:
+            out, err = await self._child.communicate()
+        finally:
+            status = self._child.returncode
+            self._child = None
+        if self._stopping:
+            return
+        if status != 0:
+            self.failures += 1
+            reason = err[-STDERR_KEPT_BYTES:].decode(errors="replace").strip().splitlines()
+            log.warning(
+                "journal not archived: %s; tried again after the next snapshot",
+                reason[-1].removeprefix("venue: ") if reason else f"exit status {status}",
+                extra={"to": str(self.archive_dir), "status": status},
+            )
+            return
+        lines = out.decode(errors="replace").splitlines()
+        moved = [line.removeprefix("ok   archived ") for line in lines if " archived " in line]
+        if moved:
+            log.info("journal archived", extra={"segments": moved, "to": str(self.archive_dir)})
+
+    def command(self) -> list[str]:
+        """The run's command line: the operator's own `venue journal archive`."""
+        return [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "journal",
+            "archive",
+            "--data-dir",
+            str(self.data_dir),
+            "--to",
+            str(self.archive_dir),
+        ]
+
+    async def stop(self) -> None:
+        """End a run in flight (SIGTERM, then SIGKILL after `STOP_WAIT_S`) and start no more."""
+        self._stopping = True
+        child, task = self._child, self._task
+        if child is not None and child.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                child.send_signal(signal.SIGTERM)
+        if task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), STOP_WAIT_S)
+        except TimeoutError:
+            if self._child is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    self._child.kill()
+            await task
+
+
+def child_environment() -> dict[str, str]:
+    """The venue's environment, its code first on the child's path (a venue run from a
+    checkout, `python -m cli.main`, imports the same code in its run)."""
+    environment = dict(os.environ)
+    paths = [str(CODE_ROOT), *filter(None, environment.get("PYTHONPATH", "").split(os.pathsep))]
+    environment["PYTHONPATH"] = os.pathsep.join(paths)
+    return environment
+
+
+def describe(failed: BaseException) -> str:
+    """A failure of the run's start or listing, in one line."""
+    if isinstance(failed, OSError):
+        return f"{failed.filename}: {failed.strerror}" if failed.filename else str(failed)
+    return str(failed) or type(failed).__name__
