@@ -41,6 +41,7 @@ from core.journal import (
     JournalCorruption,
     JournalError,
     check_segment,
+    refuse_dangling_link,
     segment_files,
     segment_reaches,
 )
@@ -90,6 +91,10 @@ def archive(data_dir: Path, to: Path) -> list[str]:
         raise CommandFailed(f"{data_dir}: no journal ({JOURNAL_FILE}), nothing to archive")
     if to.exists() and to.resolve() == data_dir.resolve():
         raise CommandFailed(f"--to {to} is the data directory: give another directory")
+    # (mkdir would say only "File exists" of either, which reads as if the directory were fine)
+    refuse_dangling_link(to, "making an archive directory there")
+    if to.exists() and not to.is_dir():
+        raise CommandFailed(f"--to {to}: not a directory (give the archive directory)")
     with _run_alone(data_dir, "data directory"):
         found = segment_files(data_dir / JOURNAL_FILE)  # listed again: under the lock
         kept_seq = kept_through(data_dir)

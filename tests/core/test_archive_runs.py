@@ -9,6 +9,7 @@ restart and `venue verify --archive` on what is left."""
 import asyncio
 import fcntl
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import pytest
 from cli.main import main
 from core import config as venue_config
 from core import venue_core
-from core.archive_runs import configured_problem, may_move
+from core.archive_runs import ArchiveRuns, configured_problem, may_move
 from core.journal import segment_files
 from core.journal_archive import ARCHIVE_LOCK_FILE
 from core.verify import verify
@@ -268,3 +269,41 @@ def test_the_problem_of_a_sound_setting_is_none(tmp_path: Path) -> None:
     assert configured_problem(config.venue, tmp_path / "data", "") is None
     config = configured(tmp_path / "data", "")
     assert configured_problem(config.venue, tmp_path / "data", "nats://x:1") is not None
+
+
+SLOW_RUN = "import pathlib, sys, time; pathlib.Path(sys.argv[1]).write_text('x'); time.sleep(600)"
+
+
+class SlowRuns(ArchiveRuns):
+    """Runs that never end by themselves (a copy to a hung disk, say), there to be stopped."""
+
+    def command(self) -> list[str]:
+        started = self.archive_dir / "started"
+        return [sys.executable, "-c", SLOW_RUN, str(started)]
+
+
+def test_a_stop_ends_a_run_in_flight_and_starts_no_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_dir, to = tmp_path / "data", tmp_path / "archive"
+    data_dir.mkdir()
+    to.mkdir()
+    monkeypatch.setattr("core.archive_runs.may_move", lambda journal: True)
+    runs = SlowRuns(data_dir / JOURNAL_FILE, to)
+
+    async def scenario() -> None:
+        runs.after_snapshot()
+        for _ in range(int(WAIT_S / 0.05)):  # the child has begun
+            if (to / "started").exists():
+                break
+            await asyncio.sleep(0.05)
+        child = runs._child
+        assert child is not None and child.returncode is None
+        runs.after_snapshot()  # one at a time: no second run
+        assert runs.runs == 1
+        await runs.stop()
+        assert child.returncode is not None, "ended"
+        runs.after_snapshot()  # stopped: no more
+        assert runs.runs == 1 and runs.failures == 0
+
+    run(scenario)

@@ -394,3 +394,25 @@ def test_a_snapshot_whose_entries_do_not_restore_stands_for_nothing(tmp_path: Pa
     archive(data_dir, to)
     left = first_seqs(data_dir)
     assert 1 < left[0] <= 11 and snapshots.latest(data_dir) is not None
+
+
+@pytest.mark.parametrize("kind", ["file", "link to nothing"])
+def test_an_archive_path_that_is_no_directory_is_refused_in_words(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    # Both said only `DIR: File exists` (mkdir's words), which reads as if DIR were fine
+    data_dir, to = tmp_path / "data", tmp_path / "archive"
+    write_segmented(data_dir, 12)
+    if kind == "file":
+        to.write_text("a file")
+        said = f"venue: --to {to}: not a directory (give the archive directory)\n"
+    else:
+        to.symlink_to(tmp_path / "unmounted")
+        said = (
+            f"venue: {to} is a symbolic link to {tmp_path / 'unmounted'}, which does not exist"
+            " (is its disk mounted?): not making an archive directory there; restore it or"
+            " remove the link\n"
+        )
+    assert main(["journal", "archive", "--data-dir", str(data_dir), "--to", str(to)]) == 2
+    assert capsys.readouterr().err == said
+    assert first_seqs(data_dir)[0] == 1 and not (tmp_path / "unmounted").exists()
