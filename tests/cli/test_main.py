@@ -323,6 +323,16 @@ def test_serve_on_a_busy_port_creates_nothing(tmp_path: Path) -> None:
     assert listing(tmp_path) == [], "no data directory for a venue that never ran"
 
 
+def test_serve_on_a_host_that_does_not_resolve_creates_nothing_on_any_port(tmp_path: Path) -> None:
+    # With --port 0 the host went unchecked: the venue was built in the data directory (its
+    # journal, store and snapshot written) before the listen failed on the name
+    for port in ("0", "8765"):
+        result = venue(tmp_path, "serve", "--config", CONFIG, "--host", "999.1.1.1",
+                       "--port", port, "--data-dir", "d")  # fmt: skip
+        failed_in_one_line(result, f"cannot listen on 999.1.1.1:{port}")
+        assert listing(tmp_path) == [], "no data directory for a venue that never ran"
+
+
 def test_a_second_serve_on_one_data_dir_and_verify_while_it_runs_are_refused(
     tmp_path: Path, running_venue: tuple[Path, str]
 ) -> None:
