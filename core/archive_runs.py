@@ -141,7 +141,12 @@ class ArchiveRuns:
             )
             return
         lines = out.decode(errors="replace").splitlines()
-        moved = [line.removeprefix("ok   archived ") for line in lines if " archived " in line]
+        to = f" to {self.archive_dir}"  # (said once, in `to`)
+        moved = [
+            line.removeprefix("ok   archived ").removesuffix(to)
+            for line in lines
+            if line.startswith("ok   archived ")
+        ]
         if moved:
             log.info("journal archived", extra={"segments": moved, "to": str(self.archive_dir)})
 

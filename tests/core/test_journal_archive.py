@@ -256,6 +256,36 @@ def test_verify_of_an_archived_head_needs_a_snapshot_or_the_archive(tmp_path: Pa
         verify(data_dir, config, archive=to)
 
 
+def test_verify_with_an_archive_that_holds_no_head_says_so(tmp_path: Path) -> None:
+    # Each said only `DIR: its segments end at seq 0, the journal in the data directory begins
+    # at seq N`: a wrong path, a file, the data directory itself, an empty directory alike
+    data_dir, to = tmp_path / "data", tmp_path / "archive"
+    config = venue_config.load(SAMPLE_CONFIG)
+
+    async def run() -> None:
+        venue = await start_venue(data_dir)
+        try:
+            await trade(venue, ROUNDS)
+        finally:
+            await venue.server.stop()
+
+    asyncio.run(run())
+    archive(data_dir, to)
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "empty").mkdir()
+    refused = {
+        tmp_path / "missing": "no such directory",
+        tmp_path / "file": "not a directory",
+        tmp_path / "empty": f"no archived segment from seq 1 ({JOURNAL_FILE})",
+        data_dir: f"no archived segment from seq 1 ({JOURNAL_FILE})",
+    }
+    for wrong, said in refused.items():
+        with pytest.raises(CommandFailed) as failed:
+            verify(data_dir, config, archive=wrong)
+        assert str(failed.value).startswith(f"--archive {wrong}: {said}"), failed.value
+        assert "where `venue journal archive` moved the head" in str(failed.value)
+
+
 @pytest.mark.parametrize("side", ["data", "archive"])
 def test_a_second_run_at_once_is_refused_and_moves_nothing(tmp_path: Path, side: str) -> None:
     # Two runs at once (a cron overlap) shared one fixed `.tmp` name and no lock: one's
