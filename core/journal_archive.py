@@ -87,6 +87,11 @@ def run(args: argparse.Namespace) -> int:
 
 def archive(data_dir: Path, to: Path) -> list[str]:
     """Move every segment that may go (module docstring); one line per segment moved."""
+    if data_dir.exists() and not data_dir.is_dir():
+        raise CommandFailed(
+            f"{data_dir}: not a directory: nothing to archive (give the --data-dir a venue"
+            " ran with)"
+        )
     if not data_dir.is_dir() or not segment_files(data_dir / JOURNAL_FILE):
         raise CommandFailed(f"{data_dir}: no journal ({JOURNAL_FILE}), nothing to archive")
     if to.exists() and to.resolve() == data_dir.resolve():

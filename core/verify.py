@@ -62,7 +62,7 @@ DESCRIPTION = (
     " journal whose head was archived (`venue journal archive`) from the oldest snapshot it"
     " can use, or from seq 1 with --archive DIR. One"
     " line per check, `ok` or `FAIL` with what to do. Exit status: 0 every check ok; 1 a"
-    " FAIL; 2 it could not check (no such directory, a damaged journal, a running venue on"
+    " FAIL; 2 it could not check (no such directory, a file, a damaged journal, a running venue on"
     " the directory: stop it, or verify a copy). With --nats URLS: a cluster's journal stream"
     " instead, read-only, running or stopped (--data-dir: a core's, whose snapshots it checks;"
     " --postgres DSN, or a --sqlite core's --data-dir: the ledger store, checked against the"
@@ -217,6 +217,10 @@ def verify(
 def _open_journal(data_dir: Path) -> FileJournal:
     """The journal, read-only; refuses a directory with nothing to verify or in use."""
     path = data_dir / JOURNAL_FILE
+    if data_dir.exists() and not data_dir.is_dir():
+        raise CommandFailed(
+            f"{data_dir}: not a directory: nothing to verify (give the --data-dir a venue ran with)"
+        )
     if not data_dir.is_dir():
         raise CommandFailed(f"{data_dir}: no such directory: nothing to verify")
     try:

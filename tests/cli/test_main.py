@@ -443,6 +443,16 @@ def test_verify_on_a_missing_or_empty_data_dir_creates_nothing(tmp_path: Path) -
     assert listing(tmp_path) == ["empty"], "verify made no journal, store or lock file"
 
 
+def test_verify_and_archive_on_a_data_dir_that_is_a_file_say_so(tmp_path: Path) -> None:
+    # verify said `no such directory` of a file, and `journal archive` `no journal`
+    (tmp_path / "afile").write_text("x")
+    verified = venue(tmp_path, "verify", "--config", CONFIG, "--data-dir", "afile")
+    failed_in_one_line(verified, "afile: not a directory", "give the --data-dir a venue ran with")
+    archived = venue(tmp_path, "journal", "archive", "--data-dir", "afile", "--to", "cold")
+    failed_in_one_line(archived, "afile: not a directory", "give the --data-dir a venue ran with")
+    assert listing(tmp_path) == ["afile"]
+
+
 def test_verify_on_a_corrupt_journal_names_the_file_and_offset(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     data_dir.mkdir()
