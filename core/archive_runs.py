@@ -129,26 +129,31 @@ class ArchiveRuns:
         finally:
             status = self._child.returncode
             self._child = None
-        if self._stopping:
-            return
-        if status != 0:
+        self._say_moved(out)  # a run refused part way has moved some first
+        said = err[-STDERR_KEPT_BYTES:].decode(errors="replace").strip().splitlines()
+        if status == 0 and said:  # its warnings (a damaged snapshot passed over, say)
+            log.warning("journal archive said: %s", " | ".join(said), extra=self._to())
+        elif status != 0 and not self._stopping:  # (one the stop ended is no failure)
             self.failures += 1
-            reason = err[-STDERR_KEPT_BYTES:].decode(errors="replace").strip().splitlines()
             log.warning(
                 "journal not archived: %s; tried again after the next snapshot",
-                reason[-1].removeprefix("venue: ") if reason else f"exit status {status}",
-                extra={"to": str(self.archive_dir), "status": status},
+                said[-1].removeprefix("venue: ") if said else f"exit status {status}",
+                extra=self._to() | {"status": status},
             )
-            return
-        lines = out.decode(errors="replace").splitlines()
+
+    def _say_moved(self, out: bytes) -> None:
+        """The segments the run's lines say it moved, in one line at info (none: no line)."""
         to = f" to {self.archive_dir}"  # (said once, in `to`)
         moved = [
             line.removeprefix("ok   archived ").removesuffix(to)
-            for line in lines
+            for line in out.decode(errors="replace").splitlines()
             if line.startswith("ok   archived ")
         ]
         if moved:
             log.info("journal archived", extra={"segments": moved, "to": str(self.archive_dir)})
+
+    def _to(self) -> dict[str, object]:
+        return {"to": str(self.archive_dir)}
 
     def command(self) -> list[str]:
         """The run's command line: the operator's own `venue journal archive`."""

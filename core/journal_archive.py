@@ -29,7 +29,7 @@ import itertools
 import os
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import msgspec
@@ -80,13 +80,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    for line in archive(args.data_dir, args.to):
-        print(line)
+    archive(args.data_dir, args.to, said=lambda line: print(line, flush=True))
     return 0
 
 
-def archive(data_dir: Path, to: Path) -> list[str]:
-    """Move every segment that may go (module docstring); one line per segment moved."""
+def _unsaid(line: str) -> None:
+    """`archive`'s default `said`: the lines are its return value alone."""
+
+
+def archive(data_dir: Path, to: Path, said: Callable[[str], None] = _unsaid) -> list[str]:
+    """Move every segment that may go (module docstring); one line per segment moved, each
+    given to `said` as soon as its segment has moved (a run refused part way has said what
+    it moved before: its lines would otherwise go with the refusal)."""
     if data_dir.exists() and not data_dir.is_dir():
         raise CommandFailed(
             f"{data_dir}: not a directory: nothing to archive (give the --data-dir a venue"
@@ -104,31 +109,39 @@ def archive(data_dir: Path, to: Path) -> list[str]:
         found = segment_files(data_dir / JOURNAL_FILE)  # listed again: under the lock
         kept_seq = kept_through(data_dir)
         if kept_seq is None:
-            return [
+            line = (
                 "ok   nothing archived: no snapshot that checks out yet (a restart replays the"
                 " whole journal)"
-            ]
+            )
+            said(line)
+            return [line]
         to.mkdir(mode=0o700, parents=True, exist_ok=True)
         with _run_alone(to, "archive directory"):
             _remove_stale_copies(to)
-            return _move_through(data_dir, found, kept_seq, to)
+            return _move_through(data_dir, found, kept_seq, to, said)
 
 
 def _move_through(
-    data_dir: Path, found: list[tuple[int, Path]], kept_seq: int, to: Path
+    data_dir: Path,
+    found: list[tuple[int, Path]],
+    kept_seq: int,
+    to: Path,
+    said: Callable[[str], None],
 ) -> list[str]:
     """Move the finished segments of `found` whose records end at or before `kept_seq`."""
-    lines = []
+    lines: list[str] = []
     for (first_seq, path), (next_seq, _) in itertools.pairwise(found):
         if next_seq - 1 > kept_seq:
             break
         _move(path, first_seq, next_seq - 1, to)
         lines.append(f"ok   archived {path.name} (seqs {first_seq} to {next_seq - 1}) to {to}")
+        said(lines[-1])
     first_kept = found[len(lines)][0]
     lines.append(
         f"ok   the journal in {data_dir} begins at seq {first_kept}; segments may go through"
         f" seq {kept_seq} (the oldest snapshot's, or the newest that checks out)"
     )
+    said(lines[-1])
     return lines
 
 

@@ -8,6 +8,7 @@ restart and `venue verify --archive` on what is left."""
 
 import asyncio
 import fcntl
+import itertools
 import logging
 import sys
 from collections.abc import Awaitable, Callable
@@ -26,6 +27,7 @@ from core.journal_archive import ARCHIVE_LOCK_FILE
 from core.verify import verify
 from gateway.server import JOURNAL_FILE, VenueServer
 from tests.conftest import Venue
+from tests.core.test_journal_archive import write_segmented
 from tests.sample_config import SAMPLE_CONFIG
 
 SYMBOL = "AAPLx-USD"
@@ -307,3 +309,30 @@ def test_a_stop_ends_a_run_in_flight_and_starts_no_more(
         assert runs.runs == 1 and runs.failures == 0
 
     run(scenario)
+
+
+def test_a_run_refused_part_way_logs_what_it_moved_then_the_refusal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("core.journal.SEGMENT_BYTES", 1_024)
+    data_dir, to = tmp_path / "data", tmp_path / "archive"
+    write_segmented(data_dir, 40)  # 100-byte records in 1 KiB segments, a snapshot at 40
+    found = segment_files(data_dir / JOURNAL_FILE)
+    to.mkdir()
+    (to / found[2][1].name).write_bytes(b"another venue's")
+    runs = ArchiveRuns(data_dir / JOURNAL_FILE, to)
+
+    async def scenario() -> None:
+        runs.after_snapshot()
+        assert runs._task is not None
+        await runs._task
+
+    with caplog.at_level(logging.INFO, logger="venue.archive"):
+        run(scenario)
+    said = [(record.levelname, record.getMessage(), record.__dict__) for record in caplog.records]
+    assert said[0][:2] == ("INFO", "journal archived")
+    assert said[0][2]["segments"] == [
+        f"{path.name} (seqs {seq} to {next_seq - 1})"
+        for (seq, path), (next_seq, _) in itertools.pairwise(found[:3])
+    ]
+    assert said[1][0] == "WARNING" and "differs" in said[1][1] and runs.failures == 1

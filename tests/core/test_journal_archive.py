@@ -226,6 +226,26 @@ def test_a_different_file_of_the_same_name_in_the_archive_is_refused(tmp_path: P
     assert first.exists()
 
 
+def test_a_run_that_fails_part_way_says_what_it_moved_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Its lines were printed only once every segment had moved: a run refused at its third
+    # segment said the refusal alone, and the two segments it had moved went unsaid
+    data_dir, to = tmp_path / "data", tmp_path / "archive"
+    write_segmented(data_dir, 40)
+    found = segment_files(data_dir / JOURNAL_FILE)
+    assert len(found) > 4
+    to.mkdir()
+    (to / found[2][1].name).write_bytes(b"another venue's")
+    assert main(["journal", "archive", "--data-dir", str(data_dir), "--to", str(to)]) == 2
+    out, err = capsys.readouterr()
+    assert [line.split(" (seqs")[0] for line in out.splitlines()] == [
+        f"ok   archived {found[0][1].name}",
+        f"ok   archived {found[1][1].name}",
+    ], out
+    assert "differs" in err and first_seqs(data_dir)[0] == found[2][0]
+
+
 def test_verify_of_an_archived_head_needs_a_snapshot_or_the_archive(tmp_path: Path) -> None:
     data_dir, to = tmp_path / "data", tmp_path / "archive"
     config = venue_config.load(SAMPLE_CONFIG)
