@@ -188,11 +188,14 @@ class ArchiveRuns:
 
 
 def child_environment() -> dict[str, str]:
-    """The venue's environment, its code first on the child's path (a venue run from a
-    checkout, `python -m cli.main`, imports the same code in its run)."""
+    """The venue's environment; a venue run from a checkout (`python -m cli.main` there) has
+    the checkout first on the child's path, so that its run imports the same code. An
+    installed venue's child finds it where the venue did (its site-packages are not put on
+    PYTHONPATH: ahead of the standard library, they could shadow it)."""
     environment = dict(os.environ)
-    paths = [str(CODE_ROOT), *filter(None, environment.get("PYTHONPATH", "").split(os.pathsep))]
-    environment["PYTHONPATH"] = os.pathsep.join(paths)
+    if (CODE_ROOT / "pyproject.toml").is_file():
+        paths = environment.get("PYTHONPATH", "").split(os.pathsep)
+        environment["PYTHONPATH"] = os.pathsep.join([str(CODE_ROOT), *filter(None, paths)])
     return environment
 
 

@@ -10,6 +10,7 @@ import asyncio
 import fcntl
 import itertools
 import logging
+import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -21,7 +22,13 @@ import pytest
 from cli.main import main
 from core import config as venue_config
 from core import venue_core
-from core.archive_runs import ArchiveRuns, configured_problem, may_move
+from core.archive_runs import (
+    CODE_ROOT,
+    ArchiveRuns,
+    child_environment,
+    configured_problem,
+    may_move,
+)
 from core.journal import segment_files
 from core.journal_archive import ARCHIVE_LOCK_FILE
 from core.verify import verify
@@ -336,3 +343,19 @@ def test_a_run_refused_part_way_logs_what_it_moved_then_the_refusal(
         for (seq, path), (next_seq, _) in itertools.pairwise(found[:3])
     ]
     assert said[1][0] == "WARNING" and "differs" in said[1][1] and runs.failures == 1
+
+
+def test_a_run_from_a_checkout_imports_its_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    environment = child_environment()
+    assert environment["PYTHONPATH"] == str(CODE_ROOT)
+    found = subprocess.run(
+        [sys.executable, "-c", "import cli.main; print(cli.main.__file__)"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        cwd="/",
+        timeout=60,
+        check=True,
+    )
+    assert found.stdout.strip() == str(CODE_ROOT / "cli" / "main.py")
