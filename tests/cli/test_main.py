@@ -512,6 +512,28 @@ def test_bad_flags_and_missing_files_fail_in_one_line(
     assert listing(tmp_path) == []
 
 
+@pytest.mark.parametrize(
+    ("args", "command"),
+    [
+        (["ledger", "balances", "--account", "abc"], "venue ledger balances"),
+        (["journal", "archive", "--to", "x", "--extra"], "venue journal archive"),
+        (["verify", "extra"], "venue verify"),
+        (["serve", "--nope"], "venue serve"),
+    ],
+)
+def test_an_unknown_flag_names_the_command_whose_help_to_read(
+    tmp_path: Path, args: list[str], command: str
+) -> None:
+    # `venue: unrecognized arguments: --account abc (see venue --help)`: the top level's
+    # help, which does not list a subcommand's flags
+    result = venue(tmp_path, *args)
+    line = failed_in_one_line(result, "unrecognized arguments")
+    assert line.startswith(f"{command}: unrecognized arguments: ") and line.endswith(
+        f"(see {command} --help)"
+    ), line
+    assert listing(tmp_path) == []
+
+
 def test_an_unreadable_ledger_store_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "ledger.sqlite").write_bytes(b"not a database " * 100)
