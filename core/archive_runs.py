@@ -1,18 +1,17 @@
 """The venue's own journal archive: `venue journal archive` run after each periodic snapshot.
 
 Owns when the core runs it (`[venue] journal_archive_dir` set, the file journal) and how: the
-very command an operator would cron (core/journal_archive.py, whose rules decide what goes
-and how it moves), as a child process of its own, at a lower CPU priority (nice
-`CHILD_NICENESS`). Not a thread: a run reads the newest snapshot whole and decodes it (a
-restart's read: seconds of CPU holding the GIL and ~the file's size in memory at the
-bounds), which would stall the event loop and grow the venue's heap. One run at a time (a
-snapshot while one runs starts none), and only when a finished segment ends at or before the
-oldest snapshot by the files' names (`may_move`, a directory listing): otherwise there is
-nothing a run could move. A run that fails (the archive disk full, not writable, another run
-holding the lock, a copy that does not check out) is a warning with its one-line reason,
-tried again after the next snapshot; nothing is lost (the archive keeps every original until
-its copy checks out). What it moved is logged at info. A stop ends a run in flight (SIGTERM,
-then SIGKILL after `STOP_WAIT_S`): a run stopped part way leaves the original in place.
+command an operator would cron (core/journal_archive.py decides what goes and how), as a
+child process at nice `CHILD_NICENESS`. Not a thread: a run reads the newest snapshot whole
+(seconds of CPU holding the GIL at the bounds, and ~the file's size in memory), which would
+stall the event loop and grow the venue's heap. One run at a time (a snapshot meanwhile
+starts none, and warns past `RUN_LONG_S`), and only when a finished segment ends at or
+before the oldest snapshot by the files' names (`may_move`): else a run could move nothing.
+A failed run (the archive disk full or not writable, another run holding the lock, a copy
+that does not check out) is a warning with its reason, tried again after the next snapshot;
+nothing is lost (an original goes only once its copy checks out). What moved is logged at
+info. A stop ends a run in flight (SIGTERM, SIGKILL after `STOP_WAIT_S`): a run stopped part
+way leaves the original in place.
 """
 
 import asyncio
@@ -22,6 +21,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 from core import snapshots
@@ -34,6 +34,10 @@ CHILD_NICENESS = 10  # the run's CPU (a snapshot's read) yields to the venue's o
 # A stop waits this long for a run in flight to end on SIGTERM (its copy removed, the lock
 # let go) before it kills it: a stop must not wait for a GiB copy to a slow disk.
 STOP_WAIT_S = 5.0
+# A run this long is said at each snapshot while it lasts: a GiB copied to a slow disk and a
+# snapshot read take a few minutes at most; a disk that hangs (a stale NFS mount) would
+# otherwise stop the archive without a word, until the data disk filled.
+RUN_LONG_S = 600.0
 # The run's stderr kept for the warning: its one line, or a bug's traceback's last lines.
 STDERR_KEPT_BYTES = 4_096
 CODE_ROOT = Path(__file__).resolve().parent.parent  # where `cli` and `core` are imported from
@@ -93,11 +97,24 @@ class ArchiveRuns:
         self._task: asyncio.Task[None] | None = None
         self._child: asyncio.subprocess.Process | None = None
         self._stopping = False
+        self._started = 0.0  # time.monotonic() of the run's start
 
     def after_snapshot(self) -> None:
-        """A periodic snapshot was written: start a run unless one is running (or stopping)."""
-        if self._stopping or (self._task is not None and not self._task.done()):
+        """A periodic snapshot was written: start a run unless one is running (said, once it
+        has run past `RUN_LONG_S`) or the venue is stopping."""
+        if self._stopping:
             return
+        if self._task is not None and not self._task.done():
+            running_s = time.monotonic() - self._started
+            if running_s > RUN_LONG_S and self._child is not None:
+                log.warning(
+                    "journal archive still running after %d s: its disk hung? no run starts"
+                    " till it ends",
+                    running_s,
+                    extra=self._to() | {"pid": self._child.pid},
+                )
+            return
+        self._started = time.monotonic()
         self._task = asyncio.create_task(self._run_if_any())
 
     async def _run_if_any(self) -> None:

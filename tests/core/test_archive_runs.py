@@ -359,3 +359,28 @@ def test_a_run_from_a_checkout_imports_its_code(monkeypatch: pytest.MonkeyPatch)
         check=True,
     )
     assert found.stdout.strip() == str(CODE_ROOT / "cli" / "main.py")
+
+
+def test_a_run_that_lasts_is_said_at_each_snapshot_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    data_dir, to = tmp_path / "data", tmp_path / "archive"
+    data_dir.mkdir()
+    to.mkdir()
+    monkeypatch.setattr("core.archive_runs.may_move", lambda journal: True)
+    monkeypatch.setattr("core.archive_runs.RUN_LONG_S", 0.0)
+    runs = SlowRuns(data_dir / JOURNAL_FILE, to)
+
+    async def scenario() -> None:
+        runs.after_snapshot()
+        for _ in range(int(WAIT_S / 0.05)):
+            if (to / "started").exists():
+                break
+            await asyncio.sleep(0.05)
+        runs.after_snapshot()
+        await runs.stop()
+
+    with caplog.at_level(logging.WARNING, logger="venue.archive"):
+        run(scenario)
+    warned = [record.getMessage() for record in caplog.records if record.name == "venue.archive"]
+    assert len(warned) == 1 and warned[0].startswith("journal archive still running after "), warned
