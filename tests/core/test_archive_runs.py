@@ -302,8 +302,8 @@ def test_a_stop_ends_a_run_in_flight_and_starts_no_more(
 
     async def scenario() -> None:
         runs.after_snapshot()
-        for _ in range(int(WAIT_S / 0.05)):  # the child has begun
-            if (to / "started").exists():
+        for _ in range(int(WAIT_S / 0.05)):  # the child has begun, and the run holds it
+            if runs._child is not None and (to / "started").exists():
                 break
             await asyncio.sleep(0.05)
         child = runs._child
@@ -374,7 +374,7 @@ def test_a_run_that_lasts_is_said_at_each_snapshot_meanwhile(
     async def scenario() -> None:
         runs.after_snapshot()
         for _ in range(int(WAIT_S / 0.05)):
-            if (to / "started").exists():
+            if runs._child is not None and (to / "started").exists():
                 break
             await asyncio.sleep(0.05)
         runs.after_snapshot()
