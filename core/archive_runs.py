@@ -130,6 +130,8 @@ class ArchiveRuns:
             )
 
     async def _run(self) -> None:
+        if self._stopping:  # (a stop came while `may_move` looked: it found no child to end)
+            return
         self.runs += 1
         self._child = await asyncio.create_subprocess_exec(
             *self.command(),
@@ -141,6 +143,9 @@ class ArchiveRuns:
         )
         with contextlib.suppress(OSError):  # (a child already gone: nothing to lower)
             os.setpriority(os.PRIO_PROCESS, self._child.pid, CHILD_NICENESS)
+        if self._stopping:  # (a stop came while it started: it found no child to end)
+            with contextlib.suppress(ProcessLookupError):
+                self._child.send_signal(signal.SIGTERM)
         try:
             out, err = await self._child.communicate()
         finally:
@@ -173,9 +178,12 @@ class ArchiveRuns:
         return {"to": str(self.archive_dir)}
 
     def command(self) -> list[str]:
-        """The run's command line: the operator's own `venue journal archive`."""
+        """The run's command line: the operator's own `venue journal archive`. `-P`: not the
+        working directory first on the path, as `-m` would put it, where a `cli/` or `core/`
+        planted in the directory the venue was started from would run as the venue's user."""
         return [
             sys.executable,
+            "-P",
             "-m",
             "cli.main",
             "journal",

@@ -12,6 +12,8 @@ import itertools
 import logging
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -345,20 +347,88 @@ def test_a_run_refused_part_way_logs_what_it_moved_then_the_refusal(
     assert said[1][0] == "WARNING" and "differs" in said[1][1] and runs.failures == 1
 
 
-def test_a_run_from_a_checkout_imports_its_code(monkeypatch: pytest.MonkeyPatch) -> None:
+PLANTED = "import pathlib; pathlib.Path(__file__).with_name('ran').write_text('planted')"
+
+
+def planted_in(directory: Path) -> Path:
+    """A `cli` package in `directory` whose `cli.main`, imported, writes `cli/ran`: what a
+    stranger could leave in a directory the venue is started from (`cd /tmp && venue serve`)."""
+    (directory / "cli").mkdir(parents=True)
+    (directory / "cli" / "__init__.py").write_text("")
+    (directory / "cli" / "main.py").write_text(PLANTED)
+    return directory / "cli" / "ran"
+
+
+def test_a_run_from_a_checkout_imports_its_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The run's own interpreter flags, from a working directory holding a planted `cli`:
+    # `python -m` (and -c) put the working directory first on the path, ahead of the checkout.
     monkeypatch.delenv("PYTHONPATH", raising=False)
+    ran = planted_in(tmp_path / "cwd")
     environment = child_environment()
     assert environment["PYTHONPATH"] == str(CODE_ROOT)
+    command = ArchiveRuns(tmp_path / JOURNAL_FILE, tmp_path / "archive").command()
+    flags = command[: command.index("-m")]
     found = subprocess.run(
-        [sys.executable, "-c", "import cli.main; print(cli.main.__file__)"],
+        [*flags, "-c", "import cli.main; print(cli.main.__file__)"],
         env=environment,
         capture_output=True,
         text=True,
-        cwd="/",
+        cwd=tmp_path / "cwd",
         timeout=60,
         check=True,
     )
     assert found.stdout.strip() == str(CODE_ROOT / "cli" / "main.py")
+    assert not ran.exists()
+
+
+def test_a_run_does_not_run_code_planted_in_the_venues_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("core.journal.SEGMENT_BYTES", 1_024)
+    data_dir, to = tmp_path / "data", tmp_path / "archive"
+    write_segmented(data_dir, 40)  # 100-byte records in 1 KiB segments, a snapshot at 40
+    to.mkdir()
+    ran = planted_in(tmp_path / "cwd")
+    monkeypatch.chdir(tmp_path / "cwd")  # the venue's own working directory
+    runs = ArchiveRuns(data_dir / JOURNAL_FILE, to)
+
+    async def scenario() -> None:
+        runs.after_snapshot()
+        assert runs._task is not None
+        await runs._task
+
+    run(scenario)
+    assert not ran.exists(), "the planted cli/main.py ran as the venue's user"
+    assert runs.failures == 0 and len(archived(to)) >= 2, "the checkout's own command ran"
+
+
+def test_a_stop_while_the_run_looks_at_the_journal_starts_no_child(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_dir, to = tmp_path / "data", tmp_path / "archive"
+    data_dir.mkdir()
+    to.mkdir()
+    looking = threading.Event()
+
+    def slow_may_move(journal: Path) -> bool:  # (a listing on a slow disk)
+        looking.set()
+        time.sleep(0.5)
+        return True
+
+    monkeypatch.setattr("core.archive_runs.may_move", slow_may_move)
+    runs = SlowRuns(data_dir / JOURNAL_FILE, to)
+
+    async def scenario() -> None:
+        runs.after_snapshot()
+        await asyncio.to_thread(looking.wait, WAIT_S)
+        await asyncio.sleep(0.05)
+        await runs.stop()  # no child yet: nothing to end; none is to start after it
+        assert runs._task is not None and runs._task.done()
+
+    run(scenario)
+    assert runs.runs == 0 and not (to / "started").exists(), "no child started"
 
 
 def test_a_run_that_lasts_is_said_at_each_snapshot_meanwhile(
