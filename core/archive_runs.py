@@ -60,17 +60,31 @@ def configured_problem(venue: VenueSection, data_dir: Path, nats: str) -> str | 
     if "\0" in venue.journal_archive_dir:
         return f"{said}: a path holds no NUL character"
     archive = Path(venue.journal_archive_dir)
-    if os.path.islink(archive) and not archive.exists():
-        target = os.readlink(archive)
-        return f"{said}: a symbolic link to {target}, which does not exist (is its disk mounted?)"
-    if archive.exists() and not archive.is_dir():
-        return f"{said}: not a directory"
     if archive.resolve() == data_dir.resolve():
         return f"{said} is the data directory: give another directory"
+    found = not_a_directory(archive)
+    return None if found is None else f"{said}: {found}"
+
+
+def not_a_directory(archive: Path) -> str | None:
+    """Why `archive` is not a directory that exists, or None. The venue makes none (a run's
+    mkdir would, through an unmounted disk's empty mount point, put the archive on the root
+    disk): a symbolic link to nothing anywhere on its path is named as such."""
+    for path in [*reversed(archive.absolute().parents), archive.absolute()]:
+        if os.path.islink(path) and not path.exists():
+            target = os.readlink(path)
+            return (
+                f"{path} is a symbolic link to {target}, which does not exist (is its disk"
+                " mounted?)"
+            )
+    if archive.is_dir():
+        return None
+    if archive.exists():
+        return "not a directory"
     existing = next(parent for parent in archive.absolute().parents if parent.exists())
-    if not archive.exists() and not existing.is_dir():
-        return f"{said}: under {existing}, which is not a directory"
-    return None
+    if not existing.is_dir():
+        return f"under {existing}, which is not a directory"
+    return "no such directory (is its disk mounted? the venue makes none: mkdir it)"
 
 
 def may_move(journal: Path) -> bool:
@@ -119,7 +133,7 @@ class ArchiveRuns:
 
     async def _run_if_any(self) -> None:
         try:
-            if await asyncio.to_thread(may_move, self.journal):
+            if await asyncio.to_thread(self._may_run):
                 await self._run()
         except Exception as failed:  # never fatal: the journal is all still there
             self.failures += 1
@@ -128,6 +142,16 @@ class ArchiveRuns:
                 describe(failed),
                 extra={"to": str(self.archive_dir)},
             )
+
+    def _may_run(self) -> bool:
+        """Whether a run may move something (`may_move`), its archive directory still there
+        (else `Gone`); in a thread: a hung disk's stat must not stall the event loop."""
+        if not may_move(self.journal):
+            return False
+        found = not_a_directory(self.archive_dir)
+        if found is not None:
+            raise Gone(f"{self.archive_dir}: {found}")
+        return True
 
     async def _run(self) -> None:
         if self._stopping:  # (a stop came while `may_move` looked: it found no child to end)
@@ -210,6 +234,10 @@ class ArchiveRuns:
                 with contextlib.suppress(ProcessLookupError):
                     self._child.kill()
             await task
+
+
+class Gone(Exception):
+    """The archive directory is not there (or not a directory): a run's warning."""
 
 
 def child_environment() -> dict[str, str]:

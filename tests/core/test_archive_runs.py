@@ -115,6 +115,7 @@ def archived(to: Path) -> list[int]:
 
 def test_the_venue_archives_its_old_segments_by_itself(tmp_path: Path) -> None:
     data_dir, to = tmp_path / "data", tmp_path / "archive"
+    to.mkdir()
     config = configured(data_dir, to)
 
     async def serving() -> tuple[str, Any, Any, Any]:
@@ -166,6 +167,7 @@ def test_a_failed_run_is_a_warning_and_the_next_snapshot_tries_again(
             await trade(venue, 5)  # the venue trades on
             assert to.is_file() and (data_dir / JOURNAL_FILE).exists(), "nothing moved"
             to.unlink()  # the operator mends it: the next snapshot's run archives
+            to.mkdir()
             await trade_until(venue, lambda: len(archived(to)) >= 2, "archived once mended")
             return await state_of(venue)
         finally:
@@ -241,6 +243,8 @@ SERVE_REFUSALS = [
     ({"journal_archive_dir": "FILE"}, "not a directory"),
     ({"journal_archive_dir": "FILE/below"}, "which is not a directory"),
     ({"journal_archive_dir": "LINK"}, "which does not exist (is its disk mounted?)"),
+    ({"journal_archive_dir": "LINK/below"}, "LINK is a symbolic link to NOWHERE, which does not"),
+    ({"journal_archive_dir": "MISSING"}, "MISSING': no such directory (is its disk mounted?"),
     ({"journal_segment_bytes": 1_000}, "Expected `int` >= 65536"),
     ({"journal_segment_bytes": 8 << 30}, "Expected `int` <= 4294967296"),
     ({"nats": "nats://127.0.0.1:1", "journal_archive_dir": "x"}, "JetStream stream"),
@@ -254,7 +258,14 @@ def test_serve_refuses_a_bad_archive_setting_in_one_line(
     data_dir = tmp_path / "data"
     (tmp_path / "FILE").write_text("x")
     (tmp_path / "LINK").symlink_to(tmp_path / "nowhere")
-    names = {"DATA": str(data_dir), "FILE": str(tmp_path / "FILE"), "LINK": str(tmp_path / "LINK")}
+    names = {
+        "DATA": str(data_dir),
+        "FILE": str(tmp_path / "FILE"),
+        "LINK": str(tmp_path / "LINK"),
+        "NOWHERE": str(tmp_path / "nowhere"),
+        "MISSING": str(tmp_path / "cold" / "journal"),  # (/mnt/cold, its disk not mounted)
+    }
+    said = _toml(said, names).strip('"')
     lines = [f"{key} = {_toml(value, names)}" for key, value in venue.items()]
     sample = SAMPLE_CONFIG.read_text().replace("[venue]\n", "[venue]\n" + "\n".join(lines) + "\n")
     config_path = tmp_path / "venue.toml"
@@ -276,6 +287,7 @@ def _toml(value: Any, names: dict[str, str]) -> str:
 
 
 def test_the_problem_of_a_sound_setting_is_none(tmp_path: Path) -> None:
+    (tmp_path / "cold" / "journal").mkdir(parents=True)
     config = configured(tmp_path / "data", tmp_path / "cold" / "journal")
     assert configured_problem(config.venue, tmp_path / "data", "") is None
     config = configured(tmp_path / "data", "")
@@ -454,3 +466,37 @@ def test_a_run_that_lasts_is_said_at_each_snapshot_meanwhile(
         run(scenario)
     warned = [record.getMessage() for record in caplog.records if record.name == "venue.archive"]
     assert len(warned) == 1 and warned[0].startswith("journal archive still running after "), warned
+
+
+@pytest.mark.parametrize("gone", ["directory", "link on the way"])
+def test_a_run_whose_archive_directory_has_gone_makes_none(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, gone: str
+) -> None:
+    # The reviewer: an unmounted disk's mount point is an empty directory, and the run's
+    # mkdir made the archive on the root disk; a link to the unmounted disk on the way was
+    # said as mkdir's "File exists".
+    monkeypatch.setattr("core.journal.SEGMENT_BYTES", 1_024)
+    data_dir = tmp_path / "data"
+    write_segmented(data_dir, 40)
+    (tmp_path / "cold").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "unmounted")
+    to = tmp_path / ("cold" if gone == "directory" else "link") / "journal"
+    runs = ArchiveRuns(data_dir / JOURNAL_FILE, to)
+
+    async def scenario() -> None:
+        runs.after_snapshot()
+        assert runs._task is not None
+        await runs._task
+
+    with caplog.at_level(logging.INFO, logger="venue.archive"):
+        run(scenario)
+    warned = [record.getMessage() for record in caplog.records if record.name == "venue.archive"]
+    said = (
+        f"{to}: no such directory (is its disk mounted?"
+        if gone == "directory"
+        else f"{tmp_path / 'link'} is a symbolic link to {tmp_path / 'unmounted'}, which does not"
+    )
+    assert len(warned) == 1 and warned[0].startswith("journal not archived: "), warned
+    assert said in warned[0], warned
+    assert not to.exists() and not (tmp_path / "unmounted").exists(), "none made"
+    assert runs.failures == 1 and len(segment_files(data_dir / JOURNAL_FILE)) > 2
