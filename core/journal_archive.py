@@ -102,7 +102,8 @@ def archive(data_dir: Path, to: Path, said: Callable[[str], None] = _unsaid) -> 
     if to.exists() and to.resolve() == data_dir.resolve():
         raise CommandFailed(f"--to {to} is the data directory: give another directory")
     # (mkdir would say only "File exists" of either, which reads as if the directory were fine)
-    refuse_dangling_link(to, "making an archive directory there")
+    for path in [*reversed(to.absolute().parents), to]:  # (a link on the way too)
+        refuse_dangling_link(path, "making an archive directory there")
     if to.exists() and not to.is_dir():
         raise CommandFailed(f"--to {to}: not a directory (give the archive directory)")
     with _run_alone(data_dir, "data directory"):

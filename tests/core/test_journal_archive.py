@@ -446,11 +446,12 @@ def test_a_snapshot_whose_entries_do_not_restore_stands_for_nothing(tmp_path: Pa
     assert 1 < left[0] <= 11 and snapshots.latest(data_dir) is not None
 
 
-@pytest.mark.parametrize("kind", ["file", "link to nothing"])
+@pytest.mark.parametrize("kind", ["file", "link to nothing", "link on the way"])
 def test_an_archive_path_that_is_no_directory_is_refused_in_words(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
 ) -> None:
-    # Both said only `DIR: File exists` (mkdir's words), which reads as if DIR were fine
+    # Both said only `DIR: File exists` (mkdir's words), which reads as if DIR were fine; a
+    # link to nothing on the way was said so too (the reviewer)
     data_dir, to = tmp_path / "data", tmp_path / "archive"
     write_segmented(data_dir, 12)
     if kind == "file":
@@ -458,10 +459,12 @@ def test_an_archive_path_that_is_no_directory_is_refused_in_words(
         said = f"venue: --to {to}: not a directory (give the archive directory)\n"
     else:
         to.symlink_to(tmp_path / "unmounted")
+        if kind == "link on the way":
+            to = to / "journal"
         said = (
-            f"venue: {to} is a symbolic link to {tmp_path / 'unmounted'}, which does not exist"
-            " (is its disk mounted?): not making an archive directory there; restore it or"
-            " remove the link\n"
+            f"venue: {tmp_path / 'archive'} is a symbolic link to {tmp_path / 'unmounted'},"
+            " which does not exist (is its disk mounted?): not making an archive directory"
+            " there; restore it or remove the link\n"
         )
     assert main(["journal", "archive", "--data-dir", str(data_dir), "--to", str(to)]) == 2
     assert capsys.readouterr().err == said
