@@ -175,7 +175,7 @@ def write(directory: Path, snapshot: Snapshot) -> Path:
     except OSError as failed:
         raise SnapshotUnsettled(final, "its directory not synced", failed) from failed
     try:
-        for old in sorted(directory.glob("snapshot-*.bin"))[:-SNAPSHOTS_KEPT]:
+        for old in named_oldest_first(directory)[:-SNAPSHOTS_KEPT]:
             old.unlink(missing_ok=True)
     except OSError as failed:
         raise SnapshotUnsettled(final, "an older snapshot not removed", failed) from failed
@@ -297,11 +297,15 @@ def latest(directory: Path) -> Snapshot | None:
 
 
 def survey(directory: Path) -> Iterator[tuple[Path, Snapshot | None]]:
-    """Each snapshot file, newest first, with what it holds (None: damaged or half-written,
-    logged); read one by one, so a caller that stops early reads no more. A file that is a
-    symbolic link to nothing is refused (`DanglingLink`), as the journal is: a snapshot kept
-    elsewhere that is missing now is the operator's to restore or remove, not skipped."""
-    for path in sorted(directory.glob("snapshot-*.bin"), reverse=True):
+    """Each snapshot file (`named_oldest_first`: another name is logged and passed over),
+    newest first, with what it holds (None: damaged or half-written, logged); read one by
+    one, so a caller that stops early reads no more. A file that is a symbolic link to
+    nothing is refused (`DanglingLink`), as the journal is: a snapshot kept elsewhere that
+    is missing now is the operator's to restore or remove, not skipped."""
+    for stray in sorted(directory.glob("snapshot-*.bin")):
+        if named_seq(stray) is None:
+            log.warning("%s: ignored, not a snapshot's name (snapshot-<20 digits>.bin)", stray)
+    for path in reversed(named_oldest_first(directory)):
         refuse_dangling_link(path, "recovering as if it had never been written")
         yield path, read(path)
 
@@ -496,6 +500,14 @@ def named_seq(path: Path) -> int | None:
     if not digits.isdigit() or path_for(path.parent, int(digits)) != path:
         return None
     return int(digits)
+
+
+def named_oldest_first(directory: Path) -> list[Path]:
+    """The snapshot files in `directory` named as `path_for` names them, oldest first by the
+    seq named: any other `snapshot-*.bin` (a stray copy, `snapshot-old.bin`) is neither read
+    nor pruned, nor counted by the archive's bound (`oldest_named_seq`)."""
+    found = [(named_seq(path), path) for path in directory.glob("snapshot-*.bin")]
+    return [path for seq, path in sorted((seq, path) for seq, path in found if seq is not None)]
 
 
 def oldest_named_seq(directory: Path) -> int | None:
