@@ -24,6 +24,7 @@ from cli.hangup import detach_hung_up_terminal, how_to_stop, say_after_stop, sto
 from cluster.local import ClusterError, LocalCluster, ephemeral_overlap, how_it_ended
 from cluster.nats import NatsError
 from cluster.postgres import PostgresError
+from core import archive_runs
 from core import config as venue_config
 from core.venue_core import now_us
 
@@ -221,6 +222,9 @@ def _check_config(path: Path) -> None:
         venue_config.setup_commands(config, now_us=now_us(), building=False)
     except venue_config.ConfigError as invalid:
         raise CommandFailed(f"{path}: {invalid}") from None
+    found = archive_runs.configured_problem(config.venue, Path(config.venue.data_dir), "nats")
+    if found is not None:  # (the file journal's keys: every role would refuse them over NATS)
+        raise CommandFailed(f"{path}: {found}")
 
 
 def _say(step: str) -> None:

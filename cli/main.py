@@ -63,12 +63,34 @@ def _main(argv: list[str]) -> int:
         parser = _parser()
     except KeyboardInterrupt:
         return hangup.interrupt_status()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the command's own parser: its --help lists its flags
+        _command_parser(parser, argv).error(f"unrecognized arguments: {' '.join(unknown)}")
     if not hasattr(args, "run"):
         parser.print_help()
         return 2
     status: int = run_main(parser.prog, lambda: args.run(args))
     return status
+
+
+def _command_parser(
+    parser: "argparse.ArgumentParser", argv: list[str]
+) -> "argparse.ArgumentParser":
+    """The parser of the (sub)command `argv` names (`venue ledger balances`'s), found by its
+    words in turn; `parser` itself when it names none."""
+    import argparse
+
+    for word in argv:
+        commands = [
+            action.choices
+            for action in parser._actions  # (argparse keeps its subparsers there alone)
+            if isinstance(action, argparse._SubParsersAction)
+        ]
+        if not commands:
+            break
+        if word in commands[0]:
+            parser = commands[0][word]
+    return parser
 
 
 def _parser() -> "argparse.ArgumentParser":

@@ -3,10 +3,11 @@
 Prints where to connect and the configured demo keys; logs to stderr (`cli.logs`). The stop
 signals are taken before the start: one during it ends it at its next safe point, the data
 directory given back (`StopSignals`); a stop whose writes fail exits 70 (`stop_or_fail`).
-Refuses to start, in one line and creating nothing, on a port another process holds, a data
-directory another venue holds, a JetStream stream whose lease another venue or a cluster's
-core holds (`--nats`), a journal or snapshot it cannot trust, or a PostgreSQL ledger store it
-cannot reach (`cli.failures.CommandFailed`); `[limits] connections_max` over its open-file
+Refuses to start, in one line and creating nothing, on a port another process holds or a
+host that does not resolve, a data directory another venue holds, a JetStream stream whose
+lease another venue or a cluster's core holds (`--nats`), a journal or snapshot it cannot
+trust, a PostgreSQL ledger store it cannot reach, or a journal archive setting it cannot use
+(`core.archive_runs`) (`cli.failures.CommandFailed`); `[limits] connections_max` over its open-file
 limit is lowered to fit, with a warning (`fit_open_files`). A refusal once the data directory
 is locked takes back what the start made there (`VenueCore`; with `--nats` the lease's files
 and a stream it created, still empty); a file there that is a symbolic link to nothing is
@@ -34,6 +35,7 @@ import psycopg
 from cli import hangup, logs
 from cli.failures import CommandFailed, check_data_dir, describe_os_error
 from client import demo_data
+from core import archive_runs
 from core import config as venue_config
 from core.jetstream_journal import JournalUnavailable, shown
 from core.journal import DanglingJournalLink, JournalError, segment_files
@@ -104,6 +106,9 @@ def run(
         config = msgspec.structs.replace(config, venue=venue)
     data = data_dir or Path(config.venue.data_dir)
     check_data_dir(data)
+    found = archive_runs.configured_problem(config.venue, data, nats or config.venue.nats)
+    if found is not None:  # the archive's own problems come later, each a warning
+        raise CommandFailed(f"{config_path}: {found}")
     # A bill's term counts from now, and only for a venue about to be built from the config:
     # a venue that exists recovers from its own files, whatever the config lists now.
     building = role == "all" and not (nats or config.venue.nats) and _no_journal_yet(data)
@@ -414,13 +419,15 @@ def listening_port(config_path: Path, config: venue_config.VenueConfig, port: in
 
 
 def check_port_free(host: str, port: int) -> None:
-    """Refuse a port another process holds, with the reason, before anything is built."""
-    if port == 0:
-        return  # any free port: the bind cannot find it taken
+    """Refuse a port another process holds, or a host that does not resolve, with the
+    reason, before anything is built (the host with port 0 too: until session 35 it went
+    unchecked there, and the venue was built before its listen failed on the name)."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as unknown:
         raise CommandFailed(f"cannot listen on {host}:{port}: {unknown.strerror}") from None
+    if port == 0:
+        return  # any free port: the bind cannot find it taken
     family, kind, proto, _, address = infos[0]
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds

@@ -55,6 +55,17 @@ ACCOUNT_ID_MAX = 2**53 - 1
 OUTCOME_WAIT_MS_DEFAULT = 20_000  # `[venue] outcome_wait_ms`: core.nats_bus says why
 
 
+# A segment of at least 64 KiB: a busy venue's group commit is ~134 KB (~1,000 commands), and
+# a smaller segment would only make a file every batch or two, each a rename and fsyncs.
+JOURNAL_SEGMENT_BYTES_MIN = 64 << 10
+# At most 4 GiB: a start reads the open segment whole (its scan), ~1 s a GiB on a plain disk,
+# and the archive copies each finished one in one go; a larger one holds more disk unarchived.
+JOURNAL_SEGMENT_BYTES_MAX = 4 << 30
+JournalSegmentBytes = Annotated[
+    int, msgspec.Meta(ge=JOURNAL_SEGMENT_BYTES_MIN, le=JOURNAL_SEGMENT_BYTES_MAX)
+]
+
+
 class VenueSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     host: str = "127.0.0.1"
     port: int = 8765
@@ -82,6 +93,13 @@ class VenueSection(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     # (gateway.limits.QUOTE_PLACE_WAIT_S), which is refused first, and under the SDK's 30 s
     # request timeout, so the client reads this answer, not its own timeout
     outcome_wait_ms: Annotated[int, msgspec.Meta(ge=6_000, le=29_000)] = OUTCOME_WAIT_MS_DEFAULT
+    # where the venue moves the file journal's finished segments a restart no longer needs,
+    # by itself after each periodic snapshot (core.archive_runs); "": never (an operator's
+    # `venue journal archive` from cron, or the disk fills)
+    journal_archive_dir: str = ""
+    # the file journal's segment size (core.journal.SEGMENT_BYTES when absent, 1 GiB), within
+    # `JOURNAL_SEGMENT_BYTES_MIN` and `JOURNAL_SEGMENT_BYTES_MAX`
+    journal_segment_bytes: JournalSegmentBytes | None = None
 
 
 # A rate or burst of 0 or less would let no request through (a bucket that never refills

@@ -29,7 +29,7 @@ import itertools
 import os
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import msgspec
@@ -41,6 +41,7 @@ from core.journal import (
     JournalCorruption,
     JournalError,
     check_segment,
+    refuse_dangling_link,
     segment_files,
     segment_reaches,
 )
@@ -79,46 +80,69 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    for line in archive(args.data_dir, args.to):
-        print(line)
+    archive(args.data_dir, args.to, said=lambda line: print(line, flush=True))
     return 0
 
 
-def archive(data_dir: Path, to: Path) -> list[str]:
-    """Move every segment that may go (module docstring); one line per segment moved."""
+def _unsaid(line: str) -> None:
+    """`archive`'s default `said`: the lines are its return value alone."""
+
+
+def archive(data_dir: Path, to: Path, said: Callable[[str], None] = _unsaid) -> list[str]:
+    """Move every segment that may go (module docstring); one line per segment moved, each
+    given to `said` as soon as its segment has moved (a run refused part way has said what
+    it moved before: its lines would otherwise go with the refusal)."""
+    if data_dir.exists() and not data_dir.is_dir():
+        raise CommandFailed(
+            f"{data_dir}: not a directory: nothing to archive (give the --data-dir a venue"
+            " ran with)"
+        )
     if not data_dir.is_dir() or not segment_files(data_dir / JOURNAL_FILE):
         raise CommandFailed(f"{data_dir}: no journal ({JOURNAL_FILE}), nothing to archive")
     if to.exists() and to.resolve() == data_dir.resolve():
         raise CommandFailed(f"--to {to} is the data directory: give another directory")
+    # (mkdir would say only "File exists" of either, which reads as if the directory were fine)
+    for path in [*reversed(to.absolute().parents), to]:  # (a link on the way too)
+        refuse_dangling_link(path, "making an archive directory there")
+    if to.exists() and not to.is_dir():
+        raise CommandFailed(f"--to {to}: not a directory (give the archive directory)")
     with _run_alone(data_dir, "data directory"):
         found = segment_files(data_dir / JOURNAL_FILE)  # listed again: under the lock
         kept_seq = kept_through(data_dir)
         if kept_seq is None:
-            return [
+            line = (
                 "ok   nothing archived: no snapshot that checks out yet (a restart replays the"
                 " whole journal)"
-            ]
+            )
+            said(line)
+            return [line]
         to.mkdir(mode=0o700, parents=True, exist_ok=True)
         with _run_alone(to, "archive directory"):
             _remove_stale_copies(to)
-            return _move_through(data_dir, found, kept_seq, to)
+            return _move_through(data_dir, found, kept_seq, to, said)
 
 
 def _move_through(
-    data_dir: Path, found: list[tuple[int, Path]], kept_seq: int, to: Path
+    data_dir: Path,
+    found: list[tuple[int, Path]],
+    kept_seq: int,
+    to: Path,
+    said: Callable[[str], None],
 ) -> list[str]:
     """Move the finished segments of `found` whose records end at or before `kept_seq`."""
-    lines = []
+    lines: list[str] = []
     for (first_seq, path), (next_seq, _) in itertools.pairwise(found):
         if next_seq - 1 > kept_seq:
             break
         _move(path, first_seq, next_seq - 1, to)
         lines.append(f"ok   archived {path.name} (seqs {first_seq} to {next_seq - 1}) to {to}")
+        said(lines[-1])
     first_kept = found[len(lines)][0]
     lines.append(
         f"ok   the journal in {data_dir} begins at seq {first_kept}; segments may go through"
         f" seq {kept_seq} (the oldest snapshot's, or the newest that checks out)"
     )
+    said(lines[-1])
     return lines
 
 
@@ -154,7 +178,7 @@ def kept_through(data_dir: Path) -> int | None:
     snapshot file's (by its name: the venue keeps the older ones to fall back on), and no
     later than the newest snapshot a restart would take (`newest_checked_snapshot_seq`),
     which must lie within the journal (else `CommandFailed`)."""
-    oldest_seq = oldest_snapshot_seq(data_dir)
+    oldest_seq = snapshots.oldest_named_seq(data_dir)
     newest_seq = newest_checked_snapshot_seq(data_dir)
     if oldest_seq is None or newest_seq is None:
         return None
@@ -173,24 +197,19 @@ def kept_through(data_dir: Path) -> int | None:
     return min(oldest_seq, newest_seq)
 
 
-def oldest_snapshot_seq(data_dir: Path) -> int | None:
-    """The seq of the oldest snapshot file in `data_dir` (by its name), or None."""
-    seqs = [_snapshot_seq(path) for path in data_dir.glob("snapshot-*.bin")]
-    known = [seq for seq in seqs if seq is not None]
-    return min(known) if known else None
-
-
 def newest_checked_snapshot_seq(data_dir: Path) -> int | None:
     """The seq of the newest snapshot in `data_dir` a restart would take, or None: its header
     and CRC check out (`snapshots.checked_seq`, streamed: a damaged file costs no more) and
     its per-account entries restore (`snapshots.check_entries`, as `snapshots.latest` checks
     them: a file whose checksum holds but whose entries do not decode is passed over by a
     restart, so it cannot stand for the records archived). Newest first, one read at a time."""
-    named = [path for path in data_dir.glob("snapshot-*.bin") if _snapshot_seq(path) is not None]
+    named = [
+        path for path in data_dir.glob("snapshot-*.bin") if snapshots.named_seq(path) is not None
+    ]
     for path in sorted(named, reverse=True):
         try:
             seq = snapshots.checked_seq(path)
-            if seq is None or seq != _snapshot_seq(path):  # (a header naming another seq: no)
+            if seq is None or seq != snapshots.named_seq(path):  # (a header naming another seq: no)
                 continue
             snapshot = snapshots.read(path)
         except FileNotFoundError:  # pruned by the venue meanwhile, or a link to nothing
@@ -203,13 +222,6 @@ def newest_checked_snapshot_seq(data_dir: Path) -> int | None:
             continue
         return seq
     return None
-
-
-def _snapshot_seq(path: Path) -> int | None:
-    digits = path.name.removeprefix("snapshot-").removesuffix(".bin")
-    if not digits.isdigit() or snapshots.path_for(path.parent, int(digits)) != path:
-        return None
-    return int(digits)
 
 
 def _move(path: Path, first_seq: int, last_seq: int, to: Path) -> None:

@@ -175,7 +175,7 @@ def write(directory: Path, snapshot: Snapshot) -> Path:
     except OSError as failed:
         raise SnapshotUnsettled(final, "its directory not synced", failed) from failed
     try:
-        for old in sorted(directory.glob("snapshot-*.bin"))[:-SNAPSHOTS_KEPT]:
+        for old in named_oldest_first(directory)[:-SNAPSHOTS_KEPT]:
             old.unlink(missing_ok=True)
     except OSError as failed:
         raise SnapshotUnsettled(final, "an older snapshot not removed", failed) from failed
@@ -297,11 +297,15 @@ def latest(directory: Path) -> Snapshot | None:
 
 
 def survey(directory: Path) -> Iterator[tuple[Path, Snapshot | None]]:
-    """Each snapshot file, newest first, with what it holds (None: damaged or half-written,
-    logged); read one by one, so a caller that stops early reads no more. A file that is a
-    symbolic link to nothing is refused (`DanglingLink`), as the journal is: a snapshot kept
-    elsewhere that is missing now is the operator's to restore or remove, not skipped."""
-    for path in sorted(directory.glob("snapshot-*.bin"), reverse=True):
+    """Each snapshot file (`named_oldest_first`: another name is logged and passed over),
+    newest first, with what it holds (None: damaged or half-written, logged); read one by
+    one, so a caller that stops early reads no more. A file that is a symbolic link to
+    nothing is refused (`DanglingLink`), as the journal is: a snapshot kept elsewhere that
+    is missing now is the operator's to restore or remove, not skipped."""
+    for stray in sorted(directory.glob("snapshot-*.bin")):
+        if named_seq(stray) is None:
+            log.warning("%s: ignored, not a snapshot's name (snapshot-<20 digits>.bin)", stray)
+    for path in reversed(named_oldest_first(directory)):
         refuse_dangling_link(path, "recovering as if it had never been written")
         yield path, read(path)
 
@@ -488,6 +492,29 @@ def _gateway_part(raw: msgspec.Raw, keys: tuple[str, ...], file: Path) -> Any:
     if keys in within:
         return DecodedOnRead(entries, keys, file)
     return {key: _gateway_part(entry, (*keys, key), file) for key, entry in entries.items()}
+
+
+def named_seq(path: Path) -> int | None:
+    """The seq a snapshot file's name says (`path_for`'s), or None for another name."""
+    digits = path.name.removeprefix("snapshot-").removesuffix(".bin")
+    if not digits.isdigit() or path_for(path.parent, int(digits)) != path:
+        return None
+    return int(digits)
+
+
+def named_oldest_first(directory: Path) -> list[Path]:
+    """The snapshot files in `directory` named as `path_for` names them, oldest first by the
+    seq named: any other `snapshot-*.bin` (a stray copy, `snapshot-old.bin`) is neither read
+    nor pruned, nor counted by the archive's bound (`oldest_named_seq`)."""
+    found = [(named_seq(path), path) for path in directory.glob("snapshot-*.bin")]
+    return [path for seq, path in sorted((seq, path) for seq, path in found if seq is not None)]
+
+
+def oldest_named_seq(directory: Path) -> int | None:
+    """The seq of the oldest snapshot file in `directory` (by its name), or None."""
+    seqs = [named_seq(path) for path in directory.glob("snapshot-*.bin")]
+    known = [seq for seq in seqs if seq is not None]
+    return min(known) if known else None
 
 
 def fsync_directory(directory: Path) -> None:

@@ -30,6 +30,7 @@ import msgspec
 
 from core import config as venue_config
 from core import recovery, snapshots
+from core.archive_runs import ArchiveRuns
 from core.bus import CoreListener
 from core.journal import FileJournal, Journal, JournalError, JournalLocked, refuse_dangling_link
 from core.ledger_writer import Bookings, LedgerWriter, bookings_of
@@ -160,8 +161,14 @@ class VenueCore:
         self.epochs: list[tuple[int, int]] = _load_epochs(data_dir / EPOCHS_FILE)
         self._recovering = False
         self.epoch = now_us()
+        # The venue's own archive of the file journal's old segments, when configured
+        self.archive_runs: ArchiveRuns | None = None
         if journal is None:
-            journal = FileJournal(data_dir / JOURNAL_FILE)
+            segment_bytes = config.venue.journal_segment_bytes
+            journal = FileJournal(data_dir / JOURNAL_FILE, segment_bytes=segment_bytes)
+            if config.venue.journal_archive_dir:
+                archive_dir = Path(config.venue.journal_archive_dir)
+                self.archive_runs = ArchiveRuns(data_dir / JOURNAL_FILE, archive_dir)
         self.sequencer = Sequencer(
             self.venue,
             journal,
@@ -311,6 +318,8 @@ class VenueCore:
         clean (`CLEAN_STOP_FILE`), while the data directory is still ours."""
         for task in self._tasks:
             task.cancel()
+        if self.archive_runs is not None:  # a run in flight ended: this stop's is the last
+            await self.archive_runs.stop()
         self._log_rejects()
         await self.snapshot()
         await self._on_store(self.store.close)
@@ -450,9 +459,13 @@ class VenueCore:
 
     async def _snapshot_or_warn(self) -> bool:
         """A periodic snapshot: written (True), or its disk's refusal logged (False). Only the
-        file's write is forgiven: a journal's or store's failure met first is raised (fatal)."""
+        file's write is forgiven: a journal's or store's failure met first is raised (fatal).
+        One written starts the journal's archive, when configured (`ArchiveRuns`)."""
         with collector_paused():
-            return await self._snapshot_or_warn_paused()
+            written = await self._snapshot_or_warn_paused()
+        if written and self.archive_runs is not None:
+            self.archive_runs.after_snapshot()
+        return written
 
     async def _snapshot_or_warn_paused(self) -> bool:
         """`_snapshot_or_warn`'s work; its image dies with its frame."""

@@ -23,6 +23,7 @@ stream instead, and its ledger store against it (PostgreSQL, or a `--sqlite` cor
 
 import argparse
 import itertools
+import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,7 +62,7 @@ DESCRIPTION = (
     " journal whose head was archived (`venue journal archive`) from the oldest snapshot it"
     " can use, or from seq 1 with --archive DIR. One"
     " line per check, `ok` or `FAIL` with what to do. Exit status: 0 every check ok; 1 a"
-    " FAIL; 2 it could not check (no such directory, a damaged journal, a running venue on"
+    " FAIL; 2 it could not check (no such directory, a file, a damaged journal, a running venue on"
     " the directory: stop it, or verify a copy). With --nats URLS: a cluster's journal stream"
     " instead, read-only, running or stopped (--data-dir: a core's, whose snapshots it checks;"
     " --postgres DSN, or a --sqlite core's --data-dir: the ledger store, checked against the"
@@ -216,6 +217,10 @@ def verify(
 def _open_journal(data_dir: Path) -> FileJournal:
     """The journal, read-only; refuses a directory with nothing to verify or in use."""
     path = data_dir / JOURNAL_FILE
+    if data_dir.exists() and not data_dir.is_dir():
+        raise CommandFailed(
+            f"{data_dir}: not a directory: nothing to verify (give the --data-dir a venue ran with)"
+        )
     if not data_dir.is_dir():
         raise CommandFailed(f"{data_dir}: no such directory: nothing to verify")
     try:
@@ -282,7 +287,15 @@ def _oldest_usable(
 
 def _archived(archive: Path, first_seq: int) -> Iterator[tuple[int, bytes]]:
     """The records before `first_seq`, from the segments archived in `archive`, each checked
-    whole before its records are given; `CommandFailed` if they do not run from seq 1 to it."""
+    whole before its records are given; `CommandFailed` if they do not run from seq 1 to it
+    (an archive with no head at all, named as what it is: a wrong path, a file, the data
+    directory, an empty directory)."""
+    head_problem = _archive_head_problem(archive) if first_seq > 1 else None
+    if head_problem is not None:
+        raise CommandFailed(
+            f"--archive {archive}: {head_problem}: give the directory where `venue journal"
+            " archive` moved the head"
+        )
     expected = 1
     for seq, path in segment_files(archive / JOURNAL_FILE):
         if seq >= first_seq:
@@ -300,6 +313,18 @@ def _archived(archive: Path, first_seq: int) -> Iterator[tuple[int, bytes]]:
             f"{archive}: its segments end at seq {expected - 1}, the journal in the data"
             f" directory begins at seq {first_seq}"
         )
+
+
+def _archive_head_problem(archive: Path) -> str | None:
+    """Why `archive` holds no archived head at all, or None: it is no directory, or no
+    segment there begins at seq 1."""
+    if not archive.exists():
+        return "no such directory"
+    if not archive.is_dir():
+        return "not a directory"
+    if not os.path.lexists(archive / JOURNAL_FILE):
+        return f"no archived segment from seq 1 ({JOURNAL_FILE})"
+    return None
 
 
 def _snapshot_check(venue: Venue, image: snapshots.Snapshot) -> str:

@@ -115,3 +115,18 @@ def test_a_config_from_a_pipe_is_refused_before_anything_starts(tmp_path: Path) 
     finally:
         os.close(read_end)
     cluster._check_config(SAMPLE_CONFIG)  # a file passes
+
+
+@pytest.mark.parametrize("key", ['journal_archive_dir = "cold"', "journal_segment_bytes = 65536"])
+def test_a_file_journal_key_is_refused_before_anything_starts(tmp_path: Path, key: str) -> None:
+    """The reviewer: every role refuses `[venue] journal_archive_dir` or
+    `journal_segment_bytes` with NATS (`venue serve`), but `venue cluster` started its 3 NATS
+    servers and PostgreSQL first. Refused in its pre-check, in one line naming the key."""
+    from cli import cluster
+    from cli.failures import CommandFailed
+
+    config = tmp_path / "venue.toml"
+    config.write_text(SAMPLE_CONFIG.read_text().replace("[venue]\n", f"[venue]\n{key}\n"))
+    name = key.split(" ")[0]
+    with pytest.raises(CommandFailed, match=f"{name} is for the file journal: with nats"):
+        cluster._check_config(config)

@@ -323,6 +323,16 @@ def test_serve_on_a_busy_port_creates_nothing(tmp_path: Path) -> None:
     assert listing(tmp_path) == [], "no data directory for a venue that never ran"
 
 
+def test_serve_on_a_host_that_does_not_resolve_creates_nothing_on_any_port(tmp_path: Path) -> None:
+    # With --port 0 the host went unchecked: the venue was built in the data directory (its
+    # journal, store and snapshot written) before the listen failed on the name
+    for port in ("0", "8765"):
+        result = venue(tmp_path, "serve", "--config", CONFIG, "--host", "999.1.1.1",
+                       "--port", port, "--data-dir", "d")  # fmt: skip
+        failed_in_one_line(result, f"cannot listen on 999.1.1.1:{port}")
+        assert listing(tmp_path) == [], "no data directory for a venue that never ran"
+
+
 def test_a_second_serve_on_one_data_dir_and_verify_while_it_runs_are_refused(
     tmp_path: Path, running_venue: tuple[Path, str]
 ) -> None:
@@ -433,6 +443,16 @@ def test_verify_on_a_missing_or_empty_data_dir_creates_nothing(tmp_path: Path) -
     assert listing(tmp_path) == ["empty"], "verify made no journal, store or lock file"
 
 
+def test_verify_and_archive_on_a_data_dir_that_is_a_file_say_so(tmp_path: Path) -> None:
+    # verify said `no such directory` of a file, and `journal archive` `no journal`
+    (tmp_path / "afile").write_text("x")
+    verified = venue(tmp_path, "verify", "--config", CONFIG, "--data-dir", "afile")
+    failed_in_one_line(verified, "afile: not a directory", "give the --data-dir a venue ran with")
+    archived = venue(tmp_path, "journal", "archive", "--data-dir", "afile", "--to", "cold")
+    failed_in_one_line(archived, "afile: not a directory", "give the --data-dir a venue ran with")
+    assert listing(tmp_path) == ["afile"]
+
+
 def test_verify_on_a_corrupt_journal_names_the_file_and_offset(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     data_dir.mkdir()
@@ -489,6 +509,28 @@ def test_bad_flags_and_missing_files_fail_in_one_line(
 ) -> None:
     result = venue(tmp_path, *args)
     failed_in_one_line(result, *words)
+    assert listing(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "command"),
+    [
+        (["ledger", "balances", "--account", "abc"], "venue ledger balances"),
+        (["journal", "archive", "--to", "x", "--extra"], "venue journal archive"),
+        (["verify", "extra"], "venue verify"),
+        (["serve", "--nope"], "venue serve"),
+    ],
+)
+def test_an_unknown_flag_names_the_command_whose_help_to_read(
+    tmp_path: Path, args: list[str], command: str
+) -> None:
+    # `venue: unrecognized arguments: --account abc (see venue --help)`: the top level's
+    # help, which does not list a subcommand's flags
+    result = venue(tmp_path, *args)
+    line = failed_in_one_line(result, "unrecognized arguments")
+    assert line.startswith(f"{command}: unrecognized arguments: ") and line.endswith(
+        f"(see {command} --help)"
+    ), line
     assert listing(tmp_path) == []
 
 

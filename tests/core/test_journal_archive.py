@@ -226,6 +226,26 @@ def test_a_different_file_of_the_same_name_in_the_archive_is_refused(tmp_path: P
     assert first.exists()
 
 
+def test_a_run_that_fails_part_way_says_what_it_moved_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Its lines were printed only once every segment had moved: a run refused at its third
+    # segment said the refusal alone, and the two segments it had moved went unsaid
+    data_dir, to = tmp_path / "data", tmp_path / "archive"
+    write_segmented(data_dir, 40)
+    found = segment_files(data_dir / JOURNAL_FILE)
+    assert len(found) > 4
+    to.mkdir()
+    (to / found[2][1].name).write_bytes(b"another venue's")
+    assert main(["journal", "archive", "--data-dir", str(data_dir), "--to", str(to)]) == 2
+    out, err = capsys.readouterr()
+    assert [line.split(" (seqs")[0] for line in out.splitlines()] == [
+        f"ok   archived {found[0][1].name}",
+        f"ok   archived {found[1][1].name}",
+    ], out
+    assert "differs" in err and first_seqs(data_dir)[0] == found[2][0]
+
+
 def test_verify_of_an_archived_head_needs_a_snapshot_or_the_archive(tmp_path: Path) -> None:
     data_dir, to = tmp_path / "data", tmp_path / "archive"
     config = venue_config.load(SAMPLE_CONFIG)
@@ -254,6 +274,36 @@ def test_verify_of_an_archived_head_needs_a_snapshot_or_the_archive(tmp_path: Pa
     head.rename(tmp_path / "lost")
     with pytest.raises(CommandFailed, match="no archived segment from seq 1"):
         verify(data_dir, config, archive=to)
+
+
+def test_verify_with_an_archive_that_holds_no_head_says_so(tmp_path: Path) -> None:
+    # Each said only `DIR: its segments end at seq 0, the journal in the data directory begins
+    # at seq N`: a wrong path, a file, the data directory itself, an empty directory alike
+    data_dir, to = tmp_path / "data", tmp_path / "archive"
+    config = venue_config.load(SAMPLE_CONFIG)
+
+    async def run() -> None:
+        venue = await start_venue(data_dir)
+        try:
+            await trade(venue, ROUNDS)
+        finally:
+            await venue.server.stop()
+
+    asyncio.run(run())
+    archive(data_dir, to)
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "empty").mkdir()
+    refused = {
+        tmp_path / "missing": "no such directory",
+        tmp_path / "file": "not a directory",
+        tmp_path / "empty": f"no archived segment from seq 1 ({JOURNAL_FILE})",
+        data_dir: f"no archived segment from seq 1 ({JOURNAL_FILE})",
+    }
+    for wrong, said in refused.items():
+        with pytest.raises(CommandFailed) as failed:
+            verify(data_dir, config, archive=wrong)
+        assert str(failed.value).startswith(f"--archive {wrong}: {said}"), failed.value
+        assert "where `venue journal archive` moved the head" in str(failed.value)
 
 
 @pytest.mark.parametrize("side", ["data", "archive"])
@@ -394,3 +444,28 @@ def test_a_snapshot_whose_entries_do_not_restore_stands_for_nothing(tmp_path: Pa
     archive(data_dir, to)
     left = first_seqs(data_dir)
     assert 1 < left[0] <= 11 and snapshots.latest(data_dir) is not None
+
+
+@pytest.mark.parametrize("kind", ["file", "link to nothing", "link on the way"])
+def test_an_archive_path_that_is_no_directory_is_refused_in_words(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    # Both said only `DIR: File exists` (mkdir's words), which reads as if DIR were fine; a
+    # link to nothing on the way was said so too (the reviewer)
+    data_dir, to = tmp_path / "data", tmp_path / "archive"
+    write_segmented(data_dir, 12)
+    if kind == "file":
+        to.write_text("a file")
+        said = f"venue: --to {to}: not a directory (give the archive directory)\n"
+    else:
+        to.symlink_to(tmp_path / "unmounted")
+        if kind == "link on the way":
+            to = to / "journal"
+        said = (
+            f"venue: {tmp_path / 'archive'} is a symbolic link to {tmp_path / 'unmounted'},"
+            " which does not exist (is its disk mounted?): not making an archive directory"
+            " there; restore it or remove the link\n"
+        )
+    assert main(["journal", "archive", "--data-dir", str(data_dir), "--to", str(to)]) == 2
+    assert capsys.readouterr().err == said
+    assert first_seqs(data_dir)[0] == 1 and not (tmp_path / "unmounted").exists()

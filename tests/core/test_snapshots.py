@@ -377,3 +377,22 @@ def test_latest_passes_over_a_snapshot_whose_entry_does_not_decode_naming_it(
     latest = snapshots.latest(tmp_path)
     assert latest is not None and latest.seq == 10
     assert f"{newest}: ignored, {newest}: the private entry of account {account}" in caplog.text
+
+
+def test_a_file_not_named_as_a_snapshot_is_neither_read_nor_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The reviewer: `survey` and the pruning took any `snapshot-*.bin` by the names' order,
+    where the archive's bound takes only `path_for`'s names: a stray `snapshot-old.bin` came
+    first for a restart (which might then need archived segments) and was kept by the
+    pruning while a real snapshot went. Ignored now, said by name."""
+    venue = venue_after(4)
+    stray = tmp_path / "snapshot-old.bin"
+    snapshots.write(tmp_path, snapshot_of(venue, 1)).rename(stray)  # one that reads
+    written = [snapshots.write(tmp_path, snapshot_of(venue, seq)) for seq in (2, 3, 4, 5)]
+    assert stray.exists(), "not pruned: not the venue's to remove"
+    assert sorted(tmp_path.glob("snapshot-0*.bin")) == written[-snapshots.SNAPSHOTS_KEPT :]
+    assert [path for path, _ in snapshots.survey(tmp_path)] == written[:0:-1]
+    latest = snapshots.latest(tmp_path)
+    assert latest is not None and latest.seq == 5
+    assert f"{stray}: ignored, not a snapshot's name" in caplog.text
