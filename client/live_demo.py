@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
+
 from cli import hangup
 from cli.arguments import directory, int_within
 from cli.failures import EXIT_INTERRUPTED, CommandFailed
@@ -115,7 +117,7 @@ class Tape:
 async def _demo(config_path: Path, port: int | None, data_dir: Path, seconds: float) -> int:
     """The demo on `port`, else its config's, as `venue serve` listens; on loopback whatever
     the config's host (the demo keys' secrets are published with the code)."""
-    config = venue_config.load_to_build(config_path)  # the demo builds a venue
+    config = demo_config(venue_config.load_to_build(config_path))  # the demo builds a venue
     port = listening_port(config_path, config, port)
     secrets = {key.key: key.secret for key in config.api_keys}
     references = config_references(config_path)
@@ -243,6 +245,14 @@ async def _finish(tasks: list[asyncio.Task[None]], hurry: asyncio.Event) -> None
     for task in tasks:
         if not task.cancelled() and task.exception() is not None:
             print(f"a bot failed: {task.exception()!r}")
+
+
+def demo_config(config: venue_config.VenueConfig) -> venue_config.VenueConfig:
+    """`config` as the demo runs it: its throwaway journal archives nowhere (in a production
+    venue's `journal_archive_dir` its segments would stand where that venue's go, which are
+    then refused there as another venue's; session 35)."""
+    venue = msgspec.structs.replace(config.venue, journal_archive_dir="")
+    return msgspec.structs.replace(config, venue=venue)
 
 
 def check_demo_config(

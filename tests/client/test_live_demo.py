@@ -167,3 +167,25 @@ def test_the_help_gives_the_port_and_the_length_it_runs_by_default() -> None:
     help_text = " ".join(parser.format_help().split())
     assert "default: the config's [venue] port (venue.toml's: 8765); 0: any free port" in help_text
     assert "default 20, at most 3,600; Ctrl-C stops earlier" in help_text
+
+
+def test_the_demo_archives_its_journal_nowhere(tmp_path: Path) -> None:
+    """Session 35: with a config whose `journal_archive_dir` names a production venue's
+    archive, the demo's throwaway journal would be archived there, its segments standing
+    where that venue's go; the demo runs with none, all else as the config says."""
+    from client.live_demo import demo_config
+    from core import config as venue_config
+
+    path = tmp_path / "venue.toml"
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    path.write_text(
+        SAMPLE_CONFIG.read_text().replace(
+            "[venue]\n", f'[venue]\njournal_archive_dir = "{archive}"\n', 1
+        )
+    )
+    config = venue_config.load_to_build(path)
+    assert config.venue.journal_archive_dir == str(archive)
+    demo = demo_config(config)
+    assert demo.venue.journal_archive_dir == ""
+    assert demo.venue.port == config.venue.port and demo.instruments == config.instruments
