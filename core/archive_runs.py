@@ -120,12 +120,13 @@ class ArchiveRuns:
             return
         if self._task is not None and not self._task.done():
             running_s = time.monotonic() - self._started
-            if running_s > RUN_LONG_S and self._child is not None:
+            if running_s > RUN_LONG_S:  # (its child's, or the look at the journal before it)
+                pid = {"pid": self._child.pid} if self._child is not None else {}
                 log.warning(
                     "journal archive still running after %d s: its disk hung? no run starts"
                     " till it ends",
                     running_s,
-                    extra=self._to() | {"pid": self._child.pid},
+                    extra=self._to() | pid,
                 )
             return
         self._started = time.monotonic()
@@ -133,7 +134,7 @@ class ArchiveRuns:
 
     async def _run_if_any(self) -> None:
         try:
-            if await asyncio.to_thread(self._may_run):
+            if await asyncio.to_thread(may_move, self.journal):
                 await self._run()
         except Exception as failed:  # never fatal: the journal is all still there
             self.failures += 1
@@ -142,16 +143,6 @@ class ArchiveRuns:
                 describe(failed),
                 extra={"to": str(self.archive_dir)},
             )
-
-    def _may_run(self) -> bool:
-        """Whether a run may move something (`may_move`), its archive directory still there
-        (else `Gone`); in a thread: a hung disk's stat must not stall the event loop."""
-        if not may_move(self.journal):
-            return False
-        found = not_a_directory(self.archive_dir)
-        if found is not None:
-            raise Gone(f"{self.archive_dir}: {found}")
-        return True
 
     async def _run(self) -> None:
         if self._stopping:  # (a stop came while `may_move` looked: it found no child to end)
@@ -216,6 +207,9 @@ class ArchiveRuns:
             str(self.data_dir),
             "--to",
             str(self.archive_dir),
+            # the child, not the venue, looks at the archive's disk (a hung one hangs it
+            # alone, which the stop kills), and makes no directory there (`not_a_directory`)
+            "--existing",
         ]
 
     async def stop(self) -> None:
@@ -230,14 +224,12 @@ class ArchiveRuns:
         try:
             await asyncio.wait_for(asyncio.shield(task), STOP_WAIT_S)
         except TimeoutError:
-            if self._child is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    self._child.kill()
+            if self._child is None:  # (still looking at the journal: its disk hung)
+                task.cancel()
+                return
+            with contextlib.suppress(ProcessLookupError):
+                self._child.kill()
             await task
-
-
-class Gone(Exception):
-    """The archive directory is not there (or not a directory): a run's warning."""
 
 
 def child_environment() -> dict[str, str]:

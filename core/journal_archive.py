@@ -37,6 +37,7 @@ import msgspec
 from cli.arguments import directory
 from cli.failures import CommandFailed
 from core import snapshots
+from core.archive_runs import not_a_directory
 from core.journal import (
     JournalCorruption,
     JournalError,
@@ -76,11 +77,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the archive directory (made if missing; keep it: `venue verify --archive` reads"
         " it, and a recovery from before the oldest snapshot needs it back in the data dir)",
     )
+    archive_parser.add_argument(
+        "--existing",
+        action="store_true",
+        help="refuse a --to that is not a directory already, making none (the venue's own"
+        " runs: through an unmounted disk's empty mount point, one made would be on the"
+        " root disk)",
+    )
     archive_parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    archive(args.data_dir, args.to, said=lambda line: print(line, flush=True))
+    archive(
+        args.data_dir, args.to, said=lambda line: print(line, flush=True), existing=args.existing
+    )
     return 0
 
 
@@ -88,10 +98,13 @@ def _unsaid(line: str) -> None:
     """`archive`'s default `said`: the lines are its return value alone."""
 
 
-def archive(data_dir: Path, to: Path, said: Callable[[str], None] = _unsaid) -> list[str]:
+def archive(
+    data_dir: Path, to: Path, said: Callable[[str], None] = _unsaid, existing: bool = False
+) -> list[str]:
     """Move every segment that may go (module docstring); one line per segment moved, each
     given to `said` as soon as its segment has moved (a run refused part way has said what
-    it moved before: its lines would otherwise go with the refusal)."""
+    it moved before: its lines would otherwise go with the refusal). `existing`: `to` must
+    be a directory already (`not_a_directory`), none is made."""
     if data_dir.exists() and not data_dir.is_dir():
         raise CommandFailed(
             f"{data_dir}: not a directory: nothing to archive (give the --data-dir a venue"
@@ -101,6 +114,8 @@ def archive(data_dir: Path, to: Path, said: Callable[[str], None] = _unsaid) -> 
         raise CommandFailed(f"{data_dir}: no journal ({JOURNAL_FILE}), nothing to archive")
     if to.exists() and to.resolve() == data_dir.resolve():
         raise CommandFailed(f"--to {to} is the data directory: give another directory")
+    if existing and (missing := not_a_directory(to)) is not None:
+        raise CommandFailed(f"--to {to}: {missing}")
     # (mkdir would say only "File exists" of either, which reads as if the directory were fine)
     for path in [*reversed(to.absolute().parents), to]:  # (a link on the way too)
         refuse_dangling_link(path, "making an archive directory there")
@@ -203,10 +218,7 @@ def newest_checked_snapshot_seq(data_dir: Path) -> int | None:
     its per-account entries restore (`snapshots.check_entries`, as `snapshots.latest` checks
     them: a file whose checksum holds but whose entries do not decode is passed over by a
     restart, so it cannot stand for the records archived). Newest first, one read at a time."""
-    named = [
-        path for path in data_dir.glob("snapshot-*.bin") if snapshots.named_seq(path) is not None
-    ]
-    for path in sorted(named, reverse=True):
+    for path in reversed(snapshots.named_oldest_first(data_dir)):
         try:
             seq = snapshots.checked_seq(path)
             if seq is None or seq != snapshots.named_seq(path):  # (a header naming another seq: no)

@@ -302,10 +302,7 @@ def survey(directory: Path) -> Iterator[tuple[Path, Snapshot | None]]:
     one, so a caller that stops early reads no more. A file that is a symbolic link to
     nothing is refused (`DanglingLink`), as the journal is: a snapshot kept elsewhere that
     is missing now is the operator's to restore or remove, not skipped."""
-    for stray in sorted(directory.glob("snapshot-*.bin")):
-        if named_seq(stray) is None:
-            log.warning("%s: ignored, not a snapshot's name (snapshot-<20 digits>.bin)", stray)
-    for path in reversed(named_oldest_first(directory)):
+    for path in named_newest_first(directory):
         refuse_dangling_link(path, "recovering as if it had never been written")
         yield path, read(path)
 
@@ -510,11 +507,20 @@ def named_oldest_first(directory: Path) -> list[Path]:
     return [path for seq, path in sorted((seq, path) for seq, path in found if seq is not None)]
 
 
+def named_newest_first(directory: Path) -> list[Path]:
+    """`named_oldest_first`, newest first, for a restart to read: each other
+    `snapshot-*.bin` logged as passed over (a file journal's venue, a cluster's core,
+    standby or gateway alike)."""
+    for stray in sorted(directory.glob("snapshot-*.bin")):
+        if named_seq(stray) is None:
+            log.warning("%s: ignored, not a snapshot's name (snapshot-<20 digits>.bin)", stray)
+    return named_oldest_first(directory)[::-1]
+
+
 def oldest_named_seq(directory: Path) -> int | None:
     """The seq of the oldest snapshot file in `directory` (by its name), or None."""
-    seqs = [named_seq(path) for path in directory.glob("snapshot-*.bin")]
-    known = [seq for seq in seqs if seq is not None]
-    return min(known) if known else None
+    named = named_oldest_first(directory)
+    return named_seq(named[0]) if named else None
 
 
 def fsync_directory(directory: Path) -> None:

@@ -124,7 +124,7 @@ async def latest_usable(
     not read (retried for `stamp_retry_s` first, `STAMP_RETRY_S` unless given; 0: read
     once), where a copy passes them over."""
     try:
-        paths = sorted(directory.glob("snapshot-*.bin"), reverse=True)
+        paths = snapshots.named_newest_first(directory)  # (a stray name: logged, passed over)
     except OSError as unread:  # a directory not readable
         log.warning("snapshots not read: %s", unread, extra={"who": who})
         return None

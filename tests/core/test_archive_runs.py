@@ -443,6 +443,45 @@ def test_a_stop_while_the_run_looks_at_the_journal_starts_no_child(
     assert runs.runs == 0 and not (to / "started").exists(), "no child started"
 
 
+def test_a_look_at_a_hung_disk_is_said_and_the_stop_does_not_wait_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The re-review (session 35): the venue looked at the archive's disk in a thread of its
+    own before the run's child started; hung there (a stale NFS mount), nothing was said,
+    as only a child's run was, and the stop awaited the thread for ever. The venue looks only
+    at its journal now (the child at the archive: `--existing`), a look that lasts is said,
+    and the stop gives it up after `STOP_WAIT_S`."""
+    data_dir, to = tmp_path / "data", tmp_path / "archive"
+    data_dir.mkdir()
+    to.mkdir()
+    released = threading.Event()
+
+    def hung_may_move(journal: Path) -> bool:
+        released.wait(WAIT_S)  # (bounded: the test lets it go at its end)
+        return False
+
+    monkeypatch.setattr("core.archive_runs.may_move", hung_may_move)
+    monkeypatch.setattr("core.archive_runs.RUN_LONG_S", 0.0)
+    monkeypatch.setattr("core.archive_runs.STOP_WAIT_S", 0.2)
+    runs = ArchiveRuns(data_dir / JOURNAL_FILE, to)
+
+    async def scenario() -> None:
+        runs.after_snapshot()
+        await asyncio.sleep(0.05)
+        runs.after_snapshot()  # the next snapshot: the look still under way
+        stopped = asyncio.create_task(runs.stop())
+        done, _ = await asyncio.wait([stopped], timeout=WAIT_S / 2)
+        released.set()
+        assert done, "the stop waited for the hung look"
+        assert runs._task is not None and runs._task.cancelled()
+
+    with caplog.at_level(logging.WARNING, logger="venue.archive"):
+        run(scenario)
+    said = [record.getMessage() for record in caplog.records if record.name == "venue.archive"]
+    assert any(line.startswith("journal archive still running after") for line in said), said
+    assert runs.runs == 0
+
+
 def test_a_run_that_lasts_is_said_at_each_snapshot_meanwhile(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

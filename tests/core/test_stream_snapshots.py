@@ -1277,3 +1277,29 @@ def test_a_standby_s_snapshot_is_written_as_captured_though_its_copy_follows_on_
     assert image.venue.ledger.undrained, "the transfers the copy keeps"
     assert body == expected
     assert restored == captured, "restores to the copy's state at the capture"
+
+
+def test_a_file_not_named_as_a_snapshot_is_passed_over_by_a_core_and_a_gateway(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The re-review (session 35): a file journal's restart and pruning took only files named
+    as snapshots (`snapshots.named_oldest_first`), a cluster's copies any `snapshot-*.bin`
+    newest by name, so a stray `snapshot-old.bin` (sorting after the 20 digits) was read
+    first: a link to nothing stopped a core's start (strict), an older copy was taken over the
+    newest. It is passed over, logged, by a core and a gateway alike."""
+    stamps = {1: 100, 7: 700}
+
+    async def stamp_at(seq: int) -> int:
+        return stamps[seq]
+
+    _core_snapshot(tmp_path, 7, 700)
+    (tmp_path / "snapshot-old.bin").symlink_to(tmp_path / "unmounted")
+    assert _strict(tmp_path, stamp_at) == 7  # before: DanglingLink, the start refused
+    assert "snapshot-old.bin: ignored, not a snapshot's name" in caplog.text
+    (tmp_path / "snapshot-old.bin").unlink()
+    shutil.rmtree(tmp_path)
+    tmp_path.mkdir()
+    _gateway_snapshot(tmp_path, 1, 100, 100)
+    shutil.copy(_gateway_snapshot(tmp_path, 7, 700, 100), tmp_path / "snapshot-copy.bin")
+    snapshots.path_for(tmp_path, 7).unlink()  # the stray, a copy of a snapshot since pruned
+    assert _latest_usable(tmp_path, stamps, 7) == 1  # before: 7, of a file not its name's
