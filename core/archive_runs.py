@@ -21,7 +21,9 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from core import snapshots
@@ -134,7 +136,7 @@ class ArchiveRuns:
 
     async def _run_if_any(self) -> None:
         try:
-            if await asyncio.to_thread(may_move, self.journal):
+            if await _in_a_daemon_thread(may_move, self.journal):
                 await self._run()
         except Exception as failed:  # never fatal: the journal is all still there
             self.failures += 1
@@ -230,6 +232,33 @@ class ArchiveRuns:
             with contextlib.suppress(ProcessLookupError):
                 self._child.kill()
             await task
+
+
+def _in_a_daemon_thread(look: Callable[[Path], bool], journal: Path) -> asyncio.Future[bool]:
+    """`look(journal)` on a daemon thread of its own: a hung disk's listing holds neither the
+    loop nor, once the stop gave it up, the process's exit (the default executor's threads
+    are joined at `asyncio.run`'s end: the re-review of session 35 saw the exit wait)."""
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[bool] = loop.create_future()
+
+    def settle(result: bool | None, failure: BaseException | None) -> None:
+        if answer.done():  # (given up: cancelled by the stop)
+            return
+        if failure is not None:
+            answer.set_exception(failure)
+        else:
+            answer.set_result(bool(result))
+
+    def work() -> None:
+        try:
+            result, failure = look(journal), None
+        except Exception as failed:  # (said by the run's warning, on the loop)
+            result, failure = None, failed
+        with contextlib.suppress(RuntimeError):  # (the loop closed meanwhile: nobody waits)
+            loop.call_soon_threadsafe(settle, result, failure)
+
+    threading.Thread(target=work, name="venue-archive-look", daemon=True).start()
+    return answer
 
 
 def child_environment() -> dict[str, str]:

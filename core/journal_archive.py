@@ -131,8 +131,11 @@ def archive(
             )
             said(line)
             return [line]
-        to.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with _run_alone(to, "archive directory"):
+        if not existing:
+            to.mkdir(mode=0o700, parents=True, exist_ok=True)
+        elif (missing := not_a_directory(to)) is not None:  # gone since (the snapshot's read)
+            raise CommandFailed(f"--to {to}: {missing}")
+        with _run_alone(to, "archive directory"):  # (its lock file: none made in a missing DIR)
             _remove_stale_copies(to)
             return _move_through(data_dir, found, kept_seq, to, said)
 

@@ -1525,3 +1525,41 @@ def test_resume_refuses_a_url_that_is_no_websocket_url(run_venue: Any) -> None:
         assert (await client.request("session.status"))["account"] == 1
 
     run_venue(scenario)
+
+
+def test_a_logon_retried_past_the_logon_timeout_is_resumed_with_its_own_key(
+    run_venue: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The review of the lead's commits (session 35): a logon under another key after
+    close() and connect(), refused NONCE_UNCHECKED (a cluster gateway's nonce claim unanswered)
+    and waiting to be sent again when the venue's logon timeout (4001) came, was resumed with
+    the LAST account's key (the resume logged on as alpha; the retry then refused, "this
+    connection is logged on"). The resume logs on with the logon's own key, and the logon
+    answers with the session's status rather than being sent again."""
+    monkeypatch.setattr(limits, "LOGON_TIMEOUT_S", 0.3)
+    original = VenueClient._request
+    refused: list[int] = []
+
+    async def beta_unchecked_once(self: Any, request_id: int, method: str, params: Any) -> Any:
+        if method == "session.logon" and params["api_key"] == KEYS["beta"][0] and not refused:
+            refused.append(1)  # as a cluster gateway whose nonce claim NATS left unanswered
+            self._logon_sent_on = self.websocket
+            raise VenueError(503, 9004, "NONCE_UNCHECKED", "the nonce was not checked")
+        return await original(self, request_id, method, params)
+
+    monkeypatch.setattr(VenueClient, "_request", beta_unchecked_once)
+
+    async def scenario(venue: Venue) -> None:
+        client = VenueClient(
+            venue.url(), auto_resume=True, reconnect_delays_s=(0.05,), logon_retry_delays_s=(0.8,)
+        )
+        venue.clients.append(await client.connect())
+        await client.logon(*KEYS["alpha"])
+        await client.close()
+        await client.connect()
+        answer = await client.logon(*KEYS["beta"])  # before: VenueError, logged on as alpha
+        assert refused and client.resumed == 1 and not client.gave_up
+        assert answer["account"] == 2
+        assert (await client.request("session.status"))["account"] == 2
+
+    run_venue(scenario)

@@ -469,3 +469,27 @@ def test_an_archive_path_that_is_no_directory_is_refused_in_words(
     assert main(["journal", "archive", "--data-dir", str(data_dir), "--to", str(to)]) == 2
     assert capsys.readouterr().err == said
     assert first_seqs(data_dir)[0] == 1 and not (tmp_path / "unmounted").exists()
+
+
+def test_existing_makes_no_archive_directory_gone_while_the_run_reads_its_snapshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The review of the lead's commits (session 35): `--existing` checked DIR at its start,
+    then made it all the same once the newest snapshot was read (seconds on a large venue):
+    a disk unmounted meanwhile got the archive made under its empty mount point, on the root
+    disk. Gone by then, DIR is refused and none is made."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / JOURNAL_FILE).write_bytes(b"")
+    mount = tmp_path / "mnt-cold"  # a mount point: there while its disk is not mounted too
+    to = mount / "venue-journal"
+    to.mkdir(parents=True)
+
+    def unmounted_meanwhile(data_dir: Path) -> int:
+        to.rmdir()
+        return 0
+
+    monkeypatch.setattr("core.journal_archive.kept_through", unmounted_meanwhile)
+    with pytest.raises(CommandFailed, match="no such directory"):
+        archive(data, to, existing=True)
+    assert not to.exists(), "made on the root disk"
