@@ -120,12 +120,6 @@ class Resuming:
         nonce_delays_s = iter(self.logon_retry_delays_s)
         limited = 0
         limited_waited_s = 0.0
-        before = self._credentials
-        if self._logged_on_over is not self.websocket:  # a connection not logged on yet
-            # A resume while this logon is in flight (the venue's logon timeout, 4001, between
-            # its NONCE_UNCHECKED retries) logs on with its key, not the last account's (the
-            # review of session 35: it logged on as the account before a close/connect)
-            self._credentials = (api_key, secret)
         while True:
             try:
                 answer = await self.request("session.logon", self._logon_params(api_key, secret))
@@ -157,14 +151,8 @@ class Resuming:
                     # it was, as the last account or as none)
                     if self._logon_sent_on is self.websocket:
                         self._logon_sent_on = None
-                    if self._logged_on_over is not self.websocket:  # (nor by a resume meanwhile)
-                        self._credentials = before  # a refused key is no resume's
                     raise
             await asyncio.sleep(delay_s)
-            if self._logged_on_over is self.websocket and self._credentials == (api_key, secret):
-                # a resume meanwhile logged on with this key: sent again, it would be refused
-                # ("this connection is logged on"); the session's status answers for it
-                return await self.request("session.status")
             self.logon_retries += 1
 
     def _keep_a_lost_logons_key(self, api_key: str, secret: str) -> None:
