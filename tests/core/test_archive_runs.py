@@ -109,6 +109,17 @@ def run(scenario: Callable[[], Awaitable[Any]]) -> Any:
     return asyncio.run(asyncio.wait_for(scenario(), WAIT_S * 2))
 
 
+def run_once(runs: ArchiveRuns) -> None:
+    """One snapshot's run, awaited to its end."""
+
+    async def scenario() -> None:
+        runs.after_snapshot()
+        assert runs._task is not None
+        await runs._task
+
+    run(scenario)
+
+
 def archived(to: Path) -> list[int]:
     return [seq for seq, _ in segment_files(to / JOURNAL_FILE)]
 
@@ -343,13 +354,8 @@ def test_a_run_refused_part_way_logs_what_it_moved_then_the_refusal(
     (to / found[2][1].name).write_bytes(b"another venue's")
     runs = ArchiveRuns(data_dir / JOURNAL_FILE, to)
 
-    async def scenario() -> None:
-        runs.after_snapshot()
-        assert runs._task is not None
-        await runs._task
-
     with caplog.at_level(logging.INFO, logger="venue.archive"):
-        run(scenario)
+        run_once(runs)
     said = [(record.levelname, record.getMessage(), record.__dict__) for record in caplog.records]
     assert said[0][:2] == ("INFO", "journal archived")
     assert said[0][2]["segments"] == [
@@ -406,12 +412,7 @@ def test_a_run_does_not_run_code_planted_in_the_venues_working_directory(
     monkeypatch.chdir(tmp_path / "cwd")  # the venue's own working directory
     runs = ArchiveRuns(data_dir / JOURNAL_FILE, to)
 
-    async def scenario() -> None:
-        runs.after_snapshot()
-        assert runs._task is not None
-        await runs._task
-
-    run(scenario)
+    run_once(runs)
     assert not ran.exists(), "the planted cli/main.py ran as the venue's user"
     assert runs.failures == 0 and len(archived(to)) >= 2, "the checkout's own command ran"
 
@@ -527,13 +528,8 @@ def test_a_run_whose_archive_directory_has_gone_makes_none(
     to = tmp_path / ("cold" if gone == "directory" else "link") / "journal"
     runs = ArchiveRuns(data_dir / JOURNAL_FILE, to)
 
-    async def scenario() -> None:
-        runs.after_snapshot()
-        assert runs._task is not None
-        await runs._task
-
     with caplog.at_level(logging.INFO, logger="venue.archive"):
-        run(scenario)
+        run_once(runs)
     warned = [record.getMessage() for record in caplog.records if record.name == "venue.archive"]
     said = (
         f"{to}: no such directory (is its disk mounted?"

@@ -51,6 +51,19 @@ async def trade(venue: object, rounds: int) -> None:
     await taker.close()
 
 
+def traded_then_stopped(data_dir: Path) -> None:
+    """A venue that traded `ROUNDS` and stopped: its snapshot at the stop, so the head may go."""
+
+    async def run() -> None:
+        venue = await start_venue(data_dir)
+        try:
+            await trade(venue, ROUNDS)
+        finally:
+            await venue.server.stop()
+
+    asyncio.run(run())
+
+
 def first_seqs(data_dir: Path) -> list[int]:
     return [seq for seq, _ in segment_files(data_dir / JOURNAL_FILE)]
 
@@ -250,14 +263,7 @@ def test_verify_of_an_archived_head_needs_a_snapshot_or_the_archive(tmp_path: Pa
     data_dir, to = tmp_path / "data", tmp_path / "archive"
     config = venue_config.load(SAMPLE_CONFIG)
 
-    async def run() -> None:
-        venue = await start_venue(data_dir)
-        try:
-            await trade(venue, ROUNDS)
-        finally:
-            await venue.server.stop()  # its snapshot: the head may go
-
-    asyncio.run(run())
+    traded_then_stopped(data_dir)
     archive(data_dir, to)
     kept = sorted(data_dir.glob("snapshot-*.bin"))
     for snapshot in kept:  # damaged: the refusal names them
@@ -282,14 +288,7 @@ def test_verify_with_an_archive_that_holds_no_head_says_so(tmp_path: Path) -> No
     data_dir, to = tmp_path / "data", tmp_path / "archive"
     config = venue_config.load(SAMPLE_CONFIG)
 
-    async def run() -> None:
-        venue = await start_venue(data_dir)
-        try:
-            await trade(venue, ROUNDS)
-        finally:
-            await venue.server.stop()
-
-    asyncio.run(run())
+    traded_then_stopped(data_dir)
     archive(data_dir, to)
     (tmp_path / "file").write_text("x")
     (tmp_path / "empty").mkdir()
