@@ -9,6 +9,7 @@ every core would refuse, a port taken, or a cluster that cannot start fails in o
 
 import argparse
 import contextlib
+import errno
 import os
 import signal
 import sys
@@ -129,13 +130,14 @@ def run(args: argparse.Namespace) -> int:
     _note_outgoing_range(cluster.fixed_ports)
     try:
         cluster.start()
-        print("tokenvenue cluster up:")
-        for line in cluster.describe():
-            print(f"  {line}")
-        print(f"{connect_advice(len(cluster.gateways))}; {how_to_stop(signals)}")
-        print(f"  e.g. venue bot taker --url {cluster.gateways[0].url}")
-        print(f"  operator commands: {_admin_example(cluster.gateways[0].url, args.config)}")
-        sys.stdout.flush()
+        # A terminal closed while the banner is written fails its writes (EIO) a moment before
+        # its SIGHUP is taken: raised, that OSError went past the ordered stop, into which the
+        # SIGHUP's KeyboardInterrupt then fell, exit 130 (seen once, session 35's last run)
+        try:
+            _banner(cluster, signals, args.config)
+        except OSError as failed:  # (a reader gone, EPIPE, still stops the cluster)
+            if failed.errno != errno.EIO:
+                raise
         _watch(cluster)
         for gateway in cluster.gateways:  # which one, how, and where to read why
             if not gateway.running() and gateway.process is not None:
@@ -155,6 +157,17 @@ def run(args: argparse.Namespace) -> int:
         cluster.stop()
     say_after_stop("tokenvenue cluster stopped")
     return status
+
+
+def _banner(cluster: LocalCluster, signals: tuple[signal.Signals, ...], config: Path) -> None:
+    """Where to connect, how to stop, and an example of each client command."""
+    print("tokenvenue cluster up:")
+    for line in cluster.describe():
+        print(f"  {line}")
+    print(f"{connect_advice(len(cluster.gateways))}; {how_to_stop(signals)}")
+    print(f"  e.g. venue bot taker --url {cluster.gateways[0].url}")
+    print(f"  operator commands: {_admin_example(cluster.gateways[0].url, config)}")
+    sys.stdout.flush()
 
 
 def _note_outgoing_range(ports: list[int]) -> None:
