@@ -151,11 +151,10 @@ async function connectMarket() {
   state.instrumentSeqs.clear(); // a new connection: every stream starts from its snapshot
   try {
     const { instruments } = await socket.request("instruments");
-    for (const instrument of instruments) state.instruments.set(instrument.symbol, instrument);
-    schedule("instruments", "info");
+    listInstruments(instruments);
     await socket.request("subscribe", { ch: "instruments" });
     await socket.request("subscribe", { ch: "ticker" });
-    if (state.selected !== null) await followSymbol(state.selected);
+    if (state.instruments.has(state.selected)) await followSymbol(state.selected);
     else if (instruments.length > 0) select(initialSymbol(instruments));
   } catch (failed) {
     // the socket closed meanwhile: its onClose reconnects; anything else is said, not hidden
@@ -171,6 +170,21 @@ async function connectMarket() {
     refreshReserves();
   }
   wasLive = true;
+}
+
+function listInstruments(instruments) {
+  // The instruments the venue lists now replace those shown: a venue back after a drop (started
+  // afresh, another config) may list fewer, and one it no longer lists stayed shown, followed
+  // if chosen, its subscriptions refused in silence (before session 36: the list was added to).
+  state.instruments = new Map(instruments.map((instrument) => [instrument.symbol, instrument]));
+  for (const symbols of [state.tickers, state.day]) {
+    for (const symbol of symbols.keys()) if (!state.instruments.has(symbol)) symbols.delete(symbol);
+  }
+  unlisted.clear();
+  // the symbol followed is gone: another is chosen (`connectMarket`); this new connection
+  // follows nothing yet, so nothing is unsubscribed
+  if (!state.instruments.has(state.selected)) state.selected = null;
+  schedule("instruments", "info");
 }
 
 function initialSymbol(instruments) {
@@ -219,6 +233,7 @@ function setStatus(text, kind) {
 }
 
 function onMarketPush(message) {
+  noticeTheDay();
   switch (message.ch) {
     case "instruments":
       onInstrument(message);
@@ -767,6 +782,7 @@ function renderTape() {
 }
 
 const DAY_MS = 86400000;
+let drawnDay = Math.floor(Date.now() / DAY_MS); // the day (UTC) the timed rows say "today" of
 
 function redrawAtMidnight() {
   // `clock` says the date or not as a row is drawn: at midnight (UTC) today's rows become
@@ -775,9 +791,22 @@ function redrawAtMidnight() {
   const now = Date.now();
   const midnight = (Math.floor(now / DAY_MS) + 1) * DAY_MS;
   setTimeout(() => {
-    schedule("fills", "history", "tape");
+    noticeTheDay();
     redrawAtMidnight();
+  document.addEventListener("visibilitychange", noticeTheDay); // shown again, after a sleep
+  window.addEventListener("pageshow", noticeTheDay);
   }, midnight - now);
+}
+
+function noticeTheDay() {
+  // The timed rows drawn anew once the clock is past the day they were drawn in. The timer at
+  // midnight alone is late on a laptop that slept through it (its timers wait out the sleep):
+  // the clock is also read at each frame heard and as the page is shown again (since session
+  // 36; before, yesterday's rows read as today's until the late timer ran).
+  const day = Math.floor(Date.now() / DAY_MS);
+  if (day === drawnDay) return;
+  drawnDay = day;
+  schedule("fills", "history", "tape");
 }
 
 function clock(tsMicros) {
@@ -808,6 +837,15 @@ async function onLogon(event) {
     missing.focus();
     return;
   }
+  // an invisible character left in the key (a direction control, which reorders what is
+  // shown, or one `INVISIBLE` does not strip): named here, as the figures' are; sent, the
+  // venue's answer was "the API key is unknown", over a key that looked right (before session 36)
+  const hidden = hiddenInKey(apiKey);
+  if (hidden !== null) {
+    showLogonError(hidden);
+    $("api-key").focus();
+    return;
+  }
   showLogonError("");
   button.setAttribute("aria-disabled", "true");
   try {
@@ -821,6 +859,17 @@ async function onLogon(event) {
   } finally {
     button.removeAttribute("aria-disabled");
   }
+}
+
+function hiddenInKey(apiKey) {
+  // What is wrong with a key holding an invisible format character (Unicode Cf), in the
+  // form's words; null for none.
+  const hidden = /\p{Cf}/u.exec(apiKey)?.[0];
+  if (hidden === undefined) return null;
+  const again = "type it again without it";
+  const typed = "the API key typed holds an invisible";
+  if (!DIRECTION_CONTROL.test(hidden)) return `${typed} character (${codePoint(hidden)}): ${again}`;
+  return `${typed} direction character (${codePoint(hidden)}), which reorders what is shown: ${again}`;
 }
 
 // The longest API key the venue reads (protocol §4.1; `auth.KEY_LENGTH_MAX`)
@@ -1263,6 +1312,7 @@ function showRelogonStatus(said, countdown, kind = "") {
 // ------------------------------------------------------------------ the account stream
 
 function onAccountPush(message) {
+  noticeTheDay();
   if (message.ch === "session") {
     showResult(`venue: ${SESSION_PUSHES.get(message.type) ?? message.type}`, "warn");
     state.resultAboutConnection = CONNECTION_PUSHES.has(message.type);
@@ -1582,7 +1632,7 @@ async function onPlace(event) {
   };
   if (kind !== "market") params.price = typedAsSeen("order-price");
   if (kind === "post_only") params.post_only = true;
-  if (!figuresReadable(params.price, params.qty)) return;
+  if (!figuresReadable(params.price, params.qty, params.symbol)) return;
   // One click, one order: the button waits for the answer, so a double click's second click
   // (or a second Enter) places nothing more. It says so by aria-disabled, not `disabled`,
   // which would take the keyboard's focus off it for good.
@@ -1736,7 +1786,7 @@ async function amend(order) {
   // is said here, not sent (the venue's AMEND_REJECTED would say the same after a round trip).
   const price = typedAsSeen("order-price");
   const qty = typedAsSeen("order-qty");
-  if (!figuresReadable(price, qty)) return;
+  if (!figuresReadable(price, qty, order.symbol)) return;
   const current = state.orders.get(order.order_id) ?? order;
   const params = { order_id: order.order_id };
   if (!sameDecimal(price, current.price)) params.price = price;
@@ -1895,19 +1945,27 @@ function codePoint(character) {
   return `U+${character.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}`;
 }
 
-function figuresReadable(price, qty) {
+function figuresReadable(price, qty, symbol) {
   // The price (undefined for a market order) and the quantity typed, checked before sending:
-  // a figure missing or unreadable is said on the result line, tied to its field.
+  // a figure missing or unreadable, or one its instrument does not take, is said on the result
+  // line, tied to its field.
   clearFieldError($("order-price"));
   clearFieldError($("order-qty"));
+  const instrument = state.instruments.get(symbol);
+  // in turn: the instrument's rules read only figures found plain
   const checks = [
-    [$("order-price"), price === "" ? "enter a price" : notPlain("price", price)],
-    [$("order-qty"), qty === "" ? "enter a quantity" : notPlain("quantity", qty)],
+    [$("order-price"), () => (price === "" ? "enter a price" : notPlain("price", price))],
+    [$("order-qty"), () => (qty === "" ? "enter a quantity" : notPlain("quantity", qty))],
+    [$("order-price"), () => (price === undefined ? null : priceNotTaken(instrument, price))],
+    [$("order-qty"), () => qtyNotTaken(instrument, qty)],
   ];
-  const [field, said] = checks.find(([, text]) => text !== null) ?? [null, null];
-  if (field === null) return true;
-  showFieldError(field, said);
-  return false;
+  for (const [field, check] of checks) {
+    const said = check();
+    if (said === null) continue;
+    showFieldError(field, said);
+    return false;
+  }
+  return true;
 }
 
 function showFieldError(field, text) {
@@ -1994,6 +2052,58 @@ function notPlain(field, text) {
   return `the ${field} is a plain decimal number with a point, e.g. 1.5: not "${text}"`;
 }
 
+// A T-bill's price per 100 of face at most: par, which it pays at maturity (the venue refuses a
+// bill's reference price above it, `BILL_PRICE_OUT_OF_RANGE`: its rates would be negative)
+const BILL_PAR = "100";
+
+function priceNotTaken(instrument, price) {
+  // A plain price its instrument does not take, in a trader's words with what it takes; null
+  // if taken (or the instrument unknown: the venue says). Off the tick, the venue's words were
+  // the wire's, `BAD_PRECISION (1004): price '187.305' has more than 2 decimals - at
+  // `params.price`` (before session 36); a bill's sell above par was placed.
+  if (instrument === undefined) return null;
+  const decimals = instrument.price_decimals;
+  const units = decimalUnits(price, decimals);
+  const tick = decimalUnits(instrument.tick, decimals);
+  const bill = instrument.kind === "tbill";
+  const what = `the price${bill ? " per 100 of face" : ""} of ${instrument.symbol}`;
+  if (units === null || units % tick !== 0n) {
+    return `${what} is a multiple of its tick, ${instrument.tick}: not "${price}"`;
+  }
+  if (bill && units > decimalUnits(BILL_PAR, decimals)) {
+    return `${what} is at most ${BILL_PAR}, the par it pays at maturity: not "${price}"`;
+  }
+  return null;
+}
+
+function qtyNotTaken(instrument, qty) {
+  // A plain quantity (a bill's face value) its instrument does not take: below its minimum or
+  // off its step (finer than the base asset's decimals among them), said with what it takes;
+  // null if taken. Before session 36 the venue's words: `INVALID_QTY_STEP (4002): qty is not a
+  // multiple of the step - at `params.qty``, which named no step.
+  if (instrument === undefined) return null;
+  const decimals = instrument.qty_decimals;
+  const units = decimalUnits(qty, decimals);
+  const what = `the ${instrument.kind === "tbill" ? "face value" : "quantity"} of ${instrument.symbol}`;
+  if (units !== null && units < decimalUnits(instrument.min_qty, decimals)) {
+    return `${what} is at least ${instrument.min_qty}, its minimum: not "${qty}"`;
+  }
+  if (units === null || units % decimalUnits(instrument.step, decimals) !== 0n) {
+    return `${what} is a multiple of its step, ${instrument.step}: not "${qty}"`;
+  }
+  return null;
+}
+
+function decimalUnits(text, decimals) {
+  // A plain decimal (`PLAIN_DECIMAL`) in units of its scale, exact (a BigInt: Number() would
+  // round a big figure's last unit); null if finer than the scale. Zeros past the scale are no
+  // finer: the venue takes "187.300" as 187.30.
+  const [whole, fraction = ""] = text.split(".");
+  const kept = fraction.replace(/0+$/, "");
+  if (kept.length > decimals) return null;
+  return BigInt(whole + kept.padEnd(decimals, "0"));
+}
+
 function randomHex(bytes) {
   return [...crypto.getRandomValues(new Uint8Array(bytes))]
     .map((b) => b.toString(16).padStart(2, "0"))
@@ -2036,6 +2146,8 @@ function start() {
   window.addEventListener("resize", () => schedule("book"));
   followOrdersRoom();
   redrawAtMidnight();
+  document.addEventListener("visibilitychange", noticeTheDay); // shown again, after a sleep
+  window.addEventListener("pageshow", noticeTheDay);
   window.addEventListener("hashchange", onAddressChange);
   connectMarket();
   pollDayStats();
