@@ -869,7 +869,8 @@ function hiddenInKey(apiKey) {
   const again = "type it again without it";
   const typed = "the API key typed holds an invisible";
   if (!DIRECTION_CONTROL.test(hidden)) return `${typed} character (${codePoint(hidden)}): ${again}`;
-  return `${typed} direction character (${codePoint(hidden)}), which reorders what is shown: ${again}`;
+  const reorders = "which reorders what is shown";
+  return `${typed} direction character (${codePoint(hidden)}), ${reorders}: ${again}`;
 }
 
 // The longest API key the venue reads (protocol §4.1; `auth.KEY_LENGTH_MAX`)
@@ -1643,7 +1644,7 @@ async function onPlace(event) {
     const report = state.lastReport?.order_id === result.order_id ? state.lastReport : null;
     showOrderResult(placed, report?.status ?? result.status, report);
   } catch (failed) {
-    showFailure("order", failed);
+    showFailure("order", failed, params.symbol);
     markRefusedField(failed);
   } finally {
     setPlacing(false);
@@ -1806,7 +1807,7 @@ async function amend(order) {
     const report = state.lastReport?.order_id === result.order_id ? state.lastReport : null;
     showOrderResult(amended, report?.status ?? result.status, report);
   } catch (failed) {
-    const [text, kind] = describeFailure("amend", failed);
+    const [text, kind] = describeFailure("amend", failed, order.symbol);
     // refused, so any other price or quantity the order has now is another connection's doing
     const now = state.amending;
     const changed = now?.order_id === order.order_id && !sameTerms(now, current);
@@ -1842,15 +1843,17 @@ async function cancel(orderId, button) {
   }
 }
 
-function showFailure(action, failed) {
-  showResult(...describeFailure(action, failed));
+function showFailure(action, failed, symbol = null) {
+  showResult(...describeFailure(action, failed, symbol));
 }
 
-function describeFailure(action, failed) {
+function describeFailure(action, failed, symbol = null) {
   // Only the venue's error answer is a refusal. A request that was sent but not answered (the
   // connection lost, no answer in time) may have been carried out: the page cannot know, and
   // says so rather than "refused" over an order that may be resting. [text, kind]
-  if (failed.error !== undefined) return [`${action} refused: ${describe(failed)}`, "error"];
+  if (failed.error !== undefined) {
+    return [`${action} refused: ${describe(failed, symbol)}`, "error"];
+  }
   if (failed instanceof NotSentError) return [`${action} not sent: ${failed.message}`, "error"];
   const check =
     state.trade !== null
@@ -1861,12 +1864,49 @@ function describeFailure(action, failed) {
   return [`${action} outcome unknown: ${failed.message}; ${check}`, "warn"];
 }
 
-function describe(failed) {
-  // The venue's error, with what it adds in `data` (the band, the cap, the live order).
-  const data = failed.error?.data;
+function describe(failed, symbol = null) {
+  // The venue's error, with what it adds in `data` (the band, the cap, the live order); those
+  // of the instrument's rules and the balance in a trader's words, the code after.
+  const error = failed.error;
+  const words = error === undefined ? null : refusalWords(error, symbol);
+  if (words !== null) return `${words} (${error.name} ${error.code})`;
+  const data = error?.data;
   if (data === undefined) return failed.message;
   const extra = Object.entries(data).map(([name, value]) => `${name} ${value}`);
   return `${failed.message} (${extra.join(", ")})`;
+}
+
+function refusalWords(error, symbol) {
+  // What the venue refused of an order or an amend of `symbol`, and what it takes, in
+  // a trader's words from the error's `data` (protocol §10); null for another error. Before
+  // session 36 the wire's: `PRICE_BAND (4009): price is outside the band (band_low 168.53,
+  // band_high 205.97, reference_price 187.25)`, `notional`, `valued_at`, `needed`.
+  const data = error.data ?? {};
+  const instrument = state.instruments.get(symbol);
+  if (instrument === undefined) return null;
+  const per100 = instrument.kind === "tbill" ? " per 100 of face" : "";
+  switch (error.name) {
+    case "PRICE_BAND":
+      return (
+        `the price is outside the band of ${instrument.symbol}, where a buy is priced at most ` +
+        `${data.band_high} and a sell at least ${data.band_low}${per100}`
+      );
+    case "BELOW_MIN_NOTIONAL": {
+      if (data.min_notional === undefined || data.notional === undefined) return null;
+      const at = data.valued_at === undefined ? "" : ` at ${data.valued_at}${per100}`;
+      const worth = `the order is worth ${data.notional} ${instrument.quote}${at}`;
+      const least = `${data.min_notional} ${instrument.quote}`;
+      return `${worth}, and an order of ${instrument.symbol} is worth at least ${least}`;
+    }
+    case "INSUFFICIENT_BALANCE":
+      if (data.needed === undefined) return null;
+      return (
+        `it needs ${data.needed} ${data.asset} available, and the account has ` +
+        `${data.available} ${data.asset} available`
+      );
+    default:
+      return null;
+  }
 }
 
 function showResult(text, kind) {
@@ -2084,7 +2124,8 @@ function qtyNotTaken(instrument, qty) {
   if (instrument === undefined) return null;
   const decimals = instrument.qty_decimals;
   const units = decimalUnits(qty, decimals);
-  const what = `the ${instrument.kind === "tbill" ? "face value" : "quantity"} of ${instrument.symbol}`;
+  const field = instrument.kind === "tbill" ? "face value" : "quantity";
+  const what = `the ${field} of ${instrument.symbol}`;
   if (units !== null && units < decimalUnits(instrument.min_qty, decimals)) {
     return `${what} is at least ${instrument.min_qty}, its minimum: not "${qty}"`;
   }

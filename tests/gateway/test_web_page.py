@@ -422,8 +422,12 @@ def test_a_rejected_order_shows_its_error_and_a_partial_ioc_what_filled(tmp_path
         result = page.locator("#order-result")
 
         await browser.place("buy", "limit", qty="1", price="999.00")
-        await expect(result).to_contain_text("order refused: PRICE_BAND (4009)")
-        await expect(result).to_contain_text("band_high 205.97")
+        # the band in words, the code after (session 36; main: the wire's, `PRICE_BAND (4009):
+        # price is outside the band (band_low 168.53, band_high 205.97, reference_price ...)`)
+        await expect(result).to_have_text(
+            "order refused: the price is outside the band of AAPLx-USD, where a buy is priced at"
+            " most 205.97 and a sell at least 168.53 (PRICE_BAND 4009)"
+        )
 
         await browser.place("buy", "post_only", qty="1", price="187.30")
         await expect(result).to_contain_text("POST_ONLY_WOULD_TAKE (4006)")
@@ -2572,7 +2576,7 @@ def test_an_amend_awaiting_its_answer_holds_the_form_and_one_made_elsewhere_is_f
         await page.evaluate("window.releaseAmends()")
         await expect(result).to_have_text(
             re.compile(
-                r"^amend refused: PRICE_BAND \(4009\).*; "
+                r"^amend refused: the price is outside the band .* \(PRICE_BAND 4009\); "
                 f"order {first} changed meanwhile: now 182.00 x 3.000000$"
             )
         )
@@ -2703,7 +2707,7 @@ def test_a_keyboard_and_screen_reader_user_can_log_on_trade_and_hear_what_happen
         await page.keyboard.type("1")
         await page.keyboard.press("Enter")
         await expect(price).to_have_attribute("aria-invalid", "true")
-        await expect(price).to_have_accessible_description(re.compile(r"PRICE_BAND \(4009\)"))
+        await expect(price).to_have_accessible_description(re.compile(r"\(PRICE_BAND 4009\)"))
         await expect(quantity).to_be_focused()
         await expect(quantity).not_to_have_attribute("aria-invalid", "true")
         await price.fill("187.30")
@@ -2976,6 +2980,20 @@ def test_fractional_shares_and_a_bill_take_only_the_figures_their_instrument_all
             await expect(result).to_have_text(said)
         assert sent("order.place") == 0
 
+        # what the venue refuses, said in words with what it takes, the code after (session
+        # 36; main: the wire's, `BELOW_MIN_NOTIONAL (4004): notional is below the minimum
+        # (min_notional 1.000000, notional 0.187300, valued_at 187.30)`)
+        least = "an order of AAPLx-USD is worth at least 1.000000 USD (BELOW_MIN_NOTIONAL 4004)"
+        await browser.place("buy", "limit", qty="0.001", price="187.30")
+        await expect(result).to_have_text(
+            f"order refused: the order is worth 0.187300 USD at 187.30, and {least}"
+        )
+        await browser.place("buy", "market", qty="0.001")  # valued at the reference price
+        await expect(result).to_have_text(
+            f"order refused: the order is worth 0.187250 USD at 187.25, and {least}"
+        )
+        assert sent("order.place") == 2
+
         await browser.place("buy", "post_only", qty="0.1234570", price="180.00")
         row = page.locator("#open-orders tbody tr")
         await expect(row.locator("td").nth(4)).to_have_text("0.123457")
@@ -3018,7 +3036,18 @@ def test_fractional_shares_and_a_bill_take_only_the_figures_their_instrument_all
         ):
             await browser.place(side, "limit", qty=qty, price=price)
             await expect(result).to_have_text(said)
-        assert sent("order.place") == 1
+        assert sent("order.place") == 3
+        await browser.place("buy", "limit", qty="100", price="99.900000")  # above the band
+        await expect(result).to_have_text(
+            f"order refused: the price is outside the band of {BILL}, where a buy is priced at"
+            " most 99.663475 and a sell at least 97.689941 per 100 of face (PRICE_BAND 4009)"
+        )
+        await browser.place("sell", "limit", qty="3000000", price="98.900000")
+        asset = BILL.removesuffix("-USD")
+        await expect(result).to_have_text(
+            f"order refused: it needs 3000000 {asset} available, and the account has 2000000"
+            f" {asset} available (INSUFFICIENT_BALANCE 4005)"
+        )
 
         seller = await venue.client("alpha")
         await seller.place(BILL, "sell", qty="1000", price="98.700000")
