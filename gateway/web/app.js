@@ -2066,6 +2066,13 @@ function notPlain(field, text) {
     const said = `the ${field} holds an invisible direction character (${codePoint(turning)})`;
     return `${said}, which reorders the digits shown: type it again without it`;
   }
+  // any other invisible format character left (`INVISIBLE` takes out the usual ones): named,
+  // as echoed in the words below it was unseen, `not "15"` over a "1\u20635" (before session 36)
+  const hidden = /\p{Cf}/u.exec(text)?.[0];
+  if (hidden !== undefined) {
+    const said = `the ${field} holds an invisible character (${codePoint(hidden)})`;
+    return `${said}: type it again without it`;
+  }
   if (text.length > FIGURE_LENGTH_MAX) {
     const most = FIGURE_LENGTH_MAX;
     return `the ${field} is too long for a number: ${text.length} characters, at most ${most}`;
