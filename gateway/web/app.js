@@ -1885,6 +1885,7 @@ function refusalWords(error, symbol) {
   const instrument = state.instruments.get(symbol);
   if (instrument === undefined) return null;
   const per100 = instrument.kind === "tbill" ? " per 100 of face" : "";
+  const field = instrument.kind === "tbill" ? "face value" : "quantity";
   switch (error.name) {
     case "PRICE_BAND":
       return (
@@ -1897,6 +1898,20 @@ function refusalWords(error, symbol) {
       const worth = `the order is worth ${data.notional} ${instrument.quote}${at}`;
       const least = `${data.min_notional} ${instrument.quote}`;
       return `${worth}, and an order of ${instrument.symbol} is worth at least ${least}`;
+    }
+    case "ABOVE_MAX_QTY":
+      if (data.max_qty === undefined) return null;
+      return `the ${field} is ${data.qty}, and an order of ${symbol} is at most ${data.max_qty}`;
+    case "ABOVE_MAX_NOTIONAL":
+    case "NOTIONAL_OUT_OF_RANGE": {
+      if (data.max_notional === undefined || data.notional === undefined) return null;
+      const at = data.valued_at === undefined ? "" : ` at ${data.valued_at}${per100}`;
+      const worth = `the order is worth ${data.notional} ${instrument.quote}${at}`;
+      const most = `${data.max_notional} ${instrument.quote}`;
+      if (error.name === "ABOVE_MAX_NOTIONAL") {
+        return `${worth}, and an order of ${symbol} is worth at most ${most}`;
+      }
+      return `${worth}, and the venue takes an order of ${symbol} worth at most ${most}`;
     }
     case "INSUFFICIENT_BALANCE":
       if (data.needed === undefined) return null;
@@ -2120,6 +2135,9 @@ function priceNotTaken(instrument, price) {
   if (bill && units > decimalUnits(BILL_PAR, decimals)) {
     return `${what} is at most ${BILL_PAR}, the par it pays at maturity: not "${price}"`;
   }
+  if (units > UNITS_MAX) {
+    return `${what} is at most ${unitsText(UNITS_MAX, decimals)}: not "${price}"`;
+  }
   return null;
 }
 
@@ -2133,6 +2151,9 @@ function qtyNotTaken(instrument, qty) {
   const units = decimalUnits(qty, decimals);
   const field = instrument.kind === "tbill" ? "face value" : "quantity";
   const what = `the ${field} of ${instrument.symbol}`;
+  if (units !== null && units > UNITS_MAX) {
+    return `${what} is at most ${unitsText(UNITS_MAX, decimals)}: not "${qty}"`;
+  }
   if (units !== null && units < decimalUnits(instrument.min_qty, decimals)) {
     return `${what} is at least ${instrument.min_qty}, its minimum: not "${qty}"`;
   }
@@ -2140,6 +2161,17 @@ function qtyNotTaken(instrument, qty) {
     return `${what} is a multiple of its step, ${instrument.step}: not "${qty}"`;
   }
   return null;
+}
+
+// The most units the venue counts in any amount (`engine/units.py` UNITS_MAX): a figure past
+// it was refused in the wire's words, `qty: '99999999999999999999' is too large - at ...`
+const UNITS_MAX = 2n ** 62n;
+
+function unitsText(units, decimals) {
+  // Units at `decimals` as a decimal ("18725", 2: "187.25")
+  const digits = units.toString().padStart(decimals + 1, "0");
+  if (decimals === 0) return digits;
+  return `${digits.slice(0, -decimals)}.${digits.slice(-decimals)}`;
 }
 
 function decimalUnits(text, decimals) {

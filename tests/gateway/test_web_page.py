@@ -2999,6 +2999,39 @@ def test_fractional_shares_and_a_bill_take_only_the_figures_their_instrument_all
             f"order refused: the order is worth 0.187250 USD at 187.25, and {least}"
         )
         assert sent("order.place") == 2
+        # the instrument's caps per order, and the most the venue accounts for one order
+        admin = await venue.client("admin")
+        caps = {"symbol": SYMBOL, "max_qty": "10", "max_notional": "1000"}
+        await admin.request("admin.set_order_caps", caps)
+        await browser.place("buy", "limit", qty="11", price="187.30")
+        await expect(result).to_have_text(
+            "order refused: the quantity is 11.000000, and an order of AAPLx-USD is at most"
+            " 10.000000 (ABOVE_MAX_QTY 4013)"
+        )
+        await browser.place("buy", "limit", qty="6", price="187.30")
+        await expect(result).to_have_text(
+            "order refused: the order is worth 1123.800000 USD at 187.30, and an order of"
+            " AAPLx-USD is worth at most 1000.000000 USD (ABOVE_MAX_NOTIONAL 4014)"
+        )
+        await admin.request("admin.set_order_caps", {"symbol": SYMBOL})
+        await browser.place("sell", "limit", qty="4000000000", price="187.30")
+        await expect(result).to_have_text(
+            "order refused: the order is worth 749200000000.000000 USD at 187.30, and the venue"
+            " takes an order of AAPLx-USD worth at most 9223372036.8547758 USD"
+            " (NOTIONAL_OUT_OF_RANGE 4015)"
+        )
+        assert sent("order.place") == 5
+        # past what the venue counts at all (2^62 units): said here, not sent (main: sent,
+        # `BAD_PARAM (1003): qty: '99999999999999999999' is too large - at `params.qty``)
+        await browser.place("buy", "limit", qty="9" * 20, price="187.30")
+        await expect(result).to_have_text(
+            'the quantity of AAPLx-USD is at most 4611686018427.387904: not "99999999999999999999"'
+        )
+        await browser.place("sell", "limit", qty="1", price="9" * 20)
+        await expect(result).to_have_text(
+            'the price of AAPLx-USD is at most 46116860184273879.04: not "99999999999999999999"'
+        )
+        assert sent("order.place") == 5
 
         await browser.place("buy", "post_only", qty="0.1234570", price="180.00")
         row = page.locator("#open-orders tbody tr")
@@ -3042,7 +3075,7 @@ def test_fractional_shares_and_a_bill_take_only_the_figures_their_instrument_all
         ):
             await browser.place(side, "limit", qty=qty, price=price)
             await expect(result).to_have_text(said)
-        assert sent("order.place") == 3
+        assert sent("order.place") == 6
         await browser.place("buy", "limit", qty="100", price="99.900000")  # above the band
         await expect(result).to_have_text(
             f"order refused: the price is outside the band of {BILL}, where a buy is priced at"
