@@ -1899,6 +1899,11 @@ function refusalWords(error, symbol) {
       const least = `${data.min_notional} ${instrument.quote}`;
       return `${worth}, and an order of ${instrument.symbol} is worth at least ${least}`;
     }
+    case "POST_ONLY_WOULD_TAKE": // no data: what it takes said in general
+      return (
+        "a post-only order only rests, and this one would trade on arrival: a post-only buy " +
+        "is priced below the best ask, a sell above the best bid"
+      );
     case "ABOVE_MAX_QTY":
       if (data.max_qty === undefined) return null;
       return `the ${field} is ${data.qty}, and an order of ${symbol} is at most ${data.max_qty}`;

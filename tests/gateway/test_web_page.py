@@ -430,7 +430,13 @@ def test_a_rejected_order_shows_its_error_and_a_partial_ioc_what_filled(tmp_path
         )
 
         await browser.place("buy", "post_only", qty="1", price="187.30")
-        await expect(result).to_contain_text("POST_ONLY_WOULD_TAKE (4006)")
+        # in words, with what it takes (session 36; main: `POST_ONLY_WOULD_TAKE (4006): the
+        # order would take`)
+        await expect(result).to_have_text(
+            "order refused: a post-only order only rests, and this one would trade on arrival:"
+            " a post-only buy is priced below the best ask, a sell above the best bid"
+            " (POST_ONLY_WOULD_TAKE 4006)"
+        )
 
         # finer than the tick: said in the page's words, with the tick, and not sent (session
         # 36; main sent it: `BAD_PRECISION (1004): price '187.301' has more than 2 decimals - at
