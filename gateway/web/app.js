@@ -1787,8 +1787,8 @@ async function amend(order) {
   // is said here, not sent (the venue's AMEND_REJECTED would say the same after a round trip).
   const price = typedAsSeen("order-price");
   const qty = typedAsSeen("order-qty");
-  if (!figuresReadable(price, qty, order.symbol)) return;
   const current = state.orders.get(order.order_id) ?? order;
+  if (!figuresReadable(price, qty, order.symbol, current.cum_qty)) return;
   const params = { order_id: order.order_id };
   if (!sameDecimal(price, current.price)) params.price = price;
   if (!sameDecimal(qty, current.qty)) params.qty = qty;
@@ -2005,10 +2005,11 @@ function codePoint(character) {
   return `U+${character.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}`;
 }
 
-function figuresReadable(price, qty, symbol) {
+function figuresReadable(price, qty, symbol, filled = null) {
   // The price (undefined for a market order) and the quantity typed, checked before sending:
   // a figure missing or unreadable, or one its instrument does not take, is said on the result
-  // line, tied to its field.
+  // line, tied to its field. `filled`: an amended order's, which a new total down to it
+  // completes (the venue takes that below the instrument's minimum).
   clearFieldError($("order-price"));
   clearFieldError($("order-qty"));
   const instrument = state.instruments.get(symbol);
@@ -2017,7 +2018,7 @@ function figuresReadable(price, qty, symbol) {
     [$("order-price"), () => (price === "" ? "enter a price" : notPlain("price", price))],
     [$("order-qty"), () => (qty === "" ? "enter a quantity" : notPlain("quantity", qty))],
     [$("order-price"), () => (price === undefined ? null : priceNotTaken(instrument, price))],
-    [$("order-qty"), () => qtyNotTaken(instrument, qty)],
+    [$("order-qty"), () => qtyNotTaken(instrument, qty, filled)],
   ];
   for (const [field, check] of checks) {
     const said = check();
@@ -2146,7 +2147,7 @@ function priceNotTaken(instrument, price) {
   return null;
 }
 
-function qtyNotTaken(instrument, qty) {
+function qtyNotTaken(instrument, qty, filled = null) {
   // A plain quantity (a bill's face value) its instrument does not take: below its minimum or
   // off its step (finer than the base asset's decimals among them), said with what it takes;
   // null if taken. Before session 36 the venue's words: `INVALID_QTY_STEP (4002): qty is not a
@@ -2159,7 +2160,8 @@ function qtyNotTaken(instrument, qty) {
   if (units !== null && units > UNITS_MAX) {
     return `${what} is at most ${unitsText(UNITS_MAX, decimals)}: not "${qty}"`;
   }
-  if (units !== null && units < decimalUnits(instrument.min_qty, decimals)) {
+  const completes = filled !== null && units !== null && units <= decimalUnits(filled, decimals);
+  if (units !== null && !completes && units < decimalUnits(instrument.min_qty, decimals)) {
     return `${what} is at least ${instrument.min_qty}, its minimum: not "${qty}"`;
   }
   if (units === null || units % decimalUnits(instrument.step, decimals) !== 0n) {

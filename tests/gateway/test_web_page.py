@@ -3110,3 +3110,52 @@ def test_fractional_shares_and_a_bill_take_only_the_figures_their_instrument_all
         await balances_are_the_venues(page, trader)
 
     assert run_page(tmp_path, scenario) == []
+
+
+def test_an_amend_down_to_what_filled_is_taken_below_the_instruments_minimum(
+    tmp_path: Path,
+) -> None:
+    """An amend's new total down to what has filled completes the order, which the venue takes
+    below the instrument's minimum: the page's own check of the minimum (session 36) lets it
+    through, and still says the minimum of a total above what filled."""
+
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        admin = await venue.client("admin")
+        listing = {
+            "symbol": "AAPLx-LOT",
+            "kind": "equity",
+            "base": "AAPLx",
+            "quote": "USD",
+            "tick": "0.01",
+            "step": "0.000001",
+            "min_qty": "1",
+            "min_notional": "1",
+            "band_pct": "10",
+            "reference_price": "187.25",
+        }
+        await admin.request("admin.list_instrument", listing)
+        seller = await venue.client("alpha")
+        await seller.place("AAPLx-LOT", "sell", qty="1.3", price="187.30")
+        behind = await seller.place("AAPLx-LOT", "sell", qty="5", price="187.30")
+        taker = await venue.client("taker")
+        await taker.place("AAPLx-LOT", "buy", qty="1.5", price="187.30", tif="ioc")
+        await page.goto(f"http://127.0.0.1:{venue.port}/#AAPLx-LOT")
+        await page.reload()  # the listing, made after the page opened, in its first list
+        await expect(page.locator("#selected-symbol")).to_have_text("AAPLx-LOT")
+        await browser.log_on("alpha")
+        await expect(page.locator("#account")).to_have_text("1")
+        order_id = behind["order_id"]
+        await page.get_by_role("button", name=f"Amend order {order_id}").click()
+        result = page.locator("#order-result")
+        await page.fill("#order-qty", "0.5")  # above what filled (0.2), below the minimum
+        await page.click("#place-button")
+        await expect(result).to_have_text(
+            'the quantity of AAPLx-LOT is at least 1.000000, its minimum: not "0.5"'
+        )
+        await page.fill("#order-qty", "0.2")
+        await page.click("#place-button")
+        await expect(result).to_contain_text(f"order {order_id} amended, filled")
+        await expect(page.locator("#open-orders tbody tr")).to_have_count(0)
+
+    assert run_page(tmp_path, scenario) == []
