@@ -1788,7 +1788,10 @@ async function amend(order) {
   const price = typedAsSeen("order-price");
   const qty = typedAsSeen("order-qty");
   const current = state.orders.get(order.order_id) ?? order;
-  if (!figuresReadable(price, qty, order.symbol, current.cum_qty)) return;
+  // the instrument's rules for the price only if it changes: a bill's sell above par placed
+  // elsewhere (the venue takes it) keeps it through an amend of its size
+  const kept = price !== "" && sameDecimal(price, current.price);
+  if (!figuresReadable(kept ? undefined : price, qty, order.symbol, current.cum_qty)) return;
   const params = { order_id: order.order_id };
   if (!sameDecimal(price, current.price)) params.price = price;
   if (!sameDecimal(qty, current.qty)) params.qty = qty;

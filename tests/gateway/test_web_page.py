@@ -3109,6 +3109,15 @@ def test_fractional_shares_and_a_bill_take_only_the_figures_their_instrument_all
         await expect(row).to_have_count(0)
         await balances_are_the_venues(page, trader)
 
+        # a bill's sell above par placed elsewhere (the venue takes it): its size amended from
+        # the page, the price left as it is, is sent (only a figure changed is checked)
+        above = await trader.place(BILL, "sell", qty="100", price="100.500000")
+        await page.get_by_role("button", name=f"Amend order {above['order_id']}").click()
+        await page.fill("#order-qty", "200")
+        await page.click("#place-button")
+        await expect(result).to_contain_text(f"order {above['order_id']} amended, new")
+        await expect(row.locator("td").nth(4)).to_have_text("200")
+
     assert run_page(tmp_path, scenario) == []
 
 
