@@ -667,13 +667,15 @@ function renderBook() {
 }
 
 function ladderSide(tbody, levels, side, most, reverse) {
-  let total = 0;
+  // The running total in whole units (BigInt): summed as Numbers, 3000000000.706898 and
+  // 818847614.847480 made 3818847615.554379, a unit off (before session 36).
+  const decimals = state.instruments.get(state.selected)?.qty_decimals ?? 6;
+  let total = 0n;
   const rows = levels.map(([price, qty]) => {
-    total += Number(qty);
+    total += decimalUnits(qty, decimals) ?? 0n;
     return [price, qty, total];
   });
   if (reverse) rows.reverse(); // asks: the best one lowest, next to the spread
-  const decimals = state.instruments.get(state.selected)?.qty_decimals ?? 6;
   const mine = myPrices(side === "bid" ? "buy" : "sell");
   const focusedAt = focusedRowIndex(tbody);
   const kept = keepLadderRows(tbody, new Set(rows.map(([price]) => price)));
@@ -684,7 +686,7 @@ function ladderSide(tbody, levels, side, most, reverse) {
     row.style.setProperty("--fill", `${Math.round((Number(qty) / most) * 100)}%`);
     setLevelButton(row.cells[0].firstChild, side, price, mine.has(price));
     setText(row.cells[1], qty);
-    setText(row.cells[2], cumulative.toFixed(decimals));
+    setText(row.cells[2], unitsText(cumulative, decimals));
   });
   if (focusedAt >= 0 && !tbody.contains(document.activeElement)) {
     // the focused level gone: the focus goes to the level now in its place

@@ -3168,3 +3168,42 @@ def test_an_amend_down_to_what_filled_is_taken_below_the_instruments_minimum(
         await expect(page.locator("#open-orders tbody tr")).to_have_count(0)
 
     assert run_page(tmp_path, scenario) == []
+
+
+def test_the_ladders_running_total_is_its_levels_sum_to_the_last_unit(tmp_path: Path) -> None:
+    """The book's total column sums the levels' quantities exactly: in floating point, asks of
+    3000000000.706898 and 818847614.847480 summed to 3818847615.554379, a unit off (session 36:
+    now summed in whole units). A penny stock listed for it, so that one order can hold that
+    many shares within the venue's bound on an order's value."""
+
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        admin = await venue.client("admin")
+        listing = {
+            "symbol": "AAPLx-PENNY",
+            "kind": "equity",
+            "base": "AAPLx",
+            "quote": "USD",
+            "tick": "0.01",
+            "step": "0.000001",
+            "min_qty": "0.000001",
+            "min_notional": "0.01",
+            "band_pct": "50",
+            "reference_price": "0.01",
+        }
+        await admin.request("admin.list_instrument", listing)
+        reserves = {"asset": "AAPLx", "amount": "5000000000", "as_of": now_us()}
+        await admin.request("admin.attest_reserves", reserves)
+        await admin.request(
+            "admin.deposit", {"account": 1, "asset": "AAPLx", "amount": "4000000000"}
+        )
+        seller = await venue.client("alpha")
+        await seller.place("AAPLx-PENNY", "sell", qty="3000000000.706898", price="0.01")
+        await seller.place("AAPLx-PENNY", "sell", qty="818847614.847480", price="0.02")
+        await page.goto(f"http://127.0.0.1:{venue.port}/#AAPLx-PENNY")
+        await page.reload()  # the listing, made after the page opened, in its first list
+        await expect(page.locator("#selected-symbol")).to_have_text("AAPLx-PENNY")
+        totals = page.locator("#ladder-asks tr td:nth-child(3)")
+        await expect(totals).to_have_text(["3818847615.554378", "3000000000.706898"])
+
+    assert run_page(tmp_path, scenario) == []
