@@ -658,10 +658,13 @@ function renderBook() {
   const most = Math.max(1, ...[...asks, ...bids].map(([, qty]) => Number(qty)));
   ladderSide($("ladder-asks"), asks, "ask", most, true);
   ladderSide($("ladder-bids"), bids, "bid", most, false);
+  // in whole units: as floating point numbers, 90071992547409.93 less .91 read 0.03 (before
+  // session 36)
   const decimals = state.instruments.get(state.selected)?.price_decimals ?? 2;
+  const units = (price) => decimalUnits(price, decimals) ?? 0n;
   $("spread").textContent =
     asks.length && bids.length
-      ? `spread ${(Number(asks[0][0]) - Number(bids[0][0])).toFixed(decimals)}`
+      ? `spread ${unitsText(units(asks[0][0]) - units(bids[0][0]), decimals)}`
       : "—";
   drawDepth($("depth"), book);
 }
@@ -2181,6 +2184,7 @@ const UNITS_MAX = 2n ** 62n;
 
 function unitsText(units, decimals) {
   // Units at `decimals` as a decimal ("18725", 2: "187.25")
+  if (units < 0n) return `-${unitsText(-units, decimals)}`;
   const digits = units.toString().padStart(decimals + 1, "0");
   if (decimals === 0) return digits;
   return `${digits.slice(0, -decimals)}.${digits.slice(-decimals)}`;

@@ -3170,11 +3170,12 @@ def test_an_amend_down_to_what_filled_is_taken_below_the_instruments_minimum(
     assert run_page(tmp_path, scenario) == []
 
 
-def test_the_ladders_running_total_is_its_levels_sum_to_the_last_unit(tmp_path: Path) -> None:
+def test_the_ladders_totals_and_spread_are_exact_to_the_last_unit(tmp_path: Path) -> None:
     """The book's total column sums the levels' quantities exactly: in floating point, asks of
-    3000000000.706898 and 818847614.847480 summed to 3818847615.554379, a unit off (session 36:
-    now summed in whole units). A penny stock listed for it, so that one order can hold that
-    many shares within the venue's bound on an order's value."""
+    3000000000.706898 and 818847614.847480 summed to 3818847615.554379, a unit off; so is the
+    spread, 0.03 between 90071992547409.93 and .91 (session 36: both in whole units). A penny
+    stock listed for the one, so that one order can hold that many shares within the venue's
+    bound on an order's value, and a dear one for the other."""
 
     async def scenario(venue: Venue, browser: Browser) -> None:
         page = browser.page
@@ -3205,5 +3206,19 @@ def test_the_ladders_running_total_is_its_levels_sum_to_the_last_unit(tmp_path: 
         await expect(page.locator("#selected-symbol")).to_have_text("AAPLx-PENNY")
         totals = page.locator("#ladder-asks tr td:nth-child(3)")
         await expect(totals).to_have_text(["3818847615.554378", "3000000000.706898"])
+
+        dear = {**listing, "symbol": "AAPLx-DEAR", "reference_price": "90071992547409.92"}
+        await admin.request("admin.list_instrument", dear)
+        reserves = {"asset": "USD", "amount": "1000000000", "as_of": now_us()}
+        await admin.request("admin.attest_reserves", reserves)
+        await admin.request("admin.deposit", {"account": 1, "asset": "USD", "amount": "100000000"})
+        await seller.place("AAPLx-DEAR", "sell", qty="0.000001", price="90071992547409.93")
+        await seller.place("AAPLx-DEAR", "buy", qty="0.000001", price="90071992547409.91")
+        await page.goto(f"http://127.0.0.1:{venue.port}/#AAPLx-DEAR")
+        await page.reload()
+        await expect(page.locator("#selected-symbol")).to_have_text("AAPLx-DEAR")
+        await expect(page.locator("#ladder-asks tr")).to_have_count(1)
+        await expect(page.locator("#ladder-bids tr")).to_have_count(1)
+        await expect(page.locator("#spread")).to_have_text("spread 0.02")
 
     assert run_page(tmp_path, scenario) == []
