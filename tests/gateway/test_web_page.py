@@ -3220,5 +3220,12 @@ def test_the_ladders_totals_and_spread_are_exact_to_the_last_unit(tmp_path: Path
         await expect(page.locator("#ladder-asks tr")).to_have_count(1)
         await expect(page.locator("#ladder-bids tr")).to_have_count(1)
         await expect(page.locator("#spread")).to_have_text("spread 0.02")
+        # a trade at .93: the chart's text alternative reads the candle's figures as the venue
+        # sent them (main: 90071992547409.94, the nearest floating point number's)
+        await admin.request("admin.deposit", {"account": 2, "asset": "USD", "amount": "100000000"})
+        buyer = await venue.client("beta")
+        await buyer.place("AAPLx-DEAR", "buy", qty="0.000001", price="90071992547409.93", tif="ioc")
+        read = page.locator("#candles-table tbody tr").first.locator("td.num")
+        await expect(read).to_have_text(["90071992547409.93"] * 4)
 
     assert run_page(tmp_path, scenario) == []
