@@ -798,8 +798,6 @@ function redrawAtMidnight() {
   setTimeout(() => {
     noticeTheDay();
     redrawAtMidnight();
-  document.addEventListener("visibilitychange", noticeTheDay); // shown again, after a sleep
-  window.addEventListener("pageshow", noticeTheDay);
   }, midnight - now);
 }
 

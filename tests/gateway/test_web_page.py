@@ -2940,13 +2940,55 @@ def test_a_page_asleep_past_midnight_utc_dates_todays_rows_once_it_wakes(tmp_pat
         # frames heard on the clock set (the sockets' watchdogs see no silence once resumed)
         await browser.heard()
         await browser.heard()
-        await page.evaluate("() => document.dispatchEvent(new Event('visibilitychange'))")
         await page.clock.resume()
         for shown in times.values():
             await expect(shown).to_have_text([re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")])
         await expect(page.locator("#market-status")).to_have_text("market data: live")
 
     assert run_page(tmp_path, scenario) == []
+
+
+def test_a_page_shown_again_past_midnight_utc_dates_todays_rows_with_nothing_heard(
+    tmp_path: Path,
+) -> None:
+    """As the test above, but the page hears nothing as it wakes (it goes through the relay,
+    frozen, and its new connections are never answered): shown again (`visibilitychange`), it
+    reads the clock and dates today's rows (session 36; main waited for the late timer)."""
+
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        relay = FreezingRelay(venue.port)
+        try:
+            midnight_ms = (now_us() // 1000 // DAY_MS + 1) * DAY_MS
+            await page.clock.install(time=(midnight_ms - 60_000) / 1000)
+            await page.goto(f"http://127.0.0.1:{await relay.start()}/")
+            await expect(page.locator("#market-status")).to_have_text("market data: live")
+            await resting_sell(venue, "1", "187.30")
+            taker = await venue.client("taker")
+            await taker.place(SYMBOL, "buy", qty="1", price="187.30", tif="ioc")
+            await browser.log_on("taker")
+            await expect(page.locator("#account")).to_have_text("3")
+            times = {table: page.locator(f"#{table} tbody tr td:first-child") for table in TIMED}
+            for shown in times.values():
+                await expect(shown).to_have_text([re.compile(r"^\d{2}:\d{2}:\d{2}$")])
+            await browser.records_read()
+            await browser.rest_settled()
+            relay.hold_upgrades = True
+            relay.freeze()
+            now_ms = await page.evaluate("() => Date.now()")
+            await page.clock.pause_at((now_ms + 100) / 1000)
+            await page.clock.set_system_time((midnight_ms + 3_600_000) / 1000)
+            await page.evaluate("() => document.dispatchEvent(new Event('visibilitychange'))")
+            await page.clock.resume()
+            dated = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+            for shown in times.values():
+                await expect(shown).to_have_text([dated])
+        finally:
+            await relay.close()
+
+    errors = run_page(tmp_path, scenario)
+    # the sockets given up as silent as the clock resumes, their new ones never answered
+    assert [e for e in errors if "WebSocket" not in e] == []
 
 
 async def balances_are_the_venues(page: Page, client: VenueClient) -> None:
