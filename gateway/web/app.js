@@ -151,10 +151,11 @@ async function connectMarket() {
   state.instrumentSeqs.clear(); // a new connection: every stream starts from its snapshot
   try {
     const { instruments } = await socket.request("instruments");
-    listInstruments(instruments);
+    const gone = applyInstruments(instruments);
     await socket.request("subscribe", { ch: "instruments" });
     await socket.request("subscribe", { ch: "ticker" });
-    if (state.instruments.has(state.selected)) await followSymbol(state.selected);
+    if (gone !== null) followInsteadOf(gone, instruments);
+    else if (state.instruments.has(state.selected)) await followSymbol(state.selected);
     else if (instruments.length > 0) select(initialSymbol(instruments));
   } catch (failed) {
     // the socket closed meanwhile: its onClose reconnects; anything else is said, not hidden
@@ -172,19 +173,53 @@ async function connectMarket() {
   wasLive = true;
 }
 
-function listInstruments(instruments) {
-  // The instruments the venue lists now replace those shown: a venue back after a drop (started
-  // afresh, another config) may list fewer, and one it no longer lists stayed shown, followed
-  // if chosen, its subscriptions refused in silence (before session 36: the list was added to).
+function applyInstruments(instruments) {
+  // An `instruments` answer (on connecting, or asked again for a new listing): the instruments
+  // the venue lists now replace those shown. A venue back after a drop (started afresh, another
+  // config) may list fewer, and one it no longer lists stayed shown, followed if chosen, its
+  // subscriptions refused in silence (before session 36: the list was added to). Returns the
+  // symbol followed if the venue no longer lists it (`followInsteadOf`), else null.
   state.instruments = new Map(instruments.map((instrument) => [instrument.symbol, instrument]));
   for (const symbols of [state.tickers, state.day]) {
     for (const symbol of symbols.keys()) if (!state.instruments.has(symbol)) symbols.delete(symbol);
   }
   unlisted.clear();
-  // the symbol followed is gone: another is chosen (`connectMarket`); this new connection
-  // follows nothing yet, so nothing is unsubscribed
-  if (!state.instruments.has(state.selected)) state.selected = null;
   schedule("instruments", "info");
+  const followed = state.selected;
+  return followed === null || state.instruments.has(followed) ? null : followed;
+}
+
+function followInsteadOf(gone, instruments) {
+  // The symbol followed is no longer listed: the first listed (or the address's) is followed
+  // instead. The order typed for the symbol gone (its side and type aside) is cleared, never
+  // carried onto the other: a Market buy 2 typed for MSFTx-USD filled on AAPLx-USD, a sell at
+  // 415.10 rested there (a review of session 36). An amend of its order ends, said why, even
+  // while the amend awaits its answer (which the result line then shows). Its streams went
+  // with the venue that listed it: nothing is unsubscribed.
+  const amended = state.amending?.symbol === gone ? state.amending.order_id : null;
+  if (amended !== null) stopAmending();
+  clearOrderFigures();
+  state.selected = null;
+  const next = instruments.length > 0 ? initialSymbol(instruments) : null;
+  const why = `${gone} is no longer listed`;
+  const now = next === null ? ", nor any other" : `: now ${next}`;
+  const said = `${why}${now}; the order form cleared`;
+  showResult(amended === null ? said : `order ${amended} not amended: ${said}`, "warn");
+  if (next !== null) {
+    select(next);
+    return;
+  }
+  state.book = null;
+  state.trades = [];
+  for (const id of ["selected-symbol", "order-symbol"]) $(id).textContent = "—";
+  schedule("book", "tape");
+}
+
+function clearOrderFigures() {
+  // The price and quantity typed, and a price a market order put aside (`syncKind`)
+  $("order-price").value = "";
+  $("order-qty").value = "";
+  delete $("order-price").dataset.kept;
 }
 
 function initialSymbol(instruments) {
@@ -397,7 +432,8 @@ function select(symbol) {
     if (state.placing) {
       // its amend awaits the venue's answer, which may yet amend it: the form stays on the
       // order (and the address on its symbol, a link having changed it) until the answer
-      history.replaceState(null, "", `#${encodeURIComponent(state.selected)}`);
+      const followed = state.selected ?? state.amending.symbol; // never "#null"
+      history.replaceState(null, "", `#${encodeURIComponent(followed)}`);
       sayAmendAwaited(state.amending);
       return;
     }
@@ -473,15 +509,15 @@ async function followNewListings(symbols) {
   if (socket === null) return; // a reconnect asks for all of them anyway
   try {
     const { instruments } = await socket.request("instruments");
-    for (const instrument of instruments) state.instruments.set(instrument.symbol, instrument);
+    const gone = applyInstruments(instruments); // as on connecting: one way to apply it
     for (const symbol of symbols) if (!state.instruments.has(symbol)) unlisted.add(symbol);
     state.instrumentSeqs.clear();
+    if (gone !== null) followInsteadOf(gone, instruments);
     await socket.request("subscribe", { ch: "instruments" });
     await socket.request("subscribe", { ch: "ticker" });
   } catch {
     return; // the socket closed meanwhile: the reconnect asks for everything
   }
-  schedule("instruments");
 }
 
 function refreshDayStats() {

@@ -2880,13 +2880,25 @@ def test_a_venue_back_without_a_symbol_drops_it_from_the_list(tmp_path: Path) ->
     """Market data back after a drop shows the instruments the venue lists now, each once: one
     it no longer lists goes, and the page followed it, the first listed is followed instead
     (session 36; main added the new list to the old one: the symbol stayed listed, chosen, its
-    book and chart empty, its subscriptions refused in silence)."""
+    book and chart empty, its subscriptions refused in silence). The order typed for the symbol
+    gone is cleared, and the result line says so: a Place order then trades nothing on the
+    symbol followed instead (a review of session 36: a Market buy 2 typed for MSFTx-USD filled
+    on AAPLx-USD, a sell 7 at 415.10 rested there)."""
 
     async def scenario(venue: Venue, browser: Browser) -> None:
         page = browser.page
         rows = page.locator("#instruments tbody tr")
         await expect(rows).to_have_count(6)
         await expect(page.locator("#selected-symbol")).to_have_text("MSFTx-USD")
+        await browser.log_on("taker")
+        await expect(page.locator("#account")).to_have_text("3")
+        # a limit sell 7 at 415.10 typed, then a Market buy 2 (the price put aside)
+        await page.check("input[name=side][value=sell]")
+        await page.fill("#order-price", "415.10")
+        await page.fill("#order-qty", "7")
+        await page.check("input[name=side][value=buy]")
+        await page.select_option("#order-kind", "market")
+        await page.fill("#order-qty", "2")
         await venue.server.stop()
         await expect(page.locator("#market-status")).to_have_text("market data: reconnecting…")
         config = venue_config.load(SAMPLE_CONFIG)
@@ -2902,10 +2914,24 @@ def test_a_venue_back_without_a_symbol_drops_it_from_the_list(tmp_path: Path) ->
         assert await page.evaluate("() => location.hash") == f"#{SYMBOL}"
         shown = await rows.evaluate_all("(rows) => rows.map((row) => row.dataset.symbol)")
         assert shown == sorted(set(shown)), shown
+        result = page.locator("#order-result")
+        gone = "MSFTx-USD is no longer listed: now AAPLx-USD; the order form cleared"
+        await expect(result).to_have_text(gone)
+        assert await page.input_value("#order-qty") == ""
         # the chosen symbol's book is followed on the venue now
         seller = await venue.client("alpha")
-        await seller.place(SYMBOL, "sell", qty="1", price="187.30")
-        await expect(ladder_row(page, "ask", "187.30")).to_have_text("1.000000")
+        await seller.place(SYMBOL, "sell", qty="5", price="187.30")
+        await expect(ladder_row(page, "ask", "187.30")).to_have_text("5.000000")
+        # logged on again: a Place order is sent, and trades nothing on AAPLx-USD
+        await expect(page.locator("#place-button")).not_to_have_attribute("aria-disabled", "true")
+        await page.click("#place-button")
+        await expect(result).to_have_text("enter a quantity")
+        await page.select_option("#order-kind", "limit")
+        assert await page.input_value("#order-price") == ""
+        await page.click("#place-button")
+        await expect(result).to_have_text("enter a price")
+        await expect(ladder_row(page, "ask", "187.30")).to_have_text("5.000000")
+        assert not any('"order.place"' in frame for frame in browser.frames_sent)
 
     errors = run_page(tmp_path, scenario, path="/#MSFTx-USD")
     # while the venue is down, the browser may log the page's refused reconnects and REST reads
