@@ -1827,8 +1827,8 @@ async function amend(order) {
   const price = typedAsSeen("order-price");
   const qty = typedAsSeen("order-qty");
   const current = state.orders.get(order.order_id) ?? order;
-  // the instrument's rules for the price only if it changes: a bill's sell above par placed
-  // elsewhere (the venue takes it) keeps it through an amend of its size
+  // the instrument's rules for the price only if it changes: the order's own price is one the
+  // venue took already, kept through an amend of its size
   const kept = price !== "" && sameDecimal(price, current.price);
   if (!figuresReadable(kept ? undefined : price, qty, order.symbol, current.cum_qty)) return;
   const params = { order_id: order.order_id };
@@ -2162,15 +2162,13 @@ function notPlain(field, text) {
   return `the ${field} is a plain decimal number with a point, e.g. 1.5: not "${text}"`;
 }
 
-// A T-bill's price per 100 of face at most: par, which it pays at maturity (the venue refuses a
-// bill's reference price above it, `BILL_PRICE_OUT_OF_RANGE`: its rates would be negative)
-const BILL_PAR = "100";
-
 function priceNotTaken(instrument, price) {
   // A plain price its instrument does not take, in a trader's words with what it takes; null
   // if taken (or the instrument unknown: the venue says). Off the tick, the venue's words were
   // the wire's, `BAD_PRECISION (1004): price '187.305' has more than 2 decimals - at
-  // `params.price`` (before session 36); a bill's sell above par was placed.
+  // `params.price`` (before session 36). No more than the venue's: a bill's price above par is
+  // no fault of an order (only its reference price is bounded by par; a sell has no upper band,
+  // a buy is bounded by the band), which the page refused (session 36, before its review).
   if (instrument === undefined) return null;
   const decimals = instrument.price_decimals;
   const units = decimalUnits(price, decimals);
@@ -2179,9 +2177,6 @@ function priceNotTaken(instrument, price) {
   const what = `the price${bill ? " per 100 of face" : ""} of ${instrument.symbol}`;
   if (units === null || units % tick !== 0n) {
     return `${what} is a multiple of its tick, ${instrument.tick}: not "${price}"`;
-  }
-  if (bill && units > decimalUnits(BILL_PAR, decimals)) {
-    return `${what} is at most ${BILL_PAR}, the par it pays at maturity: not "${price}"`;
   }
   if (units > UNITS_MAX) {
     return `${what} is at most ${unitsText(UNITS_MAX, decimals)}: not "${price}"`;
