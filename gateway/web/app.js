@@ -903,13 +903,12 @@ async function onLogon(event) {
 function hiddenInKey(apiKey) {
   // What is wrong with a key holding an invisible format character (Unicode Cf), in the
   // form's words; null for none.
-  const hidden = /\p{Cf}/u.exec(apiKey)?.[0];
-  if (hidden === undefined) return null;
+  const hidden = hiddenCharacter(apiKey);
+  if (hidden === null) return null;
   const again = "type it again without it";
   const typed = "the API key typed holds an invisible";
-  if (!DIRECTION_CONTROL.test(hidden)) return `${typed} character (${codePoint(hidden)}): ${again}`;
-  const reorders = "which reorders what is shown";
-  return `${typed} direction character (${codePoint(hidden)}), ${reorders}: ${again}`;
+  if (!hidden.reorders) return `${typed} character (${hidden.code}): ${again}`;
+  return `${typed} direction character (${hidden.code}), which reorders what is shown: ${again}`;
 }
 
 // The longest API key the venue reads (protocol §4.1; `auth.KEY_LENGTH_MAX`)
@@ -1683,7 +1682,7 @@ async function onPlace(event) {
     const report = state.lastReport?.order_id === result.order_id ? state.lastReport : null;
     showOrderResult(placed, report?.status ?? result.status, report);
   } catch (failed) {
-    showFailure("order", failed, params.symbol);
+    showFailure("order", failed, { symbol: params.symbol, type: params.type, amend: false });
     markRefusedField(failed);
   } finally {
     setPlacing(false);
@@ -1849,7 +1848,8 @@ async function amend(order) {
     const report = state.lastReport?.order_id === result.order_id ? state.lastReport : null;
     showOrderResult(amended, report?.status ?? result.status, report);
   } catch (failed) {
-    const [text, kind] = describeFailure("amend", failed, order.symbol);
+    const about = { symbol: order.symbol, type: order.type, amend: true };
+    const [text, kind] = describeFailure("amend", failed, about);
     // refused, so any other price or quantity the order has now is another connection's doing
     const now = state.amending;
     const changed = now?.order_id === order.order_id && !sameTerms(now, current);
@@ -1885,16 +1885,16 @@ async function cancel(orderId, button) {
   }
 }
 
-function showFailure(action, failed, symbol = null) {
-  showResult(...describeFailure(action, failed, symbol));
+function showFailure(action, failed, order = null) {
+  showResult(...describeFailure(action, failed, order));
 }
 
-function describeFailure(action, failed, symbol = null) {
+function describeFailure(action, failed, order = null) {
   // Only the venue's error answer is a refusal. A request that was sent but not answered (the
   // connection lost, no answer in time) may have been carried out: the page cannot know, and
   // says so rather than "refused" over an order that may be resting. [text, kind]
   if (failed.error !== undefined) {
-    return [`${action} refused: ${describe(failed, symbol)}`, "error"];
+    return [`${action} refused: ${describe(failed, order)}`, "error"];
   }
   if (failed instanceof NotSentError) return [`${action} not sent: ${failed.message}`, "error"];
   const check =
@@ -1906,11 +1906,12 @@ function describeFailure(action, failed, symbol = null) {
   return [`${action} outcome unknown: ${failed.message}; ${check}`, "warn"];
 }
 
-function describe(failed, symbol = null) {
+function describe(failed, order = null) {
   // The venue's error, with what it adds in `data` (the band, the cap, the live order); those
-  // of the instrument's rules and the balance in a trader's words, the code after.
+  // of the instrument's rules and the balance in a trader's words, the code after. `order`:
+  // {symbol, type, amend} of the order placed or amended, if one was.
   const error = failed.error;
-  const words = error === undefined ? null : refusalWords(error, symbol);
+  const words = error === undefined || order === null ? null : refusalWords(error, order);
   if (words !== null) return `${words} (${error.name} ${error.code})`;
   const data = error?.data;
   if (data === undefined) return failed.message;
@@ -1918,28 +1919,31 @@ function describe(failed, symbol = null) {
   return `${failed.message} (${extra.join(", ")})`;
 }
 
-function refusalWords(error, symbol) {
-  // What the venue refused of an order or an amend of `symbol`, and what it takes, in
-  // a trader's words from the error's `data` (protocol §10); null for another error. Before
-  // session 36 the wire's: `PRICE_BAND (4009): price is outside the band (band_low 168.53,
-  // band_high 205.97, reference_price 187.25)`, `notional`, `valued_at`, `needed`.
+function refusalWords(error, order) {
+  // What the venue refused of an order placed or amended (`order`: {symbol, type, amend}), and
+  // what it takes, in a trader's words from the error's `data` (protocol §10); null for another
+  // error. Before session 36 the wire's: `PRICE_BAND (4009): price is outside the band
+  // (band_low 168.53, band_high 205.97, reference_price 187.25)`, `notional`, `valued_at`,
+  // `needed`.
   const data = error.data ?? {};
+  const symbol = order.symbol;
   const instrument = state.instruments.get(symbol);
   if (instrument === undefined) return null;
   const per100 = instrument.kind === "tbill" ? " per 100 of face" : "";
   const field = instrument.kind === "tbill" ? "face value" : "quantity";
+  const quote = instrument.quote;
   switch (error.name) {
     case "PRICE_BAND":
       return (
-        `the price is outside the band of ${instrument.symbol}, where a buy is priced at most ` +
+        `the price is outside the band of ${symbol}, where a buy is priced at most ` +
         `${data.band_high} and a sell at least ${data.band_low}${per100}`
       );
     case "BELOW_MIN_NOTIONAL": {
       if (data.min_notional === undefined || data.notional === undefined) return null;
-      const at = data.valued_at === undefined ? "" : ` at ${data.valued_at}${per100}`;
-      const worth = `the order is worth ${data.notional} ${instrument.quote}${at}`;
-      const least = `${data.min_notional} ${instrument.quote}`;
-      return `${worth}, and an order of ${instrument.symbol} is worth at least ${least}`;
+      // a market order is valued at the reference price (protocol §10, 4004)
+      const at = valuedAt(data, order.type === "market" ? "the reference price" : "", per100);
+      const worth = `the order is worth ${data.notional} ${quote}${at}`;
+      return `${worth}, and an order of ${symbol} is worth at least ${data.min_notional} ${quote}`;
     }
     case "POST_ONLY_WOULD_TAKE": // no data: what it takes said in general
       return (
@@ -1949,17 +1953,15 @@ function refusalWords(error, symbol) {
     case "ABOVE_MAX_QTY":
       if (data.max_qty === undefined) return null;
       return `the ${field} is ${data.qty}, and an order of ${symbol} is at most ${data.max_qty}`;
-    case "ABOVE_MAX_NOTIONAL":
-    case "NOTIONAL_OUT_OF_RANGE": {
+    case "ABOVE_MAX_NOTIONAL": {
       if (data.max_notional === undefined || data.notional === undefined) return null;
-      const at = data.valued_at === undefined ? "" : ` at ${data.valued_at}${per100}`;
-      const worth = `the order is worth ${data.notional} ${instrument.quote}${at}`;
-      const most = `${data.max_notional} ${instrument.quote}`;
-      if (error.name === "ABOVE_MAX_NOTIONAL") {
-        return `${worth}, and an order of ${symbol} is worth at most ${most}`;
-      }
-      return `${worth}, and the venue takes an order of ${symbol} worth at most ${most}`;
+      // a market order is valued at the band's high, the most it may trade at (protocol §10)
+      const at = valuedAt(data, order.type === "market" ? "the band's high" : "", per100);
+      const worth = `the order is worth ${data.notional} ${quote}${at}`;
+      return `${worth}, and an order of ${symbol} is worth at most ${data.max_notional} ${quote}`;
     }
+    case "NOTIONAL_OUT_OF_RANGE":
+      return valueOutOfRange(data, order, instrument);
     case "INSUFFICIENT_BALANCE":
       if (data.needed === undefined) return null;
       return (
@@ -1969,6 +1971,32 @@ function refusalWords(error, symbol) {
     default:
       return null;
   }
+}
+
+function valuedAt(data, named, per100) {
+  // " at 187.30", " at the reference price, 187.25": the price an order was valued at, if said
+  if (data.valued_at === undefined) return "";
+  const price = `${data.valued_at}${per100}`;
+  return named === "" ? ` at ${price}` : ` at ${named}, ${price}`;
+}
+
+function valueOutOfRange(data, order, instrument) {
+  // NOTIONAL_OUT_OF_RANGE (protocol §10, 4015): `notional` is what the order may trade in all,
+  // what an amended order has traded included, its rest valued at `valued_at`, the highest
+  // price it may trade at (its own; a market order's the band's high; a sell's the best bid
+  // when higher); `max_notional` the most the venue accounts for one order, cap or no cap.
+  if (data.max_notional === undefined || data.notional === undefined) return null;
+  const quote = instrument.quote;
+  const per100 = instrument.kind === "tbill" ? " per 100 of face" : "";
+  const what = order.amend ? "what the order has traded and may trade" : "what the order may trade";
+  const rest = order.amend ? "its rest at" : "at";
+  const at =
+    data.valued_at === undefined
+      ? ""
+      : `, ${rest} ${data.valued_at}${per100}, the highest price it may trade at`;
+  const most = `${data.max_notional} ${quote}`;
+  const bound = `the venue accounts for one order of ${order.symbol} at most ${most}`;
+  return `${what} is worth ${data.notional} ${quote}${at}, and ${bound}`;
 }
 
 function showResult(text, kind) {
@@ -2045,6 +2073,16 @@ function typedAsSeen(id) {
 
 function codePoint(character) {
   return `U+${character.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}`;
+}
+
+function hiddenCharacter(text) {
+  // An invisible format character (Unicode Cf) left in a figure or an API key, a direction
+  // control first (it reorders what is shown): {code: "U+202E", reorders}; null for none. One
+  // check for both (`notPlain`, `hiddenInKey`).
+  const turning = DIRECTION_CONTROL.exec(text)?.[0];
+  const hidden = turning ?? /\p{Cf}/u.exec(text)?.[0];
+  if (hidden === undefined) return null;
+  return { code: codePoint(hidden), reorders: turning !== undefined };
 }
 
 function figuresReadable(price, qty, symbol, filled = null) {
@@ -2124,16 +2162,16 @@ function notPlain(field, text) {
   // number written with a point, such as "1.5": not '1,5' ...`. Null for a plain decimal above
   // zero or a price not asked.
   if (text === undefined) return null;
-  const turning = DIRECTION_CONTROL.exec(text)?.[0];
-  if (turning !== undefined) {
-    const said = `the ${field} holds an invisible direction character (${codePoint(turning)})`;
+  // a direction control, or any other invisible format character left (`INVISIBLE` takes out
+  // the usual ones): named, as echoed in the words below it was unseen, `not "15"` over a
+  // "1\u20635" (before session 36)
+  const hidden = hiddenCharacter(text);
+  if (hidden?.reorders) {
+    const said = `the ${field} holds an invisible direction character (${hidden.code})`;
     return `${said}, which reorders the digits shown: type it again without it`;
   }
-  // any other invisible format character left (`INVISIBLE` takes out the usual ones): named,
-  // as echoed in the words below it was unseen, `not "15"` over a "1\u20635" (before session 36)
-  const hidden = /\p{Cf}/u.exec(text)?.[0];
-  if (hidden !== undefined) {
-    const said = `the ${field} holds an invisible character (${codePoint(hidden)})`;
+  if (hidden !== null) {
+    const said = `the ${field} holds an invisible character (${hidden.code})`;
     return `${said}: type it again without it`;
   }
   if (text.length > FIGURE_LENGTH_MAX) {

@@ -3070,7 +3070,8 @@ def test_fractional_shares_and_a_bill_take_only_the_figures_their_instrument_all
         )
         await browser.place("buy", "market", qty="0.001")  # valued at the reference price
         await expect(result).to_have_text(
-            f"order refused: the order is worth 0.187250 USD at 187.25, and {least}"
+            f"order refused: the order is worth 0.187250 USD at the reference price, 187.25, and"
+            f" {least}"
         )
         assert sent("order.place") == 2
         # the instrument's caps per order, and the most the venue accounts for one order
@@ -3089,10 +3090,10 @@ def test_fractional_shares_and_a_bill_take_only_the_figures_their_instrument_all
         )
         await admin.request("admin.set_order_caps", {"symbol": SYMBOL})
         await browser.place("sell", "limit", qty="4000000000", price="187.30")
+        bound = "the venue accounts for one order of AAPLx-USD at most 9223372036.8547758 USD"
         await expect(result).to_have_text(
-            "order refused: the order is worth 749200000000.000000 USD at 187.30, and the venue"
-            " takes an order of AAPLx-USD worth at most 9223372036.8547758 USD"
-            " (NOTIONAL_OUT_OF_RANGE 4015)"
+            "order refused: what the order may trade is worth 749200000000.000000 USD, at 187.30,"
+            f" the highest price it may trade at, and {bound} (NOTIONAL_OUT_OF_RANGE 4015)"
         )
         assert sent("order.place") == 5
         # past what the venue counts at all (2^62 units): said here, not sent (main: sent,
@@ -3126,6 +3127,16 @@ def test_fractional_shares_and_a_bill_take_only_the_figures_their_instrument_all
         await expect(row.locator("td").nth(4)).to_have_text("0.250000")
         await expect(ladder_row(page, "bid", "180.00")).to_have_text("0.250000")
         await balances_are_the_venues(page, trader)
+        # an amend's bound counts what the order traded too: said so (session 36's review)
+        await page.get_by_role("button", name=f"Amend order {order_id}").click()
+        await page.fill("#order-qty", "4000000000")
+        await page.click("#place-button")
+        await expect(result).to_have_text(
+            "amend refused: what the order has traded and may trade is worth 720000000000.000000"
+            " USD, its rest at 180.00, the highest price it may trade at, and"
+            f" {bound} (NOTIONAL_OUT_OF_RANGE 4015)"
+        )
+        await page.click("#amend-stop")
 
         await page.click(f"#instruments tr[data-symbol='{BILL}'] a")
         await expect(page.locator("#selected-symbol")).to_have_text(BILL)
