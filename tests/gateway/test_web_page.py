@@ -2939,6 +2939,114 @@ def test_a_venue_back_without_a_symbol_drops_it_from_the_list(tmp_path: Path) ->
     assert [e for e in errors if not any(said in e for said in down)] == []
 
 
+def test_an_amend_of_a_symbol_no_longer_listed_ends_saying_why(tmp_path: Path) -> None:
+    """The market data connection back (the account's still up) lists no more the symbol of the
+    order the form amends: the amend ends, the line says why, not `another symbol chosen`, the
+    form is a new order's, its figures cleared, and the address names the symbol followed
+    instead; so too while the amend sent awaits its answer, whose words then show (a review of
+    session 36: the form kept the order's figures on AAPLx-USD; the address read `#null`).
+    Playwright's routes relay the page's sockets: the market data's drops MSFTx-USD once told
+    to, the account's holds the venue's frames while told to."""
+    gone = "MSFTx-USD"
+
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        unlist = asyncio.Event()
+        hold = asyncio.Event()
+        held: list[Any] = []
+        markets: list[Any] = []  # the routes of the market data's sockets, in order
+        trades: list[Any] = []  # the account's
+
+        def without_gone(message: str | bytes) -> str | bytes | None:
+            body = json.loads(message)
+            if body.get("sym") == gone:
+                return None
+            listed = body.get("result", {}).get("instruments")
+            if isinstance(listed, list):
+                body["result"]["instruments"] = [i for i in listed if i["symbol"] != gone]
+            return json.dumps(body)
+
+        def relay_market(route: Any) -> None:
+            server = route.connect_to_server()
+            markets.append(route)
+
+            def to_page(message: str | bytes) -> None:
+                kept = without_gone(message) if unlist.is_set() else message
+                if kept is not None:
+                    route.send(kept)
+
+            server.on_message(to_page)
+
+        def relay_trade(route: Any) -> None:
+            server = route.connect_to_server()
+
+            def to_page(message: str | bytes) -> None:
+                # heartbeats pass: the page's watchdog gives a socket silent for 5 s up
+                if hold.is_set() and json.loads(message).get("ch") != "heartbeat":
+                    held.append(message)
+                else:
+                    route.send(message)
+
+            server.on_message(to_page)
+            trades.append(route)
+
+        await page.route_web_socket(re.compile(r"/ws/public$"), relay_market)
+        await page.route_web_socket(re.compile(r"/ws/trade$"), relay_trade)
+        await page.reload()
+        await expect(page.locator("#market-status")).to_have_text("market data: live")
+        await expect(page.locator("#selected-symbol")).to_have_text(gone)
+        await browser.log_on("taker")
+        await expect(page.locator("#account")).to_have_text("3")
+        result = page.locator("#order-result")
+        row = page.locator("#open-orders tbody tr")
+        for placed in range(2):
+            await browser.place("sell", "limit", qty="1", price="450.00")
+            await expect(row).to_have_count(placed + 1)
+        first, second = await row.evaluate_all("(rows) => rows.map((r) => r.dataset.orderId)")
+
+        # the amend open, nothing sent: it ends, said why
+        await page.get_by_role("button", name=f"Amend order {first}").click()
+        await page.fill("#order-qty", "2")
+        unlist.set()
+        await markets[-1].close()
+        cleared = f"{gone} is no longer listed: now {SYMBOL}; the order form cleared"
+        await expect(result).to_have_text(f"order {first} not amended: {cleared}")
+        await expect(page.locator("#selected-symbol")).to_have_text(SYMBOL)
+        await expect(page.locator("#place-button")).to_have_text("Place order")
+        await expect(page.locator("#amend-stop")).to_be_hidden()
+        await expect(page.locator("#order-kind")).to_be_enabled()
+        assert await page.input_value("#order-qty") == ""
+        assert await page.input_value("#order-price") == ""
+        assert await page.evaluate("() => location.hash") == f"#{SYMBOL}"
+        assert not any('"order.amend"' in frame for frame in browser.frames_sent)
+
+        # the amend sent, its answer held: it ends too, the address never `#null`; the answer
+        # then shows
+        unlist.clear()
+        await markets[-1].close()
+        await expect(page.locator(f"#instruments tr[data-symbol='{gone}']")).to_have_count(1)
+        await page.get_by_role("button", name=f"Amend order {second}").click()
+        await expect(page.locator("#selected-symbol")).to_have_text(gone)
+        await page.fill("#order-qty", "3")
+        hold.set()
+        await page.click("#place-button")
+        await expect(result).to_have_text(f"amending order {second}: awaiting the venue's answer")
+        unlist.set()
+        await markets[-1].close()
+        await expect(result).to_have_text(f"order {second} not amended: {cleared}")
+        assert await page.evaluate("() => location.hash") == f"#{SYMBOL}"
+        await expect(page.locator("#place-button")).to_have_text("Place order")
+        hold.clear()
+        for message in held:
+            trades[-1].send(message)
+        await expect(result).to_contain_text(f"order {second} amended, new")
+        await expect(row.filter(has_text="3.000000")).to_have_count(1)
+        await expect(page.locator("#place-button")).not_to_have_attribute("aria-disabled", "true")
+
+    errors = run_page(tmp_path, scenario, path=f"/#{gone}")
+    assert [e for e in errors if "WebSocket" not in e] == []
+
+
 def test_a_page_asleep_past_midnight_utc_dates_todays_rows_once_it_wakes(tmp_path: Path) -> None:
     """A laptop asleep over midnight (UTC) wakes with its clock past it and its timers late: the
     page's redraw at midnight (a timer) has not run. The page sees the day change on the next
