@@ -194,8 +194,8 @@ function followInsteadOf(gone, instruments) {
   // instead. The order typed for the symbol gone (its side and type aside) is cleared, never
   // carried onto the other: a Market buy 2 typed for MSFTx-USD filled on AAPLx-USD, a sell at
   // 415.10 rested there (a review of session 36). An amend of its order ends, said why, even
-  // while the amend awaits its answer (which the result line then shows). Its streams went
-  // with the venue that listed it: nothing is unsubscribed.
+  // while the amend awaits its answer (which the result line then shows). Only a venue started
+  // afresh lists fewer, met on a new connection that follows nothing yet: none unsubscribed.
   const amended = state.amending?.symbol === gone ? state.amending.order_id : null;
   if (amended !== null) stopAmending();
   clearOrderFigures();
