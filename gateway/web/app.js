@@ -46,6 +46,7 @@ const state = {
   trade: null, // the logged-on /ws/trade socket
   placing: false, // an order.place (or order.amend) awaits its answer: the button waits too
   amending: null, // the open order the form amends (its newest report)
+  formBeforeAmend: null, // the order form as it was before the amend began (`formNow`)
   mayTrade: false, // the logged-on key has the trade scope, and the session is up
   keyTrades: false, // the session's key has the trade scope: kept while logging on again
   // order ids whose order.cancel awaits its answer, or was answered done while the order's
@@ -152,11 +153,17 @@ async function connectMarket() {
   try {
     const { instruments } = await socket.request("instruments");
     const gone = applyInstruments(instruments);
+    // at once, as the list is shown: a symbol the trader chooses while the subscriptions
+    // await their answers is kept, not followed over and its figures cleared (session 36's
+    // review)
+    if (gone !== null) followInsteadOf(gone, instruments);
     await socket.request("subscribe", { ch: "instruments" });
     await socket.request("subscribe", { ch: "ticker" });
-    if (gone !== null) followInsteadOf(gone, instruments);
-    else if (state.instruments.has(state.selected)) await followSymbol(state.selected);
-    else if (instruments.length > 0) select(initialSymbol(instruments));
+    // a symbol gone: followed already, by `followInsteadOf` or by the trader's choice since
+    if (gone === null) {
+      if (state.instruments.has(state.selected)) await followSymbol(state.selected);
+      else if (instruments.length > 0) select(initialSymbol(instruments));
+    }
   } catch (failed) {
     // the socket closed meanwhile: its onClose reconnects; anything else is said, not hidden
     if (market === socket) setStatus(`failed: ${failed.message}`, "warn");
@@ -209,9 +216,19 @@ function followInsteadOf(gone, instruments) {
     select(next);
     return;
   }
+  followNothing();
+}
+
+function followNothing() {
+  // The venue lists no instrument: nothing of the symbol gone stays shown as if followed (its
+  // rules, the price's label, the chart's caption: before session 36's review they stayed)
   state.book = null;
   state.trades = [];
   for (const id of ["selected-symbol", "order-symbol"]) $(id).textContent = "—";
+  $("instrument-info").textContent = "";
+  $("price-label").textContent = "price";
+  $("qty-label").textContent = "quantity";
+  chart.showNothing();
   schedule("book", "tape");
 }
 
@@ -437,8 +454,7 @@ function select(symbol) {
       sayAmendAwaited(state.amending);
       return;
     }
-    showResult(`order ${state.amending.order_id} not amended: another symbol chosen`, "");
-    stopAmending();
+    endAmendGivingFormBack("another symbol chosen");
   }
   const previous = state.selected;
   state.selected = symbol;
@@ -1103,7 +1119,9 @@ function endSession(event) {
 function showStale() {
   // No session now, the account still shown (dimmed) until the page is logged on again.
   state.mayTrade = false;
-  stopAmending();
+  // an amend left open: a click on Place order after logging on again would place its terms
+  // anew, a second order beside the one resting (session 36's review)
+  if (state.amending !== null) endAmendGivingFormBack("the account's connection dropped");
   // Place order waits (`onPlace` sends nothing without a session) by aria-disabled, not
   // `disabled`, which dropped a keyboard trader's focus to the page's start (before session 35)
   $("place-button").setAttribute("aria-disabled", "true");
@@ -1655,7 +1673,14 @@ function renderFills() {
 
 async function onPlace(event) {
   event.preventDefault();
-  if (state.trade === null || state.selected === null || state.placing) return;
+  if (state.trade === null || state.placing) return;
+  if (state.selected === null) {
+    // the venue lists none (`followNothing`), or its list is not in yet: said, not silent
+    const none = state.instruments.size === 0;
+    const why = none ? "the venue lists no instrument to trade" : "choose an instrument";
+    showResult(`no order placed: ${why}`, "error");
+    return;
+  }
   if (state.amending !== null) {
     await amend(state.amending);
     return;
@@ -1712,8 +1737,11 @@ function startAmending(orderId) {
   // end the amend started meanwhile, and the form would place a new order.
   const order = state.orders.get(orderId);
   if (state.trade === null || !state.mayTrade || state.placing || order === undefined) return;
+  // one amend for another: the form before the first is the one to give back
+  const before = state.amending === null ? formNow() : state.formBeforeAmend;
   select(order.symbol);
   state.amending = order;
+  state.formBeforeAmend = before;
   $("order-form").querySelector(`input[name=side][value=${order.side}]`).checked = true;
   showKindAsPlaced(order);
   for (const control of amendFixedControls()) control.disabled = true;
@@ -1748,6 +1776,7 @@ function stopAmending() {
   // Back to placing new orders.
   if (state.amending === null) return;
   state.amending = null;
+  state.formBeforeAmend = null;
   for (const control of amendFixedControls()) control.disabled = false;
   $("order-kind-kept").hidden = true;
   $("order-kind").value = "limit";
@@ -1757,6 +1786,41 @@ function stopAmending() {
   // it, the focus fell to the page's start (before session 35)
   if (document.activeElement === $("amend-stop")) $("place-button").focus();
   $("amend-stop").hidden = true;
+}
+
+function endAmendGivingFormBack(why) {
+  // An amend ended by something other than the trader's Back (another symbol chosen, the
+  // account's connection dropped): the order form is put back as it was before the amend, so
+  // that the amended order's terms are not left in it for a new order, which a click would
+  // then place (before session 36's review: a sell 1 at 450.00 amended, another symbol
+  // chosen, Place order rested a sell 1 of that symbol at 450.00 the trader never typed).
+  const order = state.amending;
+  const before = state.formBeforeAmend;
+  stopAmending();
+  if (before !== null) putFormBack(before);
+  showResult(`order ${order.order_id} not amended: ${why}; the order form as before the amend`, "");
+}
+
+function formNow() {
+  // What the order form holds: its side, type, price and quantity, a price a market order put
+  // aside (`syncKind`)
+  const price = $("order-price");
+  return {
+    side: new FormData($("order-form")).get("side"),
+    kind: $("order-kind").value,
+    price: price.disabled ? (price.dataset.kept ?? "") : price.value,
+    qty: $("order-qty").value,
+  };
+}
+
+function putFormBack(form) {
+  // `formNow`'s form, for a new order (the amend ended: `stopAmending` enabled the type)
+  const side = $("order-form").querySelector(`input[name=side][value="${form.side}"]`);
+  if (side !== null) side.checked = true;
+  $("order-price").value = form.price;
+  $("order-qty").value = form.qty;
+  $("order-kind").value = form.kind;
+  syncKind(); // a market order's price put aside again
 }
 
 function leaveAmending() {

@@ -72,6 +72,21 @@ export class CandleChart {
     this.say(body.candles.length === 0 ? "no trades yet" : "");
   }
 
+  showNothing() {
+    // The venue lists no instrument: no symbol's bars, caption or note stay shown, and a
+    // history still being fetched is dropped (`show`).
+    this.symbol = null;
+    this.instrument = null;
+    this.resync();
+    this.series.setData([]);
+    this.figures.clear();
+    this.container.dataset.bars = "0";
+    this.container.dataset.lastClose = "";
+    this.table.caption.textContent = "";
+    this.table.tBodies[0].replaceChildren();
+    this.say("");
+  }
+
   update(message) {
     // A `candles` channel message: a snapshot or updated bars of the shown symbol. False
     // when a message was missed (a gap in `seq`, a new `epoch`): the caller subscribes again

@@ -2072,7 +2072,8 @@ def test_an_open_order_is_amended_from_the_page(tmp_path: Path) -> None:
         await page.get_by_role("button", name=f"Amend order {order_id}").click()
         await page.click(f"#instruments tr[data-symbol='{BILL}'] a")  # another symbol
         await expect(place).to_have_text("Place order")
-        await expect(result).to_have_text(f"order {order_id} not amended: another symbol chosen")
+        chosen = "another symbol chosen; the order form as before the amend"
+        await expect(result).to_have_text(f"order {order_id} not amended: {chosen}")
         await page.get_by_role("button", name=f"Amend order {order_id}").click()
         await trader.request("order.cancel", {"order_id": int(order_id or 0)})
         await expect(result).to_have_text(f"order {order_id} canceled: nothing left to amend")
@@ -3042,6 +3043,223 @@ def test_an_amend_of_a_symbol_no_longer_listed_ends_saying_why(tmp_path: Path) -
         await expect(result).to_contain_text(f"order {second} amended, new")
         await expect(row.filter(has_text="3.000000")).to_have_count(1)
         await expect(page.locator("#place-button")).not_to_have_attribute("aria-disabled", "true")
+
+    errors = run_page(tmp_path, scenario, path=f"/#{gone}")
+    assert [e for e in errors if "WebSocket" not in e] == []
+
+
+def test_an_amend_left_for_another_symbol_or_by_a_drop_gives_the_form_back(tmp_path: Path) -> None:
+    """An amend ended by another symbol chosen (a click in the list, the address `#SYMBOL`) or
+    by the account's connection dropping puts back the order form as it was before the amend
+    (its side, type, price and quantity, a price a market order put aside too), and the line
+    says so: the amended order's terms are not left in it for a new order (a review of session
+    36: a sell 1 at 450.00 amended, MSFTx-USD clicked, Place order rested a sell 1 MSFTx-USD at
+    450.00 the trader never typed; after a drop one click duplicated the resting order). The
+    account's socket is relayed by a Playwright route, to drop it."""
+
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        trades: list[Any] = []  # the routes of the account's sockets, in order
+
+        def relay_trade(route: Any) -> None:
+            route.connect_to_server()  # no handlers: frames pass both ways
+            trades.append(route)
+
+        await page.route_web_socket(re.compile(r"/ws/trade$"), relay_trade)
+        await browser.log_on("taker")
+        await expect(page.locator("#account")).to_have_text("3")
+        result = page.locator("#order-result")
+        place = page.locator("#place-button")
+        row = page.locator("#open-orders tbody tr")
+        await browser.place("sell", "limit", qty="1", price="450.00")
+        await expect(row).to_have_count(1)
+        order_id = await row.get_attribute("data-order-id")
+        amend = page.get_by_role("button", name=f"Amend order {order_id}")
+
+        async def form() -> list[Any]:
+            side = page.locator("input[name=side]:checked")
+            figures = [await page.input_value(f"#order-{name}") for name in ("price", "qty")]
+            kind = await page.input_value("#order-kind")
+            return [*figures, await side.get_attribute("value"), kind]
+
+        # the trader's next order typed, not placed
+        await page.check("input[name=side][value=buy]")
+        await page.select_option("#order-kind", "ioc")
+        await page.fill("#order-price", "180.00")
+        await page.fill("#order-qty", "3")
+        typed = ["180.00", "3", "buy", "ioc"]
+        back = "the order form as before the amend"
+        for leave in ("click", "address"):
+            await amend.click()
+            await expect(place).to_have_text(f"Amend order {order_id}")
+            await expect(page.locator("#selected-symbol")).to_have_text(SYMBOL)
+            if leave == "click":
+                await page.click("#instruments tr[data-symbol='MSFTx-USD'] a")
+            else:
+                await page.evaluate("() => { location.hash = '#MSFTx-USD'; }")
+            await expect(page.locator("#selected-symbol")).to_have_text("MSFTx-USD")
+            said = f"order {order_id} not amended: another symbol chosen; {back}"
+            await expect(result).to_have_text(said)
+            await expect(place).to_have_text("Place order")
+            assert await form() == typed, leave
+
+        # a market sell typed (its price put aside): the account's connection drops mid-amend
+        await page.check("input[name=side][value=sell]")
+        await page.fill("#order-price", "181.00")
+        await page.select_option("#order-kind", "market")
+        await page.fill("#order-qty", "2")
+        await amend.click()
+        await expect(place).to_have_text(f"Amend order {order_id}")
+        await trades[-1].close()
+        said = f"order {order_id} not amended: the account's connection dropped; {back}"
+        await expect(result).to_have_text(said)
+        await expect(place).to_have_text("Place order")
+        assert await form() == ["", "2", "sell", "market"]
+        await page.select_option("#order-kind", "limit")
+        assert await page.input_value("#order-price") == "181.00"
+        # logged on again by itself: the line kept, one order.place sent in all
+        said_again = page.locator("#logon-status[aria-live='polite']")
+        await expect(said_again).to_have_text(re.compile(LOGGED_ON_AGAIN))
+        await expect(place).not_to_have_attribute("aria-disabled", "true")
+        await expect(result).to_have_text(said)
+        assert sum('"order.place"' in frame for frame in browser.frames_sent) == 1
+
+    errors = run_page(tmp_path, scenario)
+    assert [e for e in errors if "WebSocket" not in e] == []
+
+
+def test_a_plain_reconnect_of_the_market_data_keeps_the_order_form(tmp_path: Path) -> None:
+    """The market data's socket dropped and back, the symbol followed still listed: the order
+    typed (a sell 7, a Market order, 187.30 put aside) stays as typed, nothing said of it (the
+    clearing of an order typed for a symbol gone is for that alone)."""
+
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        markets: list[Any] = []
+
+        def relay_market(route: Any) -> None:
+            route.connect_to_server()
+            markets.append(route)
+
+        await page.route_web_socket(re.compile(r"/ws/public$"), relay_market)
+        await page.reload()
+        await expect(page.locator("#market-status")).to_have_text("market data: live")
+        await page.check("input[name=side][value=sell]")
+        await page.fill("#order-price", "187.30")
+        await page.fill("#order-qty", "7")
+        await page.select_option("#order-kind", "market")
+        result = await page.locator("#order-result").text_content()
+        before = browser.market_sockets
+        await markets[-1].close()
+        await expect(page.locator("#market-status")).to_have_text("market data: reconnecting…")
+        await expect(page.locator("#market-status")).to_have_text("market data: live")
+        assert browser.market_sockets > before
+        await expect(page.locator("#selected-symbol")).to_have_text(SYMBOL)
+        assert await page.input_value("#order-qty") == "7"
+        assert await page.locator("input[name=side][value=sell]").is_checked()
+        assert await page.input_value("#order-kind") == "market"
+        await expect(page.locator("#order-result")).to_have_text(result or "")
+        await page.select_option("#order-kind", "limit")
+        assert await page.input_value("#order-price") == "187.30"
+
+    errors = run_page(tmp_path, scenario)
+    assert [e for e in errors if "WebSocket" not in e] == []
+
+
+def test_a_symbol_chosen_while_the_market_data_reconnects_stays_and_none_listed_is_said(
+    tmp_path: Path,
+) -> None:
+    """The market data back without the symbol followed: the list is applied at once, and a
+    symbol the trader chooses before the venue answers the page's subscriptions stays chosen,
+    its order as typed (a review of session 36: the first listed was followed over it after
+    the answers, its figures cleared). The venue back listing nothing: the heading, the
+    instrument's rules, the price's label and the chart's caption no longer name the symbol
+    gone, and Place order says there is no instrument to trade (before: silent). Playwright's
+    route relays the market data: it drops MSFTx-USD (or all) once told to, and holds the
+    page's subscribe to `instruments` while told to."""
+    gone = "MSFTx-USD"
+
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        mode: dict[str, Any] = {"unlist": None, "hold": False}
+        held: list[Any] = []
+        markets: list[Any] = []
+
+        def filtered(message: str | bytes) -> str | bytes | None:
+            body = json.loads(message)
+            drop = mode["unlist"]
+            if drop is None:
+                return message
+            if body.get("sym") is not None and (drop == "all" or body.get("sym") == gone):
+                return None
+            listed = body.get("result", {}).get("instruments")
+            if isinstance(listed, list):
+                kept = [] if drop == "all" else [i for i in listed if i["symbol"] != gone]
+                body["result"]["instruments"] = kept
+            return json.dumps(body)
+
+        def relay_market(route: Any) -> None:
+            server = route.connect_to_server()
+            markets.append(route)
+
+            def to_server(message: str | bytes) -> None:
+                if mode["hold"] and '"ch":"instruments"' in str(message).replace(" ", ""):
+                    held.append((server, message))
+                else:
+                    server.send(message)
+
+            def to_page(message: str | bytes) -> None:
+                kept = filtered(message)
+                if kept is not None:
+                    route.send(kept)
+
+            route.on_message(to_server)
+            server.on_message(to_page)
+
+        await page.route_web_socket(re.compile(r"/ws/public$"), relay_market)
+        await page.reload()
+        await expect(page.locator("#market-status")).to_have_text("market data: live")
+        await expect(page.locator("#selected-symbol")).to_have_text(gone)
+        await browser.log_on("taker")
+        await expect(page.locator("#account")).to_have_text("3")
+        result = page.locator("#order-result")
+        rows = page.locator("#instruments tbody tr")
+        # the list applied, the subscriptions' answers not yet: SPYx-USD chosen, an order typed
+        mode.update(unlist="gone", hold=True)
+        await markets[-1].close()
+        await expect(rows).to_have_count(5)
+        await page.click("#instruments tr[data-symbol='SPYx-USD'] a")
+        await expect(page.locator("#selected-symbol")).to_have_text("SPYx-USD")
+        await page.check("input[name=side][value=buy]")
+        await page.fill("#order-price", "1.00")
+        await page.fill("#order-qty", "3")
+        mode["hold"] = False
+        for server, message in held:
+            server.send(message)
+        await expect(page.locator("#market-status")).to_have_text("market data: live")
+        await browser.heard()  # anything the page did on its answers is done
+        await expect(page.locator("#selected-symbol")).to_have_text("SPYx-USD")
+        assert await page.evaluate("() => location.hash") == "#SPYx-USD"
+        assert [await page.input_value(f"#order-{f}") for f in ("price", "qty")] == ["1.00", "3"]
+        assert "SPYx-USD" not in (await result.text_content() or "")
+
+        # back listing nothing
+        mode["unlist"] = "all"
+        await markets[-1].close()
+        await expect(rows).to_have_count(0)
+        none = "SPYx-USD is no longer listed, nor any other; the order form cleared"
+        await expect(result).to_have_text(none)
+        for shown in ("#selected-symbol", "#order-symbol"):
+            await expect(page.locator(shown)).to_have_text("—")
+        await expect(page.locator("#instrument-info")).to_have_text("")
+        await expect(page.locator("#price-label")).to_have_text("price")
+        await expect(page.locator("#qty-label")).to_have_text("quantity")
+        await expect(page.locator("#candles-table caption")).to_have_text("")
+        await page.fill("#order-qty", "1")
+        await page.fill("#order-price", "1.00")
+        await page.click("#place-button")
+        await expect(result).to_have_text("no order placed: the venue lists no instrument to trade")
+        assert not any('"order.place"' in frame for frame in browser.frames_sent)
 
     errors = run_page(tmp_path, scenario, path=f"/#{gone}")
     assert [e for e in errors if "WebSocket" not in e] == []
