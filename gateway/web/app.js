@@ -46,6 +46,7 @@ const state = {
   trade: null, // the logged-on /ws/trade socket
   placing: false, // an order.place (or order.amend) awaits its answer: the button waits too
   amending: null, // the open order the form amends (its newest report)
+  formBeforeAmend: null, // the order form as it was before the amend began (`formNow`)
   mayTrade: false, // the logged-on key has the trade scope, and the session is up
   keyTrades: false, // the session's key has the trade scope: kept while logging on again
   // order ids whose order.cancel awaits its answer, or was answered done while the order's
@@ -151,12 +152,18 @@ async function connectMarket() {
   state.instrumentSeqs.clear(); // a new connection: every stream starts from its snapshot
   try {
     const { instruments } = await socket.request("instruments");
-    for (const instrument of instruments) state.instruments.set(instrument.symbol, instrument);
-    schedule("instruments", "info");
+    const gone = applyInstruments(instruments);
+    // at once, as the list is shown: a symbol the trader chooses while the subscriptions
+    // await their answers is kept, not followed over and its figures cleared (session 36's
+    // review)
+    if (gone !== null) followInsteadOf(gone, instruments);
     await socket.request("subscribe", { ch: "instruments" });
     await socket.request("subscribe", { ch: "ticker" });
-    if (state.selected !== null) await followSymbol(state.selected);
-    else if (instruments.length > 0) select(initialSymbol(instruments));
+    // a symbol gone: followed already, by `followInsteadOf` or by the trader's choice since
+    if (gone === null) {
+      if (state.instruments.has(state.selected)) await followSymbol(state.selected);
+      else if (instruments.length > 0) select(initialSymbol(instruments));
+    }
   } catch (failed) {
     // the socket closed meanwhile: its onClose reconnects; anything else is said, not hidden
     if (market === socket) setStatus(`failed: ${failed.message}`, "warn");
@@ -171,6 +178,65 @@ async function connectMarket() {
     refreshReserves();
   }
   wasLive = true;
+}
+
+function applyInstruments(instruments) {
+  // An `instruments` answer (on connecting, or asked again for a new listing): the instruments
+  // the venue lists now replace those shown. A venue back after a drop (started afresh, another
+  // config) may list fewer, and one it no longer lists stayed shown, followed if chosen, its
+  // subscriptions refused in silence (before session 36: the list was added to). Returns the
+  // symbol followed if the venue no longer lists it (`followInsteadOf`), else null.
+  state.instruments = new Map(instruments.map((instrument) => [instrument.symbol, instrument]));
+  for (const symbols of [state.tickers, state.day]) {
+    for (const symbol of symbols.keys()) if (!state.instruments.has(symbol)) symbols.delete(symbol);
+  }
+  unlisted.clear();
+  schedule("instruments", "info");
+  const followed = state.selected;
+  return followed === null || state.instruments.has(followed) ? null : followed;
+}
+
+function followInsteadOf(gone, instruments) {
+  // The symbol followed is no longer listed: the first listed (or the address's) is followed
+  // instead. The order typed for the symbol gone (its side and type aside) is cleared, never
+  // carried onto the other: a Market buy 2 typed for MSFTx-USD filled on AAPLx-USD, a sell at
+  // 415.10 rested there (a review of session 36). An amend of its order ends, said why, even
+  // while the amend awaits its answer (which the result line then shows). Only a venue started
+  // afresh lists fewer, met on a new connection that follows nothing yet: none unsubscribed.
+  const amended = state.amending?.symbol === gone ? state.amending.order_id : null;
+  if (amended !== null) stopAmending();
+  clearOrderFigures();
+  state.selected = null;
+  const next = instruments.length > 0 ? initialSymbol(instruments) : null;
+  const why = `${gone} is no longer listed`;
+  const now = next === null ? ", nor any other" : `: now ${next}`;
+  const said = `${why}${now}; the order form cleared`;
+  showResult(amended === null ? said : `order ${amended} not amended: ${said}`, "warn");
+  if (next !== null) {
+    select(next);
+    return;
+  }
+  followNothing();
+}
+
+function followNothing() {
+  // The venue lists no instrument: nothing of the symbol gone stays shown as if followed (its
+  // rules, the price's label, the chart's caption: before session 36's review they stayed)
+  state.book = null;
+  state.trades = [];
+  for (const id of ["selected-symbol", "order-symbol"]) $(id).textContent = "—";
+  $("instrument-info").textContent = "";
+  $("price-label").textContent = "price";
+  $("qty-label").textContent = "quantity";
+  chart.showNothing();
+  schedule("book", "tape");
+}
+
+function clearOrderFigures() {
+  // The price and quantity typed, and a price a market order put aside (`syncKind`)
+  $("order-price").value = "";
+  $("order-qty").value = "";
+  delete $("order-price").dataset.kept;
 }
 
 function initialSymbol(instruments) {
@@ -219,6 +285,7 @@ function setStatus(text, kind) {
 }
 
 function onMarketPush(message) {
+  noticeTheDay();
   switch (message.ch) {
     case "instruments":
       onInstrument(message);
@@ -382,12 +449,12 @@ function select(symbol) {
     if (state.placing) {
       // its amend awaits the venue's answer, which may yet amend it: the form stays on the
       // order (and the address on its symbol, a link having changed it) until the answer
-      history.replaceState(null, "", `#${encodeURIComponent(state.selected)}`);
+      const followed = state.selected ?? state.amending.symbol; // never "#null"
+      history.replaceState(null, "", `#${encodeURIComponent(followed)}`);
       sayAmendAwaited(state.amending);
       return;
     }
-    showResult(`order ${state.amending.order_id} not amended: another symbol chosen`, "");
-    stopAmending();
+    endAmendGivingFormBack("another symbol chosen");
   }
   const previous = state.selected;
   state.selected = symbol;
@@ -458,15 +525,15 @@ async function followNewListings(symbols) {
   if (socket === null) return; // a reconnect asks for all of them anyway
   try {
     const { instruments } = await socket.request("instruments");
-    for (const instrument of instruments) state.instruments.set(instrument.symbol, instrument);
+    const gone = applyInstruments(instruments); // as on connecting: one way to apply it
     for (const symbol of symbols) if (!state.instruments.has(symbol)) unlisted.add(symbol);
     state.instrumentSeqs.clear();
+    if (gone !== null) followInsteadOf(gone, instruments);
     await socket.request("subscribe", { ch: "instruments" });
     await socket.request("subscribe", { ch: "ticker" });
   } catch {
     return; // the socket closed meanwhile: the reconnect asks for everything
   }
-  schedule("instruments");
 }
 
 function refreshDayStats() {
@@ -643,22 +710,27 @@ function renderBook() {
   const most = Math.max(1, ...[...asks, ...bids].map(([, qty]) => Number(qty)));
   ladderSide($("ladder-asks"), asks, "ask", most, true);
   ladderSide($("ladder-bids"), bids, "bid", most, false);
+  // in whole units: as floating point numbers, 90071992547409.93 less .91 read 0.03 (before
+  // session 36)
   const decimals = state.instruments.get(state.selected)?.price_decimals ?? 2;
+  const units = (price) => decimalUnits(price, decimals) ?? 0n;
   $("spread").textContent =
     asks.length && bids.length
-      ? `spread ${(Number(asks[0][0]) - Number(bids[0][0])).toFixed(decimals)}`
+      ? `spread ${unitsText(units(asks[0][0]) - units(bids[0][0]), decimals)}`
       : "—";
   drawDepth($("depth"), book);
 }
 
 function ladderSide(tbody, levels, side, most, reverse) {
-  let total = 0;
+  // The running total in whole units (BigInt): summed as Numbers, 3000000000.706898 and
+  // 818847614.847480 made 3818847615.554379, a unit off (before session 36).
+  const decimals = state.instruments.get(state.selected)?.qty_decimals ?? 6;
+  let total = 0n;
   const rows = levels.map(([price, qty]) => {
-    total += Number(qty);
+    total += decimalUnits(qty, decimals) ?? 0n;
     return [price, qty, total];
   });
   if (reverse) rows.reverse(); // asks: the best one lowest, next to the spread
-  const decimals = state.instruments.get(state.selected)?.qty_decimals ?? 6;
   const mine = myPrices(side === "bid" ? "buy" : "sell");
   const focusedAt = focusedRowIndex(tbody);
   const kept = keepLadderRows(tbody, new Set(rows.map(([price]) => price)));
@@ -669,7 +741,7 @@ function ladderSide(tbody, levels, side, most, reverse) {
     row.style.setProperty("--fill", `${Math.round((Number(qty) / most) * 100)}%`);
     setLevelButton(row.cells[0].firstChild, side, price, mine.has(price));
     setText(row.cells[1], qty);
-    setText(row.cells[2], cumulative.toFixed(decimals));
+    setText(row.cells[2], unitsText(cumulative, decimals));
   });
   if (focusedAt >= 0 && !tbody.contains(document.activeElement)) {
     // the focused level gone: the focus goes to the level now in its place
@@ -767,6 +839,7 @@ function renderTape() {
 }
 
 const DAY_MS = 86400000;
+let drawnDay = Math.floor(Date.now() / DAY_MS); // the day (UTC) the timed rows say "today" of
 
 function redrawAtMidnight() {
   // `clock` says the date or not as a row is drawn: at midnight (UTC) today's rows become
@@ -775,9 +848,20 @@ function redrawAtMidnight() {
   const now = Date.now();
   const midnight = (Math.floor(now / DAY_MS) + 1) * DAY_MS;
   setTimeout(() => {
-    schedule("fills", "history", "tape");
+    noticeTheDay();
     redrawAtMidnight();
   }, midnight - now);
+}
+
+function noticeTheDay() {
+  // The timed rows drawn anew once the clock is past the day they were drawn in. The timer at
+  // midnight alone is late on a laptop that slept through it (its timers wait out the sleep):
+  // the clock is also read at each frame heard and as the page is shown again (since session
+  // 36; before, yesterday's rows read as today's until the late timer ran).
+  const day = Math.floor(Date.now() / DAY_MS);
+  if (day === drawnDay) return;
+  drawnDay = day;
+  schedule("fills", "history", "tape");
 }
 
 function clock(tsMicros) {
@@ -808,6 +892,15 @@ async function onLogon(event) {
     missing.focus();
     return;
   }
+  // an invisible character left in the key (a direction control, which reorders what is
+  // shown, or one `INVISIBLE` does not strip): named here, as the figures' are; sent, the
+  // venue's answer was "the API key is unknown", over a key that looked right (before session 36)
+  const hidden = hiddenInKey(apiKey);
+  if (hidden !== null) {
+    showLogonError(hidden);
+    $("api-key").focus();
+    return;
+  }
   showLogonError("");
   button.setAttribute("aria-disabled", "true");
   try {
@@ -821,6 +914,17 @@ async function onLogon(event) {
   } finally {
     button.removeAttribute("aria-disabled");
   }
+}
+
+function hiddenInKey(apiKey) {
+  // What is wrong with a key holding an invisible format character (Unicode Cf), in the
+  // form's words; null for none.
+  const hidden = hiddenCharacter(apiKey);
+  if (hidden === null) return null;
+  const again = "type it again without it";
+  const typed = "the API key typed holds an invisible";
+  if (!hidden.reorders) return `${typed} character (${hidden.code}): ${again}`;
+  return `${typed} direction character (${hidden.code}), which reorders what is shown: ${again}`;
 }
 
 // The longest API key the venue reads (protocol §4.1; `auth.KEY_LENGTH_MAX`)
@@ -1015,7 +1119,9 @@ function endSession(event) {
 function showStale() {
   // No session now, the account still shown (dimmed) until the page is logged on again.
   state.mayTrade = false;
-  stopAmending();
+  // an amend left open: a click on Place order after logging on again would place its terms
+  // anew, a second order beside the one resting (session 36's review)
+  if (state.amending !== null) endAmendGivingFormBack("the account's connection dropped");
   // Place order waits (`onPlace` sends nothing without a session) by aria-disabled, not
   // `disabled`, which dropped a keyboard trader's focus to the page's start (before session 35)
   $("place-button").setAttribute("aria-disabled", "true");
@@ -1263,6 +1369,7 @@ function showRelogonStatus(said, countdown, kind = "") {
 // ------------------------------------------------------------------ the account stream
 
 function onAccountPush(message) {
+  noticeTheDay();
   if (message.ch === "session") {
     showResult(`venue: ${SESSION_PUSHES.get(message.type) ?? message.type}`, "warn");
     state.resultAboutConnection = CONNECTION_PUSHES.has(message.type);
@@ -1566,7 +1673,14 @@ function renderFills() {
 
 async function onPlace(event) {
   event.preventDefault();
-  if (state.trade === null || state.selected === null || state.placing) return;
+  if (state.trade === null || state.placing) return;
+  if (state.selected === null) {
+    // the venue lists none (`followNothing`), or its list is not in yet: said, not silent
+    const none = state.instruments.size === 0;
+    const why = none ? "the venue lists no instrument to trade" : "choose an instrument";
+    showResult(`no order placed: ${why}`, "error");
+    return;
+  }
   if (state.amending !== null) {
     await amend(state.amending);
     return;
@@ -1582,7 +1696,7 @@ async function onPlace(event) {
   };
   if (kind !== "market") params.price = typedAsSeen("order-price");
   if (kind === "post_only") params.post_only = true;
-  if (!figuresReadable(params.price, params.qty)) return;
+  if (!figuresReadable(params.price, params.qty, params.symbol)) return;
   // One click, one order: the button waits for the answer, so a double click's second click
   // (or a second Enter) places nothing more. It says so by aria-disabled, not `disabled`,
   // which would take the keyboard's focus off it for good.
@@ -1593,7 +1707,7 @@ async function onPlace(event) {
     const report = state.lastReport?.order_id === result.order_id ? state.lastReport : null;
     showOrderResult(placed, report?.status ?? result.status, report);
   } catch (failed) {
-    showFailure("order", failed);
+    showFailure("order", failed, { symbol: params.symbol, type: params.type, amend: false });
     markRefusedField(failed);
   } finally {
     setPlacing(false);
@@ -1623,8 +1737,11 @@ function startAmending(orderId) {
   // end the amend started meanwhile, and the form would place a new order.
   const order = state.orders.get(orderId);
   if (state.trade === null || !state.mayTrade || state.placing || order === undefined) return;
+  // one amend for another: the form before the first is the one to give back
+  const before = state.amending === null ? formNow() : state.formBeforeAmend;
   select(order.symbol);
   state.amending = order;
+  state.formBeforeAmend = before;
   $("order-form").querySelector(`input[name=side][value=${order.side}]`).checked = true;
   showKindAsPlaced(order);
   for (const control of amendFixedControls()) control.disabled = true;
@@ -1659,6 +1776,7 @@ function stopAmending() {
   // Back to placing new orders.
   if (state.amending === null) return;
   state.amending = null;
+  state.formBeforeAmend = null;
   for (const control of amendFixedControls()) control.disabled = false;
   $("order-kind-kept").hidden = true;
   $("order-kind").value = "limit";
@@ -1668,6 +1786,41 @@ function stopAmending() {
   // it, the focus fell to the page's start (before session 35)
   if (document.activeElement === $("amend-stop")) $("place-button").focus();
   $("amend-stop").hidden = true;
+}
+
+function endAmendGivingFormBack(why) {
+  // An amend ended by something other than the trader's Back (another symbol chosen, the
+  // account's connection dropped): the order form is put back as it was before the amend, so
+  // that the amended order's terms are not left in it for a new order, which a click would
+  // then place (before session 36's review: a sell 1 at 450.00 amended, another symbol
+  // chosen, Place order rested a sell 1 of that symbol at 450.00 the trader never typed).
+  const order = state.amending;
+  const before = state.formBeforeAmend;
+  stopAmending();
+  if (before !== null) putFormBack(before);
+  showResult(`order ${order.order_id} not amended: ${why}; the order form as before the amend`, "");
+}
+
+function formNow() {
+  // What the order form holds: its side, type, price and quantity, a price a market order put
+  // aside (`syncKind`)
+  const price = $("order-price");
+  return {
+    side: new FormData($("order-form")).get("side"),
+    kind: $("order-kind").value,
+    price: price.disabled ? (price.dataset.kept ?? "") : price.value,
+    qty: $("order-qty").value,
+  };
+}
+
+function putFormBack(form) {
+  // `formNow`'s form, for a new order (the amend ended: `stopAmending` enabled the type)
+  const side = $("order-form").querySelector(`input[name=side][value="${form.side}"]`);
+  if (side !== null) side.checked = true;
+  $("order-price").value = form.price;
+  $("order-qty").value = form.qty;
+  $("order-kind").value = form.kind;
+  syncKind(); // a market order's price put aside again
 }
 
 function leaveAmending() {
@@ -1736,8 +1889,11 @@ async function amend(order) {
   // is said here, not sent (the venue's AMEND_REJECTED would say the same after a round trip).
   const price = typedAsSeen("order-price");
   const qty = typedAsSeen("order-qty");
-  if (!figuresReadable(price, qty)) return;
   const current = state.orders.get(order.order_id) ?? order;
+  // the instrument's rules for the price only if it changes: the order's own price is one the
+  // venue took already, kept through an amend of its size
+  const kept = price !== "" && sameDecimal(price, current.price);
+  if (!figuresReadable(kept ? undefined : price, qty, order.symbol, current.cum_qty)) return;
   const params = { order_id: order.order_id };
   if (!sameDecimal(price, current.price)) params.price = price;
   if (!sameDecimal(qty, current.qty)) params.qty = qty;
@@ -1756,7 +1912,8 @@ async function amend(order) {
     const report = state.lastReport?.order_id === result.order_id ? state.lastReport : null;
     showOrderResult(amended, report?.status ?? result.status, report);
   } catch (failed) {
-    const [text, kind] = describeFailure("amend", failed);
+    const about = { symbol: order.symbol, type: order.type, amend: true };
+    const [text, kind] = describeFailure("amend", failed, about);
     // refused, so any other price or quantity the order has now is another connection's doing
     const now = state.amending;
     const changed = now?.order_id === order.order_id && !sameTerms(now, current);
@@ -1792,15 +1949,17 @@ async function cancel(orderId, button) {
   }
 }
 
-function showFailure(action, failed) {
-  showResult(...describeFailure(action, failed));
+function showFailure(action, failed, order = null) {
+  showResult(...describeFailure(action, failed, order));
 }
 
-function describeFailure(action, failed) {
+function describeFailure(action, failed, order = null) {
   // Only the venue's error answer is a refusal. A request that was sent but not answered (the
   // connection lost, no answer in time) may have been carried out: the page cannot know, and
   // says so rather than "refused" over an order that may be resting. [text, kind]
-  if (failed.error !== undefined) return [`${action} refused: ${describe(failed)}`, "error"];
+  if (failed.error !== undefined) {
+    return [`${action} refused: ${describe(failed, order)}`, "error"];
+  }
   if (failed instanceof NotSentError) return [`${action} not sent: ${failed.message}`, "error"];
   const check =
     state.trade !== null
@@ -1811,12 +1970,97 @@ function describeFailure(action, failed) {
   return [`${action} outcome unknown: ${failed.message}; ${check}`, "warn"];
 }
 
-function describe(failed) {
-  // The venue's error, with what it adds in `data` (the band, the cap, the live order).
-  const data = failed.error?.data;
+function describe(failed, order = null) {
+  // The venue's error, with what it adds in `data` (the band, the cap, the live order); those
+  // of the instrument's rules and the balance in a trader's words, the code after. `order`:
+  // {symbol, type, amend} of the order placed or amended, if one was.
+  const error = failed.error;
+  const words = error === undefined || order === null ? null : refusalWords(error, order);
+  if (words !== null) return `${words} (${error.name} ${error.code})`;
+  const data = error?.data;
   if (data === undefined) return failed.message;
   const extra = Object.entries(data).map(([name, value]) => `${name} ${value}`);
   return `${failed.message} (${extra.join(", ")})`;
+}
+
+function refusalWords(error, order) {
+  // What the venue refused of an order placed or amended (`order`: {symbol, type, amend}), and
+  // what it takes, in a trader's words from the error's `data` (protocol §10); null for another
+  // error. Before session 36 the wire's: `PRICE_BAND (4009): price is outside the band
+  // (band_low 168.53, band_high 205.97, reference_price 187.25)`, `notional`, `valued_at`,
+  // `needed`.
+  const data = error.data ?? {};
+  const symbol = order.symbol;
+  const instrument = state.instruments.get(symbol);
+  if (instrument === undefined) return null;
+  const per100 = instrument.kind === "tbill" ? " per 100 of face" : "";
+  const field = instrument.kind === "tbill" ? "face value" : "quantity";
+  const quote = instrument.quote;
+  switch (error.name) {
+    case "PRICE_BAND":
+      return (
+        `the price is outside the band of ${symbol}, where a buy is priced at most ` +
+        `${data.band_high} and a sell at least ${data.band_low}${per100}`
+      );
+    case "BELOW_MIN_NOTIONAL": {
+      if (data.min_notional === undefined || data.notional === undefined) return null;
+      // a market order is valued at the reference price (protocol §10, 4004)
+      const at = valuedAt(data, order.type === "market" ? "the reference price" : "", per100);
+      const worth = `the order is worth ${data.notional} ${quote}${at}`;
+      return `${worth}, and an order of ${symbol} is worth at least ${data.min_notional} ${quote}`;
+    }
+    case "POST_ONLY_WOULD_TAKE": // no data: what it takes said in general
+      return (
+        "a post-only order only rests, and this one would trade on arrival: a post-only buy " +
+        "is priced below the best ask, a sell above the best bid"
+      );
+    case "ABOVE_MAX_QTY":
+      if (data.max_qty === undefined) return null;
+      return `the ${field} is ${data.qty}, and an order of ${symbol} is at most ${data.max_qty}`;
+    case "ABOVE_MAX_NOTIONAL": {
+      if (data.max_notional === undefined || data.notional === undefined) return null;
+      // a market order is valued at the band's high, the most it may trade at (protocol §10)
+      const at = valuedAt(data, order.type === "market" ? "the band's high" : "", per100);
+      const worth = `the order is worth ${data.notional} ${quote}${at}`;
+      return `${worth}, and an order of ${symbol} is worth at most ${data.max_notional} ${quote}`;
+    }
+    case "NOTIONAL_OUT_OF_RANGE":
+      return valueOutOfRange(data, order, instrument);
+    case "INSUFFICIENT_BALANCE":
+      if (data.needed === undefined) return null;
+      return (
+        `it needs ${data.needed} ${data.asset} available, and the account has ` +
+        `${data.available} ${data.asset} available`
+      );
+    default:
+      return null;
+  }
+}
+
+function valuedAt(data, named, per100) {
+  // " at 187.30", " at the reference price, 187.25": the price an order was valued at, if said
+  if (data.valued_at === undefined) return "";
+  const price = `${data.valued_at}${per100}`;
+  return named === "" ? ` at ${price}` : ` at ${named}, ${price}`;
+}
+
+function valueOutOfRange(data, order, instrument) {
+  // NOTIONAL_OUT_OF_RANGE (protocol §10, 4015): `notional` is what the order may trade in all,
+  // what an amended order has traded included, its rest valued at `valued_at`, the highest
+  // price it may trade at (its own; a market order's the band's high; a sell's the best bid
+  // when higher); `max_notional` the most the venue accounts for one order, cap or no cap.
+  if (data.max_notional === undefined || data.notional === undefined) return null;
+  const quote = instrument.quote;
+  const per100 = instrument.kind === "tbill" ? " per 100 of face" : "";
+  const what = order.amend ? "what the order has traded and may trade" : "what the order may trade";
+  const rest = order.amend ? "its rest at" : "at";
+  const at =
+    data.valued_at === undefined
+      ? ""
+      : `, ${rest} ${data.valued_at}${per100}, the highest price it may trade at`;
+  const most = `${data.max_notional} ${quote}`;
+  const bound = `the venue accounts for one order of ${order.symbol} at most ${most}`;
+  return `${what} is worth ${data.notional} ${quote}${at}, and ${bound}`;
 }
 
 function showResult(text, kind) {
@@ -1895,19 +2139,38 @@ function codePoint(character) {
   return `U+${character.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}`;
 }
 
-function figuresReadable(price, qty) {
+function hiddenCharacter(text) {
+  // An invisible format character (Unicode Cf) left in a figure or an API key, a direction
+  // control first (it reorders what is shown): {code: "U+202E", reorders}; null for none. One
+  // check for both (`notPlain`, `hiddenInKey`).
+  const turning = DIRECTION_CONTROL.exec(text)?.[0];
+  const hidden = turning ?? /\p{Cf}/u.exec(text)?.[0];
+  if (hidden === undefined) return null;
+  return { code: codePoint(hidden), reorders: turning !== undefined };
+}
+
+function figuresReadable(price, qty, symbol, filled = null) {
   // The price (undefined for a market order) and the quantity typed, checked before sending:
-  // a figure missing or unreadable is said on the result line, tied to its field.
+  // a figure missing or unreadable, or one its instrument does not take, is said on the result
+  // line, tied to its field. `filled`: an amended order's, which a new total down to it
+  // completes (the venue takes that below the instrument's minimum).
   clearFieldError($("order-price"));
   clearFieldError($("order-qty"));
+  const instrument = state.instruments.get(symbol);
+  // in turn: the instrument's rules read only figures found plain
   const checks = [
-    [$("order-price"), price === "" ? "enter a price" : notPlain("price", price)],
-    [$("order-qty"), qty === "" ? "enter a quantity" : notPlain("quantity", qty)],
+    [$("order-price"), () => (price === "" ? "enter a price" : notPlain("price", price))],
+    [$("order-qty"), () => (qty === "" ? "enter a quantity" : notPlain("quantity", qty))],
+    [$("order-price"), () => (price === undefined ? null : priceNotTaken(instrument, price))],
+    [$("order-qty"), () => qtyNotTaken(instrument, qty, filled)],
   ];
-  const [field, said] = checks.find(([, text]) => text !== null) ?? [null, null];
-  if (field === null) return true;
-  showFieldError(field, said);
-  return false;
+  for (const [field, check] of checks) {
+    const said = check();
+    if (said === null) continue;
+    showFieldError(field, said);
+    return false;
+  }
+  return true;
 }
 
 function showFieldError(field, text) {
@@ -1963,10 +2226,17 @@ function notPlain(field, text) {
   // number written with a point, such as "1.5": not '1,5' ...`. Null for a plain decimal above
   // zero or a price not asked.
   if (text === undefined) return null;
-  const turning = DIRECTION_CONTROL.exec(text)?.[0];
-  if (turning !== undefined) {
-    const said = `the ${field} holds an invisible direction character (${codePoint(turning)})`;
+  // a direction control, or any other invisible format character left (`INVISIBLE` takes out
+  // the usual ones): named, as echoed in the words below it was unseen, `not "15"` over a
+  // "1\u20635" (before session 36)
+  const hidden = hiddenCharacter(text);
+  if (hidden?.reorders) {
+    const said = `the ${field} holds an invisible direction character (${hidden.code})`;
     return `${said}, which reorders the digits shown: type it again without it`;
+  }
+  if (hidden !== null) {
+    const said = `the ${field} holds an invisible character (${hidden.code})`;
+    return `${said}: type it again without it`;
   }
   if (text.length > FIGURE_LENGTH_MAX) {
     const most = FIGURE_LENGTH_MAX;
@@ -1992,6 +2262,73 @@ function notPlain(field, text) {
     return `the ${field} is a plain number without thousands separators, e.g. ${grouped}: not "${text}"`;
   }
   return `the ${field} is a plain decimal number with a point, e.g. 1.5: not "${text}"`;
+}
+
+function priceNotTaken(instrument, price) {
+  // A plain price its instrument does not take, in a trader's words with what it takes; null
+  // if taken (or the instrument unknown: the venue says). Off the tick, the venue's words were
+  // the wire's, `BAD_PRECISION (1004): price '187.305' has more than 2 decimals - at
+  // `params.price`` (before session 36). No more than the venue's: a bill's price above par is
+  // no fault of an order (only its reference price is bounded by par; a sell has no upper band,
+  // a buy is bounded by the band), which the page refused (session 36, before its review).
+  if (instrument === undefined) return null;
+  const decimals = instrument.price_decimals;
+  const units = decimalUnits(price, decimals);
+  const tick = decimalUnits(instrument.tick, decimals);
+  const bill = instrument.kind === "tbill";
+  const what = `the price${bill ? " per 100 of face" : ""} of ${instrument.symbol}`;
+  if (units === null || units % tick !== 0n) {
+    return `${what} is a multiple of its tick, ${instrument.tick}: not "${price}"`;
+  }
+  if (units > UNITS_MAX) {
+    return `${what} is at most ${unitsText(UNITS_MAX, decimals)}: not "${price}"`;
+  }
+  return null;
+}
+
+function qtyNotTaken(instrument, qty, filled = null) {
+  // A plain quantity (a bill's face value) its instrument does not take: below its minimum or
+  // off its step (finer than the base asset's decimals among them), said with what it takes;
+  // null if taken. Before session 36 the venue's words: `INVALID_QTY_STEP (4002): qty is not a
+  // multiple of the step - at `params.qty``, which named no step.
+  if (instrument === undefined) return null;
+  const decimals = instrument.qty_decimals;
+  const units = decimalUnits(qty, decimals);
+  const field = instrument.kind === "tbill" ? "face value" : "quantity";
+  const what = `the ${field} of ${instrument.symbol}`;
+  if (units !== null && units > UNITS_MAX) {
+    return `${what} is at most ${unitsText(UNITS_MAX, decimals)}: not "${qty}"`;
+  }
+  const completes = filled !== null && units !== null && units <= decimalUnits(filled, decimals);
+  if (units !== null && !completes && units < decimalUnits(instrument.min_qty, decimals)) {
+    return `${what} is at least ${instrument.min_qty}, its minimum: not "${qty}"`;
+  }
+  if (units === null || units % decimalUnits(instrument.step, decimals) !== 0n) {
+    return `${what} is a multiple of its step, ${instrument.step}: not "${qty}"`;
+  }
+  return null;
+}
+
+// The most units the venue counts in any amount (`engine/units.py` UNITS_MAX): a figure past
+// it was refused in the wire's words, `qty: '99999999999999999999' is too large - at ...`
+const UNITS_MAX = 2n ** 62n;
+
+function unitsText(units, decimals) {
+  // Units at `decimals` as a decimal ("18725", 2: "187.25")
+  if (units < 0n) return `-${unitsText(-units, decimals)}`;
+  const digits = units.toString().padStart(decimals + 1, "0");
+  if (decimals === 0) return digits;
+  return `${digits.slice(0, -decimals)}.${digits.slice(-decimals)}`;
+}
+
+function decimalUnits(text, decimals) {
+  // A plain decimal (`PLAIN_DECIMAL`) in units of its scale, exact (a BigInt: Number() would
+  // round a big figure's last unit); null if finer than the scale. Zeros past the scale are no
+  // finer: the venue takes "187.300" as 187.30.
+  const [whole, fraction = ""] = text.split(".");
+  const kept = fraction.replace(/0+$/, "");
+  if (kept.length > decimals) return null;
+  return BigInt(whole + kept.padEnd(decimals, "0"));
 }
 
 function randomHex(bytes) {
@@ -2036,6 +2373,8 @@ function start() {
   window.addEventListener("resize", () => schedule("book"));
   followOrdersRoom();
   redrawAtMidnight();
+  document.addEventListener("visibilitychange", noticeTheDay); // shown again, after a sleep
+  window.addEventListener("pageshow", noticeTheDay);
   window.addEventListener("hashchange", onAddressChange);
   connectMarket();
   pollDayStats();

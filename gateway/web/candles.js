@@ -13,6 +13,7 @@ export const INTERVAL = "1m";
 const HISTORY_BARS = 300; // five hours of 1m bars
 const VISIBLE_BARS = 90; // an hour and a half in view: bars wide enough to read
 const READ_BARS = 10; // the text alternative's bars: the last ten traded minutes, as many as one hears
+const FIGURES_KEPT = HISTORY_BARS + READ_BARS; // the bars whose figures are kept as sent
 
 export class CandleChart {
   constructor(container, note, table) {
@@ -32,6 +33,10 @@ export class CandleChart {
     this.series = this.chart.addSeries(CandlestickSeries, {});
     this.symbol = null;
     this.instrument = null;
+    // Each bar's open, high, low and close as the venue wrote them, by its time: the chart holds
+    // numbers, and a dear price's nearest one reads otherwise (90071992547409.93 as .94: before
+    // session 36 the text alternative read them so). The last FIGURES_KEPT bars.
+    this.figures = new Map();
     // The `candles` stream's position (protocol §9.1): null until its snapshot, and again
     // while a resubscription is under way (updates wait for the new snapshot meanwhile).
     this.epoch = null;
@@ -48,6 +53,7 @@ export class CandleChart {
       priceFormat: { type: "price", precision: decimals, minMove: 10 ** -decimals },
     });
     this.series.setData([]);
+    this.figures.clear();
     this.counted();
     const url = `/api/v1/candles?symbol=${encodeURIComponent(instrument.symbol)}`;
     let body;
@@ -59,10 +65,26 @@ export class CandleChart {
       return;
     }
     if (this.symbol !== instrument.symbol) return; // another symbol was chosen meanwhile
+    for (const candle of body.candles) this.keep(candle);
     this.series.setData(body.candles.map(toBar));
     this.counted();
     this.frame(body.candles.length);
     this.say(body.candles.length === 0 ? "no trades yet" : "");
+  }
+
+  showNothing() {
+    // The venue lists no instrument: no symbol's bars, caption or note stay shown, and a
+    // history still being fetched is dropped (`show`).
+    this.symbol = null;
+    this.instrument = null;
+    this.resync();
+    this.series.setData([]);
+    this.figures.clear();
+    this.container.dataset.bars = "0";
+    this.container.dataset.lastClose = "";
+    this.table.caption.textContent = "";
+    this.table.tBodies[0].replaceChildren();
+    this.say("");
   }
 
   update(message) {
@@ -76,6 +98,8 @@ export class CandleChart {
     if (message.type === "snapshot") {
       this.epoch = message.epoch;
       this.seq = message.seq;
+      this.figures.clear();
+      for (const bar of bars) this.keep(bar);
       this.series.setData(bars.map(toBar));
       this.frame(bars.length);
     } else {
@@ -84,11 +108,26 @@ export class CandleChart {
       if (message.seq <= this.seq) return true; // already applied
       if (message.prev_seq !== this.seq) return false; // a message was missed
       this.seq = message.seq;
-      for (const bar of bars) this.updateBar(toBar(bar));
+      for (const bar of bars) {
+        this.keep(bar);
+        this.updateBar(toBar(bar));
+      }
     }
     this.counted();
     if (bars.length > 0) this.say("");
     return true;
+  }
+
+  keep(candle) {
+    // A candle's figures as sent, by its bar's time (`toBar`), the oldest let go past the last
+    // FIGURES_KEPT.
+    const time = toBar(candle).time;
+    this.figures.delete(time); // re-inserted: the newest last
+    this.figures.set(time, [candle.o, candle.h, candle.l, candle.c]);
+    for (const old of this.figures.keys()) {
+      if (this.figures.size <= FIGURES_KEPT) break;
+      this.figures.delete(old);
+    }
   }
 
   inStep(epoch, seq) {
@@ -143,10 +182,12 @@ export class CandleChart {
       const row = body.insertRow();
       const opened = new Date(bar.time * 1000).toISOString(); // "2026-12-03T16:08:00.000Z"
       row.insertCell().textContent = `${opened.slice(0, 10)} ${opened.slice(11, 16)}`;
-      for (const price of [bar.open, bar.high, bar.low, bar.close]) {
+      const numbers = [bar.open, bar.high, bar.low, bar.close];
+      const figures = this.figures.get(bar.time) ?? numbers.map((n) => n.toFixed(decimals));
+      for (const figure of figures) {
         const cell = row.insertCell();
         cell.className = "num";
-        cell.textContent = price.toFixed(decimals);
+        cell.textContent = figure;
       }
     }
   }
