@@ -144,7 +144,10 @@ class Custody:
 
     def _attest(self, cmd: AttestReserves, events: list[Event]) -> None:
         if looks_like_milliseconds(cmd.as_of_us, cmd.ts_us):
-            detail = f"as_of {cmd.as_of_us} looks like milliseconds; as_of is in microseconds"
+            detail = (
+                f"as_of {cmd.as_of_us} looks like milliseconds; as_of is in microseconds:"
+                f" did you mean {cmd.as_of_us * 1_000}?"
+            )
             _refused(Refused("BAD_PARAM", detail), cmd, "attest_reserves", events)
             return
         if cmd.as_of_us > cmd.ts_us + AS_OF_AHEAD_MAX_US:  # it would stay fresh, block the next

@@ -27,15 +27,84 @@ BAND_BPS_MAX = 10_000  # 100%: a band wider than that bounds nothing
 TBILL_PRICE_PER = 100  # T-bills are quoted per 100 of face value
 
 
+SUGGESTED_MAX = 3  # symbols a refusal names: enough for a few near ones, short to read
+PREFIX_CHARS_MIN = 3  # a name typed alone ("AAPL") names its markets; "TB" names too many
+
+
 def unknown_symbol(symbol: str, listed: Iterable[str] = ()) -> str:
     """The words of an `UNKNOWN_SYMBOL` refusal, one sentence wherever it is refused (the
     symbol quoted as Python quotes it: an odd character in it shows), naming the one of
-    `listed` it differs from only by case: symbols match exactly, and `aaplx-usd` for
-    `AAPLx-USD` is the likeliest slip, which the bare refusal left to guess."""
+    `listed` it differs from only by case (`aaplx-usd` for `AAPLx-USD`), else those a slip
+    most likely meant (`likely_symbols`): symbols match exactly, which the bare refusal left
+    to guess. `listed` holds only symbols the caller may see (every listed one is public)."""
+    listed = tuple(listed)
     twin = case_twin(symbol, listed)
-    if twin is None:
+    if twin is not None:
+        return f"unknown symbol {symbol!r}: did you mean {twin!r}? (symbols match case and all)"
+    likely = likely_symbols(symbol, listed)
+    if not likely:
         return f"unknown symbol {symbol!r}"
-    return f"unknown symbol {symbol!r}: did you mean {twin!r}? (symbols match case and all)"
+    named = [repr(name) for name in likely]
+    choices = named[0] if len(named) == 1 else f"{', '.join(named[:-1])} or {named[-1]}"
+    return f"unknown symbol {symbol!r}: did you mean {choices}?"
+
+
+def likely_symbols(symbol: str, listed: Iterable[str]) -> list[str]:
+    """The listed symbols (at most `SUGGESTED_MAX`, in order) a mistyped `symbol` most
+    likely meant, compared by letters and digits alone, whatever their case: first those
+    equal so (`AAPLX/USD`, `AAPLxUSD`), else the nearest within a typo or two (`AAPL-USD`,
+    a bill's date with a digit wrong or two swapped: `_typos_allowed`), else those it begins
+    (`AAPL`). On an error path only; its work is bounded by the symbol's length (longer
+    than any symbol's, it is compared with none) and linear in the listed symbols."""
+    key = _letters(symbol)
+    if not key or len(symbol) > SYMBOL_LENGTH_MAX:
+        return []
+    keys = sorted((_letters(name), name) for name in listed)
+    same = [name for other, name in keys if other == key]
+    if same:
+        return sorted(same)[:SUGGESTED_MAX]
+    allowed = _typos_allowed(key)
+    near = [(_typos(key, other, allowed), name) for other, name in keys]
+    best = min((typos for typos, _ in near), default=allowed + 1)
+    if best <= allowed:
+        return sorted(name for typos, name in near if typos == best)[:SUGGESTED_MAX]
+    if len(key) < PREFIX_CHARS_MIN:
+        return []
+    return sorted(name for other, name in keys if other.startswith(key))[:SUGGESTED_MAX]
+
+
+def _letters(name: str) -> str:
+    """`name`'s letters and digits, folded: `AAPLX/USD` and `AAPLx-USD` both `aaplxusd`."""
+    return "".join(char for char in name.casefold() if char.isalnum())
+
+
+def _typos_allowed(key: str) -> int:
+    """One typo in a short symbol's letters (`aaplusd`), two in a longer one (a bill's)."""
+    return 0 if len(key) <= 4 else 1 if len(key) <= 8 else 2
+
+
+def _typos(typed: str, other: str, allowed: int) -> int:
+    """The typos (a character left out, added, changed, or two side by side swapped) that
+    make `typed` of `other`, or `allowed + 1` once more than `allowed`: only a band of
+    `allowed` either side of the diagonal is worked out."""
+    if abs(len(typed) - len(other)) > allowed:
+        return allowed + 1
+    over = allowed + 1
+    before: list[int] = []
+    row = list(range(len(other) + 1))
+    for i in range(1, len(typed) + 1):
+        current = [i] + [over] * len(other)
+        for j in range(max(1, i - allowed), min(len(other), i + allowed) + 1):
+            changed = row[j - 1] + (typed[i - 1] != other[j - 1])
+            best = min(changed, row[j] + 1, current[j - 1] + 1)
+            swapped = i > 1 and j > 1 and typed[i - 1] == other[j - 2]
+            if swapped and typed[i - 2] == other[j - 1]:
+                best = min(best, before[j - 2] + 1)
+            current[j] = min(best, over)
+        if min(current) > allowed:
+            return over
+        before, row = row, current
+    return row[len(other)]
 
 
 def is_name(text: str) -> bool:

@@ -2041,7 +2041,11 @@ def _market_shape_problem(cmd: PlaceOrder) -> str:
 def _expire_at_problem(expire_at_us: int, ts_us: int) -> str:
     """Why an expire_at at or before now is refused; names a millisecond slip as such."""
     if looks_like_milliseconds(expire_at_us, ts_us):
-        return f"expire_at {expire_at_us} looks like milliseconds; expire_at is in microseconds"
+        meant = expire_at_us * 1_000  # the µs of that time: said, not left to work out
+        return (
+            f"expire_at {expire_at_us} looks like milliseconds; expire_at is in microseconds:"
+            f" did you mean {meant}?"
+        )
     return "expire_at is not in the future"
 
 

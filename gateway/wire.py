@@ -1415,6 +1415,7 @@ def _code_of(failure: msgspec.ValidationError) -> ErrorCode:
 def _in_params(failure: msgspec.ValidationError, params: bytes | msgspec.Raw, method: str) -> str:
     text = str(failure)
     said = _signed_decimal_words(text, params, method) or _decimal_number_words(text)
+    said = said or _nanoseconds_words(text, params)
     if said is not None:
         return said
     text = _readable(enum_choices(str(failure), _params_decoders[method].type))
@@ -1579,6 +1580,35 @@ def _decimal_number_words(text: str) -> str | None:
         return None
     words = f'{field} is a decimal string such as "1.5", not a JSON number'
     return f"{words} - at `params{number.group(3)}`"
+
+
+# msgspec's words for an integer above INT_MAX, and the µs times a slip of unit lands there
+_ABOVE_INT_MAX = f"Expected `int` <= {INT_MAX}"
+MICROSECOND_FIELDS = frozenset({"expire_at", "as_of"})
+NANOSECONDS_MIN = 10**18  # 19 digits: a time of this century in ns (in µs it has 16)
+
+
+def _nanoseconds_words(text: str, params: bytes | msgspec.Raw) -> str | None:
+    """What is wrong with a µs time given in nanoseconds (19 digits, past `INT_MAX`): `expire_at
+    1796… looks like nanoseconds; expire_at is in microseconds: did you mean 1796…? - at
+    `params.expire_at``; None for any other failure. Before session 36 only msgspec's bound
+    was said (`Expected `int` <= 9007199254740991`), leaving the unit to guess; the value is
+    read again from the params, on this failure path only."""
+    head, found, path = text.partition(" - at `$")
+    if head != _ABOVE_INT_MAX or not found:
+        return None
+    path = path.removesuffix("`")
+    steps = _PATH_STEP.findall(path)
+    if not steps or steps[-1][0] not in MICROSECOND_FIELDS:
+        return None
+    field, value = steps[-1][0], _value_at(params, steps)
+    if type(value) is not int or not NANOSECONDS_MIN <= value < 10 * NANOSECONDS_MIN:
+        return None
+    meant = value // 1_000
+    return (
+        f"{field} {value} looks like nanoseconds; {field} is in microseconds: did you mean"
+        f" {meant}? - at `params{path}`"
+    )
 
 
 def _value_at(params: bytes | msgspec.Raw, steps: list[tuple[str, str]]) -> Any:

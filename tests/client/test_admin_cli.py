@@ -616,7 +616,8 @@ def test_an_unknown_name_like_a_listed_one_is_refused_with_a_suggestion(
         (["deposit", "1", "usd", "10"], "; did you mean USD? "),
         # the venue names a case twin itself (session 28): said once, not again in a note
         (["set-status", "aaplx-usd", "halted"], ": did you mean 'AAPLx-USD'? (symbols match"),
-        (["set-status", "AAPL", "halted"], "; did you mean AAPLx-USD? "),
+        # and since session 36 one it likely meant (before, only the CLI's note named it)
+        (["set-status", "AAPL", "halted"], ": did you mean 'AAPLx-USD'? - at `params.symbol`"),
         (["deposit", "1", "GOOGx", "10"], "list one with `venue admin list-asset GOOGx SCALE`"),
     ]
     for argv, said in cases:

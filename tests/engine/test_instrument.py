@@ -5,7 +5,7 @@ from fractions import Fraction
 import pytest
 
 from engine.enums import InstrumentKind
-from engine.instrument import band_limits, case_twin
+from engine.instrument import band_limits, case_twin, unknown_symbol
 from tests.engine.conftest import make_spec
 
 
@@ -68,3 +68,57 @@ def test_a_case_twin_differs_only_by_case() -> None:
     assert case_twin("AAPLX", ["AAPLx"]) == "AAPLx"
     assert case_twin("USD", ["USD"]) is None  # the very code is not its own twin
     assert case_twin("USDC", ["USD"]) is None
+
+
+LISTED = [
+    "AAPLx-USD",
+    "MSFTx-USD",
+    "NVDAx-USD",
+    "SPYx-USD",
+    "TB-2027-03-04-USD",
+    "TB-2027-08-26-USD",
+]
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [
+        ("AAPL-USD", "'AAPLx-USD'"),  # the x left out
+        ("AAPLX/USD", "'AAPLx-USD'"),  # another separator, and the case
+        ("AAPLx_USD", "'AAPLx-USD'"),
+        ("AAPLxUSD", "'AAPLx-USD'"),  # none
+        ("aaplx usd", "'AAPLx-USD'"),
+        ("SPY-USD", "'SPYx-USD'"),
+        ("AAPL", "'AAPLx-USD'"),  # the stock alone
+        ("TB-2027-03-14-USD", "'TB-2027-03-04-USD'"),  # a T-bill's date mistyped
+        ("TB-2027-30-04-USD", "'TB-2027-03-04-USD'"),  # two digits swapped
+        ("TB-20270826-USD", "'TB-2027-08-26-USD'"),
+        ("TB-2027", "'TB-2027-03-04-USD' or 'TB-2027-08-26-USD'"),  # both, in order
+    ],
+)
+def test_an_unknown_symbol_names_the_listed_one_a_slip_most_likely_meant(
+    typed: str, meant: str
+) -> None:
+    """The finding (session 36): only a slip of case was named (`aaplx-usd`); a trader who
+    typed `AAPL-USD`, `AAPLX/USD` or a bill's date with a typo got the bare refusal."""
+    assert unknown_symbol(typed, LISTED) == f"unknown symbol {typed!r}: did you mean {meant}?"
+
+
+def test_an_unknown_symbol_like_none_listed_names_none() -> None:
+    for typed in ("NOPE", "XYZx-USD", "TSLAx-USD", "TB-2028-11-30-USD", "-", "X" * 40, "US"):
+        assert unknown_symbol(typed, LISTED) == f"unknown symbol {typed!r}", typed
+    assert unknown_symbol("AAPL-USD", ["AAPLx-USD"][:0]) == "unknown symbol 'AAPL-USD'"
+
+
+def test_an_unknown_symbol_names_at_most_three_in_order() -> None:
+    """Bounded and the same each time, whatever order the listed ones come in."""
+    listed = [f"AB{letter}x-USD" for letter in "EDCBA"]
+    said = unknown_symbol("ABx-USD", listed)
+    assert said == "unknown symbol 'ABx-USD': did you mean 'ABAx-USD', 'ABBx-USD' or 'ABCx-USD'?"
+    assert unknown_symbol("ABx-USD", sorted(listed)) == said
+
+
+def test_a_case_slip_is_still_named_as_such() -> None:
+    assert unknown_symbol("aaplx-usd", LISTED) == (
+        "unknown symbol 'aaplx-usd': did you mean 'AAPLx-USD'? (symbols match case and all)"
+    )

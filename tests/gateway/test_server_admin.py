@@ -716,6 +716,14 @@ def test_business_errors_carry_the_numbers_that_explain_them(run_venue: Any) -> 
         attest = {"asset": "USD", "amount": "1", "as_of": now_us() // 1000}
         response = await admin.request_raw("admin.attest_reserves", attest)
         assert "looks like milliseconds; as_of is in microseconds" in response["error"]["msg"]
+        assert response["error"]["msg"].endswith(f": did you mean {attest['as_of'] * 1_000}?")
+        as_of_ns = now_us() * 1_000  # since session 36: the unit and the µs meant, not the bound
+        response = await admin.request_raw("admin.attest_reserves", attest | {"as_of": as_of_ns})
+        assert response["error"]["name"] == "BAD_PARAM", response
+        assert response["error"]["msg"] == (
+            f"as_of {as_of_ns} looks like nanoseconds; as_of is in microseconds: did you mean"
+            f" {as_of_ns // 1_000}? - at `params.as_of`"
+        )
 
     run_venue(scenario)
 
