@@ -92,6 +92,10 @@ def _no_admin_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(admin_cli.SECRET_ENV, raising=False)
 
 
+# the sample's first bill matured before its date, named by its date (session 36)
+EARLY_BILL = (sample_bill("TB-2027-03-04-USD"), "--maturity", sample_bill("2027-03-04"))
+
+
 def admin(port: int, *argv: str) -> int:
     parser = argparse.ArgumentParser(prog="venue admin")
     admin_cli.add_arguments(parser)
@@ -494,17 +498,48 @@ def test_venue_admin_mature_redeems_the_demo_bill_at_par(venue: BackgroundVenue)
         return {row["asset"]: Decimal(row["total"]) for row in rows}
 
     before = {who: totals(who) for who in ("alpha", "taker")}
-    done = venue_process(venue.port, "mature", bill)
+    date = ("--maturity", sample_bill("2027-03-04"))  # before its date (session 36)
+    done = venue_process(venue.port, "mature", bill, *date)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["seq"] > 0
     for who in ("alpha", "taker"):
         after = totals(who)
         assert after[face] == 0
         assert after["USD"] - before[who]["USD"] == before[who][face]  # par: 1 USD per face
-    again = venue_process(venue.port, "mature", bill)
+    again = venue_process(venue.port, "mature", bill, *date)
     assert again.returncode == 1 and "INSTRUMENT_MATURED" in again.stderr
     mint = venue_process(venue.port, "deposit", "1", face, "100")
     assert mint.returncode == 1 and "ASSET_MATURED" in mint.stderr
+
+
+def test_maturing_a_bill_before_its_date_needs_that_date(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The finding (session 36): `venue admin mature SYMBOL` paid a bill's holders par at
+    once whatever its date, with nothing to confirm: a slip of one digit in the symbol
+    (`TB-2027-08-26-USD` for a bill due today) redeemed another bill months early, which
+    cannot be undone. Before its date a maturity now needs the bill's own `--maturity`;
+    without it, or with another date, nothing is sent (exit 1) and the line says the date."""
+    bill, face = sample_bill("TB-2027-08-26-USD"), sample_bill("TB-2027-08-26")
+    date = sample_bill("2027-08-26")
+    before = usd_of(venue, "alpha")
+    for extra, said in (
+        ([], f"{bill} matures {date}, in "),
+        (["--maturity", "2027-02-25"], f"{bill} matures {date}, not 2027-02-25"),
+    ):
+        assert admin(venue.port, "mature", bill, *extra) == admin_cli.EXIT_REFUSED
+        [line] = capsys.readouterr().err.splitlines()
+        assert line.startswith(f"venue admin: not sent: {said}"), line
+        assert line.endswith("nothing sent"), line
+        assert f"--maturity {date}" in line, line
+    rows = venue.query("alpha", "instruments", {})["instruments"]
+    assert [row["status"] for row in rows if row["symbol"] == bill] == ["open"]
+    assert usd_of(venue, "alpha") == before
+    held = {row["asset"]: row["total"] for row in venue.query("alpha", "balances", {})["balances"]}
+    assert admin(venue.port, "mature", bill, "--maturity", date) == admin_cli.EXIT_OK
+    assert json.loads(capsys.readouterr().out)["seq"] > 0
+    paid = Decimal(usd_of(venue, "alpha")) - Decimal(before)
+    assert paid == Decimal(held[face])  # par: 1 USD per unit of face
 
 
 def test_mature_says_that_an_attestation_of_its_cash_is_due(
@@ -513,7 +548,7 @@ def test_mature_says_that_an_attestation_of_its_cash_is_due(
     """The finding: `mature` answered with its seq alone, while the par it minted left the
     cash's supply past its attested reserves (docs/settlement.md, "T-bills"): deposits of it
     refused and `venue ledger reserves` saying NO, with nothing to tell the operator why."""
-    assert admin(venue.port, "mature", sample_bill("TB-2027-03-04-USD")) == 0
+    assert admin(venue.port, "mature", *EARLY_BILL) == 0
     captured = capsys.readouterr()
     due = json.loads(captured.out)["reserves_due"]
     [now] = [
@@ -532,7 +567,7 @@ def test_mature_says_nothing_is_due_while_the_reserves_still_cover_the_cash(
     cover the cash after the maturity: the reserves are printed, and no line says one is due."""
     assert admin(venue.port, "attest-reserves", "USD", "1000000000") == 0
     capsys.readouterr()
-    assert admin(venue.port, "mature", sample_bill("TB-2027-03-04-USD")) == 0
+    assert admin(venue.port, "mature", *EARLY_BILL) == 0
     captured = capsys.readouterr()
     assert json.loads(captured.out)["reserves_due"]["covered"] is True
     assert captured.err == ""
@@ -578,15 +613,17 @@ def test_a_follow_up_read_with_no_answer_leaves_the_refusal_or_the_answer_as_it_
         assert admin(port, "deposit", "1", "aapl", "10") == admin_cli.EXIT_REFUSED
         [line] = capsys.readouterr().err.splitlines()
         assert line == "venue admin: refused: 400 UNKNOWN_ASSET (7000): unknown asset 'aapl'"
-        assert admin(port, "mature", sample_bill("TB-2027-03-04-USD")) == admin_cli.EXIT_OK
+        assert admin(port, "mature", *EARLY_BILL) == admin_cli.EXIT_OK
         captured = capsys.readouterr()
     assert "reserves_due" not in json.loads(captured.out) and captured.err == ""
     assert commands == ["admin.deposit", "admin.mature"]  # once each
 
 
 def _dropping_at_reads(port: int, commands: list[str]) -> Any:
-    """A proxy's handler to the venue on `port` that drops the link at an `instruments` or
-    `reserves` read, and notes every admin command it passes on in `commands`."""
+    """A proxy's handler to the venue on `port` that drops the link at a `reserves` read,
+    which every follow-up makes, and notes every admin command it passes on in `commands`
+    (an `instruments` read passes: a maturity before its date reads the bill's date first,
+    since session 36, and sends nothing without it)."""
     from websockets.asyncio.client import connect
     from websockets.asyncio.server import ServerConnection
 
@@ -594,7 +631,7 @@ def _dropping_at_reads(port: int, commands: list[str]) -> Any:
         async with connect(f"ws://127.0.0.1:{port}/ws/trade") as upstream:
             async for frame in connection:
                 method = json.loads(frame)["method"]
-                if method in ("instruments", "reserves"):
+                if method == "reserves":  # every follow-up reads it (a maturity's too)
                     return  # the link dropped: no answer to the read
                 if method.startswith("admin."):
                     commands.append(method)
