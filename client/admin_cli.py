@@ -193,7 +193,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     listing.add_argument(
         "--taker-fee-bps", type=int, default=0, help="fee of the incoming side (default 0)"
     )
-    listing.add_argument("--maturity", default=None, help="YYYY-MM-DD, T-bills only")
+    listing.add_argument("--maturity", type=iso_date, default=None, help="YYYY-MM-DD, T-bills only")
     listing.add_argument(
         "--excluded-jurisdictions", type=jurisdictions, default="", help="e.g. US,CN"
     )

@@ -681,6 +681,27 @@ def test_listing_a_bill_that_matures_today_is_refused(
     assert "MATURITY_PASSED" in capsys.readouterr().err
 
 
+def test_a_listing_maturity_not_a_date_is_refused_saying_the_form(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The finding (session 36): `--maturity 2027-6-3` or `2027-06-31` was sent, and refused
+    in msgspec's words, `Invalid RFC3339 encoded date`, saying neither the form nor why;
+    now the flag is read as a date, YYYY-MM-DD, and a bad one refused before anything is
+    sent, saying the form (argparse's exit 2)."""
+    listing = ["list-instrument", "--symbol", "TB-LATER-USD", "--kind", "tbill"]
+    listing += ["--base", "USD", "--quote", "USD", "--tick", "0.000001"]
+    listing += ["--step", "1", "--min-qty", "100", "--min-notional", "100", "--band-pct", "1"]
+    listing += ["--reference-price", "99.000000"]
+    for date in ("2027-6-3", "2027-06-31", "03/06/2027", "2027-06-03T00:00"):
+        with pytest.raises(SystemExit) as exited:
+            admin(venue.port, *listing, "--maturity", date)
+        assert exited.value.code == 2
+        err = capsys.readouterr().err
+        assert f"argument --maturity: {date!r}: a date as YYYY-MM-DD, such as 2027-03-04" in err
+    rows = venue.query("alpha", "instruments", {})["instruments"]
+    assert "TB-LATER-USD" not in {row["symbol"] for row in rows}
+
+
 def test_set_order_caps_then_orders_above_them_are_refused_with_the_cap(
     venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
 ) -> None:
