@@ -52,8 +52,8 @@ def unknown_symbol(symbol: str, listed: Iterable[str] = ()) -> str:
 def likely_symbols(symbol: str, listed: Iterable[str]) -> list[str]:
     """The listed symbols (at most `SUGGESTED_MAX`, in order) a mistyped `symbol` most
     likely meant, compared by letters and digits alone, whatever their case: first those
-    equal so (`AAPLX/USD`, `AAPLxUSD`), else the nearest within a typo or two (`AAPL-USD`,
-    a bill's date with a digit wrong or two swapped: `_typos_allowed`), else those it begins
+    equal so (`AAPLX/USD`, `AAPLxUSD`), else those one typo away (`AAPL-USD`, a bill's
+    date with a digit wrong or two swapped: `_typos_allowed`), else those it begins
     (`AAPL`). On an error path only; its work is bounded by the symbol's length (longer
     than any symbol's, it is compared with none) and linear in the listed symbols."""
     key = _letters(symbol)
@@ -79,8 +79,9 @@ def _letters(name: str) -> str:
 
 
 def _typos_allowed(key: str) -> int:
-    """One typo in a short symbol's letters (`aaplusd`), two in a longer one (a bill's)."""
-    return 0 if len(key) <= 4 else 1 if len(key) <= 8 else 2
+    """One typo, in a symbol of more than 4 letters and digits: two (`tb20270506usd` for
+    `tb20270304usd`) make another bill's date, not a slip; in 4 or fewer, another name."""
+    return 0 if len(key) <= 4 else 1
 
 
 def _typos(typed: str, other: str, allowed: int) -> int:

@@ -105,7 +105,19 @@ def test_an_unknown_symbol_names_the_listed_one_a_slip_most_likely_meant(
 
 
 def test_an_unknown_symbol_like_none_listed_names_none() -> None:
-    for typed in ("NOPE", "XYZx-USD", "TSLAx-USD", "TB-2028-11-30-USD", "-", "X" * 40, "US"):
+    # a bill of another date two digits off is another bill, not a slip (named both listed
+    # bills before the review of session 36)
+    others = ("TB-2027-05-06-USD", "TB-2027-03-46-USD", "AAPLxx-USDC")
+    for typed in (
+        "NOPE",
+        "XYZx-USD",
+        "TSLAx-USD",
+        "TB-2028-11-30-USD",
+        "-",
+        "X" * 40,
+        "US",
+        *others,
+    ):
         assert unknown_symbol(typed, LISTED) == f"unknown symbol {typed!r}", typed
     assert unknown_symbol("AAPL-USD", ["AAPLx-USD"][:0]) == "unknown symbol 'AAPL-USD'"
 
