@@ -74,7 +74,7 @@ def time_us(text: str) -> int:
             raise argparse.ArgumentTypeError(
                 f"{text!r} is not a time: µs since the epoch have {MICROSECONDS_DIGITS} digits"
                 f" (e.g. 1796576400000000), or give an ISO 8601 time with its zone such as"
-                f" {EXAMPLE_TIME}"
+                f" {EXAMPLE_TIME}{_unit_slip(text)}"
             )
         return _within_our_times(text, int(text))
     try:
@@ -89,6 +89,25 @@ def time_us(text: str) -> int:
             f"{text!r} has no zone: add one, e.g. {zoned}Z for UTC or {zoned}+01:00"
         )
     return _within_our_times(text, (moment - EPOCH) // datetime.timedelta(microseconds=1))
+
+
+# the unit a time of our years has in so many digits, and its factor to µs (ns: 1/1000)
+_UNITS_BY_DIGITS = {
+    10: ("seconds", 1_000_000, 1),
+    13: ("milliseconds", 1_000, 1),
+    19: ("nanoseconds", 1, 1_000),
+}
+
+
+def _unit_slip(text: str) -> str:
+    """`; it looks like milliseconds: did you mean 1796…000?` for digits of a time in s, ms
+    or ns (10, 13 or 19 digits), else "": the µs meant, said rather than left to work out
+    (since session 36, as the venue says of an `expire_at` or `as_of` so sent)."""
+    unit = _UNITS_BY_DIGITS.get(len(text))
+    if unit is None:
+        return ""
+    name, times, per = unit
+    return f"; it looks like {name}: did you mean {int(text) * times // per}?"
 
 
 # µs since the epoch have 16 digits from 2001-09-09 to 2286-11-20: every time the venue takes

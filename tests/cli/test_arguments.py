@@ -65,6 +65,27 @@ def test_digits_that_are_not_16_are_refused_not_read_as_microseconds(text: str) 
     assert "or give an ISO 8601 time with its zone such as 2026-12-06T17:00:00Z" in said
 
 
+@pytest.mark.parametrize(
+    ("text", "unit", "meant"),
+    [
+        ("1796603420836", "milliseconds", "1796603420836000"),
+        ("1796603420", "seconds", "1796603420000000"),
+        ("1796603420836019000", "nanoseconds", "1796603420836019"),
+    ],
+)
+def test_a_time_in_another_unit_says_which_and_the_microseconds_meant(
+    text: str, unit: str, meant: str
+) -> None:
+    """The finding (session 36): ms, s and ns were told only that µs have 16 digits; the
+    unit they look like and the µs value meant are said too, as the venue says of an
+    `expire_at` or `as_of` so sent (protocol §5.1)."""
+    with pytest.raises(argparse.ArgumentTypeError) as refused:
+        time_us(text)
+    said = str(refused.value)
+    assert f"{text!r} is not a time: µs since the epoch have 16 digits" in said
+    assert f"; it looks like {unit}: did you mean {meant}?" in said
+
+
 @pytest.mark.parametrize("text", ["2026-12-06", "2026-W49-7", "2026-12-06T17", "2026-12-06 17:00"])
 def test_the_zone_a_refusal_suggests_makes_a_time_it_takes(text: str) -> None:
     """The finding (session 28): a date alone was told to add `Z` (`2026-12-06Z`), which is
