@@ -29,6 +29,7 @@ TBILL_PRICE_PER = 100  # T-bills are quoted per 100 of face value
 
 SUGGESTED_MAX = 3  # symbols a refusal names: enough for a few near ones, short to read
 PREFIX_CHARS_MIN = 3  # a name typed alone ("AAPL") names its markets; "TB" names too many
+TYPO_CHARS_MIN = 4  # a typo is looked for in more letters and digits: "SPY" is not "SPX"
 
 
 def unknown_symbol(symbol: str, listed: Iterable[str] = ()) -> str:
@@ -53,21 +54,20 @@ def likely_symbols(symbol: str, listed: Iterable[str]) -> list[str]:
     """The listed symbols (at most `SUGGESTED_MAX`, in order) a mistyped `symbol` most
     likely meant, compared by letters and digits alone, whatever their case: first those
     equal so (`AAPLX/USD`, `AAPLxUSD`), else those one typo away (`AAPL-USD`, a bill's
-    date with a digit wrong or two swapped: `_typos_allowed`), else those it begins
+    date with a digit wrong or two swapped: `_one_typo_apart`), else those it begins
     (`AAPL`). On an error path only; its work is bounded by the symbol's length (longer
     than any symbol's, it is compared with none) and linear in the listed symbols."""
     key = _letters(symbol)
     if not key or len(symbol) > SYMBOL_LENGTH_MAX:
         return []
-    keys = sorted((_letters(name), name) for name in listed)
+    keys = [(_letters(name), name) for name in listed]
     same = [name for other, name in keys if other == key]
     if same:
         return sorted(same)[:SUGGESTED_MAX]
-    allowed = _typos_allowed(key)
-    near = [(_typos(key, other, allowed), name) for other, name in keys]
-    best = min((typos for typos, _ in near), default=allowed + 1)
-    if best <= allowed:
-        return sorted(name for typos, name in near if typos == best)[:SUGGESTED_MAX]
+    if len(key) > TYPO_CHARS_MIN:  # in fewer, one typo makes another name
+        near = [name for other, name in keys if _one_typo_apart(key, other)]
+        if near:
+            return sorted(near)[:SUGGESTED_MAX]
     if len(key) < PREFIX_CHARS_MIN:
         return []
     return sorted(name for other, name in keys if other.startswith(key))[:SUGGESTED_MAX]
@@ -78,34 +78,23 @@ def _letters(name: str) -> str:
     return "".join(char for char in name.casefold() if char.isalnum())
 
 
-def _typos_allowed(key: str) -> int:
-    """One typo, in a symbol of more than 4 letters and digits: two (`tb20270506usd` for
-    `tb20270304usd`) make another bill's date, not a slip; in 4 or fewer, another name."""
-    return 0 if len(key) <= 4 else 1
-
-
-def _typos(typed: str, other: str, allowed: int) -> int:
-    """The typos (a character left out, added, changed, or two side by side swapped) that
-    make `typed` of `other`, or `allowed + 1` once more than `allowed`: only a band of
-    `allowed` either side of the diagonal is worked out."""
-    if abs(len(typed) - len(other)) > allowed:
-        return allowed + 1
-    over = allowed + 1
-    before: list[int] = []
-    row = list(range(len(other) + 1))
-    for i in range(1, len(typed) + 1):
-        current = [i] + [over] * len(other)
-        for j in range(max(1, i - allowed), min(len(other), i + allowed) + 1):
-            changed = row[j - 1] + (typed[i - 1] != other[j - 1])
-            best = min(changed, row[j] + 1, current[j - 1] + 1)
-            swapped = i > 1 and j > 1 and typed[i - 1] == other[j - 2]
-            if swapped and typed[i - 2] == other[j - 1]:
-                best = min(best, before[j - 2] + 1)
-            current[j] = min(best, over)
-        if min(current) > allowed:
-            return over
-        before, row = row, current
-    return row[len(other)]
+def _one_typo_apart(typed: str, other: str) -> bool:
+    """Whether one typo makes `typed` of `other`: a character left out, added or changed,
+    or two side by side swapped. Two make another bill's date (`tb20270506usd` for
+    `tb20270304usd`), not a slip. Linear in the length, its comparisons in C."""
+    if abs(len(typed) - len(other)) > 1 or typed == other:
+        return False
+    at = 0
+    while at < len(typed) and at < len(other) and typed[at] == other[at]:
+        at += 1
+    if len(typed) > len(other):  # one added
+        return typed[at + 1 :] == other[at:]
+    if len(typed) < len(other):  # one left out
+        return typed[at:] == other[at + 1 :]
+    if typed[at + 1 :] == other[at + 1 :]:  # one changed
+        return True
+    swapped = typed[at : at + 2] == other[at : at + 2][::-1]
+    return swapped and typed[at + 2 :] == other[at + 2 :]
 
 
 def is_name(text: str) -> bool:
