@@ -5,7 +5,7 @@ from fractions import Fraction
 import pytest
 
 from engine.enums import InstrumentKind
-from engine.instrument import band_limits, case_twin, unknown_symbol
+from engine.instrument import _one_typo_apart, band_limits, case_twin, unknown_symbol
 from tests.engine.conftest import make_spec
 
 
@@ -134,3 +134,33 @@ def test_a_case_slip_is_still_named_as_such() -> None:
     assert unknown_symbol("aaplx-usd", LISTED) == (
         "unknown symbol 'aaplx-usd': did you mean 'AAPLx-USD'? (symbols match case and all)"
     )
+
+
+def _edits(typed: str, other: str) -> int:
+    """The naive edit distance with swaps of neighbours (optimal string alignment)."""
+    rows = [
+        [i + j if not i or not j else 0 for j in range(len(other) + 1)]
+        for i in range(len(typed) + 1)
+    ]
+    for i in range(1, len(typed) + 1):
+        for j in range(1, len(other) + 1):
+            best = min(rows[i - 1][j] + 1, rows[i][j - 1] + 1)
+            best = min(best, rows[i - 1][j - 1] + (typed[i - 1] != other[j - 1]))
+            if i > 1 and j > 1 and typed[i - 1] == other[j - 2] and typed[i - 2] == other[j - 1]:
+                best = min(best, rows[i - 2][j - 2] + 1)
+            rows[i][j] = best
+    return rows[-1][-1]
+
+
+def test_one_typo_apart_is_an_edit_distance_of_one() -> None:
+    """Every pair of words of up to 4 letters from "abc": the linear check agrees."""
+    words = [""]
+    for _ in range(4):
+        words += [
+            word + letter for word in words if len(word) == len(words[-1]) for letter in "abc"
+        ]
+    words = sorted(set(words))
+    for typed in words:
+        for other in words:
+            if abs(len(typed) - len(other)) <= 2:
+                assert _one_typo_apart(typed, other) == (_edits(typed, other) == 1), (typed, other)
