@@ -63,3 +63,15 @@ MILLISECONDS_EPOCH_MIN = 10**12
 def looks_like_milliseconds(time_us: int, now_us: int) -> bool:
     """Whether a time given as µs was most likely sent in milliseconds."""
     return time_us >= MILLISECONDS_EPOCH_MIN and time_us * 100 <= now_us < time_us * 10_000
+
+
+# 1e9 s is September 2001 too; a time in seconds is a millionth of it in µs
+SECONDS_EPOCH_MIN = 10**9
+
+
+def looks_like_seconds(time_us: int, now_us: int) -> bool:
+    """Whether a time given as µs was most likely sent in seconds (100,000 to 10,000,000
+    times smaller than now, as `looks_like_milliseconds` takes 100 to 10,000)."""
+    return SECONDS_EPOCH_MIN <= time_us < MILLISECONDS_EPOCH_MIN and (
+        time_us * 100_000 <= now_us < time_us * 10_000_000
+    )

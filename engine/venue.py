@@ -92,7 +92,13 @@ from engine.market import Market
 from engine.once import OnceLimits, OncePlaced
 from engine.operations import OPERATIONS_RECENT_MAX, Operations
 from engine.reasons import ErrorCode
-from engine.units import SMALL_INT_MAX, UNITS_MAX, format_units, looks_like_milliseconds
+from engine.units import (
+    SMALL_INT_MAX,
+    UNITS_MAX,
+    format_units,
+    looks_like_milliseconds,
+    looks_like_seconds,
+)
 from settlement.dvp import BPS
 from settlement.ledger import Ledger
 from settlement.transfers import TransferKind
@@ -2039,14 +2045,18 @@ def _market_shape_problem(cmd: PlaceOrder) -> str:
 
 
 def _expire_at_problem(expire_at_us: int, ts_us: int) -> str:
-    """Why an expire_at at or before now is refused; names a millisecond slip as such."""
+    """Why an expire_at at or before now is refused; names a slip of milliseconds or seconds
+    as such, with the µs of that time: said, not left to work out (since session 36)."""
     if looks_like_milliseconds(expire_at_us, ts_us):
-        meant = expire_at_us * 1_000  # the µs of that time: said, not left to work out
-        return (
-            f"expire_at {expire_at_us} looks like milliseconds; expire_at is in microseconds:"
-            f" did you mean {meant}?"
-        )
-    return "expire_at is not in the future"
+        unit, meant = "milliseconds", expire_at_us * 1_000
+    elif looks_like_seconds(expire_at_us, ts_us):
+        unit, meant = "seconds", expire_at_us * 1_000_000
+    else:
+        return "expire_at is not in the future"
+    return (
+        f"expire_at {expire_at_us} looks like {unit}; expire_at is in microseconds: did you"
+        f" mean {meant}?"
+    )
 
 
 def _refusal_facts(
