@@ -225,6 +225,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mature.add_argument(
         "--maturity",
         dest="expected_maturity",
+        metavar="YYYY-MM-DD",
         type=iso_date,
         default=None,
         help="YYYY-MM-DD, the bill's own maturity: needed before that date",
@@ -915,9 +916,9 @@ def _mature(args: argparse.Namespace) -> dict[str, Any]:
 
 _MATURE_TEXT = """mature a T-bill now: cancel its orders, pay par.
 
-Before the bill's maturity date that pays its holders par early, which cannot be undone:
-give its date with --maturity (as `instruments` lists it), else nothing is sent (exit 1,
-the line saying the bill's date). On or after the date, --maturity is not needed (if
+Before the bill's maturity date, maturing it pays its holders par early, which cannot be
+undone: give that date with --maturity (as `instruments` lists it), else nothing is sent
+(exit 1, the line saying the bill's date). On or after the date, --maturity is not needed (if
 given, it must be the bill's). The bill's cash asset's reserves are printed beside the
 answer ("reserves_due")."""
 
