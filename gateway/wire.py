@@ -1922,6 +1922,8 @@ def _cancel_all(
     p: Any, specs: Specs, scales: Scales, account: int, _: str | None, ts_us: int
 ) -> Command:
     assert isinstance(p, CancelAllParams)  # quote_set is the server's filter, not the engine's
+    if p.symbol is not None:  # refused here, as a quote set's is: never journaled (session 36)
+        _spec(specs, p.symbol)
     return CancelAll(ts_us=ts_us, account=account, symbol=p.symbol, side=p.side, tag=p.tag)
 
 

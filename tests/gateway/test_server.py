@@ -379,6 +379,29 @@ def test_a_mistyped_symbol_is_refused_naming_the_listed_one_it_likely_meant(
     run_venue(scenario)
 
 
+def test_a_cancel_all_of_a_mistyped_symbol_is_refused_before_the_engine(run_venue: Any) -> None:
+    """The review (session 36): `orders.cancel_all` with an unknown symbol was journaled and
+    refused by the engine (and by every replay and standby), where each refusal looks for the
+    likely symbol: a trader at its rate limit held the engine. It is refused here, as a quote
+    set's is, in the same words; nothing is submitted."""
+
+    async def scenario(venue: Venue) -> None:
+        trader = await venue.client("alpha")
+        sequencer = venue.server.core.sequencer
+        before = sequencer.last_seq
+        for params in ({"symbol": "AAPL-USD"}, {"symbol": "AAPL-USD", "side": "buy"}):
+            answer = await trader.request_raw("orders.cancel_all", params)
+            assert answer["error"]["name"] == "UNKNOWN_SYMBOL", answer
+            assert answer["error"]["msg"] == (
+                f"unknown symbol 'AAPL-USD': did you mean {SYMBOL!r}? - at `params.symbol`"
+            )
+        assert sequencer.last_seq == before  # nothing journaled
+        assert (await trader.request("orders.cancel_all", {"symbol": SYMBOL}))["canceled"] == 0
+        assert sequencer.last_seq == before + 1  # a listed one's is
+
+    run_venue(scenario)
+
+
 def test_an_expire_at_in_another_unit_is_refused_naming_the_microseconds_meant(
     run_venue: Any,
 ) -> None:
