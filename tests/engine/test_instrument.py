@@ -1,11 +1,23 @@
 """Instrument specs: exact notional fractions, soundness checks, and the price band."""
 
+import random
 from fractions import Fraction
 
 import pytest
 
-from engine.enums import InstrumentKind
-from engine.instrument import _one_typo_apart, band_limits, case_twin, unknown_symbol
+from engine import snapshot
+from engine.commands import ListInstrument, SetInstrumentStatus
+from engine.enums import InstrumentKind, InstrumentStatus
+from engine.instrument import (
+    SymbolMap,
+    _letters,
+    _one_typo_apart,
+    band_limits,
+    case_twin,
+    likely_symbols,
+    unknown_symbol,
+)
+from engine.venue import Venue
 from tests.engine.conftest import make_spec
 
 
@@ -164,3 +176,87 @@ def test_one_typo_apart_is_an_edit_distance_of_one() -> None:
         for other in words:
             if abs(len(typed) - len(other)) <= 2:
                 assert _one_typo_apart(typed, other) == (_edits(typed, other) == 1), (typed, other)
+
+
+def _likely_by_a_pass(symbol: str, listed: list[str]) -> list[str]:
+    """`likely_symbols` as it was before the review of session 36: a pass over every listed
+    symbol per refusal. The index must name exactly these."""
+    key = _letters(symbol)
+    if not key or len(symbol) > 32:
+        return []
+    keys = [(_letters(name), name) for name in listed]
+    same = [name for other, name in keys if other == key]
+    if same:
+        return sorted(same)[:3]
+    if len(key) > 4:
+        near = [name for other, name in keys if _one_typo_apart(key, other)]
+        if near:
+            return sorted(near)[:3]
+    if len(key) < 3:
+        return []
+    return sorted(name for other, name in keys if other.startswith(key))[:3]
+
+
+def test_the_index_names_what_a_pass_over_every_listed_symbol_named() -> None:
+    """Listed symbols and inputs drawn from few characters, so that most inputs are near
+    some: every tier (the same letters, one typo, a prefix) is met, in random orders."""
+    rnd = random.Random(36)
+    for _ in range(60):
+        alphabet = rnd.choice(["AB1", "Ab-", "ab12/", "TB-20"])
+        listed = sorted(
+            {"".join(rnd.choice(alphabet) for _ in range(rnd.randint(1, 9))) for _ in range(40)}
+        )
+        rnd.shuffle(listed)
+        indexed: SymbolMap[int] = SymbolMap()
+        for name in listed:
+            indexed[name] = 0
+        for _ in range(150):
+            typed = "".join(rnd.choice(alphabet + "x") for _ in range(rnd.randint(0, 10)))
+            expected = _likely_by_a_pass(typed, listed)
+            assert likely_symbols(typed, indexed) == expected, (typed, listed)
+            assert likely_symbols(typed, listed) == expected, (typed, listed)
+            if typed not in indexed:
+                assert unknown_symbol(typed, indexed) == unknown_symbol(typed, listed)
+
+
+def test_a_symbol_map_keeps_its_index_as_symbols_come_and_go() -> None:
+    markets: SymbolMap[int] = SymbolMap({"AAPLx-USD": 1})
+    assert likely_symbols("AAPL-USD", markets) == ["AAPLx-USD"]
+    assert likely_symbols("MSFT-USD", markets) == []
+    markets["MSFTx-USD"] = 2
+    markets.update({"NVDAx-USD": 3})
+    markets.setdefault("SPYx-USD", 4)
+    assert [likely_symbols(f"{name}-USD", markets) for name in ("MSFT", "NVDA", "SPY")] == [
+        ["MSFTx-USD"],
+        ["NVDAx-USD"],
+        ["SPYx-USD"],
+    ]
+    assert unknown_symbol("msftx-usd", markets).endswith(
+        "did you mean 'MSFTx-USD'? (symbols match case and all)"
+    )
+    del markets["MSFTx-USD"]
+    markets.pop("NVDAx-USD")
+    assert likely_symbols("MSFT-USD", markets) == likely_symbols("NVDA-USD", markets) == []
+    assert unknown_symbol("msftx-usd", markets) == "unknown symbol 'msftx-usd'"
+    markets.clear()
+    assert likely_symbols("AAPL-USD", markets) == []
+
+
+def test_a_venue_names_the_same_likely_symbols_after_a_delist_and_a_restore() -> None:
+    """The engine's refusal is an event: the same on replay, on a standby and after an
+    image is restored, so the index follows every listing (a delisted market stays)."""
+    venue = Venue()
+    for symbol in ("AAPLx-USD", "AAPLx-EUR", "MSFTx-USD"):
+        base, quote = symbol.split("-")
+        venue.execute(
+            ListInstrument(ts_us=1, spec=make_spec(symbol=symbol, base=base, quote=quote))
+        )
+    venue.execute(
+        SetInstrumentStatus(ts_us=2, symbol="AAPLx-EUR", status=InstrumentStatus.DELISTED)
+    )
+    said = unknown_symbol("AAPL", venue.markets)
+    assert said == "unknown symbol 'AAPL': did you mean 'AAPLx-EUR' or 'AAPLx-USD'?"
+    restored = snapshot.restore(snapshot.decode(snapshot.encode(snapshot.capture(venue))))
+    assert isinstance(restored.markets, SymbolMap)
+    assert unknown_symbol("AAPL", restored.markets) == said
+    assert unknown_symbol("MSFT-USD", restored.markets).endswith("did you mean 'MSFTx-USD'?")

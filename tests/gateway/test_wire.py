@@ -1111,10 +1111,14 @@ def test_a_zero_qty_still_pulls_a_side_whatever_its_price() -> None:
 def test_cancel_and_cancel_all_convert_without_scales() -> None:
     assert convert("order.cancel", {"order_id": 12}) == CancelOrder(account=7, order_id=12)
     assert convert("order.cancel", {"cl_ord_id": "x"}) == CancelOrder(account=7, cl_ord_id="x")
-    every = {"symbol": "ANY", "side": "sell", "tag": "t", "quote_set": "q"}
+    every = {"symbol": SYMBOL, "side": "sell", "tag": "t", "quote_set": "q"}
     assert convert("orders.cancel_all", every) == CancelAll(
-        account=7, symbol="ANY", side=Side.SELL, tag="t"
-    )  # an unknown symbol is the engine's to refuse; quote sets are the server's
+        account=7, symbol=SYMBOL, side=Side.SELL, tag="t"
+    )  # quote sets are the server's
+    # an unknown symbol is refused here, not journaled for the engine to refuse (session 36)
+    refused = convert("orders.cancel_all", every | {"symbol": "ANY"})
+    assert isinstance(refused, WireError) and refused.code is E.UNKNOWN_SYMBOL, refused
+    assert refused.message == "unknown symbol 'ANY' - at `params.symbol`"
 
 
 def test_an_amend_converts_at_its_orders_scales() -> None:
