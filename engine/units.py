@@ -75,3 +75,15 @@ def looks_like_seconds(time_us: int, now_us: int) -> bool:
     return SECONDS_EPOCH_MIN <= time_us < MILLISECONDS_EPOCH_MIN and (
         time_us * 100_000 <= now_us < time_us * 10_000_000
     )
+
+
+def unit_slip(field: str, time_us: int, now_us: int) -> str | None:
+    """Why a µs time (`field`: `expire_at`, `as_of`) that was most likely sent in
+    milliseconds or seconds is refused, naming the µs of that time; None for any other."""
+    if looks_like_milliseconds(time_us, now_us):
+        unit, meant = "milliseconds", time_us * 1_000
+    elif looks_like_seconds(time_us, now_us):
+        unit, meant = "seconds", time_us * 1_000_000
+    else:
+        return None
+    return f"{field} {time_us} looks like {unit}; {field} is in microseconds: did you mean {meant}?"

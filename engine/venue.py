@@ -97,8 +97,7 @@ from engine.units import (
     SMALL_INT_MAX,
     UNITS_MAX,
     format_units,
-    looks_like_milliseconds,
-    looks_like_seconds,
+    unit_slip,
 )
 from settlement.dvp import BPS
 from settlement.ledger import Ledger
@@ -2048,16 +2047,7 @@ def _market_shape_problem(cmd: PlaceOrder) -> str:
 def _expire_at_problem(expire_at_us: int, ts_us: int) -> str:
     """Why an expire_at at or before now is refused; names a slip of milliseconds or seconds
     as such, with the µs of that time: said, not left to work out (since session 36)."""
-    if looks_like_milliseconds(expire_at_us, ts_us):
-        unit, meant = "milliseconds", expire_at_us * 1_000
-    elif looks_like_seconds(expire_at_us, ts_us):
-        unit, meant = "seconds", expire_at_us * 1_000_000
-    else:
-        return "expire_at is not in the future"
-    return (
-        f"expire_at {expire_at_us} looks like {unit}; expire_at is in microseconds: did you"
-        f" mean {meant}?"
-    )
+    return unit_slip("expire_at", expire_at_us, ts_us) or "expire_at is not in the future"
 
 
 def _refusal_facts(

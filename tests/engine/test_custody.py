@@ -510,6 +510,22 @@ def test_an_attestation_as_of_milliseconds_is_named_as_such(custodied: Custodied
     custodied.ok(AttestReserves(asset="USD", amount=USD, as_of_us=now_us))
 
 
+def test_an_attestation_as_of_seconds_is_named_as_such_with_the_microseconds_meant(
+    custodied: Custodied,
+) -> None:
+    """The review (session 36): an as_of in seconds (10 digits) was taken as a statement of
+    1970, and the next deposit was refused RESERVES_STALE, 499,048 hours old."""
+    now_us = 1_764_000_000_000_000
+    attest = AttestReserves(asset="USD", amount=USD, as_of_us=now_us // 1_000_000)
+    events = custodied.do(attest, ts=now_us)
+    assert isinstance(events[0], CommandRejected) and events[0].reason is ErrorCode.BAD_PARAM
+    assert events[0].detail == (
+        f"as_of {now_us // 1_000_000} looks like seconds; as_of is in microseconds: did you"
+        f" mean {now_us}?"
+    )
+    custodied.ok(AttestReserves(asset="USD", amount=USD, as_of_us=now_us))
+
+
 def test_an_attestation_as_of_the_future_is_refused_and_changes_nothing(
     custodied: Custodied,
 ) -> None:
