@@ -48,7 +48,6 @@ import argparse
 import asyncio
 import contextlib
 import datetime
-import difflib
 import json
 import os
 import re
@@ -68,7 +67,7 @@ from cli.venue_url import URL_DEFAULT, config_trade_url
 from client.sdk import ConnectionLost, VenueClient, VenueError
 from core import config as venue_config
 from engine.enums import InstrumentKind, InstrumentStatus
-from engine.instrument import case_twin
+from engine.instrument import case_twin, likely_symbols
 from engine.operations import CL_OP_ID_LENGTH_MAX
 from gateway.wire import INT_MAX, MESSAGE_BYTES_MAX, Scope
 from settlement.reserves import HOUR_US
@@ -712,17 +711,15 @@ async def suggest_names(venue: Reader, error: VenueError, params: dict[str, Any]
 
 
 def _suggestion(name: str, known: list[str], asset: bool) -> str:
-    """`did you mean X?` for the listed names like `name` (the same but for case, as the
-    venue compares them when it lists one: `case_twin`; those it begins; then close
-    spellings: `difflib`); else where the listed ones are, or, for an asset, how to list it."""
-    folded = {item.lower(): item for item in known}
+    """`did you mean X?` for the listed names like `name`, by the venue's one rule for a
+    symbol (`case_twin`, then `likely_symbols`: the same letters and digits, one typo, a
+    prefix); else where the listed ones are, or, for an asset, how to list it. Before
+    session 36's review, difflib's close spellings too, which named another bill for a
+    bill's date two digits off (`TB-2027-05-06-USD`), or three other stocks for `TSLAx-USD`."""
     twin = case_twin(name, known)
-    alike = [twin] if twin is not None else []
-    alike = alike or [item for item in known if item.lower().startswith(name.lower())]
-    close = difflib.get_close_matches(name.lower(), list(folded), n=3, cutoff=0.6)
-    alike = alike or [folded[item] for item in close]
+    alike = [twin] if twin is not None else likely_symbols(name, known)
     if alike:
-        return f"did you mean {' or '.join(alike[:3])}? (names match exactly, case and all)"
+        return f"did you mean {' or '.join(alike)}? (names match exactly, case and all)"
     if asset:
         return f"no asset is like it: list one with `venue admin list-asset {name} SCALE`"
     return "no market is like it: `venue admin list-instrument` lists one"

@@ -27,6 +27,7 @@ import pytest
 
 from client import admin_cli
 from client.sdk import VenueClient, VenueError
+from engine.instrument import likely_symbols
 from gateway.key_issuing import ISSUED_KEYS_FILE
 from settlement.reserves import HOUR_US
 from tests.conftest import KEYS, ROOT, TEST_TIMEOUT_S, start_venue
@@ -665,6 +666,23 @@ def test_an_unknown_name_like_a_listed_one_is_refused_with_a_suggestion(
     assert usd_of(venue, "alpha") == before
     statuses = venue.query("alpha", "instruments", {})["instruments"]
     assert {row["status"] for row in statuses if row["symbol"] == "AAPLx-USD"} == {"open"}
+
+
+def test_a_symbol_like_none_listed_gets_no_guess_of_the_cli_either(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The review (session 36): where the venue named no symbol, the CLI added its own
+    difflib guesses: `TB-2027-05-06-USD` got "did you mean TB-2027-08-26-USD or
+    TB-2027-03-04-USD?", another bill (the slip `mature` guards against), `TSLAx-USD` three
+    other stocks. One rule now, the venue's (`likely_symbols`): nothing named."""
+    listed = [row["symbol"] for row in venue.query("alpha", "instruments", {})["instruments"]]
+    for typed in ("TB-2027-05-06-USD", "TSLAx-USD"):
+        assert typed not in listed and likely_symbols(typed, listed) == [], typed
+        assert admin(venue.port, "set-status", typed, "halted") == admin_cli.EXIT_REFUSED
+        [line] = capsys.readouterr().err.splitlines()
+        assert line.startswith("venue admin: refused: 400 UNKNOWN_SYMBOL"), line
+        assert "did you mean" not in line, line
+        assert "no market is like it" in line, line
 
 
 def test_listing_a_bill_that_matures_today_is_refused(
