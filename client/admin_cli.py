@@ -920,10 +920,15 @@ given, it must be the bill's). The bill's cash asset's reserves are printed besi
 answer ("reserves_due")."""
 
 
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
+
+
 def iso_date(text: str) -> str:
-    """`--maturity`: a date as YYYY-MM-DD (a real one: not 2027-06-31), returned as given."""
+    """`--maturity`: a date as YYYY-MM-DD (a real one: not 2027-06-31), returned as given.
+    The form is matched first: Python 3.11's `fromisoformat` also takes `2027060312`,
+    `20270603xx` or a week date, `2027-W22-4`, as a date."""
     try:
-        if len(text) == len("YYYY-MM-DD"):
+        if _ISO_DATE.fullmatch(text):
             return datetime.date.fromisoformat(text).isoformat()
     except ValueError:
         pass
