@@ -720,7 +720,7 @@ def test_a_listing_maturity_not_a_date_is_refused_saying_the_form(
         "2027060312",
         "20270603xx",
         "2027-W22-4",
-        "２０２７-06-03",
+        "\uff12\uff10\uff12\uff17-06-03",  # fullwidth digits
     ):
         with pytest.raises(SystemExit) as exited:
             admin(venue.port, *listing, "--maturity", date)
