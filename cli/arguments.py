@@ -10,6 +10,7 @@ finite numbers within its bounds.
 import argparse
 import datetime
 import math
+import time
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -99,15 +100,25 @@ _UNITS_BY_DIGITS = {
 }
 
 
+# how far from now a time in another unit may be for its µs to be suggested: a statement's
+# time or an expiry is this year's; `2026120617` (a date and hour) as seconds is 2034's
+UNIT_SLIP_NEAR_US = 366 * 86_400 * 1_000_000
+
+
 def _unit_slip(text: str) -> str:
     """`; it looks like milliseconds: did you mean 1796…000?` for digits of a time in s, ms
-    or ns (10, 13 or 19 digits), else "": the µs meant, said rather than left to work out
-    (since session 36, as the venue says of an `expire_at` or `as_of` so sent)."""
+    or ns (10, 13 or 19 digits) within a year of now, else "": the µs meant, said rather
+    than left to work out (since session 36, as the venue says of an `expire_at` or `as_of`
+    so sent), and only a value this check takes (not `0000000001`'s 1000000)."""
     unit = _UNITS_BY_DIGITS.get(len(text))
     if unit is None:
         return ""
     name, times, per = unit
-    return f"; it looks like {name}: did you mean {int(text) * times // per}?"
+    meant = int(text) * times // per
+    now_us = time.time_ns() // 1_000
+    if not MICROSECONDS_MIN <= meant <= MICROSECONDS_MAX or abs(meant - now_us) > UNIT_SLIP_NEAR_US:
+        return ""
+    return f"; it looks like {name}: did you mean {meant}?"
 
 
 # µs since the epoch have 16 digits from 2001-09-09 to 2286-11-20: every time the venue takes
