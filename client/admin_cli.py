@@ -908,16 +908,20 @@ def _order_caps(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _mature(args: argparse.Namespace) -> dict[str, Any]:
-    return {"symbol": args.symbol}
+    """The venue checks `--maturity` too (`maturity`, since session 36): the check read
+    before sending is the CLI's, this one holds whoever sends the command."""
+    if args.expected_maturity is None:
+        return {"symbol": args.symbol}
+    return {"symbol": args.symbol, "maturity": args.expected_maturity}
 
 
 _MATURE_TEXT = """mature a T-bill now: cancel its orders, pay par.
 
 Before the bill's maturity date, maturing it pays its holders par early, which cannot be
-undone: give that date with --maturity (as `instruments` lists it), else nothing is sent
-(exit 1, the line saying the bill's date). On or after the date, --maturity is not needed (if
-given, it must be the bill's). The bill's cash asset's reserves are printed beside the
-answer ("reserves_due")."""
+undone: give that date with --maturity (the UTC date of the µs `instruments` lists as the
+bill's maturity), else nothing is sent (exit 1, the line saying the bill's date). On or
+after the date, --maturity is not needed (if given, it must be the bill's; the venue checks
+it too). The bill's cash asset's reserves are printed beside the answer ("reserves_due")."""
 
 
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)

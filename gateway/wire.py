@@ -571,6 +571,9 @@ class SetOrderCapsParams(OperatorParams, frozen=True):
 
 class MatureParams(OperatorParams, frozen=True):
     symbol: Symbol
+    # "YYYY-MM-DD": if given, the bill's maturity date, else refused, nothing journaled: a
+    # symbol one digit off names another bill, paid par early for good (since session 36)
+    maturity: datetime.date | None = None
 
 
 class SetStatusParams(OperatorParams, frozen=True):
@@ -1998,7 +2001,22 @@ def _set_order_caps(
 
 def _mature(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: int) -> Command:
     assert isinstance(p, MatureParams)
+    if p.maturity is not None:
+        _refuse_another_maturity(_spec(specs, p.symbol), p.maturity)
     return MatureInstrument(ts_us=ts_us, symbol=p.symbol)
+
+
+def _refuse_another_maturity(spec: InstrumentSpec, maturity: datetime.date) -> None:
+    """Refuse `admin.mature`'s `maturity` unless it is the bill's own date (UTC). A listed
+    bill's maturity never changes, so what is checked here holds when the engine runs it."""
+    if spec.kind is not InstrumentKind.TBILL:
+        said = f"{spec.symbol} is not a T-bill: it has no maturity"
+        raise _Refusal(E.BAD_PARAM, at_field(said, "maturity"))
+    epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+    date = (epoch + datetime.timedelta(microseconds=spec.maturity_us)).date()
+    if date != maturity:
+        said = f"{spec.symbol} matures {date}, not {maturity}: is it the bill you mean?"
+        raise _Refusal(E.BAD_PARAM, at_field(f"{said} nothing was done", "maturity"))
 
 
 def _set_status(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: int) -> Command:
