@@ -12,10 +12,11 @@ wherever it enters: names and their case twins, the band around a reference pric
 price range and a `max_notional` that would refuse every order.
 """
 
-import bisect
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from math import gcd
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import msgspec
 
@@ -34,13 +35,14 @@ PREFIX_CHARS_MIN = 3  # a name typed alone ("AAPL") names its markets; "TB" name
 TYPO_CHARS_MIN = 4  # a typo is looked for in more letters and digits: "SPY" is not "SPX"
 
 
-def unknown_symbol(symbol: str, listed: "SymbolMap[Any] | Iterable[str]" = ()) -> str:
+def unknown_symbol(symbol: str, listed: Iterable[str] = ()) -> str:
     """The words of an `UNKNOWN_SYMBOL` refusal, one sentence wherever it is refused (the
     symbol quoted as Python quotes it: an odd character in it shows), naming the one of
     `listed` it differs from only by case (`aaplx-usd` for `AAPLx-USD`), else those a slip
     most likely meant (`likely_symbols`): symbols match exactly, which the bare refusal left
     to guess. `listed` holds only symbols the caller may see (every listed one is public);
-    a `SymbolMap` brings its index, so the refusal costs lookups, not a pass over them."""
+    a dict's (the venue's markets, the gateway's specs) are looked up in its cached
+    `SymbolIndex` (`_index_of`), not passed over on each refusal."""
     index = _index_of(listed)
     twin = index.case_twin(symbol)
     if twin is not None:
@@ -53,7 +55,7 @@ def unknown_symbol(symbol: str, listed: "SymbolMap[Any] | Iterable[str]" = ()) -
     return f"unknown symbol {symbol!r}: did you mean {choices}?"
 
 
-def likely_symbols(symbol: str, listed: "SymbolMap[Any] | Iterable[str]") -> list[str]:
+def likely_symbols(symbol: str, listed: Iterable[str]) -> list[str]:
     """The listed symbols (at most `SUGGESTED_MAX`, in order) a mistyped `symbol` most
     likely meant, compared by letters and digits alone, whatever their case: first those
     equal so (`AAPLX/USD`, `AAPLxUSD`), else those one typo away (`AAPL-USD`, a bill's
@@ -62,9 +64,37 @@ def likely_symbols(symbol: str, listed: "SymbolMap[Any] | Iterable[str]") -> lis
     return _index_of(listed).likely(symbol)
 
 
-def _index_of(listed: "SymbolMap[Any] | Iterable[str]") -> "SymbolIndex":
-    """A `SymbolMap`'s own index, else one built for these names (a pass over them)."""
-    return listed.index if isinstance(listed, SymbolMap) else SymbolIndex(listed)
+# The `SymbolIndex` of the few dicts refusals name symbols from (the venue's markets, the
+# gateway's specs, market data's), built on the first refusal that needs one, not kept by
+# the maps: their lookups on every command stay a plain dict's, and a venue no one mistypes
+# at keeps no index. By the dict's id, with the dict itself held (so that id is not reused
+# while cached), its len and its last key: these maps only grow (a delisted market stays),
+# so a listing changes the len; a removal then an addition would change the last key. A
+# listing is an admin command: an index (~20 µs a symbol) is built once per listing change
+# and map, never per refusal. Least recently used first out, past `INDEXES_MAX` (a replaced
+# map is held until then); a lock, as the engine and the gateway may refuse from two threads.
+INDEXES_MAX = 8
+_indexes: "OrderedDict[int, tuple[dict[str, Any], int, str | None, SymbolIndex]]" = OrderedDict()
+_indexes_lock = threading.Lock()
+
+
+def _index_of(listed: Iterable[str]) -> "SymbolIndex":
+    """The index of `listed`: a dict's cached (`_indexes`), any other's built for this one
+    refusal (a pass over them: a list the caller made, as `venue admin`'s)."""
+    if not isinstance(listed, dict):
+        return SymbolIndex(listed)
+    length, last = len(listed), next(reversed(listed), None)
+    with _indexes_lock:
+        cached = _indexes.get(id(listed))
+        if cached is not None and cached[1] == length and cached[2] == last:
+            _indexes.move_to_end(id(listed))
+            return cached[3]
+        index = SymbolIndex(listed)
+        _indexes[id(listed)] = (listed, length, last, index)
+        _indexes.move_to_end(id(listed))
+        while len(_indexes) > INDEXES_MAX:
+            _indexes.popitem(last=False)
+        return index
 
 
 def _letters(name: str) -> str:
@@ -81,39 +111,39 @@ class SymbolIndex:
     """What an `UNKNOWN_SYMBOL` refusal looks up: the listed symbols by their case-folded
     name, by their letters and digits (`_letters`: the key), by each key with one character
     left out, and the first `SUGGESTED_MAX` symbols (in order) of each key's prefixes. It
-    is kept as symbols list (`add`, O(the symbol's length)), never built on a refusal: a
-    refusal then costs lookups in the number of the input's characters, not a pass over
-    every listed symbol (1-13 ms at 1,336-10,000 before session 36's review, on the event
-    loop and in the engine). Its answers do not depend on the order symbols were added in,
+    is built once per listing change (`_index_of`), never per refusal: a refusal then costs
+    lookups in the number of the input's characters, not a pass over every listed symbol
+    (1-13 ms at 1,336-10,000 before session 36's review, on the event loop and in the
+    engine). Its answers do not depend on the order symbols were added in,
     but for two listed symbols differing only by case (refused since session 30), the
     first added, as a pass over them in that order found: the same on replay and standby."""
 
     def __init__(self, names: Iterable[str] = ()) -> None:
-        self._names: set[str] = set()
-        self._folded: dict[str, str] = {}  # casefold -> the first added
-        # tuples, not lists or sets: most hold one name, and there are ~15 per symbol
-        self._keyed: dict[str, tuple[str, ...]] = {}  # key -> its symbols, sorted
-        self._deleted: dict[str, tuple[str, ...]] = {}  # a key less one character -> those keys
-        self._prefixed: dict[str, tuple[str, ...]] = {}  # a key's prefix -> its first symbols
-        for name in names:
-            self.add(name)
+        listed = list(dict.fromkeys(names))  # each once, in the order listed
+        self._folded: dict[str, str] = {}  # casefold -> the first listed
+        for name in listed:
+            self._folded.setdefault(name.casefold(), name)
+        self._keyed: dict[str, list[str]] = {}  # key -> its symbols, sorted
+        self._deleted: dict[str, list[str]] = {}  # a key less one character -> those keys
+        self._prefixed: dict[str, list[str]] = {}  # a key's prefix -> its first symbols
+        for name in sorted(listed):  # so each list is in order as it is filled
+            self._add(name, _letters(name))
 
-    def add(self, name: str) -> None:
-        """Index a listed symbol (again: nothing changes)."""
-        if name in self._names:
-            return
-        self._names.add(name)
-        self._folded.setdefault(name.casefold(), name)
-        key = _letters(name)
-        self._keyed[key] = _inserted(self._keyed.get(key, ()), name)
-        for deleted in _deletions(key):
-            keys = self._deleted.get(deleted, ())
-            if key not in keys:
-                self._deleted[deleted] = (*keys, key)
+    def _add(self, name: str, key: str) -> None:
+        """Index `name` (of `key`), after every listed symbol before it in order."""
+        same = self._keyed.get(key)
+        if same is not None:
+            same.append(name)
+        else:
+            self._keyed[key] = [name]
+            for deleted in _deletions(key):  # a set: each once
+                self._deleted.setdefault(deleted, []).append(key)
         for end in range(PREFIX_CHARS_MIN, len(key) + 1):
-            prefix = key[:end]
-            first = _inserted(self._prefixed.get(prefix, ()), name)[:SUGGESTED_MAX]
-            self._prefixed[prefix] = first
+            first = self._prefixed.get(key[:end])
+            if first is None:
+                self._prefixed[key[:end]] = [name]
+            elif len(first) < SUGGESTED_MAX:
+                first.append(name)
 
     def case_twin(self, symbol: str) -> str | None:
         """The listed symbol `symbol` differs from only by case, as `case_twin` finds it."""
@@ -151,69 +181,6 @@ class SymbolIndex:
                 found.add(deleted)
             found.update(self._deleted.get(deleted, ()))  # one changed, or two swapped
         return [other for other in found if _one_typo_apart(key, other)]
-
-
-def _inserted(names: tuple[str, ...], name: str) -> tuple[str, ...]:
-    """`names` (sorted) with `name` in its place."""
-    at = bisect.bisect(names, name)
-    return (*names[:at], name, *names[at:])
-
-
-V = TypeVar("V")
-
-
-class SymbolMap(dict[str, V], Generic[V]):
-    """A dict by listed symbol that keeps its `SymbolIndex` as symbols are added (the
-    venue's markets, the gateway's specs): its lookups are a dict's, unchanged; a symbol
-    removed (none is: a delisted market stays) indexes the rest again."""
-
-    index: SymbolIndex
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.index = SymbolIndex(self)
-
-    def __setitem__(self, symbol: str, value: V) -> None:
-        if symbol not in self:
-            self._index().add(symbol)
-        super().__setitem__(symbol, value)
-
-    def _index(self) -> SymbolIndex:
-        # a copy (copy, pickle) is filled item by item before or without its __init__
-        if "index" not in self.__dict__:
-            self.index = SymbolIndex()
-        return self.index
-
-    def setdefault(self, symbol: str, default: V) -> V:
-        if symbol not in self:
-            self[symbol] = default
-        return self[symbol]
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        for symbol, value in dict(*args, **kwargs).items():
-            self[symbol] = value
-
-    def __ior__(self, other: Any) -> "SymbolMap[V]":  # type: ignore[override,misc]
-        self.update(other)
-        return self
-
-    def __delitem__(self, symbol: str) -> None:
-        super().__delitem__(symbol)
-        self.index = SymbolIndex(self)
-
-    def pop(self, symbol: str, *default: Any) -> Any:
-        value = super().pop(symbol, *default)
-        self.index = SymbolIndex(self)
-        return value
-
-    def popitem(self) -> tuple[str, V]:
-        item = super().popitem()
-        self.index = SymbolIndex(self)
-        return item
-
-    def clear(self) -> None:
-        super().clear()
-        self.index = SymbolIndex()
 
 
 def _one_typo_apart(typed: str, other: str) -> bool:

@@ -83,7 +83,6 @@ from engine.events import (
 )
 from engine.instrument import (
     InstrumentSpec,
-    SymbolMap,
     band_limits,
     case_twin_refusal,
     notional_cap_problem,
@@ -179,7 +178,7 @@ class Venue:
         self.config = config or VenueConfig()
         self.ledger = ledger
         self.clearing = Clearing(ledger) if ledger is not None else None
-        self.markets: SymbolMap[Market] = SymbolMap()  # indexed for a refusal's suggestions
+        self.markets: dict[str, Market] = {}
         self.orders: dict[int, Order] = {}
         self.account_orders: dict[int, dict[int, Order]] = {}
         self.cl_ord_index: dict[tuple[int, str], Order] = {}

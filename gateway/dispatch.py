@@ -52,7 +52,7 @@ from engine.events import (
     VenueAccountSwept,
     WithdrawalRequested,
 )
-from engine.instrument import InstrumentSpec, SymbolMap, unknown_symbol
+from engine.instrument import InstrumentSpec, unknown_symbol
 from engine.reasons import ErrorCode
 from engine.units import format_units
 from gateway import limits, wire
@@ -191,8 +191,7 @@ class Dispatcher:
         self.public = public
         self.auth = auth
         self.limiter = limiter
-        # by symbol, for the wire's conversions; indexed for a refusal's suggestions
-        self.specs: SymbolMap[InstrumentSpec] = SymbolMap()
+        self.specs: dict[str, InstrumentSpec] = {}  # by symbol, for the wire's conversions
         self.scales: dict[str, int] = {}  # by asset code
         # embedded, a submitted command has run when `submit` returns; over a cluster's bus
         # its outcome comes back a hop later (`PlacedOrders.in_flight`)

@@ -49,13 +49,7 @@ from engine.events import (
     TradeExecuted,
     TradeSettled,
 )
-from engine.instrument import (
-    TBILL_PRICE_PER,
-    InstrumentSpec,
-    SymbolMap,
-    band_limits,
-    unknown_symbol,
-)
+from engine.instrument import TBILL_PRICE_PER, InstrumentSpec, band_limits, unknown_symbol
 from engine.units import format_units
 from engine.venue import Venue
 from gateway.candles import (
@@ -796,7 +790,7 @@ class MarketData:
         self.epoch = epoch
         self.candles = Candles() if candles is None else candles  # the server's: they persist
         self.tape = Tape() if tape is None else tape  # the server's too
-        self._markets: SymbolMap[_Market] = SymbolMap()  # indexed for a refusal's suggestions
+        self._markets: dict[str, _Market] = {}
         self._orders: dict[int, _Resting] = {}  # resting orders; as many as the venue holds
         self._touched: dict[str, int] = {}  # symbol -> what changed this turn (flags)
         self._minute = -1  # of the last flush: the ticker windows move once a minute

@@ -5,11 +5,10 @@ from fractions import Fraction
 
 import pytest
 
-from engine import snapshot
+from engine import instrument, snapshot
 from engine.commands import ListInstrument, SetInstrumentStatus
 from engine.enums import InstrumentKind, InstrumentStatus
 from engine.instrument import (
-    SymbolMap,
     _letters,
     _one_typo_apart,
     band_limits,
@@ -207,9 +206,7 @@ def test_the_index_names_what_a_pass_over_every_listed_symbol_named() -> None:
             {"".join(rnd.choice(alphabet) for _ in range(rnd.randint(1, 9))) for _ in range(40)}
         )
         rnd.shuffle(listed)
-        indexed: SymbolMap[int] = SymbolMap()
-        for name in listed:
-            indexed[name] = 0
+        indexed = dict.fromkeys(listed, 0)  # a dict's index is cached, a list's built
         for _ in range(150):
             typed = "".join(rnd.choice(alphabet + "x") for _ in range(rnd.randint(0, 10)))
             expected = _likely_by_a_pass(typed, listed)
@@ -219,11 +216,15 @@ def test_the_index_names_what_a_pass_over_every_listed_symbol_named() -> None:
                 assert unknown_symbol(typed, indexed) == unknown_symbol(typed, listed)
 
 
-def test_a_symbol_map_keeps_its_index_as_symbols_come_and_go() -> None:
-    markets: SymbolMap[int] = SymbolMap({"AAPLx-USD": 1})
+def test_a_dicts_cached_index_follows_its_listings() -> None:
+    """The index is built on a refusal and cached by the dict (session 36's second review:
+    not kept by a dict subclass on every lookup); a symbol listed after a refusal is named
+    by the next one, and a removal then an addition (the same len) is caught by the last key."""
+    markets = {"AAPLx-USD": 1}
     assert likely_symbols("AAPL-USD", markets) == ["AAPLx-USD"]
     assert likely_symbols("MSFT-USD", markets) == []
     markets["MSFTx-USD"] = 2
+    assert likely_symbols("MSFT-USD", markets) == ["MSFTx-USD"]
     markets.update({"NVDAx-USD": 3})
     markets.setdefault("SPYx-USD", 4)
     assert [likely_symbols(f"{name}-USD", markets) for name in ("MSFT", "NVDA", "SPY")] == [
@@ -234,12 +235,39 @@ def test_a_symbol_map_keeps_its_index_as_symbols_come_and_go() -> None:
     assert unknown_symbol("msftx-usd", markets).endswith(
         "did you mean 'MSFTx-USD'? (symbols match case and all)"
     )
+    markets["NVDAx-USD"] = 30  # a value replaced: the same listings, the same index
+    assert likely_symbols("NVDA-USD", markets) == ["NVDAx-USD"]
     del markets["MSFTx-USD"]
-    markets.pop("NVDAx-USD")
-    assert likely_symbols("MSFT-USD", markets) == likely_symbols("NVDA-USD", markets) == []
+    markets["TSLAx-USD"] = 5  # the same len as before: the last key tells
+    assert likely_symbols("MSFT-USD", markets) == []
+    assert likely_symbols("TSLA-USD", markets) == ["TSLAx-USD"]
     assert unknown_symbol("msftx-usd", markets) == "unknown symbol 'msftx-usd'"
     markets.clear()
     assert likely_symbols("AAPL-USD", markets) == []
+
+
+def test_a_venue_names_a_symbol_listed_after_a_refusal() -> None:
+    """The engine's refusal is an event: one after a listing names the new market, as a
+    pass over the markets did (and so does every replay of the same commands)."""
+    venue = Venue()
+    venue.execute(ListInstrument(ts_us=1, spec=make_spec(symbol="AAPLx-USD")))
+    assert unknown_symbol("MSFT-USD", venue.markets) == "unknown symbol 'MSFT-USD'"
+    spec = make_spec(symbol="MSFTx-USD", base="MSFTx", quote="USD")
+    venue.execute(ListInstrument(ts_us=2, spec=spec))
+    said = unknown_symbol("MSFT-USD", venue.markets)
+    assert said == "unknown symbol 'MSFT-USD': did you mean 'MSFTx-USD'?"
+
+
+def test_the_cached_indexes_stay_bounded() -> None:
+    """Many dicts refused from (venues made and dropped): at most `INDEXES_MAX` indexed,
+    the least recently used let go; the one in use stays."""
+    kept = {"AAPLx-USD": 0}
+    assert likely_symbols("AAPL-USD", kept) == ["AAPLx-USD"]
+    for number in range(3 * instrument.INDEXES_MAX):
+        assert likely_symbols("AAPL-USD", {f"AAPLx-U{number}": 0}) == []
+        assert likely_symbols("AAPL-USD", kept) == ["AAPLx-USD"]
+        assert len(instrument._indexes) <= instrument.INDEXES_MAX
+    assert id(kept) in instrument._indexes
 
 
 def test_a_venue_names_the_same_likely_symbols_after_a_delist_and_a_restore() -> None:
@@ -257,6 +285,5 @@ def test_a_venue_names_the_same_likely_symbols_after_a_delist_and_a_restore() ->
     said = unknown_symbol("AAPL", venue.markets)
     assert said == "unknown symbol 'AAPL': did you mean 'AAPLx-EUR' or 'AAPLx-USD'?"
     restored = snapshot.restore(snapshot.decode(snapshot.encode(snapshot.capture(venue))))
-    assert isinstance(restored.markets, SymbolMap)
     assert unknown_symbol("AAPL", restored.markets) == said
     assert unknown_symbol("MSFT-USD", restored.markets).endswith("did you mean 'MSFTx-USD'?")
