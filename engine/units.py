@@ -77,13 +77,21 @@ def looks_like_seconds(time_us: int, now_us: int) -> bool:
     )
 
 
-def unit_slip(field: str, time_us: int, now_us: int) -> str | None:
+def unit_slip(field: str, time_us: int, now_us: int, *, seconds: bool = True) -> str | None:
     """Why a µs time (`field`: `expire_at`, `as_of`) that was most likely sent in
-    milliseconds or seconds is refused, naming the µs of that time; None for any other."""
+    milliseconds or (unless not `seconds`) seconds is refused, naming the µs of that time;
+    None for any other."""
     if looks_like_milliseconds(time_us, now_us):
-        unit, meant = "milliseconds", time_us * 1_000
-    elif looks_like_seconds(time_us, now_us):
-        unit, meant = "seconds", time_us * 1_000_000
-    else:
+        return _slip_words(field, time_us, "milliseconds", time_us * 1_000)
+    return seconds_slip(field, time_us, now_us) if seconds else None
+
+
+def seconds_slip(field: str, time_us: int, now_us: int) -> str | None:
+    """`unit_slip` for a time most likely sent in seconds alone."""
+    if not looks_like_seconds(time_us, now_us):
         return None
+    return _slip_words(field, time_us, "seconds", time_us * 1_000_000)
+
+
+def _slip_words(field: str, time_us: int, unit: str, meant: int) -> str:
     return f"{field} {time_us} looks like {unit}; {field} is in microseconds: did you mean {meant}?"

@@ -67,7 +67,13 @@ from engine.instrument import (
 )
 from engine.operations import CL_OP_ID_LENGTH_MAX
 from engine.reasons import ErrorCode
-from engine.units import SCALE_MAX, PrecisionError, format_units, parse_units
+from engine.units import (
+    SCALE_MAX,
+    PrecisionError,
+    format_units,
+    parse_units,
+    seconds_slip,
+)
 from engine.venue import CL_ORD_ID_LENGTH_MAX, TAG_LENGTH_MAX
 from gateway.auth import KEY_LENGTH_MAX, NONCE_LENGTH_MAX
 from settlement import jurisdictions, tbill
@@ -2070,6 +2076,12 @@ def _refuse_case_twin(name: str, listed: Iterable[str], code: ErrorCode, said: s
 
 def _attest(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: int) -> Command:
     assert isinstance(p, AttestReservesParams)
+    # in seconds (10 digits): refused here, before it is journaled; the engine, which took
+    # it as a statement of 1970 before session 36, still does (a journal replays as it ran).
+    # Unstamped (a cluster's core stamps it), read against the clock: 10⁵ to 10⁷ times off.
+    slip = seconds_slip("as_of", p.as_of, ts_us or time.time_ns() // 1_000)
+    if slip is not None:
+        raise _Refusal(E.BAD_PARAM, at_field(slip, "as_of"))
     amount = _units(p.amount, _scale(scales, p.asset), "amount")
     return AttestReserves(
         ts_us=ts_us, asset=p.asset, amount=amount, as_of_us=p.as_of, split_checked=True
