@@ -10,6 +10,7 @@ finite numbers within its bounds.
 import argparse
 import datetime
 import math
+import time
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -74,7 +75,7 @@ def time_us(text: str) -> int:
             raise argparse.ArgumentTypeError(
                 f"{text!r} is not a time: µs since the epoch have {MICROSECONDS_DIGITS} digits"
                 f" (e.g. 1796576400000000), or give an ISO 8601 time with its zone such as"
-                f" {EXAMPLE_TIME}"
+                f" {EXAMPLE_TIME}{_unit_slip(text)}"
             )
         return _within_our_times(text, int(text))
     try:
@@ -89,6 +90,35 @@ def time_us(text: str) -> int:
             f"{text!r} has no zone: add one, e.g. {zoned}Z for UTC or {zoned}+01:00"
         )
     return _within_our_times(text, (moment - EPOCH) // datetime.timedelta(microseconds=1))
+
+
+# the unit a time of our years has in so many digits, and its factor to µs (ns: 1/1000)
+_UNITS_BY_DIGITS = {
+    10: ("seconds", 1_000_000, 1),
+    13: ("milliseconds", 1_000, 1),
+    19: ("nanoseconds", 1, 1_000),
+}
+
+
+# how far from now a time in another unit may be for its µs to be suggested: a statement's
+# time or an expiry is this year's; `2026120617` (a date and hour) as seconds is 2034's
+UNIT_SLIP_NEAR_US = 366 * 86_400 * 1_000_000
+
+
+def _unit_slip(text: str) -> str:
+    """`; it looks like milliseconds: did you mean 1796…000?` for digits of a time in s, ms
+    or ns (10, 13 or 19 digits) within a year of now, else "": the µs meant, said rather
+    than left to work out (since session 36, as the venue says of an `expire_at` or `as_of`
+    so sent), and only a value this check takes (not `0000000001`'s 1000000)."""
+    unit = _UNITS_BY_DIGITS.get(len(text))
+    if unit is None:
+        return ""
+    name, times, per = unit
+    meant = int(text) * times // per
+    now_us = time.time_ns() // 1_000
+    if not MICROSECONDS_MIN <= meant <= MICROSECONDS_MAX or abs(meant - now_us) > UNIT_SLIP_NEAR_US:
+        return ""
+    return f"; it looks like {name}: did you mean {meant}?"
 
 
 # µs since the epoch have 16 digits from 2001-09-09 to 2286-11-20: every time the venue takes

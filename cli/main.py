@@ -215,7 +215,8 @@ def _parser() -> "argparse.ArgumentParser":
         "admin",
         help="operator commands against a running venue",
         description="Operator commands against a running venue, one per connection. Exit"
-        " status: 0 done, 1 refused by the venue (nothing changed), 2 no answer. Each command"
+        " status: 0 done, 1 refused by the venue or not sent (nothing changed), 2 no answer. Each"
+        " command"
         " goes with a client operation id (--cl-op-id, else a new one), under"
         " which the venue does it at most once: one that got no answer once sent is sent"
         " again with the same id a few times; if still no answer, the line gives the id, to"

@@ -5,10 +5,11 @@ logged-on connection per command, the result printed as JSON. Leaves validation 
 to the server. Credentials: `--key`/`--secret`, else VENUE_ADMIN_KEY / VENUE_ADMIN_SECRET,
 else the first admin key in the config (the demo key of `venue.toml`). The venue: `--url`,
 else the trade endpoint at the config's `[venue]` host and port, as `venue serve` listens.
-Exit status: 0 done, 1 the venue refused (changed nothing), 2 no answer (cannot connect, the
-connection dropped, no connection within `CONNECT_TIMEOUT_S`, no answer within
-`ANSWER_WAIT_S`, which outlasts a cluster's core takeover, or a cluster gateway's 504
-OUTCOME_UNKNOWN: the command may yet be done). A wait past `WAIT_NOTE_S` says so on stderr.
+Exit status: 0 done, 1 the venue refused (changed nothing) or the CLI sent nothing (`mature`
+before the bill's date without it), 2 no answer (cannot connect, the connection dropped, no
+connection within `CONNECT_TIMEOUT_S`, no answer within `ANSWER_WAIT_S`, which outlasts a
+cluster's core takeover, or a cluster gateway's 504 OUTCOME_UNKNOWN: the command may yet be
+done). A wait past `WAIT_NOTE_S` says so on stderr.
 
 Every command goes with a client operation id (`cl_op_id`: `--cl-op-id`, or a new one per
 invocation), under which the venue does it at most once. So a command that got no answer
@@ -23,7 +24,9 @@ said to give a new one (an `issue-key` whose key was never stored).
 An UNKNOWN_ASSET or UNKNOWN_SYMBOL refusal says what the venue lists like the name given
 (`aapl`: did you mean AAPLx?), read from the public `reserves` and `instruments` queries.
 
-`mature` also prints, beside the answer, its cash asset's reserves as they are now
+`mature` before the bill's date needs that date (`--maturity`, read from `instruments`
+before the command is sent: otherwise nothing is sent, exit 1: an early maturity cannot be
+undone). It also prints, beside the answer, its cash asset's reserves as they are now
 (`"reserves_due"`), and, when they no longer cover its supply, says on stderr that an
 attestation of them is due: the maturity minted the par it paid. `attest-reserves` prints
 the asset's reserves after the statement (`"reserves"`), and says on stderr when the
@@ -45,7 +48,6 @@ import argparse
 import asyncio
 import contextlib
 import datetime
-import difflib
 import json
 import os
 import re
@@ -65,7 +67,7 @@ from cli.venue_url import URL_DEFAULT, config_trade_url
 from client.sdk import ConnectionLost, VenueClient, VenueError
 from core import config as venue_config
 from engine.enums import InstrumentKind, InstrumentStatus
-from engine.instrument import case_twin
+from engine.instrument import case_twin, likely_symbols
 from engine.operations import CL_OP_ID_LENGTH_MAX
 from gateway.wire import INT_MAX, MESSAGE_BYTES_MAX, Scope
 from settlement.reserves import HOUR_US
@@ -190,7 +192,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     listing.add_argument(
         "--taker-fee-bps", type=int, default=0, help="fee of the incoming side (default 0)"
     )
-    listing.add_argument("--maturity", default=None, help="YYYY-MM-DD, T-bills only")
+    listing.add_argument("--maturity", type=iso_date, default=None, help="YYYY-MM-DD, T-bills only")
     listing.add_argument(
         "--excluded-jurisdictions", type=jurisdictions, default="", help="e.g. US,CN"
     )
@@ -212,9 +214,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
     mature = command(
-        "mature", "admin.mature", _mature, "mature a T-bill now: cancel its orders, pay par"
+        "mature",
+        "admin.mature",
+        _mature,
+        "mature a T-bill now: cancel its orders, pay par",
+        _MATURE_TEXT,
     )
     mature.add_argument("symbol")
+    mature.add_argument(
+        "--maturity",
+        dest="expected_maturity",
+        metavar="YYYY-MM-DD",
+        type=iso_date,
+        default=None,
+        help="YYYY-MM-DD, the bill's own maturity: needed before that date",
+    )
 
     status = command(
         "set-status",
@@ -451,7 +465,12 @@ def run(args: argparse.Namespace) -> int:
     refuse_unsendable(args.admin_method, params, api_key, secret)
     sent: list[bool] = []
     try:
-        result = asyncio.run(command(args.url, api_key, secret, args.admin_method, params, sent))
+        expected = getattr(args, "expected_maturity", None)
+        asked = command(args.url, api_key, secret, args.admin_method, params, sent, expected)
+        result = asyncio.run(asked)
+    except NotSent as error:
+        print(f"venue admin: not sent: {error}", file=sys.stderr)
+        return EXIT_REFUSED
     except VenueError as error:
         detail = f" {json.dumps(error.data)}" if error.data is not None else ""
         notes = "".join(f"; {note}" for note in getattr(error, "__notes__", ()))
@@ -526,13 +545,21 @@ def new_cl_op_id() -> str:
 
 
 async def command(
-    url: str, api_key: str, secret: str, method: str, params: dict[str, Any], sent: list[bool]
+    url: str,
+    api_key: str,
+    secret: str,
+    method: str,
+    params: dict[str, Any],
+    sent: list[bool],
+    expected_maturity: str | None = None,
 ) -> Any:
     """`send`, then, once it has an answer or a refusal, the reads that go with it: the names
     like an unknown one to a refusal (`suggest_names`), a maturity's reserves
     (`reserves_due`). After `send`, not inside it: a follow-up with no answer there turned a
     refusal into `no answer` and sent a `mature` already done again."""
     venue = Reader(url, api_key, secret)
+    if method == "admin.mature":  # before its date, only the bill named by its date
+        await confirm_maturity(venue, params["symbol"], expected_maturity)
     try:
         result = await send(url, api_key, secret, method, params, sent)
     except VenueError as error:
@@ -684,17 +711,15 @@ async def suggest_names(venue: Reader, error: VenueError, params: dict[str, Any]
 
 
 def _suggestion(name: str, known: list[str], asset: bool) -> str:
-    """`did you mean X?` for the listed names like `name` (the same but for case, as the
-    venue compares them when it lists one: `case_twin`; those it begins; then close
-    spellings: `difflib`); else where the listed ones are, or, for an asset, how to list it."""
-    folded = {item.lower(): item for item in known}
+    """`did you mean X?` for the listed names like `name`, by the venue's one rule for a
+    symbol (`case_twin`, then `likely_symbols`: the same letters and digits, one typo, a
+    prefix); else where the listed ones are, or, for an asset, how to list it. Before
+    session 36's review, difflib's close spellings too, which named another bill for a
+    bill's date two digits off (`TB-2027-05-06-USD`), or three other stocks for `TSLAx-USD`."""
     twin = case_twin(name, known)
-    alike = [twin] if twin is not None else []
-    alike = alike or [item for item in known if item.lower().startswith(name.lower())]
-    close = difflib.get_close_matches(name.lower(), list(folded), n=3, cutoff=0.6)
-    alike = alike or [folded[item] for item in close]
+    alike = [twin] if twin is not None else likely_symbols(name, known)
     if alike:
-        return f"did you mean {' or '.join(alike[:3])}? (names match exactly, case and all)"
+        return f"did you mean {' or '.join(alike)}? (names match exactly, case and all)"
     if asset:
         return f"no asset is like it: list one with `venue admin list-asset {name} SCALE`"
     return "no market is like it: `venue admin list-instrument` lists one"
@@ -883,7 +908,64 @@ def _order_caps(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _mature(args: argparse.Namespace) -> dict[str, Any]:
-    return {"symbol": args.symbol}
+    """The venue checks `--maturity` too (`maturity`, since session 36): the check read
+    before sending is the CLI's, this one holds whoever sends the command."""
+    if args.expected_maturity is None:
+        return {"symbol": args.symbol}
+    return {"symbol": args.symbol, "maturity": args.expected_maturity}
+
+
+_MATURE_TEXT = """mature a T-bill now: cancel its orders, pay par.
+
+Before the bill's maturity date, maturing it pays its holders par early, which cannot be
+undone: give that date with --maturity (the UTC date of the µs `instruments` lists as the
+bill's maturity), else nothing is sent (exit 1, the line saying the bill's date). On or
+after the date, --maturity is not needed (if given, it must be the bill's; the venue checks
+it too). The bill's cash asset's reserves are printed beside the answer ("reserves_due")."""
+
+
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
+
+
+def iso_date(text: str) -> str:
+    """`--maturity`: a date as YYYY-MM-DD (a real one: not 2027-06-31), returned as given.
+    The form is matched first: Python 3.11's `fromisoformat` also takes `2027060312`,
+    `20270603xx` or a week date, `2027-W22-4`, as a date."""
+    try:
+        if _ISO_DATE.fullmatch(text):
+            return datetime.date.fromisoformat(text).isoformat()
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"{text!r}: a date as YYYY-MM-DD, such as 2027-03-04")
+
+
+class NotSent(Exception):
+    """A command the CLI did not send, its message saying why (nothing changed)."""
+
+
+async def confirm_maturity(venue: "Reader", symbol: str, expected: str | None) -> None:
+    """Raise `NotSent` for a maturity of `symbol` before its date without that date as
+    `expected` (`--maturity`), or with another date: maturing early pays par at once, for
+    good, and a symbol one digit off names another bill. A bill's maturity never changes
+    once listed, so the check read before the command holds when it runs. A symbol that
+    is not a listed bill is sent: the venue refuses it in its own words."""
+    [listed] = await venue.read("instruments")
+    rows = [row for row in listed["instruments"] if row["symbol"] == symbol]
+    if not rows or not rows[0].get("maturity"):
+        return
+    maturity = (EPOCH + datetime.timedelta(microseconds=rows[0]["maturity"])).date()
+    if expected is not None and expected != maturity.isoformat():
+        raise NotSent(
+            f"{symbol} matures {maturity}, not {expected} (--maturity): is it the bill you"
+            f" mean? (its own date: --maturity {maturity}); nothing sent"
+        )
+    days = (maturity - datetime.datetime.now(datetime.UTC).date()).days
+    if expected is None and days > 0:
+        raise NotSent(
+            f"{symbol} matures {maturity}, in {days} days: maturing it now pays its holders"
+            f" par early, which cannot be undone; to do so, give --maturity {maturity};"
+            " nothing sent"
+        )
 
 
 def _set_status(args: argparse.Namespace) -> dict[str, Any]:

@@ -49,7 +49,7 @@ from engine.events import (
 from engine.instrument import InstrumentSpec, case_twin_refusal, is_name
 from engine.market import Market
 from engine.reasons import ErrorCode
-from engine.units import format_units, looks_like_milliseconds
+from engine.units import format_units, unit_slip
 from settlement.ledger import (
     SUPPLY_MAX,
     AssetSpec,
@@ -143,9 +143,11 @@ class Custody:
         events.append(KeyRevocationRecorded(cmd.ts_us, cmd.api_key))
 
     def _attest(self, cmd: AttestReserves, events: list[Event]) -> None:
-        if looks_like_milliseconds(cmd.as_of_us, cmd.ts_us):
-            detail = f"as_of {cmd.as_of_us} looks like milliseconds; as_of is in microseconds"
-            _refused(Refused("BAD_PARAM", detail), cmd, "attest_reserves", events)
+        # milliseconds only, as ever: one in seconds is refused by the gateway (gateway/wire.py,
+        # since session 36), so a journal holding one it took replays as it ran
+        slip = unit_slip("as_of", cmd.as_of_us, cmd.ts_us, seconds=False)
+        if slip is not None:
+            _refused(Refused("BAD_PARAM", slip), cmd, "attest_reserves", events)
             return
         if cmd.as_of_us > cmd.ts_us + AS_OF_AHEAD_MAX_US:  # it would stay fresh, block the next
             detail = f"as_of {cmd.as_of_us} is in the future (now {cmd.ts_us} µs)"

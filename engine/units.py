@@ -63,3 +63,35 @@ MILLISECONDS_EPOCH_MIN = 10**12
 def looks_like_milliseconds(time_us: int, now_us: int) -> bool:
     """Whether a time given as µs was most likely sent in milliseconds."""
     return time_us >= MILLISECONDS_EPOCH_MIN and time_us * 100 <= now_us < time_us * 10_000
+
+
+# 1e9 s is September 2001 too; a time in seconds is a millionth of it in µs
+SECONDS_EPOCH_MIN = 10**9
+
+
+def looks_like_seconds(time_us: int, now_us: int) -> bool:
+    """Whether a time given as µs was most likely sent in seconds (100,000 to 10,000,000
+    times smaller than now, as `looks_like_milliseconds` takes 100 to 10,000)."""
+    return SECONDS_EPOCH_MIN <= time_us < MILLISECONDS_EPOCH_MIN and (
+        time_us * 100_000 <= now_us < time_us * 10_000_000
+    )
+
+
+def unit_slip(field: str, time_us: int, now_us: int, *, seconds: bool = True) -> str | None:
+    """Why a µs time (`field`: `expire_at`, `as_of`) that was most likely sent in
+    milliseconds or (unless not `seconds`) seconds is refused, naming the µs of that time;
+    None for any other."""
+    if looks_like_milliseconds(time_us, now_us):
+        return _slip_words(field, time_us, "milliseconds", time_us * 1_000)
+    return seconds_slip(field, time_us, now_us) if seconds else None
+
+
+def seconds_slip(field: str, time_us: int, now_us: int) -> str | None:
+    """`unit_slip` for a time most likely sent in seconds alone."""
+    if not looks_like_seconds(time_us, now_us):
+        return None
+    return _slip_words(field, time_us, "seconds", time_us * 1_000_000)
+
+
+def _slip_words(field: str, time_us: int, unit: str, meant: int) -> str:
+    return f"{field} {time_us} looks like {unit}; {field} is in microseconds: did you mean {meant}?"

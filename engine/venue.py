@@ -92,7 +92,12 @@ from engine.market import Market
 from engine.once import OnceLimits, OncePlaced
 from engine.operations import OPERATIONS_RECENT_MAX, Operations
 from engine.reasons import ErrorCode
-from engine.units import SMALL_INT_MAX, UNITS_MAX, format_units, looks_like_milliseconds
+from engine.units import (
+    SMALL_INT_MAX,
+    UNITS_MAX,
+    format_units,
+    unit_slip,
+)
 from settlement.dvp import BPS
 from settlement.ledger import Ledger
 from settlement.transfers import TransferKind
@@ -2039,10 +2044,9 @@ def _market_shape_problem(cmd: PlaceOrder) -> str:
 
 
 def _expire_at_problem(expire_at_us: int, ts_us: int) -> str:
-    """Why an expire_at at or before now is refused; names a millisecond slip as such."""
-    if looks_like_milliseconds(expire_at_us, ts_us):
-        return f"expire_at {expire_at_us} looks like milliseconds; expire_at is in microseconds"
-    return "expire_at is not in the future"
+    """Why an expire_at at or before now is refused; names a slip of milliseconds or seconds
+    as such, with the µs of that time: said, not left to work out (since session 36)."""
+    return unit_slip("expire_at", expire_at_us, ts_us) or "expire_at is not in the future"
 
 
 def _refusal_facts(

@@ -67,7 +67,13 @@ from engine.instrument import (
 )
 from engine.operations import CL_OP_ID_LENGTH_MAX
 from engine.reasons import ErrorCode
-from engine.units import SCALE_MAX, PrecisionError, format_units, parse_units
+from engine.units import (
+    SCALE_MAX,
+    PrecisionError,
+    format_units,
+    parse_units,
+    seconds_slip,
+)
 from engine.venue import CL_ORD_ID_LENGTH_MAX, TAG_LENGTH_MAX
 from gateway.auth import KEY_LENGTH_MAX, NONCE_LENGTH_MAX
 from settlement import jurisdictions, tbill
@@ -571,6 +577,9 @@ class SetOrderCapsParams(OperatorParams, frozen=True):
 
 class MatureParams(OperatorParams, frozen=True):
     symbol: Symbol
+    # "YYYY-MM-DD": if given, the bill's maturity date, else refused, nothing journaled: a
+    # symbol one digit off names another bill, paid par early for good (since session 36)
+    maturity: datetime.date | None = None
 
 
 class SetStatusParams(OperatorParams, frozen=True):
@@ -1415,6 +1424,7 @@ def _code_of(failure: msgspec.ValidationError) -> ErrorCode:
 def _in_params(failure: msgspec.ValidationError, params: bytes | msgspec.Raw, method: str) -> str:
     text = str(failure)
     said = _signed_decimal_words(text, params, method) or _decimal_number_words(text)
+    said = said or _nanoseconds_words(text, params)
     if said is not None:
         return said
     text = _readable(enum_choices(str(failure), _params_decoders[method].type))
@@ -1579,6 +1589,35 @@ def _decimal_number_words(text: str) -> str | None:
         return None
     words = f'{field} is a decimal string such as "1.5", not a JSON number'
     return f"{words} - at `params{number.group(3)}`"
+
+
+# msgspec's words for an integer above INT_MAX, and the µs times a slip of unit lands there
+_ABOVE_INT_MAX = f"Expected `int` <= {INT_MAX}"
+MICROSECOND_FIELDS = frozenset({"expire_at", "as_of"})
+NANOSECONDS_MIN = 10**18  # 19 digits: a time of this century in ns (in µs it has 16)
+
+
+def _nanoseconds_words(text: str, params: bytes | msgspec.Raw) -> str | None:
+    """What is wrong with a µs time given in nanoseconds (19 digits, past `INT_MAX`): `expire_at
+    1796… looks like nanoseconds; expire_at is in microseconds: did you mean 1796…? - at
+    `params.expire_at``; None for any other failure. Before session 36 only msgspec's bound
+    was said (`Expected `int` <= 9007199254740991`), leaving the unit to guess; the value is
+    read again from the params, on this failure path only."""
+    head, found, path = text.partition(" - at `$")
+    if head != _ABOVE_INT_MAX or not found:
+        return None
+    path = path.removesuffix("`")
+    steps = _PATH_STEP.findall(path)
+    if not steps or steps[-1][0] not in MICROSECOND_FIELDS:
+        return None
+    field, value = steps[-1][0], _value_at(params, steps)
+    if type(value) is not int or not NANOSECONDS_MIN <= value < 10 * NANOSECONDS_MIN:
+        return None
+    meant = value // 1_000
+    return (
+        f"{field} {value} looks like nanoseconds; {field} is in microseconds: did you mean"
+        f" {meant}? - at `params{path}`"
+    )
 
 
 def _value_at(params: bytes | msgspec.Raw, steps: list[tuple[str, str]]) -> Any:
@@ -1892,6 +1931,8 @@ def _cancel_all(
     p: Any, specs: Specs, scales: Scales, account: int, _: str | None, ts_us: int
 ) -> Command:
     assert isinstance(p, CancelAllParams)  # quote_set is the server's filter, not the engine's
+    if p.symbol is not None:  # refused here, as a quote set's is: never journaled (session 36)
+        _spec(specs, p.symbol)
     return CancelAll(ts_us=ts_us, account=account, symbol=p.symbol, side=p.side, tag=p.tag)
 
 
@@ -1966,7 +2007,22 @@ def _set_order_caps(
 
 def _mature(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: int) -> Command:
     assert isinstance(p, MatureParams)
+    if p.maturity is not None:
+        _refuse_another_maturity(_spec(specs, p.symbol), p.maturity)
     return MatureInstrument(ts_us=ts_us, symbol=p.symbol)
+
+
+def _refuse_another_maturity(spec: InstrumentSpec, maturity: datetime.date) -> None:
+    """Refuse `admin.mature`'s `maturity` unless it is the bill's own date (UTC). A listed
+    bill's maturity never changes, so what is checked here holds when the engine runs it."""
+    if spec.kind is not InstrumentKind.TBILL:
+        said = f"{spec.symbol} is not a T-bill: it has no maturity"
+        raise _Refusal(E.BAD_PARAM, at_field(said, "maturity"))
+    epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+    date = (epoch + datetime.timedelta(microseconds=spec.maturity_us)).date()
+    if date != maturity:
+        said = f"{spec.symbol} matures {date}, not {maturity}: is it the bill you mean?"
+        raise _Refusal(E.BAD_PARAM, at_field(f"{said} nothing was done", "maturity"))
 
 
 def _set_status(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: int) -> Command:
@@ -2020,6 +2076,12 @@ def _refuse_case_twin(name: str, listed: Iterable[str], code: ErrorCode, said: s
 
 def _attest(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: int) -> Command:
     assert isinstance(p, AttestReservesParams)
+    # in seconds (10 digits): refused here, before it is journaled; the engine, which took
+    # it as a statement of 1970 before session 36, still does (a journal replays as it ran).
+    # Unstamped (a cluster's core stamps it), read against the clock: 10⁵ to 10⁷ times off.
+    slip = seconds_slip("as_of", p.as_of, ts_us or time.time_ns() // 1_000)
+    if slip is not None:
+        raise _Refusal(E.BAD_PARAM, at_field(slip, "as_of"))
     amount = _units(p.amount, _scale(scales, p.asset), "amount")
     return AttestReserves(
         ts_us=ts_us, asset=p.asset, amount=amount, as_of_us=p.as_of, split_checked=True

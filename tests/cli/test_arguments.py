@@ -2,6 +2,7 @@
 
 import argparse
 import datetime
+import time
 
 import pytest
 
@@ -63,6 +64,50 @@ def test_digits_that_are_not_16_are_refused_not_read_as_microseconds(text: str) 
     said = str(refused.value)
     assert f"{text!r} is not a time: µs since the epoch have 16 digits" in said
     assert "or give an ISO 8601 time with its zone such as 2026-12-06T17:00:00Z" in said
+
+
+NOW_S = int(time.time()) - 3_600  # an hour ago: a statement's time
+
+
+@pytest.mark.parametrize(
+    ("text", "unit", "meant"),
+    [
+        (str(NOW_S * 1_000 + 836), "milliseconds", str((NOW_S * 1_000 + 836) * 1_000)),
+        (str(NOW_S), "seconds", str(NOW_S * 1_000_000)),
+        (str(NOW_S * 10**9 + 836_019_000), "nanoseconds", str(NOW_S * 10**6 + 836_019)),
+    ],
+)
+def test_a_time_in_another_unit_says_which_and_the_microseconds_meant(
+    text: str, unit: str, meant: str
+) -> None:
+    """The finding (session 36): ms, s and ns were told only that µs have 16 digits; the
+    unit they look like and the µs value meant are said too, as the venue says of an
+    `expire_at` or `as_of` so sent (protocol §5.1)."""
+    with pytest.raises(argparse.ArgumentTypeError) as refused:
+        time_us(text)
+    said = str(refused.value)
+    assert f"{text!r} is not a time: µs since the epoch have 16 digits" in said
+    assert f"; it looks like {unit}: did you mean {meant}?" in said
+    assert time_us(meant) == int(meant)  # what it suggests, it takes
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0000000001",  # was told 1000000, which it refuses (before 2001)
+        "2026120617",  # a date and hour, was told a time in 2034
+        str((NOW_S - 2 * 366 * 86_400) * 1_000),  # two years ago, in ms
+        str((NOW_S + 2 * 366 * 86_400) * 10**9),  # in two years, in ns
+    ],
+)
+def test_digits_of_no_time_near_now_get_no_guess(text: str) -> None:
+    """The review (session 36): the unit slip's guess was made of any 10, 13 or 19 digits,
+    even a value the check refuses or years away; now only of one near now it takes."""
+    with pytest.raises(argparse.ArgumentTypeError) as refused:
+        time_us(text)
+    said = str(refused.value)
+    assert f"{text!r} is not a time: µs since the epoch have 16 digits" in said
+    assert "did you mean" not in said and "looks like" not in said, said
 
 
 @pytest.mark.parametrize("text", ["2026-12-06", "2026-W49-7", "2026-12-06T17", "2026-12-06 17:00"])

@@ -27,6 +27,7 @@ import pytest
 
 from client import admin_cli
 from client.sdk import VenueClient, VenueError
+from engine.instrument import likely_symbols
 from gateway.key_issuing import ISSUED_KEYS_FILE
 from settlement.reserves import HOUR_US
 from tests.conftest import KEYS, ROOT, TEST_TIMEOUT_S, start_venue
@@ -90,6 +91,10 @@ def venue(tmp_path: Path) -> Iterator[BackgroundVenue]:
 def _no_admin_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(admin_cli.KEY_ENV, raising=False)
     monkeypatch.delenv(admin_cli.SECRET_ENV, raising=False)
+
+
+# the sample's first bill matured before its date, named by its date (session 36)
+EARLY_BILL = (sample_bill("TB-2027-03-04-USD"), "--maturity", sample_bill("2027-03-04"))
 
 
 def admin(port: int, *argv: str) -> int:
@@ -494,17 +499,48 @@ def test_venue_admin_mature_redeems_the_demo_bill_at_par(venue: BackgroundVenue)
         return {row["asset"]: Decimal(row["total"]) for row in rows}
 
     before = {who: totals(who) for who in ("alpha", "taker")}
-    done = venue_process(venue.port, "mature", bill)
+    date = ("--maturity", sample_bill("2027-03-04"))  # before its date (session 36)
+    done = venue_process(venue.port, "mature", bill, *date)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["seq"] > 0
     for who in ("alpha", "taker"):
         after = totals(who)
         assert after[face] == 0
         assert after["USD"] - before[who]["USD"] == before[who][face]  # par: 1 USD per face
-    again = venue_process(venue.port, "mature", bill)
+    again = venue_process(venue.port, "mature", bill, *date)
     assert again.returncode == 1 and "INSTRUMENT_MATURED" in again.stderr
     mint = venue_process(venue.port, "deposit", "1", face, "100")
     assert mint.returncode == 1 and "ASSET_MATURED" in mint.stderr
+
+
+def test_maturing_a_bill_before_its_date_needs_that_date(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The finding (session 36): `venue admin mature SYMBOL` paid a bill's holders par at
+    once whatever its date, with nothing to confirm: a slip of one digit in the symbol
+    (`TB-2027-08-26-USD` for a bill due today) redeemed another bill months early, which
+    cannot be undone. Before its date a maturity now needs the bill's own `--maturity`;
+    without it, or with another date, nothing is sent (exit 1) and the line says the date."""
+    bill, face = sample_bill("TB-2027-08-26-USD"), sample_bill("TB-2027-08-26")
+    date = sample_bill("2027-08-26")
+    before = usd_of(venue, "alpha")
+    for extra, said in (
+        ([], f"{bill} matures {date}, in "),
+        (["--maturity", "2027-02-25"], f"{bill} matures {date}, not 2027-02-25"),
+    ):
+        assert admin(venue.port, "mature", bill, *extra) == admin_cli.EXIT_REFUSED
+        [line] = capsys.readouterr().err.splitlines()
+        assert line.startswith(f"venue admin: not sent: {said}"), line
+        assert line.endswith("nothing sent"), line
+        assert f"--maturity {date}" in line, line
+    rows = venue.query("alpha", "instruments", {})["instruments"]
+    assert [row["status"] for row in rows if row["symbol"] == bill] == ["open"]
+    assert usd_of(venue, "alpha") == before
+    held = {row["asset"]: row["total"] for row in venue.query("alpha", "balances", {})["balances"]}
+    assert admin(venue.port, "mature", bill, "--maturity", date) == admin_cli.EXIT_OK
+    assert json.loads(capsys.readouterr().out)["seq"] > 0
+    paid = Decimal(usd_of(venue, "alpha")) - Decimal(before)
+    assert paid == Decimal(held[face])  # par: 1 USD per unit of face
 
 
 def test_mature_says_that_an_attestation_of_its_cash_is_due(
@@ -513,7 +549,7 @@ def test_mature_says_that_an_attestation_of_its_cash_is_due(
     """The finding: `mature` answered with its seq alone, while the par it minted left the
     cash's supply past its attested reserves (docs/settlement.md, "T-bills"): deposits of it
     refused and `venue ledger reserves` saying NO, with nothing to tell the operator why."""
-    assert admin(venue.port, "mature", sample_bill("TB-2027-03-04-USD")) == 0
+    assert admin(venue.port, "mature", *EARLY_BILL) == 0
     captured = capsys.readouterr()
     due = json.loads(captured.out)["reserves_due"]
     [now] = [
@@ -532,7 +568,7 @@ def test_mature_says_nothing_is_due_while_the_reserves_still_cover_the_cash(
     cover the cash after the maturity: the reserves are printed, and no line says one is due."""
     assert admin(venue.port, "attest-reserves", "USD", "1000000000") == 0
     capsys.readouterr()
-    assert admin(venue.port, "mature", sample_bill("TB-2027-03-04-USD")) == 0
+    assert admin(venue.port, "mature", *EARLY_BILL) == 0
     captured = capsys.readouterr()
     assert json.loads(captured.out)["reserves_due"]["covered"] is True
     assert captured.err == ""
@@ -578,15 +614,17 @@ def test_a_follow_up_read_with_no_answer_leaves_the_refusal_or_the_answer_as_it_
         assert admin(port, "deposit", "1", "aapl", "10") == admin_cli.EXIT_REFUSED
         [line] = capsys.readouterr().err.splitlines()
         assert line == "venue admin: refused: 400 UNKNOWN_ASSET (7000): unknown asset 'aapl'"
-        assert admin(port, "mature", sample_bill("TB-2027-03-04-USD")) == admin_cli.EXIT_OK
+        assert admin(port, "mature", *EARLY_BILL) == admin_cli.EXIT_OK
         captured = capsys.readouterr()
     assert "reserves_due" not in json.loads(captured.out) and captured.err == ""
     assert commands == ["admin.deposit", "admin.mature"]  # once each
 
 
 def _dropping_at_reads(port: int, commands: list[str]) -> Any:
-    """A proxy's handler to the venue on `port` that drops the link at an `instruments` or
-    `reserves` read, and notes every admin command it passes on in `commands`."""
+    """A proxy's handler to the venue on `port` that drops the link at a `reserves` read,
+    which every follow-up makes, and notes every admin command it passes on in `commands`
+    (an `instruments` read passes: a maturity before its date reads the bill's date first,
+    since session 36, and sends nothing without it)."""
     from websockets.asyncio.client import connect
     from websockets.asyncio.server import ServerConnection
 
@@ -594,7 +632,7 @@ def _dropping_at_reads(port: int, commands: list[str]) -> Any:
         async with connect(f"ws://127.0.0.1:{port}/ws/trade") as upstream:
             async for frame in connection:
                 method = json.loads(frame)["method"]
-                if method in ("instruments", "reserves"):
+                if method == "reserves":  # every follow-up reads it (a maturity's too)
                     return  # the link dropped: no answer to the read
                 if method.startswith("admin."):
                     commands.append(method)
@@ -616,7 +654,8 @@ def test_an_unknown_name_like_a_listed_one_is_refused_with_a_suggestion(
         (["deposit", "1", "usd", "10"], "; did you mean USD? "),
         # the venue names a case twin itself (session 28): said once, not again in a note
         (["set-status", "aaplx-usd", "halted"], ": did you mean 'AAPLx-USD'? (symbols match"),
-        (["set-status", "AAPL", "halted"], "; did you mean AAPLx-USD? "),
+        # and since session 36 one it likely meant (before, only the CLI's note named it)
+        (["set-status", "AAPL", "halted"], ": did you mean 'AAPLx-USD'? - at `params.symbol`"),
         (["deposit", "1", "GOOGx", "10"], "list one with `venue admin list-asset GOOGx SCALE`"),
     ]
     for argv, said in cases:
@@ -627,6 +666,23 @@ def test_an_unknown_name_like_a_listed_one_is_refused_with_a_suggestion(
     assert usd_of(venue, "alpha") == before
     statuses = venue.query("alpha", "instruments", {})["instruments"]
     assert {row["status"] for row in statuses if row["symbol"] == "AAPLx-USD"} == {"open"}
+
+
+def test_a_symbol_like_none_listed_gets_no_guess_of_the_cli_either(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The review (session 36): where the venue named no symbol, the CLI added its own
+    difflib guesses: `TB-2027-05-06-USD` got "did you mean TB-2027-08-26-USD or
+    TB-2027-03-04-USD?", another bill (the slip `mature` guards against), `TSLAx-USD` three
+    other stocks. One rule now, the venue's (`likely_symbols`): nothing named."""
+    listed = [row["symbol"] for row in venue.query("alpha", "instruments", {})["instruments"]]
+    for typed in ("TB-2027-05-06-USD", "TSLAx-USD"):
+        assert typed not in listed and likely_symbols(typed, listed) == [], typed
+        assert admin(venue.port, "set-status", typed, "halted") == admin_cli.EXIT_REFUSED
+        [line] = capsys.readouterr().err.splitlines()
+        assert line.startswith("venue admin: refused: 400 UNKNOWN_SYMBOL"), line
+        assert "did you mean" not in line, line
+        assert "no market is like it" in line, line
 
 
 def test_listing_a_bill_that_matures_today_is_refused(
@@ -641,6 +697,38 @@ def test_listing_a_bill_that_matures_today_is_refused(
     capsys.readouterr()
     assert admin(venue.port, *listing) == 1
     assert "MATURITY_PASSED" in capsys.readouterr().err
+
+
+def test_a_listing_maturity_not_a_date_is_refused_saying_the_form(
+    venue: BackgroundVenue, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The finding (session 36): `--maturity 2027-6-3` or `2027-06-31` was sent, and refused
+    in msgspec's words, `Invalid RFC3339 encoded date`, saying neither the form nor why;
+    now the flag is read as a date, YYYY-MM-DD, and a bad one refused before anything is
+    sent, saying the form (argparse's exit 2)."""
+    listing = ["list-instrument", "--symbol", "TB-LATER-USD", "--kind", "tbill"]
+    listing += ["--base", "USD", "--quote", "USD", "--tick", "0.000001"]
+    listing += ["--step", "1", "--min-qty", "100", "--min-notional", "100", "--band-pct", "1"]
+    listing += ["--reference-price", "99.000000"]
+    # and since the review, what Python 3.11's fromisoformat takes besides: a basic date
+    # with 2 more characters, a week date
+    for date in (
+        "2027-6-3",
+        "2027-06-31",
+        "03/06/2027",
+        "2027-06-03T00:00",
+        "2027060312",
+        "20270603xx",
+        "2027-W22-4",
+        "\uff12\uff10\uff12\uff17-06-03",  # fullwidth digits
+    ):
+        with pytest.raises(SystemExit) as exited:
+            admin(venue.port, *listing, "--maturity", date)
+        assert exited.value.code == 2
+        err = capsys.readouterr().err
+        assert f"argument --maturity: {date!r}: a date as YYYY-MM-DD, such as 2027-03-04" in err
+    rows = venue.query("alpha", "instruments", {})["instruments"]
+    assert "TB-LATER-USD" not in {row["symbol"] for row in rows}
 
 
 def test_set_order_caps_then_orders_above_them_are_refused_with_the_cap(

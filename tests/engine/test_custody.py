@@ -510,6 +510,16 @@ def test_an_attestation_as_of_milliseconds_is_named_as_such(custodied: Custodied
     custodied.ok(AttestReserves(asset="USD", amount=USD, as_of_us=now_us))
 
 
+def test_an_attestation_as_of_seconds_is_still_taken_by_the_engine_as_it_was(
+    custodied: Custodied,
+) -> None:
+    """An as_of in seconds (10 digits) is a statement of 1970 to the engine, as before session
+    36: the gateway refuses it (tests/gateway/test_wire.py), the engine does not, so a journal
+    holding one acknowledged replays as it ran (the lead's second review of session 36)."""
+    now_us = 1_764_000_000_000_000
+    custodied.ok(AttestReserves(asset="USD", amount=USD, as_of_us=now_us // 1_000_000), ts=now_us)
+
+
 def test_an_attestation_as_of_the_future_is_refused_and_changes_nothing(
     custodied: Custodied,
 ) -> None:

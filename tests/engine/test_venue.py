@@ -705,7 +705,19 @@ def test_an_expire_at_in_milliseconds_is_named_as_such() -> None:
         harness.do(PlaceOrder(ts_us=now_us, expire_at_us=now_us // 1_000 + 60_000, **gtd))
     )
     assert slip.reason is ErrorCode.INVALID_EXPIRE_AT
-    assert "looks like milliseconds; expire_at is in microseconds" in slip.detail
+    meant = (now_us // 1_000 + 60_000) * 1_000  # said since session 36
+    assert slip.detail == (
+        f"expire_at {meant // 1_000} looks like milliseconds; expire_at is in microseconds:"
+        f" did you mean {meant}?"
+    )
+    # in seconds (10 digits): named so since session 36, before "is not in the future"
+    seconds = now_us // 1_000_000 + 60
+    slip = rejected(harness.do(PlaceOrder(ts_us=now_us, expire_at_us=seconds, **gtd)))
+    assert slip.reason is ErrorCode.INVALID_EXPIRE_AT
+    assert slip.detail == (
+        f"expire_at {seconds} looks like seconds; expire_at is in microseconds:"
+        f" did you mean {seconds * 1_000_000}?"
+    )
     past = rejected(harness.do(PlaceOrder(ts_us=now_us + 1, expire_at_us=now_us, **gtd)))
     assert past.detail == "expire_at is not in the future"
 

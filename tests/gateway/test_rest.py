@@ -231,6 +231,45 @@ def test_a_symbol_in_the_wrong_case_is_refused_naming_the_listed_one(run_venue: 
     run_venue(scenario)
 
 
+def test_a_mistyped_symbol_is_refused_naming_the_listed_one_it_likely_meant(
+    run_venue: Run,
+) -> None:
+    """REST as the websocket (session 36): `AAPL-USD`, `AAPLX/USD` or a bill's date
+    mistyped names the listed symbol it likely meant, in a query and in a body; and an
+    order's `expire_at` in nanoseconds names the microseconds meant."""
+    bill = sample_bill("TB-2027-08-26-USD")
+    typo = bill.replace("-08-", "-80-")
+
+    async def scenario(venue: Venue) -> None:
+        public = RestClient(base(venue))
+        trader = RestClient(base(venue), *KEYS["taker"])
+        order = {"side": "buy", "type": "limit", "tif": "gtc", "price": "187.00", "qty": "1"}
+        for typed, meant in (("AAPL-USD", SYMBOL), ("AAPLX/USD", SYMBOL), (typo, bill)):
+            answers = [
+                await get(public, "/api/v1/book", symbol=typed),
+                await get(public, "/api/v1/ticker", symbol=typed),
+                await get(trader, "/api/v1/orders", symbol=typed),
+                await asyncio.to_thread(trader.post, "/api/v1/orders", {**order, "symbol": typed}),
+            ]
+            hint = f"unknown symbol {typed!r}: did you mean {meant!r}? - at `symbol`"
+            for answer in answers:
+                assert error_of(answer) == (400, "UNKNOWN_SYMBOL"), answer
+                assert answer.json()["error"]["msg"] == hint, answer
+        meant = (int(time.time()) + 3_600) * 1_000_000
+        gtd = {**order, "symbol": SYMBOL, "tif": "gtd", "expire_at": meant * 1_000}
+        answer = await asyncio.to_thread(trader.post, "/api/v1/orders", gtd)
+        assert error_of(answer) == (400, "BAD_PARAM"), answer
+        assert answer.json()["error"]["msg"] == (
+            f"expire_at {meant * 1_000} looks like nanoseconds; expire_at is in microseconds:"
+            f" did you mean {meant}? - at `expire_at`"
+        )
+        assert (await get(trader, "/api/v1/orders")).json() == {"orders": []}
+        public.close()
+        trader.close()
+
+    run_venue(scenario)
+
+
 def test_query_errors_speak_of_query_parameters(run_venue: Run) -> None:
     """The finding (session 25): a query's unknown, missing or repeated parameter was said in
     msgspec's words for a struct (`Object contains unknown field `x``, `Object missing

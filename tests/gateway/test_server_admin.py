@@ -459,6 +459,43 @@ async def totals(client: VenueClient) -> dict[str, Decimal]:
     return {row["asset"]: Decimal(row["total"]) for row in rows}
 
 
+def test_admin_mature_with_a_maturity_matures_only_the_bill_of_that_date(run_venue: Any) -> None:
+    """The review (session 36): `venue admin mature` checked the bill's date on the client
+    only; `admin.mature` takes an optional `maturity` the venue checks, so a script naming
+    another bill (a symbol one digit off) is refused, nothing journaled, whoever sends it."""
+
+    async def scenario(venue: Venue) -> None:
+        admin = await venue.client("admin")
+        rows = (await admin.request("instruments", {}))["instruments"]
+        maturity_us = next(r for r in rows if r["symbol"] == BILL)["maturity"]
+        date = (
+            datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+            + datetime.timedelta(microseconds=maturity_us)
+        ).date()
+        other = (date + datetime.timedelta(days=7)).isoformat()
+        sequencer = venue.server.core.sequencer
+        before = sequencer.last_seq
+        answer = await admin.request_raw("admin.mature", {"symbol": BILL, "maturity": other})
+        assert answer["error"]["name"] == "BAD_PARAM", answer
+        assert answer["error"]["msg"] == (
+            f"{BILL} matures {date.isoformat()}, not {other}: is it the bill you mean? nothing"
+            " was done - at `params.maturity`"
+        )
+        answer = await admin.request_raw("admin.mature", {"symbol": BILL, "maturity": "2027-6-3"})
+        assert answer["error"]["name"] == "BAD_PARAM", answer
+        equity = await admin.request_raw("admin.mature", {"symbol": SYMBOL, "maturity": other})
+        assert equity["error"]["name"] == "BAD_PARAM", equity
+        assert sequencer.last_seq == before  # nothing journaled
+        rows = (await admin.request("instruments", {}))["instruments"]
+        assert next(r for r in rows if r["symbol"] == BILL)["status"] == "open"
+        done = await admin.request("admin.mature", {"symbol": BILL, "maturity": date.isoformat()})
+        assert done["seq"] == before + 1
+        rows = (await admin.request("instruments", {}))["instruments"]
+        assert next(r for r in rows if r["symbol"] == BILL)["status"] == "cancel_only"
+
+    run_venue(scenario)
+
+
 def test_an_operator_matures_a_bill_now_and_every_holder_is_paid_par(run_venue: Any) -> None:
     async def scenario(venue: Venue) -> None:
         admin = await venue.client("admin")
@@ -716,6 +753,14 @@ def test_business_errors_carry_the_numbers_that_explain_them(run_venue: Any) -> 
         attest = {"asset": "USD", "amount": "1", "as_of": now_us() // 1000}
         response = await admin.request_raw("admin.attest_reserves", attest)
         assert "looks like milliseconds; as_of is in microseconds" in response["error"]["msg"]
+        assert response["error"]["msg"].endswith(f": did you mean {attest['as_of'] * 1_000}?")
+        as_of_ns = now_us() * 1_000  # since session 36: the unit and the µs meant, not the bound
+        response = await admin.request_raw("admin.attest_reserves", attest | {"as_of": as_of_ns})
+        assert response["error"]["name"] == "BAD_PARAM", response
+        assert response["error"]["msg"] == (
+            f"as_of {as_of_ns} looks like nanoseconds; as_of is in microseconds: did you mean"
+            f" {as_of_ns // 1_000}? - at `params.as_of`"
+        )
 
     run_venue(scenario)
 

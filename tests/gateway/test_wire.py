@@ -2,6 +2,7 @@
 
 import json
 import re
+import time
 import typing
 from typing import Any
 
@@ -1111,10 +1112,37 @@ def test_a_zero_qty_still_pulls_a_side_whatever_its_price() -> None:
 def test_cancel_and_cancel_all_convert_without_scales() -> None:
     assert convert("order.cancel", {"order_id": 12}) == CancelOrder(account=7, order_id=12)
     assert convert("order.cancel", {"cl_ord_id": "x"}) == CancelOrder(account=7, cl_ord_id="x")
-    every = {"symbol": "ANY", "side": "sell", "tag": "t", "quote_set": "q"}
+    every = {"symbol": SYMBOL, "side": "sell", "tag": "t", "quote_set": "q"}
     assert convert("orders.cancel_all", every) == CancelAll(
-        account=7, symbol="ANY", side=Side.SELL, tag="t"
-    )  # an unknown symbol is the engine's to refuse; quote sets are the server's
+        account=7, symbol=SYMBOL, side=Side.SELL, tag="t"
+    )  # quote sets are the server's
+    # an unknown symbol is refused here, not journaled for the engine to refuse (session 36)
+    refused = convert("orders.cancel_all", every | {"symbol": "ANY"})
+    assert isinstance(refused, WireError) and refused.code is E.UNKNOWN_SYMBOL, refused
+    assert refused.message == "unknown symbol 'ANY' - at `params.symbol`"
+
+
+def test_an_attestation_as_of_seconds_is_refused_naming_the_microseconds_meant() -> None:
+    """The review (session 36): an as_of in seconds (10 digits) was taken as a statement of
+    1970, and the next deposit was refused RESERVES_STALE, 499,048 hours old. Refused here,
+    before it is journaled; the engine takes it as it did (a journal's replay, test_custody)."""
+    now_us = 1_764_000_000_000_000
+    seconds = MINIMAL["admin.attest_reserves"] | {"as_of": now_us // 1_000_000}
+    refused = convert("admin.attest_reserves", seconds, ts_us=now_us)
+    assert isinstance(refused, WireError) and refused.code is E.BAD_PARAM, refused
+    assert refused.message == (
+        f"as_of {now_us // 1_000_000} looks like seconds; as_of is in microseconds: did you"
+        f" mean {now_us}? - at `params.as_of`"
+    )
+    # a cluster's gateway builds it unstamped (ts 0): read against the clock
+    seconds["as_of"] = time.time_ns() // 1_000_000_000
+    unstamped = convert("admin.attest_reserves", seconds)
+    assert isinstance(unstamped, WireError) and unstamped.code is E.BAD_PARAM, unstamped
+    assert "looks like seconds" in unstamped.message
+    taken = MINIMAL["admin.attest_reserves"] | {"as_of": now_us}
+    assert convert("admin.attest_reserves", taken, ts_us=now_us) == AttestReserves(
+        ts_us=now_us, asset="USD", amount=10**12, as_of_us=now_us, split_checked=True
+    )
 
 
 def test_an_amend_converts_at_its_orders_scales() -> None:
