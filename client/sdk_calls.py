@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from client.sdk_types import AccountEvent, OrderResult, PushesDropped, VenueError, account_event
+from client.sdk_types import (
+    AccountEvent,
+    ConnectionLost,
+    OrderResult,
+    PushesDropped,
+    VenueError,
+    account_event,
+)
 from gateway.market_data import BOOK_DEPTHS, LocalBook
 
 
@@ -187,7 +194,11 @@ class Calls:
         """Follow a symbol's book; the venue serves the smallest depth tier covering `depth`.
         One tier per symbol is kept in `books` (the last asked for; messages of another tier
         still followed are only queued). A subscription the venue refuses is forgotten (the
-        tier followed before, if any, is kept), so that `resume()` does not ask for it again."""
+        tier followed before, if any, is kept), so that `resume()` does not ask for it again;
+        so is one that raised `ConnectionLost`: not sent (the link down) or its answer lost,
+        it may not be the connection's, and the caller, told so, subscribes again (since
+        session 36: before, a resume followed it, and gave up if the venue refused it, the
+        session lost to a mistyped symbol)."""
         tier = next((t for t in BOOK_DEPTHS if t >= depth), BOOK_DEPTHS[-1])
         before = self._book_depths.get(symbol), self.books.get(symbol)
         self._book_depths[symbol] = tier
@@ -196,13 +207,17 @@ class Calls:
             return await self.request(
                 "subscribe", {"ch": "book", "symbols": [symbol], "depth": depth}
             )
-        except VenueError:  # refused (an unknown symbol, say): nothing was subscribed
-            if before[0] is None or before[1] is None:
-                self._book_depths.pop(symbol, None)
-                self.books.pop(symbol, None)
-            else:
-                self._book_depths[symbol], self.books[symbol] = before[0], before[1]
+        except (VenueError, ConnectionLost):  # nothing subscribed, or not known to be
+            self._restore_book(symbol, *before)
             raise
+
+    def _restore_book(self, symbol: str, depth: int | None, book: LocalBook | None) -> None:
+        """The book of `symbol` as it was before a subscription that subscribed nothing."""
+        if depth is None or book is None:
+            self._book_depths.pop(symbol, None)
+            self.books.pop(symbol, None)
+        else:
+            self._book_depths[symbol], self.books[symbol] = depth, book
 
     def _forget_books(self, names: Iterable[str]) -> None:
         """Unsubscribed book streams (`book:{sym}:{tier}`): the local books of those tiers

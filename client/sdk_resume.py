@@ -14,13 +14,14 @@ import asyncio
 import contextvars
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.protocol import State
 
-from client.sdk_types import ConnectionLost, RequestTimeout, VenueError
+from client.sdk_types import ConnectionLost, VenueError
 from client.urls import websocket_url
 from engine.reasons import ErrorCode
 from gateway.auth import RECV_WINDOW_MS_DEFAULT, sign_logon
@@ -48,6 +49,27 @@ _SETUP_OF: contextvars.ContextVar["asyncio.Future[BaseException | None] | None"]
 )
 
 
+@dataclass(eq=False)
+class LogonSent:
+    """One `session.logon` sent by `logon()` (or by `request()`: no key known), with its key
+    and the connection it went out on (`over`, set as it leaves: a logon held behind a
+    resume's goes out on the resumed connection, not the one it was called on). A logon is
+    its connection's: its key is what a resume of THAT connection logs on with while it is
+    in flight (unanswered, lost, cancelled, timed out, or waiting to be sent again after a
+    NONCE_UNCHECKED or a 429), never a resume of another."""
+
+    key: tuple[str, str] | None
+    over: ClientConnection | None = None
+
+
+# The logon that the current context's `logon()` is sending: `_request` notes it in flight
+# over the connection it is sent on (a contextvar: a resume's own logon, in its task, and the
+# caller's, in theirs, are each their own).
+LOGON_BEING_SENT: contextvars.ContextVar[LogonSent | None] = contextvars.ContextVar(
+    "logon_being_sent", default=None
+)
+
+
 class Resuming:
     """The logon and the resume of `VenueClient` (a mixin of it)."""
 
@@ -67,7 +89,7 @@ class Resuming:
         account_seq: int
         _ids: Iterator[int]
         _credentials: tuple[str, str] | None
-        _logon_sent_on: ClientConnection | None
+        _logon_in_flight: LogonSent | None
         _logged_on_over: ClientConnection | None
         _cod_enabled: bool
         _account_followed: bool
@@ -96,6 +118,10 @@ class Resuming:
 
         async def _connect(self, url: str | None = None, closes: int | None = None) -> Any: ...
 
+        def _start_afresh(self) -> None: ...
+
+        def _reopening(self) -> str: ...
+
         def _queue(self, message: dict[str, Any]) -> None: ...
 
         async def subscribe_account(self, since_seq: int | None = None) -> Any: ...
@@ -112,25 +138,24 @@ class Resuming:
         `LOGON_RATE_LIMITED_RETRIES_MAX` times within `LOGON_RATE_LIMITED_WAIT_MAX_S` in all
         (since session 25: before, raised at once, and
         each such refusal cost `auto_resume` one of its tries). Any other refusal is raised
-        at once. Only a logon that succeeded is what a resume logs on with, or one whose
-        answer was lost (or that was cancelled), unless it was sent on a connection already
-        logged on (since session 35: before, a refused one was, say another account's sent
-        on a logged-on connection, and the next resume logged on as that account, silently,
-        COD on)."""
+        at once. Sent again only on the connection it was refused on: one that closed
+        meanwhile (the venue's logon timeout, 4001, say) raises `ConnectionLost` (not sent
+        again), and a resume of it logs on with this key (since session 36: before, the
+        retry went out on the resumed connection, logged on as the account before, which
+        refused it). A resume logs on with the key of the connection it replaces: the one
+        that logged on over it, else that of a logon still in flight over it (`LogonSent`)."""
+        key = (api_key, secret)
         nonce_delays_s = iter(self.logon_retry_delays_s)
         limited = 0
         limited_waited_s = 0.0
+        sent: LogonSent | None = None
         while True:
+            if sent is not None:
+                self._check_still_open(sent)
+            sent = LogonSent(key)
+            being_sent = LOGON_BEING_SENT.set(sent)
             try:
                 answer = await self.request("session.logon", self._logon_params(api_key, secret))
-                self._note_the_account(answer)
-                self._credentials = (api_key, secret)  # logged on: a resume logs on so again
-                self._logged_on_over = self._logon_sent_on
-                return answer
-            except (ConnectionLost, RequestTimeout, asyncio.CancelledError):
-                # its outcome unknown (one cancelled too, by a caller's timeout: it may have run)
-                self._keep_a_lost_logons_key(api_key, secret)
-                raise
             except VenueError as refused:
                 delay_s: float | None = None
                 if refused.code == ErrorCode.NONCE_UNCHECKED:
@@ -146,25 +171,55 @@ class Resuming:
                     delay_s = refused.retry_after_ms / 1_000
                     limited_waited_s += delay_s
                 if delay_s is None:
-                    # answered: no longer in flight, so the venue's logon timeout (4001) of this
-                    # connection is not a slow logon's, to be resumed (the whole-diff review:
-                    # it was, as the last account or as none)
-                    if self._logon_sent_on is self.websocket:
-                        self._logon_sent_on = None
+                    # answered: no longer in flight, so the venue's logon timeout (4001) of its
+                    # connection is not a slow logon's, to be resumed (the whole-diff review of
+                    # session 35: it was, as the last account or as none)
+                    self._answered(sent)
                     raise
+            # (ConnectionLost, RequestTimeout, cancelled: its outcome unknown, it may have run;
+            # it stays in flight over its connection, whose resume logs on with its key)
+            else:
+                self._note_the_account(answer)
+                self._credentials = key  # logged on: a resume of this connection logs on so
+                self._logged_on_over = sent.over
+                self._answered(sent)
+                return answer
+            finally:
+                LOGON_BEING_SENT.reset(being_sent)
             await asyncio.sleep(delay_s)
             self.logon_retries += 1
 
-    def _keep_a_lost_logons_key(self, api_key: str, secret: str) -> None:
-        """A logon whose outcome is unknown leaves its key for a resume to log on with (a
-        refusal then says so; with none, the client would come back never logged on), unless
-        a logon already succeeded on the connection it was sent on, which the venue would
-        have refused it: that one's key stays. Before the re-review of session 35, only a
-        client's first logon left its key, and one lost after close() and connect() under
-        another key was resumed as the last account, COD on, wait_resumed() True."""
-        sent_on = self._logon_sent_on
-        if sent_on is None or sent_on is not self._logged_on_over:
-            self._credentials = (api_key, secret)
+    def _answered(self, sent: LogonSent) -> None:
+        """`sent` is no longer in flight (unless a later logon's is)."""
+        if self._logon_in_flight is sent:
+            self._logon_in_flight = None
+
+    def _check_still_open(self, sent: LogonSent) -> None:
+        """Raise ConnectionLost (not sent again) if the connection `sent` was refused on (for
+        now) has closed or been replaced: a retry sent on a resumed one, logged on already by
+        the resume, was refused "this connection is logged on" (session 36's finding)."""
+        websocket = sent.over
+        if websocket is None or (websocket is self.websocket and websocket.state is State.OPEN):
+            return
+        message = (
+            f"session.logon not sent again: the connection to {self.url} on which it waited to"
+            " be sent again closed; a resume of that connection logs on with its key"
+        )
+        raise ConnectionLost(message, "session.logon", sent=False, hint=self._reopening())
+
+    def _carry_the_logon_in_flight(self) -> None:
+        """Before a resume replaces the connection: the key it logs on with is the one that
+        logged on over that connection, else that of a logon in flight over it (lost,
+        cancelled, timed out, between its retries), else none there was (`connect()` forgot
+        the one before). Before session 36, the key of the last logon that succeeded on any
+        connection, or lost on one not logged on: after close() and connect() under another
+        key whose logon was being retried past the venue's logon timeout, the account
+        before."""
+        sent, websocket = self._logon_in_flight, self.websocket
+        if sent is None or sent.key is None or sent.over is not websocket:
+            return
+        if self._logged_on_over is not websocket:  # (which the venue would have refused it)
+            self._credentials = sent.key
 
     def _note_the_account(self, answer: Any) -> None:
         """A logon of another account than the last (a client closed and connected again
@@ -206,6 +261,7 @@ class Resuming:
             url = websocket_url(url)  # as `VenueClient` checks its own (not `?pack=1`'s words)
         closes = self._closes  # noted first: a close() while the old link closes stops it too
         await self._close()  # (its reader's end starts no resume: the client is closing)
+        self._carry_the_logon_in_flight()  # (its answer, if it came, was read by then)
         await self._try(url, self._follow_again, closes)
 
     async def _try(
@@ -311,7 +367,7 @@ class Resuming:
                 break
             for url in self.urls:
                 try:
-                    self._cod_enabled = False  # as connect(): a new connection is without it
+                    self._start_afresh()  # as connect(): no logon, COD nor streams yet
                     await self._try(url, setup, closes)
                     return self
                 except Exception as error:  # (its connection closed already)

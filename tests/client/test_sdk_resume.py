@@ -23,7 +23,8 @@ from client import sdk_resume
 from client.sdk import ConnectionLost, VenueClient, VenueError
 from engine.reasons import ErrorCode
 from gateway import limits
-from gateway.auth import KeyStore
+from gateway.auth import AuthError, KeyStore
+from gateway.logon import Logons
 from tests.conftest import KEYS, TEST_TIMEOUT_S, Venue, next_push_not_heartbeat, start_venue
 
 SYMBOL = "AAPLx-USD"
@@ -698,3 +699,203 @@ def test_a_try_moves_on_for_its_link_or_a_spent_bucket_and_stops_for_what_it_ask
     by a NAT neighbour) is tried again at the next gateway and round, as a 503 is: the bucket
     refills; a refusal of the key itself ends the rounds (session 26)."""
     assert sdk_resume._link_failure(error) is link
+
+
+def refuse_unchecked(monkeypatch: pytest.MonkeyPatch, api_key: str, times: int) -> list[int]:
+    """The venue refuses `api_key`'s first `times` logons 503 NONCE_UNCHECKED (a cluster
+    gateway whose nonce claim NATS did not answer: nothing done); the refusals made."""
+    original = Logons.logon
+    refused: list[int] = []
+
+    def unchecked(self: Logons, session: Any, request: Any, t_in: int) -> None:
+        if request.params.api_key == api_key and len(refused) < times:
+            refused.append(1)
+            raise AuthError(ErrorCode.NONCE_UNCHECKED, "the nonce could not be checked")
+        original(self, session, request, t_in)
+
+    monkeypatch.setattr(Logons, "logon", unchecked)
+    return refused
+
+
+def test_a_logon_retried_past_the_logon_timeout_is_resumed_with_its_own_key(
+    run_venue: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gap left by session 35 (docs/protocol.md §1): after close() and connect(), a logon
+    as beta still waiting to be sent again after NONCE_UNCHECKED when the venue closed the
+    connection for its logon timeout (4001) was resumed with the key of the connection
+    before, alpha's: the client traded on as alpha, wait_resumed() True, and beta's retry,
+    sent on the resumed connection, was refused "this connection is logged on". A resume
+    logs on with the key of the logon in flight over the connection it replaces, and the
+    retry is not sent on a connection it was not refused on: ConnectionLost says so."""
+    monkeypatch.setattr(limits, "LOGON_TIMEOUT_S", 0.3)
+    refused = refuse_unchecked(monkeypatch, KEYS["beta"][0], times=1)
+
+    async def scenario(venue: Venue) -> None:
+        client = await logged_on(venue, reconnect_delays_s=(0.05,), logon_retry_delays_s=(0.8, 0.8))
+        await client.request("session.cod", {"enabled": True})
+        await client.subscribe_account()
+        await client.close()
+        await client.connect()
+        second = client.websocket
+        assert second is not None
+        with pytest.raises(ConnectionLost, match=r"session\.logon not sent again"):
+            await client.logon(*KEYS["beta"])  # before: VenueError, "logged on"
+        assert second.close_code == 4001 and refused == [1]
+        assert await client.wait_resumed()
+        status = await client.request("session.status")
+        assert (status["account"], status["cod"], status["subscriptions"]) == (2, False, 0)
+
+    run_venue(scenario)
+
+
+def test_a_logon_called_while_a_resume_reconnects_leaves_the_resumes_account(
+    run_venue: Any,
+) -> None:
+    """What took the first fix of the gap above back (8dc32d30, 67e48bb9): a logon called
+    while a resume reconnected, of another key or of a mistyped secret, made the resume log
+    on as that key (COD on), or fail and lose the session. A logon is its connection's: one
+    asked while the link is down is not sent (nothing noted), one held while the resume's
+    handshake is under way goes out on the resumed connection, logged on already, which
+    refuses it; the resume's account and COD are those of the connection it replaces."""
+
+    async def scenario(venue: Venue) -> None:
+        others = (KEYS["beta"], (KEYS["alpha"][0], "mistyped-secret"))
+        async with relay(venue.port) as path:
+            alpha = await logged_on(venue, path.url, reconnect_delays_s=(0.5,))
+            await alpha.request("session.cod", {"enabled": True})
+            for made, key in enumerate(others, start=2):
+                path.released.clear()  # the resume's handshake waits
+                resuming = asyncio.create_task(alpha.resume())
+                assert await until(lambda made=made: path.connections == made)
+                logging_on = asyncio.create_task(alpha.logon(*key))  # held by the resume
+                await asyncio.sleep(0.05)
+                path.released.set()
+                await resuming  # with 8dc32d30: as beta, COD on; or refused, the session lost
+                with pytest.raises(VenueError, match="this connection is logged on"):
+                    await logging_on  # sent on the resumed connection
+                status = await alpha.request("session.status")
+                assert (status["account"], status["cod"]) == (1, True), key
+            path.cut()  # and while auto_resume waits its 0.5 s, the link down
+            assert await until(lambda: alpha._resume_pending())
+            for key in others:
+                with pytest.raises(ConnectionLost, match=r"session\.logon not sent") as lost:
+                    await alpha.logon(*key)
+                assert not lost.value.sent
+            assert await alpha.wait_resumed()
+            status = await alpha.request("session.status")
+            assert (status["account"], status["cod"]) == (1, True)
+
+    run_venue(scenario)
+
+
+def test_a_connection_of_the_callers_own_is_resumed_with_its_own_streams_only(
+    run_venue: Any,
+) -> None:
+    """The gap left by session 35: after close() and connect() under the SAME account, a
+    resume followed again the streams of the connection before (the private stream, the
+    books, the other public streams), which the caller had not subscribed on the new one:
+    pushes it never asked for. A connection of the caller's own starts without any, as it
+    starts without COD; what it subscribes is what its resume follows again."""
+
+    async def scenario(venue: Venue) -> None:
+        client = await venue.client("alpha")
+        await client.subscribe_account()
+        await client.subscribe_book(SYMBOL)
+        await client.request("subscribe", {"ch": "trades", "symbols": [SYMBOL]})
+        await client.close()
+        await client.connect()
+        await client.resume()  # a connection not logged on: its resume logs on as nobody
+        answer = await client.request_raw("session.status")
+        assert answer["status"] == 401, answer  # before: 200, logged on as alpha
+        await client.logon(*KEYS["alpha"])
+        await client.resume()
+        assert (await client.request("subscriptions"))["subscriptions"] == []  # before: 3
+        assert client.books == {}, "a book no connection follows is not kept"
+        await client.request("subscribe", {"ch": "bbo", "symbols": [SYMBOL]})
+        await client.resume()
+        assert (await client.request("subscriptions"))["subscriptions"] == [f"bbo:{SYMBOL}"]
+
+    run_venue(scenario)
+
+
+def test_a_logout_held_by_a_resume_that_outlasts_it_ends_the_session(run_venue: Any) -> None:
+    """The gap left by session 35: a `session.logout` held while a resume logged on, whose
+    timeout passed first, raised ConnectionLost "not sent", and the resume went on to log on:
+    the caller that logged out was trading again (COD on). The link's drop ended the
+    session at the venue; the logout now stops the resume, as one asked while the link is
+    down does: a `logged_out` notice, ConnectionLost saying the client is logged out."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        alpha.auto_resume = True
+        await alpha.request("session.cod", {"enabled": True})
+        await logons_spent(venue)
+        resuming = await resuming_until_connected(alpha)  # its logon waits out a 429
+        with pytest.raises(ConnectionLost, match="logged out") as lost:
+            await alpha.request("session.logout", timeout_s=0.1)
+        assert not lost.value.sent
+        with pytest.raises(ConnectionLost, match=r"close\(\) was called meanwhile"):
+            await resuming  # before: it logged on, COD on
+        assert not await alpha.wait_resumed()
+        assert not [s for s in venue.server.sessions.values() if s.account == 1]
+        notices = [p for p in await drain_client_notices(alpha)]
+        assert notices == [{"ch": "client", "type": "logged_out", "url": venue.url()}]
+
+    run_venue(scenario)
+
+
+async def drain_client_notices(client: VenueClient) -> list[dict[str, Any]]:
+    """The client's own notices queued by now (no wait)."""
+    notices = []
+    while not client.pushes.empty():
+        push = client.pushes.get_nowait()
+        if push.get("ch") == "client":
+            notices.append(push)
+    return notices
+
+
+def test_a_book_subscribed_while_the_link_is_down_is_not_followed_on_resume(
+    run_venue: Any,
+) -> None:
+    """A `subscribe_book` that raised ConnectionLost not sent (the link down, auto_resume
+    waiting between its tries) subscribed nothing, but its book was kept, and the resume
+    followed it: a stream the caller was told was not asked for (session 36's finding). It
+    is forgotten as a refused one is; one whose request left (its answer lost) is kept."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await logged_on(venue, reconnect_delays_s=(0.5,))
+        session = next(s for s in venue.server.sessions.values() if s.account == 1)
+        session.websocket.transport.abort()
+        assert alpha.websocket is not None
+        await asyncio.wait_for(alpha.websocket.wait_closed(), 5)
+        with pytest.raises(ConnectionLost, match="subscribe not sent") as lost:
+            await alpha.subscribe_book(SYMBOL)
+        assert not lost.value.sent
+        assert alpha.books == {}
+        assert await alpha.wait_resumed()
+        assert (await alpha.request("subscriptions"))["subscriptions"] == []  # before: book
+
+    run_venue(scenario)
+
+
+def test_a_book_whose_subscribe_lost_its_answer_is_not_followed_on_resume(
+    run_venue: Any,
+) -> None:
+    """A `subscribe_book` whose link dropped before its answer (ConnectionLost, `sent`) was
+    kept, and the resume subscribed it again: one the venue refuses (a symbol mistyped) made
+    every try fail for what it asked, and auto_resume gave up, the session lost to a typo
+    (session 36's finding). Only a subscription the venue answered is followed again, as
+    for the other streams; the caller, told ConnectionLost, subscribes again."""
+
+    async def scenario(venue: Venue) -> None:
+        async with relay(venue.port, cut_at_logon={0}) as path:  # its first frame: the book's
+            client = VenueClient(path.url, auto_resume=True, reconnect_delays_s=(0.05,))
+            venue.clients.append(await client.connect())
+            with pytest.raises(ConnectionLost, match="before the answer") as lost:
+                await client.subscribe_book("NOPEx-USD")
+            assert lost.value.sent
+            assert await client.wait_resumed()  # before: False, gave up at the refusal
+            assert client.books == {}
+            assert (await client.request("subscriptions"))["subscriptions"] == []
+
+    run_venue(scenario)
