@@ -731,7 +731,7 @@ def test_a_logon_retried_past_the_logon_timeout_is_resumed_with_its_own_key(
     refused = refuse_unchecked(monkeypatch, KEYS["beta"][0], times=1)
 
     async def scenario(venue: Venue) -> None:
-        client = await logged_on(venue, reconnect_delays_s=(0.05,), logon_retry_delays_s=(0.8, 0.8))
+        client = await logged_on(venue, reconnect_delays_s=(0.05,), logon_retry_delays_s=(2.0,))
         await client.request("session.cod", {"enabled": True})
         await client.subscribe_account()
         await client.close()
@@ -761,7 +761,7 @@ def test_a_logon_called_while_a_resume_reconnects_leaves_the_resumes_account(
     async def scenario(venue: Venue) -> None:
         others = (KEYS["beta"], (KEYS["alpha"][0], "mistyped-secret"))
         async with relay(venue.port) as path:
-            alpha = await logged_on(venue, path.url, reconnect_delays_s=(0.5,))
+            alpha = await logged_on(venue, path.url, reconnect_delays_s=(1.5,))
             await alpha.request("session.cod", {"enabled": True})
             for made, key in enumerate(others, start=2):
                 path.released.clear()  # the resume's handshake waits
@@ -775,7 +775,7 @@ def test_a_logon_called_while_a_resume_reconnects_leaves_the_resumes_account(
                     await logging_on  # sent on the resumed connection
                 status = await alpha.request("session.status")
                 assert (status["account"], status["cod"]) == (1, True), key
-            path.cut()  # and while auto_resume waits its 0.5 s, the link down
+            path.cut()  # and while auto_resume waits its 1.5 s, the link down
             assert await until(lambda: alpha._resume_pending())
             for key in others:
                 with pytest.raises(ConnectionLost, match=r"session\.logon not sent") as lost:
@@ -863,7 +863,7 @@ def test_a_book_subscribed_while_the_link_is_down_is_not_followed_on_resume(
     is forgotten as a refused one is; one whose request left (its answer lost) is kept."""
 
     async def scenario(venue: Venue) -> None:
-        alpha = await logged_on(venue, reconnect_delays_s=(0.5,))
+        alpha = await logged_on(venue, reconnect_delays_s=(1.0,))
         session = next(s for s in venue.server.sessions.values() if s.account == 1)
         session.websocket.transport.abort()
         assert alpha.websocket is not None
