@@ -210,11 +210,12 @@ class Resuming:
     def _carry_the_logon_in_flight(self) -> None:
         """Before a resume replaces the connection: the key it logs on with is the one that
         logged on over that connection, else that of a logon in flight over it (lost,
-        cancelled, timed out, between its retries), else none there was (`connect()` forgot
-        the one before). Before session 36, the key of the last logon that succeeded on any
-        connection, or lost on one not logged on: after close() and connect() under another
-        key whose logon was being retried past the venue's logon timeout, the account
-        before."""
+        cancelled, timed out, between its retries), else the one it was opened to log on
+        with (a resume's connection: the key of the one it replaced), or none (one of the
+        caller's own: `connect()` forgot the last one's). Before session 36, the key of the
+        last logon that succeeded on any connection, or lost on one not logged on: after
+        close() and connect() under another key whose logon was being retried past the
+        venue's logon timeout, the account before."""
         sent, websocket = self._logon_in_flight, self.websocket
         if sent is None or sent.key is None or sent.over is not websocket:
             return
@@ -247,9 +248,12 @@ class Resuming:
         }
 
     async def resume(self, url: str | None = None) -> None:
-        """Reconnect, log on again (if `logon` was called), enable cancel-on-disconnect again
-        (if `session.cod` enabled it), resubscribe the private stream with since_seq (if it
-        was followed: missed events are replayed), the books and the other public streams.
+        """Reconnect and set up again what the connection it replaces had, no more, no less:
+        log on again (with the key logged on over it, or of a logon in flight over it:
+        `_carry_the_logon_in_flight`), enable cancel-on-disconnect again (if `session.cod`
+        enabled it on it), resubscribe the private stream with since_seq (if it was followed:
+        missed events are replayed), the books and the other public streams followed on it
+        (a connection of the caller's own, `connect()`, starts without any).
         If a step fails (a logon refused, say), the new connection is closed before the
         failure is raised: a request then raises `ConnectionLost`, never meets a connection
         that is not logged on, and the venue's close of such a connection starts no new
