@@ -138,20 +138,21 @@ class Resuming:
         `LOGON_RATE_LIMITED_RETRIES_MAX` times within `LOGON_RATE_LIMITED_WAIT_MAX_S` in all
         (since session 25: before, raised at once, and
         each such refusal cost `auto_resume` one of its tries). Any other refusal is raised
-        at once. Sent again only on the connection it was refused on: one that closed
-        meanwhile (the venue's logon timeout, 4001, say) raises `ConnectionLost` (not sent
-        again), and a resume of it logs on with this key (since session 36: before, the
-        retry went out on the resumed connection, logged on as the account before, which
-        refused it). A resume logs on with the key of the connection it replaces: the one
-        that logged on over it, else that of a logon still in flight over it (`LogonSent`)."""
+        at once. Sent again only on the connection it was refused on: a resume of one that
+        closed meanwhile (the venue's logon timeout, 4001, say) logs on with this key, and
+        its answer is then the session's (`session.status`; `_logged_on_by_its_resume`;
+        since session 36: before, the retry went out on the resumed connection, logged on as
+        the account before after a close/connect, which refused it). A resume logs on with
+        the key of the connection it replaces: the one that logged on over it, else that of
+        a logon still in flight over it (`LogonSent`)."""
         key = (api_key, secret)
         nonce_delays_s = iter(self.logon_retry_delays_s)
         limited = 0
         limited_waited_s = 0.0
         sent: LogonSent | None = None
         while True:
-            if sent is not None:
-                self._check_still_open(sent)
+            if sent is not None and not self._still_open(sent):
+                return await self._logged_on_by_its_resume(sent)
             sent = LogonSent(key)
             being_sent = LOGON_BEING_SENT.set(sent)
             try:
@@ -194,13 +195,27 @@ class Resuming:
         if self._logon_in_flight is sent:
             self._logon_in_flight = None
 
-    def _check_still_open(self, sent: LogonSent) -> None:
-        """Raise ConnectionLost (not sent again) if the connection `sent` was refused on (for
-        now) has closed or been replaced: a retry sent on a resumed one, logged on already by
-        the resume, was refused "this connection is logged on" (session 36's finding)."""
+    def _still_open(self, sent: LogonSent) -> bool:
+        """Whether the connection `sent` was refused on (for now) is still the one, open."""
         websocket = sent.over
-        if websocket is None or (websocket is self.websocket and websocket.state is State.OPEN):
-            return
+        return websocket is None or (websocket is self.websocket and websocket.state is State.OPEN)
+
+    async def _logged_on_by_its_resume(self, sent: LogonSent) -> Any:
+        """`sent` waited to be sent again on a connection that has closed: a resume of that
+        connection logs on with its key (`_carry_the_logon_in_flight`), so it is not sent on
+        the next (the resume's: it refused it, "this connection is logged on", session 36's
+        finding). auto_resume's outcome is waited for: the session's status if it logged on
+        with this key; else ConnectionLost, not sent again (auto_resume off or given up, or
+        this logon a try's own, whose failure moves the resume on)."""
+        resumed = (
+            self.auto_resume
+            and _SETUP_OF.get() is None  # (a try's setup: waiting for the try, a deadlock)
+            and await self.wait_resumed()
+            and self._logged_on_over is self.websocket
+            and self._credentials == sent.key
+        )
+        if resumed:
+            return await self.request("session.status")
         message = (
             f"session.logon not sent again: the connection to {self.url} on which it waited to"
             " be sent again closed; a resume of that connection logs on with its key"

@@ -717,31 +717,44 @@ def refuse_unchecked(monkeypatch: pytest.MonkeyPatch, api_key: str, times: int) 
     return refused
 
 
+@pytest.mark.parametrize("before", ["alpha, closed", "none", "alpha, closed, no auto_resume"])
 def test_a_logon_retried_past_the_logon_timeout_is_resumed_with_its_own_key(
-    run_venue: Any, monkeypatch: pytest.MonkeyPatch
+    run_venue: Any, monkeypatch: pytest.MonkeyPatch, before: str
 ) -> None:
     """The gap left by session 35 (docs/protocol.md §1): after close() and connect(), a logon
     as beta still waiting to be sent again after NONCE_UNCHECKED when the venue closed the
     connection for its logon timeout (4001) was resumed with the key of the connection
     before, alpha's: the client traded on as alpha, wait_resumed() True, and beta's retry,
     sent on the resumed connection, was refused "this connection is logged on". A resume
-    logs on with the key of the logon in flight over the connection it replaces, and the
-    retry is not sent on a connection it was not refused on: ConnectionLost says so."""
+    logs on with the key of the logon in flight over the connection it replaces; the retry
+    is not sent on another connection: `logon()` answers with the session's status once
+    auto_resume logged on with its key (on a client never logged on too: the retry went out
+    on the resumed connection, not logged on, and passed), or raises ConnectionLost (not
+    sent again) with auto_resume off, and `resume()` logs on with its key."""
     monkeypatch.setattr(limits, "LOGON_TIMEOUT_S", 0.3)
     refused = refuse_unchecked(monkeypatch, KEYS["beta"][0], times=1)
 
     async def scenario(venue: Venue) -> None:
-        client = await logged_on(venue, reconnect_delays_s=(0.05,), logon_retry_delays_s=(2.0,))
-        await client.request("session.cod", {"enabled": True})
-        await client.subscribe_account()
-        await client.close()
-        await client.connect()
+        options: dict[str, Any] = {"reconnect_delays_s": (0.05,), "logon_retry_delays_s": (2.0,)}
+        client = VenueClient(venue.url(), auto_resume="no auto_resume" not in before, **options)
+        venue.clients.append(await client.connect())
+        if before != "none":
+            await client.logon(*KEYS["alpha"])
+            await client.request("session.cod", {"enabled": True})
+            await client.subscribe_account()
+            await client.close()
+            await client.connect()
         second = client.websocket
         assert second is not None
-        with pytest.raises(ConnectionLost, match=r"session\.logon not sent again"):
-            await client.logon(*KEYS["beta"])  # before: VenueError, "logged on"
+        if client.auto_resume:
+            answer = await client.logon(*KEYS["beta"])  # before: VenueError, "logged on"
+            assert answer["account"] == 2, answer
+            assert client.resumed == 1
+        else:
+            with pytest.raises(ConnectionLost, match=r"session\.logon not sent again"):
+                await client.logon(*KEYS["beta"])
+            await client.resume()  # before: logged on as alpha
         assert second.close_code == 4001 and refused == [1]
-        assert await client.wait_resumed()
         status = await client.request("session.status")
         assert (status["account"], status["cod"], status["subscriptions"]) == (2, False, 0)
 
