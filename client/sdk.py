@@ -202,6 +202,7 @@ class VenueClient(Calls, Resuming, Reading):
         self.refused_retries = 0  # handshakes tried again after a 503 with Retry-After
         self.resumed = 0  # how many times the connection was reopened
         self.gave_up = False  # auto_resume tried every delay and failed; connect() clears it
+        self._gave_up_on: Exception | None = None  # the failure it gave up on (its last)
         self._closing = False
         # how many times close() was called: a connect_any or resume() notes it as it
         # starts, and gives up once it has moved (its `_connect` resets `_closing`)
@@ -298,7 +299,7 @@ class VenueClient(Calls, Resuming, Reading):
         self._logout_sent_on = self._logon_in_flight = self._logged_on_over = None
         self.websocket = await self._open(packed_url(url) if self.packed else url, closes)
         self.url = url
-        self.gave_up = False
+        self.gave_up, self._gave_up_on = False, None
         self._dropped_silent = False  # this one is not (read before it by a resume)
         self._reconnect_in_s = None  # nor stopping
         self._last_frame_s = time.monotonic()

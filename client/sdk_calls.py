@@ -16,10 +16,8 @@ import msgspec
 
 from client.sdk_types import (
     AccountEvent,
-    ConnectionLost,
     OrderResult,
     PushesDropped,
-    VenueError,
     account_event,
 )
 from gateway.market_data import BOOK_DEPTHS, LocalBook
@@ -193,31 +191,37 @@ class Calls:
     async def subscribe_book(self, symbol: str, depth: int = BOOK_DEPTHS[0]) -> Any:
         """Follow a symbol's book; the venue serves the smallest depth tier covering `depth`.
         One tier per symbol is kept in `books` (the last asked for; messages of another tier
-        still followed are only queued). A subscription the venue refuses is forgotten (the
-        tier followed before, if any, is kept), so that `resume()` does not ask for it again;
-        so is one that raised `ConnectionLost`: not sent (the link down) or its answer lost,
-        it may not be the connection's, and the caller, told so, subscribes again (since
-        session 36: before, a resume followed it, and gave up if the venue refused it, the
-        session lost to a mistyped symbol)."""
+        still followed are only queued). `resume()` follows again only a subscription the
+        venue answered (noted then): not one it refused (the tier followed before, if any,
+        is kept), nor one whose outcome is unknown, `ConnectionLost` (not sent, the link
+        down, or its answer lost), `RequestTimeout` or cancelled (the caller, told so,
+        subscribes again), nor one still unanswered when a resume's try sets up (held
+        behind its logon: it goes out on the resumed connection once set up). Since session
+        36: before, such a book was noted as it was asked for, and a resume followed it,
+        failing (and auto_resume giving up, the session lost) if the venue refused it, a
+        symbol mistyped."""
         tier = next((t for t in BOOK_DEPTHS if t >= depth), BOOK_DEPTHS[-1])
-        before = self._book_depths.get(symbol), self.books.get(symbol)
-        self._book_depths[symbol] = tier
-        self.books[symbol] = LocalBook(symbol, tier)  # before the answer: its snapshot follows
-        try:
-            return await self.request(
+        before = self.books.get(symbol)
+        book = self.books[symbol] = LocalBook(symbol, tier)  # before the answer: its snapshot
+        try:  # follows it
+            answer = await self.request(
                 "subscribe", {"ch": "book", "symbols": [symbol], "depth": depth}
             )
-        except (VenueError, ConnectionLost):  # nothing subscribed, or not known to be
-            self._restore_book(symbol, *before)
+        except BaseException:  # nothing subscribed, or not known to be
+            self._restore_book(symbol, book, before)
             raise
+        self._book_depths[symbol] = tier  # answered: followed again by a resume
+        return answer
 
-    def _restore_book(self, symbol: str, depth: int | None, book: LocalBook | None) -> None:
-        """The book of `symbol` as it was before a subscription that subscribed nothing."""
-        if depth is None or book is None:
-            self._book_depths.pop(symbol, None)
+    def _restore_book(self, symbol: str, book: LocalBook, before: LocalBook | None) -> None:
+        """The book of `symbol` as it was before a subscription (of `book`) that subscribed
+        nothing, or is not known to have (unless another replaced `book` since)."""
+        if self.books.get(symbol) is not book:
+            return
+        if before is None:
             self.books.pop(symbol, None)
         else:
-            self._book_depths[symbol], self.books[symbol] = depth, book
+            self.books[symbol] = before
 
     def _forget_books(self, names: Iterable[str]) -> None:
         """Unsubscribed book streams (`book:{sym}:{tier}`): the local books of those tiers
@@ -242,7 +246,7 @@ class Calls:
         connection closed meanwhile, a timeout), a client notice says so, `book_resync_failed`
         (a resume subscribes the books again)."""
         task = asyncio.get_running_loop().create_task(
-            self.subscribe_book(symbol, self._book_depths[symbol])
+            self.subscribe_book(symbol, self.books[symbol].depth)
         )
         self._resyncing.add(task)
         task.add_done_callback(partial(self._resynced, symbol))

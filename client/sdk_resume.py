@@ -82,6 +82,7 @@ class Resuming:
         logon_retries: int
         resumed: int
         gave_up: bool
+        _gave_up_on: Exception | None
         silence_timeout_s: float | None
         resume_budget_s: float
         _reconnect_in_s: float | None
@@ -140,12 +141,14 @@ class Resuming:
         each such refusal cost `auto_resume` one of its tries). Any other refusal is raised
         at once. Sent again only on the connection it was refused on: a resume of one that
         closed meanwhile (the venue's logon timeout, 4001, say) logs on with this key, and
-        its answer is then the session's (`session.status`; `_logged_on_by_its_resume`;
+        its answer is then the session's, or the refusal of that resume's logon
+        (`session.status`; `_logged_on_by_its_resume`;
         since session 36: before, the retry went out on the resumed connection, logged on as
         the account before after a close/connect, which refused it). A resume logs on with
         the key of the connection it replaces: the one that logged on over it, else that of
         a logon still in flight over it (`LogonSent`)."""
         key = (api_key, secret)
+        earlier = self._logon_in_flight  # (given up on by its caller, say: kept if refused)
         nonce_delays_s = iter(self.logon_retry_delays_s)
         limited = 0
         limited_waited_s = 0.0
@@ -175,7 +178,7 @@ class Resuming:
                     # answered: no longer in flight, so the venue's logon timeout (4001) of its
                     # connection is not a slow logon's, to be resumed (the whole-diff review of
                     # session 35: it was, as the last account or as none)
-                    self._answered(sent)
+                    self._answered(sent, earlier)
                     raise
             # (ConnectionLost, RequestTimeout, cancelled: its outcome unknown, it may have run;
             # it stays in flight over its connection, whose resume logs on with its key)
@@ -190,10 +193,17 @@ class Resuming:
             await asyncio.sleep(delay_s)
             self.logon_retries += 1
 
-    def _answered(self, sent: LogonSent) -> None:
-        """`sent` is no longer in flight (unless a later logon's is)."""
-        if self._logon_in_flight is sent:
-            self._logon_in_flight = None
+    def _answered(self, sent: LogonSent, earlier: LogonSent | None = None) -> None:
+        """`sent` is no longer in flight (unless a later logon's is). Refused, it leaves
+        `earlier` in flight if it was over the same connection: a logon whose caller gave
+        up on it (cancelled, timed out) may have logged on there, which a refusal "this
+        connection is logged on" even proves (before the review of session 36, the refusal
+        of a second logon erased the only note of the first's key, and the next drop was
+        resumed with no logon, no COD, no stream)."""
+        if self._logon_in_flight is not sent:
+            return
+        kept = earlier is not None and earlier.over is not None and earlier.over is sent.over
+        self._logon_in_flight = earlier if kept else None
 
     def _still_open(self, sent: LogonSent) -> bool:
         """Whether the connection `sent` was refused on (for now) is still the one, open."""
@@ -205,8 +215,11 @@ class Resuming:
         connection logs on with its key (`_carry_the_logon_in_flight`), so it is not sent on
         the next (the resume's: it refused it, "this connection is logged on", session 36's
         finding). auto_resume's outcome is waited for: the session's status if it logged on
-        with this key; else ConnectionLost, not sent again (auto_resume off or given up, or
-        this logon a try's own, whose failure moves the resume on)."""
+        with this key; the refusal its logon with this key met, if auto_resume gave up at it
+        (since session 36's review: before, ConnectionLost, the refusal said only in the
+        `gave_up` notice); else ConnectionLost, not sent again (auto_resume off or given up
+        otherwise, chained to its failure, or this logon a try's own, whose failure moves
+        the resume on)."""
         resumed = (
             self.auto_resume
             and _SETUP_OF.get() is None  # (a try's setup: waiting for the try, a deadlock)
@@ -216,11 +229,20 @@ class Resuming:
         )
         if resumed:
             return await self.request("session.status")
+        gave_up_on = self._gave_up_on if self.auto_resume and self.gave_up else None
+        if isinstance(gave_up_on, VenueError) and self._its_key_was_refused(sent):
+            raise gave_up_on  # (before the review of session 36: ConnectionLost, unsaid)
         message = (
             f"session.logon not sent again: the connection to {self.url} on which it waited to"
             " be sent again closed; a resume of that connection logs on with its key"
         )
-        raise ConnectionLost(message, "session.logon", sent=False, hint=self._reopening())
+        lost = ConnectionLost(message, "session.logon", sent=False, hint=self._reopening())
+        raise lost from gave_up_on
+
+    def _its_key_was_refused(self, sent: LogonSent) -> bool:
+        """Whether the last try of the resume failed at its logon with `sent`'s key: logged on
+        with none (`_connect` forgot the last), the key carried being that one."""
+        return self._logged_on_over is None and self._credentials == sent.key
 
     def _carry_the_logon_in_flight(self) -> None:
         """Before a resume replaces the connection: the key it logs on with is the one that
@@ -483,7 +505,7 @@ class Resuming:
                 return
             if failure is not None and not _link_failure(failure):
                 break
-        self.gave_up = True
+        self.gave_up, self._gave_up_on = True, failure
         self._queue({"ch": "client", "type": "gave_up", "url": tried_url, "error": repr(failure)})
 
     def _round_from(self, url: str) -> list[str]:

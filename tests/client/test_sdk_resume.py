@@ -20,10 +20,11 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.protocol import State
 
 from client import sdk_resume
-from client.sdk import ConnectionLost, VenueClient, VenueError
+from client.sdk import ConnectionLost, RequestTimeout, VenueClient, VenueError
 from engine.reasons import ErrorCode
 from gateway import limits
 from gateway.auth import AuthError, KeyStore
+from gateway.dispatch import Dispatcher
 from gateway.logon import Logons
 from tests.conftest import KEYS, TEST_TIMEOUT_S, Venue, next_push_not_heartbeat, start_venue
 
@@ -873,7 +874,8 @@ def test_a_book_subscribed_while_the_link_is_down_is_not_followed_on_resume(
     """A `subscribe_book` that raised ConnectionLost not sent (the link down, auto_resume
     waiting between its tries) subscribed nothing, but its book was kept, and the resume
     followed it: a stream the caller was told was not asked for (session 36's finding). It
-    is forgotten as a refused one is; one whose request left (its answer lost) is kept."""
+    is forgotten as a refused one is, and so is one whose request left (its answer lost:
+    the next test)."""
 
     async def scenario(venue: Venue) -> None:
         alpha = await logged_on(venue, reconnect_delays_s=(1.0,))
@@ -910,5 +912,154 @@ def test_a_book_whose_subscribe_lost_its_answer_is_not_followed_on_resume(
             assert await client.wait_resumed()  # before: False, gave up at the refusal
             assert client.books == {}
             assert (await client.request("subscriptions"))["subscriptions"] == []
+
+    run_venue(scenario)
+
+
+@pytest.mark.parametrize("again", ["alpha", "beta"])
+def test_a_logon_refused_on_a_connection_logged_on_by_one_given_up_on_keeps_its_key(
+    run_venue: Any, again: str
+) -> None:
+    """After connect(), a logon whose caller gave up on it (a `wait_for` cancelled it; its
+    answer never seen) logged on at the venue, and the caller's second logon, of the same
+    key or another, was refused "this connection is logged on": that refusal erased the
+    only note of the first, in flight, and the next drop was resumed with no logon, no COD,
+    no stream, wait_resumed() True and every request 401 (session 36's review). A refused
+    logon leaves the note of one in flight before it over the same connection."""
+    pause_s = 0.3  # the venue answers alpha's first logon this late: it is cancelled before
+    original = Logons.logon
+    logons: list[str] = []
+
+    def slow_first(self: Logons, session: Any, request: Any, t_in: int) -> None:
+        logons.append(request.params.api_key)
+        if len(logons) == 1:
+            asyncio.get_running_loop().call_later(pause_s, original, self, session, request, t_in)
+        else:
+            original(self, session, request, t_in)
+
+    async def scenario(venue: Venue) -> None:
+        client = VenueClient(venue.url(), auto_resume=True, reconnect_delays_s=(0.05,))
+        venue.clients.append(await client.connect())
+        first = asyncio.create_task(client.logon(*KEYS["alpha"]))
+        assert await until(lambda: logons == [KEYS["alpha"][0]])
+        first.cancel()  # a caller's wait_for giving up on it
+        await asyncio.gather(first, return_exceptions=True)
+        venue_sessions = venue.server.sessions.values()
+        assert await until(lambda: any(s.account == 1 for s in venue_sessions))
+        with pytest.raises(VenueError, match="this connection is logged on"):
+            await client.logon(*KEYS[again])
+        await client.subscribe_account()
+        await client.request("session.cod", {"enabled": True})
+        session = next(s for s in venue_sessions if s.account == 1)
+        session.websocket.transport.abort()
+        assert client.websocket is not None
+        await asyncio.wait_for(client.websocket.wait_closed(), 5)
+        assert await client.wait_resumed()
+        status = await client.request_raw("session.status")  # before: 401, not logged on
+        assert status["status"] == 200, status
+        result = status["result"]
+        assert (result["account"], result["cod"], result["subscriptions"]) == (1, True, 1)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Logons, "logon", slow_first)
+        run_venue(scenario)
+
+
+@pytest.mark.parametrize("resumed_by", ["resume()", "auto_resume"])
+def test_a_book_subscribed_during_a_resumes_handshake_is_not_followed_by_it(
+    run_venue: Any, resumed_by: str
+) -> None:
+    """A `subscribe_book` held while a resume's try connected was noted before its request
+    left, and the try followed it: of a symbol mistyped, the venue refused it, and the
+    resume failed (resume() raised, the client closed; auto_resume gave up), the session
+    lost, COD fired (session 36's review). A resume follows only the books the venue
+    answered; the held subscription then goes out on the resumed connection, refused."""
+
+    async def scenario(venue: Venue) -> None:
+        async with relay(venue.port) as path:
+            alpha = await logged_on(venue, path.url, reconnect_delays_s=(0.2, 0.2, 0.2))
+            await alpha.request("session.cod", {"enabled": True})
+            await alpha.subscribe_book(SYMBOL)
+            path.released.clear()  # the next try's handshake waits
+            resuming = None
+            if resumed_by == "resume()":
+                resuming = asyncio.create_task(alpha.resume())
+            else:
+                path.cut()
+            assert await until(lambda: path.connections == 2)
+            subscribing = asyncio.create_task(alpha.subscribe_book("NOPEx-USD"))
+            await asyncio.sleep(0.05)
+            path.released.set()
+            if resuming is not None:
+                await resuming  # before: VenueError UNKNOWN_SYMBOL, the client closed
+            with pytest.raises(VenueError, match="UNKNOWN_SYMBOL"):
+                await subscribing
+            assert await alpha.wait_resumed()  # before: False, gave up
+            assert list(alpha.books) == [SYMBOL]
+            status = await alpha.request("session.status")
+            assert (status["account"], status["cod"], status["subscriptions"]) == (1, True, 1)
+
+    run_venue(scenario)
+
+
+@pytest.mark.parametrize("ending", ["timed out", "cancelled"])
+def test_a_book_whose_subscribe_timed_out_or_was_cancelled_is_not_followed_on_resume(
+    run_venue: Any, monkeypatch: pytest.MonkeyPatch, ending: str
+) -> None:
+    """A `subscribe_book` that raised RequestTimeout or was cancelled (its outcome unknown,
+    as one whose answer was lost) stayed noted, and the resume followed it: of a symbol
+    mistyped, refused, and auto_resume gave up, the session lost. It is forgotten as one
+    that raised ConnectionLost is (session 36's review)."""
+    original = Dispatcher._handlers["subscribe"]
+    held: list[int] = []
+
+    def slow_first(self: Dispatcher, session: Any, request: Any, t_in: int) -> None:
+        if request.params.ch == "book" and not held:  # answered (refused) after 1 s
+            held.append(1)
+            asyncio.get_running_loop().call_later(1.0, original, self, session, request, t_in)
+        else:
+            original(self, session, request, t_in)
+
+    monkeypatch.setitem(Dispatcher._handlers, "subscribe", slow_first)
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await logged_on(venue, reconnect_delays_s=(0.05, 0.2))
+        alpha.request_timeout_s = 0.3 if ending == "timed out" else None
+        subscribing = asyncio.create_task(alpha.subscribe_book("NOPEx-USD"))
+        assert await until(lambda: held == [1])
+        if ending == "cancelled":
+            subscribing.cancel()
+        with pytest.raises(RequestTimeout if ending == "timed out" else asyncio.CancelledError):
+            await subscribing
+        alpha.request_timeout_s = 5.0
+        session = next(s for s in venue.server.sessions.values() if s.account == 1)
+        session.websocket.transport.abort()
+        assert alpha.websocket is not None
+        await asyncio.wait_for(alpha.websocket.wait_closed(), 5)
+        assert await alpha.wait_resumed()  # before: False, gave up at UNKNOWN_SYMBOL
+        assert (await alpha.request("subscriptions"))["subscriptions"] == []
+        assert alpha.books == {}
+
+    run_venue(scenario)
+
+
+def test_a_logon_retried_past_the_logon_timeout_with_a_mistyped_secret_raises_its_refusal(
+    run_venue: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A logon of a mistyped secret still waiting to be sent again (NONCE_UNCHECKED) at the
+    venue's logon timeout (4001): auto_resume logs on with its key, refused, and gives up;
+    `logon()` raised ConnectionLost, its text hiding that the key was refused (only the
+    `gave_up` notice said it: session 36's review). It raises that refusal."""
+    monkeypatch.setattr(limits, "LOGON_TIMEOUT_S", 0.3)
+    refused = refuse_unchecked(monkeypatch, KEYS["beta"][0], times=1)
+
+    async def scenario(venue: Venue) -> None:
+        options: dict[str, Any] = {"reconnect_delays_s": (0.05,), "logon_retry_delays_s": (2.0,)}
+        client = VenueClient(venue.url(), auto_resume=True, **options)
+        venue.clients.append(await client.connect())
+        with pytest.raises(VenueError) as refusal:  # before: ConnectionLost, "not sent again"
+            await client.logon(KEYS["beta"][0], "mistyped-secret")
+        assert refusal.value.status == 401, refusal.value
+        assert refused == [1] and client.gave_up
 
     run_venue(scenario)
