@@ -25,6 +25,7 @@ from client.sdk_types import ConnectionLost, VenueError
 from client.urls import websocket_url
 from engine.reasons import ErrorCode
 from gateway.auth import RECV_WINDOW_MS_DEFAULT, sign_logon
+from gateway.market_data import LocalBook
 from gateway.wire import SYMBOLS_PER_REQUEST_MAX
 
 SILENCE_CHECK_S = 1.0  # how often the silence is looked at
@@ -96,6 +97,7 @@ class Resuming:
         _account_followed: bool
         _account: int | None
         _book_depths: dict[str, int]
+        books: dict[str, LocalBook]
         _streams: dict[str, None]
         _dropped_silent: bool
         _last_frame_s: float
@@ -439,9 +441,16 @@ class Resuming:
                 await self.subscribe_account(since_seq=self.account_seq)
         # A copy: the user may follow or drop a book while this awaits (the dict changing size
         # raised RuntimeError, and the resume closed the new connection for it). A book dropped
-        # meanwhile is not followed again.
+        # meanwhile is not followed again. Only the tiers the venue answered (`subscribe_book`):
+        # one asked for meanwhile goes out once this is done.
         for symbol, depth in list(self._book_depths.items()):
-            if self._book_depths.get(symbol) == depth:
+            if self._book_depths.get(symbol) != depth:
+                continue
+            book = self.books.get(symbol)
+            if book is not None and book.depth != depth:  # another tier's, held behind this
+                params = {"ch": "book", "symbols": [symbol], "depth": depth}
+                await self.request("subscribe", params)  # (the local book stays the last's)
+            else:
                 await self.subscribe_book(symbol, depth)
         for params in _subscriptions(self._streams):
             await self.request("subscribe", params)

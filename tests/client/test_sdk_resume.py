@@ -1063,3 +1063,32 @@ def test_a_logon_retried_past_the_logon_timeout_with_a_mistyped_secret_raises_it
         assert refused == [1] and client.gave_up
 
     run_venue(scenario)
+
+
+def test_a_book_of_another_tier_subscribed_during_a_resumes_handshake_is_kept(
+    run_venue: Any,
+) -> None:
+    """A resume follows the tier the venue answered of a book (the one before) while a
+    `subscribe_book` of another tier of it is held behind its logon: the local book kept is
+    still the last asked for, synced once that subscription is answered (a first fix of
+    the review of session 36 replaced it with the resume's tier, which `books` then kept)."""
+
+    async def scenario(venue: Venue) -> None:
+        async with relay(venue.port) as path:
+            alpha = await logged_on(venue, path.url, reconnect_delays_s=(1.5,))
+            await alpha.subscribe_book(SYMBOL, 10)
+            path.released.clear()  # the resume's handshake waits
+            resuming = asyncio.create_task(alpha.resume())
+            assert await until(lambda: path.connections == 2)
+            subscribing = asyncio.create_task(alpha.subscribe_book(SYMBOL, 25))
+            await asyncio.sleep(0.05)
+            path.released.set()
+            await resuming
+            assert (await subscribing)["subscribed"] == [f"book:{SYMBOL}:25"]
+            assert alpha.books[SYMBOL].depth == 25
+            assert await until(lambda: alpha.books[SYMBOL].synced)
+            await alpha.resume()  # the last asked for is followed
+            subscribed = (await alpha.request("subscriptions"))["subscriptions"]
+            assert subscribed == [f"book:{SYMBOL}:25"]
+
+    run_venue(scenario)
