@@ -17,6 +17,7 @@ import asyncio
 import itertools
 import math
 import time
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any, NoReturn
 
@@ -243,6 +244,11 @@ class VenueClient(Calls, Resuming, Reading):
         self._logon_in_flight: LogonSent | None = None
         self._logged_on_over: ClientConnection | None = None
         self._book_depths: dict[str, int] = {}
+        # the connection each local book's subscription was answered on (`subscribe_book`): a
+        # book of a connection gone is never put back in `books` (`_restore_book`)
+        self._books_fed_over: weakref.WeakKeyDictionary[LocalBook, ClientConnection | None] = (
+            weakref.WeakKeyDictionary()
+        )
         # the other public streams followed (`trades:{sym}`, `candles:{sym}:{interval}`, ...),
         # by name, in the order subscribed: resume() follows them again
         self._streams: dict[str, None] = {}

@@ -143,14 +143,16 @@ class Resuming:
         each such refusal cost `auto_resume` one of its tries). Any other refusal is raised
         at once. Sent again only on the connection it was refused on: a resume of one that
         closed meanwhile (the venue's logon timeout, 4001, say) logs on with this key, and
-        its answer is then the session's, or the refusal of that resume's logon
-        (`session.status`; `_logged_on_by_its_resume`;
-        since session 36: before, the retry went out on the resumed connection, logged on as
-        the account before after a close/connect, which refused it). A resume logs on with
-        the key of the connection it replaces: the one that logged on over it, else that of
-        a logon still in flight over it (`LogonSent`)."""
+        its answer is then the session's (`session.status`), or the refusal of the key by
+        that resume's logon (401, 403; auto_resume given up at a 503 or 429, a link's
+        failure: ConnectionLost) (`_logged_on_by_its_resume`; since session 36: before, the
+        retry went out on the resumed connection, logged on as the account before after a
+        close/connect, which refused it). A resume logs on with the key of the connection it
+        replaces: the one that logged on over it, else that of a logon still in flight over
+        it (`LogonSent`), which a later logon refused for its key proves did not log on, and
+        one refused "this connection is logged on" proves did (`_answered`)."""
         key = (api_key, secret)
-        earlier = self._logon_in_flight  # (given up on by its caller, say: kept if refused)
+        earlier = self._logon_in_flight  # (given up on by its caller, say: `_answered`)
         nonce_delays_s = iter(self.logon_retry_delays_s)
         limited = 0
         limited_waited_s = 0.0
@@ -180,7 +182,7 @@ class Resuming:
                     # answered: no longer in flight, so the venue's logon timeout (4001) of its
                     # connection is not a slow logon's, to be resumed (the whole-diff review of
                     # session 35: it was, as the last account or as none)
-                    self._answered(sent, earlier)
+                    self._answered(sent, earlier, refused)
                     raise
             # (ConnectionLost, RequestTimeout, cancelled: its outcome unknown, it may have run;
             # it stays in flight over its connection, whose resume logs on with its key)
@@ -195,17 +197,29 @@ class Resuming:
             await asyncio.sleep(delay_s)
             self.logon_retries += 1
 
-    def _answered(self, sent: LogonSent, earlier: LogonSent | None = None) -> None:
-        """`sent` is no longer in flight (unless a later logon's is). Refused, it leaves
-        `earlier` in flight if it was over the same connection: a logon whose caller gave
-        up on it (cancelled, timed out) may have logged on there, which a refusal "this
-        connection is logged on" even proves (before the review of session 36, the refusal
-        of a second logon erased the only note of the first's key, and the next drop was
-        resumed with no logon, no COD, no stream)."""
+    def _answered(
+        self, sent: LogonSent, earlier: LogonSent | None = None, refused: VenueError | None = None
+    ) -> None:
+        """`sent` is no longer in flight (unless a later logon's is). Refused "this connection
+        is logged on" (BAD_PARAM, §1) over a connection not known to be, it proves that
+        `earlier`, in flight over the same connection before it (its caller gave up on it:
+        cancelled, timed out), logged on there: the connection is noted logged on with its
+        key (before the review of session 36, that refusal erased the only note of its key,
+        and the next drop was resumed with no logon, COD nor stream). Refused otherwise (for
+        its key, 401, 403; a 503 or 429 its retries did not outlast), it proves that
+        `earlier` did not log on (the venue handles a connection's logons in order, and that
+        refusal first): `earlier` is dropped too (before session 36's second review it was
+        kept, and the resume logged on with a key refused, and gave up)."""
         if self._logon_in_flight is not sent:
             return
-        kept = earlier is not None and earlier.over is not None and earlier.over is sent.over
-        self._logon_in_flight = earlier if kept else None
+        self._logon_in_flight = None
+        over = sent.over
+        if earlier is None or over is None or earlier.over is not over:
+            return
+        if refused is not None and _logged_on_already(refused) and self._logged_on_over is not over:
+            self._logged_on_over = over
+            if earlier.key is not None:
+                self._credentials = earlier.key
 
     def _still_open(self, sent: LogonSent) -> bool:
         """Whether the connection `sent` was refused on (for now) is still the one, open."""
@@ -217,11 +231,12 @@ class Resuming:
         connection logs on with its key (`_carry_the_logon_in_flight`), so it is not sent on
         the next (the resume's: it refused it, "this connection is logged on", session 36's
         finding). auto_resume's outcome is waited for: the session's status if it logged on
-        with this key; the refusal its logon with this key met, if auto_resume gave up at it
-        (since session 36's review: before, ConnectionLost, the refusal said only in the
-        `gave_up` notice); else ConnectionLost, not sent again (auto_resume off or given up
-        otherwise, chained to its failure, or this logon a try's own, whose failure moves
-        the resume on)."""
+        with this key; the refusal of the key its logon with this key met (401, 403: not a
+        link's failure, a 503 or 429, `_link_failure`), if auto_resume gave up at it (since
+        session 36's review: before, ConnectionLost, the refusal said only in the `gave_up`
+        notice; and until its second review, a 503 or 429 too, as if the key were refused);
+        else ConnectionLost, not sent again (auto_resume off or given up otherwise, chained
+        to its failure, or this logon a try's own, whose failure moves the resume on)."""
         resumed = (
             self.auto_resume
             and _SETUP_OF.get() is None  # (a try's setup: waiting for the try, a deadlock)
@@ -232,7 +247,7 @@ class Resuming:
         if resumed:
             return await self.request("session.status")
         gave_up_on = self._gave_up_on if self.auto_resume and self.gave_up else None
-        if isinstance(gave_up_on, VenueError) and self._its_key_was_refused(sent):
+        if isinstance(gave_up_on, VenueError) and self._its_key_was_refused(sent, gave_up_on):
             raise gave_up_on  # (before the review of session 36: ConnectionLost, unsaid)
         message = (
             f"session.logon not sent again: the connection to {self.url} on which it waited to"
@@ -241,10 +256,13 @@ class Resuming:
         lost = ConnectionLost(message, "session.logon", sent=False, hint=self._reopening())
         raise lost from gave_up_on
 
-    def _its_key_was_refused(self, sent: LogonSent) -> bool:
+    def _its_key_was_refused(self, sent: LogonSent, failure: VenueError) -> bool:
         """Whether the last try of the resume failed at its logon with `sent`'s key: logged on
-        with none (`_connect` forgot the last), the key carried being that one."""
-        return self._logged_on_over is None and self._credentials == sent.key
+        with none (`_connect` forgot the last), the key carried being that one, and `failure`
+        a refusal of the key (401, 403), not a link's (a 503 or 429 its retries did not
+        outlast: since session 36's second review)."""
+        carried = self._logged_on_over is None and self._credentials == sent.key
+        return carried and not _link_failure(failure)
 
     def _carry_the_logon_in_flight(self) -> None:
         """Before a resume replaces the connection: the key it logs on with is the one that
@@ -534,6 +552,16 @@ class Resuming:
 class _ClosedMeanwhile(Exception):
     """A try's own signal that `close()` was called while it ran (`_try` raises
     ConnectionLost for it)."""
+
+
+# The venue's refusal of a logon on a connection logged on already (docs/protocol.md §1): a
+# BAD_PARAM, the code of any malformed param too, so told apart by its words
+LOGGED_ON_ALREADY = "this connection is logged on"
+
+
+def _logged_on_already(refused: VenueError) -> bool:
+    """Whether a logon was refused for its connection being logged on already."""
+    return refused.code == ErrorCode.BAD_PARAM and str(refused).endswith(f": {LOGGED_ON_ALREADY}")
 
 
 def _link_failure(error: BaseException) -> bool:

@@ -1092,3 +1092,160 @@ def test_a_book_of_another_tier_subscribed_during_a_resumes_handshake_is_kept(
             assert subscribed == [f"book:{SYMBOL}:25"]
 
     run_venue(scenario)
+
+
+def test_a_held_subscribe_of_another_tier_given_up_on_leaves_a_book_of_the_live_connection(
+    run_venue: Any,
+) -> None:
+    """A resume follows the answered tier (10) of a book while a `subscribe_book` of another
+    (25) is held behind its logon: the new connection's snapshot of tier 10 is not applied
+    (`books` holds the 25's). That subscribe given up on (cancelled, say by a `wait_for`)
+    put back the book before it, the OLD connection's, never given the new snapshot yet
+    still synced: stale, a bid placed while away missing (session 36's second review). A
+    book of a connection that is gone is never put back: a fresh one of the answered tier
+    is, subscribed again on the live connection."""
+
+    async def scenario(venue: Venue) -> None:
+        async with relay(venue.port) as path:
+            alpha = await logged_on(venue, path.url, reconnect_delays_s=(1.5,))
+            beta = await venue.client("beta")
+            await alpha.subscribe_book(SYMBOL, 10)
+            assert await until(lambda: alpha.books[SYMBOL].synced)
+            old = alpha.books[SYMBOL]
+            path.released.clear()  # the resume's handshake waits
+            resuming = asyncio.create_task(alpha.resume())
+            assert await until(lambda: path.connections == 2)
+            subscribing = asyncio.create_task(alpha.subscribe_book(SYMBOL, 25))
+            await asyncio.sleep(0.05)
+            await beta.place(SYMBOL, "buy", "1", "180.00")  # the book changes while away
+            path.released.set()
+            await resuming
+            subscribing.cancel()  # its caller's wait_for giving up on it
+            await asyncio.gather(subscribing, return_exceptions=True)
+            assert alpha.books[SYMBOL] is not old  # before: the old one, synced
+            assert await until(lambda: alpha.books[SYMBOL].synced)
+            book = alpha.books[SYMBOL]
+            assert (book.depth, book is old) == (10, False)
+            assert "180.00" in [price for price, _ in book.bids()], book.bids()
+
+    run_venue(scenario)
+
+
+@pytest.mark.parametrize("then", ["dropped", "timed out (4001)"])
+def test_a_logon_refused_for_its_key_drops_the_one_in_flight_before_it(
+    run_venue: Any, monkeypatch: pytest.MonkeyPatch, then: str
+) -> None:
+    """A logon whose caller gave up on it (cancelled once sent) with a mistyped secret, its
+    401 unread; a second refused 401 too: the venue handles a connection's logons in order
+    and refuses "this connection is logged on" first, so that refusal proves the first did
+    not log on, yet its key was kept in flight (session 36's second review) and used by the
+    resume: refused, auto_resume gave up, the book followed lost; and at the venue's logon
+    timeout (4001), resumed with that key rather than given up as a connection never logged
+    on. Only "this connection is logged on" keeps (and logs on) the key before it."""
+    monkeypatch.setattr(limits, "LOGON_TIMEOUT_S", 1.5)
+
+    async def scenario(venue: Venue) -> None:
+        alpha = VenueClient(venue.url(), auto_resume=True, reconnect_delays_s=(0.1, 0.5))
+        venue.clients.append(await alpha.connect())
+        await alpha.subscribe_book(SYMBOL, 10)
+        first = asyncio.create_task(alpha.logon(KEYS["alpha"][0], "wrong-secret"))
+        for _ in range(100):  # until it is sent (its answer not read yet)
+            await asyncio.sleep(0)
+            if alpha._logon_in_flight is not None and alpha._logon_in_flight.over is not None:
+                break
+        assert alpha._logon_in_flight is not None and not first.done()
+        first.cancel()  # its caller's wait_for timing out, say
+        await asyncio.gather(first, return_exceptions=True)
+        await asyncio.sleep(0.2)  # its 401 comes, nobody awaits it
+        with pytest.raises(VenueError) as refusal:
+            await alpha.logon(KEYS["beta"][0], "also-wrong")
+        assert refusal.value.status == 401, refusal.value
+        assert alpha.websocket is not None
+        if then == "dropped":
+            for session in list(venue.server.sessions.values()):
+                session.websocket.transport.abort()
+        await asyncio.wait_for(alpha.websocket.wait_closed(), 5)
+        resumed = await alpha.wait_resumed()
+        notices = await drain_client_notices(alpha)
+        if then == "dropped":
+            assert resumed and not alpha.gave_up, notices  # before: gave up, 401
+            assert list(alpha.books) == [SYMBOL]
+        else:  # given up as a connection not logged on in time; before: resumed, refused 401
+            assert [notice["type"] for notice in notices] == ["gave_up"], notices
+            assert "4001" in notices[0]["error"] and "401" not in notices[0]["error"][5:]
+
+    run_venue(scenario)
+
+
+def test_a_resync_that_timed_out_leaves_the_book_empty_awaiting_its_snapshot(
+    run_venue: Any,
+) -> None:
+    """A book's resync after a gap (`subscribe_book` of its tier) whose request timed out,
+    the link up: the gapped book, its stale levels and not synced, was put back in `books`
+    (session 36's second review; before the branch the fresh empty book stayed). It stays,
+    empty until a snapshot comes: here the late answer's, once the venue reads it; and a
+    `book_resync_failed` notice says so."""
+
+    async def scenario(venue: Venue) -> None:
+        beta = await venue.client("beta")
+        await beta.place(SYMBOL, "buy", "1", "180.00")
+        alpha = VenueClient(venue.url(), auto_resume=True, request_timeout_s=0.4)
+        venue.clients.append(await alpha.connect())
+        await alpha.logon(*KEYS["alpha"])
+        await alpha.subscribe_book(SYMBOL, 10)
+        assert await until(lambda: alpha.books[SYMBOL].synced)
+        gapped = alpha.books[SYMBOL]
+        session = next(s for s in venue.server.sessions.values() if s.account == 1)
+        session.websocket.transport.pause_reading()  # the venue slow to read: no answer
+        gap = {"bids": [], "asks": [], "checksum": 0}
+        seq, epoch = gapped.seq, gapped.epoch
+        alpha._on_message(
+            {"ch": "book", "sym": SYMBOL, "depth": 10, "type": "delta", "epoch": epoch}
+            | {"seq": seq + 5, "prev_seq": seq + 4, "data": gap}
+        )
+        assert await until(lambda: alpha._resyncing == set())  # timed out
+        book = alpha.books[SYMBOL]
+        assert book is not gapped and (book.synced, book.bids()) == (False, [])  # before: back
+        notices = await drain_client_notices(alpha)
+        assert [(n["type"], "RequestTimeout" in n["error"]) for n in notices] == [
+            ("book_resync_failed", True)
+        ]
+        session.websocket.transport.resume_reading()
+        assert await until(lambda: alpha.books[SYMBOL].synced)  # the late answer's snapshot
+        assert alpha.books[SYMBOL].bids() == [("180.00", "1.000000")]
+
+    run_venue(scenario)
+
+
+def test_a_logon_retried_past_the_logon_timeout_whose_resume_met_a_429_raises_connection_lost(
+    run_venue: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A logon waiting to be sent again (NONCE_UNCHECKED) at the venue's logon timeout
+    (4001): auto_resume logs on with its key and gives up at a 429 (the address's bucket
+    spent: a link's failure, not a refusal of the key): `logon()` raised that 429 as if the
+    key were refused (session 36's second review). It raises ConnectionLost, chained to it."""
+    monkeypatch.setattr(limits, "LOGON_TIMEOUT_S", 0.3)
+    original = Logons.logon
+    refusals: list[ErrorCode] = []
+
+    def unchecked_then_limited(self: Logons, session: Any, request: Any, t_in: int) -> None:
+        if request.params.api_key != KEYS["beta"][0]:
+            original(self, session, request, t_in)
+            return
+        refusals.append(ErrorCode.RATE_LIMITED if refusals else ErrorCode.NONCE_UNCHECKED)
+        raise AuthError(refusals[-1], "refused for the test")  # (no retry_after_ms: raised)
+
+    monkeypatch.setattr(Logons, "logon", unchecked_then_limited)
+
+    async def scenario(venue: Venue) -> None:
+        options: dict[str, Any] = {"reconnect_delays_s": (0.05,), "logon_retry_delays_s": (1.0,)}
+        client = VenueClient(venue.url(), auto_resume=True, **options)
+        venue.clients.append(await client.connect())
+        with pytest.raises(ConnectionLost) as lost:  # before: VenueError 429
+            await client.logon(*KEYS["beta"])
+        cause = lost.value.__cause__
+        assert isinstance(cause, VenueError) and cause.status == 429, repr(cause)
+        limited = [ErrorCode.NONCE_UNCHECKED, ErrorCode.RATE_LIMITED]
+        assert client.gave_up and refusals[:2] == limited, refusals
+
+    run_venue(scenario)
