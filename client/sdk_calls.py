@@ -228,7 +228,11 @@ class Calls:
         session 36's second review, the old one was put back, still synced, never given the
         new connection's snapshot: stale). Never the stale levels of one not synced (a gap's,
         whose resync failed): `book`, empty, of its tier, awaiting its snapshot (before that
-        review, the gapped book's levels were put back)."""
+        review, the gapped book's levels were put back). One not synced of another tier: if
+        that tier was answered, its snapshot may have come while `book` was kept (ignored):
+        a fresh one, subscribed again (until session 36's third review, an empty one awaiting
+        a snapshot that had come: empty for good); else a fresh one awaiting the snapshot
+        of its subscribe still unanswered."""
         if self.books.get(symbol) is not book:
             return
         if before is None:
@@ -237,7 +241,11 @@ class Calls:
             self._follow_on_the_live_connection(symbol)
         elif before.synced:
             self.books[symbol] = before
-        elif before.depth != book.depth:
+        elif before.depth == book.depth:
+            pass  # `book`, of the same tier: the next snapshot of that tier is its
+        elif self._book_depths.get(symbol) == before.depth:
+            self._follow_on_the_live_connection(symbol)
+        else:
             self.books[symbol] = LocalBook(symbol, before.depth)
 
     def _follow_on_the_live_connection(self, symbol: str) -> None:

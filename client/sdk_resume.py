@@ -24,7 +24,7 @@ from websockets.protocol import State
 from client.sdk_types import ConnectionLost, VenueError
 from client.urls import websocket_url
 from engine.reasons import ErrorCode
-from gateway.auth import RECV_WINDOW_MS_DEFAULT, sign_logon
+from gateway.auth import LOGGED_ON_ALREADY, RECV_WINDOW_MS_DEFAULT, sign_logon
 from gateway.market_data import LocalBook
 from gateway.wire import SYMBOLS_PER_REQUEST_MAX
 
@@ -149,8 +149,8 @@ class Resuming:
         retry went out on the resumed connection, logged on as the account before after a
         close/connect, which refused it). A resume logs on with the key of the connection it
         replaces: the one that logged on over it, else that of a logon still in flight over
-        it (`LogonSent`), which a later logon refused for its key proves did not log on, and
-        one refused "this connection is logged on" proves did (`_answered`)."""
+        it (`LogonSent`), which a later logon refused for its key (401, 403) proves did not
+        log on, and one refused "this connection is logged on" proves did (`_answered`)."""
         key = (api_key, secret)
         earlier = self._logon_in_flight  # (given up on by its caller, say: `_answered`)
         nonce_delays_s = iter(self.logon_retry_delays_s)
@@ -205,21 +205,27 @@ class Resuming:
         `earlier`, in flight over the same connection before it (its caller gave up on it:
         cancelled, timed out), logged on there: the connection is noted logged on with its
         key (before the review of session 36, that refusal erased the only note of its key,
-        and the next drop was resumed with no logon, COD nor stream). Refused otherwise (for
-        its key, 401, 403; a 503 or 429 its retries did not outlast), it proves that
-        `earlier` did not log on (the venue handles a connection's logons in order, and that
-        refusal first): `earlier` is dropped too (before session 36's second review it was
-        kept, and the resume logged on with a key refused, and gave up)."""
+        and the next drop was resumed with no logon, COD nor stream). Refused for its key
+        (401, 403: the logon handler's refusals after that check), it proves that `earlier`
+        did not log on (the venue handles a connection's logons in order): `earlier` is
+        dropped too (before session 36's second review it was kept, and the resume logged on
+        with a key refused, and gave up). Refused otherwise (a 429 or 503 the venue may give
+        before any handler runs, the account's bucket, say), it proves nothing of `earlier`:
+        it stays in flight (until the third review it was dropped, though the connection
+        may be logged on, and the next drop was resumed with no logon)."""
         if self._logon_in_flight is not sent:
             return
         self._logon_in_flight = None
         over = sent.over
-        if earlier is None or over is None or earlier.over is not over:
+        if earlier is None or over is None or earlier.over is not over or refused is None:
             return
-        if refused is not None and _logged_on_already(refused) and self._logged_on_over is not over:
-            self._logged_on_over = over
-            if earlier.key is not None:
-                self._credentials = earlier.key
+        if _logged_on_already(refused):
+            if self._logged_on_over is not over:
+                self._logged_on_over = over
+                if earlier.key is not None:
+                    self._credentials = earlier.key
+        elif refused.status not in (401, 403):
+            self._logon_in_flight = earlier  # (its outcome as unknown as before `sent`)
 
     def _still_open(self, sent: LogonSent) -> bool:
         """Whether the connection `sent` was refused on (for now) is still the one, open."""
@@ -554,13 +560,10 @@ class _ClosedMeanwhile(Exception):
     ConnectionLost for it)."""
 
 
-# The venue's refusal of a logon on a connection logged on already (docs/protocol.md §1): a
-# BAD_PARAM, the code of any malformed param too, so told apart by its words
-LOGGED_ON_ALREADY = "this connection is logged on"
-
-
 def _logged_on_already(refused: VenueError) -> bool:
-    """Whether a logon was refused for its connection being logged on already."""
+    """Whether a logon was refused for its connection being logged on already: a BAD_PARAM,
+    the code of any malformed param too, so told apart by the venue's words (`gateway.auth`'s,
+    which its logon handler sends)."""
     return refused.code == ErrorCode.BAD_PARAM and str(refused).endswith(f": {LOGGED_ON_ALREADY}")
 
 

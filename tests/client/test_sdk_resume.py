@@ -22,7 +22,7 @@ from websockets.protocol import State
 from client import sdk_resume
 from client.sdk import ConnectionLost, RequestTimeout, VenueClient, VenueError
 from engine.reasons import ErrorCode
-from gateway import limits
+from gateway import limits, wire
 from gateway.auth import AuthError, KeyStore
 from gateway.dispatch import Dispatcher
 from gateway.logon import Logons
@@ -1249,3 +1249,99 @@ def test_a_logon_retried_past_the_logon_timeout_whose_resume_met_a_429_raises_co
         assert client.gave_up and refusals[:2] == limited, refusals
 
     run_venue(scenario)
+
+
+@pytest.mark.parametrize("refusal", ["429 RATE_LIMITED", "503 SHUTTING_DOWN"])
+def test_a_logon_refused_before_its_handler_keeps_the_one_in_flight_before_it(
+    run_venue: Any, refusal: str
+) -> None:
+    """A logon whose caller gave up on it (its answer never seen) logged on at the venue; a
+    second one was refused 429 by the account's request bucket, which the dispatcher
+    charges every frame to before any handler runs (or 503, the venue stopping): refused
+    before the logon handler's "this connection is logged on", it proves nothing of the
+    first, yet the first's key was dropped (session 36's third review) and the next drop
+    was resumed with no logon: every request 401. Only a 401 or 403 drops it."""
+    original = Logons.logon
+    logons: list[str] = []
+    status, name = refusal.split()
+    code = ErrorCode[name]
+
+    def slow_first_refused_second(self: Logons, session: Any, request: Any, t_in: int) -> None:
+        logons.append(request.params.api_key)
+        if len(logons) == 1:
+            asyncio.get_running_loop().call_later(0.3, original, self, session, request, t_in)
+        elif len(logons) == 2 and session.key is not None:  # as `Dispatcher.on_frame` would
+            retry_after_ms = 60_000 if code is ErrorCode.RATE_LIMITED else None  # (not waited)
+            body = wire.error(
+                request.id, code, "refused for the test", None, int(status), retry_after_ms
+            )
+            self.connections.send(session, body)
+        else:
+            original(self, session, request, t_in)
+
+    async def scenario(venue: Venue) -> None:
+        client = VenueClient(venue.url(), auto_resume=True, reconnect_delays_s=(0.05,))
+        venue.clients.append(await client.connect())
+        first = asyncio.create_task(client.logon(*KEYS["alpha"]))
+        assert await until(lambda: len(logons) == 1)
+        first.cancel()  # a caller's wait_for giving up on it
+        await asyncio.gather(first, return_exceptions=True)
+        venue_sessions = venue.server.sessions.values()
+        assert await until(lambda: any(s.account == 1 for s in venue_sessions))
+        with pytest.raises(VenueError) as refused:
+            await client.logon(*KEYS["alpha"])
+        assert refused.value.code == code, refused.value
+        await client.subscribe_account()
+        await client.request("session.cod", {"enabled": True})
+        session = next(s for s in venue_sessions if s.account == 1)
+        session.websocket.transport.abort()
+        assert client.websocket is not None
+        await asyncio.wait_for(client.websocket.wait_closed(), 5)
+        assert await client.wait_resumed()
+        status = await client.request_raw("session.status")  # before: 401, not logged on
+        assert status["status"] == 200, status
+        result = status["result"]
+        assert (result["account"], result["cod"], result["subscriptions"]) == (1, True, 1)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Logons, "logon", slow_first_refused_second)
+        run_venue(scenario)
+
+
+def test_a_book_of_another_tier_given_up_on_after_the_first_tiers_snapshot_is_synced_again(
+    run_venue: Any,
+) -> None:
+    """subscribe_book(10) and subscribe_book(25) at once; the 25's answer slow, its caller
+    gave up on it after the 10's answer and snapshot came (ignored: `books` held the 25's
+    book). The tier-10 book put back was a fresh one, empty, awaiting a snapshot that had
+    come already: empty for good, deltas ignored, no resync (session 36's third review).
+    It is subscribed again on the live connection, synced by that snapshot."""
+    original = Dispatcher._handlers["subscribe"]
+
+    def slow_25(self: Any, session: Any, request: Any, t_in: int) -> None:
+        if request.params.ch == "book" and request.params.depth == 25:
+            asyncio.get_running_loop().call_later(0.6, original, self, session, request, t_in)
+        else:
+            original(self, session, request, t_in)
+
+    async def scenario(venue: Venue) -> None:
+        beta = await venue.client("beta")
+        await beta.place(SYMBOL, "buy", "1", "180.00")
+        alpha = VenueClient(venue.url(), auto_resume=True)
+        venue.clients.append(await alpha.connect())
+        await alpha.logon(*KEYS["alpha"])
+        tier_10 = asyncio.create_task(alpha.subscribe_book(SYMBOL, 10))
+        tier_25 = asyncio.create_task(alpha.subscribe_book(SYMBOL, 25))
+        await tier_10
+        await asyncio.sleep(0.2)  # its snapshot came, into no book of its tier
+        tier_25.cancel()
+        await asyncio.gather(tier_25, return_exceptions=True)
+        assert await until(lambda: alpha.books[SYMBOL].synced)  # before: never
+        await beta.place(SYMBOL, "buy", "1", "179.00")  # a delta on tier 10
+        bids = [("180.00", "1.000000"), ("179.00", "1.000000")]
+        assert await until(lambda: alpha.books[SYMBOL].bids() == bids)
+        assert alpha.books[SYMBOL].depth == 10 and not await drain_client_notices(alpha)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(Dispatcher._handlers, "subscribe", slow_25)
+        run_venue(scenario)
