@@ -17,6 +17,7 @@ import asyncio
 import itertools
 import math
 import time
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any, NoReturn
 
@@ -29,10 +30,12 @@ from client.sdk_calls import Calls
 from client.sdk_reader import PUSH_QUEUE_MAX, Reading
 from client.sdk_resume import (
     _SETUP_OF,
+    LOGON_BEING_SENT,
     LOGON_RATE_LIMITED_RETRIES_MAX,
     LOGON_RATE_LIMITED_WAIT_MAX_S,
     LOGON_RETRY_DELAYS_S,
     SILENCE_CHECK_S,
+    LogonSent,
     Resuming,
     _subscriptions,
 )
@@ -200,6 +203,7 @@ class VenueClient(Calls, Resuming, Reading):
         self.refused_retries = 0  # handshakes tried again after a 503 with Retry-After
         self.resumed = 0  # how many times the connection was reopened
         self.gave_up = False  # auto_resume tried every delay and failed; connect() clears it
+        self._gave_up_on: Exception | None = None  # the failure it gave up on (its last)
         self._closing = False
         # how many times close() was called: a connect_any or resume() notes it as it
         # starts, and gives up once it has moved (its `_connect` resets `_closing`)
@@ -224,6 +228,9 @@ class VenueClient(Calls, Resuming, Reading):
         self.silences = 0  # connections dropped for their silence, for tests and logs
         self._dropped_silent = False  # the last connection was dropped as silent
         self._last_frame_s = 0.0  # time.monotonic() when the connection last sent a frame
+        # What the connection carries, which a resume of it sets up again on the next (and
+        # `connect()` forgets): the key logged on over it (or of a logon in flight over it:
+        # `_carry_the_logon_in_flight`), COD, the private stream, the books, the other streams
         self._credentials: tuple[str, str] | None = None
         self._account_followed = False  # subscribed to the private stream (resume() again)
         self._account: int | None = None  # the last logon's: another's starts account_seq anew
@@ -231,12 +238,17 @@ class VenueClient(Calls, Resuming, Reading):
         # the connection on which a `session.logout` was sent (and not refused): its end,
         # whatever its close code (or none: the link dropped), is the session's, not resumed
         self._logout_sent_on: ClientConnection | None = None
-        # the connection the last `session.logon` was sent on, and the one a logon succeeded
-        # on: a 4001 close of the first is a slow logon's, resumed; a lost logon's key is what
-        # a resume logs on with, unless the second is the first (that one's already logged on)
-        self._logon_sent_on: ClientConnection | None = None
+        # the last `session.logon` sent and not answered yet (or lost), with the connection
+        # it went out on, and the connection a logon succeeded on: a 4001 close of the first's
+        # is a slow logon's, resumed with its key, unless the second is the same connection
+        self._logon_in_flight: LogonSent | None = None
         self._logged_on_over: ClientConnection | None = None
         self._book_depths: dict[str, int] = {}
+        # the connection each local book's subscription was answered on (`subscribe_book`): a
+        # book of a connection gone is never put back in `books` (`_restore_book`)
+        self._books_fed_over: weakref.WeakKeyDictionary[LocalBook, ClientConnection | None] = (
+            weakref.WeakKeyDictionary()
+        )
         # the other public streams followed (`trades:{sym}`, `candles:{sym}:{interval}`, ...),
         # by name, in the order subscribed: resume() follows them again
         self._streams: dict[str, None] = {}
@@ -261,11 +273,27 @@ class VenueClient(Calls, Resuming, Reading):
         self._request_timeout_s = timeout_s
 
     async def connect(self) -> "VenueClient":
-        """Open a new connection. Cancel-on-disconnect is the connection's: a new one starts
-        without it, and `resume()` turns it on again only where the last connection had it
-        (a user's own `connect()` after `close()` forgets it)."""
-        self._cod_enabled = False
+        """Open a new connection. The logon, cancel-on-disconnect and the subscriptions are
+        the connection's: a new one starts without them, and `resume()` sets up again only
+        what the connection it replaces had (a user's own `connect()` after `close()`
+        forgets the last one's: `_start_afresh`)."""
+        self._start_afresh()
         return await self._connect()
+
+    def _start_afresh(self) -> None:
+        """Forget what the last connection carried, for a connection of the caller's own
+        (`connect()`, a `connect_any` try): its resume logs on with its own logon's key only
+        and follows only what was subscribed on it, as it turns COD on only if enabled on it
+        (before session 36, after close() and connect() under the same account, a resume
+        followed again the last connection's private stream, books and other streams,
+        unasked; and one before any logon logged on with the last connection's key). The
+        books no connection follows any longer are dropped from `books`."""
+        self._credentials = None
+        self._cod_enabled = False
+        self._account_followed = False
+        self._book_depths.clear()
+        self.books.clear()
+        self._streams.clear()
 
     async def _connect(self, url: str | None = None, closes: int | None = None) -> "VenueClient":
         """Open a connection to `url` (default: `self.url`), which becomes `self.url` once
@@ -274,10 +302,10 @@ class VenueClient(Calls, Resuming, Reading):
         self._closing = False
         url = self.url if url is None else url
         # the last connection's notes: its reader has ended (no dead connection kept)
-        self._logout_sent_on = self._logon_sent_on = self._logged_on_over = None
+        self._logout_sent_on = self._logon_in_flight = self._logged_on_over = None
         self.websocket = await self._open(packed_url(url) if self.packed else url, closes)
         self.url = url
-        self.gave_up = False
+        self.gave_up, self._gave_up_on = False, None
         self._dropped_silent = False  # this one is not (read before it by a resume)
         self._reconnect_in_s = None  # nor stopping
         self._last_frame_s = time.monotonic()
@@ -421,6 +449,8 @@ class VenueClient(Calls, Resuming, Reading):
         except TimeoutError:
             if limit_s is None or not deadline.expired():
                 raise
+            if held and method == "session.logout":  # the resume would log on again
+                await self._log_out_while_down(held_s=limit_s)
             if held:
                 message = f"{method} not sent: a resume was still logging on {limit_s:g} s later"
                 raise ConnectionLost(message, method, False, hint=self._reopening()) from None
@@ -475,18 +505,21 @@ class VenueClient(Calls, Resuming, Reading):
             and (self._following is None)
         )
 
-    async def _log_out_while_down(self) -> NoReturn:
-        """End the session for a `session.logout` that meets the link down: its end ended the
-        session at the venue (cancel-on-disconnect fired, if on), so what is left of logging
-        out is to stop what would log on again, as `close()` does (auto_resume's rounds, a
-        `resume()` under way), and say so: a `logged_out` notice, and `ConnectionLost` (not
-        sent). Before the re-review of session 35 it was only "not sent", and auto_resume
-        then logged on again, cancel-on-disconnect on."""
+    async def _log_out_while_down(self, held_s: float | None = None) -> NoReturn:
+        """End the session for a `session.logout` that meets the link down, or is held
+        `held_s` by a resume still logging on when its timeout passes: the link's end ended
+        the session at the venue (cancel-on-disconnect fired, if on), so what is left of
+        logging out is to stop what would log on again, as `close()` does (auto_resume's
+        rounds, a `resume()` under way, its connection closed), and say so: a `logged_out`
+        notice, and `ConnectionLost` (not sent). Before the re-review of session 35 it was
+        only "not sent", and auto_resume then logged on again, cancel-on-disconnect on; a
+        held one's timeout, before session 36."""
         url = self.url
         await self.close()
         self._queue({"ch": "client", "type": "logged_out", "url": url})
+        held = "" if held_s is None else f" (held {held_s:g} s by a resume, now stopped)"
         message = (
-            f"session.logout not sent: the connection to {url} had closed, which ended its"
+            f"session.logout not sent{held}: the connection to {url} had closed, which ended its"
             " session (its cancel-on-disconnect fired, if on): the client is logged out,"
             " auto_resume stopped; connect() and logon() begin a new session"
         )
@@ -501,8 +534,12 @@ class VenueClient(Calls, Resuming, Reading):
             raise RequestTooLarge(method, len(frame))
         if method == "session.logout":  # noted before it leaves: the link may drop after it
             self._logout_sent_on = self.websocket
-        elif method == "session.logon":  # (its answer may not come before the 4001 close)
-            self._logon_sent_on = self.websocket
+        elif method == "session.logon" and self.websocket.state is State.OPEN:
+            # in flight over this connection (its answer may not come before the 4001 close),
+            # with its key if `logon()` sends it; not on a closed one, where it is not sent
+            sent = LOGON_BEING_SENT.get() or LogonSent(None)
+            sent.over = self.websocket
+            self._logon_in_flight = sent
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
         try:

@@ -8,13 +8,21 @@ its requests and its pushes are `client.sdk.VenueClient`'s, of which this is a p
 """
 
 import asyncio
+import weakref
 from collections.abc import Iterable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+from websockets.asyncio.client import ClientConnection
+from websockets.protocol import State
 
-from client.sdk_types import AccountEvent, OrderResult, PushesDropped, VenueError, account_event
+from client.sdk_types import (
+    AccountEvent,
+    OrderResult,
+    PushesDropped,
+    account_event,
+)
 from gateway.market_data import BOOK_DEPTHS, LocalBook
 
 
@@ -27,8 +35,10 @@ class Calls:
         resyncs: int
         _account_dropped_untold: tuple[int, int] | None
         _book_depths: dict[str, int]
+        _books_fed_over: weakref.WeakKeyDictionary[LocalBook, ClientConnection | None]
         _streams: dict[str, None]
         _resyncing: set[asyncio.Task[Any]]
+        websocket: ClientConnection | None
 
         async def request(
             self,
@@ -186,23 +196,70 @@ class Calls:
     async def subscribe_book(self, symbol: str, depth: int = BOOK_DEPTHS[0]) -> Any:
         """Follow a symbol's book; the venue serves the smallest depth tier covering `depth`.
         One tier per symbol is kept in `books` (the last asked for; messages of another tier
-        still followed are only queued). A subscription the venue refuses is forgotten (the
-        tier followed before, if any, is kept), so that `resume()` does not ask for it again."""
+        still followed are only queued). `resume()` follows again only a subscription the
+        venue answered (noted then): not one it refused (the tier followed before, if any,
+        is kept), nor one whose outcome is unknown, `ConnectionLost` (not sent, the link
+        down, or its answer lost), `RequestTimeout` or cancelled (the caller, told so,
+        subscribes again), nor one still unanswered when a resume's try sets up (held
+        behind its logon: it goes out on the resumed connection once set up). Since session
+        36: before, such a book was noted as it was asked for, and a resume followed it,
+        failing (and auto_resume giving up, the session lost) if the venue refused it, a
+        symbol mistyped."""
         tier = next((t for t in BOOK_DEPTHS if t >= depth), BOOK_DEPTHS[-1])
-        before = self._book_depths.get(symbol), self.books.get(symbol)
-        self._book_depths[symbol] = tier
-        self.books[symbol] = LocalBook(symbol, tier)  # before the answer: its snapshot follows
-        try:
-            return await self.request(
+        before = self.books.get(symbol)
+        book = self.books[symbol] = LocalBook(symbol, tier)  # before the answer: its snapshot
+        try:  # follows it
+            answer = await self.request(
                 "subscribe", {"ch": "book", "symbols": [symbol], "depth": depth}
             )
-        except VenueError:  # refused (an unknown symbol, say): nothing was subscribed
-            if before[0] is None or before[1] is None:
-                self._book_depths.pop(symbol, None)
-                self.books.pop(symbol, None)
-            else:
-                self._book_depths[symbol], self.books[symbol] = before[0], before[1]
+        except BaseException:  # nothing subscribed, or not known to be
+            self._restore_book(symbol, book, before)
             raise
+        self._book_depths[symbol] = tier  # answered: followed again by a resume
+        self._books_fed_over[book] = self.websocket
+        return answer
+
+    def _restore_book(self, symbol: str, book: LocalBook, before: LocalBook | None) -> None:
+        """The book of `symbol` after a subscription (of `book`) that subscribed nothing, or
+        is not known to have (unless another replaced `book` since): the one before, if the
+        live connection feeds it and it is synced. Never a book of a connection gone (one a
+        resume did not replace: `subscribe_book` of another tier held behind its logon): a
+        fresh one of the tier answered, subscribed again on the live connection (before
+        session 36's second review, the old one was put back, still synced, never given the
+        new connection's snapshot: stale). Never the stale levels of one not synced (a gap's,
+        whose resync failed): `book`, empty, of its tier, awaiting its snapshot (before that
+        review, the gapped book's levels were put back). One not synced of another tier: if
+        that tier was answered, its snapshot may have come while `book` was kept (ignored):
+        a fresh one, subscribed again (until session 36's third review, an empty one awaiting
+        a snapshot that had come: empty for good); else a fresh one awaiting the snapshot
+        of its subscribe still unanswered."""
+        if self.books.get(symbol) is not book:
+            return
+        if before is None:
+            self.books.pop(symbol, None)
+        elif self._books_fed_over.get(before, self.websocket) is not self.websocket:
+            self._follow_on_the_live_connection(symbol)
+        elif before.synced:
+            self.books[symbol] = before
+        elif before.depth == book.depth:
+            pass  # `book`, of the same tier: the next snapshot of that tier is its
+        elif self._book_depths.get(symbol) == before.depth:
+            self._follow_on_the_live_connection(symbol)
+        else:
+            self.books[symbol] = LocalBook(symbol, before.depth)
+
+    def _follow_on_the_live_connection(self, symbol: str) -> None:
+        """A fresh local book of the tier of `symbol` answered (which the last resume
+        followed), subscribed again for its snapshot if the link is up (else the resume to
+        come follows it); none if no tier was answered."""
+        tier = self._book_depths.get(symbol)
+        if tier is None:
+            self.books.pop(symbol, None)
+            return
+        self.books[symbol] = LocalBook(symbol, tier)
+        websocket = self.websocket
+        if websocket is not None and websocket.state is State.OPEN:
+            self._resync_book(symbol)
 
     def _forget_books(self, names: Iterable[str]) -> None:
         """Unsubscribed book streams (`book:{sym}:{tier}`): the local books of those tiers
@@ -223,11 +280,14 @@ class Calls:
                 self._streams.pop(name, None)
 
     def _resync_book(self, symbol: str) -> None:
-        """Subscribe the book again after a gap, in the background; if that fails (the
-        connection closed meanwhile, a timeout), a client notice says so, `book_resync_failed`
-        (a resume subscribes the books again)."""
+        """Subscribe the book again after a gap, in the background (into a fresh, empty local
+        book). If that fails, a client notice says so, `book_resync_failed`, and the book
+        stays empty, not synced, until a snapshot of its tier comes: the late answer's, if
+        the venue answers it after a `RequestTimeout` (the link up: no resume comes); a
+        resume's, if the link dropped (auto_resume, `resume()`); else none: subscribe_book
+        again (the gapped book's stale levels are never put back)."""
         task = asyncio.get_running_loop().create_task(
-            self.subscribe_book(symbol, self._book_depths[symbol])
+            self.subscribe_book(symbol, self.books[symbol].depth)
         )
         self._resyncing.add(task)
         task.add_done_callback(partial(self._resynced, symbol))

@@ -24,6 +24,7 @@ from gateway.limits import LOGON_TIMEOUT_CLOSE_CODE, LOGON_TIMEOUT_S
 if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
 
+    from client.sdk_resume import LogonSent
     from gateway.market_data import LocalBook
 
 PUSH_QUEUE_MAX = 100_000  # pushes waiting for the caller before the oldest are dropped
@@ -49,7 +50,7 @@ class Reading:
         _reconnect_in_s: float | None
         _last_frame_s: float
         _logout_sent_on: ClientConnection | None
-        _logon_sent_on: ClientConnection | None
+        _logon_in_flight: LogonSent | None
         url: str
         gave_up: bool
 
@@ -142,7 +143,8 @@ class Reading:
         claim, the logon's own NONCE_UNCHECKED retries), and the resume logs on with its
         key (before the re-review of session 35 it was given up on too)."""
         received = websocket.protocol.close_rcvd
-        logon_sent = self._logon_sent_on is websocket
+        in_flight = self._logon_in_flight
+        logon_sent = in_flight is not None and in_flight.over is websocket
         if received is None or received.code != LOGON_TIMEOUT_CLOSE_CODE or logon_sent:
             self._resuming = asyncio.get_running_loop().create_task(self._resume_with_backoff())
             return

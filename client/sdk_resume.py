@@ -14,16 +14,18 @@ import asyncio
 import contextvars
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.protocol import State
 
-from client.sdk_types import ConnectionLost, RequestTimeout, VenueError
+from client.sdk_types import ConnectionLost, VenueError
 from client.urls import websocket_url
 from engine.reasons import ErrorCode
-from gateway.auth import RECV_WINDOW_MS_DEFAULT, sign_logon
+from gateway.auth import LOGGED_ON_ALREADY, RECV_WINDOW_MS_DEFAULT, sign_logon
+from gateway.market_data import LocalBook
 from gateway.wire import SYMBOLS_PER_REQUEST_MAX
 
 SILENCE_CHECK_S = 1.0  # how often the silence is looked at
@@ -48,6 +50,27 @@ _SETUP_OF: contextvars.ContextVar["asyncio.Future[BaseException | None] | None"]
 )
 
 
+@dataclass(eq=False)
+class LogonSent:
+    """One `session.logon` sent by `logon()` (or by `request()`: no key known), with its key
+    and the connection it went out on (`over`, set as it leaves: a logon held behind a
+    resume's goes out on the resumed connection, not the one it was called on). A logon is
+    its connection's: its key is what a resume of THAT connection logs on with while it is
+    in flight (unanswered, lost, cancelled, timed out, or waiting to be sent again after a
+    NONCE_UNCHECKED or a 429), never a resume of another."""
+
+    key: tuple[str, str] | None
+    over: ClientConnection | None = None
+
+
+# The logon that the current context's `logon()` is sending: `_request` notes it in flight
+# over the connection it is sent on (a contextvar: a resume's own logon, in its task, and the
+# caller's, in theirs, are each their own).
+LOGON_BEING_SENT: contextvars.ContextVar[LogonSent | None] = contextvars.ContextVar(
+    "logon_being_sent", default=None
+)
+
+
 class Resuming:
     """The logon and the resume of `VenueClient` (a mixin of it)."""
 
@@ -60,6 +83,7 @@ class Resuming:
         logon_retries: int
         resumed: int
         gave_up: bool
+        _gave_up_on: Exception | None
         silence_timeout_s: float | None
         resume_budget_s: float
         _reconnect_in_s: float | None
@@ -67,12 +91,13 @@ class Resuming:
         account_seq: int
         _ids: Iterator[int]
         _credentials: tuple[str, str] | None
-        _logon_sent_on: ClientConnection | None
+        _logon_in_flight: LogonSent | None
         _logged_on_over: ClientConnection | None
         _cod_enabled: bool
         _account_followed: bool
         _account: int | None
         _book_depths: dict[str, int]
+        books: dict[str, LocalBook]
         _streams: dict[str, None]
         _dropped_silent: bool
         _last_frame_s: float
@@ -96,6 +121,10 @@ class Resuming:
 
         async def _connect(self, url: str | None = None, closes: int | None = None) -> Any: ...
 
+        def _start_afresh(self) -> None: ...
+
+        def _reopening(self) -> str: ...
+
         def _queue(self, message: dict[str, Any]) -> None: ...
 
         async def subscribe_account(self, since_seq: int | None = None) -> Any: ...
@@ -112,25 +141,29 @@ class Resuming:
         `LOGON_RATE_LIMITED_RETRIES_MAX` times within `LOGON_RATE_LIMITED_WAIT_MAX_S` in all
         (since session 25: before, raised at once, and
         each such refusal cost `auto_resume` one of its tries). Any other refusal is raised
-        at once. Only a logon that succeeded is what a resume logs on with, or one whose
-        answer was lost (or that was cancelled), unless it was sent on a connection already
-        logged on (since session 35: before, a refused one was, say another account's sent
-        on a logged-on connection, and the next resume logged on as that account, silently,
-        COD on)."""
+        at once. Sent again only on the connection it was refused on: a resume of one that
+        closed meanwhile (the venue's logon timeout, 4001, say) logs on with this key, and
+        its answer is then the session's (`session.status`), or the refusal of the key by
+        that resume's logon (401, 403; auto_resume given up at a 503 or 429, a link's
+        failure: ConnectionLost) (`_logged_on_by_its_resume`; since session 36: before, the
+        retry went out on the resumed connection, logged on as the account before after a
+        close/connect, which refused it). A resume logs on with the key of the connection it
+        replaces: the one that logged on over it, else that of a logon still in flight over
+        it (`LogonSent`), which a later logon refused for its key (401, 403) proves did not
+        log on, and one refused "this connection is logged on" proves did (`_answered`)."""
+        key = (api_key, secret)
+        earlier = self._logon_in_flight  # (given up on by its caller, say: `_answered`)
         nonce_delays_s = iter(self.logon_retry_delays_s)
         limited = 0
         limited_waited_s = 0.0
+        sent: LogonSent | None = None
         while True:
+            if sent is not None and not self._still_open(sent):
+                return await self._logged_on_by_its_resume(sent)
+            sent = LogonSent(key)
+            being_sent = LOGON_BEING_SENT.set(sent)
             try:
                 answer = await self.request("session.logon", self._logon_params(api_key, secret))
-                self._note_the_account(answer)
-                self._credentials = (api_key, secret)  # logged on: a resume logs on so again
-                self._logged_on_over = self._logon_sent_on
-                return answer
-            except (ConnectionLost, RequestTimeout, asyncio.CancelledError):
-                # its outcome unknown (one cancelled too, by a caller's timeout: it may have run)
-                self._keep_a_lost_logons_key(api_key, secret)
-                raise
             except VenueError as refused:
                 delay_s: float | None = None
                 if refused.code == ErrorCode.NONCE_UNCHECKED:
@@ -146,25 +179,111 @@ class Resuming:
                     delay_s = refused.retry_after_ms / 1_000
                     limited_waited_s += delay_s
                 if delay_s is None:
-                    # answered: no longer in flight, so the venue's logon timeout (4001) of this
-                    # connection is not a slow logon's, to be resumed (the whole-diff review:
-                    # it was, as the last account or as none)
-                    if self._logon_sent_on is self.websocket:
-                        self._logon_sent_on = None
+                    # answered: no longer in flight, so the venue's logon timeout (4001) of its
+                    # connection is not a slow logon's, to be resumed (the whole-diff review of
+                    # session 35: it was, as the last account or as none)
+                    self._answered(sent, earlier, refused)
                     raise
+            # (ConnectionLost, RequestTimeout, cancelled: its outcome unknown, it may have run;
+            # it stays in flight over its connection, whose resume logs on with its key)
+            else:
+                self._note_the_account(answer)
+                self._credentials = key  # logged on: a resume of this connection logs on so
+                self._logged_on_over = sent.over
+                self._answered(sent)
+                return answer
+            finally:
+                LOGON_BEING_SENT.reset(being_sent)
             await asyncio.sleep(delay_s)
             self.logon_retries += 1
 
-    def _keep_a_lost_logons_key(self, api_key: str, secret: str) -> None:
-        """A logon whose outcome is unknown leaves its key for a resume to log on with (a
-        refusal then says so; with none, the client would come back never logged on), unless
-        a logon already succeeded on the connection it was sent on, which the venue would
-        have refused it: that one's key stays. Before the re-review of session 35, only a
-        client's first logon left its key, and one lost after close() and connect() under
-        another key was resumed as the last account, COD on, wait_resumed() True."""
-        sent_on = self._logon_sent_on
-        if sent_on is None or sent_on is not self._logged_on_over:
-            self._credentials = (api_key, secret)
+    def _answered(
+        self, sent: LogonSent, earlier: LogonSent | None = None, refused: VenueError | None = None
+    ) -> None:
+        """`sent` is no longer in flight (unless a later logon's is). Refused "this connection
+        is logged on" (BAD_PARAM, §1) over a connection not known to be, it proves that
+        `earlier`, in flight over the same connection before it (its caller gave up on it:
+        cancelled, timed out), logged on there: the connection is noted logged on with its
+        key (before the review of session 36, that refusal erased the only note of its key,
+        and the next drop was resumed with no logon, COD nor stream). Refused for its key
+        (401, 403: the logon handler's refusals after that check), it proves that `earlier`
+        did not log on (the venue handles a connection's logons in order): `earlier` is
+        dropped too (before session 36's second review it was kept, and the resume logged on
+        with a key refused, and gave up). Refused otherwise (a 429 or 503 the venue may give
+        before any handler runs, the account's bucket, say), it proves nothing of `earlier`:
+        it stays in flight (until the third review it was dropped, though the connection
+        may be logged on, and the next drop was resumed with no logon)."""
+        if self._logon_in_flight is not sent:
+            return
+        self._logon_in_flight = None
+        over = sent.over
+        if earlier is None or over is None or earlier.over is not over or refused is None:
+            return
+        if _logged_on_already(refused):
+            if self._logged_on_over is not over:
+                self._logged_on_over = over
+                if earlier.key is not None:
+                    self._credentials = earlier.key
+        elif refused.status not in (401, 403):
+            self._logon_in_flight = earlier  # (its outcome as unknown as before `sent`)
+
+    def _still_open(self, sent: LogonSent) -> bool:
+        """Whether the connection `sent` was refused on (for now) is still the one, open."""
+        websocket = sent.over
+        return websocket is None or (websocket is self.websocket and websocket.state is State.OPEN)
+
+    async def _logged_on_by_its_resume(self, sent: LogonSent) -> Any:
+        """`sent` waited to be sent again on a connection that has closed: a resume of that
+        connection logs on with its key (`_carry_the_logon_in_flight`), so it is not sent on
+        the next (the resume's: it refused it, "this connection is logged on", session 36's
+        finding). auto_resume's outcome is waited for: the session's status if it logged on
+        with this key; the refusal of the key its logon with this key met (401, 403: not a
+        link's failure, a 503 or 429, `_link_failure`), if auto_resume gave up at it (since
+        session 36's review: before, ConnectionLost, the refusal said only in the `gave_up`
+        notice; and until its second review, a 503 or 429 too, as if the key were refused);
+        else ConnectionLost, not sent again (auto_resume off or given up otherwise, chained
+        to its failure, or this logon a try's own, whose failure moves the resume on)."""
+        resumed = (
+            self.auto_resume
+            and _SETUP_OF.get() is None  # (a try's setup: waiting for the try, a deadlock)
+            and await self.wait_resumed()
+            and self._logged_on_over is self.websocket
+            and self._credentials == sent.key
+        )
+        if resumed:
+            return await self.request("session.status")
+        gave_up_on = self._gave_up_on if self.auto_resume and self.gave_up else None
+        if isinstance(gave_up_on, VenueError) and self._its_key_was_refused(sent, gave_up_on):
+            raise gave_up_on  # (before the review of session 36: ConnectionLost, unsaid)
+        message = (
+            f"session.logon not sent again: the connection to {self.url} on which it waited to"
+            " be sent again closed; a resume of that connection logs on with its key"
+        )
+        lost = ConnectionLost(message, "session.logon", sent=False, hint=self._reopening())
+        raise lost from gave_up_on
+
+    def _its_key_was_refused(self, sent: LogonSent, failure: VenueError) -> bool:
+        """Whether the last try of the resume failed at its logon with `sent`'s key: logged on
+        with none (`_connect` forgot the last), the key carried being that one, and `failure`
+        a refusal of the key (401, 403), not a link's (a 503 or 429 its retries did not
+        outlast: since session 36's second review)."""
+        carried = self._logged_on_over is None and self._credentials == sent.key
+        return carried and not _link_failure(failure)
+
+    def _carry_the_logon_in_flight(self) -> None:
+        """Before a resume replaces the connection: the key it logs on with is the one that
+        logged on over that connection, else that of a logon in flight over it (lost,
+        cancelled, timed out, between its retries), else the one it was opened to log on
+        with (a resume's connection: the key of the one it replaced), or none (one of the
+        caller's own: `connect()` forgot the last one's). Before session 36, the key of the
+        last logon that succeeded on any connection, or lost on one not logged on: after
+        close() and connect() under another key whose logon was being retried past the
+        venue's logon timeout, the account before."""
+        sent, websocket = self._logon_in_flight, self.websocket
+        if sent is None or sent.key is None or sent.over is not websocket:
+            return
+        if self._logged_on_over is not websocket:  # (which the venue would have refused it)
+            self._credentials = sent.key
 
     def _note_the_account(self, answer: Any) -> None:
         """A logon of another account than the last (a client closed and connected again
@@ -192,9 +311,12 @@ class Resuming:
         }
 
     async def resume(self, url: str | None = None) -> None:
-        """Reconnect, log on again (if `logon` was called), enable cancel-on-disconnect again
-        (if `session.cod` enabled it), resubscribe the private stream with since_seq (if it
-        was followed: missed events are replayed), the books and the other public streams.
+        """Reconnect and set up again what the connection it replaces had, no more, no less:
+        log on again (with the key logged on over it, or of a logon in flight over it:
+        `_carry_the_logon_in_flight`), enable cancel-on-disconnect again (if `session.cod`
+        enabled it on it), resubscribe the private stream with since_seq (if it was followed:
+        missed events are replayed), the books and the other public streams followed on it
+        (a connection of the caller's own, `connect()`, starts without any).
         If a step fails (a logon refused, say), the new connection is closed before the
         failure is raised: a request then raises `ConnectionLost`, never meets a connection
         that is not logged on, and the venue's close of such a connection starts no new
@@ -206,6 +328,7 @@ class Resuming:
             url = websocket_url(url)  # as `VenueClient` checks its own (not `?pack=1`'s words)
         closes = self._closes  # noted first: a close() while the old link closes stops it too
         await self._close()  # (its reader's end starts no resume: the client is closing)
+        self._carry_the_logon_in_flight()  # (its answer, if it came, was read by then)
         await self._try(url, self._follow_again, closes)
 
     async def _try(
@@ -311,7 +434,7 @@ class Resuming:
                 break
             for url in self.urls:
                 try:
-                    self._cod_enabled = False  # as connect(): a new connection is without it
+                    self._start_afresh()  # as connect(): no logon, COD nor streams yet
                     await self._try(url, setup, closes)
                     return self
                 except Exception as error:  # (its connection closed already)
@@ -342,9 +465,16 @@ class Resuming:
                 await self.subscribe_account(since_seq=self.account_seq)
         # A copy: the user may follow or drop a book while this awaits (the dict changing size
         # raised RuntimeError, and the resume closed the new connection for it). A book dropped
-        # meanwhile is not followed again.
+        # meanwhile is not followed again. Only the tiers the venue answered (`subscribe_book`):
+        # one asked for meanwhile goes out once this is done.
         for symbol, depth in list(self._book_depths.items()):
-            if self._book_depths.get(symbol) == depth:
+            if self._book_depths.get(symbol) != depth:
+                continue
+            book = self.books.get(symbol)
+            if book is not None and book.depth != depth:  # another tier's, held behind this
+                params = {"ch": "book", "symbols": [symbol], "depth": depth}
+                await self.request("subscribe", params)  # (the local book stays the last's)
+            else:
                 await self.subscribe_book(symbol, depth)
         for params in _subscriptions(self._streams):
             await self.request("subscribe", params)
@@ -408,7 +538,7 @@ class Resuming:
                 return
             if failure is not None and not _link_failure(failure):
                 break
-        self.gave_up = True
+        self.gave_up, self._gave_up_on = True, failure
         self._queue({"ch": "client", "type": "gave_up", "url": tried_url, "error": repr(failure)})
 
     def _round_from(self, url: str) -> list[str]:
@@ -428,6 +558,13 @@ class Resuming:
 class _ClosedMeanwhile(Exception):
     """A try's own signal that `close()` was called while it ran (`_try` raises
     ConnectionLost for it)."""
+
+
+def _logged_on_already(refused: VenueError) -> bool:
+    """Whether a logon was refused for its connection being logged on already: a BAD_PARAM,
+    the code of any malformed param too, so told apart by the venue's words (`gateway.auth`'s,
+    which its logon handler sends)."""
+    return refused.code == ErrorCode.BAD_PARAM and str(refused).endswith(f": {LOGGED_ON_ALREADY}")
 
 
 def _link_failure(error: BaseException) -> bool:

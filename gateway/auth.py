@@ -66,6 +66,9 @@ LOGON_PRECEDENCE: tuple[ErrorCode, ...] = (
 UNKNOWN_KEY_SECRET = "no key has this secret; it only makes refusals alike"
 NOT_SIGNED = "api_key unknown or sig does not match the logon payload"
 NONCE_REUSED_MESSAGE = "nonce already used within the window"
+# A logon on a connection logged on already (BAD_PARAM, docs/protocol.md §1): here, not in
+# `gateway.logon`, so that the SDK (`client.sdk_resume`) tells it apart by the same words
+LOGGED_ON_ALREADY = "this connection is logged on"
 NONCE_UNCHECKED_MESSAGE = (
     "nonce not checked: the cluster's record of used nonces did not answer; nothing done."
     " Retry: sign again with a new nonce (anywhere), or send the same signed message again"

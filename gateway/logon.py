@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any
 from core.venue_core import now_us
 from engine.reasons import ErrorCode
 from gateway import limits, wire
-from gateway.auth import RECV_WINDOW_MS_DEFAULT, ApiKey, AuthError, claim_cluster_wide
+from gateway.auth import (
+    LOGGED_ON_ALREADY,
+    RECV_WINDOW_MS_DEFAULT,
+    ApiKey,
+    AuthError,
+    claim_cluster_wide,
+)
 from gateway.limits import IP_LIMIT
 from gateway.sessions import Session, peer
 
@@ -73,7 +79,7 @@ class Logons:
             self._reply_error(session, request, E.PERMISSION_DENIED, LOGON_ON_TRADE)
             return
         if session.key is not None:
-            self._reply_error(session, request, E.BAD_PARAM, "this connection is logged on")
+            self._reply_error(session, request, E.BAD_PARAM, LOGGED_ON_ALREADY)
             return
         p: Any = request.params
         window = p.recv_window if p.recv_window is not None else RECV_WINDOW_MS_DEFAULT

@@ -1230,7 +1230,7 @@ def test_connect_forgets_the_last_connections_logon_and_logout(run_venue: Any) -
         assert client._logout_sent_on is not None
         await client.connect()
         assert client._logout_sent_on is None
-        assert (client._logon_sent_on, client._logged_on_over) == (None, None)
+        assert (client._logon_in_flight, client._logged_on_over) == (None, None)
 
     run_venue(scenario)
 

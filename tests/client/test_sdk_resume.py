@@ -20,10 +20,12 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.protocol import State
 
 from client import sdk_resume
-from client.sdk import ConnectionLost, VenueClient, VenueError
+from client.sdk import ConnectionLost, RequestTimeout, VenueClient, VenueError
 from engine.reasons import ErrorCode
-from gateway import limits
-from gateway.auth import KeyStore
+from gateway import limits, wire
+from gateway.auth import AuthError, KeyStore
+from gateway.dispatch import Dispatcher
+from gateway.logon import Logons
 from tests.conftest import KEYS, TEST_TIMEOUT_S, Venue, next_push_not_heartbeat, start_venue
 
 SYMBOL = "AAPLx-USD"
@@ -698,3 +700,648 @@ def test_a_try_moves_on_for_its_link_or_a_spent_bucket_and_stops_for_what_it_ask
     by a NAT neighbour) is tried again at the next gateway and round, as a 503 is: the bucket
     refills; a refusal of the key itself ends the rounds (session 26)."""
     assert sdk_resume._link_failure(error) is link
+
+
+def refuse_unchecked(monkeypatch: pytest.MonkeyPatch, api_key: str, times: int) -> list[int]:
+    """The venue refuses `api_key`'s first `times` logons 503 NONCE_UNCHECKED (a cluster
+    gateway whose nonce claim NATS did not answer: nothing done); the refusals made."""
+    original = Logons.logon
+    refused: list[int] = []
+
+    def unchecked(self: Logons, session: Any, request: Any, t_in: int) -> None:
+        if request.params.api_key == api_key and len(refused) < times:
+            refused.append(1)
+            raise AuthError(ErrorCode.NONCE_UNCHECKED, "the nonce could not be checked")
+        original(self, session, request, t_in)
+
+    monkeypatch.setattr(Logons, "logon", unchecked)
+    return refused
+
+
+@pytest.mark.parametrize("before", ["alpha, closed", "none", "alpha, closed, no auto_resume"])
+def test_a_logon_retried_past_the_logon_timeout_is_resumed_with_its_own_key(
+    run_venue: Any, monkeypatch: pytest.MonkeyPatch, before: str
+) -> None:
+    """The gap left by session 35 (docs/protocol.md §1): after close() and connect(), a logon
+    as beta still waiting to be sent again after NONCE_UNCHECKED when the venue closed the
+    connection for its logon timeout (4001) was resumed with the key of the connection
+    before, alpha's: the client traded on as alpha, wait_resumed() True, and beta's retry,
+    sent on the resumed connection, was refused "this connection is logged on". A resume
+    logs on with the key of the logon in flight over the connection it replaces; the retry
+    is not sent on another connection: `logon()` answers with the session's status once
+    auto_resume logged on with its key (on a client never logged on too: the retry went out
+    on the resumed connection, not logged on, and passed), or raises ConnectionLost (not
+    sent again) with auto_resume off, and `resume()` logs on with its key."""
+    monkeypatch.setattr(limits, "LOGON_TIMEOUT_S", 0.3)
+    refused = refuse_unchecked(monkeypatch, KEYS["beta"][0], times=1)
+
+    async def scenario(venue: Venue) -> None:
+        options: dict[str, Any] = {"reconnect_delays_s": (0.05,), "logon_retry_delays_s": (2.0,)}
+        client = VenueClient(venue.url(), auto_resume="no auto_resume" not in before, **options)
+        venue.clients.append(await client.connect())
+        if before != "none":
+            await client.logon(*KEYS["alpha"])
+            await client.request("session.cod", {"enabled": True})
+            await client.subscribe_account()
+            await client.close()
+            await client.connect()
+        second = client.websocket
+        assert second is not None
+        if client.auto_resume:
+            answer = await client.logon(*KEYS["beta"])  # before: VenueError, "logged on"
+            assert answer["account"] == 2, answer
+            assert client.resumed == 1
+        else:
+            with pytest.raises(ConnectionLost, match=r"session\.logon not sent again"):
+                await client.logon(*KEYS["beta"])
+            await client.resume()  # before: logged on as alpha
+        assert second.close_code == 4001 and refused == [1]
+        status = await client.request("session.status")
+        assert (status["account"], status["cod"], status["subscriptions"]) == (2, False, 0)
+
+    run_venue(scenario)
+
+
+def test_a_logon_called_while_a_resume_reconnects_leaves_the_resumes_account(
+    run_venue: Any,
+) -> None:
+    """What took the first fix of the gap above back (8dc32d30, 67e48bb9): a logon called
+    while a resume reconnected, of another key or of a mistyped secret, made the resume log
+    on as that key (COD on), or fail and lose the session. A logon is its connection's: one
+    asked while the link is down is not sent (nothing noted), one held while the resume's
+    handshake is under way goes out on the resumed connection, logged on already, which
+    refuses it; the resume's account and COD are those of the connection it replaces."""
+
+    async def scenario(venue: Venue) -> None:
+        others = (KEYS["beta"], (KEYS["alpha"][0], "mistyped-secret"))
+        async with relay(venue.port) as path:
+            alpha = await logged_on(venue, path.url, reconnect_delays_s=(1.5,))
+            await alpha.request("session.cod", {"enabled": True})
+            for made, key in enumerate(others, start=2):
+                path.released.clear()  # the resume's handshake waits
+                resuming = asyncio.create_task(alpha.resume())
+                assert await until(lambda made=made: path.connections == made)
+                logging_on = asyncio.create_task(alpha.logon(*key))  # held by the resume
+                await asyncio.sleep(0.05)
+                path.released.set()
+                await resuming  # with 8dc32d30: as beta, COD on; or refused, the session lost
+                with pytest.raises(VenueError, match="this connection is logged on"):
+                    await logging_on  # sent on the resumed connection
+                status = await alpha.request("session.status")
+                assert (status["account"], status["cod"]) == (1, True), key
+            path.cut()  # and while auto_resume waits its 1.5 s, the link down
+            assert await until(lambda: alpha._resume_pending())
+            for key in others:
+                with pytest.raises(ConnectionLost, match=r"session\.logon not sent") as lost:
+                    await alpha.logon(*key)
+                assert not lost.value.sent
+            assert await alpha.wait_resumed()
+            status = await alpha.request("session.status")
+            assert (status["account"], status["cod"]) == (1, True)
+
+    run_venue(scenario)
+
+
+def test_a_connection_of_the_callers_own_is_resumed_with_its_own_streams_only(
+    run_venue: Any,
+) -> None:
+    """The gap left by session 35: after close() and connect() under the SAME account, a
+    resume followed again the streams of the connection before (the private stream, the
+    books, the other public streams), which the caller had not subscribed on the new one:
+    pushes it never asked for. A connection of the caller's own starts without any, as it
+    starts without COD; what it subscribes is what its resume follows again."""
+
+    async def scenario(venue: Venue) -> None:
+        client = await venue.client("alpha")
+        await client.subscribe_account()
+        await client.subscribe_book(SYMBOL)
+        await client.request("subscribe", {"ch": "trades", "symbols": [SYMBOL]})
+        await client.close()
+        await client.connect()
+        await client.resume()  # a connection not logged on: its resume logs on as nobody
+        answer = await client.request_raw("session.status")
+        assert answer["status"] == 401, answer  # before: 200, logged on as alpha
+        await client.logon(*KEYS["alpha"])
+        await client.resume()
+        assert (await client.request("subscriptions"))["subscriptions"] == []  # before: 3
+        assert client.books == {}, "a book no connection follows is not kept"
+        await client.request("subscribe", {"ch": "bbo", "symbols": [SYMBOL]})
+        await client.resume()
+        assert (await client.request("subscriptions"))["subscriptions"] == [f"bbo:{SYMBOL}"]
+
+    run_venue(scenario)
+
+
+def test_a_logout_held_by_a_resume_that_outlasts_it_ends_the_session(run_venue: Any) -> None:
+    """The gap left by session 35: a `session.logout` held while a resume logged on, whose
+    timeout passed first, raised ConnectionLost "not sent", and the resume went on to log on:
+    the caller that logged out was trading again (COD on). The link's drop ended the
+    session at the venue; the logout now stops the resume, as one asked while the link is
+    down does: a `logged_out` notice, ConnectionLost saying the client is logged out."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await venue.client("alpha")
+        alpha.auto_resume = True
+        await alpha.request("session.cod", {"enabled": True})
+        await logons_spent(venue)
+        resuming = await resuming_until_connected(alpha)  # its logon waits out a 429
+        with pytest.raises(ConnectionLost, match="logged out") as lost:
+            await alpha.request("session.logout", timeout_s=0.1)
+        assert not lost.value.sent
+        with pytest.raises(ConnectionLost, match=r"close\(\) was called meanwhile"):
+            await resuming  # before: it logged on, COD on
+        assert not await alpha.wait_resumed()
+        assert not [s for s in venue.server.sessions.values() if s.account == 1]
+        notices = [p for p in await drain_client_notices(alpha)]
+        assert notices == [{"ch": "client", "type": "logged_out", "url": venue.url()}]
+
+    run_venue(scenario)
+
+
+async def drain_client_notices(client: VenueClient) -> list[dict[str, Any]]:
+    """The client's own notices queued by now (no wait)."""
+    notices = []
+    while not client.pushes.empty():
+        push = client.pushes.get_nowait()
+        if push.get("ch") == "client":
+            notices.append(push)
+    return notices
+
+
+def test_a_book_subscribed_while_the_link_is_down_is_not_followed_on_resume(
+    run_venue: Any,
+) -> None:
+    """A `subscribe_book` that raised ConnectionLost not sent (the link down, auto_resume
+    waiting between its tries) subscribed nothing, but its book was kept, and the resume
+    followed it: a stream the caller was told was not asked for (session 36's finding). It
+    is forgotten as a refused one is, and so is one whose request left (its answer lost:
+    the next test)."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await logged_on(venue, reconnect_delays_s=(1.0,))
+        session = next(s for s in venue.server.sessions.values() if s.account == 1)
+        session.websocket.transport.abort()
+        assert alpha.websocket is not None
+        await asyncio.wait_for(alpha.websocket.wait_closed(), 5)
+        with pytest.raises(ConnectionLost, match="subscribe not sent") as lost:
+            await alpha.subscribe_book(SYMBOL)
+        assert not lost.value.sent
+        assert alpha.books == {}
+        assert await alpha.wait_resumed()
+        assert (await alpha.request("subscriptions"))["subscriptions"] == []  # before: book
+
+    run_venue(scenario)
+
+
+def test_a_book_whose_subscribe_lost_its_answer_is_not_followed_on_resume(
+    run_venue: Any,
+) -> None:
+    """A `subscribe_book` whose link dropped before its answer (ConnectionLost, `sent`) was
+    kept, and the resume subscribed it again: one the venue refuses (a symbol mistyped) made
+    every try fail for what it asked, and auto_resume gave up, the session lost to a typo
+    (session 36's finding). Only a subscription the venue answered is followed again, as
+    for the other streams; the caller, told ConnectionLost, subscribes again."""
+
+    async def scenario(venue: Venue) -> None:
+        async with relay(venue.port, cut_at_logon={0}) as path:  # its first frame: the book's
+            client = VenueClient(path.url, auto_resume=True, reconnect_delays_s=(0.05,))
+            venue.clients.append(await client.connect())
+            with pytest.raises(ConnectionLost, match="before the answer") as lost:
+                await client.subscribe_book("NOPEx-USD")
+            assert lost.value.sent
+            assert await client.wait_resumed()  # before: False, gave up at the refusal
+            assert client.books == {}
+            assert (await client.request("subscriptions"))["subscriptions"] == []
+
+    run_venue(scenario)
+
+
+@pytest.mark.parametrize("again", ["alpha", "beta"])
+def test_a_logon_refused_on_a_connection_logged_on_by_one_given_up_on_keeps_its_key(
+    run_venue: Any, again: str
+) -> None:
+    """After connect(), a logon whose caller gave up on it (a `wait_for` cancelled it; its
+    answer never seen) logged on at the venue, and the caller's second logon, of the same
+    key or another, was refused "this connection is logged on": that refusal erased the
+    only note of the first, in flight, and the next drop was resumed with no logon, no COD,
+    no stream, wait_resumed() True and every request 401 (session 36's review). A refused
+    logon leaves the note of one in flight before it over the same connection."""
+    pause_s = 0.3  # the venue answers alpha's first logon this late: it is cancelled before
+    original = Logons.logon
+    logons: list[str] = []
+
+    def slow_first(self: Logons, session: Any, request: Any, t_in: int) -> None:
+        logons.append(request.params.api_key)
+        if len(logons) == 1:
+            asyncio.get_running_loop().call_later(pause_s, original, self, session, request, t_in)
+        else:
+            original(self, session, request, t_in)
+
+    async def scenario(venue: Venue) -> None:
+        client = VenueClient(venue.url(), auto_resume=True, reconnect_delays_s=(0.05,))
+        venue.clients.append(await client.connect())
+        first = asyncio.create_task(client.logon(*KEYS["alpha"]))
+        assert await until(lambda: logons == [KEYS["alpha"][0]])
+        first.cancel()  # a caller's wait_for giving up on it
+        await asyncio.gather(first, return_exceptions=True)
+        venue_sessions = venue.server.sessions.values()
+        assert await until(lambda: any(s.account == 1 for s in venue_sessions))
+        with pytest.raises(VenueError, match="this connection is logged on"):
+            await client.logon(*KEYS[again])
+        await client.subscribe_account()
+        await client.request("session.cod", {"enabled": True})
+        session = next(s for s in venue_sessions if s.account == 1)
+        session.websocket.transport.abort()
+        assert client.websocket is not None
+        await asyncio.wait_for(client.websocket.wait_closed(), 5)
+        assert await client.wait_resumed()
+        status = await client.request_raw("session.status")  # before: 401, not logged on
+        assert status["status"] == 200, status
+        result = status["result"]
+        assert (result["account"], result["cod"], result["subscriptions"]) == (1, True, 1)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Logons, "logon", slow_first)
+        run_venue(scenario)
+
+
+@pytest.mark.parametrize("resumed_by", ["resume()", "auto_resume"])
+def test_a_book_subscribed_during_a_resumes_handshake_is_not_followed_by_it(
+    run_venue: Any, resumed_by: str
+) -> None:
+    """A `subscribe_book` held while a resume's try connected was noted before its request
+    left, and the try followed it: of a symbol mistyped, the venue refused it, and the
+    resume failed (resume() raised, the client closed; auto_resume gave up), the session
+    lost, COD fired (session 36's review). A resume follows only the books the venue
+    answered; the held subscription then goes out on the resumed connection, refused."""
+
+    async def scenario(venue: Venue) -> None:
+        async with relay(venue.port) as path:
+            alpha = await logged_on(venue, path.url, reconnect_delays_s=(0.2, 0.2, 0.2))
+            await alpha.request("session.cod", {"enabled": True})
+            await alpha.subscribe_book(SYMBOL)
+            path.released.clear()  # the next try's handshake waits
+            resuming = None
+            if resumed_by == "resume()":
+                resuming = asyncio.create_task(alpha.resume())
+            else:
+                path.cut()
+            assert await until(lambda: path.connections == 2)
+            subscribing = asyncio.create_task(alpha.subscribe_book("NOPEx-USD"))
+            await asyncio.sleep(0.05)
+            path.released.set()
+            if resuming is not None:
+                await resuming  # before: VenueError UNKNOWN_SYMBOL, the client closed
+            with pytest.raises(VenueError, match="UNKNOWN_SYMBOL"):
+                await subscribing
+            assert await alpha.wait_resumed()  # before: False, gave up
+            assert list(alpha.books) == [SYMBOL]
+            status = await alpha.request("session.status")
+            assert (status["account"], status["cod"], status["subscriptions"]) == (1, True, 1)
+
+    run_venue(scenario)
+
+
+@pytest.mark.parametrize("ending", ["timed out", "cancelled"])
+def test_a_book_whose_subscribe_timed_out_or_was_cancelled_is_not_followed_on_resume(
+    run_venue: Any, monkeypatch: pytest.MonkeyPatch, ending: str
+) -> None:
+    """A `subscribe_book` that raised RequestTimeout or was cancelled (its outcome unknown,
+    as one whose answer was lost) stayed noted, and the resume followed it: of a symbol
+    mistyped, refused, and auto_resume gave up, the session lost. It is forgotten as one
+    that raised ConnectionLost is (session 36's review)."""
+    original = Dispatcher._handlers["subscribe"]
+    held: list[int] = []
+
+    def slow_first(self: Dispatcher, session: Any, request: Any, t_in: int) -> None:
+        if request.params.ch == "book" and not held:  # answered (refused) after 1 s
+            held.append(1)
+            asyncio.get_running_loop().call_later(1.0, original, self, session, request, t_in)
+        else:
+            original(self, session, request, t_in)
+
+    monkeypatch.setitem(Dispatcher._handlers, "subscribe", slow_first)
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await logged_on(venue, reconnect_delays_s=(0.05, 0.2))
+        alpha.request_timeout_s = 0.3 if ending == "timed out" else None
+        subscribing = asyncio.create_task(alpha.subscribe_book("NOPEx-USD"))
+        assert await until(lambda: held == [1])
+        if ending == "cancelled":
+            subscribing.cancel()
+        with pytest.raises(RequestTimeout if ending == "timed out" else asyncio.CancelledError):
+            await subscribing
+        alpha.request_timeout_s = 5.0
+        session = next(s for s in venue.server.sessions.values() if s.account == 1)
+        session.websocket.transport.abort()
+        assert alpha.websocket is not None
+        await asyncio.wait_for(alpha.websocket.wait_closed(), 5)
+        assert await alpha.wait_resumed()  # before: False, gave up at UNKNOWN_SYMBOL
+        assert (await alpha.request("subscriptions"))["subscriptions"] == []
+        assert alpha.books == {}
+
+    run_venue(scenario)
+
+
+def test_a_logon_retried_past_the_logon_timeout_with_a_mistyped_secret_raises_its_refusal(
+    run_venue: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A logon of a mistyped secret still waiting to be sent again (NONCE_UNCHECKED) at the
+    venue's logon timeout (4001): auto_resume logs on with its key, refused, and gives up;
+    `logon()` raised ConnectionLost, its text hiding that the key was refused (only the
+    `gave_up` notice said it: session 36's review). It raises that refusal."""
+    monkeypatch.setattr(limits, "LOGON_TIMEOUT_S", 0.3)
+    refused = refuse_unchecked(monkeypatch, KEYS["beta"][0], times=1)
+
+    async def scenario(venue: Venue) -> None:
+        options: dict[str, Any] = {"reconnect_delays_s": (0.05,), "logon_retry_delays_s": (2.0,)}
+        client = VenueClient(venue.url(), auto_resume=True, **options)
+        venue.clients.append(await client.connect())
+        with pytest.raises(VenueError) as refusal:  # before: ConnectionLost, "not sent again"
+            await client.logon(KEYS["beta"][0], "mistyped-secret")
+        assert refusal.value.status == 401, refusal.value
+        assert refused == [1] and client.gave_up
+
+    run_venue(scenario)
+
+
+def test_a_book_of_another_tier_subscribed_during_a_resumes_handshake_is_kept(
+    run_venue: Any,
+) -> None:
+    """A resume follows the tier the venue answered of a book (the one before) while a
+    `subscribe_book` of another tier of it is held behind its logon: the local book kept is
+    still the last asked for, synced once that subscription is answered (a first fix of
+    the review of session 36 replaced it with the resume's tier, which `books` then kept)."""
+
+    async def scenario(venue: Venue) -> None:
+        async with relay(venue.port) as path:
+            alpha = await logged_on(venue, path.url, reconnect_delays_s=(1.5,))
+            await alpha.subscribe_book(SYMBOL, 10)
+            path.released.clear()  # the resume's handshake waits
+            resuming = asyncio.create_task(alpha.resume())
+            assert await until(lambda: path.connections == 2)
+            subscribing = asyncio.create_task(alpha.subscribe_book(SYMBOL, 25))
+            await asyncio.sleep(0.05)
+            path.released.set()
+            await resuming
+            assert (await subscribing)["subscribed"] == [f"book:{SYMBOL}:25"]
+            assert alpha.books[SYMBOL].depth == 25
+            assert await until(lambda: alpha.books[SYMBOL].synced)
+            await alpha.resume()  # the last asked for is followed
+            subscribed = (await alpha.request("subscriptions"))["subscriptions"]
+            assert subscribed == [f"book:{SYMBOL}:25"]
+
+    run_venue(scenario)
+
+
+def test_a_held_subscribe_of_another_tier_given_up_on_leaves_a_book_of_the_live_connection(
+    run_venue: Any,
+) -> None:
+    """A resume follows the answered tier (10) of a book while a `subscribe_book` of another
+    (25) is held behind its logon: the new connection's snapshot of tier 10 is not applied
+    (`books` holds the 25's). That subscribe given up on (cancelled, say by a `wait_for`)
+    put back the book before it, the OLD connection's, never given the new snapshot yet
+    still synced: stale, a bid placed while away missing (session 36's second review). A
+    book of a connection that is gone is never put back: a fresh one of the answered tier
+    is, subscribed again on the live connection."""
+
+    async def scenario(venue: Venue) -> None:
+        async with relay(venue.port) as path:
+            alpha = await logged_on(venue, path.url, reconnect_delays_s=(1.5,))
+            beta = await venue.client("beta")
+            await alpha.subscribe_book(SYMBOL, 10)
+            assert await until(lambda: alpha.books[SYMBOL].synced)
+            old = alpha.books[SYMBOL]
+            path.released.clear()  # the resume's handshake waits
+            resuming = asyncio.create_task(alpha.resume())
+            assert await until(lambda: path.connections == 2)
+            subscribing = asyncio.create_task(alpha.subscribe_book(SYMBOL, 25))
+            await asyncio.sleep(0.05)
+            await beta.place(SYMBOL, "buy", "1", "180.00")  # the book changes while away
+            path.released.set()
+            await resuming
+            subscribing.cancel()  # its caller's wait_for giving up on it
+            await asyncio.gather(subscribing, return_exceptions=True)
+            assert alpha.books[SYMBOL] is not old  # before: the old one, synced
+            assert await until(lambda: alpha.books[SYMBOL].synced)
+            book = alpha.books[SYMBOL]
+            assert (book.depth, book is old) == (10, False)
+            assert "180.00" in [price for price, _ in book.bids()], book.bids()
+
+    run_venue(scenario)
+
+
+@pytest.mark.parametrize("then", ["dropped", "timed out (4001)"])
+def test_a_logon_refused_for_its_key_drops_the_one_in_flight_before_it(
+    run_venue: Any, monkeypatch: pytest.MonkeyPatch, then: str
+) -> None:
+    """A logon whose caller gave up on it (cancelled once sent) with a mistyped secret, its
+    401 unread; a second refused 401 too: the venue handles a connection's logons in order
+    and refuses "this connection is logged on" first, so that refusal proves the first did
+    not log on, yet its key was kept in flight (session 36's second review) and used by the
+    resume: refused, auto_resume gave up, the book followed lost; and at the venue's logon
+    timeout (4001), resumed with that key rather than given up as a connection never logged
+    on. Only "this connection is logged on" keeps (and logs on) the key before it."""
+    monkeypatch.setattr(limits, "LOGON_TIMEOUT_S", 1.5)
+
+    async def scenario(venue: Venue) -> None:
+        alpha = VenueClient(venue.url(), auto_resume=True, reconnect_delays_s=(0.1, 0.5))
+        venue.clients.append(await alpha.connect())
+        await alpha.subscribe_book(SYMBOL, 10)
+        first = asyncio.create_task(alpha.logon(KEYS["alpha"][0], "wrong-secret"))
+        for _ in range(100):  # until it is sent (its answer not read yet)
+            await asyncio.sleep(0)
+            if alpha._logon_in_flight is not None and alpha._logon_in_flight.over is not None:
+                break
+        assert alpha._logon_in_flight is not None and not first.done()
+        first.cancel()  # its caller's wait_for timing out, say
+        await asyncio.gather(first, return_exceptions=True)
+        await asyncio.sleep(0.2)  # its 401 comes, nobody awaits it
+        with pytest.raises(VenueError) as refusal:
+            await alpha.logon(KEYS["beta"][0], "also-wrong")
+        assert refusal.value.status == 401, refusal.value
+        assert alpha.websocket is not None
+        if then == "dropped":
+            for session in list(venue.server.sessions.values()):
+                session.websocket.transport.abort()
+        await asyncio.wait_for(alpha.websocket.wait_closed(), 5)
+        resumed = await alpha.wait_resumed()
+        notices = await drain_client_notices(alpha)
+        if then == "dropped":
+            assert resumed and not alpha.gave_up, notices  # before: gave up, 401
+            assert list(alpha.books) == [SYMBOL]
+        else:  # given up as a connection not logged on in time; before: resumed, refused 401
+            assert [notice["type"] for notice in notices] == ["gave_up"], notices
+            assert "4001" in notices[0]["error"] and "401" not in notices[0]["error"][5:]
+
+    run_venue(scenario)
+
+
+def test_a_resync_that_timed_out_leaves_the_book_empty_awaiting_its_snapshot(
+    run_venue: Any,
+) -> None:
+    """A book's resync after a gap (`subscribe_book` of its tier) whose request timed out,
+    the link up: the gapped book, its stale levels and not synced, was put back in `books`
+    (session 36's second review; before the branch the fresh empty book stayed). It stays,
+    empty until a snapshot comes: here the late answer's, once the venue reads it; and a
+    `book_resync_failed` notice says so."""
+
+    async def scenario(venue: Venue) -> None:
+        beta = await venue.client("beta")
+        await beta.place(SYMBOL, "buy", "1", "180.00")
+        alpha = VenueClient(venue.url(), auto_resume=True, request_timeout_s=0.4)
+        venue.clients.append(await alpha.connect())
+        await alpha.logon(*KEYS["alpha"])
+        await alpha.subscribe_book(SYMBOL, 10)
+        assert await until(lambda: alpha.books[SYMBOL].synced)
+        gapped = alpha.books[SYMBOL]
+        session = next(s for s in venue.server.sessions.values() if s.account == 1)
+        session.websocket.transport.pause_reading()  # the venue slow to read: no answer
+        gap = {"bids": [], "asks": [], "checksum": 0}
+        seq, epoch = gapped.seq, gapped.epoch
+        alpha._on_message(
+            {"ch": "book", "sym": SYMBOL, "depth": 10, "type": "delta", "epoch": epoch}
+            | {"seq": seq + 5, "prev_seq": seq + 4, "data": gap}
+        )
+        assert await until(lambda: alpha._resyncing == set())  # timed out
+        book = alpha.books[SYMBOL]
+        assert book is not gapped and (book.synced, book.bids()) == (False, [])  # before: back
+        notices = await drain_client_notices(alpha)
+        assert [(n["type"], "RequestTimeout" in n["error"]) for n in notices] == [
+            ("book_resync_failed", True)
+        ]
+        session.websocket.transport.resume_reading()
+        assert await until(lambda: alpha.books[SYMBOL].synced)  # the late answer's snapshot
+        assert alpha.books[SYMBOL].bids() == [("180.00", "1.000000")]
+
+    run_venue(scenario)
+
+
+def test_a_logon_retried_past_the_logon_timeout_whose_resume_met_a_429_raises_connection_lost(
+    run_venue: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A logon waiting to be sent again (NONCE_UNCHECKED) at the venue's logon timeout
+    (4001): auto_resume logs on with its key and gives up at a 429 (the address's bucket
+    spent: a link's failure, not a refusal of the key): `logon()` raised that 429 as if the
+    key were refused (session 36's second review). It raises ConnectionLost, chained to it."""
+    monkeypatch.setattr(limits, "LOGON_TIMEOUT_S", 0.3)
+    original = Logons.logon
+    refusals: list[ErrorCode] = []
+
+    def unchecked_then_limited(self: Logons, session: Any, request: Any, t_in: int) -> None:
+        if request.params.api_key != KEYS["beta"][0]:
+            original(self, session, request, t_in)
+            return
+        refusals.append(ErrorCode.RATE_LIMITED if refusals else ErrorCode.NONCE_UNCHECKED)
+        raise AuthError(refusals[-1], "refused for the test")  # (no retry_after_ms: raised)
+
+    monkeypatch.setattr(Logons, "logon", unchecked_then_limited)
+
+    async def scenario(venue: Venue) -> None:
+        options: dict[str, Any] = {"reconnect_delays_s": (0.05,), "logon_retry_delays_s": (1.0,)}
+        client = VenueClient(venue.url(), auto_resume=True, **options)
+        venue.clients.append(await client.connect())
+        with pytest.raises(ConnectionLost) as lost:  # before: VenueError 429
+            await client.logon(*KEYS["beta"])
+        cause = lost.value.__cause__
+        assert isinstance(cause, VenueError) and cause.status == 429, repr(cause)
+        limited = [ErrorCode.NONCE_UNCHECKED, ErrorCode.RATE_LIMITED]
+        assert client.gave_up and refusals[:2] == limited, refusals
+
+    run_venue(scenario)
+
+
+@pytest.mark.parametrize("refusal", ["429 RATE_LIMITED", "503 SHUTTING_DOWN"])
+def test_a_logon_refused_before_its_handler_keeps_the_one_in_flight_before_it(
+    run_venue: Any, refusal: str
+) -> None:
+    """A logon whose caller gave up on it (its answer never seen) logged on at the venue; a
+    second one was refused 429 by the account's request bucket, which the dispatcher
+    charges every frame to before any handler runs (or 503, the venue stopping): refused
+    before the logon handler's "this connection is logged on", it proves nothing of the
+    first, yet the first's key was dropped (session 36's third review) and the next drop
+    was resumed with no logon: every request 401. Only a 401 or 403 drops it."""
+    original = Logons.logon
+    logons: list[str] = []
+    status, name = refusal.split()
+    code = ErrorCode[name]
+
+    def slow_first_refused_second(self: Logons, session: Any, request: Any, t_in: int) -> None:
+        logons.append(request.params.api_key)
+        if len(logons) == 1:
+            asyncio.get_running_loop().call_later(0.3, original, self, session, request, t_in)
+        elif len(logons) == 2 and session.key is not None:  # as `Dispatcher.on_frame` would
+            retry_after_ms = 60_000 if code is ErrorCode.RATE_LIMITED else None  # (not waited)
+            body = wire.error(
+                request.id, code, "refused for the test", None, int(status), retry_after_ms
+            )
+            self.connections.send(session, body)
+        else:
+            original(self, session, request, t_in)
+
+    async def scenario(venue: Venue) -> None:
+        client = VenueClient(venue.url(), auto_resume=True, reconnect_delays_s=(0.05,))
+        venue.clients.append(await client.connect())
+        first = asyncio.create_task(client.logon(*KEYS["alpha"]))
+        assert await until(lambda: len(logons) == 1)
+        first.cancel()  # a caller's wait_for giving up on it
+        await asyncio.gather(first, return_exceptions=True)
+        venue_sessions = venue.server.sessions.values()
+        assert await until(lambda: any(s.account == 1 for s in venue_sessions))
+        with pytest.raises(VenueError) as refused:
+            await client.logon(*KEYS["alpha"])
+        assert refused.value.code == code, refused.value
+        await client.subscribe_account()
+        await client.request("session.cod", {"enabled": True})
+        session = next(s for s in venue_sessions if s.account == 1)
+        session.websocket.transport.abort()
+        assert client.websocket is not None
+        await asyncio.wait_for(client.websocket.wait_closed(), 5)
+        assert await client.wait_resumed()
+        status = await client.request_raw("session.status")  # before: 401, not logged on
+        assert status["status"] == 200, status
+        result = status["result"]
+        assert (result["account"], result["cod"], result["subscriptions"]) == (1, True, 1)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Logons, "logon", slow_first_refused_second)
+        run_venue(scenario)
+
+
+def test_a_book_of_another_tier_given_up_on_after_the_first_tiers_snapshot_is_synced_again(
+    run_venue: Any,
+) -> None:
+    """subscribe_book(10) and subscribe_book(25) at once; the 25's answer slow, its caller
+    gave up on it after the 10's answer and snapshot came (ignored: `books` held the 25's
+    book). The tier-10 book put back was a fresh one, empty, awaiting a snapshot that had
+    come already: empty for good, deltas ignored, no resync (session 36's third review).
+    It is subscribed again on the live connection, synced by that snapshot."""
+    original = Dispatcher._handlers["subscribe"]
+
+    def slow_25(self: Any, session: Any, request: Any, t_in: int) -> None:
+        if request.params.ch == "book" and request.params.depth == 25:
+            asyncio.get_running_loop().call_later(0.6, original, self, session, request, t_in)
+        else:
+            original(self, session, request, t_in)
+
+    async def scenario(venue: Venue) -> None:
+        beta = await venue.client("beta")
+        await beta.place(SYMBOL, "buy", "1", "180.00")
+        alpha = VenueClient(venue.url(), auto_resume=True)
+        venue.clients.append(await alpha.connect())
+        await alpha.logon(*KEYS["alpha"])
+        tier_10 = asyncio.create_task(alpha.subscribe_book(SYMBOL, 10))
+        tier_25 = asyncio.create_task(alpha.subscribe_book(SYMBOL, 25))
+        await tier_10
+        await asyncio.sleep(0.2)  # its snapshot came, into no book of its tier
+        tier_25.cancel()
+        await asyncio.gather(tier_25, return_exceptions=True)
+        assert await until(lambda: alpha.books[SYMBOL].synced)  # before: never
+        await beta.place(SYMBOL, "buy", "1", "179.00")  # a delta on tier 10
+        bids = [("180.00", "1.000000"), ("179.00", "1.000000")]
+        assert await until(lambda: alpha.books[SYMBOL].bids() == bids)
+        assert alpha.books[SYMBOL].depth == 10 and not await drain_client_notices(alpha)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(Dispatcher._handlers, "subscribe", slow_25)
+        run_venue(scenario)
