@@ -13,7 +13,8 @@ and the stream's expected-last-sequence refuses any append it still had in fligh
 is renewed on a thread of its own (`core.lease_thread`): a takeover's recovery holds the
 loop, for longer than a term after a busy minute without a snapshot. A core that takes the
 lease while the ledger's PostgreSQL is down waits for it, renewing the lease, before it
-recovers: the stream holds every acknowledged command, and the store is caught up from it.
+recovers: the stream holds every acknowledged command, and the store is caught up from it;
+one whose own login the server refuses gives the lease up at once, saying so at error.
 Cancel-on-disconnect of a gateway that died: every core derives from the stream which gateway
 placed each order marked cod (`CodOrders`); the active core cancels (reason cod) the open ones
 of a gateway whose lease (core/nats_bus.py) is gone, as commands through the stream.
@@ -80,7 +81,7 @@ from engine.events import CancelOnDisconnectSet, Event, OrderAccepted
 from engine.snapshot import restore as restore_venue
 from engine.venue import Venue
 from settlement.ledger import Ledger
-from settlement.pg_store import CONNECT_TIMEOUT_S, PostgresLedgerStore
+from settlement.pg_store import CONNECT_TIMEOUT_S, PostgresLedgerStore, refuses_login
 from settlement.store import LedgerStoreError, SqliteLedgerStore
 from settlement.transfers import Transfer
 
@@ -981,7 +982,9 @@ class ClusterCore:
         store is caught up once it answers, and a core that exited instead (exit 2) left the
         cluster with no core once the standbys had tried too. The lease is renewed on its
         own thread meanwhile, so no standby takes over. One line when it is unreachable, one
-        when it answers. The SQLite file (no DSN) is always reachable."""
+        when it answers. A server up that refuses this core's login (`refuses_login`) is not
+        waited for: `_StartGivenUp`, said at error (until session 36 it was waited for,
+        holding the lease for ever). The SQLite file (no DSN) is always reachable."""
         dsn = self.config.venue.ledger_postgres
         if not dsn:
             return True
@@ -992,8 +995,12 @@ class ClusterCore:
             try:
                 await loop.run_in_executor(None, _probe_postgres, dsn)
             except psycopg.OperationalError as refused:
-                # Down, starting up, unreachable; or a login or database refused, which
-                # libpq reports alike (no SQLSTATE): said in the line, fixed while it waits.
+                # Down, starting up, unreachable: waited for. Or up, refusing this core's
+                # login, which libpq reports alike (no SQLSTATE): not this core's to wait
+                # for while a standby whose login works could serve (`refuses_login`).
+                if await loop.run_in_executor(None, refuses_login, dsn):
+                    self._say_login_refused(refused)
+                    raise _StartGivenUp from refused
                 if not waited:
                     log.warning(
                         "the ledger store's PostgreSQL cannot be opened (%s): waiting for it,"
@@ -1010,6 +1017,18 @@ class ClusterCore:
                 log.info("the ledger store's PostgreSQL answers: activating")
             return True
         return False
+
+    def _say_login_refused(self, refused: psycopg.OperationalError) -> None:
+        """Said at error, at once, each time it comes: the cluster has no active core while
+        this one holds the lease, and only its operator can fix its login."""
+        log.error(
+            "the ledger store's PostgreSQL is up but refused this core's login (%s):"
+            " giving the lease up to a standby; fix this core's --postgres DSN, its password"
+            " (PGPASSWORD, ~/.pgpass) or the server's roles and pg_hba.conf, and it"
+            " contends again",
+            " ".join(str(refused).split()),
+            extra={"core": self.name},
+        )
 
     async def _follow(self) -> bool:
         """Start the warm copy once the stream exists (the active core creates it). Tried at

@@ -29,6 +29,7 @@ from typing import Any, Final, ParamSpec, TypeVar
 
 import psycopg
 from psycopg import pq
+from psycopg.conninfo import make_conninfo
 
 from settlement.store import (
     BUSY_TIMEOUT_MS,
@@ -240,6 +241,25 @@ def wait_until_up(
                     wait_s,
                 )
         time.sleep(RECONNECT_POLL_S)
+    return False
+
+
+def refuses_login(dsn: str) -> bool:
+    """Whether PostgreSQL at `dsn` is up and answering, yet refuses this login: a password,
+    a role or a database not there, a `pg_hba.conf` rule, no slot left (53300). libpq
+    reports such a refusal with no SQLSTATE, as it reports a server down, and in words the
+    server and libpq localize; its ping (`PQping`, psycopg's `PGconn.ping`) tells them apart
+    without the words: OK when the server answered the connection, even with an error of its
+    own, other than "cannot connect now" (57P03: starting, recovering, stopping: REJECT);
+    NO_RESPONSE when nothing answered. A server that answers is tried once more, in case it
+    came up between the two (a refusal stands only when that try fails too)."""
+    conninfo = make_conninfo(dsn, connect_timeout=CONNECT_TIMEOUT_S)
+    if pq.PGconn.ping(conninfo.encode()) != pq.Ping.OK:
+        return False
+    try:
+        psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT_S).close()
+    except psycopg.OperationalError:
+        return True
     return False
 
 
