@@ -488,6 +488,14 @@ class JetStreamJournal:
     def last_seq(self) -> int:
         return self._last_seq
 
+    def record(self, seq: int) -> bytes:
+        """The stream's record `seq`, read by one message get on the journal's connection (a
+        recovery checking its snapshot against the stream: `venue serve --nats`); nats-py's
+        error as it comes (a record not there, JetStream not answering)."""
+        self._check_usable()
+        message = self._loop.run(self._js.get_msg(self.stream, seq))
+        return bytes(message.data or b"")
+
     def close(self) -> None:
         if self._closed:
             return
