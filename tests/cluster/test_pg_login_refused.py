@@ -17,7 +17,9 @@ import psycopg
 import pytest
 
 from cluster.local import DATABASE, LocalCluster
+from cluster.postgres import PostgresServer
 from core.cluster_core import LEASE_TTL_S
+from settlement.pg_store import refuses_login
 from tests.sample_config import SAMPLE_CONFIG
 
 ROLE = "core_a"  # the refused core's own role
@@ -77,4 +79,25 @@ def test_a_core_whose_login_is_refused_gives_the_lease_up_to_a_healthy_standby(
         assert second.running() and "lost its lease" not in second.log()
     finally:
         cluster.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_a_refused_login_is_told_from_a_server_down_or_starting() -> None:
+    """`refuses_login`, the core's test, without the words: a role or database not there
+    refused (the server answered), a server stopped or not accepting connections yet not
+    (waited for), a login that works not."""
+    directory = Path(tempfile.mkdtemp(prefix="venue-test-pg-login-"))
+    directory.chmod(0o711)
+    try:
+        with PostgresServer(directory) as server:
+            good_dsn = server.create_database(DATABASE)
+            assert not refuses_login(good_dsn)
+            assert refuses_login(good_dsn.replace("postgres@", f"{ROLE}@"))
+            assert refuses_login(server.dsn("no_such_database"))
+            port = server.port
+            server.stop()
+            assert not refuses_login(good_dsn)  # nothing listens
+            server.start_not_accepting(port)  # it answers 57P03, as while it starts up
+            assert not refuses_login(good_dsn)
+    finally:
         shutil.rmtree(directory, ignore_errors=True)
