@@ -1,5 +1,6 @@
-"""`venue serve --nats` started on a data directory whose snapshot is not of the stream, as
-real processes (a nats-server and the venue, on free ports in the test's temp directory).
+"""`venue serve --nats` started on a data directory whose snapshot is not of the stream, or on
+a stream of other subjects, as real processes (a nats-server and the venue, on free ports in
+the test's temp directory).
 
 The finding (carried since session 34): the start checked only the snapshot's seq against the
 stream's last, so a data directory kept across a stream reset, or given another venue's
@@ -15,9 +16,10 @@ import subprocess
 from pathlib import Path
 
 import nats
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
 from cluster.nats import NatsCluster
-from core.jetstream_journal import STREAM_DEFAULT, JetStreamJournal
+from core.jetstream_journal import DUPLICATE_WINDOW_S, STREAM_DEFAULT, JetStreamJournal
 from tests.cli.test_main import RUN_TIMEOUT_S, SERVE, START_LINES_MAX, _env
 from tests.cli.test_serve_nats import (
     expect_line,
@@ -128,3 +130,41 @@ def test_a_venue_whose_snapshot_meets_a_cluster_s_stream_is_refused_at_its_recor
     line = result.stderr.splitlines()[-1]
     assert line.startswith(f"venue: cannot start: the stream's record at seq {snapshot_seq}"), line
     assert "is the stream another venue's" in line, line
+
+
+async def make_stream_on(url: str, subjects: list[str]) -> None:
+    """`VENUE_COMMANDS` made as the journal makes it, but taking `subjects` (another venue's,
+    or a tool's)."""
+    config = StreamConfig(
+        name=STREAM_DEFAULT,
+        subjects=subjects,
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        num_replicas=1,
+        discard=DiscardPolicy.NEW,
+        duplicate_window=DUPLICATE_WINDOW_S,
+        deny_delete=True,
+        deny_purge=True,
+    )
+    nc = await nats.connect(url)
+    try:
+        await nc.jetstream(timeout=5.0).add_stream(config)
+    finally:
+        await nc.close()
+
+
+def test_a_venue_on_a_stream_of_other_subjects_is_refused_at_once(
+    tmp_path: Path, nats_node: NatsCluster
+) -> None:
+    """A stream of the journal's name that does not take the journal's subject alone: before,
+    the venue built itself, published its first record to no stream for 30 s (a warning
+    every 0.25 s) and stopped, exit 70, `record 1 not acknowledged`, its data directory made."""
+    asyncio.run(make_stream_on(nats_node.url, ["other.commands"]))
+    data_dir = tmp_path / "venue"
+    result = run_to_its_end(tmp_path, data_dir, nats_node.url)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    line = result.stderr.splitlines()[-1]
+    assert line.startswith(f"venue: cannot start: stream {STREAM_DEFAULT} takes subjects"), line
+    assert "venue.commands" in line and "other.commands" in line, line
+    assert not data_dir.exists()
