@@ -882,8 +882,7 @@ class ClusterCore:
         while await self._wait_for_store(stopping):
             warm = None
             if tries == 0:  # the warm copy once: a failed start may have replayed onto it
-                warm = await self.follower.stop()
-                self.follower = self._new_follower()  # so held by that start alone
+                warm = await self._replace_follower()  # so held by that start alone
             tries += 1
             try:
                 return await self._start_core(warm, stop_requested)
@@ -923,15 +922,26 @@ class ClusterCore:
         assert self.lease is not None
         await self.lease.release()
         self.lease = None
-        self.codec = ClusterCodec()
+        self.codec = ClusterCodec()  # (the old copy keeps its own till it stops)
         self.cod_orders = CodOrders()
-        self.follower = self._new_follower()
+        await self._replace_follower()
         await self._follow()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), LEASE_TTL_S)
         if stopping.is_set():  # not contending again: a stop must not wait for NATS
             return False
         return await self.wait_for_lease(stopping)
+
+    async def _replace_follower(self) -> WarmStart | None:
+        """Stop the warm copy (its consumer on the stream, its snapshots' task, thread and hold
+        on the data directory) and put a new one in its place, not following yet; the old
+        one's state (`Follower.stop`). Every replacement goes through here: a give-up for a
+        refused login came while the copy still followed, and until session 36's review
+        left it running, one consumer and venue copy more at each give-up, its directory
+        lock in the way of this core's own later start."""
+        warm = await self.follower.stop()
+        self.follower = self._new_follower()
+        return warm
 
     async def _start_core(
         self, warm: WarmStart | None, stop_requested: Callable[[], bool] | None
