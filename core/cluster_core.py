@@ -81,7 +81,7 @@ from engine.events import CancelOnDisconnectSet, Event, OrderAccepted
 from engine.snapshot import restore as restore_venue
 from engine.venue import Venue
 from settlement.ledger import Ledger
-from settlement.pg_store import CONNECT_TIMEOUT_S, PostgresLedgerStore, refuses_login
+from settlement.pg_store import ConnectFailure, PostgresLedgerStore, try_connect
 from settlement.store import LedgerStoreError, SqliteLedgerStore
 from settlement.transfers import Transfer
 
@@ -136,11 +136,6 @@ PRUNE_MIN: Final = 1_024  # `CodOrders` drops closed orders once it holds twice 
 # once; a cluster runs a few gateways (a new id each process), so the oldest noted is
 # forgotten past this.
 LOGGED_GATEWAYS_MAX: Final = 64
-
-
-def _probe_postgres(dsn: str) -> None:
-    """Open and close one connection to `dsn` (a psycopg error: not reachable)."""
-    psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT_S).close()
 
 
 def _stored_up_to(dsn: str) -> int:
@@ -992,9 +987,10 @@ class ClusterCore:
         store is caught up once it answers, and a core that exited instead (exit 2) left the
         cluster with no core once the standbys had tried too. The lease is renewed on its
         own thread meanwhile, so no standby takes over. One line when it is unreachable, one
-        when it answers. A server up that refuses this core's login (`refuses_login`) is not
-        waited for: `_StartGivenUp`, said at error (until session 36 it was waited for,
-        holding the lease for ever). The SQLite file (no DSN) is always reachable."""
+        when it answers. A server up that refuses this core's login (the SQLSTATE it sent:
+        `ConnectFailure.refuses_login`) is not waited for: `_StartGivenUp`, said at error
+        (until session 36 it was waited for, holding the lease for ever). The SQLite file
+        (no DSN) is always reachable."""
         dsn = self.config.venue.ledger_postgres
         if not dsn:
             return True
@@ -1002,33 +998,31 @@ class ClusterCore:
         delay_s = STORE_RETRY_MIN_S
         waited = False
         while not stopping.is_set():
-            try:
-                await loop.run_in_executor(None, _probe_postgres, dsn)
-            except psycopg.OperationalError as refused:
-                # Down, starting up, unreachable: waited for. Or up, refusing this core's
-                # login, which libpq reports alike (no SQLSTATE): not this core's to wait
-                # for while a standby whose login works could serve (`refuses_login`).
-                if await loop.run_in_executor(None, refuses_login, dsn):
-                    self._say_login_refused(refused)
-                    raise _StartGivenUp from refused
-                if not waited:
-                    log.warning(
-                        "the ledger store's PostgreSQL cannot be opened (%s): waiting for it,"
-                        " holding the lease",
-                        " ".join(str(refused).split()),
-                        extra={"core": self.name},
-                    )
-                    waited = True
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), delay_s)
-                delay_s = min(delay_s * 2, STORE_RETRY_MAX_S)
-                continue
-            if waited:
-                log.info("the ledger store's PostgreSQL answers: activating")
-            return True
+            failure = await loop.run_in_executor(None, try_connect, dsn)
+            if failure is None:
+                if waited:
+                    log.info("the ledger store's PostgreSQL answers: activating")
+                return True
+            # Down, starting up, unreachable, out of slots: waited for. Or up, refusing this
+            # core's login (`ConnectFailure.refuses_login`, by the SQLSTATE the server sent):
+            # not this core's to wait for while a standby whose login works could serve.
+            if failure.refuses_login:
+                self._say_login_refused(failure)
+                raise _StartGivenUp
+            if not waited:
+                log.warning(
+                    "the ledger store's PostgreSQL cannot be opened (%s): waiting for it,"
+                    " holding the lease",
+                    " ".join(failure.message.split()),
+                    extra={"core": self.name},
+                )
+                waited = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), delay_s)
+            delay_s = min(delay_s * 2, STORE_RETRY_MAX_S)
         return False
 
-    def _say_login_refused(self, refused: psycopg.OperationalError) -> None:
+    def _say_login_refused(self, refused: ConnectFailure) -> None:
         """Said at error, at once, each time it comes: the cluster has no active core while
         this one holds the lease, and only its operator can fix its login."""
         log.error(
@@ -1036,7 +1030,7 @@ class ClusterCore:
             " giving the lease up to a standby; fix this core's --postgres DSN, its password"
             " (PGPASSWORD, ~/.pgpass) or the server's roles and pg_hba.conf, and it"
             " contends again",
-            " ".join(str(refused).split()),
+            " ".join(refused.message.split()),
             extra={"core": self.name},
         )
 

@@ -21,11 +21,17 @@ connection's schema (normally `public`). `read_only=True` (the checks: `venue ve
 `venue ledger`): a read-only session that takes no lock and makes no schema.
 """
 
+import ctypes
+import dataclasses
 import functools
 import logging
+import re
+import selectors
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Final, ParamSpec, TypeVar
+from pathlib import Path
+from selectors import EVENT_READ, EVENT_WRITE
+from typing import Any, Final, ParamSpec, TypeVar, cast
 
 import psycopg
 from psycopg import pq
@@ -58,6 +64,15 @@ from settlement.transfers import Transfer
 
 SCHEMA_VERSION: Final = 1
 CONNECT_TIMEOUT_S: Final = 10  # a server that does not answer on loopback or a LAN is down
+# SQLSTATEs with which a server refuses a login itself, for good (`ConnectFailure`): class 28
+# (a wrong password, a role not there, a pg_hba.conf rule), 3D000 (the database not there),
+# 42501 (no CONNECT privilege). Any other a server sends is its own state, waited for: 53300
+# (no slot left), 57P03 (starting, stopping), class 08 (a pooler whose database is down).
+LOGIN_REFUSED_CLASSES: Final = ("28",)
+LOGIN_REFUSED_STATES: Final = frozenset({"3D000", "42501"})
+# libpq's text of a server's error at VERBOSE: "<severity, localized>:  <SQLSTATE>: <words>"
+SQLSTATE_IN_MESSAGE: Final = re.compile(r":  ([0-9A-Z]{5}): ")
+PQERRORS_VERBOSE: Final = 2  # libpq's PGVerbosity
 # A statement past this is stuck (a batch is ~1,000 transfers, a read one page or one SUM); a
 # lock wait ends first at BUSY_TIMEOUT_MS. Over a minute is an outage, fatal, not a wait.
 STATEMENT_TIMEOUT_MS: Final = 60_000
@@ -244,23 +259,112 @@ def wait_until_up(
     return False
 
 
-def refuses_login(dsn: str) -> bool:
-    """Whether PostgreSQL at `dsn` is up and answering, yet refuses this login: a password,
-    a role or a database not there, a `pg_hba.conf` rule, no slot left (53300). libpq
-    reports such a refusal with no SQLSTATE, as it reports a server down, and in words the
-    server and libpq localize; its ping (`PQping`, psycopg's `PGconn.ping`) tells them apart
-    without the words: OK when the server answered the connection, even with an error of its
-    own, other than "cannot connect now" (57P03: starting, recovering, stopping: REJECT);
-    NO_RESPONSE when nothing answered. A server that answers is tried once more, in case it
-    came up between the two (a refusal stands only when that try fails too)."""
+@dataclasses.dataclass(frozen=True)
+class ConnectFailure:
+    """A connection `try_connect` did not make: the SQLSTATE the server refused it with
+    (None: none came; nothing answered, the client gave up (its SSL settings, the timeout, no
+    password to give), or libpq's verbosity could not be set here: `_error_verbosity_setter`),
+    libpq's message, as it said it, and whether the server asked for a password and none was
+    given (libpq's `PQconnectionNeedsPassword`: the client gives up, no SQLSTATE)."""
+
+    sqlstate: str | None
+    message: str
+    no_password: bool = False
+
+    @property
+    def refuses_login(self) -> bool:
+        """Whether the server refused this login itself (`LOGIN_REFUSED_CLASSES`,
+        `LOGIN_REFUSED_STATES`), or asked for a password this core has not: for good, till an
+        operator fixes it, not waited out."""
+        state = self.sqlstate
+        refused = state is not None and (
+            state[:2] in LOGIN_REFUSED_CLASSES or state in LOGIN_REFUSED_STATES
+        )
+        return refused or self.no_password
+
+
+def try_connect(dsn: str, timeout_s: float = CONNECT_TIMEOUT_S) -> ConnectFailure | None:
+    """Open and close one connection to `dsn`: None once made, else why not. The SQLSTATE a
+    server refuses a connection with reaches psycopg's error as libpq's text alone (no
+    `sqlstate`), in words the server and libpq localize; libpq writes the code into that text
+    when the connection's error verbosity is VERBOSE (`FATAL:  28P01: ...`), set before the
+    connection is polled, and it is read from there (`SQLSTATE_IN_MESSAGE`), never the words.
+    Several codes (a retry without SSL, several hosts): the failure's only if all agree."""
     conninfo = make_conninfo(dsn, connect_timeout=CONNECT_TIMEOUT_S)
-    if pq.PGconn.ping(conninfo.encode()) != pq.Ping.OK:
-        return False
+    pgconn = pq.PGconn.connect_start(conninfo.encode())
     try:
-        psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT_S).close()
-    except psycopg.OperationalError:
-        return True
+        set_verbosity = _error_verbosity_setter()
+        pointer: int | None = getattr(pgconn, "pgconn_ptr", None)  # (each implementation's)
+        if set_verbosity is not None and pointer is not None:
+            set_verbosity(pointer, PQERRORS_VERBOSE)
+        if _polled(pgconn, time.monotonic() + timeout_s):
+            return None
+        if pgconn.status == pq.ConnStatus.BAD:
+            message = pgconn.get_error_message()
+        else:  # still connecting: it did not answer in time
+            message = f"no answer within {timeout_s:.0f} s"
+        states = set(SQLSTATE_IN_MESSAGE.findall(message))
+        state = states.pop() if len(states) == 1 else None
+        return ConnectFailure(state, message, no_password=pgconn.needs_password)
+    finally:
+        pgconn.finish()
+
+
+def _polled(pgconn: pq.abc.PGconn, deadline: float) -> bool:
+    """Poll a connection started by `connect_start` until it is made (True), fails or
+    `deadline` passes (False), waiting on its socket as libpq asks (libpq's own
+    `connect_timeout` holds for a blocking connect alone)."""
+    status = pq.PollingStatus.WRITING
+    with selectors.DefaultSelector() as selector:
+        while pgconn.status != pq.ConnStatus.BAD:
+            if status == pq.PollingStatus.OK:
+                return True
+            left = deadline - time.monotonic()
+            if status == pq.PollingStatus.FAILED or left <= 0:
+                return False
+            reading = status == pq.PollingStatus.READING
+            try:
+                socket = pgconn.socket  # (another each host tried)
+            except psycopg.OperationalError:  # none: the connection is lost
+                return False
+            selector.register(socket, EVENT_READ if reading else EVENT_WRITE)
+            try:
+                selector.select(left)
+            finally:
+                selector.unregister(socket)
+            status = pq.PollingStatus(pgconn.connect_poll())
     return False
+
+
+@functools.cache
+def _error_verbosity_setter() -> Callable[[int, int], int] | None:
+    """libpq's `PQsetErrorVerbosity`, which psycopg (3.3) does not wrap, from the libpq that
+    psycopg runs on (a `PGconn` pointer is that library's alone): the one its ctypes
+    implementation loaded, else the one library named libpq mapped into this process (its
+    binary and C implementations link it). None where there is not exactly one (not Linux:
+    no /proc/self/maps): no code is read then, and no login is taken as refused."""
+    if pq.__impl__ == "python":
+        from psycopg.pq import _pq_ctypes  # (loaded already: it is the implementation)
+
+        # the CDLL it loaded (its stub does not declare it)
+        library = getattr(_pq_ctypes, "pq")  # noqa: B009
+    else:
+        try:
+            maps = Path("/proc/self/maps").read_text()
+        except OSError:
+            return None
+        found = {line.split(maxsplit=5)[5] for line in maps.splitlines() if "/libpq" in line}
+        paths = {path for path in found if Path(path).name.startswith("libpq")}
+        if len(paths) != 1:
+            return None
+        try:
+            library = ctypes.CDLL(paths.pop())
+        except OSError:  # (its file replaced on disk since: "... (deleted)")
+            return None
+    setter = library.PQsetErrorVerbosity
+    setter.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    setter.restype = ctypes.c_int
+    return cast("Callable[[int, int], int]", setter)
 
 
 def _reconnecting(method: Callable[_Parameters, _Result]) -> Callable[_Parameters, _Result]:

@@ -4,8 +4,9 @@ node, PostgreSQL, two cores started by hand with DSNs of their own, no gateway).
 The finding (carried since session 32): the refused core took the lease and waited for its
 store as for a server down, renewing the lease for ever, and the healthy standby never took
 over: libpq reports a refused login with no SQLSTATE, as it reports a server down. The core
-now asks the server whether it is up (libpq's ping: up and answering is a refusal of this
-core's login) and gives the lease up at once, saying why."""
+now reads the SQLSTATE the server sent from libpq's VERBOSE message (`try_connect`): a
+refused login (class 28, 3D000, 42501, or no password to give) gives the lease up at once,
+saying why; any other failure is waited for."""
 
 import contextlib
 import json
@@ -23,7 +24,7 @@ from cluster.local import DATABASE, LocalCluster, Role
 from cluster.postgres import PostgresServer
 from core.cluster_core import LEASE_TTL_S
 from core.jetstream_journal import STREAM_DEFAULT
-from settlement.pg_store import refuses_login
+from settlement.pg_store import try_connect
 from tests.sample_config import SAMPLE_CONFIG
 
 ROLE = "core_a"  # the refused core's own role
@@ -161,27 +162,41 @@ def settles_at_one(cluster: LocalCluster) -> bool:
 
 
 def test_a_refused_login_is_told_from_a_server_down_starting_or_full() -> None:
-    """`refuses_login`, the core's test, by the server's SQLSTATE, not its words: a wrong
-    password, a role or database not there, no CONNECT privilege refused (class 28, 3D000,
-    42501); no slot left (53300), a server stopped or not accepting connections yet (57P03)
-    not: the store's, waited for; a login that works not."""
+    """`try_connect`, the core's test, by the SQLSTATE the server sent, not its words: a
+    wrong password, a role or database not there, no CONNECT privilege refused (class 28,
+    3D000, 42501), and no password given where one is asked; no slot left (53300), a server
+    stopped, one not accepting connections yet (57P03) not: the store's, waited for (until
+    session 36's review 53300 was taken for a refused login: the server answered); a login
+    that works not."""
     directory = Path(tempfile.mkdtemp(prefix="venue-test-pg-login-"))
     directory.chmod(0o711)
     try:
         with PostgresServer(directory) as server:
             good_dsn = server.create_database(DATABASE)
-            assert not refuses_login(good_dsn)
-            assert refuses_login(refuse_by_password(server, good_dsn))
-            assert refuses_login(good_dsn.replace("postgres@", "nobody@"))
-            assert refuses_login(server.dsn("no_such_database"))
-            assert refuses_login(refuse_by_privilege(server, good_dsn))  # (all roles' after)
+            assert try_connect(good_dsn) is None
+            wrong_password = refuse_by_password(server, good_dsn)
+            assert decided(wrong_password) == ("28P01", True)
+            # asked for a password, none given: the client gives up (no SQLSTATE)
+            assert decided(wrong_password.replace(":wrong@", "@")) == (None, True)
+            assert decided(good_dsn.replace("postgres@", "nobody@")) == ("28000", True)
+            assert decided(server.dsn("no_such_database")) == ("3D000", True)
+            with slots_taken(server, good_dsn) as full_dsn:
+                assert decided(full_dsn) == ("53300", False)
+            assert decided(refuse_by_privilege(server, good_dsn)) == ("42501", True)  # (last)
             port = server.port
             server.stop()
-            assert not refuses_login(good_dsn)  # nothing listens
+            assert decided(good_dsn) == (None, False)  # nothing listens
             server.start_not_accepting(port)  # it answers 57P03, as while it starts up
-            assert not refuses_login(good_dsn)
+            assert decided(good_dsn) == ("57P03", False)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def decided(dsn: str) -> tuple[str | None, bool]:
+    """The SQLSTATE a connection to `dsn` failed with, and whether it is a refused login."""
+    failure = try_connect(dsn)
+    assert failure is not None, f"{dsn} connected"
+    return failure.sqlstate, failure.refuses_login
 
 
 def refuse_by_privilege(server: PostgresServer, good_dsn: str) -> str:
