@@ -35,7 +35,7 @@ from typing import Any, Final, ParamSpec, TypeVar, cast
 
 import psycopg
 from psycopg import pq
-from psycopg.conninfo import make_conninfo
+from psycopg.conninfo import conninfo_attempts, conninfo_to_dict, make_conninfo
 
 from settlement.store import (
     BUSY_TIMEOUT_MS,
@@ -261,51 +261,73 @@ def wait_until_up(
 
 @dataclasses.dataclass(frozen=True)
 class ConnectFailure:
-    """A connection `try_connect` did not make: the SQLSTATE the server refused it with
-    (None: none came; nothing answered, the client gave up (its SSL settings, the timeout, no
-    password to give), or libpq's verbosity could not be set here: `_error_verbosity_setter`),
-    libpq's message, as it said it, and whether the server asked for a password and none was
-    given (libpq's `PQconnectionNeedsPassword`: the client gives up, no SQLSTATE)."""
+    """A connection `try_connect` did not make, all libpq's attempts at it together (each
+    host of the DSN; with sslmode prefer, the default, one with SSL and one without): the
+    SQLSTATEs the servers refused them with (none: nothing answered, the client gave up (its
+    SSL settings, the timeout, no password to give), or libpq's verbosity could not be set
+    here: `_error_verbosity_setter`), libpq's messages, as it said them, and whether a server
+    asked for a password and none was given (libpq's `PQconnectionNeedsPassword`: the client
+    gives up, no SQLSTATE)."""
 
-    sqlstate: str | None
+    sqlstates: frozenset[str]
     message: str
     no_password: bool = False
 
     @property
     def refuses_login(self) -> bool:
-        """Whether the server refused this login itself (`LOGIN_REFUSED_CLASSES`,
-        `LOGIN_REFUSED_STATES`), or asked for a password this core has not: for good, till an
-        operator fixes it, not waited out."""
-        state = self.sqlstate
-        refused = state is not None and (
+        """Whether the servers that answered refused this login themselves, every code they
+        sent one of `LOGIN_REFUSED_CLASSES` or `LOGIN_REFUSED_STATES`, or asked for a password
+        this core has not, and at least one answered so: for good, till an operator fixes it,
+        not waited out. An attempt that had no answer (a host down or silent) says nothing
+        either way; one whose server answered with any other code (53300, 57P03) makes the
+        whole failure the store's, waited for."""
+        refused = all(
             state[:2] in LOGIN_REFUSED_CLASSES or state in LOGIN_REFUSED_STATES
+            for state in self.sqlstates
         )
-        return refused or self.no_password
+        return refused and (bool(self.sqlstates) or self.no_password)
 
 
 def try_connect(dsn: str, timeout_s: float = CONNECT_TIMEOUT_S) -> ConnectFailure | None:
-    """Open and close one connection to `dsn`: None once made, else why not. The SQLSTATE a
-    server refuses a connection with reaches psycopg's error as libpq's text alone (no
-    `sqlstate`), in words the server and libpq localize; libpq writes the code into that text
-    when the connection's error verbosity is VERBOSE (`FATAL:  28P01: ...`), set before the
-    connection is polled, and it is read from there (`SQLSTATE_IN_MESSAGE`), never the words.
-    Several codes (a retry without SSL, several hosts): the failure's only if all agree."""
-    conninfo = make_conninfo(dsn, connect_timeout=CONNECT_TIMEOUT_S)
-    pgconn = pq.PGconn.connect_start(conninfo.encode())
+    """Open and close one connection to `dsn`: None once made, else why not, each of its
+    hosts tried in turn, `timeout_s` each, as psycopg's connect does (`conninfo_attempts`:
+    libpq's own `connect_timeout` holds for a blocking connect alone, and one deadline for all
+    let a first host that never answers use it up). The SQLSTATE a server refuses a
+    connection with reaches psycopg's error as libpq's text alone (no `sqlstate`), in words
+    the server and libpq localize; libpq writes the code into that text when the
+    connection's error verbosity is VERBOSE (`FATAL:  28P01: ...`), set before the connection
+    is polled, and it is read from there (`SQLSTATE_IN_MESSAGE`), never the words."""
     try:
-        set_verbosity = _error_verbosity_setter()
-        pointer: int | None = getattr(pgconn, "pgconn_ptr", None)  # (each implementation's)
-        if set_verbosity is not None and pointer is not None:
-            set_verbosity(pointer, PQERRORS_VERBOSE)
+        attempts = conninfo_attempts(conninfo_to_dict(dsn))
+    except psycopg.OperationalError as unresolved:  # no host's name resolves: as one down
+        return ConnectFailure(frozenset(), str(unresolved))
+    failures = []
+    for attempt in attempts:
+        failure = _try_attempt(attempt, timeout_s)
+        if failure is None:
+            return None
+        failures.append(failure)
+    return ConnectFailure(
+        frozenset().union(*(failure.sqlstates for failure in failures)),
+        "; ".join(failure.message for failure in failures),
+        no_password=any(failure.no_password for failure in failures),
+    )
+
+
+def _try_attempt(attempt: dict[str, Any], timeout_s: float) -> ConnectFailure | None:
+    """`try_connect` on one host (`conninfo_attempts`' `attempt`), within `timeout_s`."""
+    pgconn = pq.PGconn.connect_start(make_conninfo(**attempt).encode())
+    try:
+        _set_verbose_errors(pgconn)
         if _polled(pgconn, time.monotonic() + timeout_s):
             return None
         if pgconn.status == pq.ConnStatus.BAD:
             message = pgconn.get_error_message()
         else:  # still connecting: it did not answer in time
-            message = f"no answer within {timeout_s:.0f} s"
-        states = set(SQLSTATE_IN_MESSAGE.findall(message))
-        state = states.pop() if len(states) == 1 else None
-        return ConnectFailure(state, message, no_password=pgconn.needs_password)
+            where = f"{attempt.get('host', '')}:{attempt.get('port', '')}"
+            message = f"{where}: no answer within {timeout_s:.0f} s"
+        states = frozenset(SQLSTATE_IN_MESSAGE.findall(message))
+        return ConnectFailure(states, message, no_password=pgconn.needs_password)
     finally:
         pgconn.finish()
 
@@ -336,13 +358,27 @@ def _polled(pgconn: pq.abc.PGconn, deadline: float) -> bool:
     return False
 
 
+def _set_verbose_errors(pgconn: pq.abc.PGconn) -> None:
+    """Make libpq write the SQLSTATE a server sends into `pgconn`'s message, where it can
+    here (`_error_verbosity_setter`); where not, said once."""
+    set_verbosity = _error_verbosity_setter()
+    pointer: int | None = getattr(pgconn, "pgconn_ptr", None)  # (each implementation's)
+    if set_verbosity is None:
+        return
+    if pointer is None:
+        _say_refusals_not_told(f"psycopg's {pq.__impl__} PGconn shows no pointer")
+        return
+    set_verbosity(pointer, PQERRORS_VERBOSE)
+
+
 @functools.cache
 def _error_verbosity_setter() -> Callable[[int, int], int] | None:
     """libpq's `PQsetErrorVerbosity`, which psycopg (3.3) does not wrap, from the libpq that
     psycopg runs on (a `PGconn` pointer is that library's alone): the one its ctypes
     implementation loaded, else the one library named libpq mapped into this process (its
     binary and C implementations link it). None where there is not exactly one (not Linux:
-    no /proc/self/maps): no code is read then, and no login is taken as refused."""
+    no /proc/self/maps), said once: no code is read then, and a login is taken as refused
+    only where a password was asked for and none given."""
     if pq.__impl__ == "python":
         from psycopg.pq import _pq_ctypes  # (loaded already: it is the implementation)
 
@@ -351,20 +387,36 @@ def _error_verbosity_setter() -> Callable[[int, int], int] | None:
     else:
         try:
             maps = Path("/proc/self/maps").read_text()
-        except OSError:
+        except OSError as unread:
+            _say_refusals_not_told(f"the libraries mapped not read: {unread}")
             return None
         found = {line.split(maxsplit=5)[5] for line in maps.splitlines() if "/libpq" in line}
         paths = {path for path in found if Path(path).name.startswith("libpq")}
         if len(paths) != 1:
+            _say_refusals_not_told(f"{len(paths)} libpq libraries mapped, not one: {paths}")
             return None
+        path = paths.pop()
         try:
-            library = ctypes.CDLL(paths.pop())
-        except OSError:  # (its file replaced on disk since: "... (deleted)")
+            library = ctypes.CDLL(path)
+        except OSError as unloaded:  # (its file replaced on disk since: "... (deleted)")
+            _say_refusals_not_told(f"{path} not loaded: {unloaded}")
             return None
     setter = library.PQsetErrorVerbosity
     setter.argtypes = [ctypes.c_void_p, ctypes.c_int]
     setter.restype = ctypes.c_int
     return cast("Callable[[int, int], int]", setter)
+
+
+@functools.cache
+def _say_refusals_not_told(why: str) -> None:
+    """Once a process for each `why`: without the SQLSTATE, a core whose login the server
+    refuses waits for it as for a server down, holding the lease (docs/cluster.md)."""
+    log.warning(
+        "libpq's error verbosity cannot be set (%s): a login the server refuses is not told"
+        " from a server down but where a password is asked for and none given; a core so"
+        " refused waits for its store, holding the lease",
+        why,
+    )
 
 
 def _reconnecting(method: Callable[_Parameters, _Result]) -> Callable[_Parameters, _Result]:

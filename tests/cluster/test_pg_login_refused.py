@@ -10,7 +10,10 @@ saying why; any other failure is waited for."""
 
 import contextlib
 import json
+import os
 import shutil
+import socket
+import subprocess
 import tempfile
 import time
 import urllib.request
@@ -21,10 +24,10 @@ import psycopg
 import pytest
 
 from cluster.local import DATABASE, LocalCluster, Role
-from cluster.postgres import PostgresServer
+from cluster.postgres import PostgresServer, free_port
 from core.cluster_core import LEASE_TTL_S
 from core.jetstream_journal import STREAM_DEFAULT
-from settlement.pg_store import try_connect
+from settlement.pg_store import CONNECT_TIMEOUT_S, SQLSTATE_IN_MESSAGE, ConnectFailure, try_connect
 from tests.sample_config import SAMPLE_CONFIG
 
 ROLE = "core_a"  # the refused core's own role
@@ -33,6 +36,7 @@ ROLE = "core_a"  # the refused core's own role
 # never came (the refused core renewed the lease for ever).
 TAKEOVER_WITHIN_S = LEASE_TTL_S + 20
 GIVE_UPS = 3  # the refused core's, alone with the stream
+SILENT_S = 3.0  # `try_connect`'s time for each host, where one never answers
 SETTLE_S = 15.0  # `settles_at_one`: the ordered consumer's inactive threshold, thrice
 
 
@@ -192,11 +196,13 @@ def test_a_refused_login_is_told_from_a_server_down_starting_or_full() -> None:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def decided(dsn: str) -> tuple[str | None, bool]:
-    """The SQLSTATE a connection to `dsn` failed with, and whether it is a refused login."""
-    failure = try_connect(dsn)
+def decided(dsn: str, timeout_s: float = CONNECT_TIMEOUT_S) -> tuple[str | None, bool]:
+    """The SQLSTATEs a connection to `dsn` failed with, as libpq's message says them (one
+    per attempt it made that the server refused), and whether it is a refused login."""
+    failure = try_connect(dsn, timeout_s)
     assert failure is not None, f"{dsn} connected"
-    return failure.sqlstate, failure.refuses_login
+    codes = sorted(set(SQLSTATE_IN_MESSAGE.findall(failure.message)))
+    return " ".join(codes) or None, failure.refuses_login
 
 
 def refuse_by_privilege(server: PostgresServer, good_dsn: str) -> str:
@@ -223,3 +229,103 @@ def slots_taken(server: PostgresServer, good_dsn: str) -> Iterator[str]:
         yield full_dsn
     finally:
         held.close()
+
+
+def test_a_refused_login_is_told_on_each_of_libpq_s_attempts_with_ssl_or_not() -> None:
+    """A server taking this core's role over SSL alone (`hostssl` lines, as a managed
+    PostgreSQL forcing SSL): with libpq's default sslmode (prefer) a wrong password is
+    refused twice, 28P01 with SSL, then 28000 without (no line takes it). Until session 36's
+    second review the two codes made no one code, and the login was waited for as a server
+    down, for ever: a refusal is one where every code read refuses."""
+    directory = Path(tempfile.mkdtemp(prefix="venue-test-pg-login-"))
+    directory.chmod(0o711)
+    try:
+        with PostgresServer(directory) as server:
+            good_dsn = server.create_database(DATABASE)
+            wrong_password = refuse_by_password_over_ssl_alone(server, good_dsn)
+            assert try_connect(wrong_password.replace(":wrong@", ":right@")) is None
+            assert decided(wrong_password) == ("28000 28P01", True)  # (prefer: both)
+            assert decided(with_option(wrong_password, "sslmode=require")) == ("28P01", True)
+            assert decided(with_option(wrong_password, "sslmode=disable")) == ("28000", True)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_a_refused_login_is_told_across_several_hosts_each_given_its_own_time() -> None:
+    """A DSN of several hosts (`host=a,b port=A,B`, libpq's form for a primary and its
+    replicas): each host is given `timeout_s` of its own, as psycopg's connect gives it;
+    until session 36's second review one deadline held for them all, a first host that
+    takes the TCP connection and never answers used it up, and the core waited for ever
+    where psycopg would have reached the second. A host that never answers says nothing:
+    the refusal is the answering hosts' alone."""
+    directory = Path(tempfile.mkdtemp(prefix="venue-test-pg-login-"))
+    directory.chmod(0o711)
+    try:
+        with PostgresServer(directory) as server, silent_listener() as silent_port:
+            server.create_database(DATABASE)
+            refuse_by_password(server, server.dsn(DATABASE))
+            closed_port = free_port()
+
+            def hosts(first_port: int, user: str, database: str = DATABASE) -> str:
+                ports = f"port={first_port},{server.port}"
+                return f"host=127.0.0.1,127.0.0.1 {ports} dbname={database} user={user}"
+
+            assert try_connect(hosts(silent_port, "postgres"), SILENT_S) is None
+            assert try_connect(hosts(closed_port, "postgres"), SILENT_S) is None
+            wrong_password = hosts(silent_port, f"{ROLE} password=wrong")
+            assert decided(wrong_password, SILENT_S) == ("28P01", True)
+            assert decided(hosts(closed_port, "nobody"), SILENT_S) == ("28000", True)
+            no_database = hosts(silent_port, "postgres", "no_such_database")
+            assert decided(no_database, SILENT_S) == ("3D000", True)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def refuse_by_password_over_ssl_alone(server: PostgresServer, good_dsn: str) -> str:
+    """The server with SSL on (a certificate of its own) taking `ROLE` over SSL alone, with
+    a password (`hostssl`), and refusing it without (`hostnossl ... reject`); a DSN giving
+    the wrong password, libpq's sslmode left as it is."""
+    data = server.data_dir
+    certificate = ["-out", str(data / "server.crt"), "-keyout", str(data / "server.key")]
+    made = ["-new", "-x509", "-days", "2", "-nodes", "-subj", "/CN=localhost"]
+    subprocess.run(["openssl", "req", *made, *certificate], check=True, capture_output=True)
+    owner = data.stat()  # (the server's user owns its data directory)
+    for name in ("server.crt", "server.key"):
+        os.chown(data / name, owner.st_uid, owner.st_gid)
+        (data / name).chmod(0o600)
+    with psycopg.connect(good_dsn, autocommit=True) as connection:
+        connection.execute(f"CREATE ROLE {ROLE} LOGIN PASSWORD 'right'")
+        connection.execute("ALTER SYSTEM SET ssl = on")
+    hba = data / "pg_hba.conf"
+    rules = (
+        f"hostssl all {ROLE} 127.0.0.1/32 scram-sha-256\nhostnossl all {ROLE} 127.0.0.1/32 reject\n"
+    )
+    hba.write_text(rules + hba.read_text())
+    server.restart()
+    return good_dsn.replace("postgres@", f"{ROLE}:wrong@")
+
+
+def with_option(dsn: str, option: str) -> str:
+    """`dsn` (a URL) with one more `name=value`."""
+    return dsn + ("&" if "?" in dsn else "?") + option
+
+
+@contextlib.contextmanager
+def silent_listener() -> Iterator[int]:
+    """A port that takes TCP connections and never answers (a host hung, a firewall's
+    tarpit): a client waits there till its own timeout."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield listener.getsockname()[1]
+
+
+def test_a_refused_login_is_one_every_answer_refuses() -> None:
+    """The rule over libpq's attempts together (`ConnectFailure.refuses_login`): every code
+    read refuses and at least one answer came; any other code (a host starting, one full)
+    makes it the store's, waited for; attempts that had no answer say nothing."""
+    assert ConnectFailure(frozenset({"28P01", "28000"}), "").refuses_login
+    assert ConnectFailure(frozenset(), "", no_password=True).refuses_login
+    assert not ConnectFailure(frozenset({"28P01", "57P03"}), "").refuses_login
+    assert not ConnectFailure(frozenset({"53300"}), "", no_password=True).refuses_login
+    assert not ConnectFailure(frozenset(), "").refuses_login
