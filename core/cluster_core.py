@@ -910,17 +910,22 @@ class ClusterCore:
         )
 
     async def _stand_by_again(self, stopping: asyncio.Event) -> bool:
-        """Give the lease up, follow the stream afresh as a standby (a failed start may have
-        replayed onto the codec and the cod orders: new ones), and contend again after a
-        term (`LEASE_TTL_S`), in which a standby polling every 0.2 s takes the lease; True
-        once held again, False once `stopping` is set."""
+        """Give the lease up, follow the stream as a standby, and contend again after a term
+        (`LEASE_TTL_S`), in which a standby polling every 0.2 s takes the lease; True once
+        held again, False once `stopping` is set. A copy still following (given up before
+        any start took it: a refused login) follows on, unless broken (a gap: it would be
+        replayed cold); else afresh, with a new codec and cod orders too (a failed start may
+        have replayed onto them). Until session 36's
+        second review every give-up followed afresh, restoring the snapshot and replaying
+        the stream again at each refused login's give-up."""
         assert self.lease is not None
         await self.lease.release()
         self.lease = None
-        self.codec = ClusterCodec()  # (the old copy keeps its own till it stops)
-        self.cod_orders = CodOrders()
-        await self._replace_follower()
-        await self._follow()
+        if not self.follower.following or self.follower.broken:
+            self.codec = ClusterCodec()  # (the old copy keeps its own till it stops)
+            self.cod_orders = CodOrders()
+            await self._replace_follower()
+            await self._follow()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), LEASE_TTL_S)
         if stopping.is_set():  # not contending again: a stop must not wait for NATS
