@@ -25,6 +25,7 @@ import bisect
 import contextlib
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -81,7 +82,12 @@ from engine.events import CancelOnDisconnectSet, Event, OrderAccepted
 from engine.snapshot import restore as restore_venue
 from engine.venue import Venue
 from settlement.ledger import Ledger
-from settlement.pg_store import ConnectFailure, PostgresLedgerStore, try_connect
+from settlement.pg_store import (
+    CONNECT_TIMEOUT_S,
+    ConnectFailure,
+    PostgresLedgerStore,
+    try_connect,
+)
 from settlement.store import LedgerStoreError, SqliteLedgerStore
 from settlement.transfers import Transfer
 
@@ -173,6 +179,30 @@ def held_through(failed: psycopg.OperationalError) -> bool:
 class _StartGivenUp(Exception):
     """The start failed in a way that is not waited out holding the lease (`held_through`),
     or for longer than `START_HELD_MAX_S`: the lease is to be given up to a standby."""
+
+
+async def _checked_unless_stopped(dsn: str, stopping: asyncio.Event) -> ConnectFailure | None:
+    """`try_connect(dsn)` on a thread, awaited until it ends or `stopping` is set, whichever
+    comes first: one check takes up to `CONNECT_TIMEOUT_S` for each host of the DSN and each
+    address of a host's name (a host that takes TCP and never answers), and until session
+    36's third review a stop waited for it (19.5 s seen with two such hosts). Left to end
+    alone then: it gives up and closes its connection within `STOP_LOOK_S`, so the
+    executor's threads, joined as the loop closes, do not hold the stop. Its result, once
+    stopped, is not read."""
+    abandoned = threading.Event()
+    loop = asyncio.get_running_loop()
+    checking = loop.run_in_executor(None, try_connect, dsn, CONNECT_TIMEOUT_S, abandoned.is_set)
+    stopped = asyncio.ensure_future(stopping.wait())
+    either: set[asyncio.Future[Any]] = {checking, stopped}
+    try:
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if not checking.done():
+        abandoned.set()
+        checking.add_done_callback(lambda future: future.exception())  # (none is logged)
+        return None
+    return checking.result()
 
 
 def notes_cod(command: Command | None) -> bool:
@@ -993,32 +1023,33 @@ class ClusterCore:
         cluster with no core once the standbys had tried too. The lease is renewed on its
         own thread meanwhile, so no standby takes over. One line when it is unreachable, one
         when it answers. A server up that refuses this core's login (the SQLSTATE it sent:
-        `ConnectFailure.refuses_login`) is not waited for: `_StartGivenUp`, said at error
-        (until session 36 it was waited for, holding the lease for ever). The SQLite file
-        (no DSN) is always reachable."""
+        `ConnectFailure.refuses_login`), or a DSN that cannot be tried (`dsn_wrong`), is not
+        waited for: `_StartGivenUp`, said at error (until session 36 a refusal was waited
+        for, holding the lease for ever). The SQLite file (no DSN) is always reachable."""
         dsn = self.config.venue.ledger_postgres
         if not dsn:
             return True
-        loop = asyncio.get_running_loop()
         delay_s = STORE_RETRY_MIN_S
         waited = False
         while not stopping.is_set():
-            failure = await loop.run_in_executor(None, try_connect, dsn)
+            failure = await _checked_unless_stopped(dsn, stopping)
+            if stopping.is_set():
+                return False
             if failure is None:
                 if waited:
                     log.info("the ledger store's PostgreSQL answers: activating")
                 return True
             # Down, starting up, unreachable, out of slots: waited for. Or up, refusing this
-            # core's login (`ConnectFailure.refuses_login`, by the SQLSTATE the server sent):
-            # not this core's to wait for while a standby whose login works could serve.
-            if failure.refuses_login:
-                self._say_login_refused(failure)
+            # core's login (`ConnectFailure.refuses_login`, by the SQLSTATE the server sent),
+            # or its DSN wrong: not this core's to wait for while a standby could serve.
+            if failure.refuses_login or failure.dsn_wrong:
+                self._say_store_refused(failure)
                 raise _StartGivenUp
             if not waited:
                 log.warning(
                     "the ledger store's PostgreSQL cannot be opened (%s): waiting for it,"
                     " holding the lease",
-                    " ".join(failure.message.split()),
+                    failure.said,
                     extra={"core": self.name},
                 )
                 waited = True
@@ -1027,15 +1058,23 @@ class ClusterCore:
             delay_s = min(delay_s * 2, STORE_RETRY_MAX_S)
         return False
 
-    def _say_login_refused(self, refused: ConnectFailure) -> None:
+    def _say_store_refused(self, refused: ConnectFailure) -> None:
         """Said at error, at once, each time it comes: the cluster has no active core while
-        this one holds the lease, and only its operator can fix its login."""
+        this one holds the lease, and only its operator can fix its login or its DSN."""
+        if refused.dsn_wrong:
+            log.error(
+                "the ledger store's PostgreSQL DSN is wrong (%s): giving the lease up to a"
+                " standby; fix this core's --postgres DSN and start it again",
+                refused.said,
+                extra={"core": self.name},
+            )
+            return
         log.error(
             "the ledger store's PostgreSQL is up but refused this core's login (%s):"
             " giving the lease up to a standby; fix this core's --postgres DSN, its password"
             " (PGPASSWORD, ~/.pgpass) or the server's roles and pg_hba.conf, and it"
             " contends again",
-            " ".join(refused.message.split()),
+            refused.said,
             extra={"core": self.name},
         )
 

@@ -64,6 +64,7 @@ from settlement.transfers import Transfer
 
 SCHEMA_VERSION: Final = 1
 CONNECT_TIMEOUT_S: Final = 10  # a server that does not answer on loopback or a LAN is down
+STOP_LOOK_S: Final = 0.25  # `try_connect` looks whether it is to stop at least this often
 # SQLSTATEs with which a server refuses a login itself, for good (`ConnectFailure`): class 28
 # (a wrong password, a role not there, a pg_hba.conf rule), 3D000 (the database not there),
 # 42501 (no CONNECT privilege). Any other a server sends is its own state, waited for: 53300
@@ -262,16 +263,21 @@ def wait_until_up(
 @dataclasses.dataclass(frozen=True)
 class ConnectFailure:
     """A connection `try_connect` did not make, all libpq's attempts at it together (each
-    host of the DSN; with sslmode prefer, the default, one with SSL and one without): the
-    SQLSTATEs the servers refused them with (none: nothing answered, the client gave up (its
-    SSL settings, the timeout, no password to give), or libpq's verbosity could not be set
-    here: `_error_verbosity_setter`), libpq's messages, as it said them, and whether a server
-    asked for a password and none was given (libpq's `PQconnectionNeedsPassword`: the client
-    gives up, no SQLSTATE)."""
+    host of the DSN, each address of a host's name; with sslmode prefer, the default, one
+    with SSL and one without on each): the SQLSTATEs the servers refused them with (none:
+    nothing answered, the client gave up (its SSL settings, the timeout, no password to
+    give), or libpq's verbosity could not be set here: `_error_verbosity_setter`), libpq's
+    messages, as it said them, whether a server asked for a password and none was given
+    (libpq's `PQconnectionNeedsPassword`: the client gives up, no SQLSTATE), how many
+    attempts were made and how many of them had no answer (no code, no password asked), and
+    whether the DSN itself is wrong (`dsn_wrong`: nothing could be tried)."""
 
     sqlstates: frozenset[str]
     message: str
     no_password: bool = False
+    attempts: int = 1
+    unanswered: int = 0
+    dsn_wrong: bool = False
 
     @property
     def refuses_login(self) -> bool:
@@ -287,39 +293,90 @@ class ConnectFailure:
         )
         return refused and (bool(self.sqlstates) or self.no_password)
 
+    @property
+    def said(self) -> str:
+        """The failure on one line, with how many attempts had no answer where some had: a
+        refusal among hosts some of which did not answer may be a replica's (its pg_hba.conf
+        taking the role's connections on the primary alone), the primary being down."""
+        line = " ".join(self.message.split())
+        if self.unanswered and not self.dsn_wrong:
+            line += f" ({self.unanswered} of {self.attempts} attempts did not answer)"
+        return line
 
-def try_connect(dsn: str, timeout_s: float = CONNECT_TIMEOUT_S) -> ConnectFailure | None:
+
+def try_connect(
+    dsn: str, timeout_s: float = CONNECT_TIMEOUT_S, stopped: Callable[[], bool] = lambda: False
+) -> ConnectFailure | None:
     """Open and close one connection to `dsn`: None once made, else why not, each of its
-    hosts tried in turn, `timeout_s` each, as psycopg's connect does (`conninfo_attempts`:
-    libpq's own `connect_timeout` holds for a blocking connect alone, and one deadline for all
-    let a first host that never answers use it up). The SQLSTATE a server refuses a
-    connection with reaches psycopg's error as libpq's text alone (no `sqlstate`), in words
-    the server and libpq localize; libpq writes the code into that text when the
-    connection's error verbosity is VERBOSE (`FATAL:  28P01: ...`), set before the connection
-    is polled, and it is read from there (`SQLSTATE_IN_MESSAGE`), never the words."""
+    hosts (each address of a host's name) tried in turn, `timeout_s` each, as psycopg's
+    connect does (`conninfo_attempts`: libpq's own `connect_timeout` holds for a blocking
+    connect alone, and one deadline for all let a first host that never answers use it up);
+    so one call takes up to attempts x `timeout_s`. Given up, its connection closed, within
+    `STOP_LOOK_S` of `stopped()` saying so (a failure then, not to be read). The SQLSTATE a
+    server refuses a connection with reaches psycopg's error as libpq's text alone (no
+    `sqlstate`), in words the server and libpq localize; libpq writes the code into that
+    text when the connection's error verbosity is VERBOSE (`FATAL:  28P01: ...`), set before
+    the connection is polled, and it is read from there (`SQLSTATE_IN_MESSAGE`), never the
+    words. A DSN that cannot be tried (`_attempts_of`) is a failure saying so, `dsn_wrong`."""
     try:
-        attempts = conninfo_attempts(conninfo_to_dict(dsn))
+        attempts = _attempts_of(dsn)
+    except _DsnWrong as wrong:
+        return ConnectFailure(frozenset(), str(wrong), dsn_wrong=True)
     except psycopg.OperationalError as unresolved:  # no host's name resolves: as one down
-        return ConnectFailure(frozenset(), str(unresolved))
+        return ConnectFailure(frozenset(), str(unresolved), unanswered=1)
     failures = []
     for attempt in attempts:
-        failure = _try_attempt(attempt, timeout_s)
+        if stopped():
+            break
+        failure = _try_attempt(attempt, timeout_s, stopped)
         if failure is None:
             return None
         failures.append(failure)
     return ConnectFailure(
         frozenset().union(*(failure.sqlstates for failure in failures)),
-        "; ".join(failure.message for failure in failures),
+        "; ".join(failure.message for failure in failures) or "stopped",
         no_password=any(failure.no_password for failure in failures),
+        attempts=len(attempts),
+        unanswered=sum(failure.unanswered for failure in failures),
     )
 
 
-def _try_attempt(attempt: dict[str, Any], timeout_s: float) -> ConnectFailure | None:
+class _DsnWrong(Exception):
+    """A DSN that cannot be tried at all, why in its message."""
+
+
+def _attempts_of(dsn: str) -> list[dict[str, Any]]:
+    """`dsn`'s attempts, as psycopg's connect splits them (`conninfo_attempts`, its hosts'
+    names resolved); `_DsnWrong` for a DSN that cannot be tried: its text not libpq's
+    (`nonsense`, an option libpq does not know), its hosts and ports not matching (`could
+    not match 2 port numbers to 3 hosts`), a host's name that Python cannot encode to look
+    it up (`a..b`, a label over 63 characters: `UnicodeError`, which psycopg does not catch).
+    A name that does not resolve (`psycopg.OperationalError`) is not the DSN's: a DNS down."""
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.Error as unparsed:
+        raise _DsnWrong(f"the DSN is wrong: {_one_line(unparsed)}") from unparsed
+    try:
+        return conninfo_attempts(params)
+    except UnicodeError as unencoded:
+        raise _DsnWrong(f"the DSN is wrong: a host's name: {unencoded}") from unencoded
+    except psycopg.OperationalError as failed:
+        # psycopg's own words (not translated): its one error that is not the DSN's
+        if str(failed).startswith("failed to resolve host"):
+            raise
+        raise _DsnWrong(f"the DSN is wrong: {_one_line(failed)}") from failed
+    except psycopg.Error as refused:
+        raise _DsnWrong(f"the DSN is wrong: {_one_line(refused)}") from refused
+
+
+def _try_attempt(
+    attempt: dict[str, Any], timeout_s: float, stopped: Callable[[], bool]
+) -> ConnectFailure | None:
     """`try_connect` on one host (`conninfo_attempts`' `attempt`), within `timeout_s`."""
     pgconn = pq.PGconn.connect_start(make_conninfo(**attempt).encode())
     try:
         _set_verbose_errors(pgconn)
-        if _polled(pgconn, time.monotonic() + timeout_s):
+        if _polled(pgconn, time.monotonic() + timeout_s, stopped):
             return None
         if pgconn.status == pq.ConnStatus.BAD:
             message = pgconn.get_error_message()
@@ -327,22 +384,25 @@ def _try_attempt(attempt: dict[str, Any], timeout_s: float) -> ConnectFailure | 
             where = f"{attempt.get('host', '')}:{attempt.get('port', '')}"
             message = f"{where}: no answer within {timeout_s:.0f} s"
         states = frozenset(SQLSTATE_IN_MESSAGE.findall(message))
-        return ConnectFailure(states, message, no_password=pgconn.needs_password)
+        no_password = pgconn.needs_password
+        answered = bool(states) or no_password
+        return ConnectFailure(states, message, no_password, unanswered=0 if answered else 1)
     finally:
         pgconn.finish()
 
 
-def _polled(pgconn: pq.abc.PGconn, deadline: float) -> bool:
-    """Poll a connection started by `connect_start` until it is made (True), fails or
-    `deadline` passes (False), waiting on its socket as libpq asks (libpq's own
-    `connect_timeout` holds for a blocking connect alone)."""
+def _polled(pgconn: pq.abc.PGconn, deadline: float, stopped: Callable[[], bool]) -> bool:
+    """Poll a connection started by `connect_start` until it is made (True), fails,
+    `deadline` passes or `stopped()` says so (False, looked at every `STOP_LOOK_S`),
+    waiting on its socket as libpq asks (libpq's own `connect_timeout` holds for a blocking
+    connect alone)."""
     status = pq.PollingStatus.WRITING
     with selectors.DefaultSelector() as selector:
         while pgconn.status != pq.ConnStatus.BAD:
             if status == pq.PollingStatus.OK:
                 return True
             left = deadline - time.monotonic()
-            if status == pq.PollingStatus.FAILED or left <= 0:
+            if status == pq.PollingStatus.FAILED or left <= 0 or stopped():
                 return False
             reading = status == pq.PollingStatus.READING
             try:
@@ -351,10 +411,11 @@ def _polled(pgconn: pq.abc.PGconn, deadline: float) -> bool:
                 return False
             selector.register(socket, EVENT_READ if reading else EVENT_WRITE)
             try:
-                selector.select(left)
+                ready = selector.select(min(left, STOP_LOOK_S))
             finally:
                 selector.unregister(socket)
-            status = pq.PollingStatus(pgconn.connect_poll())
+            if ready:
+                status = pq.PollingStatus(pgconn.connect_poll())
     return False
 
 

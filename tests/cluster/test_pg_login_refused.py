@@ -8,24 +8,28 @@ now reads the SQLSTATE the server sent from libpq's VERBOSE message (`try_connec
 refused login (class 28, 3D000, 42501, or no password to give) gives the lease up at once,
 saying why; any other failure is waited for."""
 
+import asyncio
 import contextlib
 import json
+import logging
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
+import types
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
 from cluster.local import DATABASE, LocalCluster, Role
 from cluster.postgres import PostgresServer, free_port
-from core.cluster_core import LEASE_TTL_S
+from core.cluster_core import LEASE_TTL_S, ClusterCore, _StartGivenUp
 from core.jetstream_journal import STREAM_DEFAULT
 from settlement.pg_store import CONNECT_TIMEOUT_S, SQLSTATE_IN_MESSAGE, ConnectFailure, try_connect
 from tests.sample_config import SAMPLE_CONFIG
@@ -278,6 +282,11 @@ def test_a_refused_login_is_told_across_several_hosts_each_given_its_own_time() 
             wrong_password = hosts(silent_port, f"{ROLE} password=wrong")
             assert decided(wrong_password, SILENT_S) == ("28P01", True)
             assert decided(hosts(closed_port, "nobody"), SILENT_S) == ("28000", True)
+            # a host with no answer: said in the error line (a primary down, its replica
+            # refusing the role), each attempt counted
+            role_not_there = try_connect(hosts(closed_port, "nobody"), SILENT_S)
+            assert role_not_there is not None
+            assert "1 of 2 attempts did not answer" in role_not_there.said, role_not_there
             no_database = hosts(silent_port, "postgres", "no_such_database")
             assert decided(no_database, SILENT_S) == ("3D000", True)
     finally:
@@ -332,3 +341,61 @@ def test_a_refused_login_is_one_every_answer_refuses() -> None:
     assert not ConnectFailure(frozenset({"28P01", "57P03"}), "").refuses_login
     assert not ConnectFailure(frozenset({"53300"}), "", no_password=True).refuses_login
     assert not ConnectFailure(frozenset(), "").refuses_login
+
+
+def core_waiting_for(dsn: str) -> Any:
+    """A core's `_wait_for_store` on `dsn`, as a cluster's core runs it (its own config and
+    name alone: the rest of a core is not reached)."""
+    venue = types.SimpleNamespace(ledger_postgres=dsn)
+    core = types.SimpleNamespace(config=types.SimpleNamespace(venue=venue), name="core-x")
+    core._say_store_refused = lambda failure: ClusterCore._say_store_refused(core, failure)
+    return core
+
+
+def test_a_stop_does_not_wait_for_a_store_check_under_way() -> None:
+    """Two hosts that take TCP and never answer: one check is `CONNECT_TIMEOUT_S` for each
+    (20 s). Until session 36's third review a stop waited for the check under way to end
+    (19.5 s seen); now `_wait_for_store` returns at the stop and the check ends at its next
+    look (the whole run, the executor's threads joined, within one host's time)."""
+    with silent_listener() as first, silent_listener() as second:
+        dsn = f"host=127.0.0.1,127.0.0.1 port={first},{second} dbname=x user=y"
+
+        async def stopped_while_checking() -> bool:
+            stopping = asyncio.Event()
+            waiting = asyncio.ensure_future(
+                ClusterCore._wait_for_store(core_waiting_for(dsn), stopping)
+            )
+            await asyncio.sleep(0.5)  # the check under way, on the first host
+            stopping.set()
+            return await waiting
+
+        started = time.monotonic()
+        assert asyncio.run(stopped_while_checking()) is False
+        assert time.monotonic() - started < CONNECT_TIMEOUT_S
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "host=a..b dbname=x",  # an empty label: Python's name encoding refuses it
+        f"host={'a' * 64}.example dbname=x",  # a label over 63 characters
+        "host=a,b,c port=1,2 dbname=x",  # ports not matching the hosts
+        "nonsense",  # not key=value
+        "host=127.0.0.1 dbname=x no_such_option=1",
+    ],
+    ids=["empty-label", "long-label", "ports-and-hosts", "not-key-value", "unknown-option"],
+)
+def test_a_wrong_dsn_is_said_and_gives_the_lease_up(
+    dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A DSN that cannot be tried at all (its text, its hosts' names as Python encodes them,
+    its hosts and ports not matching): until session 36's third review a name that Python
+    cannot encode raised out of `try_connect`, a bare traceback stopping the core, and a
+    DSN refused by psycopg was waited for as a server down. Now a failure saying the DSN is
+    wrong, and the core gives the lease up saying so at error, as for a refused login."""
+    failure = try_connect(dsn)
+    assert failure is not None and failure.dsn_wrong, failure
+    assert not failure.refuses_login
+    with caplog.at_level(logging.ERROR, logger="venue.cluster"), pytest.raises(_StartGivenUp):
+        asyncio.run(ClusterCore._wait_for_store(core_waiting_for(dsn), asyncio.Event()))
+    assert "DSN is wrong" in caplog.text, caplog.text
