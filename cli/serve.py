@@ -39,7 +39,9 @@ from core import archive_runs
 from core import config as venue_config
 from core.jetstream_journal import JournalUnavailable, shown
 from core.journal import DanglingJournalLink, JournalError, segment_files
+from core.sequencer import decode_command
 from core.store_thread import StoreFailedError
+from core.stream_snapshots import StreamCheck
 from core.venue_core import (
     JOURNAL_FILE,
     LEDGER_FILE,
@@ -349,6 +351,23 @@ async def _on_stream(
     return lease, journal
 
 
+def stream_check(journal: "JetStreamJournal", data: Path) -> StreamCheck:
+    """How `venue serve --nats` checks its snapshot against its stream, by a cluster core's
+    rules (core/stream_snapshots.py, strict: one ahead of the stream, a record not read to
+    check it, refused), a snapshot of another stream refused too: its data directory holds
+    that venue's ledger store and keys (until session 36 only the seq was checked, and a
+    snapshot of another stream at most as long was restored, and the stream replayed on it).
+    The stream's record at the snapshot's seq is read on the journal's connection and decoded
+    as a one-process venue's record: a cluster's does not decode, which refuses it."""
+    loop = asyncio.get_running_loop()
+
+    async def stamp_at(seq: int) -> int:
+        payload = await loop.run_in_executor(None, journal.record, seq)
+        return int(decode_command(payload).ts_us)
+
+    return StreamCheck(stamp_at, f"venue serve on {data}", other_stream_refused=True)
+
+
 async def _taken(lease: "VenueLease") -> "VenueLease":
     await lease.take()
     return lease
@@ -513,6 +532,8 @@ async def _start(
         lease, journal = await _on_stream(nats_url, data, signals.stopping)
     try:
         server = VenueServer(config, data, journal)
+        if journal is not None:  # set before its start reads it: `VenueServer` passes none
+            server.core.stream_check = stream_check(journal, data)
         bound = await server.start(host, port, stop_requested=signals.requested)
     except BaseException as failed:
         if journal is not None and journal.created:  # still held: nobody appended since

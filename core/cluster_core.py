@@ -13,7 +13,8 @@ and the stream's expected-last-sequence refuses any append it still had in fligh
 is renewed on a thread of its own (`core.lease_thread`): a takeover's recovery holds the
 loop, for longer than a term after a busy minute without a snapshot. A core that takes the
 lease while the ledger's PostgreSQL is down waits for it, renewing the lease, before it
-recovers: the stream holds every acknowledged command, and the store is caught up from it.
+recovers: the stream holds every acknowledged command, and the store is caught up from it;
+one whose own login the server refuses gives the lease up at once, saying so at error.
 Cancel-on-disconnect of a gateway that died: every core derives from the stream which gateway
 placed each order marked cod (`CodOrders`); the active core cancels (reason cod) the open ones
 of a gateway whose lease (core/nats_bus.py) is gone, as commands through the stream.
@@ -24,6 +25,7 @@ import bisect
 import contextlib
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -80,7 +82,12 @@ from engine.events import CancelOnDisconnectSet, Event, OrderAccepted
 from engine.snapshot import restore as restore_venue
 from engine.venue import Venue
 from settlement.ledger import Ledger
-from settlement.pg_store import CONNECT_TIMEOUT_S, PostgresLedgerStore
+from settlement.pg_store import (
+    CONNECT_TIMEOUT_S,
+    ConnectFailure,
+    PostgresLedgerStore,
+    try_connect,
+)
 from settlement.store import LedgerStoreError, SqliteLedgerStore
 from settlement.transfers import Transfer
 
@@ -137,11 +144,6 @@ PRUNE_MIN: Final = 1_024  # `CodOrders` drops closed orders once it holds twice 
 LOGGED_GATEWAYS_MAX: Final = 64
 
 
-def _probe_postgres(dsn: str) -> None:
-    """Open and close one connection to `dsn` (a psycopg error: not reachable)."""
-    psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT_S).close()
-
-
 def _stored_up_to(dsn: str) -> int:
     """The last transfer id the PostgreSQL store at `dsn` holds, read without writing."""
     store = PostgresLedgerStore(dsn, read_only=True)
@@ -177,6 +179,30 @@ def held_through(failed: psycopg.OperationalError) -> bool:
 class _StartGivenUp(Exception):
     """The start failed in a way that is not waited out holding the lease (`held_through`),
     or for longer than `START_HELD_MAX_S`: the lease is to be given up to a standby."""
+
+
+async def _checked_unless_stopped(dsn: str, stopping: asyncio.Event) -> ConnectFailure | None:
+    """`try_connect(dsn)` on a thread, awaited until it ends or `stopping` is set, whichever
+    comes first: one check takes up to `CONNECT_TIMEOUT_S` for each host of the DSN and each
+    address of a host's name (a host that takes TCP and never answers), and until session
+    36's third review a stop waited for it (19.5 s seen with two such hosts). Left to end
+    alone then: it gives up and closes its connection within `STOP_LOOK_S`, so the
+    executor's threads, joined as the loop closes, do not hold the stop. Its result, once
+    stopped, is not read."""
+    abandoned = threading.Event()
+    loop = asyncio.get_running_loop()
+    checking = loop.run_in_executor(None, try_connect, dsn, CONNECT_TIMEOUT_S, abandoned.is_set)
+    stopped = asyncio.ensure_future(stopping.wait())
+    either: set[asyncio.Future[Any]] = {checking, stopped}
+    try:
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if not checking.done():
+        abandoned.set()
+        checking.add_done_callback(lambda future: future.exception())  # (none is logged)
+        return None
+    return checking.result()
 
 
 def notes_cod(command: Command | None) -> bool:
@@ -881,8 +907,7 @@ class ClusterCore:
         while await self._wait_for_store(stopping):
             warm = None
             if tries == 0:  # the warm copy once: a failed start may have replayed onto it
-                warm = await self.follower.stop()
-                self.follower = self._new_follower()  # so held by that start alone
+                warm = await self._replace_follower()  # so held by that start alone
             tries += 1
             try:
                 return await self._start_core(warm, stop_requested)
@@ -915,22 +940,38 @@ class ClusterCore:
         )
 
     async def _stand_by_again(self, stopping: asyncio.Event) -> bool:
-        """Give the lease up, follow the stream afresh as a standby (a failed start may have
-        replayed onto the codec and the cod orders: new ones), and contend again after a
-        term (`LEASE_TTL_S`), in which a standby polling every 0.2 s takes the lease; True
-        once held again, False once `stopping` is set."""
+        """Give the lease up, follow the stream as a standby, and contend again after a term
+        (`LEASE_TTL_S`), in which a standby polling every 0.2 s takes the lease; True once
+        held again, False once `stopping` is set. A copy still following (given up before
+        any start took it: a refused login) follows on, unless broken (a gap: it would be
+        replayed cold); else afresh, with a new codec and cod orders too (a failed start may
+        have replayed onto them). Until session 36's
+        second review every give-up followed afresh, restoring the snapshot and replaying
+        the stream again at each refused login's give-up."""
         assert self.lease is not None
         await self.lease.release()
         self.lease = None
-        self.codec = ClusterCodec()
-        self.cod_orders = CodOrders()
-        self.follower = self._new_follower()
-        await self._follow()
+        if not self.follower.following or self.follower.broken:
+            self.codec = ClusterCodec()  # (the old copy keeps its own till it stops)
+            self.cod_orders = CodOrders()
+            await self._replace_follower()
+            await self._follow()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), LEASE_TTL_S)
         if stopping.is_set():  # not contending again: a stop must not wait for NATS
             return False
         return await self.wait_for_lease(stopping)
+
+    async def _replace_follower(self) -> WarmStart | None:
+        """Stop the warm copy (its consumer on the stream, its snapshots' task, thread and hold
+        on the data directory) and put a new one in its place, not following yet; the old
+        one's state (`Follower.stop`). Every replacement goes through here: a give-up for a
+        refused login came while the copy still followed, and until session 36's review
+        left it running, one consumer and venue copy more at each give-up, its directory
+        lock in the way of this core's own later start."""
+        warm = await self.follower.stop()
+        self.follower = self._new_follower()
+        return warm
 
     async def _start_core(
         self, warm: WarmStart | None, stop_requested: Callable[[], bool] | None
@@ -981,35 +1022,61 @@ class ClusterCore:
         store is caught up once it answers, and a core that exited instead (exit 2) left the
         cluster with no core once the standbys had tried too. The lease is renewed on its
         own thread meanwhile, so no standby takes over. One line when it is unreachable, one
-        when it answers. The SQLite file (no DSN) is always reachable."""
+        when it answers. A server up that refuses this core's login (the SQLSTATE it sent:
+        `ConnectFailure.refuses_login`), or a DSN that cannot be tried (`dsn_wrong`), is not
+        waited for: `_StartGivenUp`, said at error (until session 36 a refusal was waited
+        for, holding the lease for ever). The SQLite file (no DSN) is always reachable."""
         dsn = self.config.venue.ledger_postgres
         if not dsn:
             return True
-        loop = asyncio.get_running_loop()
         delay_s = STORE_RETRY_MIN_S
         waited = False
         while not stopping.is_set():
-            try:
-                await loop.run_in_executor(None, _probe_postgres, dsn)
-            except psycopg.OperationalError as refused:
-                # Down, starting up, unreachable; or a login or database refused, which
-                # libpq reports alike (no SQLSTATE): said in the line, fixed while it waits.
-                if not waited:
-                    log.warning(
-                        "the ledger store's PostgreSQL cannot be opened (%s): waiting for it,"
-                        " holding the lease",
-                        " ".join(str(refused).split()),
-                        extra={"core": self.name},
-                    )
-                    waited = True
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), delay_s)
-                delay_s = min(delay_s * 2, STORE_RETRY_MAX_S)
-                continue
-            if waited:
-                log.info("the ledger store's PostgreSQL answers: activating")
-            return True
+            failure = await _checked_unless_stopped(dsn, stopping)
+            if stopping.is_set():
+                return False
+            if failure is None:
+                if waited:
+                    log.info("the ledger store's PostgreSQL answers: activating")
+                return True
+            # Down, starting up, unreachable, out of slots: waited for. Or up, refusing this
+            # core's login (`ConnectFailure.refuses_login`, by the SQLSTATE the server sent),
+            # or its DSN wrong: not this core's to wait for while a standby could serve.
+            if failure.refuses_login or failure.dsn_wrong:
+                self._say_store_refused(failure)
+                raise _StartGivenUp
+            if not waited:
+                log.warning(
+                    "the ledger store's PostgreSQL cannot be opened (%s): waiting for it,"
+                    " holding the lease",
+                    failure.said,
+                    extra={"core": self.name},
+                )
+                waited = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), delay_s)
+            delay_s = min(delay_s * 2, STORE_RETRY_MAX_S)
         return False
+
+    def _say_store_refused(self, refused: ConnectFailure) -> None:
+        """Said at error, at once, each time it comes: the cluster has no active core while
+        this one holds the lease, and only its operator can fix its login or its DSN."""
+        if refused.dsn_wrong:
+            log.error(
+                "the ledger store's PostgreSQL DSN is wrong (%s): giving the lease up to a"
+                " standby; fix this core's --postgres DSN and start it again",
+                refused.said,
+                extra={"core": self.name},
+            )
+            return
+        log.error(
+            "the ledger store's PostgreSQL is up but refused this core's login (%s):"
+            " giving the lease up to a standby; fix this core's --postgres DSN, its password"
+            " (PGPASSWORD, ~/.pgpass) or the server's roles and pg_hba.conf, and it"
+            " contends again",
+            refused.said,
+            extra={"core": self.name},
+        )
 
     async def _follow(self) -> bool:
         """Start the warm copy once the stream exists (the active core creates it). Tried at

@@ -257,7 +257,16 @@ class JetStreamJournal:
 
     def _check_config(self, config: StreamConfig) -> None:
         """Refuse a stream made otherwise: fewer replicas lose acknowledged records with a
-        node, another duplicate window lets a retried publish be stored twice."""
+        node, another duplicate window lets a retried publish be stored twice, and subjects
+        other than the journal's alone store its records nowhere (each publish unanswered
+        for 30 s, then a fatal stop: until session 36) or put others' messages among its seqs."""
+        subjects = list(config.subjects or [])
+        if subjects != [self.subject]:
+            raise JournalError(
+                f"stream {self.stream} takes subjects {subjects} where this journal writes"
+                f" {self.subject} alone: is it another venue's stream, or made by a tool?"
+                " Give the venue NATS servers of its own, or remove that stream"
+            )
         replicas = config.num_replicas or 1
         window_s = config.duplicate_window or 0.0
         if replicas != self.replicas or abs(window_s - DUPLICATE_WINDOW_S) > 1e-3:
@@ -487,6 +496,14 @@ class JetStreamJournal:
 
     def last_seq(self) -> int:
         return self._last_seq
+
+    def record(self, seq: int) -> bytes:
+        """The stream's record `seq`, read by one message get on the journal's connection (a
+        recovery checking its snapshot against the stream: `venue serve --nats`); nats-py's
+        error as it comes (a record not there, JetStream not answering)."""
+        self._check_usable()
+        message = self._loop.run(self._js.get_msg(self.stream, seq))
+        return bytes(message.data or b"")
 
     def close(self) -> None:
         if self._closed:

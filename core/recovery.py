@@ -191,7 +191,9 @@ class Recovery:
         of another stream or venue image version is logged and passed over for an older
         one, or none), but one past the stream's last record is refused, as one ahead of a
         file journal is, and so are a link to nothing, a file not read and a record not read
-        to check it (`strict`). A cluster gateway's is refused either way."""
+        to check it (`strict`); a one-process venue's on a stream (`venue serve --nats`)
+        refuses one of another stream too (`StreamCheck.other_stream_refused`). A cluster
+        gateway's is refused either way."""
         check = self.core.stream_check
         if check is None:
             image = snapshots.latest(self.data_dir)
@@ -201,7 +203,13 @@ class Recovery:
         last_seq = self.sequencer.journal.last_seq()
         try:
             return await stream_snapshots.latest_usable(
-                self.data_dir, last_seq, check.stamp_at, gateway_s=False, who=check.who, strict=True
+                self.data_dir,
+                last_seq,
+                check.stamp_at,
+                gateway_s=False,
+                who=check.who,
+                strict=True,
+                other_stream_refused=check.other_stream_refused,
             )
         except stream_snapshots.Refused as refused:
             await self.core._refuse(refused.explained(self.data_dir, last_seq))

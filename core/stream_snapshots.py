@@ -12,8 +12,9 @@ stamp), and a gateway's epoch is the stream's first record's time. Anything else
 and passed over for an older one (a cache's rule); none usable: the stream from its start.
 `strict` (a core's own directory) refuses instead what a core must not run past: one ahead
 of the stream or a gateway's (`Refused`), a link to nothing or a file not read, a record not
-read to check it (`StampUnread`, after retries). Reads no record but two per snapshot looked
-at.
+read to check it (`StampUnread`, after retries); and for `venue serve --nats`, whose data
+directory holds its store and keys, one of another stream (`StreamCheck`). Reads no record
+but two per snapshot looked at.
 """
 
 import logging
@@ -37,6 +38,9 @@ STREAM_EPOCH_KEY: Final = "stream_epoch"
 # kind: what a core's own recovery refuses rather than passes over (`Refused`).
 PAST_THE_LAST: Final = "past the stream's last"
 GATEWAY_S: Final = "a gateway's, not a core's"
+# What `_unusable` says of a snapshot written from another stream: passed over by a cluster
+# core, refused by a one-process venue (`StreamCheck.other_stream_refused`).
+OTHER_STREAM: Final = "of another stream"
 # How long `strict` retries reading the stream's record at a snapshot's seq while JetStream
 # does not answer (no leader yet, a node lost, a reconnect): as long as the journal's own
 # sync waits for it (`SYNC_TIMEOUT_S`); then the start fails (`StampUnread`), to be tried
@@ -47,12 +51,16 @@ STAMP_RETRY_S: Final = 30.0
 
 @dataclass(frozen=True)
 class StreamCheck:
-    """How a cluster core's own recovery checks its snapshots against the stream it
-    journals to (`latest_usable`, strict): `stamp_at(seq)`, the time of the stream's record
-    `seq`; `who`, the core's name in the log."""
+    """How a venue's own recovery checks its snapshots against the stream it journals to
+    (`latest_usable`, strict): `stamp_at(seq)`, the time of the stream's record `seq`; `who`,
+    the venue's name in the log. `other_stream_refused`: a snapshot of another stream is
+    refused, not passed over: a one-process venue's (`venue serve --nats`), whose data
+    directory also holds the ledger store and the issued keys of the venue that wrote it (a
+    cluster core's store is the stream's, caught up from it, and its keys are on NATS)."""
 
     stamp_at: Callable[[int], Awaitable[int]]
     who: str
+    other_stream_refused: bool = False
 
 
 class Refused(Exception):
@@ -74,6 +82,14 @@ class Refused(Exception):
             return (
                 f"{self.path} is a cluster gateway's snapshot, not a core's: is {directory} a"
                 " gateway's data directory? Give the core its own, or move that file away"
+            )
+        if self.why.startswith(OTHER_STREAM):
+            return (
+                f"the snapshot at seq {self.image.seq} in {directory} was not written from"
+                f" this stream ({self.why}): {directory} is another venue's, or the stream"
+                " was reset since (its NATS stores replaced or the stream deleted): start"
+                " it with the data directory it journaled to this stream with, or an empty"
+                " one (which replays the whole stream)"
             )
         return (
             f"the snapshot at seq {self.image.seq} is ahead of the stream (last seq"
@@ -112,6 +128,7 @@ async def latest_usable(
     who: str,
     strict: bool = False,
     stamp_retry_s: float | None = None,
+    other_stream_refused: bool = False,
 ) -> snapshots.Snapshot | None:
     """The newest usable snapshot in `directory` (None: follow the stream from its start) for
     a stream whose last seq is `last_seq`; `stamp_at(seq)`: the time of the stream's record
@@ -122,12 +139,21 @@ async def latest_usable(
     error for a link to nothing (`DanglingLink`) or a file not read (one gone since the
     directory was read, pruned by its writer, is passed over), and `StampUnread` for a record
     not read (retried for `stamp_retry_s` first, `STAMP_RETRY_S` unless given; 0: read
-    once), where a copy passes them over."""
+    once), where a copy passes them over; with `other_stream_refused` too, `Refused` for a
+    snapshot of another stream (`StreamCheck`)."""
     try:
         paths = snapshots.named_newest_first(directory)  # (a stray name: logged, passed over)
     except OSError as unread:  # a directory not readable
         log.warning("snapshots not read: %s", unread, extra={"who": who})
         return None
+    refused = (
+        (PAST_THE_LAST, GATEWAY_S, OTHER_STREAM)
+        if other_stream_refused
+        else (
+            PAST_THE_LAST,
+            GATEWAY_S,
+        )
+    )
     retry_s = STAMP_RETRY_S if stamp_retry_s is None else stamp_retry_s
     read_stamp = _retried(stamp_at, retry_s) if strict else stamp_at
     for path in paths:
@@ -141,7 +167,7 @@ async def latest_usable(
                 why = _undecoded(image)
             if why is None:
                 return image
-            if strict and why.startswith((PAST_THE_LAST, GATEWAY_S)):
+            if strict and why.startswith(refused):
                 raise Refused(path, image, why)
         if why is not None:  # (None: damaged or half-written, `snapshots.read` said so)
             log.warning("snapshot not used: %s", why, extra={"who": who, "path": str(path)})
@@ -206,11 +232,11 @@ async def _unusable(
         return f"the stream's records not read to check it ({unread!r})"
     if at_seq != image.venue.ts_us:
         return (
-            f"of another stream: the stream's record at its seq {image.seq} is stamped"
+            f"{OTHER_STREAM}: the stream's record at its seq {image.seq} is stamped"
             f" {at_seq}, its venue {image.venue.ts_us}"
         )
     if first != epoch:
-        return f"of another stream: the stream's epoch is {first}, its {epoch}"
+        return f"{OTHER_STREAM}: the stream's epoch is {first}, its {epoch}"
     return None
 
 

@@ -21,14 +21,21 @@ connection's schema (normally `public`). `read_only=True` (the checks: `venue ve
 `venue ledger`): a read-only session that takes no lock and makes no schema.
 """
 
+import ctypes
+import dataclasses
 import functools
 import logging
+import re
+import selectors
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Final, ParamSpec, TypeVar
+from pathlib import Path
+from selectors import EVENT_READ, EVENT_WRITE
+from typing import Any, Final, ParamSpec, TypeVar, cast
 
 import psycopg
 from psycopg import pq
+from psycopg.conninfo import conninfo_attempts, conninfo_to_dict, make_conninfo
 
 from settlement.store import (
     BUSY_TIMEOUT_MS,
@@ -57,6 +64,16 @@ from settlement.transfers import Transfer
 
 SCHEMA_VERSION: Final = 1
 CONNECT_TIMEOUT_S: Final = 10  # a server that does not answer on loopback or a LAN is down
+STOP_LOOK_S: Final = 0.25  # `try_connect` looks whether it is to stop at least this often
+# SQLSTATEs with which a server refuses a login itself, for good (`ConnectFailure`): class 28
+# (a wrong password, a role not there, a pg_hba.conf rule), 3D000 (the database not there),
+# 42501 (no CONNECT privilege). Any other a server sends is its own state, waited for: 53300
+# (no slot left), 57P03 (starting, stopping), class 08 (a pooler whose database is down).
+LOGIN_REFUSED_CLASSES: Final = ("28",)
+LOGIN_REFUSED_STATES: Final = frozenset({"3D000", "42501"})
+# libpq's text of a server's error at VERBOSE: "<severity, localized>:  <SQLSTATE>: <words>"
+SQLSTATE_IN_MESSAGE: Final = re.compile(r":  ([0-9A-Z]{5}): ")
+PQERRORS_VERBOSE: Final = 2  # libpq's PGVerbosity
 # A statement past this is stuck (a batch is ~1,000 transfers, a read one page or one SUM); a
 # lock wait ends first at BUSY_TIMEOUT_MS. Over a minute is an outage, fatal, not a wait.
 STATEMENT_TIMEOUT_MS: Final = 60_000
@@ -241,6 +258,226 @@ def wait_until_up(
                 )
         time.sleep(RECONNECT_POLL_S)
     return False
+
+
+@dataclasses.dataclass(frozen=True)
+class ConnectFailure:
+    """A connection `try_connect` did not make, all libpq's attempts at it together (each
+    host of the DSN, each address of a host's name; with sslmode prefer, the default, one
+    with SSL and one without on each): the SQLSTATEs the servers refused them with (none:
+    nothing answered, the client gave up (its SSL settings, the timeout, no password to
+    give), or libpq's verbosity could not be set here: `_error_verbosity_setter`), libpq's
+    messages, as it said them, whether a server asked for a password and none was given
+    (libpq's `PQconnectionNeedsPassword`: the client gives up, no SQLSTATE), how many
+    attempts were made and how many of them had no answer (no code, no password asked), and
+    whether the DSN itself is wrong (`dsn_wrong`: nothing could be tried)."""
+
+    sqlstates: frozenset[str]
+    message: str
+    no_password: bool = False
+    attempts: int = 1
+    unanswered: int = 0
+    dsn_wrong: bool = False
+
+    @property
+    def refuses_login(self) -> bool:
+        """Whether the servers that answered refused this login themselves, every code they
+        sent one of `LOGIN_REFUSED_CLASSES` or `LOGIN_REFUSED_STATES`, or asked for a password
+        this core has not, and at least one answered so: for good, till an operator fixes it,
+        not waited out. An attempt that had no answer (a host down or silent) says nothing
+        either way; one whose server answered with any other code (53300, 57P03) makes the
+        whole failure the store's, waited for."""
+        refused = all(
+            state[:2] in LOGIN_REFUSED_CLASSES or state in LOGIN_REFUSED_STATES
+            for state in self.sqlstates
+        )
+        return refused and (bool(self.sqlstates) or self.no_password)
+
+    @property
+    def said(self) -> str:
+        """The failure on one line, with how many attempts had no answer where some had: a
+        refusal among hosts some of which did not answer may be a replica's (its pg_hba.conf
+        taking the role's connections on the primary alone), the primary being down."""
+        line = " ".join(self.message.split())
+        if self.unanswered and not self.dsn_wrong:
+            line += f" ({self.unanswered} of {self.attempts} attempts did not answer)"
+        return line
+
+
+def try_connect(
+    dsn: str, timeout_s: float = CONNECT_TIMEOUT_S, stopped: Callable[[], bool] = lambda: False
+) -> ConnectFailure | None:
+    """Open and close one connection to `dsn`: None once made, else why not, each of its
+    hosts (each address of a host's name) tried in turn, `timeout_s` each, as psycopg's
+    connect does (`conninfo_attempts`: libpq's own `connect_timeout` holds for a blocking
+    connect alone, and one deadline for all let a first host that never answers use it up);
+    so one call takes up to attempts x `timeout_s`. Given up, its connection closed, within
+    `STOP_LOOK_S` of `stopped()` saying so (a failure then, not to be read). The SQLSTATE a
+    server refuses a connection with reaches psycopg's error as libpq's text alone (no
+    `sqlstate`), in words the server and libpq localize; libpq writes the code into that
+    text when the connection's error verbosity is VERBOSE (`FATAL:  28P01: ...`), set before
+    the connection is polled, and it is read from there (`SQLSTATE_IN_MESSAGE`), never the
+    words. A DSN that cannot be tried (`_attempts_of`) is a failure saying so, `dsn_wrong`."""
+    try:
+        attempts = _attempts_of(dsn)
+    except _DsnWrong as wrong:
+        return ConnectFailure(frozenset(), str(wrong), dsn_wrong=True)
+    except psycopg.OperationalError as unresolved:  # no host's name resolves: as one down
+        return ConnectFailure(frozenset(), str(unresolved), unanswered=1)
+    failures = []
+    for attempt in attempts:
+        if stopped():
+            break
+        failure = _try_attempt(attempt, timeout_s, stopped)
+        if failure is None:
+            return None
+        failures.append(failure)
+    return ConnectFailure(
+        frozenset().union(*(failure.sqlstates for failure in failures)),
+        "; ".join(failure.message for failure in failures) or "stopped",
+        no_password=any(failure.no_password for failure in failures),
+        attempts=len(attempts),
+        unanswered=sum(failure.unanswered for failure in failures),
+    )
+
+
+class _DsnWrong(Exception):
+    """A DSN that cannot be tried at all, why in its message."""
+
+
+def _attempts_of(dsn: str) -> list[dict[str, Any]]:
+    """`dsn`'s attempts, as psycopg's connect splits them (`conninfo_attempts`, its hosts'
+    names resolved); `_DsnWrong` for a DSN that cannot be tried: its text not libpq's
+    (`nonsense`, an option libpq does not know), its hosts and ports not matching (`could
+    not match 2 port numbers to 3 hosts`), a host's name that Python cannot encode to look
+    it up (`a..b`, a label over 63 characters: `UnicodeError`, which psycopg does not catch).
+    A name that does not resolve (`psycopg.OperationalError`) is not the DSN's: a DNS down."""
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.Error as unparsed:
+        raise _DsnWrong(f"the DSN is wrong: {_one_line(unparsed)}") from unparsed
+    try:
+        return conninfo_attempts(params)
+    except UnicodeError as unencoded:
+        raise _DsnWrong(f"the DSN is wrong: a host's name: {unencoded}") from unencoded
+    except psycopg.OperationalError as failed:
+        # psycopg's own words (not translated): its one error that is not the DSN's
+        if str(failed).startswith("failed to resolve host"):
+            raise
+        raise _DsnWrong(f"the DSN is wrong: {_one_line(failed)}") from failed
+    except psycopg.Error as refused:
+        raise _DsnWrong(f"the DSN is wrong: {_one_line(refused)}") from refused
+
+
+def _try_attempt(
+    attempt: dict[str, Any], timeout_s: float, stopped: Callable[[], bool]
+) -> ConnectFailure | None:
+    """`try_connect` on one host (`conninfo_attempts`' `attempt`), within `timeout_s`."""
+    pgconn = pq.PGconn.connect_start(make_conninfo(**attempt).encode())
+    try:
+        _set_verbose_errors(pgconn)
+        if _polled(pgconn, time.monotonic() + timeout_s, stopped):
+            return None
+        if pgconn.status == pq.ConnStatus.BAD:
+            message = pgconn.get_error_message()
+        else:  # still connecting: it did not answer in time
+            where = f"{attempt.get('host', '')}:{attempt.get('port', '')}"
+            message = f"{where}: no answer within {timeout_s:.0f} s"
+        states = frozenset(SQLSTATE_IN_MESSAGE.findall(message))
+        no_password = pgconn.needs_password
+        answered = bool(states) or no_password
+        return ConnectFailure(states, message, no_password, unanswered=0 if answered else 1)
+    finally:
+        pgconn.finish()
+
+
+def _polled(pgconn: pq.abc.PGconn, deadline: float, stopped: Callable[[], bool]) -> bool:
+    """Poll a connection started by `connect_start` until it is made (True), fails,
+    `deadline` passes or `stopped()` says so (False, looked at every `STOP_LOOK_S`),
+    waiting on its socket as libpq asks (libpq's own `connect_timeout` holds for a blocking
+    connect alone)."""
+    status = pq.PollingStatus.WRITING
+    with selectors.DefaultSelector() as selector:
+        while pgconn.status != pq.ConnStatus.BAD:
+            if status == pq.PollingStatus.OK:
+                return True
+            left = deadline - time.monotonic()
+            if status == pq.PollingStatus.FAILED or left <= 0 or stopped():
+                return False
+            reading = status == pq.PollingStatus.READING
+            try:
+                socket = pgconn.socket  # (another each host tried)
+            except psycopg.OperationalError:  # none: the connection is lost
+                return False
+            selector.register(socket, EVENT_READ if reading else EVENT_WRITE)
+            try:
+                ready = selector.select(min(left, STOP_LOOK_S))
+            finally:
+                selector.unregister(socket)
+            if ready:
+                status = pq.PollingStatus(pgconn.connect_poll())
+    return False
+
+
+def _set_verbose_errors(pgconn: pq.abc.PGconn) -> None:
+    """Make libpq write the SQLSTATE a server sends into `pgconn`'s message, where it can
+    here (`_error_verbosity_setter`); where not, said once."""
+    set_verbosity = _error_verbosity_setter()
+    pointer: int | None = getattr(pgconn, "pgconn_ptr", None)  # (each implementation's)
+    if set_verbosity is None:
+        return
+    if pointer is None:
+        _say_refusals_not_told(f"psycopg's {pq.__impl__} PGconn shows no pointer")
+        return
+    set_verbosity(pointer, PQERRORS_VERBOSE)
+
+
+@functools.cache
+def _error_verbosity_setter() -> Callable[[int, int], int] | None:
+    """libpq's `PQsetErrorVerbosity`, which psycopg (3.3) does not wrap, from the libpq that
+    psycopg runs on (a `PGconn` pointer is that library's alone): the one its ctypes
+    implementation loaded, else the one library named libpq mapped into this process (its
+    binary and C implementations link it). None where there is not exactly one (not Linux:
+    no /proc/self/maps), said once: no code is read then, and a login is taken as refused
+    only where a password was asked for and none given."""
+    if pq.__impl__ == "python":
+        from psycopg.pq import _pq_ctypes  # (loaded already: it is the implementation)
+
+        # the CDLL it loaded (its stub does not declare it)
+        library = getattr(_pq_ctypes, "pq")  # noqa: B009
+    else:
+        try:
+            maps = Path("/proc/self/maps").read_text()
+        except OSError as unread:
+            _say_refusals_not_told(f"the libraries mapped not read: {unread}")
+            return None
+        found = {line.split(maxsplit=5)[5] for line in maps.splitlines() if "/libpq" in line}
+        paths = {path for path in found if Path(path).name.startswith("libpq")}
+        if len(paths) != 1:
+            _say_refusals_not_told(f"{len(paths)} libpq libraries mapped, not one: {paths}")
+            return None
+        path = paths.pop()
+        try:
+            library = ctypes.CDLL(path)
+        except OSError as unloaded:  # (its file replaced on disk since: "... (deleted)")
+            _say_refusals_not_told(f"{path} not loaded: {unloaded}")
+            return None
+    setter = library.PQsetErrorVerbosity
+    setter.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    setter.restype = ctypes.c_int
+    return cast("Callable[[int, int], int]", setter)
+
+
+@functools.cache
+def _say_refusals_not_told(why: str) -> None:
+    """Once a process for each `why`: without the SQLSTATE, a core whose login the server
+    refuses waits for it as for a server down, holding the lease (docs/cluster.md)."""
+    log.warning(
+        "libpq's error verbosity cannot be set (%s): a login the server refuses is not told"
+        " from a server down but where a password is asked for and none given; a core so"
+        " refused waits for its store, holding the lease",
+        why,
+    )
 
 
 def _reconnecting(method: Callable[_Parameters, _Result]) -> Callable[_Parameters, _Result]:
