@@ -858,6 +858,23 @@ def test_a_logout_held_by_a_resume_that_outlasts_it_ends_the_session(run_venue: 
     run_venue(scenario)
 
 
+async def resumed_as_account_one(client: VenueClient, venue_sessions: Any) -> None:
+    """Follow the account stream with COD on, drop account 1's connection at the venue: the
+    client resumes logged on as account 1 (before session 36's fixes: 401, not logged on),
+    COD on, the stream followed again."""
+    await client.subscribe_account()
+    await client.request("session.cod", {"enabled": True})
+    session = next(s for s in venue_sessions if s.account == 1)
+    session.websocket.transport.abort()
+    assert client.websocket is not None
+    await asyncio.wait_for(client.websocket.wait_closed(), 5)
+    assert await client.wait_resumed()
+    status = await client.request_raw("session.status")
+    assert status["status"] == 200, status
+    result = status["result"]
+    assert (result["account"], result["cod"], result["subscriptions"]) == (1, True, 1)
+
+
 async def drain_client_notices(client: VenueClient) -> list[dict[str, Any]]:
     """The client's own notices queued by now (no wait)."""
     notices = []
@@ -948,17 +965,7 @@ def test_a_logon_refused_on_a_connection_logged_on_by_one_given_up_on_keeps_its_
         assert await until(lambda: any(s.account == 1 for s in venue_sessions))
         with pytest.raises(VenueError, match="this connection is logged on"):
             await client.logon(*KEYS[again])
-        await client.subscribe_account()
-        await client.request("session.cod", {"enabled": True})
-        session = next(s for s in venue_sessions if s.account == 1)
-        session.websocket.transport.abort()
-        assert client.websocket is not None
-        await asyncio.wait_for(client.websocket.wait_closed(), 5)
-        assert await client.wait_resumed()
-        status = await client.request_raw("session.status")  # before: 401, not logged on
-        assert status["status"] == 200, status
-        result = status["result"]
-        assert (result["account"], result["cod"], result["subscriptions"]) == (1, True, 1)
+        await resumed_as_account_one(client, venue_sessions)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Logons, "logon", slow_first)
@@ -1291,17 +1298,7 @@ def test_a_logon_refused_before_its_handler_keeps_the_one_in_flight_before_it(
         with pytest.raises(VenueError) as refused:
             await client.logon(*KEYS["alpha"])
         assert refused.value.code == code, refused.value
-        await client.subscribe_account()
-        await client.request("session.cod", {"enabled": True})
-        session = next(s for s in venue_sessions if s.account == 1)
-        session.websocket.transport.abort()
-        assert client.websocket is not None
-        await asyncio.wait_for(client.websocket.wait_closed(), 5)
-        assert await client.wait_resumed()
-        status = await client.request_raw("session.status")  # before: 401, not logged on
-        assert status["status"] == 200, status
-        result = status["result"]
-        assert (result["account"], result["cod"], result["subscriptions"]) == (1, True, 1)
+        await resumed_as_account_one(client, venue_sessions)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Logons, "logon", slow_first_refused_second)
