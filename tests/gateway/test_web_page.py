@@ -751,18 +751,7 @@ def test_a_row_of_today_shows_its_date_once_the_page_passes_midnight_utc(tmp_pat
 
     async def scenario(venue: Venue, browser: Browser) -> None:
         page = browser.page
-        midnight_ms = (now_us() // 1000 // DAY_MS + 1) * DAY_MS
-        await page.clock.install(time=(midnight_ms - 60_000) / 1000)
-        await page.reload()  # the page's timers set on the installed clock
-        await expect(page.locator("#market-status")).to_have_text("market data: live")
-        await resting_sell(venue, "1", "187.30")
-        taker = await venue.client("taker")
-        await taker.place(SYMBOL, "buy", qty="1", price="187.30", tif="ioc")
-        await browser.log_on("taker")
-        await expect(page.locator("#account")).to_have_text("3")
-        times = {table: page.locator(f"#{table} tbody tr td:first-child") for table in TIMED}
-        for shown in times.values():
-            await expect(shown).to_have_text([re.compile(r"^\d{2}:\d{2}:\d{2}$")])
+        midnight_ms, times = await a_fill_shown_a_minute_before_midnight(venue, browser)
         read = [frame for frame in browser.frames_sent if '"fills"' in frame]
         left = midnight_ms - await page.evaluate("() => Date.now()")
         await jump_clock(browser, int(left) + 1000)
@@ -3274,18 +3263,7 @@ def test_a_page_asleep_past_midnight_utc_dates_todays_rows_once_it_wakes(tmp_pat
 
     async def scenario(venue: Venue, browser: Browser) -> None:
         page = browser.page
-        midnight_ms = (now_us() // 1000 // DAY_MS + 1) * DAY_MS
-        await page.clock.install(time=(midnight_ms - 60_000) / 1000)
-        await page.reload()
-        await expect(page.locator("#market-status")).to_have_text("market data: live")
-        await resting_sell(venue, "1", "187.30")
-        taker = await venue.client("taker")
-        await taker.place(SYMBOL, "buy", qty="1", price="187.30", tif="ioc")
-        await browser.log_on("taker")
-        await expect(page.locator("#account")).to_have_text("3")
-        times = {table: page.locator(f"#{table} tbody tr td:first-child") for table in TIMED}
-        for shown in times.values():
-            await expect(shown).to_have_text([re.compile(r"^\d{2}:\d{2}:\d{2}$")])
+        midnight_ms, times = await a_fill_shown_a_minute_before_midnight(venue, browser)
         now_ms = await page.evaluate("() => Date.now()")
         await page.clock.pause_at((now_ms + 100) / 1000)
         await page.clock.set_system_time((midnight_ms + 3_600_000) / 1000)
@@ -3311,18 +3289,8 @@ def test_a_page_shown_again_past_midnight_utc_dates_todays_rows_with_nothing_hea
         page = browser.page
         relay = FreezingRelay(venue.port)
         try:
-            midnight_ms = (now_us() // 1000 // DAY_MS + 1) * DAY_MS
-            await page.clock.install(time=(midnight_ms - 60_000) / 1000)
-            await page.goto(f"http://127.0.0.1:{await relay.start()}/")
-            await expect(page.locator("#market-status")).to_have_text("market data: live")
-            await resting_sell(venue, "1", "187.30")
-            taker = await venue.client("taker")
-            await taker.place(SYMBOL, "buy", qty="1", price="187.30", tif="ioc")
-            await browser.log_on("taker")
-            await expect(page.locator("#account")).to_have_text("3")
-            times = {table: page.locator(f"#{table} tbody tr td:first-child") for table in TIMED}
-            for shown in times.values():
-                await expect(shown).to_have_text([re.compile(r"^\d{2}:\d{2}:\d{2}$")])
+            url = f"http://127.0.0.1:{await relay.start()}/"
+            midnight_ms, times = await a_fill_shown_a_minute_before_midnight(venue, browser, url)
             await browser.records_read()
             await browser.rest_settled()
             relay.hold_upgrades = True
@@ -3341,6 +3309,29 @@ def test_a_page_shown_again_past_midnight_utc_dates_todays_rows_with_nothing_hea
     errors = run_page(tmp_path, scenario)
     # the sockets given up as silent as the clock resumes, their new ones never answered
     assert [e for e in errors if "WebSocket" not in e] == []
+
+
+async def a_fill_shown_a_minute_before_midnight(
+    venue: Venue, browser: Browser, url: str | None = None
+) -> tuple[int, dict[str, Any]]:
+    """The page's clock (Playwright's) installed a minute before the next UTC midnight, the
+    page loaded again (from `url`, else where it is) so its timers run on that clock, a trade
+    of the taker's shown: the next midnight in ms, and the first cells (times) of each of the
+    `TIMED` tables, each shown as a time of day."""
+    page = browser.page
+    midnight_ms = (now_us() // 1000 // DAY_MS + 1) * DAY_MS
+    await page.clock.install(time=(midnight_ms - 60_000) / 1000)
+    await (page.reload() if url is None else page.goto(url))
+    await expect(page.locator("#market-status")).to_have_text("market data: live")
+    await resting_sell(venue, "1", "187.30")
+    taker = await venue.client("taker")
+    await taker.place(SYMBOL, "buy", qty="1", price="187.30", tif="ioc")
+    await browser.log_on("taker")
+    await expect(page.locator("#account")).to_have_text("3")
+    times = {table: page.locator(f"#{table} tbody tr td:first-child") for table in TIMED}
+    for shown in times.values():
+        await expect(shown).to_have_text([re.compile(r"^\d{2}:\d{2}:\d{2}$")])
+    return midnight_ms, times
 
 
 async def balances_are_the_venues(page: Page, client: VenueClient) -> None:
