@@ -11,7 +11,7 @@ import asyncio
 import http.client
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -143,7 +143,13 @@ def test_the_sdk_and_the_rest_client_get_through_a_nats_outage_signing_again(
             try:
                 logging_on = asyncio.ensure_future(client.logon(*KEYS["us"]))
                 reading = asyncio.ensure_future(asyncio.to_thread(trader.get, "/api/v1/balances"))
-                await asyncio.sleep(2.5)  # the first claims unanswered (2 s): refused, paused
+
+                # the first claims go unanswered (2 s), are refused and retried: waited for, not
+                # slept 2.5 s, which left NATS's restart racing a loaded gateway's refusals
+                def retrying() -> bool:
+                    return client.logon_retries >= 1 and trader.nonce_retries >= 1
+
+                assert await _until(retrying, TIMEOUT_S), "not both refused while NATS was down"
             finally:
                 await asyncio.to_thread(cluster.nats.restart, 0)
             logged_on = await asyncio.wait_for(logging_on, TIMEOUT_S)
@@ -154,6 +160,16 @@ def test_the_sdk_and_the_rest_client_get_through_a_nats_outage_signing_again(
     assert read.status == 200 and trader.nonce_retries >= 1, read  # main: 503, no retry
     assert "balances" in read.json()
     trader.close()
+
+
+async def _until(check: Callable[[], bool], timeout_s: float) -> bool:
+    """Poll `check` until it holds (True) or `timeout_s` has passed (False)."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
 
 
 def test_with_nats_down_a_logon_and_a_signed_request_are_refused_503_not_let_through(
