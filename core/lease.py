@@ -244,9 +244,18 @@ class Lease:
         self.state.lost()
         if revision is None:
             return
-        # Refused: already someone else's; unconfirmed: it expires by its TTL. Not ours now.
-        with contextlib.suppress(_Refused, _Unconfirmed):
-            await self._write(b"", revision, delete=True)
+        # Refused: someone else's now, or our own renewal stored unanswered (a timeout, a stop's
+        # cancel mid-write) moved the key on: that one is deleted (before, the lease stayed held
+        # a TTL by a stopped holder). Unconfirmed or unanswered: it expires by its TTL.
+        with contextlib.suppress(_Refused, _Unconfirmed, nats.errors.Error, TimeoutError):
+            try:
+                await self._write(b"", revision, delete=True)
+            except _Refused:
+                last = await _last_write(self.js, self._stream, self._subject)
+                if last is None or _removed(last) or last.seq is None or last.seq <= revision:
+                    return  # expired or deleted meanwhile
+                if last.data == self.holder.encode():  # ours: nobody else writes our name
+                    await self._write(b"", last.seq, delete=True)
 
     async def holder_now(self) -> str | None:
         """Who the bucket says holds the lease (for status and tests); None when nobody."""

@@ -167,6 +167,40 @@ def test_a_released_lease_is_taken_at_once(node: NatsCluster) -> None:
     with_jetstream(node, scenario)
 
 
+def test_a_release_after_a_renewal_stored_but_unanswered_frees_the_lease_at_once(
+    node: NatsCluster,
+) -> None:
+    """A renewal lands but its answer never comes (a timeout on a loaded machine, or a clean
+    stop's cancel of the keeper between the write and its answer): the release's delete,
+    expecting the revision before it, was refused, and the lease stayed held a whole TTL by a
+    holder that had stopped, so the next venue on the stream was refused at its start. The
+    release deletes its own write that moved the key on; another's it leaves alone."""
+
+    async def scenario(js: JetStreamContext) -> None:
+        active, standby = await contenders(js, 2)
+        assert await active.try_acquire()
+        stored = active.js.publish
+
+        async def stored_unanswered(*args: Any, **kwargs: Any) -> Any:
+            await stored(*args, **kwargs)
+            raise nats.errors.TimeoutError
+
+        active.js.publish = stored_unanswered  # type: ignore[method-assign]
+        assert await active.renew(), "unconfirmed: the old term still runs"
+        active.js.publish = stored  # type: ignore[method-assign]
+        await active.release()
+        assert not active.held()
+        assert await standby.try_acquire(), "released: no TTL to wait for"
+        await standby.release()
+        # a holder whose write was written over (taken over, here by hand) deletes nothing
+        assert await active.try_acquire()
+        await standby.kv.put(standby.key, b"core-1")
+        await active.release()
+        assert await active.holder_now() == "core-1"
+
+    with_jetstream(node, scenario)
+
+
 def test_a_take_over_writes_over_only_the_named_holders_last_write(node: NatsCluster) -> None:
     """`take_over` names the holder it knows stopped: a key held by anyone else is left, and
     the taken one's holder finds its next renewal refused (the key moved on)."""
