@@ -3,11 +3,13 @@
 Owns `LeaseState` (pure: when a holder may act and when to renew, from the times its writes
 were sent) and `Lease` (the KV I/O, async, nats-py). Acquire = write the key when it is absent,
 expired or deleted; renew = write it again expecting the revision last written (compare-and-
-set), which fails once anyone else has written; the bucket's TTL (`max_age`) expires a key not
-renewed in time, so a standby can then take it. Release = a delete marker, so a standby need
-not wait for the TTL. Take-over = write over a named holder's last write by compare-and-set,
-without waiting for the TTL: the timing argument below does not cover it, so it is safe only
-where the caller has proved that holder acts no more (`core.venue_lease`: a flock).
+set), which fails once anyone else has written (a refusal by our own renewal, stored but never
+answered, is found and renewed from: `_own_later_write`); the bucket's TTL (`max_age`) expires
+a key not renewed in time, so a standby can then take it. Release = a delete marker, so a
+standby need not wait for the TTL. Take-over = write over a named holder's last write by
+compare-and-set, without waiting for the TTL: the timing argument below does not cover it, so
+it is safe only where the caller has proved that holder acts no more (`core.venue_lease`: a
+flock). Holders' names need not be unique (two cores started without --name are both "core").
 Why it is safe: the server expires the key no sooner than TTL after it stored the last write,
 which is after the holder sent it; the holder stops acting at `sent + TTL * SAFE_FRACTION`,
 before that, so its term ends before anyone else's can start. Two clocks are compared: the
@@ -215,8 +217,8 @@ class Lease:
         try:
             new_revision = await self._write(self.holder.encode(), revision)
         except _Refused:
-            if self.shared and await self._adopt_own_write(revision):
-                return await self.renew()  # from the revision our unconfirmed write stored
+            if await self._adopt_own_write():
+                return await self.renew()  # from the revision our unanswered write stored
             self.state.lost()  # someone else wrote since: the term is over
             return False
         except _Unconfirmed:
@@ -224,38 +226,54 @@ class Lease:
         self.state.won(new_revision, sent_at)
         return True
 
-    async def _adopt_own_write(self, revision: int) -> bool:
-        """In a shared bucket only this holder writes its key: a renewal refused because the
-        key moved on past `revision` met our own earlier renewal, one stored whose answer
-        never came. Its revision becomes the term's (the term still counted from the earlier
-        write that won it: never later than the server's TTL counts); True if so."""
-        last = await _last_write(self.js, self._stream, self._subject)
+    async def _adopt_own_write(self) -> bool:
+        """A renewal refused because the key moved on past the term's revision by our own later
+        renewal, one stored whose answer never came (`_own_later_write`): its revision becomes
+        the term's (the term still counted from the earlier write that won it: never later
+        than the server's TTL counts); True if so."""
         term = self.state.term
-        if last is None or _removed(last) or term is None or last.seq is None:
-            return False  # expired or deleted: the term is over
-        if last.seq <= revision or last.data != self.holder.encode():
+        if term is None:
             return False
-        self.state.won(last.seq, term.sent_at)
+        own = await self._own_later_write(term)
+        if own is None:
+            return False
+        self.state.won(own, term.sent_at)
         return True
+
+    async def _own_later_write(self, term: LeaseTerm) -> int | None:
+        """The revision of our own write stored after `term`'s (a renewal whose answer never
+        came), or None when the key's last write is not one. In a shared bucket only this
+        holder writes its key. Elsewhere names need not be unique (two cores started without
+        --name are both "core"), so a write bearing ours is ours only if it was read while
+        `term` ran: the key written at its revision could not have expired, nor anyone else
+        have written since (a write after it is a compare-and-set on it, and only we held
+        it). After the term, it may be a successor's of our name, the key taken on expiry."""
+        last = await _last_write(self.js, self._stream, self._subject)
+        if last is None or _removed(last) or last.seq is None or last.seq <= term.revision:
+            return None  # expired or deleted: the term is over; or not moved on
+        if last.data != self.holder.encode():
+            return None
+        if not self.shared and self._clock() >= term.ends_at:
+            return None  # read after the term: perhaps a successor's
+        return int(last.seq)
 
     async def release(self) -> None:
         """Give the lease up now (a clean stop), so a standby takes over without the TTL."""
-        revision = self.state.revision
+        term = self.state.term
         self.state.lost()
-        if revision is None:
+        if term is None:
             return
         # Refused: someone else's now, or our own renewal stored unanswered (a timeout, a stop's
         # cancel mid-write) moved the key on: that one is deleted (before, the lease stayed held
-        # a TTL by a stopped holder). Unconfirmed or unanswered: it expires by its TTL.
+        # a TTL by a stopped holder); a successor's of our name is not (`_own_later_write`).
+        # Unconfirmed or unanswered: it expires by its TTL.
         with contextlib.suppress(_Refused, _Unconfirmed, nats.errors.Error, TimeoutError):
             try:
-                await self._write(b"", revision, delete=True)
+                await self._write(b"", term.revision, delete=True)
             except _Refused:
-                last = await _last_write(self.js, self._stream, self._subject)
-                if last is None or _removed(last) or last.seq is None or last.seq <= revision:
-                    return  # expired or deleted meanwhile
-                if last.data == self.holder.encode():  # ours: nobody else writes our name
-                    await self._write(b"", last.seq, delete=True)
+                own = await self._own_later_write(term)
+                if own is not None:
+                    await self._write(b"", own, delete=True)
 
     async def holder_now(self) -> str | None:
         """Who the bucket says holds the lease (for status and tests); None when nobody."""

@@ -20,6 +20,7 @@ from core.lease import SAFE_FRACTION, Lease, LeaseError, LeaseState, key_held
 T = TypeVar("T")
 TTL_S = 1.0  # short, so an expiry test waits about a second
 POLL_S = 0.1
+LONG_TTL_S = 30.0  # a term no loaded machine outlasts in a test that needs one running
 _buckets = itertools.count(1)
 
 # -- the pure rules ----------------------------------------------------------------------------
@@ -94,11 +95,15 @@ def with_jetstream(servers: NatsCluster, scenario: Callable[[JetStreamContext], 
 
 
 async def contenders(
-    js: JetStreamContext, count: int, replicas: int = 1, bucket: str | None = None
+    js: JetStreamContext,
+    count: int,
+    replicas: int = 1,
+    bucket: str | None = None,
+    ttl_s: float = TTL_S,
 ) -> list[Lease]:
     bucket = bucket or f"lease_{next(_buckets)}"
     return [
-        await Lease.open(js, f"core-{index}", bucket=bucket, ttl_s=TTL_S, replicas=replicas)
+        await Lease.open(js, f"core-{index}", bucket=bucket, ttl_s=ttl_s, replicas=replicas)
         for index in range(count)
     ]
 
@@ -177,7 +182,7 @@ def test_a_release_after_a_renewal_stored_but_unanswered_frees_the_lease_at_once
     release deletes its own write that moved the key on; another's it leaves alone."""
 
     async def scenario(js: JetStreamContext) -> None:
-        active, standby = await contenders(js, 2)
+        active, standby = await contenders(js, 2, ttl_s=LONG_TTL_S)  # in term till the release
         assert await active.try_acquire()
         stored = active.js.publish
 
@@ -197,6 +202,78 @@ def test_a_release_after_a_renewal_stored_but_unanswered_frees_the_lease_at_once
         await standby.kv.put(standby.key, b"core-1")
         await active.release()
         assert await active.holder_now() == "core-1"
+
+    with_jetstream(node, scenario)
+
+
+def test_a_release_after_its_term_leaves_a_same_named_successor_s_key_alone(
+    node: NatsCluster,
+) -> None:
+    """Names need not be unique (two cores started without --name are both "core"): a holder
+    frozen past its term, whose key expired and was taken by another of its name, deletes
+    nothing when it is stopped. Before, its refused delete was retried over the last write
+    bearing its name, the successor's live key, and a third contender took it beside it."""
+
+    async def scenario(js: JetStreamContext) -> None:
+        bucket = f"lease_{next(_buckets)}"
+        frozen, successor, third = [
+            await Lease.open(js, "core", bucket=bucket, ttl_s=TTL_S, replicas=1) for _ in range(3)
+        ]
+        assert await frozen.try_acquire()
+        await until_acquired(successor)  # the frozen one stopped renewing: the TTL freed it
+        await frozen.release()
+        assert await successor.holder_now() == "core"
+        assert not await third.try_acquire(), "the successor's key was deleted"
+        assert await successor.renew() and successor.held()
+
+    with_jetstream(node, scenario)
+
+
+def test_a_renewal_refused_by_our_own_stored_unanswered_renewal_keeps_the_term(
+    node: NatsCluster,
+) -> None:
+    """A renewal lands but its answer never comes (1 s of request timeout on a loaded
+    machine): the next one, refused because the key moved on, finds that write ours (our
+    name, written within our term, when the key could not have expired) and renews from it.
+    Before, the term ended, and a core or venue exited mid-run holding the key a TTL."""
+
+    async def scenario(js: JetStreamContext) -> None:
+        active, standby = await contenders(js, 2, ttl_s=LONG_TTL_S)  # in term throughout
+        assert await active.try_acquire()
+        stored = active.js.publish
+
+        async def stored_unanswered(*args: Any, **kwargs: Any) -> Any:
+            await stored(*args, **kwargs)
+            raise nats.errors.TimeoutError
+
+        active.js.publish = stored_unanswered  # type: ignore[method-assign]
+        first = active.state.revision
+        assert await active.renew(), "unconfirmed: the old term still runs"
+        active.js.publish = stored  # type: ignore[method-assign]
+        assert await active.renew(), "refused by our own stored write: adopted, then renewed"
+        assert active.held() and active.state.revision is not None
+        assert first is not None and active.state.revision > first
+        assert not await standby.try_acquire()
+        assert await active.renew()
+
+    with_jetstream(node, scenario)
+
+
+def test_a_renewal_after_its_term_does_not_adopt_a_same_named_successor_s_write(
+    node: NatsCluster,
+) -> None:
+    """A holder frozen past its term, whose key another of its name took after the TTL: its
+    renewal is refused and its term over, the successor's write not taken for its own."""
+
+    async def scenario(js: JetStreamContext) -> None:
+        bucket = f"lease_{next(_buckets)}"
+        frozen, successor = [
+            await Lease.open(js, "core", bucket=bucket, ttl_s=TTL_S, replicas=1) for _ in range(2)
+        ]
+        assert await frozen.try_acquire()
+        await until_acquired(successor)
+        assert not await frozen.renew() and not frozen.held()
+        assert await successor.renew() and successor.held()
 
     with_jetstream(node, scenario)
 
