@@ -328,7 +328,9 @@ def serve_refused_while_held(
         refused = serve_refused(tmp_path, data_dir, "--nats", nats_node.url)
     finally:
         stop(holder, signal.SIGTERM)
-    assert holder.returncode == 0, "the holder's clean stop, which gives the lease back"
+    assert holder.returncode == 0, "the holder's clean stop"
+    holder_now = asyncio.run(asyncio.wait_for(lease_holder(nats_node.url), 30))
+    assert holder_now is None, f"the clean stop gave the lease back, not: held by {holder_now}"
     return refused
 
 

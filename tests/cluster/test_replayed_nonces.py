@@ -11,7 +11,7 @@ import asyncio
 import http.client
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,6 +23,7 @@ from cluster.local import LocalCluster
 from gateway.auth import RECV_WINDOW_MS_DEFAULT, RECV_WINDOW_MS_MAX, sign_logon
 from tests.cluster.running import local_cluster
 from tests.conftest import KEYS
+from tests.gateway.test_public_streams import until
 
 TIMEOUT_S = 30.0  # for each answer: one NATS round trip, or a core's outcome
 
@@ -149,7 +150,7 @@ def test_the_sdk_and_the_rest_client_get_through_a_nats_outage_signing_again(
                 def retrying() -> bool:
                     return client.logon_retries >= 1 and trader.nonce_retries >= 1
 
-                assert await _until(retrying, TIMEOUT_S), "not both refused while NATS was down"
+                assert await until(retrying, TIMEOUT_S), "not both refused while NATS was down"
             finally:
                 await asyncio.to_thread(cluster.nats.restart, 0)
             logged_on = await asyncio.wait_for(logging_on, TIMEOUT_S)
@@ -160,16 +161,6 @@ def test_the_sdk_and_the_rest_client_get_through_a_nats_outage_signing_again(
     assert read.status == 200 and trader.nonce_retries >= 1, read  # main: 503, no retry
     assert "balances" in read.json()
     trader.close()
-
-
-async def _until(check: Callable[[], bool], timeout_s: float) -> bool:
-    """Poll `check` until it holds (True) or `timeout_s` has passed (False)."""
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.05)
-    return True
 
 
 def test_with_nats_down_a_logon_and_a_signed_request_are_refused_503_not_let_through(
