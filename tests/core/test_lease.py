@@ -278,6 +278,86 @@ def test_a_renewal_after_its_term_does_not_adopt_a_same_named_successor_s_write(
     with_jetstream(node, scenario)
 
 
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_same_named_holder_after_a_delete_by_hand_keeps_the_lease_alone(
+    node: NatsCluster, shared: bool
+) -> None:
+    """An operator deletes the key (`nats kv del`) while A holds it, and B, of A's name, takes
+    it: A's next renewal is refused and its term ends, B's write not taken for A's own; B keeps
+    the lease, and A's release leaves it. Before, A (still in term) adopted B's write and B
+    adopted A's: both held "core", renewing over each other round after round."""
+
+    async def scenario(js: JetStreamContext) -> None:
+        bucket = f"lease_{next(_buckets)}"
+        a, b = [
+            await Lease.open(js, "core", bucket=bucket, ttl_s=LONG_TTL_S, key="core", shared=shared)
+            for _ in range(2)
+        ]
+        assert await a.try_acquire()
+        await a.kv.delete("core")  # by hand
+        assert await b.try_acquire()
+        assert not await a.renew() and not a.held()
+        for _ in range(3):
+            assert await b.renew() and b.held()
+            assert not await a.try_acquire() and not a.held()
+        await a.release()
+        assert await b.renew() and b.held() and await b.holder_now() == "core"
+
+    with_jetstream(node, scenario)
+
+
+def test_a_holder_whose_clock_stood_still_past_the_ttl_leaves_a_same_named_successor_alone(
+    node: NatsCluster,
+) -> None:
+    """A's machine suspended past the TTL (CLOCK_MONOTONIC does not count a suspend): NATS
+    expires the key and B, of A's name, takes it, while A's clock says its term still runs.
+    A's next renewal is refused and its term ends; B keeps the lease. Before, A took B's write
+    for its own (read "within its term") and both renewed over each other."""
+
+    async def scenario(js: JetStreamContext) -> None:
+        bucket = f"lease_{next(_buckets)}"
+        a, b = [
+            await Lease.open(js, "core", bucket=bucket, ttl_s=TTL_S, replicas=1) for _ in range(2)
+        ]
+        suspended = 0.0
+        a._clock = lambda: time.monotonic() - suspended
+        assert await a.try_acquire()
+        start = time.monotonic()
+        await until_acquired(b)  # A asleep meanwhile
+        suspended = time.monotonic() - start  # resumed: its clock did not advance
+        assert a.held(), "A's clock says its term runs"
+        assert not await a.renew() and not a.held()
+        assert await b.renew() and b.held()
+        assert not await a.try_acquire()
+        assert await b.renew() and b.held()
+
+    with_jetstream(node, scenario)
+
+
+def test_a_refused_renewal_whose_follow_up_read_fails_ends_the_term(
+    node: NatsCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The renewal is refused, and the read of the key's last write (to tell our own stored
+    unanswered write from another's) is not answered: unknown is not ours, so the term ends
+    and the error is raised (`attempt` logs it). Before, the term ran on."""
+    import core.lease as lease_module
+
+    async def scenario(js: JetStreamContext) -> None:
+        active, other = await contenders(js, 2, ttl_s=LONG_TTL_S)
+        assert await active.try_acquire()
+        await other.kv.put(other.key, b"core-1")  # the key moved on: the renewal is refused
+
+        async def unanswered(*args: Any, **kwargs: Any) -> Any:
+            raise nats.errors.TimeoutError
+
+        monkeypatch.setattr(lease_module, "_last_write", unanswered)
+        with pytest.raises(nats.errors.TimeoutError):
+            await active.renew()
+        assert not active.held() and active.state.term is None
+
+    with_jetstream(node, scenario)
+
+
 def test_a_take_over_writes_over_only_the_named_holders_last_write(node: NatsCluster) -> None:
     """`take_over` names the holder it knows stopped: a key held by anyone else is left, and
     the taken one's holder finds its next renewal refused (the key moved on)."""
