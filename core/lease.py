@@ -226,9 +226,16 @@ class Lease:
         except _Refused:
             try:
                 adopted = await self._adopt_own_write()
-            except BaseException:
-                self.state.lost()  # refused, and whose write moved the key on is unknown:
-                raise  # not ours, so the term is over
+            except Exception:
+                # refused, and whose write moved the key on is unknown: in the core's bucket
+                # another may have written (not ours: the term is over); a shared bucket's key
+                # is ours alone (a per-run id), so its term runs on to its clock's end and the
+                # next renewal reads again (a gateway that let it go closed every session).
+                # A cancel (a stop) is let through: the release that follows deletes only a
+                # write that carries our token.
+                if not self.shared:
+                    self.state.lost()
+                raise
             if adopted:
                 return await self.renew()  # from the revision our unanswered write stored
             self.state.lost()  # someone else wrote since: the term is over

@@ -233,8 +233,8 @@ def test_a_renewal_refused_by_our_own_stored_unanswered_renewal_keeps_the_term(
     node: NatsCluster,
 ) -> None:
     """A renewal lands but its answer never comes (1 s of request timeout on a loaded
-    machine): the next one, refused because the key moved on, finds that write ours (our
-    name, written within our term, when the key could not have expired) and renews from it.
+    machine): the next one, refused because the key moved on, finds that write ours (it
+    carries our token, `Lease.writer`, and is the key's last) and renews from it.
     Before, the term ended, and a core or venue exited mid-run holding the key a TTL."""
 
     async def scenario(js: JetStreamContext) -> None:
@@ -354,6 +354,84 @@ def test_a_refused_renewal_whose_follow_up_read_fails_ends_the_term(
         with pytest.raises(nats.errors.TimeoutError):
             await active.renew()
         assert not active.held() and active.state.term is None
+
+    with_jetstream(node, scenario)
+
+
+def test_a_stop_canceling_the_read_after_a_refusal_still_frees_the_lease(
+    node: NatsCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A renewal lands unanswered; the next, refused by it, is canceled by a stop while it
+    reads the key's last write: the term is left to the release, which deletes that write of
+    ours (told by our token), so a standby takes the lease at once. Before (session 36's
+    review), the cancel ended the term and the release deleted nothing: the key held a TTL."""
+    import core.lease as lease_module
+
+    async def scenario(js: JetStreamContext) -> None:
+        active, standby = await contenders(js, 2, ttl_s=LONG_TTL_S)
+        assert await active.try_acquire()
+        stored = active.js.publish
+
+        async def stored_unanswered(*args: Any, **kwargs: Any) -> Any:
+            await stored(*args, **kwargs)
+            raise nats.errors.TimeoutError
+
+        active.js.publish = stored_unanswered  # type: ignore[method-assign]
+        assert await active.renew(), "unconfirmed: the old term still runs"
+        active.js.publish = stored  # type: ignore[method-assign]
+        reading = asyncio.Event()
+        last_write = lease_module._last_write
+
+        async def read_held(*args: Any, **kwargs: Any) -> Any:
+            reading.set()
+            await asyncio.sleep(LONG_TTL_S)  # a read that lasts till the stop cancels it
+            return await last_write(*args, **kwargs)
+
+        monkeypatch.setattr(lease_module, "_last_write", read_held)
+        renewal = asyncio.create_task(active.renew())
+        await asyncio.wait_for(reading.wait(), 5)
+        renewal.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await renewal
+        monkeypatch.setattr(lease_module, "_last_write", last_write)
+        await active.release()
+        assert await standby.try_acquire(), "our own unanswered write was left holding the key"
+
+    with_jetstream(node, scenario)
+
+
+def test_in_a_shared_bucket_a_refusal_whose_follow_up_read_fails_keeps_the_term(
+    node: NatsCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gateway's key is its own (a per-run id): a renewal refused by its own unanswered
+    write, whose read of the key is not answered either, keeps the term (its clock ends it),
+    and the next renewal reads again and renews. Ending it closed every session of the
+    gateway, and its own write held the key from it a TTL (session 36's review)."""
+    import core.lease as lease_module
+
+    async def scenario(js: JetStreamContext) -> None:
+        _, (a,) = await holders(js, ["gw-a.1"])
+        assert await a.try_acquire()
+        stored = a.js.publish
+
+        async def stored_unanswered(*args: Any, **kwargs: Any) -> Any:
+            await stored(*args, **kwargs)
+            raise nats.errors.TimeoutError
+
+        a.js.publish = stored_unanswered  # type: ignore[method-assign]
+        assert await a.renew(), "unconfirmed: the old term still runs"
+        a.js.publish = stored  # type: ignore[method-assign]
+        last_write = lease_module._last_write
+
+        async def unanswered(*args: Any, **kwargs: Any) -> Any:
+            raise nats.errors.TimeoutError
+
+        monkeypatch.setattr(lease_module, "_last_write", unanswered)
+        with pytest.raises(nats.errors.TimeoutError):
+            await a.renew()
+        assert a.held(), "the term of a key nobody else writes ended on a read not answered"
+        monkeypatch.setattr(lease_module, "_last_write", last_write)
+        assert await a.renew() and a.held()
 
     with_jetstream(node, scenario)
 
