@@ -3,11 +3,14 @@
 Owns `LeaseState` (pure: when a holder may act and when to renew, from the times its writes
 were sent) and `Lease` (the KV I/O, async, nats-py). Acquire = write the key when it is absent,
 expired or deleted; renew = write it again expecting the revision last written (compare-and-
-set), which fails once anyone else has written; the bucket's TTL (`max_age`) expires a key not
-renewed in time, so a standby can then take it. Release = a delete marker, so a standby need
-not wait for the TTL. Take-over = write over a named holder's last write by compare-and-set,
-without waiting for the TTL: the timing argument below does not cover it, so it is safe only
-where the caller has proved that holder acts no more (`core.venue_lease`: a flock).
+set), which fails once anyone else has written (a refusal by our own renewal, stored but never
+answered, is found by its writer token and renewed from: `_own_later_write`); the bucket's TTL
+(`max_age`) expires a key not renewed in time, so a standby can then take it. Release = a
+delete marker, so a standby need not wait for the TTL. Take-over = write over a named holder's
+last write by compare-and-set, without waiting for the TTL: the timing argument below does not
+cover it, so it is safe only where the caller has proved that holder acts no more
+(`core.venue_lease`: a flock). Holders' names need not be unique (two cores started without
+--name are both "core"): a write is told ours by the `Lease`'s own random token, never by name.
 Why it is safe: the server expires the key no sooner than TTL after it stored the last write,
 which is after the holder sent it; the holder stops acting at `sent + TTL * SAFE_FRACTION`,
 before that, so its term ends before anyone else's can start. Two clocks are compared: the
@@ -22,6 +25,7 @@ by its own holder only); `key_held` tells anyone else whether such a key is held
 
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -49,6 +53,7 @@ EXPECTED_LAST_SEQUENCE: Final = "Nats-Expected-Last-Sequence"
 EXPECTED_LAST_SUBJECT_SEQUENCE: Final = "Nats-Expected-Last-Subject-Sequence"
 KV_OPERATION: Final = "KV-Operation"  # "DEL": a delete marker, as nats-py's kv.delete writes
 KV_REMOVED: Final = frozenset({"DEL", "PURGE"})  # the operations that leave a key unheld
+WRITER: Final = "Venue-Lease-Writer"  # a header: the `Lease` that wrote (its token), not a delete
 ERR_WRONG_LAST_SEQUENCE: Final = 10071
 ERR_NO_MESSAGE: Final = 10037  # a key with no message: never written, or expired (not: no bucket)
 
@@ -119,6 +124,9 @@ class Lease:
     gateway's lease under its unique id), so the compare-and-set is on the key's own last seq
     (`...-Last-Subject-Sequence`): with one writer per key, the unserialized check of issue
     4320 has no concurrent write to let through, and the other keys' writes do not refuse it.
+
+    Each `Lease` has its own random token (`writer`), sent in the `Venue-Lease-Writer` header
+    of each of its writes but deletes: how it tells its own writes from anyone's of its name.
     """
 
     def __init__(
@@ -139,6 +147,7 @@ class Lease:
         self.key = key
         self.state = LeaseState(ttl_s)
         self.shared = shared
+        self.writer = secrets.token_hex(8)  # this contender's, unlike its name
         self._clock = clock
         self._stream = f"KV_{bucket}"  # the stream behind a KV bucket, by JetStream's naming
         self._subject = f"$KV.{bucket}.{key}"
@@ -215,8 +224,20 @@ class Lease:
         try:
             new_revision = await self._write(self.holder.encode(), revision)
         except _Refused:
-            if self.shared and await self._adopt_own_write(revision):
-                return await self.renew()  # from the revision our unconfirmed write stored
+            try:
+                adopted = await self._adopt_own_write()
+            except Exception:
+                # refused, and whose write moved the key on is unknown: in the core's bucket
+                # another may have written (not ours: the term is over); a shared bucket's key
+                # is ours alone (a per-run id), so its term runs on to its clock's end and the
+                # next renewal reads again (a gateway that let it go closed every session).
+                # A cancel (a stop) is let through: the release that follows deletes only a
+                # write that carries our token.
+                if not self.shared:
+                    self.state.lost()
+                raise
+            if adopted:
+                return await self.renew()  # from the revision our unanswered write stored
             self.state.lost()  # someone else wrote since: the term is over
             return False
         except _Unconfirmed:
@@ -224,29 +245,55 @@ class Lease:
         self.state.won(new_revision, sent_at)
         return True
 
-    async def _adopt_own_write(self, revision: int) -> bool:
-        """In a shared bucket only this holder writes its key: a renewal refused because the
-        key moved on past `revision` met our own earlier renewal, one stored whose answer
-        never came. Its revision becomes the term's (the term still counted from the earlier
-        write that won it: never later than the server's TTL counts); True if so."""
-        last = await _last_write(self.js, self._stream, self._subject)
+    async def _adopt_own_write(self) -> bool:
+        """A renewal refused because the key moved on past the term's revision by our own later
+        renewal, one stored whose answer never came (`_own_later_write`): its revision becomes
+        the term's (the term still counted from the earlier write that won it: never later
+        than the server's TTL counts); True if so."""
         term = self.state.term
-        if last is None or _removed(last) or term is None or last.seq is None:
-            return False  # expired or deleted: the term is over
-        if last.seq <= revision or last.data != self.holder.encode():
+        if term is None:
             return False
-        self.state.won(last.seq, term.sent_at)
+        own = await self._own_later_write(term)
+        if own is None:
+            return False
+        self.state.won(own, term.sent_at)
         return True
+
+    async def _own_later_write(self, term: LeaseTerm) -> int | None:
+        """The revision of our own write stored after `term`'s (a renewal whose answer never
+        came), or None when the key's last write is not one: ours when it carries our token
+        (`writer`), is not a delete marker, and its seq is after `term`'s revision. Then NATS
+        stored our compare-and-set on a revision of ours, and nobody has written since (it is
+        the last write); a key expired has no last write to match, one deleted by hand or
+        written by another (of our name too: a core suspended past its TTL, its monotonic
+        clock stopped, whose key a same-named core took) has not ours last. Neither our name
+        (not unique: two cores started without --name are both "core") nor our clock (a
+        suspend, a server clock step, a delete by hand let another write within our term)
+        tells this. The same rule for a shared bucket's key."""
+        last = await _last_write(self.js, self._stream, self._subject)
+        if last is None or _removed(last) or last.seq is None or last.seq <= term.revision:
+            return None  # expired or deleted: the term is over; or not moved on
+        if (last.headers or {}).get(WRITER) != self.writer:
+            return None  # someone else's, whatever its name
+        return int(last.seq)
 
     async def release(self) -> None:
         """Give the lease up now (a clean stop), so a standby takes over without the TTL."""
-        revision = self.state.revision
+        term = self.state.term
         self.state.lost()
-        if revision is None:
+        if term is None:
             return
-        # Refused: already someone else's; unconfirmed: it expires by its TTL. Not ours now.
-        with contextlib.suppress(_Refused, _Unconfirmed):
-            await self._write(b"", revision, delete=True)
+        # Refused: someone else's now, or our own renewal stored unanswered (a timeout, a stop's
+        # cancel mid-write) moved the key on: that one, told by our token, is deleted (before,
+        # the lease stayed held a TTL by a stopped holder); anyone else's, of our name too, is
+        # not (`_own_later_write`). Unconfirmed or unanswered: it expires by its TTL.
+        with contextlib.suppress(_Refused, _Unconfirmed, nats.errors.Error, TimeoutError):
+            try:
+                await self._write(b"", term.revision, delete=True)
+            except _Refused:
+                own = await self._own_later_write(term)
+                if own is not None:
+                    await self._write(b"", own, delete=True)
 
     async def holder_now(self) -> str | None:
         """Who the bucket says holds the lease (for status and tests); None when nobody."""
@@ -271,10 +318,14 @@ class Lease:
         return last_seq
 
     async def _write(self, value: bytes, expected_last_seq: int, delete: bool = False) -> int:
-        """Write the key if the stream's last seq is `expected_last_seq`; its new revision."""
+        """Write the key if the stream's last seq is `expected_last_seq`; its new revision.
+        Published to the key's subject with our headers (nats-py's `kv.put`/`kv.update` take
+        none): the compare-and-set, and our token on a write or the delete marker's header."""
         headers = {self._expected: str(expected_last_seq)}
         if delete:
             headers[KV_OPERATION] = "DEL"
+        else:
+            headers[WRITER] = self.writer
         try:
             ack = await self.js.publish(self._subject, value, headers=headers)
         except nats.js.errors.APIError as refused:

@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,8 +49,14 @@ def start(
     tmp_path: Path, data_dir: Path, *flags: str, log: Path | None = None
 ) -> tuple[subprocess.Popen[str], str]:
     """`venue serve` on a free port; the process and its trade URL once it listens (its log
-    written to `log`, if given)."""
-    with open(log or os.devnull, "w") as stderr:  # the child keeps its own copy
+    written to `log`, if given; else to a file of its own, whose end a start that never
+    listens is failed with: it was discarded, and a start refused once in a loaded run of
+    tests/cli said nothing of why)."""
+    if log is None:
+        handle, name = tempfile.mkstemp(prefix="serve-", suffix=".log", dir=tmp_path)
+        os.close(handle)
+        log = Path(name)
+    with open(log, "w") as stderr:  # the child keeps its own copy
         server = subprocess.Popen(
             [*SERVE, "--port", "0", "--data-dir", str(data_dir), *flags],
             cwd=tmp_path,
@@ -65,7 +72,7 @@ def start(
             return server, line.split()[2]
     server.kill()
     server.communicate(timeout=RUN_TIMEOUT_S)
-    raise AssertionError("the server did not start")
+    raise AssertionError(f"the server did not start: {log.read_text()[-4000:]}")
 
 
 def serve_refused(tmp_path: Path, data_dir: Path, *flags: str) -> subprocess.CompletedProcess[str]:
@@ -318,9 +325,13 @@ def serve_refused_while_held(
     """`venue serve --nats` on `data_dir` while a venue on another directory holds the lease."""
     holder, _ = start(tmp_path, tmp_path / "holder", "--nats", nats_node.url)
     try:
-        return serve_refused(tmp_path, data_dir, "--nats", nats_node.url)
+        refused = serve_refused(tmp_path, data_dir, "--nats", nats_node.url)
     finally:
         stop(holder, signal.SIGTERM)
+    assert holder.returncode == 0, "the holder's clean stop"
+    holder_now = asyncio.run(asyncio.wait_for(lease_holder(nats_node.url), 30))
+    assert holder_now is None, f"the clean stop gave the lease back, not: held by {holder_now}"
+    return refused
 
 
 def test_after_a_clean_stop_a_venue_on_another_data_dir_takes_the_stream_at_once(

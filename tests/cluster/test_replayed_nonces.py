@@ -23,6 +23,7 @@ from cluster.local import LocalCluster
 from gateway.auth import RECV_WINDOW_MS_DEFAULT, RECV_WINDOW_MS_MAX, sign_logon
 from tests.cluster.running import local_cluster
 from tests.conftest import KEYS
+from tests.gateway.test_public_streams import until
 
 TIMEOUT_S = 30.0  # for each answer: one NATS round trip, or a core's outcome
 
@@ -143,7 +144,13 @@ def test_the_sdk_and_the_rest_client_get_through_a_nats_outage_signing_again(
             try:
                 logging_on = asyncio.ensure_future(client.logon(*KEYS["us"]))
                 reading = asyncio.ensure_future(asyncio.to_thread(trader.get, "/api/v1/balances"))
-                await asyncio.sleep(2.5)  # the first claims unanswered (2 s): refused, paused
+
+                # the first claims go unanswered (2 s), are refused and retried: waited for, not
+                # slept 2.5 s, which left NATS's restart racing a loaded gateway's refusals
+                def retrying() -> bool:
+                    return client.logon_retries >= 1 and trader.nonce_retries >= 1
+
+                assert await until(retrying, TIMEOUT_S), "not both refused while NATS was down"
             finally:
                 await asyncio.to_thread(cluster.nats.restart, 0)
             logged_on = await asyncio.wait_for(logging_on, TIMEOUT_S)

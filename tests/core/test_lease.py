@@ -20,6 +20,7 @@ from core.lease import SAFE_FRACTION, Lease, LeaseError, LeaseState, key_held
 T = TypeVar("T")
 TTL_S = 1.0  # short, so an expiry test waits about a second
 POLL_S = 0.1
+LONG_TTL_S = 30.0  # a term no loaded machine outlasts in a test that needs one running
 _buckets = itertools.count(1)
 
 # -- the pure rules ----------------------------------------------------------------------------
@@ -94,11 +95,15 @@ def with_jetstream(servers: NatsCluster, scenario: Callable[[JetStreamContext], 
 
 
 async def contenders(
-    js: JetStreamContext, count: int, replicas: int = 1, bucket: str | None = None
+    js: JetStreamContext,
+    count: int,
+    replicas: int = 1,
+    bucket: str | None = None,
+    ttl_s: float = TTL_S,
 ) -> list[Lease]:
     bucket = bucket or f"lease_{next(_buckets)}"
     return [
-        await Lease.open(js, f"core-{index}", bucket=bucket, ttl_s=TTL_S, replicas=replicas)
+        await Lease.open(js, f"core-{index}", bucket=bucket, ttl_s=ttl_s, replicas=replicas)
         for index in range(count)
     ]
 
@@ -163,6 +168,270 @@ def test_a_released_lease_is_taken_at_once(node: NatsCluster) -> None:
         assert not active.held()
         assert await standby.try_acquire()  # no TTL to wait for
         assert not await active.try_acquire()
+
+    with_jetstream(node, scenario)
+
+
+def test_a_release_after_a_renewal_stored_but_unanswered_frees_the_lease_at_once(
+    node: NatsCluster,
+) -> None:
+    """A renewal lands but its answer never comes (a timeout on a loaded machine, or a clean
+    stop's cancel of the keeper between the write and its answer): the release's delete,
+    expecting the revision before it, was refused, and the lease stayed held a whole TTL by a
+    holder that had stopped, so the next venue on the stream was refused at its start. The
+    release deletes its own write that moved the key on; another's it leaves alone."""
+
+    async def scenario(js: JetStreamContext) -> None:
+        active, standby = await contenders(js, 2, ttl_s=LONG_TTL_S)  # in term till the release
+        assert await active.try_acquire()
+        stored = active.js.publish
+
+        async def stored_unanswered(*args: Any, **kwargs: Any) -> Any:
+            await stored(*args, **kwargs)
+            raise nats.errors.TimeoutError
+
+        active.js.publish = stored_unanswered  # type: ignore[method-assign]
+        assert await active.renew(), "unconfirmed: the old term still runs"
+        active.js.publish = stored  # type: ignore[method-assign]
+        await active.release()
+        assert not active.held()
+        assert await standby.try_acquire(), "released: no TTL to wait for"
+        await standby.release()
+        # a holder whose write was written over (taken over, here by hand) deletes nothing
+        assert await active.try_acquire()
+        await standby.kv.put(standby.key, b"core-1")
+        await active.release()
+        assert await active.holder_now() == "core-1"
+
+    with_jetstream(node, scenario)
+
+
+def test_a_release_after_its_term_leaves_a_same_named_successor_s_key_alone(
+    node: NatsCluster,
+) -> None:
+    """Names need not be unique (two cores started without --name are both "core"): a holder
+    frozen past its term, whose key expired and was taken by another of its name, deletes
+    nothing when it is stopped. Before, its refused delete was retried over the last write
+    bearing its name, the successor's live key, and a third contender took it beside it."""
+
+    async def scenario(js: JetStreamContext) -> None:
+        bucket = f"lease_{next(_buckets)}"
+        frozen, successor, third = [
+            await Lease.open(js, "core", bucket=bucket, ttl_s=TTL_S, replicas=1) for _ in range(3)
+        ]
+        assert await frozen.try_acquire()
+        await until_acquired(successor)  # the frozen one stopped renewing: the TTL freed it
+        await frozen.release()
+        assert await successor.holder_now() == "core"
+        assert not await third.try_acquire(), "the successor's key was deleted"
+        assert await successor.renew() and successor.held()
+
+    with_jetstream(node, scenario)
+
+
+def test_a_renewal_refused_by_our_own_stored_unanswered_renewal_keeps_the_term(
+    node: NatsCluster,
+) -> None:
+    """A renewal lands but its answer never comes (1 s of request timeout on a loaded
+    machine): the next one, refused because the key moved on, finds that write ours (it
+    carries our token, `Lease.writer`, and is the key's last) and renews from it.
+    Before, the term ended, and a core or venue exited mid-run holding the key a TTL."""
+
+    async def scenario(js: JetStreamContext) -> None:
+        active, standby = await contenders(js, 2, ttl_s=LONG_TTL_S)  # in term throughout
+        assert await active.try_acquire()
+        stored = active.js.publish
+
+        async def stored_unanswered(*args: Any, **kwargs: Any) -> Any:
+            await stored(*args, **kwargs)
+            raise nats.errors.TimeoutError
+
+        active.js.publish = stored_unanswered  # type: ignore[method-assign]
+        first = active.state.revision
+        assert await active.renew(), "unconfirmed: the old term still runs"
+        active.js.publish = stored  # type: ignore[method-assign]
+        assert await active.renew(), "refused by our own stored write: adopted, then renewed"
+        assert active.held() and active.state.revision is not None
+        assert first is not None and active.state.revision > first
+        assert not await standby.try_acquire()
+        assert await active.renew()
+
+    with_jetstream(node, scenario)
+
+
+def test_a_renewal_after_its_term_does_not_adopt_a_same_named_successor_s_write(
+    node: NatsCluster,
+) -> None:
+    """A holder frozen past its term, whose key another of its name took after the TTL: its
+    renewal is refused and its term over, the successor's write not taken for its own."""
+
+    async def scenario(js: JetStreamContext) -> None:
+        bucket = f"lease_{next(_buckets)}"
+        frozen, successor = [
+            await Lease.open(js, "core", bucket=bucket, ttl_s=TTL_S, replicas=1) for _ in range(2)
+        ]
+        assert await frozen.try_acquire()
+        await until_acquired(successor)
+        assert not await frozen.renew() and not frozen.held()
+        assert await successor.renew() and successor.held()
+
+    with_jetstream(node, scenario)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_a_same_named_holder_after_a_delete_by_hand_keeps_the_lease_alone(
+    node: NatsCluster, shared: bool
+) -> None:
+    """An operator deletes the key (`nats kv del`) while A holds it, and B, of A's name, takes
+    it: A's next renewal is refused and its term ends, B's write not taken for A's own; B keeps
+    the lease, and A's release leaves it. Before, A (still in term) adopted B's write and B
+    adopted A's: both held "core", renewing over each other round after round."""
+
+    async def scenario(js: JetStreamContext) -> None:
+        bucket = f"lease_{next(_buckets)}"
+        a, b = [
+            await Lease.open(js, "core", bucket=bucket, ttl_s=LONG_TTL_S, key="core", shared=shared)
+            for _ in range(2)
+        ]
+        assert await a.try_acquire()
+        await a.kv.delete("core")  # by hand
+        assert await b.try_acquire()
+        assert not await a.renew() and not a.held()
+        for _ in range(3):
+            assert await b.renew() and b.held()
+            assert not await a.try_acquire() and not a.held()
+        await a.release()
+        assert await b.renew() and b.held() and await b.holder_now() == "core"
+
+    with_jetstream(node, scenario)
+
+
+def test_a_holder_whose_clock_stood_still_past_the_ttl_leaves_a_same_named_successor_alone(
+    node: NatsCluster,
+) -> None:
+    """A's machine suspended past the TTL (CLOCK_MONOTONIC does not count a suspend): NATS
+    expires the key and B, of A's name, takes it, while A's clock says its term still runs.
+    A's next renewal is refused and its term ends; B keeps the lease. Before, A took B's write
+    for its own (read "within its term") and both renewed over each other."""
+
+    async def scenario(js: JetStreamContext) -> None:
+        bucket = f"lease_{next(_buckets)}"
+        a, b = [
+            await Lease.open(js, "core", bucket=bucket, ttl_s=TTL_S, replicas=1) for _ in range(2)
+        ]
+        suspended = 0.0
+        a._clock = lambda: time.monotonic() - suspended
+        assert await a.try_acquire()
+        start = time.monotonic()
+        await until_acquired(b)  # A asleep meanwhile
+        suspended = time.monotonic() - start  # resumed: its clock did not advance
+        assert a.held(), "A's clock says its term runs"
+        assert not await a.renew() and not a.held()
+        assert await b.renew() and b.held()
+        assert not await a.try_acquire()
+        assert await b.renew() and b.held()
+
+    with_jetstream(node, scenario)
+
+
+def test_a_refused_renewal_whose_follow_up_read_fails_ends_the_term(
+    node: NatsCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The renewal is refused, and the read of the key's last write (to tell our own stored
+    unanswered write from another's) is not answered: unknown is not ours, so the term ends
+    and the error is raised (`attempt` logs it). Before, the term ran on."""
+    import core.lease as lease_module
+
+    async def scenario(js: JetStreamContext) -> None:
+        active, other = await contenders(js, 2, ttl_s=LONG_TTL_S)
+        assert await active.try_acquire()
+        await other.kv.put(other.key, b"core-1")  # the key moved on: the renewal is refused
+
+        async def unanswered(*args: Any, **kwargs: Any) -> Any:
+            raise nats.errors.TimeoutError
+
+        monkeypatch.setattr(lease_module, "_last_write", unanswered)
+        with pytest.raises(nats.errors.TimeoutError):
+            await active.renew()
+        assert not active.held() and active.state.term is None
+
+    with_jetstream(node, scenario)
+
+
+def test_a_stop_canceling_the_read_after_a_refusal_still_frees_the_lease(
+    node: NatsCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A renewal lands unanswered; the next, refused by it, is canceled by a stop while it
+    reads the key's last write: the term is left to the release, which deletes that write of
+    ours (told by our token), so a standby takes the lease at once. Before (session 36's
+    review), the cancel ended the term and the release deleted nothing: the key held a TTL."""
+    import core.lease as lease_module
+
+    async def scenario(js: JetStreamContext) -> None:
+        active, standby = await contenders(js, 2, ttl_s=LONG_TTL_S)
+        assert await active.try_acquire()
+        stored = active.js.publish
+
+        async def stored_unanswered(*args: Any, **kwargs: Any) -> Any:
+            await stored(*args, **kwargs)
+            raise nats.errors.TimeoutError
+
+        active.js.publish = stored_unanswered  # type: ignore[method-assign]
+        assert await active.renew(), "unconfirmed: the old term still runs"
+        active.js.publish = stored  # type: ignore[method-assign]
+        reading = asyncio.Event()
+        last_write = lease_module._last_write
+
+        async def read_held(*args: Any, **kwargs: Any) -> Any:
+            reading.set()
+            await asyncio.sleep(LONG_TTL_S)  # a read that lasts till the stop cancels it
+            return await last_write(*args, **kwargs)
+
+        monkeypatch.setattr(lease_module, "_last_write", read_held)
+        renewal = asyncio.create_task(active.renew())
+        await asyncio.wait_for(reading.wait(), 5)
+        renewal.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await renewal
+        monkeypatch.setattr(lease_module, "_last_write", last_write)
+        await active.release()
+        assert await standby.try_acquire(), "our own unanswered write was left holding the key"
+
+    with_jetstream(node, scenario)
+
+
+def test_in_a_shared_bucket_a_refusal_whose_follow_up_read_fails_keeps_the_term(
+    node: NatsCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gateway's key is its own (a per-run id): a renewal refused by its own unanswered
+    write, whose read of the key is not answered either, keeps the term (its clock ends it),
+    and the next renewal reads again and renews. Ending it closed every session of the
+    gateway, and its own write held the key from it a TTL (session 36's review)."""
+    import core.lease as lease_module
+
+    async def scenario(js: JetStreamContext) -> None:
+        _, (a,) = await holders(js, ["gw-a.1"])
+        assert await a.try_acquire()
+        stored = a.js.publish
+
+        async def stored_unanswered(*args: Any, **kwargs: Any) -> Any:
+            await stored(*args, **kwargs)
+            raise nats.errors.TimeoutError
+
+        a.js.publish = stored_unanswered  # type: ignore[method-assign]
+        assert await a.renew(), "unconfirmed: the old term still runs"
+        a.js.publish = stored  # type: ignore[method-assign]
+        last_write = lease_module._last_write
+
+        async def unanswered(*args: Any, **kwargs: Any) -> Any:
+            raise nats.errors.TimeoutError
+
+        monkeypatch.setattr(lease_module, "_last_write", unanswered)
+        with pytest.raises(nats.errors.TimeoutError):
+            await a.renew()
+        assert a.held(), "the term of a key nobody else writes ended on a read not answered"
+        monkeypatch.setattr(lease_module, "_last_write", last_write)
+        assert await a.renew() and a.held()
 
     with_jetstream(node, scenario)
 

@@ -18,7 +18,7 @@ from client.sdk import VenueClient, VenueError
 from gateway import limits
 from gateway.auth import unknown_key_logged
 from tests.conftest import KEYS, ROOT, Venue, start_venue
-from tests.gateway.test_server_streams import busy_trading, cut_off, open_slow_consumer
+from tests.gateway.test_server_streams import cut_off, open_slow_consumer, trade_until_cut_off
 from tests.sample_config import SAMPLE_CONFIG
 
 RUN_TIMEOUT_S = 60
@@ -134,7 +134,7 @@ def test_a_slow_consumer_cut_off_is_logged(
 
     async def scenario(venue: Venue) -> None:
         slow, session = await open_slow_consumer(venue)
-        await busy_trading(venue, 300)
+        await trade_until_cut_off(venue, session)
         assert await cut_off(session)
         slow.transport.abort()  # gone: reading nothing, its close would wait out 10 s
 

@@ -20,6 +20,7 @@ from tests.gateway.test_server_streams import (
     busy_trading,
     cut_a_stalled_reader_soon,
     cut_off,
+    trade_until_cut_off,
     wait_for_the_slow_consumer,
 )
 
@@ -222,7 +223,7 @@ def test_a_turn_of_many_messages_goes_out_in_frames_within_the_caps(
 
 
 async def open_packed_slow_consumer(venue: Venue) -> tuple[ClientConnection, Any]:
-    """A packed /ws/public connection that will not read: tiny socket buffers on both ends."""
+    """A packed /ws/public connection that will not read: tiny buffers (`open_slow_consumer`)."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", venue.port))
@@ -238,6 +239,7 @@ async def open_packed_slow_consumer(venue: Venue) -> tuple[ClientConnection, Any
     assert session.packed
     server_socket = session.websocket.transport.get_extra_info("socket")
     server_socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    session.websocket.transport.set_write_buffer_limits(high=4096)
     for channel in ("book", "bbo", "trades"):
         params: dict[str, Any] = {"ch": channel, "symbols": [SYMBOL]}
         if channel == "book":
@@ -255,7 +257,8 @@ def test_a_packed_slow_consumer_is_still_told_and_closed_4002(
 
     async def scenario(venue: Venue) -> None:
         slow, session = await open_packed_slow_consumer(venue)
-        assert await busy_trading(venue, 300) == 300, "the trader was answered every time"
+        placed, answered = await trade_until_cut_off(venue, session)
+        assert answered == placed, "the trader was answered every time"
         assert await cut_off(session), "the server gave up on the slow consumer"
         slow.transport.resume_reading()
         received = []
@@ -266,7 +269,7 @@ def test_a_packed_slow_consumer_is_still_told_and_closed_4002(
         assert slow.close_code == 4002
         assert received[-1] == {"ch": "session", "type": "slow_consumer"}
         updates = [m for m in received if m.get("ch") == "book" and m.get("type") == "update"]
-        assert len(updates) < 300, "what did not fit was dropped, not queued without bound"
+        assert len(updates) < placed, "what did not fit was dropped, not queued without bound"
 
     run_venue(scenario)
 

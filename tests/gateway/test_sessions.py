@@ -36,6 +36,7 @@ from tests.gateway.test_server_streams import (
     cut_a_stalled_reader_soon,
     cut_off,
     open_slow_consumer,
+    trade_until_cut_off,
     wait_for_the_slow_consumer,
 )
 
@@ -89,8 +90,11 @@ def test_a_slow_consumer_among_many_is_cut_off_and_the_others_get_everything(
         for websocket in followers:
             await call(websocket, 1, "subscribe", ch="book", symbols=[SYMBOL], depth=1000)
         await all_until_quiet([(True, websocket) for websocket in followers])
-        assert await busy_trading(venue, 300) == 300
+        placed, answered = await trade_until_cut_off(venue, session)
+        assert answered == placed, "the trader was answered every time"
         assert await cut_off(session), "the server gave up on the slow consumer"
+        at_the_cut = await book_seq(venue)
+        assert await busy_trading(venue, ORDERS) == ORDERS, "the fan-out goes on after the cut"
         slow.transport.resume_reading()
         with pytest.raises(ConnectionClosed):
             async with asyncio.timeout(WAIT_S):
@@ -98,16 +102,29 @@ def test_a_slow_consumer_among_many_is_cut_off_and_the_others_get_everything(
                     await slow.recv()
         assert slow.close_code == 4002
         seen = []  # publications are paced: turns may coalesce, but no update goes missing
-        received = await all_until_quiet([(True, websocket) for websocket in followers])
+        everyone = [(True, websocket) for websocket in followers]
+        received = await all_until_quiet(everyone)
+        last = await book_seq(venue)  # publishes what still waits, if anything does
+        assert last > at_the_cut
+        more = await all_until_quiet(everyone)
+        received = [its + later for its, later in zip(received, more, strict=True)]
         for websocket, its_frames in zip(followers, received, strict=True):
             updates = public_updates(its_frames)
             seqs = [json.loads(update)["seq"] for update in updates]
             assert seqs and seqs == list(range(seqs[0], seqs[0] + len(seqs))), "no gap"
+            assert seqs[-1] >= last, "every follower got the publications after the cut"
             seen.append(updates)
             await websocket.close()
         assert all(updates == seen[0] for updates in seen), "the same messages to all"
 
     run_venue(scenario)
+
+
+async def book_seq(venue: Venue) -> int:
+    """The `book` stream's seq at the followers' tier (1,000): its last publication's."""
+    client = await venue.client(endpoint="public")
+    snapshot = await client.request("book.snapshot", {"symbol": SYMBOL, "depth": 1000})
+    return int(snapshot["seq"])
 
 
 def _packed_session(sessions: Sessions) -> tuple[Session, Recorder]:
