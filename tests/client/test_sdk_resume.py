@@ -1196,11 +1196,12 @@ def test_a_resync_that_timed_out_leaves_the_book_empty_awaiting_its_snapshot(
     async def scenario(venue: Venue) -> None:
         beta = await venue.client("beta")
         await beta.place(SYMBOL, "buy", "1", "180.00")
-        alpha = VenueClient(venue.url(), auto_resume=True, request_timeout_s=0.4)
+        alpha = VenueClient(venue.url(), auto_resume=True)
         venue.clients.append(await alpha.connect())
         await alpha.logon(*KEYS["alpha"])
         await alpha.subscribe_book(SYMBOL, 10)
         assert await until(lambda: alpha.books[SYMBOL].synced)
+        alpha.request_timeout_s = 0.4  # the resync's alone: the set-up's waits the default
         gapped = alpha.books[SYMBOL]
         session = next(s for s in venue.server.sessions.values() if s.account == 1)
         session.websocket.transport.pause_reading()  # the venue slow to read: no answer
@@ -1317,7 +1318,7 @@ def test_a_book_of_another_tier_given_up_on_after_the_first_tiers_snapshot_is_sy
 
     def slow_25(self: Any, session: Any, request: Any, t_in: int) -> None:
         if request.params.ch == "book" and request.params.depth == 25:
-            asyncio.get_running_loop().call_later(0.6, original, self, session, request, t_in)
+            asyncio.get_running_loop().call_later(3.0, original, self, session, request, t_in)
         else:
             original(self, session, request, t_in)
 
@@ -1327,10 +1328,21 @@ def test_a_book_of_another_tier_given_up_on_after_the_first_tiers_snapshot_is_sy
         alpha = VenueClient(venue.url(), auto_resume=True)
         venue.clients.append(await alpha.connect())
         await alpha.logon(*KEYS["alpha"])
+        snapshot_10 = asyncio.Event()
+        on_message = alpha._on_message
+
+        def noting_snapshot_10(message: Any) -> None:
+            kind = (message.get("ch"), message.get("type"), message.get("depth"))
+            if kind == ("book", "snapshot", 10):
+                snapshot_10.set()
+            on_message(message)
+
+        alpha._on_message = noting_snapshot_10  # type: ignore[method-assign]
         tier_10 = asyncio.create_task(alpha.subscribe_book(SYMBOL, 10))
         tier_25 = asyncio.create_task(alpha.subscribe_book(SYMBOL, 25))
         await tier_10
-        await asyncio.sleep(0.2)  # its snapshot came, into no book of its tier
+        # its snapshot came, into no book of its tier (the 25's answer 3 s later)
+        await asyncio.wait_for(snapshot_10.wait(), 2.5)
         tier_25.cancel()
         await asyncio.gather(tier_25, return_exceptions=True)
         assert await until(lambda: alpha.books[SYMBOL].synced)  # before: never
