@@ -72,7 +72,8 @@ def likely_symbols(symbol: str, listed: Iterable[str]) -> list[str]:
 # so a listing changes the len; a removal then an addition would change the last key. A
 # listing is an admin command: an index (~20 µs a symbol) is built once per listing change
 # and map, never per refusal. Least recently used first out, past `INDEXES_MAX` (a replaced
-# map is held until then); a lock, as the engine and the gateway may refuse from two threads.
+# map is held until then); a lock, as the engine and the gateway may refuse from two threads
+# (an index is built outside it: two threads may each build one, the last kept).
 INDEXES_MAX = 8
 _indexes: "OrderedDict[int, tuple[dict[str, Any], int, str | None, SymbolIndex]]" = OrderedDict()
 _indexes_lock = threading.Lock()
@@ -89,7 +90,8 @@ def _index_of(listed: Iterable[str]) -> "SymbolIndex":
         if cached is not None and cached[1] == length and cached[2] == last:
             _indexes.move_to_end(id(listed))
             return cached[3]
-        index = SymbolIndex(listed)
+    index = SymbolIndex(listed)  # built outside the lock: another thread's refusal not held
+    with _indexes_lock:
         _indexes[id(listed)] = (listed, length, last, index)
         _indexes.move_to_end(id(listed))
         while len(_indexes) > INDEXES_MAX:

@@ -61,12 +61,10 @@ def refuse_by_role_gone(server: PostgresServer, good_dsn: str) -> str:
     return good_dsn.replace("postgres@", f"{ROLE}@")
 
 
-@pytest.mark.parametrize(
-    "refused", [refuse_by_password, refuse_by_role_gone], ids=["wrong-password", "role-gone"]
-)
-def test_a_core_whose_login_is_refused_gives_the_lease_up_to_a_healthy_standby(
-    refused: Callable[[PostgresServer, str], str],
-) -> None:
+@contextlib.contextmanager
+def two_cores_and_postgres() -> Iterator[tuple[LocalCluster, str]]:
+    """A cluster of two cores (not started), NATS and PostgreSQL started, the ledger's
+    database made: the cluster and a DSN whose login works; stopped and removed after."""
     directory = Path(tempfile.mkdtemp(prefix="venue-test-pg-login-"))
     directory.chmod(0o711)  # PostgreSQL runs as the postgres user inside it
     cluster = LocalCluster(
@@ -76,7 +74,19 @@ def test_a_core_whose_login_is_refused_gives_the_lease_up_to_a_healthy_standby(
         assert cluster.postgres is not None
         cluster.nats.start()
         cluster.postgres.start()
-        good_dsn = cluster.postgres.create_database(DATABASE)
+        yield cluster, cluster.postgres.create_database(DATABASE)
+    finally:
+        cluster.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.mark.parametrize(
+    "refused", [refuse_by_password, refuse_by_role_gone], ids=["wrong-password", "role-gone"]
+)
+def test_a_core_whose_login_is_refused_gives_the_lease_up_to_a_healthy_standby(
+    refused: Callable[[PostgresServer, str], str],
+) -> None:
+    with two_cores_and_postgres() as (cluster, good_dsn):
         first, second = cluster.cores
         cluster.dsn = refused(cluster.postgres, good_dsn)
         cluster.start_role(first)
@@ -91,9 +101,6 @@ def test_a_core_whose_login_is_refused_gives_the_lease_up_to_a_healthy_standby(
         assert "waiting for it, holding the lease" not in log, log
         time.sleep(1)  # the healthy core keeps it: the refused one stands by
         assert second.running() and "lost its lease" not in second.log()
-    finally:
-        cluster.stop()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_a_refused_core_giving_the_lease_up_again_and_again_leaves_no_follower_behind() -> None:
@@ -104,16 +111,7 @@ def test_a_refused_core_giving_the_lease_up_again_and_again_leaves_no_follower_b
     seen 1, 3, 4, ...); then, until its second review, stopped it and followed afresh,
     restoring its snapshot and replaying the stream again at each give-up, where the copy,
     taken by no start, could follow on. Its login fixed, it serves."""
-    directory = Path(tempfile.mkdtemp(prefix="venue-test-pg-login-"))
-    directory.chmod(0o711)
-    cluster = LocalCluster(
-        directory, SAMPLE_CONFIG, nats_nodes=1, postgres=True, cores=2, gateways=0
-    )
-    try:
-        assert cluster.postgres is not None
-        cluster.nats.start()
-        cluster.postgres.start()
-        good_dsn = cluster.postgres.create_database(DATABASE)
+    with two_cores_and_postgres() as (cluster, good_dsn):
         healthy, refused = cluster.cores
         cluster.dsn = good_dsn
         cluster.start_role(healthy)
@@ -133,9 +131,6 @@ def test_a_refused_core_giving_the_lease_up_again_and_again_leaves_no_follower_b
             # its DSN's password made right; a superuser, as the store's tables are postgres's
             connection.execute(f"ALTER ROLE {ROLE} SUPERUSER PASSWORD 'wrong'")
         cluster.wait_for(refused, "active at seq", TAKEOVER_WITHIN_S)
-    finally:
-        cluster.stop()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def wait_for_count(role: Role, text: str, count: int) -> None:

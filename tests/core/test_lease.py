@@ -108,6 +108,24 @@ async def contenders(
     ]
 
 
+async def renewed_unanswered(lease: Lease) -> None:
+    """A renewal of `lease` that NATS stores but whose answer never comes (a 1 s request
+    timeout on a loaded machine): unconfirmed, so the old term still runs, at its revision."""
+    stored = lease.js.publish
+
+    async def stored_unanswered(*args: Any, **kwargs: Any) -> Any:
+        await stored(*args, **kwargs)
+        raise nats.errors.TimeoutError
+
+    lease.js.publish = stored_unanswered  # type: ignore[method-assign]
+    revision = lease.state.revision
+    try:
+        assert await lease.renew(), "unconfirmed: the old term still runs"
+    finally:
+        lease.js.publish = stored  # type: ignore[method-assign]
+    assert lease.state.revision == revision
+
+
 async def until_acquired(lease: Lease, tries: int = 50) -> int:
     """Try every `POLL_S` until `lease` holds; how many tries it took (bounded)."""
     for attempt in range(1, tries + 1):
@@ -184,15 +202,7 @@ def test_a_release_after_a_renewal_stored_but_unanswered_frees_the_lease_at_once
     async def scenario(js: JetStreamContext) -> None:
         active, standby = await contenders(js, 2, ttl_s=LONG_TTL_S)  # in term till the release
         assert await active.try_acquire()
-        stored = active.js.publish
-
-        async def stored_unanswered(*args: Any, **kwargs: Any) -> Any:
-            await stored(*args, **kwargs)
-            raise nats.errors.TimeoutError
-
-        active.js.publish = stored_unanswered  # type: ignore[method-assign]
-        assert await active.renew(), "unconfirmed: the old term still runs"
-        active.js.publish = stored  # type: ignore[method-assign]
+        await renewed_unanswered(active)
         await active.release()
         assert not active.held()
         assert await standby.try_acquire(), "released: no TTL to wait for"
@@ -240,16 +250,8 @@ def test_a_renewal_refused_by_our_own_stored_unanswered_renewal_keeps_the_term(
     async def scenario(js: JetStreamContext) -> None:
         active, standby = await contenders(js, 2, ttl_s=LONG_TTL_S)  # in term throughout
         assert await active.try_acquire()
-        stored = active.js.publish
-
-        async def stored_unanswered(*args: Any, **kwargs: Any) -> Any:
-            await stored(*args, **kwargs)
-            raise nats.errors.TimeoutError
-
-        active.js.publish = stored_unanswered  # type: ignore[method-assign]
         first = active.state.revision
-        assert await active.renew(), "unconfirmed: the old term still runs"
-        active.js.publish = stored  # type: ignore[method-assign]
+        await renewed_unanswered(active)
         assert await active.renew(), "refused by our own stored write: adopted, then renewed"
         assert active.held() and active.state.revision is not None
         assert first is not None and active.state.revision > first
@@ -370,15 +372,7 @@ def test_a_stop_canceling_the_read_after_a_refusal_still_frees_the_lease(
     async def scenario(js: JetStreamContext) -> None:
         active, standby = await contenders(js, 2, ttl_s=LONG_TTL_S)
         assert await active.try_acquire()
-        stored = active.js.publish
-
-        async def stored_unanswered(*args: Any, **kwargs: Any) -> Any:
-            await stored(*args, **kwargs)
-            raise nats.errors.TimeoutError
-
-        active.js.publish = stored_unanswered  # type: ignore[method-assign]
-        assert await active.renew(), "unconfirmed: the old term still runs"
-        active.js.publish = stored  # type: ignore[method-assign]
+        await renewed_unanswered(active)
         reading = asyncio.Event()
         last_write = lease_module._last_write
 
@@ -412,15 +406,7 @@ def test_in_a_shared_bucket_a_refusal_whose_follow_up_read_fails_keeps_the_term(
     async def scenario(js: JetStreamContext) -> None:
         _, (a,) = await holders(js, ["gw-a.1"])
         assert await a.try_acquire()
-        stored = a.js.publish
-
-        async def stored_unanswered(*args: Any, **kwargs: Any) -> Any:
-            await stored(*args, **kwargs)
-            raise nats.errors.TimeoutError
-
-        a.js.publish = stored_unanswered  # type: ignore[method-assign]
-        assert await a.renew(), "unconfirmed: the old term still runs"
-        a.js.publish = stored  # type: ignore[method-assign]
+        await renewed_unanswered(a)
         last_write = lease_module._last_write
 
         async def unanswered(*args: Any, **kwargs: Any) -> Any:
@@ -608,17 +594,8 @@ def test_in_a_shared_bucket_a_renewal_stored_but_unanswered_does_not_end_the_ter
     async def scenario(js: JetStreamContext) -> None:
         _, (a, b) = await holders(js, ["gw-a.1", "gw-b.2"])
         assert await a.try_acquire() and await b.try_acquire()
-        stored = a.js.publish
-
-        async def stored_unanswered(*args: Any, **kwargs: Any) -> Any:
-            await stored(*args, **kwargs)
-            raise nats.errors.TimeoutError
-
-        a.js.publish = stored_unanswered  # type: ignore[method-assign]
         first = a.state.revision
-        assert await a.renew(), "unconfirmed: the old term still runs"
-        assert a.state.revision == first
-        a.js.publish = stored  # type: ignore[method-assign]
+        await renewed_unanswered(a)
         assert await a.renew(), "refused by our own stored write: adopted, then renewed"
         assert a.held() and a.state.revision is not None and a.state.revision > first
         assert await b.renew(), "the other holder's key is untouched"
