@@ -1,0 +1,79 @@
+"""The run's last lines name what failed, even when the run ended in an internal error.
+
+CI shows only the tail of `make test`'s output. A run that ends normally closes with pytest's
+short summary (`FAILED tests/...`); one that ends in an INTERNALERROR (an xdist worker that
+finished with a test still due, a worker's own internal error) prints no short summary, and
+its long traceback pushes the failed test's name and the worker's error out of that tail
+(stop 46: "1 failed" and xdist's assertion, nothing else). This plugin, in the process that
+reports (the xdist controller, or the only process), notes each failed report and each
+internal error, and prints a short digest of them after everything else when the run ended
+in an internal error or was interrupted."""
+
+import sys
+from dataclasses import dataclass, field
+
+import pytest
+
+DIGEST_FAILURES_MAX = 8  # failures listed by name; the rest counted
+DIGEST_ERROR_LINES = 8  # an internal error's last lines (its exception, where it was raised)
+
+
+@dataclass
+class Digest:
+    failures: list[str] = field(default_factory=list)  # "nodeid (phase): last line"
+    internal_errors: list[list[str]] = field(default_factory=list)  # each one's last lines
+    exit_status: int = 0
+
+    def lines(self) -> list[str]:
+        shown = self.failures[:DIGEST_FAILURES_MAX]
+        out = ["", f"== run digest: {len(self.failures)} failed report(s) =="]
+        out += [f"  {line}" for line in shown]
+        if len(self.failures) > len(shown):
+            out.append(f"  ... and {len(self.failures) - len(shown)} more")
+        for number, error in enumerate(self.internal_errors, 1):
+            out.append(f"  internal error {number}, its last lines:")
+            out += [f"    {line}" for line in error]
+        return out
+
+
+_digest = Digest()
+
+
+def _reporting(config: pytest.Config) -> bool:
+    """Not an xdist worker: its reports reach the controller, which prints them."""
+    return not hasattr(config, "workerinput")
+
+
+def _why(text: str) -> str:
+    """A failure's words: its first `E   ` line (the exception pytest shows, type and
+    message), else its first line (a failure without a traceback, `pytrace=False`)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    said = [line.removeprefix("E").strip() for line in lines if line.startswith("E ")]
+    return (said or lines or ["(no message)"])[0][:200]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.failed:
+        _digest.failures.append(f"{report.nodeid} ({report.when}): {_why(report.longreprtext)}")
+
+
+def pytest_internalerror(excrepr: object) -> None:
+    lines = [line for line in str(excrepr).splitlines() if line.strip()]
+    _digest.internal_errors.append([line[:200] for line in lines[-DIGEST_ERROR_LINES:]])
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _digest.exit_status = int(exitstatus)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """After pytest's own last lines: the digest, when pytest's short summary was not printed
+    (an internal error) or may not say why (an interruption)."""
+    ended_abnormally = _digest.exit_status in (
+        pytest.ExitCode.INTERRUPTED,
+        pytest.ExitCode.INTERNAL_ERROR,
+    )
+    if _reporting(config) and (ended_abnormally or _digest.internal_errors):
+        sys.stdout.write("\n".join(_digest.lines()) + "\n")
+        sys.stdout.flush()

@@ -1,0 +1,62 @@
+"""The run's last lines name what failed when a run ends in an internal error
+(tests/run_digest.py): a real pytest run, in its own process, of a small suite whose worker
+breaks, as CI runs the suite (xdist workers)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+SUITE = {
+    "conftest.py": (
+        "def pytest_runtest_logfinish(nodeid, location):\n"
+        "    if nodeid.endswith('test_breaks_its_worker'):\n"
+        "        raise RuntimeError('the worker broke after this test')\n"
+    ),
+    "test_small.py": (
+        "def test_fails():\n"
+        "    assert 1 == 2, 'failed on purpose'\n"
+        "def test_breaks_its_worker():\n"
+        "    pass\n"
+    ),
+}
+
+
+def run_suite(
+    directory: Path, *options: str, suite: dict[str, str] = SUITE
+) -> subprocess.CompletedProcess[str]:
+    for name, text in suite.items():
+        (directory / name).write_text(text)
+    command = [sys.executable, "-m", "pytest", "-p", "tests.run_digest", "-p", "no:cacheprovider"]
+    return subprocess.run(
+        [*command, "-q", *options],
+        cwd=directory,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("options", [(), ("-n", "1")], ids=["one process", "an xdist worker"])
+def test_an_internal_error_ends_the_output_with_the_failures_and_the_error(
+    tmp_path: Path, options: tuple[str, ...]
+) -> None:
+    ran = run_suite(tmp_path, *options)
+    assert ran.returncode == pytest.ExitCode.INTERNAL_ERROR, ran.stdout + ran.stderr
+    tail = ran.stdout.strip().splitlines()[-12:]
+    assert "== run digest: 1 failed report(s) ==" in tail, tail
+    assert "  test_small.py::test_fails (call): AssertionError: failed on purpose" in tail
+    assert tail[-1].strip() == "RuntimeError: the worker broke after this test", tail
+
+
+def test_a_run_that_ends_normally_has_no_digest(tmp_path: Path) -> None:
+    """pytest's own short summary names the failures then: the digest would repeat it."""
+    ran = run_suite(tmp_path, suite={"test_small.py": "def test_fails():\n    assert False\n"})
+    assert ran.returncode == pytest.ExitCode.TESTS_FAILED
+    assert "FAILED test_small.py::test_fails" in ran.stdout
+    assert "run digest" not in ran.stdout
