@@ -25,7 +25,7 @@ from cluster.postgres import PostgresServer
 from core import config as venue_config
 from core import sequencer, snapshots
 from gateway.server import VenueServer
-from tests import interleave, run_digest
+from tests import interleave, reporting
 from tests.sample_config import SAMPLE_CONFIG
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -190,8 +190,8 @@ ram_temp_root_chosen: Path | None = None  # set by `pytest_configure`
 
 def pytest_configure(config: pytest.Config) -> None:
     sequencer.fatal_hook = _fatal_guard
-    if not config.pluginmanager.is_registered(run_digest):
-        config.pluginmanager.register(run_digest, "run_digest")
+    if not config.pluginmanager.is_registered(reporting):
+        config.pluginmanager.register(reporting, "reporting")
     # Every journal commit, ledger booking and account registration is fsynced: 1-2 ms each
     # on a disk that a loaded machine shares, a large part of the suite's time (a test that
     # registers 2,000 accounts: 3 s on disk, 0.1 s on tmpfs). The files, calls and processes

@@ -1,16 +1,23 @@
-"""The run's last lines name what failed, even when the run ended in an internal error.
+"""How the run reports, for CI, which shows only the tail of `make test`'s output.
 
-CI shows only the tail of `make test`'s output. A run that ends normally closes with pytest's
-short summary (`FAILED tests/...`); one that ends in an INTERNALERROR (an xdist worker that
-finished with a test still due, a worker's own internal error) prints no short summary, and
-its long traceback pushes the failed test's name and the worker's error out of that tail
-(stop 46: "1 failed" and xdist's assertion, nothing else). This plugin, in the process that
-reports (the xdist controller, or the only process), notes each failed report and each
-internal error, and prints a short digest of them after everything else when the run ended
-in an internal error or was interrupted."""
+Every report reaches the controller: an xdist worker sends each report as execnet data, whose
+strings must encode to UTF-8. A lone surrogate in a report (a captured log line or an
+exception's message that carried one) made the send raise: the worker ended its session with
+an internal error, its file's other tests undone, and xdist's controller failed on `assert not
+crashitem`, the signature of stop 46's CI (what broke that worker is not known: its error was
+past the tail). Such strings are now sent with the surrogate escaped (`\\udcff`).
+
+The run's last lines name what failed: a run that ends in an INTERNALERROR prints no short
+summary, and its long traceback pushed the failed test's name and the worker's error out of
+CI's tail (stop 46: "1 failed" and xdist's assertion, nothing else). In the process that
+reports (the controller, or the only process), each failed report and each internal error is
+noted, and a short digest of them printed after everything else when the run ended in an
+internal error or was interrupted."""
 
 import sys
+from collections.abc import Generator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -37,6 +44,27 @@ class Digest:
 
 
 _digest = Digest()
+
+
+def encodable(data: Any) -> Any:
+    """`data` (a report's serialized form: dicts, lists, tuples, strings, numbers) with every
+    string that does not encode to UTF-8 escaped where it fails."""
+    if isinstance(data, str):
+        try:
+            data.encode()
+        except UnicodeEncodeError:
+            return data.encode(errors="backslashreplace").decode()
+        return data
+    if isinstance(data, dict):
+        return {encodable(key): encodable(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return type(data)(encodable(item) for item in data)
+    return data
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_report_to_serializable(report: Any) -> Generator[None, Any, Any]:
+    return encodable((yield))
 
 
 def _reporting(config: pytest.Config) -> bool:

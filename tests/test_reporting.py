@@ -1,5 +1,5 @@
 """The run's last lines name what failed when a run ends in an internal error
-(tests/run_digest.py): a real pytest run, in its own process, of a small suite whose worker
+(tests/reporting.py): a real pytest run, in its own process, of a small suite whose worker
 breaks, as CI runs the suite (xdist workers)."""
 
 import os
@@ -31,7 +31,7 @@ def run_suite(
 ) -> subprocess.CompletedProcess[str]:
     for name, text in suite.items():
         (directory / name).write_text(text)
-    command = [sys.executable, "-m", "pytest", "-p", "tests.run_digest", "-p", "no:cacheprovider"]
+    command = [sys.executable, "-m", "pytest", "-p", "tests.reporting", "-p", "no:cacheprovider"]
     return subprocess.run(
         [*command, "-q", *options],
         cwd=directory,
@@ -60,3 +60,24 @@ def test_a_run_that_ends_normally_has_no_digest(tmp_path: Path) -> None:
     assert ran.returncode == pytest.ExitCode.TESTS_FAILED
     assert "FAILED test_small.py::test_fails" in ran.stdout
     assert "run digest" not in ran.stdout
+
+
+def test_a_report_that_does_not_encode_to_utf8_reaches_the_controller(tmp_path: Path) -> None:
+    """A lone surrogate in a worker's report (its captured log, its failure's message)."""
+    suite = {
+        "test_small.py": (
+            "import logging\n"
+            "def undecoded(byte):\n"
+            "    return bytes([byte]).decode(errors='surrogateescape')\n"
+            "def test_logs_an_undecoded_byte():\n"
+            "    logging.getLogger('x').warning('read %s', undecoded(0xff))\n"
+            "    raise ValueError('bad ' + undecoded(0xfe))\n"
+            "def test_runs_after_it():\n"
+            "    pass\n"
+        )
+    }
+    ran = run_suite(tmp_path, "-n", "1", "-rA", suite=suite)
+    assert ran.returncode == pytest.ExitCode.TESTS_FAILED, ran.stdout + ran.stderr
+    assert "1 failed, 1 passed" in ran.stdout
+    assert "read \\udcff" in ran.stdout  # the captured log, escaped
+    assert "ValueError: bad \\udcfe" in ran.stdout
