@@ -1,8 +1,8 @@
 """How the run reports, for CI, which shows only the tail of `make test`'s output.
 
 Every report reaches the controller: an xdist worker sends each report as execnet data, whose
-strings must encode to UTF-8. A lone surrogate in a report (a captured log line or an
-exception's message that carried one) made the send raise: the worker ended its session with
+strings must encode to UTF-8. A lone surrogate in a report or a warning (a captured log
+line, an exception's message) made the send raise: the worker ended its session with
 an internal error, its file's other tests undone, and xdist's controller failed on `assert not
 crashitem`, the signature of stop 46's CI (what broke that worker is not known: its error was
 past the tail). Such strings are now sent with the surrogate escaped (`\\udcff`).
@@ -15,6 +15,7 @@ noted, and a short digest of them printed after everything else when the run end
 internal error or was interrupted."""
 
 import sys
+import warnings
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,6 +66,23 @@ def encodable(data: Any) -> Any:
 @pytest.hookimpl(wrapper=True)
 def pytest_report_to_serializable(report: Any) -> Generator[None, Any, Any]:
     return encodable((yield))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_warning_recorded(warning_message: warnings.WarningMessage) -> None:
+    """A warning's text escaped likewise, before xdist's worker sends it (its text is sent as
+    it is: an unhandled thread exception's warning carries the exception's message)."""
+    text = str(warning_message.message)
+    escaped = encodable(text)
+    if escaped is not text:
+        warning_message.message = _warning_like(warning_message.category, escaped)
+
+
+def _warning_like(category: type[Warning], text: str) -> Warning:
+    try:
+        return category(text)
+    except Exception:  # a category whose constructor takes other arguments
+        return UserWarning(text)
 
 
 def _reporting(config: pytest.Config) -> bool:

@@ -81,3 +81,25 @@ def test_a_report_that_does_not_encode_to_utf8_reaches_the_controller(tmp_path: 
     assert "1 failed, 1 passed" in ran.stdout
     assert "read \\udcff" in ran.stdout  # the captured log, escaped
     assert "ValueError: bad \\udcfe" in ran.stdout
+
+
+def test_a_warning_that_does_not_encode_to_utf8_reaches_the_controller(tmp_path: Path) -> None:
+    """An exception in a thread, with a lone surrogate in its message: pytest's warning of it
+    carries the message, which xdist's worker sent as it was."""
+    suite = {
+        "test_small.py": (
+            "import threading\n"
+            "def fail():\n"
+            "    raise ValueError('bad ' + bytes([0xfd]).decode(errors='surrogateescape'))\n"
+            "def test_a_thread_fails():\n"
+            "    thread = threading.Thread(target=fail)\n"
+            "    thread.start()\n"
+            "    thread.join()\n"
+            "def test_runs_after_it():\n"
+            "    pass\n"
+        )
+    }
+    ran = run_suite(tmp_path, "-n", "1", suite=suite)
+    assert "INTERNALERROR" not in ran.stdout + ran.stderr, ran.stdout + ran.stderr
+    assert "2 passed, 1 warning" in ran.stdout, ran.stdout
+    assert "ValueError: bad \\udcfd" in ran.stdout
