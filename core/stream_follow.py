@@ -28,7 +28,15 @@ log = logging.getLogger("venue.cluster")
 # one under load delivers many times a second, and the question costs one request.
 STALL_AFTER_S: Final = 1.0
 STALL_CHECK_S: Final = 0.25  # how often the watch looks at the last delivery
-REQUEST_TIMEOUT_S: Final = 1.0  # per stream_info or consumer creation; retried at the next check
+REQUEST_TIMEOUT_S: Final = 1.0  # per stream_info, or the first consumer's creation (`start`)
+# A replacement's creation: until the cluster marks the dead node offline (seconds after a
+# kill -9), a try goes unanswered (seemingly the new R=1 consumer placed there; tries that
+# were answered took 2-7 ms in the gateway's log). One that has not answered in this is tried
+# again at the next look (logged `stream consumer not replaced yet: TimeoutError()`): a try
+# every ~0.75 s, where one every ~1.25 s (1 s each) left a gateway's replica stalled past
+# 7 s in one of 14 runs of tests/cluster/test_stream_failover.py, loaded (two tries of three
+# refused in a row, seen on a quiet machine too).
+RESUBSCRIBE_TIMEOUT_S: Final = 0.5
 
 
 class StreamFollow:
@@ -47,6 +55,7 @@ class StreamFollow:
     ) -> None:
         self._nc = nc
         self._js = nc.jetstream(timeout=REQUEST_TIMEOUT_S)
+        self._resubscribe_js = nc.jetstream(timeout=RESUBSCRIBE_TIMEOUT_S)
         self._stream = stream
         self._subject = subject
         self._handler = handler
@@ -69,8 +78,12 @@ class StreamFollow:
                 continue
             if self._subscription is not None and self._subscription.pending_msgs:
                 continue  # delivered, not yet handled: the handler is behind, not the consumer
-            with contextlib.suppress(nats.errors.Error, TimeoutError):
+            try:
                 await self._replace_if_behind()
+            except (nats.errors.Error, TimeoutError) as failed:  # tried again at the next check
+                log.info(
+                    "stream consumer not replaced yet: %r", failed, extra={"stream": self._stream}
+                )
 
     async def stop(self) -> None:
         if self._subscription is not None:
@@ -88,7 +101,11 @@ class StreamFollow:
             extra={"stream": self._stream, "from_seq": self._position() + 1},
         )
         await self.stop()
-        await self._subscribe(self._js)  # raises if refused: tried again at the next check
+        try:
+            await self._subscribe(self._resubscribe_js)
+        except BaseException:
+            self._last_delivery = 0.0  # still behind: tried again at the next look
+            raise
         self.resubscribed += 1
         log.info("stream consumer replaced", extra={"stream": self._stream})
 

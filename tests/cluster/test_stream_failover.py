@@ -34,8 +34,11 @@ TIMEOUT_S = 120
 LOOPS = 4
 # nats-py replaces a lost ordered consumer at its second activity check without a delivery,
 # 10 to 20 s after the loss (two idle heartbeats of 5 s); the gateway's own watch does it ~1 s
-# after deliveries stop. A bound on the test between the two, not a latency it measures.
-ANSWER_WITHIN_S = 7.0
+# after deliveries stop, plus ~0.75 s per try the cluster does not answer (a consumer placed
+# on the dead node, until the cluster marks it offline: up to 3 tries in a row seen). A bound
+# on the test below nats-py's earliest, not a latency it measures: an answer within it is the
+# watch's (7 s failed once in 14 runs, the machine loaded, tries 1.25 s apart then).
+ANSWER_WITHIN_S = 9.0
 ACKS_BEFORE_KILL = 20
 LOAD_AFTER_KILL_S = 4.0  # orders keep coming this long after the kill
 PACE_S = 0.1  # between a loop's orders: ~40 a second in all, under the order rate limit
@@ -168,4 +171,5 @@ def test_the_gateway_answers_through_the_death_of_its_stream_consumers_node(
     assert unanswered == {}, f"unanswered through the loss of the gateway's consumer: {unanswered}"
     assert len(answered) > ACKS_BEFORE_KILL
     assert "stream consumer stalled: subscribing again" in gateway.log()
+    assert "stream consumer replaced" in gateway.log()  # by the watch, not by nats-py
     cluster.nats.restart(index)
