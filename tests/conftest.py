@@ -102,6 +102,12 @@ class FatalGuard:
     run goes on. Reached between phases (a leftover thread), it fails the next phase without
     interrupting. Processes the tests start are not guarded: they run their own interpreter
     and exit 70; a child forked from pytest exits 70 too.
+
+    In a teardown the interrupt is `FatalPathInterrupt`, an Exception: pytest runs a node's
+    finalizers catching Exception only, so a KeyboardInterrupt in one (a fixture stopping an
+    in-process venue whose stop reached the path) skipped the others (a monkeypatch left
+    undone, a module's processes left running) and left the node on pytest's stack, failing
+    the next test ("previous item was not torn down properly").
     """
 
     def __init__(self) -> None:
@@ -124,9 +130,11 @@ class FatalGuard:
                 assert main_thread is not None, "the main thread runs pytest"
                 signal.pthread_kill(main_thread, signal.SIGINT)
 
-    def phase(self) -> Generator[None, Any, Any]:
+    def phase(self, teardown: bool = False) -> Generator[None, Any, Any]:
         """Run a test's phase (a hook wrapper's body); fail it if the fatal path was reached
-        in it (or since the last phase): the KeyboardInterrupt sent for it is not the user's."""
+        in it (or since the last phase): the KeyboardInterrupt (a teardown's
+        `FatalPathInterrupt`) sent for it is not the user's."""
+        handler_before = self._interrupt_teardown_as_exception() if teardown else None
         with self._lock:
             self.in_phase, self.interrupted = True, False
         try:
@@ -137,8 +145,23 @@ class FatalGuard:
             result = None
         finally:
             self._end_phase()
+            if handler_before is not None:
+                signal.signal(signal.SIGINT, handler_before)
         self.report()
         return result
+
+    def _interrupt_teardown_as_exception(self) -> Any:
+        """SIGINT raises `FatalPathInterrupt` when the guard sent it (the user's Ctrl-C is
+        still KeyboardInterrupt); the handler it replaces, or None off the main thread."""
+        if threading.current_thread() is not threading.main_thread():
+            return None  # only the main thread sets handlers (and is interrupted)
+
+        def interrupted(signum: int, frame: Any) -> None:
+            if self.interrupted:
+                raise FatalPathInterrupt("a venue reached its fatal path during this teardown")
+            signal.default_int_handler(signum, frame)
+
+        return signal.signal(signal.SIGINT, interrupted)
 
     def _end_phase(self) -> None:
         """End the phase; the SIGINT sent during it, if not taken yet (sent as it ended), is
@@ -152,7 +175,7 @@ class FatalGuard:
                 if interrupted:
                     _take_pending_sigint()
                 return
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, FatalPathInterrupt):
                 continue
 
     def report(self) -> None:
@@ -165,6 +188,11 @@ class FatalGuard:
                 + "\n".join(reached),
                 pytrace=False,
             )
+
+
+class FatalPathInterrupt(Exception):
+    """The guard's interrupt of a teardown (`FatalGuard`): an Exception, which pytest's
+    teardown catches per finalizer and goes on with the next."""
 
 
 def _take_pending_sigint() -> None:
@@ -216,7 +244,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, Any, Any]:
-    return (yield from _fatal_guard.phase())
+    return (yield from _fatal_guard.phase(teardown=True))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

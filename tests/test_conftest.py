@@ -143,6 +143,61 @@ def test_the_guards_interrupt_sent_as_the_phase_ends_fails_that_test_only(
     assert "OSError: the disk is gone" in run.stdout
 
 
+# A venue stopped by a fixture's teardown (as `BackgroundVenue` is) reaches its fatal path on
+# its thread while the teardown waits for it. The guard's KeyboardInterrupt went through
+# pytest's teardown, which catches Exception per finalizer: the teardown's other finalizers
+# never ran (a monkeypatch left, a module's processes left running) and the class, still on
+# pytest's stack, failed the next test ("previous item was not torn down properly").
+TEARDOWN_TESTS = """
+import threading
+
+import pytest
+
+from core import sequencer
+
+finalized = []
+
+
+@pytest.fixture(scope="class")
+def shared():
+    yield
+    finalized.append("the class's fixture")
+
+
+class TestAVenueStoppedByAFixture:
+    @pytest.fixture
+    def other(self):
+        yield
+        finalized.append("the test's other fixture")
+
+    @pytest.fixture
+    def venue(self):
+        yield
+        failure = OSError("the disk is gone")
+        threading.Thread(target=sequencer.fatal_hook, args=(failure,)).start()
+        threading.Event().wait(60)  # the stop waits for the venue's thread: interrupted
+        finalized.append("the venue's stop, after the interrupt")
+
+    def test_a_venue_failing_as_its_fixture_stops_it(self, shared, other, venue):
+        pass
+
+
+def test_the_run_goes_on():
+    assert finalized == ["the test's other fixture", "the class's fixture"]
+"""
+
+
+def test_the_guards_interrupt_in_a_teardown_leaves_the_other_finalizers_to_run(
+    tmp_path: Path,
+) -> None:
+    run = _pytest(tmp_path, "-p", "tests.conftest", tests=TEARDOWN_TESTS)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert re.search(r"^2 passed, 1 error", run.stdout, re.MULTILINE), run.stdout
+    assert "ERROR test_tiny.py::TestAVenueStoppedByAFixture::test_a_venue_failing_as" in run.stdout
+    assert "OSError: the disk is gone" in run.stdout
+    assert "not torn down properly" not in run.stdout
+
+
 def test_temporary_files_go_to_a_writable_directory_with_room_when_tmpdir_is_unset(
     tmp_path: Path,
 ) -> None:
