@@ -152,6 +152,9 @@ class Lease:
         self._stream = f"KV_{bucket}"  # the stream behind a KV bucket, by JetStream's naming
         self._subject = f"$KV.{bucket}.{key}"
         self._expected = EXPECTED_LAST_SUBJECT_SEQUENCE if shared else EXPECTED_LAST_SEQUENCE
+        # When the first of our acquires (or take-overs) left unanswered since we last held was
+        # sent: one may have landed (`_adopt_own_acquire`).
+        self._unanswered_since: float | None = None
 
     @classmethod
     async def open(
@@ -178,6 +181,8 @@ class Lease:
         """Take the lease if nobody holds it; True when this contender now holds it."""
         if self.state.term is not None:
             return await self.renew()
+        if await self._adopt_own_acquire():
+            return True
         sent_at = self._clock()
         try:
             last_seq = await self._free_at()
@@ -187,8 +192,38 @@ class Lease:
         except _Refused:
             return False  # someone else wrote between our read and our write
         except _Unconfirmed:
-            return False  # if it landed, our next try is refused and the TTL frees it
+            self._note_unanswered(sent_at)  # if it landed, our next try holds from it
+            return False
+        self._won(revision, sent_at)
+        return True
+
+    def _note_unanswered(self, sent_at: float) -> None:
+        if self._unanswered_since is None:
+            self._unanswered_since = sent_at
+
+    def _won(self, revision: int, sent_at: float) -> None:
+        self._unanswered_since = None
         self.state.won(revision, sent_at)
+
+    async def _adopt_own_acquire(self) -> bool:
+        """After an acquire or take-over left unanswered: hold the lease from it if it landed
+        (the key's last write is ours, `_own_later_write`), its term counted from the first
+        such write sent (the one stored was sent then or later: never later than the server's
+        TTL counts); True if so. Before, our own key looked held by another (our name): a
+        venue waited a TTL for it to expire, a core stood by. Once a term counted from then
+        would be over, it is not looked for: the key expires as before."""
+        since = self._unanswered_since
+        if since is None:
+            return False
+        since_then = LeaseTerm(0, since, self.state.ttl_s)
+        if self._clock() >= since_then.ends_at:
+            self._unanswered_since = None
+            return False
+        own = await self._own_later_write(since_then)
+        if own is None:
+            return False  # not landed (yet), or written over since
+        log.info("holding the lease from our write whose answer never came")
+        self._won(own, since)
         return True
 
     async def take_over(self, predecessor: str) -> bool:
@@ -210,9 +245,12 @@ class Lease:
             if last.data != predecessor.encode():
                 return False  # someone else holds it
             revision = await self._write(self.holder.encode(), last_seq)
-        except (_Refused, _Unconfirmed):
-            return False  # (unconfirmed and landed: our next try renews nothing, the TTL frees)
-        self.state.won(revision, sent_at)
+        except _Refused:
+            return False
+        except _Unconfirmed:
+            self._note_unanswered(sent_at)  # if it landed, our next try holds from it
+            return False
+        self._won(revision, sent_at)
         return True
 
     async def renew(self) -> bool:
@@ -260,10 +298,10 @@ class Lease:
         return True
 
     async def _own_later_write(self, term: LeaseTerm) -> int | None:
-        """The revision of our own write stored after `term`'s (a renewal whose answer never
-        came), or None when the key's last write is not one: ours when it carries our token
-        (`writer`), is not a delete marker, and its seq is after `term`'s revision. Then NATS
-        stored our compare-and-set on a revision of ours, and nobody has written since (it is
+        """The revision of our own write stored after `term`'s (a renewal, or an acquire,
+        whose answer never came), or None when the key's last write is not one: ours when it
+        carries our token (`writer`), is not a delete marker, and its seq is after `term`'s
+        revision. Then NATS stored our compare-and-set, and nobody has written since (it is
         the last write); a key expired has no last write to match, one deleted by hand or
         written by another (of our name too: a core suspended past its TTL, its monotonic
         clock stopped, whose key a same-named core took) has not ours last. Neither our name
@@ -278,7 +316,11 @@ class Lease:
         return int(last.seq)
 
     async def release(self) -> None:
-        """Give the lease up now (a clean stop), so a standby takes over without the TTL."""
+        """Give the lease up now (a clean stop), so a standby takes over without the TTL; an
+        acquire of ours left unanswered that landed too (a refused start's)."""
+        if self.state.term is None:
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                await self._adopt_own_acquire()
         term = self.state.term
         self.state.lost()
         if term is None:

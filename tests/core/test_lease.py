@@ -239,6 +239,60 @@ def test_a_release_after_its_term_leaves_a_same_named_successor_s_key_alone(
     with_jetstream(node, scenario)
 
 
+async def acquired_unanswered(lease: Lease) -> None:
+    """An acquire of `lease` that NATS stores but whose answer never comes: not held."""
+    stored = lease.js.publish
+
+    async def stored_unanswered(*args: Any, **kwargs: Any) -> Any:
+        await stored(*args, **kwargs)
+        raise nats.errors.TimeoutError
+
+    lease.js.publish = stored_unanswered  # type: ignore[method-assign]
+    try:
+        assert not await lease.try_acquire(), "unconfirmed: not held"
+    finally:
+        lease.js.publish = stored  # type: ignore[method-assign]
+    assert await lease.holder_now() == lease.holder, "stored all the same"
+
+
+def test_an_acquire_stored_but_unanswered_is_held_at_the_next_try(node: NatsCluster) -> None:
+    """An acquire lands but its answer never comes (1 s of request timeout on a loaded
+    machine): the next try finds the key's last write ours (our token) and holds from it.
+    Before, it saw the key held, by its own name: a venue waited a TTL for it to expire ("held
+    under this venue's name ... waiting for it to expire"), a core stood by as a standby."""
+
+    async def scenario(js: JetStreamContext) -> None:
+        bucket = f"lease_{next(_buckets)}"
+        active, other = await contenders(js, 2, bucket=bucket, ttl_s=LONG_TTL_S)
+        namesake = await Lease.open(js, active.holder, bucket=bucket, ttl_s=LONG_TTL_S)
+        await acquired_unanswered(active)
+        assert not await namesake.try_acquire(), "a namesake's write is not its own"
+        assert not await other.try_acquire()
+        assert await active.try_acquire(), "its own stored write: held"
+        assert active.held()
+        assert await active.renew()
+        assert not await other.try_acquire()
+        await active.release()
+        assert await other.try_acquire(), "released at once"
+
+    with_jetstream(node, scenario)
+
+
+def test_a_release_after_an_acquire_stored_but_unanswered_frees_the_lease_at_once(
+    node: NatsCluster,
+) -> None:
+    """A start refused after its acquire went unanswered gives the lease back: its write,
+    landed, is deleted; before, it held the key a TTL under a run that had stopped."""
+
+    async def scenario(js: JetStreamContext) -> None:
+        refused, other = await contenders(js, 2, ttl_s=LONG_TTL_S)
+        await acquired_unanswered(refused)
+        await refused.release()
+        assert await other.try_acquire(), "given back at once"
+
+    with_jetstream(node, scenario)
+
+
 def test_a_renewal_refused_by_our_own_stored_unanswered_renewal_keeps_the_term(
     node: NatsCluster,
 ) -> None:
