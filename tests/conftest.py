@@ -313,9 +313,9 @@ class Venue:
         return client
 
 
-async def start_venue(data_dir: Path) -> Venue:
-    config = venue_config.load(SAMPLE_CONFIG)
-    server = VenueServer(config, data_dir)
+async def start_venue(data_dir: Path, config: venue_config.VenueConfig | None = None) -> Venue:
+    """A venue of `config` (the sample's by default) on an ephemeral port."""
+    server = VenueServer(config or venue_config.load(SAMPLE_CONFIG), data_dir)
     port = await server.start("127.0.0.1", 0)
     return Venue(server, port)
 
