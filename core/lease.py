@@ -152,9 +152,9 @@ class Lease:
         self._stream = f"KV_{bucket}"  # the stream behind a KV bucket, by JetStream's naming
         self._subject = f"$KV.{bucket}.{key}"
         self._expected = EXPECTED_LAST_SUBJECT_SEQUENCE if shared else EXPECTED_LAST_SEQUENCE
-        # When the first of our acquires (or take-overs) left unanswered since we last held was
-        # sent: one may have landed (`_adopt_own_acquire`).
-        self._unanswered_since: float | None = None
+        # The first of our acquires (or take-overs) left unanswered since we last held: the
+        # revision it expected and when it was sent; one may have landed (`_adopt_own_acquire`).
+        self._unanswered: LeaseTerm | None = None
 
     @classmethod
     async def open(
@@ -192,38 +192,38 @@ class Lease:
         except _Refused:
             return False  # someone else wrote between our read and our write
         except _Unconfirmed:
-            self._note_unanswered(sent_at)  # if it landed, our next try holds from it
+            self._note_unanswered(last_seq, sent_at)  # if it landed, our next try holds from it
             return False
         self._won(revision, sent_at)
         return True
 
-    def _note_unanswered(self, sent_at: float) -> None:
-        if self._unanswered_since is None:
-            self._unanswered_since = sent_at
+    def _note_unanswered(self, expected_seq: int, sent_at: float) -> None:
+        if self._unanswered is None:
+            self._unanswered = LeaseTerm(expected_seq, sent_at, self.state.ttl_s)
 
     def _won(self, revision: int, sent_at: float) -> None:
-        self._unanswered_since = None
+        self._unanswered = None
         self.state.won(revision, sent_at)
 
     async def _adopt_own_acquire(self) -> bool:
         """After an acquire or take-over left unanswered: hold the lease from it if it landed
-        (the key's last write is ours, `_own_later_write`), its term counted from the first
-        such write sent (the one stored was sent then or later: never later than the server's
-        TTL counts); True if so. Before, our own key looked held by another (our name): a
-        venue waited a TTL for it to expire, a core stood by. Once a term counted from then
-        would be over, it is not looked for: the key expires as before."""
-        since = self._unanswered_since
-        if since is None:
+        (the key's last write is ours, `_own_later_write`, stored after the revision the first
+        such write expected: not an older write of ours left on the key), its term counted from
+        that first write's sending (the one stored was sent then or later: never later than the
+        server's TTL counts); True if so. Before, our own key looked held by another (our
+        name): a venue waited a TTL for it to expire, a core stood by. Once a term counted from
+        then would be over, it is not looked for: the key expires as before."""
+        unanswered = self._unanswered
+        if unanswered is None:
             return False
-        since_then = LeaseTerm(0, since, self.state.ttl_s)
-        if self._clock() >= since_then.ends_at:
-            self._unanswered_since = None
+        if self._clock() >= unanswered.ends_at:
+            self._unanswered = None
             return False
-        own = await self._own_later_write(since_then)
+        own = await self._own_later_write(unanswered)
         if own is None:
             return False  # not landed (yet), or written over since
         log.info("holding the lease from our write whose answer never came")
-        self._won(own, since)
+        self._won(own, unanswered.sent_at)
         return True
 
     async def take_over(self, predecessor: str) -> bool:
@@ -248,7 +248,7 @@ class Lease:
         except _Refused:
             return False
         except _Unconfirmed:
-            self._note_unanswered(sent_at)  # if it landed, our next try holds from it
+            self._note_unanswered(last_seq, sent_at)  # if it landed, our next try holds from it
             return False
         self._won(revision, sent_at)
         return True
