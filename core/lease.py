@@ -184,10 +184,10 @@ class Lease:
         if await self._adopt_own_acquire():
             return True
         sent_at = self._clock()
+        last_seq = await self._free_at()
+        if last_seq is None:
+            return False  # held by someone else
         try:
-            last_seq = await self._free_at()
-            if last_seq is None:
-                return False  # held by someone else
             revision = await self._write(self.holder.encode(), last_seq)
         except _Refused:
             return False  # someone else wrote between our read and our write
