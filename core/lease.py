@@ -182,6 +182,7 @@ class Lease:
         if self.state.term is not None:
             return await self.renew()
         if await self._adopt_own_acquire():
+            log.info("holding the lease from our write whose answer never came")
             return True
         sent_at = self._clock()
         last_seq = await self._free_at()
@@ -222,7 +223,6 @@ class Lease:
         own = await self._own_later_write(unanswered)
         if own is None:
             return False  # not landed (yet), or written over since
-        log.info("holding the lease from our write whose answer never came")
         self._won(own, unanswered.sent_at)
         return True
 
@@ -320,7 +320,8 @@ class Lease:
         acquire of ours left unanswered that landed too (a refused start's)."""
         if self.state.term is None:
             with contextlib.suppress(nats.errors.Error, TimeoutError):
-                await self._adopt_own_acquire()
+                if await self._adopt_own_acquire():
+                    log.info("giving back the lease our write whose answer never came took")
         term = self.state.term
         self.state.lost()
         if term is None:
