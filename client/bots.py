@@ -676,10 +676,13 @@ class MarketMaker:
         to the tick, asks up), so the next round's order of sides, which keeps a new price off
         its own opposite quote, compares with the quotes as they rest (before: with the old
         prices, and a move up after a 2:1 split sent the bid first, into its own ask,
-        refused `POST_ONLY_WOULD_TAKE`); and its given centre as the reference: down to the
+        refused `POST_ONLY_WOULD_TAKE`); its given centre as the reference: down to the
         tick, at least one tick (before session 31 the centre stayed in old-share prices and,
         off the new band, the maker quoted at its edge: after a 2:1 split of 187.25, bids at
-        102.87 against 93.62)."""
+        102.87 against 93.62); and the venue's reference it knows, as the venue rescales it
+        (down to the tick). This push comes before the split's `instruments` records, which
+        the venue publishes paced, later: before session 37 the maker checked its rescaled
+        centre against the old band meanwhile, found it off, and dropped it for good."""
         ratio = split_ratio(action)
         if ratio is None:
             return
@@ -687,7 +690,10 @@ class MarketMaker:
         for symbol, quoting in self.quoting_by_symbol.items():
             if quoting.instrument.base != action["asset"]:
                 continue
-            tick = quoting.instrument.tick
+            instrument = quoting.instrument
+            tick = instrument.tick
+            if instrument.reference is not None:
+                instrument.follow(max(_floor(instrument.reference * old / new, tick), tick))
             quoting.ladder = [
                 (
                     None if bid is None else _floor(bid * old / new, tick),
@@ -707,8 +713,8 @@ class MarketMaker:
         quotes around the venue's reference. The band moved with the trades, or with a split
         of an asset the maker held none of (no `corporate_action` push came to rescale the
         centre); quoting at the band's nearer edge bought up to the band's width over the
-        price, or sold under it. Looked at while the market trades only: a split is made
-        halted, and its push may come after its new reference, never after the reopening."""
+        price, or sold under it. Looked at while the market trades only; a split's push
+        rescales the reference known (`_rescale_for_split`), its records may come later."""
         for symbol in list(self.centres):
             quoting = self.quoting_by_symbol.get(symbol)
             if quoting is None or not quoting.instrument.trading():  # not set up, or halted

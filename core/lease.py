@@ -152,6 +152,9 @@ class Lease:
         self._stream = f"KV_{bucket}"  # the stream behind a KV bucket, by JetStream's naming
         self._subject = f"$KV.{bucket}.{key}"
         self._expected = EXPECTED_LAST_SUBJECT_SEQUENCE if shared else EXPECTED_LAST_SEQUENCE
+        # The first of our acquires (or take-overs) left unanswered since we last held: the
+        # revision it expected and when it was sent; one may have landed (`_adopt_own_acquire`).
+        self._unanswered: LeaseTerm | None = None
 
     @classmethod
     async def open(
@@ -178,17 +181,49 @@ class Lease:
         """Take the lease if nobody holds it; True when this contender now holds it."""
         if self.state.term is not None:
             return await self.renew()
+        if await self._adopt_own_acquire():
+            log.info("holding the lease from our write whose answer never came")
+            return True
         sent_at = self._clock()
+        last_seq = await self._free_at()
+        if last_seq is None:
+            return False  # held by someone else
         try:
-            last_seq = await self._free_at()
-            if last_seq is None:
-                return False  # held by someone else
             revision = await self._write(self.holder.encode(), last_seq)
         except _Refused:
             return False  # someone else wrote between our read and our write
         except _Unconfirmed:
-            return False  # if it landed, our next try is refused and the TTL frees it
+            self._note_unanswered(last_seq, sent_at)  # if it landed, our next try holds from it
+            return False
+        self._won(revision, sent_at)
+        return True
+
+    def _note_unanswered(self, expected_seq: int, sent_at: float) -> None:
+        if self._unanswered is None:
+            self._unanswered = LeaseTerm(expected_seq, sent_at, self.state.ttl_s)
+
+    def _won(self, revision: int, sent_at: float) -> None:
+        self._unanswered = None
         self.state.won(revision, sent_at)
+
+    async def _adopt_own_acquire(self) -> bool:
+        """After an acquire or take-over left unanswered: hold the lease from it if it landed
+        (the key's last write is ours, `_own_later_write`, stored after the revision the first
+        such write expected: not an older write of ours left on the key), its term counted from
+        that first write's sending (the one stored was sent then or later: never later than the
+        server's TTL counts); True if so. Before, our own key looked held by another (our
+        name): a venue waited a TTL for it to expire, a core stood by. Once a term counted from
+        then would be over, it is not looked for: the key expires as before."""
+        unanswered = self._unanswered
+        if unanswered is None:
+            return False
+        if self._clock() >= unanswered.ends_at:
+            self._unanswered = None
+            return False
+        own = await self._own_later_write(unanswered)
+        if own is None:
+            return False  # not landed (yet), or written over since
+        self._won(own, unanswered.sent_at)
         return True
 
     async def take_over(self, predecessor: str) -> bool:
@@ -210,9 +245,12 @@ class Lease:
             if last.data != predecessor.encode():
                 return False  # someone else holds it
             revision = await self._write(self.holder.encode(), last_seq)
-        except (_Refused, _Unconfirmed):
-            return False  # (unconfirmed and landed: our next try renews nothing, the TTL frees)
-        self.state.won(revision, sent_at)
+        except _Refused:
+            return False
+        except _Unconfirmed:
+            self._note_unanswered(last_seq, sent_at)  # if it landed, our next try holds from it
+            return False
+        self._won(revision, sent_at)
         return True
 
     async def renew(self) -> bool:
@@ -260,10 +298,10 @@ class Lease:
         return True
 
     async def _own_later_write(self, term: LeaseTerm) -> int | None:
-        """The revision of our own write stored after `term`'s (a renewal whose answer never
-        came), or None when the key's last write is not one: ours when it carries our token
-        (`writer`), is not a delete marker, and its seq is after `term`'s revision. Then NATS
-        stored our compare-and-set on a revision of ours, and nobody has written since (it is
+        """The revision of our own write stored after `term`'s (a renewal, or an acquire,
+        whose answer never came), or None when the key's last write is not one: ours when it
+        carries our token (`writer`), is not a delete marker, and its seq is after `term`'s
+        revision. Then NATS stored our compare-and-set, and nobody has written since (it is
         the last write); a key expired has no last write to match, one deleted by hand or
         written by another (of our name too: a core suspended past its TTL, its monotonic
         clock stopped, whose key a same-named core took) has not ours last. Neither our name
@@ -278,7 +316,12 @@ class Lease:
         return int(last.seq)
 
     async def release(self) -> None:
-        """Give the lease up now (a clean stop), so a standby takes over without the TTL."""
+        """Give the lease up now (a clean stop), so a standby takes over without the TTL; an
+        acquire of ours left unanswered that landed too (a refused start's)."""
+        if self.state.term is None:
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                if await self._adopt_own_acquire():
+                    log.info("giving back the lease our write whose answer never came took")
         term = self.state.term
         self.state.lost()
         if term is None:

@@ -284,6 +284,8 @@ class VenueLease:
                 break
             if holder is None and time.monotonic() <= deadline:
                 pass  # freed meanwhile, or NATS did not answer: try again
+            elif self._this_run(holder) and time.monotonic() <= deadline:
+                pass  # this run's own write, its answer lost: the next try holds from it
             elif not self._same_directory(holder) or time.monotonic() > deadline:
                 raise LeaseHeld(self._refusal(holder, waiting, wait_s))
             elif not waiting:
@@ -315,6 +317,11 @@ class VenueLease:
             extra={"holder": self.holder, "predecessor": holder},
         )
         return True
+
+    def _this_run(self, holder: str | None) -> bool:
+        """Whether `holder` is this run (a per-run name: a venue of a data directory's; a bare
+        name, given, may be another run's too)."""
+        return holder == self.holder and self.holder != self.name
 
     def _same_directory(self, holder: str | None) -> bool:
         """Whether `holder` is a run of this venue's name (its data directory's)."""

@@ -15,7 +15,7 @@ import traceback
 import zlib
 from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 import pytest
@@ -102,6 +102,18 @@ class FatalGuard:
     run goes on. Reached between phases (a leftover thread), it fails the next phase without
     interrupting. Processes the tests start are not guarded: they run their own interpreter
     and exit 70; a child forked from pytest exits 70 too.
+
+    In a teardown the interrupt is `FatalPathInterrupt`, an Exception: pytest runs a node's
+    finalizers catching Exception only, so a KeyboardInterrupt in one (a fixture stopping an
+    in-process venue whose stop reached the path) skipped the others (a monkeypatch left
+    undone, a module's processes left running) and left the node on pytest's stack, failing
+    the next test ("previous item was not torn down properly"). Only the first SIGINT after
+    the guard sent one is the guard's: a user's Ctrl-C after it still stops the run. While
+    `asyncio.run` runs in a teardown, asyncio's own handler takes the SIGINT (it installs one
+    only over Python's default): it cancels the main task, as in a test's call, and the
+    KeyboardInterrupt it then raises is the teardown's `FatalPathInterrupt`. Raised in the
+    loop instead, a stop's `except Exception` (a product's retry loop) swallowed it and the
+    stop ran on to its own end.
     """
 
     def __init__(self) -> None:
@@ -109,6 +121,9 @@ class FatalGuard:
         self.reached: list[str] = []  # each failure's text, until its phase reports it
         self.in_phase = False  # a test's setup, call or teardown is running
         self.interrupted = False  # the main thread was interrupted during this phase
+        # The guard's SIGINT not yet taken by a teardown's handler: read and cleared by the
+        # handler, on the main thread, without the lock (the main thread may hold it).
+        self.interrupt_untaken = False
         self._lock = threading.Lock()  # the hook runs on any thread (the store's, the loop's)
 
     def __call__(self, failure: BaseException | None) -> None:
@@ -119,26 +134,77 @@ class FatalGuard:
         with self._lock:  # sent under the lock: the phase's end, which takes it, then knows
             self.reached.append(text)  # it was sent, and takes it (`_end_phase`)
             if self.in_phase and not self.interrupted:
-                self.interrupted = True
+                self.interrupted = self.interrupt_untaken = True
                 main_thread = threading.main_thread().ident
                 assert main_thread is not None, "the main thread runs pytest"
                 signal.pthread_kill(main_thread, signal.SIGINT)
 
-    def phase(self) -> Generator[None, Any, Any]:
+    def phase(self, teardown: bool = False) -> Generator[None, Any, Any]:
         """Run a test's phase (a hook wrapper's body); fail it if the fatal path was reached
-        in it (or since the last phase): the KeyboardInterrupt sent for it is not the user's."""
+        in it (or since the last phase): the KeyboardInterrupt (a teardown's
+        `FatalPathInterrupt`) sent for it is not the user's."""
+        undo = self._interrupt_teardown_as_exception() if teardown else None
         with self._lock:
-            self.in_phase, self.interrupted = True, False
+            self.in_phase, self.interrupted, self.interrupt_untaken = True, False, False
         try:
             result = yield
-        except BaseException:
-            if not self.reached:
-                raise
+        except BaseException as error:
+            if not self.reached or (teardown and isinstance(error, KeyboardInterrupt)):
+                raise  # not the guard's (a teardown's is `FatalPathInterrupt`): the user's
             result = None
         finally:
             self._end_phase()
+            if undo is not None:
+                undo()
         self.report()
         return result
+
+    def _interrupt_teardown_as_exception(self) -> Callable[[], None] | None:
+        """SIGINT raises `FatalPathInterrupt` when it is the guard's (the user's Ctrl-C is
+        still KeyboardInterrupt), and `asyncio.run` cancels its main task on it (its
+        KeyboardInterrupt, the guard's, becomes `FatalPathInterrupt`); a function undoing
+        both, or None off the main thread."""
+        if threading.current_thread() is not threading.main_thread():
+            return None  # only the main thread sets handlers (and is interrupted)
+
+        def interrupted(signum: int, frame: Any) -> None:
+            if self._take_interrupt():
+                raise FatalPathInterrupt(TEARDOWN_INTERRUPTED)
+            signal.default_int_handler(signum, frame)
+
+        run = asyncio.Runner.run
+
+        def run_cancelled_by_asyncio(runner: asyncio.Runner, *args: Any, **kwargs: Any) -> Any:
+            on_main_thread = threading.current_thread() is threading.main_thread()
+            if not on_main_thread or signal.getsignal(signal.SIGINT) is not interrupted:
+                return run(runner, *args, **kwargs)  # a thread's loop, or one nested
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # asyncio's goes over it
+            try:
+                return run(runner, *args, **kwargs)
+            except KeyboardInterrupt:
+                # asyncio's after its cancel on the run's one SIGINT, the guard's; on a second
+                # (the user's Ctrl-C after it) raised at once, the user's
+                one_sigint = getattr(runner, "_interrupt_count", 1) == 1
+                if one_sigint and self._take_interrupt():
+                    raise FatalPathInterrupt(TEARDOWN_INTERRUPTED) from None
+                raise
+            finally:
+                signal.signal(signal.SIGINT, interrupted)
+
+        handler_before = signal.signal(signal.SIGINT, interrupted)
+        asyncio.Runner.run = run_cancelled_by_asyncio  # type: ignore[method-assign]
+
+        def undo() -> None:
+            asyncio.Runner.run = run  # type: ignore[method-assign]
+            signal.signal(signal.SIGINT, handler_before)
+
+        return undo
+
+    def _take_interrupt(self) -> bool:
+        """Whether the SIGINT come is the guard's: the first since it sent one (on the main
+        thread, in a signal handler or after asyncio's: no lock, which that thread may hold)."""
+        taken, self.interrupt_untaken = self.interrupt_untaken, False
+        return taken
 
     def _end_phase(self) -> None:
         """End the phase; the SIGINT sent during it, if not taken yet (sent as it ended), is
@@ -152,7 +218,7 @@ class FatalGuard:
                 if interrupted:
                     _take_pending_sigint()
                 return
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, FatalPathInterrupt):
                 continue
 
     def report(self) -> None:
@@ -165,6 +231,14 @@ class FatalGuard:
                 + "\n".join(reached),
                 pytrace=False,
             )
+
+
+TEARDOWN_INTERRUPTED: Final = "a venue reached its fatal path during this teardown"
+
+
+class FatalPathInterrupt(Exception):
+    """The guard's interrupt of a teardown (`FatalGuard`): an Exception, which pytest's
+    teardown catches per finalizer and goes on with the next."""
 
 
 def _take_pending_sigint() -> None:
@@ -216,7 +290,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, Any, Any]:
-    return (yield from _fatal_guard.phase())
+    return (yield from _fatal_guard.phase(teardown=True))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -285,9 +359,9 @@ class Venue:
         return client
 
 
-async def start_venue(data_dir: Path) -> Venue:
-    config = venue_config.load(SAMPLE_CONFIG)
-    server = VenueServer(config, data_dir)
+async def start_venue(data_dir: Path, config: venue_config.VenueConfig | None = None) -> Venue:
+    """A venue of `config` (the sample's by default) on an ephemeral port."""
+    server = VenueServer(config or venue_config.load(SAMPLE_CONFIG), data_dir)
     port = await server.start("127.0.0.1", 0)
     return Venue(server, port)
 

@@ -143,6 +143,210 @@ def test_the_guards_interrupt_sent_as_the_phase_ends_fails_that_test_only(
     assert "OSError: the disk is gone" in run.stdout
 
 
+# A venue stopped by a fixture's teardown (as `BackgroundVenue` is) reaches its fatal path on
+# its thread while the teardown waits for it. The guard's KeyboardInterrupt went through
+# pytest's teardown, which catches Exception per finalizer: the teardown's other finalizers
+# never ran (a monkeypatch left, a module's processes left running) and the class, still on
+# pytest's stack, failed the next test ("previous item was not torn down properly").
+TEARDOWN_TESTS = """
+import threading
+
+import pytest
+
+from core import sequencer
+
+finalized = []
+
+
+@pytest.fixture(scope="class")
+def shared():
+    yield
+    finalized.append("the class's fixture")
+
+
+class TestAVenueStoppedByAFixture:
+    @pytest.fixture
+    def other(self):
+        yield
+        finalized.append("the test's other fixture")
+
+    @pytest.fixture
+    def venue(self):
+        yield
+        failure = OSError("the disk is gone")
+        threading.Thread(target=sequencer.fatal_hook, args=(failure,)).start()
+        threading.Event().wait(60)  # the stop waits for the venue's thread: interrupted
+        finalized.append("the venue's stop, after the interrupt")
+
+    def test_a_venue_failing_as_its_fixture_stops_it(self, shared, other, venue):
+        pass
+
+
+def test_the_run_goes_on():
+    assert finalized == ["the test's other fixture", "the class's fixture"]
+"""
+
+
+def test_the_guards_interrupt_in_a_teardown_leaves_the_other_finalizers_to_run(
+    tmp_path: Path,
+) -> None:
+    run = _pytest(tmp_path, "-p", "tests.conftest", tests=TEARDOWN_TESTS)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert re.search(r"^2 passed, 1 error", run.stdout, re.MULTILINE), run.stdout
+    assert "ERROR test_tiny.py::TestAVenueStoppedByAFixture::test_a_venue_failing_as" in run.stdout
+    assert "OSError: the disk is gone" in run.stdout
+    assert "not torn down properly" not in run.stdout
+
+
+# A teardown stopping a venue with `asyncio.run` (the venue's stop as most fixtures run it):
+# asyncio cancels its main task on a SIGINT only where it could install its own handler (over
+# Python's default). The stop's steps here catch Exception, as a product's retry loop does: a
+# `FatalPathInterrupt` raised in one was swallowed, and the stop ran on to its own end.
+ASYNCIO_TEARDOWN_TESTS = """
+import asyncio
+import threading
+import time
+
+import pytest
+
+from core import sequencer
+
+finalized = []
+STOP_BOUND_S = 20  # the stop's own end, had it not been cancelled
+
+
+@pytest.fixture
+def venue():
+    yield
+
+    async def stop():
+        failure = OSError("the disk is gone")
+        threading.Thread(target=sequencer.fatal_hook, args=(failure,)).start()
+        deadline = time.monotonic() + STOP_BOUND_S
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    time.sleep(0.01)  # a step of the stop, interrupted
+                except Exception:
+                    pass  # a product's loop goes on after an error
+                await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            finalized.append("cancelled")
+            raise
+        finalized.append("ran to its own end")
+
+    asyncio.run(stop())
+
+
+def test_a_venue_failing_as_its_fixture_stops_it_with_asyncio(venue):
+    pass
+
+
+def test_the_run_goes_on():
+    assert finalized == ["cancelled"]
+"""
+
+
+def test_the_guards_interrupt_in_a_teardown_running_asyncio_cancels_its_main_task(
+    tmp_path: Path,
+) -> None:
+    run = _pytest(tmp_path, "-p", "tests.conftest", tests=ASYNCIO_TEARDOWN_TESTS)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert re.search(r"^2 passed, 1 error", run.stdout, re.MULTILINE), run.stdout
+    assert "ERROR test_tiny.py::test_a_venue_failing_as_its_fixture_stops_it_with" in run.stdout
+    assert "OSError: the disk is gone" in run.stdout
+
+
+# The guard's interrupt is the first SIGINT after it sent one, no more: a user's Ctrl-C in the
+# same teardown (here, the fixture sends it once the guard's came) still stops the run.
+CTRL_C_TEARDOWN_TESTS = """
+import os
+import signal
+import threading
+
+import pytest
+
+from core import sequencer
+
+
+@pytest.fixture
+def venue():
+    yield
+    failure = OSError("the disk is gone")
+    try:
+        threading.Thread(target=sequencer.fatal_hook, args=(failure,)).start()
+        threading.Event().wait(60)  # the stop waits for the venue's thread: interrupted
+    except Exception:
+        pass  # the guard's interrupt, taken by a product's loop
+    os.kill(os.getpid(), signal.SIGINT)  # the user's Ctrl-C
+    threading.Event().wait(60)
+
+
+def test_a_venue_failing_as_its_fixture_stops_it(venue):
+    pass
+
+
+def test_not_run_after_the_users_ctrl_c():
+    pass
+"""
+
+
+def test_a_users_ctrl_c_after_the_guards_interrupt_in_a_teardown_stops_the_run(
+    tmp_path: Path,
+) -> None:
+    run = _pytest(tmp_path, "-p", "tests.conftest", tests=CTRL_C_TEARDOWN_TESTS)
+    assert run.returncode != 0, run.stdout + run.stderr
+    assert "!! KeyboardInterrupt !!" in run.stdout, run.stdout  # pytest's: the run stopped
+    assert "1 passed" in run.stdout and "2 passed" not in run.stdout, run.stdout
+
+
+# The same in a teardown's `asyncio.run`: asyncio's handler cancels the main task on the
+# guard's SIGINT and raises KeyboardInterrupt on the next, the user's, which stops the run.
+ASYNCIO_CTRL_C_TEARDOWN_TESTS = """
+import asyncio
+import os
+import signal
+import threading
+
+import pytest
+
+from core import sequencer
+
+
+@pytest.fixture
+def venue():
+    yield
+
+    async def stop():
+        failure = OSError("the disk is gone")
+        threading.Thread(target=sequencer.fatal_hook, args=(failure,)).start()
+        try:
+            await asyncio.sleep(60)  # the stop waits for the venue: cancelled
+        except asyncio.CancelledError:
+            os.kill(os.getpid(), signal.SIGINT)  # the user's Ctrl-C as the stop ends
+            await asyncio.sleep(60)
+
+    asyncio.run(stop())
+
+
+def test_a_venue_failing_as_its_fixture_stops_it(venue):
+    pass
+
+
+def test_not_run_after_the_users_ctrl_c():
+    pass
+"""
+
+
+def test_a_users_ctrl_c_after_the_guards_interrupt_in_a_teardowns_asyncio_run_stops_the_run(
+    tmp_path: Path,
+) -> None:
+    run = _pytest(tmp_path, "-p", "tests.conftest", tests=ASYNCIO_CTRL_C_TEARDOWN_TESTS)
+    assert run.returncode != 0, run.stdout + run.stderr
+    assert "!! KeyboardInterrupt !!" in run.stdout, run.stdout  # pytest's: the run stopped
+    assert "1 passed" in run.stdout and "2 passed" not in run.stdout, run.stdout
+
+
 def test_temporary_files_go_to_a_writable_directory_with_room_when_tmpdir_is_unset(
     tmp_path: Path,
 ) -> None:

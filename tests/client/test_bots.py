@@ -49,7 +49,7 @@ from engine.venue import Venue as EngineVenue
 from engine.venue import VenueConfig
 from settlement.ledger import Ledger
 from tests.client.test_admin_cli import BackgroundVenue
-from tests.conftest import KEYS, ROOT, TEST_TIMEOUT_S, Venue
+from tests.conftest import KEYS, ROOT, TEST_TIMEOUT_S, Venue, start_venue
 from tests.core.test_sample_config import midnight_us
 from tests.gateway.test_crash import free_port
 from tests.sample_config import RUNWAY_DAYS, SAMPLE_CONFIG, bill_dates, sample_bill
@@ -1277,26 +1277,55 @@ def test_a_split_rescales_the_makers_given_centre(run_venue: Any) -> None:
     the band's top edge, bidding 102.87 for shares the venue priced at 93.62 and asking
     nothing. Holding AAPLx, it is told the split's ratio (`corporate_action`) and rescales
     its centre as the venue rescales prices: 95.00, inside the band, quoted both sides."""
+    run_venue(_a_split_rescales_the_given_centre)
 
-    async def scenario(venue: Venue) -> None:
-        centres = {SYMBOL: Decimal("190.00")}
-        maker = MarketMaker(venue.url(), *KEYS["alpha"], SYMBOL, SPREAD_BPS, SIZE,
-                            levels=LEVELS, interval_s=0.1, listed=LISTED,
-                            centres=centres)  # fmt: skip
-        stop = asyncio.Event()
-        task = asyncio.create_task(maker.run(stop))
-        await asyncio.wait_for(maker.quoting.wait(), READY_TIMEOUT_S)
-        await _split_two_for_one(venue, "taker")
-        orders = await _quotes_after_rounds(venue, maker, 3)
-        stop.set()
-        await task
-        bids, asks = _bids_and_asks(orders)
-        assert len(bids) == len(asks) == LEVELS, orders
-        assert max(bids) < Decimal("95.00") < min(asks), (bids, asks)
-        assert all(map(_within_the_split_band, bids + asks)), (bids, asks)
-        assert maker.centres == {SYMBOL: Decimal("95.00")}
 
-    run_venue(scenario)
+# Publications paced this far apart (a venue's `market_data_interval_ms`; a loaded machine's
+# late timers do the same): a command's private pushes come well before its public records.
+PUBLICATIONS_PACED_MS = 300
+
+
+def test_a_split_rescales_the_makers_given_centre_before_the_venue_publishes_it(
+    tmp_path: Path,
+) -> None:
+    """The finding (session 37, a test failing under load): the split's `corporate_action`
+    push (private, sent at once) came before the `instruments` records of the halt and of
+    the new reference (public, paced): the maker rescaled its centre to 95.00, then, the
+    market still open at 187.25 as far as it knew, found it off that band and dropped it for
+    good, quoting around the venue's reference from then on. The split rescales the
+    reference the maker knows too, as the venue does (down to the tick)."""
+    config = venue_config.load(SAMPLE_CONFIG)
+    paced = msgspec.structs.replace(config.venue, market_data_interval_ms=PUBLICATIONS_PACED_MS)
+
+    async def main() -> None:
+        venue = await start_venue(tmp_path / "data", msgspec.structs.replace(config, venue=paced))
+        try:
+            await asyncio.wait_for(_a_split_rescales_the_given_centre(venue), TEST_TIMEOUT_S)
+        finally:
+            for client in venue.clients:
+                await client.close()
+            await venue.server.stop()
+
+    asyncio.run(main())
+
+
+async def _a_split_rescales_the_given_centre(venue: Venue) -> None:
+    centres = {SYMBOL: Decimal("190.00")}
+    maker = MarketMaker(venue.url(), *KEYS["alpha"], SYMBOL, SPREAD_BPS, SIZE,
+                        levels=LEVELS, interval_s=0.1, listed=LISTED,
+                        centres=centres)  # fmt: skip
+    stop = asyncio.Event()
+    task = asyncio.create_task(maker.run(stop))
+    await asyncio.wait_for(maker.quoting.wait(), READY_TIMEOUT_S)
+    await _split_two_for_one(venue, "taker")
+    orders = await _quotes_after_rounds(venue, maker, 3)
+    stop.set()
+    await task
+    bids, asks = _bids_and_asks(orders)
+    assert len(bids) == len(asks) == LEVELS, orders
+    assert max(bids) < Decimal("95.00") < min(asks), (bids, asks)
+    assert all(map(_within_the_split_band, bids + asks)), (bids, asks)
+    assert maker.centres == {SYMBOL: Decimal("95.00")}
 
 
 def test_a_given_centre_the_band_moved_off_gives_way_to_the_venues_reference(

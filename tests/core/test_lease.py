@@ -6,6 +6,7 @@ over; and a shared bucket of one key per holder (the gateways' leases), read by 
 
 import asyncio
 import itertools
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
@@ -235,6 +236,176 @@ def test_a_release_after_its_term_leaves_a_same_named_successor_s_key_alone(
         assert await successor.holder_now() == "core"
         assert not await third.try_acquire(), "the successor's key was deleted"
         assert await successor.renew() and successor.held()
+
+    with_jetstream(node, scenario)
+
+
+async def acquired_unanswered(lease: Lease) -> None:
+    """An acquire of `lease` that NATS stores but whose answer never comes: not held."""
+    stored = lease.js.publish
+
+    async def stored_unanswered(*args: Any, **kwargs: Any) -> Any:
+        await stored(*args, **kwargs)
+        raise nats.errors.TimeoutError
+
+    lease.js.publish = stored_unanswered  # type: ignore[method-assign]
+    try:
+        assert not await lease.try_acquire(), "unconfirmed: not held"
+    finally:
+        lease.js.publish = stored  # type: ignore[method-assign]
+    assert await lease.holder_now() == lease.holder, "stored all the same"
+
+
+def test_an_acquire_stored_but_unanswered_is_held_at_the_next_try(node: NatsCluster) -> None:
+    """An acquire lands but its answer never comes (1 s of request timeout on a loaded
+    machine): the next try finds the key's last write ours (our token) and holds from it.
+    Before, it saw the key held, by its own name: a venue waited a TTL for it to expire ("held
+    under this venue's name ... waiting for it to expire"), a core stood by as a standby."""
+
+    async def scenario(js: JetStreamContext) -> None:
+        active, other = await contenders(js, 2, ttl_s=LONG_TTL_S)
+        await acquired_unanswered(active)
+        assert not await other.try_acquire()
+        assert await active.try_acquire(), "its own stored write: held"
+        assert active.held()
+        assert await active.renew()
+        assert not await other.try_acquire()
+        await active.release()
+        assert await other.try_acquire(), "released at once"
+
+    with_jetstream(node, scenario)
+
+
+def test_a_release_after_an_acquire_stored_but_unanswered_frees_the_lease_at_once(
+    node: NatsCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A start refused after its acquire went unanswered gives the lease back: its write,
+    landed, is deleted; before, it held the key a TTL under a run that had stopped. The log
+    says it gives it back (not that it holds it)."""
+
+    async def scenario(js: JetStreamContext) -> None:
+        refused, other = await contenders(js, 2, ttl_s=LONG_TTL_S)
+        await acquired_unanswered(refused)
+        with caplog.at_level(logging.INFO, logger="venue.cluster"):
+            await refused.release()
+        assert await other.try_acquire(), "given back at once"
+
+    with_jetstream(node, scenario)
+    assert "giving back the lease our write whose answer never came took" in caplog.text
+    assert "holding the lease" not in caplog.text, caplog.text
+
+
+async def unanswered(lease: Lease, write: Callable[[], Awaitable[bool]], stored: bool) -> None:
+    """`write` (an acquire or take-over of `lease`) left unanswered: NATS stores it or not."""
+    publish = lease.js.publish
+
+    async def timed_out(*args: Any, **kwargs: Any) -> Any:
+        if stored:
+            await publish(*args, **kwargs)
+        raise nats.errors.TimeoutError
+
+    lease.js.publish = timed_out  # type: ignore[method-assign]
+    try:
+        assert not await write(), "unconfirmed: not held"
+    finally:
+        lease.js.publish = publish  # type: ignore[method-assign]
+
+
+class FakeClock:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_term_held_from_an_unanswered_acquire_counts_from_when_it_was_sent(
+    node: NatsCluster,
+) -> None:
+    """The term adopted is counted from the unanswered write's sending, not from the try that
+    found it stored: the server's TTL ran from the storing, which was no sooner."""
+
+    async def scenario(js: JetStreamContext) -> None:
+        (active,) = await contenders(js, 1, ttl_s=LONG_TTL_S)
+        active._clock = clock = FakeClock()
+        sent_at = clock.now
+        await unanswered(active, active.try_acquire, stored=True)
+        clock.now += 3.0
+        assert await active.try_acquire()
+        assert active.state.term is not None and active.state.term.sent_at == sent_at
+        clock.now = sent_at + LONG_TTL_S * SAFE_FRACTION
+        assert not active.held(), "its term ends 0.8 TTL after the unanswered write was sent"
+
+    with_jetstream(node, scenario)
+
+
+def test_an_unanswered_acquire_is_not_held_from_once_its_term_would_be_over(
+    node: NatsCluster,
+) -> None:
+    """Past 0.8 TTL of the unanswered write's sending, a term from it would be over: the next
+    try does not hold from it (the key expires by its TTL as before)."""
+
+    async def scenario(js: JetStreamContext) -> None:
+        (active,) = await contenders(js, 1, ttl_s=LONG_TTL_S)
+        active._clock = clock = FakeClock()
+        await unanswered(active, active.try_acquire, stored=True)
+        clock.now += LONG_TTL_S * SAFE_FRACTION
+        assert not await active.try_acquire(), "a term over is not held"
+        assert not active.held()
+
+    with_jetstream(node, scenario)
+
+
+def test_a_take_over_stored_but_unanswered_is_held_at_the_next_try(node: NatsCluster) -> None:
+    async def scenario(js: JetStreamContext) -> None:
+        old, restarted, other = await contenders(js, 3, ttl_s=LONG_TTL_S)
+        assert await old.try_acquire()
+        await unanswered(restarted, lambda: restarted.take_over(old.holder), stored=True)
+        assert await restarted.holder_now() == restarted.holder, "stored all the same"
+        assert await restarted.try_acquire(), "its own stored take-over: held"
+        assert not await other.try_acquire()
+        await restarted.release()
+        assert await other.try_acquire(), "released at once"
+
+    with_jetstream(node, scenario)
+
+
+def test_a_namesake_whose_own_acquire_was_never_stored_does_not_hold_another_s_write(
+    node: NatsCluster,
+) -> None:
+    """Two contenders of one name (two cores started without --name): the one whose acquire
+    went unanswered, never stored, finds the key held by the other's write (its name, not its
+    token) and does not hold from it."""
+
+    async def scenario(js: JetStreamContext) -> None:
+        bucket = f"lease_{next(_buckets)}"
+        first, namesake = [
+            await Lease.open(js, "core", bucket=bucket, ttl_s=LONG_TTL_S) for _ in range(2)
+        ]
+        await unanswered(namesake, namesake.try_acquire, stored=False)
+        assert await first.try_acquire()
+        assert not await namesake.try_acquire(), "its namesake's write is not its own"
+        assert not namesake.held()
+        assert await first.renew()
+
+    with_jetstream(node, scenario)
+
+
+def test_an_unanswered_take_over_does_not_hold_from_our_own_write_stored_before_it(
+    node: NatsCluster,
+) -> None:
+    """Only a write stored after the unanswered one's expected revision can be it: our older
+    write still on the key (a term given up while it stayed) is not held from."""
+
+    async def scenario(js: JetStreamContext) -> None:
+        (active,) = await contenders(js, 1, ttl_s=LONG_TTL_S)
+        assert await active.try_acquire()
+        active.state.lost()  # its term given up; its write stays on the key
+        await unanswered(active, lambda: active.take_over(active.holder), stored=False)
+        assert not await active.try_acquire(), "the older write is not the unanswered one"
+        assert not active.held()
 
     with_jetstream(node, scenario)
 

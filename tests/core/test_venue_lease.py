@@ -20,7 +20,7 @@ import pytest
 from cluster.nats import NatsCluster, free_ports, nats_server_binary
 from core.jetstream_journal import JournalUnavailable
 from core.journal import DanglingLink, JournalError
-from core.lease import BUCKET_DEFAULT, KEY_DEFAULT, Lease
+from core.lease import BUCKET_DEFAULT, KEY_DEFAULT, Lease, _Unconfirmed
 from core.venue_lease import (
     LEASE_LOCK_FILE,
     LEASE_RUNS_FILE,
@@ -136,6 +136,7 @@ def venue_lease(url: str, data_dir: Path, losses: Losses) -> VenueLease:
 # a run it knows stopped: how a test tells a take at once from one that waited, unclocked.
 WAITED = "waiting up to"
 TOOK_OVER = "took the lease over from a run of this data directory that is gone"
+OWN_WRITE_HELD = "holding the lease from our write whose answer never came"
 
 
 async def logged_take(lease: VenueLease, caplog: pytest.LogCaptureFixture) -> str:
@@ -178,6 +179,36 @@ def test_a_run_recorded_on_another_lock_file_or_kernel_is_waited_for(
         assert WAITED in logged and TOOK_OVER not in logged, logged  # waited for the expiry
         assert await restarted.holder_now() == restarted.holder
         await restarted.release()
+
+    run(scenario())
+
+
+def test_a_start_whose_acquire_landed_unanswered_holds_it_without_a_warning(
+    node: NatsCluster, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: Any
+) -> None:
+    """Its first write's answer never came (a loaded machine), the write stored: the key is
+    this run's own, held from at the next try. The log does not take it for another run's key
+    left by an unclean stop, to wait for."""
+    data_dir = tmp_path / "data"
+    write = Lease._write
+    unanswered: list[int] = []
+
+    async def first_unanswered(lease: Lease, *args: Any, **kwargs: Any) -> int:
+        revision = await write(lease, *args, **kwargs)
+        if not unanswered:
+            unanswered.append(revision)
+            raise _Unconfirmed
+        return revision
+
+    async def scenario() -> None:
+        monkeypatch.setattr(Lease, "_write", first_unanswered)
+        started = venue_lease(node.url, data_dir, Losses())
+        logged = await logged_take(started, caplog)
+        assert unanswered, "its first write was stored, unanswered"
+        assert "did not stop cleanly" not in logged and WAITED not in logged, logged
+        assert OWN_WRITE_HELD in logged, logged
+        assert await started.holder_now() == started.holder
+        await started.release()
 
     run(scenario())
 
