@@ -182,10 +182,7 @@ class FatalGuard:
             try:
                 return run(runner, *args, **kwargs)
             except KeyboardInterrupt:
-                # asyncio's after its cancel on the run's one SIGINT, the guard's; on a second
-                # (the user's Ctrl-C after it) raised at once, the user's
-                one_sigint = getattr(runner, "_interrupt_count", 1) == 1
-                if one_sigint and self._take_interrupt():
+                if self._take_interrupt():
                     raise FatalPathInterrupt(TEARDOWN_INTERRUPTED) from None
                 raise
             finally:

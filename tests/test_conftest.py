@@ -300,53 +300,6 @@ def test_a_users_ctrl_c_after_the_guards_interrupt_in_a_teardown_stops_the_run(
     assert "1 passed" in run.stdout and "2 passed" not in run.stdout, run.stdout
 
 
-# The same in a teardown's `asyncio.run`: asyncio's handler cancels the main task on the
-# guard's SIGINT and raises KeyboardInterrupt on the next, the user's, which stops the run.
-ASYNCIO_CTRL_C_TEARDOWN_TESTS = """
-import asyncio
-import os
-import signal
-import threading
-
-import pytest
-
-from core import sequencer
-
-
-@pytest.fixture
-def venue():
-    yield
-
-    async def stop():
-        failure = OSError("the disk is gone")
-        threading.Thread(target=sequencer.fatal_hook, args=(failure,)).start()
-        try:
-            await asyncio.sleep(60)  # the stop waits for the venue: cancelled
-        except asyncio.CancelledError:
-            os.kill(os.getpid(), signal.SIGINT)  # the user's Ctrl-C as the stop ends
-            await asyncio.sleep(60)
-
-    asyncio.run(stop())
-
-
-def test_a_venue_failing_as_its_fixture_stops_it(venue):
-    pass
-
-
-def test_not_run_after_the_users_ctrl_c():
-    pass
-"""
-
-
-def test_a_users_ctrl_c_after_the_guards_interrupt_in_a_teardowns_asyncio_run_stops_the_run(
-    tmp_path: Path,
-) -> None:
-    run = _pytest(tmp_path, "-p", "tests.conftest", tests=ASYNCIO_CTRL_C_TEARDOWN_TESTS)
-    assert run.returncode != 0, run.stdout + run.stderr
-    assert "!! KeyboardInterrupt !!" in run.stdout, run.stdout  # pytest's: the run stopped
-    assert "1 passed" in run.stdout and "2 passed" not in run.stdout, run.stdout
-
-
 def test_temporary_files_go_to_a_writable_directory_with_room_when_tmpdir_is_unset(
     tmp_path: Path,
 ) -> None:
