@@ -15,7 +15,7 @@ import traceback
 import zlib
 from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import msgspec
 import pytest
@@ -107,13 +107,7 @@ class FatalGuard:
     finalizers catching Exception only, so a KeyboardInterrupt in one (a fixture stopping an
     in-process venue whose stop reached the path) skipped the others (a monkeypatch left
     undone, a module's processes left running) and left the node on pytest's stack, failing
-    the next test ("previous item was not torn down properly"). Only the first SIGINT after
-    the guard sent one is the guard's: a user's Ctrl-C after it still stops the run. While
-    `asyncio.run` runs in a teardown, asyncio's own handler takes the SIGINT (it installs one
-    only over Python's default): it cancels the main task, as in a test's call, and the
-    KeyboardInterrupt it then raises is the teardown's `FatalPathInterrupt`. Raised in the
-    loop instead, a stop's `except Exception` (a product's retry loop) swallowed it and the
-    stop ran on to its own end.
+    the next test ("previous item was not torn down properly").
     """
 
     def __init__(self) -> None:
@@ -121,9 +115,6 @@ class FatalGuard:
         self.reached: list[str] = []  # each failure's text, until its phase reports it
         self.in_phase = False  # a test's setup, call or teardown is running
         self.interrupted = False  # the main thread was interrupted during this phase
-        # The guard's SIGINT not yet taken by a teardown's handler: read and cleared by the
-        # handler, on the main thread, without the lock (the main thread may hold it).
-        self.interrupt_untaken = False
         self._lock = threading.Lock()  # the hook runs on any thread (the store's, the loop's)
 
     def __call__(self, failure: BaseException | None) -> None:
@@ -134,7 +125,7 @@ class FatalGuard:
         with self._lock:  # sent under the lock: the phase's end, which takes it, then knows
             self.reached.append(text)  # it was sent, and takes it (`_end_phase`)
             if self.in_phase and not self.interrupted:
-                self.interrupted = self.interrupt_untaken = True
+                self.interrupted = True
                 main_thread = threading.main_thread().ident
                 assert main_thread is not None, "the main thread runs pytest"
                 signal.pthread_kill(main_thread, signal.SIGINT)
@@ -143,65 +134,34 @@ class FatalGuard:
         """Run a test's phase (a hook wrapper's body); fail it if the fatal path was reached
         in it (or since the last phase): the KeyboardInterrupt (a teardown's
         `FatalPathInterrupt`) sent for it is not the user's."""
-        undo = self._interrupt_teardown_as_exception() if teardown else None
+        handler_before = self._interrupt_teardown_as_exception() if teardown else None
         with self._lock:
-            self.in_phase, self.interrupted, self.interrupt_untaken = True, False, False
+            self.in_phase, self.interrupted = True, False
         try:
             result = yield
-        except BaseException as error:
-            if not self.reached or (teardown and isinstance(error, KeyboardInterrupt)):
-                raise  # not the guard's (a teardown's is `FatalPathInterrupt`): the user's
+        except BaseException:
+            if not self.reached:
+                raise
             result = None
         finally:
             self._end_phase()
-            if undo is not None:
-                undo()
+            if handler_before is not None:
+                signal.signal(signal.SIGINT, handler_before)
         self.report()
         return result
 
-    def _interrupt_teardown_as_exception(self) -> Callable[[], None] | None:
-        """SIGINT raises `FatalPathInterrupt` when it is the guard's (the user's Ctrl-C is
-        still KeyboardInterrupt), and `asyncio.run` cancels its main task on it (its
-        KeyboardInterrupt, the guard's, becomes `FatalPathInterrupt`); a function undoing
-        both, or None off the main thread."""
+    def _interrupt_teardown_as_exception(self) -> Any:
+        """SIGINT raises `FatalPathInterrupt` when the guard sent it (the user's Ctrl-C is
+        still KeyboardInterrupt); the handler it replaces, or None off the main thread."""
         if threading.current_thread() is not threading.main_thread():
             return None  # only the main thread sets handlers (and is interrupted)
 
         def interrupted(signum: int, frame: Any) -> None:
-            if self._take_interrupt():
-                raise FatalPathInterrupt(TEARDOWN_INTERRUPTED)
+            if self.interrupted:
+                raise FatalPathInterrupt("a venue reached its fatal path during this teardown")
             signal.default_int_handler(signum, frame)
 
-        run = asyncio.Runner.run
-
-        def run_cancelled_by_asyncio(runner: asyncio.Runner, *args: Any, **kwargs: Any) -> Any:
-            on_main_thread = threading.current_thread() is threading.main_thread()
-            if not on_main_thread or signal.getsignal(signal.SIGINT) is not interrupted:
-                return run(runner, *args, **kwargs)  # a thread's loop, or one nested
-            signal.signal(signal.SIGINT, signal.default_int_handler)  # asyncio's goes over it
-            try:
-                return run(runner, *args, **kwargs)
-            except KeyboardInterrupt:
-                if self._take_interrupt():
-                    raise FatalPathInterrupt(TEARDOWN_INTERRUPTED) from None
-                raise
-            finally:
-                signal.signal(signal.SIGINT, interrupted)
-
-        handler_before = signal.signal(signal.SIGINT, interrupted)
-        asyncio.Runner.run = run_cancelled_by_asyncio  # type: ignore[method-assign]
-
-        def undo() -> None:
-            asyncio.Runner.run = run  # type: ignore[method-assign]
-            signal.signal(signal.SIGINT, handler_before)
-
-        return undo
-
-    def _take_interrupt(self) -> bool:
-        """Whether the SIGINT come is the guard's: the first since it sent one (on the main
-        thread, in a signal handler or after asyncio's: no lock, which that thread may hold)."""
-        taken, self.interrupt_untaken = self.interrupt_untaken, False
-        return taken
+        return signal.signal(signal.SIGINT, interrupted)
 
     def _end_phase(self) -> None:
         """End the phase; the SIGINT sent during it, if not taken yet (sent as it ended), is
@@ -228,9 +188,6 @@ class FatalGuard:
                 + "\n".join(reached),
                 pytrace=False,
             )
-
-
-TEARDOWN_INTERRUPTED: Final = "a venue reached its fatal path during this teardown"
 
 
 class FatalPathInterrupt(Exception):
