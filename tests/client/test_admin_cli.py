@@ -904,7 +904,9 @@ def test_a_proxy_passes_the_answer_not_a_heartbeat_come_before_it(
 
     async def ping_after_a_silence() -> Any:
         async with connect(f"ws://127.0.0.1:{venue.port}/ws/trade") as upstream:
-            await asyncio.sleep(HEARTBEAT_AFTER_S * 1.5)  # the venue sends one meanwhile
+            # the venue sends one ~1.25 s into the silence (a 0.25 s tick): three times the
+            # silence leaves a loaded machine's late tick room (1.5x left it 0.25 s)
+            await asyncio.sleep(HEARTBEAT_AFTER_S * 3)
             await upstream.send(json.dumps({"id": 7, "method": "ping"}))
             return json.loads(await answer_from(upstream, heartbeats))
 
