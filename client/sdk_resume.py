@@ -470,14 +470,53 @@ class Resuming:
         for symbol, depth in list(self._book_depths.items()):
             if self._book_depths.get(symbol) != depth:
                 continue
-            book = self.books.get(symbol)
-            if book is not None and book.depth != depth:  # another tier's, held behind this
-                params = {"ch": "book", "symbols": [symbol], "depth": depth}
-                await self.request("subscribe", params)  # (the local book stays the last's)
-            else:
-                await self.subscribe_book(symbol, depth)
+            try:
+                await self._follow_book_again(symbol, depth)
+            except VenueError as refused:
+                if refused.code != ErrorCode.UNKNOWN_SYMBOL:
+                    raise
+                self._drop_unlisted(f"book:{symbol}:{depth}", refused)
         for params in _subscriptions(self._streams):
+            await self._follow_streams_again(params)
+
+    async def _follow_book_again(self, symbol: str, depth: int) -> None:
+        """Subscribe the book of `symbol` again at the tier answered, into a fresh local book
+        (but one of another tier asked for since, held behind this: that book stays)."""
+        book = self.books.get(symbol)
+        if book is not None and book.depth != depth:  # another tier's, held behind this
+            params = {"ch": "book", "symbols": [symbol], "depth": depth}
+            await self.request("subscribe", params)  # (the local book stays the last's)
+        else:
+            await self.subscribe_book(symbol, depth)
+
+    async def _follow_streams_again(self, params: dict[str, Any]) -> None:
+        """Subscribe public streams again (one channel's, several symbols); refused for a
+        symbol the venue no longer lists, each symbol again alone, so that those it lists
+        are followed and only the others dropped (`_drop_unlisted`)."""
+        try:
             await self.request("subscribe", params)
+        except VenueError as refused:
+            if refused.code != ErrorCode.UNKNOWN_SYMBOL:
+                raise
+            if len(params["symbols"]) == 1:
+                self._drop_unlisted(_stream_name(params), refused)
+                return
+            for symbol in params["symbols"]:
+                await self._follow_streams_again({**params, "symbols": [symbol]})
+
+    def _drop_unlisted(self, stream: str, refused: VenueError) -> None:
+        """A stream the resume could not follow again, the venue no longer listing its
+        symbol (a venue started again without it, UNKNOWN_SYMBOL): not a failure of the
+        resume, which goes on with the others (before session 37 it failed, and auto_resume
+        gave up: the whole session lost for one symbol). The stream is forgotten (a book
+        leaves `books`) and an `unlisted` notice tells the caller."""
+        symbol = stream.split(":")[1]
+        if stream.startswith("book:"):
+            self._book_depths.pop(symbol, None)
+            self.books.pop(symbol, None)
+        self._streams.pop(stream, None)
+        notice = {"type": "unlisted", "sym": symbol, "stream": stream, "error": str(refused)}
+        self._queue({"ch": "client", **notice})
 
     async def _watch_silence(self, websocket: ClientConnection) -> None:
         """Drop `websocket` once it has sent no frame for `silence_timeout_s` (its reader then
@@ -575,6 +614,13 @@ def _link_failure(error: BaseException) -> bool:
     if isinstance(error, VenueError):
         return error.status in (429, 503)
     return isinstance(error, OSError | InvalidHandshake | ConnectionClosed | TimeoutError)
+
+
+def _stream_name(params: Mapping[str, Any]) -> str:
+    """The name of the one stream that `subscribe` params of one symbol follow (as the
+    venue names it: `trades:{sym}`, `candles:{sym}:{interval}`)."""
+    name = f"{params['ch']}:{params['symbols'][0]}"
+    return f"{name}:{params['interval']}" if "interval" in params else name
 
 
 def _subscriptions(names: Iterable[str]) -> list[dict[str, Any]]:

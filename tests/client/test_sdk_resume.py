@@ -15,18 +15,22 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.protocol import State
 
 from client import sdk_resume
+from core import config as venue_config
 from client.sdk import ConnectionLost, RequestTimeout, VenueClient, VenueError
 from engine.reasons import ErrorCode
 from gateway import limits, wire
 from gateway.auth import AuthError, KeyStore
 from gateway.dispatch import Dispatcher
 from gateway.logon import Logons
+from gateway.server import VenueServer
 from tests.conftest import KEYS, TEST_TIMEOUT_S, Venue, next_push_not_heartbeat, start_venue
+from tests.sample_config import SAMPLE_CONFIG
 
 SYMBOL = "AAPLx-USD"
 WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455's, for the accept
@@ -1354,3 +1358,47 @@ def test_a_book_of_another_tier_given_up_on_after_the_first_tiers_snapshot_is_sy
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(Dispatcher._handlers, "subscribe", slow_25)
         run_venue(scenario)
+
+
+def test_a_resume_goes_on_without_the_streams_of_a_symbol_the_venue_no_longer_lists(
+    tmp_path: Path,
+) -> None:
+    """A venue started again without MSFTx-USD (another config or data directory): the
+    resume's subscribe of its book was refused UNKNOWN_SYMBOL, which is no link's failure,
+    so auto_resume gave up and the whole session was lost, AAPLx-USD's book, the private
+    stream and COD with it (session 37's finding). The resume goes on without that
+    symbol's streams (its book leaves `books`), each told by an `unlisted` notice."""
+
+    async def main() -> None:
+        venue = await start_venue(tmp_path / "data")
+        try:
+            alpha = await logged_on(venue, reconnect_delays_s=(0.2, 0.5, 1.0, 2.0))
+            await alpha.request("session.cod", {"enabled": True})
+            await alpha.subscribe_account()
+            for symbol in (SYMBOL, "MSFTx-USD"):
+                await alpha.subscribe_book(symbol)
+            await alpha.request("subscribe", {"ch": "trades", "symbols": [SYMBOL, "MSFTx-USD"]})
+            await venue.server.stop()
+            config = venue_config.load(SAMPLE_CONFIG)
+            kept = tuple(entry for entry in config.instruments if entry.symbol != "MSFTx-USD")
+            fresh = msgspec.structs.replace(config, instruments=kept)
+            venue.server = VenueServer(fresh, tmp_path / "fresh")
+            await venue.server.start("127.0.0.1", venue.port)
+            assert await asyncio.wait_for(alpha.wait_resumed(), 20)  # before: False, gave up
+            notices = [n for n in await drain_client_notices(alpha) if n["type"] == "unlisted"]
+            assert [(n["sym"], n["stream"]) for n in notices] == [
+                ("MSFTx-USD", "book:MSFTx-USD:10"),
+                ("MSFTx-USD", "trades:MSFTx-USD"),
+            ], notices
+            assert "UNKNOWN_SYMBOL" in notices[0]["error"]
+            assert list(alpha.books) == [SYMBOL] and alpha.books[SYMBOL].synced
+            status = await alpha.request("session.status")
+            assert status["account"] == 1 and status["cod"] is True
+            names = (await alpha.request("subscriptions"))["subscriptions"]
+            assert sorted(names) == ["account", f"book:{SYMBOL}:10", f"trades:{SYMBOL}"]
+        finally:
+            for client in venue.clients:
+                await client.close()
+            await venue.server.stop()
+
+    asyncio.run(asyncio.wait_for(main(), TEST_TIMEOUT_S))
