@@ -243,6 +243,10 @@ class VenueClient(Calls, Resuming, Reading):
         # is a slow logon's, resumed with its key, unless the second is the same connection
         self._logon_in_flight: LogonSent | None = None
         self._logged_on_over: ClientConnection | None = None
+        # every logon sent over this connection whose answer was not read yet, by request id:
+        # one whose caller gave up on it is answered all the same, and that answer, read as
+        # it comes (`_late_answer`), says whether it logged on
+        self._logons_unanswered: dict[int, LogonSent] = {}
         self._book_depths: dict[str, int] = {}
         # the connection each local book's subscription was answered on (`subscribe_book`): a
         # book of a connection gone is never put back in `books` (`_restore_book`)
@@ -303,6 +307,7 @@ class VenueClient(Calls, Resuming, Reading):
         url = self.url if url is None else url
         # the last connection's notes: its reader has ended (no dead connection kept)
         self._logout_sent_on = self._logon_in_flight = self._logged_on_over = None
+        self._logons_unanswered.clear()
         self.websocket = await self._open(packed_url(url) if self.packed else url, closes)
         self.url = url
         self.gave_up, self._gave_up_on = False, None
@@ -538,10 +543,11 @@ class VenueClient(Calls, Resuming, Reading):
             # in flight over this connection (its answer may not come before the 4001 close),
             # with its key if `logon()` sends it; not on a closed one, where it is not sent
             sent = LOGON_BEING_SENT.get() or LogonSent(None)
-            sent.over = self.websocket
-            self._logon_in_flight = sent
+            sent.over, sent.request_id = self.websocket, request_id
+            self._logon_in_flight = self._logons_unanswered[request_id] = sent
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
+        read = False
         try:
             was_open = self.websocket.state is State.OPEN
             try:
@@ -553,7 +559,9 @@ class VenueClient(Calls, Resuming, Reading):
                 message = f"{method} not sent: the connection to {self.url} is closed ({closed})"
                 raise ConnectionLost(message, method, False, hint=self._reopening()) from closed
             try:
-                return await future
+                response = await future
+                read = True  # (a logon's answer: its caller reads it)
+                return response
             except ConnectionLost as lost:
                 message = f"the connection to {self.url} closed before the answer to {method}"
                 raise ConnectionLost(message, method, sent=True, params=params) from lost
@@ -561,8 +569,11 @@ class VenueClient(Calls, Resuming, Reading):
             self._waiting.pop(request_id, None)
             if not future.done():
                 future.cancel()
-            elif not future.cancelled():
-                future.exception()  # retrieved: no "Future exception was never retrieved"
+            elif not future.cancelled() and future.exception() is None:  # (retrieved)
+                if read:
+                    self._logons_unanswered.pop(request_id, None)
+                else:  # answered as its caller gave up on it (cancelled): noted all the same
+                    self._late_answer(future.result())
 
     def _reopening(self) -> str:
         """What reopens a closed connection: auto_resume under way, or given up, or resume()."""

@@ -61,6 +61,7 @@ class LogonSent:
 
     key: tuple[str, str] | None
     over: ClientConnection | None = None
+    request_id: int | None = None  # its request's, set as it leaves: its answer's id
 
 
 # The logon that the current context's `logon()` is sending: `_request` notes it in flight
@@ -93,6 +94,7 @@ class Resuming:
         _credentials: tuple[str, str] | None
         _logon_in_flight: LogonSent | None
         _logged_on_over: ClientConnection | None
+        _logons_unanswered: dict[int, LogonSent]
         _cod_enabled: bool
         _account_followed: bool
         _account: int | None
@@ -150,7 +152,8 @@ class Resuming:
         close/connect, which refused it). A resume logs on with the key of the connection it
         replaces: the one that logged on over it, else that of a logon still in flight over
         it (`LogonSent`), which a later logon refused for its key (401, 403) proves did not
-        log on, and one refused "this connection is logged on" proves did (`_answered`)."""
+        log on, and one refused "this connection is logged on" proves did (`_answered`);
+        the answer of one given up on, read as it comes, says so first (`_late_answer`)."""
         key = (api_key, secret)
         earlier = self._logon_in_flight  # (given up on by its caller, say: `_answered`)
         nonce_delays_s = iter(self.logon_retry_delays_s)
@@ -219,6 +222,8 @@ class Resuming:
         over = sent.over
         if earlier is None or over is None or earlier.over is not over or refused is None:
             return
+        if not self._unanswered(earlier):  # its own answer, read by now, said what it did
+            return
         if _logged_on_already(refused):
             if self._logged_on_over is not over:
                 self._logged_on_over = over
@@ -226,6 +231,35 @@ class Resuming:
                     self._credentials = earlier.key
         elif refused.status not in (401, 403):
             self._logon_in_flight = earlier  # (its outcome as unknown as before `sent`)
+
+    def _unanswered(self, sent: LogonSent) -> bool:
+        """Whether no answer to `sent` was read yet (by its caller, or late: `_late_answer`)."""
+        return sent.request_id is not None and self._logons_unanswered.get(sent.request_id) is sent
+
+    def _late_answer(self, response: dict[str, Any]) -> None:
+        """An answer nobody awaits: if it is a logon's whose caller gave up on it (cancelled,
+        timed out), over the live connection, it says whether that logon logged on, and as
+        which account. Noted as the caller's own answer would be: the key a resume logs on
+        with, the account whose `account_seq` it is (before session 37 it was only queued,
+        and the resume guessed: after two logons given up on, of different keys, the later's
+        key, though the earlier had logged on; the key of one refused 401 if the next was
+        refused 429; after close() and connect() under another account, the account as the
+        last answered, so the private stream subscribed over it was not followed again)."""
+        request_id = response.get("id")
+        if type(request_id) is not int:  # (null: the error of a frame the venue could not read)
+            return
+        sent = self._logons_unanswered.get(request_id)
+        if sent is None or sent.over is not self.websocket:
+            return
+        del self._logons_unanswered[request_id]
+        if self._logon_in_flight is sent:
+            self._logon_in_flight = None
+        if response.get("status") != 200:
+            return  # refused: it did not log on
+        self._note_the_account(response.get("result"))
+        if sent.key is not None:
+            self._credentials = sent.key
+        self._logged_on_over = sent.over
 
     def _still_open(self, sent: LogonSent) -> bool:
         """Whether the connection `sent` was refused on (for now) is still the one, open."""
