@@ -808,6 +808,10 @@ class Taker:
             while not stop.is_set():
                 if await _run_step(client, self._turn(), self.key, stop) is None:
                     break  # stopped while its connection was being reopened: nothing to read
+                if not self.symbols:  # (`_unlisted`)
+                    self.lost = "the venue no longer lists any of its symbols"
+                    log.warning("%s: %s: stopping", self.key, self.lost)
+                    break
                 due = max(due + 1 / self.rate_per_s, loop.time())  # late: never catch up
                 await _sleep_unless(stop, due - loop.time())
             else:  # Pushes follow their order's response: one more round trip and all are in.
@@ -837,7 +841,8 @@ class Taker:
     async def _turn(self) -> None:
         """One order, after reading the pushes come since the last."""
         self._drain()
-        await self._take()
+        if self.symbols:
+            await self._take()
         self.tally.give_up_if_hopeless(self.refusals)
 
     async def _take(self) -> None:
@@ -901,6 +906,14 @@ class Taker:
             f"PnL {self.tally.pnl_text(instruments)}"
         )
 
+    def _unlisted(self, symbol: str) -> None:
+        """A symbol the venue no longer lists (started again without it: the resume went on
+        without its book): no longer taken (before session 37, the next turn that chose it
+        stopped the taker on a KeyError, its book gone from `books`)."""
+        if symbol in self.symbols:
+            self.symbols.remove(symbol)
+            log.warning("%s: the venue no longer lists %s: no longer taking it", self.key, symbol)
+
     def _drain(self) -> None:
         while not self.client.pushes.empty():
             push = self.client.pushes.get_nowait()
@@ -913,6 +926,8 @@ class Taker:
                 self.tally.on_balance(push["data"])
             elif channel == "account" and kind == "corporate_action":
                 self.tally.on_corporate_action(push["data"])
+            elif channel == "client" and kind == "unlisted":
+                self._unlisted(push["sym"])
             elif channel == "account" and kind == "exec":
                 data = push["data"]
                 if data["exec_type"] == "trade":

@@ -1532,3 +1532,42 @@ def test_a_key_without_its_secret_is_refused_not_paired_with_the_demos(
         monkeypatch.setenv(name, value)
     with pytest.raises(CommandFailed, match=f"but not {re.escape(missing)}: give both"):
         bots.credentials(parsed(bots.add_taker_arguments, arguments))
+
+
+def test_a_taker_goes_on_without_a_symbol_the_venue_no_longer_lists(tmp_path: Path) -> None:
+    """A taker of two symbols, its venue started again without one of them: the resume goes
+    on without that symbol's book (an `unlisted` notice, session 37), and the taker, which
+    read `books[symbol]`, stopped on a KeyError the first time it chose that symbol. It
+    takes only the symbols listed, saying so, and stops once none is (this test: one)."""
+    from gateway.server import VenueServer
+    from tests.conftest import start_venue
+
+    async def main() -> None:
+        venue = await start_venue(tmp_path / "data")
+        elsewhere = f"ws://127.0.0.1:{free_port()}/ws/trade"  # a gateway down: auto_resume
+        taker = Taker(venue.url(), *KEYS["taker"], [SYMBOL, "MSFTx-USD"], 20, seed=3,
+                      other_urls=[elsewhere])  # fmt: skip
+        stop = asyncio.Event()
+        running = asyncio.create_task(taker.run(stop))
+        try:
+            await asyncio.sleep(0.5)
+            await venue.server.stop()
+            config = venue_config.load(SAMPLE_CONFIG)
+            kept = tuple(entry for entry in config.instruments if entry.symbol != "MSFTx-USD")
+            fresh = msgspec.structs.replace(config, instruments=kept)
+            venue.server = VenueServer(fresh, tmp_path / "fresh")
+            await venue.server.start("127.0.0.1", venue.port)
+            for _ in range(200):  # resumed, then a second of turns
+                if taker.client.resumed:
+                    break
+                await asyncio.sleep(0.05)
+            assert taker.client.resumed == 1
+            await asyncio.sleep(1.0)
+            assert not running.done(), running  # before: KeyError 'MSFTx-USD'
+            assert taker.symbols == [SYMBOL]
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, TEST_TIMEOUT_S)
+            await venue.server.stop()
+
+    asyncio.run(asyncio.wait_for(main(), TEST_TIMEOUT_S))
