@@ -475,6 +475,10 @@ class MarketMaker:
             while not stop.is_set():
                 if await _run_step(client, self._round(), self.key, stop):
                     await _sleep_unless(stop, self.interval_s)
+                if not self.quoting_by_symbol:  # (`_unlisted`)
+                    self.lost = NONE_LISTED
+                    log.warning("%s: %s: stopping", self.key, self.lost)
+                    break
         except CONNECTION_LOST as lost:
             self.lost = _lost_text(lost)
             log.warning("%s: the connection ended (%s)", self.key, self.lost)
@@ -665,6 +669,13 @@ class MarketMaker:
     def instruments(self) -> list[Instrument]:
         return [quoting.instrument for quoting in self.quoting_by_symbol.values()]
 
+    def _unlisted(self, symbol: str) -> None:
+        """A symbol the venue no longer lists (started again without it: the resume went on
+        without its book): no longer quoted nor shown (before session 37 it was quoted every
+        round, each refused UNKNOWN_SYMBOL, its status still showing its bid and ask)."""
+        if self.quoting_by_symbol.pop(symbol, None) is not None:
+            log.warning("%s: the venue no longer lists %s: no longer quoting it", self.key, symbol)
+
     def _drain(self) -> None:
         while not self.client.pushes.empty():
             self._on_push(self.client.pushes.get_nowait())
@@ -729,6 +740,8 @@ class MarketMaker:
         channel = push.get("ch")
         if channel == "instruments" and push.get("sym") in self.quoting_by_symbol:
             self.quoting_by_symbol[push["sym"]].instrument.follow_record(push["data"])
+        elif channel == "client" and push.get("type") == "unlisted":
+            self._unlisted(push["sym"])
         elif channel == "account":
             kind = push.get("type")
             if kind == "snapshot":
@@ -809,7 +822,7 @@ class Taker:
                 if await _run_step(client, self._turn(), self.key, stop) is None:
                     break  # stopped while its connection was being reopened: nothing to read
                 if not self.symbols:  # (`_unlisted`)
-                    self.lost = "the venue no longer lists any of its symbols"
+                    self.lost = NONE_LISTED
                     log.warning("%s: %s: stopping", self.key, self.lost)
                     break
                 due = max(due + 1 / self.rate_per_s, loop.time())  # late: never catch up
@@ -1397,6 +1410,14 @@ class NeverConnected(str):
     takes connections but never answers) exited 0 without a word."""
 
 
+class NoneListed(str):
+    """Why a bot stopped with its connection up: the venue, started again, lists none of its
+    symbols (each told by an `unlisted` notice); said as it is, exit status 1."""
+
+
+NONE_LISTED = NoneListed("the venue no longer lists any of its symbols")
+
+
 async def _run_step(
     client: VenueClient, step: Awaitable[None], key: str, stop: asyncio.Event
 ) -> bool | None:
@@ -1434,7 +1455,8 @@ def _lost_or(status: int, lost: str | None) -> int:
     broke) did not finish its run: exit status 1 and why, so a supervisor restarts it."""
     if lost is None or status != 0:
         return status
-    _stopped(lost if isinstance(lost, NeverConnected) else f"the connection ended ({lost})")
+    said_as_it_is = isinstance(lost, NeverConnected | NoneListed)
+    _stopped(lost if said_as_it_is else f"the connection ended ({lost})")
     return 1
 
 

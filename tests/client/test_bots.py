@@ -1534,12 +1534,61 @@ def test_a_key_without_its_secret_is_refused_not_paired_with_the_demos(
         bots.credentials(parsed(bots.add_taker_arguments, arguments))
 
 
+async def restarted_without_msft(venue: Venue, tmp_path: Path, client: VenueClient) -> None:
+    """Stop `venue` and start a fresh one on its port without MSFTx-USD (another config
+    and data directory); return once `client` has resumed on it."""
+    from gateway.server import VenueServer
+
+    await venue.server.stop()
+    config = venue_config.load(SAMPLE_CONFIG)
+    kept = tuple(entry for entry in config.instruments if entry.symbol != "MSFTx-USD")
+    fresh = msgspec.structs.replace(config, instruments=kept)
+    venue.server = VenueServer(fresh, tmp_path / "fresh")
+    await venue.server.start("127.0.0.1", venue.port)
+    for _ in range(200):
+        if client.resumed:
+            break
+        await asyncio.sleep(0.05)
+    assert client.resumed == 1
+
+
+def test_a_maker_goes_on_without_a_symbol_the_venue_no_longer_lists(tmp_path: Path) -> None:
+    """A maker of two symbols, its venue started again without one of them: the resume goes
+    on without that symbol's book (an `unlisted` notice, session 37), and the maker kept
+    quoting it, every round's quotes refused UNKNOWN_SYMBOL, its status still showing the
+    symbol's bid and ask. It quotes only the symbols listed, saying so."""
+    from tests.conftest import start_venue
+
+    async def main() -> None:
+        venue = await start_venue(tmp_path / "data")
+        elsewhere = f"ws://127.0.0.1:{free_port()}/ws/trade"  # a gateway down: auto_resume
+        maker = MarketMaker(venue.url(), *KEYS["alpha"], [SYMBOL, "MSFTx-USD"], Decimal(10),
+                            Decimal(1), levels=2, interval_s=0.1, listed=LISTED,
+                            other_urls=[elsewhere])  # fmt: skip
+        stop = asyncio.Event()
+        running = asyncio.create_task(maker.run(stop))
+        try:
+            await asyncio.wait_for(maker.quoting.wait(), READY_TIMEOUT_S)
+            await restarted_without_msft(venue, tmp_path, maker.client)
+            await asyncio.sleep(1.0)
+            assert not running.done(), running
+            assert "UNKNOWN_SYMBOL" not in maker.refusals, maker.refusals  # before: 20 a second
+            assert "MSFTx-USD" not in maker.status_text(), maker.status_text()
+            quoted = {order.symbol for order in venue.server.venue.open_orders(ALPHA)}
+            assert quoted == {SYMBOL}
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, TEST_TIMEOUT_S)
+            await venue.server.stop()
+
+    asyncio.run(asyncio.wait_for(main(), TEST_TIMEOUT_S))
+
+
 def test_a_taker_goes_on_without_a_symbol_the_venue_no_longer_lists(tmp_path: Path) -> None:
     """A taker of two symbols, its venue started again without one of them: the resume goes
     on without that symbol's book (an `unlisted` notice, session 37), and the taker, which
     read `books[symbol]`, stopped on a KeyError the first time it chose that symbol. It
     takes only the symbols listed, saying so, and stops once none is (this test: one)."""
-    from gateway.server import VenueServer
     from tests.conftest import start_venue
 
     async def main() -> None:
@@ -1551,18 +1600,8 @@ def test_a_taker_goes_on_without_a_symbol_the_venue_no_longer_lists(tmp_path: Pa
         running = asyncio.create_task(taker.run(stop))
         try:
             await asyncio.sleep(0.5)
-            await venue.server.stop()
-            config = venue_config.load(SAMPLE_CONFIG)
-            kept = tuple(entry for entry in config.instruments if entry.symbol != "MSFTx-USD")
-            fresh = msgspec.structs.replace(config, instruments=kept)
-            venue.server = VenueServer(fresh, tmp_path / "fresh")
-            await venue.server.start("127.0.0.1", venue.port)
-            for _ in range(200):  # resumed, then a second of turns
-                if taker.client.resumed:
-                    break
-                await asyncio.sleep(0.05)
-            assert taker.client.resumed == 1
-            await asyncio.sleep(1.0)
+            await restarted_without_msft(venue, tmp_path, taker.client)
+            await asyncio.sleep(1.0)  # a second of turns
             assert not running.done(), running  # before: KeyError 'MSFTx-USD'
             assert taker.symbols == [SYMBOL]
         finally:
@@ -1571,3 +1610,31 @@ def test_a_taker_goes_on_without_a_symbol_the_venue_no_longer_lists(tmp_path: Pa
             await venue.server.stop()
 
     asyncio.run(asyncio.wait_for(main(), TEST_TIMEOUT_S))
+
+
+def test_a_taker_none_of_whose_symbols_is_listed_any_more_stops_saying_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The taker of one symbol, its venue started again without it: it stops, its exit
+    status 1 and its words those of the cause, not of a connection ended (session 37)."""
+    from tests.conftest import start_venue
+
+    async def main() -> None:
+        venue = await start_venue(tmp_path / "data")
+        elsewhere = f"ws://127.0.0.1:{free_port()}/ws/trade"  # a gateway down: auto_resume
+        taker = Taker(venue.url(), *KEYS["taker"], ["MSFTx-USD"], 20, other_urls=[elsewhere])
+        stop = asyncio.Event()
+        running = asyncio.create_task(taker.run(stop))
+        try:
+            await asyncio.sleep(0.5)
+            await restarted_without_msft(venue, tmp_path, taker.client)
+            await asyncio.wait_for(running, 5)  # before: KeyError 'MSFTx-USD'
+            assert bots._lost_or(0, taker.lost) == 1
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, TEST_TIMEOUT_S)
+            await venue.server.stop()
+
+    asyncio.run(asyncio.wait_for(main(), TEST_TIMEOUT_S))
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-1] == "bot stopped: the venue no longer lists any of its symbols", lines
