@@ -96,6 +96,10 @@ SETUP_LOST = (ConnectionLost, ConnectionClosed, RequestTimeout)
 CANNOT_START = (OSError, InvalidHandshake, InvalidURI, ValueError, VenueError)
 CLOSED_STATUSES = frozenset({"filled", "canceled", "expired", "rejected"})
 TRADING_STATUSES = frozenset({"open", "post_only"})  # an instrument's that take new orders
+DELISTED = "delisted"  # an instrument's final status: its orders cancelled, none taken again
+# why a bot no longer trades a symbol, in its log: `<key>: MSFTx-USD is delisted: ...`
+UNLISTED_WORDS = "is no longer listed by the venue"
+DELISTED_WORDS = "is delisted"
 
 QuoteLevel = tuple[Decimal | None, Decimal | None]  # a level's bid and ask; None: pulled
 Listed = tuple[Decimal | None, int | None]  # a symbol's reference price and band (bps), if known
@@ -669,12 +673,13 @@ class MarketMaker:
     def instruments(self) -> list[Instrument]:
         return [quoting.instrument for quoting in self.quoting_by_symbol.values()]
 
-    def _unlisted(self, symbol: str) -> None:
+    def _unlisted(self, symbol: str, why: str = UNLISTED_WORDS) -> None:
         """A symbol the venue no longer lists (started again without it: the resume went on
-        without its book): no longer quoted nor shown (before session 37 it was quoted every
-        round, each refused UNKNOWN_SYMBOL, its status still showing its bid and ask)."""
+        without its book), or delisted (final, its orders cancelled): no longer quoted nor
+        shown (before session 37 it was quoted every round, each refused UNKNOWN_SYMBOL or
+        INSTRUMENT_DELISTED, its status still showing its bid and ask)."""
         if self.quoting_by_symbol.pop(symbol, None) is not None:
-            log.warning("%s: the venue no longer lists %s: no longer quoting it", self.key, symbol)
+            log.warning("%s: %s %s: no longer quoting it", self.key, symbol, why)
 
     def _drain(self) -> None:
         while not self.client.pushes.empty():
@@ -739,7 +744,10 @@ class MarketMaker:
     def _on_push(self, push: Mapping[str, Any]) -> None:
         channel = push.get("ch")
         if channel == "instruments" and push.get("sym") in self.quoting_by_symbol:
-            self.quoting_by_symbol[push["sym"]].instrument.follow_record(push["data"])
+            instrument = self.quoting_by_symbol[push["sym"]].instrument
+            instrument.follow_record(push["data"])
+            if instrument.status == DELISTED:
+                self._unlisted(push["sym"], DELISTED_WORDS)
         elif channel == "client" and push.get("type") == "unlisted":
             self._unlisted(push["sym"])
         elif channel == "account":
@@ -919,13 +927,14 @@ class Taker:
             f"PnL {self.tally.pnl_text(instruments)}"
         )
 
-    def _unlisted(self, symbol: str) -> None:
+    def _unlisted(self, symbol: str, why: str = UNLISTED_WORDS) -> None:
         """A symbol the venue no longer lists (started again without it: the resume went on
-        without its book): no longer taken (before session 37, the next turn that chose it
-        stopped the taker on a KeyError, its book gone from `books`)."""
+        without its book), or delisted (final): no longer taken (before session 37, the next
+        turn that chose it stopped the taker on a KeyError, its book gone from `books`, or
+        was refused INSTRUMENT_DELISTED)."""
         if symbol in self.symbols:
             self.symbols.remove(symbol)
-            log.warning("%s: the venue no longer lists %s: no longer taking it", self.key, symbol)
+            log.warning("%s: %s %s: no longer taking it", self.key, symbol, why)
 
     def _drain(self) -> None:
         while not self.client.pushes.empty():
@@ -933,6 +942,8 @@ class Taker:
             channel, kind = push.get("ch"), push.get("type")
             if channel == "instruments" and push.get("sym") in self.instruments:
                 self.instruments[push["sym"]].follow_record(push["data"])
+                if self.instruments[push["sym"]].status == DELISTED:
+                    self._unlisted(push["sym"], DELISTED_WORDS)
             elif channel == "account" and kind == "snapshot":
                 self.tally.on_snapshot(push["balances"])
             elif channel == "account" and kind == "balance":
@@ -1411,11 +1422,12 @@ class NeverConnected(str):
 
 
 class NoneListed(str):
-    """Why a bot stopped with its connection up: the venue, started again, lists none of its
-    symbols (each told by an `unlisted` notice); said as it is, exit status 1."""
+    """Why a bot stopped with its connection up: none of its symbols trades any more, each
+    delisted (its `instruments` status) or not listed by the venue started again (an
+    `unlisted` notice); said as it is, exit status 1."""
 
 
-NONE_LISTED = NoneListed("the venue no longer lists any of its symbols")
+NONE_LISTED = NoneListed("none of its symbols trades any more: each delisted, or not listed")
 
 
 async def _run_step(

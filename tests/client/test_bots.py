@@ -1637,4 +1637,38 @@ def test_a_taker_none_of_whose_symbols_is_listed_any_more_stops_saying_so(
 
     asyncio.run(asyncio.wait_for(main(), TEST_TIMEOUT_S))
     lines = capsys.readouterr().err.splitlines()
-    assert lines[-1] == "bot stopped: the venue no longer lists any of its symbols", lines
+    stopped = "bot stopped: none of its symbols trades any more: each delisted, or not listed"
+    assert lines[-1] == stopped, lines
+
+
+def test_the_bots_stop_quoting_and_taking_a_symbol_delisted_while_they_run(
+    run_venue: Any,
+) -> None:
+    """The operator delists MSFTx-USD (final: its orders cancelled) while a maker and a
+    taker trade it and AAPLx-USD: the maker sent its quotes of it every round, each refused
+    INSTRUMENT_DELISTED (tens a second, for as long as it ran), its status still showing the
+    cancelled quotes' bid and ask; the taker chose it too, refused (session 37's finding).
+    Both follow the instruments' status: a delisted symbol is dropped, saying so."""
+
+    async def scenario(venue: Venue) -> None:
+        symbols = [SYMBOL, "MSFTx-USD"]
+        maker = MarketMaker(venue.url(), *KEYS["alpha"], symbols, Decimal(10), Decimal(1),
+                            levels=LEVELS, interval_s=0.1, listed=LISTED)  # fmt: skip
+        taker = Taker(venue.url(), *KEYS["taker"], symbols, 10, seed=1)
+        stop = asyncio.Event()
+        running = [asyncio.create_task(maker.run(stop))]
+        await asyncio.wait_for(maker.quoting.wait(), READY_TIMEOUT_S)
+        running.append(asyncio.create_task(taker.run(stop)))
+        admin = await venue.client("admin")
+        await asyncio.sleep(0.3)
+        await admin.request("admin.set_status", {"symbol": "MSFTx-USD", "status": "delisted"})
+        await asyncio.sleep(1.5)
+        assert not any(task.done() for task in running), running
+        assert maker.refusals["INSTRUMENT_DELISTED"] <= LEVELS, maker.refusals  # (in flight)
+        assert "MSFTx-USD" not in maker.status_text(), maker.status_text()
+        assert taker.refusals["INSTRUMENT_DELISTED"] <= 1 and taker.symbols == [SYMBOL]
+        stop.set()
+        await asyncio.gather(*running)
+        assert maker.lost is None and taker.lost is None
+
+    run_venue(scenario)
