@@ -178,7 +178,13 @@ class Reading:
             if sync.resync:
                 self.resyncs += 1
                 self._resync_book(message["sym"])
-        if channel == "account" and "seq" in message:
+        if channel == "account" and message.get("type") == "snapshot":
+            # the stream's state as of its seq, whatever came before: a venue started afresh
+            # (another data directory) counts its seqs from the start again (before session
+            # 37 the highest seen was kept, and the next resume's since_seq, past the new
+            # venue's, skipped the events up to it)
+            self.account_seq = message["seq"]
+        elif channel == "account" and "seq" in message:
             self.account_seq = max(self.account_seq, message["seq"])
         elif channel == "session" and message.get("type") == "shutdown":
             self._reconnect_in_s = self._reconnect_in(message.get("reconnect_in_ms"))

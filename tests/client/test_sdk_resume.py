@@ -1540,3 +1540,50 @@ def test_a_429_from_the_logon_handler_drops_the_refused_logon_before_it(run_venu
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Logons, "logon", slow_first_limited_second)
         run_venue(scenario)
+
+
+def test_a_venue_started_afresh_restarts_the_seq_the_private_stream_resumes_from(
+    tmp_path: Path,
+) -> None:
+    """A venue started again afresh (another data directory): its private stream's seqs
+    begin again, and the resume's snapshot says so (seq 7 where the last venue's had come to
+    11), yet `account_seq` kept the highest seq seen, 11: the next resume asked for the
+    events after 11, and the new venue's 8 to 11 (orders placed while the link was down)
+    were never told (session 37's finding). A snapshot sets the seq the stream is at."""
+
+    async def main() -> None:
+        venue = await start_venue(tmp_path / "data")
+        try:
+            alpha = await logged_on(venue, reconnect_delays_s=(1.0, 0.5, 0.5))
+            await alpha.subscribe_account()
+            for price in ("190.00", "191.00"):
+                await alpha.place(SYMBOL, "sell", qty="1", price=price)
+            assert await until(lambda: alpha.account_seq == 11), alpha.account_seq
+            await venue.server.stop()
+            venue.server = VenueServer(venue_config.load(SAMPLE_CONFIG), tmp_path / "fresh")
+            await venue.server.start("127.0.0.1", venue.port)
+            assert await asyncio.wait_for(alpha.wait_resumed(), 10)
+            assert await until(lambda: alpha.account_seq == 7), alpha.account_seq  # before: 11
+            session = next(s for s in venue.server.sessions.values() if s.account == 1)
+            other = await venue.client("alpha")  # the same account, another connection
+            await drain_client_notices(alpha)  # (the last venue's events: the same order ids)
+            session.websocket.transport.abort()  # alpha's link drops
+            assert alpha.websocket is not None
+            await asyncio.wait_for(alpha.websocket.wait_closed(), 5)
+            placed = [
+                await other.place(SYMBOL, "sell", "1", price) for price in ("192.00", "193.00")
+            ]
+            assert await asyncio.wait_for(alpha.wait_resumed(), 10)
+            told = set()
+            while True:
+                event = await next_push_not_heartbeat(alpha)
+                if event.get("ch") == "account" and event.get("type") == "exec":
+                    told.add(event["data"]["order_id"])
+                if told >= {order["order_id"] for order in placed}:
+                    break  # before: none told, "only heartbeats"
+        finally:
+            for client in venue.clients:
+                await client.close()
+            await venue.server.stop()
+
+    asyncio.run(asyncio.wait_for(main(), TEST_TIMEOUT_S))
