@@ -256,6 +256,10 @@ class VenueClient(Calls, Resuming, Reading):
         # the other public streams followed (`trades:{sym}`, `candles:{sym}:{interval}`, ...),
         # by name, in the order subscribed: resume() follows them again
         self._streams: dict[str, None] = {}
+        # the symbols a resume stopped following, the venue no longer listing them (each told
+        # by an `unlisted` notice too, which a full queue may drop): read it back here; a
+        # `subscribe_book` of the symbol answered, or `connect()`, takes it out
+        self.unlisted: set[str] = set()
         self._resuming: asyncio.Task[None] | None = None
         # while a resume connects and logs on: its outcome (the failure, or None), which
         # requests wait for but its setup's own (`_SETUP_OF`); `_follower`, the try's task
@@ -298,6 +302,7 @@ class VenueClient(Calls, Resuming, Reading):
         self._book_depths.clear()
         self.books.clear()
         self._streams.clear()
+        self.unlisted.clear()
 
     async def _connect(self, url: str | None = None, closes: int | None = None) -> "VenueClient":
         """Open a connection to `url` (default: `self.url`), which becomes `self.url` once

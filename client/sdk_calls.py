@@ -39,6 +39,7 @@ class Calls:
         _book_depths: dict[str, int]
         _books_fed_over: weakref.WeakKeyDictionary[LocalBook, ClientConnection | None]
         _streams: dict[str, None]
+        unlisted: set[str]
         _resyncing: set[asyncio.Task[Any]]
         websocket: ClientConnection | None
 
@@ -218,6 +219,7 @@ class Calls:
             self._restore_book(symbol, book, before, unlisted=_unlisted(failure))
             raise
         self._book_depths[symbol] = tier  # answered: followed again by a resume
+        self.unlisted.discard(symbol)
         self._books_fed_over[book] = self.websocket
         return answer
 

@@ -78,7 +78,8 @@ class Reading:
         dropped; `logged_out`: the connection to `url` on which a `session.logout` was sent
         has ended, and is not resumed, or a logout was asked while the link was down;
         `unlisted`: a resume could not follow `stream` again, the venue no longer listing
-        `sym`, and went on without it, its book gone from `books`).
+        `sym`, and went on without it, its book gone from `books`; the symbol is kept in
+        `unlisted` too, to read back should this notice be dropped).
         Raises `TimeoutError` when nothing arrives within `timeout_s`. At most `pushes_max`
         (`PUSH_QUEUE_MAX`) wait; past that the oldest are dropped, and the next call returns
         `{"ch": "client", "type": "pushes_dropped", "count": N}` first (with

@@ -98,6 +98,7 @@ class Resuming:
         _cod_enabled: bool
         _account_followed: bool
         _account: int | None
+        unlisted: set[str]
         _book_depths: dict[str, int]
         books: dict[str, LocalBook]
         _streams: dict[str, None]
@@ -345,12 +346,14 @@ class Resuming:
         }
 
     async def resume(self, url: str | None = None) -> None:
-        """Reconnect and set up again what the connection it replaces had, no more, no less:
-        log on again (with the key logged on over it, or of a logon in flight over it:
+        """Reconnect and set up again what the connection it replaces had: log on again
+        (with the key logged on over it, or of a logon in flight over it:
         `_carry_the_logon_in_flight`), enable cancel-on-disconnect again (if `session.cod`
         enabled it on it), resubscribe the private stream with since_seq (if it was followed:
         missed events are replayed), the books and the other public streams followed on it
-        (a connection of the caller's own, `connect()`, starts without any).
+        (a connection of the caller's own, `connect()`, starts without any), but those of a
+        symbol the venue no longer lists (refused UNKNOWN_SYMBOL: dropped once the rest is
+        followed, each put in `unlisted` and told by an `unlisted` notice: `_drop_unlisted`).
         If a step fails (a logon refused, say), the new connection is closed before the
         failure is raised: a request then raises `ConnectionLost`, never meets a connection
         that is not logged on, and the venue's close of such a connection starts no new
@@ -417,7 +420,8 @@ class Resuming:
     async def wait_resumed(self) -> bool:
         """After a request raised `ConnectionLost`: wait until no resume is pending
         (auto_resume's rounds, within its budget; a `resume()` logging on) and say whether
-        the connection is back, logged on and following again what it followed (True), or
+        the connection is back, logged on and following again what it followed, but the
+        streams of symbols the venue no longer lists (see `unlisted`) (True), or
         not (False: auto_resume is off, whatever the connection; it gave up; the client was
         closed). Cancelling this wait leaves the resume be."""
         if not self.auto_resume:
@@ -490,7 +494,12 @@ class Resuming:
 
     async def _follow_again(self) -> None:
         """On a new connection: the logon, cancel-on-disconnect, the private stream, the books
-        and the other public streams of the last."""
+        and the other public streams of the last. The streams refused UNKNOWN_SYMBOL are
+        dropped once all the rest is followed (`_drop_unlisted`): a try that fails after
+        such a refusal drops nothing, and the next try (perhaps on a gateway that lists the
+        symbol) follows them again (before session 37's review they were forgotten at the
+        refusal, whatever became of the try)."""
+        unlisted: list[tuple[str, VenueError]] = []
         if self._credentials is not None:
             await self.logon(*self._credentials)
             if self._cod_enabled:  # COD is the connection's: a new one starts without it
@@ -506,12 +515,14 @@ class Resuming:
                 continue
             try:
                 await self._follow_book_again(symbol, depth)
-            except VenueError as refused:
-                if refused.code != ErrorCode.UNKNOWN_SYMBOL:
+            except VenueError as error:
+                if error.code != ErrorCode.UNKNOWN_SYMBOL:
                     raise
-                self._drop_unlisted(f"book:{symbol}:{depth}", refused)
+                unlisted.append((f"book:{symbol}:{depth}", error))
         for params in _subscriptions(self._streams):
-            await self._follow_streams_again(params)
+            await self._follow_streams_again(params, unlisted)
+        for stream, refused in unlisted:
+            self._drop_unlisted(stream, refused)
 
     async def _follow_book_again(self, symbol: str, depth: int) -> None:
         """Subscribe the book of `symbol` again at the tier answered, into a fresh local book
@@ -523,28 +534,34 @@ class Resuming:
         else:
             await self.subscribe_book(symbol, depth)
 
-    async def _follow_streams_again(self, params: dict[str, Any]) -> None:
+    async def _follow_streams_again(
+        self, params: dict[str, Any], unlisted: list[tuple[str, VenueError]]
+    ) -> None:
         """Subscribe public streams again (one channel's, several symbols); refused for a
         symbol the venue no longer lists, each symbol again alone, so that those it lists
-        are followed and only the others dropped (`_drop_unlisted`)."""
+        are followed and only the others noted in `unlisted` (`_drop_unlisted`)."""
         try:
             await self.request("subscribe", params)
         except VenueError as refused:
             if refused.code != ErrorCode.UNKNOWN_SYMBOL:
                 raise
             if len(params["symbols"]) == 1:
-                self._drop_unlisted(_stream_name(params), refused)
+                unlisted.append((_stream_name(params), refused))
                 return
             for symbol in params["symbols"]:
-                await self._follow_streams_again({**params, "symbols": [symbol]})
+                await self._follow_streams_again({**params, "symbols": [symbol]}, unlisted)
 
     def _drop_unlisted(self, stream: str, refused: VenueError) -> None:
         """A stream the resume could not follow again, the venue no longer listing its
         symbol (a venue started again without it, UNKNOWN_SYMBOL): not a failure of the
         resume, which goes on with the others (before session 37 it failed, and auto_resume
         gave up: the whole session lost for one symbol). The stream is forgotten (a book
-        leaves `books`) and an `unlisted` notice tells the caller."""
+        leaves `books`), its symbol goes into `unlisted` (read back there: the notice may be
+        dropped from a full queue, or skipped by `next_account_event`) and an `unlisted`
+        notice tells the caller. A gateway of a cluster that does not list the symbol yet
+        (its config behind the others') refuses it alike: the stream is dropped too."""
         symbol = stream.split(":")[1]
+        self.unlisted.add(symbol)
         if stream.startswith("book:"):
             self._book_depths.pop(symbol, None)
             self.books.pop(symbol, None)

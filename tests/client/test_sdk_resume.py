@@ -1393,10 +1393,64 @@ def test_a_resume_goes_on_without_the_streams_of_a_symbol_the_venue_no_longer_li
             ], notices  # and no book_resync_failed: the resume asked for the book once
             assert "UNKNOWN_SYMBOL" in notices[0]["error"]
             assert list(alpha.books) == [SYMBOL] and alpha.books[SYMBOL].synced
+            assert alpha.unlisted == {"MSFTx-USD"}  # read back, whatever became of the notice
             status = await alpha.request("session.status")
             assert status["account"] == 1 and status["cod"] is True
             names = (await alpha.request("subscriptions"))["subscriptions"]
             assert sorted(names) == ["account", f"book:{SYMBOL}:10", f"trades:{SYMBOL}"]
+        finally:
+            for client in venue.clients:
+                await client.close()
+            await venue.server.stop()
+
+    asyncio.run(asyncio.wait_for(main(), TEST_TIMEOUT_S))
+
+
+def test_a_resume_try_that_fails_after_an_unlisted_stream_drops_nothing(tmp_path: Path) -> None:
+    """A resume's try on a venue that refuses MSFTx-USD UNKNOWN_SYMBOL (a lagging gateway of
+    a cluster, say), which then fails for another reason: before, that symbol's book and
+    trades were forgotten all the same, and the next try, on a venue listing it, no longer
+    followed them (session 37's review). Drops are kept for the try that succeeds."""
+
+    async def main() -> None:
+        venue = await start_venue(tmp_path / "data")
+        try:
+            alpha = await logged_on(venue)
+            alpha.auto_resume = False  # (each try is this test's resume())
+            for symbol in (SYMBOL, "MSFTx-USD"):
+                await alpha.subscribe_book(symbol)
+            await alpha.request("subscribe", {"ch": "trades", "symbols": [SYMBOL, "MSFTx-USD"]})
+            await venue.server.stop()
+            config = venue_config.load(SAMPLE_CONFIG)
+            kept = tuple(entry for entry in config.instruments if entry.symbol != "MSFTx-USD")
+            venue.server = VenueServer(
+                msgspec.structs.replace(config, instruments=kept), tmp_path / "fresh"
+            )
+            await venue.server.start("127.0.0.1", venue.port)
+            follow_streams_again = alpha._follow_streams_again
+
+            async def failing(params: dict[str, Any], *unlisted: Any) -> None:
+                if params["ch"] == "trades" and params["symbols"] == [SYMBOL]:
+                    raise ConnectionLost("dropped (this test)", "subscribe", sent=True)
+                await follow_streams_again(params, *unlisted)
+
+            alpha._follow_streams_again = failing  # type: ignore[method-assign]
+            with pytest.raises(ConnectionLost):
+                await alpha.resume()
+            alpha._follow_streams_again = follow_streams_again  # type: ignore[method-assign]
+            assert alpha.unlisted == set()
+            await venue.server.stop()
+            venue.server = VenueServer(config, tmp_path / "data")  # the venue listing it
+            await venue.server.start("127.0.0.1", venue.port)
+            await alpha.resume()
+            names = (await alpha.request("subscriptions"))["subscriptions"]
+            assert sorted(names) == [
+                f"book:{SYMBOL}:10",
+                "book:MSFTx-USD:10",
+                f"trades:{SYMBOL}",
+                "trades:MSFTx-USD",
+            ], names  # before: MSFTx-USD's forgotten by the try that failed
+            assert sorted(alpha.books) == [SYMBOL, "MSFTx-USD"] and alpha.unlisted == set()
         finally:
             for client in venue.clients:
                 await client.close()
