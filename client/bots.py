@@ -383,7 +383,45 @@ class Quoting:
     told_no_centre: bool = False
 
 
-class MarketMaker:
+class _DropsSymbols:
+    """What the maker and the taker share about a symbol they stop trading: one delisted (its
+    `instruments` status: final) or that the venue no longer lists (a resume went on without
+    its streams: read back from `client.unlisted`, since the `unlisted` notice may be lost,
+    a full queue dropping the oldest) is dropped, saying so; none left, the bot stops."""
+
+    key: str
+    client: VenueClient
+    lost: str | None
+    DOING = "trading"  # the bot's word for what it no longer does with a dropped symbol
+
+    def _forget(self, symbol: str) -> bool:
+        """Stop trading `symbol`; whether it was traded."""
+        raise NotImplementedError
+
+    def _trades_any(self) -> bool:
+        raise NotImplementedError
+
+    def _unlisted(self, symbol: str, why: str = UNLISTED_WORDS) -> None:
+        if self._forget(symbol):
+            log.warning("%s: %s %s: no longer %s it", self.key, symbol, why, self.DOING)
+
+    def _drop_the_unlisted(self) -> None:
+        """Drop each symbol a resume stopped following (`client.unlisted`): before session
+        37's review only its notice told, and a taker whose notice was lost stopped on a
+        KeyError (`books[symbol]`), a maker quoted it every round, refused."""
+        for symbol in sorted(self.client.unlisted):
+            self._unlisted(symbol)
+
+    def _none_left(self) -> bool:
+        """Whether none of the bot's symbols trades any more (said, `lost`: it stops)."""
+        if self._trades_any():
+            return False
+        self.lost = NONE_LISTED
+        log.warning("%s: %s: stopping", self.key, self.lost)
+        return True
+
+
+class MarketMaker(_DropsSymbols):
     """Quotes `levels` bid/ask pairs of `size` on each of `symbols` until `stop` is set.
 
     Past `position_max` (base units, per symbol; default `POSITION_LOTS_DEFAULT` sizes) a
@@ -479,9 +517,7 @@ class MarketMaker:
             while not stop.is_set():
                 if await _run_step(client, self._round(), self.key, stop):
                     await _sleep_unless(stop, self.interval_s)
-                if not self.quoting_by_symbol:  # (`_unlisted`)
-                    self.lost = NONE_LISTED
-                    log.warning("%s: %s: stopping", self.key, self.lost)
+                if self._none_left():
                     break
         except CONNECTION_LOST as lost:
             self.lost = _lost_text(lost)
@@ -673,17 +709,22 @@ class MarketMaker:
     def instruments(self) -> list[Instrument]:
         return [quoting.instrument for quoting in self.quoting_by_symbol.values()]
 
-    def _unlisted(self, symbol: str, why: str = UNLISTED_WORDS) -> None:
+    DOING = "quoting"
+
+    def _forget(self, symbol: str) -> bool:
         """A symbol the venue no longer lists (started again without it: the resume went on
         without its book), or delisted (final, its orders cancelled): no longer quoted nor
         shown (before session 37 it was quoted every round, each refused UNKNOWN_SYMBOL or
         INSTRUMENT_DELISTED, its status still showing its bid and ask)."""
-        if self.quoting_by_symbol.pop(symbol, None) is not None:
-            log.warning("%s: %s %s: no longer quoting it", self.key, symbol, why)
+        return self.quoting_by_symbol.pop(symbol, None) is not None
+
+    def _trades_any(self) -> bool:
+        return bool(self.quoting_by_symbol)
 
     def _drain(self) -> None:
         while not self.client.pushes.empty():
             self._on_push(self.client.pushes.get_nowait())
+        self._drop_the_unlisted()
         self._drop_centres_off_the_band()
 
     def _rescale_for_split(self, action: Mapping[str, Any]) -> None:
@@ -780,7 +821,7 @@ class MarketMaker:
 # ----------------------------------------------------------------- the taker
 
 
-class Taker:
+class Taker(_DropsSymbols):
     """Sends `rate_per_s` random marketable orders a second over `symbols` until `stop`."""
 
     def __init__(
@@ -829,9 +870,7 @@ class Taker:
             while not stop.is_set():
                 if await _run_step(client, self._turn(), self.key, stop) is None:
                     break  # stopped while its connection was being reopened: nothing to read
-                if not self.symbols:  # (`_unlisted`)
-                    self.lost = NONE_LISTED
-                    log.warning("%s: %s: stopping", self.key, self.lost)
+                if self._none_left():
                     break
                 due = max(due + 1 / self.rate_per_s, loop.time())  # late: never catch up
                 await _sleep_unless(stop, due - loop.time())
@@ -870,7 +909,10 @@ class Taker:
         symbol = self.random.choice(self.symbols)
         instrument = self.instruments[symbol]
         side = self.random.choice(("buy", "sell"))
-        book = self.client.books[symbol]
+        book = self.client.books.get(symbol)
+        if book is None:  # not followed (a resume's try under way dropped it, for now): skip
+            self.skipped += 1
+            return
         rows = book.asks() if side == "buy" else book.bids()
         if not rows:
             self.skipped += 1
@@ -927,14 +969,20 @@ class Taker:
             f"PnL {self.tally.pnl_text(instruments)}"
         )
 
-    def _unlisted(self, symbol: str, why: str = UNLISTED_WORDS) -> None:
+    DOING = "taking"
+
+    def _forget(self, symbol: str) -> bool:
         """A symbol the venue no longer lists (started again without it: the resume went on
         without its book), or delisted (final): no longer taken (before session 37, the next
         turn that chose it stopped the taker on a KeyError, its book gone from `books`, or
         was refused INSTRUMENT_DELISTED)."""
-        if symbol in self.symbols:
-            self.symbols.remove(symbol)
-            log.warning("%s: %s %s: no longer taking it", self.key, symbol, why)
+        if symbol not in self.symbols:
+            return False
+        self.symbols.remove(symbol)
+        return True
+
+    def _trades_any(self) -> bool:
+        return bool(self.symbols)
 
     def _drain(self) -> None:
         while not self.client.pushes.empty():
@@ -958,6 +1006,7 @@ class Taker:
                     self.fills += 1
                     symbol, qty = data["symbol"], Decimal(data["last_qty"])
                     self.filled_qty[symbol] = self.filled_qty.get(symbol, Decimal(0)) + qty
+        self._drop_the_unlisted()
 
 
 # ----------------------------------------------------------------- tally and status

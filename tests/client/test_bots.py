@@ -1612,6 +1612,62 @@ def test_a_taker_goes_on_without_a_symbol_the_venue_no_longer_lists(tmp_path: Pa
     asyncio.run(asyncio.wait_for(main(), TEST_TIMEOUT_S))
 
 
+def without_unlisted_notices(client: VenueClient) -> None:
+    """`client`'s `unlisted` notices lost, as a full queue drops the oldest: a bot has only
+    `client.unlisted` (and `books`) to go by."""
+    queue = client._queue
+
+    def losing(message: dict[str, Any]) -> None:
+        if (message.get("ch"), message.get("type")) != ("client", "unlisted"):
+            queue(message)
+
+    client._queue = losing  # type: ignore[method-assign]
+
+
+def test_the_bots_go_on_without_a_symbol_unlisted_whose_notice_was_lost(tmp_path: Path) -> None:
+    """As above, the `unlisted` notice lost (a full queue drops the oldest): the taker
+    stopped on a KeyError (`books[symbol]`) the first time it chose that symbol, and the
+    maker quoted it every round, refused UNKNOWN_SYMBOL (session 37's review). Both read
+    `client.unlisted` back."""
+    from tests.conftest import start_venue
+
+    async def main() -> None:
+        venue = await start_venue(tmp_path / "data")
+        elsewhere = f"ws://127.0.0.1:{free_port()}/ws/trade"  # a gateway down: auto_resume
+        symbols = [SYMBOL, "MSFTx-USD"]
+        taker = Taker(venue.url(), *KEYS["taker"], symbols, 20, seed=3, other_urls=[elsewhere])
+        maker = MarketMaker(venue.url(), *KEYS["alpha"], symbols, Decimal(10), Decimal(1),
+                            levels=2, interval_s=0.1, listed=LISTED,
+                            other_urls=[elsewhere])  # fmt: skip
+        for bot in (taker, maker):
+            without_unlisted_notices(bot.client)
+        stop = asyncio.Event()
+        running = [asyncio.create_task(bot.run(stop)) for bot in (taker, maker)]
+        try:
+            await asyncio.wait_for(maker.quoting.wait(), READY_TIMEOUT_S)
+            await restarted_without_msft(venue, tmp_path, taker.client)
+            assert await _until(lambda: maker.client.resumed == 1)
+            await asyncio.sleep(1.0)  # a second of turns and rounds
+            assert not any(task.done() for task in running), running  # before: KeyError
+            assert taker.symbols == [SYMBOL]
+            assert "UNKNOWN_SYMBOL" not in maker.refusals, maker.refusals  # before: 20 a second
+            assert list(maker.quoting_by_symbol) == [SYMBOL]
+        finally:
+            stop.set()
+            await asyncio.wait_for(asyncio.gather(*running), TEST_TIMEOUT_S)
+            await venue.server.stop()
+
+    asyncio.run(asyncio.wait_for(main(), TEST_TIMEOUT_S))
+
+
+async def _until(done: Any, tries: int = 200) -> bool:
+    for _ in range(tries):
+        if done():
+            return True
+        await asyncio.sleep(0.05)
+    return bool(done())
+
+
 def test_a_taker_none_of_whose_symbols_is_listed_any_more_stops_saying_so(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
