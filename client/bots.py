@@ -487,6 +487,9 @@ class MarketMaker(_DropsSymbols):
                 )
         self.client = _client(url, other_urls)
         self.quoting_by_symbol: dict[str, Quoting] = {}
+        # the instruments of symbols no longer quoted (`_forget`): their positions stay in
+        # the status, the summary and PnL, as the taker keeps its own
+        self.dropped: dict[str, Instrument] = {}
         self.tally = Tally()
         self.fills = 0
         self.requotes = 0
@@ -502,8 +505,12 @@ class MarketMaker(_DropsSymbols):
     @property
     def inventory(self) -> Decimal:
         """The position in the first symbol's base asset since logon."""
-        quoting = self.quoting_by_symbol.get(self.symbol)
-        return self.tally.position(quoting.instrument.base) if quoting else Decimal(0)
+        instrument = self._instrument_of(self.symbol)
+        return self.tally.position(instrument.base) if instrument else Decimal(0)
+
+    def _instrument_of(self, symbol: str) -> Instrument | None:
+        quoting = self.quoting_by_symbol.get(symbol)
+        return quoting.instrument if quoting else self.dropped.get(symbol)
 
     @property
     def quote_sets(self) -> list[str]:
@@ -700,6 +707,8 @@ class MarketMaker(_DropsSymbols):
             bid, ask = quoting.ladder[0] if quoting.ladder else (None, None)
             position = self.tally.position(quoting.instrument.base)
             parts.append(f"{symbol} {_text(bid)} / {_text(ask)} pos {position:+f}")
+        for symbol, instrument in self.dropped.items():
+            parts.append(f"{symbol} not quoted pos {self.tally.position(instrument.base):+f}")
         return (
             f"{' | '.join(parts) or 'starting'} | {self.requotes} requotes, {self.fills} fills, "
             f"{self.refusals.total()} refused{self.tally.unknown_text()} | PnL"
@@ -707,7 +716,11 @@ class MarketMaker(_DropsSymbols):
         )
 
     def instruments(self) -> list[Instrument]:
-        return [quoting.instrument for quoting in self.quoting_by_symbol.values()]
+        """Those quoted, then those no longer quoted (`dropped`): every position's (before
+        session 37's review a dropped symbol's was left out, and PnL jumped at its delisting
+        by the position's worth)."""
+        quoted = [quoting.instrument for quoting in self.quoting_by_symbol.values()]
+        return quoted + list(self.dropped.values())
 
     DOING = "quoting"
 
@@ -715,8 +728,13 @@ class MarketMaker(_DropsSymbols):
         """A symbol the venue no longer lists (started again without it: the resume went on
         without its book), or delisted (final, its orders cancelled): no longer quoted nor
         shown (before session 37 it was quoted every round, each refused UNKNOWN_SYMBOL or
-        INSTRUMENT_DELISTED, its status still showing its bid and ask)."""
-        return self.quoting_by_symbol.pop(symbol, None) is not None
+        INSTRUMENT_DELISTED, its status still showing its bid and ask); its position stays
+        in the status and PnL (`dropped`)."""
+        quoting = self.quoting_by_symbol.pop(symbol, None)
+        if quoting is None:
+            return False
+        self.dropped[symbol] = quoting.instrument
+        return True
 
     def _trades_any(self) -> bool:
         return bool(self.quoting_by_symbol)
@@ -1353,8 +1371,8 @@ def run_market_maker(args: argparse.Namespace) -> int:
     if not bot.requotes:
         return _lost_or(status, bot.lost)
     positions = ", ".join(
-        f"{q.instrument.base} {bot.tally.position(q.instrument.base):+f}"
-        for q in bot.quoting_by_symbol.values()
+        f"{instrument.base} {bot.tally.position(instrument.base):+f}"
+        for instrument in bot.instruments()
     )
     print(
         f"market maker {', '.join(symbols)}: {bot.requotes} requotes, {bot.fills} fills, "

@@ -1573,7 +1573,7 @@ def test_a_maker_goes_on_without_a_symbol_the_venue_no_longer_lists(tmp_path: Pa
             await asyncio.sleep(1.0)
             assert not running.done(), running
             assert "UNKNOWN_SYMBOL" not in maker.refusals, maker.refusals  # before: 20 a second
-            assert "MSFTx-USD" not in maker.status_text(), maker.status_text()
+            assert "MSFTx-USD not quoted pos" in maker.status_text(), maker.status_text()
             quoted = {order.symbol for order in venue.server.venue.open_orders(ALPHA)}
             assert quoted == {SYMBOL}
         finally:
@@ -1610,6 +1610,36 @@ def test_a_taker_goes_on_without_a_symbol_the_venue_no_longer_lists(tmp_path: Pa
             await venue.server.stop()
 
     asyncio.run(asyncio.wait_for(main(), TEST_TIMEOUT_S))
+
+
+def test_a_maker_keeps_a_delisted_symbols_position_in_its_pnl(run_venue: Any) -> None:
+    """A maker of two symbols holds a position in MSFTx-USD (a taker took its quotes) when
+    the operator delists it: its status line and final summary dropped that position from
+    PnL and positions (session 37's review: PnL jumped to +1557 USD). Kept, as the taker
+    keeps its instruments, the symbol shown as no longer quoted."""
+
+    async def scenario(venue: Venue) -> None:
+        maker = MarketMaker(venue.url(), *KEYS["alpha"], [SYMBOL, "MSFTx-USD"], Decimal(10),
+                            Decimal(1), levels=LEVELS, interval_s=0.1, listed=LISTED)  # fmt: skip
+        taker = Taker(venue.url(), *KEYS["taker"], ["MSFTx-USD"], 20, seed=1)
+        stop = asyncio.Event()
+        running = [asyncio.create_task(maker.run(stop))]
+        await asyncio.wait_for(maker.quoting.wait(), READY_TIMEOUT_S)
+        msft = maker.quoting_by_symbol["MSFTx-USD"].instrument
+        running.append(asyncio.create_task(taker.run(stop)))
+        assert await _until(lambda: maker.tally.position(msft.base) != 0)
+        admin = await venue.client("admin")
+        await admin.request("admin.set_status", {"symbol": "MSFTx-USD", "status": "delisted"})
+        assert await _until(lambda: "MSFTx-USD" not in maker.quoting_by_symbol)
+        await asyncio.sleep(0.3)  # (the last fills' pushes read)
+        position = maker.tally.position(msft.base)
+        assert position != 0 and msft in maker.instruments()  # before: left out
+        assert f"MSFTx-USD not quoted pos {position:+f}" in maker.status_text()
+        assert maker.tally.pnl_text(maker.instruments()) in maker.status_text()
+        stop.set()
+        await asyncio.gather(*running)
+
+    run_venue(scenario)
 
 
 def without_unlisted_notices(client: VenueClient) -> None:
@@ -1724,7 +1754,7 @@ def test_the_bots_stop_quoting_and_taking_a_symbol_delisted_while_they_run(
         assert not any(task.done() for task in running), running
         after = maker.refusals["INSTRUMENT_DELISTED"], taker.refusals["INSTRUMENT_DELISTED"]
         assert after == refused, (maker.refusals, taker.refusals)  # before: ~40 a second more
-        assert "MSFTx-USD" not in maker.status_text(), maker.status_text()
+        assert "MSFTx-USD not quoted pos" in maker.status_text(), maker.status_text()
         assert taker.symbols == [SYMBOL]
         stop.set()
         await asyncio.gather(*running)
