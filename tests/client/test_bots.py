@@ -1642,6 +1642,33 @@ def test_a_maker_keeps_a_delisted_symbols_position_in_its_pnl(run_venue: Any) ->
     run_venue(scenario)
 
 
+def test_a_maker_stops_once_none_of_its_symbols_trades_not_when_halted(run_venue: Any) -> None:
+    """The maker of one symbol goes on while it is halted, then cancel_only (it may trade
+    again), and stops once it is delisted, exit status 1, its words the cause's."""
+
+    async def scenario(venue: Venue) -> None:
+        maker = MarketMaker(venue.url(), *KEYS["alpha"], ["MSFTx-USD"], Decimal(10),
+                            Decimal(1), levels=LEVELS, interval_s=0.1, listed=LISTED)  # fmt: skip
+        stop = asyncio.Event()
+        running = asyncio.create_task(maker.run(stop))
+        try:
+            await asyncio.wait_for(maker.quoting.wait(), READY_TIMEOUT_S)
+            admin = await venue.client("admin")
+            for status in ("halted", "cancel_only"):
+                await admin.request("admin.set_status", {"symbol": "MSFTx-USD", "status": status})
+                await asyncio.sleep(0.5)  # five rounds
+                assert not running.done(), status
+                assert maker.lost is None
+            await admin.request("admin.set_status", {"symbol": "MSFTx-USD", "status": "delisted"})
+            await asyncio.wait_for(running, 5)
+            assert maker.lost == bots.NONE_LISTED and bots._lost_or(0, maker.lost) == 1
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, TEST_TIMEOUT_S)
+
+    run_venue(scenario)
+
+
 def without_unlisted_notices(client: VenueClient) -> None:
     """`client`'s `unlisted` notices lost, as a full queue drops the oldest: a bot has only
     `client.unlisted` (and `books`) to go by."""
