@@ -60,6 +60,7 @@ from client.sdk_types import (
     VenueError,
     account_event,
     unknown_outcome,
+    venue_error,
 )
 from client.urls import EXAMPLE_URL, websocket_url
 from gateway.market_data import LocalBook
@@ -407,15 +408,7 @@ class VenueClient(Calls, Resuming, Reading):
         if response["status"] == 409 and "result" in response:  # some commands were done
             raise PartlyDone(method, response["result"]["results"])
         if response["status"] != 200:
-            error = response.get("error", {})
-            raise VenueError(
-                response["status"],
-                error.get("code", 0),
-                error.get("name", "?"),
-                error.get("msg", ""),
-                error.get("data"),
-                response.get("retry_after_ms"),
-            )
+            raise venue_error(response)
         return response.get("result")
 
     async def request_raw(

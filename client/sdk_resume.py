@@ -21,7 +21,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.protocol import State
 
-from client.sdk_types import ConnectionLost, VenueError
+from client.sdk_types import ConnectionLost, VenueError, venue_error
 from client.urls import websocket_url
 from engine.reasons import ErrorCode
 from gateway.auth import LOGGED_ON_ALREADY, RECV_WINDOW_MS_DEFAULT, sign_logon
@@ -62,6 +62,9 @@ class LogonSent:
     key: tuple[str, str] | None
     over: ClientConnection | None = None
     request_id: int | None = None  # its request's, set as it leaves: its answer's id
+    # the logon in flight when `logon()` sent this one: what a refusal of this one proves
+    # of it, read by its caller or late, is `_answered`'s one rule
+    earlier: "LogonSent | None" = None
 
 
 # The logon that the current context's `logon()` is sending: `_request` notes it in flight
@@ -164,7 +167,7 @@ class Resuming:
         while True:
             if sent is not None and not self._still_open(sent):
                 return await self._logged_on_by_its_resume(sent)
-            sent = LogonSent(key)
+            sent = LogonSent(key, earlier=earlier)
             being_sent = LOGON_BEING_SENT.set(sent)
             try:
                 answer = await self.request("session.logon", self._logon_params(api_key, secret))
@@ -253,10 +256,13 @@ class Resuming:
         if sent is None or sent.over is not self.websocket:
             return
         del self._logons_unanswered[request_id]
+        if response.get("status") != 200:  # refused: it did not log on; of the one before
+            # it, what its caller's reading would prove (before session 37's review a 429
+            # or 503 from before any handler, read late, dropped that one from flight)
+            self._answered(sent, sent.earlier, venue_error(response))
+            return
         if self._logon_in_flight is sent:
             self._logon_in_flight = None
-        if response.get("status") != 200:
-            return  # refused: it did not log on
         self._note_the_account(response.get("result"))
         if sent.key is not None:
             self._credentials = sent.key

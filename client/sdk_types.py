@@ -240,6 +240,19 @@ class VenueError(Exception):
         self.retry_after_ms = retry_after_ms
 
 
+def venue_error(response: Mapping[str, Any]) -> VenueError:
+    """The `VenueError` of a response refused (its status not 200)."""
+    error = response.get("error", {})
+    return VenueError(
+        response["status"],
+        error.get("code", 0),
+        error.get("name", "?"),
+        error.get("msg", ""),
+        error.get("data"),
+        response.get("retry_after_ms"),
+    )
+
+
 class RequestTooLarge(VenueError):
     """A request the SDK refused before sending it: its frame, as encoded, is past the
     venue's limit for one message (`MESSAGE_BYTES_MAX`, 65,536 bytes). The venue answers

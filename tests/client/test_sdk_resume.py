@@ -1553,6 +1553,49 @@ def test_a_logon_given_up_on_after_close_and_connect_under_another_account_keeps
         run_venue(scenario)
 
 
+def test_a_late_429_of_a_logon_given_up_on_keeps_the_one_before_in_flight(
+    run_venue: Any,
+) -> None:
+    """Two logons of alpha's given up on over one connection: the first slow in the logon
+    handler, the second refused 429 before any handler (as a bucket's refusal is), so its
+    answer comes first. Read late, that 429 dropped the first from flight though it proves
+    nothing of it (`_answered`, for an answer its caller reads, keeps it: session 37's
+    review), and a drop before the first's answer was resumed with no logon. The same rule
+    now: the resume logs on with alpha's key."""
+    original = Logons.logon
+    logons: list[str] = []
+
+    def logon(self: Logons, session: Any, request: Any, t_in: int) -> None:
+        number = len(logons)
+        logons.append(request.params.api_key)
+        loop = asyncio.get_running_loop()
+        if number == 0:
+            loop.call_later(2.0, original, self, session, request, t_in)
+        elif number == 1:
+            body = wire.error(request.id, ErrorCode.RATE_LIMITED, "slow down (this test)")
+            loop.call_later(0.2, self.connections.send, session, body)
+        else:
+            original(self, session, request, t_in)
+
+    async def scenario(venue: Venue) -> None:
+        client = VenueClient(venue.url(), auto_resume=True, reconnect_delays_s=(0.05,))
+        venue.clients.append(await client.connect())
+        await given_up_on(client, KEYS["alpha"], logons)
+        await given_up_on(client, KEYS["alpha"], logons)
+        await asyncio.sleep(0.5)  # the 429 came, read late; the first's answer not yet
+        (session,) = venue.server.sessions.values()
+        session.websocket.transport.abort()
+        assert client.websocket is not None
+        await asyncio.wait_for(client.websocket.wait_closed(), 5)
+        assert await client.wait_resumed()
+        result = await client.request("session.status")
+        assert result["account"] == 1  # before: 401 "log on first", resumed with no logon
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Logons, "logon", logon)
+        run_venue(scenario)
+
+
 def test_a_429_from_the_logon_handler_drops_the_refused_logon_before_it(run_venue: Any) -> None:
     """A logon given up on with a mistyped secret (its 401 come, unread), then one refused 429
     by the logon handler itself, after its "this connection is logged on" check (the
