@@ -350,7 +350,8 @@ class RequestTimeout(TimeoutError):
     """No answer to a request within its timeout. It may have reached the venue: for a
     request not in QUERY_METHODS `outcome_unknown` is True and the message says so, and what
     to do about it (`unknown_outcome`). A late answer, if one comes, is queued as a push
-    (`next_push`)."""
+    (`next_push`); one that arrived just as the timeout struck is not (a logon's is still
+    read for what it did: `_late_answer`)."""
 
     def __init__(
         self,
