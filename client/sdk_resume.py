@@ -65,6 +65,9 @@ class LogonSent:
     # the logon in flight when `logon()` sent this one: what a refusal of this one proves
     # of it, read by its caller or late, is `_answered`'s one rule
     earlier: "LogonSent | None" = None
+    # refused 429 or 503, which the venue may give before any handler runs: its refusal
+    # proves nothing of `earlier`, which `_answered` walks back past it to (`_refusal_read`)
+    proved_nothing: bool = False
 
 
 # The logon that the current context's `logon()` is sending: `_request` notes it in flight
@@ -172,6 +175,7 @@ class Resuming:
             try:
                 answer = await self.request("session.logon", self._logon_params(api_key, secret))
             except VenueError as refused:
+                _refusal_read(sent, refused)
                 delay_s: float | None = None
                 if refused.code == ErrorCode.NONCE_UNCHECKED:
                     delay_s = next(nonce_delays_s, None)
@@ -219,11 +223,15 @@ class Resuming:
         with a key refused, and gave up). Refused otherwise (a 429 or 503 the venue may give
         before any handler runs, the account's bucket, say), it proves nothing of `earlier`:
         it stays in flight (until the third review it was dropped, though the connection
-        may be logged on, and the next drop was resumed with no logon)."""
+        may be logged on, and the next drop was resumed with no logon). `earlier` is the
+        nearest logon before `sent` still unanswered, past those answered so (a third logon's
+        429 saw the second's, read late, and dropped the first: session 37's re-review)."""
         if self._logon_in_flight is not sent:
             return
         self._logon_in_flight = None
         over = sent.over
+        while earlier is not None and earlier.proved_nothing and not self._unanswered(earlier):
+            earlier = earlier.earlier
         if earlier is None or over is None or earlier.over is not over or refused is None:
             return
         if not self._unanswered(earlier):  # its own answer, read by now, said what it did
@@ -259,7 +267,9 @@ class Resuming:
         if response.get("status") != 200:  # refused: it did not log on; of the one before
             # it, what its caller's reading would prove (before session 37's review a 429
             # or 503 from before any handler, read late, dropped that one from flight)
-            self._answered(sent, sent.earlier, venue_error(response))
+            refused = venue_error(response)
+            _refusal_read(sent, refused)
+            self._answered(sent, sent.earlier, refused)
             return
         if self._logon_in_flight is sent:
             self._logon_in_flight = None
@@ -661,6 +671,13 @@ def _logged_on_already(refused: VenueError) -> bool:
     the code of any malformed param too, so told apart by the venue's words (`gateway.auth`'s,
     which its logon handler sends)."""
     return refused.code == ErrorCode.BAD_PARAM and str(refused).endswith(f": {LOGGED_ON_ALREADY}")
+
+
+def _refusal_read(sent: LogonSent, refused: VenueError) -> None:
+    """Mark `sent` if its refusal proves nothing of the logons before it: neither "this
+    connection is logged on" nor a refusal of its key (401, 403), the logon handler's, but a
+    429 or 503 the venue may give before any handler runs."""
+    sent.proved_nothing = not _logged_on_already(refused) and refused.status not in (401, 403)
 
 
 def _link_failure(error: BaseException) -> bool:

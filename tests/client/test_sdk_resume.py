@@ -1596,6 +1596,54 @@ def test_a_late_429_of_a_logon_given_up_on_keeps_the_one_before_in_flight(
         run_venue(scenario)
 
 
+@pytest.mark.parametrize(("second_s", "third_s"), [(0.3, 0.7), (0.7, 0.3)])
+def test_late_429s_of_two_logons_keep_the_first_in_flight_in_either_order(
+    run_venue: Any, second_s: float, third_s: float
+) -> None:
+    """Three logons of alpha's over one connection: the first slow in the logon handler and
+    given up on, the second given up on, the third awaited; the second and third refused 429
+    before any handler, in either order. The second's 429 read while the third was in flight
+    noted nothing, then the third's 429 saw the second answered and dropped the first from
+    flight (session 37's re-review): a drop before the first's answer was resumed with no
+    logon. A refusal that proves nothing is marked, and `_answered` walks back past it."""
+    original = Logons.logon
+    logons: list[str] = []
+    delays_s = {1: second_s, 2: third_s}
+
+    def logon(self: Logons, session: Any, request: Any, t_in: int) -> None:
+        number = len(logons)
+        logons.append(request.params.api_key)
+        loop = asyncio.get_running_loop()
+        if number == 0:
+            loop.call_later(3.0, original, self, session, request, t_in)
+        elif number in delays_s:
+            body = wire.error(request.id, ErrorCode.RATE_LIMITED, "slow down (this test)")
+            loop.call_later(delays_s[number], self.connections.send, session, body)
+        else:
+            original(self, session, request, t_in)
+
+    async def scenario(venue: Venue) -> None:
+        client = VenueClient(venue.url(), auto_resume=True, reconnect_delays_s=(0.05,))
+        venue.clients.append(await client.connect())
+        await given_up_on(client, KEYS["alpha"], logons)
+        await given_up_on(client, KEYS["alpha"], logons)
+        with pytest.raises(VenueError) as refused:
+            await client.logon(*KEYS["alpha"])
+        assert refused.value.code == ErrorCode.RATE_LIMITED, refused.value
+        await asyncio.sleep(max(second_s, third_s) - third_s + 0.3)  # the second's 429 came
+        (session,) = venue.server.sessions.values()
+        session.websocket.transport.abort()  # before the first's answer
+        assert client.websocket is not None
+        await asyncio.wait_for(client.websocket.wait_closed(), 5)
+        assert await client.wait_resumed()
+        result = await client.request("session.status")
+        assert result["account"] == 1  # before: 401 "log on first", resumed with no logon
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Logons, "logon", logon)
+        run_venue(scenario)
+
+
 def test_a_429_from_the_logon_handler_drops_the_refused_logon_before_it(run_venue: Any) -> None:
     """A logon given up on with a mistyped secret (its 401 come, unread), then one refused 429
     by the logon handler itself, after its "this connection is logged on" check (the
