@@ -512,9 +512,11 @@ class Resuming:
         """On a new connection: the logon, cancel-on-disconnect, the private stream, the books
         and the other public streams of the last. The streams refused UNKNOWN_SYMBOL are
         dropped once all the rest is followed (`_drop_unlisted`): a try that fails after
-        such a refusal drops nothing, and the next try (perhaps on a gateway that lists the
-        symbol) follows them again (before session 37's review they were forgotten at the
-        refusal, whatever became of the try)."""
+        such a refusal drops nothing of what is followed, and the next try (perhaps on a
+        gateway that lists the symbol) follows them again (before session 37's review they
+        were forgotten at the refusal, whatever became of the try); the refused book alone
+        leaves `books` at its refusal (`_restore_book`: its levels, the closed connection's,
+        are stale) until a try follows it again."""
         unlisted: list[tuple[str, VenueError]] = []
         if self._credentials is not None:
             await self.logon(*self._credentials)
