@@ -1622,20 +1622,25 @@ def test_a_maker_keeps_a_delisted_symbols_position_in_its_pnl(run_venue: Any) ->
         maker = MarketMaker(venue.url(), *KEYS["alpha"], [SYMBOL, "MSFTx-USD"], Decimal(10),
                             Decimal(1), levels=LEVELS, interval_s=0.1, listed=LISTED)  # fmt: skip
         taker = Taker(venue.url(), *KEYS["taker"], ["MSFTx-USD"], 20, seed=1)
-        stop = asyncio.Event()
+        stop, taker_stop = asyncio.Event(), asyncio.Event()
         running = [asyncio.create_task(maker.run(stop))]
         await asyncio.wait_for(maker.quoting.wait(), READY_TIMEOUT_S)
         msft = maker.quoting_by_symbol["MSFTx-USD"].instrument
-        running.append(asyncio.create_task(taker.run(stop)))
+        running.append(asyncio.create_task(taker.run(taker_stop)))
         assert await _until(lambda: maker.tally.position(msft.base) != 0)
+        taker_stop.set()  # no fills past this: the PnL before the delisting is the one after
+        await asyncio.gather(running.pop())
+        await asyncio.sleep(0.3)  # (the last fills' pushes read)
+        position, pnl_before = maker.tally.position(msft.base), maker.tally.pnl(maker.instruments())
         admin = await venue.client("admin")
         await admin.request("admin.set_status", {"symbol": "MSFTx-USD", "status": "delisted"})
         assert await _until(lambda: "MSFTx-USD" not in maker.quoting_by_symbol)
-        await asyncio.sleep(0.3)  # (the last fills' pushes read)
-        position = maker.tally.position(msft.base)
+        await asyncio.sleep(0.3)
         assert position != 0 and msft in maker.instruments()  # before: left out
+        assert maker.tally.position(msft.base) == position
         assert f"MSFTx-USD not quoted pos {position:+f}" in maker.status_text()
-        assert maker.tally.pnl_text(maker.instruments()) in maker.status_text()
+        # the position marked at its last reference: PnL does not jump (before: +1557 USD)
+        assert maker.tally.pnl(maker.instruments()) == pnl_before
         stop.set()
         await asyncio.gather(*running)
 
