@@ -408,7 +408,8 @@ class _DropsSymbols:
     def _drop_the_unlisted(self) -> None:
         """Drop each symbol a resume stopped following (`client.unlisted`): before session
         37's review only its notice told, and a taker whose notice was lost stopped on a
-        KeyError (`books[symbol]`), a maker quoted it every round, refused."""
+        KeyError (`books[symbol]`), a maker quoted it every round, refused. The one path:
+        the `unlisted` notice, queued as the symbol is added there, is not read besides."""
         for symbol in sorted(self.client.unlisted):
             self._unlisted(symbol)
 
@@ -807,8 +808,6 @@ class MarketMaker(_DropsSymbols):
             instrument.follow_record(push["data"])
             if instrument.status == DELISTED:
                 self._unlisted(push["sym"], DELISTED_WORDS)
-        elif channel == "client" and push.get("type") == "unlisted":
-            self._unlisted(push["sym"])
         elif channel == "account":
             kind = push.get("type")
             if kind == "snapshot":
@@ -1016,8 +1015,6 @@ class Taker(_DropsSymbols):
                 self.tally.on_balance(push["data"])
             elif channel == "account" and kind == "corporate_action":
                 self.tally.on_corporate_action(push["data"])
-            elif channel == "client" and kind == "unlisted":
-                self._unlisted(push["sym"])
             elif channel == "account" and kind == "exec":
                 data = push["data"]
                 if data["exec_type"] == "trade":
