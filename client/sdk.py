@@ -570,8 +570,11 @@ class VenueClient(Calls, Resuming, Reading):
             elif not future.cancelled() and future.exception() is None:  # (retrieved)
                 if read:
                     self._logons_unanswered.pop(request_id, None)
-                else:  # answered as its caller gave up on it (cancelled): noted all the same
+                else:  # answered as its caller gave up on it (cancelled, timed out): noted
+                    # all the same, and queued as an answer nobody awaits is (until session
+                    # 37's re-review it was lost to the caller: an order's id with it)
                     self._late_answer(future.result())
+                    self._queue(future.result())
 
     def _reopening(self) -> str:
         """What reopens a closed connection: auto_resume under way, or given up, or resume()."""

@@ -350,8 +350,8 @@ class RequestTimeout(TimeoutError):
     """No answer to a request within its timeout. It may have reached the venue: for a
     request not in QUERY_METHODS `outcome_unknown` is True and the message says so, and what
     to do about it (`unknown_outcome`). A late answer, if one comes, is queued as a push
-    (`next_push`); one that arrived just as the timeout struck is not (a logon's is still
-    read for what it did: `_late_answer`)."""
+    (`next_push`), one that arrived just as the timeout struck too (since session 37's
+    re-review; a logon's is also read for what it did: `_late_answer`)."""
 
     def __init__(
         self,
