@@ -96,6 +96,10 @@ SETUP_LOST = (ConnectionLost, ConnectionClosed, RequestTimeout)
 CANNOT_START = (OSError, InvalidHandshake, InvalidURI, ValueError, VenueError)
 CLOSED_STATUSES = frozenset({"filled", "canceled", "expired", "rejected"})
 TRADING_STATUSES = frozenset({"open", "post_only"})  # an instrument's that take new orders
+DELISTED = "delisted"  # an instrument's final status: its orders cancelled, none taken again
+# why a bot no longer trades a symbol, in its log: `<key>: MSFTx-USD is delisted: ...`
+UNLISTED_WORDS = "is no longer listed by the venue"
+DELISTED_WORDS = "is delisted"
 
 QuoteLevel = tuple[Decimal | None, Decimal | None]  # a level's bid and ask; None: pulled
 Listed = tuple[Decimal | None, int | None]  # a symbol's reference price and band (bps), if known
@@ -379,7 +383,46 @@ class Quoting:
     told_no_centre: bool = False
 
 
-class MarketMaker:
+class _DropsSymbols:
+    """What the maker and the taker share about a symbol they stop trading: one delisted (its
+    `instruments` status: final) or that the venue no longer lists (a resume went on without
+    its streams: read back from `client.unlisted`, since the `unlisted` notice may be lost,
+    a full queue dropping the oldest) is dropped, saying so; none left, the bot stops."""
+
+    key: str
+    client: VenueClient
+    lost: str | None
+    DOING = "trading"  # the bot's word for what it no longer does with a dropped symbol
+
+    def _forget(self, symbol: str) -> bool:
+        """Stop trading `symbol`; whether it was traded."""
+        raise NotImplementedError
+
+    def _trades_any(self) -> bool:
+        raise NotImplementedError
+
+    def _unlisted(self, symbol: str, why: str = UNLISTED_WORDS) -> None:
+        if self._forget(symbol):
+            log.warning("%s: %s %s: no longer %s it", self.key, symbol, why, self.DOING)
+
+    def _drop_the_unlisted(self) -> None:
+        """Drop each symbol a resume stopped following (`client.unlisted`): before session
+        37's review only its notice told, and a taker whose notice was lost stopped on a
+        KeyError (`books[symbol]`), a maker quoted it every round, refused. The one path:
+        the `unlisted` notice, queued as the symbol is added there, is not read besides."""
+        for symbol in sorted(self.client.unlisted):
+            self._unlisted(symbol)
+
+    def _none_left(self) -> bool:
+        """Whether none of the bot's symbols trades any more (said, `lost`: it stops)."""
+        if self._trades_any():
+            return False
+        self.lost = NONE_LISTED
+        log.warning("%s: %s: stopping", self.key, self.lost)
+        return True
+
+
+class MarketMaker(_DropsSymbols):
     """Quotes `levels` bid/ask pairs of `size` on each of `symbols` until `stop` is set.
 
     Past `position_max` (base units, per symbol; default `POSITION_LOTS_DEFAULT` sizes) a
@@ -445,6 +488,9 @@ class MarketMaker:
                 )
         self.client = _client(url, other_urls)
         self.quoting_by_symbol: dict[str, Quoting] = {}
+        # the instruments of symbols no longer quoted (`_forget`): their positions stay in
+        # the status, the summary and PnL, as the taker keeps its own
+        self.dropped: dict[str, Instrument] = {}
         self.tally = Tally()
         self.fills = 0
         self.requotes = 0
@@ -460,8 +506,12 @@ class MarketMaker:
     @property
     def inventory(self) -> Decimal:
         """The position in the first symbol's base asset since logon."""
-        quoting = self.quoting_by_symbol.get(self.symbol)
-        return self.tally.position(quoting.instrument.base) if quoting else Decimal(0)
+        instrument = self._instrument_of(self.symbol)
+        return self.tally.position(instrument.base) if instrument else Decimal(0)
+
+    def _instrument_of(self, symbol: str) -> Instrument | None:
+        quoting = self.quoting_by_symbol.get(symbol)
+        return quoting.instrument if quoting else self.dropped.get(symbol)
 
     @property
     def quote_sets(self) -> list[str]:
@@ -475,6 +525,8 @@ class MarketMaker:
             while not stop.is_set():
                 if await _run_step(client, self._round(), self.key, stop):
                     await _sleep_unless(stop, self.interval_s)
+                if self._none_left():
+                    break
         except CONNECTION_LOST as lost:
             self.lost = _lost_text(lost)
             log.warning("%s: the connection ended (%s)", self.key, self.lost)
@@ -656,6 +708,8 @@ class MarketMaker:
             bid, ask = quoting.ladder[0] if quoting.ladder else (None, None)
             position = self.tally.position(quoting.instrument.base)
             parts.append(f"{symbol} {_text(bid)} / {_text(ask)} pos {position:+f}")
+        for symbol, instrument in self.dropped.items():
+            parts.append(f"{symbol} not quoted pos {self.tally.position(instrument.base):+f}")
         return (
             f"{' | '.join(parts) or 'starting'} | {self.requotes} requotes, {self.fills} fills, "
             f"{self.refusals.total()} refused{self.tally.unknown_text()} | PnL"
@@ -663,11 +717,33 @@ class MarketMaker:
         )
 
     def instruments(self) -> list[Instrument]:
-        return [quoting.instrument for quoting in self.quoting_by_symbol.values()]
+        """Those quoted, then those no longer quoted (`dropped`): every position's (before
+        session 37's review a dropped symbol's was left out, and PnL jumped at its delisting
+        by the position's worth)."""
+        quoted = [quoting.instrument for quoting in self.quoting_by_symbol.values()]
+        return quoted + list(self.dropped.values())
+
+    DOING = "quoting"
+
+    def _forget(self, symbol: str) -> bool:
+        """A symbol the venue no longer lists (started again without it: the resume went on
+        without its book), or delisted (final, its orders cancelled): no longer quoted nor
+        shown (before session 37 it was quoted every round, each refused UNKNOWN_SYMBOL or
+        INSTRUMENT_DELISTED, its status still showing its bid and ask); its position stays
+        in the status and PnL (`dropped`)."""
+        quoting = self.quoting_by_symbol.pop(symbol, None)
+        if quoting is None:
+            return False
+        self.dropped[symbol] = quoting.instrument
+        return True
+
+    def _trades_any(self) -> bool:
+        return bool(self.quoting_by_symbol)
 
     def _drain(self) -> None:
         while not self.client.pushes.empty():
             self._on_push(self.client.pushes.get_nowait())
+        self._drop_the_unlisted()
         self._drop_centres_off_the_band()
 
     def _rescale_for_split(self, action: Mapping[str, Any]) -> None:
@@ -734,7 +810,10 @@ class MarketMaker:
     def _on_push(self, push: Mapping[str, Any]) -> None:
         channel = push.get("ch")
         if channel == "instruments" and push.get("sym") in self.quoting_by_symbol:
-            self.quoting_by_symbol[push["sym"]].instrument.follow_record(push["data"])
+            instrument = self.quoting_by_symbol[push["sym"]].instrument
+            instrument.follow_record(push["data"])
+            if instrument.status == DELISTED:
+                self._unlisted(push["sym"], DELISTED_WORDS)
         elif channel == "account":
             kind = push.get("type")
             if kind == "snapshot":
@@ -765,7 +844,7 @@ class MarketMaker:
 # ----------------------------------------------------------------- the taker
 
 
-class Taker:
+class Taker(_DropsSymbols):
     """Sends `rate_per_s` random marketable orders a second over `symbols` until `stop`."""
 
     def __init__(
@@ -814,6 +893,8 @@ class Taker:
             while not stop.is_set():
                 if await _run_step(client, self._turn(), self.key, stop) is None:
                     break  # stopped while its connection was being reopened: nothing to read
+                if self._none_left():
+                    break
                 due = max(due + 1 / self.rate_per_s, loop.time())  # late: never catch up
                 await _sleep_unless(stop, due - loop.time())
             else:  # Pushes follow their order's response: one more round trip and all are in.
@@ -843,14 +924,18 @@ class Taker:
     async def _turn(self) -> None:
         """One order, after reading the pushes come since the last."""
         self._drain()
-        await self._take()
+        if self.symbols:
+            await self._take()
         self.tally.give_up_if_hopeless(self.refusals)
 
     async def _take(self) -> None:
         symbol = self.random.choice(self.symbols)
         instrument = self.instruments[symbol]
         side = self.random.choice(("buy", "sell"))
-        book = self.client.books[symbol]
+        book = self.client.books.get(symbol)
+        if book is None:  # not followed (a resume's try under way dropped it, for now): skip
+            self.skipped += 1
+            return
         rows = book.asks() if side == "buy" else book.bids()
         if not rows:
             self.skipped += 1
@@ -907,12 +992,29 @@ class Taker:
             f"PnL {self.tally.pnl_text(instruments)}"
         )
 
+    DOING = "taking"
+
+    def _forget(self, symbol: str) -> bool:
+        """A symbol the venue no longer lists (started again without it: the resume went on
+        without its book), or delisted (final): no longer taken (before session 37, the next
+        turn that chose it stopped the taker on a KeyError, its book gone from `books`, or
+        was refused INSTRUMENT_DELISTED)."""
+        if symbol not in self.symbols:
+            return False
+        self.symbols.remove(symbol)
+        return True
+
+    def _trades_any(self) -> bool:
+        return bool(self.symbols)
+
     def _drain(self) -> None:
         while not self.client.pushes.empty():
             push = self.client.pushes.get_nowait()
             channel, kind = push.get("ch"), push.get("type")
             if channel == "instruments" and push.get("sym") in self.instruments:
                 self.instruments[push["sym"]].follow_record(push["data"])
+                if self.instruments[push["sym"]].status == DELISTED:
+                    self._unlisted(push["sym"], DELISTED_WORDS)
             elif channel == "account" and kind == "snapshot":
                 self.tally.on_snapshot(push["balances"])
             elif channel == "account" and kind == "balance":
@@ -925,6 +1027,7 @@ class Taker:
                     self.fills += 1
                     symbol, qty = data["symbol"], Decimal(data["last_qty"])
                     self.filled_qty[symbol] = self.filled_qty.get(symbol, Decimal(0)) + qty
+        self._drop_the_unlisted()
 
 
 # ----------------------------------------------------------------- tally and status
@@ -1271,8 +1374,8 @@ def run_market_maker(args: argparse.Namespace) -> int:
     if not bot.requotes:
         return _lost_or(status, bot.lost)
     positions = ", ".join(
-        f"{q.instrument.base} {bot.tally.position(q.instrument.base):+f}"
-        for q in bot.quoting_by_symbol.values()
+        f"{instrument.base} {bot.tally.position(instrument.base):+f}"
+        for instrument in bot.instruments()
     )
     print(
         f"market maker {', '.join(symbols)}: {bot.requotes} requotes, {bot.fills} fills, "
@@ -1388,6 +1491,15 @@ class NeverConnected(str):
     takes connections but never answers) exited 0 without a word."""
 
 
+class NoneListed(str):
+    """Why a bot stopped with its connection up: none of its symbols trades any more, each
+    delisted (its `instruments` status) or not listed by the venue started again (an
+    `unlisted` notice); said as it is, exit status 1."""
+
+
+NONE_LISTED = NoneListed("none of its symbols trades any more: each delisted, or not listed")
+
+
 async def _run_step(
     client: VenueClient, step: Awaitable[None], key: str, stop: asyncio.Event
 ) -> bool | None:
@@ -1425,7 +1537,8 @@ def _lost_or(status: int, lost: str | None) -> int:
     broke) did not finish its run: exit status 1 and why, so a supervisor restarts it."""
     if lost is None or status != 0:
         return status
-    _stopped(lost if isinstance(lost, NeverConnected) else f"the connection ended ({lost})")
+    said_as_it_is = isinstance(lost, NeverConnected | NoneListed)
+    _stopped(lost if said_as_it_is else f"the connection ended ({lost})")
     return 1
 
 

@@ -60,6 +60,7 @@ from client.sdk_types import (
     VenueError,
     account_event,
     unknown_outcome,
+    venue_error,
 )
 from client.urls import EXAMPLE_URL, websocket_url
 from gateway.market_data import LocalBook
@@ -243,6 +244,10 @@ class VenueClient(Calls, Resuming, Reading):
         # is a slow logon's, resumed with its key, unless the second is the same connection
         self._logon_in_flight: LogonSent | None = None
         self._logged_on_over: ClientConnection | None = None
+        # every logon sent over this connection whose answer was not read yet, by request id:
+        # one whose caller gave up on it is answered all the same, and that answer, read as
+        # it comes (`_late_answer`), says whether it logged on
+        self._logons_unanswered: dict[int, LogonSent] = {}
         self._book_depths: dict[str, int] = {}
         # the connection each local book's subscription was answered on (`subscribe_book`): a
         # book of a connection gone is never put back in `books` (`_restore_book`)
@@ -252,6 +257,10 @@ class VenueClient(Calls, Resuming, Reading):
         # the other public streams followed (`trades:{sym}`, `candles:{sym}:{interval}`, ...),
         # by name, in the order subscribed: resume() follows them again
         self._streams: dict[str, None] = {}
+        # the symbols a resume stopped following, the venue no longer listing them (each told
+        # by an `unlisted` notice too, which a full queue may drop): read it back here; a
+        # `subscribe_book` of the symbol answered, or `connect()`, takes it out
+        self.unlisted: set[str] = set()
         self._resuming: asyncio.Task[None] | None = None
         # while a resume connects and logs on: its outcome (the failure, or None), which
         # requests wait for but its setup's own (`_SETUP_OF`); `_follower`, the try's task
@@ -294,6 +303,7 @@ class VenueClient(Calls, Resuming, Reading):
         self._book_depths.clear()
         self.books.clear()
         self._streams.clear()
+        self.unlisted.clear()
 
     async def _connect(self, url: str | None = None, closes: int | None = None) -> "VenueClient":
         """Open a connection to `url` (default: `self.url`), which becomes `self.url` once
@@ -303,6 +313,7 @@ class VenueClient(Calls, Resuming, Reading):
         url = self.url if url is None else url
         # the last connection's notes: its reader has ended (no dead connection kept)
         self._logout_sent_on = self._logon_in_flight = self._logged_on_over = None
+        self._logons_unanswered.clear()
         self.websocket = await self._open(packed_url(url) if self.packed else url, closes)
         self.url = url
         self.gave_up, self._gave_up_on = False, None
@@ -397,15 +408,7 @@ class VenueClient(Calls, Resuming, Reading):
         if response["status"] == 409 and "result" in response:  # some commands were done
             raise PartlyDone(method, response["result"]["results"])
         if response["status"] != 200:
-            error = response.get("error", {})
-            raise VenueError(
-                response["status"],
-                error.get("code", 0),
-                error.get("name", "?"),
-                error.get("msg", ""),
-                error.get("data"),
-                response.get("retry_after_ms"),
-            )
+            raise venue_error(response)
         return response.get("result")
 
     async def request_raw(
@@ -538,10 +541,11 @@ class VenueClient(Calls, Resuming, Reading):
             # in flight over this connection (its answer may not come before the 4001 close),
             # with its key if `logon()` sends it; not on a closed one, where it is not sent
             sent = LOGON_BEING_SENT.get() or LogonSent(None)
-            sent.over = self.websocket
-            self._logon_in_flight = sent
+            sent.over, sent.request_id = self.websocket, request_id
+            self._logon_in_flight = self._logons_unanswered[request_id] = sent
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
+        read = False
         try:
             was_open = self.websocket.state is State.OPEN
             try:
@@ -553,7 +557,9 @@ class VenueClient(Calls, Resuming, Reading):
                 message = f"{method} not sent: the connection to {self.url} is closed ({closed})"
                 raise ConnectionLost(message, method, False, hint=self._reopening()) from closed
             try:
-                return await future
+                response = await future
+                read = True  # (a logon's answer: its caller reads it)
+                return response
             except ConnectionLost as lost:
                 message = f"the connection to {self.url} closed before the answer to {method}"
                 raise ConnectionLost(message, method, sent=True, params=params) from lost
@@ -561,8 +567,14 @@ class VenueClient(Calls, Resuming, Reading):
             self._waiting.pop(request_id, None)
             if not future.done():
                 future.cancel()
-            elif not future.cancelled():
-                future.exception()  # retrieved: no "Future exception was never retrieved"
+            elif not future.cancelled() and future.exception() is None:  # (retrieved)
+                if read:
+                    self._logons_unanswered.pop(request_id, None)
+                else:  # answered as its caller gave up on it (cancelled, timed out): noted
+                    # all the same, and queued as an answer nobody awaits is (until session
+                    # 37's re-review it was lost to the caller: an order's id with it)
+                    self._late_answer(future.result())
+                    self._queue(future.result())
 
     def _reopening(self) -> str:
         """What reopens a closed connection: auto_resume under way, or given up, or resume()."""

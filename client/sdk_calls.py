@@ -21,8 +21,10 @@ from client.sdk_types import (
     AccountEvent,
     OrderResult,
     PushesDropped,
+    VenueError,
     account_event,
 )
+from engine.reasons import ErrorCode
 from gateway.market_data import BOOK_DEPTHS, LocalBook
 
 
@@ -37,6 +39,7 @@ class Calls:
         _book_depths: dict[str, int]
         _books_fed_over: weakref.WeakKeyDictionary[LocalBook, ClientConnection | None]
         _streams: dict[str, None]
+        unlisted: set[str]
         _resyncing: set[asyncio.Task[Any]]
         websocket: ClientConnection | None
 
@@ -212,14 +215,17 @@ class Calls:
             answer = await self.request(
                 "subscribe", {"ch": "book", "symbols": [symbol], "depth": depth}
             )
-        except BaseException:  # nothing subscribed, or not known to be
-            self._restore_book(symbol, book, before)
+        except BaseException as failure:  # nothing subscribed, or not known to be
+            self._restore_book(symbol, book, before, unlisted=_unlisted(failure))
             raise
         self._book_depths[symbol] = tier  # answered: followed again by a resume
+        self.unlisted.discard(symbol)
         self._books_fed_over[book] = self.websocket
         return answer
 
-    def _restore_book(self, symbol: str, book: LocalBook, before: LocalBook | None) -> None:
+    def _restore_book(
+        self, symbol: str, book: LocalBook, before: LocalBook | None, unlisted: bool = False
+    ) -> None:
         """The book of `symbol` after a subscription (of `book`) that subscribed nothing, or
         is not known to have (unless another replaced `book` since): the one before, if the
         live connection feeds it and it is synced. Never a book of a connection gone (one a
@@ -232,12 +238,17 @@ class Calls:
         that tier was answered, its snapshot may have come while `book` was kept (ignored):
         a fresh one, subscribed again (until session 36's third review, an empty one awaiting
         a snapshot that had come: empty for good); else a fresh one awaiting the snapshot
-        of its subscribe still unanswered."""
+        of its subscribe still unanswered. Refused for its symbol, which the venue no longer
+        lists (`unlisted`: started again without it), a book of a connection gone is not
+        subscribed again (refused alike: a `book_resync_failed` notice besides the resume's
+        `unlisted`, since session 37) but dropped."""
         if self.books.get(symbol) is not book:
             return
-        if before is None:
+        websocket = self.websocket
+        gone = before is not None and self._books_fed_over.get(before, websocket) is not websocket
+        if before is None or (gone and unlisted):
             self.books.pop(symbol, None)
-        elif self._books_fed_over.get(before, self.websocket) is not self.websocket:
+        elif gone:
             self._follow_on_the_live_connection(symbol)
         elif before.synced:
             self.books[symbol] = before
@@ -300,6 +311,11 @@ class Calls:
         if failure is not None:
             notice = {"type": "book_resync_failed", "sym": symbol, "error": repr(failure)}
             self._queue({"ch": "client", **notice})
+
+
+def _unlisted(failure: BaseException) -> bool:
+    """A refusal of a symbol the venue does not list (UNKNOWN_SYMBOL)."""
+    return isinstance(failure, VenueError) and failure.code == ErrorCode.UNKNOWN_SYMBOL
 
 
 def _ids_of(order_id: int | None, cl_ord_id: str | None) -> dict[str, Any]:

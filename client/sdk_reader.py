@@ -62,6 +62,8 @@ class Reading:
 
         def _resync_book(self, symbol: str) -> None: ...
 
+        def _late_answer(self, response: dict[str, Any]) -> None: ...
+
     async def next_push(self, timeout_s: float = 5.0) -> dict[str, Any]:
         """The next message nobody awaited, oldest first, as the decoded JSON object.
 
@@ -69,11 +71,15 @@ class Reading:
         `balance`, `settlement`, ...), each public channel followed (book messages too, once
         applied to `books`), `session` pushes, a response whose request nobody awaits, and
         the client's own notices `{"ch": "client", "type": "error" | "gave_up" |
-        "book_resync_failed" | "pushes_dropped" | "resumed" | "silent" | "logged_out", ...}`
+        "book_resync_failed" | "pushes_dropped" | "resumed" | "silent" | "logged_out" |
+        "unlisted", ...}`
         (`resumed`: auto_resume reopened on another of `urls` than the one dropped, `url`
         and `from`; `silent`: the connection to `url` sent nothing for `silent_s` and was
         dropped; `logged_out`: the connection to `url` on which a `session.logout` was sent
-        has ended, and is not resumed, or a logout was asked while the link was down).
+        has ended, and is not resumed, or a logout was asked while the link was down;
+        `unlisted`: a resume could not follow `stream` again, the venue no longer listing
+        `sym`, and went on without it, its book gone from `books`; the symbol is kept in
+        `unlisted` too, to read back should this notice be dropped).
         Raises `TimeoutError` when nothing arrives within `timeout_s`. At most `pushes_max`
         (`PUSH_QUEUE_MAX`) wait; past that the oldest are dropped, and the next call returns
         `{"ch": "client", "type": "pushes_dropped", "count": N}` first (with
@@ -162,8 +168,9 @@ class Reading:
             future = self._waiting.pop(message["id"], None) if message["id"] is not None else None
             if future is not None and not future.done():
                 future.set_result(message)
-            else:
-                self._queue(message)  # nobody waits for it (an unreadable frame's error, say)
+            else:  # nobody waits for it (an unreadable frame's error, or a late answer)
+                self._late_answer(message)
+                self._queue(message)
             return
         channel = message.get("ch")
         book = self.books.get(message.get("sym", "")) if channel == "book" else None
@@ -172,7 +179,13 @@ class Reading:
             if sync.resync:
                 self.resyncs += 1
                 self._resync_book(message["sym"])
-        if channel == "account" and "seq" in message:
+        if channel == "account" and message.get("type") == "snapshot":
+            # the stream's state as of its seq, whatever came before: a venue started afresh
+            # (another data directory) counts its seqs from the start again (before session
+            # 37 the highest seen was kept, and the next resume's since_seq, past the new
+            # venue's, skipped the events up to it)
+            self.account_seq = message["seq"]
+        elif channel == "account" and "seq" in message:
             self.account_seq = max(self.account_seq, message["seq"])
         elif channel == "session" and message.get("type") == "shutdown":
             self._reconnect_in_s = self._reconnect_in(message.get("reconnect_in_ms"))

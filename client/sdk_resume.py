@@ -21,7 +21,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.protocol import State
 
-from client.sdk_types import ConnectionLost, VenueError
+from client.sdk_types import ConnectionLost, VenueError, venue_error
 from client.urls import websocket_url
 from engine.reasons import ErrorCode
 from gateway.auth import LOGGED_ON_ALREADY, RECV_WINDOW_MS_DEFAULT, sign_logon
@@ -61,6 +61,13 @@ class LogonSent:
 
     key: tuple[str, str] | None
     over: ClientConnection | None = None
+    request_id: int | None = None  # its request's, set as it leaves: its answer's id
+    # the logon in flight when `logon()` sent this one: what a refusal of this one proves
+    # of it, read by its caller or late, is `_answered`'s one rule
+    earlier: "LogonSent | None" = None
+    # refused 429 or 503, which the venue may give before any handler runs: its refusal
+    # proves nothing of `earlier`, which `_answered` walks back past it to (`_refusal_read`)
+    proved_nothing: bool = False
 
 
 # The logon that the current context's `logon()` is sending: `_request` notes it in flight
@@ -93,9 +100,11 @@ class Resuming:
         _credentials: tuple[str, str] | None
         _logon_in_flight: LogonSent | None
         _logged_on_over: ClientConnection | None
+        _logons_unanswered: dict[int, LogonSent]
         _cod_enabled: bool
         _account_followed: bool
         _account: int | None
+        unlisted: set[str]
         _book_depths: dict[str, int]
         books: dict[str, LocalBook]
         _streams: dict[str, None]
@@ -150,7 +159,8 @@ class Resuming:
         close/connect, which refused it). A resume logs on with the key of the connection it
         replaces: the one that logged on over it, else that of a logon still in flight over
         it (`LogonSent`), which a later logon refused for its key (401, 403) proves did not
-        log on, and one refused "this connection is logged on" proves did (`_answered`)."""
+        log on, and one refused "this connection is logged on" proves did (`_answered`);
+        the answer of one given up on, read as it comes, says so first (`_late_answer`)."""
         key = (api_key, secret)
         earlier = self._logon_in_flight  # (given up on by its caller, say: `_answered`)
         nonce_delays_s = iter(self.logon_retry_delays_s)
@@ -160,11 +170,12 @@ class Resuming:
         while True:
             if sent is not None and not self._still_open(sent):
                 return await self._logged_on_by_its_resume(sent)
-            sent = LogonSent(key)
+            sent = LogonSent(key, earlier=earlier)
             being_sent = LOGON_BEING_SENT.set(sent)
             try:
                 answer = await self.request("session.logon", self._logon_params(api_key, secret))
             except VenueError as refused:
+                _refusal_read(sent, refused)
                 delay_s: float | None = None
                 if refused.code == ErrorCode.NONCE_UNCHECKED:
                     delay_s = next(nonce_delays_s, None)
@@ -212,12 +223,18 @@ class Resuming:
         with a key refused, and gave up). Refused otherwise (a 429 or 503 the venue may give
         before any handler runs, the account's bucket, say), it proves nothing of `earlier`:
         it stays in flight (until the third review it was dropped, though the connection
-        may be logged on, and the next drop was resumed with no logon)."""
+        may be logged on, and the next drop was resumed with no logon). `earlier` is the
+        nearest logon before `sent` still unanswered, past those answered so (a third logon's
+        429 saw the second's, read late, and dropped the first: session 37's re-review)."""
         if self._logon_in_flight is not sent:
             return
         self._logon_in_flight = None
         over = sent.over
+        while earlier is not None and earlier.proved_nothing and not self._unanswered(earlier):
+            earlier = earlier.earlier
         if earlier is None or over is None or earlier.over is not over or refused is None:
+            return
+        if not self._unanswered(earlier):  # its own answer, read by now, said what it did
             return
         if _logged_on_already(refused):
             if self._logged_on_over is not over:
@@ -226,6 +243,40 @@ class Resuming:
                     self._credentials = earlier.key
         elif refused.status not in (401, 403):
             self._logon_in_flight = earlier  # (its outcome as unknown as before `sent`)
+
+    def _unanswered(self, sent: LogonSent) -> bool:
+        """Whether no answer to `sent` was read yet (by its caller, or late: `_late_answer`)."""
+        return sent.request_id is not None and self._logons_unanswered.get(sent.request_id) is sent
+
+    def _late_answer(self, response: dict[str, Any]) -> None:
+        """An answer nobody awaits: if it is a logon's whose caller gave up on it (cancelled,
+        timed out), over the live connection, it says whether that logon logged on, and as
+        which account. Noted as the caller's own answer would be: the key a resume logs on
+        with, the account whose `account_seq` it is (before session 37 it was only queued,
+        and the resume guessed: after two logons given up on, of different keys, the later's
+        key, though the earlier had logged on; the key of one refused 401 if the next was
+        refused 429; after close() and connect() under another account, the account as the
+        last answered, so the private stream subscribed over it was not followed again)."""
+        request_id = response.get("id")
+        if type(request_id) is not int:  # (null: the error of a frame the venue could not read)
+            return
+        sent = self._logons_unanswered.get(request_id)
+        if sent is None or sent.over is not self.websocket:
+            return
+        del self._logons_unanswered[request_id]
+        if response.get("status") != 200:  # refused: it did not log on; of the one before
+            # it, what its caller's reading would prove (before session 37's review a 429
+            # or 503 from before any handler, read late, dropped that one from flight)
+            refused = venue_error(response)
+            _refusal_read(sent, refused)
+            self._answered(sent, sent.earlier, refused)
+            return
+        if self._logon_in_flight is sent:
+            self._logon_in_flight = None
+        self._note_the_account(response.get("result"))
+        if sent.key is not None:
+            self._credentials = sent.key
+        self._logged_on_over = sent.over
 
     def _still_open(self, sent: LogonSent) -> bool:
         """Whether the connection `sent` was refused on (for now) is still the one, open."""
@@ -311,12 +362,14 @@ class Resuming:
         }
 
     async def resume(self, url: str | None = None) -> None:
-        """Reconnect and set up again what the connection it replaces had, no more, no less:
-        log on again (with the key logged on over it, or of a logon in flight over it:
+        """Reconnect and set up again what the connection it replaces had: log on again
+        (with the key logged on over it, or of a logon in flight over it:
         `_carry_the_logon_in_flight`), enable cancel-on-disconnect again (if `session.cod`
         enabled it on it), resubscribe the private stream with since_seq (if it was followed:
         missed events are replayed), the books and the other public streams followed on it
-        (a connection of the caller's own, `connect()`, starts without any).
+        (a connection of the caller's own, `connect()`, starts without any), but those of a
+        symbol the venue no longer lists (refused UNKNOWN_SYMBOL: dropped once the rest is
+        followed, each put in `unlisted` and told by an `unlisted` notice: `_drop_unlisted`).
         If a step fails (a logon refused, say), the new connection is closed before the
         failure is raised: a request then raises `ConnectionLost`, never meets a connection
         that is not logged on, and the venue's close of such a connection starts no new
@@ -383,7 +436,8 @@ class Resuming:
     async def wait_resumed(self) -> bool:
         """After a request raised `ConnectionLost`: wait until no resume is pending
         (auto_resume's rounds, within its budget; a `resume()` logging on) and say whether
-        the connection is back, logged on and following again what it followed (True), or
+        the connection is back, logged on and following again what it followed, but the
+        streams of symbols the venue no longer lists (see `unlisted`) (True), or
         not (False: auto_resume is off, whatever the connection; it gave up; the client was
         closed). Cancelling this wait leaves the resume be."""
         if not self.auto_resume:
@@ -456,7 +510,14 @@ class Resuming:
 
     async def _follow_again(self) -> None:
         """On a new connection: the logon, cancel-on-disconnect, the private stream, the books
-        and the other public streams of the last."""
+        and the other public streams of the last. The streams refused UNKNOWN_SYMBOL are
+        dropped once all the rest is followed (`_drop_unlisted`): a try that fails after
+        such a refusal drops nothing of what is followed, and the next try (perhaps on a
+        gateway that lists the symbol) follows them again (before session 37's review they
+        were forgotten at the refusal, whatever became of the try); the refused book alone
+        leaves `books` at its refusal (`_restore_book`: its levels, the closed connection's,
+        are stale) until a try follows it again."""
+        unlisted: list[tuple[str, VenueError]] = []
         if self._credentials is not None:
             await self.logon(*self._credentials)
             if self._cod_enabled:  # COD is the connection's: a new one starts without it
@@ -470,14 +531,61 @@ class Resuming:
         for symbol, depth in list(self._book_depths.items()):
             if self._book_depths.get(symbol) != depth:
                 continue
-            book = self.books.get(symbol)
-            if book is not None and book.depth != depth:  # another tier's, held behind this
-                params = {"ch": "book", "symbols": [symbol], "depth": depth}
-                await self.request("subscribe", params)  # (the local book stays the last's)
-            else:
-                await self.subscribe_book(symbol, depth)
+            try:
+                await self._follow_book_again(symbol, depth)
+            except VenueError as error:
+                if error.code != ErrorCode.UNKNOWN_SYMBOL:
+                    raise
+                unlisted.append((f"book:{symbol}:{depth}", error))
         for params in _subscriptions(self._streams):
+            await self._follow_streams_again(params, unlisted)
+        for stream, refused in unlisted:
+            self._drop_unlisted(stream, refused)
+
+    async def _follow_book_again(self, symbol: str, depth: int) -> None:
+        """Subscribe the book of `symbol` again at the tier answered, into a fresh local book
+        (but one of another tier asked for since, held behind this: that book stays)."""
+        book = self.books.get(symbol)
+        if book is not None and book.depth != depth:  # another tier's, held behind this
+            params = {"ch": "book", "symbols": [symbol], "depth": depth}
+            await self.request("subscribe", params)  # (the local book stays the last's)
+        else:
+            await self.subscribe_book(symbol, depth)
+
+    async def _follow_streams_again(
+        self, params: dict[str, Any], unlisted: list[tuple[str, VenueError]]
+    ) -> None:
+        """Subscribe public streams again (one channel's, several symbols); refused for a
+        symbol the venue no longer lists, each symbol again alone, so that those it lists
+        are followed and only the others noted in `unlisted` (`_drop_unlisted`)."""
+        try:
             await self.request("subscribe", params)
+        except VenueError as refused:
+            if refused.code != ErrorCode.UNKNOWN_SYMBOL:
+                raise
+            if len(params["symbols"]) == 1:
+                unlisted.append((_stream_name(params), refused))
+                return
+            for symbol in params["symbols"]:
+                await self._follow_streams_again({**params, "symbols": [symbol]}, unlisted)
+
+    def _drop_unlisted(self, stream: str, refused: VenueError) -> None:
+        """A stream the resume could not follow again, the venue no longer listing its
+        symbol (a venue started again without it, UNKNOWN_SYMBOL): not a failure of the
+        resume, which goes on with the others (before session 37 it failed, and auto_resume
+        gave up: the whole session lost for one symbol). The stream is forgotten (a book
+        leaves `books`), its symbol goes into `unlisted` (read back there: the notice may be
+        dropped from a full queue, or skipped by `next_account_event`) and an `unlisted`
+        notice tells the caller. A gateway of a cluster that does not list the symbol yet
+        (its config behind the others') refuses it alike: the stream is dropped too."""
+        symbol = stream.split(":")[1]
+        self.unlisted.add(symbol)
+        if stream.startswith("book:"):
+            self._book_depths.pop(symbol, None)
+            self.books.pop(symbol, None)
+        self._streams.pop(stream, None)
+        notice = {"type": "unlisted", "sym": symbol, "stream": stream, "error": str(refused)}
+        self._queue({"ch": "client", **notice})
 
     async def _watch_silence(self, websocket: ClientConnection) -> None:
         """Drop `websocket` once it has sent no frame for `silence_timeout_s` (its reader then
@@ -567,6 +675,13 @@ def _logged_on_already(refused: VenueError) -> bool:
     return refused.code == ErrorCode.BAD_PARAM and str(refused).endswith(f": {LOGGED_ON_ALREADY}")
 
 
+def _refusal_read(sent: LogonSent, refused: VenueError) -> None:
+    """Mark `sent` if its refusal proves nothing of the logons before it: neither "this
+    connection is logged on" nor a refusal of its key (401, 403), the logon handler's, but a
+    429 or 503 the venue may give before any handler runs."""
+    sent.proved_nothing = not _logged_on_already(refused) and refused.status not in (401, 403)
+
+
 def _link_failure(error: BaseException) -> bool:
     """A try failed for its link, not for what was asked: another gateway, or the same one
     later, may do (the socket refused or cut, the handshake refused, no answer in time, a
@@ -575,6 +690,13 @@ def _link_failure(error: BaseException) -> bool:
     if isinstance(error, VenueError):
         return error.status in (429, 503)
     return isinstance(error, OSError | InvalidHandshake | ConnectionClosed | TimeoutError)
+
+
+def _stream_name(params: Mapping[str, Any]) -> str:
+    """The name of the one stream that `subscribe` params of one symbol follow (as the
+    venue names it: `trades:{sym}`, `candles:{sym}:{interval}`)."""
+    name = f"{params['ch']}:{params['symbols'][0]}"
+    return f"{name}:{params['interval']}" if "interval" in params else name
 
 
 def _subscriptions(names: Iterable[str]) -> list[dict[str, Any]]:

@@ -240,6 +240,19 @@ class VenueError(Exception):
         self.retry_after_ms = retry_after_ms
 
 
+def venue_error(response: Mapping[str, Any]) -> VenueError:
+    """The `VenueError` of a response refused (its status not 200)."""
+    error = response.get("error", {})
+    return VenueError(
+        response["status"],
+        error.get("code", 0),
+        error.get("name", "?"),
+        error.get("msg", ""),
+        error.get("data"),
+        response.get("retry_after_ms"),
+    )
+
+
 class RequestTooLarge(VenueError):
     """A request the SDK refused before sending it: its frame, as encoded, is past the
     venue's limit for one message (`MESSAGE_BYTES_MAX`, 65,536 bytes). The venue answers
@@ -337,7 +350,8 @@ class RequestTimeout(TimeoutError):
     """No answer to a request within its timeout. It may have reached the venue: for a
     request not in QUERY_METHODS `outcome_unknown` is True and the message says so, and what
     to do about it (`unknown_outcome`). A late answer, if one comes, is queued as a push
-    (`next_push`)."""
+    (`next_push`), one that arrived just as the timeout struck too (since session 37's
+    re-review; a logon's is also read for what it did: `_late_answer`)."""
 
     def __init__(
         self,

@@ -1561,3 +1561,264 @@ def test_a_key_without_its_secret_is_refused_not_paired_with_the_demos(
         monkeypatch.setenv(name, value)
     with pytest.raises(CommandFailed, match=f"but not {re.escape(missing)}: give both"):
         bots.credentials(parsed(bots.add_taker_arguments, arguments))
+
+
+async def restarted_without_msft(venue: Venue, tmp_path: Path, client: VenueClient) -> None:
+    """Stop `venue` and start a fresh one on its port without MSFTx-USD (another config
+    and data directory); return once `client` has resumed on it."""
+    from gateway.server import VenueServer
+
+    await venue.server.stop()
+    config = venue_config.load(SAMPLE_CONFIG)
+    kept = tuple(entry for entry in config.instruments if entry.symbol != "MSFTx-USD")
+    fresh = msgspec.structs.replace(config, instruments=kept)
+    venue.server = VenueServer(fresh, tmp_path / "fresh")
+    await venue.server.start("127.0.0.1", venue.port)
+    for _ in range(200):
+        if client.resumed:
+            break
+        await asyncio.sleep(0.05)
+    assert client.resumed == 1
+
+
+def test_a_maker_goes_on_without_a_symbol_the_venue_no_longer_lists(tmp_path: Path) -> None:
+    """A maker of two symbols, its venue started again without one of them: the resume goes
+    on without that symbol's book (an `unlisted` notice, session 37), and the maker kept
+    quoting it, every round's quotes refused UNKNOWN_SYMBOL, its status still showing the
+    symbol's bid and ask. It quotes only the symbols listed, saying so."""
+    from tests.conftest import start_venue
+
+    async def main() -> None:
+        venue = await start_venue(tmp_path / "data")
+        elsewhere = f"ws://127.0.0.1:{free_port()}/ws/trade"  # a gateway down: auto_resume
+        maker = MarketMaker(venue.url(), *KEYS["alpha"], [SYMBOL, "MSFTx-USD"], Decimal(10),
+                            Decimal(1), levels=2, interval_s=0.1, listed=LISTED,
+                            other_urls=[elsewhere])  # fmt: skip
+        stop = asyncio.Event()
+        running = asyncio.create_task(maker.run(stop))
+        try:
+            await asyncio.wait_for(maker.quoting.wait(), READY_TIMEOUT_S)
+            await restarted_without_msft(venue, tmp_path, maker.client)
+            await asyncio.sleep(1.0)
+            assert not running.done(), running
+            assert "UNKNOWN_SYMBOL" not in maker.refusals, maker.refusals  # before: 20 a second
+            assert "MSFTx-USD not quoted pos" in maker.status_text(), maker.status_text()
+            quoted = {order.symbol for order in venue.server.venue.open_orders(ALPHA)}
+            assert quoted == {SYMBOL}
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, TEST_TIMEOUT_S)
+            await venue.server.stop()
+
+    asyncio.run(asyncio.wait_for(main(), TEST_TIMEOUT_S))
+
+
+def test_a_taker_goes_on_without_a_symbol_the_venue_no_longer_lists(tmp_path: Path) -> None:
+    """A taker of two symbols, its venue started again without one of them: the resume goes
+    on without that symbol's book (an `unlisted` notice, session 37), and the taker, which
+    read `books[symbol]`, stopped on a KeyError the first time it chose that symbol. It
+    takes only the symbols listed, saying so, and stops once none is (this test: one)."""
+    from tests.conftest import start_venue
+
+    async def main() -> None:
+        venue = await start_venue(tmp_path / "data")
+        elsewhere = f"ws://127.0.0.1:{free_port()}/ws/trade"  # a gateway down: auto_resume
+        taker = Taker(venue.url(), *KEYS["taker"], [SYMBOL, "MSFTx-USD"], 20, seed=3,
+                      other_urls=[elsewhere])  # fmt: skip
+        stop = asyncio.Event()
+        running = asyncio.create_task(taker.run(stop))
+        try:
+            await asyncio.sleep(0.5)
+            await restarted_without_msft(venue, tmp_path, taker.client)
+            await asyncio.sleep(1.0)  # a second of turns
+            assert not running.done(), running  # before: KeyError 'MSFTx-USD'
+            assert taker.symbols == [SYMBOL]
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, TEST_TIMEOUT_S)
+            await venue.server.stop()
+
+    asyncio.run(asyncio.wait_for(main(), TEST_TIMEOUT_S))
+
+
+def test_a_maker_keeps_a_delisted_symbols_position_in_its_pnl(run_venue: Any) -> None:
+    """A maker of two symbols holds a position in MSFTx-USD (a taker took its quotes) when
+    the operator delists it: its status line and final summary dropped that position from
+    PnL and positions (session 37's review: PnL jumped to +1557 USD). Kept, as the taker
+    keeps its instruments, the symbol shown as no longer quoted."""
+
+    async def scenario(venue: Venue) -> None:
+        maker = MarketMaker(venue.url(), *KEYS["alpha"], [SYMBOL, "MSFTx-USD"], Decimal(10),
+                            Decimal(1), levels=LEVELS, interval_s=0.1, listed=LISTED)  # fmt: skip
+        taker = Taker(venue.url(), *KEYS["taker"], ["MSFTx-USD"], 20, seed=1)
+        stop, taker_stop = asyncio.Event(), asyncio.Event()
+        running = [asyncio.create_task(maker.run(stop))]
+        await asyncio.wait_for(maker.quoting.wait(), READY_TIMEOUT_S)
+        msft = maker.quoting_by_symbol["MSFTx-USD"].instrument
+        running.append(asyncio.create_task(taker.run(taker_stop)))
+        assert await _until(lambda: maker.tally.position(msft.base) != 0)
+        taker_stop.set()  # no fills past this: the PnL before the delisting is the one after
+        await asyncio.gather(running.pop())
+        await asyncio.sleep(0.3)  # (the last fills' pushes read)
+        position, pnl_before = maker.tally.position(msft.base), maker.tally.pnl(maker.instruments())
+        admin = await venue.client("admin")
+        await admin.request("admin.set_status", {"symbol": "MSFTx-USD", "status": "delisted"})
+        assert await _until(lambda: "MSFTx-USD" not in maker.quoting_by_symbol)
+        await asyncio.sleep(0.3)
+        assert position != 0 and msft in maker.instruments()  # before: left out
+        assert maker.tally.position(msft.base) == position
+        assert f"MSFTx-USD not quoted pos {position:+f}" in maker.status_text()
+        # the position marked at its last reference: PnL does not jump (before: +1557 USD)
+        assert maker.tally.pnl(maker.instruments()) == pnl_before
+        stop.set()
+        await asyncio.gather(*running)
+
+    run_venue(scenario)
+
+
+def test_a_maker_stops_once_none_of_its_symbols_trades_not_when_halted(run_venue: Any) -> None:
+    """The maker of one symbol goes on while it is halted, then cancel_only (it may trade
+    again), and stops once it is delisted, exit status 1, its words the cause's."""
+
+    async def scenario(venue: Venue) -> None:
+        maker = MarketMaker(venue.url(), *KEYS["alpha"], ["MSFTx-USD"], Decimal(10),
+                            Decimal(1), levels=LEVELS, interval_s=0.1, listed=LISTED)  # fmt: skip
+        stop = asyncio.Event()
+        running = asyncio.create_task(maker.run(stop))
+        try:
+            await asyncio.wait_for(maker.quoting.wait(), READY_TIMEOUT_S)
+            admin = await venue.client("admin")
+            for status in ("halted", "cancel_only"):
+                await admin.request("admin.set_status", {"symbol": "MSFTx-USD", "status": status})
+                await asyncio.sleep(0.5)  # five rounds
+                assert not running.done(), status
+                assert maker.lost is None
+            await admin.request("admin.set_status", {"symbol": "MSFTx-USD", "status": "delisted"})
+            await asyncio.wait_for(running, 5)
+            assert maker.lost == bots.NONE_LISTED and bots._lost_or(0, maker.lost) == 1
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, TEST_TIMEOUT_S)
+
+    run_venue(scenario)
+
+
+def without_unlisted_notices(client: VenueClient) -> None:
+    """`client`'s `unlisted` notices lost, as a full queue drops the oldest: a bot has only
+    `client.unlisted` (and `books`) to go by."""
+    queue = client._queue
+
+    def losing(message: dict[str, Any]) -> None:
+        if (message.get("ch"), message.get("type")) != ("client", "unlisted"):
+            queue(message)
+
+    client._queue = losing  # type: ignore[method-assign]
+
+
+def test_the_bots_go_on_without_a_symbol_unlisted_whose_notice_was_lost(tmp_path: Path) -> None:
+    """As above, the `unlisted` notice lost (a full queue drops the oldest): the taker
+    stopped on a KeyError (`books[symbol]`) the first time it chose that symbol, and the
+    maker quoted it every round, refused UNKNOWN_SYMBOL (session 37's review). Both read
+    `client.unlisted` back."""
+    from tests.conftest import start_venue
+
+    async def main() -> None:
+        venue = await start_venue(tmp_path / "data")
+        elsewhere = f"ws://127.0.0.1:{free_port()}/ws/trade"  # a gateway down: auto_resume
+        symbols = [SYMBOL, "MSFTx-USD"]
+        taker = Taker(venue.url(), *KEYS["taker"], symbols, 20, seed=3, other_urls=[elsewhere])
+        maker = MarketMaker(venue.url(), *KEYS["alpha"], symbols, Decimal(10), Decimal(1),
+                            levels=2, interval_s=0.1, listed=LISTED,
+                            other_urls=[elsewhere])  # fmt: skip
+        for bot in (taker, maker):
+            without_unlisted_notices(bot.client)
+        stop = asyncio.Event()
+        running = [asyncio.create_task(bot.run(stop)) for bot in (taker, maker)]
+        try:
+            await asyncio.wait_for(maker.quoting.wait(), READY_TIMEOUT_S)
+            await restarted_without_msft(venue, tmp_path, taker.client)
+            assert await _until(lambda: maker.client.resumed == 1)
+            await asyncio.sleep(1.0)  # a second of turns and rounds
+            assert not any(task.done() for task in running), running  # before: KeyError
+            assert taker.symbols == [SYMBOL]
+            assert "UNKNOWN_SYMBOL" not in maker.refusals, maker.refusals  # before: 20 a second
+            assert list(maker.quoting_by_symbol) == [SYMBOL]
+        finally:
+            stop.set()
+            await asyncio.wait_for(asyncio.gather(*running), TEST_TIMEOUT_S)
+            await venue.server.stop()
+
+    asyncio.run(asyncio.wait_for(main(), TEST_TIMEOUT_S))
+
+
+async def _until(done: Any, tries: int = 200) -> bool:
+    for _ in range(tries):
+        if done():
+            return True
+        await asyncio.sleep(0.05)
+    return bool(done())
+
+
+def test_a_taker_none_of_whose_symbols_is_listed_any_more_stops_saying_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The taker of one symbol, its venue started again without it: it stops, its exit
+    status 1 and its words those of the cause, not of a connection ended (session 37)."""
+    from tests.conftest import start_venue
+
+    async def main() -> None:
+        venue = await start_venue(tmp_path / "data")
+        elsewhere = f"ws://127.0.0.1:{free_port()}/ws/trade"  # a gateway down: auto_resume
+        taker = Taker(venue.url(), *KEYS["taker"], ["MSFTx-USD"], 20, other_urls=[elsewhere])
+        stop = asyncio.Event()
+        running = asyncio.create_task(taker.run(stop))
+        try:
+            await asyncio.sleep(0.5)
+            await restarted_without_msft(venue, tmp_path, taker.client)
+            await asyncio.wait_for(running, 5)  # before: KeyError 'MSFTx-USD'
+            assert bots._lost_or(0, taker.lost) == 1
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, TEST_TIMEOUT_S)
+            await venue.server.stop()
+
+    asyncio.run(asyncio.wait_for(main(), TEST_TIMEOUT_S))
+    lines = capsys.readouterr().err.splitlines()
+    stopped = "bot stopped: none of its symbols trades any more: each delisted, or not listed"
+    assert lines[-1] == stopped, lines
+
+
+def test_the_bots_stop_quoting_and_taking_a_symbol_delisted_while_they_run(
+    run_venue: Any,
+) -> None:
+    """The operator delists MSFTx-USD (final: its orders cancelled) while a maker and a
+    taker trade it and AAPLx-USD: the maker sent its quotes of it every round, each refused
+    INSTRUMENT_DELISTED (tens a second, for as long as it ran), its status still showing the
+    cancelled quotes' bid and ask; the taker chose it too, refused (session 37's finding).
+    Both follow the instruments' status: a delisted symbol is dropped, saying so."""
+
+    async def scenario(venue: Venue) -> None:
+        symbols = [SYMBOL, "MSFTx-USD"]
+        maker = MarketMaker(venue.url(), *KEYS["alpha"], symbols, Decimal(10), Decimal(1),
+                            levels=LEVELS, interval_s=0.1, listed=LISTED)  # fmt: skip
+        taker = Taker(venue.url(), *KEYS["taker"], symbols, 10, seed=1)
+        stop = asyncio.Event()
+        running = [asyncio.create_task(maker.run(stop))]
+        await asyncio.wait_for(maker.quoting.wait(), READY_TIMEOUT_S)
+        running.append(asyncio.create_task(taker.run(stop)))
+        admin = await venue.client("admin")
+        await asyncio.sleep(0.3)
+        await admin.request("admin.set_status", {"symbol": "MSFTx-USD", "status": "delisted"})
+        await asyncio.sleep(1.0)  # (those in flight as the delisting came are refused)
+        refused = maker.refusals["INSTRUMENT_DELISTED"], taker.refusals["INSTRUMENT_DELISTED"]
+        await asyncio.sleep(0.5)  # five rounds of the maker's, five turns of the taker's
+        assert not any(task.done() for task in running), running
+        after = maker.refusals["INSTRUMENT_DELISTED"], taker.refusals["INSTRUMENT_DELISTED"]
+        assert after == refused, (maker.refusals, taker.refusals)  # before: ~40 a second more
+        assert "MSFTx-USD not quoted pos" in maker.status_text(), maker.status_text()
+        assert taker.symbols == [SYMBOL]
+        stop.set()
+        await asyncio.gather(*running)
+        assert maker.lost is None and taker.lost is None
+
+    run_venue(scenario)

@@ -1166,6 +1166,32 @@ def test_a_logon_cancelled_by_a_timeout_leaves_its_key_for_a_resume(run_venue: A
     run_venue(scenario)
 
 
+def test_an_answer_come_as_its_caller_gives_up_is_queued_as_a_push(run_venue: Any) -> None:
+    """An answer read just as its caller gave up on it (a timeout or a cancellation striking
+    after the answer set its wait's result, before the call returned) was neither returned
+    nor queued: lost to the caller, an order's id with it (session 37's re-review). It is
+    queued as a push, as an answer nobody awaits is."""
+
+    async def scenario(venue: Venue) -> None:
+        client = await venue.client("alpha")
+        asking: list[asyncio.Task[Any]] = []
+        original = client._on_message
+
+        def on_message(message: dict[str, Any]) -> None:
+            original(message)  # the answer sets the wait's result...
+            if asking and message.get("id") is not None:
+                asking[0].cancel()  # ...and the caller gives up before the call returns
+
+        client._on_message = on_message  # type: ignore[method-assign]
+        asking.append(asyncio.create_task(client.request("session.status")))
+        with pytest.raises(asyncio.CancelledError):
+            await asking[0]
+        push = await next_push_not_heartbeat(client)  # before: none queued, heartbeats only
+        assert push.get("status") == 200 and push["result"]["account"] == 1, push
+
+    run_venue(scenario)
+
+
 def test_a_logout_while_auto_resume_waits_ends_the_session(run_venue: Any) -> None:
     """The re-review's finding (session 35): a `session.logout` asked while auto_resume
     waited between tries was refused "not sent", and the resume then logged on again and
