@@ -1772,15 +1772,26 @@ function showAmendedTerms(order) {
   $("order-qty").value = order.qty;
 }
 
+// Said after whatever ended an amend (`stopAmending`)
+const FORM_GIVEN_BACK = "the order form as before the amend";
+
 function stopAmending() {
-  // Back to placing new orders.
+  // Back to placing new orders, however the amend ended (Back, Escape, the amend done, the
+  // order closed, another symbol, a drop, a logoff): the order form is put back as it was
+  // before the amend, so that the amended order's terms are never left in it for a new order,
+  // which a click would then place (before session 36's review: a sell 1 at 450.00 amended,
+  // another symbol chosen, Place order rested a sell 1 of that symbol at 450.00 the trader
+  // never typed; before session 37, so after Back, Escape, the amend's answer, a fill and a
+  // logoff). The callers say so (`FORM_GIVEN_BACK`).
   if (state.amending === null) return;
+  const before = state.formBeforeAmend;
   state.amending = null;
   state.formBeforeAmend = null;
   for (const control of amendFixedControls()) control.disabled = false;
   $("order-kind-kept").hidden = true;
   $("order-kind").value = "limit";
   syncKind();
+  if (before !== null) putFormBack(before);
   $("place-button").textContent = "Place order";
   // the keyboard's focus on Back to a new order goes to Place order beside it: hidden with
   // it, the focus fell to the page's start (before session 35)
@@ -1789,16 +1800,11 @@ function stopAmending() {
 }
 
 function endAmendGivingFormBack(why) {
-  // An amend ended by something other than the trader's Back (another symbol chosen, the
-  // account's connection dropped): the order form is put back as it was before the amend, so
-  // that the amended order's terms are not left in it for a new order, which a click would
-  // then place (before session 36's review: a sell 1 at 450.00 amended, another symbol
-  // chosen, Place order rested a sell 1 of that symbol at 450.00 the trader never typed).
+  // An amend ended by something other than its answer or its order's close (Back, another
+  // symbol chosen, the account's connection dropped), said with why.
   const order = state.amending;
-  const before = state.formBeforeAmend;
   stopAmending();
-  if (before !== null) putFormBack(before);
-  showResult(`order ${order.order_id} not amended: ${why}; the order form as before the amend`, "");
+  showResult(`order ${order.order_id} not amended: ${why}; ${FORM_GIVEN_BACK}`, "");
 }
 
 function formNow() {
@@ -1831,8 +1837,7 @@ function leaveAmending() {
     sayAmendAwaited(state.amending);
     return;
   }
-  showResult(`order ${state.amending.order_id} not amended: back to a new order`, "");
-  stopAmending();
+  endAmendGivingFormBack("back to a new order");
 }
 
 function sayAmendAwaited(order) {
@@ -1848,7 +1853,8 @@ function followAmended(report) {
   const before = state.amending;
   if (CLOSED.has(report.status)) {
     stopAmending();
-    showResult(`order ${report.order_id} ${report.status}: nothing left to amend`, "warn");
+    const said = `order ${report.order_id} ${report.status}: nothing left to amend`;
+    showResult(`${said}; ${FORM_GIVEN_BACK}`, "warn");
     return;
   }
   state.amending = report;
@@ -1907,8 +1913,10 @@ async function amend(order) {
     const result = await state.trade.request("order.amend", params);
     // the form leaves this order's amend only: no other one can have started meanwhile
     // (`startAmending`), but the order may have closed, and its report ended the amend
-    if (state.amending?.order_id === order.order_id) stopAmending();
+    const ended = state.amending?.order_id === order.order_id;
+    if (ended) stopAmending();
     const amended = { orderId: result.order_id, clOrdId: order.cl_ord_id, amended: true };
+    if (ended) amended.after = FORM_GIVEN_BACK;
     const report = state.lastReport?.order_id === result.order_id ? state.lastReport : null;
     showOrderResult(amended, report?.status ?? result.status, report);
   } catch (failed) {
@@ -2092,6 +2100,7 @@ function showOrderResult(placed, status, report) {
   // An order expired by self-trade prevention beside a price it could trade at on the
   // ladder reads as a venue fault unless the line says the other side was the trader's own.
   if (report?.reason === "stp") text += `${filled ? "; the rest" : ","} ${STP_WORDS}`;
+  if (placed.after !== undefined) text += `; ${placed.after}`; // an amend's form given back
   showResult(text, "ok");
   state.resultOrder = placed;
 }

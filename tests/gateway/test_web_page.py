@@ -2051,7 +2051,8 @@ def test_an_open_order_is_amended_from_the_page(tmp_path: Path) -> None:
         await page.focus("#amend-stop")
         await page.keyboard.press("Enter")
         await expect(place).to_have_text("Place order")
-        await expect(result).to_have_text(f"order {order_id} not amended: back to a new order")
+        said = f"order {order_id} not amended: back to a new order; the order form as before"
+        await expect(result).to_have_text(f"{said} the amend")
         # the keyboard's focus goes to Place order beside it, not to the page's start as the
         # button hides (session 35)
         await expect(place).to_be_focused()
@@ -2065,7 +2066,9 @@ def test_an_open_order_is_amended_from_the_page(tmp_path: Path) -> None:
         await expect(result).to_have_text(f"order {order_id} not amended: {chosen}")
         await page.get_by_role("button", name=f"Amend order {order_id}").click()
         await trader.request("order.cancel", {"order_id": int(order_id or 0)})
-        await expect(result).to_have_text(f"order {order_id} canceled: nothing left to amend")
+        await expect(result).to_have_text(
+            f"order {order_id} canceled: nothing left to amend; the order form as before the amend"
+        )
         await expect(place).to_have_text("Place order")
         await expect(row).to_have_count(1)  # the bill's
 
@@ -3634,5 +3637,86 @@ def test_the_ladders_totals_and_spread_are_exact_to_the_last_unit(tmp_path: Path
         await buyer.place("AAPLx-DEAR", "buy", qty="0.000001", price="90071992547409.93", tif="ioc")
         read = page.locator("#candles-table tbody tr").first.locator("td.num")
         await expect(read).to_have_text(["90071992547409.93"] * 4)
+
+    assert run_page(tmp_path, scenario) == []
+
+
+def test_every_end_of_an_amend_gives_the_form_back_for_a_new_order(tmp_path: Path) -> None:
+    """However an amend ends, the order form is put back as it was before it began, and the
+    line says so: Back to a new order, Escape, the amend done, the order filled meanwhile, a
+    logoff (session 37; before, only another symbol chosen or a drop did: the others left the
+    amended order's price and quantity in the form, its type back to Limit (GTC), and a click
+    on Place order rested them as a new order the trader never typed)."""
+
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        await browser.log_on("taker")
+        await expect(page.locator("#account")).to_have_text("3")
+        result = page.locator("#order-result")
+        place = page.locator("#place-button")
+        row = page.locator("#open-orders tbody tr")
+        back = "the order form as before the amend"
+
+        async def form() -> list[Any]:
+            side = page.locator("input[name=side]:checked")
+            figures = [await page.input_value(f"#order-{name}") for name in ("price", "qty")]
+            kind = await page.input_value("#order-kind")
+            return [*figures, await side.get_attribute("value"), kind]
+
+        async def placed_and_typed(price: str) -> str:
+            # a post-only bid placed, then the trader's next order typed, not placed
+            await browser.place("buy", "post_only", qty="2", price=price)
+            order = row.filter(has=page.locator("td.price", has_text=price))
+            await expect(order).to_have_count(1)
+            await page.check("input[name=side][value=sell]")
+            await page.select_option("#order-kind", "ioc")
+            await page.fill("#order-price", "")
+            await page.fill("#order-qty", "5")
+            return str(await order.get_attribute("data-order-id"))
+
+        async def amending(order_id: str) -> None:
+            await page.get_by_role("button", name=f"Amend order {order_id}").click()
+            await expect(place).to_have_text(f"Amend order {order_id}")
+            assert (await form())[:2] != ["", "5"]
+
+        typed = ["", "5", "sell", "ioc"]
+        first = await placed_and_typed("180.00")
+        await amending(first)
+        await page.click("#amend-stop")
+        await expect(result).to_have_text(f"order {first} not amended: back to a new order; {back}")
+        assert await form() == typed
+        await amending(first)
+        await page.press("#order-price", "Escape")
+        await expect(place).to_have_text("Place order")
+        assert await form() == typed
+
+        # amended: the form as before, said after the answer
+        await amending(first)
+        await page.fill("#order-price", "181.00")
+        await place.click()
+        await expect(result).to_contain_text(f"order {first} amended, new")
+        await expect(result).to_contain_text(back)
+        await expect(place).to_have_text("Place order")
+        assert await form() == typed
+
+        # filled while its amend is typed
+        await amending(first)
+        seller = await venue.client("alpha")
+        await seller.place(SYMBOL, "sell", qty="2", price="181.00")
+        said = f"order {first} filled: nothing left to amend; {back}"
+        await expect(result).to_have_text(said)
+        assert await form() == typed
+
+        # logged off while amending, and on again: a new order's form
+        second = await placed_and_typed("179.00")
+        await amending(second)
+        await page.click("#logout-button")
+        await expect(page.locator("#logon-button")).to_be_visible()
+        assert await form() == typed
+        await browser.log_on("taker")
+        await expect(page.locator("#account")).to_have_text("3")
+        await expect(place).to_have_text("Place order")
+        assert await form() == typed
+        assert sum('"order.place"' in frame for frame in browser.frames_sent) == 2
 
     assert run_page(tmp_path, scenario) == []
