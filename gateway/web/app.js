@@ -718,7 +718,38 @@ function renderBook() {
     asks.length && bids.length
       ? `spread ${unitsText(units(asks[0][0]) - units(bids[0][0]), decimals)}`
       : "—";
-  drawDepth($("depth"), book);
+  drawDepth($("depth"), book, depthFigures(book));
+}
+
+function depthFigures(book) {
+  // The depth chart's figures as the venue holds them: the outer prices as sent, each side's
+  // total summed in whole units (before session 37 the axis read the outer prices less and
+  // more a margin as floating point numbers, 89981920554862.34 for a bid at
+  // 90071992547409.91, and no quantity). Said to a screen reader in the canvas's name too.
+  const instrument = state.instruments.get(state.selected);
+  const decimals = instrument?.qty_decimals ?? 6;
+  const side = (levels) => {
+    let total = 0n;
+    for (const [, qty] of levels) total += decimalUnits(qty, decimals) ?? 0n;
+    const prices = levels.map(([price]) => shownPrice(state.selected, price));
+    return { total: unitsText(total, decimals), best: prices[0], last: prices.at(-1) };
+  };
+  const bids = side(book ? book.sortedBids() : []);
+  const asks = side(book ? book.sortedAsks() : []);
+  const said = (name, levels, way) => {
+    if (levels.best === undefined) return `no ${name}`;
+    const one = levels.best === levels.last;
+    const where = one ? `at ${levels.best}` : `from ${levels.best} ${way} to ${levels.last}`;
+    return `${name} ${where}, ${levels.total} in all`;
+  };
+  const name = `depth chart: ${said("bids", bids, "down")}; ${said("asks", asks, "up")}`;
+  if ($("depth").getAttribute("aria-label") !== name) $("depth").setAttribute("aria-label", name);
+  return {
+    bids: bids.best === undefined ? null : `bids ${bids.total}`,
+    asks: asks.best === undefined ? null : `asks ${asks.total}`,
+    low: bids.last ?? asks.best,
+    high: asks.last ?? bids.best,
+  };
 }
 
 function ladderSide(tbody, levels, side, most, reverse) {

@@ -52,11 +52,11 @@ export class LocalBook {
   }
 
   sortedBids() {
-    return [...this.bids].sort((a, b) => Number(b[0]) - Number(a[0])).slice(0, this.depth);
+    return [...this.bids].sort((a, b) => comparePrices(b[0], a[0])).slice(0, this.depth);
   }
 
   sortedAsks() {
-    return [...this.asks].sort((a, b) => Number(a[0]) - Number(b[0])).slice(0, this.depth);
+    return [...this.asks].sort((a, b) => comparePrices(a[0], b[0])).slice(0, this.depth);
   }
 
   checksum() {
@@ -69,6 +69,19 @@ export class LocalBook {
   }
 }
 
+export function comparePrices(a, b) {
+  // Two plain decimal strings compared exactly (negative, zero, positive): as Numbers, a dear
+  // price's levels a tick apart can be one floating point number (90071992547409.93 and .94),
+  // and they sorted as they came, the checksum failed and the book was resubscribed, the
+  // ladder showing the worse ask as the best meanwhile (before session 37).
+  const [wholeA, fractionA = ""] = a.split(".");
+  const [wholeB, fractionB = ""] = b.split(".");
+  const decimals = Math.max(fractionA.length, fractionB.length);
+  const units = (whole, fraction) => BigInt(whole + fraction.padEnd(decimals, "0"));
+  const difference = units(wholeA, fractionA) - units(wholeB, fractionB);
+  return difference < 0n ? -1 : difference > 0n ? 1 : 0;
+}
+
 function setLevel(levels, price, qty) {
   if (qty === "0") levels.delete(price);
   else levels.set(price, qty);
@@ -79,9 +92,10 @@ function setLevel(levels, price, qty) {
 const BID_COLOUR = "#26a69a";
 const ASK_COLOUR = "#ef5350";
 
-export function drawDepth(canvas, book) {
+export function drawDepth(canvas, book, figures) {
   // Cumulative quantity by price, bids left of the spread, asks right (numbers for drawing
-  // only: the figures a trader reads are the ladder's strings).
+  // only: the figures it reads out, `figures`, are the venue's strings: the outer prices, and
+  // each side's total, `bids` and `asks`, null for a side without levels).
   const ratio = window.devicePixelRatio || 1;
   const width = canvas.clientWidth;
   const height = canvas.clientHeight;
@@ -106,20 +120,16 @@ export function drawDepth(canvas, book) {
   high += margin;
   const top = Math.max(...[...bids, ...asks].map((p) => p[1]));
   const x = (price) => ((price - low) / (high - low)) * (width - 16) + 8;
-  const y = (qty) => height - 18 - (qty / top) * (height - 28);
+  const y = (qty) => height - 18 - (qty / top) * (height - 36); // room above for the totals
   area(g, bids, x, y, height - 18, BID_COLOUR, -1);
   area(g, asks, x, y, height - 18, ASK_COLOUR, 1);
   g.fillStyle = "#8a93a6";
   g.font = "11px sans-serif";
-  const decimals = Math.max(0, ...prices.map((p) => decimalsOf(p)));
-  g.fillText(low.toFixed(decimals), 4, height - 4);
-  const label = high.toFixed(decimals);
-  g.fillText(label, width - 4 - g.measureText(label).width, height - 4);
-}
-
-function decimalsOf(value) {
-  const text = String(value);
-  return text.includes(".") ? text.length - text.indexOf(".") - 1 : 0;
+  const right = (text) => width - 4 - g.measureText(text).width;
+  if (figures.bids !== null) g.fillText(figures.bids, 4, 12);
+  if (figures.asks !== null) g.fillText(figures.asks, right(figures.asks), 12);
+  g.fillText(figures.low, 4, height - 4);
+  g.fillText(figures.high, right(figures.high), height - 4);
 }
 
 function cumulative(levels) {

@@ -1283,7 +1283,7 @@ def test_the_rest_fed_parts_show_24h_change_candles_and_reserves(tmp_path: Path)
         await buyer.place(SYMBOL, "buy", qty="1", price="187.30", tif="ioc")
         await page.reload()  # the history and the 24 h window are read at load
         await expect(page.locator("#candles")).to_have_attribute("data-bars", "1")
-        await expect(page.locator("#candles")).to_have_attribute("data-last-close", "187.3")
+        await expect(page.locator("#candles")).to_have_attribute("data-last-close", "187.30")
         await expect(page.locator("#candles-note")).to_have_text("")
         # the chart's text alternative (session 32; before, the chart said nothing to a screen
         # reader): a table out of sight, named by its caption, the newest bar first
@@ -1302,7 +1302,7 @@ def test_the_rest_fed_parts_show_24h_change_candles_and_reserves(tmp_path: Path)
         await resting_sell(venue, "5", "187.40")
         await buyer.place(SYMBOL, "buy", qty="10", price="187.40", tif="ioc")  # live, no reload
         await expect(page.locator("#tape tbody tr")).to_have_count(3)
-        await expect(page.locator("#candles")).to_have_attribute("data-last-close", "187.4")
+        await expect(page.locator("#candles")).to_have_attribute("data-last-close", "187.40")
         await expect(change).to_have_text("+0.05%")  # the REST 24 h open, the live last
         # the bar as the channel changed it (a new minute's, or the same one's: alike here)
         read = page.get_by_role("table", name=re.compile(rf"^{SYMBOL}: the last (1 of 1|2 of 2) "))
@@ -1330,7 +1330,7 @@ def test_a_live_split_resubscribes_the_candles_and_keeps_the_24h_change_in_new_u
         await buyer.place(symbol, "buy", qty="1", price="135.00", tif="ioc")
         await page.reload()  # the history and the 24 h window are read at load
         candles = page.locator("#candles")
-        await expect(candles).to_have_attribute("data-last-close", "135")
+        await expect(candles).to_have_attribute("data-last-close", "135.00")
         row = page.locator(f"#instruments tr[data-symbol='{symbol}']")
         await expect(row.locator("td.change")).to_have_text("+0.00%")
         admin = await venue.client("admin")
@@ -1348,7 +1348,7 @@ def test_a_live_split_resubscribes_the_candles_and_keeps_the_24h_change_in_new_u
         await admin.request("admin.set_status", {"symbol": symbol, "status": "open"})
 
         await expect(row.locator("td.last")).to_have_text("67.50")
-        await expect(candles).to_have_attribute("data-last-close", "67.5")
+        await expect(candles).to_have_attribute("data-last-close", "67.50")
         await expect(candles).to_have_attribute("data-bars", "1")
         await expect(candles).to_have_attribute("data-resyncs", "1")
         await expect(page.locator("#candles-table td").last).to_have_text("67.50")  # read so too
@@ -2650,7 +2650,8 @@ def test_a_keyboard_and_screen_reader_user_can_log_on_trade_and_hear_what_happen
         await expect(ladder_row(page, "bid", "187.00")).to_have_text("2.000000")
         await expect(page.locator("#reserves-table")).to_be_visible()
         assert await axe_violations(page) == []
-        depth = "depth chart: cumulative quantity of the bids and asks by price"
+        # the depth chart's figures, as the ladder's (session 37; before, its name alone)
+        depth = "depth chart: bids at 187.00, 2.000000 in all; asks at 187.30, 10.000000 in all"
         await expect(page.get_by_role("img", name=depth)).to_be_visible()  # before: unnamed
         # the book and the tape are no live regions: only the status lines speak
         live = ["logon-alert", "logon-status", "market-status", "order-result"]
@@ -3720,3 +3721,100 @@ def test_every_end_of_an_amend_gives_the_form_back_for_a_new_order(tmp_path: Pat
         assert sum('"order.place"' in frame for frame in browser.frames_sent) == 2
 
     assert run_page(tmp_path, scenario) == []
+
+
+# Every text the page draws on its depth chart's canvas, the newest drawing's (a canvas's text
+# is pixels: recorded as drawn)
+DEPTH_TEXT = """(() => {
+  window.depthText = [];
+  const fillText = CanvasRenderingContext2D.prototype.fillText;
+  const clearRect = CanvasRenderingContext2D.prototype.clearRect;
+  CanvasRenderingContext2D.prototype.clearRect = function (...args) {
+    if (this.canvas.id === "depth") window.depthText = [];
+    return clearRect.apply(this, args);
+  };
+  CanvasRenderingContext2D.prototype.fillText = function (text, ...args) {
+    if (this.canvas.id === "depth") window.depthText.push(String(text));
+    return fillText.call(this, text, ...args);
+  };
+})();"""
+
+
+def test_the_depth_chart_and_the_last_close_show_the_venues_figures_to_the_last_unit(
+    tmp_path: Path,
+) -> None:
+    """The depth chart's axis reads the book's outer prices and each side's total as the venue
+    sent them, summed exactly, and says them to a screen reader; the chart's `data-last-close`
+    is the candle's close as sent; a dear book's levels a tick apart sort by their decimals
+    (session 37; before, the axis read the prices less and more a margin as floating point
+    numbers, 89981920554862.34 for a bid at 90071992547409.91, no quantity at all, the last
+    close 90071992547409.94 for .93, and two asks of .93 and .94, the same floating point
+    number, sorted as they came: the ladder showed .94 best, its checksum failed and the book
+    was resubscribed)."""
+
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        admin = await venue.client("admin")
+        listing = {
+            "symbol": "AAPLx-PENNY",
+            "kind": "equity",
+            "base": "AAPLx",
+            "quote": "USD",
+            "tick": "0.01",
+            "step": "0.000001",
+            "min_qty": "0.000001",
+            "min_notional": "0.01",
+            "band_pct": "50",
+            "reference_price": "0.01",
+        }
+        await admin.request("admin.list_instrument", listing)
+        dear = {**listing, "symbol": "AAPLx-DEAR", "reference_price": "90071992547409.92"}
+        await admin.request("admin.list_instrument", dear)
+        reserves = {"asset": "AAPLx", "amount": "5000000000", "as_of": now_us()}
+        await admin.request("admin.attest_reserves", reserves)
+        await admin.request(
+            "admin.deposit", {"account": 1, "asset": "AAPLx", "amount": "4000000000"}
+        )
+        reserves = {"asset": "USD", "amount": "1000000000", "as_of": now_us()}
+        await admin.request("admin.attest_reserves", reserves)
+        for account in (1, 2):
+            deposit = {"account": account, "asset": "USD", "amount": "100000000"}
+            await admin.request("admin.deposit", deposit)
+        seller = await venue.client("alpha")
+        await seller.place("AAPLx-PENNY", "sell", qty="3000000000.706898", price="0.01")
+        await seller.place("AAPLx-PENNY", "sell", qty="818847614.847480", price="0.02")
+        await page.goto(f"http://127.0.0.1:{venue.port}/#AAPLx-PENNY")
+        await page.reload()  # the listings, made after the page opened, in its first list
+        await expect(page.locator("#selected-symbol")).to_have_text("AAPLx-PENNY")
+        depth = page.locator("#depth")
+        said = "depth chart: no bids; asks from 0.01 up to 0.02, 3818847615.554378 in all"
+        await expect(depth).to_have_attribute("aria-label", said)
+        drawn = await page.evaluate("() => window.depthText")
+        assert drawn == ["asks 3818847615.554378", "0.01", "0.02"], drawn
+
+        await seller.place("AAPLx-DEAR", "sell", qty="0.000001", price="90071992547409.94")
+        await page.goto(f"http://127.0.0.1:{venue.port}/#AAPLx-DEAR")
+        await expect(page.locator("#selected-symbol")).to_have_text("AAPLx-DEAR")
+        await expect(page.locator("#ladder-asks tr")).to_have_count(1)
+        await seller.place("AAPLx-DEAR", "sell", qty="0.000002", price="90071992547409.93")
+        await seller.place("AAPLx-DEAR", "buy", qty="0.000001", price="90071992547409.91")
+        await expect(page.locator("#ladder-bids tr")).to_have_count(1)
+        asks = page.locator("#ladder-asks tr td.price")
+        await expect(asks).to_have_text(["90071992547409.94", "90071992547409.93"])
+        said = (
+            "depth chart: bids at 90071992547409.91, 0.000001 in all; asks from"
+            " 90071992547409.93 up to 90071992547409.94, 0.000003 in all"
+        )
+        await expect(depth).to_have_attribute("aria-label", said)
+        drawn = await page.evaluate("() => window.depthText")
+        expected = ["bids 0.000001", "asks 0.000003", "90071992547409.91", "90071992547409.94"]
+        assert drawn == expected, drawn
+        assert await page.get_attribute("#ladder", "data-resyncs") == "0"
+
+        buyer = await venue.client("beta")
+        await buyer.place("AAPLx-DEAR", "buy", qty="0.000001", price="90071992547409.93", tif="ioc")
+        await expect(page.locator("#candles")).to_have_attribute(
+            "data-last-close", "90071992547409.93"
+        )
+
+    assert run_page(tmp_path, scenario, init_script=DEPTH_TEXT) == []
