@@ -55,6 +55,7 @@ const state = {
   lastReport: null, // the newest exec report (an answer may come after its order's first)
   resultOrder: null, // {orderId, clOrdId} of the placed order the result line shows
   resultAboutConnection: false, // the result line shows a push about a connection closing
+  resultIsOutcome: false, // the result line says what became of an order (`sayOutcome`)
   loggingOut: false,
   orders: new Map(), // order_id -> open order
   balances: new Map(), // asset -> balance row
@@ -1357,7 +1358,11 @@ function clearSession() {
   swapLogonAndSession(false);
   $("orders-panel").classList.remove("stale");
   $("place-button").disabled = true;
-  showResult("log on to trade", "");
+  // What became of an order is kept: a Log out clicked while a place awaited its answer left
+  // `log on to trade` over the answer, the order resting unsaid (before session 37)
+  const line = $("order-result");
+  if (state.resultIsOutcome) sayOutcome(`${line.textContent}; logged out: log on to trade`, "");
+  else showResult("log on to trade", "");
   schedule("orders", "balances", "fills", "history", "book");
 }
 
@@ -1957,7 +1962,7 @@ async function amend(order) {
     const now = state.amending;
     const changed = now?.order_id === order.order_id && !sameTerms(now, current);
     if (changed) showAmendedTerms(now);
-    showResult(changed ? `${text}; ${changedMeanwhile(now)}` : text, kind);
+    sayOutcome(changed ? `${text}; ${changedMeanwhile(now)}` : text, kind);
     if (!changed) markRefusedField(failed);
   } finally {
     setPlacing(false);
@@ -1979,7 +1984,7 @@ async function cancel(orderId, button) {
     // Closed: its row goes once its exec report comes, which may be after this answer; a
     // click on it meanwhile (a double click's second) would be refused ORDER_NOT_OPEN.
     closed = true;
-    showResult(`order ${result.order_id} ${result.status}`, "ok");
+    sayOutcome(`order ${result.order_id} ${result.status}`, "ok");
   } catch (failed) {
     showFailure("cancel", failed);
   } finally {
@@ -1989,7 +1994,7 @@ async function cancel(orderId, button) {
 }
 
 function showFailure(action, failed, order = null) {
-  showResult(...describeFailure(action, failed, order));
+  sayOutcome(...describeFailure(action, failed, order));
 }
 
 function describeFailure(action, failed, order = null) {
@@ -2112,6 +2117,14 @@ function showResult(text, kind) {
   result.className = kind;
   state.resultOrder = null; // the line says something else now: reports leave it alone
   state.resultAboutConnection = false;
+  state.resultIsOutcome = false;
+}
+
+function sayOutcome(text, kind) {
+  // What became of an order placed, amended or canceled: its answer, a refusal, an outcome
+  // unknown. Kept by a logout (`clearSession`).
+  showResult(text, kind);
+  state.resultIsOutcome = true;
 }
 
 const STP_WORDS = "expired by self-trade prevention: it would have traded with your own order";
@@ -2132,7 +2145,7 @@ function showOrderResult(placed, status, report) {
   // ladder reads as a venue fault unless the line says the other side was the trader's own.
   if (report?.reason === "stp") text += `${filled ? "; the rest" : ","} ${STP_WORDS}`;
   if (placed.after !== undefined) text += `; ${placed.after}`; // an amend's form given back
-  showResult(text, "ok");
+  sayOutcome(text, "ok");
   state.resultOrder = placed;
 }
 

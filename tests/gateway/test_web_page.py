@@ -3818,3 +3818,47 @@ def test_the_depth_chart_and_the_last_close_show_the_venues_figures_to_the_last_
         )
 
     assert run_page(tmp_path, scenario, init_script=DEPTH_TEXT) == []
+
+
+def test_a_logout_while_an_order_awaits_its_answer_keeps_what_became_of_it(
+    tmp_path: Path,
+) -> None:
+    """Log out clicked while an order.place (or an order.cancel) awaits its answer: the line
+    keeps the answer, `order N new (…); logged out: log on to trade`, so the trader knows the
+    order rests (session 37; before, `log on to trade` over it, the order resting unsaid)."""
+
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        await browser.log_on("taker")
+        await expect(page.locator("#account")).to_have_text("3")
+        result = page.locator("#order-result")
+        await page.fill("#order-price", "181.00")
+        await page.fill("#order-qty", "1")
+        # both clicks in one task of the page's: the place is sent, its answer not yet in
+        click_both = """() => {
+          document.querySelector("#place-button").click();
+          document.querySelector("#logout-button").click();
+        }"""
+        await page.evaluate(click_both)
+        await expect(page.locator("#logon-button")).to_be_visible()
+        trader = await venue.client("taker")
+        (order,) = (await trader.request("orders.open", {}))["orders"]
+        placed = re.escape(f"order {order['order_id']} new (")
+        await expect(result).to_have_text(re.compile(f"^{placed}web-[0-9a-f]{{16}}\\); logged out"))
+        await expect(result).to_have_text(re.compile(r"; logged out: log on to trade$"))
+
+        await browser.log_on("taker")
+        row = page.locator("#open-orders tbody tr")
+        await expect(row).to_have_count(1)
+        await expect(result).to_have_text("logged on as account 3")
+        cancel_and_out = """() => {
+          document.querySelector("#open-orders tbody tr button.cancel").click();
+          document.querySelector("#logout-button").click();
+        }"""
+        await page.evaluate(cancel_and_out)
+        await expect(page.locator("#logon-button")).to_be_visible()
+        said = f"order {order['order_id']} canceled; logged out: log on to trade"
+        await expect(result).to_have_text(said)
+        assert (await trader.request("orders.open", {}))["orders"] == []
+
+    assert run_page(tmp_path, scenario) == []
