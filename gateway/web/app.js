@@ -1743,7 +1743,8 @@ async function onPlace(event) {
     const report = state.lastReport?.order_id === result.order_id ? state.lastReport : null;
     showOrderResult(placed, report?.status ?? result.status, report);
   } catch (failed) {
-    showFailure("order", failed, { symbol: params.symbol, type: params.type, amend: false });
+    const order = { symbol: params.symbol, type: params.type, side: params.side, amend: false };
+    showFailure("order", failed, order);
     markRefusedField(failed);
   } finally {
     setPlacing(false);
@@ -2076,9 +2077,22 @@ function refusalWords(error, order) {
         `it needs ${data.needed} ${data.asset} available, and the account has ` +
         `${data.available} ${data.asset} available`
       );
+    case "MARKET_NO_LIQUIDITY": // no data: the band's edge from the instrument's record
+      return order.side === undefined ? null : noLiquidityWords(order, instrument, per100);
     default:
       return null;
   }
+}
+
+function noLiquidityWords(order, instrument, per100) {
+  // A market order with no opposite level within the band (before session 37 the wire's
+  // `nothing to trade within the band`, which said neither where nor what rests instead)
+  const buy = order.side === "buy";
+  const edge = buy ? `at most ${instrument.band_high}` : `at least ${instrument.band_low}`;
+  const levels = buy ? "asks" : "bids";
+  const within = `within the band of ${order.symbol}, ${edge}${per100}`;
+  const rests = `a limit ${order.side} rests until a ${buy ? "seller" : "buyer"} comes`;
+  return `a market ${order.side} trades only with ${levels} ${within}, and there is none; ${rests}`;
 }
 
 function valuedAt(data, named, per100) {

@@ -3862,3 +3862,36 @@ def test_a_logout_while_an_order_awaits_its_answer_keeps_what_became_of_it(
         assert (await trader.request("orders.open", {}))["orders"] == []
 
     assert run_page(tmp_path, scenario) == []
+
+
+def test_a_market_order_with_nothing_to_trade_in_the_band_is_said_in_words(
+    tmp_path: Path,
+) -> None:
+    """A market order that finds no opposite level within the band is refused in the page's
+    words, the band's edge and what rests instead (session 37; before, the wire's:
+    `MARKET_NO_LIQUIDITY (4010): nothing to trade within the band`)."""
+
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        await browser.log_on("taker")
+        await expect(page.locator("#account")).to_have_text("3")
+        result = page.locator("#order-result")
+        await browser.place("buy", "market", qty="1")
+        band = (await venue.client("taker")).request
+        (record,) = [i for i in (await band("instruments"))["instruments"] if i["symbol"] == SYMBOL]
+        await expect(result).to_have_text(
+            "order refused: a market buy trades only with asks within the band of AAPLx-USD, at"
+            f" most {record['band_high']}, and there is none; a limit buy rests until a seller"
+            " comes (MARKET_NO_LIQUIDITY 4010)"
+        )
+        await page.click(f"#instruments tr[data-symbol='{BILL}'] a")
+        await expect(page.locator("#order-symbol")).to_have_text(BILL)
+        await browser.place("sell", "market", qty="100")
+        (bill,) = [i for i in (await band("instruments"))["instruments"] if i["symbol"] == BILL]
+        await expect(result).to_have_text(
+            "order refused: a market sell trades only with bids within the band of"
+            f" {BILL}, at least {bill['band_low']} per 100 of face, and there is none; a limit"
+            " sell rests until a buyer comes (MARKET_NO_LIQUIDITY 4010)"
+        )
+
+    assert run_page(tmp_path, scenario) == []
