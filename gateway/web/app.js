@@ -52,6 +52,7 @@ const state = {
   // order ids whose order.cancel awaits its answer, or was answered done while the order's
   // row still shows (its exec report not in yet): pruned as the rows go (`renderOrders`)
   canceling: new Set(),
+  cancelingAll: false, // an orders.cancel_all awaits its answer
   lastReport: null, // the newest exec report (an answer may come after its order's first)
   resultOrder: null, // {orderId, clOrdId} of the placed order the result line shows
   resultAboutConnection: false, // the result line shows a push about a connection closing
@@ -1552,6 +1553,41 @@ function renderOrders() {
     labelCells(row);
   });
   fitOpenOrders();
+  renderCancelAll();
+}
+
+function renderCancelAll() {
+  // As each order's Cancel: disabled for a read-only key or logged off, waiting (aria-disabled,
+  // keeping the keyboard's focus) while its answer is awaited or the page logs on again
+  const button = $("cancel-all");
+  button.disabled = !state.keyTrades;
+  const waits = state.cancelingAll || loggingOnAgain();
+  if (waits) button.setAttribute("aria-disabled", "true");
+  else button.removeAttribute("aria-disabled");
+}
+
+async function cancelAll() {
+  // Every open order of the account, whichever connection placed it, in one `orders.cancel_all`
+  // (protocol §5.6; before session 37 the page had none: each order pulled by its own Cancel).
+  // The rows shown wait as their Cancel does (`cancel`) until their reports take them away.
+  if (state.trade === null || !state.mayTrade || state.cancelingAll) return;
+  const shown = [...state.orders.keys()].filter((orderId) => !state.canceling.has(orderId));
+  state.cancelingAll = true;
+  for (const orderId of shown) state.canceling.add(orderId);
+  schedule("orders");
+  let done = false;
+  try {
+    const { canceled } = await state.trade.request("orders.cancel_all", {});
+    done = true;
+    const orders = canceled === 1 ? "1 open order" : `${canceled} open orders`;
+    sayOutcome(canceled === 0 ? "no open order to cancel" : `canceled ${orders}`, "ok");
+  } catch (failed) {
+    showFailure("cancel all", failed);
+  } finally {
+    state.cancelingAll = false;
+    if (!done) for (const orderId of shown) state.canceling.delete(orderId);
+    schedule("orders");
+  }
 }
 
 function labelCells(row) {
@@ -2426,6 +2462,7 @@ function start() {
   chart = new CandleChart($("candles"), $("candles-note"), $("candles-table"));
   $("logon-form").addEventListener("submit", onLogon);
   $("logout-button").addEventListener("click", onLogout);
+  $("cancel-all").addEventListener("click", cancelAll);
   $("skip-link").addEventListener("click", skipToOrderEntry);
   $("relogon-button").addEventListener("click", onRelogonButton);
   $("order-form").addEventListener("submit", onPlace);

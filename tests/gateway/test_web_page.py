@@ -3895,3 +3895,42 @@ def test_a_market_order_with_nothing_to_trade_in_the_band_is_said_in_words(
         )
 
     assert run_page(tmp_path, scenario) == []
+
+
+def test_cancel_all_cancels_every_open_order_of_the_account_at_once(tmp_path: Path) -> None:
+    """**Cancel all open orders** sends one `orders.cancel_all` and says how many it canceled;
+    the rows go and the history lists them (session 37; before, the page had no cancel-all:
+    a trader pulled each order by its own Cancel while the market moved)."""
+
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        cancel_all = page.get_by_role("button", name="Cancel all open orders")
+        await expect(cancel_all).to_be_disabled()  # logged off
+        await browser.log_on("taker")
+        await expect(page.locator("#account")).to_have_text("3")
+        result = page.locator("#order-result")
+        row = page.locator("#open-orders tbody tr")
+        await browser.place("buy", "post_only", qty="1", price="180.00")
+        await browser.place("sell", "post_only", qty="2", price="190.00")
+        bot = await venue.client("taker")
+        await bot.place(BILL, "buy", qty="100", price="98.000000")
+        await expect(row).to_have_count(3)
+        await cancel_all.focus()
+        await page.keyboard.press("Enter")
+        await expect(result).to_have_text("canceled 3 open orders")
+        await expect(row).to_have_count(0)
+        assert (await bot.request("orders.open", {}))["orders"] == []
+        history = page.locator("#history tbody tr")
+        await expect(history).to_have_count(3)
+        await expect(history.locator("td").nth(7)).to_have_text("canceled (mass_cancel)")
+        assert sum('"orders.cancel_all"' in frame for frame in browser.frames_sent) == 1
+        await expect(cancel_all).to_be_focused()
+        await page.keyboard.press("Enter")
+        await expect(result).to_have_text("no open order to cancel")
+        await browser.place("buy", "post_only", qty="1", price="180.00")
+        await expect(row).to_have_count(1)
+        await cancel_all.click()
+        await expect(result).to_have_text("canceled 1 open order")
+        await expect(row).to_have_count(0)
+
+    assert run_page(tmp_path, scenario) == []
