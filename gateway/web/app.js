@@ -1745,7 +1745,16 @@ function renderFills() {
 
 async function onPlace(event) {
   event.preventDefault();
-  if (state.trade === null || state.placing) return;
+  if (state.placing) return; // a double click's second: its order awaits the answer
+  if (state.trade === null) {
+    // Logging on again by itself (logged off, the button is disabled): said, not ignored in
+    // silence (before session 37), and replaced by `logged on as …` once logged on again
+    if (!loggingOnAgain()) return;
+    const again = "the account's connection dropped and the page is logging on again";
+    showResult(`no order placed: ${again}; place it once logged on`, "warn");
+    state.resultAboutConnection = true;
+    return;
+  }
   if (state.selected === null) {
     // the venue lists none (`followNothing`), or its list is not in yet: said, not silent
     const none = state.instruments.size === 0;

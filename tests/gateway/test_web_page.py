@@ -3934,3 +3934,50 @@ def test_cancel_all_cancels_every_open_order_of_the_account_at_once(tmp_path: Pa
         await expect(row).to_have_count(0)
 
     assert run_page(tmp_path, scenario) == []
+
+
+def test_place_order_pressed_while_the_page_logs_on_again_says_why_nothing_was_sent(
+    tmp_path: Path,
+) -> None:
+    """Place order (or Amend order N) pressed while the account's connection is down and the
+    page logs on again sends nothing, and the line says why (session 37; before, nothing was
+    said: the line kept its last words, the press ignored). Logged on again, the line says so.
+    The account's socket is relayed by a Playwright route, which refuses new ones while told."""
+
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        trades: list[Any] = []
+        refusing = asyncio.Event()
+
+        async def relay_trade(route: Any) -> None:
+            if refusing.is_set():
+                await route.close(code=1011)
+                return
+            route.connect_to_server()
+            trades.append(route)
+
+        await page.route_web_socket(re.compile(r"/ws/trade$"), relay_trade)
+        await browser.log_on("taker")
+        await expect(page.locator("#account")).to_have_text("3")
+        result = page.locator("#order-result")
+        place = page.locator("#place-button")
+        await page.fill("#order-price", "180.00")
+        await page.fill("#order-qty", "1")
+        refusing.set()
+        await trades[-1].close()
+        await expect(place).to_have_attribute("aria-disabled", "true")
+        await place.focus()
+        await page.keyboard.press("Enter")
+        said = (
+            "no order placed: the account's connection dropped and the page is logging on"
+            " again; place it once logged on"
+        )
+        await expect(result).to_have_text(said)
+        await expect(place).to_be_focused()
+        assert not any('"order.place"' in frame for frame in browser.frames_sent)
+        refusing.clear()
+        await expect(result).to_have_text("logged on as account 3", timeout=20_000)
+        await expect(page.locator("#order-price")).to_have_value("180.00")
+
+    errors = run_page(tmp_path, scenario)
+    assert [e for e in errors if "WebSocket" not in e] == []
