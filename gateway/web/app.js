@@ -2122,6 +2122,25 @@ function refusalWords(error, order) {
         `it needs ${data.needed} ${data.asset} available, and the account has ` +
         `${data.available} ${data.asset} available`
       );
+    // the market's status and the account's eligibility: what is taken said too (before
+    // session 37 the wire's, `AAPLx-USD is halted`, `account 4 may not trade AAPLx-USD`)
+    case "INSTRUMENT_HALTED":
+      return (
+        `${symbol} is halted: it takes no orders and no amends until it opens again, ` +
+        "only cancels"
+      );
+    case "CANCEL_ONLY":
+      return `${symbol} takes only cancels for now: no orders and no amends`;
+    case "POST_ONLY_MODE":
+      return (
+        `${symbol} takes only post-only orders for now: a Post-only (GTC) order that rests, ` +
+        "or an amend that does not trade"
+      );
+    case "NOT_ELIGIBLE":
+      return (
+        `this account may not trade ${symbol}: its jurisdiction or its KYC is not one the ` +
+        "instrument is offered to"
+      );
     case "MARKET_NO_LIQUIDITY": // no data: the band's edge from the instrument's record
       return order.side === undefined ? null : noLiquidityWords(order, instrument, per100);
     default:

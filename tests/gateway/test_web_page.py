@@ -3981,3 +3981,49 @@ def test_place_order_pressed_while_the_page_logs_on_again_says_why_nothing_was_s
 
     errors = run_page(tmp_path, scenario)
     assert [e for e in errors if "WebSocket" not in e] == []
+
+
+def test_an_order_the_markets_status_or_the_accounts_eligibility_refuses_is_said_in_words(
+    tmp_path: Path,
+) -> None:
+    """A halted market, one taking only cancels or only post-only orders, and an account that
+    may not trade the instrument: each refusal says what is wrong and what is taken, in the
+    page's words (session 37; before, the wire's: `INSTRUMENT_HALTED (6000): AAPLx-USD is
+    halted`, `NOT_ELIGIBLE (2005): account 4 may not trade AAPLx-USD`)."""
+
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        admin = await venue.client("admin")
+        result = page.locator("#order-result")
+        await browser.log_on("us")
+        await expect(page.locator("#account")).to_have_text("4")
+        await browser.place("buy", "limit", qty="1", price="187.00")
+        await expect(result).to_have_text(
+            "order refused: this account may not trade AAPLx-USD: its jurisdiction or its"
+            " KYC is not one the instrument is offered to (NOT_ELIGIBLE 2005)"
+        )
+        await page.click("#logout-button")
+        await browser.log_on("taker")
+        await expect(page.locator("#account")).to_have_text("3")
+        await browser.place("buy", "post_only", qty="1", price="187.00")
+        row = page.locator("#open-orders tbody tr")
+        await expect(row).to_have_count(1)
+        words = {
+            "halted": "AAPLx-USD is halted: it takes no orders and no amends until it opens"
+            " again, only cancels (INSTRUMENT_HALTED 6000)",
+            "cancel_only": "AAPLx-USD takes only cancels for now: no orders and no amends"
+            " (CANCEL_ONLY 6001)",
+            "post_only": "AAPLx-USD takes only post-only orders for now: a Post-only (GTC)"
+            " order that rests, or an amend that does not trade (POST_ONLY_MODE 6002)",
+        }
+        for status, said in words.items():
+            await admin.request("admin.set_status", {"symbol": SYMBOL, "status": status})
+            await browser.place("buy", "limit", qty="1", price="186.00")
+            await expect(result).to_have_text(f"order refused: {said}")
+        await admin.request("admin.set_status", {"symbol": SYMBOL, "status": "halted"})
+        await row.locator("button.amend").click()
+        await page.fill("#order-price", "186.50")
+        await page.click("#place-button")
+        await expect(result).to_have_text(f"amend refused: {words['halted']}")
+
+    assert run_page(tmp_path, scenario) == []
