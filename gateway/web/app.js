@@ -2032,11 +2032,24 @@ async function cancel(orderId, button) {
     closed = true;
     sayOutcome(`order ${result.order_id} ${result.status}`, "ok");
   } catch (failed) {
-    showFailure("cancel", failed);
+    const closedMeanwhile = failed.error?.name === "ORDER_NOT_OPEN";
+    if (closedMeanwhile) sayOutcome(closedBeforeCancel(orderId, failed.error), "error");
+    else showFailure("cancel", failed);
   } finally {
     if (!closed) state.canceling.delete(orderId);
     schedule("orders"); // the row's button again, if the order is still open
   }
+}
+
+function closedBeforeCancel(orderId, error) {
+  // An order that closed (filled, say) before its cancel reached the venue, its report not in
+  // yet: said in words (before session 37 the wire's, `ORDER_NOT_OPEN (5001): the order is
+  // closed: filled (order_id 1, status filled)`)
+  const status = error.data?.status;
+  const was = status === "expired" ? "it expired" : `it was ${status}`;
+  const how = status === undefined ? "" : `, ${was}`;
+  const code = `(${error.name} ${error.code})`;
+  return `cancel refused: order ${orderId} is no longer open${how}: nothing left to cancel ${code}`;
 }
 
 function showFailure(action, failed, order = null) {

@@ -4027,3 +4027,50 @@ def test_an_order_the_markets_status_or_the_accounts_eligibility_refuses_is_said
         await expect(result).to_have_text(f"amend refused: {words['halted']}")
 
     assert run_page(tmp_path, scenario) == []
+
+
+HOLD_FILLED_REPORTS = """(() => {
+  // Holds the account's pushes that report an order filled (until `releaseFilled()`): the
+  // order's row stays while the venue has it closed.
+  const held = [];
+  const setter = Object.getOwnPropertyDescriptor(WebSocket.prototype, "onmessage").set;
+  Object.defineProperty(WebSocket.prototype, "onmessage", {
+    set(handler) {
+      setter.call(this, handler === null ? null : (event) => {
+        const text = String(event.data);
+        const filled = text.includes('"ch":"account"') && text.includes('"status":"filled"');
+        if (filled) held.push(() => handler(event));
+        else handler(event);
+      });
+    },
+  });
+  window.releaseFilled = () => held.splice(0).forEach((go) => go());
+})()"""
+
+
+def test_a_cancel_of_an_order_that_filled_meanwhile_says_so_in_words(tmp_path: Path) -> None:
+    """Cancel clicked on an order that filled before the cancel reached the venue (its report
+    not in yet): `cancel refused: order N is no longer open, it was filled: nothing left to
+    cancel (ORDER_NOT_OPEN 5001)` (session 37; before, the wire's: `ORDER_NOT_OPEN (5001): the
+    order is closed (status filled)`)."""
+
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        await browser.log_on("taker")
+        await expect(page.locator("#account")).to_have_text("3")
+        await browser.place("buy", "limit", qty="1", price="187.00")
+        row = page.locator("#open-orders tbody tr")
+        await expect(row).to_have_count(1)
+        order_id = await row.get_attribute("data-order-id")
+        seller = await venue.client("alpha")
+        await seller.place(SYMBOL, "sell", qty="1", price="187.00", tif="ioc")
+        await expect(page.locator("#tape tbody tr")).to_have_count(1)
+        await page.get_by_role("button", name=f"Cancel order {order_id}").click()
+        await expect(page.locator("#order-result")).to_have_text(
+            f"cancel refused: order {order_id} is no longer open, it was filled: nothing left to"
+            " cancel (ORDER_NOT_OPEN 5001)"
+        )
+        await page.evaluate("window.releaseFilled()")
+        await expect(row).to_have_count(0)
+
+    assert run_page(tmp_path, scenario, init_script=HOLD_FILLED_REPORTS) == []
