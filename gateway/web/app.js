@@ -726,8 +726,8 @@ function renderBook() {
 function depthFigures(book) {
   // The depth chart's figures as the venue holds them: the outer prices as sent, each side's
   // total summed in whole units (before session 37 the axis read the outer prices less and
-  // more a margin as floating point numbers, 89981920554862.34 for a bid at
-  // 90071992547409.91, and no quantity). Said to a screen reader in the canvas's name too.
+  // more a margin as floating point numbers, and no quantity). Said to a screen reader in the
+  // canvas's name too.
   const instrument = state.instruments.get(state.selected);
   const decimals = instrument?.qty_decimals ?? 6;
   const side = (levels) => {
@@ -1334,6 +1334,8 @@ const CLOSE_MEANINGS = new Map([
   [1011, "the venue met an error"],
 ]);
 
+const LOGGED_OUT = "; logged out: log on to trade"; // after an order's outcome (`clearSession`)
+
 function clearSession() {
   // Back to the logon form, with nothing of the account left on the page.
   state.loggingOut = false;
@@ -1360,9 +1362,11 @@ function clearSession() {
   $("orders-panel").classList.remove("stale");
   $("place-button").disabled = true;
   // What became of an order is kept: a Log out clicked while a place awaited its answer left
-  // `log on to trade` over the answer, the order resting unsaid (before session 37)
-  const line = $("order-result");
-  if (state.resultIsOutcome) sayOutcome(`${line.textContent}; logged out: log on to trade`, "");
+  // `log on to trade` over the answer, the order resting unsaid (before session 37). Said once
+  // however often the session ends after it (a logon that fails ends one too).
+  const said = $("order-result").textContent;
+  const loggedOut = said.endsWith(LOGGED_OUT) ? said : `${said}${LOGGED_OUT}`;
+  if (state.resultIsOutcome) sayOutcome(loggedOut, "");
   else showResult("log on to trade", "");
   schedule("orders", "balances", "fills", "history", "book");
 }

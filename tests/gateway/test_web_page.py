@@ -3846,6 +3846,10 @@ def test_a_logout_while_an_order_awaits_its_answer_keeps_what_became_of_it(
         placed = re.escape(f"order {order['order_id']} new (")
         await expect(result).to_have_text(re.compile(f"^{placed}web-[0-9a-f]{{16}}\\); logged out"))
         await expect(result).to_have_text(re.compile(r"; logged out: log on to trade$"))
+        said = await result.text_content()
+        await browser.log_on("taker", secret="wrong")  # refused: the line as it was, said once
+        await expect(page.locator("#logon-alert")).to_contain_text("BAD_SIGNATURE")
+        await expect(result).to_have_text(str(said))
 
         await browser.log_on("taker")
         row = page.locator("#open-orders tbody tr")
