@@ -115,7 +115,9 @@ export function drawDepth(canvas, book, figures) {
   const prices = [...bids, ...asks].map((p) => p[0]);
   let low = Math.min(...prices);
   let high = Math.max(...prices);
-  const margin = Math.max((high - low) * 0.1, Math.abs(high) * 0.001); // room beside the edges
+  // room beside the outer levels, a tenth of the range (of the price, for one level): 0.1% of
+  // the price as well, before session 37, put a dear book's levels a tick apart at one point
+  const margin = high > low ? (high - low) * 0.1 : Math.abs(high) * 0.001 || 1;
   low -= margin;
   high += margin;
   const top = Math.max(...[...bids, ...asks].map((p) => p[1]));
@@ -128,8 +130,14 @@ export function drawDepth(canvas, book, figures) {
   const right = (text) => width - 4 - g.measureText(text).width;
   if (figures.bids !== null) g.fillText(figures.bids, 4, 12);
   if (figures.asks !== null) g.fillText(figures.asks, right(figures.asks), 12);
-  g.fillText(figures.low, 4, height - 4);
-  g.fillText(figures.high, right(figures.high), height - 4);
+  // each outer price under its level (within the canvas), not at the margin's edge
+  const under = (text, price) => {
+    const centred = x(price) - g.measureText(text).width / 2;
+    return Math.min(Math.max(centred, 4), right(text));
+  };
+  g.fillText(figures.low, under(figures.low, Math.min(...prices)), height - 4);
+  if (figures.high === figures.low) return; // one level: its price once
+  g.fillText(figures.high, under(figures.high, Math.max(...prices)), height - 4);
 }
 
 function cumulative(levels) {
