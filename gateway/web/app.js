@@ -1944,9 +1944,20 @@ function followAmended(report) {
     return;
   }
   state.amending = report;
-  if (state.placing || sameTerms(before, report)) return; // a fill: the same price and qty
+  if (state.placing) return;
+  if (sameTerms(before, report)) {
+    // a fill: the same price and qty, more filled. Said, as the quantity typed is the new
+    // total, what has filled included (before session 37 only the filled column showed it)
+    if (!sameDecimal(before.cum_qty, report.cum_qty)) showResult(filledMeanwhile(report), "warn");
+    return;
+  }
   showAmendedTerms(report);
   showResult(changedMeanwhile(report), "warn");
+}
+
+function filledMeanwhile(order) {
+  const filled = `order ${order.order_id} filled ${order.cum_qty} of ${order.qty} meanwhile`;
+  return `${filled}: the quantity is the new total, what has filled included`;
 }
 
 function changedMeanwhile(order) {

@@ -4078,3 +4078,33 @@ def test_a_cancel_of_an_order_that_filled_meanwhile_says_so_in_words(tmp_path: P
         await expect(row).to_have_count(0)
 
     assert run_page(tmp_path, scenario, init_script=HOLD_FILLED_REPORTS) == []
+
+
+def test_a_partial_fill_while_an_amend_is_typed_is_said(tmp_path: Path) -> None:
+    """An order that partly fills while its amend is typed: the line says what filled, as the
+    quantity typed is the new total, what has filled included (session 37; before, nothing
+    was said, the line kept `amending order N: …`, the fill seen only in the filled column)."""
+
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        await browser.log_on("taker")
+        await expect(page.locator("#account")).to_have_text("3")
+        await browser.place("buy", "limit", qty="2", price="187.00")
+        row = page.locator("#open-orders tbody tr")
+        await expect(row).to_have_count(1)
+        order_id = await row.get_attribute("data-order-id")
+        await row.locator("button.amend").click()
+        await page.fill("#order-qty", "3")  # being typed
+        seller = await venue.client("alpha")
+        await seller.place(SYMBOL, "sell", qty="0.5", price="187.00", tif="ioc")
+        await expect(page.locator("#order-result")).to_have_text(
+            f"order {order_id} filled 0.500000 of 2.000000 meanwhile: the quantity is the new"
+            " total, what has filled included"
+        )
+        assert await page.input_value("#order-qty") == "3"  # as typed
+        await page.click("#place-button")
+        await expect(page.locator("#order-result")).to_contain_text(f"order {order_id} amended")
+        await expect(row.locator("td").nth(4)).to_have_text("3.000000")
+        await expect(row.locator("td").nth(5)).to_have_text("0.500000")
+
+    assert run_page(tmp_path, scenario) == []
