@@ -1574,6 +1574,10 @@ async function cancelAll() {
   // Every open order of the account, whichever connection placed it, in one `orders.cancel_all`
   // (protocol §5.6; before session 37 the page had none: each order pulled by its own Cancel).
   // The rows shown wait as their Cancel does (`cancel`) until their reports take them away.
+  if (loggingOnAgain()) {
+    sayNothingSentWhileLoggingOnAgain("order canceled", "cancel them");
+    return;
+  }
   if (state.trade === null || !state.mayTrade || state.cancelingAll) return;
   const shown = [...state.orders.keys()].filter((orderId) => !state.canceling.has(orderId));
   state.cancelingAll = true;
@@ -1751,12 +1755,7 @@ async function onPlace(event) {
   event.preventDefault();
   if (state.placing) return; // a double click's second: its order awaits the answer
   if (state.trade === null) {
-    // Logging on again by itself (logged off, the button is disabled): said, not ignored in
-    // silence (before session 37), and replaced by `logged on as …` once logged on again
-    if (!loggingOnAgain()) return;
-    const again = "the account's connection dropped and the page is logging on again";
-    showResult(`no order placed: ${again}; place it once logged on`, "warn");
-    state.resultAboutConnection = true;
+    if (loggingOnAgain()) sayNothingSentWhileLoggingOnAgain("order placed", "place it");
     return;
   }
   if (state.selected === null) {
@@ -1799,6 +1798,24 @@ async function onPlace(event) {
     setPlacing(false);
     revealResult();
   }
+}
+
+function sayNothingSentWhileLoggingOnAgain(what, retry) {
+  // Place order or Cancel all pressed while the page logs on again by itself (logged off, both
+  // are disabled): said, not ignored in silence (before session 37), and replaced by `logged on
+  // as …` once logged on again. Never over what became of an order, an outcome unknown above
+  // all: added to it, once, and kept when logged on again (before session 37's review, `place
+  // it once logged on`, then `logged on as …`, replaced `order outcome unknown`, and a trader
+  // placing again had the first order resting beside the second).
+  const result = $("order-result");
+  const nothing = `no ${what} while the page logs on again`;
+  if (state.resultIsOutcome) {
+    if (!result.textContent.includes(nothing)) result.textContent += `; ${nothing}`;
+    return;
+  }
+  const again = "the account's connection dropped and the page is logging on again";
+  showResult(`no ${what}: ${again}; ${retry} once logged on`, "warn");
+  state.resultAboutConnection = true;
 }
 
 function setPlacing(placing) {
