@@ -456,7 +456,7 @@ function select(symbol) {
       sayAmendAwaited(state.amending);
       return;
     }
-    endAmendGivingFormBack("another symbol chosen");
+    endAmendGivingFormBack("another symbol chosen", symbol);
   }
   const previous = state.selected;
   state.selected = symbol;
@@ -1351,7 +1351,8 @@ function clearSession() {
   state.catchUp = null;
   hideRelogonButton();
   state.recordsLoaded = false;
-  stopAmending();
+  const amended = state.amending;
+  const form = stopAmending();
   state.orders.clear();
   state.balances.clear();
   state.fills = [];
@@ -1363,11 +1364,17 @@ function clearSession() {
   $("place-button").disabled = true;
   // What became of an order is kept: a Log out clicked while a place awaited its answer left
   // `log on to trade` over the answer, the order resting unsaid (before session 37). Said once
-  // however often the session ends after it (a logon that fails ends one too).
+  // however often the session ends after it (a logon that fails ends one too). An amend ended
+  // by it says the form was given back (before session 37's review, `log on to trade` alone).
   const said = $("order-result").textContent;
-  const loggedOut = said.endsWith(LOGGED_OUT) ? said : `${said}${LOGGED_OUT}`;
+  const formBack = amended === null ? "" : `; ${form}`;
+  const loggedOut = said.endsWith(LOGGED_OUT) ? said : `${said}${formBack}${LOGGED_OUT}`;
   if (state.resultIsOutcome) sayOutcome(loggedOut, "");
-  else showResult("log on to trade", "");
+  else if (amended === null) showResult("log on to trade", "");
+  else {
+    const notAmended = `order ${amended.order_id} not amended: logged off`;
+    showResult(`${notAmended}${formBack}; log on to trade`, "");
+  }
   schedule("orders", "balances", "fills", "history", "book");
 }
 
@@ -1878,15 +1885,16 @@ function showAmendedTerms(order) {
 // Said after whatever ended an amend (`stopAmending`)
 const FORM_GIVEN_BACK = "the order form as before the amend";
 
-function stopAmending() {
+function stopAmending(next = state.selected) {
   // Back to placing new orders, however the amend ended (Back, Escape, the amend done, the
   // order closed, another symbol, a drop, a logoff): the order form is put back as it was
   // before the amend, so that the amended order's terms are never left in it for a new order,
   // which a click would then place (before session 36's review: a sell 1 at 450.00 amended,
   // another symbol chosen, Place order rested a sell 1 of that symbol at 450.00 the trader
   // never typed; before session 37, so after Back, Escape, the amend's answer, a fill and a
-  // logoff). The callers say so (`FORM_GIVEN_BACK`).
-  if (state.amending === null) return;
+  // logoff). Returns what the callers say of it (`putFormBack`); `next`, the symbol chosen, if
+  // another symbol ends the amend.
+  if (state.amending === null) return FORM_GIVEN_BACK;
   const before = state.formBeforeAmend;
   state.amending = null;
   state.formBeforeAmend = null;
@@ -1894,27 +1902,29 @@ function stopAmending() {
   $("order-kind-kept").hidden = true;
   $("order-kind").value = "limit";
   syncKind();
-  if (before !== null) putFormBack(before);
+  const said = before === null ? FORM_GIVEN_BACK : putFormBack(before, next);
   $("place-button").textContent = "Place order";
   // the keyboard's focus on Back to a new order goes to Place order beside it: hidden with
   // it, the focus fell to the page's start (before session 35)
   if (document.activeElement === $("amend-stop")) $("place-button").focus();
   $("amend-stop").hidden = true;
+  return said;
 }
 
-function endAmendGivingFormBack(why) {
+function endAmendGivingFormBack(why, next = state.selected) {
   // An amend ended by something other than its answer or its order's close (Back, another
   // symbol chosen, the account's connection dropped), said with why.
   const order = state.amending;
-  stopAmending();
-  showResult(`order ${order.order_id} not amended: ${why}; ${FORM_GIVEN_BACK}`, "");
+  const form = stopAmending(next);
+  showResult(`order ${order.order_id} not amended: ${why}; ${form}`, "");
 }
 
 function formNow() {
-  // What the order form holds: its side, type, price and quantity, a price a market order put
-  // aside (`syncKind`)
+  // What the order form holds: its symbol, side, type, price and quantity, a price a market
+  // order put aside (`syncKind`)
   const price = $("order-price");
   return {
+    symbol: state.selected,
     side: new FormData($("order-form")).get("side"),
     kind: $("order-kind").value,
     price: price.disabled ? (price.dataset.kept ?? "") : price.value,
@@ -1922,14 +1932,23 @@ function formNow() {
   };
 }
 
-function putFormBack(form) {
-  // `formNow`'s form, for a new order (the amend ended: `stopAmending` enabled the type)
+function putFormBack(form, next) {
+  // `formNow`'s form, for a new order (the amend ended: `stopAmending` enabled the type). Its
+  // price and quantity only on their own symbol, followed still or chosen (`next`), else
+  // cleared: the amend followed its order's symbol, and 187.30 x 1 typed for AAPLx-USD came
+  // back on MSFTx-USD for Place order to send there (before session 37's review). Returns what
+  // the line says of the form.
   const side = $("order-form").querySelector(`input[name=side][value="${form.side}"]`);
   if (side !== null) side.checked = true;
-  $("order-price").value = form.price;
-  $("order-qty").value = form.qty;
+  const own = form.symbol === state.selected || form.symbol === next;
+  if (own) {
+    $("order-price").value = form.price;
+    $("order-qty").value = form.qty;
+  } else clearOrderFigures();
   $("order-kind").value = form.kind;
   syncKind(); // a market order's price put aside again
+  if (own || (form.price === "" && form.qty === "")) return FORM_GIVEN_BACK;
+  return `${FORM_GIVEN_BACK}, its price and quantity typed for ${form.symbol} cleared`;
 }
 
 function leaveAmending() {
@@ -1955,9 +1974,9 @@ function followAmended(report) {
   // awaits its answer is most likely that amend's: followed, not said (a refusal says it).
   const before = state.amending;
   if (CLOSED.has(report.status)) {
-    stopAmending();
+    const form = stopAmending();
     const said = `order ${report.order_id} ${report.status}: nothing left to amend`;
-    showResult(`${said}; ${FORM_GIVEN_BACK}`, "warn");
+    showResult(`${said}; ${form}`, "warn");
     return;
   }
   state.amending = report;
@@ -2028,9 +2047,8 @@ async function amend(order) {
     // the form leaves this order's amend only: no other one can have started meanwhile
     // (`startAmending`), but the order may have closed, and its report ended the amend
     const ended = state.amending?.order_id === order.order_id;
-    if (ended) stopAmending();
     const amended = { orderId: result.order_id, clOrdId: order.cl_ord_id, amended: true };
-    if (ended) amended.after = FORM_GIVEN_BACK;
+    if (ended) amended.after = stopAmending();
     const report = state.lastReport?.order_id === result.order_id ? state.lastReport : null;
     showOrderResult(amended, report?.status ?? result.status, report);
   } catch (failed) {

@@ -2066,9 +2066,12 @@ def test_an_open_order_is_amended_from_the_page(tmp_path: Path) -> None:
         await expect(result).to_have_text(f"order {order_id} not amended: {chosen}")
         await page.get_by_role("button", name=f"Amend order {order_id}").click()
         await trader.request("order.cancel", {"order_id": int(order_id or 0)})
+        # the form was the bill's, its figures not given back on the order's symbol (session 37)
+        back = f"the order form as before the amend, its price and quantity typed for {BILL}"
         await expect(result).to_have_text(
-            f"order {order_id} canceled: nothing left to amend; the order form as before the amend"
+            f"order {order_id} canceled: nothing left to amend; {back} cleared"
         )
+        await expect(page.locator("#order-qty")).to_have_value("")
         await expect(place).to_have_text("Place order")
         await expect(row).to_have_count(1)  # the bill's
 
@@ -3096,7 +3099,11 @@ def test_an_amend_left_for_another_symbol_or_by_a_drop_gives_the_form_back(tmp_p
             await expect(place).to_have_text("Place order")
             assert await form() == typed, leave
 
-        # a market sell typed (its price put aside): the account's connection drops mid-amend
+        # back on the order's symbol (figures typed for another are not given back onto it:
+        # `test_an_amend_on_another_symbol_gives_back_no_figures_typed_for_the_first`), a
+        # market sell typed (its price put aside): the account's connection drops mid-amend
+        await page.click(f"#instruments tr[data-symbol='{SYMBOL}'] a")
+        await expect(page.locator("#selected-symbol")).to_have_text(SYMBOL)
         await page.check("input[name=side][value=sell]")
         await page.fill("#order-price", "181.00")
         await page.select_option("#order-kind", "market")
@@ -3713,6 +3720,8 @@ def test_every_end_of_an_amend_gives_the_form_back_for_a_new_order(tmp_path: Pat
         await amending(second)
         await page.click("#logout-button")
         await expect(page.locator("#logon-button")).to_be_visible()
+        said = f"order {second} not amended: logged off; {back}; log on to trade"
+        await expect(result).to_have_text(said)
         assert await form() == typed
         await browser.log_on("taker")
         await expect(page.locator("#account")).to_have_text("3")
@@ -4188,3 +4197,48 @@ def test_place_or_cancel_all_pressed_while_logging_on_again_keep_an_outcome_unkn
 
     errors = run_page(tmp_path, scenario)
     assert [e for e in errors if "WebSocket" not in e] == []
+
+
+def test_an_amend_on_another_symbol_gives_back_no_figures_typed_for_the_first(
+    tmp_path: Path,
+) -> None:
+    """A buy of AAPLx-USD typed, not placed, then Amend on an order of MSFTx-USD (a bot's of
+    the account): the amend done, the form is back on the buy Limit, its price and quantity
+    cleared, as they were typed for AAPLx-USD, and said so; Place order then sends nothing.
+    Session 37's review: 187.30 x 1 came back onto MSFTx-USD, and Place order sent them there
+    (seen failing). The same symbol's figures come back (`test_every_end_of_an_amend_…`)."""
+
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        await browser.log_on("taker")
+        await expect(page.locator("#account")).to_have_text("3")
+        bot = await venue.client("taker")
+        listed = (await bot.request("instruments"))["instruments"]
+        msft = next(i for i in listed if i["symbol"] == "MSFTx-USD")
+        await bot.place("MSFTx-USD", "buy", qty="1", price=msft["band_low"])
+        row = page.locator("#open-orders tbody tr")
+        await expect(row).to_have_count(1)
+        order_id = await row.get_attribute("data-order-id")
+        await expect(page.locator("#order-symbol")).to_have_text(SYMBOL)
+        await page.check("input[name=side][value=sell]")
+        await page.select_option("#order-kind", "post_only")
+        await page.fill("#order-price", "187.30")
+        await page.fill("#order-qty", "1")
+        await row.locator("button.amend").click()
+        await expect(page.locator("#order-symbol")).to_have_text("MSFTx-USD")
+        await page.fill("#order-qty", "2")
+        await page.click("#place-button")
+        result = page.locator("#order-result")
+        await expect(result).to_contain_text(f"order {order_id} amended, new")
+        back = "the order form as before the amend, its price and quantity typed for AAPLx-USD"
+        await expect(result).to_contain_text(f"{back} cleared")
+        await expect(page.locator("#order-symbol")).to_have_text("MSFTx-USD")
+        assert await page.input_value("#order-price") == ""
+        assert await page.input_value("#order-qty") == ""
+        assert await page.input_value("#order-kind") == "post_only"
+        assert await page.is_checked("input[name=side][value=sell]")
+        await page.click("#place-button")
+        await expect(result).not_to_contain_text("amended")
+        assert not any('"order.place"' in frame for frame in browser.frames_sent)
+
+    assert run_page(tmp_path, scenario) == []
