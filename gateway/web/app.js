@@ -3,6 +3,7 @@
 // and candle history from the REST API. See docs/web.md.
 import { drawDepth, LocalBook } from "./book.js";
 import { CandleChart, INTERVAL } from "./candles.js";
+import { compareDecimals, decimalUnits } from "./decimals.js";
 import { getJson, importSecret, logon, NotSentError, VenueError, VenueSocket } from "./venue.js";
 
 const BOOK_DEPTH = 25; // the book tier followed: the ladder shows 10, the depth chart all 25
@@ -2008,15 +2009,7 @@ function sameTerms(order, other) {
 function sameDecimal(text, other) {
   // Plain decimal strings (`PLAIN_DECIMAL`) compared exactly: Number() would call
   // 180.0000000000000001 and 180.00 the same, and so not send a price the venue must refuse.
-  return decimalKey(text) === decimalKey(other);
-}
-
-function decimalKey(text) {
-  // "0180.500" and "180.5" alike: no leading zeros before the units, none trailing the point
-  const [whole, fraction = ""] = text.split(".");
-  const units = whole.replace(/^0+(?=[0-9])/, "");
-  const decimals = fraction.replace(/0+$/, "");
-  return decimals === "" ? units : `${units}.${decimals}`;
+  return compareDecimals(text, other) === 0;
 }
 
 function amendFixedControls() {
@@ -2513,16 +2506,6 @@ function unitsText(units, decimals) {
   const digits = units.toString().padStart(decimals + 1, "0");
   if (decimals === 0) return digits;
   return `${digits.slice(0, -decimals)}.${digits.slice(-decimals)}`;
-}
-
-function decimalUnits(text, decimals) {
-  // A plain decimal (`PLAIN_DECIMAL`) in units of its scale, exact (a BigInt: Number() would
-  // round a big figure's last unit); null if finer than the scale. Zeros past the scale are no
-  // finer: the venue takes "187.300" as 187.30.
-  const [whole, fraction = ""] = text.split(".");
-  const kept = fraction.replace(/0+$/, "");
-  if (kept.length > decimals) return null;
-  return BigInt(whole + kept.padEnd(decimals, "0"));
 }
 
 function randomHex(bytes) {

@@ -1,6 +1,12 @@
 // The order book as the `book` channel builds it (protocol §9.3's client rule, checksum
 // included), and the depth chart drawn from it.
 
+import { compareDecimals } from "./decimals.js";
+
+// Prices compared exactly (`compareDecimals`): as Numbers, a dear price's levels a tick apart
+// can be one floating point number (90071992547409.93 and .94), and they sorted as they came,
+// the checksum failed and the book was resubscribed, the ladder showing the worse ask as the
+// best meanwhile (before session 37).
 const CHECKSUM_LEVELS = 10;
 
 const CRC_TABLE = (() => {
@@ -52,11 +58,11 @@ export class LocalBook {
   }
 
   sortedBids() {
-    return [...this.bids].sort((a, b) => comparePrices(b[0], a[0])).slice(0, this.depth);
+    return [...this.bids].sort((a, b) => compareDecimals(b[0], a[0])).slice(0, this.depth);
   }
 
   sortedAsks() {
-    return [...this.asks].sort((a, b) => comparePrices(a[0], b[0])).slice(0, this.depth);
+    return [...this.asks].sort((a, b) => compareDecimals(a[0], b[0])).slice(0, this.depth);
   }
 
   checksum() {
@@ -67,19 +73,6 @@ export class LocalBook {
         .join("|");
     return crc32(`${side(this.sortedAsks())};${side(this.sortedBids())}`);
   }
-}
-
-export function comparePrices(a, b) {
-  // Two plain decimal strings compared exactly (negative, zero, positive): as Numbers, a dear
-  // price's levels a tick apart can be one floating point number (90071992547409.93 and .94),
-  // and they sorted as they came, the checksum failed and the book was resubscribed, the
-  // ladder showing the worse ask as the best meanwhile (before session 37).
-  const [wholeA, fractionA = ""] = a.split(".");
-  const [wholeB, fractionB = ""] = b.split(".");
-  const decimals = Math.max(fractionA.length, fractionB.length);
-  const units = (whole, fraction) => BigInt(whole + fraction.padEnd(decimals, "0"));
-  const difference = units(wholeA, fractionA) - units(wholeB, fractionB);
-  return difference < 0n ? -1 : difference > 0n ? 1 : 0;
 }
 
 function setLevel(levels, price, qty) {
