@@ -2268,7 +2268,9 @@ function showOrderResult(placed, status, report) {
   // IOC that trades part of its quantity ends `canceled` (its rest), which alone reads as if
   // nothing had traded. Later reports of the order update the line while it shows it.
   const verb = placed.amended ? " amended," : "";
-  let text = `order ${placed.orderId}${verb} ${status} (${placed.clOrdId})`;
+  // an order placed without a cl_ord_id (a bot's, amended here) has none to show: not `(null)`
+  const clOrdId = placed.clOrdId == null ? "" : ` (${placed.clOrdId})`;
+  let text = `order ${placed.orderId}${verb} ${status}${clOrdId}`;
   const filled = report !== null && Number(report.cum_qty) > 0;
   if (filled) {
     text += `: filled ${report.cum_qty} of ${report.qty}, average price ${averagePrice(report)}`;

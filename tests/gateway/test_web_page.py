@@ -4232,6 +4232,8 @@ def test_an_amend_on_another_symbol_gives_back_no_figures_typed_for_the_first(
         await expect(result).to_contain_text(f"order {order_id} amended, new")
         back = "the order form as before the amend, its price and quantity typed for AAPLx-USD"
         await expect(result).to_contain_text(f"{back} cleared")
+        # the bot placed it without a cl_ord_id: none shown (session 37's review: `new (null)`)
+        await expect(result).to_contain_text(f"order {order_id} amended, new; the order form")
         await expect(page.locator("#order-symbol")).to_have_text("MSFTx-USD")
         assert await page.input_value("#order-price") == ""
         assert await page.input_value("#order-qty") == ""
