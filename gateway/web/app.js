@@ -2009,7 +2009,10 @@ function sameTerms(order, other) {
 function sameDecimal(text, other) {
   // Plain decimal strings (`PLAIN_DECIMAL`) compared exactly: Number() would call
   // 180.0000000000000001 and 180.00 the same, and so not send a price the venue must refuse.
-  return compareDecimals(text, other) === 0;
+  // A figure typed that is no plain decimal ("1,5") is not the same: the form's checks then
+  // say what is wrong with it (compareDecimals' BigInt would throw, the amend saying nothing).
+  const plain = (figure) => typeof figure === "string" && PLAIN_DECIMAL.test(figure);
+  return plain(text) && plain(other) && compareDecimals(text, other) === 0;
 }
 
 function amendFixedControls() {
