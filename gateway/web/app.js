@@ -3,6 +3,7 @@
 // and candle history from the REST API. See docs/web.md.
 import { drawDepth, LocalBook } from "./book.js";
 import { CandleChart, INTERVAL } from "./candles.js";
+import { compareDecimals, decimalUnits } from "./decimals.js";
 import { getJson, importSecret, logon, NotSentError, VenueError, VenueSocket } from "./venue.js";
 
 const BOOK_DEPTH = 25; // the book tier followed: the ladder shows 10, the depth chart all 25
@@ -52,9 +53,11 @@ const state = {
   // order ids whose order.cancel awaits its answer, or was answered done while the order's
   // row still shows (its exec report not in yet): pruned as the rows go (`renderOrders`)
   canceling: new Set(),
+  cancelingAll: false, // an orders.cancel_all awaits its answer
   lastReport: null, // the newest exec report (an answer may come after its order's first)
   resultOrder: null, // {orderId, clOrdId} of the placed order the result line shows
   resultAboutConnection: false, // the result line shows a push about a connection closing
+  resultIsOutcome: false, // the result line says what became of an order (`sayOutcome`)
   loggingOut: false,
   orders: new Map(), // order_id -> open order
   balances: new Map(), // asset -> balance row
@@ -454,7 +457,7 @@ function select(symbol) {
       sayAmendAwaited(state.amending);
       return;
     }
-    endAmendGivingFormBack("another symbol chosen");
+    endAmendGivingFormBack("another symbol chosen", symbol);
   }
   const previous = state.selected;
   state.selected = symbol;
@@ -718,7 +721,38 @@ function renderBook() {
     asks.length && bids.length
       ? `spread ${unitsText(units(asks[0][0]) - units(bids[0][0]), decimals)}`
       : "—";
-  drawDepth($("depth"), book);
+  drawDepth($("depth"), book, depthFigures(book));
+}
+
+function depthFigures(book) {
+  // The depth chart's figures as the venue holds them: the outer prices as sent, each side's
+  // total summed in whole units (before session 37 the axis read the outer prices less and
+  // more a margin as floating point numbers, and no quantity). Said to a screen reader in the
+  // canvas's name too.
+  const instrument = state.instruments.get(state.selected);
+  const decimals = instrument?.qty_decimals ?? 6;
+  const side = (levels) => {
+    let total = 0n;
+    for (const [, qty] of levels) total += decimalUnits(qty, decimals) ?? 0n;
+    const prices = levels.map(([price]) => shownPrice(state.selected, price));
+    return { total: unitsText(total, decimals), best: prices[0], last: prices.at(-1) };
+  };
+  const bids = side(book ? book.sortedBids() : []);
+  const asks = side(book ? book.sortedAsks() : []);
+  const said = (name, levels, way) => {
+    if (levels.best === undefined) return `no ${name}`;
+    const one = levels.best === levels.last;
+    const where = one ? `at ${levels.best}` : `from ${levels.best} ${way} to ${levels.last}`;
+    return `${name} ${where}, ${levels.total} in all`;
+  };
+  const name = `depth chart: ${said("bids", bids, "down")}; ${said("asks", asks, "up")}`;
+  if ($("depth").getAttribute("aria-label") !== name) $("depth").setAttribute("aria-label", name);
+  return {
+    bids: bids.best === undefined ? null : `bids ${bids.total}`,
+    asks: asks.best === undefined ? null : `asks ${asks.total}`,
+    low: bids.last ?? asks.best,
+    high: asks.last ?? bids.best,
+  };
 }
 
 function ladderSide(tbody, levels, side, most, reverse) {
@@ -1301,6 +1335,8 @@ const CLOSE_MEANINGS = new Map([
   [1011, "the venue met an error"],
 ]);
 
+const LOGGED_OUT = "; logged out: log on to trade"; // after an order's outcome (`clearSession`)
+
 function clearSession() {
   // Back to the logon form, with nothing of the account left on the page.
   state.loggingOut = false;
@@ -1316,7 +1352,8 @@ function clearSession() {
   state.catchUp = null;
   hideRelogonButton();
   state.recordsLoaded = false;
-  stopAmending();
+  const amended = state.amending;
+  const form = stopAmending();
   state.orders.clear();
   state.balances.clear();
   state.fills = [];
@@ -1326,7 +1363,19 @@ function clearSession() {
   swapLogonAndSession(false);
   $("orders-panel").classList.remove("stale");
   $("place-button").disabled = true;
-  showResult("log on to trade", "");
+  // What became of an order is kept: a Log out clicked while a place awaited its answer left
+  // `log on to trade` over the answer, the order resting unsaid (before session 37). Said once
+  // however often the session ends after it (a logon that fails ends one too). An amend ended
+  // by it says the form was given back (before session 37's review, `log on to trade` alone).
+  const said = $("order-result").textContent;
+  const formBack = amended === null ? "" : `; ${form}`;
+  const loggedOut = said.endsWith(LOGGED_OUT) ? said : `${said}${formBack}${LOGGED_OUT}`;
+  if (state.resultIsOutcome) sayOutcome(loggedOut, "");
+  else if (amended === null) showResult("log on to trade", "");
+  else {
+    const notAmended = `order ${amended.order_id} not amended: logged off`;
+    showResult(`${notAmended}${formBack}; log on to trade`, "");
+  }
   schedule("orders", "balances", "fills", "history", "book");
 }
 
@@ -1516,6 +1565,45 @@ function renderOrders() {
     labelCells(row);
   });
   fitOpenOrders();
+  renderCancelAll();
+}
+
+function renderCancelAll() {
+  // As each order's Cancel: disabled for a read-only key or logged off, waiting (aria-disabled,
+  // keeping the keyboard's focus) while its answer is awaited or the page logs on again
+  const button = $("cancel-all");
+  button.disabled = !state.keyTrades;
+  const waits = state.cancelingAll || loggingOnAgain();
+  if (waits) button.setAttribute("aria-disabled", "true");
+  else button.removeAttribute("aria-disabled");
+}
+
+async function cancelAll() {
+  // Every open order of the account, whichever connection placed it, in one `orders.cancel_all`
+  // (protocol §5.6; before session 37 the page had none: each order pulled by its own Cancel).
+  // The rows shown wait as their Cancel does (`cancel`) until their reports take them away.
+  if (loggingOnAgain()) {
+    sayNothingSentWhileLoggingOnAgain("order canceled", "cancel them");
+    return;
+  }
+  if (state.trade === null || !state.mayTrade || state.cancelingAll) return;
+  const shown = [...state.orders.keys()].filter((orderId) => !state.canceling.has(orderId));
+  state.cancelingAll = true;
+  for (const orderId of shown) state.canceling.add(orderId);
+  schedule("orders");
+  let done = false;
+  try {
+    const { canceled } = await state.trade.request("orders.cancel_all", {});
+    done = true;
+    const orders = canceled === 1 ? "1 open order" : `${canceled} open orders`;
+    sayOutcome(canceled === 0 ? "no open order to cancel" : `canceled ${orders}`, "ok");
+  } catch (failed) {
+    showFailure("cancel all", failed);
+  } finally {
+    state.cancelingAll = false;
+    if (!done) for (const orderId of shown) state.canceling.delete(orderId);
+    schedule("orders");
+  }
 }
 
 function labelCells(row) {
@@ -1673,7 +1761,11 @@ function renderFills() {
 
 async function onPlace(event) {
   event.preventDefault();
-  if (state.trade === null || state.placing) return;
+  if (state.placing) return; // a double click's second: its order awaits the answer
+  if (state.trade === null) {
+    if (loggingOnAgain()) sayNothingSentWhileLoggingOnAgain("order placed", "place it");
+    return;
+  }
   if (state.selected === null) {
     // the venue lists none (`followNothing`), or its list is not in yet: said, not silent
     const none = state.instruments.size === 0;
@@ -1707,12 +1799,31 @@ async function onPlace(event) {
     const report = state.lastReport?.order_id === result.order_id ? state.lastReport : null;
     showOrderResult(placed, report?.status ?? result.status, report);
   } catch (failed) {
-    showFailure("order", failed, { symbol: params.symbol, type: params.type, amend: false });
+    const order = { symbol: params.symbol, type: params.type, side: params.side, amend: false };
+    showFailure("order", failed, order);
     markRefusedField(failed);
   } finally {
     setPlacing(false);
     revealResult();
   }
+}
+
+function sayNothingSentWhileLoggingOnAgain(what, retry) {
+  // Place order or Cancel all pressed while the page logs on again by itself (logged off, both
+  // are disabled): said, not ignored in silence (before session 37), and replaced by `logged on
+  // as …` once logged on again. Never over what became of an order, an outcome unknown above
+  // all: added to it, once, and kept when logged on again (before session 37's review, `place
+  // it once logged on`, then `logged on as …`, replaced `order outcome unknown`, and a trader
+  // placing again had the first order resting beside the second).
+  const result = $("order-result");
+  const nothing = `no ${what} while the page logs on again`;
+  if (state.resultIsOutcome) {
+    if (!result.textContent.includes(nothing)) result.textContent += `; ${nothing}`;
+    return;
+  }
+  const again = "the account's connection dropped and the page is logging on again";
+  showResult(`no ${what}: ${again}; ${retry} once logged on`, "warn");
+  state.resultAboutConnection = true;
 }
 
 function setPlacing(placing) {
@@ -1772,40 +1883,49 @@ function showAmendedTerms(order) {
   $("order-qty").value = order.qty;
 }
 
-function stopAmending() {
-  // Back to placing new orders.
-  if (state.amending === null) return;
+// Said after whatever ended an amend (`stopAmending`)
+const FORM_GIVEN_BACK = "the order form as before the amend";
+
+function stopAmending(next = state.selected) {
+  // Back to placing new orders, however the amend ended (Back, Escape, the amend done, the
+  // order closed, another symbol, a drop, a logoff): the order form is put back as it was
+  // before the amend, so that the amended order's terms are never left in it for a new order,
+  // which a click would then place (before session 36's review: a sell 1 at 450.00 amended,
+  // another symbol chosen, Place order rested a sell 1 of that symbol at 450.00 the trader
+  // never typed; before session 37, so after Back, Escape, the amend's answer, a fill and a
+  // logoff). Returns what the callers say of it (`putFormBack`); `next`, the symbol chosen, if
+  // another symbol ends the amend.
+  if (state.amending === null) return FORM_GIVEN_BACK;
+  const before = state.formBeforeAmend;
   state.amending = null;
   state.formBeforeAmend = null;
   for (const control of amendFixedControls()) control.disabled = false;
   $("order-kind-kept").hidden = true;
   $("order-kind").value = "limit";
   syncKind();
+  const said = before === null ? FORM_GIVEN_BACK : putFormBack(before, next);
   $("place-button").textContent = "Place order";
   // the keyboard's focus on Back to a new order goes to Place order beside it: hidden with
   // it, the focus fell to the page's start (before session 35)
   if (document.activeElement === $("amend-stop")) $("place-button").focus();
   $("amend-stop").hidden = true;
+  return said;
 }
 
-function endAmendGivingFormBack(why) {
-  // An amend ended by something other than the trader's Back (another symbol chosen, the
-  // account's connection dropped): the order form is put back as it was before the amend, so
-  // that the amended order's terms are not left in it for a new order, which a click would
-  // then place (before session 36's review: a sell 1 at 450.00 amended, another symbol
-  // chosen, Place order rested a sell 1 of that symbol at 450.00 the trader never typed).
+function endAmendGivingFormBack(why, next = state.selected) {
+  // An amend ended by something other than its answer or its order's close (Back, another
+  // symbol chosen, the account's connection dropped), said with why.
   const order = state.amending;
-  const before = state.formBeforeAmend;
-  stopAmending();
-  if (before !== null) putFormBack(before);
-  showResult(`order ${order.order_id} not amended: ${why}; the order form as before the amend`, "");
+  const form = stopAmending(next);
+  showResult(`order ${order.order_id} not amended: ${why}; ${form}`, "");
 }
 
 function formNow() {
-  // What the order form holds: its side, type, price and quantity, a price a market order put
-  // aside (`syncKind`)
+  // What the order form holds: its symbol, side, type, price and quantity, a price a market
+  // order put aside (`syncKind`)
   const price = $("order-price");
   return {
+    symbol: state.selected,
     side: new FormData($("order-form")).get("side"),
     kind: $("order-kind").value,
     price: price.disabled ? (price.dataset.kept ?? "") : price.value,
@@ -1813,14 +1933,23 @@ function formNow() {
   };
 }
 
-function putFormBack(form) {
-  // `formNow`'s form, for a new order (the amend ended: `stopAmending` enabled the type)
+function putFormBack(form, next) {
+  // `formNow`'s form, for a new order (the amend ended: `stopAmending` enabled the type). Its
+  // price and quantity only on their own symbol, followed still or chosen (`next`), else
+  // cleared: the amend followed its order's symbol, and 187.30 x 1 typed for AAPLx-USD came
+  // back on MSFTx-USD for Place order to send there (before session 37's review). Returns what
+  // the line says of the form.
   const side = $("order-form").querySelector(`input[name=side][value="${form.side}"]`);
   if (side !== null) side.checked = true;
-  $("order-price").value = form.price;
-  $("order-qty").value = form.qty;
+  const own = form.symbol === state.selected || form.symbol === next;
+  if (own) {
+    $("order-price").value = form.price;
+    $("order-qty").value = form.qty;
+  } else clearOrderFigures();
   $("order-kind").value = form.kind;
   syncKind(); // a market order's price put aside again
+  if (own || (form.price === "" && form.qty === "")) return FORM_GIVEN_BACK;
+  return `${FORM_GIVEN_BACK}, its price and quantity typed for ${form.symbol} cleared`;
 }
 
 function leaveAmending() {
@@ -1831,8 +1960,7 @@ function leaveAmending() {
     sayAmendAwaited(state.amending);
     return;
   }
-  showResult(`order ${state.amending.order_id} not amended: back to a new order`, "");
-  stopAmending();
+  endAmendGivingFormBack("back to a new order");
 }
 
 function sayAmendAwaited(order) {
@@ -1847,14 +1975,26 @@ function followAmended(report) {
   // awaits its answer is most likely that amend's: followed, not said (a refusal says it).
   const before = state.amending;
   if (CLOSED.has(report.status)) {
-    stopAmending();
-    showResult(`order ${report.order_id} ${report.status}: nothing left to amend`, "warn");
+    const form = stopAmending();
+    const said = `order ${report.order_id} ${report.status}: nothing left to amend`;
+    showResult(`${said}; ${form}`, "warn");
     return;
   }
   state.amending = report;
-  if (state.placing || sameTerms(before, report)) return; // a fill: the same price and qty
+  if (state.placing) return;
+  if (sameTerms(before, report)) {
+    // a fill: the same price and qty, more filled. Said, as the quantity typed is the new
+    // total, what has filled included (before session 37 only the filled column showed it)
+    if (!sameDecimal(before.cum_qty, report.cum_qty)) showResult(filledMeanwhile(report), "warn");
+    return;
+  }
   showAmendedTerms(report);
   showResult(changedMeanwhile(report), "warn");
+}
+
+function filledMeanwhile(order) {
+  const filled = `order ${order.order_id} filled ${order.cum_qty} of ${order.qty} meanwhile`;
+  return `${filled}: the quantity is the new total, what has filled included`;
 }
 
 function changedMeanwhile(order) {
@@ -1869,15 +2009,10 @@ function sameTerms(order, other) {
 function sameDecimal(text, other) {
   // Plain decimal strings (`PLAIN_DECIMAL`) compared exactly: Number() would call
   // 180.0000000000000001 and 180.00 the same, and so not send a price the venue must refuse.
-  return decimalKey(text) === decimalKey(other);
-}
-
-function decimalKey(text) {
-  // "0180.500" and "180.5" alike: no leading zeros before the units, none trailing the point
-  const [whole, fraction = ""] = text.split(".");
-  const units = whole.replace(/^0+(?=[0-9])/, "");
-  const decimals = fraction.replace(/0+$/, "");
-  return decimals === "" ? units : `${units}.${decimals}`;
+  // A figure typed that is no plain decimal ("1,5") is not the same: the form's checks then
+  // say what is wrong with it (compareDecimals' BigInt would throw, the amend saying nothing).
+  const plain = (figure) => typeof figure === "string" && PLAIN_DECIMAL.test(figure);
+  return plain(text) && plain(other) && compareDecimals(text, other) === 0;
 }
 
 function amendFixedControls() {
@@ -1907,8 +2042,9 @@ async function amend(order) {
     const result = await state.trade.request("order.amend", params);
     // the form leaves this order's amend only: no other one can have started meanwhile
     // (`startAmending`), but the order may have closed, and its report ended the amend
-    if (state.amending?.order_id === order.order_id) stopAmending();
+    const ended = state.amending?.order_id === order.order_id;
     const amended = { orderId: result.order_id, clOrdId: order.cl_ord_id, amended: true };
+    if (ended) amended.after = stopAmending();
     const report = state.lastReport?.order_id === result.order_id ? state.lastReport : null;
     showOrderResult(amended, report?.status ?? result.status, report);
   } catch (failed) {
@@ -1918,7 +2054,7 @@ async function amend(order) {
     const now = state.amending;
     const changed = now?.order_id === order.order_id && !sameTerms(now, current);
     if (changed) showAmendedTerms(now);
-    showResult(changed ? `${text}; ${changedMeanwhile(now)}` : text, kind);
+    sayOutcome(changed ? `${text}; ${changedMeanwhile(now)}` : text, kind);
     if (!changed) markRefusedField(failed);
   } finally {
     setPlacing(false);
@@ -1940,17 +2076,30 @@ async function cancel(orderId, button) {
     // Closed: its row goes once its exec report comes, which may be after this answer; a
     // click on it meanwhile (a double click's second) would be refused ORDER_NOT_OPEN.
     closed = true;
-    showResult(`order ${result.order_id} ${result.status}`, "ok");
+    sayOutcome(`order ${result.order_id} ${result.status}`, "ok");
   } catch (failed) {
-    showFailure("cancel", failed);
+    const closedMeanwhile = failed.error?.name === "ORDER_NOT_OPEN";
+    if (closedMeanwhile) sayOutcome(closedBeforeCancel(orderId, failed.error), "error");
+    else showFailure("cancel", failed);
   } finally {
     if (!closed) state.canceling.delete(orderId);
     schedule("orders"); // the row's button again, if the order is still open
   }
 }
 
+function closedBeforeCancel(orderId, error) {
+  // An order that closed (filled, say) before its cancel reached the venue, its report not in
+  // yet: said in words (before session 37 the wire's, `ORDER_NOT_OPEN (5001): the order is
+  // closed: filled (order_id 1, status filled)`)
+  const status = error.data?.status;
+  const was = status === "expired" ? "it expired" : `it was ${status}`;
+  const how = status === undefined ? "" : `, ${was}`;
+  const code = `(${error.name} ${error.code})`;
+  return `cancel refused: order ${orderId} is no longer open${how}: nothing left to cancel ${code}`;
+}
+
 function showFailure(action, failed, order = null) {
-  showResult(...describeFailure(action, failed, order));
+  sayOutcome(...describeFailure(action, failed, order));
 }
 
 function describeFailure(action, failed, order = null) {
@@ -2032,9 +2181,41 @@ function refusalWords(error, order) {
         `it needs ${data.needed} ${data.asset} available, and the account has ` +
         `${data.available} ${data.asset} available`
       );
+    // the market's status and the account's eligibility: what is taken said too (before
+    // session 37 the wire's, `AAPLx-USD is halted`, `account 4 may not trade AAPLx-USD`)
+    case "INSTRUMENT_HALTED":
+      return (
+        `${symbol} is halted: it takes no orders and no amends until it opens again, ` +
+        "only cancels"
+      );
+    case "CANCEL_ONLY":
+      return `${symbol} takes only cancels for now: no orders and no amends`;
+    case "POST_ONLY_MODE":
+      return (
+        `${symbol} takes only post-only orders for now: a Post-only (GTC) order that rests, ` +
+        "or an amend that does not trade"
+      );
+    case "NOT_ELIGIBLE":
+      return (
+        `this account may not trade ${symbol}: its jurisdiction or its KYC is not one the ` +
+        "instrument is offered to"
+      );
+    case "MARKET_NO_LIQUIDITY": // no data: the band's edge from the instrument's record
+      return order.side === undefined ? null : noLiquidityWords(order, instrument, per100);
     default:
       return null;
   }
+}
+
+function noLiquidityWords(order, instrument, per100) {
+  // A market order with no opposite level within the band (before session 37 the wire's
+  // `nothing to trade within the band`, which said neither where nor what rests instead)
+  const buy = order.side === "buy";
+  const edge = buy ? `at most ${instrument.band_high}` : `at least ${instrument.band_low}`;
+  const levels = buy ? "asks" : "bids";
+  const within = `within the band of ${order.symbol}, ${edge}${per100}`;
+  const rests = `a limit ${order.side} rests until a ${buy ? "seller" : "buyer"} comes`;
+  return `a market ${order.side} trades only with ${levels} ${within}, and there is none; ${rests}`;
 }
 
 function valuedAt(data, named, per100) {
@@ -2073,6 +2254,14 @@ function showResult(text, kind) {
   result.className = kind;
   state.resultOrder = null; // the line says something else now: reports leave it alone
   state.resultAboutConnection = false;
+  state.resultIsOutcome = false;
+}
+
+function sayOutcome(text, kind) {
+  // What became of an order placed, amended or canceled: its answer, a refusal, an outcome
+  // unknown. Kept by a logout (`clearSession`).
+  showResult(text, kind);
+  state.resultIsOutcome = true;
 }
 
 const STP_WORDS = "expired by self-trade prevention: it would have traded with your own order";
@@ -2082,7 +2271,9 @@ function showOrderResult(placed, status, report) {
   // IOC that trades part of its quantity ends `canceled` (its rest), which alone reads as if
   // nothing had traded. Later reports of the order update the line while it shows it.
   const verb = placed.amended ? " amended," : "";
-  let text = `order ${placed.orderId}${verb} ${status} (${placed.clOrdId})`;
+  // an order placed without a cl_ord_id (a bot's, amended here) has none to show: not `(null)`
+  const clOrdId = placed.clOrdId == null ? "" : ` (${placed.clOrdId})`;
+  let text = `order ${placed.orderId}${verb} ${status}${clOrdId}`;
   const filled = report !== null && Number(report.cum_qty) > 0;
   if (filled) {
     text += `: filled ${report.cum_qty} of ${report.qty}, average price ${averagePrice(report)}`;
@@ -2092,7 +2283,8 @@ function showOrderResult(placed, status, report) {
   // An order expired by self-trade prevention beside a price it could trade at on the
   // ladder reads as a venue fault unless the line says the other side was the trader's own.
   if (report?.reason === "stp") text += `${filled ? "; the rest" : ","} ${STP_WORDS}`;
-  showResult(text, "ok");
+  if (placed.after !== undefined) text += `; ${placed.after}`; // an amend's form given back
+  sayOutcome(text, "ok");
   state.resultOrder = placed;
 }
 
@@ -2321,16 +2513,6 @@ function unitsText(units, decimals) {
   return `${digits.slice(0, -decimals)}.${digits.slice(-decimals)}`;
 }
 
-function decimalUnits(text, decimals) {
-  // A plain decimal (`PLAIN_DECIMAL`) in units of its scale, exact (a BigInt: Number() would
-  // round a big figure's last unit); null if finer than the scale. Zeros past the scale are no
-  // finer: the venue takes "187.300" as 187.30.
-  const [whole, fraction = ""] = text.split(".");
-  const kept = fraction.replace(/0+$/, "");
-  if (kept.length > decimals) return null;
-  return BigInt(whole + kept.padEnd(decimals, "0"));
-}
-
 function randomHex(bytes) {
   return [...crypto.getRandomValues(new Uint8Array(bytes))]
     .map((b) => b.toString(16).padStart(2, "0"))
@@ -2359,6 +2541,7 @@ function start() {
   chart = new CandleChart($("candles"), $("candles-note"), $("candles-table"));
   $("logon-form").addEventListener("submit", onLogon);
   $("logout-button").addEventListener("click", onLogout);
+  $("cancel-all").addEventListener("click", cancelAll);
   $("skip-link").addEventListener("click", skipToOrderEntry);
   $("relogon-button").addEventListener("click", onRelogonButton);
   $("order-form").addEventListener("submit", onPlace);

@@ -1,6 +1,12 @@
 // The order book as the `book` channel builds it (protocol §9.3's client rule, checksum
 // included), and the depth chart drawn from it.
 
+import { compareDecimals } from "./decimals.js";
+
+// Prices compared exactly (`compareDecimals`): as Numbers, a dear price's levels a tick apart
+// can be one floating point number (90071992547409.93 and .94), and they sorted as they came,
+// the checksum failed and the book was resubscribed, the ladder showing the worse ask as the
+// best meanwhile (before session 37).
 const CHECKSUM_LEVELS = 10;
 
 const CRC_TABLE = (() => {
@@ -52,11 +58,11 @@ export class LocalBook {
   }
 
   sortedBids() {
-    return [...this.bids].sort((a, b) => Number(b[0]) - Number(a[0])).slice(0, this.depth);
+    return [...this.bids].sort((a, b) => compareDecimals(b[0], a[0])).slice(0, this.depth);
   }
 
   sortedAsks() {
-    return [...this.asks].sort((a, b) => Number(a[0]) - Number(b[0])).slice(0, this.depth);
+    return [...this.asks].sort((a, b) => compareDecimals(a[0], b[0])).slice(0, this.depth);
   }
 
   checksum() {
@@ -79,9 +85,10 @@ function setLevel(levels, price, qty) {
 const BID_COLOUR = "#26a69a";
 const ASK_COLOUR = "#ef5350";
 
-export function drawDepth(canvas, book) {
+export function drawDepth(canvas, book, figures) {
   // Cumulative quantity by price, bids left of the spread, asks right (numbers for drawing
-  // only: the figures a trader reads are the ladder's strings).
+  // only: the figures it reads out, `figures`, are the venue's strings: the outer prices, and
+  // each side's total, `bids` and `asks`, null for a side without levels).
   const ratio = window.devicePixelRatio || 1;
   const width = canvas.clientWidth;
   const height = canvas.clientHeight;
@@ -101,25 +108,29 @@ export function drawDepth(canvas, book) {
   const prices = [...bids, ...asks].map((p) => p[0]);
   let low = Math.min(...prices);
   let high = Math.max(...prices);
-  const margin = Math.max((high - low) * 0.1, Math.abs(high) * 0.001); // room beside the edges
+  // room beside the outer levels, a tenth of the range (of the price, for one level): 0.1% of
+  // the price as well, before session 37, put a dear book's levels a tick apart at one point
+  const margin = high > low ? (high - low) * 0.1 : Math.abs(high) * 0.001 || 1;
   low -= margin;
   high += margin;
   const top = Math.max(...[...bids, ...asks].map((p) => p[1]));
   const x = (price) => ((price - low) / (high - low)) * (width - 16) + 8;
-  const y = (qty) => height - 18 - (qty / top) * (height - 28);
+  const y = (qty) => height - 18 - (qty / top) * (height - 36); // room above for the totals
   area(g, bids, x, y, height - 18, BID_COLOUR, -1);
   area(g, asks, x, y, height - 18, ASK_COLOUR, 1);
   g.fillStyle = "#8a93a6";
   g.font = "11px sans-serif";
-  const decimals = Math.max(0, ...prices.map((p) => decimalsOf(p)));
-  g.fillText(low.toFixed(decimals), 4, height - 4);
-  const label = high.toFixed(decimals);
-  g.fillText(label, width - 4 - g.measureText(label).width, height - 4);
-}
-
-function decimalsOf(value) {
-  const text = String(value);
-  return text.includes(".") ? text.length - text.indexOf(".") - 1 : 0;
+  const right = (text) => width - 4 - g.measureText(text).width;
+  if (figures.bids !== null) g.fillText(figures.bids, 4, 12);
+  if (figures.asks !== null) g.fillText(figures.asks, right(figures.asks), 12);
+  // each outer price under its level (within the canvas), not at the margin's edge
+  const under = (text, price) => {
+    const centred = x(price) - g.measureText(text).width / 2;
+    return Math.min(Math.max(centred, 4), right(text));
+  };
+  g.fillText(figures.low, under(figures.low, Math.min(...prices)), height - 4);
+  if (figures.high === figures.low) return; // one level: its price once
+  g.fillText(figures.high, under(figures.high, Math.max(...prices)), height - 4);
 }
 
 function cumulative(levels) {

@@ -156,11 +156,21 @@ export class CandleChart {
   }
 
   counted() {
-    // How many bars the chart holds, and the last close: for people reading the DOM, and tests.
+    // How many bars the chart holds, and the last close as the venue sent it (before session
+    // 37 the chart's number, 90071992547409.94 for .93): for people reading the DOM, and tests.
     const bars = this.series.data();
     this.container.dataset.bars = String(bars.length);
-    this.container.dataset.lastClose = bars.length ? String(bars[bars.length - 1].close) : "";
+    const last = bars.at(-1);
+    this.container.dataset.lastClose = last === undefined ? "" : this.figuresOf(last)[3];
     this.readOut(bars);
+  }
+
+  figuresOf(bar) {
+    // A bar's open, high, low and close as sent (`keep`), else the chart's numbers at the
+    // instrument's decimals
+    const decimals = this.instrument?.price_decimals ?? 2;
+    const numbers = [bar.open, bar.high, bar.low, bar.close];
+    return this.figures.get(bar.time) ?? numbers.map((n) => n.toFixed(decimals));
   }
 
   readOut(bars) {
@@ -169,7 +179,6 @@ export class CandleChart {
     // whose, how many of how many, and a bill's prices per 100 of face. Not a live region: a
     // bar changes at each trade, which would be read out over everything else.
     const { symbol, instrument } = this;
-    const decimals = instrument?.price_decimals ?? 2;
     const per100 = instrument?.kind === "tbill" ? ", prices per 100 of face" : "";
     const shown = bars.slice(-READ_BARS).reverse();
     this.table.caption.textContent = shown.length
@@ -182,9 +191,7 @@ export class CandleChart {
       const row = body.insertRow();
       const opened = new Date(bar.time * 1000).toISOString(); // "2026-12-03T16:08:00.000Z"
       row.insertCell().textContent = `${opened.slice(0, 10)} ${opened.slice(11, 16)}`;
-      const numbers = [bar.open, bar.high, bar.low, bar.close];
-      const figures = this.figures.get(bar.time) ?? numbers.map((n) => n.toFixed(decimals));
-      for (const figure of figures) {
+      for (const figure of this.figuresOf(bar)) {
         const cell = row.insertCell();
         cell.className = "num";
         cell.textContent = figure;
