@@ -295,13 +295,20 @@ def test_a_release_after_an_acquire_stored_but_unanswered_frees_the_lease_at_onc
     assert "holding the lease" not in caplog.text, caplog.text
 
 
-async def unanswered(lease: Lease, write: Callable[[], Awaitable[bool]], stored: bool) -> None:
-    """`write` (an acquire or take-over of `lease`) left unanswered: NATS stores it or not."""
+async def unanswered(
+    lease: Lease,
+    write: Callable[[], Awaitable[bool]],
+    stored: bool,
+    waited: Callable[[], None] = lambda: None,
+) -> None:
+    """`write` (an acquire or take-over of `lease`) left unanswered: NATS stores it or not;
+    `waited` is called as the request's timeout passes (a fake clock moved by it)."""
     publish = lease.js.publish
 
     async def timed_out(*args: Any, **kwargs: Any) -> Any:
         if stored:
             await publish(*args, **kwargs)
+        waited()
         raise nats.errors.TimeoutError
 
     lease.js.publish = timed_out  # type: ignore[method-assign]
@@ -331,8 +338,12 @@ def test_a_term_held_from_an_unanswered_acquire_counts_from_when_it_was_sent(
         (active,) = await contenders(js, 1, ttl_s=LONG_TTL_S)
         active._clock = clock = FakeClock()
         sent_at = clock.now
-        await unanswered(active, active.try_acquire, stored=True)
-        clock.now += 3.0
+
+        def timeout_passes() -> None:  # a term counted from the timeout would start 1 s late
+            clock.now += 1.0
+
+        await unanswered(active, active.try_acquire, stored=True, waited=timeout_passes)
+        clock.now += 2.0
         assert await active.try_acquire()
         assert active.state.term is not None and active.state.term.sent_at == sent_at
         clock.now = sent_at + LONG_TTL_S * SAFE_FRACTION
