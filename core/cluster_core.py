@@ -205,6 +205,28 @@ async def _checked_unless_stopped(dsn: str, stopping: asyncio.Event) -> ConnectF
     return checking.result()
 
 
+def store_refusal(refused: ConnectFailure) -> tuple[str, str]:
+    """What is wrong with a store `refused` (`ConnectFailure.refused`) and what the operator
+    is to do, for one line (the give-up's, the start's refusal)."""
+    if refused.dsn_wrong:
+        return (
+            f"the ledger store's PostgreSQL DSN is wrong ({refused.said})",
+            "fix this core's --postgres DSN and start it again",
+        )
+    if refused.client_refused and not refused.sqlstates and not refused.no_password:
+        return (
+            "the ledger store's PostgreSQL connection: libpq refused this core's connection"
+            f" itself, its SSL settings against the server's ({refused.said})",
+            "fix this core's --postgres DSN (sslmode, sslrootcert, sslcert, sslkey) or the"
+            " server's SSL, and it contends again",
+        )
+    return (
+        f"the ledger store's PostgreSQL is up but refused this core's login ({refused.said})",
+        "fix this core's --postgres DSN, its password (PGPASSWORD, ~/.pgpass) or the"
+        " server's roles and pg_hba.conf, and it contends again",
+    )
+
+
 def notes_cod(command: Command | None) -> bool:
     """Whether `CodOrders.note` can learn anything from a record of `command`: a place with
     cod on, or a re-mark (the cores test each record before a call)."""
@@ -1042,7 +1064,7 @@ class ClusterCore:
             # Down, starting up, unreachable, out of slots: waited for. Or up, refusing this
             # core's login (`ConnectFailure.refuses_login`, by the SQLSTATE the server sent),
             # or its DSN wrong: not this core's to wait for while a standby could serve.
-            if failure.refuses_login or failure.dsn_wrong:
+            if failure.refused:
                 self._say_store_refused(failure)
                 raise _StartGivenUp
             if not waited:
@@ -1061,22 +1083,8 @@ class ClusterCore:
     def _say_store_refused(self, refused: ConnectFailure) -> None:
         """Said at error, at once, each time it comes: the cluster has no active core while
         this one holds the lease, and only its operator can fix its login or its DSN."""
-        if refused.dsn_wrong:
-            log.error(
-                "the ledger store's PostgreSQL DSN is wrong (%s): giving the lease up to a"
-                " standby; fix this core's --postgres DSN and start it again",
-                refused.said,
-                extra={"core": self.name},
-            )
-            return
-        log.error(
-            "the ledger store's PostgreSQL is up but refused this core's login (%s):"
-            " giving the lease up to a standby; fix this core's --postgres DSN, its password"
-            " (PGPASSWORD, ~/.pgpass) or the server's roles and pg_hba.conf, and it"
-            " contends again",
-            refused.said,
-            extra={"core": self.name},
-        )
+        what, fix = store_refusal(refused)
+        log.error("%s: giving the lease up to a standby; %s", what, fix, extra={"core": self.name})
 
     async def _follow(self) -> bool:
         """Start the warm copy once the stream exists (the active core creates it). Tried at

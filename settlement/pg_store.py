@@ -99,17 +99,9 @@ RECONNECT_POLL_S: Final = 0.25  # between attempts: a refused connection costs ~
 # that refuses connections or says it is starting up is waited for this long, then the start
 # is refused. PostgreSQL's own start takes seconds; a crash recovery's WAL replay, longer.
 START_WAIT_S: Final = 30.0
-# What libpq says of a server not listening yet, and PostgreSQL of one starting up, shutting
-# down or in recovery (SQLSTATE 57P03, cannot_connect_now: "the database system is starting
-# up", "... is not yet accepting connections", ...). libpq gives a refused connection no
-# SQLSTATE, so the text is matched: a server whose messages are translated (lc_messages) is
-# refused at once, as it was before this wait.
-_NOT_UP_YET: Final = ("Connection refused", "the database system is ")
-# How libpq words a server's 57P03 refusal ("the database system is starting up", "... is
-# not yet accepting connections", "... is in recovery mode", "... is shutting down"): its
-# connection errors carry no SQLSTATE. A server whose messages are translated is never taken
-# for restarting, so it gets RECONNECT_WINDOW_S alone, as before.
-_RESTARTING_REFUSAL: Final = "the database system is "
+# The SQLSTATE of a server that cannot take connections now (cannot_connect_now: starting
+# up, in recovery, shutting down): restarting, not gone (`ReconnectWindow`).
+RESTARTING_STATE: Final = "57P03"
 SCHEMA_LOCK_KEY: Final = 0x7665_6E75_6501  # advisory lock: one process creates the schema
 _Key = TypeVar("_Key", int, str)
 _Parameters = ParamSpec("_Parameters")
@@ -228,34 +220,38 @@ def _one_line(error: BaseException) -> str:
 def wait_until_up(
     dsn: str, wait_s: float = START_WAIT_S, stop_requested: Callable[[], bool] = lambda: False
 ) -> bool:
-    """True once PostgreSQL at `dsn` accepts a connection. While it refuses connections or
-    says it is starting up (`_NOT_UP_YET`), try again every `RECONNECT_POLL_S` for up to
-    `wait_s`, saying so in one log line; then raise `psycopg.OperationalError` saying how
-    long it was waited for. Any other failure (a password or role refused, a database that
-    does not exist, a DSN that does not parse) is raised at once. False, at once, when
-    `stop_requested()` says so before an attempt (`venue serve` stopped while it waits)."""
+    """True once PostgreSQL at `dsn` accepts a connection (`try_connect`). While it is not
+    taking connections (nothing answers, or it answers with a code of its own state: 57P03
+    starting up, 53300 full), try again every `RECONNECT_POLL_S` for up to `wait_s`, saying
+    so in one log line; then raise `psycopg.OperationalError` saying how long it was waited
+    for. A login refused, a connection libpq refuses itself or a DSN wrong
+    (`ConnectFailure.refused`), or a host's name that does not resolve, is raised at once.
+    Decided by SQLSTATE and libpq's states, never words (until session 37 English words: a
+    server whose messages are translated, `lc_messages`, was refused at once while it
+    started). False, at once, when
+    `stop_requested()` says so (`venue serve` stopped while it waits)."""
     deadline = time.monotonic() + wait_s
     waiting = False
     while not stop_requested():
-        try:
-            psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT_S).close()
+        failure = try_connect(dsn, CONNECT_TIMEOUT_S, stop_requested)
+        if failure is None:
             return True
-        except psycopg.OperationalError as refused:
-            if not any(text in str(refused) for text in _NOT_UP_YET):
-                raise
-            if time.monotonic() >= deadline:
-                raise psycopg.OperationalError(
-                    f"PostgreSQL did not accept a connection within {wait_s:g} s:"
-                    f" {_one_line(refused)}"
-                ) from refused
-            if not waiting:
-                waiting = True
-                log.warning(
-                    "the ledger store's PostgreSQL is not accepting connections yet (%s):"
-                    " waiting up to %g s",
-                    _one_line(refused),
-                    wait_s,
-                )
+        if stop_requested():
+            break
+        if failure.refused or failure.unresolved:  # (a name: refused at once, as before)
+            raise psycopg.OperationalError(failure.said)
+        if time.monotonic() >= deadline:
+            raise psycopg.OperationalError(
+                f"PostgreSQL did not accept a connection within {wait_s:g} s: {failure.said}"
+            )
+        if not waiting:
+            waiting = True
+            log.warning(
+                "the ledger store's PostgreSQL is not accepting connections yet (%s):"
+                " waiting up to %g s",
+                failure.said,
+                wait_s,
+            )
         time.sleep(RECONNECT_POLL_S)
     return False
 
@@ -269,8 +265,11 @@ class ConnectFailure:
     give), or libpq's verbosity could not be set here: `_error_verbosity_setter`), libpq's
     messages, as it said them, whether a server asked for a password and none was given
     (libpq's `PQconnectionNeedsPassword`: the client gives up, no SQLSTATE), how many
-    attempts were made and how many of them had no answer (no code, no password asked), and
-    whether the DSN itself is wrong (`dsn_wrong`: nothing could be tried)."""
+    attempts were made and how many of them had no answer (no code, no password asked),
+    whether libpq refused a connection itself as it set up SSL or GSS encryption
+    (`client_refused`: `_client_refused`), whether the DSN itself is wrong (`dsn_wrong`:
+    nothing could be tried, or libpq refused one of its values before connecting), and
+    whether none of its hosts' names resolved (`unresolved`: nothing tried)."""
 
     sqlstates: frozenset[str]
     message: str
@@ -278,6 +277,8 @@ class ConnectFailure:
     attempts: int = 1
     unanswered: int = 0
     dsn_wrong: bool = False
+    client_refused: bool = False
+    unresolved: bool = False
 
     @property
     def refuses_login(self) -> bool:
@@ -291,7 +292,14 @@ class ConnectFailure:
             state[:2] in LOGIN_REFUSED_CLASSES or state in LOGIN_REFUSED_STATES
             for state in self.sqlstates
         )
-        return refused and (bool(self.sqlstates) or self.no_password)
+        return refused and (bool(self.sqlstates) or self.no_password or self.client_refused)
+
+    @property
+    def refused(self) -> bool:
+        """Whether this failure is the operator's to fix, not the store's to wait out: a
+        login refused (`refuses_login`, a connection libpq refused itself included) or a
+        DSN wrong."""
+        return self.refuses_login or self.dsn_wrong
 
     @property
     def said(self) -> str:
@@ -323,7 +331,7 @@ def try_connect(
     except _DsnWrong as wrong:
         return ConnectFailure(frozenset(), str(wrong), dsn_wrong=True)
     except psycopg.OperationalError as unresolved:  # no host's name resolves: as one down
-        return ConnectFailure(frozenset(), str(unresolved), unanswered=1)
+        return ConnectFailure(frozenset(), str(unresolved), unanswered=1, unresolved=True)
     failures = []
     for attempt in attempts:
         if stopped():
@@ -338,6 +346,8 @@ def try_connect(
         no_password=any(failure.no_password for failure in failures),
         attempts=len(attempts),
         unanswered=sum(failure.unanswered for failure in failures),
+        dsn_wrong=any(failure.dsn_wrong for failure in failures),
+        client_refused=any(failure.client_refused for failure in failures),
     )
 
 
@@ -375,8 +385,12 @@ def _try_attempt(
     """`try_connect` on one host (`conninfo_attempts`' `attempt`), within `timeout_s`."""
     pgconn = pq.PGconn.connect_start(make_conninfo(**attempt).encode())
     try:
+        if pgconn.status == pq.ConnStatus.BAD and _values_refused(attempt):
+            said = " ".join(pgconn.get_error_message().split())
+            return ConnectFailure(frozenset(), f"the DSN is wrong: {said}", dsn_wrong=True)
         _set_verbose_errors(pgconn)
-        if _polled(pgconn, time.monotonic() + timeout_s, stopped):
+        made, last_status = _polled(pgconn, time.monotonic() + timeout_s, stopped)
+        if made:
             return None
         if pgconn.status == pq.ConnStatus.BAD:
             message = pgconn.get_error_message()
@@ -385,30 +399,77 @@ def _try_attempt(
             message = f"{where}: no answer within {timeout_s:.0f} s"
         states = frozenset(SQLSTATE_IN_MESSAGE.findall(message))
         no_password = pgconn.needs_password
-        answered = bool(states) or no_password
-        return ConnectFailure(states, message, no_password, unanswered=0 if answered else 1)
+        client_refused = _client_refused(pgconn, last_status, states, no_password)
+        answered = bool(states) or no_password or client_refused
+        return ConnectFailure(
+            states,
+            message,
+            no_password,
+            unanswered=0 if answered else 1,
+            client_refused=client_refused,
+        )
     finally:
         pgconn.finish()
 
 
-def _polled(pgconn: pq.abc.PGconn, deadline: float, stopped: Callable[[], bool]) -> bool:
+def _values_refused(attempt: dict[str, Any]) -> bool:
+    """Whether a connection libpq failed as it was started (before any poll) failed on the
+    DSN's values (`port=abc`, `sslmode=bogus`: libpq checks them as it starts, and psycopg
+    does not), not on its connect (a Unix socket with no server, a network unreachable:
+    those fail as at once): a port that is not a number, or the same host and port alone,
+    without the DSN's other values, starting where the whole did not. By libpq's states,
+    never its words (translated)."""
+    port = str(attempt.get("port") or "").strip()
+    if port and not port.isdigit():
+        return True
+    target = {key: attempt[key] for key in ("host", "hostaddr", "port") if attempt.get(key)}
+    probe = pq.PGconn.connect_start(make_conninfo(**target).encode())
+    try:
+        return bool(probe.status != pq.ConnStatus.BAD)
+    finally:
+        probe.finish()
+
+
+# The states in which libpq negotiates encryption with the server: a failure there with no
+# SQLSTATE and no password asked is libpq refusing the connection itself (sslmode=require
+# against a server without SSL, a server certificate failing verify-ca or verify-full, a
+# client certificate or key missing or unreadable, gssencmode=require), the client's
+# settings; with sslmode=prefer a failed SSL start is tried again without it, so a server
+# that closes the connection at once fails past these states and is waited for.
+_ENCRYPTION_STATES: Final = frozenset({pq.ConnStatus.SSL_STARTUP, pq.ConnStatus.GSS_STARTUP})
+
+
+def _client_refused(
+    pgconn: pq.abc.PGconn, last_status: int, states: frozenset[str], no_password: bool
+) -> bool:
+    """Whether libpq itself refused the connection as it set up its encryption
+    (`_ENCRYPTION_STATES`), the server having said nothing (no code, no password asked)."""
+    failed = pgconn.status == pq.ConnStatus.BAD
+    return failed and last_status in _ENCRYPTION_STATES and not states and not no_password
+
+
+def _polled(
+    pgconn: pq.abc.PGconn, deadline: float, stopped: Callable[[], bool]
+) -> tuple[bool, int]:
     """Poll a connection started by `connect_start` until it is made (True), fails,
     `deadline` passes or `stopped()` says so (False, looked at every `STOP_LOOK_S`),
     waiting on its socket as libpq asks (libpq's own `connect_timeout` holds for a blocking
-    connect alone)."""
+    connect alone); with the connection's last state before it failed (`_client_refused`)."""
     status = pq.PollingStatus.WRITING
+    last_status = pgconn.status
     with selectors.DefaultSelector() as selector:
         while pgconn.status != pq.ConnStatus.BAD:
+            last_status = pgconn.status
             if status == pq.PollingStatus.OK:
-                return True
+                return True, last_status
             left = deadline - time.monotonic()
             if status == pq.PollingStatus.FAILED or left <= 0 or stopped():
-                return False
+                return False, last_status
             reading = status == pq.PollingStatus.READING
             try:
                 socket = pgconn.socket  # (another each host tried)
             except psycopg.OperationalError:  # none: the connection is lost
-                return False
+                return False, last_status
             selector.register(socket, EVENT_READ if reading else EVENT_WRITE)
             try:
                 ready = selector.select(min(left, STOP_LOOK_S))
@@ -416,7 +477,7 @@ def _polled(pgconn: pq.abc.PGconn, deadline: float, stopped: Callable[[], bool])
                 selector.unregister(socket)
             if ready:
                 status = pq.PollingStatus(pgconn.connect_poll())
-    return False
+    return False, last_status
 
 
 def _set_verbose_errors(pgconn: pq.abc.PGconn) -> None:
@@ -570,24 +631,37 @@ class PostgresLedgerStore:
         self._connection.close()
         window = ReconnectWindow(time.monotonic())
         while True:
-            try:
-                self._connection = self._connect()
+            said, restarting = self._reconnected()
+            if not said:
                 break
-            except psycopg.OperationalError as refused:  # refused, shutting down, starting up
-                restarting = _RESTARTING_REFUSAL in str(refused)
-                exhausted = window.exhausted(time.monotonic(), restarting=restarting)
-                if exhausted:
-                    raise psycopg.OperationalError(
-                        f"the connection to PostgreSQL was lost ({_one_line(lost)}) and not"
-                        f" reopened in {exhausted}: {_one_line(refused)}"
-                    ) from refused
-                time.sleep(RECONNECT_POLL_S)
+            exhausted = window.exhausted(time.monotonic(), restarting=restarting)
+            if exhausted:
+                raise psycopg.OperationalError(
+                    f"the connection to PostgreSQL was lost ({_one_line(lost)}) and not"
+                    f" reopened in {exhausted}: {said}"
+                )
+            time.sleep(RECONNECT_POLL_S)
         log.warning(
             "the ledger store's PostgreSQL connection was lost (%s): reconnected after %.1f s,"
             " retrying",
             _one_line(lost),
             time.monotonic() - window.start_s,
         )
+
+    def _reconnected(self) -> tuple[str, bool]:
+        """One attempt of `_reconnect`: ("", False) once connected again, else what failed and
+        whether the server answered that it is restarting (SQLSTATE 57P03, read by
+        `try_connect`: libpq gives a refused connection's psycopg error no SQLSTATE, and
+        until session 37 its English words were matched, so a server whose messages are
+        translated had `RECONNECT_WINDOW_S` alone)."""
+        failure = try_connect(self._dsn)
+        if failure is not None:
+            return failure.said, RESTARTING_STATE in failure.sqlstates
+        try:
+            self._connection = self._connect()
+        except psycopg.OperationalError as refused:  # gone again since the check
+            return _one_line(refused), False
+        return "", False
 
     def _configure(self) -> None:
         if self._read_only:

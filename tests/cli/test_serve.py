@@ -483,8 +483,8 @@ def test_a_start_refuses_a_missing_postgres_database_at_once(
         command, cwd=ROOT, capture_output=True, text=True, timeout=START_TIMEOUT_S
     )
     assert result.returncode == 2, result.stderr
-    assert result.stderr.startswith("venue: cannot start: the ledger store: connection failed")
-    assert 'database "no_such_database" does not exist' in result.stderr
+    assert result.stderr.startswith("venue: cannot start: the ledger store: connection to")
+    assert '3D000: database "no_such_database" does not exist' in result.stderr
     assert len(result.stderr.splitlines()) == 1, "no waiting line"
     assert not (tmp_path / "data").exists()
 
@@ -1004,7 +1004,8 @@ def test_a_stop_asked_during_a_postgresql_connect_wins_over_what_the_connect_say
     from cli.serve import check_store_reachable
     from core.venue_core import StartStopped
 
-    asked = iter([False, True])  # not before the attempt; by the time it has failed, yes
+    # not before the attempt (the wait's look, then `try_connect`'s); once it failed, yes
+    asked = iter([False, False, True])
     with pytest.raises(StartStopped):
         check_store_reachable("host=127.0.0.1 port=notaport", lambda: next(asked))
     with pytest.raises(CommandFailed, match="cannot start: the ledger store"):
