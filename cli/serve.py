@@ -760,6 +760,9 @@ async def _run_core(
 
     stopping = signals.stopping
     core = ClusterCore(config, data_dir, nats_url, name)
+    refused = await core.store_refused(stopping)  # before contending: the operator's to fix
+    if refused is not None:
+        raise CommandFailed(f"cannot start: {refused}")
     print(f"tokenvenue core {name}: NATS {shown(nats_url)}, waiting for the lease", flush=True)
     held = await _unless_stopped(core.wait_for_lease(stopping), stopping)  # NATS may be down
     try:

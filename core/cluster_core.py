@@ -205,25 +205,26 @@ async def _checked_unless_stopped(dsn: str, stopping: asyncio.Event) -> ConnectF
     return checking.result()
 
 
-def store_refusal(refused: ConnectFailure) -> tuple[str, str]:
+def store_refusal(refused: ConnectFailure, starting: bool = False) -> tuple[str, str]:
     """What is wrong with a store `refused` (`ConnectFailure.refused`) and what the operator
-    is to do, for one line (the give-up's, the start's refusal)."""
+    is to do, for one line: the give-up's, or the start's refusal (`starting`)."""
     if refused.dsn_wrong:
         return (
             f"the ledger store's PostgreSQL DSN is wrong ({refused.said})",
             "fix this core's --postgres DSN and start it again",
         )
+    then = "" if starting else ", and it contends again"
     if refused.client_refused and not refused.sqlstates and not refused.no_password:
         return (
             "the ledger store's PostgreSQL connection: libpq refused this core's connection"
             f" itself, its SSL settings against the server's ({refused.said})",
             "fix this core's --postgres DSN (sslmode, sslrootcert, sslcert, sslkey) or the"
-            " server's SSL, and it contends again",
+            f" server's SSL{then}",
         )
     return (
         f"the ledger store's PostgreSQL is up but refused this core's login ({refused.said})",
         "fix this core's --postgres DSN, its password (PGPASSWORD, ~/.pgpass) or the"
-        " server's roles and pg_hba.conf, and it contends again",
+        f" server's roles and pg_hba.conf{then}",
     )
 
 
@@ -759,6 +760,41 @@ class ClusterCore:
         return Follower(
             self.codec, self.cod_orders, staleness_us, self.data_dir, self.name, own_store
         )
+
+    async def store_refused(self, stopping: asyncio.Event) -> str | None:
+        """The start's check of the ledger store's DSN, before this core contends: for a DSN
+        wrong, what is wrong and what to do (the start is refused: it cannot change while
+        the core runs), else None. A login or a connection refused (`refuses_login`) is said
+        at error and the start goes on: the server's side may be fixed meanwhile (a role, a
+        `pg_hba.conf` rule, an LDAP back), and holding the lease the core gives it up
+        (`_wait_for_store`); a store down, starting or unreachable is said at warning, waited
+        for once the lease is held. Until session 37 a typo was found only once the core
+        held the lease (given up, and taken again a term later, for as long as it ran)."""
+        dsn = self.config.venue.ledger_postgres
+        if not dsn:
+            return None
+        failure = await _checked_unless_stopped(dsn, stopping)
+        if failure is None or stopping.is_set():
+            return None
+        if failure.dsn_wrong:
+            what, fix = store_refusal(failure)
+            return f"{what}: {fix}"
+        if failure.refuses_login:
+            what, fix = store_refusal(failure, starting=True)
+            log.error(
+                "%s: this core starts, and gives the lease up while refused; %s",
+                what,
+                fix,
+                extra={"core": self.name},
+            )
+            return None
+        log.warning(
+            "the ledger store's PostgreSQL cannot be opened now (%s): starting; holding the"
+            " lease, this core waits for it",
+            failure.said,
+            extra={"core": self.name},
+        )
+        return None
 
     async def wait_for_lease(self, stopping: asyncio.Event) -> bool:
         """Contend until this core holds the lease (True) or `stopping` is set (False)."""
