@@ -789,8 +789,8 @@ class ClusterCore:
             )
             return None
         log.warning(
-            "the ledger store's PostgreSQL cannot be opened now (%s): starting; holding the"
-            " lease, this core waits for it",
+            "the ledger store's PostgreSQL does not take this core's connection at its start"
+            " (%s): starting; holding the lease, this core waits for it",
             failure.said,
             extra={"core": self.name},
         )
