@@ -24,6 +24,7 @@ import resource
 import signal
 import socket
 import sqlite3
+import tempfile
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -108,6 +109,8 @@ def run(
         config = msgspec.structs.replace(config, venue=venue)
     data = data_dir or Path(config.venue.data_dir)
     check_data_dir(data)
+    if role == "core":
+        check_core_data_dir_writable(data)
     found = archive_runs.configured_problem(config.venue, data, nats or config.venue.nats)
     if found is not None:  # the archive's own problems come later, each a warning
         raise CommandFailed(f"{config_path}: {found}")
@@ -296,6 +299,27 @@ def _nats_url_problem(item: str) -> str | None:
     if parts.scheme in ("nats", "tls") and parts.path not in ("", "/"):  # `nats//host:port`
         return "has a path: a NATS URL is [scheme://]host[:port]"
     return None
+
+
+def check_core_data_dir_writable(data: Path) -> None:
+    """Refuse a core's data directory it cannot write (a read-only file system, no
+    permission), before it contends: a standby writes there only once it snapshots, and
+    one taking the lease must lock it; until session 37 such a core stood by, warning only
+    that the directory was "not its own", and stopped once it took the lease, the cluster
+    left with no core. Probed with an unnamed file in the directory, or in its nearest
+    parent that exists (the directory is made later): nothing is left behind."""
+    existing = data
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as refused:
+        why = refused.strerror or str(refused)
+        raise CommandFailed(
+            f"cannot start: the data directory {data} cannot be written ({existing}: {why}):"
+            " give this core a --data-dir it can write, its own"
+        ) from None
 
 
 def check_store_reachable(dsn: str, stop_requested: Callable[[], bool]) -> None:

@@ -490,10 +490,12 @@ def test_a_start_refuses_a_missing_postgres_database_at_once(
 
 
 def core_command(data_dir: Path, dsn: str) -> list[str]:
-    """`venue serve --role core` on `dsn`, its NATS nobody's (the store's check comes first)."""
+    """`venue serve --role core` on `dsn` (none: the config's, SQLite), its NATS nobody's (the
+    store's and the data directory's checks come first)."""
     command = [sys.executable, "-m", "cli.main", "serve", "--config", str(SAMPLE_CONFIG)]
     command += ["--data-dir", str(data_dir), "--role", "core", "--name", "core-a"]
-    return [*command, "--nats", "nats://127.0.0.1:21299", "--postgres", dsn]
+    command += ["--nats", "nats://127.0.0.1:21299"]
+    return [*command, "--postgres", dsn] if dsn else command  # (none: its --sqlite store)
 
 
 def test_a_core_whose_store_dsn_is_wrong_does_not_start(tmp_path: Path) -> None:
@@ -511,6 +513,43 @@ def test_a_core_whose_store_dsn_is_wrong_does_not_start(tmp_path: Path) -> None:
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert "waiting for the lease" not in result.stdout
     assert not (tmp_path / "data").exists()
+
+
+@pytest.fixture
+def read_only_directory(tmp_path: Path) -> Iterator[Path]:
+    """A directory on a file system mounted read-only (a tmpfs: root may write anywhere
+    else); skipped where this process may not mount one."""
+    mounted = tmp_path / "read-only"
+    mounted.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mounted)]
+    if subprocess.run(mount, capture_output=True, check=False).returncode != 0:
+        pytest.skip("a read-only file system cannot be mounted here")
+    try:
+        yield mounted
+    finally:
+        subprocess.run(["umount", str(mounted)], check=True)
+
+
+@pytest.mark.parametrize("where", ["itself", "inside"])
+def test_a_core_whose_data_directory_cannot_be_written_does_not_start(
+    read_only_directory: Path, where: str
+) -> None:
+    """The operator's trial (session 37): a core on a read-only data directory started and
+    stood by, warning only that its directory was "not its own" (give each core its own),
+    and once it took the lease it stopped, `venue: .../venue.lock: Read-only file system`,
+    the cluster left with no core. Now refused at its start, in one line, before it
+    contends."""
+    data_dir = read_only_directory if where == "itself" else read_only_directory / "data"
+    command = core_command(data_dir, "")
+    result = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=START_TIMEOUT_S
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith(f"venue: cannot start: the data directory {data_dir}")
+    assert "Read-only file system" in result.stderr, result.stderr
+    assert "give this core a --data-dir it can write" in result.stderr, result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert "waiting for the lease" not in result.stdout
 
 
 def test_a_core_whose_store_login_is_refused_says_so_as_it_starts(
