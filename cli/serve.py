@@ -20,6 +20,7 @@ import contextlib
 import errno
 import gc
 import logging
+import os
 import resource
 import signal
 import socket
@@ -306,19 +307,22 @@ def check_core_data_dir_writable(data: Path) -> None:
     permission), before it contends: a standby writes there only once it snapshots, and
     one taking the lease must lock it; until session 37 such a core stood by, warning only
     that the directory was "not its own", and stopped once it took the lease, the cluster
-    left with no core. Probed with an unnamed file in the directory, or in its nearest
+    left with no core (one on a full disk took it, recovered and stopped at its first
+    write). Probed with a byte in an unnamed file in the directory, or in its nearest
     parent that exists (the directory is made later): nothing is left behind."""
     existing = data
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
+        with tempfile.TemporaryFile(dir=existing) as probe:
+            probe.write(b"\0")  # a full disk refuses the byte, not the name
+            probe.flush()
+            os.fsync(probe.fileno())
     except OSError as refused:
         why = refused.strerror or str(refused)
         raise CommandFailed(
             f"cannot start: the data directory {data} cannot be written ({existing}: {why}):"
-            " give this core a --data-dir it can write, its own"
+            " make room there, or give this core a --data-dir it can write, its own"
         ) from None
 
 

@@ -515,38 +515,55 @@ def test_a_core_whose_store_dsn_is_wrong_does_not_start(tmp_path: Path) -> None:
     assert not (tmp_path / "data").exists()
 
 
-@pytest.fixture
-def read_only_directory(tmp_path: Path) -> Iterator[Path]:
-    """A directory on a file system mounted read-only (a tmpfs: root may write anywhere
-    else); skipped where this process may not mount one."""
-    mounted = tmp_path / "read-only"
-    mounted.mkdir()
-    mount = ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mounted)]
+@contextlib.contextmanager
+def small_file_system(where: Path, options: str) -> Iterator[Path]:
+    """A 64 KB tmpfs mounted at `where` with `options` (root may write anywhere on disk);
+    skipped where this process may not mount one."""
+    where.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", f"{options},size=64k", "tmpfs", str(where)]
     if subprocess.run(mount, capture_output=True, check=False).returncode != 0:
-        pytest.skip("a read-only file system cannot be mounted here")
+        pytest.skip("a tmpfs cannot be mounted here")
     try:
-        yield mounted
+        yield where
     finally:
-        subprocess.run(["umount", str(mounted)], check=True)
+        subprocess.run(["umount", str(where)], check=True)
 
 
-@pytest.mark.parametrize("where", ["itself", "inside"])
+@pytest.mark.parametrize(
+    ("where", "why"),
+    [
+        ("itself", "Read-only file system"),
+        ("inside", "Read-only file system"),
+        ("full", "No space left on device"),
+    ],
+)
 def test_a_core_whose_data_directory_cannot_be_written_does_not_start(
-    read_only_directory: Path, where: str
+    tmp_path: Path, where: str, why: str
 ) -> None:
     """The operator's trial (session 37): a core on a read-only data directory started and
     stood by, warning only that its directory was "not its own" (give each core its own),
     and once it took the lease it stopped, `venue: .../venue.lock: Read-only file system`,
-    the cluster left with no core. Now refused at its start, in one line, before it
-    contends."""
-    data_dir = read_only_directory if where == "itself" else read_only_directory / "data"
-    command = core_command(data_dir, "")
-    result = subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=START_TIMEOUT_S
-    )
+    the cluster left with no core; one on a full disk took the lease, recovered, and
+    stopped at `epochs.json: No space left on device`. Now refused at its start, in one
+    line, before it contends."""
+    options = "rw" if where == "full" else "ro"
+    with small_file_system(tmp_path / "mounted", options) as mounted:
+        data_dir = mounted if where == "itself" else mounted / "data"
+        if where == "full":
+            data_dir.mkdir()
+            with contextlib.suppress(OSError), (mounted / "filler").open("wb") as filler:
+                for _ in range(64):
+                    filler.write(b"x" * 4096)
+        result = subprocess.run(
+            core_command(data_dir, ""),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=START_TIMEOUT_S,
+        )
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.startswith(f"venue: cannot start: the data directory {data_dir}")
-    assert "Read-only file system" in result.stderr, result.stderr
+    assert why in result.stderr, result.stderr
     assert "give this core a --data-dir it can write" in result.stderr, result.stderr
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert "waiting for the lease" not in result.stdout
