@@ -228,8 +228,8 @@ def wait_until_up(
     (`ConnectFailure.refused`), or a host's name that does not resolve, is raised at once.
     Decided by SQLSTATE and libpq's states, never words (until session 37 English words: a
     server whose messages are translated, `lc_messages`, was refused at once while it
-    started). False, at once, when
-    `stop_requested()` says so (`venue serve` stopped while it waits)."""
+    started). False, at once, when `stop_requested()` says so (`venue serve` stopped while
+    it waits)."""
     deadline = time.monotonic() + wait_s
     waiting = False
     while not stop_requested():
