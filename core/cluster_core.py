@@ -214,13 +214,6 @@ def store_refusal(refused: ConnectFailure, starting: bool = False) -> tuple[str,
             "fix this core's --postgres DSN and start it again",
         )
     then = "" if starting else ", and it contends again"
-    if refused.client_refused and not refused.sqlstates and not refused.no_password:
-        return (
-            "the ledger store's PostgreSQL connection: libpq refused this core's connection"
-            f" itself, its SSL settings against the server's ({refused.said})",
-            "fix this core's --postgres DSN (sslmode, sslrootcert, sslcert, sslkey) or the"
-            f" server's SSL{then}",
-        )
     return (
         f"the ledger store's PostgreSQL is up but refused this core's login ({refused.said})",
         "fix this core's --postgres DSN, its password (PGPASSWORD, ~/.pgpass) or the"

@@ -224,11 +224,10 @@ def wait_until_up(
     taking connections (nothing answers, or it answers with a code of its own state: 57P03
     starting up, 53300 full), try again every `RECONNECT_POLL_S` for up to `wait_s`, saying
     so in one log line; then raise `psycopg.OperationalError` saying how long it was waited
-    for. A login refused, a connection libpq refuses itself or a DSN wrong
-    (`ConnectFailure.refused`), or a host's name that does not resolve, is raised at once.
-    Decided by SQLSTATE and libpq's states, never words (until session 37 English words: a
-    server whose messages are translated, `lc_messages`, was refused at once while it
-    started). False, at once, when `stop_requested()` says so (`venue serve` stopped while
+    for. A login refused or a DSN wrong (`ConnectFailure.refused`), or a host's name that
+    does not resolve, is raised at once. Decided by SQLSTATE, never words (until session
+    37 English words: a server whose messages are translated, `lc_messages`, was refused at
+    once while it started). False, at once, when `stop_requested()` says so (`venue serve` stopped while
     it waits)."""
     deadline = time.monotonic() + wait_s
     waiting = False
@@ -262,12 +261,12 @@ class ConnectFailure:
     host of the DSN, each address of a host's name; with sslmode prefer, the default, one
     with SSL and one without on each): the SQLSTATEs the servers refused them with (none:
     nothing answered, the client gave up (its SSL settings, the timeout, no password to
-    give), or libpq's verbosity could not be set here: `_error_verbosity_setter`), libpq's
+    give, a server or proxy closing it as SSL is asked for), or libpq's verbosity could not
+    be set here: `_error_verbosity_setter`), libpq's
     messages, as it said them, whether a server asked for a password and none was given
     (libpq's `PQconnectionNeedsPassword`: the client gives up, no SQLSTATE), how many
     attempts were made and how many of them had no answer (no code, no password asked),
-    whether libpq refused a connection itself as it set up SSL or GSS encryption
-    (`client_refused`: `_client_refused`), whether the DSN itself is wrong (`dsn_wrong`:
+    whether the DSN itself is wrong (`dsn_wrong`:
     nothing could be tried, or libpq refused one of its values before connecting), and
     whether none of its hosts' names resolved (`unresolved`: nothing tried)."""
 
@@ -277,7 +276,6 @@ class ConnectFailure:
     attempts: int = 1
     unanswered: int = 0
     dsn_wrong: bool = False
-    client_refused: bool = False
     unresolved: bool = False
 
     @property
@@ -292,12 +290,12 @@ class ConnectFailure:
             state[:2] in LOGIN_REFUSED_CLASSES or state in LOGIN_REFUSED_STATES
             for state in self.sqlstates
         )
-        return refused and (bool(self.sqlstates) or self.no_password or self.client_refused)
+        return refused and (bool(self.sqlstates) or self.no_password)
 
     @property
     def refused(self) -> bool:
         """Whether this failure is the operator's to fix, not the store's to wait out: a
-        login refused (`refuses_login`, a connection libpq refused itself included) or a
+        login refused (`refuses_login`) or a
         DSN wrong."""
         return self.refuses_login or self.dsn_wrong
 
@@ -347,7 +345,6 @@ def try_connect(
         attempts=len(attempts),
         unanswered=sum(failure.unanswered for failure in failures),
         dsn_wrong=any(failure.dsn_wrong for failure in failures),
-        client_refused=any(failure.client_refused for failure in failures),
     )
 
 
@@ -389,7 +386,7 @@ def _try_attempt(
             said = " ".join(pgconn.get_error_message().split())
             return ConnectFailure(frozenset(), f"the DSN is wrong: {said}", dsn_wrong=True)
         _set_verbose_errors(pgconn)
-        made, last_status = _polled(pgconn, time.monotonic() + timeout_s, stopped)
+        made = _polled(pgconn, time.monotonic() + timeout_s, stopped)
         if made:
             return None
         if pgconn.status == pq.ConnStatus.BAD:
@@ -399,15 +396,8 @@ def _try_attempt(
             message = f"{where}: no answer within {timeout_s:.0f} s"
         states = frozenset(SQLSTATE_IN_MESSAGE.findall(message))
         no_password = pgconn.needs_password
-        client_refused = _client_refused(pgconn, last_status, states, no_password)
-        answered = bool(states) or no_password or client_refused
-        return ConnectFailure(
-            states,
-            message,
-            no_password,
-            unanswered=0 if answered else 1,
-            client_refused=client_refused,
-        )
+        answered = bool(states) or no_password
+        return ConnectFailure(states, message, no_password, unanswered=0 if answered else 1)
     finally:
         pgconn.finish()
 
@@ -430,46 +420,31 @@ def _values_refused(attempt: dict[str, Any]) -> bool:
         probe.finish()
 
 
-# The states in which libpq negotiates encryption with the server: a failure there with no
-# SQLSTATE and no password asked is libpq refusing the connection itself (sslmode=require
-# against a server without SSL, a server certificate failing verify-ca or verify-full, a
-# client certificate or key missing or unreadable, gssencmode=require), the client's
-# settings; with sslmode=prefer a failed SSL start is tried again without it, so a server
-# that closes the connection at once fails past these states and is waited for.
-_ENCRYPTION_STATES: Final = frozenset({pq.ConnStatus.SSL_STARTUP, pq.ConnStatus.GSS_STARTUP})
+# No failure as libpq sets up SSL or GSS encryption is taken for the operator's (session
+# 37's fix round): one with no code and no password asked is a server down as well as a
+# client's settings refused (sslmode=require against a server without SSL), since a proxy
+# whose backend is down (HAProxy, a cloud SQL proxy) or a postmaster that cannot fork
+# accepts and closes the connection, or answers `E`, in that same state; so it is waited for.
 
 
-def _client_refused(
-    pgconn: pq.abc.PGconn, last_status: int, states: frozenset[str], no_password: bool
-) -> bool:
-    """Whether libpq itself refused the connection as it set up its encryption
-    (`_ENCRYPTION_STATES`), the server having said nothing (no code, no password asked)."""
-    failed = pgconn.status == pq.ConnStatus.BAD
-    return failed and last_status in _ENCRYPTION_STATES and not states and not no_password
-
-
-def _polled(
-    pgconn: pq.abc.PGconn, deadline: float, stopped: Callable[[], bool]
-) -> tuple[bool, int]:
+def _polled(pgconn: pq.abc.PGconn, deadline: float, stopped: Callable[[], bool]) -> bool:
     """Poll a connection started by `connect_start` until it is made (True), fails,
     `deadline` passes or `stopped()` says so (False, looked at every `STOP_LOOK_S`),
     waiting on its socket as libpq asks (libpq's own `connect_timeout` holds for a blocking
-    connect alone); with the connection's last state before it failed (`_client_refused`)."""
+    connect alone)."""
     status = pq.PollingStatus.WRITING
-    last_status = pgconn.status
     with selectors.DefaultSelector() as selector:
         while pgconn.status != pq.ConnStatus.BAD:
-            last_status = pgconn.status
             if status == pq.PollingStatus.OK:
-                return True, last_status
+                return True
             left = deadline - time.monotonic()
             if status == pq.PollingStatus.FAILED or left <= 0 or stopped():
-                return False, last_status
+                return False
             reading = status == pq.PollingStatus.READING
             try:
                 socket = pgconn.socket  # (another each host tried)
             except psycopg.OperationalError:  # none: the connection is lost
-                return False, last_status
+                return False
             selector.register(socket, EVENT_READ if reading else EVENT_WRITE)
             try:
                 ready = selector.select(min(left, STOP_LOOK_S))
@@ -477,7 +452,7 @@ def _polled(
                 selector.unregister(socket)
             if ready:
                 status = pq.PollingStatus(pgconn.connect_poll())
-    return False, last_status
+    return False
 
 
 def _set_verbose_errors(pgconn: pq.abc.PGconn) -> None:

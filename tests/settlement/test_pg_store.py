@@ -355,3 +355,59 @@ def test_the_reconnect_window_counts_only_the_time_the_server_did_not_answer(
         at for at, restarting in attempts if window.exhausted(100.0 + at, restarting=restarting)
     ]
     assert ran_out[:1] == ([] if exhausted_at is None else [exhausted_at])
+
+
+class _ClosingListener:
+    """A listener on 127.0.0.1 that, to each connection, answers `reply` (b"": nothing) and
+    closes it: a proxy whose backend is down (HAProxy, a cloud SQL proxy), a postmaster that
+    cannot fork, as libpq meets them while it asks for SSL."""
+
+    def __init__(self, reply: bytes) -> None:
+        import socket
+
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self._server.settimeout(0.2)
+        self.port = self._server.getsockname()[1]
+        self._reply = reply
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                accepted, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            with accepted:
+                if self._reply:
+                    accepted.settimeout(2)
+                    accepted.recv(64)  # the SSL or GSS request
+                    accepted.sendall(self._reply)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._server.close()
+
+
+@pytest.mark.parametrize("sslmode", ["prefer", "require"])
+@pytest.mark.parametrize("reply", [b"", b"E"], ids=["closed", "error-byte"])
+def test_a_server_closing_the_connection_as_ssl_is_asked_for_is_waited_for(
+    sslmode: str, reply: bytes
+) -> None:
+    """A listener that accepts and closes (or answers `E`) as libpq asks for SSL is the
+    store's to wait out, never the operator's: until session 37's fix round any failure in
+    the SSL start-up, no code, no password, was taken as libpq refusing the connection
+    itself, and a core gave the lease up, `venue serve` exiting 2 at once."""
+    listener = _ClosingListener(reply)
+    try:
+        dsn = f"host=127.0.0.1 port={listener.port} dbname=x user=x sslmode={sslmode}"
+        failure = pg_store.try_connect(dsn, timeout_s=5)
+        assert failure is not None
+        assert not failure.refused, failure
+        assert failure.unanswered == failure.attempts, failure
+        with pytest.raises(psycopg.OperationalError, match="did not accept a connection"):
+            pg_store.wait_until_up(dsn, wait_s=0.5)
+    finally:
+        listener.close()
