@@ -102,6 +102,11 @@ START_WAIT_S: Final = 30.0
 # The SQLSTATE of a server that cannot take connections now (cannot_connect_now: starting
 # up, in recovery, shutting down): restarting, not gone (`ReconnectWindow`).
 RESTARTING_STATE: Final = "57P03"
+# How libpq words a server's 57P03 refusal ("the database system is starting up", "... is
+# not yet accepting connections", "... is in recovery mode", "... is shutting down"), read
+# only where no SQLSTATE can be (`_error_verbosity_setter` None), as before session 37: a
+# server whose messages are translated then has `RECONNECT_WINDOW_S` alone.
+_RESTARTING_REFUSAL: Final = "the database system is "
 SCHEMA_LOCK_KEY: Final = 0x7665_6E75_6501  # advisory lock: one process creates the schema
 _Key = TypeVar("_Key", int, str)
 _Parameters = ParamSpec("_Parameters")
@@ -227,8 +232,10 @@ def wait_until_up(
     for. A login refused or a DSN wrong (`ConnectFailure.refused`), or a host's name that
     does not resolve, is raised at once. Decided by SQLSTATE, never words (until session
     37 English words: a server whose messages are translated, `lc_messages`, was refused at
-    once while it started). False, at once, when `stop_requested()` says so (`venue serve` stopped while
-    it waits)."""
+    once while it started); where no SQLSTATE can be read (`_error_verbosity_setter` None)
+    every failure without one is waited for, each one the words waited for included.
+    False, at once, when `stop_requested()` says so (`venue serve` stopped while it
+    waits)."""
     deadline = time.monotonic() + wait_s
     waiting = False
     while not stop_requested():
@@ -537,6 +544,17 @@ def _reconnecting(method: Callable[_Parameters, _Result]) -> Callable[_Parameter
     return run
 
 
+def _restarting(failure: ConnectFailure) -> bool:
+    """Whether the server answered `failure` that it is restarting: SQLSTATE 57P03, read by
+    `try_connect` (libpq gives a refused connection's psycopg error no SQLSTATE; until
+    session 37 its English words were matched, so a server whose messages are translated
+    had `RECONNECT_WINDOW_S` alone); where no SQLSTATE can be read, those words still
+    (`_RESTARTING_REFUSAL`)."""
+    if RESTARTING_STATE in failure.sqlstates:
+        return True
+    return _error_verbosity_setter() is None and _RESTARTING_REFUSAL in failure.message
+
+
 class ReconnectWindow:
     """How long a lost connection is tried again: time is an input, so the rule is tested
     without a server. The time since the last attempt counts against `RECONNECT_WINDOW_S`
@@ -625,13 +643,10 @@ class PostgresLedgerStore:
 
     def _reconnected(self) -> tuple[str, bool]:
         """One attempt of `_reconnect`: ("", False) once connected again, else what failed and
-        whether the server answered that it is restarting (SQLSTATE 57P03, read by
-        `try_connect`: libpq gives a refused connection's psycopg error no SQLSTATE, and
-        until session 37 its English words were matched, so a server whose messages are
-        translated had `RECONNECT_WINDOW_S` alone)."""
+        whether the server answered that it is restarting (`_restarting`)."""
         failure = try_connect(self._dsn)
         if failure is not None:
-            return failure.said, RESTARTING_STATE in failure.sqlstates
+            return failure.said, _restarting(failure)
         try:
             self._connection = self._connect()
         except psycopg.OperationalError as refused:  # gone again since the check

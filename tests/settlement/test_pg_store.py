@@ -304,6 +304,18 @@ def test_a_localized_server_restarting_for_longer_than_the_window_is_waited_for(
     written_through_a_long_restart(stopped_postgres, stopped_postgres.create_database("ledger"))
 
 
+def test_a_restart_is_told_by_its_words_where_no_sqlstate_can_be_read(
+    postgres_server: PostgresServer, postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where libpq's verbosity cannot be set (not Linux, two libpq loaded:
+    `_error_verbosity_setter` None) no SQLSTATE is read, and a restart is told by libpq's
+    English words, as before session 37: a server restarting for longer than the window is
+    waited for. Session 37 dropped the words there, and the restart had the window alone."""
+    monkeypatch.setattr(pg_store, "_error_verbosity_setter", lambda: None)
+    monkeypatch.setattr(pg_store, "RECONNECT_WINDOW_S", 0.5)
+    written_through_a_long_restart(postgres_server, postgres_dsn)
+
+
 def in_german(server: PostgresServer, locale: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The (stopped) server's messages in German from its next start on."""
     monkeypatch.setenv("LOCPATH", str(locale))  # (the server's environment is ours)
