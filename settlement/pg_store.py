@@ -409,22 +409,41 @@ def _try_attempt(
         pgconn.finish()
 
 
+# The values libpq takes for the options it checks as a connection starts (PQconnectStart),
+# each a superset of libpq's own (newer versions' included, compared in lower case): a value
+# outside them is the DSN's fault; one libpq refuses inside them is waited for, the safe way.
+_LIBPQ_CHOICES: Final = {
+    "sslmode": {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"},
+    "gssencmode": {"disable", "prefer", "require"},
+    "channel_binding": {"disable", "prefer", "require"},
+    "target_session_attrs": {
+        "any", "read-write", "read-only", "primary", "standby", "prefer-standby"
+    },
+    "load_balance_hosts": {"disable", "random"},
+    "sslcertmode": {"disable", "allow", "require"},
+    "sslnegotiation": {"postgres", "direct"},
+    "ssl_min_protocol_version": {"tlsv1", "tlsv1.1", "tlsv1.2", "tlsv1.3"},
+    "ssl_max_protocol_version": {"tlsv1", "tlsv1.1", "tlsv1.2", "tlsv1.3"},
+}  # fmt: skip
+_PORT_RANGE: Final = range(1, 65536)
+
+
 def _values_refused(attempt: dict[str, Any]) -> bool:
     """Whether a connection libpq failed as it was started (before any poll) failed on the
     DSN's values (`port=abc`, `sslmode=bogus`: libpq checks them as it starts, and psycopg
     does not), not on its connect (a Unix socket with no server, a network unreachable:
-    those fail as at once): a port that is not a number, or the same host and port alone,
-    without the DSN's other values, starting where the whole did not. By libpq's states,
-    never its words (translated)."""
+    those fail as at once): a port that is not a number libpq takes, or a value outside
+    `_LIBPQ_CHOICES`. From the values alone, never a second connect (until session 37's fix
+    round one with the host and port alone: a Unix-socket server appearing between the two,
+    a boot, made the DSN "wrong") nor libpq's words (translated)."""
     port = str(attempt.get("port") or "").strip()
-    if port and not port.isdigit():
+    if port and not (port.isdigit() and int(port) in _PORT_RANGE):
         return True
-    target = {key: attempt[key] for key in ("host", "hostaddr", "port") if attempt.get(key)}
-    probe = pq.PGconn.connect_start(make_conninfo(**target).encode())
-    try:
-        return bool(probe.status != pq.ConnStatus.BAD)
-    finally:
-        probe.finish()
+    return any(
+        str(attempt[key]).strip().lower() not in choices
+        for key, choices in _LIBPQ_CHOICES.items()
+        if attempt.get(key)
+    )
 
 
 # No failure as libpq sets up SSL or GSS encryption is taken for the operator's (session

@@ -423,3 +423,24 @@ def test_a_server_closing_the_connection_as_ssl_is_asked_for_is_waited_for(
             pg_store.wait_until_up(dsn, wait_s=0.5)
     finally:
         listener.close()
+
+
+def test_dsn_values_are_judged_without_connecting(tmp_path: Path) -> None:
+    """Whether a connection libpq failed as it started failed on the DSN's values is decided
+    from the values alone: until session 37's fix round a second connect with the host and
+    port alone decided it, so a Unix-socket server appearing between the two (a boot) made a
+    DSN whose server was merely not up yet "wrong", and `venue serve` exited 2 at once.
+    Here a listener is on the socket as the values are judged: the values are fine."""
+    import socket
+
+    port = 5999
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(tmp_path / f".s.PGSQL.{port}"))
+        listener.listen()
+        attempt = {"host": str(tmp_path), "port": str(port), "dbname": "x"}
+        assert not pg_store._values_refused(attempt)
+        assert not pg_store._values_refused({**attempt, "sslmode": "verify-full"})
+    for wrong in ({"port": "abc"}, {"port": "0"}, {"port": "70000"}, {"sslmode": "bogus"}):
+        assert pg_store._values_refused({**attempt, **wrong}), wrong
+    for wrong in ({"gssencmode": "x"}, {"target_session_attrs": "x"}):
+        assert pg_store._values_refused({**attempt, **wrong}), wrong
