@@ -757,7 +757,7 @@ class ClusterCore:
     async def store_refused(self, stopping: asyncio.Event) -> str | None:
         """The start's check of the ledger store's DSN, before this core contends: for a DSN
         wrong, what is wrong and what to do (the start is refused: it cannot change while
-        the core runs), else None. A login or a connection refused (`refuses_login`) is said
+        the core runs), else None. A login refused (`refuses_login`) is said
         at error and the start goes on: the server's side may be fixed meanwhile (a role, a
         `pg_hba.conf` rule, an LDAP back), and holding the lease the core gives it up
         (`_wait_for_store`); a store down, starting or unreachable is said at warning, waited
