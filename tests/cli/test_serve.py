@@ -569,6 +569,39 @@ def test_a_core_whose_data_directory_cannot_be_written_does_not_start(
     assert "waiting for the lease" not in result.stdout
 
 
+@pytest.mark.parametrize("where", ["itself", "inside"])
+def test_a_core_whose_data_directory_it_may_not_write_does_not_start(
+    tmp_path: Path, where: str
+) -> None:
+    """As above, a directory of mode 0555 (no permission, no mount needed: this runs where a
+    tmpfs cannot be mounted); root is run without its capabilities (`setpriv`), which would
+    let it write there."""
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    data_dir = locked if where == "itself" else locked / "data"
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        if not Path("/usr/bin/setpriv").exists():
+            pytest.skip("root here, and no setpriv to run the core without its capabilities")
+        as_user = ["/usr/bin/setpriv", "--bounding-set=-all", "--inh-caps=-all", "--"]
+    locked.chmod(0o555)
+    try:
+        result = subprocess.run(
+            [*as_user, *core_command(data_dir, "")],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=START_TIMEOUT_S,
+        )
+    finally:
+        locked.chmod(0o755)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith(f"venue: cannot start: the data directory {data_dir}")
+    assert "Permission denied" in result.stderr, result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert "waiting for the lease" not in result.stdout
+
+
 def test_a_core_whose_store_login_is_refused_says_so_as_it_starts(
     postgres_server: PostgresServer, tmp_path: Path
 ) -> None:

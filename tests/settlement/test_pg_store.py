@@ -301,7 +301,12 @@ def test_a_localized_server_restarting_for_longer_than_the_window_is_waited_for(
     monkeypatch.setattr(pg_store, "RECONNECT_WINDOW_S", 0.5)
     in_german(stopped_postgres, german_locale, monkeypatch)
     stopped_postgres.start(stopped_postgres.port)
-    written_through_a_long_restart(stopped_postgres, stopped_postgres.create_database("ledger"))
+    dsn = stopped_postgres.create_database("ledger")
+    failure = pg_store.try_connect(stopped_postgres.dsn("no_such_database"))
+    assert failure is not None and failure.sqlstates == {"3D000"}, failure
+    if "does not exist" in failure.message:
+        pytest.skip("this PostgreSQL has no German messages installed")
+    written_through_a_long_restart(stopped_postgres, dsn)
 
 
 def test_a_restart_is_told_by_its_words_where_no_sqlstate_can_be_read(
