@@ -437,13 +437,22 @@ def _values_refused(attempt: dict[str, Any]) -> bool:
     round one with the host and port alone: a Unix-socket server appearing between the two,
     a boot, made the DSN "wrong") nor libpq's words (translated)."""
     port = str(attempt.get("port") or "").strip()
-    if port and not (port.isdigit() and int(port) in _PORT_RANGE):
+    if port and _port_number(port) not in _PORT_RANGE:
         return True
     return any(
         str(attempt[key]).strip().lower() not in choices
         for key, choices in _LIBPQ_CHOICES.items()
         if attempt.get(key)
     )
+
+
+def _port_number(port: str) -> int | None:
+    """`port` as libpq reads it (`strtol`: a sign allowed, `+5432` is 5432), None if not a
+    number (the re-review: `isdigit` called `+5432` wrong, a start at boot then refused)."""
+    try:
+        return int(port)
+    except ValueError:
+        return None
 
 
 # No failure as libpq sets up SSL or GSS encryption is taken for the operator's (session

@@ -10,6 +10,7 @@ import os
 import random
 import re
 import resource
+import shutil
 import signal
 import socket
 import sqlite3
@@ -581,11 +582,17 @@ def test_a_core_whose_data_directory_it_may_not_write_does_not_start(
     data_dir = locked if where == "itself" else locked / "data"
     as_user: list[str] = []
     if os.geteuid() == 0:
-        if not Path("/usr/bin/setpriv").exists():
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
             pytest.skip("root here, and no setpriv to run the core without its capabilities")
-        as_user = ["/usr/bin/setpriv", "--bounding-set=-all", "--inh-caps=-all", "--"]
+        as_user = [setpriv, "--bounding-set=-all", "--inh-caps=-all", "--"]
     locked.chmod(0o555)
     try:
+        # where the process may still write there (root without CAP_SETPCAP: setpriv cannot
+        # drop the capabilities, and says nothing), the case cannot be made (the re-review)
+        probe = [*as_user, sys.executable, "-c", f"open({str(locked / 'probe')!r}, 'w')"]
+        if subprocess.run(probe, capture_output=True, timeout=START_TIMEOUT_S).returncode == 0:
+            pytest.skip("this process may write a directory of mode 0555 here")
         result = subprocess.run(
             [*as_user, *core_command(data_dir, "")],
             cwd=ROOT,

@@ -445,6 +445,9 @@ def test_dsn_values_are_judged_without_connecting(tmp_path: Path) -> None:
         attempt = {"host": str(tmp_path), "port": str(port), "dbname": "x"}
         assert not pg_store._values_refused(attempt)
         assert not pg_store._values_refused({**attempt, "sslmode": "verify-full"})
+        # libpq reads a port as strtol does: a sign and spaces are taken (the re-review)
+        assert not pg_store._values_refused({**attempt, "port": "+5999"})
+        assert not pg_store._values_refused({**attempt, "port": " 5999 "})
     for wrong in ({"port": "abc"}, {"port": "0"}, {"port": "70000"}, {"sslmode": "bogus"}):
         assert pg_store._values_refused({**attempt, **wrong}), wrong
     for wrong in ({"gssencmode": "x"}, {"target_session_attrs": "x"}):
