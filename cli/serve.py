@@ -20,10 +20,12 @@ import contextlib
 import errno
 import gc
 import logging
+import os
 import resource
 import signal
 import socket
 import sqlite3
+import tempfile
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TypeVar
@@ -108,6 +110,8 @@ def run(
         config = msgspec.structs.replace(config, venue=venue)
     data = data_dir or Path(config.venue.data_dir)
     check_data_dir(data)
+    if role == "core":
+        check_core_data_dir_writable(data)
     found = archive_runs.configured_problem(config.venue, data, nats or config.venue.nats)
     if found is not None:  # the archive's own problems come later, each a warning
         raise CommandFailed(f"{config_path}: {found}")
@@ -296,6 +300,30 @@ def _nats_url_problem(item: str) -> str | None:
     if parts.scheme in ("nats", "tls") and parts.path not in ("", "/"):  # `nats//host:port`
         return "has a path: a NATS URL is [scheme://]host[:port]"
     return None
+
+
+def check_core_data_dir_writable(data: Path) -> None:
+    """Refuse a core's data directory it cannot write (a read-only file system, no
+    permission), before it contends: a standby writes there only once it snapshots, and
+    one taking the lease must lock it; until session 37 such a core stood by, warning only
+    that the directory was "not its own", and stopped once it took the lease, the cluster
+    left with no core (one on a full disk took it, recovered and stopped at its first
+    write). Probed with a byte in an unnamed file in the directory, or in its nearest
+    parent that exists (the directory is made later): nothing is left behind."""
+    existing = data
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        with tempfile.TemporaryFile(dir=existing) as probe:
+            probe.write(b"\0")  # a full disk refuses the byte, not the name
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as refused:
+        why = refused.strerror or str(refused)
+        raise CommandFailed(
+            f"cannot start: the data directory {data} cannot be written ({existing}: {why}):"
+            " make room there, or give this core a --data-dir it can write, its own"
+        ) from None
 
 
 def check_store_reachable(dsn: str, stop_requested: Callable[[], bool]) -> None:
@@ -760,6 +788,9 @@ async def _run_core(
 
     stopping = signals.stopping
     core = ClusterCore(config, data_dir, nats_url, name)
+    refused = await core.store_refused(stopping)  # before contending: the operator's to fix
+    if refused is not None:
+        raise CommandFailed(f"cannot start: {refused}")
     print(f"tokenvenue core {name}: NATS {shown(nats_url)}, waiting for the lease", flush=True)
     held = await _unless_stopped(core.wait_for_lease(stopping), stopping)  # NATS may be down
     try:

@@ -205,6 +205,22 @@ async def _checked_unless_stopped(dsn: str, stopping: asyncio.Event) -> ConnectF
     return checking.result()
 
 
+def store_refusal(refused: ConnectFailure, starting: bool = False) -> tuple[str, str]:
+    """What is wrong with a store `refused` (`ConnectFailure.refused`) and what the operator
+    is to do, for one line: the give-up's, or the start's refusal (`starting`)."""
+    if refused.dsn_wrong:
+        return (
+            f"the ledger store's PostgreSQL DSN is wrong ({refused.said})",
+            "fix this core's --postgres DSN and start it again",
+        )
+    then = "" if starting else ", and it contends again"
+    return (
+        f"the ledger store's PostgreSQL is up but refused this core's login ({refused.said})",
+        "fix this core's --postgres DSN, its password (PGPASSWORD, ~/.pgpass) or the"
+        f" server's roles and pg_hba.conf{then}",
+    )
+
+
 def notes_cod(command: Command | None) -> bool:
     """Whether `CodOrders.note` can learn anything from a record of `command`: a place with
     cod on, or a re-mark (the cores test each record before a call)."""
@@ -738,6 +754,41 @@ class ClusterCore:
             self.codec, self.cod_orders, staleness_us, self.data_dir, self.name, own_store
         )
 
+    async def store_refused(self, stopping: asyncio.Event) -> str | None:
+        """The start's check of the ledger store's DSN, before this core contends: for a DSN
+        wrong, what is wrong and what to do (the start is refused: it cannot change while
+        the core runs), else None. A login refused (`refuses_login`) is said
+        at error and the start goes on: the server's side may be fixed meanwhile (a role, a
+        `pg_hba.conf` rule, an LDAP back), and holding the lease the core gives it up
+        (`_wait_for_store`); a store down, starting or unreachable is said at warning, waited
+        for once the lease is held. Until session 37 a typo was found only once the core
+        held the lease (given up, and taken again a term later, for as long as it ran)."""
+        dsn = self.config.venue.ledger_postgres
+        if not dsn:
+            return None
+        failure = await _checked_unless_stopped(dsn, stopping)
+        if failure is None or stopping.is_set():
+            return None
+        if failure.dsn_wrong:
+            what, fix = store_refusal(failure)
+            return f"{what}: {fix}"
+        if failure.refuses_login:
+            what, fix = store_refusal(failure, starting=True)
+            log.error(
+                "%s: this core starts, and gives the lease up while refused; %s",
+                what,
+                fix,
+                extra={"core": self.name},
+            )
+            return None
+        log.warning(
+            "the ledger store's PostgreSQL does not take this core's connection at its start"
+            " (%s): starting; holding the lease, this core waits for it",
+            failure.said,
+            extra={"core": self.name},
+        )
+        return None
+
     async def wait_for_lease(self, stopping: asyncio.Event) -> bool:
         """Contend until this core holds the lease (True) or `stopping` is set (False)."""
         nc = self.nc or await self._connect_unless(stopping)  # connected: contending again
@@ -1042,7 +1093,7 @@ class ClusterCore:
             # Down, starting up, unreachable, out of slots: waited for. Or up, refusing this
             # core's login (`ConnectFailure.refuses_login`, by the SQLSTATE the server sent),
             # or its DSN wrong: not this core's to wait for while a standby could serve.
-            if failure.refuses_login or failure.dsn_wrong:
+            if failure.refused:
                 self._say_store_refused(failure)
                 raise _StartGivenUp
             if not waited:
@@ -1061,22 +1112,8 @@ class ClusterCore:
     def _say_store_refused(self, refused: ConnectFailure) -> None:
         """Said at error, at once, each time it comes: the cluster has no active core while
         this one holds the lease, and only its operator can fix its login or its DSN."""
-        if refused.dsn_wrong:
-            log.error(
-                "the ledger store's PostgreSQL DSN is wrong (%s): giving the lease up to a"
-                " standby; fix this core's --postgres DSN and start it again",
-                refused.said,
-                extra={"core": self.name},
-            )
-            return
-        log.error(
-            "the ledger store's PostgreSQL is up but refused this core's login (%s):"
-            " giving the lease up to a standby; fix this core's --postgres DSN, its password"
-            " (PGPASSWORD, ~/.pgpass) or the server's roles and pg_hba.conf, and it"
-            " contends again",
-            refused.said,
-            extra={"core": self.name},
-        )
+        what, fix = store_refusal(refused)
+        log.error("%s: giving the lease up to a standby; %s", what, fix, extra={"core": self.name})
 
     async def _follow(self) -> bool:
         """Start the warm copy once the stream exists (the active core creates it). Tried at

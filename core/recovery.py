@@ -12,6 +12,7 @@ command of the start): within `PROGRESS_CHECK_RECORDS` records of a replay, or o
 `CATCH_UP_CHUNK_TRANSFERS` of the store's catch-up.
 """
 
+import bisect
 import logging
 import os
 import time
@@ -30,6 +31,8 @@ from engine.reasons import ErrorCode
 from engine.snapshot import restore as restore_venue
 from engine.venue import Venue
 from settlement.ledger import Ledger
+from settlement.store import LedgerStore
+from settlement.transfers import Transfer
 
 if TYPE_CHECKING:
     from core.venue_core import VenueCore, WarmStart
@@ -393,11 +396,39 @@ class Recovery:
                 f" in {self.data_dir}: `venue verify --data-dir {self.data_dir}` says what to do"
             )
 
+    async def _refuse_another_venue_s_store(self, stored: int) -> None:
+        """Refuse a store whose last transfer is not the one the journal books under its id,
+        where this start booked that id (no usable snapshot: the journal from its start): the
+        store is another venue's (a data directory or database reused across a stream's
+        reset), and the catch-up would book this venue's transfers onto its chain. A snapshot
+        is checked against the stream itself; a directory with none but a store was not,
+        until session 37. One transfer read: each carries its time to the microsecond."""
+        to_store = self._to_store
+        at = bisect.bisect_left(to_store, stored, key=_transfer_id)
+        if stored == 0 or at == len(to_store) or to_store[at].transfer_id != stored:
+            return  # not booked by this start: the snapshot's, checked with it
+        found = await self.core._on_store(_stored_transfer, self.core.store, stored)
+        if found == to_store[at]:
+            return
+        where = (
+            "its database (--postgres)"
+            if self.config.venue.ledger_postgres
+            else f"{core_module.LEDGER_FILE} in {self.data_dir}"
+        )
+        await self.core._refuse(
+            f"the ledger store holds another venue's transfers: its transfer {stored} is not"
+            f" the one the journal (last seq {self.sequencer.last_seq}) books under that id:"
+            f" {where} was written by another venue or stream; give this venue a store of"
+            " its own (an empty database, or move the ledger file aside: it is rebuilt from"
+            " the journal)"
+        )
+
     async def _catch_up_store(self) -> None:
         """After a restart: book into the store every transfer it had not stored yet, said
         before and after when there are any (a store rebuilt from the journal books them
         all, which takes a while after `recovered`, where it said nothing)."""
         stored = await self.core._on_store(self.core.store.last_transfer_id)
+        await self._refuse_another_venue_s_store(stored)
         booked = [t for t in self._to_store if t.transfer_id > stored]
         self._to_store.clear()
         await self.core._on_store(self.core.writer.register_ledger, self.core.ledger)
@@ -446,6 +477,15 @@ class Recovery:
                 log.warning("config entry refused", extra=_refusal_fields(refused))
         await self.sequencer.drain()
         log.info("built from the config", extra={"commands": len(commands)})
+
+
+def _transfer_id(transfer: Transfer) -> int:
+    return transfer.transfer_id
+
+
+def _stored_transfer(store: LedgerStore, transfer_id: int) -> Transfer | None:
+    """The store's transfer `transfer_id` (run on the store's thread)."""
+    return next(iter(store.iter_transfers(after_id=transfer_id - 1)), None)
 
 
 def _never() -> bool:

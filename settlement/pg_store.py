@@ -99,16 +99,13 @@ RECONNECT_POLL_S: Final = 0.25  # between attempts: a refused connection costs ~
 # that refuses connections or says it is starting up is waited for this long, then the start
 # is refused. PostgreSQL's own start takes seconds; a crash recovery's WAL replay, longer.
 START_WAIT_S: Final = 30.0
-# What libpq says of a server not listening yet, and PostgreSQL of one starting up, shutting
-# down or in recovery (SQLSTATE 57P03, cannot_connect_now: "the database system is starting
-# up", "... is not yet accepting connections", ...). libpq gives a refused connection no
-# SQLSTATE, so the text is matched: a server whose messages are translated (lc_messages) is
-# refused at once, as it was before this wait.
-_NOT_UP_YET: Final = ("Connection refused", "the database system is ")
+# The SQLSTATE of a server that cannot take connections now (cannot_connect_now: starting
+# up, in recovery, shutting down): restarting, not gone (`ReconnectWindow`).
+RESTARTING_STATE: Final = "57P03"
 # How libpq words a server's 57P03 refusal ("the database system is starting up", "... is
-# not yet accepting connections", "... is in recovery mode", "... is shutting down"): its
-# connection errors carry no SQLSTATE. A server whose messages are translated is never taken
-# for restarting, so it gets RECONNECT_WINDOW_S alone, as before.
+# not yet accepting connections", "... is in recovery mode", "... is shutting down"), read
+# only where no SQLSTATE can be (`_error_verbosity_setter` None), as before session 37: a
+# server whose messages are translated then has `RECONNECT_WINDOW_S` alone.
 _RESTARTING_REFUSAL: Final = "the database system is "
 SCHEMA_LOCK_KEY: Final = 0x7665_6E75_6501  # advisory lock: one process creates the schema
 _Key = TypeVar("_Key", int, str)
@@ -228,34 +225,39 @@ def _one_line(error: BaseException) -> str:
 def wait_until_up(
     dsn: str, wait_s: float = START_WAIT_S, stop_requested: Callable[[], bool] = lambda: False
 ) -> bool:
-    """True once PostgreSQL at `dsn` accepts a connection. While it refuses connections or
-    says it is starting up (`_NOT_UP_YET`), try again every `RECONNECT_POLL_S` for up to
-    `wait_s`, saying so in one log line; then raise `psycopg.OperationalError` saying how
-    long it was waited for. Any other failure (a password or role refused, a database that
-    does not exist, a DSN that does not parse) is raised at once. False, at once, when
-    `stop_requested()` says so before an attempt (`venue serve` stopped while it waits)."""
+    """True once PostgreSQL at `dsn` accepts a connection (`try_connect`). While it is not
+    taking connections (nothing answers, or it answers with a code of its own state: 57P03
+    starting up, 53300 full), try again every `RECONNECT_POLL_S` for up to `wait_s`, saying
+    so in one log line; then raise `psycopg.OperationalError` saying how long it was waited
+    for. A login refused or a DSN wrong (`ConnectFailure.refused`), or a host's name that
+    does not resolve, is raised at once. Decided by SQLSTATE, never words (until session
+    37 English words: a server whose messages are translated, `lc_messages`, was refused at
+    once while it started); where no SQLSTATE can be read (`_error_verbosity_setter` None)
+    every failure without one is waited for, each one the words waited for included.
+    False, at once, when `stop_requested()` says so (`venue serve` stopped while it
+    waits)."""
     deadline = time.monotonic() + wait_s
     waiting = False
     while not stop_requested():
-        try:
-            psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT_S).close()
+        failure = try_connect(dsn, CONNECT_TIMEOUT_S, stop_requested)
+        if failure is None:
             return True
-        except psycopg.OperationalError as refused:
-            if not any(text in str(refused) for text in _NOT_UP_YET):
-                raise
-            if time.monotonic() >= deadline:
-                raise psycopg.OperationalError(
-                    f"PostgreSQL did not accept a connection within {wait_s:g} s:"
-                    f" {_one_line(refused)}"
-                ) from refused
-            if not waiting:
-                waiting = True
-                log.warning(
-                    "the ledger store's PostgreSQL is not accepting connections yet (%s):"
-                    " waiting up to %g s",
-                    _one_line(refused),
-                    wait_s,
-                )
+        if stop_requested():
+            break
+        if failure.refused or failure.unresolved:  # (a name: refused at once, as before)
+            raise psycopg.OperationalError(failure.said)
+        if time.monotonic() >= deadline:
+            raise psycopg.OperationalError(
+                f"PostgreSQL did not accept a connection within {wait_s:g} s: {failure.said}"
+            )
+        if not waiting:
+            waiting = True
+            log.warning(
+                "the ledger store's PostgreSQL is not accepting connections yet (%s):"
+                " waiting up to %g s",
+                failure.said,
+                wait_s,
+            )
         time.sleep(RECONNECT_POLL_S)
     return False
 
@@ -266,11 +268,14 @@ class ConnectFailure:
     host of the DSN, each address of a host's name; with sslmode prefer, the default, one
     with SSL and one without on each): the SQLSTATEs the servers refused them with (none:
     nothing answered, the client gave up (its SSL settings, the timeout, no password to
-    give), or libpq's verbosity could not be set here: `_error_verbosity_setter`), libpq's
+    give, a server or proxy closing it as SSL is asked for), or libpq's verbosity could not
+    be set here: `_error_verbosity_setter`), libpq's
     messages, as it said them, whether a server asked for a password and none was given
     (libpq's `PQconnectionNeedsPassword`: the client gives up, no SQLSTATE), how many
-    attempts were made and how many of them had no answer (no code, no password asked), and
-    whether the DSN itself is wrong (`dsn_wrong`: nothing could be tried)."""
+    attempts were made and how many of them had no answer (no code, no password asked),
+    whether the DSN itself is wrong (`dsn_wrong`:
+    nothing could be tried, or libpq refused one of its values before connecting), and
+    whether none of its hosts' names resolved (`unresolved`: nothing tried)."""
 
     sqlstates: frozenset[str]
     message: str
@@ -278,6 +283,7 @@ class ConnectFailure:
     attempts: int = 1
     unanswered: int = 0
     dsn_wrong: bool = False
+    unresolved: bool = False
 
     @property
     def refuses_login(self) -> bool:
@@ -292,6 +298,13 @@ class ConnectFailure:
             for state in self.sqlstates
         )
         return refused and (bool(self.sqlstates) or self.no_password)
+
+    @property
+    def refused(self) -> bool:
+        """Whether this failure is the operator's to fix, not the store's to wait out: a
+        login refused (`refuses_login`) or a
+        DSN wrong."""
+        return self.refuses_login or self.dsn_wrong
 
     @property
     def said(self) -> str:
@@ -323,7 +336,7 @@ def try_connect(
     except _DsnWrong as wrong:
         return ConnectFailure(frozenset(), str(wrong), dsn_wrong=True)
     except psycopg.OperationalError as unresolved:  # no host's name resolves: as one down
-        return ConnectFailure(frozenset(), str(unresolved), unanswered=1)
+        return ConnectFailure(frozenset(), str(unresolved), unanswered=1, unresolved=True)
     failures = []
     for attempt in attempts:
         if stopped():
@@ -338,6 +351,7 @@ def try_connect(
         no_password=any(failure.no_password for failure in failures),
         attempts=len(attempts),
         unanswered=sum(failure.unanswered for failure in failures),
+        dsn_wrong=any(failure.dsn_wrong for failure in failures),
     )
 
 
@@ -375,8 +389,12 @@ def _try_attempt(
     """`try_connect` on one host (`conninfo_attempts`' `attempt`), within `timeout_s`."""
     pgconn = pq.PGconn.connect_start(make_conninfo(**attempt).encode())
     try:
+        if pgconn.status == pq.ConnStatus.BAD and _values_refused(attempt):
+            said = " ".join(pgconn.get_error_message().split())
+            return ConnectFailure(frozenset(), f"the DSN is wrong: {said}", dsn_wrong=True)
         _set_verbose_errors(pgconn)
-        if _polled(pgconn, time.monotonic() + timeout_s, stopped):
+        made = _polled(pgconn, time.monotonic() + timeout_s, stopped)
+        if made:
             return None
         if pgconn.status == pq.ConnStatus.BAD:
             message = pgconn.get_error_message()
@@ -389,6 +407,59 @@ def _try_attempt(
         return ConnectFailure(states, message, no_password, unanswered=0 if answered else 1)
     finally:
         pgconn.finish()
+
+
+# The values libpq takes for the options it checks as a connection starts (PQconnectStart),
+# each a superset of libpq's own (newer versions' included, compared in lower case): a value
+# outside them is the DSN's fault; one libpq refuses inside them is waited for, the safe way.
+_LIBPQ_CHOICES: Final = {
+    "sslmode": {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"},
+    "gssencmode": {"disable", "prefer", "require"},
+    "channel_binding": {"disable", "prefer", "require"},
+    "target_session_attrs": {
+        "any", "read-write", "read-only", "primary", "standby", "prefer-standby"
+    },
+    "load_balance_hosts": {"disable", "random"},
+    "sslcertmode": {"disable", "allow", "require"},
+    "sslnegotiation": {"postgres", "direct"},
+    "ssl_min_protocol_version": {"tlsv1", "tlsv1.1", "tlsv1.2", "tlsv1.3"},
+    "ssl_max_protocol_version": {"tlsv1", "tlsv1.1", "tlsv1.2", "tlsv1.3"},
+}  # fmt: skip
+_PORT_RANGE: Final = range(1, 65536)
+
+
+def _values_refused(attempt: dict[str, Any]) -> bool:
+    """Whether a connection libpq failed as it was started (before any poll) failed on the
+    DSN's values (`port=abc`, `sslmode=bogus`: libpq checks them as it starts, and psycopg
+    does not), not on its connect (a Unix socket with no server, a network unreachable:
+    those fail as at once): a port that is not a number libpq takes, or a value outside
+    `_LIBPQ_CHOICES`. From the values alone, never a second connect (until session 37's fix
+    round one with the host and port alone: a Unix-socket server appearing between the two,
+    a boot, made the DSN "wrong") nor libpq's words (translated)."""
+    port = str(attempt.get("port") or "").strip()
+    if port and _port_number(port) not in _PORT_RANGE:
+        return True
+    return any(
+        str(attempt[key]).strip().lower() not in choices
+        for key, choices in _LIBPQ_CHOICES.items()
+        if attempt.get(key)
+    )
+
+
+def _port_number(port: str) -> int | None:
+    """`port` as libpq reads it (`strtol`: a sign allowed, `+5432` is 5432), None if not a
+    number (the re-review: `isdigit` called `+5432` wrong, a start at boot then refused)."""
+    try:
+        return int(port)
+    except ValueError:
+        return None
+
+
+# No failure as libpq sets up SSL or GSS encryption is taken for the operator's (session
+# 37's fix round): one with no code and no password asked is a server down as well as a
+# client's settings refused (sslmode=require against a server without SSL), since a proxy
+# whose backend is down (HAProxy, a cloud SQL proxy) or a postmaster that cannot fork
+# accepts and closes the connection, or answers `E`, in that same state; so it is waited for.
 
 
 def _polled(pgconn: pq.abc.PGconn, deadline: float, stopped: Callable[[], bool]) -> bool:
@@ -501,6 +572,17 @@ def _reconnecting(method: Callable[_Parameters, _Result]) -> Callable[_Parameter
     return run
 
 
+def _restarting(failure: ConnectFailure) -> bool:
+    """Whether the server answered `failure` that it is restarting: SQLSTATE 57P03, read by
+    `try_connect` (libpq gives a refused connection's psycopg error no SQLSTATE; until
+    session 37 its English words were matched, so a server whose messages are translated
+    had `RECONNECT_WINDOW_S` alone); where no SQLSTATE can be read, those words still
+    (`_RESTARTING_REFUSAL`)."""
+    if RESTARTING_STATE in failure.sqlstates:
+        return True
+    return _error_verbosity_setter() is None and _RESTARTING_REFUSAL in failure.message
+
+
 class ReconnectWindow:
     """How long a lost connection is tried again: time is an input, so the rule is tested
     without a server. The time since the last attempt counts against `RECONNECT_WINDOW_S`
@@ -570,24 +652,34 @@ class PostgresLedgerStore:
         self._connection.close()
         window = ReconnectWindow(time.monotonic())
         while True:
-            try:
-                self._connection = self._connect()
+            said, restarting = self._reconnected()
+            if not said:
                 break
-            except psycopg.OperationalError as refused:  # refused, shutting down, starting up
-                restarting = _RESTARTING_REFUSAL in str(refused)
-                exhausted = window.exhausted(time.monotonic(), restarting=restarting)
-                if exhausted:
-                    raise psycopg.OperationalError(
-                        f"the connection to PostgreSQL was lost ({_one_line(lost)}) and not"
-                        f" reopened in {exhausted}: {_one_line(refused)}"
-                    ) from refused
-                time.sleep(RECONNECT_POLL_S)
+            exhausted = window.exhausted(time.monotonic(), restarting=restarting)
+            if exhausted:
+                raise psycopg.OperationalError(
+                    f"the connection to PostgreSQL was lost ({_one_line(lost)}) and not"
+                    f" reopened in {exhausted}: {said}"
+                )
+            time.sleep(RECONNECT_POLL_S)
         log.warning(
             "the ledger store's PostgreSQL connection was lost (%s): reconnected after %.1f s,"
             " retrying",
             _one_line(lost),
             time.monotonic() - window.start_s,
         )
+
+    def _reconnected(self) -> tuple[str, bool]:
+        """One attempt of `_reconnect`: ("", False) once connected again, else what failed and
+        whether the server answered that it is restarting (`_restarting`)."""
+        failure = try_connect(self._dsn)
+        if failure is not None:
+            return failure.said, _restarting(failure)
+        try:
+            self._connection = self._connect()
+        except psycopg.OperationalError as refused:  # gone again since the check
+            return _one_line(refused), False
+        return "", False
 
     def _configure(self) -> None:
         if self._read_only:

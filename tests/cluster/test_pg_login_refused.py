@@ -288,6 +288,33 @@ def test_a_refused_login_is_told_across_several_hosts_each_given_its_own_time() 
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def test_a_connection_failing_as_ssl_is_set_up_is_waited_for() -> None:
+    """libpq giving up as it sets up SSL, the server saying nothing (`sslmode=require`
+    against a server without SSL, a server certificate that fails `verify-ca`): no SQLSTATE,
+    as a server down, and waited for as one (the core holding the lease). Session 37 took it
+    for the operator's by libpq's state (SSL start-up) and gave the lease up; its fix round
+    took that out: a proxy whose backend is down, or a postmaster that cannot fork, fails in
+    that same state (tests/settlement/test_pg_store.py, a listener that closes)."""
+    directory = Path(tempfile.mkdtemp(prefix="venue-test-pg-login-"))
+    directory.chmod(0o711)
+    try:
+        with PostgresServer(directory) as server:
+            good_dsn = server.create_database(DATABASE)
+            no_ssl = with_option(good_dsn, "sslmode=require")
+            assert decided(no_ssl) == (None, False)
+            stranger = directory / "stranger.crt"  # a CA that did not sign the server's
+            made = ["-new", "-x509", "-days", "2", "-nodes", "-subj", "/CN=stranger"]
+            key = ["-keyout", str(directory / "stranger.key"), "-out", str(stranger)]
+            subprocess.run(["openssl", "req", *made, *key], check=True, capture_output=True)
+            refuse_by_password_over_ssl_alone(server, good_dsn)  # (SSL on)
+            assert try_connect(no_ssl) is None
+            wrong_ca = with_option(good_dsn, f"sslmode=verify-ca&sslrootcert={stranger}")
+            failure = try_connect(wrong_ca)
+            assert failure is not None and not failure.refused, failure
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def refuse_by_password_over_ssl_alone(server: PostgresServer, good_dsn: str) -> str:
     """The server with SSL on (a certificate of its own) taking `ROLE` over SSL alone, with
     a password (`hostssl`), and refusing it without (`hostnossl ... reject`); a DSN giving
@@ -377,8 +404,18 @@ def test_a_stop_does_not_wait_for_a_store_check_under_way() -> None:
         "host=a,b,c port=1,2 dbname=x",  # ports not matching the hosts
         "nonsense",  # not key=value
         "host=127.0.0.1 dbname=x no_such_option=1",
+        "host=127.0.0.1 port=abc dbname=x",  # libpq refuses it as it starts connecting
+        "host=127.0.0.1 dbname=x sslmode=bogus",  # likewise
     ],
-    ids=["empty-label", "long-label", "ports-and-hosts", "not-key-value", "unknown-option"],
+    ids=[
+        "empty-label",
+        "long-label",
+        "ports-and-hosts",
+        "not-key-value",
+        "unknown-option",
+        "port-not-a-number",
+        "sslmode-not-libpq-s",
+    ],
 )
 def test_a_wrong_dsn_is_said_and_gives_the_lease_up(
     dsn: str, caplog: pytest.LogCaptureFixture

@@ -107,6 +107,33 @@ def test_a_store_ahead_of_the_journal_is_named_and_the_fix_it_gives_works(tmp_pa
     assert all(line.startswith("ok") for line in lines), lines
 
 
+def test_a_ledger_store_of_another_venue_is_refused_where_no_snapshot_checks_it(
+    tmp_path: Path,
+) -> None:
+    """A data directory with no snapshot yet but its own ledger store, started on another
+    venue's journal (a cluster core's on another stream: a stream reset, a directory reused)
+    that books more transfers than the store holds: until session 37 the replay's transfers
+    up to the store's last were taken as stored, unchecked, and the rest booked onto the
+    other venue's ledger. Now the store's last transfer is compared with the one the journal
+    books under its id: another's refuses the start, the store left as it was."""
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    run_session(ours)
+    run_session(theirs)
+    run_session(theirs)  # more transfers than our store holds: not refused as ahead
+    for snapshot in ours.glob("snapshot-*.bin"):
+        snapshot.unlink()
+    (ours / JOURNAL_FILE).write_bytes((theirs / JOURNAL_FILE).read_bytes())
+    ledger = sqlite3.connect(ours / LEDGER_FILE)
+    stored = ledger.execute("SELECT MAX(transfer_id) FROM transfers").fetchone()
+    ledger.close()
+    with pytest.raises(RecoveryRefused, match="another venue's") as refused:
+        asyncio.run(start_venue(ours))
+    assert f"transfer {stored[0]}" in str(refused.value), refused.value
+    ledger = sqlite3.connect(ours / LEDGER_FILE)
+    assert ledger.execute("SELECT MAX(transfer_id) FROM transfers").fetchone() == stored
+    ledger.close()
+
+
 def test_a_store_restored_from_before_the_snapshot_is_caught_up_from_the_journals_start(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -4,9 +4,12 @@ The behaviour every store shares is in the contract suite (test_store_contract.p
 adds what PostgreSQL brings of its own, on a real server (the `postgres_dsn` fixture).
 """
 
+import shutil
+import subprocess
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -29,6 +32,8 @@ WAIT_STEPS = 200  # x WAIT_STEP_S: how long a test waits for the other session t
 WAIT_STEP_S = 0.05
 RECOVERY_SEEN_S = 30  # a restarted server answers "starting up" within this on a busy machine
 TS_US = 1_700_000_000_000_000
+# A server in recovery (hot standby off) says so, in English or German (`in_german`):
+IN_RECOVERY = ("not accepting connections", "nimmt keine Verbindungen an")
 
 
 def prepared(store: LedgerStore) -> LedgerStore:
@@ -190,8 +195,44 @@ def test_wait_until_up_does_not_wait_for_a_refused_login(postgres_server: Postgr
     dsn = f"postgresql://no_such_role@127.0.0.1:{postgres_server.port}/postgres"
     with pytest.raises(psycopg.OperationalError) as refused:
         pg_store.wait_until_up(dsn, wait_s=60.0)
-    assert str(refused.value).startswith("connection failed: ")  # not "did not accept ..."
-    assert 'role "no_such_role" does not exist' in str(refused.value)
+    assert str(refused.value).startswith("connection to server at ")  # not "did not accept"
+    assert "28000" in str(refused.value)  # the SQLSTATE that decided it
+
+
+@pytest.fixture(scope="module")
+def german_locale() -> Iterator[Path]:
+    """A directory holding de_DE.UTF-8 compiled (`localedef`: the machine may have only C),
+    for `LOCPATH`; skipped where the locale's sources are not installed."""
+    if shutil.which("localedef") is None or not Path("/usr/share/i18n/locales/de_DE").exists():
+        pytest.skip("no localedef or no de_DE locale sources to compile a localized server's")
+    directory = Path(tempfile.mkdtemp(prefix="venue-test-locale-"))
+    directory.chmod(0o755)  # the server runs as the postgres user
+    made = ["localedef", "-i", "de_DE", "-f", "UTF-8", str(directory / "de_DE.UTF-8")]
+    subprocess.run(made, check=True, capture_output=True)
+    for path in directory.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_wait_until_up_waits_for_a_localized_server_starting_up(
+    stopped_postgres: PostgresServer, german_locale: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server whose messages are translated (`lc_messages`) answering 57P03 while it starts
+    is waited for, by its SQLSTATE: until session 37 the wait matched English words, and a
+    German server starting up refused `venue serve`'s start at once."""
+    in_german(stopped_postgres, german_locale, monkeypatch)
+    stopped_postgres.start_not_accepting(stopped_postgres.port)
+    failure = pg_store.try_connect(stopped_postgres.dsn())
+    assert failure is not None and failure.sqlstates == {"57P03"}, failure
+    if "the database system" in failure.message:
+        pytest.skip("this PostgreSQL has no German messages installed")
+    promoted = threading.Timer(1.0, stopped_postgres.promote)
+    promoted.start()
+    try:
+        assert pg_store.wait_until_up(stopped_postgres.dsn(), wait_s=60.0) is True
+    finally:
+        promoted.join()
 
 
 def recovery_answered(server: PostgresServer) -> None:
@@ -200,11 +241,10 @@ def recovery_answered(server: PostgresServer) -> None:
     that came first for a while, and a promote then was refused (not yet in standby mode)."""
     deadline = time.monotonic() + RECOVERY_SEEN_S
     while time.monotonic() < deadline:
-        try:
-            psycopg.connect(server.dsn(), connect_timeout=2).close()
-        except psycopg.OperationalError as refused:
-            if "the database system is not accepting connections" in str(refused):
-                return
+        failure = pg_store.try_connect(server.dsn(), timeout_s=2)
+        said = "" if failure is None else failure.said
+        if any(words in said for words in IN_RECOVERY):  # (57P03 too while starting up)
+            return
         time.sleep(WAIT_STEP_S)
     raise AssertionError(f"the server did not answer as restarting in {RECOVERY_SEEN_S} s")
 
@@ -249,7 +289,48 @@ def test_a_server_restarting_for_longer_than_the_window_is_waited_for(
     Here the server stays in recovery until promoted, four windows after the write began:
     the write waits for it and is stored once."""
     monkeypatch.setattr(pg_store, "RECONNECT_WINDOW_S", 0.5)
-    store = prepared(PostgresLedgerStore(postgres_dsn))
+    written_through_a_long_restart(postgres_server, postgres_dsn)
+
+
+def test_a_localized_server_restarting_for_longer_than_the_window_is_waited_for(
+    stopped_postgres: PostgresServer, german_locale: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As above, the server's messages in German (`lc_messages`): its restart is told by the
+    SQLSTATE it answers (57P03); until session 37 by English words, and a translated
+    server's restart had the short window alone, the write failing."""
+    monkeypatch.setattr(pg_store, "RECONNECT_WINDOW_S", 0.5)
+    in_german(stopped_postgres, german_locale, monkeypatch)
+    stopped_postgres.start(stopped_postgres.port)
+    dsn = stopped_postgres.create_database("ledger")
+    failure = pg_store.try_connect(stopped_postgres.dsn("no_such_database"))
+    assert failure is not None and failure.sqlstates == {"3D000"}, failure
+    if "does not exist" in failure.message:
+        pytest.skip("this PostgreSQL has no German messages installed")
+    written_through_a_long_restart(stopped_postgres, dsn)
+
+
+def test_a_restart_is_told_by_its_words_where_no_sqlstate_can_be_read(
+    postgres_server: PostgresServer, postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where libpq's verbosity cannot be set (not Linux, two libpq loaded:
+    `_error_verbosity_setter` None) no SQLSTATE is read, and a restart is told by libpq's
+    English words, as before session 37: a server restarting for longer than the window is
+    waited for. Session 37 dropped the words there, and the restart had the window alone."""
+    monkeypatch.setattr(pg_store, "_error_verbosity_setter", lambda: None)
+    monkeypatch.setattr(pg_store, "RECONNECT_WINDOW_S", 0.5)
+    written_through_a_long_restart(postgres_server, postgres_dsn)
+
+
+def in_german(server: PostgresServer, locale: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The (stopped) server's messages in German from its next start on."""
+    monkeypatch.setenv("LOCPATH", str(locale))  # (the server's environment is ours)
+    with (server.data_dir / "postgresql.auto.conf").open("a") as settings:
+        settings.write("lc_messages = 'de_DE.UTF-8'\n")
+
+
+def written_through_a_long_restart(server: PostgresServer, dsn: str) -> None:
+    """A batch written while the server restarts in recovery for four windows: stored once."""
+    store = prepared(PostgresLedgerStore(dsn))
     store.append_batch(payments(1, 2, 5))
     outcome: list[object] = []
     writer = threading.Thread(target=lambda: outcome.append(write(store)))
@@ -258,7 +339,7 @@ def test_a_server_restarting_for_longer_than_the_window_is_waited_for(
         writer.start()
         time.sleep(4 * pg_store.RECONNECT_WINDOW_S)  # at least: more only waits longer
 
-    restart_held_in_recovery(postgres_server, write_meanwhile)
+    restart_held_in_recovery(server, write_meanwhile)
     writer.join(RECOVERY_SEEN_S)
     assert outcome == [True]
     assert [t.transfer_id for t in store.iter_transfers(after_id=0)] == [1, 2, 3, 4]
@@ -291,3 +372,83 @@ def test_the_reconnect_window_counts_only_the_time_the_server_did_not_answer(
         at for at, restarting in attempts if window.exhausted(100.0 + at, restarting=restarting)
     ]
     assert ran_out[:1] == ([] if exhausted_at is None else [exhausted_at])
+
+
+class _ClosingListener:
+    """A listener on 127.0.0.1 that, to each connection, answers `reply` (b"": nothing) and
+    closes it: a proxy whose backend is down (HAProxy, a cloud SQL proxy), a postmaster that
+    cannot fork, as libpq meets them while it asks for SSL."""
+
+    def __init__(self, reply: bytes) -> None:
+        import socket
+
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self._server.settimeout(0.2)
+        self.port = self._server.getsockname()[1]
+        self._reply = reply
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                accepted, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            with accepted:
+                if self._reply:
+                    accepted.settimeout(2)
+                    accepted.recv(64)  # the SSL or GSS request
+                    accepted.sendall(self._reply)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._server.close()
+
+
+@pytest.mark.parametrize("sslmode", ["prefer", "require"])
+@pytest.mark.parametrize("reply", [b"", b"E"], ids=["closed", "error-byte"])
+def test_a_server_closing_the_connection_as_ssl_is_asked_for_is_waited_for(
+    sslmode: str, reply: bytes
+) -> None:
+    """A listener that accepts and closes (or answers `E`) as libpq asks for SSL is the
+    store's to wait out, never the operator's: until session 37's fix round any failure in
+    the SSL start-up, no code, no password, was taken as libpq refusing the connection
+    itself, and a core gave the lease up, `venue serve` exiting 2 at once."""
+    listener = _ClosingListener(reply)
+    try:
+        dsn = f"host=127.0.0.1 port={listener.port} dbname=x user=x sslmode={sslmode}"
+        failure = pg_store.try_connect(dsn, timeout_s=5)
+        assert failure is not None
+        assert not failure.refused, failure
+        assert failure.unanswered == failure.attempts, failure
+        with pytest.raises(psycopg.OperationalError, match="did not accept a connection"):
+            pg_store.wait_until_up(dsn, wait_s=0.5)
+    finally:
+        listener.close()
+
+
+def test_dsn_values_are_judged_without_connecting(tmp_path: Path) -> None:
+    """Whether a connection libpq failed as it started failed on the DSN's values is decided
+    from the values alone: until session 37's fix round a second connect with the host and
+    port alone decided it, so a Unix-socket server appearing between the two (a boot) made a
+    DSN whose server was merely not up yet "wrong", and `venue serve` exited 2 at once.
+    Here a listener is on the socket as the values are judged: the values are fine."""
+    import socket
+
+    port = 5999
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(tmp_path / f".s.PGSQL.{port}"))
+        listener.listen()
+        attempt = {"host": str(tmp_path), "port": str(port), "dbname": "x"}
+        assert not pg_store._values_refused(attempt)
+        assert not pg_store._values_refused({**attempt, "sslmode": "verify-full"})
+        # libpq reads a port as strtol does: a sign and spaces are taken (the re-review)
+        assert not pg_store._values_refused({**attempt, "port": "+5999"})
+        assert not pg_store._values_refused({**attempt, "port": " 5999 "})
+    for wrong in ({"port": "abc"}, {"port": "0"}, {"port": "70000"}, {"sslmode": "bogus"}):
+        assert pg_store._values_refused({**attempt, **wrong}), wrong
+    for wrong in ({"gssencmode": "x"}, {"target_session_attrs": "x"}):
+        assert pg_store._values_refused({**attempt, **wrong}), wrong
