@@ -3596,6 +3596,43 @@ def test_an_amend_down_to_what_filled_is_taken_below_the_instruments_minimum(
     assert run_page(tmp_path, scenario) == []
 
 
+async def penny_and_dear_listed(venue: Venue, page: Page) -> Any:
+    """AAPLx-PENNY (at 0.01: one order holds billions of shares within the venue's bound on
+    an order's value) and AAPLx-DEAR (at 90071992547409.92: past floating point's whole
+    units) listed, accounts 1 and 2 funded, alpha's two penny asks resting (3000000000.706898
+    at 0.01, 818847614.847480 at 0.02), and the page showing AAPLx-PENNY: alpha's client."""
+    admin = await venue.client("admin")
+    listing = {
+        "symbol": "AAPLx-PENNY",
+        "kind": "equity",
+        "base": "AAPLx",
+        "quote": "USD",
+        "tick": "0.01",
+        "step": "0.000001",
+        "min_qty": "0.000001",
+        "min_notional": "0.01",
+        "band_pct": "50",
+        "reference_price": "0.01",
+    }
+    await admin.request("admin.list_instrument", listing)
+    dear = {**listing, "symbol": "AAPLx-DEAR", "reference_price": "90071992547409.92"}
+    await admin.request("admin.list_instrument", dear)
+    for asset, amount in (("AAPLx", "5000000000"), ("USD", "1000000000")):
+        reserves = {"asset": asset, "amount": amount, "as_of": now_us()}
+        await admin.request("admin.attest_reserves", reserves)
+    await admin.request("admin.deposit", {"account": 1, "asset": "AAPLx", "amount": "4000000000"})
+    for account in (1, 2):
+        deposit = {"account": account, "asset": "USD", "amount": "100000000"}
+        await admin.request("admin.deposit", deposit)
+    seller = await venue.client("alpha")
+    await seller.place("AAPLx-PENNY", "sell", qty="3000000000.706898", price="0.01")
+    await seller.place("AAPLx-PENNY", "sell", qty="818847614.847480", price="0.02")
+    await page.goto(f"http://127.0.0.1:{venue.port}/#AAPLx-PENNY")
+    await page.reload()  # the listings, made after the page opened, in its first list
+    await expect(page.locator("#selected-symbol")).to_have_text("AAPLx-PENNY")
+    return seller
+
+
 def test_the_ladders_totals_and_spread_are_exact_to_the_last_unit(tmp_path: Path) -> None:
     """The book's total column sums the levels' quantities exactly: in floating point, asks of
     3000000000.706898 and 818847614.847480 summed to 3818847615.554379, a unit off; so is the
@@ -3605,39 +3642,10 @@ def test_the_ladders_totals_and_spread_are_exact_to_the_last_unit(tmp_path: Path
 
     async def scenario(venue: Venue, browser: Browser) -> None:
         page = browser.page
-        admin = await venue.client("admin")
-        listing = {
-            "symbol": "AAPLx-PENNY",
-            "kind": "equity",
-            "base": "AAPLx",
-            "quote": "USD",
-            "tick": "0.01",
-            "step": "0.000001",
-            "min_qty": "0.000001",
-            "min_notional": "0.01",
-            "band_pct": "50",
-            "reference_price": "0.01",
-        }
-        await admin.request("admin.list_instrument", listing)
-        reserves = {"asset": "AAPLx", "amount": "5000000000", "as_of": now_us()}
-        await admin.request("admin.attest_reserves", reserves)
-        await admin.request(
-            "admin.deposit", {"account": 1, "asset": "AAPLx", "amount": "4000000000"}
-        )
-        seller = await venue.client("alpha")
-        await seller.place("AAPLx-PENNY", "sell", qty="3000000000.706898", price="0.01")
-        await seller.place("AAPLx-PENNY", "sell", qty="818847614.847480", price="0.02")
-        await page.goto(f"http://127.0.0.1:{venue.port}/#AAPLx-PENNY")
-        await page.reload()  # the listing, made after the page opened, in its first list
-        await expect(page.locator("#selected-symbol")).to_have_text("AAPLx-PENNY")
+        seller = await penny_and_dear_listed(venue, page)
         totals = page.locator("#ladder-asks tr td:nth-child(3)")
         await expect(totals).to_have_text(["3818847615.554378", "3000000000.706898"])
 
-        dear = {**listing, "symbol": "AAPLx-DEAR", "reference_price": "90071992547409.92"}
-        await admin.request("admin.list_instrument", dear)
-        reserves = {"asset": "USD", "amount": "1000000000", "as_of": now_us()}
-        await admin.request("admin.attest_reserves", reserves)
-        await admin.request("admin.deposit", {"account": 1, "asset": "USD", "amount": "100000000"})
         await seller.place("AAPLx-DEAR", "sell", qty="0.000001", price="90071992547409.93")
         await seller.place("AAPLx-DEAR", "buy", qty="0.000001", price="90071992547409.91")
         await page.goto(f"http://127.0.0.1:{venue.port}/#AAPLx-DEAR")
@@ -3648,7 +3656,6 @@ def test_the_ladders_totals_and_spread_are_exact_to_the_last_unit(tmp_path: Path
         await expect(page.locator("#spread")).to_have_text("spread 0.02")
         # a trade at .93: the chart's text alternative reads the candle's figures as the venue
         # sent them (main: 90071992547409.94, the nearest floating point number's)
-        await admin.request("admin.deposit", {"account": 2, "asset": "USD", "amount": "100000000"})
         buyer = await venue.client("beta")
         await buyer.place("AAPLx-DEAR", "buy", qty="0.000001", price="90071992547409.93", tif="ioc")
         read = page.locator("#candles-table tbody tr").first.locator("td.num")
@@ -3771,38 +3778,7 @@ def test_the_depth_chart_and_the_last_close_show_the_venues_figures_to_the_last_
 
     async def scenario(venue: Venue, browser: Browser) -> None:
         page = browser.page
-        admin = await venue.client("admin")
-        listing = {
-            "symbol": "AAPLx-PENNY",
-            "kind": "equity",
-            "base": "AAPLx",
-            "quote": "USD",
-            "tick": "0.01",
-            "step": "0.000001",
-            "min_qty": "0.000001",
-            "min_notional": "0.01",
-            "band_pct": "50",
-            "reference_price": "0.01",
-        }
-        await admin.request("admin.list_instrument", listing)
-        dear = {**listing, "symbol": "AAPLx-DEAR", "reference_price": "90071992547409.92"}
-        await admin.request("admin.list_instrument", dear)
-        reserves = {"asset": "AAPLx", "amount": "5000000000", "as_of": now_us()}
-        await admin.request("admin.attest_reserves", reserves)
-        await admin.request(
-            "admin.deposit", {"account": 1, "asset": "AAPLx", "amount": "4000000000"}
-        )
-        reserves = {"asset": "USD", "amount": "1000000000", "as_of": now_us()}
-        await admin.request("admin.attest_reserves", reserves)
-        for account in (1, 2):
-            deposit = {"account": account, "asset": "USD", "amount": "100000000"}
-            await admin.request("admin.deposit", deposit)
-        seller = await venue.client("alpha")
-        await seller.place("AAPLx-PENNY", "sell", qty="3000000000.706898", price="0.01")
-        await seller.place("AAPLx-PENNY", "sell", qty="818847614.847480", price="0.02")
-        await page.goto(f"http://127.0.0.1:{venue.port}/#AAPLx-PENNY")
-        await page.reload()  # the listings, made after the page opened, in its first list
-        await expect(page.locator("#selected-symbol")).to_have_text("AAPLx-PENNY")
+        seller = await penny_and_dear_listed(venue, page)
         depth = page.locator("#depth")
         said = "depth chart: no bids; asks from 0.01 up to 0.02, 3818847615.554378 in all"
         await expect(depth).to_have_attribute("aria-label", said)
