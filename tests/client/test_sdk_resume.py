@@ -862,6 +862,18 @@ def test_a_logout_held_by_a_resume_that_outlasts_it_ends_the_session(run_venue: 
     run_venue(scenario)
 
 
+async def resumed_logged_on_as_one(client: VenueClient, venue: Venue) -> None:
+    """Drop the client's one connection at the venue: it resumes logged on as account 1
+    (before session 37's fixes: 401 "log on first", resumed with no logon)."""
+    (session,) = venue.server.sessions.values()
+    session.websocket.transport.abort()
+    assert client.websocket is not None
+    await asyncio.wait_for(client.websocket.wait_closed(), 5)
+    assert await client.wait_resumed()
+    result = await client.request("session.status")
+    assert result["account"] == 1
+
+
 async def resumed_as_account_one(client: VenueClient, venue_sessions: Any) -> None:
     """Follow the account stream with COD on, drop account 1's connection at the venue: the
     client resumes logged on as account 1 (before session 36's fixes: 401, not logged on),
@@ -1583,13 +1595,7 @@ def test_a_late_429_of_a_logon_given_up_on_keeps_the_one_before_in_flight(
         await given_up_on(client, KEYS["alpha"], logons)
         await given_up_on(client, KEYS["alpha"], logons)
         await asyncio.sleep(0.5)  # the 429 came, read late; the first's answer not yet
-        (session,) = venue.server.sessions.values()
-        session.websocket.transport.abort()
-        assert client.websocket is not None
-        await asyncio.wait_for(client.websocket.wait_closed(), 5)
-        assert await client.wait_resumed()
-        result = await client.request("session.status")
-        assert result["account"] == 1  # before: 401 "log on first", resumed with no logon
+        await resumed_logged_on_as_one(client, venue)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Logons, "logon", logon)
@@ -1631,13 +1637,7 @@ def test_late_429s_of_two_logons_keep_the_first_in_flight_in_either_order(
             await client.logon(*KEYS["alpha"])
         assert refused.value.code == ErrorCode.RATE_LIMITED, refused.value
         await asyncio.sleep(max(second_s, third_s) - third_s + 0.3)  # the second's 429 came
-        (session,) = venue.server.sessions.values()
-        session.websocket.transport.abort()  # before the first's answer
-        assert client.websocket is not None
-        await asyncio.wait_for(client.websocket.wait_closed(), 5)
-        assert await client.wait_resumed()
-        result = await client.request("session.status")
-        assert result["account"] == 1  # before: 401 "log on first", resumed with no logon
+        await resumed_logged_on_as_one(client, venue)  # dropped before the first's answer
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Logons, "logon", logon)
