@@ -410,8 +410,11 @@ def _try_attempt(
 
 
 # The values libpq takes for the options it checks as a connection starts (PQconnectStart),
-# each a superset of libpq's own (newer versions' included, compared in lower case): a value
-# outside them is the DSN's fault; one libpq refuses inside them is waited for, the safe way.
+# each a superset of libpq's own (newer versions' included), compared as libpq compares them:
+# exactly (strcmp: `sslmode=REQUIRE` is refused; the whole-diff review found a lower-cased
+# comparison waited for it, a core holding the lease for ever), the protocol versions without
+# case (pg_strcasecmp). A value outside them is the DSN's fault; one libpq refuses inside
+# them (an option not listed: `keepalives=abc`) is waited for, the safe way.
 _LIBPQ_CHOICES: Final = {
     "sslmode": {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"},
     "gssencmode": {"disable", "prefer", "require"},
@@ -422,10 +425,15 @@ _LIBPQ_CHOICES: Final = {
     "load_balance_hosts": {"disable", "random"},
     "sslcertmode": {"disable", "allow", "require"},
     "sslnegotiation": {"postgres", "direct"},
+}  # fmt: skip
+_LIBPQ_CHOICES_ANY_CASE: Final = {
     "ssl_min_protocol_version": {"tlsv1", "tlsv1.1", "tlsv1.2", "tlsv1.3"},
     "ssl_max_protocol_version": {"tlsv1", "tlsv1.1", "tlsv1.2", "tlsv1.3"},
-}  # fmt: skip
+}
 _PORT_RANGE: Final = range(1, 65536)
+# A port as libpq's parse_int_param reads one (strtol, base 10: spaces around, a sign): not
+# Python's int(), which takes `5_432` and other scripts' digits libpq refuses
+_PORT_NUMBER: Final = re.compile(r"\s*[+-]?[0-9]+\s*")
 
 
 def _values_refused(attempt: dict[str, Any]) -> bool:
@@ -436,23 +444,25 @@ def _values_refused(attempt: dict[str, Any]) -> bool:
     `_LIBPQ_CHOICES`. From the values alone, never a second connect (until session 37's fix
     round one with the host and port alone: a Unix-socket server appearing between the two,
     a boot, made the DSN "wrong") nor libpq's words (translated)."""
-    port = str(attempt.get("port") or "").strip()
+    port = str(attempt.get("port") or "")
     if port and _port_number(port) not in _PORT_RANGE:
         return True
-    return any(
-        str(attempt[key]).strip().lower() not in choices
+    exact = any(
+        str(attempt[key]) not in choices
         for key, choices in _LIBPQ_CHOICES.items()
+        if attempt.get(key)
+    )
+    return exact or any(
+        str(attempt[key]).lower() not in choices
+        for key, choices in _LIBPQ_CHOICES_ANY_CASE.items()
         if attempt.get(key)
     )
 
 
 def _port_number(port: str) -> int | None:
-    """`port` as libpq reads it (`strtol`: a sign allowed, `+5432` is 5432), None if not a
-    number (the re-review: `isdigit` called `+5432` wrong, a start at boot then refused)."""
-    try:
-        return int(port)
-    except ValueError:
-        return None
+    """`port` as libpq reads it (`+5432` and ` 5432 ` are 5432: the re-review found
+    `isdigit` calling them wrong, a start at boot then refused), None if libpq reads none."""
+    return int(port) if _PORT_NUMBER.fullmatch(port) else None
 
 
 # No failure as libpq sets up SSL or GSS encryption is taken for the operator's (session

@@ -452,3 +452,8 @@ def test_dsn_values_are_judged_without_connecting(tmp_path: Path) -> None:
         assert pg_store._values_refused({**attempt, **wrong}), wrong
     for wrong in ({"gssencmode": "x"}, {"target_session_attrs": "x"}):
         assert pg_store._values_refused({**attempt, **wrong}), wrong
+    # as libpq compares: its enums exactly (strcmp), a port as strtol reads one, not as int()
+    # does (the whole-diff review: these were waited for, a core holding the lease for ever)
+    for wrong in ({"sslmode": "REQUIRE"}, {"port": "5_432"}, {"port": "٥٤٣٢"}):
+        assert pg_store._values_refused({**attempt, **wrong}), wrong
+    assert not pg_store._values_refused({**attempt, "ssl_min_protocol_version": "TLSv1.2"})
