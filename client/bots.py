@@ -96,6 +96,7 @@ SETUP_LOST = (ConnectionLost, ConnectionClosed, RequestTimeout)
 CANNOT_START = (OSError, InvalidHandshake, InvalidURI, ValueError, VenueError)
 CLOSED_STATUSES = frozenset({"filled", "canceled", "expired", "rejected"})
 TRADING_STATUSES = frozenset({"open", "post_only"})  # an instrument's that take new orders
+OPEN = "open"  # the one status that takes a taker's orders (IOC and market: no post-only)
 DELISTED = "delisted"  # an instrument's final status: its orders cancelled, none taken again
 # why a bot no longer trades a symbol, in its log: `<key>: MSFTx-USD is delisted: ...`
 UNLISTED_WORDS = "is no longer listed by the venue"
@@ -929,7 +930,13 @@ class Taker(_DropsSymbols):
         self.tally.give_up_if_hopeless(self.refusals)
 
     async def _take(self) -> None:
-        symbol = self.random.choice(self.symbols)
+        # a symbol halted, cancel-only or post-only takes no IOC nor market order: not chosen
+        # while so (before, each order on it was sent and refused, INSTRUMENT_HALTED ...)
+        takes = [symbol for symbol in self.symbols if self.instruments[symbol].status == OPEN]
+        if not takes:
+            self.skipped += 1
+            return
+        symbol = self.random.choice(takes)
         instrument = self.instruments[symbol]
         side = self.random.choice(("buy", "sell"))
         book = self.client.books.get(symbol)

@@ -1822,3 +1822,39 @@ def test_the_bots_stop_quoting_and_taking_a_symbol_delisted_while_they_run(
         assert maker.lost is None and taker.lost is None
 
     run_venue(scenario)
+
+
+def test_a_taker_takes_no_symbol_while_it_is_halted_and_again_once_open(
+    run_venue: Any,
+) -> None:
+    """The operator halts MSFTx-USD while a taker trades it and AAPLx-USD: each of its orders
+    on MSFTx-USD was sent and refused INSTRUMENT_HALTED (8 in 1.5 s seen, session 37); it
+    follows the instruments' status: no order on a symbol that takes none, and it takes the
+    symbol again once open."""
+
+    async def scenario(venue: Venue) -> None:
+        symbols = [SYMBOL, "MSFTx-USD"]
+        maker = MarketMaker(venue.url(), *KEYS["alpha"], symbols, Decimal(10), Decimal(1),
+                            levels=LEVELS, interval_s=0.1, listed=LISTED)  # fmt: skip
+        taker = Taker(venue.url(), *KEYS["taker"], symbols, 20, seed=1)
+        stop = asyncio.Event()
+        running = [asyncio.create_task(maker.run(stop))]
+        await asyncio.wait_for(maker.quoting.wait(), READY_TIMEOUT_S)
+        running.append(asyncio.create_task(taker.run(stop)))
+        admin = await venue.client("admin")
+        await asyncio.sleep(0.3)
+        for status in ("halted", "cancel_only"):
+            await admin.request("admin.set_status", {"symbol": "MSFTx-USD", "status": status})
+            assert await _until(lambda s=status: taker.instruments["MSFTx-USD"].status == s)
+            await asyncio.sleep(0.2)  # (an order in flight as the status came is refused)
+            refused = taker.refusals.total()
+            await asyncio.sleep(1.0)  # ~20 turns of the taker's
+            assert taker.refusals.total() == refused, taker.refusals  # before: ~half of them
+        await admin.request("admin.set_status", {"symbol": "MSFTx-USD", "status": "open"})
+        fills = taker.tally.position("MSFTx")
+        assert await _until(lambda: taker.tally.position("MSFTx") != fills), "taken again"
+        stop.set()
+        await asyncio.gather(*running)
+        assert maker.lost is None and taker.lost is None and taker.symbols == symbols
+
+    run_venue(scenario)
