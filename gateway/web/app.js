@@ -214,7 +214,8 @@ function followInsteadOf(gone, instruments) {
   const why = `${gone} is no longer listed`;
   const now = next === null ? ", nor any other" : `: now ${next}`;
   const said = `${why}${now}; the order form cleared`;
-  showResult(amended === null ? said : `order ${amended} not amended: ${said}`, "warn");
+  const note = amended === null ? said : `order ${amended} not amended: ${said}`;
+  sayBesideAnOrdersFate(note, "warn");
   if (next !== null) {
     select(next);
     return;
@@ -847,7 +848,7 @@ function usePrice(price, event) {
   clearFieldError($("order-price"));
   if (switched) {
     const shown = shownPrice(state.selected, price);
-    showResult(`Market takes no price: now Limit IOC at ${shown}`, "warn");
+    sayBesideAnOrdersFate(`Market takes no price: now Limit IOC at ${shown}`, "warn");
   }
   if (event.detail === 0) $("order-qty").focus();
 }
@@ -2262,6 +2263,20 @@ function sayOutcome(text, kind) {
   // unknown. Kept by a logout (`clearSession`).
   showResult(text, kind);
   state.resultIsOutcome = true;
+}
+
+function sayBesideAnOrdersFate(text, kind) {
+  // A note of the page's (a price clicked in the book, the symbol followed gone) never writes
+  // over what the line says of an order's fate, an outcome unknown above all (the order may
+  // rest: the trader is to look before placing again): it is added to it, once (session 37's
+  // review: a ladder click while the page logged on again replaced `order outcome unknown`,
+  // and the note stayed once logged on again). Otherwise the line is the note's.
+  if (!state.resultIsOutcome) {
+    showResult(text, kind);
+    return;
+  }
+  const result = $("order-result");
+  if (!result.textContent.includes(text)) result.textContent += `; ${text}`;
 }
 
 const STP_WORDS = "expired by self-trade prevention: it would have traded with your own order";

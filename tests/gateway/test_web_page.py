@@ -4169,6 +4169,13 @@ def test_place_or_cancel_all_pressed_while_logging_on_again_keep_an_outcome_unkn
         await expect(result).to_have_text(said)
         await page.keyboard.press("Enter")  # said once
         await expect(result).to_have_text(said)
+        # a price clicked in the book (its socket still up) with Market chosen: the note is
+        # added, not written over it (the re-review: it replaced the outcome unknown, and
+        # stayed once logged on again)
+        await page.select_option("#order-kind", "market")
+        await ladder_row(page, "bid", "180.00").click()
+        said = f"{said}; Market takes no price: now Limit IOC at 180.00"
+        await expect(result).to_have_text(said)
         hold.clear()
         refusing.clear()
         status = page.locator("#logon-status")
