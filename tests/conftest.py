@@ -312,6 +312,15 @@ class Venue:
             await client.logon(*KEYS[who])
         return client
 
+    async def restart_without(self, symbol: str, data_dir: Path) -> None:
+        """Stop the server and start a fresh one on its port, of the sample config less
+        `symbol` and on `data_dir` (a venue started again no longer listing it)."""
+        await self.server.stop()
+        config = venue_config.load(SAMPLE_CONFIG)
+        kept = tuple(entry for entry in config.instruments if entry.symbol != symbol)
+        self.server = VenueServer(msgspec.structs.replace(config, instruments=kept), data_dir)
+        await self.server.start("127.0.0.1", self.port)
+
 
 async def start_venue(data_dir: Path, config: venue_config.VenueConfig | None = None) -> Venue:
     """A venue of `config` (the sample's by default) on an ephemeral port."""

@@ -1566,14 +1566,7 @@ def test_a_key_without_its_secret_is_refused_not_paired_with_the_demos(
 async def restarted_without_msft(venue: Venue, tmp_path: Path, client: VenueClient) -> None:
     """Stop `venue` and start a fresh one on its port without MSFTx-USD (another config
     and data directory); return once `client` has resumed on it."""
-    from gateway.server import VenueServer
-
-    await venue.server.stop()
-    config = venue_config.load(SAMPLE_CONFIG)
-    kept = tuple(entry for entry in config.instruments if entry.symbol != "MSFTx-USD")
-    fresh = msgspec.structs.replace(config, instruments=kept)
-    venue.server = VenueServer(fresh, tmp_path / "fresh")
-    await venue.server.start("127.0.0.1", venue.port)
+    await venue.restart_without("MSFTx-USD", tmp_path / "fresh")
     for _ in range(200):
         if client.resumed:
             break
@@ -1788,6 +1781,22 @@ def test_a_taker_none_of_whose_symbols_is_listed_any_more_stops_saying_so(
     assert lines[-1] == stopped, lines
 
 
+async def maker_and_taker_trading(
+    venue: Venue, symbols: list[str], taker_rate: float
+) -> tuple[MarketMaker, Taker, asyncio.Event, list[asyncio.Task[None]]]:
+    """alpha's maker quoting `symbols`, then the taker taking them `taker_rate` times a second
+    (seeded), both running 0.3 s: the two, their stop and their tasks."""
+    maker = MarketMaker(venue.url(), *KEYS["alpha"], symbols, Decimal(10), Decimal(1),
+                        levels=LEVELS, interval_s=0.1, listed=LISTED)  # fmt: skip
+    taker = Taker(venue.url(), *KEYS["taker"], symbols, taker_rate, seed=1)
+    stop = asyncio.Event()
+    running = [asyncio.create_task(maker.run(stop))]
+    await asyncio.wait_for(maker.quoting.wait(), READY_TIMEOUT_S)
+    running.append(asyncio.create_task(taker.run(stop)))
+    await asyncio.sleep(0.3)
+    return maker, taker, stop, running
+
+
 def test_the_bots_stop_quoting_and_taking_a_symbol_delisted_while_they_run(
     run_venue: Any,
 ) -> None:
@@ -1799,15 +1808,8 @@ def test_the_bots_stop_quoting_and_taking_a_symbol_delisted_while_they_run(
 
     async def scenario(venue: Venue) -> None:
         symbols = [SYMBOL, "MSFTx-USD"]
-        maker = MarketMaker(venue.url(), *KEYS["alpha"], symbols, Decimal(10), Decimal(1),
-                            levels=LEVELS, interval_s=0.1, listed=LISTED)  # fmt: skip
-        taker = Taker(venue.url(), *KEYS["taker"], symbols, 10, seed=1)
-        stop = asyncio.Event()
-        running = [asyncio.create_task(maker.run(stop))]
-        await asyncio.wait_for(maker.quoting.wait(), READY_TIMEOUT_S)
-        running.append(asyncio.create_task(taker.run(stop)))
+        maker, taker, stop, running = await maker_and_taker_trading(venue, symbols, 10)
         admin = await venue.client("admin")
-        await asyncio.sleep(0.3)
         await admin.request("admin.set_status", {"symbol": "MSFTx-USD", "status": "delisted"})
         await asyncio.sleep(1.0)  # (those in flight as the delisting came are refused)
         refused = maker.refusals["INSTRUMENT_DELISTED"], taker.refusals["INSTRUMENT_DELISTED"]
@@ -1834,15 +1836,8 @@ def test_a_taker_takes_no_symbol_while_it_is_halted_and_again_once_open(
 
     async def scenario(venue: Venue) -> None:
         symbols = [SYMBOL, "MSFTx-USD"]
-        maker = MarketMaker(venue.url(), *KEYS["alpha"], symbols, Decimal(10), Decimal(1),
-                            levels=LEVELS, interval_s=0.1, listed=LISTED)  # fmt: skip
-        taker = Taker(venue.url(), *KEYS["taker"], symbols, 20, seed=1)
-        stop = asyncio.Event()
-        running = [asyncio.create_task(maker.run(stop))]
-        await asyncio.wait_for(maker.quoting.wait(), READY_TIMEOUT_S)
-        running.append(asyncio.create_task(taker.run(stop)))
+        maker, taker, stop, running = await maker_and_taker_trading(venue, symbols, 20)
         admin = await venue.client("admin")
-        await asyncio.sleep(0.3)
         for status in ("halted", "cancel_only"):
             await admin.request("admin.set_status", {"symbol": "MSFTx-USD", "status": status})
             assert await _until(lambda s=status: taker.instruments["MSFTx-USD"].status == s)

@@ -15,7 +15,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.protocol import State
@@ -1390,12 +1389,7 @@ def test_a_resume_goes_on_without_the_streams_of_a_symbol_the_venue_no_longer_li
             for symbol in (SYMBOL, "MSFTx-USD"):
                 await alpha.subscribe_book(symbol)
             await alpha.request("subscribe", {"ch": "trades", "symbols": [SYMBOL, "MSFTx-USD"]})
-            await venue.server.stop()
-            config = venue_config.load(SAMPLE_CONFIG)
-            kept = tuple(entry for entry in config.instruments if entry.symbol != "MSFTx-USD")
-            fresh = msgspec.structs.replace(config, instruments=kept)
-            venue.server = VenueServer(fresh, tmp_path / "fresh")
-            await venue.server.start("127.0.0.1", venue.port)
+            await venue.restart_without("MSFTx-USD", tmp_path / "fresh")
             assert await asyncio.wait_for(alpha.wait_resumed(), 20)  # before: False, gave up
             await asyncio.sleep(0.3)  # (a resync of the book would have failed by now)
             notices = await drain_client_notices(alpha)
@@ -1432,13 +1426,7 @@ def test_a_resume_try_that_fails_after_an_unlisted_stream_drops_nothing(tmp_path
             for symbol in (SYMBOL, "MSFTx-USD"):
                 await alpha.subscribe_book(symbol)
             await alpha.request("subscribe", {"ch": "trades", "symbols": [SYMBOL, "MSFTx-USD"]})
-            await venue.server.stop()
-            config = venue_config.load(SAMPLE_CONFIG)
-            kept = tuple(entry for entry in config.instruments if entry.symbol != "MSFTx-USD")
-            venue.server = VenueServer(
-                msgspec.structs.replace(config, instruments=kept), tmp_path / "fresh"
-            )
-            await venue.server.start("127.0.0.1", venue.port)
+            await venue.restart_without("MSFTx-USD", tmp_path / "fresh")
             follow_streams_again = alpha._follow_streams_again
 
             async def failing(params: dict[str, Any], *unlisted: Any) -> None:
@@ -1452,7 +1440,8 @@ def test_a_resume_try_that_fails_after_an_unlisted_stream_drops_nothing(tmp_path
             alpha._follow_streams_again = follow_streams_again  # type: ignore[method-assign]
             assert alpha.unlisted == set()
             await venue.server.stop()
-            venue.server = VenueServer(config, tmp_path / "data")  # the venue listing it
+            listing = venue_config.load(SAMPLE_CONFIG)  # the venue listing it again
+            venue.server = VenueServer(listing, tmp_path / "data")
             await venue.server.start("127.0.0.1", venue.port)
             await alpha.resume()
             names = (await alpha.request("subscriptions"))["subscriptions"]
