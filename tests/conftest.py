@@ -312,9 +312,9 @@ class Venue:
             await client.logon(*KEYS[who])
         return client
 
-    async def restart_without(self, symbol: str, data_dir: Path) -> None:
-        """Stop the server and start a fresh one on its port, of the sample config less
-        `symbol` and on `data_dir` (a venue started again no longer listing it)."""
+    async def restart_without(self, symbol: str | None, data_dir: Path) -> None:
+        """Stop the server and start another on its port and `data_dir`, of the sample config
+        less `symbol` (a venue started again no longer listing it), if given."""
         await self.server.stop()
         config = venue_config.load(SAMPLE_CONFIG)
         kept = tuple(entry for entry in config.instruments if entry.symbol != symbol)

@@ -21,15 +21,12 @@ from websockets.protocol import State
 
 from client import sdk_resume
 from client.sdk import ConnectionLost, RequestTimeout, VenueClient, VenueError
-from core import config as venue_config
 from engine.reasons import ErrorCode
 from gateway import limits, wire
 from gateway.auth import AuthError, KeyStore
 from gateway.dispatch import Dispatcher
 from gateway.logon import Logons
-from gateway.server import VenueServer
 from tests.conftest import KEYS, TEST_TIMEOUT_S, Venue, next_push_not_heartbeat, start_venue
-from tests.sample_config import SAMPLE_CONFIG
 
 SYMBOL = "AAPLx-USD"
 WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455's, for the accept
@@ -1439,10 +1436,7 @@ def test_a_resume_try_that_fails_after_an_unlisted_stream_drops_nothing(tmp_path
                 await alpha.resume()
             alpha._follow_streams_again = follow_streams_again  # type: ignore[method-assign]
             assert alpha.unlisted == set()
-            await venue.server.stop()
-            listing = venue_config.load(SAMPLE_CONFIG)  # the venue listing it again
-            venue.server = VenueServer(listing, tmp_path / "data")
-            await venue.server.start("127.0.0.1", venue.port)
+            await venue.restart_without(None, tmp_path / "data")  # the venue listing it again
             await alpha.resume()
             names = (await alpha.request("subscriptions"))["subscriptions"]
             assert sorted(names) == [
@@ -1693,9 +1687,7 @@ def test_a_venue_started_afresh_restarts_the_seq_the_private_stream_resumes_from
             for price in ("190.00", "191.00"):
                 await alpha.place(SYMBOL, "sell", qty="1", price=price)
             assert await until(lambda: alpha.account_seq == 11), alpha.account_seq
-            await venue.server.stop()
-            venue.server = VenueServer(venue_config.load(SAMPLE_CONFIG), tmp_path / "fresh")
-            await venue.server.start("127.0.0.1", venue.port)
+            await venue.restart_without(None, tmp_path / "fresh")
             assert await asyncio.wait_for(alpha.wait_resumed(), 10)
             assert await until(lambda: alpha.account_seq == 7), alpha.account_seq  # before: 11
             session = next(s for s in venue.server.sessions.values() if s.account == 1)
