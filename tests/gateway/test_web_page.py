@@ -2944,6 +2944,31 @@ def test_a_venue_back_without_a_symbol_drops_it_from_the_list(tmp_path: Path) ->
     assert [e for e in errors if not any(said in e for said in down)] == []
 
 
+def as_unlisting(message: str | bytes, drop: str) -> str | bytes | None:
+    """A market data frame as a venue that no longer lists `drop` (a symbol, or "all") would
+    send it: none of its pushes, the instruments list without it (a relay's filter)."""
+    body = json.loads(message)
+    if body.get("sym") is not None and (drop == "all" or body.get("sym") == drop):
+        return None
+    listed = body.get("result", {}).get("instruments")
+    if isinstance(listed, list):
+        body["result"]["instruments"] = (
+            [] if drop == "all" else [i for i in listed if i["symbol"] != drop]
+        )
+    return json.dumps(body)
+
+
+async def relayed_and_logged_on(browser: Browser, followed: str) -> None:
+    """The page loaded again over the routes just set (its sockets relayed), the market data
+    live, `followed` shown, and logged on as the taker (account 3)."""
+    page = browser.page
+    await page.reload()
+    await expect(page.locator("#market-status")).to_have_text("market data: live")
+    await expect(page.locator("#selected-symbol")).to_have_text(followed)
+    await browser.log_on("taker")
+    await expect(page.locator("#account")).to_have_text("3")
+
+
 def test_an_amend_of_a_symbol_no_longer_listed_ends_saying_why(tmp_path: Path) -> None:
     """The market data connection back (the account's still up) lists no more the symbol of the
     order the form amends: the amend ends, the line says why, not `another symbol chosen`, the
@@ -2962,21 +2987,12 @@ def test_an_amend_of_a_symbol_no_longer_listed_ends_saying_why(tmp_path: Path) -
         markets: list[Any] = []  # the routes of the market data's sockets, in order
         trades: list[Any] = []  # the account's
 
-        def without_gone(message: str | bytes) -> str | bytes | None:
-            body = json.loads(message)
-            if body.get("sym") == gone:
-                return None
-            listed = body.get("result", {}).get("instruments")
-            if isinstance(listed, list):
-                body["result"]["instruments"] = [i for i in listed if i["symbol"] != gone]
-            return json.dumps(body)
-
         def relay_market(route: Any) -> None:
             server = route.connect_to_server()
             markets.append(route)
 
             def to_page(message: str | bytes) -> None:
-                kept = without_gone(message) if unlist.is_set() else message
+                kept = as_unlisting(message, gone) if unlist.is_set() else message
                 if kept is not None:
                     route.send(kept)
 
@@ -2997,11 +3013,7 @@ def test_an_amend_of_a_symbol_no_longer_listed_ends_saying_why(tmp_path: Path) -
 
         await page.route_web_socket(re.compile(r"/ws/public$"), relay_market)
         await page.route_web_socket(re.compile(r"/ws/trade$"), relay_trade)
-        await page.reload()
-        await expect(page.locator("#market-status")).to_have_text("market data: live")
-        await expect(page.locator("#selected-symbol")).to_have_text(gone)
-        await browser.log_on("taker")
-        await expect(page.locator("#account")).to_have_text("3")
+        await relayed_and_logged_on(browser, gone)
         result = page.locator("#order-result")
         row = page.locator("#open-orders tbody tr")
         for placed in range(2):
@@ -3193,19 +3205,6 @@ def test_a_symbol_chosen_while_the_market_data_reconnects_stays_and_none_listed_
         held: list[Any] = []
         markets: list[Any] = []
 
-        def filtered(message: str | bytes) -> str | bytes | None:
-            body = json.loads(message)
-            drop = mode["unlist"]
-            if drop is None:
-                return message
-            if body.get("sym") is not None and (drop == "all" or body.get("sym") == gone):
-                return None
-            listed = body.get("result", {}).get("instruments")
-            if isinstance(listed, list):
-                kept = [] if drop == "all" else [i for i in listed if i["symbol"] != gone]
-                body["result"]["instruments"] = kept
-            return json.dumps(body)
-
         def relay_market(route: Any) -> None:
             server = route.connect_to_server()
             markets.append(route)
@@ -3217,7 +3216,8 @@ def test_a_symbol_chosen_while_the_market_data_reconnects_stays_and_none_listed_
                     server.send(message)
 
             def to_page(message: str | bytes) -> None:
-                kept = filtered(message)
+                drop = mode["unlist"]
+                kept = message if drop is None else as_unlisting(message, drop)
                 if kept is not None:
                     route.send(kept)
 
@@ -3225,15 +3225,11 @@ def test_a_symbol_chosen_while_the_market_data_reconnects_stays_and_none_listed_
             server.on_message(to_page)
 
         await page.route_web_socket(re.compile(r"/ws/public$"), relay_market)
-        await page.reload()
-        await expect(page.locator("#market-status")).to_have_text("market data: live")
-        await expect(page.locator("#selected-symbol")).to_have_text(gone)
-        await browser.log_on("taker")
-        await expect(page.locator("#account")).to_have_text("3")
+        await relayed_and_logged_on(browser, gone)
         result = page.locator("#order-result")
         rows = page.locator("#instruments tbody tr")
         # the list applied, the subscriptions' answers not yet: SPYx-USD chosen, an order typed
-        mode.update(unlist="gone", hold=True)
+        mode.update(unlist=gone, hold=True)
         await markets[-1].close()
         await expect(rows).to_have_count(5)
         await page.click("#instruments tr[data-symbol='SPYx-USD'] a")
