@@ -35,7 +35,7 @@ LOOPS = 4
 # nats-py replaces a lost ordered consumer at its second activity check without a delivery,
 # 10 to 20 s after the loss (two idle heartbeats of 5 s); the gateway's own watch does it ~1 s
 # after deliveries stop, plus ~0.75 s per try the cluster does not answer (a consumer placed
-# on the dead node, until the cluster marks it offline: up to 3 tries in a row seen). A bound
+# on the dead node, until the cluster marks it offline: two tries in a row seen). A bound
 # on the test below nats-py's earliest, not a latency it measures: an answer within it is the
 # watch's (7 s failed once in 14 runs, the machine loaded, tries 1.25 s apart then).
 ANSWER_WITHIN_S = 9.0
