@@ -1816,10 +1816,8 @@ function sayNothingSentWhileLoggingOnAgain(what, retry) {
   // all: added to it, once, and kept when logged on again (before session 37's review, `place
   // it once logged on`, then `logged on as …`, replaced `order outcome unknown`, and a trader
   // placing again had the first order resting beside the second).
-  const result = $("order-result");
-  const nothing = `no ${what} while the page logs on again`;
   if (state.resultIsOutcome) {
-    if (!result.textContent.includes(nothing)) result.textContent += `; ${nothing}`;
+    sayBesideAnOrdersFate(`no ${what} while the page logs on again`, "warn");
     return;
   }
   const again = "the account's connection dropped and the page is logging on again";
