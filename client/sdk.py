@@ -26,6 +26,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.protocol import State
 
 from client.rest import REFUSED_RETRIES_MAX, json_encoded, retry_after_s
+from client.sdk_account_stream import AccountStream
 from client.sdk_calls import Calls
 from client.sdk_reader import PUSH_QUEUE_MAX, Reading
 from client.sdk_resume import (
@@ -218,6 +219,7 @@ class VenueClient(Calls, Resuming, Reading):
         self._account_dropped_untold: tuple[int, int] | None = None  # (count, first seq)
         self.books: dict[str, LocalBook] = {}  # symbol -> the local book kept in sync
         self.account_seq = 0  # the last private seq seen, for since_seq on reconnect
+        self._account_stream = AccountStream()  # what a resume's replay is checked against
         self.resyncs = 0
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}

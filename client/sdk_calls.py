@@ -35,6 +35,7 @@ class Calls:
         books: dict[str, LocalBook]
         pushes: asyncio.Queue[dict[str, Any]]
         resyncs: int
+        account_seq: int
         _account_dropped_untold: tuple[int, int] | None
         _book_depths: dict[str, int]
         _books_fed_over: weakref.WeakKeyDictionary[LocalBook, ClientConnection | None]
@@ -302,6 +303,32 @@ class Calls:
         )
         self._resyncing.add(task)
         task.add_done_callback(partial(self._resynced, symbol))
+
+    def _follow_account_afresh(self, message: dict[str, Any]) -> None:
+        """A resume's replay is not of the stream seen (`client.sdk_account_stream`): a venue
+        started afresh. Say so (`account_restarted`), and follow the stream again from a
+        snapshot, in the background; until it comes, `account_seq` is 0, so that a resume
+        meanwhile asks for every event the venue still holds. If the subscribe fails, a
+        `account_restart_failed` notice says so (the link dropped: the resume follows it)."""
+        self.account_seq = 0
+        error = (
+            f"the private stream's seq {message.get('seq')} is not the event seen at that seq:"
+            " the venue is not the one seen (started afresh?); followed again from a snapshot"
+        )
+        self._queue({"ch": "client", "type": "account_restarted", "error": error})
+        task = asyncio.get_running_loop().create_task(self.subscribe_account())
+        self._resyncing.add(task)
+        task.add_done_callback(self._account_followed_afresh)
+
+    def _account_followed_afresh(self, task: "asyncio.Task[Any]") -> None:
+        self._resyncing.discard(task)
+        if task.cancelled():
+            return
+        failure = task.exception()  # retrieved: never "Task exception was never retrieved"
+        if failure is not None:
+            error = f"{failure!r}: call subscribe_account() to follow the stream again"
+            notice = {"type": "account_restart_failed", "error": error}
+            self._queue({"ch": "client", **notice})
 
     def _resynced(self, symbol: str, task: "asyncio.Task[Any]") -> None:
         self._resyncing.discard(task)

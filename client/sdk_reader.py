@@ -3,7 +3,8 @@
 Owns the reading of a `client.sdk.VenueClient`'s connection: each frame decoded (a packed
 one, a JSON array, message by message, in order), a response handed to the request that
 awaits it, a book message applied to its local book (a gap subscribed again), the private
-stream's last seq noted for `since_seq`, a `shutdown` push's wait noted for the resume; and
+stream's last seq noted for `since_seq` (and a resume's replay checked against the event
+seen last: `client.sdk_account_stream`), a `shutdown` push's wait noted for the resume; and
 the queue of everything else for `next_push`, bounded by `pushes_max` (past it the oldest are
 dropped and the next read says so). At the connection's end, the requests waiting learn it
 and auto_resume begins (but at the end of a connection on which a `session.logout` was
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from client.sdk_account_stream import AccountStream, Verdict
 from client.sdk_types import ConnectionLost
 from gateway.limits import LOGON_TIMEOUT_CLOSE_CODE, LOGON_TIMEOUT_S
 
@@ -41,6 +43,7 @@ class Reading:
         pushes_dropped: int
         books: dict[str, LocalBook]
         account_seq: int
+        _account_stream: AccountStream
         resyncs: int
         _dropped_untold: int
         _account_dropped_untold: tuple[int, int] | None
@@ -62,6 +65,8 @@ class Reading:
 
         def _resync_book(self, symbol: str) -> None: ...
 
+        def _follow_account_afresh(self, message: dict[str, Any]) -> None: ...
+
         def _late_answer(self, response: dict[str, Any]) -> None: ...
 
     async def next_push(self, timeout_s: float = 5.0) -> dict[str, Any]:
@@ -72,14 +77,16 @@ class Reading:
         applied to `books`), `session` pushes, a response whose request nobody awaits, and
         the client's own notices `{"ch": "client", "type": "error" | "gave_up" |
         "book_resync_failed" | "pushes_dropped" | "resumed" | "silent" | "logged_out" |
-        "unlisted", ...}`
+        "unlisted" | "account_restarted" | "account_restart_failed", ...}`
         (`resumed`: auto_resume reopened on another of `urls` than the one dropped, `url`
         and `from`; `silent`: the connection to `url` sent nothing for `silent_s` and was
         dropped; `logged_out`: the connection to `url` on which a `session.logout` was sent
         has ended, and is not resumed, or a logout was asked while the link was down;
         `unlisted`: a resume could not follow `stream` again, the venue no longer listing
         `sym`, and went on without it, its book gone from `books`; the symbol is kept in
-        `unlisted` too, to read back should this notice be dropped).
+        `unlisted` too, to read back should this notice be dropped; `account_restarted`: a
+        resume's replay was not of the private stream seen, a venue started afresh, and the
+        stream is followed again from a snapshot; `account_restart_failed`: that failed).
         Raises `TimeoutError` when nothing arrives within `timeout_s`. At most `pushes_max`
         (`PUSH_QUEUE_MAX`) wait; past that the oldest are dropped, and the next call returns
         `{"ch": "client", "type": "pushes_dropped", "count": N}` first (with
@@ -179,6 +186,12 @@ class Reading:
             if sync.resync:
                 self.resyncs += 1
                 self._resync_book(message["sym"])
+        if channel == "account":
+            verdict = self._account_stream.admit(message)
+            if verdict is not Verdict.KEEP:
+                if verdict is Verdict.CHANGED:
+                    self._follow_account_afresh(message)
+                return  # (SEEN: the resume's overlap, read already; STALE: the snapshot sums it)
         if channel == "account" and message.get("type") == "snapshot":
             # the stream's state as of its seq, whatever came before: a venue started afresh
             # (another data directory) counts its seqs from the start again (before session

@@ -21,6 +21,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.protocol import State
 
+from client.sdk_account_stream import AccountStream
 from client.sdk_types import ConnectionLost, VenueError, venue_error
 from client.urls import websocket_url
 from engine.reasons import ErrorCode
@@ -96,6 +97,7 @@ class Resuming:
         _reconnect_in_s: float | None
         silences: int
         account_seq: int
+        _account_stream: AccountStream
         _ids: Iterator[int]
         _credentials: tuple[str, str] | None
         _logon_in_flight: LogonSent | None
@@ -345,6 +347,7 @@ class Resuming:
         account = answer.get("account") if isinstance(answer, dict) else None
         if account != self._account and self._account is not None:
             self.account_seq = 0
+            self._account_stream.forget()
             self._account_followed = False
         self._account = account
 
@@ -523,7 +526,8 @@ class Resuming:
             if self._cod_enabled:  # COD is the connection's: a new one starts without it
                 await self.request("session.cod", {"enabled": True})
             if self._account_followed:
-                await self.subscribe_account(since_seq=self.account_seq)
+                since_seq = self._account_stream.since_seq(self.account_seq)
+                await self.subscribe_account(since_seq=since_seq)
         # A copy: the user may follow or drop a book while this awaits (the dict changing size
         # raised RuntimeError, and the resume closed the new connection for it). A book dropped
         # meanwhile is not followed again. Only the tiers the venue answered (`subscribe_book`):
