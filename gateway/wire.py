@@ -2009,7 +2009,30 @@ def _mature(p: Any, specs: Specs, scales: Scales, account: int, _: Any, ts_us: i
     assert isinstance(p, MatureParams)
     if p.maturity is not None:
         _refuse_another_maturity(_spec(specs, p.symbol), p.maturity)
+    else:
+        _refuse_an_early_maturity_undated(specs.get(p.symbol), ts_us)
     return MatureInstrument(ts_us=ts_us, symbol=p.symbol)
+
+
+def _refuse_an_early_maturity_undated(spec: InstrumentSpec | None, ts_us: int) -> None:
+    """Refuse `admin.mature` of a bill before its date without its `maturity`: paying every
+    holder par early cannot be undone, and a symbol one digit off names another bill (since
+    session 38; `venue admin mature` already asked for the date, the wire did not). An
+    unknown symbol or an equity is the engine's to refuse, as before."""
+    if spec is None or spec.kind is not InstrumentKind.TBILL or ts_us >= spec.maturity_us:
+        return
+    date = _maturity_date(spec)
+    said = (
+        f"{spec.symbol} matures {date}: maturing it before then pays every holder par for good;"
+        f' give "maturity": "{date}" to mature it now. nothing was done'
+    )
+    raise _Refusal(E.MISSING_PARAM, at_field(said, "maturity"))
+
+
+def _maturity_date(spec: InstrumentSpec) -> datetime.date:
+    """A bill's maturity date (UTC), of the µs its spec holds."""
+    epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+    return (epoch + datetime.timedelta(microseconds=spec.maturity_us)).date()
 
 
 def _refuse_another_maturity(spec: InstrumentSpec, maturity: datetime.date) -> None:
@@ -2018,8 +2041,7 @@ def _refuse_another_maturity(spec: InstrumentSpec, maturity: datetime.date) -> N
     if spec.kind is not InstrumentKind.TBILL:
         said = f"{spec.symbol} is not a T-bill: it has no maturity"
         raise _Refusal(E.BAD_PARAM, at_field(said, "maturity"))
-    epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
-    date = (epoch + datetime.timedelta(microseconds=spec.maturity_us)).date()
+    date = _maturity_date(spec)
     if date != maturity:
         said = f"{spec.symbol} matures {date}, not {maturity}: is it the bill you mean?"
         raise _Refusal(E.BAD_PARAM, at_field(f"{said} nothing was done", "maturity"))

@@ -1241,6 +1241,7 @@ async def admin_bills(run: Run) -> None:
     run.compare(run.example.messages[1].body, capped, "answer to the caps ")
     names = {"TB-2027-03-04": bill}
     mature = renamed(mature, names)
+    mature["params"]["maturity"] = bill.removeprefix("TB-")  # the bill listed here, its date
     answers = [renamed(m.body, names) for m in run.example.messages if m.kind == "answer"]
     run.compare(answers[1], await admin.ask(mature), "answer to the mature ")
     run.compare(answers[2], await admin.ask(mature | {"id": 32}), "answer to the same again ")

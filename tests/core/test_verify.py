@@ -619,7 +619,7 @@ def mature_with_the_old_withdrawal(data_dir: Path) -> None:
         admin = await venue.client("admin")
         alpha = await venue.client("alpha")
         before = {row["asset"]: row for row in (await alpha.balances())["balances"]}
-        await admin.request("admin.mature", {"symbol": BILL})
+        await admin.request("admin.mature", {"symbol": BILL, "maturity": sample_bill("2027-03-04")})
         after = {row["asset"]: row for row in (await alpha.balances())["balances"]}
         assert (after[BILL_ASSET]["total"], after[BILL_ASSET]["held"]) == ("1000", "1000")
         paid = Decimal(after["USD"]["total"]) - Decimal(before["USD"]["total"])

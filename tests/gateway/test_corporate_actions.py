@@ -216,7 +216,7 @@ def test_withdrawals_pending_at_a_split_or_a_maturity_wait_for_the_operator(
 
         face, _ = await held_and_total(alpha, BILL_ASSET)
         usd, _ = await held_and_total(alpha, "USD")
-        await admin.request("admin.mature", {"symbol": BILL})
+        await admin.request("admin.mature", {"symbol": BILL, "maturity": sample_bill("2027-03-04")})
         assert await held_and_total(alpha, BILL_ASSET) == ("500", "500")  # pending, unpaid
         paid = Decimal((await held_and_total(alpha, "USD"))[0]) - Decimal(usd)
         assert paid == Decimal(face) - 500

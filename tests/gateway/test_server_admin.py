@@ -452,6 +452,7 @@ def test_the_scopes_of_an_issued_key_are_what_it_may_do(run_venue: Any) -> None:
 
 BILL = sample_bill("TB-2027-03-04-USD")
 BILL_ASSET = sample_bill("TB-2027-03-04")
+BILL_DATE = sample_bill("2027-03-04")  # its maturity, which an early `admin.mature` names
 
 
 async def totals(client: VenueClient) -> dict[str, Decimal]:
@@ -462,7 +463,9 @@ async def totals(client: VenueClient) -> dict[str, Decimal]:
 def test_admin_mature_with_a_maturity_matures_only_the_bill_of_that_date(run_venue: Any) -> None:
     """The review (session 36): `venue admin mature` checked the bill's date on the client
     only; `admin.mature` takes an optional `maturity` the venue checks, so a script naming
-    another bill (a symbol one digit off) is refused, nothing journaled, whoever sends it."""
+    another bill (a symbol one digit off) is refused, nothing journaled, whoever sends it.
+    Before the bill's date the venue requires it (session 38; before, a bill named alone
+    matured at once, for good)."""
 
     async def scenario(venue: Venue) -> None:
         admin = await venue.client("admin")
@@ -485,6 +488,13 @@ def test_admin_mature_with_a_maturity_matures_only_the_bill_of_that_date(run_ven
         assert answer["error"]["name"] == "BAD_PARAM", answer
         equity = await admin.request_raw("admin.mature", {"symbol": SYMBOL, "maturity": other})
         assert equity["error"]["name"] == "BAD_PARAM", equity
+        undated = await admin.request_raw("admin.mature", {"symbol": BILL})  # before its date
+        assert undated["error"]["name"] == "MISSING_PARAM", undated  # before session 38: matured
+        assert undated["error"]["msg"] == (
+            f"{BILL} matures {date.isoformat()}: maturing it before then pays every holder par"
+            f' for good; give "maturity": "{date.isoformat()}" to mature it now. nothing was'
+            " done - at `params.maturity`"
+        )
         assert sequencer.last_seq == before  # nothing journaled
         rows = (await admin.request("instruments", {}))["instruments"]
         assert next(r for r in rows if r["symbol"] == BILL)["status"] == "open"
@@ -507,7 +517,7 @@ def test_an_operator_matures_a_bill_now_and_every_holder_is_paid_par(run_venue: 
         before = {who: await totals(client) for who, client in (("a", alpha), ("t", taker))}
         assert before["t"][BILL_ASSET] == 2_001_000  # 2,000,000 deposited + 1,000 bought
 
-        result = await admin.request("admin.mature", {"symbol": BILL})
+        result = await admin.request("admin.mature", {"symbol": BILL, "maturity": BILL_DATE})
         assert result["seq"] > 0
         for who, client in (("a", alpha), ("t", taker)):
             after = await totals(client)
@@ -526,7 +536,8 @@ def test_an_operator_matures_a_bill_now_and_every_holder_is_paid_par(run_venue: 
         assert await refusal(admin, "admin.attest_reserves", attest) == "ASSET_MATURED"
         deposit = {"account": 1, "asset": BILL_ASSET, "amount": "100"}
         assert await refusal(admin, "admin.deposit", deposit) == "ASSET_MATURED"
-        assert await refusal(admin, "admin.mature", {"symbol": BILL}) == "INSTRUMENT_MATURED"
+        again = {"symbol": BILL, "maturity": BILL_DATE}
+        assert await refusal(admin, "admin.mature", again) == "INSTRUMENT_MATURED"
         reopen = {"symbol": BILL, "status": "open"}
         assert await refusal(admin, "admin.set_status", reopen) == "INSTRUMENT_MATURED"
         assert await refusal(admin, "admin.mature", {"symbol": SYMBOL}) == "BAD_PARAM"
@@ -773,7 +784,7 @@ def test_caps_and_an_early_maturity_come_back_after_a_restart(tmp_path: Path) ->
         venue = await start_venue(data_dir)
         admin = await venue.client("admin")
         await admin.request("admin.set_order_caps", {"symbol": SYMBOL, "max_qty": "10"})
-        await admin.request("admin.mature", {"symbol": BILL})
+        await admin.request("admin.mature", {"symbol": BILL, "maturity": BILL_DATE})
         state = venue.server.venue.state_hash()
         await admin.close()
         await venue.server.stop()
