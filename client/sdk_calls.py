@@ -284,9 +284,12 @@ class Calls:
 
     def _note_streams(self, method: str, result: Mapping[str, Any]) -> None:
         """Remember the public streams (not books) a subscribe added, forget those an
-        unsubscribe removed, by the names the venue answered."""
+        unsubscribe removed, by the names the venue answered. A symbol followed again so is
+        out of `unlisted` (since session 38; before, only a `subscribe_book` took it out)."""
         if method == "subscribe":
             self._streams.update(dict.fromkeys(result["subscribed"]))
+            for name in result["subscribed"]:  # "trades:AAPLx-USD": listed, followed again
+                self.unlisted.discard(name.split(":")[1])
         else:
             for name in result["unsubscribed"]:
                 self._streams.pop(name, None)

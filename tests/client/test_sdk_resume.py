@@ -1401,6 +1401,10 @@ def test_a_resume_goes_on_without_the_streams_of_a_symbol_the_venue_no_longer_li
             assert status["account"] == 1 and status["cod"] is True
             names = (await alpha.request("subscriptions"))["subscriptions"]
             assert sorted(names) == ["account", f"book:{SYMBOL}:10", f"trades:{SYMBOL}"]
+            await venue.restart_without(None, tmp_path / "data")  # listing it again
+            assert await asyncio.wait_for(alpha.wait_resumed(), 20)
+            await alpha.request("subscribe", {"ch": "trades", "symbols": ["MSFTx-USD"]})
+            assert alpha.unlisted == set()  # followed again (before session 38: still in it)
         finally:
             for client in venue.clients:
                 await client.close()
