@@ -289,7 +289,7 @@ class Calls:
         if method == "subscribe":
             self._streams.update(dict.fromkeys(result["subscribed"]))
             for name in result["subscribed"]:  # "trades:AAPLx-USD": listed, followed again
-                self.unlisted.discard(name.split(":")[1])
+                self.unlisted.discard(name.split(":")[1] if ":" in name else name)
         else:
             for name in result["unsubscribed"]:
                 self._streams.pop(name, None)
