@@ -7,10 +7,11 @@ by the time the client resumed would replay the events after that seq, and the c
 never learn of those up to it. So a resume asks for the events after the last one seen but
 one (`since_seq` one lower), and the first event replayed must be that last event again, the
 same one (its `epoch`, `ts` and `type`, which a replay keeps): it is dropped as seen. Any
-other first message but a snapshot says the stream is not the one seen: the client follows it
-again from a snapshot (`VenueClient._follow_account_afresh`), and drops what the stream
-sends before that snapshot. The check needs an event seen last: after a snapshot (whose seq
-no event seen carries) a resume asks from its seq, unchecked, as before.
+other first message but a snapshot, or a stream whose seq ends just short of that event, says
+the stream is not the one seen: the client follows it again from a snapshot
+(`VenueClient._follow_account_afresh`) and drops what the stream sends before that snapshot.
+The check needs an event seen last: after a snapshot (whose seq no event seen carries) a
+resume asks from its seq, unchecked, as before.
 """
 
 import enum
@@ -50,6 +51,18 @@ class AccountStream:
             return account_seq - 1
         self.expected = None
         return account_seq
+
+    def short_of(self, seq_now: int) -> bool:
+        """Whether the resumed stream's seq (the subscribe's answer) ends just short of the
+        event expected: nothing is replayed, and the venue's stream ends before the event
+        the client saw, so it is not the stream seen (a seq further short gets a snapshot
+        anyway). Then the stream is to be followed again, as on a `CHANGED`."""
+        expected = self.expected
+        if expected is None or seq_now != expected[0] - 1:
+            return False
+        self.last = self.expected = None
+        self.restarting = True
+        return True
 
     def admit(self, message: dict[str, Any]) -> Verdict:
         """Judge an `account` message, and note the events read."""

@@ -307,16 +307,16 @@ class Calls:
         self._resyncing.add(task)
         task.add_done_callback(partial(self._resynced, symbol))
 
-    def _follow_account_afresh(self, message: dict[str, Any]) -> None:
-        """A resume's replay is not of the stream seen (`client.sdk_account_stream`): a venue
-        started afresh. Say so (`account_restarted`), and follow the stream again from a
-        snapshot, in the background; until it comes, `account_seq` is 0, so that a resume
-        meanwhile asks for every event the venue still holds. If the subscribe fails, a
-        `account_restart_failed` notice says so (the link dropped: the resume follows it)."""
+    def _follow_account_afresh(self, why: str) -> None:
+        """A resume's replay is not of the stream seen (`client.sdk_account_stream`), `why`:
+        a venue started afresh. Say so (`account_restarted`), and follow the stream again
+        from a snapshot, in the background; until it comes, `account_seq` is 0, so that a
+        resume meanwhile asks for every event the venue still holds. If the subscribe fails,
+        an `account_restart_failed` notice says so (the link dropped: the resume follows it)."""
         self.account_seq = 0
         error = (
-            f"the private stream's seq {message.get('seq')} is not the event seen at that seq:"
-            " the venue is not the one seen (started afresh?); followed again from a snapshot"
+            f"{why}: the venue is not the one seen (started afresh?); the private stream is"
+            " followed again from a snapshot"
         )
         self._queue({"ch": "client", "type": "account_restarted", "error": error})
         task = asyncio.get_running_loop().create_task(self.subscribe_account())

@@ -65,7 +65,7 @@ class Reading:
 
         def _resync_book(self, symbol: str) -> None: ...
 
-        def _follow_account_afresh(self, message: dict[str, Any]) -> None: ...
+        def _follow_account_afresh(self, why: str) -> None: ...
 
         def _late_answer(self, response: dict[str, Any]) -> None: ...
 
@@ -190,7 +190,8 @@ class Reading:
             verdict = self._account_stream.admit(message)
             if verdict is not Verdict.KEEP:
                 if verdict is Verdict.CHANGED:
-                    self._follow_account_afresh(message)
+                    seq = message.get("seq")
+                    self._follow_account_afresh(f"its seq {seq} is not the event seen at {seq}")
                 return  # (SEEN: the resume's overlap, read already; STALE: the snapshot sums it)
         if channel == "account" and message.get("type") == "snapshot":
             # the stream's state as of its seq, whatever came before: a venue started afresh

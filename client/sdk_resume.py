@@ -138,6 +138,8 @@ class Resuming:
 
         def _queue(self, message: dict[str, Any]) -> None: ...
 
+        def _follow_account_afresh(self, why: str) -> None: ...
+
         async def subscribe_account(self, since_seq: int | None = None) -> Any: ...
 
         async def subscribe_book(self, symbol: str, depth: int = ...) -> Any: ...
@@ -527,7 +529,10 @@ class Resuming:
                 await self.request("session.cod", {"enabled": True})
             if self._account_followed:
                 since_seq = self._account_stream.since_seq(self.account_seq)
-                await self.subscribe_account(since_seq=since_seq)
+                answer = await self.subscribe_account(since_seq=since_seq)
+                if self._account_stream.short_of(answer["seq"]):
+                    seen = f"the private stream ends at {answer['seq']}, short of {since_seq + 1}"
+                    self._follow_account_afresh(seen)
         # A copy: the user may follow or drop a book while this awaits (the dict changing size
         # raised RuntimeError, and the resume closed the new connection for it). A book dropped
         # meanwhile is not followed again. Only the tiers the venue answered (`subscribe_book`):

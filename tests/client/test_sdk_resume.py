@@ -1796,3 +1796,44 @@ def test_a_resume_of_the_same_venue_replays_each_missed_event_once(run_venue: An
         assert alpha.account_seq == 11 and placed["order_id"]
 
     run_venue(scenario)
+
+
+def test_a_venue_started_afresh_one_short_of_the_seq_seen_is_followed_again_from_a_snapshot(
+    tmp_path: Path,
+) -> None:
+    """The new venue's account one event short of the event the client saw last (10 against
+    11) when it resumes: the resume's `since_seq` 10 is the new stream's seq, so nothing is
+    replayed nor a snapshot sent, and the client would keep the last venue's orders until an
+    event came (before the check, asking from 11, it got a snapshot). The answer's seq says
+    the stream ends short of the event seen: followed again from a snapshot at once."""
+
+    async def main() -> None:
+        venue = await start_venue(tmp_path / "data")
+        try:
+            alpha = await logged_on(venue, reconnect_delays_s=(3.0, 0.5, 0.5))
+            await alpha.subscribe_account()
+            for price in ("190.00", "191.00"):
+                await alpha.place(SYMBOL, "sell", qty="1", price=price)
+            assert await until(lambda: alpha.account_seq == 11), alpha.account_seq
+            await drain_client_notices(alpha)
+            await venue.restart_without(None, tmp_path / "fresh")  # alpha waits 3 s to resume
+            other = await venue.client("alpha")
+            placed = await other.place(SYMBOL, "sell", "1", "192.00")  # its exec and balance
+            await other.amend(placed["order_id"], price="193.00")  # its exec alone
+            assert (await other.subscribe_account())["seq"] == 10
+            assert await asyncio.wait_for(alpha.wait_resumed(), 10)
+            kinds, snapshot = [], None
+            while snapshot is None:  # before: only heartbeats, no snapshot
+                push = await next_push_not_heartbeat(alpha)
+                kinds.append((push.get("ch"), push.get("type")))
+                if push.get("ch") == "account" and push.get("type") == "snapshot":
+                    snapshot = push
+            assert ("client", "account_restarted") in kinds, kinds
+            assert snapshot["seq"] == 10 == alpha.account_seq
+            assert [order["order_id"] for order in snapshot["orders"]] == [placed["order_id"]]
+        finally:
+            for client in venue.clients:
+                await client.close()
+            await venue.server.stop()
+
+    asyncio.run(asyncio.wait_for(main(), TEST_TIMEOUT_S))
