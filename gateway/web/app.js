@@ -68,6 +68,12 @@ const state = {
   history: new Map(), // order_id -> closed order (its last report, or `orders.history`'s row)
   credentials: null, // {apiKey, key} of the session (the key non-extractable): to log on again
   accountSeq: null, // the last private `seq` applied: the since_seq of a logon again
+  // The private stream's continuity across a logon again (as the SDK's, protocol §1): the last
+  // event applied (seq, epoch, ts, type; null after a snapshot), the one a replay must begin
+  // with, and whether the stream is being read afresh (its pushes ignored until the snapshot)
+  accountLast: null,
+  accountExpected: null,
+  accountRestarting: false,
   relogon: null, // {attempt, why, said, trying, until, timer} while the page waits to log on
   relogonAttempts: 0, // tries since the last session that lived SESSION_LIVED_MS
   relogonRefusals: 0, // tries in a row the venue refused, none known to heal
@@ -1044,9 +1050,15 @@ async function startSession(credentials, again, onLoggedOn = () => {}) {
   try {
     state.replayAsked = again && state.accountSeq !== null;
     const resumed = state.accountSeq;
-    const since = state.replayAsked ? { since_seq: resumed } : {};
+    state.accountExpected = null; // (a first logon, or a snapshot asked for: nothing to check)
+    state.accountRestarting = false;
+    const since = state.replayAsked ? { since_seq: replayedFrom(resumed) } : {};
     const answer = await socket.request("subscribe", { ch: "account", ...since });
     if (again) followCatchUp(resumed, answer.seq);
+    if (state.accountExpected !== null && answer.seq === resumed - 1) {
+      // nothing replayed, and the stream ends just short of the event seen: another venue's
+      readAccountAfresh(socket);
+    }
     // read until once read: a first session that dropped while reading leaves it to the next
     if (!state.recordsLoaded) await readAccountRecords(socket);
   } catch (failed) {
@@ -1345,6 +1357,8 @@ function clearSession() {
   state.keyTrades = false;
   state.credentials = null;
   state.accountSeq = null;
+  state.accountLast = state.accountExpected = null;
+  state.accountRestarting = false;
   clearTimeout(state.relogon?.timer);
   state.relogon = null;
   state.relogonAttempts = 0;
@@ -1426,6 +1440,7 @@ function onAccountPush(message) {
     return;
   }
   if (message.ch !== "account") return;
+  if (!continuesTheStream(message)) return;
   state.accountSeq = message.seq; // applied below: a logon again resumes after it
   noteCatchUp(message);
   if (message.type === "snapshot") {
@@ -1483,6 +1498,54 @@ function onExec(message) {
     state.orders.set(report.order_id, report);
   }
   schedule("orders", "book");
+}
+
+function replayedFrom(seq) {
+  // The since_seq of a logon again: one below the last event applied, which the replay must
+  // then begin with (`continuesTheStream`); `seq` itself when a snapshot set it (no event seen
+  // carries it: unchecked, as before session 38).
+  const last = state.accountLast;
+  state.accountExpected = last !== null && last.seq === seq && seq > 0 ? last : null;
+  return state.accountExpected === null ? seq : seq - 1;
+}
+
+function continuesTheStream(message) {
+  // Whether an account push is to be applied. A venue started afresh counts its seqs from 1
+  // again: one whose account had passed the page's seq would replay what follows it, and the
+  // page would never learn of its orders and balances up to it (session 37's known gap). So
+  // the replay's first event must be the one applied last, the same (its epoch, ts and type),
+  // and it is not applied twice; anything else first (but a snapshot) is another stream, read
+  // afresh from a snapshot, and what it sends before that snapshot is not applied.
+  if (message.type === "snapshot") {
+    state.accountLast = state.accountExpected = null;
+    state.accountRestarting = false;
+    return true;
+  }
+  if (state.accountRestarting) return false;
+  const expected = state.accountExpected;
+  state.accountExpected = null;
+  const seen = { seq: message.seq, epoch: message.epoch, ts: message.ts, type: message.type };
+  if (expected !== null) {
+    const same = ["seq", "epoch", "ts", "type"].every((field) => seen[field] === expected[field]);
+    if (!same && state.trade !== null) readAccountAfresh(state.trade);
+    return false;
+  }
+  state.accountLast = seen;
+  return true;
+}
+
+function readAccountAfresh(socket) {
+  // The venue is not the one whose stream the page applied: the account is read again from a
+  // snapshot (its fills and history too), and the line says the stream started over. A failed
+  // subscribe closes the socket: the page logs on again, reading afresh (no since_seq).
+  state.accountRestarting = true;
+  state.accountLast = state.accountExpected = null;
+  state.accountSeq = null;
+  state.replayAsked = true; // the snapshot reads the fills and history again
+  if (state.catchUp !== null) state.catchUp.afresh = "the venue's account stream started over";
+  socket.request("subscribe", { ch: "account" }).catch(() => {
+    if (state.trade === socket) socket.close();
+  });
 }
 
 function noteCatchUp(message) {

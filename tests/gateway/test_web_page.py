@@ -1943,6 +1943,63 @@ def test_a_drop_while_reading_the_fills_a_logout_while_reopening_and_a_fresh_sna
     assert [e for e in errors if "WebSocket connection to" not in e] == []
 
 
+@pytest.mark.parametrize("prices", [("192.00", "193.00", "194.00", "195.00"), ("192.00",)])
+def test_a_venue_started_afresh_past_the_pages_seq_is_read_afresh(
+    tmp_path: Path, prices: tuple[str, ...]
+) -> None:
+    # The venue started afresh (another data directory) and, before the page logs on again,
+    # its account came past the seq the page had applied (15 against 11): the page asked for
+    # what followed 11 and was replayed the new venue's 12 to 15, its orders up to 11 never
+    # told, the last venue's two orders still shown (session 37's known gap, the SDK's too).
+    # The replay's first event must be the one applied last: it is not, so the page reads the
+    # account afresh from a snapshot, and says why. One short of it (10: one sell and its
+    # amend), asking from 10 would replay nothing: the answer's seq says it, read afresh too.
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        await page.clock.install()  # the page's backoff is skipped, not waited (`jump_clock`)
+        await browser.log_on("alpha")
+        await expect(page.locator("#account")).to_have_text("1")
+        alpha = await venue.client("alpha")
+        for price in ("190.00", "191.00"):
+            await alpha.place(SYMBOL, "sell", "1", price)
+        await expect(page.locator("#open-orders tbody tr")).to_have_count(2)
+        for _ in range(50):  # bounded: the last push of the second place reaches the page
+            if browser.account_seqs and browser.account_seqs[-1] == 11:
+                break
+            await asyncio.sleep(0.1)
+        assert browser.account_seqs[-1] == 11, browser.account_seqs
+        for client in venue.clients:
+            await client.close()
+        venue.clients.clear()
+        await page.evaluate("() => { window.holdOpens = true; }")  # no logon till released
+        await venue.server.stop()
+        venue.server = VenueServer(venue_config.load(SAMPLE_CONFIG), tmp_path / "fresh")
+        await venue.server.start("127.0.0.1", venue.port)
+        other = await venue.client("alpha")
+        placed = [await other.place(SYMBOL, "sell", "1", price) for price in prices]
+        if len(placed) == 1:
+            await other.amend(placed[0]["order_id"], price="196.00")  # its exec alone
+        assert (await other.subscribe_account())["seq"] == (15 if len(placed) == 4 else 10)
+        for _ in range(30):  # bounded: the page's try comes within its countdown (<= 30 s)
+            if await page.evaluate("() => window.heldOpens.length"):
+                break
+            await jump_clock(browser, 1000)
+            await asyncio.sleep(0.05)
+        held = await page.evaluate("() => window.heldOpens.length")
+        assert held == 1, (held, await page.evaluate("() => window.countdowns"))
+        await page.evaluate("() => { window.holdOpens = false; window.releaseOpens(); }")
+        await expect(page.locator("#logon-error")).to_have_text(  # before: 4 updates replayed
+            "logged on again: the account read afresh (the venue's account stream started over)"
+        )
+        rows = page.locator("#open-orders tbody tr")
+        await expect(rows).to_have_count(len(placed))  # before: the last venue's 2 (and 2 more)
+        shown = {int(await row.get_attribute("data-order-id") or 0) for row in await rows.all()}
+        assert shown == {order["order_id"] for order in placed}
+
+    errors = run_page(tmp_path, scenario, init_script=HOLD_TRADE_SOCKET)
+    assert [e for e in errors if "WebSocket connection to" not in e] == []
+
+
 def test_a_rest_read_on_a_dead_kept_alive_connection_times_out_and_the_next_one_recovers(
     tmp_path: Path,
 ) -> None:
