@@ -32,11 +32,15 @@ def cluster() -> Iterator[LocalCluster]:
 
 
 async def account_seqs(client: VenueClient, after: int, count: int) -> list[int]:
-    """The private stream's seqs of the next `count` events after `after` (bounded)."""
+    """The private stream's seqs of the next `count` events after `after` (bounded). The
+    stream resumed on another gateway is the one seen (the same events, epoch and ts on
+    every gateway): never read afresh from a snapshot (`client.sdk_account_stream`)."""
     seqs: list[int] = []
     async with asyncio.timeout(30):
         while len(seqs) < count:
             push = await client.pushes.get()
+            assert push.get("type") != "account_restarted", push
+            assert not after or push.get("type") != "snapshot", push  # (a first one: followed)
             if push.get("ch") == "account" and "seq" in push and push["seq"] > after:
                 seqs.append(push["seq"])
     return seqs
