@@ -1837,3 +1837,35 @@ def test_a_venue_started_afresh_one_short_of_the_seq_seen_is_followed_again_from
             await venue.server.stop()
 
     asyncio.run(asyncio.wait_for(main(), TEST_TIMEOUT_S))
+
+
+def test_a_venue_restarted_on_its_data_directory_is_the_stream_seen(tmp_path: Path) -> None:
+    """The same venue stopped and started again on its data directory: its history rebuilt
+    from the journal keeps each event's epoch and ts, so the resume's replay begins with the
+    event seen last, and the stream goes on: no snapshot, no `account_restarted`."""
+
+    async def main() -> None:
+        venue = await start_venue(tmp_path / "data")
+        try:
+            alpha = await logged_on(venue, reconnect_delays_s=(0.5, 0.5, 0.5))
+            await alpha.subscribe_account()
+            await alpha.place(SYMBOL, "sell", qty="1", price="190.00")
+            assert await until(lambda: alpha.account_seq == 9), alpha.account_seq
+            await drain_client_notices(alpha)
+            await venue.restart_without(None, tmp_path / "data")
+            assert await asyncio.wait_for(alpha.wait_resumed(), 10)
+            await alpha.place(SYMBOL, "sell", qty="1", price="191.00")
+            seqs, kinds = [], []
+            while len(seqs) < 2:
+                push = await next_push_not_heartbeat(alpha)
+                kinds.append((push.get("ch"), push.get("type")))
+                if push.get("ch") == "account":
+                    seqs.append(push["seq"])
+            assert seqs == [10, 11], (seqs, kinds)
+            assert ("client", "account_restarted") not in kinds, kinds
+        finally:
+            for client in venue.clients:
+                await client.close()
+            await venue.server.stop()
+
+    asyncio.run(asyncio.wait_for(main(), TEST_TIMEOUT_S))
