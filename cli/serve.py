@@ -135,8 +135,9 @@ def run(
     else:
         runner = uvloop.run
     nats_url = nats or config.venue.nats
-    if role == "core":
-        serving = _serve_core(config, data, nats_url, name or "core")
+    if role == "core":  # its lines name the DSN's setting: the flag, or the config's key
+        dsn_config = None if postgres is not None else config_path
+        serving = _serve_core(config, data, nats_url, name or "core", dsn_config)
     elif role == "gateway":
         serving = _serve_gateway(config, host, port, data, nats_url, name or "gw")
     else:
@@ -764,15 +765,20 @@ def _stop_on(sig: signal.Signals, stopping: asyncio.Event) -> None:
 
 
 async def _serve_core(
-    config: venue_config.VenueConfig, data_dir: Path, nats_url: str, name: str
+    config: venue_config.VenueConfig,
+    data_dir: Path,
+    nats_url: str,
+    name: str,
+    dsn_config: Path | None = None,
 ) -> None:
     """A cluster's core: standby until it holds the lease, then the active sequencer. Its stop
     signals are `StopSignals`, so that one during a takeover's replay (which holds the loop)
     ends it at its next safe point, the lease given up (until session 30 it waited for the
-    replay's end)."""
+    replay's end). `dsn_config`: the config file whose `ledger_postgres` gave its DSN (None:
+    --postgres gave it, or none is used), named where a line says to fix it."""
     signals = StopSignals()
     try:
-        await _run_core(config, data_dir, nats_url, name, signals)
+        await _run_core(config, data_dir, nats_url, name, signals, dsn_config)
     finally:
         signals.restore()
 
@@ -783,11 +789,13 @@ async def _run_core(
     nats_url: str,
     name: str,
     signals: "StopSignals",
+    dsn_config: Path | None = None,
 ) -> None:
-    from core.cluster_core import ClusterCore
+    from core.cluster_core import DSN_FROM_FLAG, ClusterCore, dsn_from_config
 
     stopping = signals.stopping
-    core = ClusterCore(config, data_dir, nats_url, name)
+    setting = DSN_FROM_FLAG if dsn_config is None else dsn_from_config(dsn_config)
+    core = ClusterCore(config, data_dir, nats_url, name, setting)
     refused = await core.store_refused(stopping)  # before contending: the operator's to fix
     if refused is not None:
         raise CommandFailed(f"cannot start: {refused}")
