@@ -321,10 +321,32 @@ def check_core_data_dir_writable(data: Path) -> None:
             os.fsync(probe.fileno())
     except OSError as refused:
         why = refused.strerror or str(refused)
-        raise CommandFailed(
-            f"cannot start: the data directory {data} cannot be written ({existing}: {why}):"
-            " make room there, or give this core a --data-dir it can write, its own"
-        ) from None
+        raise CommandFailed(f"cannot start: {data_dir_unwritable(data, existing, why)}") from None
+
+
+def data_dir_unwritable(data: Path, where: Path, why: str) -> str:
+    """A core's data directory `data` that it cannot write (`where`: the file or directory a
+    write failed in, `why`: the kernel's words), and what the operator is to do: the start's
+    refusal (`check_core_data_dir_writable`) and a takeover's (`takeover_refused`) alike."""
+    return (
+        f"the data directory {data} cannot be written ({where}: {why}): make room there, or"
+        " give this core a --data-dir it can write, its own"
+    )
+
+
+def takeover_refused(data: Path, error: OSError) -> str | None:
+    """The one line for a takeover a disk's error ended (`DISK_ERRNOS`: the disk filled, or
+    went read-only or failing, since the start's check), else None. Until session 38 it was
+    the kernel's words alone (`venue: .../epochs.json: No space left on device`). The failed
+    start has given the lease up (`ClusterCore.activate`) before this is said."""
+    if error.errno not in DISK_ERRNOS:
+        return None
+    where = Path(error.filename) if error.filename is not None else data
+    why = error.strerror or str(error)
+    return (
+        f"cannot take over: {data_dir_unwritable(data, where, why)}, and start it again (it"
+        " gave the lease up to a standby)"
+    )
 
 
 def check_store_reachable(dsn: str, stop_requested: Callable[[], bool]) -> None:
@@ -805,6 +827,11 @@ async def _run_core(
         active = await core.activate(stopping, signals.requested) if held else None
     except sqlite3.Error as failed:  # its SQLite store, opened as it becomes active
         raise CommandFailed(sqlite_store_refused(data_dir, failed)) from None
+    except OSError as failed:  # its disk full, read-only or failing since its start's check
+        refused = takeover_refused(data_dir, failed)
+        if refused is None:
+            raise
+        raise CommandFailed(refused) from None
     except StartStopped as stopped:  # the lease given up, the data directory given back
         hangup.say_after_stop(f"tokenvenue core {name} stopped before it started ({stopped})")
         return
