@@ -338,14 +338,15 @@ def takeover_refused(data: Path, error: OSError) -> str | None:
     """The one line for a takeover a disk's error ended (`DISK_ERRNOS`: the disk filled, or
     went read-only or failing, since the start's check), else None. Until session 38 it was
     the kernel's words alone (`venue: .../epochs.json: No space left on device`). The failed
-    start has given the lease up (`ClusterCore.activate`) before this is said."""
+    start gives the lease up (`ClusterCore.activate`) before this is said, or, its cleanup
+    failing too, leaves it to expire with this process: a standby takes over either way."""
     if error.errno not in DISK_ERRNOS:
         return None
     where = Path(error.filename) if error.filename is not None else data
     why = error.strerror or str(error)
     return (
         f"cannot take over: {data_dir_unwritable(data, where, why)}, and start it again (it"
-        " gave the lease up to a standby)"
+        " leaves the lease to a standby)"
     )
 
 

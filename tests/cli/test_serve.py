@@ -705,7 +705,7 @@ def test_a_core_whose_disk_fills_after_its_start_says_so_as_it_takes_over(
     assert why in said[0], said
     assert said[0].endswith(
         "make room there, or give this core a --data-dir it can write, its own, and start it"
-        " again (it gave the lease up to a standby)"
+        " again (it leaves the lease to a standby)"
     ), said
 
 
