@@ -50,10 +50,14 @@ DESCRIPTION = (
     " the cluster; 2 it could not start (one line: a bad config, a taken port, a busy --dir)."
     " docs/cluster.md."
 )
-NO_CORE_LEFT = (
-    "no core is left running: requests are answered 504 OUTCOME_UNKNOWN after [venue]"
-    " outcome_wait_ms until one runs (start one with `venue serve --role core` on the NATS"
-    " and ledger store above, docs/cluster.md)"
+# What `venue cluster` knows once its own cores have stopped: not whether any other core runs
+# (until session 38 it said "no core is left running" while a core the operator had started
+# by hand on the same NATS took over and served)
+OWN_CORES_STOPPED = (
+    "the cores this cluster started have all stopped: unless another core runs (one started"
+    " by hand, `venue serve --role core` on the NATS and ledger store above), requests are"
+    " answered 504 OUTCOME_UNKNOWN after [venue] outcome_wait_ms until one does"
+    " (docs/cluster.md)"
 )
 
 
@@ -185,7 +189,8 @@ def _note_outgoing_range(ports: list[int]) -> None:
 
 def _watch(cluster: LocalCluster) -> None:
     """Until a gateway stops: a line for each other process that exits (a core, a NATS node,
-    PostgreSQL), and, after a core's, for the core that takes over, or that none is left:
+    PostgreSQL), and, after a core's, for the core that takes over, or that the cores it
+    started have all stopped (`OWN_CORES_STOPPED`: one started by hand is not watched):
     without them a failover was seen by the clients alone, never by the operator."""
     told: set[str] = set()
     awaiting_active = False  # a core exited: say which one is active once one is
@@ -201,7 +206,7 @@ def _watch(cluster: LocalCluster) -> None:
                 print(f"core {active.name} active", flush=True)
                 awaiting_active = False
             elif not any(core.running() for core in cluster.cores):
-                print(NO_CORE_LEFT, flush=True)
+                print(OWN_CORES_STOPPED, flush=True)
                 awaiting_active = False
         time.sleep(WATCH_INTERVAL_S)
 

@@ -135,8 +135,9 @@ def run(
     else:
         runner = uvloop.run
     nats_url = nats or config.venue.nats
-    if role == "core":
-        serving = _serve_core(config, data, nats_url, name or "core")
+    if role == "core":  # its lines name the DSN's setting: the flag, or the config's key
+        dsn_config = None if postgres is not None else config_path
+        serving = _serve_core(config, data, nats_url, name or "core", dsn_config)
     elif role == "gateway":
         serving = _serve_gateway(config, host, port, data, nats_url, name or "gw")
     else:
@@ -320,10 +321,33 @@ def check_core_data_dir_writable(data: Path) -> None:
             os.fsync(probe.fileno())
     except OSError as refused:
         why = refused.strerror or str(refused)
-        raise CommandFailed(
-            f"cannot start: the data directory {data} cannot be written ({existing}: {why}):"
-            " make room there, or give this core a --data-dir it can write, its own"
-        ) from None
+        raise CommandFailed(f"cannot start: {data_dir_unwritable(data, existing, why)}") from None
+
+
+def data_dir_unwritable(data: Path, where: Path, why: str) -> str:
+    """A core's data directory `data` that it cannot write (`where`: the file or directory a
+    write failed in, `why`: the kernel's words), and what the operator is to do: the start's
+    refusal (`check_core_data_dir_writable`) and a takeover's (`takeover_refused`) alike."""
+    return (
+        f"the data directory {data} cannot be written ({where}: {why}): make room there, or"
+        " give this core a --data-dir it can write, its own"
+    )
+
+
+def takeover_refused(data: Path, error: OSError) -> str | None:
+    """The one line for a takeover a disk's error ended (`DISK_ERRNOS`: the disk filled, or
+    went read-only or failing, since the start's check), else None. Until session 38 it was
+    the kernel's words alone (`venue: .../epochs.json: No space left on device`). The failed
+    start gives the lease up (`ClusterCore.activate`) before this is said, or, its cleanup
+    failing too, leaves it to expire with this process: a standby takes over either way."""
+    if error.errno not in DISK_ERRNOS:
+        return None
+    where = Path(error.filename) if error.filename is not None else data
+    why = error.strerror or str(error)
+    return (
+        f"cannot take over: {data_dir_unwritable(data, where, why)}, and start it again (it"
+        " leaves the lease to a standby)"
+    )
 
 
 def check_store_reachable(dsn: str, stop_requested: Callable[[], bool]) -> None:
@@ -764,15 +788,20 @@ def _stop_on(sig: signal.Signals, stopping: asyncio.Event) -> None:
 
 
 async def _serve_core(
-    config: venue_config.VenueConfig, data_dir: Path, nats_url: str, name: str
+    config: venue_config.VenueConfig,
+    data_dir: Path,
+    nats_url: str,
+    name: str,
+    dsn_config: Path | None = None,
 ) -> None:
     """A cluster's core: standby until it holds the lease, then the active sequencer. Its stop
     signals are `StopSignals`, so that one during a takeover's replay (which holds the loop)
     ends it at its next safe point, the lease given up (until session 30 it waited for the
-    replay's end)."""
+    replay's end). `dsn_config`: the config file whose `ledger_postgres` gave its DSN (None:
+    --postgres gave it, or none is used), named where a line says to fix it."""
     signals = StopSignals()
     try:
-        await _run_core(config, data_dir, nats_url, name, signals)
+        await _run_core(config, data_dir, nats_url, name, signals, dsn_config)
     finally:
         signals.restore()
 
@@ -783,11 +812,13 @@ async def _run_core(
     nats_url: str,
     name: str,
     signals: "StopSignals",
+    dsn_config: Path | None = None,
 ) -> None:
-    from core.cluster_core import ClusterCore
+    from core.cluster_core import DSN_FROM_FLAG, ClusterCore, dsn_from_config
 
     stopping = signals.stopping
-    core = ClusterCore(config, data_dir, nats_url, name)
+    setting = DSN_FROM_FLAG if dsn_config is None else dsn_from_config(dsn_config)
+    core = ClusterCore(config, data_dir, nats_url, name, setting)
     refused = await core.store_refused(stopping)  # before contending: the operator's to fix
     if refused is not None:
         raise CommandFailed(f"cannot start: {refused}")
@@ -797,6 +828,11 @@ async def _run_core(
         active = await core.activate(stopping, signals.requested) if held else None
     except sqlite3.Error as failed:  # its SQLite store, opened as it becomes active
         raise CommandFailed(sqlite_store_refused(data_dir, failed)) from None
+    except OSError as failed:  # its disk full, read-only or failing since its start's check
+        refused = takeover_refused(data_dir, failed)
+        if refused is None:
+            raise
+        raise CommandFailed(refused) from None
     except StartStopped as stopped:  # the lease given up, the data directory given back
         hangup.say_after_stop(f"tokenvenue core {name} stopped before it started ({stopped})")
         return

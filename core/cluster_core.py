@@ -205,18 +205,32 @@ async def _checked_unless_stopped(dsn: str, stopping: asyncio.Event) -> ConnectF
     return checking.result()
 
 
-def store_refusal(refused: ConnectFailure, starting: bool = False) -> tuple[str, str]:
+# Where a core's DSN came from, as its lines name it for the operator to fix (`dsn_setting`)
+DSN_FROM_FLAG: Final = "this core's --postgres DSN"
+
+
+def dsn_from_config(config_path: Path) -> str:
+    """`ClusterCore.dsn_setting` for a DSN the config's `ledger_postgres` gave (no --postgres)."""
+    return f"ledger_postgres in {config_path}"
+
+
+def store_refusal(
+    refused: ConnectFailure, setting: str = DSN_FROM_FLAG, starting: bool = False
+) -> tuple[str, str]:
     """What is wrong with a store `refused` (`ConnectFailure.refused`) and what the operator
-    is to do, for one line: the give-up's, or the start's refusal (`starting`)."""
+    is to do, for one line: the give-up's, or the start's refusal (`starting`); `setting`
+    names where the DSN came from (`ClusterCore.dsn_setting`). libpq's words said once: until
+    session 38 a DSN wrong read "DSN is wrong (the DSN is wrong: ...)"."""
     if refused.dsn_wrong:
+        again = "start it again" if setting == DSN_FROM_FLAG else "start this core again"
         return (
-            f"the ledger store's PostgreSQL DSN is wrong ({refused.said})",
-            "fix this core's --postgres DSN and start it again",
+            f"the ledger store's PostgreSQL DSN is wrong ({refused.reason})",
+            f"fix {setting} and {again}",
         )
     then = "" if starting else ", and it contends again"
     return (
         f"the ledger store's PostgreSQL is up but refused this core's login ({refused.said})",
-        "fix this core's --postgres DSN, its password (PGPASSWORD, ~/.pgpass) or the"
+        f"fix {setting}, its password (PGPASSWORD, ~/.pgpass) or the"
         f" server's roles and pg_hba.conf{then}",
     )
 
@@ -729,8 +743,10 @@ class ClusterCore:
         data_dir: Path,
         servers: str | Sequence[str],
         name: str,
+        dsn_setting: str = DSN_FROM_FLAG,
     ) -> None:
         self.config = config
+        self.dsn_setting = dsn_setting  # where its DSN came from, for the operator to fix
         self.data_dir = data_dir
         self.servers = server_list(servers)
         self.name = name
@@ -770,10 +786,10 @@ class ClusterCore:
         if failure is None or stopping.is_set():
             return None
         if failure.dsn_wrong:
-            what, fix = store_refusal(failure)
+            what, fix = store_refusal(failure, self.dsn_setting)
             return f"{what}: {fix}"
         if failure.refuses_login:
-            what, fix = store_refusal(failure, starting=True)
+            what, fix = store_refusal(failure, self.dsn_setting, starting=True)
             log.error(
                 "%s: this core starts, and gives the lease up while refused; %s",
                 what,
@@ -1112,7 +1128,7 @@ class ClusterCore:
     def _say_store_refused(self, refused: ConnectFailure) -> None:
         """Said at error, at once, each time it comes: the cluster has no active core while
         this one holds the lease, and only its operator can fix its login or its DSN."""
-        what, fix = store_refusal(refused)
+        what, fix = store_refusal(refused, self.dsn_setting)
         log.error("%s: giving the lease up to a standby; %s", what, fix, extra={"core": self.name})
 
     async def _follow(self) -> bool:

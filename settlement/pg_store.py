@@ -310,11 +310,20 @@ class ConnectFailure:
     def said(self) -> str:
         """The failure on one line, with how many attempts had no answer where some had: a
         refusal among hosts some of which did not answer may be a replica's (its pg_hba.conf
-        taking the role's connections on the primary alone), the primary being down."""
-        line = " ".join(self.message.split())
-        if self.unanswered and not self.dsn_wrong:
-            line += f" ({self.unanswered} of {self.attempts} attempts did not answer)"
-        return line
+        taking the role's connections on the primary alone), the primary being down; a DSN
+        wrong says so before libpq's or psycopg's words (`reason`)."""
+        if self.dsn_wrong:
+            return f"the DSN is wrong: {self.reason}"
+        if self.unanswered:
+            return f"{self.reason} ({self.unanswered} of {self.attempts} attempts did not answer)"
+        return self.reason
+
+    @property
+    def reason(self) -> str:
+        """`message` on one line, as libpq or psycopg said it: for a caller that says itself
+        what failed (the cores: "the ledger store's PostgreSQL DSN is wrong (...)", which until
+        session 38 went on "(the DSN is wrong: ...)")."""
+        return " ".join(self.message.split())
 
 
 def try_connect(
@@ -356,7 +365,8 @@ def try_connect(
 
 
 class _DsnWrong(Exception):
-    """A DSN that cannot be tried at all, why in its message."""
+    """A DSN that cannot be tried at all, why in its message (libpq's or psycopg's words: the
+    failure says it is the DSN's, `ConnectFailure.said`)."""
 
 
 def _attempts_of(dsn: str) -> list[dict[str, Any]]:
@@ -369,18 +379,18 @@ def _attempts_of(dsn: str) -> list[dict[str, Any]]:
     try:
         params = conninfo_to_dict(dsn)
     except psycopg.Error as unparsed:
-        raise _DsnWrong(f"the DSN is wrong: {_one_line(unparsed)}") from unparsed
+        raise _DsnWrong(_one_line(unparsed)) from unparsed
     try:
         return conninfo_attempts(params)
     except UnicodeError as unencoded:
-        raise _DsnWrong(f"the DSN is wrong: a host's name: {unencoded}") from unencoded
+        raise _DsnWrong(f"a host's name: {unencoded}") from unencoded
     except psycopg.OperationalError as failed:
         # psycopg's own words (not translated): its one error that is not the DSN's
         if str(failed).startswith("failed to resolve host"):
             raise
-        raise _DsnWrong(f"the DSN is wrong: {_one_line(failed)}") from failed
+        raise _DsnWrong(_one_line(failed)) from failed
     except psycopg.Error as refused:
-        raise _DsnWrong(f"the DSN is wrong: {_one_line(refused)}") from refused
+        raise _DsnWrong(_one_line(refused)) from refused
 
 
 def _try_attempt(
@@ -391,7 +401,7 @@ def _try_attempt(
     try:
         if pgconn.status == pq.ConnStatus.BAD and _values_refused(attempt):
             said = " ".join(pgconn.get_error_message().split())
-            return ConnectFailure(frozenset(), f"the DSN is wrong: {said}", dsn_wrong=True)
+            return ConnectFailure(frozenset(), said, dsn_wrong=True)
         _set_verbose_errors(pgconn)
         made = _polled(pgconn, time.monotonic() + timeout_s, stopped)
         if made:

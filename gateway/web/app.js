@@ -33,6 +33,23 @@ const RELOGON_REFUSING_MAX_MS = 60000;
 
 const $ = (id) => document.getElementById(id);
 
+function inWords(wireWord) {
+  // An order's or a market's status, or why an order closed, as a trader reads it: the wire's
+  // words with spaces (`partially_filled` "partially filled", `cancel_only` "cancel only",
+  // `mass_cancel` "mass cancel"; until session 38 the page showed the wire's). The wire's value
+  // stays in the element's data-status (data-reason) where the page shows one in a cell.
+  return String(wireWord).replaceAll("_", " ");
+}
+
+function statusCell(row, order) {
+  // An order's status cell: in words, with why it closed; the wire's values kept as data.
+  const said = order.reason ? `${inWords(order.status)} (${inWords(order.reason)})` : null;
+  const td = cell(row, said ?? inWords(order.status), "status");
+  td.dataset.status = order.status;
+  if (order.reason) td.dataset.reason = order.reason;
+  return td;
+}
+
 const state = {
   instruments: new Map(), // symbol -> the instruments channel's record
   tickers: new Map(), // symbol -> the ticker channel's data
@@ -687,7 +704,7 @@ function renderInfo() {
   const bill = instrument.kind === "tbill";
   const parts = [
     bill ? "T-bill" : "tokenized equity",
-    `status ${instrument.status}`,
+    `status ${inWords(instrument.status)}`,
     `tick ${instrument.tick}`,
     `step ${instrument.step}`,
     `band ${instrument.band_low} – ${instrument.band_high}`,
@@ -1580,7 +1597,7 @@ function renderHistory() {
     cell(row, order.price == null ? "market" : shownPrice(order.symbol, order.price), "num price");
     cell(row, order.qty, "num qty");
     cell(row, order.cum_qty, "num filled");
-    cell(row, order.reason ? `${order.status} (${order.reason})` : order.status, "status");
+    statusCell(row, order);
     labelCells(row);
   });
 }
@@ -1607,7 +1624,7 @@ function renderOrders() {
     cell(row, shownPrice(order.symbol, order.price), "num price");
     cell(row, order.qty, "num");
     cell(row, order.cum_qty, "num");
-    cell(row, order.status);
+    statusCell(row, order);
     const button = document.createElement("button");
     button.type = "button";
     button.textContent = "Cancel";
@@ -1642,10 +1659,34 @@ function renderCancelAll() {
   else button.removeAttribute("aria-disabled");
 }
 
+function askToCancelAll() {
+  // Cancel all pressed: asked first, in a modal dialog whose first answer, focused, is "Keep
+  // them" (Enter or Escape sends nothing), since one press cancels every open order of the
+  // account on every symbol, a bot's too (until session 38 at once). Pressed while nothing can
+  // be sent, it is not asked: `cancelAll` says why at once, as before.
+  if (loggingOnAgain() || state.trade === null || !state.mayTrade || state.cancelingAll) {
+    cancelAll();
+    return;
+  }
+  const shown = state.orders.size;
+  const count = shown === 0 ? "none" : String(shown);
+  $("cancel-all-ask-what").textContent =
+    `This cancels every open order of account ${$("account").textContent}, on every symbol,` +
+    ` whichever connection placed it (${count} shown here).`;
+  const ask = $("cancel-all-ask");
+  ask.returnValue = ""; // Escape leaves it as it was: the last answer must not count again
+  ask.showModal(); // the focus goes back to Cancel all once answered
+}
+
+function onCancelAllAnswer() {
+  if ($("cancel-all-ask").returnValue === "cancel") cancelAll();
+}
+
 async function cancelAll() {
   // Every open order of the account, whichever connection placed it, in one `orders.cancel_all`
-  // (protocol §5.6; before session 37 the page had none: each order pulled by its own Cancel).
-  // The rows shown wait as their Cancel does (`cancel`) until their reports take them away.
+  // (protocol §5.6; before session 37 the page had none: each order pulled by its own Cancel),
+  // once the trader said so (`askToCancelAll`). The rows shown wait as their Cancel does
+  // (`cancel`) until their reports take them away.
   if (loggingOnAgain()) {
     sayNothingSentWhileLoggingOnAgain("order canceled", "cancel them");
     return;
@@ -2038,7 +2079,7 @@ function followAmended(report) {
   const before = state.amending;
   if (CLOSED.has(report.status)) {
     const form = stopAmending();
-    const said = `order ${report.order_id} ${report.status}: nothing left to amend`;
+    const said = `order ${report.order_id} ${inWords(report.status)}: nothing left to amend`;
     showResult(`${said}; ${form}`, "warn");
     return;
   }
@@ -2138,7 +2179,7 @@ async function cancel(orderId, button) {
     // Closed: its row goes once its exec report comes, which may be after this answer; a
     // click on it meanwhile (a double click's second) would be refused ORDER_NOT_OPEN.
     closed = true;
-    sayOutcome(`order ${result.order_id} ${result.status}`, "ok");
+    sayOutcome(`order ${result.order_id} ${inWords(result.status)}`, "ok");
   } catch (failed) {
     const closedMeanwhile = failed.error?.name === "ORDER_NOT_OPEN";
     if (closedMeanwhile) sayOutcome(closedBeforeCancel(orderId, failed.error), "error");
@@ -2154,7 +2195,7 @@ function closedBeforeCancel(orderId, error) {
   // yet: said in words (before session 37 the wire's, `ORDER_NOT_OPEN (5001): the order is
   // closed: filled (order_id 1, status filled)`)
   const status = error.data?.status;
-  const was = status === "expired" ? "it expired" : `it was ${status}`;
+  const was = status === "expired" ? "it expired" : `it was ${inWords(status)}`;
   const how = status === undefined ? "" : `, ${was}`;
   const code = `(${error.name} ${error.code})`;
   return `cancel refused: order ${orderId} is no longer open${how}: nothing left to cancel ${code}`;
@@ -2349,7 +2390,7 @@ function showOrderResult(placed, status, report) {
   const verb = placed.amended ? " amended," : "";
   // an order placed without a cl_ord_id (a bot's, amended here) has none to show: not `(null)`
   const clOrdId = placed.clOrdId == null ? "" : ` (${placed.clOrdId})`;
-  let text = `order ${placed.orderId}${verb} ${status}${clOrdId}`;
+  let text = `order ${placed.orderId}${verb} ${inWords(status)}${clOrdId}`;
   const filled = report !== null && Number(report.cum_qty) > 0;
   if (filled) {
     text += `: filled ${report.cum_qty} of ${report.qty}, average price ${averagePrice(report)}`;
@@ -2617,7 +2658,8 @@ function start() {
   chart = new CandleChart($("candles"), $("candles-note"), $("candles-table"));
   $("logon-form").addEventListener("submit", onLogon);
   $("logout-button").addEventListener("click", onLogout);
-  $("cancel-all").addEventListener("click", cancelAll);
+  $("cancel-all").addEventListener("click", askToCancelAll);
+  $("cancel-all-ask").addEventListener("close", onCancelAllAnswer);
   $("skip-link").addEventListener("click", skipToOrderEntry);
   $("relogon-button").addEventListener("click", onRelogonButton);
   $("order-form").addEventListener("submit", onPlace);

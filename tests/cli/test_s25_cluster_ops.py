@@ -236,10 +236,44 @@ def test_a_core_killed_is_reported_and_so_is_the_core_that_takes_over(tmp_path: 
         text = _wait_for(output_path, "core core-b active\n", process)
         assert text.count("core core-b active") == 1, text  # the step line was "... standby"
         os.kill(_named(_children(process.pid), "core-b"), signal.SIGKILL)
-        _wait_for(output_path, "no core is left running", process)
+        _wait_for(output_path, "the cores this cluster started have all stopped", process)
     finally:
         _stop(process)
     assert process.returncode == 0
+
+
+def test_a_core_started_by_hand_is_not_said_to_be_gone(tmp_path: Path) -> None:
+    """The finding (session 38): with a core the operator started by hand on the cluster's
+    NATS (`venue serve --role core`), killing the cluster's own core had `venue cluster` say
+    "no core is left running" while the hand-started core took over and served. It knows
+    only its own cores: it says that they have stopped, and that another core may run."""
+    first = free_block(SMALLEST_PORTS)
+    config = ["--config", str(SAMPLE_CONFIG)]
+    process, output_path = _cluster(tmp_path, *config, *SMALLEST_SHAPE, "--ports", str(first))
+    by_hand_path = tmp_path / "by-hand.txt"
+    by_hand: subprocess.Popen[bytes] | None = None
+    try:
+        text = _wait_for(output_path, "stop with Ctrl-C", process)
+        nats = re.search(r"NATS \(1-node JetStream\): (\S+)", text)
+        assert nats is not None, text
+        command = [sys.executable, "-m", "cli.main", "serve", *config, "--role", "core"]
+        command += ["--nats", nats.group(1), "--name", "core-h"]
+        command += ["--data-dir", str(tmp_path / "by-hand")]
+        with by_hand_path.open("wb") as output:
+            by_hand = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, cwd=ROOT)
+        _wait_for(by_hand_path, "waiting for the lease", by_hand)
+        os.kill(_named(_children(process.pid), "core-a"), signal.SIGKILL)
+        _wait_for(output_path, "core core-a stopped (killed by SIGKILL): see", process)
+        _wait_for(by_hand_path, "tokenvenue core core-h active at seq", by_hand)
+        # said within a watch (0.5 s) of core-a's exit, a term (10 s) before core-h took over
+        assert "no core is left running" not in output_path.read_text()
+        said = _wait_for(output_path, "the cores this cluster started have all stopped", process)
+    finally:
+        if by_hand is not None and by_hand.poll() is None:
+            by_hand.send_signal(signal.SIGTERM)
+            by_hand.wait(STOP_TIMEOUT_S)
+        _stop(process)
+    assert "unless another core runs (one started by hand" in said, said
 
 
 def _admin(url: str, *command: str) -> subprocess.CompletedProcess[str]:

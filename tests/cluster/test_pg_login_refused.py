@@ -29,7 +29,7 @@ import pytest
 
 from cluster.local import DATABASE, LocalCluster, Role
 from cluster.postgres import PostgresServer, free_port
-from core.cluster_core import LEASE_TTL_S, ClusterCore, _StartGivenUp
+from core.cluster_core import DSN_FROM_FLAG, LEASE_TTL_S, ClusterCore, _StartGivenUp
 from core.jetstream_journal import STREAM_DEFAULT
 from settlement.pg_store import CONNECT_TIMEOUT_S, SQLSTATE_IN_MESSAGE, ConnectFailure, try_connect
 from tests.sample_config import SAMPLE_CONFIG
@@ -370,7 +370,8 @@ def core_waiting_for(dsn: str) -> Any:
     """A core's `_wait_for_store` on `dsn`, as a cluster's core runs it (its own config and
     name alone: the rest of a core is not reached)."""
     venue = types.SimpleNamespace(ledger_postgres=dsn)
-    core = types.SimpleNamespace(config=types.SimpleNamespace(venue=venue), name="core-x")
+    config = types.SimpleNamespace(venue=venue)
+    core = types.SimpleNamespace(config=config, name="core-x", dsn_setting=DSN_FROM_FLAG)
     core._say_store_refused = lambda failure: ClusterCore._say_store_refused(core, failure)
     return core
 
@@ -431,4 +432,5 @@ def test_a_wrong_dsn_is_said_and_gives_the_lease_up(
     assert not failure.refuses_login
     with caplog.at_level(logging.ERROR, logger="venue.cluster"), pytest.raises(_StartGivenUp):
         asyncio.run(ClusterCore._wait_for_store(core_waiting_for(dsn), asyncio.Event()))
-    assert "DSN is wrong" in caplog.text, caplog.text
+    assert "DSN is wrong (" in caplog.text, caplog.text
+    assert caplog.text.count("is wrong") == 1, caplog.text  # until session 38 said twice

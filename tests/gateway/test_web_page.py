@@ -2266,7 +2266,7 @@ def test_open_orders_and_their_buttons_overlap_nothing_from_320_to_1600_px(
         await seller.place(SYMBOL, "buy", qty="9999.999999", price="205.00")
         await seller.place(BILL, "sell", qty="100", price="98.600000")
         await trader.place(BILL, "buy", qty="1000000", price="98.600000")
-        await expect(page.locator("#open-orders td", has_text="partially_filled")).to_have_count(2)
+        await expect(page.locator("#open-orders td", has_text="partially filled")).to_have_count(2)
         await expect(page.locator("#open-orders tbody td").first).to_have_text(re.compile(r"^12"))
         reach, scroll, layout = await page.evaluate(SIDEWAYS)
         assert (reach <= 0.5, scroll, layout) == (True, 0, "blocks"), reach
@@ -3967,21 +3967,79 @@ def test_cancel_all_cancels_every_open_order_of_the_account_at_once(tmp_path: Pa
         await expect(row).to_have_count(3)
         await cancel_all.focus()
         await page.keyboard.press("Enter")
+        # asked first (session 38: one click canceled every order on every symbol)
+        asked = page.get_by_role("dialog", name="Cancel all open orders?")
+        await expect(asked).to_be_visible()
+        await expect(asked).to_contain_text("every open order of account 3, on every symbol")
+        await expect(asked).to_contain_text("3 shown here")
+        keep = asked.get_by_role("button", name="Keep them")
+        await expect(keep).to_be_focused()  # the safe answer first: Enter again keeps them
+        await page.keyboard.press("Enter")
+        await expect(asked).to_be_hidden()
+        await expect(cancel_all).to_be_focused()
+        await page.keyboard.press("Enter")
+        await expect(asked).to_be_visible()
+        await page.keyboard.press("Escape")  # dismissed so too
+        await expect(asked).to_be_hidden()
+        await expect(row).to_have_count(3)
+        await page.evaluate(TWO_FRAMES)  # a cancel sent would be in flight by now
+        assert not any('"orders.cancel_all"' in frame for frame in browser.frames_sent)
+        await cancel_all.click()
+        await asked.get_by_role("button", name="Cancel them all").click()
         await expect(result).to_have_text("canceled 3 open orders")
         await expect(row).to_have_count(0)
         assert (await bot.request("orders.open", {}))["orders"] == []
         history = page.locator("#history tbody tr")
         await expect(history).to_have_count(3)
-        await expect(history.locator("td").nth(7)).to_have_text("canceled (mass_cancel)")
+        status = history.locator("td.status")
+        await expect(status.first).to_have_text("canceled (mass cancel)")  # in words
+        await expect(status.first).to_have_attribute("data-reason", "mass_cancel")
         assert sum('"orders.cancel_all"' in frame for frame in browser.frames_sent) == 1
         await expect(cancel_all).to_be_focused()
+        await page.keyboard.press("Enter")
+        await page.keyboard.press("Tab")  # to Cancel them all
         await page.keyboard.press("Enter")
         await expect(result).to_have_text("no open order to cancel")
         await browser.place("buy", "post_only", qty="1", price="180.00")
         await expect(row).to_have_count(1)
         await cancel_all.click()
+        await asked.get_by_role("button", name="Cancel them all").click()
         await expect(result).to_have_text("canceled 1 open order")
         await expect(row).to_have_count(0)
+
+    assert run_page(tmp_path, scenario) == []
+
+
+def test_an_orders_status_reads_in_words_wherever_the_page_shows_it(tmp_path: Path) -> None:
+    """The wire's words (`partially_filled`, `cancel_only`) read as a trader says them, on the
+    result line, in the open orders, the history and the instrument line; the wire's value kept
+    in the cell's `data-status` (`data-reason`). Until session 38 the page showed the wire's."""
+
+    async def scenario(venue: Venue, browser: Browser) -> None:
+        page = browser.page
+        admin = await venue.client("admin")
+        await resting_sell(venue, "1", "187.30")
+        await expect(ladder_row(page, "ask", "187.30")).to_have_text("1.000000")
+        await browser.log_on("taker")
+        await expect(page.locator("#account")).to_have_text("3")
+        result = page.locator("#order-result")
+        await browser.place("buy", "limit", qty="2", price="187.30")
+        await expect(result).to_contain_text(" partially filled")
+        await expect(result).not_to_contain_text("_")
+        status = page.locator("#open-orders tbody td.status")
+        await expect(status).to_have_text("partially filled")
+        await expect(status).to_have_attribute("data-status", "partially_filled")
+        await page.locator("#open-orders tbody button.cancel").click()
+        await expect(result).to_have_text(re.compile(r"^order \d+ canceled"))
+        history = page.locator("#history tbody td.status")
+        await expect(history).to_have_text("canceled (user)")
+        await expect(history).to_have_attribute("data-status", "canceled")
+        await admin.request("admin.set_status", {"symbol": SYMBOL, "status": "cancel_only"})
+        info = page.locator("#instrument-info")
+        await expect(info).to_contain_text("status cancel only")
+        await expect(info).not_to_contain_text("cancel_only")
+        await admin.request("admin.set_status", {"symbol": SYMBOL, "status": "open"})
+        await expect(info).to_contain_text("status open")
 
     assert run_page(tmp_path, scenario) == []
 
