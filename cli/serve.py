@@ -653,6 +653,44 @@ def remove_if_empty(made: list[Path]) -> None:
             return
 
 
+WAKEUP_READ_BYTES: Final = 4_096  # signal numbers read from the wakeup socket per wake
+
+
+class LoopWakeup:
+    """Wakes `loop` whenever this process catches a signal, so that its Python handler runs at
+    once. CPython runs a handler on the main thread only once that thread is back in the
+    interpreter, and a loop asleep in its selector (plain asyncio: uvloop wakes for signals by
+    a wakeup fd of its own) stayed asleep after a signal caught by another thread (a
+    process-directed SIGTERM, a supervisor's, may go to any thread: the lease's, the store's)
+    or by the main thread an instant before it went to sleep: the stop waited for the loop's
+    next event (session 38: a start connecting to a NATS that did not answer waited out the
+    connect's 25 tries, ~2 min, then exited 2 `cannot reach NATS`). The handlers' C part writes
+    each signal's number to the socket given to `signal.set_wakeup_fd`, which the loop reads;
+    a wakeup fd set before (uvloop's) is passed each byte, and is put back by `close`."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._reader, self._writer = socket.socketpair()
+        self._reader.setblocking(False)  # a wakeup fd must not block the handler's write
+        self._writer.setblocking(False)
+        # a full socket only means the loop has a wake to read already
+        self._previous = signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
+        loop.add_reader(self._reader.fileno(), self._woken)
+
+    def close(self) -> None:
+        signal.set_wakeup_fd(self._previous, warn_on_full_buffer=False)
+        self._loop.remove_reader(self._reader.fileno())
+        self._reader.close()
+        self._writer.close()
+
+    def _woken(self) -> None:
+        """Nothing to do but read: the wake itself lets the handlers run."""
+        with contextlib.suppress(OSError):  # read already (BlockingIOError), the other end gone
+            numbers = self._reader.recv(WAKEUP_READ_BYTES)
+            if self._previous != -1:
+                os.write(self._previous, numbers)
+
+
 class StopSignals:
     """The stop signals (`hangup.stop_signals`) of `venue serve` (each role), taken before its
     start (a stop noted before them, `hangup.noting_stops`, is taken as theirs). Each is noted
@@ -660,8 +698,9 @@ class StopSignals:
     holds the event loop for minutes (a handler of the loop's runs only once the loop runs
     again: until session 29 the handlers were installed after the start, and a SIGTERM during it
     killed the venue, 143, with no line); the loop is then told (`_stop_on`: logged once,
-    `stopping` set). A start asks `requested` at its safe points (`core.recovery`); a venue
-    serving waits for `stopping`."""
+    `stopping` set), woken for it whichever thread caught the signal (`LoopWakeup`). A start
+    asks `requested` at its safe points (`core.recovery`); a venue serving waits for
+    `stopping`."""
 
     def __init__(self) -> None:
         self.stopping = asyncio.Event()
@@ -671,6 +710,7 @@ class StopSignals:
         # the handlers from before `hangup.noting_stops`, where it runs: not its `_note_stop`
         before = hangup.original_handlers()
         self._previous = {sig: before.get(sig, signal.getsignal(sig)) for sig in self.signals}
+        self._wakeup = LoopWakeup(self._loop)  # before the handlers: no signal caught unseen
         for sig in self.signals:
             signal.signal(sig, self._noted)
         noted = hangup.stop_noted()  # before now (`hangup.noting_stops`): from the same start
@@ -686,6 +726,7 @@ class StopSignals:
         would note and drop a stop from here to its end (the loop's teardown)."""
         for sig, previous in self._previous.items():
             signal.signal(sig, signal.SIG_DFL if previous is None else previous)
+        self._wakeup.close()
 
     def requested(self) -> bool:
         return self.received is not None

@@ -18,15 +18,28 @@ from collections.abc import Sequence
 from pathlib import Path
 
 OUTPUT_MAX = 1_000_000  # bytes kept of a run: a progress bar redraws, it never floods
+# SIGHUP given its default action (the process ends), as a shell in a terminal window starts a
+# command. A run of the suite under `nohup` ignores SIGHUP, and an ignored signal stays ignored
+# across exec: every process the run started took itself for started under nohup, and a test
+# of a stop on a hang-up waited to its timeout (session 37: five tests, 60 s each).
+_HANG_UP_BY_DEFAULT = "signal.signal(signal.SIGHUP, signal.SIG_DFL)"
+_EXEC_THE_REST = "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+# Put before `-m module ...` for a process a test hangs up (SIGHUP) without a terminal.
+WITH_SIGHUP_DEFAULT = [
+    sys.executable,
+    "-c",
+    f"import os, signal, sys; {_HANG_UP_BY_DEFAULT}; {_EXEC_THE_REST}",
+]
 # Put before `-m module ...` and run with `start_new_session=True` and a pty's side as stdin:
 # the pty becomes the new session's controlling terminal, as a shell's in a terminal window,
-# so closing the pty's other side hangs the process up (SIGHUP) as closing the window does.
+# so closing the pty's other side hangs the process up (SIGHUP) as closing the window does
+# (SIGHUP at its default action, as `WITH_SIGHUP_DEFAULT`).
 # A wrapper, not a `preexec_fn`, which is unsafe in a process with threads.
 ON_ITS_TERMINAL = [
     sys.executable,
     "-c",
-    "import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0);"
-    " os.execv(sys.executable, [sys.executable, *sys.argv[1:]])",
+    "import fcntl, os, signal, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0);"
+    f" {_HANG_UP_BY_DEFAULT}; {_EXEC_THE_REST}",
 ]
 
 

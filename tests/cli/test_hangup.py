@@ -28,7 +28,7 @@ from tests.cli.test_main import SERVE, START_LINES_MAX, _env
 from tests.cli.test_serve import LISTENING, START_TIMEOUT_S
 from tests.conftest import KEYS, ROOT
 from tests.sample_config import SAMPLE_CONFIG
-from tests.terminal import ON_ITS_TERMINAL, read_until
+from tests.terminal import ON_ITS_TERMINAL, WITH_SIGHUP_DEFAULT, read_until
 
 
 def test_a_closed_terminal_stops_the_venue_cleanly(tmp_path: Path) -> None:
@@ -247,6 +247,41 @@ def _assert_stopped_in_order(directory: Path) -> None:
     assert began["gw-0"] < began["core-0"], began
 
 
+# Run by the suite's wrappers: it hangs itself up, and says so if it lived through that.
+HANGS_ITSELF_UP = ["-c", "import os, signal; os.kill(os.getpid(), signal.SIGHUP); print('lived')"]
+
+
+@pytest.mark.parametrize(
+    "wrapper", [ON_ITS_TERMINAL, WITH_SIGHUP_DEFAULT], ids=["on-its-terminal", "sighup-default"]
+)
+def test_the_suites_processes_take_a_hang_up_by_default_from_a_run_under_nohup(
+    wrapper: list[str],
+) -> None:
+    """The finding (session 38): session 37's run of tests/cli under `nohup` failed five tests
+    of stops on a hang-up (each at its 60 s timeout, read as a loaded machine's): an ignored
+    signal stays ignored across exec, so every venue the run started took itself for started
+    under nohup and let its SIGHUP go by (`hangup.stop_signals`). The wrappers that start
+    the processes those tests hang up give SIGHUP its default action, as a shell in a
+    terminal window does. Here this process ignores SIGHUP while it starts one."""
+    terminal, its_side = pty.openpty()
+    ignoring = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as `nohup pytest ...` starts it
+    try:
+        process = subprocess.Popen(
+            [*wrapper, *HANGS_ITSELF_UP],
+            stdin=its_side,
+            stdout=subprocess.PIPE,
+            start_new_session=True,
+        )
+    finally:
+        signal.signal(signal.SIGHUP, ignoring)
+        os.close(its_side)
+    try:
+        output, _ = process.communicate(timeout=STOP_TIMEOUT_S)
+    finally:
+        os.close(terminal)
+    assert (process.returncode, output) == (-signal.SIGHUP, b"")
+
+
 # A process whose stdout is a terminal hung up before any SIGHUP reached it (none will: it is
 # not the terminal's session leader), as a stop that ends within milliseconds of the window
 # closing sees it: the kernel fails writes at once, the handler runs only between bytecodes.
@@ -328,9 +363,9 @@ def test_sigterm_or_sighup_to_a_benchmark_stops_its_server_process_as_ctrl_c_doe
     orphaned; session 33: SIGHUP (its terminal closed) likewise. Now both do what Ctrl-C
     does: the server is stopped, exit status 128 + the signal. ws-layer runs its loop under
     uvloop, where a handler that raises is not enough."""
-    command = [sys.executable, "-m", "cli.main", "bench", "ws-layer", "--layers", "websockets"]
+    command = [*WITH_SIGHUP_DEFAULT, "-m", "cli.main", "bench", "ws-layer"]  # hung up below
     bench = subprocess.Popen(
-        [*command, "--frames", "10000000", "--runs", "1"],
+        [*command, "--layers", "websockets", "--frames", "10000000", "--runs", "1"],
         cwd=ROOT,
         env=_env(),
         stdout=subprocess.DEVNULL,
