@@ -38,7 +38,10 @@ function inWords(wireWord) {
   // words with spaces (`partially_filled` "partially filled", `cancel_only` "cancel only",
   // `mass_cancel` "mass cancel"; until session 38 the page showed the wire's). The wire's value
   // stays in the element's data-status (data-reason) where the page shows one in a cell.
-  return String(wireWord).replaceAll("_", " ");
+  // An error's name given as a reason (`DUPLICATE_CL_ORD_ID`, protocol §5) stays as the
+  // venue names it, as the result line shows it.
+  const word = String(wireWord);
+  return /^[a-z_]+$/.test(word) ? word.replaceAll("_", " ") : word;
 }
 
 function statusCell(row, order) {
@@ -1373,6 +1376,9 @@ function clearSession() {
   state.mayTrade = false;
   state.keyTrades = false;
   state.credentials = null;
+  // a Cancel all asked under this session is not answered over a logged-off page: dismissed,
+  // it sends nothing (its answer, none, cancels nothing)
+  if ($("cancel-all-ask").open) $("cancel-all-ask").close();
   state.accountSeq = null;
   state.accountLast = state.accountExpected = null;
   state.accountRestarting = false;

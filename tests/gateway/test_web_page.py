@@ -4006,6 +4006,16 @@ def test_cancel_all_cancels_every_open_order_of_the_account_at_once(tmp_path: Pa
         await asked.get_by_role("button", name="Cancel them all").click()
         await expect(result).to_have_text("canceled 1 open order")
         await expect(row).to_have_count(0)
+        # the session ends (logged off) while it is asked: dismissed, nothing sent (the
+        # review: it stood over the logged-off page, its Cancel them all doing nothing, unsaid)
+        await browser.place("buy", "post_only", qty="1", price="180.00")
+        await expect(row).to_have_count(1)
+        await cancel_all.click()
+        await expect(asked).to_be_visible()
+        await page.evaluate("() => document.getElementById('logout-button').click()")
+        await expect(page.locator("#logon-form")).to_be_visible()
+        await expect(asked).to_be_hidden()
+        assert sum('"orders.cancel_all"' in frame for frame in browser.frames_sent) == 3
 
     assert run_page(tmp_path, scenario) == []
 
