@@ -17,15 +17,21 @@ import msgspec
 from websockets.asyncio.client import ClientConnection
 from websockets.protocol import State
 
+from client.sdk_account_stream import AccountStream
 from client.sdk_types import (
     AccountEvent,
+    ConnectionLost,
     OrderResult,
     PushesDropped,
+    RequestTimeout,
     VenueError,
     account_event,
 )
 from engine.reasons import ErrorCode
 from gateway.market_data import BOOK_DEPTHS, LocalBook
+
+# The pauses between tries of a private stream's re-follow refused (`_subscribe_account_afresh`)
+ACCOUNT_AFRESH_PAUSES_S = (0.5, 1.0, 2.0)
 
 
 class Calls:
@@ -36,6 +42,7 @@ class Calls:
         pushes: asyncio.Queue[dict[str, Any]]
         resyncs: int
         account_seq: int
+        _account_stream: AccountStream
         _account_dropped_untold: tuple[int, int] | None
         _book_depths: dict[str, int]
         _books_fed_over: weakref.WeakKeyDictionary[LocalBook, ClientConnection | None]
@@ -310,28 +317,44 @@ class Calls:
     def _follow_account_afresh(self, why: str) -> None:
         """A resume's replay is not of the stream seen (`client.sdk_account_stream`), `why`:
         a venue started afresh. Say so (`account_restarted`), and follow the stream again
-        from a snapshot, in the background; until it comes, `account_seq` is 0, so that a
-        resume meanwhile asks for every event the venue still holds. If the subscribe fails,
-        an `account_restart_failed` notice says so (the link dropped: the resume follows it)."""
+        from a snapshot, in the background (`_subscribe_account_afresh`); until it comes,
+        `account_seq` is 0, so that a resume meanwhile asks for every event the venue still
+        holds."""
         self.account_seq = 0
         error = (
             f"{why}: the venue is not the one seen (started afresh?); the private stream is"
             " followed again from a snapshot"
         )
         self._queue({"ch": "client", "type": "account_restarted", "error": error})
-        task = asyncio.get_running_loop().create_task(self.subscribe_account())
+        task = asyncio.get_running_loop().create_task(self._subscribe_account_afresh())
         self._resyncing.add(task)
-        task.add_done_callback(self._account_followed_afresh)
+        task.add_done_callback(self._resyncing.discard)
 
-    def _account_followed_afresh(self, task: "asyncio.Task[Any]") -> None:
-        self._resyncing.discard(task)
-        if task.cancelled():
-            return
-        failure = task.exception()  # retrieved: never "Task exception was never retrieved"
-        if failure is not None:
-            error = f"{failure!r}: call subscribe_account() to follow the stream again"
-            notice = {"type": "account_restart_failed", "error": error}
-            self._queue({"ch": "client", **notice})
+    async def _subscribe_account_afresh(self) -> None:
+        """`subscribe_account()`, tried again after a refusal (the account's bucket empty, the
+        venue busy: its `retry_after_ms`, else `ACCOUNT_AFRESH_PAUSES_S`), as the stream's
+        pushes are dropped until its snapshot; a lost link ends it (the resume follows the
+        stream, from `account_seq` 0), as does the snapshot come meanwhile. Refused at every
+        try, or unanswered in time, an `account_restart_failed` notice says so: call
+        `subscribe_account()` (a late answer's snapshot ends the wait too)."""
+        stream = self._account_stream
+        for pause_s in (*ACCOUNT_AFRESH_PAUSES_S, None):
+            if not stream.restarting:
+                return  # its snapshot came (a late answer's), or a resume follows it
+            try:
+                await self.subscribe_account()
+                return
+            except ConnectionLost:
+                return  # the link dropped: the resume follows the stream
+            except (VenueError, RequestTimeout) as failure:
+                if pause_s is None:
+                    if stream.restarting:
+                        error = f"{failure!r}: call subscribe_account() to follow the stream again"
+                        notice = {"type": "account_restart_failed", "error": error}
+                        self._queue({"ch": "client", **notice})
+                    return
+                retry_after_ms = getattr(failure, "retry_after_ms", None)
+                await asyncio.sleep(retry_after_ms / 1_000 if retry_after_ms else pause_s)
 
     def _resynced(self, symbol: str, task: "asyncio.Task[Any]") -> None:
         self._resyncing.discard(task)

@@ -2019,12 +2019,14 @@ def _refuse_an_early_maturity_undated(spec: InstrumentSpec | None, ts_us: int) -
     holder par early cannot be undone, and a symbol one digit off names another bill (since
     session 38; `venue admin mature` already asked for the date, the wire did not). An
     unknown symbol or an equity is the engine's to refuse, as before."""
-    if spec is None or spec.kind is not InstrumentKind.TBILL or ts_us >= spec.maturity_us:
+    now_us = ts_us or time.time_ns() // 1_000  # (0: for the sequencer to stamp)
+    if spec is None or spec.kind is not InstrumentKind.TBILL or now_us >= spec.maturity_us:
         return
     date = _maturity_date(spec)
     said = (
         f"{spec.symbol} matures {date}: maturing it before then pays every holder par for good;"
-        f' give "maturity": "{date}" to mature it now. nothing was done'
+        f' give "maturity": "{date}" to mature it now (one matured already is refused'
+        " INSTRUMENT_MATURED then). nothing was done"
     )
     raise _Refusal(E.MISSING_PARAM, at_field(said, "maturity"))
 

@@ -1719,21 +1719,41 @@ def test_a_venue_started_afresh_restarts_the_seq_the_private_stream_resumes_from
     asyncio.run(asyncio.wait_for(main(), TEST_TIMEOUT_S))
 
 
+def refusing_a_snapshot_once(client: VenueClient) -> Callable[..., Awaitable[Any]]:
+    """`client.subscribe_account`, but its first call for a snapshot refused 429 (100 ms)."""
+    subscribe_account = client.subscribe_account
+    refused: list[int] = []
+
+    async def refusing(since_seq: int | None = None) -> Any:
+        if since_seq is None and not refused:
+            refused.append(1)
+            msg = "too many requests (this test)"
+            raise VenueError(429, 1101, "RATE_LIMITED", msg, retry_after_ms=100)
+        return await subscribe_account(since_seq)
+
+    return refusing
+
+
+@pytest.mark.parametrize("refused_first", [False, True])
 def test_a_venue_started_afresh_past_the_seq_seen_is_followed_again_from_a_snapshot(
-    tmp_path: Path,
+    tmp_path: Path, refused_first: bool
 ) -> None:
     """A venue started again afresh whose account has come past the client's seq (11) by
     the time the client resumes: the resume asked for the events after 11, the new venue
     replayed its 12 and on, and its orders up to 11 were never told (session 37's known
     gap). The resume's replay is checked against the event seen last: not that one, the
     stream is followed again from a snapshot, every order of the new venue in it, and the
-    client is told."""
+    client is told. That subscribe refused (429: the account's bucket) is tried again after
+    the retry_after_ms (the review: the stream's pushes were dropped until the user called
+    subscribe_account(), only an `account_restart_failed` notice saying so)."""
 
     async def main() -> None:
         venue = await start_venue(tmp_path / "data")
         try:
             alpha = await logged_on(venue, reconnect_delays_s=(3.0, 0.5, 0.5))
             await alpha.subscribe_account()
+            if refused_first:
+                alpha.subscribe_account = refusing_a_snapshot_once(alpha)  # type: ignore
             for price in ("190.00", "191.00"):
                 await alpha.place(SYMBOL, "sell", qty="1", price=price)
             assert await until(lambda: alpha.account_seq == 11), alpha.account_seq
@@ -1755,6 +1775,7 @@ def test_a_venue_started_afresh_past_the_seq_seen_is_followed_again_from_a_snaps
                     snapshot = push
                 assert ("account", "exec") not in kinds, kinds  # before: 12 on, no snapshot
             assert ("client", "account_restarted") in kinds, kinds
+            assert ("client", "account_restart_failed") not in kinds, kinds
             assert snapshot["seq"] == fresh_seq == alpha.account_seq
             open_ids = {order["order_id"] for order in snapshot["orders"]}
             assert open_ids == {order["order_id"] for order in placed}

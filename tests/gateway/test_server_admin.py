@@ -492,8 +492,8 @@ def test_admin_mature_with_a_maturity_matures_only_the_bill_of_that_date(run_ven
         assert undated["error"]["name"] == "MISSING_PARAM", undated  # before session 38: matured
         assert undated["error"]["msg"] == (
             f"{BILL} matures {date.isoformat()}: maturing it before then pays every holder par"
-            f' for good; give "maturity": "{date.isoformat()}" to mature it now. nothing was'
-            " done - at `params.maturity`"
+            f' for good; give "maturity": "{date.isoformat()}" to mature it now (one matured'
+            " already is refused INSTRUMENT_MATURED then). nothing was done - at `params.maturity`"
         )
         assert sequencer.last_seq == before  # nothing journaled
         rows = (await admin.request("instruments", {}))["instruments"]
