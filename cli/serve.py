@@ -673,8 +673,13 @@ class LoopWakeup:
         self._reader, self._writer = socket.socketpair()
         self._reader.setblocking(False)  # a wakeup fd must not block the handler's write
         self._writer.setblocking(False)
-        # a full socket only means the loop has a wake to read already
-        self._previous = signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
+        try:  # (off the main thread, ValueError: the sockets are not left to the collector)
+            # a full socket only means the loop has a wake to read already
+            self._previous = signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
+        except BaseException:
+            self._reader.close()
+            self._writer.close()
+            raise
         loop.add_reader(self._reader.fileno(), self._woken)
 
     def close(self) -> None:
@@ -711,12 +716,16 @@ class StopSignals:
         before = hangup.original_handlers()
         self._previous = {sig: before.get(sig, signal.getsignal(sig)) for sig in self.signals}
         self._wakeup = LoopWakeup(self._loop)  # before the handlers: no signal caught unseen
-        for sig in self.signals:
-            signal.signal(sig, self._noted)
-        noted = hangup.stop_noted()  # before now (`hangup.noting_stops`): from the same start
-        if noted is not None:
-            self.received = noted
-            _stop_on(noted, self.stopping)
+        try:
+            for sig in self.signals:
+                signal.signal(sig, self._noted)
+            noted = hangup.stop_noted()  # before now (`hangup.noting_stops`): from the start
+            if noted is not None:
+                self.received = noted
+                _stop_on(noted, self.stopping)
+        except BaseException:  # no caller's `restore` comes: nothing of this one is left set
+            self.restore()
+            raise
 
     def restore(self) -> None:
         """Put back the handlers found: once the loop is closed this one's signal is noted by

@@ -1239,6 +1239,11 @@ def test_the_stop_signals_handlers_are_put_back_once_serve_ends(tmp_path: Path) 
     with lock_data_dir(data_dir), pytest.raises(JournalLocked):
         asyncio.run(serve_module._serve(config, "127.0.0.1", 0, data_dir))
     assert {sig: signal.getsignal(sig) for sig in found} == found
+    # the wakeup fd too (`LoopWakeup`, session 38): one left pointing at its closed socket
+    # would have every later signal write a byte into whatever reuses that fd number
+    wakeup_fd = signal.set_wakeup_fd(-1)
+    signal.set_wakeup_fd(wakeup_fd)
+    assert wakeup_fd == -1
 
 
 def test_a_stop_asked_during_a_postgresql_connect_wins_over_what_the_connect_says() -> None:
