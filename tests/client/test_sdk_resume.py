@@ -1719,6 +1719,31 @@ def test_a_venue_started_afresh_restarts_the_seq_the_private_stream_resumes_from
     asyncio.run(asyncio.wait_for(main(), TEST_TIMEOUT_S))
 
 
+async def seen_to_11_then_started_afresh(venue: Venue, fresh: Path) -> VenueClient:
+    """alpha, its resume 3 s off, having seen its private stream to seq 11 (two sells); the
+    venue then started again afresh on `fresh` (alpha's link dropped, its resume to come)."""
+    alpha = await logged_on(venue, reconnect_delays_s=(3.0, 0.5, 0.5))
+    await alpha.subscribe_account()
+    for price in ("190.00", "191.00"):
+        await alpha.place(SYMBOL, "sell", qty="1", price=price)
+    assert await until(lambda: alpha.account_seq == 11), alpha.account_seq
+    await drain_client_notices(alpha)
+    await venue.restart_without(None, fresh)
+    return alpha
+
+
+async def kinds_until_an_account_snapshot(
+    client: VenueClient,
+) -> tuple[list[tuple[Any, Any]], dict[str, Any]]:
+    """The (ch, type) of each push up to the next private-stream snapshot, and that snapshot."""
+    kinds = []
+    while True:
+        push = await next_push_not_heartbeat(client)
+        kinds.append((push.get("ch"), push.get("type")))
+        if push.get("ch") == "account" and push.get("type") == "snapshot":
+            return kinds, push
+
+
 def refusing_a_snapshot_once(client: VenueClient) -> Callable[..., Awaitable[Any]]:
     """`client.subscribe_account`, but its first call for a snapshot refused 429 (100 ms)."""
     subscribe_account = client.subscribe_account
@@ -1736,7 +1761,7 @@ def refusing_a_snapshot_once(client: VenueClient) -> Callable[..., Awaitable[Any
 
 @pytest.mark.parametrize("refused_first", [False, True])
 def test_a_venue_started_afresh_past_the_seq_seen_is_followed_again_from_a_snapshot(
-    tmp_path: Path, refused_first: bool
+    tmp_path: Path, run_venue: Any, refused_first: bool
 ) -> None:
     """A venue started again afresh whose account has come past the client's seq (11) by
     the time the client resumes: the resume asked for the events after 11, the new venue
@@ -1747,44 +1772,27 @@ def test_a_venue_started_afresh_past_the_seq_seen_is_followed_again_from_a_snaps
     the retry_after_ms (the review: the stream's pushes were dropped until the user called
     subscribe_account(), only an `account_restart_failed` notice saying so)."""
 
-    async def main() -> None:
-        venue = await start_venue(tmp_path / "data")
-        try:
-            alpha = await logged_on(venue, reconnect_delays_s=(3.0, 0.5, 0.5))
-            await alpha.subscribe_account()
-            if refused_first:
-                alpha.subscribe_account = refusing_a_snapshot_once(alpha)  # type: ignore
-            for price in ("190.00", "191.00"):
-                await alpha.place(SYMBOL, "sell", qty="1", price=price)
-            assert await until(lambda: alpha.account_seq == 11), alpha.account_seq
-            await drain_client_notices(alpha)
-            await venue.restart_without(None, tmp_path / "fresh")  # alpha waits 3 s to resume
-            other = await venue.client("alpha")  # the same account on the new venue
-            placed = [
-                await other.place(SYMBOL, "sell", "1", price)
-                for price in ("192.00", "193.00", "194.00", "195.00")
-            ]
-            fresh_seq = (await other.subscribe_account())["seq"]
-            assert fresh_seq > 11, fresh_seq  # the new venue's account is past alpha's seq
-            assert await asyncio.wait_for(alpha.wait_resumed(), 10)
-            kinds, snapshot = [], None
-            while snapshot is None:
-                push = await next_push_not_heartbeat(alpha)
-                kinds.append((push.get("ch"), push.get("type")))
-                if push.get("ch") == "account" and push.get("type") == "snapshot":
-                    snapshot = push
-                assert ("account", "exec") not in kinds, kinds  # before: 12 on, no snapshot
-            assert ("client", "account_restarted") in kinds, kinds
-            assert ("client", "account_restart_failed") not in kinds, kinds
-            assert snapshot["seq"] == fresh_seq == alpha.account_seq
-            open_ids = {order["order_id"] for order in snapshot["orders"]}
-            assert open_ids == {order["order_id"] for order in placed}
-        finally:
-            for client in venue.clients:
-                await client.close()
-            await venue.server.stop()
+    async def scenario(venue: Venue) -> None:
+        alpha = await seen_to_11_then_started_afresh(venue, tmp_path / "fresh")
+        if refused_first:
+            alpha.subscribe_account = refusing_a_snapshot_once(alpha)  # type: ignore
+        other = await venue.client("alpha")  # the same account on the new venue
+        placed = [
+            await other.place(SYMBOL, "sell", "1", price)
+            for price in ("192.00", "193.00", "194.00", "195.00")
+        ]
+        fresh_seq = (await other.subscribe_account())["seq"]
+        assert fresh_seq > 11, fresh_seq  # the new venue's account is past alpha's seq
+        assert await asyncio.wait_for(alpha.wait_resumed(), 10)
+        kinds, snapshot = await kinds_until_an_account_snapshot(alpha)
+        assert ("account", "exec") not in kinds, kinds  # before: 12 on, no snapshot
+        assert ("client", "account_restarted") in kinds, kinds
+        assert ("client", "account_restart_failed") not in kinds, kinds
+        assert snapshot["seq"] == fresh_seq == alpha.account_seq
+        open_ids = {order["order_id"] for order in snapshot["orders"]}
+        assert open_ids == {order["order_id"] for order in placed}
 
-    asyncio.run(asyncio.wait_for(main(), TEST_TIMEOUT_S))
+    run_venue(scenario)
 
 
 def test_a_resume_of_the_same_venue_replays_each_missed_event_once(run_venue: Any) -> None:
@@ -1820,7 +1828,7 @@ def test_a_resume_of_the_same_venue_replays_each_missed_event_once(run_venue: An
 
 
 def test_a_venue_started_afresh_one_short_of_the_seq_seen_is_followed_again_from_a_snapshot(
-    tmp_path: Path,
+    tmp_path: Path, run_venue: Any
 ) -> None:
     """The new venue's account one event short of the event the client saw last (10 against
     11) when it resumes: the resume's `since_seq` 10 is the new stream's seq, so nothing is
@@ -1828,65 +1836,44 @@ def test_a_venue_started_afresh_one_short_of_the_seq_seen_is_followed_again_from
     event came (before the check, asking from 11, it got a snapshot). The answer's seq says
     the stream ends short of the event seen: followed again from a snapshot at once."""
 
-    async def main() -> None:
-        venue = await start_venue(tmp_path / "data")
-        try:
-            alpha = await logged_on(venue, reconnect_delays_s=(3.0, 0.5, 0.5))
-            await alpha.subscribe_account()
-            for price in ("190.00", "191.00"):
-                await alpha.place(SYMBOL, "sell", qty="1", price=price)
-            assert await until(lambda: alpha.account_seq == 11), alpha.account_seq
-            await drain_client_notices(alpha)
-            await venue.restart_without(None, tmp_path / "fresh")  # alpha waits 3 s to resume
-            other = await venue.client("alpha")
-            placed = await other.place(SYMBOL, "sell", "1", "192.00")  # its exec and balance
-            await other.amend(placed["order_id"], price="193.00")  # its exec alone
-            assert (await other.subscribe_account())["seq"] == 10
-            assert await asyncio.wait_for(alpha.wait_resumed(), 10)
-            kinds, snapshot = [], None
-            while snapshot is None:  # before: only heartbeats, no snapshot
-                push = await next_push_not_heartbeat(alpha)
-                kinds.append((push.get("ch"), push.get("type")))
-                if push.get("ch") == "account" and push.get("type") == "snapshot":
-                    snapshot = push
-            assert ("client", "account_restarted") in kinds, kinds
-            assert snapshot["seq"] == 10 == alpha.account_seq
-            assert [order["order_id"] for order in snapshot["orders"]] == [placed["order_id"]]
-        finally:
-            for client in venue.clients:
-                await client.close()
-            await venue.server.stop()
+    async def scenario(venue: Venue) -> None:
+        alpha = await seen_to_11_then_started_afresh(venue, tmp_path / "fresh")
+        other = await venue.client("alpha")
+        placed = await other.place(SYMBOL, "sell", "1", "192.00")  # its exec and balance
+        await other.amend(placed["order_id"], price="193.00")  # its exec alone
+        assert (await other.subscribe_account())["seq"] == 10
+        assert await asyncio.wait_for(alpha.wait_resumed(), 10)
+        kinds, snapshot = await kinds_until_an_account_snapshot(alpha)  # before: heartbeats
+        assert ("client", "account_restarted") in kinds, kinds
+        assert snapshot["seq"] == 10 == alpha.account_seq
+        assert [order["order_id"] for order in snapshot["orders"]] == [placed["order_id"]]
 
-    asyncio.run(asyncio.wait_for(main(), TEST_TIMEOUT_S))
+    run_venue(scenario)
 
 
-def test_a_venue_restarted_on_its_data_directory_is_the_stream_seen(tmp_path: Path) -> None:
+def test_a_venue_restarted_on_its_data_directory_is_the_stream_seen(
+    tmp_path: Path, run_venue: Any
+) -> None:
     """The same venue stopped and started again on its data directory: its history rebuilt
     from the journal keeps each event's epoch and ts, so the resume's replay begins with the
     event seen last, and the stream goes on: no snapshot, no `account_restarted`."""
 
-    async def main() -> None:
-        venue = await start_venue(tmp_path / "data")
-        try:
-            alpha = await logged_on(venue, reconnect_delays_s=(0.5, 0.5, 0.5))
-            await alpha.subscribe_account()
-            await alpha.place(SYMBOL, "sell", qty="1", price="190.00")
-            assert await until(lambda: alpha.account_seq == 9), alpha.account_seq
-            await drain_client_notices(alpha)
-            await venue.restart_without(None, tmp_path / "data")
-            assert await asyncio.wait_for(alpha.wait_resumed(), 10)
-            await alpha.place(SYMBOL, "sell", qty="1", price="191.00")
-            seqs, kinds = [], []
-            while len(seqs) < 2:
-                push = await next_push_not_heartbeat(alpha)
-                kinds.append((push.get("ch"), push.get("type")))
-                if push.get("ch") == "account":
-                    seqs.append(push["seq"])
-            assert seqs == [10, 11], (seqs, kinds)
-            assert ("client", "account_restarted") not in kinds, kinds
-        finally:
-            for client in venue.clients:
-                await client.close()
-            await venue.server.stop()
+    async def scenario(venue: Venue) -> None:
+        alpha = await logged_on(venue, reconnect_delays_s=(0.5, 0.5, 0.5))
+        await alpha.subscribe_account()
+        await alpha.place(SYMBOL, "sell", qty="1", price="190.00")
+        assert await until(lambda: alpha.account_seq == 9), alpha.account_seq
+        await drain_client_notices(alpha)
+        await venue.restart_without(None, tmp_path / "data")
+        assert await asyncio.wait_for(alpha.wait_resumed(), 10)
+        await alpha.place(SYMBOL, "sell", qty="1", price="191.00")
+        seqs, kinds = [], []
+        while len(seqs) < 2:
+            push = await next_push_not_heartbeat(alpha)
+            kinds.append((push.get("ch"), push.get("type")))
+            if push.get("ch") == "account":
+                seqs.append(push["seq"])
+        assert seqs == [10, 11], (seqs, kinds)
+        assert ("client", "account_restarted") not in kinds, kinds
 
-    asyncio.run(asyncio.wait_for(main(), TEST_TIMEOUT_S))
+    run_venue(scenario)
