@@ -673,18 +673,26 @@ class LoopWakeup:
         self._reader, self._writer = socket.socketpair()
         self._reader.setblocking(False)  # a wakeup fd must not block the handler's write
         self._writer.setblocking(False)
-        try:  # (off the main thread, ValueError: the sockets are not left to the collector)
-            # a full socket only means the loop has a wake to read already
+        # a full socket only means the loop has a wake to read already (off the main thread,
+        # ValueError: the sockets are not left to the collector)
+        try:
             self._previous = signal.set_wakeup_fd(self._writer.fileno(), warn_on_full_buffer=False)
         except BaseException:
-            self._reader.close()
-            self._writer.close()
+            self._close_sockets()
             raise
-        loop.add_reader(self._reader.fileno(), self._woken)
+        try:
+            loop.add_reader(self._reader.fileno(), self._woken)
+        except BaseException:  # (a loop closed): the wakeup fd is not left on a closed socket
+            signal.set_wakeup_fd(self._previous, warn_on_full_buffer=False)
+            self._close_sockets()
+            raise
 
     def close(self) -> None:
         signal.set_wakeup_fd(self._previous, warn_on_full_buffer=False)
         self._loop.remove_reader(self._reader.fileno())
+        self._close_sockets()
+
+    def _close_sockets(self) -> None:
         self._reader.close()
         self._writer.close()
 

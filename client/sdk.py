@@ -306,6 +306,7 @@ class VenueClient(Calls, Resuming, Reading):
         self.books.clear()
         self._streams.clear()
         self.unlisted.clear()
+        self._account_stream.restarting = False  # (its re-follow, if any, was the last's)
 
     async def _connect(self, url: str | None = None, closes: int | None = None) -> "VenueClient":
         """Open a connection to `url` (default: `self.url`), which becomes `self.url` once

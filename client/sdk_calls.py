@@ -23,7 +23,6 @@ from client.sdk_types import (
     ConnectionLost,
     OrderResult,
     PushesDropped,
-    RequestTimeout,
     VenueError,
     account_event,
 )
@@ -317,44 +316,51 @@ class Calls:
     def _follow_account_afresh(self, why: str) -> None:
         """A resume's replay is not of the stream seen (`client.sdk_account_stream`), `why`:
         a venue started afresh. Say so (`account_restarted`), and follow the stream again
-        from a snapshot, in the background (`_subscribe_account_afresh`); until it comes,
-        `account_seq` is 0, so that a resume meanwhile asks for every event the venue still
-        holds."""
+        from a snapshot, in the background, on this connection (`_subscribe_account_afresh`);
+        until it comes, `account_seq` is 0, so that a resume meanwhile asks for every event
+        the venue still holds."""
         self.account_seq = 0
         error = (
             f"{why}: the venue is not the one seen (started afresh?); the private stream is"
             " followed again from a snapshot"
         )
         self._queue({"ch": "client", "type": "account_restarted", "error": error})
-        task = asyncio.get_running_loop().create_task(self._subscribe_account_afresh())
+        subscribing = self._subscribe_account_afresh(self.websocket)
+        task = asyncio.get_running_loop().create_task(subscribing)
         self._resyncing.add(task)
-        task.add_done_callback(self._resyncing.discard)
+        task.add_done_callback(self._account_followed_afresh)
 
-    async def _subscribe_account_afresh(self) -> None:
-        """`subscribe_account()`, tried again after a refusal (the account's bucket empty, the
-        venue busy: its `retry_after_ms`, else `ACCOUNT_AFRESH_PAUSES_S`), as the stream's
-        pushes are dropped until its snapshot; a lost link ends it (the resume follows the
-        stream, from `account_seq` 0), as does the snapshot come meanwhile. Refused at every
-        try, or unanswered in time, an `account_restart_failed` notice says so: call
-        `subscribe_account()` (a late answer's snapshot ends the wait too)."""
+    async def _subscribe_account_afresh(self, websocket: ClientConnection | None) -> None:
+        """`subscribe_account()` on `websocket`, tried again after a refusal that heals (429,
+        503: its `retry_after_ms`, else `ACCOUNT_AFRESH_PAUSES_S`), as the stream's pushes
+        are dropped until its snapshot. It ends once the snapshot has come (a late answer's),
+        or another connection is the client's (a resume follows the stream from
+        `account_seq` 0; one of the caller's own, `connect()`, follows what it subscribes),
+        silently, as on a lost link. Any other refusal, the last one, or no answer in time
+        raise: `account_restart_failed` says so (`_account_followed_afresh`)."""
         stream = self._account_stream
         for pause_s in (*ACCOUNT_AFRESH_PAUSES_S, None):
-            if not stream.restarting:
-                return  # its snapshot came (a late answer's), or a resume follows it
+            if not stream.restarting or self.websocket is not websocket:
+                return
             try:
                 await self.subscribe_account()
                 return
             except ConnectionLost:
                 return  # the link dropped: the resume follows the stream
-            except (VenueError, RequestTimeout) as failure:
-                if pause_s is None:
-                    if stream.restarting:
-                        error = f"{failure!r}: call subscribe_account() to follow the stream again"
-                        notice = {"type": "account_restart_failed", "error": error}
-                        self._queue({"ch": "client", **notice})
-                    return
-                retry_after_ms = getattr(failure, "retry_after_ms", None)
+            except VenueError as refused:
+                if pause_s is None or refused.status not in (429, 503):
+                    raise
+                retry_after_ms = refused.retry_after_ms
                 await asyncio.sleep(retry_after_ms / 1_000 if retry_after_ms else pause_s)
+
+    def _account_followed_afresh(self, task: "asyncio.Task[Any]") -> None:
+        self._resyncing.discard(task)
+        if task.cancelled():
+            return
+        failure = task.exception()  # retrieved: never "Task exception was never retrieved"
+        if failure is not None and self._account_stream.restarting:
+            error = f"{failure!r}: call subscribe_account() to follow the stream again"
+            self._queue({"ch": "client", "type": "account_restart_failed", "error": error})
 
     def _resynced(self, symbol: str, task: "asyncio.Task[Any]") -> None:
         self._resyncing.discard(task)

@@ -21,7 +21,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import nats
@@ -1239,11 +1239,45 @@ def test_the_stop_signals_handlers_are_put_back_once_serve_ends(tmp_path: Path) 
     with lock_data_dir(data_dir), pytest.raises(JournalLocked):
         asyncio.run(serve_module._serve(config, "127.0.0.1", 0, data_dir))
     assert {sig: signal.getsignal(sig) for sig in found} == found
-    # the wakeup fd too (`LoopWakeup`, session 38): one left pointing at its closed socket
-    # would have every later signal write a byte into whatever reuses that fd number
+    assert wakeup_fd_now() == -1  # the wakeup fd too (`LoopWakeup`, session 38)
+
+
+def wakeup_fd_now() -> int:
+    """The process's wakeup fd (`signal.set_wakeup_fd`), left as it is."""
     wakeup_fd = signal.set_wakeup_fd(-1)
     signal.set_wakeup_fd(wakeup_fd)
-    assert wakeup_fd == -1
+    return wakeup_fd
+
+
+def raising(error: BaseException) -> Callable[..., None]:
+    def fail(*_: object) -> None:
+        raise error
+
+    return fail
+
+
+@pytest.mark.parametrize("failing", ["add_reader", "stop_noted"])
+def test_stop_signals_that_fail_to_be_made_leave_nothing_set(failing: str) -> None:
+    """The re-read of session 38's fixes: a `StopSignals` whose making failed after its
+    `LoopWakeup` had set the wakeup fd (the loop refusing the reader; a stop noted before it
+    failing to be taken) left the wakeup fd on a socket the collector closes, and every later
+    signal would write a byte into whatever reuses that fd number; the handlers too."""
+    found = {sig: signal.getsignal(sig) for sig in hangup.stop_signals()}
+    wakeup_before = wakeup_fd_now()
+
+    async def make() -> None:
+        loop = asyncio.get_running_loop()
+        with pytest.MonkeyPatch.context() as patch:
+            if failing == "add_reader":
+                patch.setattr(loop, "add_reader", raising(OSError(9, "a loop closed")))
+            else:
+                patch.setattr(hangup, "stop_noted", raising(OSError(24, "too many files")))
+            with pytest.raises(OSError):
+                serve_module.StopSignals()
+
+    asyncio.run(make())
+    assert wakeup_fd_now() == wakeup_before  # before: the wakeup socket's fd
+    assert {sig: signal.getsignal(sig) for sig in found} == found
 
 
 def test_a_stop_asked_during_a_postgresql_connect_wins_over_what_the_connect_says() -> None:

@@ -1744,16 +1744,18 @@ async def kinds_until_an_account_snapshot(
             return kinds, push
 
 
-def refusing_a_snapshot_once(client: VenueClient) -> Callable[..., Awaitable[Any]]:
-    """`client.subscribe_account`, but its first call for a snapshot refused 429 (100 ms)."""
+def refusing_snapshots(
+    client: VenueClient, times: int = 1, retry_after_ms: int = 100
+) -> Callable[..., Awaitable[Any]]:
+    """`client.subscribe_account`, but its first `times` calls for a snapshot refused 429."""
     subscribe_account = client.subscribe_account
     refused: list[int] = []
 
     async def refusing(since_seq: int | None = None) -> Any:
-        if since_seq is None and not refused:
+        if since_seq is None and len(refused) < times:
             refused.append(1)
             msg = "too many requests (this test)"
-            raise VenueError(429, 1101, "RATE_LIMITED", msg, retry_after_ms=100)
+            raise VenueError(429, 1101, "RATE_LIMITED", msg, retry_after_ms=retry_after_ms)
         return await subscribe_account(since_seq)
 
     return refusing
@@ -1775,7 +1777,7 @@ def test_a_venue_started_afresh_past_the_seq_seen_is_followed_again_from_a_snaps
     async def scenario(venue: Venue) -> None:
         alpha = await seen_to_11_then_started_afresh(venue, tmp_path / "fresh")
         if refused_first:
-            alpha.subscribe_account = refusing_a_snapshot_once(alpha)  # type: ignore
+            alpha.subscribe_account = refusing_snapshots(alpha)  # type: ignore
         other = await venue.client("alpha")  # the same account on the new venue
         placed = [
             await other.place(SYMBOL, "sell", "1", price)
@@ -1823,6 +1825,39 @@ def test_a_resume_of_the_same_venue_replays_each_missed_event_once(run_venue: An
         assert seqs == [10, 11], seqs  # the event at 9, seen, not told again
         assert ("client", "account_restarted") not in kinds, kinds
         assert alpha.account_seq == 11 and placed["order_id"]
+
+    run_venue(scenario)
+
+
+def test_a_re_follow_waiting_to_try_again_ends_with_its_connection(
+    tmp_path: Path, run_venue: Any
+) -> None:
+    """The re-follow's subscribe refused (429, 1.5 s to wait), and meanwhile the caller closes
+    the client and connects it again under the same key, subscribing nothing: the re-follow
+    subscribed the private stream on that connection of the caller's own when its wait was
+    over, unasked (the re-read of session 38's fixes). It belongs to the connection it began
+    on, and ends with it."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await seen_to_11_then_started_afresh(venue, tmp_path / "fresh")
+        alpha.subscribe_account = refusing_snapshots(alpha, 2, 1_500)  # type: ignore
+        other = await venue.client("alpha")
+        await other.place(SYMBOL, "sell", "1", "192.00")
+        await other.place(SYMBOL, "sell", "1", "193.00")
+        assert await asyncio.wait_for(alpha.wait_resumed(), 10)
+        assert await until(lambda: alpha._account_stream.restarting)  # the re-follow waits
+        await alpha.close()
+        await alpha.connect()
+        await alpha.logon(*KEYS["alpha"])
+        await asyncio.sleep(3.5)  # past both waits
+        pushes = []
+        while not alpha.pushes.empty():
+            pushes.append(alpha.pushes.get_nowait())
+        kinds = [(push.get("ch"), push.get("type")) for push in pushes]
+        assert ("account", "snapshot") not in kinds, kinds  # before: followed, unasked
+        assert ("client", "account_restart_failed") not in kinds, kinds
+        names = (await alpha.request("subscriptions"))["subscriptions"]
+        assert "account" not in names and not alpha._account_followed, names
 
     run_venue(scenario)
 
