@@ -66,6 +66,8 @@ class Calls:
 
         def _queue(self, message: dict[str, Any]) -> None: ...
 
+        def _another_resume_follows(self) -> bool: ...
+
     # ----------------------------------------------------------------- trading
 
     async def place(
@@ -325,22 +327,24 @@ class Calls:
             " followed again from a snapshot"
         )
         self._queue({"ch": "client", "type": "account_restarted", "error": error})
-        subscribing = self._subscribe_account_afresh(self.websocket)
-        task = asyncio.get_running_loop().create_task(subscribing)
+        websocket = self.websocket
+        task = asyncio.get_running_loop().create_task(self._subscribe_account_afresh(websocket))
         self._resyncing.add(task)
-        task.add_done_callback(self._account_followed_afresh)
+        task.add_done_callback(partial(self._account_followed_afresh, websocket))
 
     async def _subscribe_account_afresh(self, websocket: ClientConnection | None) -> None:
         """`subscribe_account()` on `websocket`, tried again after a refusal that heals (429,
         503: its `retry_after_ms`, else `ACCOUNT_AFRESH_PAUSES_S`), as the stream's pushes
         are dropped until its snapshot. It ends once the snapshot has come (a late answer's),
-        or another connection is the client's (a resume follows the stream from
-        `account_seq` 0; one of the caller's own, `connect()`, follows what it subscribes),
-        silently, as on a lost link. Any other refusal, the last one, or no answer in time
-        raise: `account_restart_failed` says so (`_account_followed_afresh`)."""
+        or another connection is the client's or a resume is under way (which follows the
+        stream from `account_seq` 0; a connection of the caller's own, `connect()`, follows
+        what it subscribes), silently, as on a lost link. Any other refusal, the last one, or
+        no answer in time raise: `account_restart_failed` says so (`_account_followed_afresh`)."""
         stream = self._account_stream
         for pause_s in (*ACCOUNT_AFRESH_PAUSES_S, None):
             if not stream.restarting or self.websocket is not websocket:
+                return
+            if self._another_resume_follows():  # (its request would go on the next link)
                 return
             try:
                 await self.subscribe_account()
@@ -353,12 +357,17 @@ class Calls:
                 retry_after_ms = refused.retry_after_ms
                 await asyncio.sleep(retry_after_ms / 1_000 if retry_after_ms else pause_s)
 
-    def _account_followed_afresh(self, task: "asyncio.Task[Any]") -> None:
+    def _account_followed_afresh(
+        self, websocket: ClientConnection | None, task: "asyncio.Task[Any]"
+    ) -> None:
+        """Say a re-follow's failure, if its connection is still the client's and the stream
+        still waits for its snapshot (another connection's resume follows it)."""
         self._resyncing.discard(task)
         if task.cancelled():
             return
         failure = task.exception()  # retrieved: never "Task exception was never retrieved"
-        if failure is not None and self._account_stream.restarting:
+        current = self.websocket is websocket and not self._another_resume_follows()
+        if failure is not None and current and self._account_stream.restarting:
             error = f"{failure!r}: call subscribe_account() to follow the stream again"
             self._queue({"ch": "client", "type": "account_restart_failed", "error": error})
 

@@ -1275,9 +1275,14 @@ def test_stop_signals_that_fail_to_be_made_leave_nothing_set(failing: str) -> No
             with pytest.raises(OSError):
                 serve_module.StopSignals()
 
-    asyncio.run(make())
-    assert wakeup_fd_now() == wakeup_before  # before: the wakeup socket's fd
-    assert {sig: signal.getsignal(sig) for sig in found} == found
+    try:
+        asyncio.run(make())
+        assert wakeup_fd_now() == wakeup_before  # before: the wakeup socket's fd
+        assert {sig: signal.getsignal(sig) for sig in found} == found
+    finally:  # a failure here leaves the next test as it found this one
+        signal.set_wakeup_fd(wakeup_before)
+        for sig, handler in found.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
 
 
 def test_a_stop_asked_during_a_postgresql_connect_wins_over_what_the_connect_says() -> None:

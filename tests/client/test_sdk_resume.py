@@ -1745,15 +1745,18 @@ async def kinds_until_an_account_snapshot(
 
 
 def refusing_snapshots(
-    client: VenueClient, times: int = 1, retry_after_ms: int = 100
+    client: VenueClient, times: int = 1, retry_after_ms: int = 100, status: int = 429
 ) -> Callable[..., Awaitable[Any]]:
-    """`client.subscribe_account`, but its first `times` calls for a snapshot refused 429."""
+    """`client.subscribe_account`, but its first `times` calls for a snapshot refused
+    (`status`: 429, after which a retry passes; else 403, which no retry mends)."""
     subscribe_account = client.subscribe_account
     refused: list[int] = []
 
     async def refusing(since_seq: int | None = None) -> Any:
         if since_seq is None and len(refused) < times:
             refused.append(1)
+            if status != 429:
+                raise VenueError(status, 1006, "PERMISSION_DENIED", "no (this test)")
             msg = "too many requests (this test)"
             raise VenueError(429, 1101, "RATE_LIMITED", msg, retry_after_ms=retry_after_ms)
         return await subscribe_account(since_seq)
@@ -1858,6 +1861,34 @@ def test_a_re_follow_waiting_to_try_again_ends_with_its_connection(
         assert ("client", "account_restart_failed") not in kinds, kinds
         names = (await alpha.request("subscriptions"))["subscriptions"]
         assert "account" not in names and not alpha._account_followed, names
+
+    run_venue(scenario)
+
+
+def test_a_re_follow_refused_for_good_says_so_and_a_subscribe_mends_it(
+    tmp_path: Path, run_venue: Any
+) -> None:
+    """The re-follow's subscribe refused in a way no retry mends (403): `account_restart_failed`
+    says so (no test saw it said, the re-read of session 38), the stream's pushes are dropped
+    meanwhile, and the user's `subscribe_account()` follows it again from a snapshot."""
+
+    async def scenario(venue: Venue) -> None:
+        alpha = await seen_to_11_then_started_afresh(venue, tmp_path / "fresh")
+        alpha.subscribe_account = refusing_snapshots(alpha, status=403)  # type: ignore
+        other = await venue.client("alpha")
+        placed = [await other.place(SYMBOL, "sell", "1", p) for p in ("192.00", "193.00")]
+        assert await asyncio.wait_for(alpha.wait_resumed(), 10)
+        kinds: list[tuple[Any, Any]] = []
+        while ("client", "account_restart_failed") not in kinds:
+            push = await next_push_not_heartbeat(alpha)
+            kinds.append((push.get("ch"), push.get("type")))
+        assert ("client", "account_restarted") in kinds, kinds
+        await alpha.subscribe_account()  # the user's, as the notice says
+        kinds, snapshot = await kinds_until_an_account_snapshot(alpha)
+        assert ("account", "exec") not in kinds, kinds
+        assert {order["order_id"] for order in snapshot["orders"]} == {
+            order["order_id"] for order in placed
+        }
 
     run_venue(scenario)
 
