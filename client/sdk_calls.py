@@ -66,8 +66,6 @@ class Calls:
 
         def _queue(self, message: dict[str, Any]) -> None: ...
 
-        def _another_resume_follows(self) -> bool: ...
-
     # ----------------------------------------------------------------- trading
 
     async def place(
@@ -336,16 +334,15 @@ class Calls:
         """`subscribe_account()` on `websocket`, tried again after a refusal that heals (429,
         503: its `retry_after_ms`, else `ACCOUNT_AFRESH_PAUSES_S`), as the stream's pushes
         are dropped until its snapshot. It ends once the snapshot has come (a late answer's),
-        or another connection is the client's or a resume is under way (which follows the
-        stream from `account_seq` 0; a connection of the caller's own, `connect()`, follows
-        what it subscribes), silently, as on a lost link. Any other refusal, the last one, or
+        or `websocket` is no longer the client's open link (a resume follows the stream from
+        `account_seq` 0; a connection of the caller's own, `connect()`, follows what it
+        subscribes), silently, as on a lost link; a resume's setup still under way on it (a
+        book followed again) holds the request until it is done. Any other refusal, the last one, or
         no answer in time raise: `account_restart_failed` says so (`_account_followed_afresh`)."""
         stream = self._account_stream
         for pause_s in (*ACCOUNT_AFRESH_PAUSES_S, None):
-            if not stream.restarting or self.websocket is not websocket:
-                return
-            if self._another_resume_follows():  # (its request would go on the next link)
-                return
+            if not stream.restarting or not self._is_the_open_link(websocket):
+                return  # (a closed one's request would be held, and sent on the next link)
             try:
                 await self.subscribe_account()
                 return
@@ -366,10 +363,15 @@ class Calls:
         if task.cancelled():
             return
         failure = task.exception()  # retrieved: never "Task exception was never retrieved"
-        current = self.websocket is websocket and not self._another_resume_follows()
+        current = self._is_the_open_link(websocket)
         if failure is not None and current and self._account_stream.restarting:
             error = f"{failure!r}: call subscribe_account() to follow the stream again"
             self._queue({"ch": "client", "type": "account_restart_failed", "error": error})
+
+    def _is_the_open_link(self, websocket: ClientConnection | None) -> bool:
+        return (
+            websocket is self.websocket and websocket is not None and websocket.state is State.OPEN
+        )
 
     def _resynced(self, symbol: str, task: "asyncio.Task[Any]") -> None:
         self._resyncing.discard(task)

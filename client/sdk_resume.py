@@ -467,16 +467,6 @@ class Resuming:
             return following
         return None
 
-    def _another_resume_follows(self) -> bool:
-        """A resume is under way, and this is not its setup: it follows the private stream
-        again itself (from `account_seq`), and a request made now would be held for it and
-        sent on its new connection."""
-        following = self._following
-        if following is not None:
-            return _SETUP_OF.get() is not following
-        resuming = self._resuming
-        return resuming is not None and not resuming.done()
-
     def _resume_pending(self) -> bool:
         """A resume is under way: auto_resume's rounds, or a `resume()` connecting and
         logging on."""
