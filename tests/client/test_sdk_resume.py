@@ -1458,11 +1458,15 @@ def test_a_resume_try_that_fails_after_an_unlisted_stream_drops_nothing(tmp_path
     asyncio.run(asyncio.wait_for(main(), TEST_TIMEOUT_S))
 
 
-def slow_logons(delays_s: dict[int, float], logons: list[str]) -> Any:
+def slow_logons(
+    delays_s: dict[int, float], logons: list[str], refused_s: dict[int, float] | None = None
+) -> Any:
     """A `Logons.logon` that notes each logon's key in `logons` and handles the logon number
     N (0: the first) `delays_s[N]` late: its caller can give up on it before its answer (a
-    refusal answered as the dispatcher answers a handler's `AuthError`)."""
+    refusal answered as the dispatcher answers a handler's `AuthError`); the logon number N
+    of `refused_s` is refused 429 `refused_s[N]` late, before any handler (as a bucket's)."""
     original = Logons.logon
+    refused_s = refused_s or {}
 
     def late(self: Logons, session: Any, request: Any, t_in: int) -> None:
         try:
@@ -1472,12 +1476,16 @@ def slow_logons(delays_s: dict[int, float], logons: list[str]) -> Any:
             self.connections.send(session, body)
 
     def logon(self: Logons, session: Any, request: Any, t_in: int) -> None:
-        delay_s = delays_s.get(len(logons))
+        number = len(logons)
         logons.append(request.params.api_key)
-        if delay_s is None:
-            original(self, session, request, t_in)
+        loop = asyncio.get_running_loop()
+        if number in refused_s:
+            body = wire.error(request.id, ErrorCode.RATE_LIMITED, "slow down (this test)")
+            loop.call_later(refused_s[number], self.connections.send, session, body)
+        elif number in delays_s:
+            loop.call_later(delays_s[number], late, self, session, request, t_in)
         else:
-            asyncio.get_running_loop().call_later(delay_s, late, self, session, request, t_in)
+            original(self, session, request, t_in)
 
     return logon
 
@@ -1561,20 +1569,8 @@ def test_a_late_429_of_a_logon_given_up_on_keeps_the_one_before_in_flight(
     nothing of it (`_answered`, for an answer its caller reads, keeps it: session 37's
     review), and a drop before the first's answer was resumed with no logon. The same rule
     now: the resume logs on with alpha's key."""
-    original = Logons.logon
     logons: list[str] = []
-
-    def logon(self: Logons, session: Any, request: Any, t_in: int) -> None:
-        number = len(logons)
-        logons.append(request.params.api_key)
-        loop = asyncio.get_running_loop()
-        if number == 0:
-            loop.call_later(2.0, original, self, session, request, t_in)
-        elif number == 1:
-            body = wire.error(request.id, ErrorCode.RATE_LIMITED, "slow down (this test)")
-            loop.call_later(0.2, self.connections.send, session, body)
-        else:
-            original(self, session, request, t_in)
+    logon = slow_logons({0: 2.0}, logons, refused_s={1: 0.2})
 
     async def scenario(venue: Venue) -> None:
         client = VenueClient(venue.url(), auto_resume=True, reconnect_delays_s=(0.05,))
@@ -1599,21 +1595,8 @@ def test_late_429s_of_two_logons_keep_the_first_in_flight_in_either_order(
     noted nothing, then the third's 429 saw the second answered and dropped the first from
     flight (session 37's re-review): a drop before the first's answer was resumed with no
     logon. A refusal that proves nothing is marked, and `_answered` walks back past it."""
-    original = Logons.logon
     logons: list[str] = []
-    delays_s = {1: second_s, 2: third_s}
-
-    def logon(self: Logons, session: Any, request: Any, t_in: int) -> None:
-        number = len(logons)
-        logons.append(request.params.api_key)
-        loop = asyncio.get_running_loop()
-        if number == 0:
-            loop.call_later(3.0, original, self, session, request, t_in)
-        elif number in delays_s:
-            body = wire.error(request.id, ErrorCode.RATE_LIMITED, "slow down (this test)")
-            loop.call_later(delays_s[number], self.connections.send, session, body)
-        else:
-            original(self, session, request, t_in)
+    logon = slow_logons({0: 3.0}, logons, refused_s={1: second_s, 2: third_s})
 
     async def scenario(venue: Venue) -> None:
         client = VenueClient(venue.url(), auto_resume=True, reconnect_delays_s=(0.05,))

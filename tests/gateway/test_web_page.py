@@ -2031,15 +2031,24 @@ def test_a_rest_read_on_a_dead_kept_alive_connection_times_out_and_the_next_one_
     assert run_page(tmp_path, scenario) == []
 
 
+async def taker_with_an_order(browser: Browser, *order: str, **terms: str) -> tuple[Any, str]:
+    """The page logged on as the taker (account 3) with one order placed from its form
+    (`Browser.place`'s arguments), open: its row of the open orders and its order id."""
+    page = browser.page
+    await browser.log_on("taker")
+    await expect(page.locator("#account")).to_have_text("3")
+    await browser.place(*order, **terms)
+    row = page.locator("#open-orders tbody tr")
+    await expect(row).to_have_count(1)
+    return row, await row.get_attribute("data-order-id") or ""
+
+
 def test_an_open_order_is_amended_from_the_page(tmp_path: Path) -> None:
     async def scenario(venue: Venue, browser: Browser) -> None:
         page = browser.page
-        await browser.log_on("taker")
-        await expect(page.locator("#account")).to_have_text("3")
-        await browser.place("buy", "post_only", qty="2", price="180.00")
-        row = page.locator("#open-orders tbody tr")
-        await expect(row).to_have_count(1)
-        order_id = await row.get_attribute("data-order-id")
+        row, order_id = await taker_with_an_order(
+            browser, "buy", "post_only", qty="2", price="180.00"
+        )
         await page.select_option("#order-kind", "market")  # the form as the last order left it
 
         await page.get_by_role("button", name=f"Amend order {order_id}").click()
@@ -4183,12 +4192,7 @@ def test_a_cancel_of_an_order_that_filled_meanwhile_says_so_in_words(tmp_path: P
 
     async def scenario(venue: Venue, browser: Browser) -> None:
         page = browser.page
-        await browser.log_on("taker")
-        await expect(page.locator("#account")).to_have_text("3")
-        await browser.place("buy", "limit", qty="1", price="187.00")
-        row = page.locator("#open-orders tbody tr")
-        await expect(row).to_have_count(1)
-        order_id = await row.get_attribute("data-order-id")
+        row, order_id = await taker_with_an_order(browser, "buy", "limit", qty="1", price="187.00")
         seller = await venue.client("alpha")
         await seller.place(SYMBOL, "sell", qty="1", price="187.00", tif="ioc")
         await expect(page.locator("#tape tbody tr")).to_have_count(1)
@@ -4210,12 +4214,7 @@ def test_a_partial_fill_while_an_amend_is_typed_is_said(tmp_path: Path) -> None:
 
     async def scenario(venue: Venue, browser: Browser) -> None:
         page = browser.page
-        await browser.log_on("taker")
-        await expect(page.locator("#account")).to_have_text("3")
-        await browser.place("buy", "limit", qty="2", price="187.00")
-        row = page.locator("#open-orders tbody tr")
-        await expect(row).to_have_count(1)
-        order_id = await row.get_attribute("data-order-id")
+        row, order_id = await taker_with_an_order(browser, "buy", "limit", qty="2", price="187.00")
         await row.locator("button.amend").click()
         await page.fill("#order-qty", "3")  # being typed
         seller = await venue.client("alpha")
